@@ -1,0 +1,32 @@
+#!/usr/bin/env node
+import { runWorker, WorkerNotFoundError } from "./run-worker.js";
+
+const USAGE = `usage: iii worker <command> [args...]
+
+The iii engine shim. Every argument after "worker" is handed verbatim to iii-worker
+(found through III_WORKER_BIN, the installed @iii/worker package, or PATH).
+Run "iii worker --help" for the worker commands.`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === "--help" || command === "-h" || command === "help") {
+    console.log(USAGE);
+    return command === undefined ? 2 : 0;
+  }
+  if (command !== "worker") {
+    console.error(`iii: unknown command "${command}" (only "iii worker ..." is handled by this shim)`);
+    return 2;
+  }
+  try {
+    return await runWorker(rest);
+  } catch (error) {
+    if (error instanceof WorkerNotFoundError) {
+      console.error(`iii: ${error.message}`);
+      return 127;
+    }
+    console.error(`iii: could not run iii-worker: ${(error as Error).message}`);
+    return 126;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

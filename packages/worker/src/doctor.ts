@@ -1,0 +1,100 @@
+import { accessSync, constants, existsSync, mkdirSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { chooseAccel, probeAccelFacts } from "./vmm/accel.js";
+import { findQemu, findVirtiofsd } from "./host/binaries.js";
+import { versionLine, which } from "./host/which.js";
+import { iiiHome } from "./paths.js";
+import { describeFirmware } from "./firmware/describe.js";
+
+export type Verdict = "ok" | "warn" | "fail";
+
+export interface DoctorCheck {
+  name: string;
+  verdict: Verdict;
+  detail: string;
+  /** A failing required check means no VM can run here. */
+  required: boolean;
+}
+
+export interface DoctorReport {
+  checks: DoctorCheck[];
+  accel: "kvm" | "tcg";
+  canRunVm: boolean;
+}
+
+function check(name: string, required: boolean, verdict: Verdict, detail: string): DoctorCheck {
+  return { name, required, verdict, detail };
+}
+
+function libfuse2Present(): string | undefined {
+  for (const path of ["/lib/x86_64-linux-gnu/libfuse.so.2", "/usr/lib/x86_64-linux-gnu/libfuse.so.2", "/usr/lib64/libfuse.so.2", "/usr/lib/libfuse.so.2", "/lib/aarch64-linux-gnu/libfuse.so.2"]) {
+    if (existsSync(path)) return path;
+  }
+  try {
+    const out = execFileSync("ldconfig", ["-p"], { encoding: "utf8", timeout: 5_000 });
+    return /libfuse\.so\.2 .*=> (\S+)/.exec(out)?.[1];
+  } catch {
+    return undefined;
+  }
+}
+
+function canReadWrite(path: string): string | undefined {
+  try {
+    accessSync(path, constants.R_OK | constants.W_OK);
+    return undefined;
+  } catch (error) {
+    return (error as Error).message;
+  }
+}
+
+export async function runDoctor(env: NodeJS.ProcessEnv = process.env): Promise<DoctorReport> {
+  const checks: DoctorCheck[] = [];
+  const facts = probeAccelFacts(env);
+  const choice = chooseAccel(facts);
+  const virt = facts.hardwareVirtualization
+    ? `hardware virtualisation (${facts.hardwareVirtualization})`
+    : facts.paravirtualKvm
+      ? "paravirtual nested KVM (kvm_pvm), no vmx/svm"
+      : "no hardware virtualisation";
+  checks.push(check("virtualisation", false, facts.hardwareVirtualization ? "ok" : "warn", virt));
+  checks.push(check("accel", true, "ok", `${choice.accel}: ${choice.reason}`));
+
+  const qemu = findQemu(env);
+  const qemuVersion = qemu ? versionLine(qemu) : undefined;
+  checks.push(
+    qemu && qemuVersion
+      ? check("qemu", true, "ok", `${qemu} (${qemuVersion})`)
+      : check("qemu", true, "fail", qemu ? `${qemu} does not run` : "qemu-system-x86_64 not found (apt install qemu-system-x86)"),
+  );
+  const virtiofsd = findVirtiofsd(env);
+  const virtiofsdVersion = virtiofsd ? versionLine(virtiofsd) : undefined;
+  checks.push(
+    virtiofsd
+      ? check("virtiofsd", true, "ok", `${virtiofsd}${virtiofsdVersion ? ` (${virtiofsdVersion})` : ""}`)
+      : check("virtiofsd", true, "fail", "virtiofsd not found (apt install qemu-system-common)"),
+  );
+  const devFuseError = existsSync("/dev/fuse") ? canReadWrite("/dev/fuse") : "missing";
+  checks.push(check("/dev/fuse", true, devFuseError ? "fail" : "ok", devFuseError ? `/dev/fuse: ${devFuseError}` : "/dev/fuse usable"));
+  const libfuse = libfuse2Present();
+  checks.push(check("libfuse2", true, libfuse ? "ok" : "fail", libfuse ?? "libfuse.so.2 not found (apt install libfuse2)"));
+  const fusermount = which("fusermount", ["/usr/bin", "/bin"], env) ?? which("fusermount3", ["/usr/bin", "/bin"], env);
+  checks.push(check("fusermount", true, fusermount ? "ok" : "fail", fusermount ?? "fusermount not found (apt install fuse3)"));
+  const tunError = existsSync("/dev/net/tun") ? canReadWrite("/dev/net/tun") : "missing";
+  checks.push(check("/dev/net/tun", false, tunError ? "warn" : "ok", tunError ? `/dev/net/tun: ${tunError} (network tests need it)` : "/dev/net/tun usable"));
+
+  const firmware = await describeFirmware(env);
+  checks.push(check("firmware", true, firmware.ok ? "ok" : "fail", firmware.detail));
+
+  const home = iiiHome(env);
+  let homeError: string | undefined;
+  try {
+    mkdirSync(home, { recursive: true });
+    homeError = canReadWrite(home);
+  } catch (error) {
+    homeError = (error as Error).message;
+  }
+  checks.push(check("III_HOME", true, homeError ? "fail" : "ok", homeError ? `${home}: ${homeError}` : `${home} writable`));
+
+  const canRunVm = checks.every((c) => !c.required || c.verdict !== "fail");
+  return { checks, accel: choice.accel, canRunVm };
+}

@@ -1,0 +1,60 @@
+/**
+ * Every failure the worker surfaces to a user has a stable `code`. The CLI prints `message` as one line
+ * (the stack only with --debug) and exits with `exitCode`.
+ */
+export const ERROR_CODES = {
+  UsageError: 2,
+  InvalidReference: 1,
+  InvalidWorkerName: 1,
+  InvalidQuantity: 1,
+  InvalidOption: 1,
+  WorkerNotFound: 1,
+  WorkerExists: 1,
+  RegistryLookupFailed: 1,
+  StateFileCorrupt: 1,
+  StateFileUnwritable: 1,
+  StateLockTimeout: 1,
+  HomeUnwritable: 1,
+  KvmUnavailable: 1,
+  QemuNotFound: 1,
+  VirtiofsdNotFound: 1,
+  FirmwareNotFound: 1,
+  FirmwareCorrupt: 1,
+  FirmwareDownloadFailed: 1,
+  RootfsNotFound: 1,
+  ImagePullFailed: 1,
+  ImageInvalid: 1,
+  LayerRejected: 1,
+  VmBootFailed: 1,
+  VmNotRunning: 1,
+  PolicyDenied: 1,
+  NotImplemented: 1,
+  Internal: 70,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class IiiError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "IiiError";
+    this.code = code;
+  }
+
+  get exitCode(): number {
+    return ERROR_CODES[this.code];
+  }
+}
+
+export function isIiiError(error: unknown, code?: ErrorCode): error is IiiError {
+  return error instanceof IiiError && (code === undefined || error.code === code);
+}
+
+/** The errno-style code of a Node system error, if it has one. */
+export function errnoCode(error: unknown): string | undefined {
+  return typeof error === "object" && error !== null && "code" in error && typeof error.code === "string"
+    ? error.code
+    : undefined;
+}

@@ -1,0 +1,12 @@
+export { ERROR_CODES, IiiError, isIiiError, type ErrorCode } from "./errors.js";
+export { iiiHome, managedDir, workersFilePath, WORKERS_FILE_NAME } from "./paths.js";
+export { parseQuantity, parseCpus, parseMemoryBytes, vcpusFor } from "./state/quantity.js";
+export * from "./state/model.js";
+export { loadWorkersFile, serializeWorkersFile, updateWorkersFile } from "./state/workers-file.js";
+export { parseImageReference, formatImageReference, workerNameFor, isLocalSource, type ImageReference } from "./registry/reference.js";
+export { resolveShortName, DEFAULT_REGISTRY_INDEX_URL } from "./registry/index-lookup.js";
+export { addWorker, removeWorker, getWorker, resolveImageInput, type AddWorkerOptions } from "./workers.js";
+export { chooseAccel, probeAccelFacts, type Accel, type AccelFacts } from "./vmm/accel.js";
+export { runDoctor, type DoctorReport, type DoctorCheck } from "./doctor.js";
+export { workerStatus, readVmRecord, type WorkerStatus, type VmRecord, type LastExit } from "./status.js";
+export { runCli, buildProgram, DEFAULT_ENGINE_URL, DEFAULT_ENGINE_PORT } from "./cli/program.js";

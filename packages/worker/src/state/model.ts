@@ -1,0 +1,240 @@
+import { IiiError } from "../errors.js";
+import { parseCpus, parseMemoryBytes } from "./quantity.js";
+
+export interface PortMapping {
+  host: number;
+  guest: number;
+  protocol: "tcp" | "udp";
+}
+
+export interface MountSpec {
+  host: string;
+  guest: string;
+  readOnly: boolean;
+}
+
+export interface NetworkSpec {
+  /** Extra allow rules (CIDR, `host:port`, domain), on top of the closed defaults. */
+  allow: string[];
+  deny: string[];
+  /** Host loopback ports the guest may reach through the gateway, besides the engine port. */
+  hostPorts: number[];
+}
+
+export interface Resources {
+  cpus?: string;
+  memory?: string;
+}
+
+export interface WorkerSpec {
+  image: string;
+  /** Overrides the image's Entrypoint+Cmd when set. */
+  command?: string[];
+  env: Record<string, string>;
+  resources: Resources;
+  ports: PortMapping[];
+  mounts: MountSpec[];
+  network: NetworkSpec;
+}
+
+export interface WorkersFile {
+  workers: Record<string, WorkerSpec>;
+}
+
+const WORKER_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+
+export function validateWorkerName(name: string): string {
+  if (!WORKER_NAME.test(name)) {
+    throw new IiiError(
+      "InvalidWorkerName",
+      `invalid worker name "${name}": use 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit`,
+    );
+  }
+  return name;
+}
+
+function parsePort(text: string, what: string): number {
+  const port = Number(text);
+  if (!/^\d+$/.test(text) || port < 1 || port > 65535) {
+    throw new IiiError("InvalidOption", `invalid ${what} "${text}": must be a port number from 1 to 65535`);
+  }
+  return port;
+}
+
+/** `HOST:GUEST[/tcp|/udp]` → a port mapping. */
+export function parsePortMapping(text: string): PortMapping {
+  const match = /^(\d+):(\d+)(?:\/(tcp|udp))?$/.exec(text);
+  if (!match) throw new IiiError("InvalidOption", `invalid port "${text}": expected HOST:GUEST (e.g. 8080:80)`);
+  return {
+    host: parsePort(match[1]!, "host port"),
+    guest: parsePort(match[2]!, "guest port"),
+    protocol: (match[3] as "tcp" | "udp" | undefined) ?? "tcp",
+  };
+}
+
+/** `HOST:GUEST[:ro|:rw]` → a mount. Both paths must be absolute. */
+export function parseMountSpec(text: string): MountSpec {
+  const parts = text.split(":");
+  let mode: string | undefined;
+  if (parts.length === 3) mode = parts.pop();
+  if (parts.length !== 2 || (mode !== undefined && mode !== "ro" && mode !== "rw")) {
+    throw new IiiError("InvalidOption", `invalid mount "${text}": expected HOST:GUEST[:ro]`);
+  }
+  const [host, guest] = parts as [string, string];
+  if (!host.startsWith("/") || !guest.startsWith("/")) {
+    throw new IiiError("InvalidOption", `invalid mount "${text}": both paths must be absolute`);
+  }
+  if (guest.split("/").includes("..")) {
+    throw new IiiError("InvalidOption", `invalid mount "${text}": the guest path may not contain ".."`);
+  }
+  return { host, guest, readOnly: mode === "ro" };
+}
+
+/** `KEY=VALUE` → [key, value]. */
+export function parseEnvAssignment(text: string): [string, string] {
+  const eq = text.indexOf("=");
+  const key = eq > 0 ? text.slice(0, eq) : "";
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) {
+    throw new IiiError("InvalidOption", `invalid env "${text}": expected KEY=VALUE with a shell-style KEY`);
+  }
+  return [key, text.slice(eq + 1)];
+}
+
+export function emptyNetwork(): NetworkSpec {
+  return { allow: [], deny: [], hostPorts: [] };
+}
+
+// ---- decoding (from parsed YAML, with field paths in the errors) ----
+
+class FieldError extends Error {}
+
+function fail(path: string, message: string): never {
+  throw new FieldError(`${path}: ${message}`);
+}
+
+function asRecord(value: unknown, path: string): Record<string, unknown> {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) fail(path, "expected a mapping");
+  return value as Record<string, unknown>;
+}
+
+function asString(value: unknown, path: string): string {
+  if (typeof value === "string") return value;
+  if (typeof value === "number") return String(value);
+  fail(path, "expected a string");
+}
+
+function asArray(value: unknown, path: string): unknown[] {
+  if (!Array.isArray(value)) fail(path, "expected a list");
+  return value;
+}
+
+function decodeWorker(raw: unknown, path: string): WorkerSpec {
+  const record = asRecord(raw, path);
+  const image = record.image;
+  if (typeof image !== "string" || image.length === 0) fail(`${path}.image`, "required, a non-empty string");
+  const spec: WorkerSpec = {
+    image,
+    env: {},
+    resources: {},
+    ports: [],
+    mounts: [],
+    network: emptyNetwork(),
+  };
+  if (record.command != null) spec.command = asArray(record.command, `${path}.command`).map((v, i) => asString(v, `${path}.command[${i}]`));
+  if (record.env != null) {
+    for (const [key, value] of Object.entries(asRecord(record.env, `${path}.env`))) {
+      spec.env[key] = asString(value, `${path}.env.${key}`);
+    }
+  }
+  if (record.resources != null) {
+    const resources = asRecord(record.resources, `${path}.resources`);
+    for (const key of ["cpus", "memory"] as const) {
+      if (resources[key] == null) continue;
+      const text = asString(resources[key], `${path}.resources.${key}`);
+      try {
+        if (key === "cpus") parseCpus(text);
+        else parseMemoryBytes(text);
+      } catch (error) {
+        fail(`${path}.resources.${key}`, (error as Error).message);
+      }
+      spec.resources[key] = text;
+    }
+  }
+  if (record.ports != null) {
+    spec.ports = asArray(record.ports, `${path}.ports`).map((value, i) => {
+      try {
+        return parsePortMapping(asString(value, `${path}.ports[${i}]`));
+      } catch (error) {
+        fail(`${path}.ports[${i}]`, (error as Error).message);
+      }
+    });
+  }
+  if (record.mounts != null) {
+    spec.mounts = asArray(record.mounts, `${path}.mounts`).map((value, i) => {
+      try {
+        return parseMountSpec(asString(value, `${path}.mounts[${i}]`));
+      } catch (error) {
+        fail(`${path}.mounts[${i}]`, (error as Error).message);
+      }
+    });
+  }
+  if (record.network != null) {
+    const network = asRecord(record.network, `${path}.network`);
+    const strings = (key: "allow" | "deny") =>
+      network[key] == null ? [] : asArray(network[key], `${path}.network.${key}`).map((v, i) => asString(v, `${path}.network.${key}[${i}]`));
+    spec.network = {
+      allow: strings("allow"),
+      deny: strings("deny"),
+      hostPorts:
+        network.hostPorts == null
+          ? []
+          : asArray(network.hostPorts, `${path}.network.hostPorts`).map((v, i) =>
+              parsePort(asString(v, `${path}.network.hostPorts[${i}]`), `${path}.network.hostPorts[${i}]`),
+            ),
+    };
+  }
+  return spec;
+}
+
+/** Validates a parsed YAML document. Throws a message naming the offending field. */
+export function decodeWorkersFile(raw: unknown): WorkersFile {
+  try {
+    if (raw == null) return { workers: {} };
+    const record = asRecord(raw, "(top level)");
+    const workers: Record<string, WorkerSpec> = {};
+    if (record.workers != null) {
+      for (const [name, value] of Object.entries(asRecord(record.workers, "workers"))) {
+        try {
+          validateWorkerName(name);
+        } catch (error) {
+          fail(`workers.${name}`, (error as Error).message);
+        }
+        workers[name] = decodeWorker(value, `workers.${name}`);
+      }
+    }
+    return { workers };
+  } catch (error) {
+    if (error instanceof FieldError) throw new IiiError("StateFileCorrupt", error.message);
+    throw error;
+  }
+}
+
+/** The on-disk shape, with a stable key order: workers sorted by name, fields in a fixed order. */
+export function encodeWorkersFile(file: WorkersFile): unknown {
+  const workers: Record<string, unknown> = {};
+  for (const name of Object.keys(file.workers).sort()) {
+    const spec = file.workers[name]!;
+    const out: Record<string, unknown> = { image: spec.image };
+    if (spec.command) out.command = spec.command;
+    out.env = Object.fromEntries(Object.entries(spec.env).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+    const resources: Record<string, string> = {};
+    if (spec.resources.cpus !== undefined) resources.cpus = spec.resources.cpus;
+    if (spec.resources.memory !== undefined) resources.memory = spec.resources.memory;
+    out.resources = resources;
+    out.ports = spec.ports.map((p) => `${p.host}:${p.guest}${p.protocol === "udp" ? "/udp" : ""}`);
+    out.mounts = spec.mounts.map((m) => `${m.host}:${m.guest}${m.readOnly ? ":ro" : ""}`);
+    out.network = { allow: spec.network.allow, deny: spec.network.deny, hostPorts: spec.network.hostPorts };
+    workers[name] = out;
+  }
+  return { workers };
+}

@@ -1,0 +1,81 @@
+import { mkdir, readFile } from "node:fs/promises";
+import { dirname } from "node:path";
+import lockfile from "proper-lockfile";
+import writeFileAtomic from "write-file-atomic";
+import { parseDocument, stringify } from "yaml";
+import { errnoCode, IiiError } from "../errors.js";
+import { decodeWorkersFile, encodeWorkersFile, type WorkersFile } from "./model.js";
+
+const HEADER = "# iii managed workers (written by iii-worker; edits are kept)\n";
+
+function parseWorkersYaml(text: string, path: string): WorkersFile {
+  const document = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  const first = document.errors[0];
+  if (first) {
+    const at = first.linePos?.[0];
+    const where = at ? `line ${at.line}, column ${at.col}` : "unknown position";
+    throw new IiiError("StateFileCorrupt", `${path} is not valid YAML (${where}): ${first.message.split("\n")[0]}`, {
+      cause: first,
+    });
+  }
+  try {
+    return decodeWorkersFile(document.toJS());
+  } catch (error) {
+    if (error instanceof IiiError) {
+      throw new IiiError("StateFileCorrupt", `${path}: ${error.message}`, { cause: error });
+    }
+    throw error;
+  }
+}
+
+/** Reads `iii.workers.yaml`. A missing file is an empty one; a corrupt one is an error, never replaced. */
+export async function loadWorkersFile(path: string): Promise<WorkersFile> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    if (errnoCode(error) === "ENOENT") return { workers: {} };
+    throw new IiiError("StateFileUnwritable", `cannot read ${path}: ${(error as Error).message}`, { cause: error });
+  }
+  return parseWorkersYaml(text, path);
+}
+
+export function serializeWorkersFile(file: WorkersFile): string {
+  return HEADER + stringify(encodeWorkersFile(file), { lineWidth: 0 });
+}
+
+async function writeAtomically(path: string, file: WorkersFile): Promise<void> {
+  try {
+    await writeFileAtomic(path, serializeWorkersFile(file), { fsync: true, mode: 0o644 });
+  } catch (error) {
+    throw new IiiError("StateFileUnwritable", `cannot write ${path}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+/**
+ * Read-modify-write of the state file under an exclusive lock (`<file>.lock`), written with temp file +
+ * fsync + rename, so concurrent processes never lose an update and a crash never leaves a torn file.
+ * `change` may throw to abort; nothing is written then.
+ */
+export async function updateWorkersFile<T>(path: string, change: (file: WorkersFile) => T | Promise<T>): Promise<T> {
+  await mkdir(dirname(path), { recursive: true });
+  let release: () => Promise<void>;
+  try {
+    release = await lockfile.lock(path, {
+      realpath: false,
+      stale: 10_000,
+      update: 2_000,
+      retries: { retries: 200, factor: 1.3, minTimeout: 10, maxTimeout: 250, randomize: true },
+    });
+  } catch (error) {
+    throw new IiiError("StateLockTimeout", `could not lock ${path}: ${(error as Error).message}`, { cause: error });
+  }
+  try {
+    const file = await loadWorkersFile(path);
+    const result = await change(file);
+    await writeAtomically(path, file);
+    return result;
+  } finally {
+    await release().catch(() => {});
+  }
+}

