@@ -6,6 +6,7 @@ import { loadWorkersFile } from "../state/workers-file.js";
 import { workersFilePath } from "../paths.js";
 import { workerStatus } from "../status.js";
 import { formatTable } from "./output.js";
+import { registerImageCommands } from "./image-commands.js";
 
 export const DEFAULT_ENGINE_PORT = 49134;
 export const DEFAULT_ENGINE_URL = `ws://localhost:${DEFAULT_ENGINE_PORT}`;
@@ -153,23 +154,7 @@ export function buildProgram(): Command {
     .description("stop every running worker of iii.workers.yaml (used by the engine)")
     .action(() => notYet("stop-all", "first real microVM"));
 
-  program
-    .command("images")
-    .description("list cached images, their size and the workers using them")
-    .action(() => notYet("images", "OCI images"));
-
-  program
-    .command("prune")
-    .description("remove cached images no worker references")
-    .action(() => notYet("prune", "OCI images"));
-
-  program
-    .command("login")
-    .description("store registry credentials")
-    .argument("<registry>")
-    .option("-u, --username <user>")
-    .option("--password-stdin")
-    .action(() => notYet("login", "OCI images"));
+  registerImageCommands(program);
 
   program.addCommand(
     new Command("__vm-boot").argument("<name>").action(() => notYet("__vm-boot", "first real microVM")),
