@@ -1,4 +1,5 @@
-import { accessSync, constants, existsSync, mkdirSync } from "node:fs";
+import { accessSync, constants, existsSync, statSync } from "node:fs";
+import { dirname } from "node:path";
 import { execFileSync } from "node:child_process";
 import { chooseAccel, probeAccelFacts } from "./vmm/accel.js";
 import { findQemu, findVirtiofsd } from "./host/binaries.js";
@@ -47,6 +48,28 @@ function canReadWrite(path: string): string | undefined {
   }
 }
 
+/**
+ * Whether III_HOME is (or can be created) writable, without creating it: the nearest existing ancestor
+ * must be a writable directory. (Node's recursive mkdir can spin forever under /proc, so none here.)
+ */
+function homeWritableError(home: string): string | undefined {
+  let path = home;
+  for (;;) {
+    if (existsSync(path)) {
+      try {
+        if (!statSync(path).isDirectory()) return `${path} is not a directory`;
+      } catch (error) {
+        return (error as Error).message;
+      }
+      const error = canReadWrite(path);
+      return error ? (path === home ? error : `cannot create it: ${error}`) : undefined;
+    }
+    const parent = dirname(path);
+    if (parent === path) return "no existing ancestor";
+    path = parent;
+  }
+}
+
 export async function runDoctor(env: NodeJS.ProcessEnv = process.env): Promise<DoctorReport> {
   const checks: DoctorCheck[] = [];
   const facts = probeAccelFacts(env);
@@ -86,13 +109,7 @@ export async function runDoctor(env: NodeJS.ProcessEnv = process.env): Promise<D
   checks.push(check("firmware", true, firmware.ok ? "ok" : "fail", firmware.detail));
 
   const home = iiiHome(env);
-  let homeError: string | undefined;
-  try {
-    mkdirSync(home, { recursive: true });
-    homeError = canReadWrite(home);
-  } catch (error) {
-    homeError = (error as Error).message;
-  }
+  const homeError = homeWritableError(home);
   checks.push(check("III_HOME", true, homeError ? "fail" : "ok", homeError ? `${home}: ${homeError}` : `${home} writable`));
 
   const canRunVm = checks.every((c) => !c.required || c.verdict !== "fail");

@@ -1,9 +1,9 @@
 import { mkdir, readFile } from "node:fs/promises";
 import { dirname } from "node:path";
-import lockfile from "proper-lockfile";
 import writeFileAtomic from "write-file-atomic";
 import { parseDocument, stringify } from "yaml";
 import { errnoCode, IiiError } from "../errors.js";
+import { withFileLock } from "../host/file-lock.js";
 import { decodeWorkersFile, encodeWorkersFile, type WorkersFile } from "./model.js";
 
 const HEADER = "# iii managed workers (written by iii-worker; edits are kept)\n";
@@ -53,29 +53,16 @@ async function writeAtomically(path: string, file: WorkersFile): Promise<void> {
 }
 
 /**
- * Read-modify-write of the state file under an exclusive lock (`<file>.lock`), written with temp file +
+ * Read-modify-write of the state file under an exclusive flock on `<file>.lock`, written with temp file +
  * fsync + rename, so concurrent processes never lose an update and a crash never leaves a torn file.
  * `change` may throw to abort; nothing is written then.
  */
 export async function updateWorkersFile<T>(path: string, change: (file: WorkersFile) => T | Promise<T>): Promise<T> {
   await mkdir(dirname(path), { recursive: true });
-  let release: () => Promise<void>;
-  try {
-    release = await lockfile.lock(path, {
-      realpath: false,
-      stale: 10_000,
-      update: 2_000,
-      retries: { retries: 200, factor: 1.3, minTimeout: 10, maxTimeout: 250, randomize: true },
-    });
-  } catch (error) {
-    throw new IiiError("StateLockTimeout", `could not lock ${path}: ${(error as Error).message}`, { cause: error });
-  }
-  try {
+  return withFileLock(`${path}.lock`, async () => {
     const file = await loadWorkersFile(path);
     const result = await change(file);
     await writeAtomically(path, file);
     return result;
-  } finally {
-    await release().catch(() => {});
-  }
+  });
 }
