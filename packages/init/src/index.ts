@@ -1,1 +1,26 @@
-export const PACKAGE_NAME = "@iii/init";
+// Public API of @iii/init for the host side (the supervisor in @iii/worker):
+// the control protocol and the guest-contract encoder. The guest PID 1 itself
+// is the `iii-init` binary (src/cli.ts), built into dist/init.krun.
+
+export * as protocol from "./protocol/index.js";
+export { HostControl, ProtocolVersionError, PROTOCOL_VERSION } from "./protocol/index.js";
+export type { ExecSession, ExecRequest, ExitMessage, ReadyMessage, WorkloadExitMessage } from "./protocol/index.js";
+export {
+  ENV,
+  ContractError,
+  decodeGuestEnv,
+  encodeGuestEnv,
+  encodeEnvFile,
+  encodeKernelCmdlineEnv,
+  mergeEnvSources,
+} from "./contract/env.js";
+export type { GuestSpec, GuestConfig, GuestMount, GuestNetwork } from "./contract/env.js";
+export { ExitCode, InitError } from "./errors.js";
+export type { ExitCodeName } from "./errors.js";
+
+/** Where the filesystem view injects the init binary and its runtime. */
+export const GUEST_PATHS = {
+  init: "/init.krun",
+  runtimeDir: "/.iii",
+  envFile: "/.iii/env.json",
+} as const;

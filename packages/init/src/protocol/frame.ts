@@ -1,0 +1,125 @@
+// Wire format of the control channel between the host supervisor and the guest init.
+//
+// One frame:  u32 BE payloadLength | u8 type | u32 BE streamId | payload
+//
+// Stream 0 is the control stream (READY, PING/PONG, SHUTDOWN, the workload's
+// own output and exit). Every EXEC opens a stream chosen by the host (non-zero).
+// Data frames (STDIN/STDOUT/STDERR) carry raw bytes; CREDIT carries a u32 BE
+// byte count; EOF is empty; every other type carries one UTF-8 JSON object.
+// Unknown types are delivered as such so that an older peer can ignore what a
+// newer one sends: the version is exchanged in READY.
+
+export const PROTOCOL_VERSION = 1;
+export const HEADER_BYTES = 9;
+/** Largest payload a receiver accepts; larger frames are a protocol error. */
+export const MAX_PAYLOAD_BYTES = 1024 * 1024;
+/** Senders split data into chunks of at most this size. */
+export const MAX_DATA_CHUNK_BYTES = 64 * 1024;
+/** Bytes a sender may have in flight per stream before it needs CREDIT. */
+export const INITIAL_WINDOW_BYTES = 256 * 1024;
+export const CONTROL_STREAM = 0;
+
+export const FrameType = {
+  READY: 0x01,
+  PING: 0x02,
+  PONG: 0x03,
+  LOG: 0x04,
+  ERROR: 0x05,
+  EXEC: 0x10,
+  STARTED: 0x11,
+  STDIN: 0x12,
+  EOF: 0x13,
+  STDOUT: 0x14,
+  STDERR: 0x15,
+  EXIT: 0x16,
+  SIGNAL: 0x17,
+  RESIZE: 0x18,
+  CREDIT: 0x19,
+  SHUTDOWN: 0x20,
+  WORKLOAD_STARTED: 0x21,
+  WORKLOAD_EXIT: 0x22,
+  RESTART_WORKLOAD: 0x23,
+} as const;
+
+export type FrameTypeName = keyof typeof FrameType;
+export type FrameTypeCode = (typeof FrameType)[FrameTypeName];
+
+const NAME_BY_CODE = new Map<number, FrameTypeName>(
+  (Object.entries(FrameType) as [FrameTypeName, number][]).map(([name, code]) => [code, name]),
+);
+
+export function frameTypeName(code: number): FrameTypeName | undefined {
+  return NAME_BY_CODE.get(code);
+}
+
+export interface Frame {
+  type: number;
+  stream: number;
+  payload: Uint8Array;
+}
+
+export class ProtocolError extends Error {
+  readonly code = "PROTOCOL";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "ProtocolError";
+  }
+}
+
+export function encodeFrame(frame: Frame): Buffer {
+  const { type, stream, payload } = frame;
+  if (!Number.isInteger(type) || type < 0 || type > 0xff) throw new ProtocolError(`frame type out of range: ${type}`);
+  if (!Number.isInteger(stream) || stream < 0 || stream > 0xffffffff) {
+    throw new ProtocolError(`stream id out of range: ${stream}`);
+  }
+  if (payload.byteLength > MAX_PAYLOAD_BYTES) {
+    throw new ProtocolError(`payload of ${payload.byteLength} bytes exceeds ${MAX_PAYLOAD_BYTES}`);
+  }
+  const out = Buffer.allocUnsafe(HEADER_BYTES + payload.byteLength);
+  out.writeUInt32BE(payload.byteLength, 0);
+  out.writeUInt8(type, 4);
+  out.writeUInt32BE(stream, 5);
+  out.set(payload, HEADER_BYTES);
+  return out;
+}
+
+/**
+ * Incremental decoder: feed arbitrary chunks, get whole frames. Payloads are
+ * copies, so callers may keep them after the next push.
+ */
+export class FrameDecoder {
+  private buffered: Buffer[] = [];
+  private bufferedBytes = 0;
+
+  push(chunk: Uint8Array): Frame[] {
+    if (chunk.byteLength > 0) {
+      this.buffered.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      this.bufferedBytes += chunk.byteLength;
+    }
+    const frames: Frame[] = [];
+    if (this.bufferedBytes < HEADER_BYTES) return frames;
+    let buf = this.buffered.length === 1 ? this.buffered[0]! : Buffer.concat(this.buffered, this.bufferedBytes);
+    let offset = 0;
+    while (buf.length - offset >= HEADER_BYTES) {
+      const length = buf.readUInt32BE(offset);
+      if (length > MAX_PAYLOAD_BYTES) {
+        throw new ProtocolError(`incoming frame announces ${length} bytes, more than ${MAX_PAYLOAD_BYTES}`);
+      }
+      if (buf.length - offset < HEADER_BYTES + length) break;
+      const type = buf.readUInt8(offset + 4);
+      const stream = buf.readUInt32BE(offset + 5);
+      const payload = new Uint8Array(buf.subarray(offset + HEADER_BYTES, offset + HEADER_BYTES + length));
+      frames.push({ type, stream, payload });
+      offset += HEADER_BYTES + length;
+    }
+    buf = buf.subarray(offset);
+    this.buffered = buf.length > 0 ? [buf] : [];
+    this.bufferedBytes = buf.length;
+    return frames;
+  }
+
+  /** Bytes of an incomplete frame still held. */
+  get pendingBytes(): number {
+    return this.bufferedBytes;
+  }
+}

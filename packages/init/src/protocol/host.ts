@@ -1,0 +1,274 @@
+// Host side of the control channel: what the supervisor in @iii/worker uses.
+//
+//   const control = HostControl.attach(socket);      // socket: net.Socket to the chardev
+//   const ready = await control.ready;               // READY {protocol, timings}
+//   control.workloadStdout.pipe(stdoutLog);
+//   const run = control.exec({ argv: ["ls", "-la", "/"] });
+//   run.stdout.pipe(process.stdout); run.stdin.end();
+//   const status = await run.exit;                   // {code, signal, timedOut}
+//   control.shutdown(5000); await control.workloadExit;
+
+import { EventEmitter } from "node:events";
+import { Readable, Writable, type Duplex } from "node:stream";
+import { ControlChannel, ChannelClosedError, type ControlChannelOptions } from "./channel.js";
+import { CONTROL_STREAM, PROTOCOL_VERSION } from "./frame.js";
+import type {
+  ExecRequest,
+  ExitMessage,
+  LogMessage,
+  Message,
+  ReadyMessage,
+  WorkloadExitMessage,
+  WorkloadStartedMessage,
+} from "./messages.js";
+
+/** A Readable that returns flow-control credit only as its consumer reads. */
+class CreditedReadable extends Readable {
+  private owed = 0;
+  constructor(private readonly grant: (bytes: number) => void) {
+    super({ highWaterMark: 256 * 1024 });
+  }
+  pushData(data: Uint8Array): void {
+    if (this.push(data)) this.grant(data.byteLength);
+    else this.owed += data.byteLength;
+  }
+  override _read(): void {
+    if (this.owed > 0) {
+      const owed = this.owed;
+      this.owed = 0;
+      this.grant(owed);
+    }
+  }
+}
+
+export interface ExecSession {
+  readonly stream: number;
+  /** Bytes for the command's stdin; end() sends EOF. */
+  readonly stdin: Writable;
+  readonly stdout: Readable;
+  /** Empty for tty execs (the terminal merges both). */
+  readonly stderr: Readable;
+  /** Resolves with the pid once the guest started the command. */
+  readonly started: Promise<number>;
+  /** Resolves with the exit status (also when the command could not start: code -1 + error). */
+  readonly exit: Promise<ExitMessage>;
+  signal(signal: NodeJS.Signals): void;
+  resize(rows: number, cols: number): void;
+}
+
+export class ProtocolVersionError extends Error {
+  readonly code = "PROTOCOL_VERSION";
+  constructor(readonly guestVersion: number) {
+    super(`guest speaks control protocol ${guestVersion}, host speaks ${PROTOCOL_VERSION}`);
+  }
+}
+
+interface ExecState {
+  stdout: CreditedReadable;
+  stderr: CreditedReadable;
+  resolveStarted: (pid: number) => void;
+  resolveExit: (exit: ExitMessage) => void;
+  rejectAll: (err: Error) => void;
+}
+
+export interface HostControlEvents {
+  log: [LogMessage];
+  workloadStarted: [WorkloadStartedMessage];
+  workloadExit: [WorkloadExitMessage];
+  error: [Error];
+  close: [];
+}
+
+export class HostControl extends EventEmitter<HostControlEvents> {
+  readonly channel: ControlChannel;
+  /** The guest's READY; rejects if the channel closes first or the major version differs. */
+  readonly ready: Promise<ReadyMessage>;
+  /** Resolves with the first WORKLOAD_EXIT after which init ends (not for restarts). */
+  readonly workloadExit: Promise<WorkloadExitMessage>;
+  /** The workload's own stdout/stderr (stream 0), across restarts. */
+  readonly workloadStdout: Readable;
+  readonly workloadStderr: Readable;
+
+  private readonly execs = new Map<number, ExecState>();
+  private readonly pings = new Map<number, (rtt: number) => void>();
+  private nextStream = 1;
+  private nextNonce = 1;
+  private restartsPending = 0;
+
+  static attach(io: Duplex, options?: ControlChannelOptions): HostControl {
+    return new HostControl(io, options);
+  }
+
+  private constructor(io: Duplex, options?: ControlChannelOptions) {
+    super();
+    this.channel = new ControlChannel(io, options);
+    const wout = new CreditedReadable((n) => this.channel.grant(CONTROL_STREAM, n));
+    const werr = new CreditedReadable((n) => this.channel.grant(CONTROL_STREAM, n));
+    this.workloadStdout = wout;
+    this.workloadStderr = werr;
+
+    let resolveReady!: (m: ReadyMessage) => void;
+    let rejectReady!: (e: Error) => void;
+    this.ready = new Promise((res, rej) => ((resolveReady = res), (rejectReady = rej)));
+    let resolveWorkloadExit!: (m: WorkloadExitMessage) => void;
+    let rejectWorkloadExit!: (e: Error) => void;
+    this.workloadExit = new Promise((res, rej) => ((resolveWorkloadExit = res), (rejectWorkloadExit = rej)));
+    // Callers that only care about one of them must not get unhandled rejections.
+    this.ready.catch(() => {});
+    this.workloadExit.catch(() => {});
+
+    this.channel.on("message", (m: Message) => {
+      switch (m.type) {
+        case "READY":
+          if (m.protocol !== PROTOCOL_VERSION) rejectReady(new ProtocolVersionError(m.protocol));
+          else resolveReady(m);
+          return;
+        case "PING":
+          this.channel.send({ type: "PONG", stream: m.stream, nonce: m.nonce });
+          return;
+        case "PONG":
+          this.pings.get(m.nonce)?.(0);
+          return;
+        case "LOG":
+          this.emit("log", m);
+          return;
+        case "WORKLOAD_STARTED":
+          this.emit("workloadStarted", m);
+          return;
+        case "WORKLOAD_EXIT":
+          this.emit("workloadExit", m);
+          if (this.restartsPending > 0 && m.requested) this.restartsPending -= 1;
+          else resolveWorkloadExit(m);
+          return;
+        case "STDOUT":
+        case "STDERR": {
+          if (m.stream === CONTROL_STREAM) {
+            (m.type === "STDOUT" ? wout : werr).pushData(m.data);
+            return;
+          }
+          const exec = this.execs.get(m.stream);
+          if (exec) (m.type === "STDOUT" ? exec.stdout : exec.stderr).pushData(m.data);
+          return;
+        }
+        case "STARTED":
+          this.execs.get(m.stream)?.resolveStarted(m.pid);
+          return;
+        case "EXIT": {
+          const exec = this.execs.get(m.stream);
+          if (!exec) return;
+          this.execs.delete(m.stream);
+          this.channel.closeStream(m.stream);
+          exec.stdout.push(null);
+          exec.stderr.push(null);
+          exec.resolveExit(m);
+          return;
+        }
+        case "ERROR":
+          this.emit("error", new Error(`guest error on stream ${m.stream}: ${m.code}: ${m.message}`));
+          return;
+        default:
+          return;
+      }
+    });
+    this.channel.on("error", (err) => this.emit("error", err));
+    this.channel.on("close", () => {
+      const err = new ChannelClosedError();
+      rejectReady(err);
+      rejectWorkloadExit(err);
+      for (const exec of this.execs.values()) exec.rejectAll(err);
+      this.execs.clear();
+      wout.push(null);
+      werr.push(null);
+      this.emit("close");
+    });
+  }
+
+  /** Start a command in the guest. Streams are credit-controlled both ways. */
+  exec(request: ExecRequest): ExecSession {
+    const stream = this.nextStream;
+    this.nextStream = this.nextStream >= 0x7fffffff ? 1 : this.nextStream + 1;
+    const stdout = new CreditedReadable((n) => this.channel.grant(stream, n));
+    const stderr = new CreditedReadable((n) => this.channel.grant(stream, n));
+    let resolveStarted!: (pid: number) => void;
+    let resolveExit!: (exit: ExitMessage) => void;
+    let rejectStarted!: (e: Error) => void;
+    let rejectExit!: (e: Error) => void;
+    const started = new Promise<number>((res, rej) => ((resolveStarted = res), (rejectStarted = rej)));
+    const exit = new Promise<ExitMessage>((res, rej) => ((resolveExit = res), (rejectExit = rej)));
+    started.catch(() => {});
+    exit.catch(() => {});
+    const channel = this.channel;
+    const stdin = new Writable({
+      highWaterMark: 64 * 1024,
+      write(chunk: Buffer, _enc, cb) {
+        channel.sendData(stream, "STDIN", chunk).then(() => cb(), (err: Error) => cb(err));
+      },
+      final(cb) {
+        channel.send({ type: "EOF", stream });
+        cb();
+      },
+    });
+    // Writing after the command exited is not the caller's error to handle.
+    stdin.on("error", () => {});
+    this.execs.set(stream, {
+      stdout,
+      stderr,
+      resolveStarted,
+      resolveExit: (m) => {
+        resolveStarted(-1);
+        resolveExit(m);
+      },
+      rejectAll: (e) => {
+        rejectStarted(e);
+        rejectExit(e);
+        // End rather than destroy(e): an unobserved 'error' event would crash the host.
+        stdout.push(null);
+        stderr.push(null);
+      },
+    });
+    this.channel.send({ type: "EXEC", stream, ...request });
+    return {
+      stream,
+      stdin,
+      stdout,
+      stderr,
+      started,
+      exit,
+      signal: (signal) => void this.channel.send({ type: "SIGNAL", stream, signal }),
+      resize: (rows, cols) => void this.channel.send({ type: "RESIZE", stream, rows, cols }),
+    };
+  }
+
+  /** Ask init to stop the workload (SIGTERM to its group, SIGKILL after graceMs) and end. */
+  shutdown(graceMs: number): void {
+    this.channel.send({ type: "SHUTDOWN", stream: CONTROL_STREAM, graceMs });
+  }
+
+  /** Stop the workload like shutdown, then start it again (dev-mode hot reload). */
+  restartWorkload(graceMs: number): void {
+    this.restartsPending += 1;
+    this.channel.send({ type: "RESTART_WORKLOAD", stream: CONTROL_STREAM, graceMs });
+  }
+
+  /** Round-trip time in ms; rejects after timeoutMs. */
+  ping(timeoutMs = 5000): Promise<number> {
+    const nonce = this.nextNonce++;
+    const t0 = performance.now();
+    return new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pings.delete(nonce);
+        reject(new Error(`no PONG within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pings.set(nonce, () => {
+        clearTimeout(timer);
+        this.pings.delete(nonce);
+        resolve(performance.now() - t0);
+      });
+      this.channel.send({ type: "PING", stream: CONTROL_STREAM, nonce });
+    });
+  }
+
+  close(): void {
+    this.channel.close();
+  }
+}
