@@ -1,0 +1,79 @@
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+
+/** The last `maxBytes` of a file as text (empty when it does not exist). */
+export function readTail(path: string, maxBytes = 4096): string {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, "r");
+    const size = fstatSync(fd).size;
+    const length = Math.min(size, maxBytes);
+    const buf = Buffer.alloc(length);
+    readSync(fd, buf, 0, length, size - length);
+    return buf.toString("utf8");
+  } catch {
+    return "";
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** The last `lines` non-empty lines of a console log, for error messages. */
+export function consoleTail(path: string, lines = 20): string {
+  return readTail(path, 16 * 1024)
+    .split(/\r?\n/)
+    .filter((line) => line.trim().length > 0)
+    .slice(-lines)
+    .join("\n");
+}
+
+/**
+ * Polls a growing log file until `match` finds a line; resolves with that line and the ms waited. Polling
+ * (every `intervalMs`) rather than fs.watch: QEMU appends through its own fd and inotify on some
+ * filesystems misses writes; 5 ms is well below a boot's resolution.
+ */
+export async function waitForLine(
+  path: string,
+  match: RegExp | ((line: string) => boolean),
+  options: { timeoutMs: number; intervalMs?: number; stop?: () => string | undefined },
+): Promise<{ line: string; waitedMs: number }> {
+  const started = performance.now();
+  const test = typeof match === "function" ? match : (line: string) => match.test(line);
+  let offset = 0;
+  let partial = "";
+  let fd: number | undefined;
+  try {
+    for (;;) {
+      if (fd === undefined) {
+        try {
+          fd = openSync(path, "r");
+        } catch {
+          // not created yet
+        }
+      }
+      if (fd !== undefined) {
+        const size = fstatSync(fd).size;
+        if (size < offset) {
+          offset = 0; // truncated by a new run
+          partial = "";
+        }
+        if (size > offset) {
+          const buf = Buffer.alloc(size - offset);
+          readSync(fd, buf, 0, buf.length, offset);
+          offset = size;
+          const lines = (partial + buf.toString("utf8")).split("\n");
+          partial = lines.pop() ?? "";
+          for (const raw of lines) {
+            const line = raw.replace(/\r$/, "");
+            if (test(line)) return { line, waitedMs: performance.now() - started };
+          }
+        }
+      }
+      const stopped = options.stop?.();
+      if (stopped !== undefined) throw new Error(stopped);
+      if (performance.now() - started > options.timeoutMs) throw new Error(`no matching line in ${path} after ${options.timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, options.intervalMs ?? 5));
+    }
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}

@@ -1,0 +1,417 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync } from "node:fs";
+import { rm } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { IiiError } from "../errors.js";
+import { findQemu, findVirtiofsd } from "../host/binaries.js";
+import { processStartTime } from "../host/process-identity.js";
+import { which } from "../host/which.js";
+import { chooseAccel, probeAccelFacts, type AccelChoice } from "./accel.js";
+import { consoleTail, readTail, waitForLine } from "./console-log.js";
+import { hostTscKhz } from "./host-clock.js";
+import { buildKernelCmdline, buildQemuArgv, buildVirtiofsdCommand, validateTag } from "./qemu-argv.js";
+import { QmpClient, shutdownReason } from "./qmp.js";
+import type { VmConfig, VmExit, VmProcess, VmShare, Vmm } from "./types.js";
+
+export interface QemuVmmOptions extends VmConfig {
+  /** Append to the console log instead of truncating it (QEMU's default). */
+  consoleAppend?: boolean;
+  virtiofsdCache?: "auto" | "always" | "none";
+  /** How long start() waits for each virtiofsd socket and for QMP. Default 10 s. */
+  startTimeoutMs?: number;
+  /** Environment for binary lookup (III_QEMU_BIN, III_VIRTIOFSD_BIN, PATH) and the accel choice (III_ACCEL). */
+  hostEnv?: NodeJS.ProcessEnv;
+}
+
+/** Milestones of one start, in ms since start() was called; the boot benchmark prints them. */
+export interface QemuVmmTimings {
+  virtiofsdReadyMs?: number;
+  qemuSpawnedMs?: number;
+  qmpReadyMs?: number;
+  exitedMs?: number;
+}
+
+/** Unix socket paths are limited to 107 bytes (sockaddr_un.sun_path). */
+const MAX_SOCKET_PATH = 107;
+
+interface Tracked {
+  record: VmProcess;
+  child: ChildProcess;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  done: boolean;
+  logPath: string;
+}
+
+/**
+ * The qemu adapter: `qemu-system-x86_64 -M microvm` booting the libkrunfw PVH kernel, one virtiofsd per
+ * share, console to a file, `iii.control` virtserialport, `-netdev stream` to the network stack, QMP for the
+ * shutdown reason. Owns every process it spawns: they are killed on stop()/cleanup() and listed by
+ * processes() (pid + start time) for a supervisor's record.
+ */
+export class QemuVmm implements Vmm {
+  readonly kind = "qemu" as const;
+  readonly config: QemuVmmOptions;
+  readonly timings: QemuVmmTimings = {};
+  private accelChoice: AccelChoice | undefined;
+  private qemuBin: string | undefined;
+  private virtiofsdBin: string | undefined;
+  private argv: string[] | undefined;
+  private daemonCommands: Array<{ share: VmShare; socketPath: string; command: string[] }> = [];
+  private daemons: Tracked[] = [];
+  private qemu: Tracked | undefined;
+  private qmp: QmpClient | undefined;
+  private exitPromise: Promise<VmExit> | undefined;
+  private exitInfo: VmExit | undefined;
+  private failure: IiiError | undefined;
+  private startedAt = 0;
+  private stopping = false;
+  private prepared = false;
+
+  constructor(config: QemuVmmOptions) {
+    this.config = config;
+  }
+
+  get qmpSocketPath(): string {
+    return join(this.config.runDir, "qmp.sock");
+  }
+
+  /** The accel in use (after prepare()). */
+  get accel(): AccelChoice {
+    if (!this.accelChoice) throw new Error("QemuVmm.prepare() has not run");
+    return this.accelChoice;
+  }
+
+  /** `[qemu binary, ...argv]` (after prepare()). */
+  get qemuCommand(): string[] {
+    if (!this.argv || !this.qemuBin) throw new Error("QemuVmm.prepare() has not run");
+    return [this.qemuBin, ...this.argv];
+  }
+
+  get virtiofsdCommands(): string[][] {
+    return this.daemonCommands.map((d) => d.command);
+  }
+
+  /** The VM's end, once it has ended. */
+  get exit(): VmExit | undefined {
+    return this.exitInfo;
+  }
+
+  async prepare(): Promise<void> {
+    if (this.prepared) return;
+    const env = this.config.hostEnv ?? process.env;
+    const { config } = this;
+    this.qemuBin = config.qemuPath ?? findQemu(env);
+    if (!this.qemuBin || !existsSync(this.qemuBin)) {
+      throw new IiiError("QemuNotFound", `${this.qemuBin ?? "qemu-system-x86_64"} not found (apt install qemu-system-x86, or set III_QEMU_BIN)`);
+    }
+    this.virtiofsdBin = config.virtiofsdPath ?? findVirtiofsd(env);
+    if (!this.virtiofsdBin || !existsSync(this.virtiofsdBin)) {
+      throw new IiiError("VirtiofsdNotFound", `${this.virtiofsdBin ?? "virtiofsd"} not found (apt install qemu-system-common, or set III_VIRTIOFSD_BIN)`);
+    }
+    this.accelChoice = config.accel ? { accel: config.accel, reason: "chosen by the caller" } : chooseAccel(probeAccelFacts(env));
+    if (!existsSync(config.kernelPath)) throw new IiiError("FirmwareNotFound", `kernel ${config.kernelPath} does not exist`);
+    if (!isDirectory(config.root.hostDir)) throw new IiiError("RootfsNotFound", `root filesystem ${config.root.hostDir} is not a directory`);
+    const shares = [config.root, ...(config.shares ?? [])];
+    const tags = new Set<string>();
+    for (const share of shares) {
+      validateTag(share.tag);
+      if (tags.has(share.tag)) throw new IiiError("InvalidOption", `virtio-fs tag ${share.tag} is used twice`);
+      tags.add(share.tag);
+      if (share !== config.root && !isDirectory(share.hostDir)) throw new IiiError("InvalidOption", `shared directory ${share.hostDir} (${share.tag}) is not a directory`);
+    }
+    if (shares.some((s) => s.readOnly) && !which("unshare", ["/usr/bin", "/bin"], env)) {
+      throw new IiiError("InvalidOption", "read-only shares need unshare(1) (apt install util-linux)");
+    }
+    try {
+      mkdirSync(config.runDir, { recursive: true });
+      mkdirSync(dirname(config.consoleLogPath), { recursive: true });
+    } catch (error) {
+      throw new IiiError("HomeUnwritable", `cannot create ${config.runDir}: ${(error as Error).message}`, { cause: error });
+    }
+    this.daemonCommands = shares.map((share, i) => {
+      const socketPath = join(config.runDir, `fs${i}.sock`);
+      return { share, socketPath, command: buildVirtiofsdCommand(this.virtiofsdBin!, { share, socketPath, cache: config.virtiofsdCache }) };
+    });
+    const sockets = [this.qmpSocketPath, ...this.daemonCommands.map((d) => d.socketPath), config.control?.socketPath, config.network?.socketPath];
+    for (const path of sockets) {
+      if (path && Buffer.byteLength(path) > MAX_SOCKET_PATH) {
+        throw new IiiError("InvalidOption", `unix socket path ${path} is longer than ${MAX_SOCKET_PATH} bytes; use a shorter III_HOME or run dir`);
+      }
+    }
+    const accel = this.accelChoice.accel;
+    const cmdline = buildKernelCmdline({
+      rootTag: config.root.tag,
+      init: config.init ?? "/init.krun",
+      accel,
+      tscKhz: accel === "tcg" ? (config.tscKhz ?? hostTscKhz()) : undefined,
+      extra: config.cmdlineExtra,
+      env: config.env,
+    });
+    this.argv = buildQemuArgv({
+      kernelPath: config.kernelPath,
+      cmdline,
+      accel,
+      vcpus: config.vcpus,
+      memoryBytes: config.memoryBytes,
+      shares: this.daemonCommands.map((d) => ({ tag: d.share.tag, socketPath: d.socketPath })),
+      consoleLogPath: config.consoleLogPath,
+      consoleAppend: config.consoleAppend,
+      control: config.control,
+      network: config.network,
+      qmpSocketPath: this.qmpSocketPath,
+    });
+    this.prepared = true;
+  }
+
+  async start(): Promise<void> {
+    await this.prepare();
+    if (this.qemu) throw new Error(`VM ${this.config.name} was already started`);
+    this.startedAt = performance.now();
+    const timeoutMs = this.config.startTimeoutMs ?? 10_000;
+    try {
+      // Stale sockets from a killed run would make virtiofsd fail to bind or QMP connect to nothing.
+      for (const path of [this.qmpSocketPath, ...this.daemonCommands.map((d) => d.socketPath)]) await rm(path, { force: true });
+      for (const daemon of this.daemonCommands) {
+        const tracked = this.spawnTracked("virtiofsd", daemon.command, join(this.config.runDir, `virtiofsd-${daemon.share.tag}.log`), daemon.share.tag);
+        this.daemons.push(tracked);
+      }
+      await Promise.all(this.daemons.map((d, i) => this.waitForSocket(d, this.daemonCommands[i]!.socketPath, timeoutMs)));
+      this.timings.virtiofsdReadyMs = this.elapsed();
+
+      this.qemu = this.spawnTracked("qemu", this.qemuCommand, join(this.config.runDir, "qemu.log"));
+      this.timings.qemuSpawnedMs = this.elapsed();
+      this.exitPromise = this.watchExit(this.qemu);
+      try {
+        this.qmp = await QmpClient.connect(this.qmpSocketPath, timeoutMs, () => !this.qemu!.done);
+      } catch (error) {
+        await Promise.race([this.qemu.exited, delay(200)]);
+        throw this.qemu.done ? this.startFailure("QEMU exited during start-up") : this.startFailure(`QMP did not answer: ${(error as Error).message}`);
+      }
+      this.timings.qmpReadyMs = this.elapsed();
+      this.qmp.onEvent((event) => {
+        // A KVM "internal error" pauses the VM instead of ending QEMU (vm_stop(RUN_STATE_INTERNAL_ERROR)).
+        if (event.event === "STOP" && !this.stopping) void this.checkInternalError();
+      });
+    } catch (error) {
+      await this.killAll(1_000);
+      throw error;
+    }
+  }
+
+  /**
+   * Waits for a console line (e.g. the first line of a test init); VmBootFailed with the console tail when
+   * the VM ends or the time runs out first.
+   */
+  async waitForConsole(match: RegExp | ((line: string) => boolean), timeoutMs = 60_000): Promise<{ line: string; atMs: number }> {
+    try {
+      const { line } = await waitForLine(this.config.consoleLogPath, match, {
+        timeoutMs,
+        stop: () => (this.failure ? this.failure.message : this.qemu?.done ? "ended" : undefined),
+      });
+      return { line, atMs: this.elapsed() };
+    } catch (error) {
+      if (this.failure) throw this.failure;
+      if (this.qemu?.done && this.exitPromise) {
+        const exit = await this.exitPromise;
+        if (this.failure) throw this.failure;
+        throw this.bootFailure(`the VM ended (${exit.reason}) before the expected console line`);
+      }
+      throw this.bootFailure((error as Error).message);
+    }
+  }
+
+  wait(): Promise<VmExit> {
+    if (!this.exitPromise) return Promise.reject(new Error(`VM ${this.config.name} was not started`));
+    return this.exitPromise;
+  }
+
+  async stop(options: { timeoutMs?: number } = {}): Promise<VmExit> {
+    if (!this.qemu || !this.exitPromise) {
+      await this.killAll(1_000);
+      return { reason: "not-started", exitCode: null, signal: null, events: [], uptimeMs: 0 };
+    }
+    this.stopping = true;
+    const timeoutMs = options.timeoutMs ?? 5_000;
+    if (!this.qemu.done) {
+      // QMP quit ends QEMU at once (reason host-qmp-quit); the guest is expected to have been asked to shut
+      // down over the control channel by whoever calls stop().
+      await Promise.race([this.qmp?.execute("quit").catch(() => undefined), delay(500)]);
+      if (!(await settlesWithin(this.qemu.exited, timeoutMs))) this.signal(this.qemu, "SIGTERM");
+      if (!(await settlesWithin(this.qemu.exited, 1_000))) this.signal(this.qemu, "SIGKILL");
+    }
+    const exit = await this.exitPromise;
+    await this.killAll(1_000);
+    return exit;
+  }
+
+  async cleanup(): Promise<void> {
+    if (this.qemu && !this.qemu.done) await this.stop({ timeoutMs: 2_000 });
+    await this.killAll(1_000);
+    this.qmp?.close();
+    const created = [this.qmpSocketPath, ...this.daemonCommands.map((d) => d.socketPath)];
+    if (this.config.control?.mode === "server") created.push(this.config.control.socketPath);
+    await Promise.all(created.map((path) => rm(path, { force: true })));
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.cleanup();
+  }
+
+  processes(): VmProcess[] {
+    return [...(this.qemu ? [this.qemu] : []), ...this.daemons].filter((t) => !t.done).map((t) => t.record);
+  }
+
+  private elapsed(): number {
+    return performance.now() - this.startedAt;
+  }
+
+  private spawnTracked(role: VmProcess["role"], command: string[], logPath: string, tag?: string): Tracked {
+    const logFd = openSync(logPath, "w");
+    let child: ChildProcess;
+    try {
+      // Logs go straight to files: they outlive a crashed supervisor, and a dead pipe can never SIGPIPE QEMU.
+      child = spawn(command[0]!, command.slice(1), { stdio: ["ignore", logFd, logFd] });
+    } finally {
+      closeSync(logFd);
+    }
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+      child.once("exit", (code, signal) => resolve({ code, signal }));
+      child.once("error", () => resolve({ code: null, signal: null }));
+    });
+    const pid = child.pid ?? -1;
+    const tracked: Tracked = {
+      record: { role, tag, pid, startTime: processStartTime(pid) ?? 0, argv: command },
+      child,
+      exited,
+      done: false,
+      logPath,
+    };
+    void exited.then(() => {
+      tracked.done = true;
+    });
+    return tracked;
+  }
+
+  private async waitForSocket(tracked: Tracked, path: string, timeoutMs: number): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    while (!isListening(path)) {
+      if (tracked.done) {
+        throw new IiiError("VmBootFailed", `VM ${this.config.name}: virtiofsd for ${tracked.record.tag} exited: ${lastLines(readTail(tracked.logPath), 5) || "no output"}`);
+      }
+      if (performance.now() > deadline) throw new IiiError("VmBootFailed", `VM ${this.config.name}: virtiofsd for ${tracked.record.tag} did not create ${path} within ${timeoutMs} ms`);
+      await delay(2);
+    }
+  }
+
+  private async watchExit(qemu: Tracked): Promise<VmExit> {
+    const { code, signal } = await qemu.exited;
+    this.timings.exitedMs = this.elapsed();
+    // Let QMP deliver the SHUTDOWN event that precedes QEMU's exit.
+    await delay(20);
+    const events = this.qmp?.events ?? [];
+    let reason = shutdownReason(events) ?? (signal ? `signal-${signal}` : "unknown");
+    if (reason === "guest-reset" && /Kernel panic - not syncing/.test(readTail(this.config.consoleLogPath, 16 * 1024))) reason = "guest-panic";
+    if (this.failure) reason = this.failure.code === "KvmUnavailable" ? "kvm-failed" : "boot-failed";
+    this.exitInfo = { reason, exitCode: code, signal, events: events.map((e) => ({ ...e })), uptimeMs: performance.now() - this.startedAt };
+    this.qmp?.close();
+    // virtiofsd ends by itself when QEMU hangs up; make sure.
+    void this.killAll(1_000);
+    return this.exitInfo;
+  }
+
+  private async checkInternalError(): Promise<void> {
+    const status = (await this.qmp?.execute("query-status").catch(() => undefined)) as { status?: string } | undefined;
+    if (status?.status !== "internal-error") return;
+    const log = lastLines(readTail(this.qemu!.logPath), 8);
+    this.failure =
+      this.accel.accel === "kvm"
+        ? new IiiError("KvmUnavailable", `VM ${this.config.name}: KVM cannot run this guest (${this.accel.reason}): ${log || "internal error"}; use III_ACCEL=tcg`)
+        : new IiiError("VmBootFailed", `VM ${this.config.name}: QEMU stopped with an internal error: ${log}`);
+    this.signal(this.qemu!, "SIGKILL");
+  }
+
+  private startFailure(what: string): IiiError {
+    const log = lastLines(readTail(this.qemu!.logPath), 8);
+    if (this.accel.accel === "kvm" && /kvm|MSR/i.test(log)) {
+      return new IiiError("KvmUnavailable", `VM ${this.config.name}: KVM failed (${this.accel.reason}): ${log}; use III_ACCEL=tcg`);
+    }
+    return this.bootFailure(`${what}${log ? `: ${log}` : ""}`);
+  }
+
+  private bootFailure(what: string): IiiError {
+    const tail = consoleTail(this.config.consoleLogPath, 20);
+    return new IiiError("VmBootFailed", `VM ${this.config.name} failed to boot: ${what}${tail ? `\n--- console tail ---\n${tail}` : " (console is empty)"}`);
+  }
+
+  private signal(tracked: Tracked, signal: NodeJS.Signals): void {
+    if (tracked.done) return;
+    try {
+      tracked.child.kill(signal);
+    } catch {
+      // already gone
+    }
+  }
+
+  /** SIGTERM every live process, SIGKILL what is left after `graceMs`. */
+  private async killAll(graceMs: number): Promise<void> {
+    const live = [...(this.qemu ? [this.qemu] : []), ...this.daemons].filter((t) => !t.done);
+    for (const t of live) this.signal(t, "SIGTERM");
+    await Promise.all(
+      live.map(async (t) => {
+        if (!(await settlesWithin(t.exited, graceMs))) {
+          this.signal(t, "SIGKILL");
+          await t.exited;
+        }
+      }),
+    );
+  }
+}
+
+/**
+ * True when a unix socket at `path` is listening. The file appears at bind(), a moment before listen();
+ * probing by connecting is not an option (virtiofsd serves exactly one connection), so read the kernel's
+ * table: flag __SO_ACCEPTCON (0x10000) marks a listener.
+ */
+export function isListening(path: string): boolean {
+  if (!existsSync(path)) return false;
+  let table: string;
+  try {
+    table = readFileSync("/proc/net/unix", "utf8");
+  } catch {
+    return true; // no /proc: the file's existence is the best we know
+  }
+  for (const line of table.split("\n")) {
+    if (!line.endsWith(` ${path}`)) continue;
+    const flags = line.trim().split(/\s+/)[3];
+    if (flags && (Number.parseInt(flags, 16) & 0x10000) !== 0) return true;
+  }
+  return false;
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function lastLines(text: string, n: number): string {
+  return text.split(/\r?\n/).filter((l) => l.trim()).slice(-n).join(" | ");
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((r) => {
+    timer = setTimeout(() => r(false), ms);
+  });
+  try {
+    return await Promise.race([promise.then(() => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

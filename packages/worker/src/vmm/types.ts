@@ -1,0 +1,104 @@
+import type { Accel } from "./accel.js";
+
+/** A host directory served to the guest over virtio-fs by its own virtiofsd. */
+export interface VmShare {
+  /** virtio-fs tag the guest mounts (`mount -t virtiofs <tag> <dir>`); at most 36 bytes. */
+  tag: string;
+  hostDir: string;
+  /** Enforced on the host: virtiofsd serves a read-only bind mount of `hostDir`. */
+  readOnly?: boolean;
+}
+
+export interface VmNetwork {
+  /** Unix stream socket the network stack listens on; QEMU connects as the client. Frames: 4-byte BE length + Ethernet frame. */
+  socketPath: string;
+  /** Guest MAC, `52:54:00:12:34:56`. */
+  mac: string;
+}
+
+export interface VmControlPort {
+  /** Unix socket of the `iii.control` virtserialport. */
+  socketPath: string;
+  /**
+   * `client` (default): the host listens first and QEMU connects during its start-up, so no guest byte can be
+   * written before the host end exists. `server`: QEMU listens (wait=off) and the host connects later.
+   */
+  mode?: "client" | "server";
+}
+
+/** What one VM needs; everything the adapter creates goes under `runDir`. */
+export interface VmConfig {
+  /** Used in error messages and process titles. */
+  name: string;
+  /** The PVH ELF kernel (from `ensureKernel`). */
+  kernelPath: string;
+  /** The root filesystem directory (for iii: the @iii/filesystem mountpoint). */
+  root: VmShare;
+  /** Extra shares, mounted by the guest init. */
+  shares?: VmShare[];
+  vcpus: number;
+  memoryBytes: number;
+  /** Guest init path (default `/init.krun`). */
+  init?: string;
+  /** Extra kernel command line words, appended before the env entries. */
+  cmdlineExtra?: string[];
+  /** Environment for init, passed on the kernel command line (`KEY=value`). */
+  env?: Record<string, string>;
+  network?: VmNetwork;
+  /** File the guest console (hvc0) is written to. */
+  consoleLogPath: string;
+  control?: VmControlPort;
+  /** Directory for the adapter's own files: QMP and virtiofsd sockets, qemu/virtiofsd stderr logs. */
+  runDir: string;
+  /** Default from `chooseAccel(probeAccelFacts())`. */
+  accel?: Accel;
+  /** Host TSC frequency for `tsc_early_khz` under TCG; default measured from /proc/cpuinfo. */
+  tscKhz?: number;
+  qemuPath?: string;
+  virtiofsdPath?: string;
+}
+
+/** A process the adapter spawned, with what a supervisor records to find it again after a crash. */
+export interface VmProcess {
+  role: "qemu" | "virtiofsd";
+  /** For virtiofsd: the share tag it serves. */
+  tag?: string;
+  pid: number;
+  /** Clock ticks since boot (field 22 of /proc/<pid>/stat); see host/process-identity.ts. */
+  startTime: number;
+  argv: string[];
+}
+
+/** Why the VM ended, from QMP events and the QEMU process. */
+export interface VmExit {
+  /**
+   * QMP SHUTDOWN reason: `guest-reset` (init rebooted, the normal end with reboot=t -no-reboot),
+   * `guest-panic`, `guest-shutdown`, `host-qmp-quit`, `host-signal`, …; `unknown` without a QMP event;
+   * `boot-failed`/`kvm-failed` when the adapter itself ended QEMU.
+   */
+  reason: string;
+  /** QEMU's exit code (always 0 for guest-initiated ends; DESIGN §3) and signal. */
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  /** QMP events seen, in order (`SHUTDOWN`, `RESET`, `GUEST_PANICKED`, `STOP`, …). */
+  events: Array<{ event: string; data?: unknown; atMs: number }>;
+  /** ms from QEMU spawn to its exit. */
+  uptimeMs: number;
+}
+
+/** One VM's lifecycle. */
+export interface Vmm extends AsyncDisposable {
+  readonly kind: "qemu" | "libkrun";
+  /** Checks binaries and inputs and computes the command lines; spawns nothing. */
+  prepare(): Promise<void>;
+  /** Spawns the device daemons and the VMM; resolves once the VMM runs (QMP is up). */
+  start(): Promise<void>;
+  /** Resolves when the VM has ended. */
+  wait(): Promise<VmExit>;
+  /** Ends the VM (and its daemons) if still running: ask, then SIGTERM, then SIGKILL after `timeoutMs`. */
+  stop(options?: { timeoutMs?: number }): Promise<VmExit>;
+  /** Stops everything and removes what the adapter created in `runDir`. Idempotent. */
+  cleanup(): Promise<void>;
+  /** The spawned processes, for a supervisor's record. */
+  processes(): VmProcess[];
+}

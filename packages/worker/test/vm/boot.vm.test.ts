@@ -1,0 +1,89 @@
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { isIiiError } from "../../src/errors.js";
+import { QemuVmm } from "../../src/vmm/index.js";
+import { processStartTime } from "../../src/host/process-identity.js";
+import { INIT_PRELUDE, INIT_REBOOT, VmTestResources, rootfsWithInit, vmTestEnv, type VmTestEnv } from "./harness.js";
+
+const env = await vmTestEnv();
+if ("skip" in env) console.warn(`SKIP VM boot tests: ${env.skip}`);
+
+describe.skipIf("skip" in env)("QemuVmm boots the libkrunfw kernel on a busybox virtio-fs root (TCG)", () => {
+  const { kernelPath, busyboxRootfs } = env as VmTestEnv;
+  const res = new VmTestResources();
+  afterAll(() => res.release());
+
+  it("prints the init's line to the console and exits on the guest's reboot", async () => {
+    const dir = res.dir("boot");
+    const root = rootfsWithInit(
+      busyboxRootfs,
+      dir,
+      `${INIT_PRELUDE}\necho "iii-hello pid=$$ value=[$III_TEST_VALUE] extra=$(cat /proc/cmdline | grep -o iii.test=on)"\n${INIT_REBOOT}`,
+    );
+    const vm = res.track(
+      new QemuVmm({
+        name: "boot",
+        kernelPath,
+        root: { tag: "rootfs", hostDir: root },
+        vcpus: 1,
+        memoryBytes: 256 * 1024 * 1024,
+        consoleLogPath: join(dir, "console.log"),
+        runDir: join(dir, "run"),
+        accel: "tcg",
+        cmdlineExtra: ["iii.test=on"],
+        env: { III_TEST_VALUE: "two words" },
+      }),
+    );
+    const started = performance.now();
+    await vm.start();
+    const procs = vm.processes();
+    expect(procs.map((p) => p.role).sort()).toEqual(["qemu", "virtiofsd"]);
+    for (const p of procs) expect(p.startTime).toBe(processStartTime(p.pid));
+
+    const { line } = await vm.waitForConsole(/iii-hello/, 60_000);
+    const firstLineMs = performance.now() - started;
+    expect(line).toContain("pid=1");
+    expect(line).toContain("value=[two words]");
+    expect(line).toContain("extra=iii.test=on");
+
+    const exit = await vm.wait();
+    const totalMs = performance.now() - started;
+    expect(exit.reason).toBe("guest-reset");
+    expect(exit.exitCode).toBe(0);
+    console.log(`boot: first console line ${firstLineMs.toFixed(0)} ms, QEMU exit ${totalMs.toFixed(0)} ms (virtiofsd ready ${vm.timings.virtiofsdReadyMs?.toFixed(0)} ms, QMP ${vm.timings.qmpReadyMs?.toFixed(0)} ms)`);
+    await vm.cleanup();
+    expect(vm.processes()).toEqual([]);
+    for (const p of procs) expect(processStartTime(p.pid)).toBeUndefined();
+  }, 90_000);
+
+  it("stop() ends a guest that never exits, and kills virtiofsd", async () => {
+    const dir = res.dir("stop");
+    const root = rootfsWithInit(busyboxRootfs, dir, `${INIT_PRELUDE}\necho iii-sleeping\nwhile true; do sleep 1; done`);
+    const vm = res.track(
+      new QemuVmm({ name: "stop", kernelPath, root: { tag: "rootfs", hostDir: root }, vcpus: 1, memoryBytes: 128 * 1024 * 1024, consoleLogPath: join(dir, "console.log"), runDir: join(dir, "run"), accel: "tcg" }),
+    );
+    await vm.start();
+    const procs = vm.processes();
+    await vm.waitForConsole(/iii-sleeping/, 60_000);
+    const exit = await vm.stop({ timeoutMs: 3_000 });
+    expect(exit.reason).toBe("host-qmp-quit");
+    for (const p of procs) expect(processStartTime(p.pid)).toBeUndefined();
+  }, 90_000);
+
+  it("a guest whose init fails gives VmBootFailed with the console tail", async () => {
+    const dir = res.dir("fail");
+    const root = rootfsWithInit(busyboxRootfs, dir, "echo iii-about-to-fail\nexit 3");
+    const vm = res.track(
+      new QemuVmm({ name: "fail", kernelPath, root: { tag: "rootfs", hostDir: root }, vcpus: 1, memoryBytes: 128 * 1024 * 1024, consoleLogPath: join(dir, "console.log"), runDir: join(dir, "run"), accel: "tcg" }),
+    );
+    await vm.start();
+    const error = await vm.waitForConsole(/never printed/, 60_000).catch((e: unknown) => e);
+    expect(isIiiError(error, "VmBootFailed")).toBe(true);
+    expect((error as Error).message).toContain("iii-about-to-fail");
+    expect((error as Error).message).toMatch(/the VM ended \(guest-(reset|panic)\)/);
+    // init exiting panics the kernel; panic=-1 turns that into a reset, which ends QEMU. The panic text
+    // itself usually never reaches hvc0 (the reboot is immediate), so the reason is guest-reset or -panic.
+    const exit = await vm.wait();
+    expect(["guest-reset", "guest-panic"]).toContain(exit.reason);
+  }, 90_000);
+});
