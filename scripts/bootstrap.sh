@@ -68,7 +68,12 @@ install_pnpm
 
 cd "$ROOT"
 log "pnpm install --frozen-lockfile"
-CI=true pnpm install --frozen-lockfile --reporter=silent
+CI=true pnpm install --frozen-lockfile
 log "building"
-pnpm run build >/dev/null
+BUILD_LOG="$(mktemp)"
+if ! pnpm run build >"$BUILD_LOG" 2>&1; then
+  tail -n 60 "$BUILD_LOG" >&2; rm -f "$BUILD_LOG"
+  log "build failed"; exit 1
+fi
+rm -f "$BUILD_LOG"
 log "ready: ./iii worker --help"
