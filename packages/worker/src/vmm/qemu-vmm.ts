@@ -62,7 +62,8 @@ export class QemuVmm implements Vmm {
   private qmp: QmpClient | undefined;
   private exitPromise: Promise<VmExit> | undefined;
   private exitInfo: VmExit | undefined;
-  private failure: IiiError | undefined;
+  private failureError: IiiError | undefined;
+  private failureReason: string | undefined;
   private startedAt = 0;
   private stopping = false;
   private prepared = false;
@@ -91,6 +92,11 @@ export class QemuVmm implements Vmm {
     return this.daemonCommands.map((d) => d.command);
   }
 
+  /** The failure the adapter detected (KvmUnavailable, VmBootFailed), if any. */
+  get failure(): IiiError | undefined {
+    return this.failureError;
+  }
+
   /** The VM's end, once it has ended. */
   get exit(): VmExit | undefined {
     return this.exitInfo;
@@ -108,7 +114,14 @@ export class QemuVmm implements Vmm {
     if (!this.virtiofsdBin || !existsSync(this.virtiofsdBin)) {
       throw new IiiError("VirtiofsdNotFound", `${this.virtiofsdBin ?? "virtiofsd"} not found (apt install qemu-system-common, or set III_VIRTIOFSD_BIN)`);
     }
-    this.accelChoice = config.accel ? { accel: config.accel, reason: "chosen by the caller" } : chooseAccel(probeAccelFacts(env));
+    if (config.accel) {
+      this.accelChoice = { accel: config.accel, reason: "chosen by the caller" };
+    } else {
+      const facts = probeAccelFacts(env);
+      this.accelChoice = chooseAccel(facts);
+      // With an override, keep what the host probe says: it is the reason a forced KVM fails.
+      if (facts.override) this.accelChoice.reason += `; host probe: ${chooseAccel({ ...facts, override: undefined }).reason}`;
+    }
     if (!existsSync(config.kernelPath)) throw new IiiError("FirmwareNotFound", `kernel ${config.kernelPath} does not exist`);
     if (!isDirectory(config.root.hostDir)) throw new IiiError("RootfsNotFound", `root filesystem ${config.root.hostDir} is not a directory`);
     const shares = [config.root, ...(config.shares ?? [])];
@@ -206,14 +219,14 @@ export class QemuVmm implements Vmm {
     try {
       const { line } = await waitForLine(this.config.consoleLogPath, match, {
         timeoutMs,
-        stop: () => (this.failure ? this.failure.message : this.qemu?.done ? "ended" : undefined),
+        stop: () => (this.failureError ? this.failureError.message : this.qemu?.done ? "ended" : undefined),
       });
       return { line, atMs: this.elapsed() };
     } catch (error) {
-      if (this.failure) throw this.failure;
+      if (this.failureError) throw this.failureError;
       if (this.qemu?.done && this.exitPromise) {
         const exit = await this.exitPromise;
-        if (this.failure) throw this.failure;
+        if (this.failureError) throw this.failureError;
         throw this.bootFailure(`the VM ended (${exit.reason}) before the expected console line`);
       }
       throw this.bootFailure((error as Error).message);
@@ -311,8 +324,22 @@ export class QemuVmm implements Vmm {
     const events = this.qmp?.events ?? [];
     let reason = shutdownReason(events) ?? (signal ? `signal-${signal}` : "unknown");
     if (reason === "guest-reset" && /Kernel panic - not syncing/.test(readTail(this.config.consoleLogPath, 16 * 1024))) reason = "guest-panic";
-    if (this.failure) reason = this.failure.code === "KvmUnavailable" ? "kvm-failed" : "boot-failed";
-    this.exitInfo = { reason, exitCode: code, signal, events: events.map((e) => ({ ...e })), uptimeMs: performance.now() - this.startedAt };
+    if (!this.failureError && !this.stopping && (code !== 0 || signal !== null)) {
+      // QEMU exits 0 for every guest-initiated end and for SIGTERM (DESIGN §3): anything else is QEMU's own
+      // failure, e.g. an assertion when KVM refuses the vCPU's MSRs (measured on kvm_pvm: "failed to set
+      // MSR 0x10a") or a SIGKILL from outside.
+      this.failureError = this.qemuFailure(`QEMU ${signal ? `died of ${signal}` : `exited with code ${code}`}`);
+      this.failureReason = "qemu-crashed";
+    }
+    if (this.failureError) reason = this.failureError.code === "KvmUnavailable" ? "kvm-failed" : (this.failureReason ?? "qemu-crashed");
+    this.exitInfo = {
+      reason,
+      exitCode: code,
+      signal,
+      events: events.map((e) => ({ ...e })),
+      uptimeMs: performance.now() - this.startedAt,
+      ...(this.failureError ? { error: this.failureError } : {}),
+    };
     this.qmp?.close();
     // virtiofsd ends by itself when QEMU hangs up; make sure.
     void this.killAll(1_000);
@@ -323,17 +350,23 @@ export class QemuVmm implements Vmm {
     const status = (await this.qmp?.execute("query-status").catch(() => undefined)) as { status?: string } | undefined;
     if (status?.status !== "internal-error") return;
     const log = lastLines(readTail(this.qemu!.logPath), 8);
-    this.failure =
+    this.failureError =
       this.accel.accel === "kvm"
         ? new IiiError("KvmUnavailable", `VM ${this.config.name}: KVM cannot run this guest (${this.accel.reason}): ${log || "internal error"}; use III_ACCEL=tcg`)
         : new IiiError("VmBootFailed", `VM ${this.config.name}: QEMU stopped with an internal error: ${log}`);
+    this.failureReason = "internal-error";
     this.signal(this.qemu!, "SIGKILL");
   }
 
   private startFailure(what: string): IiiError {
+    return this.qemuFailure(what);
+  }
+
+  /** KvmUnavailable when KVM was in use and QEMU's log blames it, else VmBootFailed; both quote QEMU's log. */
+  private qemuFailure(what: string): IiiError {
     const log = lastLines(readTail(this.qemu!.logPath), 8);
     if (this.accel.accel === "kvm" && /kvm|MSR/i.test(log)) {
-      return new IiiError("KvmUnavailable", `VM ${this.config.name}: KVM failed (${this.accel.reason}): ${log}; use III_ACCEL=tcg`);
+      return new IiiError("KvmUnavailable", `VM ${this.config.name}: KVM cannot run the guest (accel kvm: ${this.accel.reason}): ${log}; use III_ACCEL=tcg`);
     }
     return this.bootFailure(`${what}${log ? `: ${log}` : ""}`);
   }

@@ -74,7 +74,8 @@ export interface VmExit {
   /**
    * QMP SHUTDOWN reason: `guest-reset` (init rebooted, the normal end with reboot=t -no-reboot),
    * `guest-panic`, `guest-shutdown`, `host-qmp-quit`, `host-signal`, …; `unknown` without a QMP event;
-   * `boot-failed`/`kvm-failed` when the adapter itself ended QEMU.
+   * `kvm-failed` (KVM could not run the guest), `internal-error` (QEMU paused on an internal error and the
+   * adapter killed it), `qemu-crashed` (QEMU exited non-zero or by a signal it did not handle).
    */
   reason: string;
   /** QEMU's exit code (always 0 for guest-initiated ends; DESIGN §3) and signal. */
@@ -84,6 +85,11 @@ export interface VmExit {
   events: Array<{ event: string; data?: unknown; atMs: number }>;
   /** ms from QEMU spawn to its exit. */
   uptimeMs: number;
+  /**
+   * Set when the adapter saw the VM fail rather than end: KvmUnavailable (KVM forced and QEMU could not run
+   * the guest), VmBootFailed (QEMU stopped with an internal error or exited with an error of its own).
+   */
+  error?: import("../errors.js").IiiError;
 }
 
 /** One VM's lifecycle. */

@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isIiiError } from "../../src/errors.js";
-import { QemuVmm } from "../../src/vmm/index.js";
+import { QemuVmm, chooseAccel, probeAccelFacts } from "../../src/vmm/index.js";
 import { processStartTime } from "../../src/host/process-identity.js";
 import { INIT_PRELUDE, INIT_REBOOT, VmTestResources, rootfsWithInit, vmTestEnv, type VmTestEnv } from "./harness.js";
 
@@ -68,6 +68,26 @@ describe.skipIf("skip" in env)("QemuVmm boots the libkrunfw kernel on a busybox 
     const exit = await vm.stop({ timeoutMs: 3_000 });
     expect(exit.reason).toBe("host-qmp-quit");
     for (const p of procs) expect(processStartTime(p.pid)).toBeUndefined();
+  }, 90_000);
+
+  const hostAccel = chooseAccel(probeAccelFacts({}));
+  if (hostAccel.accel === "kvm") console.warn("SKIP forced-KVM failure test: KVM works on this host");
+  it.skipIf(hostAccel.accel === "kvm")("forcing KVM where it cannot run guests gives KvmUnavailable with QEMU's reason", async () => {
+    const dir = res.dir("kvm");
+    const root = rootfsWithInit(busyboxRootfs, dir, `echo iii-kvm-hello\n${INIT_REBOOT}`);
+    const vm = res.track(
+      new QemuVmm({ name: "kvm", kernelPath, root: { tag: "rootfs", hostDir: root }, vcpus: 1, memoryBytes: 128 * 1024 * 1024, consoleLogPath: join(dir, "console.log"), runDir: join(dir, "run"), hostEnv: { ...process.env, III_ACCEL: "kvm" } }),
+    );
+    await vm.prepare();
+    expect(vm.accel.accel).toBe("kvm");
+    const error = await (async () => {
+      await vm.start();
+      await vm.waitForConsole(/iii-kvm-hello/, 60_000);
+    })().catch((e: unknown) => e);
+    expect(isIiiError(error, "KvmUnavailable"), String(error)).toBe(true);
+    expect((error as Error).message).toMatch(/III_ACCEL=kvm/);
+    expect((error as Error).message).toMatch(/use III_ACCEL=tcg/);
+    console.log(`forced KVM: ${(error as Error).message}`);
   }, 90_000);
 
   it("a guest whose init fails gives VmBootFailed with the console tail", async () => {

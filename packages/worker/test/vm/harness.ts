@@ -26,13 +26,18 @@ export async function vmTestEnv(): Promise<VmTestEnv | { skip: string }> {
   let kernelPath: string;
   try {
     // Downloads are off: a test run must not fetch 40 MB behind the user's back.
-    const { kernel } = await resolveKernel({ download: false });
+    // The kernel ELF goes to the tests' own cache, not the user's ~/.iii (atomic rename: concurrent runs are fine).
+    const { kernel } = await resolveKernel({ download: false, cacheDir: join(testCacheDir(), "kernel") });
     kernelPath = kernel.elfPath;
   } catch (error) {
     return { skip: `libkrunfw firmware not available: ${(error as Error).message}` };
   }
-  const busyboxRootfs = execFileSync("sh", [BUILD_SCRIPT], { encoding: "utf8" }).trim();
+  const busyboxRootfs = execFileSync("sh", [BUILD_SCRIPT, testCacheDir()], { encoding: "utf8" }).trim();
   return { kernelPath, busyboxRootfs };
+}
+
+export function testCacheDir(): string {
+  return process.env.III_TEST_CACHE ?? join(tmpdir(), "iii-test-cache");
 }
 
 /** A short unique temp dir (unix socket paths must stay under 108 bytes). */

@@ -1,0 +1,22 @@
+/** `node bench/boot/run.mjs [--runs N] [--json]`: prints the raw-floor boot table (row a). */
+import { parseArgs } from "node:util";
+import { resolveKernel } from "../../src/firmware/index.js";
+import { chooseAccel, probeAccelFacts } from "../../src/vmm/accel.js";
+import { formatBootTable, measureRawFloor, medians } from "./raw-floor.js";
+
+const { values } = parseArgs({ options: { runs: { type: "string", default: "10" }, json: { type: "boolean", default: false }, download: { type: "boolean", default: false } } });
+const runs = Number(values.runs);
+if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got ${values.runs}`);
+
+const { firmware, kernel } = await resolveKernel({ download: values.download });
+const accel = chooseAccel(probeAccelFacts());
+console.error(`raw floor: ${runs} boots, libkrunfw ${firmware.version} from ${firmware.source}, accel ${accel.accel} (${accel.reason})`);
+const samples = await measureRawFloor({
+  kernelPath: kernel.elfPath,
+  runs,
+  accel: accel.accel,
+  onRun: (i, s) => console.error(`  boot ${String(i + 1).padStart(2)}: first line ${s["first console line"]!.toFixed(0)} ms, exit ${s["qemu exit"]!.toFixed(0)} ms`),
+});
+const rows = medians(samples);
+if (values.json) console.log(JSON.stringify({ runs, accel: accel.accel, samples, medians: rows }, null, 2));
+else console.log(`(a) raw floor, median of ${runs}\n${formatBootTable(rows)}`);
