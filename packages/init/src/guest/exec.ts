@@ -1,0 +1,174 @@
+// EXEC requests from the host: one stream per command, stdin/stdout/stderr
+// with credit-based flow control, SIGNAL, RESIZE, timeout, EXIT.
+
+import type { Readable } from "node:stream";
+import { ChannelClosedError, type ControlChannel } from "../protocol/channel.js";
+import type { ExecMessage, ExitStatus, Message } from "../protocol/messages.js";
+import { killGroup, spawnGuestProcess, type GuestProcess } from "./process.js";
+import type { Reaper } from "./reaper.js";
+import { resolveUser, type ResolvedUser } from "./users.js";
+
+export interface ExecDefaults {
+  env: Record<string, string>;
+  cwd: string;
+  user: string | null;
+}
+
+interface Session {
+  proc: GuestProcess | null;
+  /** Messages that arrived before the process was spawned. */
+  early: Message[];
+  timedOut: boolean;
+  tty: boolean;
+}
+
+const TIMEOUT_KILL_AFTER_MS = 1000;
+const EOT = Buffer.from([4]);
+
+export function envForUser(base: Record<string, string>, user: ResolvedUser, extra: Record<string, string> = {}): Record<string, string> {
+  const env = { ...base };
+  if (!env.HOME || env.HOME === "/") env.HOME = user.home;
+  if (user.name && !env.USER) env.USER = user.name;
+  return { ...env, ...extra };
+}
+
+export class ExecServer {
+  private readonly sessions = new Map<number, Session>();
+
+  constructor(
+    private readonly channel: ControlChannel,
+    private readonly defaults: ExecDefaults,
+    private readonly reaper: Reaper,
+  ) {}
+
+  get active(): number {
+    return this.sessions.size;
+  }
+
+  /** Handle a message for an exec stream; returns false if it is not one. */
+  handle(m: Message): boolean {
+    if (m.stream === 0) return false;
+    if (m.type === "EXEC") {
+      if (this.sessions.has(m.stream)) {
+        this.channel.send({ type: "ERROR", stream: m.stream, code: "STREAM_IN_USE", message: `stream ${m.stream} is busy` });
+      } else {
+        void this.start(m);
+      }
+      return true;
+    }
+    const session = this.sessions.get(m.stream);
+    if (!session) return m.type === "STDIN" || m.type === "EOF" || m.type === "SIGNAL" || m.type === "RESIZE";
+    if (!session.proc) {
+      session.early.push(m);
+      return true;
+    }
+    this.apply(session, session.proc, m);
+    return true;
+  }
+
+  /** SIGKILL every exec (init is going down). */
+  killAll(): void {
+    for (const s of this.sessions.values()) if (s.proc) killGroup(s.proc.pid, "SIGKILL");
+  }
+
+  private apply(session: Session, proc: GuestProcess, m: Message): void {
+    switch (m.type) {
+      case "STDIN": {
+        const n = m.data.byteLength;
+        if (!proc.stdin || proc.stdin.destroyed || proc.stdin.writableEnded) {
+          this.channel.grant(m.stream, n);
+          return;
+        }
+        proc.stdin.write(m.data, () => this.channel.grant(m.stream, n));
+        return;
+      }
+      case "EOF":
+        if (session.tty) proc.stdin?.write(EOT);
+        else proc.stdin?.end();
+        return;
+      case "SIGNAL":
+        try {
+          killGroup(proc.pid, m.signal as NodeJS.Signals);
+        } catch {}
+        return;
+      case "RESIZE":
+        try {
+          proc.pty?.resize(m.rows, m.cols);
+        } catch {}
+        return;
+      default:
+        return;
+    }
+  }
+
+  private async start(m: ExecMessage): Promise<void> {
+    const session: Session = { proc: null, early: [], timedOut: false, tty: m.tty === true };
+    this.sessions.set(m.stream, session);
+    let proc: GuestProcess;
+    try {
+      const user = resolveUser(m.user ?? this.defaults.user);
+      proc = await spawnGuestProcess(
+        {
+          argv: m.argv,
+          env: envForUser(this.defaults.env, user, { ...(m.tty ? { TERM: m.env?.TERM ?? "xterm-256color" } : {}), ...m.env }),
+          cwd: m.cwd ?? this.defaults.cwd,
+          uid: user.uid,
+          gid: user.gid,
+          stdio: "pipe",
+          tty: m.tty ? { rows: m.rows ?? 24, cols: m.cols ?? 80 } : null,
+        },
+        this.reaper,
+      );
+    } catch (err) {
+      this.sessions.delete(m.stream);
+      this.finish(m.stream, { code: -1, signal: null, timedOut: false, error: (err as Error).message });
+      return;
+    }
+    session.proc = proc;
+    this.channel.send({ type: "STARTED", stream: m.stream, pid: proc.pid });
+    proc.stdin?.on("error", () => {});
+    for (const early of session.early.splice(0)) this.apply(session, proc, early);
+
+    let timer: NodeJS.Timeout | null = null;
+    if (m.timeoutMs !== undefined && m.timeoutMs > 0) {
+      timer = setTimeout(() => {
+        session.timedOut = true;
+        killGroup(proc.pid, "SIGTERM");
+        timer = setTimeout(() => killGroup(proc.pid, "SIGKILL"), TIMEOUT_KILL_AFTER_MS);
+      }, m.timeoutMs);
+    }
+
+    const pumps = [this.pump(m.stream, "STDOUT", proc.stdout, session.tty)];
+    if (proc.stderr) pumps.push(this.pump(m.stream, "STDERR", proc.stderr, false));
+    const status = await proc.exited;
+    if (timer) clearTimeout(timer);
+    // Output written just before exit is still in the pipe or pty: drain it,
+    // but do not wait forever for a background process that kept the pipe open.
+    await Promise.race([Promise.all(pumps), new Promise((r) => setTimeout(r, session.tty ? 500 : 2000))]);
+    proc.stdout?.destroy();
+    proc.stderr?.destroy();
+    if (session.tty) proc.pty?.master.destroy();
+    this.sessions.delete(m.stream);
+    this.finish(m.stream, { ...status, timedOut: session.timedOut });
+  }
+
+  private finish(stream: number, status: ExitStatus): void {
+    this.channel.send({ type: "EXIT", stream, ...status });
+    this.channel.closeStream(stream);
+  }
+
+  private async pump(stream: number, type: "STDOUT" | "STDERR", source: Readable | null, tty: boolean): Promise<void> {
+    if (!source) return;
+    try {
+      for await (const chunk of source) await this.channel.sendData(stream, type, chunk as Buffer);
+    } catch (err) {
+      // EIO on a pty master means every slave fd closed: the normal end of a tty session.
+      if ((err as NodeJS.ErrnoException).code === "EIO" && tty) return;
+      if (err instanceof ChannelClosedError) {
+        source.destroy();
+        return;
+      }
+      source.destroy();
+    }
+  }
+}

@@ -1,0 +1,215 @@
+// Runs init as PID 1 in a fresh PID + mount (+ cgroup, UTS) namespace, chrooted
+// into a scratch busybox rootfs built in a temp dir. In "dev" mode the host's
+// node and this package are bind-mounted read-only into the rootfs; in "sea"
+// mode the rootfs holds only busybox, /init.krun and /.iii/ (no glibc of its own).
+
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+  cpSync,
+} from "node:fs";
+import { createServer, type Server, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { HostControl } from "../src/protocol/host.js";
+
+export const PACKAGE_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+export const CLI = join(PACKAGE_DIR, "dist", "cli.js");
+export const SEA_BINARY = join(PACKAGE_DIR, "dist", "init.krun");
+export const SEA_RUNTIME = join(PACKAGE_DIR, "dist", "iii-runtime");
+const NODE = process.execPath;
+const BUSYBOX = "/usr/bin/busybox";
+
+export function canRunNamespaces(): string | null {
+  if (process.getuid?.() !== 0) return "needs root for unshare --pid --mount";
+  if (!existsSync("/usr/bin/unshare")) return "util-linux unshare missing";
+  if (!existsSync(BUSYBOX)) return "busybox-static missing";
+  if (!existsSync(CLI)) return `run the build first (${CLI} missing)`;
+  return null;
+}
+
+export interface Rootfs {
+  base: string;
+  root: string;
+  cleanup(): void;
+}
+
+export function makeRootfs(mode: "dev" | "sea" = "dev"): Rootfs {
+  const base = mkdtempSync(join(tmpdir(), `iii-init-test-${process.pid}-`));
+  const root = join(base, "root");
+  for (const d of ["bin", "etc", "proc", "sys", "dev", "tmp", "run", "root", "home/app", "app", "data"]) {
+    mkdirSync(join(root, d), { recursive: true });
+  }
+  copyFileSync(BUSYBOX, join(root, "bin", "busybox"));
+  chmodSync(join(root, "bin", "busybox"), 0o755);
+  const applets = spawnSync(BUSYBOX, ["--list"], { encoding: "utf8" }).stdout.split("\n").filter(Boolean);
+  for (const applet of applets) {
+    if (applet !== "busybox") symlinkSync("busybox", join(root, "bin", applet));
+  }
+  writeFileSync(
+    join(root, "etc", "passwd"),
+    "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+  );
+  writeFileSync(join(root, "etc", "group"), "root:x:0:\ntty:x:5:\napp:x:1000:\nstaff:x:50:\nnogroup:x:65534:\n");
+  chownSync(join(root, "home", "app"), 1000, 1000);
+  chownSync(join(root, "app"), 1000, 1000);
+  if (mode === "dev") {
+    for (const d of ["usr/lib", "usr/lib64", "opt", "work/main"]) mkdirSync(join(root, d), { recursive: true });
+    symlinkSync("usr/lib", join(root, "lib"));
+    symlinkSync("usr/lib64", join(root, "lib64"));
+  } else {
+    copyFileSync(SEA_BINARY, join(root, "init.krun"));
+    chmodSync(join(root, "init.krun"), 0o755);
+    cpSync(SEA_RUNTIME, join(root, ".iii"), { recursive: true, verbatimSymlinks: true });
+  }
+  return { base, root, cleanup: () => rmSync(base, { recursive: true, force: true }) };
+}
+
+export interface InitResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface InitRun {
+  proc: ChildProcess;
+  rootfs: Rootfs;
+  /** Connected control channel (when `control` was requested). */
+  host: HostControl | null;
+  result: Promise<InitResult>;
+  /** Host pids of every process in the run's PID namespace except init. */
+  namespacePids(): number[];
+}
+
+export interface RunOptions {
+  env: Record<string, string>;
+  control?: boolean;
+  mode?: "dev" | "sea";
+  rootfs?: Rootfs;
+  /** Extra unshare flags, e.g. ["--net"]. */
+  unshare?: string[];
+  /** Shell commands run in the namespace before init (host tools, before chroot). */
+  prelude?: string;
+  timeoutMs?: number;
+}
+
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+export async function startInit(options: RunOptions): Promise<InitRun> {
+  const mode = options.mode ?? "dev";
+  const rootfs = options.rootfs ?? makeRootfs(mode);
+  const r = rootfs.root;
+  const binds =
+    mode === "dev"
+      ? ["/usr/lib", "/usr/lib64", "/opt", "/work/main"]
+          .map((d) => `mount --rbind ${d} ${shellQuote(r + d)} && mount -o remount,bind,ro ${shellQuote(r + d)}`)
+          .join(" && ")
+      : "true";
+  const initCmd = mode === "dev" ? `${shellQuote(NODE)} ${shellQuote(CLI.replace(/^/, ""))}` : "/init.krun";
+  const script = [binds, options.prelude ?? "true", `exec /usr/sbin/chroot ${shellQuote(r)} ${initCmd}`].join(" && ");
+
+  let server: Server | null = null;
+  let accepted: Promise<Socket> | null = null;
+  const env: Record<string, string> = { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", ...options.env };
+  if (options.control) {
+    const sockPath = join(r, "control.sock");
+    server = createServer();
+    await new Promise<void>((res) => server!.listen(sockPath, res));
+    accepted = new Promise<Socket>((res) => server!.once("connection", res));
+    env.III_INIT_CONTROL = "unix:/control.sock";
+  } else {
+    env.III_INIT_CONTROL ??= "none";
+  }
+  const proc = spawn(
+    "/usr/bin/unshare",
+    ["--pid", "--fork", "--kill-child", "--mount", "--cgroup", "--uts", "--propagation", "private", ...(options.unshare ?? []), "/bin/sh", "-c", script],
+    { env, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let stdout = "";
+  let stderr = "";
+  proc.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
+  proc.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+  const timeoutMs = options.timeoutMs ?? 60_000;
+  const result = new Promise<InitResult>((res) => {
+    const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
+    proc.on("close", (code, signal) => {
+      clearTimeout(timer);
+      server?.close();
+      res({ code, signal, stdout, stderr });
+    });
+  });
+  let host: HostControl | null = null;
+  if (accepted) {
+    const sock = await Promise.race([
+      accepted,
+      result.then((res) => {
+        throw new Error(`init exited before connecting: ${JSON.stringify(res)}`);
+      }),
+    ]);
+    host = HostControl.attach(sock);
+    host.on("error", () => {});
+  }
+  return {
+    proc,
+    rootfs,
+    host,
+    result,
+    namespacePids: () => descendants(proc.pid!).filter((p) => p !== initPid(proc.pid!)),
+  };
+}
+
+function childrenOf(pid: number): number[] {
+  try {
+    const out: number[] = [];
+    for (const t of readdirSync(`/proc/${pid}/task`)) {
+      const c = readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").trim();
+      if (c) out.push(...c.split(" ").map(Number));
+    }
+    return out;
+  } catch {
+    return [];
+  }
+}
+
+/** Host pid of init: unshare's forked child. */
+function initPid(unsharePid: number): number | undefined {
+  return childrenOf(unsharePid)[0];
+}
+
+export function descendants(pid: number): number[] {
+  const out: number[] = [];
+  const stack = [...childrenOf(pid)];
+  while (stack.length > 0) {
+    const p = stack.pop()!;
+    out.push(p);
+    stack.push(...childrenOf(p));
+  }
+  return out;
+}
+
+/** Run to completion and collect output (no control channel). */
+export async function runInit(options: RunOptions): Promise<InitResult & { rootfs: Rootfs }> {
+  const run = await startInit(options);
+  const res = await run.result;
+  return { ...res, rootfs: run.rootfs };
+}
+
+export async function collect(stream: NodeJS.ReadableStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}

@@ -1,0 +1,289 @@
+// Acceptance tests: init as PID 1 in a PID + mount namespace with a scratch
+// busybox rootfs (see harness.ts). Steps that need a VM are skipped by init
+// itself with a printed reason (III_INIT_SKIP) and asserted as such.
+import { afterEach, describe, expect, it } from "vitest";
+import { existsSync } from "node:fs";
+import { randomBytes, createHash } from "node:crypto";
+import { canRunNamespaces, collect, runInit, startInit, type InitRun, type Rootfs } from "./harness.js";
+import { ExitCode } from "../src/errors.js";
+
+const skipReason = canRunNamespaces();
+if (skipReason) console.log(`[init pid1 tests] skipped: ${skipReason}`);
+
+const cleanups: Array<() => void> = [];
+afterEach(() => {
+  for (const c of cleanups.splice(0)) c();
+});
+function track<T extends { rootfs: Rootfs }>(run: T): T {
+  cleanups.push(() => run.rootfs.cleanup());
+  return run;
+}
+function trackRun(run: InitRun): InitRun {
+  cleanups.push(() => {
+    if (run.proc.exitCode === null) run.proc.kill("SIGKILL");
+    run.rootfs.cleanup();
+  });
+  return run;
+}
+
+const cmd = (script: string): string => JSON.stringify(["/bin/sh", "-c", script]);
+
+describe.skipIf(skipReason !== null)("init as PID 1 (namespace)", () => {
+  it("gives the workload its mounts, workdir, user, HOME/PATH and no III_INIT_* variables", async () => {
+    const script = [
+      'echo "pid=$$"',
+      'echo "uid=$(id -u) gid=$(id -g) cwd=$(pwd)"',
+      "echo HOME=$HOME",
+      "echo PATH=$PATH",
+      "echo FOO=$FOO",
+      "env | grep '^III_' | sort | sed 's/^/env:/'",
+      "awk '{print \"mnt:\" $2 \":\" $3}' /proc/self/mounts",
+      "echo data > /tmp/t && cat /tmp/t | sed 's/^/tmp:/'",
+      "echo data > /run/r && cat /run/r | sed 's/^/run:/'",
+      "test -c /dev/null && echo devnull:ok",
+      "ls /sys/kernel >/dev/null && echo sys:ok",
+    ].join("; ");
+    const r = track(
+      await runInit({
+        env: {
+          III_WORKER_CMD: cmd(script),
+          III_WORKER_USER: "app",
+          III_WORKER_WORKDIR: "/app",
+          III_INIT_NOFILE: "4096",
+          III_INIT_HOSTNAME: "worker-one",
+          III_INIT_NO_REBOOT: "1",
+          III_URL: "ws://host.iii.internal:49134",
+          FOO: "bar",
+        },
+      }),
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const out = r.stdout;
+    expect(out).toContain("pid=");
+    expect(out).not.toContain("pid=1\n");
+    expect(out).toContain("uid=1000 gid=1000 cwd=/app");
+    expect(out).toContain("HOME=/home/app");
+    expect(out).toContain("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    expect(out).toContain("FOO=bar");
+    // User variables that merely start with III_ pass; the contract does not.
+    expect(out.split("\n").filter((l) => l.startsWith("env:"))).toEqual(["env:III_URL=ws://host.iii.internal:49134"]);
+    for (const m of ["/proc:proc", "/sys:sysfs", "/dev:devtmpfs", "/dev/pts:devpts", "/dev/shm:tmpfs", "/tmp:tmpfs", "/run:tmpfs"]) {
+      expect(out).toContain(`mnt:${m}`);
+    }
+    expect(out).toContain("tmp:data");
+    expect(out).toContain("run:data");
+    expect(out).toContain("devnull:ok");
+    expect(out).toContain("sys:ok");
+    expect(r.stderr).toContain("workload exited with code 0");
+  });
+
+  it("reaps an orphaned grandchild (no zombie after 1 s)", async () => {
+    const script = [
+      'sh -c "sleep 0.3 & echo orphan=\\$!"',
+      "sleep 0.1",
+      // The orphan was re-parented to init (PID 1 in this namespace).
+      "for p in /proc/[0-9]*; do read -r l < $p/stat 2>/dev/null && echo \"stat:$l\"; done | grep ' (sleep) ' | awk '{print \"ppid:\" $4}' | head -1",
+      "sleep 1.3",
+      "for p in /proc/[0-9]*; do read -r l < $p/stat 2>/dev/null && echo \"late:$l\"; done",
+    ].join("; ");
+    const r = track(await runInit({ env: { III_WORKER_CMD: cmd(script) } }));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/orphan=\d+/);
+    expect(r.stdout).toContain("ppid:1\n");
+    const late = r.stdout.split("\n").filter((l) => l.startsWith("late:"));
+    expect(late.length).toBeGreaterThanOrEqual(2);
+    // Field 3 is the state: no zombies anywhere in the namespace.
+    const zombies = late.filter((l) => l.slice(l.lastIndexOf(")") + 2).startsWith("Z"));
+    expect(zombies).toEqual([]);
+  });
+
+  it("exit 7 → 7, killed by SIGKILL → 137, both reported over the channel", async () => {
+    const seven = trackRun(await startInit({ env: { III_WORKER_CMD: cmd("exit 7") }, control: true }));
+    const exit7 = await seven.host!.workloadExit;
+    expect(exit7).toMatchObject({ code: 7, signal: null, requested: false });
+    expect((await seven.result).code).toBe(7);
+
+    const killed = trackRun(await startInit({ env: { III_WORKER_CMD: cmd("kill -9 $$") }, control: true }));
+    const exitKill = await killed.host!.workloadExit;
+    expect(exitKill).toMatchObject({ code: 137, signal: "SIGKILL" });
+    expect((await killed.result).code).toBe(137);
+  });
+
+  it("SHUTDOWN with 2 s grace kills a group that ignores SIGTERM within grace + 1 s", async () => {
+    const script = `trap "" TERM; sleep 1000 & sh -c 'trap "" TERM; sleep 1000' & echo started; wait`;
+    const run = trackRun(await startInit({ env: { III_WORKER_CMD: cmd(script) }, control: true }));
+    const host = run.host!;
+    const ready = await host.ready;
+    expect(ready.timings.map((t) => t.step)).toContain("mount:/proc");
+    const started = new Promise<void>((resolve) => host.workloadStdout.on("data", (d: Buffer) => d.toString().includes("started") && resolve()));
+    await started;
+    await new Promise((r) => setTimeout(r, 200));
+    const pids = run.namespacePids();
+    expect(pids.length).toBeGreaterThanOrEqual(3); // sh, sleep, (sh exec'd into) sleep
+    const t0 = performance.now();
+    host.shutdown(2000);
+    const exit = await host.workloadExit;
+    const elapsed = performance.now() - t0;
+    expect(elapsed).toBeGreaterThanOrEqual(1900);
+    expect(elapsed).toBeLessThanOrEqual(3000);
+    expect(exit).toMatchObject({ requested: true, escalated: true, code: 137, signal: "SIGKILL" });
+    // Init reports only once the whole group is gone (and reaped).
+    expect(pids.filter((p) => existsSync(`/proc/${p}`))).toEqual([]);
+    expect((await run.result).code).toBe(137);
+  });
+
+  it("serves 8 concurrent execs x 50 commands with exact output", async () => {
+    const run = trackRun(await startInit({ env: { III_WORKER_CMD: cmd("sleep 1000") }, control: true, timeoutMs: 120_000 }));
+    const host = run.host!;
+    await host.ready;
+    const worker = async (w: number): Promise<number> => {
+      let ok = 0;
+      for (let i = 0; i < 50; i++) {
+        const n = 200 + ((w * 50 + i) % 300);
+        const e = host.exec({ argv: ["sh", "-c", `seq 1 ${n}; echo err-${w}-${i} >&2; echo end-${w}-${i}`] });
+        e.stdin.end();
+        const [out, err, status] = await Promise.all([collect(e.stdout), collect(e.stderr), e.exit]);
+        const expected = `${Array.from({ length: n }, (_, k) => k + 1).join("\n")}\nend-${w}-${i}\n`;
+        expect(out.toString()).toBe(expected);
+        expect(err.toString()).toBe(`err-${w}-${i}\n`);
+        expect(status.code).toBe(0);
+        ok++;
+      }
+      return ok;
+    };
+    const counts = await Promise.all(Array.from({ length: 8 }, (_, w) => worker(w)));
+    expect(counts).toEqual(Array(8).fill(50));
+    host.shutdown(500);
+    await run.result;
+  });
+
+  it("exec: timeout, 10 MiB stdin through cat, PTY size after RESIZE, SIGNAL, bad command", async () => {
+    const run = trackRun(await startInit({ env: { III_WORKER_CMD: cmd("sleep 1000"), III_WORKER_USER: "app" }, control: true }));
+    const host = run.host!;
+    await host.ready;
+
+    const t0 = performance.now();
+    const sleeper = host.exec({ argv: ["sleep", "10"], timeoutMs: 1000 });
+    sleeper.stdin.end();
+    const timedOut = await sleeper.exit;
+    expect(performance.now() - t0).toBeLessThanOrEqual(2000);
+    expect(timedOut).toMatchObject({ timedOut: true, signal: "SIGTERM", code: 143 });
+
+    const data = randomBytes(10 * 1024 * 1024);
+    const cat = host.exec({ argv: ["cat"] });
+    cat.stdin.end(data);
+    const [echoed, catExit] = await Promise.all([collect(cat.stdout), cat.exit]);
+    expect(catExit.code).toBe(0);
+    expect(echoed.length).toBe(data.length);
+    expect(createHash("sha256").update(echoed).digest("hex")).toBe(createHash("sha256").update(data).digest("hex"));
+
+    const tty = host.exec({ argv: ["sh", "-c", "read x; stty size; tty; id -u"], tty: true, rows: 24, cols: 80 });
+    await tty.started;
+    tty.resize(33, 101);
+    await new Promise((r) => setTimeout(r, 100));
+    tty.stdin.write("go\n");
+    const [ttyOut, ttyExit] = await Promise.all([collect(tty.stdout), tty.exit]);
+    expect(ttyExit.code).toBe(0);
+    expect(ttyOut.toString()).toContain("33 101");
+    expect(ttyOut.toString()).toMatch(/\/dev\/pts\/\d+/);
+    expect(ttyOut.toString()).toContain("1000");
+
+    const sig = host.exec({ argv: ["sleep", "30"] });
+    await sig.started;
+    sig.signal("SIGINT");
+    expect(await sig.exit).toMatchObject({ code: 130, signal: "SIGINT", timedOut: false });
+
+    const missing = host.exec({ argv: ["/no/such/binary"] });
+    const missingExit = await missing.exit;
+    expect(missingExit.code).toBe(-1);
+    expect(missingExit.error).toContain("ENOENT");
+
+    expect(await host.ping()).toBeLessThan(1000);
+    host.shutdown(200);
+    expect((await run.result).code).toBe(143);
+  });
+
+  it("with III_WORKER_MEM_BYTES = 64 MiB a 256 MiB allocation is OOM-killed and reported", async () => {
+    const run = trackRun(
+      await startInit({
+        env: { III_WORKER_CMD: cmd("dd if=/dev/zero of=/dev/null bs=256M count=1"), III_WORKER_MEM_BYTES: String(64 * 1024 * 1024) },
+        control: true,
+      }),
+    );
+    const ready = await run.host!.ready;
+    const cg = ready.timings.find((t) => t.step === "cgroup");
+    expect(cg?.status, JSON.stringify(cg)).toBe("ok");
+    const exit = await run.host!.workloadExit;
+    expect(exit).toMatchObject({ code: 137, signal: "SIGKILL", oomKilled: true });
+    const res = await run.result;
+    expect(res.code).toBe(137);
+    expect(res.stderr).toContain("OOM-killed");
+  });
+
+  it("configures eth0, lo, hostname, /etc/hosts and resolv.conf (tap device in a network namespace)", async () => {
+    const script = "ip -4 addr show dev eth0; ip link show dev eth0; ip route; hostname; cat /etc/hosts /etc/resolv.conf";
+    const r = track(
+      await runInit({
+        env: {
+          III_WORKER_CMD: cmd(script),
+          III_INIT_IP: "100.96.0.6",
+          III_INIT_CIDR: "30",
+          III_INIT_GW: "100.96.0.5",
+          III_INIT_DNS: "100.96.0.5",
+          III_INIT_MTU: "1400",
+          III_INIT_HOSTNAME: "image-resize",
+        },
+        unshare: ["--net"],
+        prelude: "ip tuntap add dev eth0 mode tap",
+      }),
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain("inet 100.96.0.6/30");
+    expect(r.stdout).toContain("mtu 1400");
+    expect(r.stdout).toMatch(/default via 100\.96\.0\.5 dev eth0/);
+    expect(r.stdout).toContain("image-resize\n");
+    expect(r.stdout).toContain("100.96.0.5\thost.iii.internal");
+    expect(r.stdout).toContain("127.0.0.1\tlocalhost");
+    expect(r.stdout).toContain("nameserver 100.96.0.5");
+  });
+
+  it("skips VM-only steps (virtio-fs shares) with a printed reason", async () => {
+    const r = track(
+      await runInit({
+        env: {
+          III_WORKER_CMD: cmd("test -d /data && echo data-dir"),
+          III_MOUNTS: JSON.stringify([{ tag: "share0", path: "/data", readOnly: true }]),
+          III_INIT_SKIP: "mounts",
+        },
+      }),
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain("shares: skipped (III_INIT_SKIP: virtio-fs needs a VM)");
+  });
+
+  it("fails a share that cannot be mounted with exit 72 (no virtio-fs tag outside a VM)", async () => {
+    const r = track(
+      await runInit({
+        env: { III_WORKER_CMD: cmd("true"), III_MOUNTS: JSON.stringify([{ tag: "share0", path: "/data" }]) },
+      }),
+    );
+    expect(r.code).toBe(ExitCode.MOUNT_SHARE);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).toMatch(/iii-init: error: mount share share0 at \/data: mount \/data failed: E\w+ \(errno \d+\) \(exit 72\)/);
+  });
+
+  for (const [name, env, pattern] of [
+    ["III_INIT_CIDR=40", { III_WORKER_CMD: cmd("true"), III_INIT_IP: "100.96.0.6", III_INIT_CIDR: "40" }, /^iii-init: error: invalid guest contract: III_INIT_CIDR=40: must be between 0 and 32 \(exit 78\)$/],
+    ["missing III_WORKER_CMD", {}, /^iii-init: error: invalid guest contract: III_WORKER_CMD: required: .* \(exit 78\)$/],
+    ["unparsable III_MOUNTS", { III_WORKER_CMD: cmd("true"), III_MOUNTS: "share0:/data" }, /^iii-init: error: invalid guest contract: III_MOUNTS=share0:\/data: not JSON: .* \(exit 78\)$/],
+  ] as const) {
+    it(`bad env (${name}) gives one clear line and exit 78`, async () => {
+      const r = track(await runInit({ env }));
+      expect(r.code).toBe(ExitCode.BAD_ENV);
+      const lines = r.stderr.trim().split("\n");
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(pattern);
+      expect(r.stdout).toBe("");
+    });
+  }
+});
