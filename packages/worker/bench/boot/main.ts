@@ -2,7 +2,7 @@
 import { parseArgs } from "node:util";
 import { resolveKernel } from "../../src/firmware/index.js";
 import { chooseAccel, probeAccelFacts } from "../../src/vmm/accel.js";
-import { formatBootTable, measureRawFloor, medians } from "./raw-floor.js";
+import { formatBootTable, measureIdleRss, measureRawFloor, medians } from "./raw-floor.js";
 
 const { values } = parseArgs({ options: { runs: { type: "string", default: "10" }, json: { type: "boolean", default: false }, download: { type: "boolean", default: false } } });
 const runs = Number(values.runs);
@@ -18,5 +18,10 @@ const samples = await measureRawFloor({
   onRun: (i, s) => console.error(`  boot ${String(i + 1).padStart(2)}: first line ${s["first console line"]!.toFixed(0)} ms, exit ${s["qemu exit"]!.toFixed(0)} ms`),
 });
 const rows = medians(samples);
-if (values.json) console.log(JSON.stringify({ runs, accel: accel.accel, samples, medians: rows }, null, 2));
-else console.log(`(a) raw floor, median of ${runs}\n${formatBootTable(rows)}`);
+const rss = await measureIdleRss({ kernelPath: kernel.elfPath, accel: accel.accel });
+if (values.json) {
+  console.log(JSON.stringify({ runs, accel: accel.accel, samples, medians: rows, idleRssBytes: rss }, null, 2));
+} else {
+  console.log(`(a) raw floor, median of ${runs}\n${formatBootTable(rows)}`);
+  console.log(`\nidle VM host RSS (256 MiB guest, busybox init sleeping)\n${Object.entries(rss).map(([k, v]) => `${k.padEnd(18)}  ${(v / 1048576).toFixed(1).padStart(7)} MiB`).join("\n")}`);
+}

@@ -4,7 +4,7 @@
  * adds (row b, `iii worker start` → first workload line) is measured against this.
  */
 import { execFileSync } from "node:child_process";
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -88,6 +88,49 @@ export async function measureRawFloor(options: RawFloorOptions): Promise<PhaseSa
     }
     return samples;
   } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** Resident set size of a process in bytes (VmRSS of /proc/<pid>/status), or NaN when it is gone. */
+export function rssBytes(pid: number): number {
+  try {
+    const kib = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+    return kib ? Number(kib) * 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * Host RSS of QEMU and virtiofsd for one idle busybox VM (init prints and sleeps), sampled `settleMs` after
+ * the first console line. QEMU's figure includes the guest memory the guest has touched.
+ */
+export async function measureIdleRss(options: Omit<RawFloorOptions, "runs" | "onRun"> & { settleMs?: number }): Promise<Record<string, number>> {
+  const work = mkdtempSync(join(tmpdir().length < 20 ? tmpdir() : "/tmp", "iii-bench-rss-"));
+  const root = join(work, "root");
+  cpSync(options.busyboxRootfs ?? buildBusyboxRootfs(), root, { recursive: true, verbatimSymlinks: true });
+  writeFileSync(join(root, "init.krun"), `#!/bin/busybox sh\necho ${FIRST_LINE}\nwhile true; do /bin/busybox sleep 60; done\n`);
+  chmodSync(join(root, "init.krun"), 0o755);
+  const vm = new QemuVmm({
+    name: "floor-rss",
+    kernelPath: options.kernelPath,
+    root: { tag: "rootfs", hostDir: root },
+    vcpus: options.vcpus ?? 1,
+    memoryBytes: options.memoryBytes ?? 256 * 1024 * 1024,
+    consoleLogPath: join(work, "console.log"),
+    runDir: join(work, "run"),
+    accel: options.accel,
+  });
+  try {
+    await vm.start();
+    await vm.waitForConsole((line) => line.includes(FIRST_LINE), 120_000);
+    await new Promise((r) => setTimeout(r, options.settleMs ?? 2_000));
+    const out: Record<string, number> = {};
+    for (const p of vm.processes()) out[p.tag ? `${p.role}:${p.tag}` : p.role] = rssBytes(p.pid);
+    return out;
+  } finally {
+    await vm.cleanup();
     rmSync(work, { recursive: true, force: true });
   }
 }

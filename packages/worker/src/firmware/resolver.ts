@@ -114,7 +114,7 @@ export class FirmwareResolver {
     let winner: ResolvedFirmware | undefined;
     const probes: Array<[FirmwareSource, () => Promise<FirmwareCandidate>]> = [
       ["env", () => this.probeEnv(entry)],
-      ["home", () => this.probeFiles("home", this.libDir, [join(this.libDir, entry.file)], entry)],
+      ["home", () => this.probeFiles("home", join(this.libDir, entry.file), [join(this.libDir, entry.file)], entry)],
       ["system", () => this.probeSystem(entry)],
       ["npm", () => this.probeNpm(entry)],
     ];
@@ -232,7 +232,7 @@ export class FirmwareResolver {
       }
       return { source, location, status: "found", reason: `sha256 matches libkrunfw ${this.manifest.version}`, path, sha256: digest };
     }
-    return { source, location, status: "absent", reason: paths.length === 1 ? `no ${paths[0]}` : `no ${entry.file} there` };
+    return { source, location, status: "absent", reason: paths.length === 1 ? "not there" : `no ${entry.file} in any of them` };
   }
 }
 

@@ -1,12 +1,12 @@
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 
-/** The last `maxBytes` of a file as text (empty when it does not exist). */
-export function readTail(path: string, maxBytes = 4096): string {
+/** The last `maxBytes` of a file (from `fromOffset` on) as text; empty when it does not exist. */
+export function readTail(path: string, maxBytes = 4096, fromOffset = 0): string {
   let fd: number | undefined;
   try {
     fd = openSync(path, "r");
     const size = fstatSync(fd).size;
-    const length = Math.min(size, maxBytes);
+    const length = Math.max(0, Math.min(size - fromOffset, maxBytes));
     const buf = Buffer.alloc(length);
     readSync(fd, buf, 0, length, size - length);
     return buf.toString("utf8");
@@ -18,8 +18,8 @@ export function readTail(path: string, maxBytes = 4096): string {
 }
 
 /** The last `lines` non-empty lines of a console log, for error messages. */
-export function consoleTail(path: string, lines = 20): string {
-  return readTail(path, 16 * 1024)
+export function consoleTail(path: string, lines = 20, fromOffset = 0): string {
+  return readTail(path, 16 * 1024, fromOffset)
     .split(/\r?\n/)
     .filter((line) => line.trim().length > 0)
     .slice(-lines)
@@ -34,11 +34,11 @@ export function consoleTail(path: string, lines = 20): string {
 export async function waitForLine(
   path: string,
   match: RegExp | ((line: string) => boolean),
-  options: { timeoutMs: number; intervalMs?: number; stop?: () => string | undefined },
+  options: { timeoutMs: number; intervalMs?: number; stop?: () => string | undefined; fromOffset?: number },
 ): Promise<{ line: string; waitedMs: number }> {
   const started = performance.now();
   const test = typeof match === "function" ? match : (line: string) => match.test(line);
-  let offset = 0;
+  let offset = options.fromOffset ?? 0;
   let partial = "";
   let fd: number | undefined;
   try {

@@ -65,6 +65,7 @@ export class QemuVmm implements Vmm {
   private failureError: IiiError | undefined;
   private failureReason: string | undefined;
   private startedAt = 0;
+  private consoleOffset = 0;
   private stopping = false;
   private prepared = false;
 
@@ -191,6 +192,8 @@ export class QemuVmm implements Vmm {
       await Promise.all(this.daemons.map((d, i) => this.waitForSocket(d, this.daemonCommands[i]!.socketPath, timeoutMs)));
       this.timings.virtiofsdReadyMs = this.elapsed();
 
+      // With consoleAppend the log holds earlier runs: this run's lines start at the current size.
+      this.consoleOffset = this.config.consoleAppend ? fileSize(this.config.consoleLogPath) : 0;
       this.qemu = this.spawnTracked("qemu", this.qemuCommand, join(this.config.runDir, "qemu.log"));
       this.timings.qemuSpawnedMs = this.elapsed();
       this.exitPromise = this.watchExit(this.qemu);
@@ -219,6 +222,7 @@ export class QemuVmm implements Vmm {
     try {
       const { line } = await waitForLine(this.config.consoleLogPath, match, {
         timeoutMs,
+        fromOffset: this.consoleOffset,
         stop: () => (this.failureError ? this.failureError.message : this.qemu?.done ? "ended" : undefined),
       });
       return { line, atMs: this.elapsed() };
@@ -323,7 +327,7 @@ export class QemuVmm implements Vmm {
     await delay(20);
     const events = this.qmp?.events ?? [];
     let reason = shutdownReason(events) ?? (signal ? `signal-${signal}` : "unknown");
-    if (reason === "guest-reset" && /Kernel panic - not syncing/.test(readTail(this.config.consoleLogPath, 16 * 1024))) reason = "guest-panic";
+    if (reason === "guest-reset" && /Kernel panic - not syncing/.test(readTail(this.config.consoleLogPath, 16 * 1024, this.consoleOffset))) reason = "guest-panic";
     if (!this.failureError && !this.stopping && (code !== 0 || signal !== null)) {
       // QEMU exits 0 for every guest-initiated end and for SIGTERM (DESIGN §3): anything else is QEMU's own
       // failure, e.g. an assertion when KVM refuses the vCPU's MSRs (measured on kvm_pvm: "failed to set
@@ -372,7 +376,7 @@ export class QemuVmm implements Vmm {
   }
 
   private bootFailure(what: string): IiiError {
-    const tail = consoleTail(this.config.consoleLogPath, 20);
+    const tail = consoleTail(this.config.consoleLogPath, 20, this.consoleOffset);
     return new IiiError("VmBootFailed", `VM ${this.config.name} failed to boot: ${what}${tail ? `\n--- console tail ---\n${tail}` : " (console is empty)"}`);
   }
 
@@ -419,6 +423,14 @@ export function isListening(path: string): boolean {
     if (flags && (Number.parseInt(flags, 16) & 0x10000) !== 0) return true;
   }
   return false;
+}
+
+function fileSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
 }
 
 function isDirectory(path: string): boolean {

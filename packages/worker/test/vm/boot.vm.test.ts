@@ -1,3 +1,4 @@
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isIiiError } from "../../src/errors.js";
@@ -56,15 +57,18 @@ describe.skipIf("skip" in env)("QemuVmm boots the libkrunfw kernel on a busybox 
     for (const p of procs) expect(processStartTime(p.pid)).toBeUndefined();
   }, 90_000);
 
-  it("stop() ends a guest that never exits, and kills virtiofsd", async () => {
+  it("stop() ends a guest that never exits and kills virtiofsd; an appended console only matches this run", async () => {
     const dir = res.dir("stop");
     const root = rootfsWithInit(busyboxRootfs, dir, `${INIT_PRELUDE}\necho iii-sleeping\nwhile true; do sleep 1; done`);
+    writeFileSync(join(dir, "console.log"), "iii-sleeping (a previous run)\n");
     const vm = res.track(
-      new QemuVmm({ name: "stop", kernelPath, root: { tag: "rootfs", hostDir: root }, vcpus: 1, memoryBytes: 128 * 1024 * 1024, consoleLogPath: join(dir, "console.log"), runDir: join(dir, "run"), accel: "tcg" }),
+      new QemuVmm({ name: "stop", kernelPath, root: { tag: "rootfs", hostDir: root }, vcpus: 1, memoryBytes: 128 * 1024 * 1024, consoleLogPath: join(dir, "console.log"), consoleAppend: true, runDir: join(dir, "run"), accel: "tcg" }),
     );
     await vm.start();
     const procs = vm.processes();
-    await vm.waitForConsole(/iii-sleeping/, 60_000);
+    const { line } = await vm.waitForConsole(/iii-sleeping/, 60_000);
+    expect(line).toBe("iii-sleeping");
+    expect(readFileSync(join(dir, "console.log"), "utf8")).toMatch(/^iii-sleeping \(a previous run\)\n/);
     const exit = await vm.stop({ timeoutMs: 3_000 });
     expect(exit.reason).toBe("host-qmp-quit");
     for (const p of procs) expect(processStartTime(p.pid)).toBeUndefined();
