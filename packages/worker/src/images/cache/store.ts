@@ -1,0 +1,233 @@
+import { randomBytes } from "node:crypto";
+import { lstatSync, readdirSync } from "node:fs";
+import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { errnoCode } from "../../errors.js";
+import { processStartTime } from "../../host/process-identity.js";
+import { digestHex, sha256Digest } from "../digest.js";
+import type { ImageRuntimeConfig, WorkerManifest } from "../config/runtime-config.js";
+
+/** What `image.json` records next to a cached rootfs. */
+export interface CachedImageRecord {
+  digest: string;
+  /** The source kind ("registry", "oci", "oci-archive", "docker-archive", "dir"). */
+  source: string;
+  /** Canonical references that resolved to this digest when it was stored. */
+  references: string[];
+  config: ImageRuntimeConfig;
+  manifest?: WorkerManifest;
+  /** Apparent size of the unpacked rootfs (hardlinks counted once). */
+  sizeBytes: number;
+  /** Blobs the image was built from (config + layers), so prune can keep shared blobs. */
+  blobs: string[];
+  /** For dir: sources, the directory used as the rootfs in place. */
+  rootfs?: string;
+  createdAt: string;
+  skipped?: string[];
+}
+
+export interface TagRecord {
+  reference: string;
+  digest: string;
+  updatedAt: string;
+  /** For archive sources: the file's size and mtime when it was read. */
+  sourceStamp?: string;
+}
+
+/**
+ * The on-disk image cache under `<III_HOME>/images`:
+ *   sha256/<hex>/{rootfs/, image.json, manifest.json, config.json}  one dir per manifest digest, renamed into place
+ *   blobs/sha256/<hex>, blobs/partial/<hex>.<pid>.partial           downloaded blobs, resumable
+ *   refs/<sha256 of reference>.json                                 tag → digest, rewritten on every resolve
+ *   tmp/<pid>.<random>/                                             unpacks in progress (swept when the pid is dead)
+ */
+export class ImageStore {
+  readonly root: string;
+
+  constructor(home: string) {
+    this.root = join(home, "images");
+  }
+
+  imageDir(digest: string): string {
+    return join(this.root, "sha256", digestHex(digest));
+  }
+
+  rootfsDir(digest: string): string {
+    return join(this.imageDir(digest), "rootfs");
+  }
+
+  blobPath(digest: string): string {
+    return join(this.root, "blobs", "sha256", digestHex(digest));
+  }
+
+  get partialDir(): string {
+    return join(this.root, "blobs", "partial");
+  }
+
+  async init(): Promise<void> {
+    await mkdir(join(this.root, "sha256"), { recursive: true, mode: 0o755 });
+    await mkdir(join(this.root, "blobs", "sha256"), { recursive: true });
+    await mkdir(this.partialDir, { recursive: true });
+    await mkdir(join(this.root, "refs"), { recursive: true });
+    await mkdir(join(this.root, "tmp"), { recursive: true, mode: 0o700 });
+  }
+
+  async hasBlob(digest: string): Promise<boolean> {
+    return exists(this.blobPath(digest));
+  }
+
+  async readRecord(digest: string): Promise<CachedImageRecord | undefined> {
+    try {
+      return JSON.parse(await readFile(join(this.imageDir(digest), "image.json"), "utf8")) as CachedImageRecord;
+    } catch (error) {
+      if (errnoCode(error) === "ENOENT") return undefined;
+      throw error;
+    }
+  }
+
+  /** A complete image: its directory only exists after the final rename, so presence means complete. */
+  async hasImage(digest: string): Promise<boolean> {
+    return exists(join(this.imageDir(digest), "image.json"));
+  }
+
+  private refPath(reference: string): string {
+    return join(this.root, "refs", `${digestHex(sha256Digest(reference))}.json`);
+  }
+
+  async readTag(reference: string): Promise<TagRecord | undefined> {
+    try {
+      return JSON.parse(await readFile(this.refPath(reference), "utf8")) as TagRecord;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async writeTag(record: TagRecord): Promise<void> {
+    await writeAtomic(this.refPath(record.reference), `${JSON.stringify(record, null, 2)}\n`);
+  }
+
+  async listTags(): Promise<TagRecord[]> {
+    const dir = join(this.root, "refs");
+    const names = await readdir(dir).catch(() => [] as string[]);
+    const tags: TagRecord[] = [];
+    for (const name of names) {
+      if (!name.endsWith(".json")) continue;
+      try {
+        tags.push(JSON.parse(await readFile(join(dir, name), "utf8")) as TagRecord);
+      } catch {
+        // a torn write cannot happen (rename), but a foreign file is not ours to interpret
+      }
+    }
+    return tags;
+  }
+
+  async removeTag(reference: string): Promise<void> {
+    await rm(this.refPath(reference), { force: true });
+  }
+
+  async listDigests(): Promise<string[]> {
+    const names = await readdir(join(this.root, "sha256")).catch(() => [] as string[]);
+    return names.filter((n) => /^[a-f0-9]{64}$/.test(n)).map((n) => `sha256:${n}`);
+  }
+
+  /** A private staging directory; `commit` renames it into place, so a crash never leaves a half image. */
+  async createStaging(): Promise<string> {
+    const dir = join(this.root, "tmp", `${process.pid}.${processStartTime(process.pid) ?? 0}.${randomBytes(6).toString("hex")}`);
+    await mkdir(dir, { mode: 0o755 });
+    return dir;
+  }
+
+  /** Moves a staged image into place. Returns false when another process committed the same digest first. */
+  async commit(staging: string, digest: string): Promise<boolean> {
+    try {
+      await rename(staging, this.imageDir(digest));
+      return true;
+    } catch (error) {
+      const code = errnoCode(error);
+      if (code === "ENOTEMPTY" || code === "EEXIST") {
+        await rm(staging, { recursive: true, force: true });
+        return false;
+      }
+      throw error;
+    }
+  }
+
+  /** Removes staging dirs and partial files of processes that are gone (a kill -9 mid-pull). */
+  async sweep(): Promise<void> {
+    const tmp = join(this.root, "tmp");
+    for (const name of await readdir(tmp).catch(() => [] as string[])) {
+      const match = /^(\d+)\.(\d+)\./.exec(name);
+      if (match && processStartTime(Number(match[1])) === Number(match[2])) continue;
+      await rm(join(tmp, name), { recursive: true, force: true });
+    }
+  }
+
+  async removeImage(digest: string): Promise<void> {
+    // Rename first so a concurrent reader never sees a half-deleted image as complete.
+    const doomed = join(this.root, "tmp", `deleting.${digestHex(digest)}.${randomBytes(4).toString("hex")}`);
+    try {
+      await rename(this.imageDir(digest), doomed);
+    } catch (error) {
+      if (errnoCode(error) === "ENOENT") return;
+      throw error;
+    }
+    await rm(doomed, { recursive: true, force: true });
+  }
+
+  async listBlobs(): Promise<string[]> {
+    const names = await readdir(join(this.root, "blobs", "sha256")).catch(() => [] as string[]);
+    return names.filter((n) => /^[a-f0-9]{64}$/.test(n)).map((n) => `sha256:${n}`);
+  }
+
+  async removeBlob(digest: string): Promise<void> {
+    await rm(this.blobPath(digest), { force: true });
+  }
+}
+
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function writeAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
+  await writeFile(tmp, data, { mode });
+  await rename(tmp, path);
+}
+
+/** Apparent size of a tree, counting each inode once; never follows symlinks. Sync: see RootfsBuilder.writeFile. */
+export async function treeSize(root: string): Promise<number> {
+  const seen = new Set<string>();
+  let total = 0;
+  const stack = [root];
+  while (stack.length > 0) {
+    const dir = stack.pop()!;
+    let entries;
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      continue;
+    }
+    for (const entry of entries) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) {
+        stack.push(path);
+        continue;
+      }
+      if (!entry.isFile()) continue;
+      const stats = lstatSync(path, { throwIfNoEntry: false });
+      if (!stats) continue;
+      if (stats.nlink > 1) {
+        const key = `${stats.dev}:${stats.ino}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+      }
+      total += stats.size;
+    }
+  }
+  return total;
+}

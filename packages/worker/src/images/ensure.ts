@@ -1,0 +1,319 @@
+import { mkdir, rm, stat, writeFile } from "node:fs/promises";
+import { isAbsolute, join } from "node:path";
+import { IiiError } from "../errors.js";
+import { iiiHome } from "../paths.js";
+import { formatImageReference, isLocalSource, parseImageReference, type ImageReference } from "../registry/reference.js";
+import { ImageStore, treeSize, writeAtomic, type CachedImageRecord } from "./cache/store.js";
+import {
+  readWorkerManifest,
+  runtimeConfigFromRootfs,
+  type ImageRuntimeConfig,
+  type WorkerManifest,
+} from "./config/runtime-config.js";
+import { sha256Digest } from "./digest.js";
+import { applyLayers, type ApplyOptions } from "./layers/apply.js";
+import type { LayerLimits } from "./layers/policy.js";
+import { hostArchitecture, parseJson, parseManifestDocument, selectPlatform, type ImageManifest } from "./oci/manifest.js";
+import { createPullProgress } from "./progress.js";
+import { RegistryClient } from "./registry/client.js";
+import { lookupCredentials } from "./registry/credentials.js";
+import { extractImageArchive, readDockerArchive, readOciLayout, splitLocalSource, type LocalImage } from "./sources/oci-layout.js";
+
+export type PullPolicy = "missing" | "always" | "never";
+
+export interface EnsureImageOptions {
+  /** missing (default): use the cached image for this reference if any; always: re-resolve the tag; never: cache only. */
+  pull?: PullPolicy;
+  /** host[:port] allowed over plain HTTP (also `III_INSECURE_REGISTRIES`, comma-separated). */
+  insecureRegistries?: string[];
+  /** III_HOME (default from env / ~/.iii). */
+  home?: string;
+  /** Progress bars on stderr. */
+  progress?: boolean;
+  signal?: AbortSignal;
+  /** Keep setuid/setgid bits from the layers (stripped by default). */
+  keepSetuid?: boolean;
+  /** Override the layer limits (tests, or unusually large images). */
+  limits?: Partial<LayerLimits>;
+  /** Parallel blob downloads (default 3). */
+  concurrency?: number;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface EnsuredImage {
+  /** Manifest digest (sha256:…); for dir: sources, a digest of the path. */
+  digest: string;
+  /** Absolute path of the read-only rootfs (~/.iii/images/sha256/<hex>/rootfs; the directory itself for dir:). */
+  rootfs: string;
+  config: ImageRuntimeConfig;
+  /** /iii/worker.yaml from the image, if present. */
+  manifest?: WorkerManifest;
+  sizeBytes: number;
+  /** The canonical reference the digest was resolved from. */
+  reference: string;
+  /** True when nothing had to be downloaded or unpacked. */
+  cached: boolean;
+  /** Entries not materialised (device nodes). */
+  skipped: string[];
+}
+
+/** The cache key of a registry reference: host/repo:tag (tag defaults to latest) or host/repo@digest. */
+export function canonicalReference(ref: ImageReference): string {
+  return ref.digest
+    ? formatImageReference({ registry: ref.registry, repository: ref.repository, digest: ref.digest })
+    : formatImageReference({ registry: ref.registry, repository: ref.repository, tag: ref.tag ?? "latest" });
+}
+
+function insecureList(options: EnsureImageOptions): string[] {
+  const env = options.env ?? process.env;
+  const fromEnv = (env.III_INSECURE_REGISTRIES ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  return [...(options.insecureRegistries ?? []), ...fromEnv];
+}
+
+function ensured(store: ImageStore, record: CachedImageRecord, reference: string, cached: boolean): EnsuredImage {
+  const result: EnsuredImage = {
+    digest: record.digest,
+    rootfs: record.rootfs ?? store.rootfsDir(record.digest),
+    config: record.config,
+    sizeBytes: record.sizeBytes,
+    reference,
+    cached,
+    skipped: record.skipped ?? [],
+  };
+  if (record.manifest) result.manifest = record.manifest;
+  return result;
+}
+
+interface UnpackInput {
+  digest: string;
+  manifestBytes: Buffer;
+  manifest: ImageManifest;
+  configBytes: Buffer;
+  layerPaths: string[];
+  source: string;
+  reference: string;
+}
+
+/** Unpacks into a staging dir and renames it into the cache: a crash at any point leaves no partial image. */
+async function unpack(store: ImageStore, input: UnpackInput, options: EnsureImageOptions): Promise<CachedImageRecord> {
+  const rawConfig = parseJson(input.configBytes, `image ${input.reference} config`) as Record<string, unknown>;
+  const arch = hostArchitecture();
+  if (typeof rawConfig.architecture === "string" && rawConfig.architecture !== arch) {
+    throw new IiiError("ImagePullFailed", `image ${input.reference} is for ${String(rawConfig.os ?? "linux")}/${rawConfig.architecture}; this host runs linux/${arch}`);
+  }
+  const rootfsSection = rawConfig.rootfs as { diff_ids?: unknown } | undefined;
+  const diffIds = Array.isArray(rootfsSection?.diff_ids) ? (rootfsSection.diff_ids as unknown[]) : undefined;
+  if (diffIds && diffIds.length !== input.manifest.layers.length) {
+    throw new IiiError("ImageInvalid", `image ${input.reference}: config lists ${diffIds.length} diff_ids for ${input.manifest.layers.length} layers`);
+  }
+  const staging = await store.createStaging();
+  try {
+    const rootfs = join(staging, "rootfs");
+    await mkdir(rootfs, { mode: 0o755 });
+    const applyOptions: ApplyOptions = { keepSetuid: options.keepSetuid ?? false };
+    if (options.limits) applyOptions.limits = options.limits;
+    if (options.signal) applyOptions.signal = options.signal;
+    const reports = await applyLayers(
+      rootfs,
+      input.manifest.layers.map((layer, i) => ({
+        path: input.layerPaths[i]!,
+        digest: layer.digest,
+        ...(typeof diffIds?.[i] === "string" ? { diffId: diffIds[i] as string } : {}),
+      })),
+      applyOptions,
+    );
+    const config = await runtimeConfigFromRootfs(rawConfig, rootfs, input.reference);
+    const workerManifest = await readWorkerManifest(rootfs, input.reference);
+    const record: CachedImageRecord = {
+      digest: input.digest,
+      source: input.source,
+      references: [input.reference],
+      config,
+      sizeBytes: await treeSize(rootfs),
+      blobs: [input.manifest.config.digest, ...input.manifest.layers.map((l) => l.digest)],
+      createdAt: new Date().toISOString(),
+      skipped: reports.flatMap((r) => r.skipped),
+    };
+    if (workerManifest) record.manifest = workerManifest;
+    await writeFile(join(staging, "manifest.json"), input.manifestBytes);
+    await writeFile(join(staging, "config.json"), input.configBytes);
+    // image.json last: its presence is what marks an image directory complete.
+    await writeFile(join(staging, "image.json"), `${JSON.stringify(record, null, 2)}\n`);
+    options.signal?.throwIfAborted();
+    if (!(await store.commit(staging, input.digest))) {
+      const winner = await store.readRecord(input.digest);
+      if (winner) return winner;
+    }
+    return record;
+  } catch (error) {
+    await rm(staging, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+async function cachedRecord(store: ImageStore, digest: string | undefined): Promise<CachedImageRecord | undefined> {
+  return digest ? store.readRecord(digest) : undefined;
+}
+
+async function ensureDir(store: ImageStore, path: string, image: string): Promise<EnsuredImage> {
+  if (!isAbsolute(path)) throw new IiiError("InvalidReference", `${image}: the path must be absolute`);
+  const stats = await stat(path).catch(() => undefined);
+  if (!stats?.isDirectory()) throw new IiiError("RootfsNotFound", `${image}: ${path} is not a directory`);
+  const digest = sha256Digest(`dir:${path}`);
+  // A dir: rootfs is used in place and can change at any time, so its config is read fresh on every call.
+  const config = await runtimeConfigFromRootfs({}, path, image);
+  const manifest = await readWorkerManifest(path, image);
+  const previous = await store.readRecord(digest);
+  const record: CachedImageRecord = {
+    digest,
+    source: "dir",
+    references: [image],
+    config,
+    sizeBytes: previous?.sizeBytes ?? (await treeSize(path)),
+    blobs: [],
+    rootfs: path,
+    createdAt: previous?.createdAt ?? new Date().toISOString(),
+  };
+  if (manifest) record.manifest = manifest;
+  await mkdir(store.imageDir(digest), { recursive: true });
+  await writeAtomic(join(store.imageDir(digest), "image.json"), `${JSON.stringify(record, null, 2)}\n`);
+  await store.writeTag({ reference: image, digest, updatedAt: new Date().toISOString() });
+  return ensured(store, record, image, true);
+}
+
+async function ensureLocal(store: ImageStore, image: string, options: EnsureImageOptions): Promise<EnsuredImage> {
+  const { kind, path, tag } = splitLocalSource(image);
+  if (kind === "dir") return ensureDir(store, path, image);
+  if (!isAbsolute(path)) throw new IiiError("InvalidReference", `${image}: the path must be absolute`);
+  const pull = options.pull ?? "missing";
+  const stats = await stat(path).catch(() => undefined);
+  if (!stats) throw new IiiError("RootfsNotFound", `${image}: ${path} does not exist`);
+  const stamp = `${stats.size}:${stats.mtimeMs}:${stats.ino}`;
+  const tagRecord = await store.readTag(image);
+  if (pull === "never" || (pull === "missing" && kind !== "oci" && tagRecord?.sourceStamp === stamp)) {
+    const record = await cachedRecord(store, tagRecord?.digest);
+    if (record) return ensured(store, record, image, true);
+    if (pull === "never") throw new IiiError("ImagePullFailed", `${image} is not in the image cache and --pull=never was given`);
+  }
+  let scratch: string | undefined;
+  try {
+    let local: LocalImage;
+    if (kind === "oci") {
+      local = await readOciLayout(path, tag, image);
+    } else {
+      scratch = await store.createStaging();
+      await extractImageArchive(path, scratch, image, options.signal);
+      local = kind === "docker-archive" ? await readDockerArchive(scratch, image) : await readOciLayout(scratch, tag, image);
+    }
+    let record = await store.readRecord(local.digest);
+    const cached = record !== undefined;
+    record ??= await unpack(store, { ...local, source: kind, reference: image }, options);
+    await store.writeTag({ reference: image, digest: local.digest, updatedAt: new Date().toISOString(), sourceStamp: stamp });
+    return ensured(store, record, image, cached);
+  } finally {
+    if (scratch) await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+async function mapLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const item = items[next++]!;
+      await fn(item);
+    }
+  });
+  await Promise.all(workers);
+}
+
+async function ensureRemote(store: ImageStore, image: string, options: EnsureImageOptions, home: string): Promise<EnsuredImage> {
+  const ref = parseImageReference(image);
+  const reference = canonicalReference(ref);
+  const pull = options.pull ?? "missing";
+  if (ref.digest) {
+    const record = await store.readRecord(ref.digest);
+    if (record) return ensured(store, record, reference, true);
+  } else if (pull !== "always") {
+    const tagRecord = await store.readTag(reference);
+    const record = await cachedRecord(store, tagRecord?.digest);
+    if (record) return ensured(store, record, reference, true);
+  }
+  if (pull === "never") throw new IiiError("ImagePullFailed", `${reference} is not in the image cache and --pull=never was given`);
+
+  const env = options.env ?? process.env;
+  const client = new RegistryClient(ref.registry, {
+    insecureRegistries: insecureList(options),
+    credentials: () => lookupCredentials(ref.registry, home, env),
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  let fetched = await client.getManifest(ref.repository, ref.digest ?? ref.tag ?? "latest");
+  let document = parseManifestDocument(fetched.bytes, `manifest of ${reference}`, fetched.mediaType);
+  if (document.kind === "index") {
+    const chosen = selectPlatform(document, reference);
+    fetched = await client.getManifest(ref.repository, chosen.digest);
+    document = parseManifestDocument(fetched.bytes, `manifest of ${reference} (${chosen.digest})`, chosen.mediaType);
+    if (document.kind !== "manifest") throw new IiiError("ImageInvalid", `${reference}: index points to another index`);
+  }
+  const manifest = document;
+  const digest = fetched.digest;
+  let record = await store.readRecord(digest);
+  const cached = record !== undefined;
+  if (!record) {
+    const configBytes = await client.getBlobBytes(ref.repository, manifest.config);
+    const progress = createPullProgress(options.progress ?? false);
+    try {
+      for (const layer of manifest.layers) progress.addLayer(layer.digest, layer.size);
+      const unique = [...new Map(manifest.layers.map((l) => [l.digest, l])).values()];
+      await mapLimit(unique, options.concurrency ?? 3, async (layer) => {
+        if (await store.hasBlob(layer.digest)) {
+          progress.complete(layer.digest);
+          return;
+        }
+        await client.downloadBlob(ref.repository, layer, store.blobPath(layer.digest), store.partialDir, (n) => progress.advance(layer.digest, n));
+      });
+    } finally {
+      progress.stop();
+    }
+    if (options.progress) process.stderr.write(`unpacking ${manifest.layers.length} layer(s) of ${reference}\n`);
+    record = await unpack(
+      store,
+      {
+        digest,
+        manifestBytes: fetched.bytes,
+        manifest,
+        configBytes,
+        layerPaths: manifest.layers.map((l) => store.blobPath(l.digest)),
+        source: "registry",
+        reference,
+      },
+      options,
+    );
+  }
+  if (!ref.digest) await store.writeTag({ reference, digest, updatedAt: new Date().toISOString() });
+  return ensured(store, record, reference, cached);
+}
+
+/**
+ * Makes `image` available as an unpacked rootfs in the cache and returns where it is and how to run it.
+ * `image` is what the state file records: an OCI reference or dir:/oci:/oci-archive:/docker-archive: source.
+ */
+export async function ensureImage(image: string, options: EnsureImageOptions = {}): Promise<EnsuredImage> {
+  const home = options.home ?? iiiHome(options.env ?? process.env);
+  const store = new ImageStore(home);
+  await store.init();
+  await store.sweep();
+  return isLocalSource(image) ? ensureLocal(store, image, options) : ensureRemote(store, image, options, home);
+}
+
+/** The cached digest `image` currently resolves to, without any network access. */
+export async function resolveCachedDigest(image: string, home: string = iiiHome()): Promise<string | undefined> {
+  const store = new ImageStore(home);
+  if (isLocalSource(image)) {
+    if (image.startsWith("dir:")) return sha256Digest(`dir:${image.slice(4)}`);
+    return (await store.readTag(image))?.digest;
+  }
+  const ref = parseImageReference(image);
+  if (ref.digest) return ref.digest;
+  return (await store.readTag(canonicalReference(ref)))?.digest;
+}
+

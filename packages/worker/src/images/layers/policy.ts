@@ -1,0 +1,207 @@
+import { IiiError } from "../../errors.js";
+
+/**
+ * What a layer may do to the host. The defaults bound a hostile image to 10 GiB of disk and one million inodes
+ * per layer, which is far above any real image and far below what hurts a developer machine.
+ */
+export interface LayerLimits {
+  /** Sum of regular-file sizes over all layers of one image. */
+  maxTotalBytes: number;
+  maxFileBytes: number;
+  /** Tar entries per layer (headers, whiteouts included). */
+  maxEntries: number;
+  /** Path components of one entry. */
+  maxDepth: number;
+}
+
+export const DEFAULT_LAYER_LIMITS: LayerLimits = {
+  maxTotalBytes: 10 * 1024 ** 3,
+  maxFileBytes: 5 * 1024 ** 3,
+  maxEntries: 1_000_000,
+  maxDepth: 128,
+};
+
+/** The subset of a tar-stream header the policy looks at. */
+export interface TarHeaderLike {
+  name: string;
+  type?: string | null | undefined;
+  mode?: number | undefined;
+  uid?: number | undefined;
+  gid?: number | undefined;
+  size?: number | undefined;
+  mtime?: Date | undefined;
+  linkname?: string | null | undefined;
+  pax?: Record<string, string> | null | undefined;
+}
+
+export type PlannedEntry =
+  | (EntryBase & { kind: "file"; size: number })
+  | (EntryBase & { kind: "directory" })
+  | (EntryBase & { kind: "fifo" })
+  | (EntryBase & { kind: "symlink"; target: string })
+  | (EntryBase & { kind: "hardlink"; targetComponents: string[] })
+  /** `.wh.<name>`: delete `<parent>/<name>` from lower layers. `components` is the deleted path. */
+  | (EntryBase & { kind: "whiteout" })
+  /** `.wh..wh..opq`: hide everything lower layers put in the directory `components`. */
+  | (EntryBase & { kind: "opaque" })
+  /** Device nodes and unknown-but-harmless records: not materialised (a guest gets its devices from the kernel). */
+  | (EntryBase & { kind: "skip"; reason: string });
+
+interface EntryBase {
+  /** Normalised path components below the rootfs; [] is the rootfs itself. */
+  components: string[];
+  /** The entry name as it appeared in the tar, for error messages. */
+  name: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  mtime: Date;
+}
+
+export interface PolicyOptions {
+  limits: LayerLimits;
+  /** Keep setuid/setgid bits (off by default: a workload should not gain privileges from its image). */
+  keepSetuid: boolean;
+  /** "layer 2/3 (sha256:…)", prefixed to every error. */
+  label: string;
+}
+
+const WHITEOUT_PREFIX = ".wh.";
+const OPAQUE_MARKER = ".wh..wh..opq";
+const SETID_BITS = 0o6000;
+
+export function layerRejected(label: string, name: string, why: string): IiiError {
+  return new IiiError("LayerRejected", `${label}: entry ${JSON.stringify(truncate(name))} rejected: ${why}`);
+}
+
+function truncate(name: string): string {
+  return name.length > 200 ? `${name.slice(0, 100)}…(${name.length} chars)…${name.slice(-60)}` : name;
+}
+
+/**
+ * Splits a tar path into clean components. Absolute paths and `..` are refused outright rather than
+ * normalised: a well-formed layer never has them, so their presence is a sign of an attack, not a quirk.
+ */
+export function splitEntryPath(name: string, label: string, maxDepth: number): string[] {
+  if (name.startsWith("/")) throw layerRejected(label, name, "absolute path");
+  const components: string[] = [];
+  for (const part of name.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === "..") throw layerRejected(label, name, "path traversal (..)");
+    components.push(part);
+    if (components.length > maxDepth) {
+      throw layerRejected(label, name, `path depth exceeds the limit of ${maxDepth} components`);
+    }
+  }
+  return components;
+}
+
+function paxNumber(pax: Record<string, string> | null | undefined, key: string): number | undefined {
+  const value = pax?.[key];
+  if (value === undefined || !/^\d+(\.\d+)?$/.test(value)) return undefined;
+  return Number(value);
+}
+
+/** Turns one tar header into what to do, or throws LayerRejected. Pure: no I/O. */
+export function planEntry(header: TarHeaderLike, options: PolicyOptions): PlannedEntry {
+  const { label, limits } = options;
+  const name = header.pax?.path ?? header.name;
+  const components = splitEntryPath(name, label, limits.maxDepth);
+  // tar-stream does not apply PAX uid/gid (needed for ids above 2^21); mtime may carry fractions.
+  const uid = paxNumber(header.pax, "uid") ?? header.uid ?? 0;
+  const gid = paxNumber(header.pax, "gid") ?? header.gid ?? 0;
+  const mtimeSeconds = paxNumber(header.pax, "mtime");
+  const mtime = mtimeSeconds !== undefined ? new Date(mtimeSeconds * 1000) : (header.mtime ?? new Date(0));
+  let mode = (header.mode ?? 0o644) & 0o7777;
+  if (!options.keepSetuid) mode &= ~SETID_BITS;
+  const base = { components, name, mode, uid, gid, mtime };
+
+  const sparseSize = paxNumber(header.pax, "GNU.sparse.realsize") ?? paxNumber(header.pax, "GNU.sparse.size");
+  if (sparseSize !== undefined || header.pax?.["GNU.sparse.major"] !== undefined) {
+    if ((sparseSize ?? 0) > limits.maxFileBytes) {
+      throw layerRejected(label, name, `sparse file of ${sparseSize} bytes exceeds the per-file limit of ${limits.maxFileBytes} bytes`);
+    }
+    throw layerRejected(label, name, "sparse files are not supported in image layers");
+  }
+
+  const last = components[components.length - 1];
+  if (last !== undefined && last.startsWith(WHITEOUT_PREFIX)) {
+    const parent = components.slice(0, -1);
+    if (last === OPAQUE_MARKER) return { ...base, kind: "opaque", components: parent };
+    if (last.startsWith(OPAQUE_MARKER.slice(0, 8))) {
+      // Other `.wh..wh.` names are reserved (aufs hardlink dirs); they carry nothing for the rootfs.
+      return { ...base, kind: "skip", reason: "reserved whiteout name" };
+    }
+    const hidden = last.slice(WHITEOUT_PREFIX.length);
+    if (hidden === "" || hidden === "." || hidden === ".." || hidden.includes("/")) {
+      throw layerRejected(label, name, "malformed whiteout");
+    }
+    return { ...base, kind: "whiteout", components: [...parent, hidden] };
+  }
+
+  switch (header.type) {
+    case "file":
+    case "contiguous-file": {
+      const size = header.size ?? 0;
+      if (size > limits.maxFileBytes) {
+        throw layerRejected(label, name, `file of ${size} bytes exceeds the per-file limit of ${limits.maxFileBytes} bytes`);
+      }
+      if (components.length === 0) throw layerRejected(label, name, "a regular file cannot replace the rootfs");
+      return { ...base, kind: "file", size };
+    }
+    case "directory":
+      return { ...base, kind: "directory" };
+    case "symlink": {
+      const target = header.pax?.linkpath ?? header.linkname ?? "";
+      if (target === "" || target.includes("\0")) throw layerRejected(label, name, "symlink with an empty target");
+      if (components.length === 0) throw layerRejected(label, name, "a symlink cannot replace the rootfs");
+      // The target is guest data: it is stored verbatim and only ever resolved inside the rootfs.
+      return { ...base, kind: "symlink", target };
+    }
+    case "link": {
+      const target = header.pax?.linkpath ?? header.linkname ?? "";
+      if (target.startsWith("/")) throw layerRejected(label, name, `hardlink to ${JSON.stringify(target)} outside the layer (absolute target)`);
+      if (target.split("/").includes("..")) throw layerRejected(label, name, `hardlink to ${JSON.stringify(target)} outside the layer (..)`);
+      const targetComponents = splitEntryPath(target, label, limits.maxDepth);
+      if (targetComponents.length === 0 || components.length === 0) throw layerRejected(label, name, "hardlink to or from the rootfs itself");
+      return { ...base, kind: "hardlink", targetComponents };
+    }
+    case "fifo":
+      if (components.length === 0) throw layerRejected(label, name, "a fifo cannot replace the rootfs");
+      return { ...base, kind: "fifo" };
+    case "character-device":
+    case "block-device":
+      return { ...base, kind: "skip", reason: "device node (not created: the guest kernel provides /dev)" };
+    default:
+      throw layerRejected(label, name, `unsupported tar entry type ${header.type === null ? "(unknown type flag)" : header.type}`);
+  }
+}
+
+/** Counts entries per layer and bytes per image; shared by all layers of one image. */
+export class LayerBudget {
+  private totalBytes = 0;
+  private entries = 0;
+
+  constructor(private readonly limits: LayerLimits) {}
+
+  startLayer(): void {
+    this.entries = 0;
+  }
+
+  account(entry: PlannedEntry, label: string): void {
+    this.entries += 1;
+    if (this.entries > this.limits.maxEntries) {
+      throw layerRejected(label, entry.name, `the layer has more than ${this.limits.maxEntries} entries`);
+    }
+    if (entry.kind === "file") {
+      this.totalBytes += entry.size;
+      if (this.totalBytes > this.limits.maxTotalBytes) {
+        throw layerRejected(label, entry.name, `the image exceeds the total size limit of ${this.limits.maxTotalBytes} bytes`);
+      }
+    }
+  }
+
+  get bytes(): number {
+    return this.totalBytes;
+  }
+}
