@@ -74,6 +74,20 @@ describe.skipIf("skip" in env)("QemuVmm boots the libkrunfw kernel on a busybox 
     for (const p of procs) expect(processStartTime(p.pid)).toBeUndefined();
   }, 90_000);
 
+  it("QEMU refusing to start (a kernel that is not one) is VmBootFailed quoting QEMU, with nothing left running", async () => {
+    const dir = res.dir("badk");
+    const root = rootfsWithInit(busyboxRootfs, dir, INIT_REBOOT);
+    const badKernel = join(dir, "bad.elf");
+    writeFileSync(badKernel, "not a kernel at all");
+    const vm = res.track(
+      new QemuVmm({ name: "badk", kernelPath: badKernel, root: { tag: "rootfs", hostDir: root }, vcpus: 1, memoryBytes: 128 * 1024 * 1024, consoleLogPath: join(dir, "console.log"), runDir: join(dir, "run"), accel: "tcg" }),
+    );
+    const error = await vm.start().catch((e: unknown) => e);
+    expect(isIiiError(error, "VmBootFailed"), String(error)).toBe(true);
+    expect((error as Error).message).toMatch(/QEMU exited during start-up: qemu: invalid kernel header/);
+    expect(vm.processes()).toEqual([]);
+  }, 60_000);
+
   const hostAccel = chooseAccel(probeAccelFacts({}));
   if (hostAccel.accel === "kvm") console.warn("SKIP forced-KVM failure test: KVM works on this host");
   it.skipIf(hostAccel.accel === "kvm")("forcing KVM where it cannot run guests gives KvmUnavailable with QEMU's reason", async () => {
