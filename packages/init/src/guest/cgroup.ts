@@ -24,8 +24,8 @@ export interface WorkerCgroup {
   oomKills(): number;
   /** SIGKILL every process in the group (cgroup.kill, or signalling each pid). */
   killAll(): void;
-  /** Remove the groups once empty (best effort). */
-  remove(): void;
+  /** Remove the groups once empty (best effort, retries while killed members finish exiting). */
+  remove(): Promise<void>;
 }
 
 function read(path: string): string {
@@ -175,11 +175,17 @@ export function setupCgroup(
         } catch {}
       }
     },
-    remove(): void {
+    async remove(): Promise<void> {
       for (const dir of [...dirs].reverse()) {
-        try {
-          rmdirSync(dir);
-        } catch {}
+        for (let attempt = 0; attempt < 50; attempt++) {
+          try {
+            rmdirSync(dir);
+            break;
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code !== "EBUSY") break;
+            await new Promise((r) => setTimeout(r, 20));
+          }
+        }
       }
       if (v1Memory) {
         try {

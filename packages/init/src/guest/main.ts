@@ -166,7 +166,7 @@ async function finish(rt: Runtime, exitCode: number): Promise<never> {
     rt.reaper.scan();
     if (!hasChildren()) break;
   }
-  rt.cgroup?.remove();
+  await rt.cgroup?.remove();
   if (rt.channel && rt.transport) {
     const io = rt.transport.io;
     await Promise.race([
