@@ -3,7 +3,7 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { IiiError, errnoCode } from "../errors.js";
 import { iiiHome } from "../paths.js";
-import { sha256File } from "./digest.js";
+import { sha256FileMemo } from "./digest.js";
 import { digestMismatch, downloadFirmware, type DownloadProgress } from "./download.js";
 import { FIRMWARE_MANIFEST, firmwarePlatform, platformEntry, type FirmwareManifest, type FirmwarePlatformEntry } from "./manifest.js";
 
@@ -50,6 +50,8 @@ export interface FirmwareResolverOptions {
   download?: boolean;
   downloadTimeoutMs?: number;
   onDownloadProgress?: (progress: DownloadProgress) => void;
+  /** Remember verified digests in `<III_HOME>/cache/firmware-digests.json` (default true). */
+  digestMemo?: boolean;
   /** Called once before a download starts (for a one-line notice). */
   onDownloadStart?: (url: string) => void;
 }
@@ -223,7 +225,7 @@ export class FirmwareResolver {
       }
       let digest: string;
       try {
-        digest = await sha256File(path);
+        digest = await sha256FileMemo(path, this.options.digestMemo === false ? undefined : join(iiiHome(this.env), "cache", "firmware-digests.json"));
       } catch (error) {
         return { source, location, status: "unreadable", reason: `cannot read: ${(error as Error).message}`, path };
       }

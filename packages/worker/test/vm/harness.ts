@@ -42,7 +42,7 @@ export function testCacheDir(): string {
 
 /** A short unique temp dir (unix socket paths must stay under 108 bytes). */
 export function shortTempDir(prefix: string): string {
-  return mkdtempSync(join(tmpdir().length < 20 ? tmpdir() : "/tmp", `iii-${prefix}-`));
+  return mkdtempSync(join(tmpdir().length < 20 ? tmpdir() : "/tmp", `iii-vm-${prefix}-`));
 }
 
 /** Copies the busybox rootfs into `dir/root` and writes `/init.krun` as a busybox shell script. */
