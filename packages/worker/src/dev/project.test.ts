@@ -53,6 +53,13 @@ describe("detectProject: iii.worker.yaml", () => {
     expect(result.installInputs).toEqual(INSTALL_INPUTS.node);
   });
 
+  it("reads the py-worker example's manifest (stdlib only: no install step)", async () => {
+    const here = dirname(fileURLToPath(import.meta.url));
+    const result = await detectProject(resolve(here, "../../../../examples/py-worker"));
+    expect(result).toMatchObject({ name: "py-worker", language: "python", baseImage: "python", packageManager: "pip" });
+    expect(result.scripts).toEqual({ start: "python3 -u main.py" });
+  });
+
   it("takes every field from the manifest over package.json", async () => {
     const dir = await project({
       "iii.worker.yaml": [
