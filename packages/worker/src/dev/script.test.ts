@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { DevProject } from "./project.js";
 import { INSTALL_INPUTS } from "./project.js";
-import { devScript, installKey, readInstallMarker } from "./script.js";
+import { devScript, installKey, installState, readInstallMarker } from "./script.js";
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -245,5 +245,34 @@ describe("devScript", () => {
     expect((await run(path)).code).toBe(0);
     expect(await readInstallMarker(ws.root, "cache")).toMatch(/^[0-9a-f]{64}$/);
     expect(await readInstallMarker(ws.workspace)).toBeUndefined();
+  });
+
+  it("lets the host tell an install in progress, a no-op lockfile rewrite and a real change apart", async () => {
+    const ws = await workspace();
+    const inputs = INSTALL_INPUTS.node;
+    await writeFile(join(ws.workspace, "package.json"), "{}");
+    expect(await installState(ws.workspace, inputs)).toBe("needed");
+
+    const script = await ws.script(
+      nodeProject({ install: "echo installing; while [ ! -e go ]; do sleep 0.02; done; echo '{}' > package-lock.json", start: "true" }),
+    );
+    const running = run(script);
+    await expect.poll(() => installState(ws.workspace, inputs), { timeout: 5000 }).toBe("installing");
+    await writeFile(join(ws.workspace, "go"), "");
+    expect((await running).code).toBe(0);
+    expect(await installState(ws.workspace, inputs)).toBe("up-to-date");
+
+    // npm rewriting an identical lockfile is an event, but not a reason to reinstall.
+    await writeFile(join(ws.workspace, "package-lock.json"), "{}\n");
+    expect(await installState(ws.workspace, inputs)).toBe("up-to-date");
+    await writeFile(join(ws.workspace, "package-lock.json"), '{"changed":true}\n');
+    expect(await installState(ws.workspace, inputs)).toBe("needed");
+  });
+
+  it("a failed install leaves the state at needed, not installing", async () => {
+    const ws = await workspace();
+    const script = await ws.script(nodeProject({ install: "exit 1", start: "true" }));
+    expect((await run(script)).code).toBe(1);
+    expect(await installState(ws.workspace, INSTALL_INPUTS.node)).toBe("needed");
   });
 });

@@ -9,6 +9,8 @@ export const GUEST_WORKSPACE = "/workspace";
 /** Relative to the workspace, so the marker lives in the live-mounted project and the host can read it. */
 export const DEV_CACHE_DIR = ".iii/dev";
 export const INSTALL_MARKER = "install.key";
+/** Present (in the cache dir) while setup/install runs in the guest. */
+export const INSTALLING_FLAG = "installing";
 /** Env keys the dev command sets itself (the engine URL); the manifest may only provide a default. */
 export const RESERVED_ENV = ["III_URL", "III_ENGINE_URL"] as const;
 
@@ -79,23 +81,27 @@ export function devScript(project: DevProject, options: DevScriptOptions = {}): 
       "    done",
       '  } | sha256sum | cut -d" " -f1',
       "}",
+      // A flag left by a workload killed mid-install is stale: this run decides afresh.
+      `rm -f "$iii_cache_dir/${INSTALLING_FLAG}"`,
       'if [ -f "$iii_marker" ] && [ "$(cat "$iii_marker")" = "$(iii_install_key)" ]; then',
       `  echo "iii-dev: dependencies up to date (${project.installInputs.length} install inputs unchanged)" >&2`,
       "else",
       '  rm -f "$iii_marker"',
+      '  mkdir -p "$iii_cache_dir"',
+      `  : > "$iii_cache_dir/${INSTALLING_FLAG}"`,
     );
     for (const step of steps) {
       const command = project.scripts[step]!;
       lines.push(
         `  echo ${q(`iii-dev: ${step}: ${command}`)} >&2`,
-        `  bash -c ${q(command)} || { iii_status=$?; echo "iii-dev: ${step} failed (exit $iii_status); nothing cached, it runs again on the next start" >&2; exit $iii_status; }`,
+        `  bash -c ${q(command)} || { iii_status=$?; rm -f "$iii_cache_dir/${INSTALLING_FLAG}"; echo "iii-dev: ${step} failed (exit $iii_status); nothing cached, it runs again on the next start" >&2; exit $iii_status; }`,
       );
     }
     lines.push(
-      '  mkdir -p "$iii_cache_dir"',
       '  iii_key="$(iii_install_key)"',
       '  printf \'%s\\n\' "$iii_key" > "$iii_marker.tmp"',
       '  mv -f "$iii_marker.tmp" "$iii_marker"',
+      `  rm -f "$iii_cache_dir/${INSTALLING_FLAG}"`,
       '  echo "iii-dev: install done, cached as $iii_key" >&2',
       "fi",
     );
@@ -138,4 +144,28 @@ export async function readInstallMarker(dir: string, cacheDir = DEV_CACHE_DIR): 
     if (errnoCode(error) === "ENOENT") return undefined;
     throw error;
   }
+}
+
+export type InstallState = "up-to-date" | "installing" | "needed";
+
+/**
+ * What a change to an install input means, judged on the host through the live mount:
+ * - `installing`: the guest is installing right now (its own lockfile writes land here): do nothing;
+ * - `up-to-date`: the inputs hash to the marker of the last successful install (e.g. npm rewrote an
+ *   identical lockfile): no restart needed;
+ * - `needed`: restart the workload; the dev script will install before starting.
+ */
+export async function installState(
+  dir: string,
+  installInputs: readonly string[],
+  cacheDir = DEV_CACHE_DIR,
+): Promise<InstallState> {
+  try {
+    await readFile(join(dir, cacheDir, INSTALLING_FLAG));
+    return "installing";
+  } catch (error) {
+    if (errnoCode(error) !== "ENOENT") throw error;
+  }
+  const marker = await readInstallMarker(dir, cacheDir);
+  return marker !== undefined && marker === (await installKey(dir, installInputs)) ? "up-to-date" : "needed";
 }
