@@ -8,6 +8,9 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: "forks",
+    // The namespace tests move gigabytes through one Node process each; running them one file at
+    // a time keeps the machine (2 shared cores) responsive and the timings meaningful.
+    fileParallelism: false,
     reporters: reportDir
       ? ["default", ["json", { outputFile: `${reportDir}/${process.env.npm_package_name?.replace("/", "__") ?? "pkg"}.json` }]]
       : ["default"],

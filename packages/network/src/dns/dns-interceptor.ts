@@ -1,0 +1,222 @@
+import dnsPacket, { type DecodedPacket } from "dns-packet";
+import type { EgressPolicy } from "../policy/egress-policy.js";
+import { parseIp } from "../wire/ip-address.js";
+import { DnsCache } from "./dns-cache.js";
+import { DnsUpstream } from "./dns-upstream.js";
+import { type DnsServerAddress, parseServer, readResolvConf } from "./resolv-conf.js";
+
+export interface DnsOptions {
+  /** Upstream resolvers as "ip" or "ip:port"; default: nameservers of /etc/resolv.conf. */
+  upstreams?: string[];
+  /** Queries resolved upstream at once (default 256). */
+  maxConcurrent?: number;
+  /** Queries waiting for a slot; beyond this the answer is SERVFAIL at once (default 4096). */
+  maxQueue?: number;
+  /** Per-upstream attempt timeout (default 2000 ms). */
+  timeoutMs?: number;
+  cacheMaxEntries?: number;
+  cacheMaxTtlSeconds?: number;
+  negativeTtlSeconds?: number;
+}
+
+export interface DnsCounters {
+  queries: number;
+  cacheHits: number;
+  servfail: number;
+  refused: number;
+  formerr: number;
+  truncated: number;
+  overloaded: number;
+}
+
+const RCODE_FORMERR = 1;
+const RCODE_SERVFAIL = 2;
+const RCODE_NOTIMP = 4;
+const RCODE_REFUSED = 5;
+
+/**
+ * Answers every DNS query the guest sends, whatever its destination: from the cache, from the
+ * upstream resolvers, or with a real error rcode. It never stays silent.
+ */
+export class DnsInterceptor {
+  private readonly upstream: DnsUpstream;
+  private readonly servers: DnsServerAddress[];
+  private readonly cache: DnsCache;
+  private readonly maxConcurrent: number;
+  private readonly maxQueue: number;
+  private inFlight = 0;
+  private readonly queue: Array<() => void> = [];
+  private closed = false;
+  readonly counters: DnsCounters = { queries: 0, cacheHits: 0, servfail: 0, refused: 0, formerr: 0, truncated: 0, overloaded: 0 };
+
+  constructor(
+    options: DnsOptions,
+    private readonly policy: EgressPolicy,
+    private readonly log: (line: string) => void,
+  ) {
+    this.servers = options.upstreams ? options.upstreams.map(parseServer) : readResolvConf();
+    this.upstream = new DnsUpstream(options.timeoutMs ?? 2000);
+    this.cache = new DnsCache(options.cacheMaxEntries ?? 10_000, options.cacheMaxTtlSeconds ?? 300, options.negativeTtlSeconds ?? 60);
+    this.maxConcurrent = options.maxConcurrent ?? 256;
+    this.maxQueue = options.maxQueue ?? 4096;
+  }
+
+  get pendingQueries(): number {
+    return this.inFlight + this.queue.length;
+  }
+
+  /**
+   * Answers one query. `maxUdpBytes` is undefined for TCP. Resolves to undefined only when the
+   * message is too short to carry a DNS header (there is nobody to answer).
+   */
+  async answer(query: Buffer, maxUdpBytes: number | undefined): Promise<Buffer | undefined> {
+    this.counters.queries++;
+    if (query.length < 12) return undefined;
+    let decoded: DecodedPacket;
+    try {
+      decoded = dnsPacket.decode(query);
+    } catch {
+      this.counters.formerr++;
+      return errorHeader(query, RCODE_FORMERR);
+    }
+    if (decoded.type !== "query") return errorHeader(query, RCODE_FORMERR);
+    const opcode = ((decoded.flags ?? 0) >> 11) & 0xf;
+    if (opcode !== 0) return errorHeader(query, RCODE_NOTIMP);
+    const q = decoded.questions?.[0];
+    if (!q || decoded.questions!.length !== 1) {
+      this.counters.formerr++;
+      return errorHeader(query, RCODE_FORMERR);
+    }
+    const opt = decoded.additionals?.find((a) => a.type === "OPT");
+    const udpLimit = maxUdpBytes === undefined ? undefined : Math.min(maxUdpBytes, opt && opt.type === "OPT" ? Math.max(512, opt.udpPayloadSize ?? 512) : 512);
+
+    const denied = this.policy.deniedDomain(q.name);
+    if (denied) {
+      this.counters.refused++;
+      this.log(`dns: REFUSED ${q.name} ${q.type} (denied by ${denied})`);
+      return this.finish(buildError(decoded, RCODE_REFUSED), udpLimit);
+    }
+
+    const key = `${q.name.toLowerCase()}|${q.type}|${q.class}|${opt ? "e" : ""}|${(decoded.flags ?? 0) & dnsPacket.CHECKING_DISABLED ? "cd" : ""}`;
+    const cached = this.cache.get(key);
+    if (cached) {
+      this.counters.cacheHits++;
+      return this.finish(encodeWithId(cached, decoded.id ?? 0), udpLimit);
+    }
+
+    if (this.servers.length === 0) {
+      this.counters.servfail++;
+      return this.finish(buildError(decoded, RCODE_SERVFAIL), udpLimit);
+    }
+    if (this.inFlight >= this.maxConcurrent) {
+      if (this.queue.length >= this.maxQueue) {
+        this.counters.overloaded++;
+        this.counters.servfail++;
+        return this.finish(buildError(decoded, RCODE_SERVFAIL), udpLimit);
+      }
+      await new Promise<void>((resolve) => this.queue.push(resolve));
+      if (this.closed) return this.finish(buildError(decoded, RCODE_SERVFAIL), udpLimit);
+    }
+    this.inFlight++;
+    try {
+      const raw = await this.resolveUpstream(query);
+      let parsed: DecodedPacket;
+      try {
+        parsed = dnsPacket.decode(raw);
+      } catch {
+        this.counters.servfail++;
+        return this.finish(buildError(decoded, RCODE_SERVFAIL), udpLimit);
+      }
+      this.cache.put(key, parsed);
+      this.bindForPolicy(q.name, parsed);
+      return this.finish(raw, udpLimit);
+    } catch (err) {
+      this.counters.servfail++;
+      this.log(`dns: SERVFAIL ${q.name} ${q.type}: ${(err as Error).message}`);
+      return this.finish(buildError(decoded, RCODE_SERVFAIL), udpLimit);
+    } finally {
+      this.inFlight--;
+      this.queue.shift()?.();
+    }
+  }
+
+  private async resolveUpstream(query: Buffer): Promise<Buffer> {
+    let lastErr: Error = new Error("no upstream");
+    for (const server of this.servers) {
+      try {
+        return await this.upstream.query(server, query);
+      } catch (err) {
+        lastErr = err as Error;
+      }
+    }
+    throw lastErr;
+  }
+
+  private bindForPolicy(name: string, packet: DecodedPacket): void {
+    if (!this.policy.hasDomainRuleFor(name)) return;
+    const ips: number[] = [];
+    let ttl = 3600;
+    for (const a of packet.answers ?? []) {
+      if (a.type === "A") {
+        const ip = parseIp(a.data);
+        if (ip !== undefined) ips.push(ip);
+        ttl = Math.min(ttl, a.ttl ?? 0);
+      }
+    }
+    if (ips.length > 0) this.policy.bindResolved(name, ips, ttl);
+  }
+
+  /** Applies the UDP size limit: too big → header + question with TC set (RFC 1035 §4.2.1, RFC 7766). */
+  private finish(response: Buffer, udpLimit: number | undefined): Buffer {
+    if (udpLimit === undefined || response.length <= udpLimit) return response;
+    this.counters.truncated++;
+    try {
+      const p = dnsPacket.decode(response);
+      return dnsPacket.encode({
+        id: p.id,
+        type: "response",
+        flags: (p.flags ?? 0) | dnsPacket.TRUNCATED_RESPONSE,
+        questions: p.questions ?? [],
+        answers: [],
+        authorities: [],
+        additionals: [],
+      });
+    } catch {
+      const h = Buffer.from(response.subarray(0, 12));
+      h[2] = h[2]! | 0x02;
+      h.fill(0, 4, 12);
+      return h;
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    this.upstream.close();
+    for (const wake of this.queue.splice(0)) wake();
+    this.cache.clear();
+  }
+}
+
+function encodeWithId(p: DecodedPacket, id: number): Buffer {
+  return dnsPacket.encode({ ...p, id, type: "response" });
+}
+
+function buildError(q: DecodedPacket, rcode: number): Buffer {
+  const rd = (q.flags ?? 0) & dnsPacket.RECURSION_DESIRED;
+  return dnsPacket.encode({
+    id: q.id ?? 0,
+    type: "response",
+    flags: rd | dnsPacket.RECURSION_AVAILABLE | rcode,
+    questions: q.questions ?? [],
+  });
+}
+
+/** Header-only reply for queries that do not decode. */
+function errorHeader(query: Buffer, rcode: number): Buffer {
+  const h = Buffer.alloc(12);
+  h.writeUInt16BE(query.readUInt16BE(0), 0);
+  const opcodeBits = query[2]! & 0x78;
+  h[2] = 0x80 | opcodeBits | (query[2]! & 0x01);
+  h[3] = 0x80 | rcode;
+  return h;
+}

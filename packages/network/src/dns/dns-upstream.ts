@@ -1,0 +1,127 @@
+import dgram from "node:dgram";
+import net from "node:net";
+import type { DnsServerAddress } from "./resolv-conf.js";
+
+interface PendingQuery {
+  server: DnsServerAddress;
+  resolve(msg: Buffer): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * Client for the upstream resolvers. UDP queries share one socket, multiplexed by message id
+ * (so thousands of queries cost one descriptor); truncated answers are retried over TCP.
+ */
+export class DnsUpstream {
+  private socket: dgram.Socket | undefined;
+  private readonly pending = new Map<number, PendingQuery>();
+  private readonly tcpSockets = new Set<net.Socket>();
+  private closed = false;
+
+  constructor(private readonly timeoutMs: number) {}
+
+  private ensureSocket(): dgram.Socket {
+    if (this.socket) return this.socket;
+    const s = dgram.createSocket("udp4");
+    s.on("message", (msg, rinfo) => {
+      if (msg.length < 12) return;
+      const id = msg.readUInt16BE(0);
+      const p = this.pending.get(id);
+      if (!p || p.server.host !== rinfo.address || p.server.port !== rinfo.port) return;
+      this.pending.delete(id);
+      clearTimeout(p.timer);
+      p.resolve(msg);
+    });
+    s.on("error", () => {
+      // ICMP errors surface here on some kernels; pending queries time out and fall back.
+    });
+    this.socket = s;
+    return s;
+  }
+
+  /** Sends `query` (its id is replaced) and resolves with the upstream answer carrying the original id. */
+  async query(server: DnsServerAddress, query: Buffer): Promise<Buffer> {
+    const originalId = query.readUInt16BE(0);
+    let answer = await this.udpQuery(server, query);
+    if (answer.length >= 4 && answer[2]! & 0x02) answer = await this.tcpQuery(server, query);
+    const out = Buffer.from(answer);
+    out.writeUInt16BE(originalId, 0);
+    return out;
+  }
+
+  private udpQuery(server: DnsServerAddress, query: Buffer): Promise<Buffer> {
+    if (this.closed) return Promise.reject(new Error("upstream closed"));
+    const s = this.ensureSocket();
+    let id = (Math.random() * 0x10000) | 0;
+    for (let i = 0; this.pending.has(id) && i < 0x10000; i++) id = (id + 1) & 0xffff;
+    if (this.pending.has(id)) return Promise.reject(new Error("no free DNS message id"));
+    const msg = Buffer.from(query);
+    msg.writeUInt16BE(id, 0);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new Error(`timeout from ${server.host}:${server.port}`));
+      }, this.timeoutMs);
+      this.pending.set(id, { server, resolve, reject, timer });
+      s.send(msg, server.port, server.host, (err) => {
+        if (err && this.pending.get(id)?.timer === timer) {
+          this.pending.delete(id);
+          clearTimeout(timer);
+          reject(err);
+        }
+      });
+    });
+  }
+
+  private tcpQuery(server: DnsServerAddress, query: Buffer): Promise<Buffer> {
+    if (this.closed) return Promise.reject(new Error("upstream closed"));
+    return new Promise((resolve, reject) => {
+      const sock = net.connect({ host: server.host, port: server.port, noDelay: true });
+      this.tcpSockets.add(sock);
+      let buf = Buffer.alloc(0);
+      let done = false;
+      const finish = (err: Error | undefined, msg?: Buffer) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        sock.destroy();
+        this.tcpSockets.delete(sock);
+        if (err) reject(err);
+        else resolve(msg!);
+      };
+      const timer = setTimeout(() => finish(new Error(`TCP timeout from ${server.host}:${server.port}`)), this.timeoutMs);
+      sock.on("connect", () => {
+        const len = Buffer.allocUnsafe(2);
+        len.writeUInt16BE(query.length, 0);
+        sock.write(Buffer.concat([len, query]));
+      });
+      sock.on("data", (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        if (buf.length >= 2) {
+          const n = buf.readUInt16BE(0);
+          if (buf.length >= 2 + n) finish(undefined, buf.subarray(2, 2 + n));
+        }
+      });
+      sock.on("error", (err) => finish(err));
+      sock.on("close", () => finish(new Error("upstream closed the TCP connection")));
+    });
+  }
+
+  get inFlight(): number {
+    return this.pending.size + this.tcpSockets.size;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new Error("upstream closed"));
+    }
+    this.pending.clear();
+    for (const s of this.tcpSockets) s.destroy();
+    this.tcpSockets.clear();
+    this.socket?.close();
+    this.socket = undefined;
+  }
+}

@@ -1,0 +1,840 @@
+import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type TcpOptions, type TcpSegment } from "../wire/tcp.js";
+import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt } from "./seq.js";
+
+export type TcpState =
+  | "SYN_SENT"
+  | "SYN_RECEIVED"
+  | "ESTABLISHED"
+  | "FIN_WAIT_1"
+  | "FIN_WAIT_2"
+  | "CLOSE_WAIT"
+  | "CLOSING"
+  | "LAST_ACK"
+  | "TIME_WAIT"
+  | "CLOSED";
+
+/** Timer source, injected so the state machine stays pure and testable with a fake clock. */
+export interface TimerHost {
+  now(): number;
+  set(fn: () => void, ms: number): unknown;
+  clear(handle: unknown): void;
+}
+
+export interface OutgoingSegment {
+  seq: number;
+  ack: number;
+  flags: number;
+  window: number;
+  options?: TcpOptions;
+  /** Payload: `dataLength` bytes starting `dataOffset` bytes after SND.UNA in the send buffer. */
+  dataOffset: number;
+  dataLength: number;
+}
+
+export type TcpCloseReason = "normal" | "reset-by-guest" | "aborted" | "timeout";
+
+/** What the connection needs from its owner: the wire below and the application (host socket) above. */
+export interface TcpConnectionHooks {
+  emit(conn: TcpConnection, seg: OutgoingSegment): void;
+  /** In-order bytes from the guest; already acknowledged once this returns, so the owner must keep them. */
+  deliver(data: Buffer): void;
+  /** The guest sent FIN after all its data (half-close of guest→app). */
+  deliverEnd(): void;
+  /** Bytes handed to `deliver` that the application has not consumed yet (drives our receive window). */
+  appBuffered(): number;
+  /** The send buffer dropped below the low-water mark: the application may produce again. */
+  onSendSpace(): void;
+  onEstablished(): void;
+  /** Terminal: the connection is CLOSED (after TIME_WAIT, LAST_ACK, a reset or an abort). */
+  onClosed(reason: TcpCloseReason): void;
+  /** Schedule `flushAck()` soon (batched at the end of the current frame burst). */
+  requestAck(conn: TcpConnection): void;
+  onRetransmit?(): void;
+  /** A guest segment (or part of one) was not accepted; for drop counters. */
+  onSegmentDropped?(reason: string): void;
+}
+
+export interface TcpConnectionConfig {
+  localPort: number;
+  remotePort: number;
+  iss: number;
+  /** Our MSS toward the guest: MTU - 40. */
+  mss: number;
+  receiveBufferBytes: number;
+  sendHighWaterBytes: number;
+  timeWaitMs: number;
+  maxRetries: number;
+  initialRtoMs?: number;
+  minRtoMs?: number;
+  maxRtoMs?: number;
+}
+
+const OUR_WINDOW_SCALE = 7;
+
+/**
+ * One TCP connection between the guest and this stack (RFC 9293), with no I/O of its own.
+ * The guest is always the remote peer; "send" means toward the guest.
+ */
+export class TcpConnection {
+  state: TcpState;
+  readonly localPort: number;
+  readonly remotePort: number;
+  private readonly hooks: TcpConnectionHooks;
+  private readonly timers: TimerHost;
+  private readonly cfg: TcpConnectionConfig;
+
+  // Send side.
+  private readonly iss: number;
+  private sndUna: number;
+  private sndNxt: number;
+  private sndWnd = 0;
+  private sndWl1 = 0;
+  private sndWl2 = 0;
+  private sndWscale = 0;
+  private sendMss: number;
+  private cwnd: number;
+  private ssthresh = 0x7fffffff;
+  private dupAcks = 0;
+  private readonly sendChunks: Buffer[] = [];
+  private sendHeadOffset = 0;
+  /** Bytes in the send buffer from SND.UNA onward (in flight + unsent). */
+  sendBuffered = 0;
+  private finQueued = false;
+  private finSent = false;
+  private finSeq = 0;
+
+  // Receive side.
+  private irs = 0;
+  private rcvNxt = 0;
+  private rcvWscale = 0;
+  private rcvAdvEdge = 0;
+  private windowScaling = false;
+  private rcvFin = false;
+  private ackPending = false;
+  private sackOk = false;
+  /** Out-of-order segments inside the window, sorted by seq (no overlap guarantees; trimmed on drain). */
+  private readonly ooo: Array<{ seq: number; data: Buffer }> = [];
+  private lastOooSeq = 0;
+
+  // Timers.
+  private rto: number;
+  private srtt = 0;
+  private rttvar = 0;
+  private rttSeq: number | undefined;
+  private rttStart = 0;
+  private retries = 0;
+  private rtoDeadline = 0;
+  private rtoTimer: unknown = undefined;
+  private timeWaitTimer: unknown = undefined;
+
+  /** Counters for the connection tracker. */
+  bytesFromGuest = 0;
+  bytesToGuest = 0;
+
+  private constructor(cfg: TcpConnectionConfig, hooks: TcpConnectionHooks, timers: TimerHost, state: TcpState) {
+    this.cfg = cfg;
+    this.hooks = hooks;
+    this.timers = timers;
+    this.localPort = cfg.localPort;
+    this.remotePort = cfg.remotePort;
+    this.iss = cfg.iss >>> 0;
+    this.sndUna = this.iss;
+    this.sndNxt = this.iss;
+    this.sendMss = cfg.mss;
+    this.cwnd = 10 * cfg.mss;
+    this.rto = cfg.initialRtoMs ?? 1000;
+    this.state = state;
+  }
+
+  /** Passive open after the host dial succeeded: answer the guest's SYN with SYN-ACK. */
+  static accept(syn: TcpSegment, cfg: TcpConnectionConfig, hooks: TcpConnectionHooks, timers: TimerHost): TcpConnection {
+    const c = new TcpConnection(cfg, hooks, timers, "SYN_RECEIVED");
+    c.irs = syn.seq;
+    c.rcvNxt = seqAdd(syn.seq, 1);
+    c.applySynOptions(syn.options);
+    c.sndWnd = syn.window;
+    c.sendSynAck();
+    return c;
+  }
+
+  /** Active open toward the guest (published ports). */
+  static connect(cfg: TcpConnectionConfig, hooks: TcpConnectionHooks, timers: TimerHost): TcpConnection {
+    const c = new TcpConnection(cfg, hooks, timers, "SYN_SENT");
+    c.sendSyn();
+    return c;
+  }
+
+  private applySynOptions(o: TcpOptions): void {
+    if (o.mss !== undefined && o.mss > 0) this.sendMss = Math.max(64, Math.min(this.cfg.mss, o.mss));
+    else this.sendMss = Math.min(this.cfg.mss, 536);
+    this.cwnd = 10 * this.sendMss;
+    this.sackOk = o.sackPermitted === true;
+    if (o.windowScale !== undefined) {
+      this.windowScaling = true;
+      this.sndWscale = o.windowScale;
+      this.rcvWscale = OUR_WINDOW_SCALE;
+    } else {
+      this.windowScaling = false;
+      this.sndWscale = 0;
+      this.rcvWscale = 0;
+    }
+  }
+
+  private sendSyn(): void {
+    this.sndNxt = seqAdd(this.iss, 1);
+    this.hooks.emit(this, {
+      seq: this.iss,
+      ack: 0,
+      flags: TCP_SYN,
+      window: 65535,
+      options: { mss: this.cfg.mss, windowScale: OUR_WINDOW_SCALE, sackPermitted: true },
+      dataOffset: 0,
+      dataLength: 0,
+    });
+    this.armRto();
+  }
+
+  private sendSynAck(): void {
+    this.sndNxt = seqAdd(this.iss, 1);
+    const options: TcpOptions = { mss: this.cfg.mss };
+    if (this.windowScaling) options.windowScale = OUR_WINDOW_SCALE;
+    if (this.sackOk) options.sackPermitted = true;
+    this.hooks.emit(this, {
+      seq: this.iss,
+      ack: this.rcvNxt,
+      flags: TCP_SYN | TCP_ACK,
+      window: Math.min(65535, this.cfg.receiveBufferBytes),
+      options,
+      dataOffset: 0,
+      dataLength: 0,
+    });
+    this.rcvAdvEdge = seqAdd(this.rcvNxt, Math.min(65535, this.cfg.receiveBufferBytes));
+    this.armRto();
+  }
+
+  // ---------------------------------------------------------------- application side
+
+  /** Queue bytes for the guest. Returns false when the owner should stop producing (pause the socket). */
+  send(data: Buffer): boolean {
+    if (this.finQueued || this.state === "CLOSED") return false;
+    if (data.length > 0) {
+      this.sendChunks.push(data);
+      this.sendBuffered += data.length;
+      this.trySend();
+    }
+    return this.sendBuffered < this.cfg.sendHighWaterBytes;
+  }
+
+  /** The application finished sending: FIN after the queued data (half-close toward the guest). */
+  end(): void {
+    if (this.finQueued || this.state === "CLOSED") return;
+    this.finQueued = true;
+    if (this.state === "SYN_SENT" || this.state === "SYN_RECEIVED") return;
+    this.trySend();
+  }
+
+  /** Abort: RST to the guest, then CLOSED. */
+  abort(reason: TcpCloseReason = "aborted"): void {
+    if (this.state === "CLOSED") return;
+    if (this.state !== "TIME_WAIT" && this.state !== "SYN_SENT") {
+      this.hooks.emit(this, {
+        seq: this.sndNxt,
+        ack: this.rcvNxt,
+        flags: TCP_RST | TCP_ACK,
+        window: 0,
+        dataOffset: 0,
+        dataLength: 0,
+      });
+    }
+    this.toClosed(reason);
+  }
+
+  /** Tear down without telling the guest (stack shutdown). */
+  destroy(): void {
+    if (this.state === "CLOSED") return;
+    this.toClosed("aborted");
+  }
+
+  /** The application consumed buffered guest data: reopen our window if it grew meaningfully. */
+  appDrained(): void {
+    if (this.state === "CLOSED" || this.state === "SYN_SENT" || this.state === "SYN_RECEIVED") return;
+    const before = seqDiff(this.rcvAdvEdge, this.rcvNxt);
+    const after = this.currentWindow();
+    if (after - before >= Math.min(this.cfg.receiveBufferBytes / 4, 65536) || before < 2 * this.sendMss) {
+      if (after > before) this.sendAck();
+    }
+  }
+
+  flushAck(): void {
+    if (this.ackPending && this.state !== "CLOSED") this.sendAck();
+  }
+
+  get isClosed(): boolean {
+    return this.state === "CLOSED";
+  }
+
+  // ---------------------------------------------------------------- segments from the guest
+
+  segmentArrived(seg: TcpSegment): void {
+    switch (this.state) {
+      case "CLOSED":
+        return;
+      case "SYN_SENT":
+        this.synSentArrived(seg);
+        return;
+      default:
+        break;
+    }
+    const flags = seg.flags;
+    if (this.state === "SYN_RECEIVED" && flags & TCP_SYN && !(flags & TCP_ACK)) {
+      if (seg.seq === this.irs) this.sendSynAck();
+      return;
+    }
+    const payloadLength = seg.payload.length;
+    const segLen = payloadLength + (flags & TCP_SYN ? 1 : 0) + (flags & TCP_FIN ? 1 : 0);
+    const wnd = Math.max(0, seqDiff(this.rcvAdvEdge, this.rcvNxt));
+    if (!this.acceptable(seg.seq, segLen, wnd)) {
+      this.hooks.onSegmentDropped?.("tcp-unacceptable");
+      if (!(flags & TCP_RST)) this.sendAck();
+      return;
+    }
+    if (flags & TCP_RST) {
+      // RFC 5961 §3: only an exact match resets; an in-window RST gets a challenge ACK.
+      if (seg.seq === this.rcvNxt || this.state === "SYN_RECEIVED") this.toClosed("reset-by-guest");
+      else this.sendAck();
+      return;
+    }
+    if (flags & TCP_SYN) {
+      this.sendAck();
+      return;
+    }
+    if (!(flags & TCP_ACK)) return;
+
+    if (this.state === "SYN_RECEIVED") {
+      if (seg.ack !== seqAdd(this.iss, 1)) {
+        this.emitRst(seg.ack);
+        return;
+      }
+      this.sndUna = seg.ack;
+      this.sndWnd = seg.window << this.sndWscale;
+      this.sndWl1 = seg.seq;
+      this.sndWl2 = seg.ack;
+      this.retries = 0;
+      this.disarmRto();
+      this.state = "ESTABLISHED";
+      this.hooks.onEstablished();
+      if (this.state !== "ESTABLISHED") return;
+    } else if (!this.processAck(seg)) {
+      return;
+    }
+    if ((this.state as TcpState) === "CLOSED") return;
+
+    if (payloadLength > 0) {
+      if (this.state === "ESTABLISHED" || this.state === "FIN_WAIT_1" || this.state === "FIN_WAIT_2") {
+        if (!this.receiveData(seg)) return;
+      } else {
+        this.sendAck();
+      }
+    }
+    if (flags & TCP_FIN) this.receiveFin(seg);
+    if ((this.state as TcpState) !== "CLOSED") this.trySend();
+  }
+
+  private acceptable(seq: number, segLen: number, wnd: number): boolean {
+    const rcvNxt = this.rcvNxt;
+    if (segLen === 0) {
+      if (wnd === 0) return seq === rcvNxt;
+      return seqGe(seq, rcvNxt) && seqLt(seq, seqAdd(rcvNxt, wnd)) || seq === rcvNxt;
+    }
+    if (wnd === 0) return false;
+    const end = seqAdd(seq, segLen - 1);
+    const edge = seqAdd(rcvNxt, wnd);
+    return (seqGe(seq, rcvNxt) && seqLt(seq, edge)) || (seqGe(end, rcvNxt) && seqLt(end, edge));
+  }
+
+  private synSentArrived(seg: TcpSegment): void {
+    const flags = seg.flags;
+    if (flags & TCP_ACK && seg.ack !== this.sndNxt) {
+      if (!(flags & TCP_RST)) this.emitRst(seg.ack);
+      return;
+    }
+    if (flags & TCP_RST) {
+      if (flags & TCP_ACK) this.toClosed("reset-by-guest");
+      return;
+    }
+    if (!(flags & TCP_SYN) || !(flags & TCP_ACK)) return;
+    this.irs = seg.seq;
+    this.rcvNxt = seqAdd(seg.seq, 1);
+    this.applySynOptions(seg.options);
+    if (!seg.options.windowScale) {
+      this.rcvWscale = 0;
+    }
+    this.sndUna = seg.ack;
+    this.sndWnd = seg.window; // never scaled in a SYN (RFC 7323 §2.2)
+    this.sndWl1 = seg.seq;
+    this.sndWl2 = seg.ack;
+    this.retries = 0;
+    this.disarmRto();
+    this.state = "ESTABLISHED";
+    this.rcvAdvEdge = this.rcvNxt;
+    this.sendAck();
+    this.hooks.onEstablished();
+    if (this.state === "ESTABLISHED") this.trySend();
+  }
+
+  /** Returns false when the segment must be dropped. */
+  private processAck(seg: TcpSegment): boolean {
+    const ack = seg.ack;
+    if (seqGt(ack, this.sndNxt)) {
+      this.sendAck();
+      return false;
+    }
+    const windowBefore = this.sndWnd;
+    if (seqGt(ack, this.sndUna)) {
+      let acked = seqDiff(ack, this.sndUna);
+      if (this.finSent && seqGt(ack, this.finSeq)) acked -= 1;
+      acked = Math.min(acked, this.sendBuffered);
+      this.consumeSendBuffer(acked);
+      this.bytesToGuest += acked;
+      if (this.rttSeq !== undefined && seqGe(ack, this.rttSeq)) {
+        this.rttSample(this.timers.now() - this.rttStart);
+        this.rttSeq = undefined;
+      }
+      if (this.cwnd < this.ssthresh) this.cwnd += Math.min(acked, this.sendMss);
+      else this.cwnd += Math.max(1, Math.floor((this.sendMss * this.sendMss) / this.cwnd));
+      this.cwnd = Math.min(this.cwnd, 64 * 1024 * 1024);
+      this.sndUna = ack;
+      this.dupAcks = 0;
+      this.retries = 0;
+      if (this.sndUna === this.sndNxt) this.disarmRto();
+      else this.armRto(true);
+      if (acked > 0 && this.sendBuffered < this.cfg.sendHighWaterBytes / 2) this.hooks.onSendSpace();
+    } else if (
+      ack === this.sndUna &&
+      seg.payload.length === 0 &&
+      !(seg.flags & TCP_FIN) &&
+      this.sndNxt !== this.sndUna &&
+      seg.window << this.sndWscale === windowBefore
+    ) {
+      this.dupAcks++;
+      if (this.dupAcks === 3) this.fastRetransmit();
+    }
+    if (seqLt(this.sndWl1, seg.seq) || (this.sndWl1 === seg.seq && seqLe(this.sndWl2, ack))) {
+      this.sndWnd = seg.window << this.sndWscale;
+      this.sndWl1 = seg.seq;
+      this.sndWl2 = ack;
+    }
+    if (this.finSent && seqGt(ack, this.finSeq)) {
+      switch (this.state) {
+        case "FIN_WAIT_1":
+          this.state = "FIN_WAIT_2";
+          break;
+        case "CLOSING":
+          this.enterTimeWait();
+          return false;
+        case "LAST_ACK":
+          this.toClosed("normal");
+          return false;
+        default:
+          break;
+      }
+    }
+    if (this.state === "TIME_WAIT") {
+      if (seg.flags & TCP_FIN) {
+        this.sendAck();
+        this.enterTimeWait();
+      }
+      return false;
+    }
+    return true;
+  }
+
+  private receiveData(seg: TcpSegment): boolean {
+    let payload = seg.payload;
+    let seq = seg.seq;
+    if (seqGt(seq, this.rcvNxt)) {
+      // Out of order (a frame was lost before us): keep it inside the window and report it with
+      // SACK (RFC 2018) so the guest retransmits only the hole.
+      this.queueOutOfOrder(seq, payload);
+      this.sendAck();
+      return false;
+    }
+    const skip = seqDiff(this.rcvNxt, seq);
+    if (skip > 0) {
+      payload = payload.subarray(skip);
+      seq = this.rcvNxt;
+    }
+    const room = Math.max(0, seqDiff(this.rcvAdvEdge, this.rcvNxt));
+    let truncated = false;
+    if (payload.length > room) {
+      payload = payload.subarray(0, room);
+      truncated = true;
+    }
+    if (payload.length > 0) {
+      this.rcvNxt = seqAdd(this.rcvNxt, payload.length);
+      this.bytesFromGuest += payload.length;
+      this.hooks.deliver(Buffer.from(payload));
+      if (this.ooo.length > 0 && this.drainOutOfOrder()) this.sendAck();
+      else this.scheduleAck();
+    }
+    if (truncated) {
+      this.hooks.onSegmentDropped?.("tcp-beyond-window");
+      this.sendAck();
+      return false;
+    }
+    return true;
+  }
+
+  private queueOutOfOrder(seq: number, payload: Uint8Array): void {
+    const room = seqDiff(this.rcvAdvEdge, seq);
+    if (room <= 0 || this.ooo.length >= 4096) {
+      this.hooks.onSegmentDropped?.("tcp-out-of-order-dropped");
+      return;
+    }
+    const data = Buffer.from(payload.subarray(0, Math.min(payload.length, room)));
+    this.hooks.onSegmentDropped?.("tcp-out-of-order-queued");
+    this.lastOooSeq = seq;
+    let lo = 0;
+    let hi = this.ooo.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (seqLt(this.ooo[mid]!.seq, seq)) lo = mid + 1;
+      else hi = mid;
+    }
+    const at = this.ooo[lo];
+    if (at && at.seq === seq) {
+      if (at.data.length < data.length) at.data = data;
+      return;
+    }
+    this.ooo.splice(lo, 0, { seq, data });
+  }
+
+  /** Moves queued segments that became in-order to the application. Returns whether any did. */
+  private drainOutOfOrder(): boolean {
+    let moved = false;
+    while (this.ooo.length > 0) {
+      const e = this.ooo[0]!;
+      if (seqGt(e.seq, this.rcvNxt)) break;
+      this.ooo.shift();
+      const skip = seqDiff(this.rcvNxt, e.seq);
+      if (skip >= e.data.length) continue;
+      const data = e.data.subarray(skip);
+      this.rcvNxt = seqAdd(this.rcvNxt, data.length);
+      this.bytesFromGuest += data.length;
+      this.hooks.deliver(data);
+      moved = true;
+    }
+    return moved;
+  }
+
+  private sackBlocks(): Array<[number, number]> | undefined {
+    if (!this.sackOk || this.ooo.length === 0) return undefined;
+    const ranges: Array<[number, number]> = [];
+    for (const e of this.ooo) {
+      const end = seqAdd(e.seq, e.data.length);
+      const last = ranges[ranges.length - 1];
+      if (last && seqLe(e.seq, last[1])) {
+        if (seqGt(end, last[1])) last[1] = end;
+      } else ranges.push([e.seq, end]);
+    }
+    // The block holding the latest arrival goes first (RFC 2018 §4), then the highest ones.
+    ranges.sort((a, b) => {
+      const ina = seqLe(a[0], this.lastOooSeq) && seqLt(this.lastOooSeq, a[1]);
+      const inb = seqLe(b[0], this.lastOooSeq) && seqLt(this.lastOooSeq, b[1]);
+      if (ina !== inb) return ina ? -1 : 1;
+      return seqDiff(b[0], a[0]);
+    });
+    return ranges.slice(0, 3);
+  }
+
+  private receiveFin(seg: TcpSegment): void {
+    const finAt = seqAdd(seg.seq, seg.payload.length);
+    if (this.rcvFin) {
+      this.sendAck();
+      return;
+    }
+    if (finAt !== this.rcvNxt) return;
+    this.rcvNxt = seqAdd(this.rcvNxt, 1);
+    this.rcvFin = true;
+    switch (this.state) {
+      case "ESTABLISHED":
+        this.state = "CLOSE_WAIT";
+        break;
+      case "FIN_WAIT_1":
+        this.state = "CLOSING";
+        break;
+      case "FIN_WAIT_2":
+        this.sendAck();
+        this.hooks.deliverEnd();
+        this.enterTimeWait();
+        return;
+      default:
+        break;
+    }
+    this.sendAck();
+    this.hooks.deliverEnd();
+  }
+
+  // ---------------------------------------------------------------- output
+
+  private currentWindow(): number {
+    const free = Math.max(0, this.cfg.receiveBufferBytes - this.hooks.appBuffered());
+    const max = this.windowScaling ? 65535 << this.rcvWscale : 65535;
+    const edge = seqAdd(this.rcvNxt, Math.min(free, max));
+    // Never move the right edge left (RFC 9293 §3.8.6.2.2).
+    if (seqGt(edge, this.rcvAdvEdge)) return seqDiff(edge, this.rcvNxt);
+    return Math.max(0, seqDiff(this.rcvAdvEdge, this.rcvNxt));
+  }
+
+  private windowField(): number {
+    const wnd = this.currentWindow();
+    const raw = Math.min(65535, wnd >>> this.rcvWscale);
+    const edge = seqAdd(this.rcvNxt, raw << this.rcvWscale);
+    if (seqGt(edge, this.rcvAdvEdge)) this.rcvAdvEdge = edge;
+    return raw;
+  }
+
+  private scheduleAck(): void {
+    if (!this.ackPending) {
+      this.ackPending = true;
+      this.hooks.requestAck(this);
+    }
+  }
+
+  private sendAck(): void {
+    this.ackPending = false;
+    const blocks = this.sackBlocks();
+    this.hooks.emit(this, {
+      seq: this.sndNxt,
+      ack: this.rcvNxt,
+      flags: TCP_ACK,
+      window: this.windowField(),
+      ...(blocks ? { options: { sackBlocks: blocks } } : {}),
+      dataOffset: 0,
+      dataLength: 0,
+    });
+  }
+
+  private emitRst(seq: number): void {
+    this.hooks.emit(this, { seq, ack: 0, flags: TCP_RST, window: 0, dataOffset: 0, dataLength: 0 });
+  }
+
+  private canSendData(): boolean {
+    const s = this.state;
+    return s === "ESTABLISHED" || s === "CLOSE_WAIT" || s === "FIN_WAIT_1" || s === "CLOSING" || s === "LAST_ACK";
+  }
+
+  private trySend(): void {
+    if (!this.canSendData()) return;
+    const mss = this.sendMss;
+    for (;;) {
+      const inFlight = seqDiff(this.sndNxt, this.sndUna) - (this.finSent ? 1 : 0);
+      const unsent = this.sendBuffered - inFlight;
+      if (unsent <= 0) break;
+      const usable = Math.min(this.sndWnd, this.cwnd) - inFlight;
+      if (usable <= 0) break;
+      const len = Math.min(mss, unsent, usable);
+      // Sender-side silly window avoidance (RFC 9293 §3.8.6.2.1), relaxed when nothing is in flight.
+      if (len < mss && len < unsent && inFlight > 0 && len < this.sndWnd / 2) break;
+      let flags = TCP_ACK;
+      if (len === unsent) flags |= TCP_PSH;
+      const withFin = this.finQueued && !this.finSent && len === unsent;
+      if (withFin) flags |= TCP_FIN;
+      const seq = this.sndNxt;
+      this.hooks.emit(this, {
+        seq,
+        ack: this.rcvNxt,
+        flags,
+        window: this.windowField(),
+        dataOffset: inFlight,
+        dataLength: len,
+      });
+      this.ackPending = false;
+      if (this.rttSeq === undefined) {
+        this.rttSeq = seqAdd(seq, len);
+        this.rttStart = this.timers.now();
+      }
+      this.sndNxt = seqAdd(this.sndNxt, len);
+      if (withFin) this.markFinSent();
+      this.armRto(false);
+    }
+    const inFlight = seqDiff(this.sndNxt, this.sndUna) - (this.finSent ? 1 : 0);
+    if (this.finQueued && !this.finSent && inFlight >= this.sendBuffered) {
+      this.hooks.emit(this, {
+        seq: this.sndNxt,
+        ack: this.rcvNxt,
+        flags: TCP_FIN | TCP_ACK,
+        window: this.windowField(),
+        dataOffset: 0,
+        dataLength: 0,
+      });
+      this.ackPending = false;
+      this.markFinSent();
+      this.armRto(false);
+    }
+    if (this.sendBuffered > inFlight && this.sndNxt === this.sndUna) this.armRto(false); // persist
+  }
+
+  private markFinSent(): void {
+    this.finSeq = this.sndNxt;
+    this.sndNxt = seqAdd(this.sndNxt, 1);
+    this.finSent = true;
+    if (this.state === "ESTABLISHED") this.state = "FIN_WAIT_1";
+    else if (this.state === "CLOSE_WAIT") this.state = "LAST_ACK";
+  }
+
+  private fastRetransmit(): void {
+    const inFlight = seqDiff(this.sndNxt, this.sndUna);
+    this.ssthresh = Math.max(Math.floor(inFlight / 2), 2 * this.sendMss);
+    this.cwnd = this.ssthresh + 3 * this.sendMss;
+    this.retransmitFromUna();
+  }
+
+  private retransmitFromUna(): void {
+    this.hooks.onRetransmit?.();
+    const finAcked = this.finSent && seqGt(this.sndUna, this.finSeq);
+    if (!finAcked) this.finSent = false;
+    this.sndNxt = this.sndUna;
+    this.rttSeq = undefined;
+    this.trySend();
+  }
+
+  // ---------------------------------------------------------------- timers
+
+  private armRto(restart = false): void {
+    const deadline = this.timers.now() + this.rto;
+    if (this.rtoTimer !== undefined && !restart) return;
+    this.rtoDeadline = deadline;
+    if (this.rtoTimer === undefined) this.rtoTimer = this.timers.set(() => this.rtoFired(), this.rto);
+  }
+
+  private disarmRto(): void {
+    if (this.rtoTimer !== undefined) {
+      this.timers.clear(this.rtoTimer);
+      this.rtoTimer = undefined;
+    }
+  }
+
+  private rtoFired(): void {
+    this.rtoTimer = undefined;
+    if (this.state === "CLOSED" || this.state === "TIME_WAIT") return;
+    const now = this.timers.now();
+    if (now < this.rtoDeadline) {
+      this.rtoTimer = this.timers.set(() => this.rtoFired(), this.rtoDeadline - now);
+      return;
+    }
+    const maxRto = this.cfg.maxRtoMs ?? 30_000;
+    if (this.sndNxt === this.sndUna && this.sendBuffered > 0 && this.sndWnd === 0) {
+      // Zero-window probe: an old sequence number makes the guest answer with its current window.
+      this.hooks.emit(this, {
+        seq: seqAdd(this.sndUna, -1),
+        ack: this.rcvNxt,
+        flags: TCP_ACK,
+        window: this.windowField(),
+        dataOffset: 0,
+        dataLength: 0,
+      });
+      this.rto = Math.min(this.rto * 2, 5000);
+      this.armRto(true);
+      return;
+    }
+    if (this.sndNxt === this.sndUna) return;
+    this.retries++;
+    if (this.retries > this.cfg.maxRetries) {
+      this.abort("timeout");
+      return;
+    }
+    this.rto = Math.min(this.rto * 2, maxRto);
+    if (this.state === "SYN_SENT") {
+      this.hooks.onRetransmit?.();
+      this.sendSyn();
+      return;
+    }
+    if (this.state === "SYN_RECEIVED") {
+      this.hooks.onRetransmit?.();
+      this.sendSynAck();
+      return;
+    }
+    const inFlight = seqDiff(this.sndNxt, this.sndUna);
+    this.ssthresh = Math.max(Math.floor(inFlight / 2), 2 * this.sendMss);
+    this.cwnd = this.sendMss;
+    this.dupAcks = 0;
+    this.retransmitFromUna();
+    this.armRto(true);
+  }
+
+  private rttSample(ms: number): void {
+    // RFC 6298 §2.
+    if (this.srtt === 0) {
+      this.srtt = ms;
+      this.rttvar = ms / 2;
+    } else {
+      this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - ms);
+      this.srtt = 0.875 * this.srtt + 0.125 * ms;
+    }
+    const min = this.cfg.minRtoMs ?? 200;
+    this.rto = Math.min(this.cfg.maxRtoMs ?? 30_000, Math.max(min, this.srtt + Math.max(10, 4 * this.rttvar)));
+  }
+
+  private enterTimeWait(): void {
+    this.state = "TIME_WAIT";
+    this.disarmRto();
+    if (this.timeWaitTimer !== undefined) this.timers.clear(this.timeWaitTimer);
+    this.timeWaitTimer = this.timers.set(() => {
+      this.timeWaitTimer = undefined;
+      this.toClosed("normal");
+    }, this.cfg.timeWaitMs);
+  }
+
+  private toClosed(reason: TcpCloseReason): void {
+    if (this.state === "CLOSED") return;
+    this.state = "CLOSED";
+    this.disarmRto();
+    if (this.timeWaitTimer !== undefined) {
+      this.timers.clear(this.timeWaitTimer);
+      this.timeWaitTimer = undefined;
+    }
+    this.sendChunks.length = 0;
+    this.sendBuffered = 0;
+    this.ooo.length = 0;
+    this.hooks.onClosed(reason);
+  }
+
+  // ---------------------------------------------------------------- send buffer
+
+  private consumeSendBuffer(n: number): void {
+    this.sendBuffered -= n;
+    while (n > 0) {
+      const head = this.sendChunks[0];
+      if (!head) break;
+      const avail = head.length - this.sendHeadOffset;
+      if (n >= avail) {
+        n -= avail;
+        this.sendChunks.shift();
+        this.sendHeadOffset = 0;
+      } else {
+        this.sendHeadOffset += n;
+        n = 0;
+      }
+    }
+  }
+
+  /** Copies `length` bytes starting `offset` bytes after SND.UNA into `dst`. */
+  copySendData(offset: number, length: number, dst: Uint8Array, dstOffset: number): void {
+    let skip = offset + this.sendHeadOffset;
+    let i = 0;
+    while (length > 0) {
+      const chunk = this.sendChunks[i++];
+      if (!chunk) throw new Error("send buffer underrun");
+      if (skip >= chunk.length) {
+        skip -= chunk.length;
+        continue;
+      }
+      const n = Math.min(chunk.length - skip, length);
+      dst.set(chunk.subarray(skip, skip + n), dstOffset);
+      dstOffset += n;
+      length -= n;
+      skip = 0;
+    }
+  }
+}
