@@ -1,3 +1,4 @@
+import { WebSocket } from "ws";
 import { afterEach, describe, expect, it } from "vitest";
 import { InvocationFailedError, startEngineStandin, type EngineStandin, type StandinEvent } from "../src/index.js";
 import { prepareHelloWorker, runHelloWorker, type RunningWorker } from "./hello-worker.js";
@@ -60,5 +61,28 @@ describe("engine stand-in with the real iii-sdk hello worker", () => {
     const error = await standin.invoke("nobody::home", {}).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(InvocationFailedError);
     expect(error).toMatchObject({ code: "function_not_found", functionId: "nobody::home" });
+  });
+
+  it("routes a worker's own invocation to another worker's function, and lists functions", async () => {
+    const { standin } = await setup();
+    await standin.waitForFunction("hello::greet", { timeoutMs: 20_000 });
+    const caller = new WebSocket(standin.url);
+    cleanups.push(async () => caller.close());
+    const replies: Array<Record<string, unknown>> = [];
+    caller.on("message", (data) => replies.push(JSON.parse(data.toString()) as Record<string, unknown>));
+    await new Promise((resolve, reject) => caller.once("open", resolve).once("error", reject));
+    const call = (n: number, functionId: string, data: unknown): void =>
+      caller.send(
+        JSON.stringify({ type: "invokefunction", invocation_id: `00000000-0000-4000-8000-00000000000${n}`, function_id: functionId, data }),
+      );
+    call(1, "hello::greet", { name: "peer" });
+    call(2, "engine::functions::list", {});
+    call(3, "nobody::home", {});
+    await expect.poll(() => replies.filter((r) => r.type === "invocationresult").length).toBe(3);
+    const byId = (n: number) => replies.find((r) => r.invocation_id === `00000000-0000-4000-8000-00000000000${n}`);
+    expect(replies[0]).toMatchObject({ type: "workerregistered" });
+    expect(byId(1)).toMatchObject({ function_id: "hello::greet", result: { message: "Hello, peer!" } });
+    expect(byId(2)).toMatchObject({ result: { functions: [{ function_id: "hello::greet" }] } });
+    expect(byId(3)).toMatchObject({ error: { code: "function_not_found" } });
   });
 });
