@@ -1,0 +1,100 @@
+// Time and peak RSS of pulling + unpacking a ~300 MB multi-layer image from a local docker-registry:
+// ensureImage (ours) vs `skopeo copy` + `umoci unpack` (baseline), same image, same run.
+import { execFileSync, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { missingTools, skopeoPush, startRegistry, TOOLS } from "../../test/images/fixtures/registry.js";
+
+const runner = process.argv[2]!;
+const targetMb = Number(process.env.III_BENCH_IMAGE_MB ?? 300);
+const buildScript = fileURLToPath(new URL("../../../../images/build.sh", import.meta.url));
+
+function timed(cmd: string, args: string[]): { seconds: number; peakKb: number } {
+  const r = spawnSync("/usr/bin/time", ["-f", "BENCH %e %M", cmd, ...args], { encoding: "utf8", maxBuffer: 64 << 20 });
+  const line = r.stderr.split("\n").find((l) => l.startsWith("BENCH "));
+  if (r.status !== 0 || !line) throw new Error(`${cmd} ${args.join(" ")} failed:\n${r.stderr.slice(-2000)}`);
+  const [, seconds, peak] = line.split(" ");
+  return { seconds: Number(seconds), peakKb: Number(peak) };
+}
+
+/** Adds synthetic layers (many small text files, compressible and incompressible blobs) until ~targetMb. */
+async function addLayers(layout: string, tag: string, work: string, mb: number): Promise<void> {
+  const bundle = join(work, "bundle");
+  execFileSync(TOOLS.umoci, ["unpack", "--image", `${layout}:${tag}`, bundle], { stdio: "ignore" });
+  const root = join(bundle, "rootfs");
+  const perLayer = Math.max(1, Math.floor(mb / 3));
+  // layer A: a source tree: 8 KiB text files
+  const files = Math.floor((perLayer * 1024) / 8);
+  for (let i = 0; i < files; i++) {
+    const dir = join(root, "app/src", `m${i % 200}`);
+    if (i < 200) await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, `f${i}.js`), `// module ${i}\n${"export const value = Math.random() * 42;\n".repeat(200)}`);
+  }
+  execFileSync(TOOLS.umoci, ["repack", "--image", `${layout}:${tag}`, bundle], { stdio: "ignore" });
+  // layer B: half-compressible blobs; layer C: random blobs
+  await mkdir(join(root, "app/assets"), { recursive: true });
+  for (let i = 0; i < perLayer / 8; i++) await writeFile(join(root, "app/assets", `a${i}.bin`), Buffer.from(randomBytes(4 << 20).toString("hex")));
+  execFileSync(TOOLS.umoci, ["repack", "--image", `${layout}:${tag}`, bundle], { stdio: "ignore" });
+  await mkdir(join(root, "app/data"), { recursive: true });
+  for (let i = 0; i < perLayer / 8; i++) await writeFile(join(root, "app/data", `d${i}.bin`), randomBytes(8 << 20));
+  execFileSync(TOOLS.umoci, ["repack", "--image", `${layout}:${tag}`, bundle], { stdio: "ignore" });
+  await rm(bundle, { recursive: true, force: true });
+}
+
+async function main(): Promise<void> {
+  const missing = missingTools();
+  if (missing) {
+    console.log(`skipped: ${missing}`);
+    return;
+  }
+  const work = await mkdtemp(join(tmpdir(), "iii-bench-pull-"));
+  const registry = await startRegistry();
+  try {
+    // Base: the node image from images/build.sh when it builds here (cached), else an empty image.
+    const layout = join(work, "image");
+    let baseMb = 0;
+    try {
+      const base = execFileSync("bash", [buildScript, "node"], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] }).trim();
+      execFileSync("cp", ["-a", base, layout]);
+      baseMb = 190;
+    } catch (error) {
+      console.error(`images/build.sh node failed (${(error as Error).message.split("\n")[0]}); using synthetic layers only`);
+      execFileSync(TOOLS.umoci, ["init", "--layout", layout]);
+      execFileSync(TOOLS.umoci, ["new", "--image", `${layout}:latest`]);
+    }
+    await addLayers(layout, "latest", work, Math.max(30, targetMb - baseMb));
+    await skopeoPush(`oci:${layout}:latest`, registry, "bench/app:1");
+    const ref = `${registry.host}/bench/app:1`;
+    const compressed = execFileSync("du", ["-sm", join(layout, "blobs")], { encoding: "utf8" }).split("\t")[0];
+
+    const rows: Array<[string, number, number, number, number]> = [];
+    for (let round = 0; round < 2; round++) {
+      const home = join(work, `home-${round}`);
+      const ours = timed(process.execPath, [runner, ref, home, registry.host]);
+      const dest = join(work, `skopeo-${round}`);
+      const copy = timed(TOOLS.skopeo, ["copy", "--quiet", "--src-tls-verify=false", `docker://${ref}`, `oci:${dest}:app`]);
+      const unpack = timed(TOOLS.umoci, ["unpack", "--image", `${dest}:app`, join(work, `bundle-${round}`)]);
+      rows.push(["pull+unpack", ours.seconds, copy.seconds + unpack.seconds, ours.peakKb, Math.max(copy.peakKb, unpack.peakKb)]);
+      const size = execFileSync("du", ["-sm", join(home, "images", "sha256")], { encoding: "utf8" }).split("\t")[0];
+      if (round === 0) console.log(`image: ${ref}, ${compressed} MB compressed blobs, unpacked cache ${size} MB`);
+      await rm(home, { recursive: true, force: true });
+      await rm(dest, { recursive: true, force: true });
+      await rm(join(work, `bundle-${round}`), { recursive: true, force: true });
+    }
+    console.log("name                      ours      baseline  ratio   (baseline = skopeo copy + umoci unpack)");
+    for (const [i, [name, ours, base, oursKb, baseKb]] of rows.entries()) {
+      console.log(`${`${name} time #${i + 1}`.padEnd(26)}${`${ours.toFixed(2)}s`.padEnd(10)}${`${base.toFixed(2)}s`.padEnd(10)}${(ours / base).toFixed(2)}`);
+      console.log(`${`${name} peak RSS #${i + 1}`.padEnd(26)}${`${(oursKb / 1024).toFixed(0)}MB`.padEnd(10)}${`${(baseKb / 1024).toFixed(0)}MB`.padEnd(10)}${(oursKb / baseKb).toFixed(2)}`);
+    }
+  } finally {
+    await registry.stop();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+void existsSync;
+await main();

@@ -1,0 +1,22 @@
+#!/usr/bin/env node
+// Bundles the image benchmark (TypeScript, importing src/images) with esbuild and runs it:
+//   node bench/images/run.mjs            (III_BENCH_IMAGE_MB=300, III_IMAGES_CACHE for the base image cache)
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = fileURLToPath(new URL(".", import.meta.url));
+const esbuild = join(here, "../../../../node_modules/.bin/esbuild");
+const out = mkdtempSync(join(tmpdir(), "iii-bench-images-"));
+try {
+  const banner = "--banner:js=import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);";
+  for (const name of ["pull-bench", "ensure-runner"]) {
+    execFileSync(esbuild, [join(here, `${name}.ts`), "--bundle", "--platform=node", "--format=esm", "--target=node24", `--outfile=${join(out, `${name}.mjs`)}`, "--log-level=error", banner]);
+  }
+  const result = spawnSync(process.execPath, [join(out, "pull-bench.mjs"), join(out, "ensure-runner.mjs")], { stdio: "inherit" });
+  process.exitCode = result.status ?? 1;
+} finally {
+  rmSync(out, { recursive: true, force: true });
+}
