@@ -85,4 +85,16 @@ describe("engine stand-in with the real iii-sdk hello worker", () => {
     expect(byId(2)).toMatchObject({ result: { functions: [{ function_id: "hello::greet" }] } });
     expect(byId(3)).toMatchObject({ error: { code: "function_not_found" } });
   });
+
+  it("the worker reconnects and re-registers when the stand-in restarts on the same port", async () => {
+    const { standin: first } = await setup();
+    await first.waitForFunction("hello::greet", { timeoutMs: 20_000 });
+    const port = first.port;
+    await first.close();
+    const second = await startEngineStandin({ port });
+    cleanups.push(() => second.close());
+    // The SDK retries after ~1 s (±30 % jitter) and replays its registrations on the new connection.
+    await second.waitForFunction("hello::greet", { timeoutMs: 15_000 });
+    expect(await second.invoke("hello::greet", { name: "again" })).toMatchObject({ message: "Hello, again!" });
+  });
 });
