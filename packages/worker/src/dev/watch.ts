@@ -47,6 +47,7 @@ export interface WatchProjectOptions {
   maxWaitMs?: number;
   /** Names counted as install inputs (root-relative). Default: every language's INSTALL_INPUTS. */
   installInputs?: readonly string[];
+  /** A directory could not be watched (e.g. out of inotify watches). Without it such errors are dropped. */
   onError?: (error: Error) => void;
 }
 
