@@ -1,10 +1,13 @@
-/** `node bench/boot/run.mjs [--runs N] [--json]`: prints the raw-floor boot table (row a). */
+/**
+ * `node bench/boot/run.mjs [--runs N] [--json] [--compare-tuning]`: prints the raw-floor boot table (row a);
+ * with --compare-tuning also the same boots without TCG_BOOT_TUNING, as `ours  floor  ratio` (tuned/untuned).
+ */
 import { parseArgs } from "node:util";
 import { resolveKernel } from "../../src/firmware/index.js";
 import { chooseAccel, probeAccelFacts } from "../../src/vmm/accel.js";
 import { formatBootTable, measureIdleRss, measureRawFloor, medians } from "./raw-floor.js";
 
-const { values } = parseArgs({ options: { runs: { type: "string", default: "10" }, json: { type: "boolean", default: false }, download: { type: "boolean", default: false } } });
+const { values } = parseArgs({ options: { runs: { type: "string", default: "10" }, json: { type: "boolean", default: false }, download: { type: "boolean", default: false }, "compare-tuning": { type: "boolean", default: false } } });
 const runs = Number(values.runs);
 if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got ${values.runs}`);
 
@@ -18,6 +21,19 @@ const samples = await measureRawFloor({
   onRun: (i, s) => console.error(`  boot ${String(i + 1).padStart(2)}: first line ${s["first console line"]!.toFixed(0)} ms, exit ${s["qemu exit"]!.toFixed(0)} ms`),
 });
 const rows = medians(samples);
+if (values["compare-tuning"]) {
+  console.error("same boots without the TCG boot tuning:");
+  const untuned = medians(
+    await measureRawFloor({
+      kernelPath: kernel.elfPath,
+      runs,
+      accel: accel.accel,
+      tcgTuning: false,
+      onRun: (i, s) => console.error(`  boot ${String(i + 1).padStart(2)}: first line ${s["first console line"]!.toFixed(0)} ms`),
+    }),
+  );
+  console.log(`TCG boot tuning: tuned (ms) vs untuned (floor), median of ${runs}\n${formatBootTable(rows.map((r, i) => ({ ...r, floorMs: untuned[i]!.ms })))}\n`);
+}
 const rss = await measureIdleRss({ kernelPath: kernel.elfPath, accel: accel.accel });
 if (values.json) {
   console.log(JSON.stringify({ runs, accel: accel.accel, samples, medians: rows, idleRssBytes: rss }, null, 2));

@@ -30,6 +30,8 @@ export interface RawFloorOptions {
   accel?: Accel;
   vcpus?: number;
   memoryBytes?: number;
+  /** TCG boot tuning on the kernel command line (default true, as for real workers). */
+  tcgTuning?: boolean;
   /** Called after each boot, e.g. to print progress. */
   onRun?: (index: number, sample: Record<string, number>) => void;
 }
@@ -64,6 +66,7 @@ export async function measureRawFloor(options: RawFloorOptions): Promise<PhaseSa
         consoleLogPath: join(runDir, "console.log"),
         runDir,
         accel: options.accel,
+        tcgTuning: options.tcgTuning,
       });
       try {
         await vm.prepare();

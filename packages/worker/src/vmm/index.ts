@@ -6,6 +6,7 @@ export {
   buildQemuArgv,
   buildVirtiofsdCommand,
   CONTROL_PORT_NAME,
+  TCG_BOOT_TUNING,
   MAX_CMDLINE_ENV,
   MAX_VIRTIOFS_TAG_BYTES,
   type KernelCmdlineSpec,

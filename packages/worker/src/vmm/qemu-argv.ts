@@ -17,11 +17,26 @@ export const MAX_KERNEL_CMDLINE_BYTES = 2048;
  */
 export const MAX_CMDLINE_ENV = 30;
 
+/**
+ * Kernel words that shorten a TCG boot, measured here on the busybox floor (guest time to "Run /init.krun",
+ * 4 alternating boots each): 1.40–1.79 s without them, 0.92–0.97 s with them.
+ * - `tsc=reliable`: under TCG the guest TSC follows the host clock while the emulated CPU is slow, so the
+ *   clocksource watchdog declares tsc-early unstable and falls back to refined-jiffies (tick resolution, and
+ *   it lags under host load); trusting the TSC keeps an accurate, high-resolution clock.
+ * - `noapictimer`: TCG's local APIC timer fails the kernel's verification after ~220 ms of waiting and is
+ *   disabled anyway; skip straight to the PIT (which microvm keeps: pit=off hangs).
+ * - `initcall_blacklist=…`: the jitter-entropy self test (~90 ms emulated; nothing needs it outside FIPS
+ *   mode, the CRNG does not) and KVM's own init inside the guest (~80 ms; the guest never runs VMs).
+ */
+export const TCG_BOOT_TUNING = ["tsc=reliable", "noapictimer", "initcall_blacklist=jent_mod_init,svm_init,vmx_init"] as const;
+
 export interface KernelCmdlineSpec {
   rootTag: string;
   init: string;
   accel: Accel;
   tscKhz?: number;
+  /** Add TCG_BOOT_TUNING under TCG (default true). */
+  tcgTuning?: boolean;
   extra?: string[];
   env?: Record<string, string>;
 }
@@ -46,6 +61,7 @@ export function buildKernelCmdline(spec: KernelCmdlineSpec): string {
     if (!Number.isInteger(spec.tscKhz) || spec.tscKhz <= 0) throw invalid(`tsc_early_khz must be a positive integer, got ${spec.tscKhz}`);
     words.push(`tsc_early_khz=${spec.tscKhz}`);
   }
+  if (spec.accel === "tcg" && spec.tcgTuning !== false) words.push(...TCG_BOOT_TUNING);
   for (const word of spec.extra ?? []) {
     if (!word || /[\s"\x00-\x1f]/.test(word)) throw invalid(`kernel command line word ${JSON.stringify(word)} must be non-empty without spaces, quotes or control characters`);
     words.push(word);

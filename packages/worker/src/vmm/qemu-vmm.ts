@@ -17,6 +17,8 @@ export interface QemuVmmOptions extends VmConfig {
   /** Append to the console log instead of truncating it (QEMU's default). */
   consoleAppend?: boolean;
   virtiofsdCache?: "auto" | "always" | "none";
+  /** TCG boot tuning on the kernel command line (TCG_BOOT_TUNING); default true. */
+  tcgTuning?: boolean;
   /** How long start() waits for each virtiofsd socket and for QMP. Default 10 s. */
   startTimeoutMs?: number;
   /** Environment for binary lookup (III_QEMU_BIN, III_VIRTIOFSD_BIN, PATH) and the accel choice (III_ACCEL). */
@@ -158,6 +160,7 @@ export class QemuVmm implements Vmm {
       init: config.init ?? "/init.krun",
       accel,
       tscKhz: accel === "tcg" ? (config.tscKhz ?? hostTscKhz()) : undefined,
+      tcgTuning: config.tcgTuning,
       extra: config.cmdlineExtra,
       env: config.env,
     });
