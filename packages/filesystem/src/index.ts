@@ -1,1 +1,6 @@
-export const PACKAGE_NAME = "@iii/filesystem";
+export { mountPassthrough, cleanupStaleMount, unmountPath, fuseAvailable } from "./mount/mount.js";
+export type { MountOptions, MountHandle, CacheOptions, UnmountReason } from "./mount/mount.js";
+export type { MountStats } from "./mount/fuse-shell.js";
+export type { VirtualFileSource } from "./fs/virtual-files.js";
+export { FilesystemError, type FilesystemErrorCode } from "./errors.js";
+export { WHITEOUT_PREFIX, OPAQUE_MARKER } from "./fs/layered-tree.js";

@@ -1,0 +1,252 @@
+// The guest's view: a Tree plus injected virtual files, read-only mode and name
+// validation. This is where every refusal errno is decided; the FUSE shell only
+// converts callbacks.
+import fs from "node:fs";
+import { Errno, ErrnoError, fail } from "../host/errno.js";
+import { isValidGuestPath, splitParent } from "../core/guest-path.js";
+import type { DirEntry, TimeSpec } from "../host/libc.js";
+import { isWriteOpen } from "./passthrough-tree.js";
+import type { Attr, FsStats, Tree } from "./tree.js";
+import { VirtualFiles } from "./virtual-files.js";
+
+/** FUSE file handles at and above this value are virtual files; below are host fds. */
+const VIRTUAL_FH_BASE = 0x40000000;
+
+const DT_DIR = 4;
+const DT_REG = 8;
+
+export class GuestFs {
+  readonly tree: Tree;
+  readonly virtual: VirtualFiles;
+  readonly readOnly: boolean;
+  private readonly virtualHandles = new Map<number, number>();
+  private nextVirtualFh = VIRTUAL_FH_BASE;
+
+  constructor(tree: Tree, virtual: VirtualFiles, readOnly: boolean) {
+    this.tree = tree;
+    this.virtual = virtual;
+    this.readOnly = readOnly;
+  }
+
+  private check(path: string): void {
+    if (!isValidGuestPath(path)) fail(path.includes("/..") ? Errno.EPERM : Errno.EINVAL, "invalid path");
+  }
+
+  /** Mutation of an existing entry (chmod, write, unlink...): virtual → EPERM, ro → EROFS. */
+  private mutate(path: string): void {
+    this.check(path);
+    if (this.virtual.covers(path)) fail(Errno.EPERM, "virtual file is read-only");
+    if (this.readOnly) fail(Errno.EROFS, "read-only mount");
+  }
+
+  /** Creation of a new name: existing virtual name → EEXIST, inside a virtual dir → EACCES. */
+  private createAt(path: string): void {
+    this.check(path);
+    if (this.virtual.get(path)) fail(Errno.EEXIST, "virtual file exists");
+    if (this.virtual.covers(path)) fail(Errno.EACCES, "virtual directory is read-only");
+    if (this.readOnly) fail(Errno.EROFS, "read-only mount");
+  }
+
+  getattr(path: string): Attr {
+    this.check(path);
+    const v = this.virtual.get(path);
+    if (v) return this.virtual.attr(v);
+    if (this.virtual.covers(path)) fail(Errno.ENOENT, "not in virtual dir");
+    return this.tree.getattr(path);
+  }
+
+  readdir(path: string): DirEntry[] {
+    this.check(path);
+    const v = this.virtual.get(path);
+    if (v) {
+      if (v.kind !== "dir") fail(Errno.ENOTDIR, "readdir");
+      return this.virtual.childrenOf(path).map((name) => {
+        const e = this.virtual.get(this.virtual.pathOf(path, name));
+        return { name, ino: e?.ino ?? 0, type: e?.kind === "dir" ? DT_DIR : DT_REG };
+      });
+    }
+    const entries = this.tree.readdir(path);
+    if (path !== "/" || this.virtual.rootNames.size === 0) return entries;
+    const out = entries.filter((e) => !this.virtual.rootNames.has(e.name));
+    for (const name of this.virtual.rootNames) {
+      const e = this.virtual.get(`/${name}`);
+      out.push({ name, ino: e?.ino ?? 0, type: e?.kind === "dir" ? DT_DIR : DT_REG });
+    }
+    return out;
+  }
+
+  readlink(path: string): string {
+    this.check(path);
+    if (this.virtual.get(path)) fail(Errno.EINVAL, "not a symlink");
+    return this.tree.readlink(path);
+  }
+
+  open(path: string, flags: number): number {
+    this.check(path);
+    const v = this.virtual.get(path);
+    if (v) {
+      if (v.kind !== "file") fail(Errno.EISDIR, "open");
+      if (isWriteOpen(flags)) fail(this.readOnly ? Errno.EROFS : Errno.EACCES, "virtual file is read-only");
+      const fh = this.nextVirtualFh++;
+      if (this.nextVirtualFh >= 0xffffffff) this.nextVirtualFh = VIRTUAL_FH_BASE;
+      this.virtualHandles.set(fh, v.fd);
+      return fh;
+    }
+    if (this.virtual.covers(path)) fail(Errno.ENOENT, "open");
+    if (this.readOnly && isWriteOpen(flags)) fail(Errno.EROFS, "read-only mount");
+    const fd = this.tree.open(path, flags);
+    if (fd >= VIRTUAL_FH_BASE) {
+      fs.closeSync(fd);
+      fail(Errno.EIO, "host fd out of handle range");
+    }
+    return fd;
+  }
+
+  create(path: string, mode: number): number {
+    this.createAt(path);
+    return this.tree.create(path, mode);
+  }
+
+  read(fh: number, buf: Buffer, len: number, pos: number): number {
+    const fd = fh >= VIRTUAL_FH_BASE ? this.virtualHandles.get(fh) : fh;
+    if (fd === undefined) fail(Errno.EBADF, "read");
+    return fs.readSync(fd, buf, 0, len, pos);
+  }
+
+  write(fh: number, buf: Buffer, len: number, pos: number): number {
+    if (fh >= VIRTUAL_FH_BASE) fail(Errno.EBADF, "write to a virtual file");
+    if (this.readOnly) fail(Errno.EROFS, "read-only mount");
+    return fs.writeSync(fh, buf, 0, len, pos);
+  }
+
+  release(fh: number): void {
+    if (fh >= VIRTUAL_FH_BASE) {
+      this.virtualHandles.delete(fh);
+      return;
+    }
+    fs.closeSync(fh);
+  }
+
+  /** fd to fsync, or null when there is nothing to sync (virtual handle). */
+  syncFd(fh: number): number | null {
+    return fh >= VIRTUAL_FH_BASE || fh === 0 ? null : fh;
+  }
+
+  truncate(path: string, size: number): void {
+    this.mutate(path);
+    this.tree.truncate(path, size);
+  }
+
+  ftruncate(fh: number, size: number): void {
+    if (fh >= VIRTUAL_FH_BASE) fail(Errno.EPERM, "virtual file is read-only");
+    if (this.readOnly) fail(Errno.EROFS, "read-only mount");
+    fs.ftruncateSync(fh, size);
+  }
+
+  chmod(path: string, mode: number): void {
+    this.mutate(path);
+    this.tree.chmod(path, mode);
+  }
+
+  chown(path: string, uid: number, gid: number): void {
+    this.mutate(path);
+    this.tree.chown(path, uid, gid);
+  }
+
+  utimens(path: string, atime: TimeSpec, mtime: TimeSpec): void {
+    this.mutate(path);
+    this.tree.utimens(path, atime, mtime);
+  }
+
+  mkdir(path: string, mode: number): void {
+    this.createAt(path);
+    this.tree.mkdir(path, mode);
+  }
+
+  rmdir(path: string): void {
+    this.mutate(path);
+    this.tree.rmdir(path);
+  }
+
+  unlink(path: string): void {
+    this.mutate(path);
+    this.tree.unlink(path);
+  }
+
+  rename(from: string, to: string): void {
+    this.mutate(from);
+    // Replacing a virtual file is refused like removing it.
+    this.mutate(to);
+    this.tree.rename(from, to);
+  }
+
+  symlink(target: string, path: string): void {
+    this.createAt(path);
+    if (target.includes("\0")) fail(Errno.EINVAL, "symlink target");
+    this.tree.symlink(target, path);
+  }
+
+  link(from: string, to: string): void {
+    this.mutate(from);
+    this.createAt(to);
+    this.tree.link(from, to);
+  }
+
+  mknod(path: string, mode: number, dev: number): void {
+    this.createAt(path);
+    this.tree.mknod(path, mode, dev);
+  }
+
+  statfs(): FsStats {
+    return this.tree.statfs();
+  }
+
+  access(path: string, mode: number): void {
+    this.check(path);
+    const W_OK = 2;
+    if (this.virtual.get(path)) {
+      if (mode & W_OK) fail(this.readOnly ? Errno.EROFS : Errno.EACCES, "virtual file is read-only");
+      return;
+    }
+    if (this.virtual.covers(path)) fail(Errno.ENOENT, "access");
+    if (this.readOnly && mode & W_OK) fail(Errno.EROFS, "read-only mount");
+    this.tree.access(path, mode);
+  }
+
+  getxattr(path: string, name: string): Buffer {
+    this.check(path);
+    if (this.virtual.covers(path)) fail(this.virtual.get(path) ? Errno.ENODATA : Errno.ENOENT, "getxattr");
+    return this.tree.getxattr(path, name);
+  }
+
+  setxattr(path: string, name: string, value: Buffer, flags: number): void {
+    this.mutate(path);
+    this.tree.setxattr(path, name, value, flags);
+  }
+
+  listxattr(path: string): string[] {
+    this.check(path);
+    if (this.virtual.covers(path)) {
+      if (this.virtual.get(path)) return [];
+      fail(Errno.ENOENT, "listxattr");
+    }
+    return this.tree.listxattr(path);
+  }
+
+  removexattr(path: string, name: string): void {
+    this.mutate(path);
+    this.tree.removexattr(path, name);
+  }
+
+  close(): void {
+    this.tree.close();
+    this.virtual.close();
+  }
+
+  /** The dir whose listing changes when `path` is created or removed. */
+  static parentOf(path: string): string {
+    return splitParent(path)[0];
+  }
+}
+
+export { ErrnoError };

@@ -1,0 +1,460 @@
+// Copy-on-write view of two host directories: `lower` (an image rootfs shared by
+// many workers, never modified: only lstat/getdents/readlink/l*xattr reads and
+// O_RDONLY opens touch it) and `upper` (this mount's changes).
+//
+// On-disk format in upper, as in OCI layers: `.wh.<name>` marks <name> deleted,
+// `.wh..wh..opq` in a directory hides the lower directory's content. Guest names
+// beginning with `.wh.` are therefore refused (EPERM) and never listed.
+// First modification copies the entry up (content, mode, owner, times, xattrs);
+// renaming a directory copies its whole merged subtree up and marks it opaque.
+import fs from "node:fs";
+import { Errno, fail } from "../host/errno.js";
+import { HostRoot } from "../host/host-root.js";
+import { isAtOrBelow, joinGuest, splitParent } from "../core/guest-path.js";
+import {
+  fchmodatNoFollow,
+  lgetxattr,
+  llistxattr,
+  lremovexattr,
+  lsetxattr,
+  mknodat,
+  O_CLOEXEC,
+  O_NOFOLLOW,
+  utimensatNoFollow,
+  type DirEntry,
+  type TimeSpec,
+} from "../host/libc.js";
+import { hostOpenFlags, isWriteOpen, PassthroughTree, statfsOf } from "./passthrough-tree.js";
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, statToAttr, type Attr, type FsStats, type Tree } from "./tree.js";
+
+export const WHITEOUT_PREFIX = ".wh.";
+export const OPAQUE_MARKER = ".wh..wh..opq";
+
+const { O_CREAT, O_EXCL, O_RDWR, O_WRONLY } = fs.constants;
+
+interface DirState {
+  /** The directory exists in upper. */
+  upper: boolean;
+  /** The lower directory at this path shows through (exists, not opaque, not whited out). */
+  lower: boolean;
+}
+
+interface Found {
+  layer: "upper" | "lower";
+  st: fs.Stats;
+}
+
+export class LayeredTree implements Tree {
+  readonly lower: HostRoot;
+  readonly upper: HostRoot;
+  private readonly upperTree: PassthroughTree;
+  private readonly dirs = new Map<string, DirState>();
+  private tmpCounter = 0;
+
+  constructor(lowerDir: string, upperDir: string) {
+    this.lower = new HostRoot(lowerDir);
+    try {
+      this.upperTree = new PassthroughTree(upperDir);
+    } catch (err) {
+      this.lower.close();
+      throw err;
+    }
+    this.upper = this.upperTree.host;
+  }
+
+  // ---- resolution -------------------------------------------------------
+
+  private lstatIn(root: HostRoot, path: string): fs.Stats | undefined {
+    let p: string;
+    try {
+      p = root.path(path);
+    } catch (err) {
+      const e = (err as { errno?: number }).errno;
+      if (e === Errno.ENOENT || e === Errno.ENOTDIR) return undefined;
+      throw err;
+    }
+    return fs.lstatSync(p, { throwIfNoEntry: false });
+  }
+
+  private hasWhiteout(path: string): boolean {
+    const [parent, name] = splitParent(path);
+    return this.lstatIn(this.upper, joinGuest(parent, WHITEOUT_PREFIX + name)) !== undefined;
+  }
+
+  private isOpaque(dir: string): boolean {
+    return this.lstatIn(this.upper, joinGuest(dir, OPAQUE_MARKER)) !== undefined;
+  }
+
+  private static reserved(path: string): boolean {
+    const name = splitParent(path)[1];
+    return name.startsWith(WHITEOUT_PREFIX);
+  }
+
+  private dirState(path: string): DirState {
+    if (path === "/") {
+      let s = this.dirs.get("/");
+      if (!s) {
+        s = { upper: true, lower: !this.isOpaque("/") };
+        this.dirs.set("/", s);
+      }
+      return s;
+    }
+    const cached = this.dirs.get(path);
+    if (cached) return cached;
+    const found = this.find(path);
+    if (!found) fail(Errno.ENOENT, "lookup");
+    if (!found.st.isDirectory()) fail(Errno.ENOTDIR, "lookup");
+    let state: DirState;
+    if (found.layer === "upper") {
+      const parent = this.dirState(splitParent(path)[0]);
+      const lowerDir = parent.lower && !this.isOpaque(path) ? this.lstatIn(this.lower, path) : undefined;
+      state = { upper: true, lower: lowerDir?.isDirectory() ?? false };
+    } else {
+      state = { upper: false, lower: true };
+    }
+    this.dirs.set(path, state);
+    return state;
+  }
+
+  private find(path: string): Found | undefined {
+    if (path === "/") return { layer: "upper", st: fs.lstatSync(this.upper.rootEntry.hostPath) };
+    if (LayeredTree.reserved(path)) return undefined;
+    const [parentPath] = splitParent(path);
+    const parent = this.dirState(parentPath);
+    if (parent.upper) {
+      const u = this.lstatIn(this.upper, path);
+      if (u) return { layer: "upper", st: u };
+      if (this.hasWhiteout(path)) return undefined;
+    }
+    if (parent.lower) {
+      const l = this.lstatIn(this.lower, path);
+      if (l) return { layer: "lower", st: l };
+    }
+    return undefined;
+  }
+
+  private lookup(path: string): Found {
+    const f = this.find(path);
+    if (!f) fail(Errno.ENOENT, "lookup");
+    return f;
+  }
+
+  private forgetDirs(path: string): void {
+    for (const key of this.dirs.keys()) if (isAtOrBelow(key, path)) this.dirs.delete(key);
+  }
+
+  /** The lower layer has an entry at `path` that the merged parent lets show through. */
+  private lowerHas(path: string): boolean {
+    const parent = this.dirState(splitParent(path)[0]);
+    return parent.lower && this.lstatIn(this.lower, path) !== undefined;
+  }
+
+  // ---- copy-up ----------------------------------------------------------
+
+  private copyAttrs(from: string, toDirfd: number, toName: string, toHostPath: string, st: fs.BigIntStats): void {
+    const type = Number(st.mode) & S_IFMT;
+    fs.lchownSync(toHostPath, Number(st.uid), Number(st.gid));
+    if (type !== S_IFLNK) fchmodatNoFollow(toDirfd, toName, Number(st.mode) & 0o7777);
+    for (const name of llistxattr(from)) {
+      try {
+        lsetxattr(toHostPath, name, lgetxattr(from, name), 0);
+      } catch (err) {
+        // security.* / trusted.* may be refused by the host; user.* must copy.
+        if (name.startsWith("user.")) throw err;
+      }
+    }
+    const ts = (ns: bigint): TimeSpec => ({ sec: Number(ns / 1_000_000_000n), nsec: Number(ns % 1_000_000_000n) });
+    utimensatNoFollow(toDirfd, toName, ts(st.atimeNs), ts(st.mtimeNs));
+  }
+
+  /** Makes `dir` (a directory in the merged view) exist in upper; returns its state. */
+  private ensureUpperDir(dir: string): DirState {
+    const state = this.dirState(dir);
+    if (state.upper) return state;
+    this.ensureUpperDir(splitParent(dir)[0]);
+    const lowerPath = this.lower.path(dir);
+    const st = fs.lstatSync(lowerPath, { bigint: true });
+    const e = this.upper.entry(dir);
+    fs.mkdirSync(e.hostPath, 0o700);
+    this.copyAttrs(lowerPath, e.dirfd, e.name, e.hostPath, st);
+    this.forgetDirs(dir);
+    return this.dirState(dir);
+  }
+
+  /** Makes the non-directory at `path` exist in upper (copying content and metadata). */
+  private copyUp(path: string): void {
+    const found = this.lookup(path);
+    if (found.layer === "upper") return;
+    if (found.st.isDirectory()) {
+      this.ensureUpperDir(path);
+      return;
+    }
+    const [parent, name] = splitParent(path);
+    this.ensureUpperDir(parent);
+    const lowerPath = this.lower.path(path);
+    const st = fs.lstatSync(lowerPath, { bigint: true });
+    const tmpName = `${WHITEOUT_PREFIX}.iii-copyup.${process.pid}.${this.tmpCounter++}`;
+    const tmp = this.upper.entry(joinGuest(parent, tmpName));
+    const type = Number(st.mode) & S_IFMT;
+    try {
+      if (type === S_IFREG) {
+        const src = fs.openSync(lowerPath, fs.constants.O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        try {
+          const dst = fs.openSync(tmp.hostPath, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0o600);
+          try {
+            copyFd(src, dst, Number(st.size));
+          } finally {
+            fs.closeSync(dst);
+          }
+        } finally {
+          fs.closeSync(src);
+        }
+      } else if (type === S_IFLNK) {
+        fs.symlinkSync(fs.readlinkSync(lowerPath), tmp.hostPath);
+      } else {
+        mknodat(tmp.dirfd, tmp.name, Number(st.mode), Number(st.rdev));
+      }
+      this.copyAttrs(lowerPath, tmp.dirfd, tmp.name, tmp.hostPath, st);
+      fs.renameSync(tmp.hostPath, this.upper.path(path));
+    } catch (err) {
+      fs.rmSync(tmp.hostPath, { force: true });
+      throw err;
+    }
+  }
+
+  /** Copies a whole merged subtree into upper, so the directory can move as one. */
+  private materialize(dir: string): void {
+    this.ensureUpperDir(dir);
+    for (const e of this.readdir(dir)) {
+      const child = joinGuest(dir, e.name);
+      const f = this.lookup(child);
+      if (f.st.isDirectory()) this.materialize(child);
+      else this.copyUp(child);
+    }
+  }
+
+  private removeWhiteout(path: string): boolean {
+    const [parent, name] = splitParent(path);
+    const wh = this.lstatIn(this.upper, joinGuest(parent, WHITEOUT_PREFIX + name));
+    if (!wh) return false;
+    fs.unlinkSync(this.upper.path(joinGuest(parent, WHITEOUT_PREFIX + name)));
+    return true;
+  }
+
+  private addWhiteout(path: string): void {
+    const [parent, name] = splitParent(path);
+    this.ensureUpperDir(parent);
+    const fd = fs.openSync(this.upper.path(joinGuest(parent, WHITEOUT_PREFIX + name)), O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0o600);
+    fs.closeSync(fd);
+  }
+
+  /** Prepare a new name: parent in upper, not existing in the merged view, no stale whiteout. */
+  private prepareCreate(path: string): { hadWhiteout: boolean } {
+    if (LayeredTree.reserved(path)) fail(Errno.EPERM, "names beginning with .wh. are reserved in layered mounts");
+    if (this.find(path)) fail(Errno.EEXIST, "create");
+    this.ensureUpperDir(splitParent(path)[0]);
+    return { hadWhiteout: this.removeWhiteout(path) };
+  }
+
+  /** Removes an upper directory that the merged view shows as empty (only markers left). */
+  private removeUpperDir(path: string): void {
+    for (const e of this.upper.readDir(path)) {
+      if (e.name.startsWith(WHITEOUT_PREFIX)) fs.unlinkSync(this.upper.path(joinGuest(path, e.name)));
+    }
+    fs.rmdirSync(this.upper.path(path));
+    this.upper.invalidate(path);
+  }
+
+  // ---- Tree ------------------------------------------------------------
+
+  getattr(path: string): Attr {
+    return statToAttr(this.lookup(path).st);
+  }
+
+  readdir(path: string): DirEntry[] {
+    const state = this.dirState(path);
+    const out: DirEntry[] = [];
+    const seen = new Set<string>();
+    if (state.upper) {
+      for (const e of this.upper.readDir(path)) {
+        if (e.name.startsWith(WHITEOUT_PREFIX)) {
+          seen.add(e.name.slice(WHITEOUT_PREFIX.length));
+          continue;
+        }
+        seen.add(e.name);
+        out.push(e);
+      }
+    }
+    if (state.lower) {
+      for (const e of this.lower.readDir(path)) {
+        if (!seen.has(e.name) && !e.name.startsWith(WHITEOUT_PREFIX)) out.push(e);
+      }
+    }
+    return out;
+  }
+
+  readlink(path: string): string {
+    const f = this.lookup(path);
+    return fs.readlinkSync((f.layer === "upper" ? this.upper : this.lower).path(path));
+  }
+
+  open(path: string, flags: number): number {
+    if (isWriteOpen(flags)) {
+      this.copyUp(path);
+      return fs.openSync(this.upper.path(path), hostOpenFlags(flags));
+    }
+    const f = this.lookup(path);
+    const root = f.layer === "upper" ? this.upper : this.lower;
+    return fs.openSync(root.path(path), hostOpenFlags(flags));
+  }
+
+  create(path: string, mode: number): number {
+    this.prepareCreate(path);
+    return this.upperTree.create(path, mode);
+  }
+
+  truncate(path: string, size: number): void {
+    this.copyUp(path);
+    this.upperTree.truncate(path, size);
+  }
+
+  chmod(path: string, mode: number): void {
+    this.copyUp(path);
+    this.upperTree.chmod(path, mode);
+  }
+
+  chown(path: string, uid: number, gid: number): void {
+    this.copyUp(path);
+    this.upperTree.chown(path, uid, gid);
+  }
+
+  utimens(path: string, atime: TimeSpec, mtime: TimeSpec): void {
+    this.copyUp(path);
+    this.upperTree.utimens(path, atime, mtime);
+  }
+
+  mkdir(path: string, mode: number): void {
+    const { hadWhiteout } = this.prepareCreate(path);
+    this.upperTree.mkdir(path, mode);
+    // A lower directory of the same name was deleted: it must not show through.
+    if (hadWhiteout) fs.closeSync(fs.openSync(this.upper.path(joinGuest(path, OPAQUE_MARKER)), O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0o600));
+    this.forgetDirs(path);
+  }
+
+  rmdir(path: string): void {
+    const state = this.dirState(path);
+    if (this.readdir(path).length > 0) fail(Errno.ENOTEMPTY, "rmdir");
+    const lowerToo = this.lowerHas(path);
+    if (state.upper) this.removeUpperDir(path);
+    if (lowerToo) this.addWhiteout(path);
+    this.forgetDirs(path);
+  }
+
+  unlink(path: string): void {
+    const f = this.lookup(path);
+    if (f.st.isDirectory()) fail(Errno.EISDIR, "unlink");
+    const lowerToo = this.lowerHas(path);
+    if (f.layer === "upper") fs.unlinkSync(this.upper.path(path));
+    if (lowerToo) this.addWhiteout(path);
+  }
+
+  rename(from: string, to: string): void {
+    if (LayeredTree.reserved(to)) fail(Errno.EPERM, "names beginning with .wh. are reserved in layered mounts");
+    const src = this.lookup(from);
+    if (from === to) return;
+    const dst = this.find(to);
+    const srcIsDir = src.st.isDirectory();
+    if (dst) {
+      const dstIsDir = dst.st.isDirectory();
+      if (srcIsDir && !dstIsDir) fail(Errno.ENOTDIR, "rename");
+      if (!srcIsDir && dstIsDir) fail(Errno.EISDIR, "rename");
+      if (dstIsDir && this.readdir(to).length > 0) fail(Errno.ENOTEMPTY, "rename");
+    }
+    const lowerHadSrc = this.lowerHas(from);
+    if (srcIsDir) {
+      this.materialize(from);
+      fs.closeSync(fs.openSync(this.upper.path(joinGuest(from, OPAQUE_MARKER)), O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0o600));
+      if (dst && dst.layer === "upper") this.removeUpperDir(to);
+    } else {
+      this.copyUp(from);
+    }
+    this.ensureUpperDir(splitParent(to)[0]);
+    this.removeWhiteout(to);
+    fs.renameSync(this.upper.path(from), this.upper.path(to));
+    this.upper.invalidate(from);
+    this.upper.invalidate(to);
+    this.forgetDirs(from);
+    this.forgetDirs(to);
+    if (lowerHadSrc) this.addWhiteout(from);
+  }
+
+  symlink(target: string, path: string): void {
+    this.prepareCreate(path);
+    this.upperTree.symlink(target, path);
+  }
+
+  link(from: string, to: string): void {
+    const src = this.lookup(from);
+    if (src.st.isDirectory()) fail(Errno.EPERM, "link");
+    this.copyUp(from);
+    this.prepareCreate(to);
+    this.upperTree.link(from, to);
+  }
+
+  mknod(path: string, mode: number, dev: number): void {
+    const type = mode & S_IFMT;
+    if (type === S_IFCHR || type === S_IFBLK) fail(Errno.EPERM, "mknod: device nodes are refused");
+    if (type !== S_IFIFO && type !== S_IFSOCK && type !== S_IFREG) fail(Errno.EINVAL, "mknod");
+    this.prepareCreate(path);
+    this.upperTree.mknod(path, mode, dev);
+  }
+
+  statfs(): FsStats {
+    return statfsOf(this.upper.rootEntry.hostPath);
+  }
+
+  access(path: string, mode: number): void {
+    const f = this.lookup(path);
+    if ((f.st.mode & S_IFMT) === S_IFLNK) return;
+    fs.accessSync((f.layer === "upper" ? this.upper : this.lower).path(path), mode & ~2 /* W_OK: copy-up makes it writable */);
+  }
+
+  getxattr(path: string, name: string): Buffer {
+    const f = this.lookup(path);
+    return lgetxattr((f.layer === "upper" ? this.upper : this.lower).path(path), name);
+  }
+
+  setxattr(path: string, name: string, value: Buffer, flags: number): void {
+    this.copyUp(path);
+    lsetxattr(this.upper.path(path), name, value, flags);
+  }
+
+  listxattr(path: string): string[] {
+    const f = this.lookup(path);
+    return llistxattr((f.layer === "upper" ? this.upper : this.lower).path(path));
+  }
+
+  removexattr(path: string, name: string): void {
+    this.copyUp(path);
+    lremovexattr(this.upper.path(path), name);
+  }
+
+  close(): void {
+    this.upperTree.close();
+    this.lower.close();
+  }
+}
+
+function copyFd(src: number, dst: number, size: number): void {
+  const buf = Buffer.allocUnsafe(Math.min(1 << 20, Math.max(size, 1)));
+  let pos = 0;
+  for (;;) {
+    const n = fs.readSync(src, buf, 0, buf.length, pos);
+    if (n === 0) break;
+    let off = 0;
+    while (off < n) off += fs.writeSync(dst, buf, off, n - off, pos + off);
+    pos += n;
+  }
+}
+
+export { S_IFDIR };

@@ -1,0 +1,300 @@
+// mountPassthrough: options → GuestFs → fuse-native mount, plus the lifecycle around
+// it (stale-mount cleanup, external-unmount detection, clean unmount).
+import { EventEmitter } from "node:events";
+import { execFile } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { FilesystemError } from "../errors.js";
+import { findMount, parseMountInfo } from "../core/mountinfo.js";
+import { GuestFs } from "../fs/guest-fs.js";
+import { PassthroughTree } from "../fs/passthrough-tree.js";
+import { LayeredTree } from "../fs/layered-tree.js";
+import type { Tree } from "../fs/tree.js";
+import { VirtualFiles, type VirtualFileSource } from "../fs/virtual-files.js";
+import { IiiFuse, releaseNativeThread, type MountStats } from "./fuse-shell.js";
+
+export interface CacheOptions {
+  /** Kernel dentry cache lifetime (seconds). Default 5. */
+  entryTimeoutSec?: number;
+  /** Kernel attribute cache lifetime (seconds). Default 5. */
+  attrTimeoutSec?: number;
+  /** Cache lifetime of failed lookups (seconds). Default 1. */
+  negativeTimeoutSec?: number;
+  /** Keep file pages cached across opens (`kernel_cache`). Default true. */
+  kernelCache?: boolean;
+  /** Largest write request (`big_writes,max_write`); libfuse2 caps it at 128 KiB. Default 131072. */
+  maxWriteBytes?: number;
+}
+
+export interface MountOptions {
+  /** Host directory served as the guest view (exclusive with `layers`). */
+  root?: string;
+  /** Copy-on-write: `lower` is never modified, changes land in `upper` (exclusive with `root`). */
+  layers?: { lower: string; upper: string };
+  /** Existing empty directory to mount on. */
+  mountpoint: string;
+  /** Read-only injected files: `/init.krun` and paths below `/.iii/`. */
+  virtualFiles?: Record<string, VirtualFileSource>;
+  /** Every mutation fails with EROFS. */
+  readOnly?: boolean;
+  cache?: CacheOptions;
+  /** Unmount in the kernel when this process dies (fusermount `auto_unmount`). Default true. */
+  autoUnmount?: boolean;
+  /** Let other users (e.g. a non-root virtiofsd) use the mount (`allow_other`). Default false. */
+  allowOther?: boolean;
+  /** How often the mount table is checked for an external unmount. Default 1000 ms. */
+  watchIntervalMs?: number;
+}
+
+export type UnmountReason = { external: false } | { external: true; error: FilesystemError };
+
+export interface MountHandle extends AsyncDisposable {
+  readonly mountpoint: string;
+  readonly mounted: boolean;
+  /** Settles once the mount is gone, whoever removed it. */
+  readonly closed: Promise<UnmountReason>;
+  unmount(): Promise<void>;
+  stats(): MountStats;
+  on(event: "unmounted", listener: (reason: UnmountReason) => void): this;
+  on(event: "error", listener: (error: FilesystemError) => void): this;
+}
+
+const run = (cmd: string, args: string[]): Promise<{ code: number; stderr: string }> =>
+  new Promise((resolve) => {
+    execFile(cmd, args, { timeout: 10_000 }, (err, _stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code) : 1) : 0;
+      resolve({ code, stderr: String(stderr) });
+    });
+  });
+
+function readMountTable() {
+  return parseMountInfo(fs.readFileSync("/proc/self/mountinfo", "utf8"));
+}
+
+/** Is the mount at `mountpoint` a dead FUSE connection (owner gone, not unmounted)? */
+async function probeMount(mountpoint: string): Promise<"stale" | "live" | "hung"> {
+  const timeout = new Promise<"hung">((r) => setTimeout(() => r("hung"), 2000).unref());
+  const stat = fs.promises.stat(mountpoint).then(
+    () => "live" as const,
+    (err: NodeJS.ErrnoException) => (err.code === "ENOTCONN" || err.code === "ECONNABORTED" ? ("stale" as const) : ("live" as const)),
+  );
+  return Promise.race([stat, timeout]);
+}
+
+/** Removes a FUSE mount left behind by a killed owner; refuses to touch a live one. */
+export async function cleanupStaleMount(mountpoint: string): Promise<boolean> {
+  const existing = findMount(readMountTable(), mountpoint);
+  if (!existing) return false;
+  if (!existing.fsType.startsWith("fuse")) {
+    throw new FilesystemError("MOUNTPOINT_BUSY", `${mountpoint} already has a ${existing.fsType} mount`);
+  }
+  const state = await probeMount(mountpoint);
+  if (state === "live") throw new FilesystemError("MOUNTPOINT_BUSY", `${mountpoint} is served by a live FUSE filesystem (${existing.source})`);
+  const r = await run("fusermount", ["-uz", mountpoint]);
+  if (findMount(readMountTable(), mountpoint)) {
+    const r2 = await run("umount", ["-l", mountpoint]);
+    if (findMount(readMountTable(), mountpoint)) {
+      throw new FilesystemError("STALE_MOUNT_CLEANUP_FAILED", `could not remove the stale mount at ${mountpoint}: ${r.stderr.trim() || r2.stderr.trim()}`);
+    }
+  }
+  return true;
+}
+
+function buildOptionString(o: MountOptions): string {
+  const c = o.cache ?? {};
+  const num = (v: number | undefined, d: number, name: string): number => {
+    const x = v ?? d;
+    if (!Number.isFinite(x) || x < 0) throw new FilesystemError("INVALID_OPTIONS", `cache.${name} must be a non-negative number`);
+    return x;
+  };
+  const maxWrite = Math.min(num(c.maxWriteBytes, 131072, "maxWriteBytes"), 131072);
+  const opts = [
+    "fsname=iii-fs",
+    "subtype=iii",
+    // Host inode numbers, so hard links look like hard links to du, tar and cp -a.
+    "use_ino",
+    // O_TRUNC reaches open() instead of a separate truncate round trip.
+    "atomic_o_trunc",
+    `entry_timeout=${num(c.entryTimeoutSec, 5, "entryTimeoutSec")}`,
+    `attr_timeout=${num(c.attrTimeoutSec, 5, "attrTimeoutSec")}`,
+    `negative_timeout=${num(c.negativeTimeoutSec, 1, "negativeTimeoutSec")}`,
+    "big_writes",
+    `max_write=${maxWrite}`,
+    "max_read=131072",
+    "max_readahead=131072",
+  ];
+  if (c.kernelCache ?? true) opts.push("kernel_cache");
+  if (o.autoUnmount ?? true) opts.push("auto_unmount");
+  if (o.allowOther) opts.push("allow_other");
+  return `-o${opts.join(",")}`;
+}
+
+function checkDir(p: string, code: "ROOT_NOT_FOUND" | "MOUNTPOINT_INVALID", what: string): string {
+  const abs = path.resolve(p);
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(abs);
+  } catch (cause) {
+    throw new FilesystemError(code, `${what} ${abs} does not exist`, { cause });
+  }
+  if (!st.isDirectory()) throw new FilesystemError(code, `${what} ${abs} is not a directory`);
+  return abs;
+}
+
+export function fuseAvailable(): { ok: true } | { ok: false; reason: string } {
+  try {
+    fs.accessSync("/dev/fuse", fs.constants.R_OK | fs.constants.W_OK);
+  } catch {
+    return { ok: false, reason: "/dev/fuse is missing or not accessible" };
+  }
+  const dirs = (process.env.PATH ?? "/usr/bin:/bin").split(":");
+  if (!dirs.some((d) => fs.existsSync(path.join(d, "fusermount")))) return { ok: false, reason: "fusermount is not on PATH (install fuse3)" };
+  return { ok: true };
+}
+
+class FuseMount extends EventEmitter implements MountHandle {
+  readonly mountpoint: string;
+  readonly closed: Promise<UnmountReason>;
+  private state: "mounted" | "unmounting" | "gone" = "mounted";
+  private readonly fuse: IiiFuse;
+  private readonly guest: GuestFs;
+  private readonly watch: NodeJS.Timeout;
+  private resolveClosed!: (r: UnmountReason) => void;
+
+  constructor(mountpoint: string, fuse: IiiFuse, guest: GuestFs, watchIntervalMs: number) {
+    super();
+    this.mountpoint = mountpoint;
+    this.fuse = fuse;
+    this.guest = guest;
+    this.closed = new Promise((r) => (this.resolveClosed = r));
+    this.watch = setInterval(() => this.checkStillMounted(), watchIntervalMs);
+    this.watch.unref();
+  }
+
+  get mounted(): boolean {
+    return this.state === "mounted";
+  }
+
+  stats(): MountStats {
+    const c = this.fuse.counters;
+    return { ops: { ...c.ops }, errors: { ...c.errors }, bytesRead: c.bytesRead, bytesWritten: c.bytesWritten };
+  }
+
+  private checkStillMounted(): void {
+    if (this.state !== "mounted") return;
+    let present: boolean;
+    try {
+      present = findMount(readMountTable(), this.mountpoint)?.source === "iii-fs";
+    } catch {
+      return;
+    }
+    if (present) return;
+    const error = new FilesystemError("EXTERNAL_UNMOUNT", `${this.mountpoint} was unmounted by someone else (fusermount -u?)`);
+    this.finish({ external: true, error });
+    releaseNativeThread(this.fuse);
+    if (this.listenerCount("error") > 0) this.emit("error", error);
+  }
+
+  private finish(reason: UnmountReason): void {
+    this.state = "gone";
+    clearInterval(this.watch);
+    // Requests still queued behind a lazy unmount get EIO from here on.
+    this.guest.close();
+    this.resolveClosed(reason);
+    this.emit("unmounted", reason);
+  }
+
+  async unmount(): Promise<void> {
+    if (this.state !== "mounted") {
+      await this.closed;
+      return;
+    }
+    this.state = "unmounting";
+    try {
+      await new Promise<void>((resolve, reject) => this.fuse.unmount((err) => (err ? reject(err) : resolve())));
+    } catch (cause) {
+      if (findMount(readMountTable(), this.mountpoint)?.source === "iii-fs") {
+        this.state = "mounted";
+        throw new FilesystemError("UNMOUNT_FAILED", `could not unmount ${this.mountpoint}`, { cause });
+      }
+      releaseNativeThread(this.fuse);
+    }
+    this.finish({ external: false });
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.unmount();
+  }
+}
+
+/**
+ * Mounts a host directory (or a lower/upper pair) at `mountpoint` with FUSE and
+ * resolves once the kernel has sent INIT, i.e. the mount is usable.
+ */
+export async function mountPassthrough(options: MountOptions): Promise<MountHandle> {
+  if (!options || typeof options.mountpoint !== "string") throw new FilesystemError("INVALID_OPTIONS", "mountpoint is required");
+  if ((options.root === undefined) === (options.layers === undefined)) {
+    throw new FilesystemError("INVALID_OPTIONS", "exactly one of root or layers is required");
+  }
+  const avail = fuseAvailable();
+  if (!avail.ok) throw new FilesystemError("FUSE_UNAVAILABLE", avail.reason);
+
+  const mountpoint = path.resolve(options.mountpoint);
+  const optionString = buildOptionString(options);
+  await cleanupStaleMount(mountpoint);
+  checkDir(mountpoint, "MOUNTPOINT_INVALID", "mountpoint");
+
+  let tree: Tree;
+  if (options.layers) {
+    const lower = checkDir(options.layers.lower, "ROOT_NOT_FOUND", "lower layer");
+    const upper = checkDir(options.layers.upper, "ROOT_NOT_FOUND", "upper layer");
+    if (lower === upper) throw new FilesystemError("INVALID_OPTIONS", "lower and upper must be different directories");
+    tree = new LayeredTree(lower, upper);
+  } else {
+    tree = new PassthroughTree(checkDir(options.root as string, "ROOT_NOT_FOUND", "root"));
+  }
+  for (const dir of [options.root, options.layers?.lower, options.layers?.upper]) {
+    if (dir && isAtOrInside(mountpoint, path.resolve(dir))) {
+      tree.close();
+      throw new FilesystemError("INVALID_OPTIONS", `mountpoint ${mountpoint} must not be inside the served directory ${dir}`);
+    }
+  }
+  let virtual: VirtualFiles;
+  try {
+    virtual = new VirtualFiles(options.virtualFiles);
+  } catch (err) {
+    tree.close();
+    throw err;
+  }
+  const guest = new GuestFs(tree, virtual, options.readOnly ?? false);
+  const fuse = new IiiFuse(mountpoint, guest, optionString);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error("no FUSE INIT within 15 s")), 15_000);
+      fuse.mount((err) => {
+        clearTimeout(t);
+        if (err) reject(err);
+        else resolve();
+      });
+    });
+  } catch (cause) {
+    guest.close();
+    throw new FilesystemError("MOUNT_FAILED", `could not mount on ${mountpoint}: ${(cause as Error).message}`, { cause });
+  }
+  return new FuseMount(mountpoint, fuse, guest, options.watchIntervalMs ?? 1000);
+}
+
+function isAtOrInside(p: string, dir: string): boolean {
+  return p === dir || p.startsWith(dir.endsWith("/") ? dir : `${dir}/`);
+}
+
+/** Unmounts any FUSE mount at `mountpoint` (the CLI's `iii-fs unmount`). */
+export async function unmountPath(mountpoint: string): Promise<void> {
+  const abs = path.resolve(mountpoint);
+  if (!findMount(readMountTable(), abs)) throw new FilesystemError("MOUNTPOINT_INVALID", `nothing is mounted at ${abs}`);
+  const r = await run("fusermount", ["-u", abs]);
+  if (r.code !== 0) {
+    const r2 = await run("fusermount", ["-uz", abs]);
+    if (r2.code !== 0) throw new FilesystemError("UNMOUNT_FAILED", `fusermount -u ${abs}: ${r.stderr.trim()}`);
+  }
+}
