@@ -103,6 +103,8 @@ export interface RunOptions {
   /** Shell commands run in the namespace before init (host tools, before chroot). */
   prelude?: string;
   timeoutMs?: number;
+  /** Leave III_INIT_CONTROL unset: init looks for the iii.control port itself. */
+  autodetectControl?: boolean;
 }
 
 function shellQuote(s: string): string {
@@ -131,7 +133,7 @@ export async function startInit(options: RunOptions): Promise<InitRun> {
     await new Promise<void>((res) => server!.listen(sockPath, res));
     accepted = new Promise<Socket>((res) => server!.once("connection", res));
     env.III_INIT_CONTROL = "unix:/control.sock";
-  } else {
+  } else if (!options.autodetectControl) {
     env.III_INIT_CONTROL ??= "none";
   }
   const proc = spawn(

@@ -4,7 +4,10 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { existsSync } from "node:fs";
 import { randomBytes, createHash } from "node:crypto";
-import { canRunNamespaces, collect, runInit, startInit, type InitRun, type Rootfs } from "./harness.js";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { canRunNamespaces, collect, makeRootfs, runInit, startInit, type InitRun, type Rootfs } from "./harness.js";
+import { encodeEnvFile, encodeKernelCmdlineEnv } from "../src/index.js";
 import { ExitCode } from "../src/errors.js";
 
 const skipReason = canRunNamespaces();
@@ -27,6 +30,23 @@ function trackRun(run: InitRun): InitRun {
 }
 
 const cmd = (script: string): string => JSON.stringify(["/bin/sh", "-c", script]);
+
+async function waitFor(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!cond()) {
+    if (performance.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Host pid of the first child of `pid` (init, forked by unshare). */
+function childPid(pid: number): number | undefined {
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    const c = readFileSync(`/proc/${pid}/task/${task}/children`, "utf8").trim();
+    if (c) return Number(c.split(" ")[0]);
+  }
+  return undefined;
+}
 
 describe.skipIf(skipReason !== null)("init as PID 1 (namespace)", () => {
   it("gives the workload its mounts, workdir, user, HOME/PATH and no III_INIT_* variables", async () => {
@@ -75,6 +95,16 @@ describe.skipIf(skipReason !== null)("init as PID 1 (namespace)", () => {
     expect(out).toContain("devnull:ok");
     expect(out).toContain("sys:ok");
     expect(r.stderr).toContain("workload exited with code 0");
+  });
+
+  it("without a control port runs the workload with its output on init's stdout/stderr", async () => {
+    const r = track(await runInit({ env: { III_WORKER_CMD: cmd("echo to-stdout; echo to-stderr >&2; exit 4"), III_INIT_NOFILE: "1024" }, autodetectControl: true }));
+    expect(r.code).toBe(4);
+    expect(r.stdout).toBe("to-stdout\n");
+    expect(r.stderr).toBe(
+      "iii-init: control: skipped (no iii.control port; workload output goes to the console)\nto-stderr\n" +
+        "iii-init: workload exited with code 4; status 4\n",
+    );
   });
 
   it("reaps an orphaned grandchild (no zombie after 1 s)", async () => {
@@ -270,6 +300,69 @@ describe.skipIf(skipReason !== null)("init as PID 1 (namespace)", () => {
     expect(r.code).toBe(ExitCode.MOUNT_SHARE);
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
     expect(r.stderr).toMatch(/iii-init: error: mount share share0 at \/data: mount \/data failed: E\w+ \(errno \d+\) \(exit 72\)/);
+  });
+
+  it("forwards SIGTERM sent to init to the workload's group and exits with its status", async () => {
+    const script = `trap 'echo got-term; exit 3' TERM; echo ready; sleep 1000 & wait`;
+    const run = trackRun(await startInit({ env: { III_WORKER_CMD: cmd(script) }, control: true }));
+    const host = run.host!;
+    await new Promise<void>((resolve) => host.workloadStdout.on("data", (d: Buffer) => d.toString().includes("ready") && resolve()));
+    const initHostPid = childPid(run.proc.pid!);
+    expect(initHostPid).toBeDefined();
+    process.kill(initHostPid!, "SIGTERM");
+    const exit = await host.workloadExit;
+    expect(exit).toMatchObject({ code: 3, requested: true, escalated: false });
+    expect((await run.result).code).toBe(3);
+  });
+
+  it("RESTART_WORKLOAD stops the group and starts a new generation (dev hot reload)", async () => {
+    const run = trackRun(await startInit({ env: { III_WORKER_CMD: cmd("echo gen-up-$$; exec sleep 1000") }, control: true }));
+    const host = run.host!;
+    const started: number[] = [];
+    host.on("workloadStarted", (m) => started.push(m.generation));
+    const exits: number[] = [];
+    host.on("workloadExit", (m) => exits.push(m.generation));
+    let out = "";
+    host.workloadStdout.on("data", (d: Buffer) => (out += d.toString()));
+    await host.ready;
+    await waitFor(() => out.includes("gen-up-"));
+    host.restartWorkload(500);
+    await waitFor(() => started.includes(1) && (out.match(/gen-up-/g) ?? []).length === 2);
+    expect(exits).toEqual([0]);
+    host.shutdown(500);
+    const final = await host.workloadExit;
+    expect(final).toMatchObject({ generation: 1, requested: true, code: 143 });
+    expect((await run.result).code).toBe(143);
+  });
+
+  it("reads the contract from III_INIT_ENV_FILE and III_INIT_ENV_B64", async () => {
+    const rootfs = makeRootfs();
+    mkdirSync(join(rootfs.root, ".iii"));
+    writeFileSync(
+      join(rootfs.root, ".iii/env.json"),
+      encodeEnvFile({ cmd: ["/bin/sh", "-c", "echo file:$FROM_FILE:$(id -u):$(pwd); env | grep -c '^III_' || true"], user: "app", workdir: "/app", env: { FROM_FILE: "a b \"c\"" } }),
+    );
+    const r = track(await runInit({ rootfs, env: { III_INIT_ENV_FILE: "/.iii/env.json" } }));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe('file:a b "c":1000:/app\n0\n');
+
+    const b64 = encodeKernelCmdlineEnv({ cmd: "echo b64:$X", env: { X: "y" } });
+    const [k, v] = [b64.slice(0, b64.indexOf("=")), b64.slice(b64.indexOf("=") + 1)];
+    const r2 = track(await runInit({ env: { [k]: v } }));
+    expect(r2.code, r2.stderr).toBe(0);
+    expect(r2.stdout).toBe("b64:y\n");
+  });
+
+  it("an unknown user gives exit 75, a missing binary exit 76, each with one line", async () => {
+    const r = track(await runInit({ env: { III_WORKER_CMD: cmd("true"), III_WORKER_USER: "ghost", III_INIT_NOFILE: "1024" } }));
+    expect(r.code).toBe(ExitCode.WORKLOAD_SETUP);
+    expect(r.stderr).toBe('iii-init: error: workload user/workdir: user "ghost" not found in /etc/passwd (exit 75)\n');
+    const r2 = track(await runInit({ env: { III_WORKER_CMD: JSON.stringify(["/no/such/bin"]), III_INIT_NOFILE: "1024" } }));
+    expect(r2.code).toBe(ExitCode.SPAWN);
+    expect(r2.stderr).toMatch(/^iii-init: error: spawn workload: \/no\/such\/bin: ENOENT .*\(exit 76\)\n$/);
+    const r3 = track(await runInit({ env: { III_WORKER_CMD: cmd("true"), III_WORKER_WORKDIR: "/nope", III_INIT_NOFILE: "1024" } }));
+    expect(r3.code).toBe(ExitCode.WORKLOAD_SETUP);
+    expect(r3.stderr).toBe("iii-init: error: workload user/workdir: workdir /nope does not exist (exit 75)\n");
   });
 
   for (const [name, env, pattern] of [

@@ -356,7 +356,8 @@ async function boot(rt: Runtime, clock: BootClock, env: NodeJS.ProcessEnv): Prom
         rt.channel = new ControlChannel(rt.transport.io);
         rt.channel.on("error", (err) => line(`control channel: ${err.message}`));
         clock.timings.push({ step: "control", ms: round(performance.now() - start), status: "ok", detail: rt.transport.description });
-      } else clock.skip("control", "no iii.control port", true);
+      } else if (config.control === "none") clock.skip("control", `${ENV.CONTROL}=none`, false);
+      else clock.skip("control", "no iii.control port; workload output goes to the console", true);
     } catch (err) {
       clock.warn("control", start, `${(err as Error).message}; running without a control channel`);
     }
