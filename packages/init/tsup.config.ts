@@ -7,5 +7,6 @@ export default defineConfig({
   target: "node24",
   platform: "node",
   sourcemap: true,
-  clean: true,
+  // Keep the single executable and its runtime (build:sea) across plain rebuilds.
+  clean: ["!init.krun", "!iii-runtime/**", "!sea/**"],
 });

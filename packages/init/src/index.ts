@@ -3,7 +3,7 @@
 // is the `iii-init` binary (src/cli.ts), built into dist/init.krun.
 
 export * as protocol from "./protocol/index.js";
-export { HostControl, ProtocolVersionError, PROTOCOL_VERSION } from "./protocol/index.js";
+export { HostControl, ProtocolVersionError, PROTOCOL_VERSION, CONTROL_PORT_NAME } from "./protocol/index.js";
 export type { ExecSession, ExecRequest, ExitMessage, ReadyMessage, WorkloadExitMessage } from "./protocol/index.js";
 export {
   ENV,

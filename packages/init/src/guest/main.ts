@@ -421,6 +421,9 @@ async function boot(rt: Runtime, clock: BootClock, env: NodeJS.ProcessEnv): Prom
             workload.stop(m.graceMs);
           }
           return;
+        case "EXEC":
+          channel.send({ type: "ERROR", stream: 0, code: "BAD_STREAM", message: "EXEC needs a non-zero stream id" });
+          return;
         default:
           return;
       }

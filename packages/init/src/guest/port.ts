@@ -10,7 +10,7 @@ import { connect } from "node:net";
 import { existsSync, readFileSync, readdirSync, openSync, read, write, closeSync } from "node:fs";
 import { Duplex } from "node:stream";
 
-export const CONTROL_PORT_NAME = "iii.control";
+import { CONTROL_PORT_NAME } from "../protocol/frame.js";
 
 /** /dev path of the virtio-serial port named `iii.control`, or null. */
 export function findControlPort(sysDir = "/sys/class/virtio-ports", devDir = "/dev"): string | null {

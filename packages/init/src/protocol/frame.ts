@@ -18,6 +18,8 @@ export const MAX_DATA_CHUNK_BYTES = 64 * 1024;
 /** Bytes a sender may have in flight per stream before it needs CREDIT. */
 export const INITIAL_WINDOW_BYTES = 256 * 1024;
 export const CONTROL_STREAM = 0;
+/** Name of the virtio-serial port (QEMU `virtserialport,name=`) init looks for. */
+export const CONTROL_PORT_NAME = "iii.control";
 
 export const FrameType = {
   READY: 0x01,

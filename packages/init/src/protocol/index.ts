@@ -5,6 +5,7 @@ export {
   MAX_DATA_CHUNK_BYTES,
   INITIAL_WINDOW_BYTES,
   CONTROL_STREAM,
+  CONTROL_PORT_NAME,
   FrameType,
   FrameDecoder,
   ProtocolError,
