@@ -1,0 +1,159 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { FilesystemError, mountPassthrough, type MountHandle } from "../src/index.js";
+import { fuse, rmrf, sh, shOk, tempDir } from "./helpers.js";
+
+const CLI = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
+
+function mounted(mnt: string): boolean {
+  return fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n").some((l) => l.split(" ")[4] === mnt);
+}
+
+async function waitFor(cond: () => boolean, timeoutMs: number): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (cond()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return cond();
+}
+
+/** Starts `iii-fs mount ...` and resolves once it printed "mounted". */
+function startCli(args: string[]): Promise<{ child: ChildProcess; exited: Promise<number | null>; stderr: () => string }> {
+  if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: run \`pnpm --filter @iii/filesystem build\` before the tests`);
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, "mount", ...args], { cwd: "/", stdio: ["ignore", "pipe", "pipe"] });
+    let err = "";
+    child.stderr?.on("data", (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+    child.stdout?.on("data", (d: Buffer) => {
+      if (d.toString().includes("mounted ")) resolve({ child, exited, stderr: () => err });
+    });
+    void exited.then((code) => reject(new Error(`iii-fs exited ${code} before mounting: ${err}`)));
+  });
+}
+
+describe.skipIf(!fuse.ok)("mount lifecycle and CLI", () => {
+  let base: string;
+  let root: string;
+  const children: ChildProcess[] = [];
+  const handles: MountHandle[] = [];
+
+  beforeAll(() => {
+    base = tempDir("lifecycle");
+    root = path.join(base, "root");
+    fs.mkdirSync(root);
+    fs.writeFileSync(path.join(root, "hello"), "hello\n");
+  });
+
+  afterAll(async () => {
+    for (const h of handles) await h.unmount().catch(() => undefined);
+    for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
+    for (const d of fs.existsSync(base) ? fs.readdirSync(base) : []) {
+      const p = path.join(base, d);
+      if (mounted(p)) await sh(`fusermount -uz "${p}"`, "/");
+    }
+    if (base) rmrf(base);
+  });
+
+  it("kill -9 of the owner without auto_unmount leaves a stale mount; mounting again cleans it up", async () => {
+    const mnt = path.join(base, "stale");
+    fs.mkdirSync(mnt);
+    const cli = await startCli([root, mnt, "--no-auto-unmount"]);
+    children.push(cli.child);
+    expect(await shOk("cat hello", mnt)).toBe("hello\n");
+    cli.child.kill("SIGKILL");
+    await cli.exited;
+    expect(mounted(mnt)).toBe(true);
+    const stale = await sh("ls", mnt);
+    expect(stale.stderr).toMatch(/Transport endpoint is not connected/);
+    const h = await mountPassthrough({ root, mountpoint: mnt });
+    handles.push(h);
+    expect(await shOk("cat hello", mnt)).toBe("hello\n");
+    await h.unmount();
+    expect(mounted(mnt)).toBe(false);
+  });
+
+  it("kill -9 with auto_unmount: the kernel mount goes away and remounting succeeds", async () => {
+    const mnt = path.join(base, "auto");
+    fs.mkdirSync(mnt);
+    const cli = await startCli([root, mnt]);
+    children.push(cli.child);
+    expect(await shOk("cat hello", mnt)).toBe("hello\n");
+    cli.child.kill("SIGKILL");
+    await cli.exited;
+    expect(await waitFor(() => !mounted(mnt), 5000)).toBe(true);
+    await using h = await mountPassthrough({ root, mountpoint: mnt });
+    expect(h.mounted).toBe(true);
+    expect(await shOk("cat hello", mnt)).toBe("hello\n");
+  });
+
+  it("an external fusermount -u is detected: event, typed error, closed promise", async () => {
+    const mnt = path.join(base, "external");
+    fs.mkdirSync(mnt);
+    const h = await mountPassthrough({ root, mountpoint: mnt, watchIntervalMs: 100 });
+    handles.push(h);
+    const errors: FilesystemError[] = [];
+    h.on("error", (e) => errors.push(e));
+    await shOk(`fusermount -u "${mnt}"`, "/");
+    const reason = await h.closed;
+    expect(reason.external).toBe(true);
+    expect(reason.external && reason.error.code).toBe("EXTERNAL_UNMOUNT");
+    expect(errors.map((e) => e.code)).toEqual(["EXTERNAL_UNMOUNT"]);
+    expect(h.mounted).toBe(false);
+    await h.unmount();
+    expect(mounted(mnt)).toBe(false);
+  });
+
+  it("refuses to mount over a live mount and reports typed errors", async () => {
+    const mnt = path.join(base, "busy");
+    fs.mkdirSync(mnt);
+    const h = await mountPassthrough({ root, mountpoint: mnt });
+    handles.push(h);
+    await expect(mountPassthrough({ root, mountpoint: mnt })).rejects.toMatchObject({ code: "MOUNTPOINT_BUSY" });
+    const spare = path.join(base, "spare");
+    fs.mkdirSync(spare);
+    await expect(mountPassthrough({ root: path.join(base, "nope"), mountpoint: spare })).rejects.toMatchObject({ code: "ROOT_NOT_FOUND" });
+    await expect(mountPassthrough({ root, mountpoint: path.join(base, "missing") })).rejects.toMatchObject({ code: "MOUNTPOINT_INVALID" });
+    await expect(mountPassthrough({ mountpoint: mnt } as never)).rejects.toMatchObject({ code: "INVALID_OPTIONS" });
+    await expect(mountPassthrough({ root, mountpoint: path.join(root) })).rejects.toMatchObject({ code: "INVALID_OPTIONS" });
+    await expect(mountPassthrough({ root, mountpoint: mnt, cache: { attrTimeoutSec: -1 } })).rejects.toMatchObject({ code: "INVALID_OPTIONS" });
+    await h.unmount();
+    expect(mounted(mnt)).toBe(false);
+    // Stats count real traffic.
+    expect(h.stats().ops.getattr ?? 0).toBeGreaterThan(0);
+  });
+
+  it("CLI: layered mount with --inject and --ro, `iii-fs unmount`, SIGTERM", async () => {
+    const lower = path.join(base, "lower");
+    const upper = path.join(base, "upper");
+    const mnt = path.join(base, "cli");
+    for (const d of [lower, upper, mnt]) fs.mkdirSync(d);
+    fs.writeFileSync(path.join(lower, "from-lower"), "lower\n");
+    const init = path.join(base, "init");
+    fs.writeFileSync(init, "#!/bin/sh\necho init\n");
+    const cli = await startCli(["--lower", lower, "--upper", upper, mnt, "--inject", `/init.krun=${init}`]);
+    children.push(cli.child);
+    expect(await shOk("cat from-lower; ./init.krun; echo new > f; ls", mnt)).toBe("lower\ninit\nf\nfrom-lower\ninit.krun\n");
+    expect(fs.readFileSync(path.join(upper, "f"), "utf8")).toBe("new\n");
+    const un = await sh(`node "${CLI}" unmount "${mnt}"`, "/");
+    expect(un.code).toBe(0);
+    expect(await cli.exited).toBe(3);
+    expect(cli.stderr()).toMatch(/unmounted by someone else/);
+
+    const ro = await startCli([root, mnt, "--ro"]);
+    children.push(ro.child);
+    const w = await sh("echo x > y 2>&1", mnt);
+    expect(w.stdout + w.stderr).toMatch(/Read-only file system/);
+    ro.child.kill("SIGTERM");
+    expect(await ro.exited).toBe(0);
+    expect(mounted(mnt)).toBe(false);
+
+    const bad = await sh(`node "${CLI}" mount "${root}"`, "/");
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/usage/);
+  });
+});
