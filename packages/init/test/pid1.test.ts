@@ -228,6 +228,16 @@ describe.skipIf(skipReason !== null)("init as PID 1 (namespace)", () => {
     expect(missingExit.code).toBe(-1);
     expect(missingExit.error).toContain("ENOENT");
 
+    // An exec that leaves an orphan behind: it re-parents to init and is reaped.
+    const bg = host.exec({ argv: ["sh", "-c", "sleep 0.2 >/dev/null 2>&1 & echo $!"] });
+    bg.stdin.end();
+    const orphanPid = Number((await collect(bg.stdout)).toString().trim());
+    expect(orphanPid).toBeGreaterThan(1);
+    await new Promise((r) => setTimeout(r, 1000));
+    const probe = host.exec({ argv: ["sh", "-c", `cat /proc/${orphanPid}/stat 2>/dev/null || echo gone`] });
+    probe.stdin.end();
+    expect((await collect(probe.stdout)).toString()).toBe("gone\n");
+
     expect(await host.ping()).toBeLessThan(1000);
     host.shutdown(200);
     expect((await run.result).code).toBe(143);
@@ -251,7 +261,7 @@ describe.skipIf(skipReason !== null)("init as PID 1 (namespace)", () => {
   });
 
   it("configures eth0, lo, hostname, /etc/hosts and resolv.conf (tap device in a network namespace)", async () => {
-    const script = "ip -4 addr show dev eth0; ip link show dev eth0; ip route; hostname; cat /etc/hosts /etc/resolv.conf";
+    const script = "ip -4 addr show dev eth0; ip link show dev eth0; ip link show dev lo; ip route; hostname; cat /etc/hosts /etc/resolv.conf";
     const r = track(
       await runInit({
         env: {
@@ -270,6 +280,7 @@ describe.skipIf(skipReason !== null)("init as PID 1 (namespace)", () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain("inet 100.96.0.6/30");
     expect(r.stdout).toContain("mtu 1400");
+    expect(r.stdout).toMatch(/\d+: lo: <LOOPBACK,UP,LOWER_UP>/);
     expect(r.stdout).toMatch(/default via 100\.96\.0\.5 dev eth0/);
     expect(r.stdout).toContain("image-resize\n");
     expect(r.stdout).toContain("100.96.0.5\thost.iii.internal");

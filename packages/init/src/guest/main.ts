@@ -10,7 +10,7 @@ import { PROTOCOL_VERSION } from "../protocol/frame.js";
 import type { BootStepTiming, Message, WorkloadExitMessage } from "../protocol/messages.js";
 import { setupCgroup, type WorkerCgroup } from "./cgroup.js";
 import { ExecServer, envForUser } from "./exec.js";
-import { configureInterface, hostsFile, resolvConf } from "./network.js";
+import { configureInterface, hostsFile, loopbackUp, resolvConf } from "./network.js";
 import { libc, MS, PR_SET_CHILD_SUBREAPER, RB_AUTOBOOT, RLIMIT_NOFILE, SysError, type Libc } from "./native.js";
 import { openControlTransport, type ControlTransport } from "./port.js";
 import { SpawnError } from "./process.js";
@@ -310,7 +310,17 @@ async function boot(rt: Runtime, clock: BootClock, env: NodeJS.ProcessEnv): Prom
     }
   }
 
-  // 6. eth0 (required when configured).
+  // 6. lo (always; optional), then eth0 (required when configured).
+  if (skip.has("network")) clock.skip("loopback", `${ENV.SKIP}`, false);
+  else {
+    const start = performance.now();
+    try {
+      const changed = loopbackUp(l);
+      clock.timings.push({ step: "loopback", ms: round(performance.now() - start), status: "ok", detail: changed ? "up" : "already up" });
+    } catch (err) {
+      clock.warn("loopback", start, (err as Error).message);
+    }
+  }
   if (!config.network) clock.skip("network", `${ENV.IP} not set`, false);
   else if (skip.has("network")) clock.skip("network", `${ENV.SKIP}: eth0 needs a VM`, true);
   else {

@@ -34,11 +34,24 @@ function writeSockaddrIn(buf: Buffer, offset: number, ip: string): void {
   for (let i = 0; i < 4; i++) buf.writeUInt8(parts[i]!, offset + 4 + i);
 }
 
-function setUp(libc: Libc, fd: number, name: string): void {
+function setUp(libc: Libc, fd: number, name: string): boolean {
   const req = ifreq(name);
   libc.ioctlBuf(fd, SIOCGIFFLAGS, req);
-  req.writeInt16LE(req.readInt16LE(16) | IFF_UP | IFF_RUNNING, 16);
+  const flags = req.readInt16LE(16);
+  if ((flags & IFF_UP) !== 0) return false;
+  req.writeInt16LE(flags | IFF_UP | IFF_RUNNING, 16);
   libc.ioctlBuf(fd, SIOCSIFFLAGS, req);
+  return true;
+}
+
+/** Bring `lo` up (workloads talk to themselves on 127.0.0.1); false if it already was. */
+export function loopbackUp(libc: Libc): boolean {
+  const fd = libc.socket(AF_INET, SOCK_DGRAM, 0);
+  try {
+    return setUp(libc, fd, "lo");
+  } finally {
+    libc.close(fd);
+  }
 }
 
 export interface NetworkSettings {
@@ -59,7 +72,6 @@ export function configureInterface(libc: Libc, device: string, net: NetworkSetti
         throw new Error(`${device} ${what}: ${(err as Error).message}`, { cause: err });
       }
     };
-    step("bring up lo", () => setUp(libc, fd, "lo"));
     step("set address", () => {
       const req = ifreq(device);
       writeSockaddrIn(req, 16, net.ip);
@@ -75,7 +87,7 @@ export function configureInterface(libc: Libc, device: string, net: NetworkSetti
       req.writeInt32LE(net.mtu, 16);
       libc.ioctlBuf(fd, SIOCSIFMTU, req);
     });
-    step("bring up", () => setUp(libc, fd, device));
+    step("bring up", () => void setUp(libc, fd, device));
     step("add default route", () => {
       const rt = Buffer.alloc(RTENTRY_BYTES);
       writeSockaddrIn(rt, 8, "0.0.0.0"); // rt_dst

@@ -10,6 +10,7 @@ import { killGroup, spawnGuestProcess, type GuestProcess, type ProcessSpec } fro
 import type { Reaper } from "./reaper.js";
 
 const GROUP_POLL_MS = 20;
+const STUCK_AFTER_KILL_MS = 5000;
 
 export class Workload {
   generation = -1;
@@ -18,6 +19,7 @@ export class Workload {
   private escalated = false;
   private escalation: NodeJS.Timeout | null = null;
   private oomBaseline = 0;
+  private lastKillAt: number | null = null;
 
   constructor(
     private readonly spec: Omit<ProcessSpec, "stdio" | "cgroup">,
@@ -35,6 +37,7 @@ export class Workload {
     this.generation += 1;
     this.requested = false;
     this.escalated = false;
+    this.lastKillAt = null;
     this.oomBaseline = this.cgroup?.oomKills() ?? 0;
     const proc = await spawnGuestProcess(
       { ...this.spec, stdio: this.channel ? "pipe" : "inherit", cgroup: this.cgroup },
@@ -60,6 +63,7 @@ export class Workload {
     if (this.escalation) return;
     this.escalation = setTimeout(() => {
       this.escalated = true;
+      this.lastKillAt = performance.now();
       killGroup(proc.pid, "SIGKILL");
       this.cgroup?.killAll();
     }, Math.max(0, graceMs));
@@ -74,13 +78,20 @@ export class Workload {
     // progress, which escalates on its own schedule.
     if (!this.requested) {
       killGroup(proc.pid, "SIGKILL");
+      this.lastKillAt = performance.now();
     }
+    // Wait for the whole group (the escalation timer SIGKILLs it after the
+    // grace period). A process stuck in uninterruptible sleep must not hang
+    // init forever: give up 5 s after the last SIGKILL.
     while (killGroup(proc.pid, 0)) {
+      if (this.lastKillAt !== null && performance.now() - this.lastKillAt > STUCK_AFTER_KILL_MS) break;
       this.reaper.scan();
       await new Promise((r) => setTimeout(r, GROUP_POLL_MS));
     }
     if (this.escalation) clearTimeout(this.escalation);
     this.escalation = null;
+    // Members that left the process group (setsid daemons) are still in the cgroup.
+    this.cgroup?.killAll();
     await Promise.race([Promise.all(pumps), new Promise((r) => setTimeout(r, 2000))]);
     this.proc = null;
     const oomKilled = (this.cgroup?.oomKills() ?? 0) > this.oomBaseline;
