@@ -314,10 +314,13 @@ describe.skipIf(skipReason !== null)("init as PID 1 (namespace)", () => {
   });
 
   it("forwards SIGTERM sent to init to the workload's group and exits with its status", async () => {
-    const script = `trap 'echo got-term; exit 3' TERM; echo ready; sleep 1000 & wait`;
+    const script = `trap 'echo got-term; exit 3' TERM; sleep 1000 & echo ready; wait`;
     const run = trackRun(await startInit({ env: { III_WORKER_CMD: cmd(script) }, control: true }));
     const host = run.host!;
     await new Promise<void>((resolve) => host.workloadStdout.on("data", (d: Buffer) => d.toString().includes("ready") && resolve()));
+    // Let the background child finish exec'ing sleep: a forked ash still runs the
+    // parent's trap handler until it execs, and would swallow the TERM.
+    await new Promise((r) => setTimeout(r, 300));
     const initHostPid = childPid(run.proc.pid!);
     expect(initHostPid).toBeDefined();
     process.kill(initHostPid!, "SIGTERM");

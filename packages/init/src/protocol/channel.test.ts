@@ -41,7 +41,7 @@ describe("ControlChannel flow control over a real unix socket", () => {
     });
     const slow = host.exec({ argv: ["slow"] });
     const fast = host.exec({ argv: ["fast"] });
-    await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 250 && execs.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
     expect(execs).toEqual([slow.stream, fast.stream]);
 
     const big = Buffer.alloc(4 * 1024 * 1024);
@@ -90,7 +90,7 @@ describe("ControlChannel flow control over a real unix socket", () => {
     const payload = Buffer.alloc(1024 * 1024, 0x5a);
     run.stdin.end(payload);
     await new Promise((r) => run.stdin.on("finish", r));
-    await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 250 && !eof; i++) await new Promise((r) => setTimeout(r, 20));
     expect(eof).toBe(true);
     expect(Buffer.concat(received).equals(payload)).toBe(true);
     expect(await host.ping()).toBeGreaterThanOrEqual(0);
