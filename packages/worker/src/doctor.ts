@@ -1,10 +1,10 @@
-import { accessSync, constants, existsSync, statSync } from "node:fs";
-import { dirname } from "node:path";
+import { existsSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 import { chooseAccel, probeAccelFacts } from "./vmm/accel.js";
 import { findQemu, findVirtiofsd } from "./host/binaries.js";
 import { versionLine, which } from "./host/which.js";
 import { iiiHome } from "./paths.js";
+import { canReadWrite, writableDirError } from "./host/writable.js";
 import { describeFirmware } from "./firmware/describe.js";
 
 export type Verdict = "ok" | "warn" | "fail";
@@ -39,36 +39,6 @@ function libfuse2Present(): string | undefined {
   }
 }
 
-function canReadWrite(path: string): string | undefined {
-  try {
-    accessSync(path, constants.R_OK | constants.W_OK);
-    return undefined;
-  } catch (error) {
-    return (error as Error).message;
-  }
-}
-
-/**
- * Whether III_HOME is (or can be created) writable, without creating it: the nearest existing ancestor
- * must be a writable directory. (Node's recursive mkdir can spin forever under /proc, so none here.)
- */
-function homeWritableError(home: string): string | undefined {
-  let path = home;
-  for (;;) {
-    if (existsSync(path)) {
-      try {
-        if (!statSync(path).isDirectory()) return `${path} is not a directory`;
-      } catch (error) {
-        return (error as Error).message;
-      }
-      const error = canReadWrite(path);
-      return error ? (path === home ? error : `cannot create it: ${error}`) : undefined;
-    }
-    const parent = dirname(path);
-    if (parent === path) return "no existing ancestor";
-    path = parent;
-  }
-}
 
 export async function runDoctor(env: NodeJS.ProcessEnv = process.env): Promise<DoctorReport> {
   const checks: DoctorCheck[] = [];
@@ -109,7 +79,7 @@ export async function runDoctor(env: NodeJS.ProcessEnv = process.env): Promise<D
   checks.push(check("firmware", true, firmware.ok ? "ok" : "fail", firmware.detail));
 
   const home = iiiHome(env);
-  const homeError = homeWritableError(home);
+  const homeError = writableDirError(home);
   checks.push(check("III_HOME", true, homeError ? "fail" : "ok", homeError ? `${home}: ${homeError}` : `${home} writable`));
 
   const canRunVm = checks.every((c) => !c.required || c.verdict !== "fail");

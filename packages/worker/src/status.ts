@@ -10,6 +10,7 @@ export interface VmRecord {
   startTime: number;
   vmm: string;
   startedAt: string;
+  slot?: number;
   sockets?: Record<string, string>;
   children?: { name: string; pid: number; startTime: number }[];
 }

@@ -5,7 +5,6 @@ import { workersFilePath } from "./paths.js";
 import { resolveShortName } from "./registry/index-lookup.js";
 import { isLocalSource, parseImageReference, workerNameFor } from "./registry/reference.js";
 import {
-  emptyNetwork,
   parseEnvAssignment,
   parseMountSpec,
   parsePortMapping,
@@ -13,6 +12,7 @@ import {
   type WorkerSpec,
 } from "./state/model.js";
 import { parseCpus, parseMemoryBytes } from "./state/quantity.js";
+import { policyRules } from "./supervisor/policy-rules.js";
 import { loadWorkersFile, updateWorkersFile } from "./state/workers-file.js";
 
 export interface AddWorkerOptions {
@@ -23,6 +23,9 @@ export interface AddWorkerOptions {
   ports?: string[];
   mounts?: string[];
   command?: string[];
+  allow?: string[];
+  deny?: string[];
+  hostPorts?: string[];
   /** Replace an existing worker of the same name. */
   force?: boolean;
   cwd?: string;
@@ -81,8 +84,13 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
     resources: {},
     ports: (options.ports ?? []).map(parsePortMapping),
     mounts: (options.mounts ?? []).map(parseMountSpec).map((m) => ({ ...m, host: resolve(cwd, m.host) })),
-    network: emptyNetwork(),
+    network: {
+      allow: options.allow ?? [],
+      deny: options.deny ?? [],
+      hostPorts: (options.hostPorts ?? []).map((p) => parsePortMapping(`${p}:${p}`).host),
+    },
   };
+  policyRules(spec.network);
   if (options.cpus !== undefined) {
     parseCpus(options.cpus);
     spec.resources.cpus = options.cpus;

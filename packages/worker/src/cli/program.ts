@@ -6,12 +6,26 @@ import { loadWorkersFile } from "../state/workers-file.js";
 import { workersFilePath } from "../paths.js";
 import { workerStatus } from "../status.js";
 import { formatTable } from "./output.js";
+import { startWorker, stopWorker } from "../lifecycle.js";
+import { runSupervisor } from "../supervisor/supervisor.js";
+import { runFsServer } from "../supervisor/fs-server.js";
+import { getWorker } from "../workers.js";
+import { runExecCommand } from "./exec-command.js";
+import { parseTail, printLogs } from "./logs-command.js";
 import { registerImageCommands } from "./image-commands.js";
 
 export const DEFAULT_ENGINE_PORT = 49134;
 export const DEFAULT_ENGINE_URL = `ws://localhost:${DEFAULT_ENGINE_PORT}`;
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+function parseSeconds(text: string, flag: string): number {
+  const seconds = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text) || !Number.isFinite(seconds)) {
+    throw new IiiError("InvalidOption", `invalid ${flag} "${text}": expected a number of seconds`);
+  }
+  return seconds;
+}
 
 function notYet(command: string, issue: string): never {
   throw new IiiError("NotImplemented", `"${command}" is not implemented yet (${issue})`);
@@ -37,6 +51,9 @@ export function buildProgram(): Command {
     .option("-e, --env <KEY=VALUE>", "environment variable (repeatable)", collect)
     .option("-p, --port <HOST:GUEST>", "publish guest port on host 127.0.0.1 (repeatable)", collect)
     .option("-m, --mount <HOST:GUEST[:ro]>", "share a host directory (repeatable)", collect)
+    .option("--allow <rule>", "network allow rule: [tcp/|udp/]CIDR|domain[:port[-port]] (repeatable)", collect)
+    .option("--deny <rule>", "network deny rule, same forms as --allow (repeatable)", collect)
+    .option("--host-port <port>", "host loopback port the guest may reach through its gateway (repeatable)", collect)
     .option("--force", "replace an existing worker of the same name")
     .action(async (image: string, command: string[], opts) => {
       const added = await addWorker(image, {
@@ -47,6 +64,9 @@ export function buildProgram(): Command {
         ports: opts.port,
         mounts: opts.mount,
         command,
+        allow: opts.allow,
+        deny: opts.deny,
+        hostPorts: opts.hostPort,
         force: opts.force,
       });
       console.error(`${added.replaced ? "replaced" : "added"} worker ${added.name} (${added.spec.image})`);
@@ -103,37 +123,60 @@ export function buildProgram(): Command {
     .argument("<name>")
     .option("--engine-url <url>", "engine URL passed to the worker as III_URL/III_ENGINE_URL", DEFAULT_ENGINE_URL)
     .option("--fresh", "discard the worker's writable layer first")
-    .action(() => notYet("start", "first real microVM"));
+    .option("--boot-timeout <seconds>", "how long to wait for READY", "120")
+    .action(async (name: string, opts) => {
+      const result = await startWorker(name, {
+        engineUrl: opts.engineUrl,
+        fresh: !!opts.fresh,
+        bootTimeoutMs: parseSeconds(opts.bootTimeout, "--boot-timeout") * 1000,
+      });
+      if (result.cleanedCrashed) console.error(`cleaned up after the crashed previous run of ${name}`);
+      console.error(`started ${name} (supervisor pid ${result.pid}, ready in ${result.timings.ready ?? "?"} ms)`);
+    });
 
   program
     .command("stop")
     .description("stop a worker: SIGTERM to its workload, then kill after the grace period")
     .argument("<name>")
-    .option("--timeout <seconds>", "grace period", "10")
-    .action(() => notYet("stop", "first real microVM"));
+    .option("--timeout <seconds>", "grace period before the workload is killed", "10")
+    .action(async (name: string, opts) => {
+      await getWorker(name);
+      const outcome = await stopWorker(name, { graceMs: parseSeconds(opts.timeout, "--timeout") * 1000 });
+      console.error(
+        outcome === "stopped" ? `stopped ${name}` : outcome === "cleaned-crashed" ? `${name} had crashed; cleaned up` : `${name} is not running`,
+      );
+    });
 
   program
     .command("logs")
-    .description("print a worker's stdout/stderr")
+    .description("print a worker's stdout/stderr (stdout.log to stdout, stderr.log to stderr)")
     .argument("<name>")
-    .option("-f, --follow", "keep following")
+    .option("-f, --follow", "keep following, across log rotation and worker restarts")
     .option("--stdout", "only stdout")
     .option("--stderr", "only stderr")
-    .option("--tail <n>", "last n lines")
-    .action(() => notYet("logs", "first real microVM"));
+    .option("--tail <n>", "only the last n lines of each stream")
+    .action(async (name: string, opts) => {
+      await printLogs(name, {
+        follow: !!opts.follow,
+        streams: opts.stdout && !opts.stderr ? ["stdout"] : opts.stderr && !opts.stdout ? ["stderr"] : ["stdout", "stderr"],
+        tail: opts.tail === undefined ? undefined : parseTail(opts.tail),
+      });
+    });
 
   program
     .command("exec")
-    .description("run a command inside a running worker")
+    .description("run a command inside a running worker; exits with the command's exit code")
     .argument("<name>")
-    .argument("<command...>")
-    .option("-i, --interactive", "keep stdin open")
-    .option("-t, --tty", "allocate a pseudo-terminal")
+    .argument("<command...>", "the command and its arguments (after --)")
+    .option("-i, --interactive", "keep stdin open and send it to the command")
+    .option("-t, --tty", "allocate a pseudo-terminal (its size follows this terminal)")
     .option("-e, --env <KEY=VALUE>", "environment variable (repeatable)", collect)
-    .option("-w, --workdir <dir>", "working directory")
-    .option("-u, --user <user>", "user")
-    .option("--timeout <seconds>", "kill after this many seconds (0 disables)")
-    .action(() => notYet("exec", "exec and attach"));
+    .option("-w, --workdir <dir>", "working directory in the guest")
+    .option("-u, --user <user>", "user (name or uid[:gid])")
+    .option("--timeout <seconds>", "SIGTERM then SIGKILL after this many seconds; 0 (the default) disables")
+    .action(async (name: string, command: string[], opts) => {
+      process.exitCode = await runExecCommand(name, command, opts);
+    });
 
   program
     .command("dev")
@@ -147,17 +190,44 @@ export function buildProgram(): Command {
     .command("start-all")
     .description("start every worker in iii.workers.yaml (used by the engine)")
     .option("--engine-url <url>", "engine URL", DEFAULT_ENGINE_URL)
-    .action(() => notYet("start-all", "first real microVM"));
+    .action(async (opts) => {
+      const file = await loadWorkersFile(workersFilePath());
+      const names = Object.keys(file.workers).sort();
+      const results = await Promise.allSettled(names.map((name) => startWorker(name, { engineUrl: opts.engineUrl })));
+      results.forEach((r, i) =>
+        console.error(r.status === "fulfilled" ? `started ${names[i]}` : `failed to start ${names[i]}: ${(r.reason as Error).message}`),
+      );
+      if (results.some((r) => r.status === "rejected")) process.exitCode = 1;
+    });
 
   program
     .command("stop-all")
     .description("stop every running worker of iii.workers.yaml (used by the engine)")
-    .action(() => notYet("stop-all", "first real microVM"));
-
-  registerImageCommands(program);
+    .option("--timeout <seconds>", "grace period", "5")
+    .action(async (opts) => {
+      const file = await loadWorkersFile(workersFilePath());
+      const graceMs = parseSeconds(opts.timeout, "--timeout") * 1000;
+      const names = Object.keys(file.workers).sort();
+      const results = await Promise.allSettled(names.map((name) => stopWorker(name, { graceMs })));
+      results.forEach((r, i) => {
+        if (r.status === "rejected") console.error(`failed to stop ${names[i]}: ${(r.reason as Error).message}`);
+        else if (r.value !== "not-running") console.error(`stopped ${names[i]}`);
+      });
+      if (results.some((r) => r.status === "rejected")) process.exitCode = 1;
+    });
 
   program.addCommand(
-    new Command("__vm-boot").argument("<name>").action(() => notYet("__vm-boot", "first real microVM")),
+    new Command("__vm-boot").argument("<name>").action(async (name: string) => {
+      // Everything the supervisor owned is released by now; do not let a stray handle keep it alive.
+      process.exit(await runSupervisor(name));
+    }),
+    { hidden: true },
+  );
+
+  program.addCommand(
+    new Command("__fs-serve").argument("<config>").action(async (config: string) => {
+      process.exitCode = await runFsServer(config);
+    }),
     { hidden: true },
   );
 

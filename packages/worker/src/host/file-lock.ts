@@ -7,16 +7,31 @@ const LOCK_NB = 4;
 const LOCK_UN = 8;
 const EWOULDBLOCK = 11;
 
-let flockFn: ((fd: number, operation: number) => number) | undefined;
-let errnoFn: (() => number) | undefined;
+const F_SETFD = 2;
+const FD_CLOEXEC = 1;
 
-function libc() {
-  if (!flockFn) {
+interface Libc {
+  flock: (fd: number, operation: number) => number;
+  fcntl: (fd: number, command: number, arg: number) => number;
+  errno: () => number;
+}
+let loaded: Libc | undefined;
+
+function libc(): Libc {
+  if (!loaded) {
     const lib = koffi.load("libc.so.6");
-    flockFn = lib.func("int flock(int fd, int operation)") as (fd: number, operation: number) => number;
-    errnoFn = () => koffi.errno();
+    loaded = {
+      flock: lib.func("int flock(int fd, int operation)") as Libc["flock"],
+      fcntl: lib.func("int fcntl(int fd, int cmd, int arg)") as Libc["fcntl"],
+      errno: () => koffi.errno(),
+    };
   }
-  return { flock: flockFn, errno: errnoFn! };
+  return loaded;
+}
+
+/** Marks an inherited descriptor close-on-exec, so the processes this one spawns do not hold it open. */
+export function setCloseOnExec(fd: number): void {
+  libc().fcntl(fd, F_SETFD, FD_CLOEXEC);
 }
 
 /**
@@ -48,4 +63,23 @@ export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, ti
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * Takes an exclusive flock on `lockPath` without waiting and keeps it until `release()` or process death
+ * (the kernel drops it then). Returns undefined when another process holds it.
+ */
+export async function tryHoldFileLock(lockPath: string): Promise<{ release: () => Promise<void> } | undefined> {
+  const handle = await open(lockPath, "a", 0o644);
+  const { flock } = libc();
+  if (flock(handle.fd, LOCK_EX | LOCK_NB) !== 0) {
+    await handle.close();
+    return undefined;
+  }
+  return {
+    release: async () => {
+      flock(handle.fd, LOCK_UN);
+      await handle.close();
+    },
+  };
 }

@@ -4,7 +4,7 @@ import { parseCpus, parseMemoryBytes } from "./quantity.js";
 export interface PortMapping {
   host: number;
   guest: number;
-  protocol: "tcp" | "udp";
+  protocol: "tcp";
 }
 
 export interface MountSpec {
@@ -61,14 +61,15 @@ function parsePort(text: string, what: string): number {
   return port;
 }
 
-/** `HOST:GUEST[/tcp|/udp]` → a port mapping. */
+/** `HOST:GUEST[/tcp]` → a TCP port mapping (UDP cannot be published). */
 export function parsePortMapping(text: string): PortMapping {
-  const match = /^(\d+):(\d+)(?:\/(tcp|udp))?$/.exec(text);
+  if (/\/udp$/.test(text)) throw new IiiError("InvalidOption", `invalid port "${text}": only TCP ports can be published`);
+  const match = /^(\d+):(\d+)(?:\/(tcp))?$/.exec(text);
   if (!match) throw new IiiError("InvalidOption", `invalid port "${text}": expected HOST:GUEST (e.g. 8080:80)`);
   return {
     host: parsePort(match[1]!, "host port"),
     guest: parsePort(match[2]!, "guest port"),
-    protocol: (match[3] as "tcp" | "udp" | undefined) ?? "tcp",
+    protocol: "tcp",
   };
 }
 
@@ -231,7 +232,7 @@ export function encodeWorkersFile(file: WorkersFile): unknown {
     if (spec.resources.cpus !== undefined) resources.cpus = spec.resources.cpus;
     if (spec.resources.memory !== undefined) resources.memory = spec.resources.memory;
     out.resources = resources;
-    out.ports = spec.ports.map((p) => `${p.host}:${p.guest}${p.protocol === "udp" ? "/udp" : ""}`);
+    out.ports = spec.ports.map((p) => `${p.host}:${p.guest}`);
     out.mounts = spec.mounts.map((m) => `${m.host}:${m.guest}${m.readOnly ? ":ro" : ""}`);
     out.network = { allow: spec.network.allow, deny: spec.network.deny, hostPorts: spec.network.hostPorts };
     workers[name] = out;

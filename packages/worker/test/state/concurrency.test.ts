@@ -34,6 +34,7 @@ describe("iii.workers.yaml under concurrent writers", () => {
       writer,
       `import { updateWorkersFile } from ${JSON.stringify(workerIndex)};
        let i = 0;
+       let announced = false;
        for (;;) {
          i += 1;
          await updateWorkersFile(${JSON.stringify(path)}, (f) => {
@@ -41,12 +42,15 @@ describe("iii.workers.yaml under concurrent writers", () => {
            for (const k of Object.keys(f.workers)) delete f.workers[k];
            for (let j = 0; j <= n % 50; j++) f.workers["w" + j] = { image: "ghcr.io/a/big-" + "x".repeat(200) + ":" + i, env: { N: String(i) }, resources: {}, ports: [], mounts: [], network: { allow: [], deny: [], hostPorts: [] } };
          });
+         if (!announced) { announced = true; process.stdout.write("saving\\n"); }
        }`,
     );
     let validStates = 0;
     for (let round = 0; round < 15; round++) {
-      const child = spawn(process.execPath, [writer], { stdio: "ignore" });
-      await new Promise((r) => setTimeout(r, 60 + Math.floor(Math.random() * 120)));
+      const child = spawn(process.execPath, [writer], { stdio: ["ignore", "pipe", "ignore"] });
+      // Kill at a random moment once it is saving in a loop (its start-up time varies with load).
+      await new Promise((r) => child.stdout!.once("data", r));
+      await new Promise((r) => setTimeout(r, 5 + Math.floor(Math.random() * 60)));
       child.kill("SIGKILL");
       await new Promise((r) => child.on("close", r));
       let text = "";

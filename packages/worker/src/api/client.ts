@@ -1,0 +1,140 @@
+import { request } from "node:http";
+import { setTimeout as sleep } from "node:timers/promises";
+import WebSocket from "ws";
+import { IiiError } from "../errors.js";
+import { workerPaths } from "../paths.js";
+import { decodeOutput, type ClientControl, type ExecCreateRequest, type ExitFrame } from "./attach-protocol.js";
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = "ApiError";
+  }
+}
+
+export interface ExecIo {
+  stdout: (data: Buffer) => void;
+  stderr: (data: Buffer) => void;
+  /** Feeds stdin; call `send` with bytes and `end` at EOF. */
+  stdin?: (sink: { send: (data: Buffer) => void; end: () => void }) => void;
+  /** Called with a function that forwards terminal size changes. */
+  onAttach?: (controls: { resize: (rows: number, cols: number) => void; signal: (signal: string) => void }) => void;
+}
+
+/** Client of a supervisor's api.sock: what `iii worker exec`, `logs` and `stop` use, and what other tools can. */
+export class SupervisorClient {
+  constructor(readonly socketPath: string) {}
+
+  static forWorker(name: string, env: NodeJS.ProcessEnv = process.env): SupervisorClient {
+    return new SupervisorClient(workerPaths(name, env).apiSock);
+  }
+
+  private call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    return new Promise((resolve, reject) => {
+      const req = request(
+        { socketPath: this.socketPath, method, path, headers: payload ? { "content-type": "application/json", "content-length": Buffer.byteLength(payload) } : {} },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("end", () => {
+            const text = Buffer.concat(chunks).toString("utf8");
+            const parsed = text ? (JSON.parse(text) as unknown) : undefined;
+            if ((res.statusCode ?? 500) >= 400) {
+              reject(new ApiError(res.statusCode ?? 500, (parsed as { error?: string } | undefined)?.error ?? `HTTP ${res.statusCode}`));
+            } else resolve(parsed as T);
+          });
+        },
+      );
+      req.on("error", (error) => reject(new IiiError("VmNotRunning", `cannot reach the worker's supervisor at ${this.socketPath}: ${error.message}`, { cause: error })));
+      req.end(payload);
+    });
+  }
+
+  status(): Promise<Record<string, unknown>> {
+    return this.call("GET", "/status");
+  }
+
+  stop(graceMs?: number): Promise<unknown> {
+    return this.call("POST", "/stop", graceMs === undefined ? {} : { graceMs });
+  }
+
+  createExec(req: ExecCreateRequest): Promise<{ id: string }> {
+    return this.call("POST", "/exec", req);
+  }
+
+  execInfo(id: string): Promise<{ id: string; running: boolean; exit: ExitFrame | null }> {
+    return this.call("GET", `/exec/${id}`);
+  }
+
+  signal(id: string, signal: string): Promise<unknown> {
+    return this.call("POST", `/exec/${id}/signal`, { signal });
+  }
+
+  resize(id: string, rows: number, cols: number): Promise<unknown> {
+    return this.call("POST", `/exec/${id}/resize`, { rows, cols });
+  }
+
+  /** Opens the attach WebSocket (raw mode) replaying output after `since`. */
+  attachSocket(id: string, since = 0): WebSocket {
+    return new WebSocket(`ws+unix://${this.socketPath}:/exec/${id}/attach?since=${since}`, { perMessageDeflate: false });
+  }
+
+  /**
+   * Runs a command and resolves with its exit. Output arrives through `io`; when the attach connection
+   * drops before the exit frame, it re-attaches with the last sequence number it saw, so no output is
+   * lost or repeated.
+   */
+  async exec(req: ExecCreateRequest, io: ExecIo, options: { maxReattachMs?: number } = {}): Promise<ExitFrame> {
+    const { id } = await this.createExec(req);
+    let lastSeq = 0;
+    let stdinStarted = false;
+    let current: WebSocket | undefined;
+    // Stdin typed while re-attaching waits here instead of being lost.
+    const pendingStdin: Array<Buffer | ClientControl> = [];
+    const sendOrQueue = (item: Buffer | ClientControl) => {
+      if (current?.readyState === WebSocket.OPEN) current.send(Buffer.isBuffer(item) ? item : JSON.stringify(item));
+      else pendingStdin.push(item);
+    };
+    const deadline = () => Date.now() + (options.maxReattachMs ?? 30_000);
+    let giveUpAt = deadline();
+    for (;;) {
+      const outcome = await new Promise<ExitFrame | "dropped">((resolve) => {
+        const ws = this.attachSocket(id, lastSeq);
+        current = ws;
+        let exit: ExitFrame | undefined;
+        const sendControl = (control: ClientControl) => {
+          if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(control));
+        };
+        ws.on("open", () => {
+          giveUpAt = deadline();
+          for (const item of pendingStdin.splice(0)) ws.send(Buffer.isBuffer(item) ? item : JSON.stringify(item));
+          io.onAttach?.({ resize: (rows, cols) => sendControl({ type: "resize", rows, cols }), signal: (signal) => sendControl({ type: "signal", signal }) });
+          if (!stdinStarted && io.stdin) {
+            stdinStarted = true;
+            io.stdin({ send: (data) => sendOrQueue(data), end: () => sendOrQueue({ type: "eof" }) });
+          }
+        });
+        ws.on("message", (data: Buffer, isBinary) => {
+          if (isBinary) {
+            const frame = decodeOutput(data);
+            if (!frame || frame.seq <= lastSeq) return;
+            lastSeq = frame.seq;
+            (frame.kind === "stdout" ? io.stdout : io.stderr)(frame.data);
+            return;
+          }
+          const message = JSON.parse(data.toString("utf8")) as { type: string };
+          if (message.type === "exit") exit = message as ExitFrame;
+        });
+        ws.on("error", () => {});
+        ws.on("close", () => resolve(exit ?? "dropped"));
+      });
+      if (outcome !== "dropped") return outcome;
+      if (Date.now() > giveUpAt) throw new IiiError("VmNotRunning", `lost the attachment to exec ${id} and could not re-attach`);
+      await sleep(100);
+    }
+  }
+}

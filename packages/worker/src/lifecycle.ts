@@ -1,0 +1,229 @@
+import { spawn } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
+import { access, mkdir, stat, constants } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import writeFileAtomic from "write-file-atomic";
+import { ERROR_CODES, IiiError, type ErrorCode } from "./errors.js";
+import { isSameProcessAlive } from "./host/process-identity.js";
+import { tailLines } from "./logs.js";
+import { iiiHome, workerPaths, type WorkerPaths } from "./paths.js";
+import { readVmRecord, workerStatus } from "./status.js";
+import { cleanupStaleWorker } from "./supervisor/cleanup.js";
+import type { BootReport } from "./supervisor/ready-pipe.js";
+import type { LaunchRequest } from "./supervisor/launch-request.js";
+import type { ImageProcessConfig } from "./supervisor/launch-spec.js";
+import { findGuestInit } from "./supervisor/guest-init.js";
+import { policyRules } from "./supervisor/policy-rules.js";
+import { resolveKernel } from "./firmware/index.js";
+import { findQemu, findVirtiofsd } from "./host/binaries.js";
+import { ensureImage } from "./images/index.js";
+import { getWorker } from "./workers.js";
+import { writableDirError } from "./host/writable.js";
+import { READY_FD } from "./supervisor/ready-pipe.js";
+
+const SUPERVISOR_ENTRY = fileURLToPath(new URL("./cli.js", import.meta.url));
+/** How long `start` waits for READY: TCG boots take seconds; a cold image pull happens before this. */
+export const DEFAULT_BOOT_TIMEOUT_MS = 120_000;
+/** After the grace period, how long the supervisor may take to kill QEMU and clean up. */
+export const KILL_DEADLINE_MS = 5_000;
+
+/** Makes the worker's directory, naming III_HOME in the error when it cannot be written. */
+export async function prepareWorkerDir(paths: WorkerPaths, home: string): Promise<void> {
+  try {
+    await mkdir(paths.logs, { recursive: true });
+    await access(paths.dir, constants.W_OK);
+  } catch (error) {
+    throw new IiiError("HomeUnwritable", `III_HOME ${home} is not writable: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+export interface SpawnSupervisorOptions {
+  name: string;
+  paths: WorkerPaths;
+  env?: NodeJS.ProcessEnv;
+  bootTimeoutMs?: number;
+}
+
+/**
+ * Spawns `iii-worker __vm-boot <name>` in its own session (it outlives this CLI) and waits for its boot
+ * report on fd 3. Rejects with the supervisor's reason, plus the console tail, when the boot fails.
+ */
+export async function spawnSupervisor(options: SpawnSupervisorOptions): Promise<Extract<BootReport, { event: "ready" }>> {
+  const { paths } = options;
+  const log = openSync(paths.supervisorLog, "a");
+  let child;
+  try {
+    child = spawn(process.execPath, [SUPERVISOR_ENTRY, "__vm-boot", options.name], {
+      detached: true,
+      stdio: ["ignore", log, log, "pipe"],
+      env: { ...(options.env ?? process.env), III_READY_FD: String(READY_FD) },
+    });
+  } finally {
+    closeSync(log);
+  }
+  const pipe = child.stdio[READY_FD] as NodeJS.ReadableStream | null;
+  if (!pipe) throw new IiiError("Internal", "supervisor spawned without its ready pipe");
+  let text = "";
+  pipe.setEncoding("utf8");
+  pipe.on("data", (chunk: string) => (text += chunk));
+  const timeoutMs = options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS;
+  // The report is one line; do not wait for EOF (a descendant could still hold the pipe open).
+  const ended = new Promise<void>((resolve) => {
+    pipe.on("data", () => text.includes("\n") && resolve());
+    pipe.on("end", () => resolve()).on("close", () => resolve());
+  });
+  const timedOut = await Promise.race([ended.then(() => false), sleep(timeoutMs, undefined, { ref: false }).then(() => true)]);
+  child.unref();
+  (pipe as unknown as { destroy?: () => void }).destroy?.();
+  if (timedOut) {
+    try {
+      process.kill(child.pid!, "SIGTERM");
+    } catch {
+      // already gone
+    }
+    throw new IiiError("VmBootFailed", `worker "${options.name}" did not report READY within ${timeoutMs / 1000} s${await consoleTailSuffix(paths)}`);
+  }
+  const line = text.split("\n").find((l) => l.trim().length > 0);
+  let report: BootReport | undefined;
+  try {
+    report = line ? (JSON.parse(line) as BootReport) : undefined;
+  } catch {
+    report = undefined;
+  }
+  if (report?.event === "ready") return report;
+  if (report?.event === "failed") {
+    const code = (report.code in ERROR_CODES ? report.code : "VmBootFailed") as ErrorCode;
+    throw new IiiError(code, `${report.message}${report.consoleTail ? ` (console: ${oneLine(report.consoleTail)})` : ""}`);
+  }
+  const supervisorTail = oneLine(await tailLines(paths.supervisorLog, 3));
+  throw new IiiError("VmBootFailed", `the supervisor of "${options.name}" exited during boot${supervisorTail ? `: ${supervisorTail}` : ""}${await consoleTailSuffix(paths)}`);
+}
+
+function oneLine(text: string): string {
+  return text.trim().split("\n").map((l) => l.trim()).filter(Boolean).join(" | ").slice(0, 400);
+}
+
+async function consoleTailSuffix(paths: WorkerPaths): Promise<string> {
+  const tail = oneLine(await tailLines(paths.consoleLog, 5));
+  return tail ? ` (console: ${tail})` : "";
+}
+
+export interface StopOptions {
+  graceMs?: number;
+  env?: NodeJS.ProcessEnv;
+}
+
+export type StopOutcome = "stopped" | "not-running" | "cleaned-crashed";
+
+/**
+ * Stops a worker: asks its supervisor (SIGTERM) for a graceful shutdown, which sends SHUTDOWN {graceMs} to
+ * init; if the supervisor is still there after grace + kill deadline, SIGKILL it and clean up after it.
+ */
+export async function stopWorker(name: string, options: StopOptions = {}): Promise<StopOutcome> {
+  const env = options.env ?? process.env;
+  const paths = workerPaths(name, env);
+  const record = await readVmRecord(name, env);
+  if (!record) return "not-running";
+  if (!isSameProcessAlive(record)) {
+    await cleanupStaleWorker(paths, record);
+    return "cleaned-crashed";
+  }
+  const graceMs = options.graceMs ?? 10_000;
+  await writeFileAtomic(`${paths.dir}/stop.json`, JSON.stringify({ graceMs }));
+  process.kill(record.pid, "SIGTERM");
+  const deadline = Date.now() + graceMs + KILL_DEADLINE_MS + 2_000;
+  while (Date.now() < deadline) {
+    if (!isSameProcessAlive(record)) return "stopped";
+    await sleep(50);
+  }
+  await cleanupStaleWorker(paths, record);
+  return "stopped";
+}
+
+export interface StartOptions {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  engineUrl: string;
+  fresh?: boolean;
+  stopGraceMs?: number;
+  bootTimeoutMs?: number;
+}
+
+export interface StartResult {
+  name: string;
+  pid: number;
+  timings: Record<string, number>;
+  cleanedCrashed: boolean;
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** Resolves the worker's image to a read-only rootfs and the image's process config. */
+async function resolveRootfs(image: string, env: NodeJS.ProcessEnv): Promise<{ rootfs: string; config?: ImageProcessConfig }> {
+  if (image.startsWith("dir:")) {
+    const rootfs = image.slice("dir:".length);
+    if (!(await isDirectory(rootfs))) throw new IiiError("RootfsNotFound", `rootfs directory ${rootfs} does not exist`);
+    return { rootfs };
+  }
+  const ensured = await ensureImage(image, { home: iiiHome(env), progress: process.stderr.isTTY === true, pull: "missing" });
+  const c = ensured.config;
+  const config: ImageProcessConfig = {
+    entrypoint: c.entrypoint,
+    cmd: c.cmd,
+    env: c.env,
+    workingDir: c.workingDir,
+    user: `${c.user.uid}:${c.user.gid}`,
+  };
+  if (c.stopSignal) config.stopSignal = c.stopSignal;
+  return { rootfs: ensured.rootfs, config };
+}
+
+/**
+ * `iii worker start`: every check that can fail on bad input runs before anything is created, then the
+ * supervisor is spawned and this resolves when the guest's init reports READY.
+ */
+export async function startWorker(name: string, options: StartOptions): Promise<StartResult> {
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  const spec = await getWorker(name, cwd);
+  const homeError = writableDirError(iiiHome(env));
+  if (homeError) throw new IiiError("HomeUnwritable", `III_HOME ${iiiHome(env)} is not writable: ${homeError}`);
+  const status = await workerStatus(name, env);
+  if (status.state === "running") throw new IiiError("WorkerExists", `worker "${name}" is already running (pid ${status.pid})`);
+  const paths = workerPaths(name, env);
+  let cleanedCrashed = false;
+  if (status.state === "crashed") {
+    await cleanupStaleWorker(paths, await readVmRecord(name, env));
+    cleanedCrashed = true;
+  }
+  const { rootfs, config } = await resolveRootfs(spec.image, env);
+  await resolveKernel({ env });
+  if (!findQemu(env)) {
+    throw new IiiError("QemuNotFound", env.III_QEMU_BIN ? `III_QEMU_BIN=${env.III_QEMU_BIN} is not an executable` : "qemu-system-x86_64 not found (apt install qemu-system-x86, or set III_QEMU_BIN)");
+  }
+  if (!findVirtiofsd(env)) throw new IiiError("VirtiofsdNotFound", "virtiofsd not found (apt install qemu-system-common, or set III_VIRTIOFSD_BIN)");
+  findGuestInit(env);
+  policyRules(spec.network);
+  await prepareWorkerDir(paths, iiiHome(env));
+  const request: LaunchRequest = {
+    name,
+    cwd,
+    spec,
+    rootfs,
+    ...(config ? { image: config } : {}),
+    engineUrl: options.engineUrl,
+    fresh: options.fresh ?? false,
+    stopGraceMs: options.stopGraceMs ?? 10_000,
+    bootTimeoutMs: options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS,
+  };
+  await writeFileAtomic(paths.launch, `${JSON.stringify(request, null, 2)}\n`);
+  const report = await spawnSupervisor({ name, paths, env, bootTimeoutMs: request.bootTimeoutMs + 10_000 });
+  return { name, pid: report.pid, timings: report.timings, cleanedCrashed };
+}

@@ -1,0 +1,104 @@
+import { IiiError } from "../errors.js";
+import type { MountSpec, PortMapping, WorkerSpec } from "../state/model.js";
+import { parseCpus, parseMemoryBytes, vcpusFor } from "../state/quantity.js";
+
+export const DEFAULT_VCPUS = 2;
+export const DEFAULT_MEMORY_BYTES = 512 * 2 ** 20;
+
+/** What the image contributes to a worker's process (entrypoint, env, user, …). */
+export interface ImageProcessConfig {
+  entrypoint?: string[];
+  cmd?: string[];
+  env?: Record<string, string>;
+  workingDir?: string;
+  user?: string;
+  stopSignal?: string;
+}
+
+/** Everything the supervisor needs to boot one worker, written to `launch.json` by `start`. */
+export interface LaunchSpec {
+  name: string;
+  image: string;
+  /** The read-only lower rootfs (an unpacked image, or a `dir:` source). */
+  rootfs: string;
+  argv: string[];
+  env: Record<string, string>;
+  workdir: string;
+  user: string;
+  vcpus: number;
+  memoryBytes: number;
+  mounts: MountSpec[];
+  ports: PortMapping[];
+  network: { allow: string[]; deny: string[]; hostPorts: number[] };
+  engineUrl: string;
+  /** Discard the writable layer before booting. */
+  fresh: boolean;
+}
+
+const LOOPBACK_URL = /(\b[a-z][a-z0-9+.-]*:\/\/)(?:localhost|127\.0\.0\.1|\[::1\])(?=[:/]|$)/gi;
+
+/** Rewrites `scheme://localhost…` / `127.0.0.1` / `[::1]` URLs so the guest reaches the host through its gateway. */
+export function rewriteLoopbackUrls(text: string, gateway: string): string {
+  return text.replace(LOOPBACK_URL, (_, scheme: string) => `${scheme}${gateway}`);
+}
+
+/** The port an engine URL listens on (default per scheme). */
+export function engineUrlPort(url: string): number {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new IiiError("InvalidOption", `invalid engine URL "${url}"`);
+  }
+  if (parsed.port) return Number(parsed.port);
+  return parsed.protocol === "wss:" || parsed.protocol === "https:" ? 443 : 80;
+}
+
+export interface BuildLaunchSpecInput {
+  name: string;
+  spec: WorkerSpec;
+  rootfs: string;
+  image?: ImageProcessConfig;
+  engineUrl: string;
+  gateway: string;
+  fresh?: boolean;
+}
+
+/**
+ * Merges the worker's spec over its image's config: the worker's command replaces Entrypoint+Cmd, its env
+ * wins over the image's, and III_URL / III_ENGINE_URL point at the engine through the gateway.
+ */
+export function buildLaunchSpec(input: BuildLaunchSpecInput): LaunchSpec {
+  const { spec, image = {} } = input;
+  const argv = spec.command?.length ? spec.command : [...(image.entrypoint ?? []), ...(image.cmd ?? [])];
+  if (argv.length === 0) {
+    throw new IiiError(
+      "InvalidOption",
+      `worker "${input.name}" has no command: its image defines no Entrypoint/Cmd; give one after -- in "iii worker add"`,
+    );
+  }
+  const env: Record<string, string> = { ...(image.env ?? {}), ...spec.env };
+  env.III_URL = input.engineUrl;
+  env.III_ENGINE_URL = input.engineUrl;
+  const rewritten = Object.fromEntries(Object.entries(env).map(([k, v]) => [k, rewriteLoopbackUrls(v, input.gateway)]));
+  const engineUrl = rewriteLoopbackUrls(input.engineUrl, input.gateway);
+  const engineIsLocal = engineUrl !== input.engineUrl;
+  const hostPorts = new Set(spec.network.hostPorts);
+  if (engineIsLocal) hostPorts.add(engineUrlPort(input.engineUrl));
+  return {
+    name: input.name,
+    image: spec.image,
+    rootfs: input.rootfs,
+    argv: argv.map((a) => rewriteLoopbackUrls(a, input.gateway)),
+    env: rewritten,
+    workdir: image.workingDir || "/",
+    user: image.user || "0:0",
+    vcpus: spec.resources.cpus ? vcpusFor(parseCpus(spec.resources.cpus)) : DEFAULT_VCPUS,
+    memoryBytes: spec.resources.memory ? parseMemoryBytes(spec.resources.memory) : DEFAULT_MEMORY_BYTES,
+    mounts: spec.mounts,
+    ports: spec.ports,
+    network: { allow: spec.network.allow, deny: spec.network.deny, hostPorts: [...hostPorts].sort((a, b) => a - b) },
+    engineUrl,
+    fresh: input.fresh ?? false,
+  };
+}

@@ -1,0 +1,82 @@
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { runWorkerCli, type CliRun } from "../helpers.js";
+
+const HERE = fileURLToPath(new URL(".", import.meta.url));
+const REPO = join(HERE, "../../../..");
+
+/** Why VM tests cannot run here, or undefined when they can. */
+export function vmSkipReason(): string | undefined {
+  if (process.env.III_SKIP_VM === "1") return "III_SKIP_VM=1";
+  const doctor = spawnSync(process.execPath, [join(HERE, "../../dist/cli.js"), "doctor", "--json"], { encoding: "utf8" });
+  try {
+    const report = JSON.parse(doctor.stdout) as { canRunVm: boolean; checks: { name: string; verdict: string; detail: string }[] };
+    if (!report.canRunVm) return `doctor says no VM can run: ${report.checks.filter((c) => c.verdict === "fail").map((c) => `${c.name}: ${c.detail}`).join("; ")}`;
+  } catch {
+    return `doctor did not run: ${doctor.stderr}`;
+  }
+  const init = process.env.III_INIT_PATH ?? join(REPO, "packages/init/dist/init.krun");
+  if (!existsSync(init)) return `guest init ${init} is not built (pnpm --filter @iii/init build:sea)`;
+  return undefined;
+}
+
+export function busyboxRootfs(): string {
+  return execFileSync("sh", [join(HERE, "../fixtures/build-busybox-rootfs.sh")], { encoding: "utf8" }).trim();
+}
+
+export function debianRootfs(): string {
+  return execFileSync(join(REPO, "scripts/build-test-rootfs.sh"), [], { encoding: "utf8", timeout: 600_000 }).trim();
+}
+
+/** A project dir with its own III_HOME; every run goes through the real CLI. */
+export class Project {
+  readonly dir = mkdtempSync(join(tmpdir(), "iii-vm-"));
+  readonly home = join(this.dir, "h");
+  readonly env: NodeJS.ProcessEnv;
+
+  constructor(extraEnv: NodeJS.ProcessEnv = {}) {
+    this.env = { III_HOME: this.home, ...extraEnv };
+  }
+
+  cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliRun> {
+    return runWorkerCli(args, { cwd: this.dir, env: { ...this.env, ...env } });
+  }
+
+  read(path: string): string {
+    try {
+      return readFileSync(join(this.home, path), "utf8");
+    } catch {
+      return "";
+    }
+  }
+
+  async dispose(): Promise<void> {
+    await this.cli(["stop-all", "--timeout", "1"]).catch(() => {});
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Processes whose command line mentions `needle` (to prove nothing of a run is left behind). */
+export function processesMentioning(needle: string): string[] {
+  const out = spawnSync("ps", ["-eo", "pid,args"], { encoding: "utf8" }).stdout;
+  return out.split("\n").filter((line) => line.includes(needle) && !line.includes("ps -eo"));
+}
+
+export function mountsUnder(prefix: string): string[] {
+  return readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .map((l) => l.split(" ")[4] ?? "")
+    .filter((p) => p.startsWith(prefix));
+}
+
+export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}

@@ -1,0 +1,122 @@
+import { chmodSync, mkdirSync, writeFileSync, existsSync, readFileSync, copyFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { busyboxRootfs, mountsUnder, processesMentioning, Project, vmSkipReason, waitFor } from "./harness.js";
+
+const skip = vmSkipReason();
+if (skip) console.warn(`[vm] skipping worker lifecycle VM tests: ${skip}`);
+
+describe.skipIf(!!skip)("worker lifecycle in a real VM (vm)", () => {
+  let rootfs: string;
+  const projects: Project[] = [];
+  const project = (env: NodeJS.ProcessEnv = {}) => {
+    const p = new Project(env);
+    projects.push(p);
+    return p;
+  };
+  beforeAll(() => {
+    rootfs = busyboxRootfs();
+  });
+  afterAll(async () => {
+    for (const p of projects) await p.dispose();
+  });
+
+  it("runs a workload to its exit: logs show its output, list shows stopped with exit code 7", async () => {
+    const p = project();
+    expect((await p.cli(["add", `dir:${rootfs}`, "--name", "hello", "--", "sh", "-c", "echo hello; echo oops >&2; sleep 1; exit 7"])).code).toBe(0);
+    const start = await p.cli(["start", "hello"]);
+    expect(start.code, start.stderr).toBe(0);
+    await waitFor(async () => JSON.parse((await p.cli(["list", "--json"])).stdout)[0].status === "stopped", 30_000, "the worker to stop");
+    const list = JSON.parse((await p.cli(["list", "--json"])).stdout);
+    expect(list[0]).toMatchObject({ name: "hello", status: "stopped", lastExit: { code: 7 } });
+    expect((await p.cli(["list"])).stdout).toMatch(/hello\s+dir:\S+\s+stopped \(exit 7\)/);
+    const logs = await p.cli(["logs", "hello"]);
+    expect(logs.stdout).toBe("hello\n");
+    expect(logs.stderr).toBe("oops\n");
+    expect(mountsUnder(p.home)).toEqual([]);
+  }, 120_000);
+
+  it("stop delivers SIGTERM to the workload within its grace period, and kills one that ignores it", async () => {
+    const p = project();
+    const shared = join(p.dir, "shared");
+    mkdirSync(shared);
+    chmodSync(shared, 0o777);
+    const script = "trap 'echo got-term > /data/marker; exit 0' TERM; echo up; while :; do sleep 0.1; done";
+    expect((await p.cli(["add", `dir:${rootfs}`, "--name", "polite", "-m", `${shared}:/data`, "--", "sh", "-c", script])).code).toBe(0);
+    expect((await p.cli(["add", `dir:${rootfs}`, "--name", "stubborn", "--", "sh", "-c", "trap '' TERM; echo up; while :; do sleep 0.1; done"])).code).toBe(0);
+    for (const name of ["polite", "stubborn"]) {
+      const start = await p.cli(["start", name]);
+      expect(start.code, start.stderr).toBe(0);
+      await waitFor(() => p.read(`managed/${name}/logs/stdout.log`).includes("up"), 20_000, `${name} to print up`);
+    }
+    let t = Date.now();
+    expect((await p.cli(["stop", "polite", "--timeout", "5"])).code).toBe(0);
+    expect(Date.now() - t).toBeLessThan(5_000 + 5_000);
+    expect(readFileSync(join(shared, "marker"), "utf8")).toBe("got-term\n");
+    t = Date.now();
+    expect((await p.cli(["stop", "stubborn", "--timeout", "2"])).code).toBe(0);
+    const took = Date.now() - t;
+    expect(took).toBeGreaterThanOrEqual(1_900);
+    expect(took).toBeLessThan(2_000 + 5_000 + 2_000);
+    const list = JSON.parse((await p.cli(["list", "--json"])).stdout) as { name: string; status: string; lastExit: { code: number } }[];
+    expect(list.find((w) => w.name === "stubborn")).toMatchObject({ status: "stopped", lastExit: { code: 137 } });
+  }, 180_000);
+
+  it("a host directory mounted read-only is visible and read-only in the guest", async () => {
+    const p = project();
+    const data = join(p.dir, "data");
+    mkdirSync(data);
+    writeFileSync(join(data, "hello.txt"), "from the host\n");
+    const cmd = "cat /data/hello.txt; if echo x > /data/new 2>/dev/null; then echo WRITABLE; else echo READONLY; fi";
+    expect((await p.cli(["add", `dir:${rootfs}`, "--name", "ro", "-m", `${data}:/data:ro`, "--", "sh", "-c", cmd])).code).toBe(0);
+    expect((await p.cli(["start", "ro"])).code).toBe(0);
+    await waitFor(() => p.read("managed/ro/logs/stdout.log").includes("ONLY") || p.read("managed/ro/logs/stdout.log").includes("WRITABLE"), 30_000, "output");
+    expect(p.read("managed/ro/logs/stdout.log")).toBe("from the host\nREADONLY\n");
+    expect(existsSync(join(data, "new"))).toBe(false);
+  }, 120_000);
+
+  it("after kill -9 of the supervisor, list shows crashed and the next start cleans up and succeeds", async () => {
+    const p = project();
+    expect((await p.cli(["add", `dir:${rootfs}`, "--name", "victim", "--", "sh", "-c", "echo up; sleep 1000"])).code).toBe(0);
+    expect((await p.cli(["start", "victim"])).code).toBe(0);
+    const vm = JSON.parse(p.read("managed/victim/vm.json")) as { pid: number; children: { pid: number }[] };
+    expect(vm.children.length).toBeGreaterThanOrEqual(2);
+    process.kill(vm.pid, "SIGKILL");
+    await waitFor(async () => JSON.parse((await p.cli(["list", "--json"])).stdout)[0].status === "crashed", 10_000, "crashed status");
+    const again = await p.cli(["start", "victim"]);
+    expect(again.code, again.stderr).toBe(0);
+    for (const child of vm.children) expect(existsSync(`/proc/${child.pid}`) && readFileSync(`/proc/${child.pid}/cmdline`, "utf8").includes(p.home)).toBe(false);
+    expect(mountsUnder(join(p.home, "managed/victim/mnt")).length).toBe(1);
+    expect((await p.cli(["stop", "victim", "--timeout", "1"])).code).toBe(0);
+    expect(mountsUnder(p.home)).toEqual([]);
+    expect(processesMentioning(p.home)).toEqual([]);
+  }, 180_000);
+
+  it("bad input gives one clear line, exit 1, and no half-created state", async () => {
+    const p = project();
+    const addW = await p.cli(["add", `dir:${rootfs}`, "--name", "w", "--", "true"]);
+    expect(addW.code, addW.stderr).toBe(0);
+    const corrupt = join(p.dir, "libkrunfw.so.5");
+    copyFileSync("/bin/busybox", corrupt);
+    const cases: Array<[NodeJS.ProcessEnv, RegExp]> = [
+      [{ III_LIBKRUNFW_PATH: join(p.dir, "missing-firmware.so") }, /III_LIBKRUNFW_PATH=.*missing-firmware/],
+      [{ III_LIBKRUNFW_PATH: corrupt }, /sha256|digest/i],
+      [{ III_QEMU_BIN: join(p.dir, "no-qemu") }, /qemu/i],
+      [{ III_HOME: join(p.dir, "a-file", "home") }, /III_HOME .* not writable/],
+    ];
+    writeFileSync(join(p.dir, "a-file"), "");
+    for (const [env, message] of cases) {
+      const run = await p.cli(["start", "w"], env);
+      expect(run.code, `${JSON.stringify(env)}: ${run.stderr}`).toBe(1);
+      expect(run.stderr.trim().split("\n")).toHaveLength(1);
+      expect(run.stderr).toMatch(message);
+      expect(existsSync(join(p.home, "managed", "w"))).toBe(false);
+    }
+    expect((await p.cli(["add", "dir:/tmp", "--name", "gone", "--", "true"])).code).toBe(0);
+    writeFileSync(join(p.dir, "iii.workers.yaml"), readFileSync(join(p.dir, "iii.workers.yaml"), "utf8").replace("image: dir:/tmp", "image: dir:/tmp/does-not-exist-iii"));
+    const missing = await p.cli(["start", "gone"]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/rootfs directory \/tmp\/does-not-exist-iii does not exist/);
+    expect(existsSync(join(p.home, "managed", "gone"))).toBe(false);
+  }, 120_000);
+});
