@@ -22,7 +22,11 @@ export class HostSocketBridge implements TcpApplication {
   private paused = false;
   private closed = false;
 
-  constructor(private readonly socket: net.Socket) {}
+  /** `cork(socket)` is asked to cork the socket until the current burst of frames ends (it uncorks). */
+  constructor(
+    private readonly socket: net.Socket,
+    private readonly cork?: (socket: net.Socket) => void,
+  ) {}
 
   /** Starts relaying host → guest once the connection object exists. */
   attach(conn: TcpConnection): void {
@@ -50,7 +54,10 @@ export class HostSocketBridge implements TcpApplication {
   }
 
   deliver(data: Buffer): void {
-    if (!this.socket.destroyed) this.socket.write(data);
+    const s = this.socket;
+    if (s.destroyed) return;
+    if (this.cork && s.writableCorked === 0) this.cork(s);
+    s.write(data);
   }
 
   deliverEnd(): void {

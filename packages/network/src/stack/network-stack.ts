@@ -112,6 +112,12 @@ export interface NetworkStackEvents {
   log: [string];
 }
 
+/**
+ * TCP stops producing new segments while this much is queued toward the VM, so a fast host
+ * cannot bury the VM link (the transport only drops beyond 32 MiB, for non-TCP floods).
+ */
+const TRANSPORT_HIGH_WATER_BYTES = 2 * 1024 * 1024;
+
 export const DEFAULT_LIMITS: NetworkLimits = {
   maxTcpFlows: 4096,
   maxUdpFlows: 1024,
@@ -147,9 +153,14 @@ interface UdpFlow {
   dialPort: number;
 }
 
+/**
+ * Node runs expired timers before polling for I/O, so after a long burst a retransmission timer
+ * would fire while the ACKs that cancel it still sit unread in the socket. Hopping through
+ * setImmediate (check phase, after the poll phase) lets pending frames be processed first.
+ */
 const realTimers: TimerHost = {
   now: () => performance.now(),
-  set: (fn, ms) => setTimeout(fn, ms),
+  set: (fn, ms) => setTimeout(() => setImmediate(fn), ms),
   clear: (h) => clearTimeout(h as NodeJS.Timeout),
 };
 
@@ -173,6 +184,9 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
   private readonly tcpFlows = new Map<string, TcpFlow>();
   private readonly udpFlows = new Map<string, UdpFlow>();
   private readonly ackQueue = new Set<TcpConnection>();
+  private readonly corkedSockets: net.Socket[] = [];
+  /** Connections waiting for room in the transport's write buffer. */
+  private readonly blockedSenders = new Set<TcpConnection>();
   private guestMac: Uint8Array;
   private ipId = randomInt(0xffff);
   private nextInboundPort = 49152 + randomInt(16000);
@@ -206,6 +220,7 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
       onBurstEnd: () => this.endBurst(),
       log: (l) => this.log(l),
       onConnect: () => this.log("transport: VM connected"),
+      onDrain: () => this.unblockSenders(),
       onDisconnect: () => this.log("transport: VM disconnected"),
     });
   }
@@ -245,6 +260,7 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     if (this.flushScheduled) clearImmediate(this.flushScheduled);
     this.flushScheduled = undefined;
+    this.blockedSenders.clear();
     for (const f of [...this.tcpFlows.values()]) {
       if (f.dialTimer) clearTimeout(f.dialTimer);
       f.dialSocket?.destroy();
@@ -303,10 +319,35 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
     }
   }
 
+  private unblockSenders(): void {
+    if (this.blockedSenders.size === 0) return;
+    const conns = [...this.blockedSenders];
+    this.blockedSenders.clear();
+    for (const c of conns) {
+      c.kick();
+      if (this.transport.pendingWriteBytes >= TRANSPORT_HIGH_WATER_BYTES) {
+        // Whoever did not get a turn waits for the next drain, in order.
+        for (const rest of conns.slice(conns.indexOf(c) + 1)) this.blockedSenders.add(rest);
+        break;
+      }
+    }
+  }
+
   private endBurst(): void {
     this.inBurst = false;
     this.flushAcks();
+    if (this.corkedSockets.length > 0) {
+      for (const sock of this.corkedSockets) sock.uncork();
+      this.corkedSockets.length = 0;
+    }
   }
+
+  /** Coalesces writes to host sockets made while one burst of frames is processed. */
+  private corkDuringBurst = (sock: net.Socket): void => {
+    if (!this.inBurst) return;
+    sock.cork();
+    this.corkedSockets.push(sock);
+  };
 
   private flushAcks(): void {
     if (this.ackQueue.size === 0) return;
@@ -604,6 +645,10 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
         this.counters.retransmits++;
       },
       onSegmentDropped: (reason: string) => countDrop(this.counters, reason),
+      canTransmit: () => this.transport.pendingWriteBytes < TRANSPORT_HIGH_WATER_BYTES,
+      onBlocked: (conn: TcpConnection) => {
+        this.blockedSenders.add(conn);
+      },
     };
   }
 
@@ -646,7 +691,7 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
         return;
       }
       sock.pause();
-      const bridge = new HostSocketBridge(sock);
+      const bridge = new HostSocketBridge(sock, this.corkDuringBurst);
       flow.app = bridge;
       flow.entry.state = "SYN_RECEIVED";
       const conn = TcpConnection.accept(syn, this.tcpConfig(seg.dstPort, seg.srcPort), this.hooksFor(flow, bridge), realTimers);
@@ -688,7 +733,7 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
     sock.on("error", () => {});
     const key = `${this.addresses.gatewayIp}:${localPort}:${guestPort}`;
     const flow = this.newTcpFlow(key, this.addresses.gatewayIp, localPort, guestPort, "inbound");
-    const bridge = new HostSocketBridge(sock);
+    const bridge = new HostSocketBridge(sock, this.corkDuringBurst);
     flow.app = bridge;
     const conn = TcpConnection.connect(this.tcpConfig(localPort, guestPort), this.hooksFor(flow, bridge), realTimers);
     flow.conn = conn;
@@ -698,6 +743,10 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
   private removeTcpFlow(flow: TcpFlow, reason: string): void {
     if (this.tcpFlows.get(flow.key) !== flow) return;
     this.tcpFlows.delete(flow.key);
+    if (flow.conn) {
+      this.blockedSenders.delete(flow.conn);
+      this.ackQueue.delete(flow.conn);
+    }
     if (flow.dialTimer) clearTimeout(flow.dialTimer);
     flow.dialSocket?.destroy();
     this.syncTcpEntry(flow);

@@ -50,6 +50,12 @@ export interface TcpConnectionHooks {
   /** Schedule `flushAck()` soon (batched at the end of the current frame burst). */
   requestAck(conn: TcpConnection): void;
   onRetransmit?(): void;
+  /**
+   * Whether the link toward the guest can take more data now. When it returns false the
+   * connection stops sending new data and calls `onBlocked`; the owner calls `kick()` later.
+   */
+  canTransmit?(): boolean;
+  onBlocked?(conn: TcpConnection): void;
   /** A guest segment (or part of one) was not accepted; for drop counters. */
   onSegmentDropped?(reason: string): void;
 }
@@ -87,6 +93,8 @@ export class TcpConnection {
   private readonly iss: number;
   private sndUna: number;
   private sndNxt: number;
+  /** Highest sequence number sent so far: after a go-back-N retransmission SND.NXT is behind it. */
+  private sndMax: number;
   private sndWnd = 0;
   private sndWl1 = 0;
   private sndWl2 = 0;
@@ -101,6 +109,7 @@ export class TcpConnection {
   sendBuffered = 0;
   private finQueued = false;
   private finSent = false;
+  private finEverSent = false;
   private finSeq = 0;
 
   // Receive side.
@@ -140,6 +149,7 @@ export class TcpConnection {
     this.iss = cfg.iss >>> 0;
     this.sndUna = this.iss;
     this.sndNxt = this.iss;
+    this.sndMax = this.iss;
     this.sendMss = cfg.mss;
     this.cwnd = 10 * cfg.mss;
     this.rto = cfg.initialRtoMs ?? 1000;
@@ -182,6 +192,7 @@ export class TcpConnection {
 
   private sendSyn(): void {
     this.sndNxt = seqAdd(this.iss, 1);
+    this.sndMax = this.sndNxt;
     this.hooks.emit(this, {
       seq: this.iss,
       ack: 0,
@@ -196,6 +207,7 @@ export class TcpConnection {
 
   private sendSynAck(): void {
     this.sndNxt = seqAdd(this.iss, 1);
+    this.sndMax = this.sndNxt;
     const options: TcpOptions = { mss: this.cfg.mss };
     if (this.windowScaling) options.windowScale = OUR_WINDOW_SCALE;
     if (this.sackOk) options.sackPermitted = true;
@@ -263,6 +275,11 @@ export class TcpConnection {
     if (after - before >= Math.min(this.cfg.receiveBufferBytes / 4, 65536) || before < 2 * this.sendMss) {
       if (after > before) this.sendAck();
     }
+  }
+
+  /** The link toward the guest has room again: send what the windows allow. */
+  kick(): void {
+    if (this.state !== "CLOSED") this.trySend();
   }
 
   flushAck(): void {
@@ -385,9 +402,14 @@ export class TcpConnection {
   /** Returns false when the segment must be dropped. */
   private processAck(seg: TcpSegment): boolean {
     const ack = seg.ack;
-    if (seqGt(ack, this.sndNxt)) {
+    if (seqGt(ack, this.sndMax)) {
       this.sendAck();
       return false;
+    }
+    if (seqGt(ack, this.sndNxt)) {
+      // The guest acknowledges data we sent before a (spurious) go-back-N rewind.
+      this.sndNxt = ack;
+      if (this.finEverSent && seqGt(ack, this.finSeq)) this.finSent = true;
     }
     const windowBefore = this.sndWnd;
     if (seqGt(ack, this.sndUna)) {
@@ -406,7 +428,7 @@ export class TcpConnection {
       this.sndUna = ack;
       this.dupAcks = 0;
       this.retries = 0;
-      if (this.sndUna === this.sndNxt) this.disarmRto();
+      if (this.sndUna === this.sndMax) this.disarmRto();
       else this.armRto(true);
       if (acked > 0 && this.sendBuffered < this.cfg.sendHighWaterBytes / 2) this.hooks.onSendSpace();
     } else if (
@@ -633,6 +655,10 @@ export class TcpConnection {
       if (unsent <= 0) break;
       const usable = Math.min(this.sndWnd, this.cwnd) - inFlight;
       if (usable <= 0) break;
+      if (this.hooks.canTransmit && !this.hooks.canTransmit()) {
+        this.hooks.onBlocked?.(this);
+        return;
+      }
       const len = Math.min(mss, unsent, usable);
       // Sender-side silly window avoidance (RFC 9293 §3.8.6.2.1), relaxed when nothing is in flight.
       if (len < mss && len < unsent && inFlight > 0 && len < this.sndWnd / 2) break;
@@ -656,6 +682,7 @@ export class TcpConnection {
       }
       this.sndNxt = seqAdd(this.sndNxt, len);
       if (withFin) this.markFinSent();
+      if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
       this.armRto(false);
     }
     const inFlight = seqDiff(this.sndNxt, this.sndUna) - (this.finSent ? 1 : 0);
@@ -670,15 +697,17 @@ export class TcpConnection {
       });
       this.ackPending = false;
       this.markFinSent();
+      if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
       this.armRto(false);
     }
-    if (this.sendBuffered > inFlight && this.sndNxt === this.sndUna) this.armRto(false); // persist
+    if (this.sendBuffered > inFlight && this.sndMax === this.sndUna) this.armRto(false); // persist
   }
 
   private markFinSent(): void {
     this.finSeq = this.sndNxt;
     this.sndNxt = seqAdd(this.sndNxt, 1);
     this.finSent = true;
+    this.finEverSent = true;
     if (this.state === "ESTABLISHED") this.state = "FIN_WAIT_1";
     else if (this.state === "CLOSE_WAIT") this.state = "LAST_ACK";
   }
@@ -724,7 +753,7 @@ export class TcpConnection {
       return;
     }
     const maxRto = this.cfg.maxRtoMs ?? 30_000;
-    if (this.sndNxt === this.sndUna && this.sendBuffered > 0 && this.sndWnd === 0) {
+    if (this.sndMax === this.sndUna && this.sendBuffered > 0 && this.sndWnd === 0) {
       // Zero-window probe: an old sequence number makes the guest answer with its current window.
       this.hooks.emit(this, {
         seq: seqAdd(this.sndUna, -1),
@@ -738,7 +767,7 @@ export class TcpConnection {
       this.armRto(true);
       return;
     }
-    if (this.sndNxt === this.sndUna) return;
+    if (this.sndMax === this.sndUna) return;
     this.retries++;
     if (this.retries > this.cfg.maxRetries) {
       this.abort("timeout");

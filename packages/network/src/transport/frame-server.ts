@@ -10,6 +10,8 @@ export interface FrameServerHooks {
   log(line: string): void;
   onConnect?(): void;
   onDisconnect?(): void;
+  /** The VM connection's write buffer emptied (after having been above the high-water mark). */
+  onDrain?(): void;
 }
 
 /** Above this many unsent bytes toward the VM, frames are dropped (TCP retransmits; UDP is lossy anyway). */
@@ -79,6 +81,7 @@ export class FrameServer {
       }
     });
     sock.on("error", (err) => this.hooks.log(`transport: connection error: ${err.message}`));
+    sock.on("drain", () => this.hooks.onDrain?.());
     sock.on("close", () => {
       if (this.conn === sock) {
         this.conn = undefined;
