@@ -21,6 +21,13 @@ if (args[0] === PTY_HELPER_MODE) {
   process.stderr.write(`iii-init: error: unknown helper mode ${args[0]} (exit ${ExitCode.USAGE})\n`);
   process.exit(ExitCode.USAGE);
 } else {
+  // PID 1 must not die of a stray exception (the kernel would panic and the
+  // workload's status would be lost): report it and keep supervising.
+  process.on("uncaughtException", (err) => process.stderr.write(`iii-init: internal error (continuing): ${err.stack ?? err}\n`));
+  process.on("unhandledRejection", (err) => process.stderr.write(`iii-init: internal error (continuing): ${(err as Error)?.stack ?? err}\n`));
+  // A console that went away must not take init down with EPIPE.
+  process.stdout.on("error", () => {});
+  process.stderr.on("error", () => {});
   // The kernel hands unknown cmdline words to init as arguments: not ours to reject.
   void runInit(bootEnv);
 }

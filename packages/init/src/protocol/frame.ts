@@ -86,12 +86,15 @@ export function encodeFrame(frame: Frame): Buffer {
 }
 
 /**
- * Incremental decoder: feed arbitrary chunks, get whole frames. Payloads are
- * copies, so callers may keep them after the next push.
+ * Incremental decoder: feed arbitrary chunks, get whole frames. A payload is a
+ * view into the pushed bytes when the frame arrived in one chunk, otherwise one
+ * copy; either way it stays valid (pushed chunks are never reused).
  */
 export class FrameDecoder {
   private buffered: Buffer[] = [];
   private bufferedBytes = 0;
+  /** Size of the frame being assembled (header + payload), 0 before its header is read. */
+  private needed = 0;
 
   push(chunk: Uint8Array): Frame[] {
     if (chunk.byteLength > 0) {
@@ -99,29 +102,57 @@ export class FrameDecoder {
       this.bufferedBytes += chunk.byteLength;
     }
     const frames: Frame[] = [];
-    if (this.bufferedBytes < HEADER_BYTES) return frames;
-    let buf = this.buffered.length === 1 ? this.buffered[0]! : Buffer.concat(this.buffered, this.bufferedBytes);
-    let offset = 0;
-    while (buf.length - offset >= HEADER_BYTES) {
-      const length = buf.readUInt32BE(offset);
-      if (length > MAX_PAYLOAD_BYTES) {
-        throw new ProtocolError(`incoming frame announces ${length} bytes, more than ${MAX_PAYLOAD_BYTES}`);
+    while (this.bufferedBytes >= HEADER_BYTES) {
+      if (this.needed === 0) {
+        const length = this.peekHeader().readUInt32BE(0);
+        if (length > MAX_PAYLOAD_BYTES) {
+          throw new ProtocolError(`incoming frame announces ${length} bytes, more than ${MAX_PAYLOAD_BYTES}`);
+        }
+        this.needed = HEADER_BYTES + length;
       }
-      if (buf.length - offset < HEADER_BYTES + length) break;
-      const type = buf.readUInt8(offset + 4);
-      const stream = buf.readUInt32BE(offset + 5);
-      const payload = new Uint8Array(buf.subarray(offset + HEADER_BYTES, offset + HEADER_BYTES + length));
-      frames.push({ type, stream, payload });
-      offset += HEADER_BYTES + length;
+      if (this.bufferedBytes < this.needed) break;
+      const bytes = this.take(this.needed);
+      this.needed = 0;
+      frames.push({
+        type: bytes.readUInt8(4),
+        stream: bytes.readUInt32BE(5),
+        payload: new Uint8Array(bytes.buffer, bytes.byteOffset + HEADER_BYTES, bytes.length - HEADER_BYTES),
+      });
     }
-    buf = buf.subarray(offset);
-    this.buffered = buf.length > 0 ? [buf] : [];
-    this.bufferedBytes = buf.length;
     return frames;
   }
 
   /** Bytes of an incomplete frame still held. */
   get pendingBytes(): number {
     return this.bufferedBytes;
+  }
+
+  private peekHeader(): Buffer {
+    const first = this.buffered[0]!;
+    if (first.length >= HEADER_BYTES) return first;
+    return Buffer.concat(this.buffered, this.bufferedBytes).subarray(0, HEADER_BYTES);
+  }
+
+  private take(n: number): Buffer {
+    const first = this.buffered[0]!;
+    let out: Buffer;
+    if (first.length >= n) {
+      out = first.subarray(0, n);
+      if (first.length === n) this.buffered.shift();
+      else this.buffered[0] = first.subarray(n);
+    } else {
+      out = Buffer.allocUnsafe(n);
+      let filled = 0;
+      while (filled < n) {
+        const part = this.buffered[0]!;
+        const used = Math.min(part.length, n - filled);
+        part.copy(out, filled, 0, used);
+        filled += used;
+        if (used === part.length) this.buffered.shift();
+        else this.buffered[0] = part.subarray(used);
+      }
+    }
+    this.bufferedBytes -= n;
+    return out;
   }
 }
