@@ -11,7 +11,8 @@ import { missingTools, skopeoPush, startRegistry, TOOLS } from "../../test/image
 
 const runner = process.argv[2]!;
 const targetMb = Number(process.env.III_BENCH_IMAGE_MB ?? 300);
-const buildScript = fileURLToPath(new URL("../../../../images/build.sh", import.meta.url));
+// The bundled script runs from a temp dir, so run.mjs passes the path of images/build.sh.
+const buildScript = process.argv[3] ?? fileURLToPath(new URL("../../../../images/build.sh", import.meta.url));
 
 function timed(cmd: string, args: string[]): { seconds: number; peakKb: number } {
   const r = spawnSync("/usr/bin/time", ["-f", "BENCH %e %M", cmd, ...args], { encoding: "utf8", maxBuffer: 64 << 20 });
@@ -60,7 +61,7 @@ async function main(): Promise<void> {
     try {
       const base = execFileSync("bash", [buildScript, "node"], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] }).trim();
       execFileSync("cp", ["-a", base, layout]);
-      baseMb = 190;
+      baseMb = Number(execFileSync("du", ["-sm", "--apparent-size", join(base, "blobs")], { encoding: "utf8" }).split("\t")[0]) * 2;
     } catch (error) {
       console.error(`images/build.sh node failed (${(error as Error).message.split("\n")[0]}); using synthetic layers only`);
       execFileSync(TOOLS.umoci, ["init", "--layout", layout]);

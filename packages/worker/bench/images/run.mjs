@@ -15,7 +15,7 @@ try {
   for (const name of ["pull-bench", "ensure-runner"]) {
     execFileSync(esbuild, [join(here, `${name}.ts`), "--bundle", "--platform=node", "--format=esm", "--target=node24", `--outfile=${join(out, `${name}.mjs`)}`, "--log-level=error", banner]);
   }
-  const result = spawnSync(process.execPath, [join(out, "pull-bench.mjs"), join(out, "ensure-runner.mjs")], { stdio: "inherit" });
+  const result = spawnSync(process.execPath, [join(out, "pull-bench.mjs"), join(out, "ensure-runner.mjs"), join(here, "../../../../images/build.sh")], { stdio: "inherit" });
   process.exitCode = result.status ?? 1;
 } finally {
   rmSync(out, { recursive: true, force: true });

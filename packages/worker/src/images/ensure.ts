@@ -95,7 +95,12 @@ interface UnpackInput {
 }
 
 /** Unpacks into a staging dir and renames it into the cache: a crash at any point leaves no partial image. */
-async function unpack(store: ImageStore, input: UnpackInput, options: EnsureImageOptions): Promise<CachedImageRecord> {
+async function unpack(
+  store: ImageStore,
+  input: UnpackInput,
+  options: EnsureImageOptions,
+  ready?: (index: number) => Promise<void>,
+): Promise<CachedImageRecord> {
   const rawConfig = parseJson(input.configBytes, `image ${input.reference} config`) as Record<string, unknown>;
   const arch = hostArchitecture();
   if (typeof rawConfig.architecture === "string" && rawConfig.architecture !== arch) {
@@ -121,6 +126,7 @@ async function unpack(store: ImageStore, input: UnpackInput, options: EnsureImag
         ...(typeof diffIds?.[i] === "string" ? { diffId: diffIds[i] as string } : {}),
       })),
       applyOptions,
+      ready,
     );
     const config = await runtimeConfigFromRootfs(rawConfig, rootfs, input.reference);
     const workerManifest = await readWorkerManifest(rootfs, input.reference);
@@ -215,15 +221,23 @@ async function ensureLocal(store: ImageStore, image: string, options: EnsureImag
   }
 }
 
-async function mapLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const item = items[next++]!;
-      await fn(item);
+/** At most `limit` tasks at once. */
+class Semaphore {
+  private active = 0;
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(private readonly limit: number) {}
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.active += 1;
+    try {
+      return await task();
+    } finally {
+      this.active -= 1;
+      this.waiting.shift()?.();
     }
-  });
-  await Promise.all(workers);
+  }
 }
 
 async function ensureRemote(store: ImageStore, image: string, options: EnsureImageOptions, home: string): Promise<EnsuredImage> {
@@ -241,10 +255,12 @@ async function ensureRemote(store: ImageStore, image: string, options: EnsureIma
   if (pull === "never") throw new IiiError("ImagePullFailed", `${reference} is not in the image cache and --pull=never was given`);
 
   const env = options.env ?? process.env;
+  // Aborted when unpacking fails, so downloads still running stop instead of finishing for nothing.
+  const abort = new AbortController();
   const client = new RegistryClient(ref.registry, {
     insecureRegistries: insecureList(options),
     credentials: () => lookupCredentials(ref.registry, home, env),
-    ...(options.signal ? { signal: options.signal } : {}),
+    signal: options.signal ? AbortSignal.any([options.signal, abort.signal]) : abort.signal,
   });
   let fetched = await client.getManifest(ref.repository, ref.digest ?? ref.tag ?? "latest");
   let document = parseManifestDocument(fetched.bytes, `manifest of ${reference}`, fetched.mediaType);
@@ -261,33 +277,46 @@ async function ensureRemote(store: ImageStore, image: string, options: EnsureIma
   if (!record) {
     const configBytes = await client.getBlobBytes(ref.repository, manifest.config);
     const progress = createPullProgress(options.progress ?? false);
-    try {
-      for (const layer of manifest.layers) progress.addLayer(layer.digest, layer.size);
-      const unique = [...new Map(manifest.layers.map((l) => [l.digest, l])).values()];
-      await mapLimit(unique, options.concurrency ?? 3, async (layer) => {
+    // Downloads run in the background (a few at a time) while layers unpack in order as soon as they are here.
+    const downloads = new Map<string, Promise<void>>();
+    const slots = new Semaphore(options.concurrency ?? 3);
+    for (const layer of manifest.layers) {
+      progress.addLayer(layer.digest, layer.size);
+      if (downloads.has(layer.digest)) continue;
+      const download = (async () => {
         if (await store.hasBlob(layer.digest)) {
           progress.complete(layer.digest);
           return;
         }
-        await client.downloadBlob(ref.repository, layer, store.blobPath(layer.digest), store.partialDir, (n) => progress.advance(layer.digest, n));
-      });
+        await slots.run(() =>
+          client.downloadBlob(ref.repository, layer, store.blobPath(layer.digest), store.partialDir, (n) => progress.advance(layer.digest, n)),
+        );
+      })();
+      download.catch(() => undefined);
+      downloads.set(layer.digest, download);
+    }
+    try {
+      record = await unpack(
+        store,
+        {
+          digest,
+          manifestBytes: fetched.bytes,
+          manifest,
+          configBytes,
+          layerPaths: manifest.layers.map((l) => store.blobPath(l.digest)),
+          source: "registry",
+          reference,
+        },
+        options,
+        (i) => downloads.get(manifest.layers[i]!.digest)!,
+      );
+    } catch (error) {
+      abort.abort(error);
+      throw error;
     } finally {
+      await Promise.allSettled(downloads.values());
       progress.stop();
     }
-    if (options.progress) process.stderr.write(`unpacking ${manifest.layers.length} layer(s) of ${reference}\n`);
-    record = await unpack(
-      store,
-      {
-        digest,
-        manifestBytes: fetched.bytes,
-        manifest,
-        configBytes,
-        layerPaths: manifest.layers.map((l) => store.blobPath(l.digest)),
-        source: "registry",
-        reference,
-      },
-      options,
-    );
   }
   if (!ref.digest) await store.writeTag({ reference, digest, updatedAt: new Date().toISOString() });
   return ensured(store, record, reference, cached);

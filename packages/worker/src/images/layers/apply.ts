@@ -1,6 +1,23 @@
 import { execFile } from "node:child_process";
-import { closeSync, constants as fsConstants, fchmodSync, fchownSync, futimesSync, lstatSync, mkdirSync, openSync, readdirSync, writeSync } from "node:fs";
-import { chmod, lchown, link, lstat, lutimes, readdir, rm, symlink, utimes } from "node:fs/promises";
+import {
+  chmodSync,
+  closeSync,
+  constants as fsConstants,
+  fchmodSync,
+  fchownSync,
+  futimesSync,
+  lchownSync,
+  linkSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  symlinkSync,
+  utimesSync,
+  writeSync,
+} from "node:fs";
+import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { promisify } from "node:util";
@@ -153,7 +170,11 @@ export class RootfsBuilder {
     // Directory times last: creating children updates them.
     for (let i = dirTimes.length - 1; i >= 0; i--) {
       const [path, time] = dirTimes[i]!;
-      await utimes(path, time, time).catch(() => undefined);
+      try {
+        utimesSync(path, time, time);
+      } catch {
+        // a directory removed by a later whiteout of the same layer
+      }
     }
     return report;
   }
@@ -179,8 +200,8 @@ export class RootfsBuilder {
     return { host, key, existingDir: false };
   }
 
-  private async setOwner(host: string, entry: PlannedEntry): Promise<void> {
-    if (canChown) await lchown(host, entry.uid, entry.gid);
+  private setOwner(host: string, entry: PlannedEntry): void {
+    if (canChown) lchownSync(host, entry.uid, entry.gid);
   }
 
   private async writeFile(
@@ -224,8 +245,8 @@ export class RootfsBuilder {
     switch (entry.kind) {
       case "directory": {
         if (entry.components.length === 0) {
-          await this.setOwner(this.root, entry);
-          await chmod(this.root, entry.mode);
+          this.setOwner(this.root, entry);
+          chmodSync(this.root, entry.mode);
           dirTimes.push([this.root, entry.mtime]);
           return;
         }
@@ -234,24 +255,28 @@ export class RootfsBuilder {
           mkdirSync(host, { mode: 0o700 });
           this.resolver.freshDirs.add(key);
         }
-        await this.setOwner(host, entry);
-        await chmod(host, entry.mode);
+        this.setOwner(host, entry);
+        chmodSync(host, entry.mode);
         dirTimes.push([host, entry.mtime]);
         created.add(key);
         return;
       }
       case "symlink": {
         const { host, key } = await this.prepare(entry, label, false);
-        await symlink(entry.target, host);
-        await this.setOwner(host, entry);
-        await lutimes(host, entry.mtime, entry.mtime).catch(() => undefined);
+        symlinkSync(entry.target, host);
+        this.setOwner(host, entry);
+        try {
+          lutimesSync(host, entry.mtime, entry.mtime);
+        } catch {
+          // link times are cosmetic
+        }
         created.add(key);
         return;
       }
       case "hardlink": {
         const targetParent = await this.resolver.resolveDir(entry.targetComponents.slice(0, -1), false, context);
         const targetHost = targetParent && join(this.root, ...targetParent, entry.targetComponents[entry.targetComponents.length - 1]!);
-        const targetStats = targetHost ? await lstat(targetHost).catch(() => undefined) : undefined;
+        const targetStats = targetHost ? lstatSync(targetHost, { throwIfNoEntry: false }) : undefined;
         if (!targetHost || !targetStats) {
           throw layerRejected(label, entry.name, `hardlink target ${JSON.stringify(entry.targetComponents.join("/"))} does not exist in the rootfs`);
         }
@@ -259,15 +284,15 @@ export class RootfsBuilder {
         const { host, key } = await this.prepare(entry, label, false);
         if (host === targetHost) return;
         // link(2) does not follow a symlink target, so a link to a symlink stays a link to the symlink.
-        await link(targetHost, host);
+        linkSync(targetHost, host);
         created.add(key);
         return;
       }
       case "fifo": {
         const { host, key } = await this.prepare(entry, label, false);
         await execFileAsync("mkfifo", ["-m", (entry.mode & 0o777).toString(8), host]);
-        await this.setOwner(host, entry);
-        await chmod(host, entry.mode);
+        this.setOwner(host, entry);
+        chmodSync(host, entry.mode);
         created.add(key);
         return;
       }
@@ -301,14 +326,25 @@ export class RootfsBuilder {
   }
 }
 
-/** Applies layers in order into `root` (an empty directory): scan all, then extract all. */
-export async function applyLayers(root: string, layers: LayerSource[], options: ApplyOptions = {}): Promise<LayerReport[]> {
+/**
+ * Applies layers in order into `root` (an empty directory). Each layer is scanned (pass 1) right before it is
+ * applied (pass 2); `ready(i)` lets layer i wait for its download while earlier layers are already unpacking.
+ */
+export async function applyLayers(
+  root: string,
+  layers: LayerSource[],
+  options: ApplyOptions = {},
+  ready?: (index: number) => Promise<void>,
+): Promise<LayerReport[]> {
   const limits = { ...DEFAULT_LAYER_LIMITS, ...options.limits };
   const budget = new LayerBudget(limits);
-  const labels = layers.map((layer, i) => layerLabel(i, layers.length, layer.digest));
-  for (const [i, layer] of layers.entries()) await scanLayer(layer, labels[i]!, budget, options);
   const builder = new RootfsBuilder(root);
   const reports: LayerReport[] = [];
-  for (const [i, layer] of layers.entries()) reports.push(await builder.applyLayer(layer, labels[i]!, options));
+  for (const [i, layer] of layers.entries()) {
+    await ready?.(i);
+    const label = layerLabel(i, layers.length, layer.digest);
+    await scanLayer(layer, label, budget, options);
+    reports.push(await builder.applyLayer(layer, label, options));
+  }
   return reports;
 }

@@ -37,13 +37,13 @@ export interface OpenedLayer {
 /** Opens a layer blob file as an uncompressed tar stream; errors of either stage surface on `tar`. */
 export async function openLayerFile(path: string): Promise<OpenedLayer> {
   const compression = await detectFileCompression(path);
-  const raw = createReadStream(path, { highWaterMark: 1 << 20 });
+  const raw = createReadStream(path, { highWaterMark: 1 << 16 });
   const decoder =
     compression === "gzip"
-      ? createGunzip({ chunkSize: 1 << 18 })
+      ? createGunzip({ chunkSize: 1 << 16 })
       : compression === "zstd"
-        ? createZstdDecompress({ chunkSize: 1 << 18 })
-        : new PassThrough({ highWaterMark: 1 << 20 });
+        ? createZstdDecompress({ chunkSize: 1 << 16 })
+        : new PassThrough({ highWaterMark: 1 << 16 });
   pipeline(raw, decoder, () => {
     // errors are delivered to the consumer of `decoder` by pipeline destroying it
   });
