@@ -81,10 +81,17 @@ writeFileSync(
     workdir: "/app",
     hostname: "smoke",
     memoryBytes: 128 * 1024 * 1024,
+    pidsMax: 256,
+    cpus: 0.5,
+    mounts: [{ tag: "share0", path: "/data", readOnly: true }],
     env: { GREETING: "hello world" },
   }),
 );
 
+const data = join(dir, "data");
+mkdirSync(data);
+writeFileSync(join(data, "hello"), "from the host\n");
+const dataSock = join(dir, "data.sock");
 const vfsSock = join(dir, "vfs.sock");
 const ctlSock = join(dir, "ctl.sock");
 const server = createServer();
@@ -92,6 +99,9 @@ await new Promise((r) => server.listen(ctlSock, r));
 const connected = new Promise((r) => server.once("connection", r));
 const vfs = spawn("/usr/lib/qemu/virtiofsd", [`--socket-path=${vfsSock}`, "-o", `source=${root}`, "-o", "cache=auto"], { stdio: "inherit" });
 children.push(vfs);
+const vfsData = spawn("/usr/lib/qemu/virtiofsd", [`--socket-path=${dataSock}`, "-o", `source=${data}`, "-o", "cache=auto"], { stdio: "ignore" });
+children.push(vfsData);
+for (let i = 0; i < 100 && spawnSync("test", ["-S", dataSock]).status !== 0; i++) await new Promise((r) => setTimeout(r, 20));
 for (let i = 0; i < 100 && spawnSync("test", ["-S", vfsSock]).status !== 0; i++) await new Promise((r) => setTimeout(r, 20));
 const khz = (() => {
   try {
@@ -114,6 +124,7 @@ const qemu = spawn(
     "-object", "memory-backend-memfd,id=mem,size=512M,share=on", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
     "-global", "virtio-mmio.force-legacy=false", "-kernel", join(dir, "kernel.elf"), "-append", cmdline,
     "-chardev", `socket,id=fs0,path=${vfsSock}`, "-device", "vhost-user-fs-device,chardev=fs0,tag=rootfs",
+    "-chardev", `socket,id=fs1,path=${dataSock}`, "-device", "vhost-user-fs-device,chardev=fs1,tag=share0",
     "-device", "virtio-serial-device", "-chardev", `file,id=console,path=${join(dir, "console.log")}`, "-device", "virtconsole,chardev=console",
     "-chardev", `socket,id=control,path=${ctlSock},server=off`, "-device", "virtserialport,chardev=control,name=iii.control",
   ],
@@ -137,19 +148,34 @@ for (const t of ready.timings) console.log(`  ${t.step.padEnd(16)} ${String(t.ms
 let wout = "";
 host.workloadStdout.on("data", (d) => (wout += d));
 const collect = async (s) => Buffer.concat(await s.toArray()).toString();
-const e = host.exec({ argv: ["sh", "-c", "echo $GREETING; hostname; cat /sys/fs/cgroup/worker/memory.max; id -u; mount | grep -c virtiofs"] });
+const e = host.exec({
+  argv: ["sh", "-c", "echo $GREETING; hostname; cd /sys/fs/cgroup/worker && cat memory.max pids.max cpu.max; id -u; grep ' /data ' /proc/mounts; cat /data/hello; touch /data/x 2>&1 | sed 's/.*: //'"],
+});
 e.stdin.end();
 const [out, st] = await Promise.all([collect(e.stdout), e.exit]);
 console.log(`exec → ${JSON.stringify(out)} ${JSON.stringify(st)}`);
+const failures = [];
+const check = (what, ok) => ok || failures.push(what);
+check("exec output", out === "hello world\nsmoke\n134217728\n256\n50000 100000\n1000\nshare0 /data virtiofs ro,relatime 0 0\nfrom the host\nRead-only file system\n");
+check("exec status", st.code === 0);
 const tty = host.exec({ argv: ["sh", "-c", "stty size; tty"], tty: true, rows: 20, cols: 70 });
 const [tout, tst] = await Promise.all([collect(tty.stdout), tty.exit]);
 console.log(`tty exec → ${JSON.stringify(tout)} ${JSON.stringify(tst)}`);
+check("tty exec", tst.code === 0 && tout.startsWith("20 70\r\n/dev/pts/"));
 const t1 = performance.now();
 host.shutdown(2000);
 const exit = await host.workloadExit;
 await qemuExit;
 console.log(`workload said ${JSON.stringify(wout)}; WORKLOAD_EXIT ${JSON.stringify(exit)}; QEMU gone ${(performance.now() - t1).toFixed(0)} ms after SHUTDOWN`);
 console.log("console tail:\n" + readFileSync(join(dir, "console.log"), "utf8").split("\n").slice(-4).join("\n"));
+check("workload output", wout === "workload up as 1000 in /app\n");
+check("workload exit", exit.code === 143 && exit.requested && !exit.escalated);
+check("console last line", readFileSync(join(dir, "console.log"), "utf8").includes("iii-init: workload exited with signal SIGTERM; status 143"));
 clearTimeout(timeout);
 server.close();
+if (failures.length > 0) {
+  console.error(`vm-smoke: FAILED: ${failures.join(", ")}`);
+  process.exit(1);
+}
+console.log("vm-smoke: ok");
 process.exit(0);
