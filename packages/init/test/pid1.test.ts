@@ -313,18 +313,22 @@ describe.skipIf(skipReason !== null)("init as PID 1 (namespace)", () => {
     expect(r.stderr).toMatch(/iii-init: error: mount share share0 at \/data: mount \/data failed: E\w+ \(errno \d+\) \(exit 72\)/);
   });
 
-  it("forwards SIGTERM sent to init to the workload's group and exits with its status", async () => {
-    const script = `trap 'echo got-term; exit 3' TERM; sleep 1000 & echo ready; wait`;
+  it("forwards SIGHUP and SIGTERM sent to init to the workload's group and exits with its status", async () => {
+    const script = `trap 'echo got-hup' HUP; trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.1; done`;
     const run = trackRun(await startInit({ env: { III_WORKER_CMD: cmd(script) }, control: true }));
     const host = run.host!;
     await new Promise<void>((resolve) => host.workloadStdout.on("data", (d: Buffer) => d.toString().includes("ready") && resolve()));
-    // Let the background child finish exec'ing sleep: a forked ash still runs the
-    // parent's trap handler until it execs, and would swallow the TERM.
-    await new Promise((r) => setTimeout(r, 300));
+    // The shell itself (not only its current sleep) gets each signal: traps run
+    // once the foreground sleep returns.
     const initHostPid = childPid(run.proc.pid!);
     expect(initHostPid).toBeDefined();
+    let out = "";
+    host.workloadStdout.on("data", (d: Buffer) => (out += d.toString()));
+    process.kill(initHostPid!, "SIGHUP");
+    await waitFor(() => out.includes("got-hup"));
     process.kill(initHostPid!, "SIGTERM");
     const exit = await host.workloadExit;
+    await waitFor(() => out.includes("got-term"));
     expect(exit).toMatchObject({ code: 3, requested: true, escalated: false });
     expect((await run.result).code).toBe(3);
   });

@@ -97,6 +97,18 @@ describe("ControlChannel flow control over a real unix socket", () => {
     host.close();
   });
 
+  it("ends an exec the guest refused with code -1 and the guest's reason", async () => {
+    const [hostSock, guestSock] = await socketPair();
+    const host = HostControl.attach(hostSock);
+    const guest = new ControlChannel(guestSock);
+    guest.on("message", (m: Message) => {
+      if (m.type === "EXEC") guest.send({ type: "ERROR", stream: m.stream, code: "STREAM_IN_USE", message: "busy" });
+    });
+    const run = host.exec({ argv: ["x"] });
+    expect(await run.exit).toMatchObject({ code: -1, error: "STREAM_IN_USE: busy" });
+    host.close();
+  });
+
   it("rejects a guest with another protocol version", async () => {
     const [hostSock, guestSock] = await socketPair();
     const host = HostControl.attach(hostSock);

@@ -163,9 +163,20 @@ export class HostControl extends EventEmitter<HostControlEvents> {
           exec.resolveExit(m);
           return;
         }
-        case "ERROR":
+        case "ERROR": {
+          // An exec the guest refused (malformed, busy stream) ends like one that could not start.
+          const exec = this.execs.get(m.stream);
+          if (exec) {
+            this.execs.delete(m.stream);
+            this.channel.closeStream(m.stream);
+            exec.stdout.push(null);
+            exec.stderr.push(null);
+            exec.resolveExit({ type: "EXIT", stream: m.stream, code: -1, signal: null, timedOut: false, error: `${m.code}: ${m.message}` });
+            return;
+          }
           this.emit("error", new Error(`guest error on stream ${m.stream}: ${m.code}: ${m.message}`));
           return;
+        }
         default:
           return;
       }
