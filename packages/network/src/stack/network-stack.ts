@@ -244,7 +244,6 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
       });
     }
     this.sweepTimer = setInterval(() => this.sweep(), 1000);
-    this.sweepTimer.unref();
   }
 
   /** Flow table snapshot (5-tuple, state, bytes each way, age, idle time). */

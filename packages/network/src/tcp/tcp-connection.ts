@@ -712,11 +712,25 @@ export class TcpConnection {
     else if (this.state === "CLOSE_WAIT") this.state = "LAST_ACK";
   }
 
+  /** RFC 5681 §3.2: resend only the segment at SND.UNA; SND.NXT stays where it is. */
   private fastRetransmit(): void {
     const inFlight = seqDiff(this.sndNxt, this.sndUna);
     this.ssthresh = Math.max(Math.floor(inFlight / 2), 2 * this.sendMss);
     this.cwnd = this.ssthresh + 3 * this.sendMss;
-    this.retransmitFromUna();
+    const len = Math.min(this.sendMss, this.sendBuffered);
+    if (len <= 0) return;
+    this.hooks.onRetransmit?.();
+    this.rttSeq = undefined;
+    this.hooks.emit(this, {
+      seq: this.sndUna,
+      ack: this.rcvNxt,
+      flags: TCP_ACK,
+      window: this.windowField(),
+      dataOffset: 0,
+      dataLength: len,
+    });
+    this.ackPending = false;
+    this.armRto(true);
   }
 
   private retransmitFromUna(): void {
