@@ -91,18 +91,6 @@ writeFileSync(
 const data = join(dir, "data");
 mkdirSync(data);
 writeFileSync(join(data, "hello"), "from the host\n");
-const dataSock = join(dir, "data.sock");
-const vfsSock = join(dir, "vfs.sock");
-const ctlSock = join(dir, "ctl.sock");
-const server = createServer();
-await new Promise((r) => server.listen(ctlSock, r));
-const connected = new Promise((r) => server.once("connection", r));
-const vfs = spawn("/usr/lib/qemu/virtiofsd", [`--socket-path=${vfsSock}`, "-o", `source=${root}`, "-o", "cache=auto"], { stdio: "inherit" });
-children.push(vfs);
-const vfsData = spawn("/usr/lib/qemu/virtiofsd", [`--socket-path=${dataSock}`, "-o", `source=${data}`, "-o", "cache=auto"], { stdio: "ignore" });
-children.push(vfsData);
-for (let i = 0; i < 100 && spawnSync("test", ["-S", dataSock]).status !== 0; i++) await new Promise((r) => setTimeout(r, 20));
-for (let i = 0; i < 100 && spawnSync("test", ["-S", vfsSock]).status !== 0; i++) await new Promise((r) => setTimeout(r, 20));
 const khz = (() => {
   try {
     return Number(readFileSync("/sys/devices/system/cpu/cpu0/tsc_freq_khz", "utf8").trim());
@@ -116,33 +104,52 @@ const cmdline = [
   khz ? `tsc_early_khz=${khz} tsc=reliable noapictimer` : "",
   "III_INIT_ENV_FILE=/.iii/env.json",
 ].join(" ");
-const t0 = performance.now();
-const qemu = spawn(
-  "qemu-system-x86_64",
-  [
-    "-M", "microvm,acpi=off,x-option-roms=off,memory-backend=mem", "-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", "512M",
-    "-object", "memory-backend-memfd,id=mem,size=512M,share=on", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-    "-global", "virtio-mmio.force-legacy=false", "-kernel", join(dir, "kernel.elf"), "-append", cmdline,
-    "-chardev", `socket,id=fs0,path=${vfsSock}`, "-device", "vhost-user-fs-device,chardev=fs0,tag=rootfs",
-    "-chardev", `socket,id=fs1,path=${dataSock}`, "-device", "vhost-user-fs-device,chardev=fs1,tag=share0",
-    "-device", "virtio-serial-device", "-chardev", `file,id=console,path=${join(dir, "console.log")}`, "-device", "virtconsole,chardev=console",
-    "-chardev", `socket,id=control,path=${ctlSock},server=off`, "-device", "virtserialport,chardev=control,name=iii.control",
-  ],
-  { stdio: "inherit" },
-);
-children.push(qemu);
-const qemuExit = new Promise((r) => qemu.on("exit", (c, s) => { if (process.env.VM_DEBUG) console.log("qemu exit", c, s, ((performance.now() - t0) / 1000).toFixed(1), "s"); r(); }));
-const timeout = setTimeout(() => {
-  console.error("vm-smoke: timed out; console:\n" + readFileSync(join(dir, "console.log"), "utf8"));
-  process.exit(1);
-}, 90_000);
 
-const host = HostControl.attach(await connected);
-const ready = await host.ready.catch(async (err) => {
-  await qemuExit;
-  console.error(`vm-smoke: ${err.message}; console:\n${readFileSync(join(dir, "console.log"), "utf8")}`);
+/** One boot: fresh virtiofsd daemons (they serve one connection), QEMU, the control connection. */
+async function boot(name) {
+  const vfsSock = join(dir, `${name}-vfs.sock`);
+  const dataSock = join(dir, `${name}-data.sock`);
+  const ctlSock = join(dir, `${name}-ctl.sock`);
+  const consolePath = join(dir, `${name}-console.log`);
+  const server = createServer();
+  await new Promise((r) => server.listen(ctlSock, r));
+  const connected = new Promise((r) => server.once("connection", r));
+  children.push(spawn("/usr/lib/qemu/virtiofsd", [`--socket-path=${vfsSock}`, "-o", `source=${root}`, "-o", "cache=auto"], { stdio: "ignore" }));
+  children.push(spawn("/usr/lib/qemu/virtiofsd", [`--socket-path=${dataSock}`, "-o", `source=${data}`, "-o", "cache=auto"], { stdio: "ignore" }));
+  for (const sock of [vfsSock, dataSock]) {
+    for (let i = 0; i < 100 && spawnSync("test", ["-S", sock]).status !== 0; i++) await new Promise((r) => setTimeout(r, 20));
+  }
+  const t0 = performance.now();
+  const qemu = spawn(
+    "qemu-system-x86_64",
+    [
+      "-M", "microvm,acpi=off,x-option-roms=off,memory-backend=mem", "-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", "512M",
+      "-object", "memory-backend-memfd,id=mem,size=512M,share=on", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+      "-global", "virtio-mmio.force-legacy=false", "-kernel", join(dir, "kernel.elf"), "-append", cmdline,
+      "-chardev", `socket,id=fs0,path=${vfsSock}`, "-device", "vhost-user-fs-device,chardev=fs0,tag=rootfs",
+      "-chardev", `socket,id=fs1,path=${dataSock}`, "-device", "vhost-user-fs-device,chardev=fs1,tag=share0",
+      "-device", "virtio-serial-device", "-chardev", `file,id=console,path=${consolePath}`, "-device", "virtconsole,chardev=console",
+      "-chardev", `socket,id=control,path=${ctlSock},server=off`, "-device", "virtserialport,chardev=control,name=iii.control",
+    ],
+    { stdio: "inherit" },
+  );
+  children.push(qemu);
+  const qemuExit = new Promise((r) => qemu.on("exit", r));
+  const host = HostControl.attach(await connected);
+  server.close();
+  const ready = await host.ready.catch(async (err) => {
+    await qemuExit;
+    console.error(`vm-smoke: ${err.message}; console:\n${readFileSync(consolePath, "utf8")}`);
+    process.exit(1);
+  });
+  return { host, ready, qemuExit, consolePath, t0 };
+}
+
+const timeout = setTimeout(() => {
+  console.error("vm-smoke: timed out");
   process.exit(1);
-});
+}, 150_000);
+const { host, ready, qemuExit, consolePath, t0 } = await boot("main");
 console.log(`READY after ${(performance.now() - t0).toFixed(0)} ms from QEMU start; init bootMs ${ready.bootMs}`);
 for (const t of ready.timings) console.log(`  ${t.step.padEnd(16)} ${String(t.ms).padStart(7)} ms ${t.status}${t.detail ? ` (${t.detail})` : ""}`);
 let wout = "";
@@ -167,12 +174,23 @@ host.shutdown(2000);
 const exit = await host.workloadExit;
 await qemuExit;
 console.log(`workload said ${JSON.stringify(wout)}; WORKLOAD_EXIT ${JSON.stringify(exit)}; QEMU gone ${(performance.now() - t1).toFixed(0)} ms after SHUTDOWN`);
-console.log("console tail:\n" + readFileSync(join(dir, "console.log"), "utf8").split("\n").slice(-4).join("\n"));
+console.log("console tail:\n" + readFileSync(consolePath, "utf8").split("\n").slice(-4).join("\n"));
 check("workload output", wout === "workload up as 1000 in /app\n");
 check("workload exit", exit.code === 143 && exit.requested && !exit.escalated);
-check("console last line", readFileSync(join(dir, "console.log"), "utf8").includes("iii-init: workload exited with signal SIGTERM; status 143"));
+check("console last line", readFileSync(consolePath, "utf8").includes("iii-init: workload exited with signal SIGTERM; status 143"));
+
+// Second boot: cgroup2 memory.max OOM-kills a 256 MiB allocation under a 64 MiB limit, and init says so.
+writeFileSync(
+  join(root, ".iii/env.json"),
+  encodeEnvFile({ cmd: ["dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"], memoryBytes: 64 * 1024 * 1024 }),
+);
+const oom = await boot("oom");
+const oomExit = await oom.host.workloadExit;
+await oom.qemuExit;
+console.log(`OOM boot: WORKLOAD_EXIT ${JSON.stringify(oomExit)}`);
+check("oom exit", oomExit.code === 137 && oomExit.oomKilled === true);
+check("oom console line", readFileSync(oom.consolePath, "utf8").includes("(OOM-killed); status 137"));
 clearTimeout(timeout);
-server.close();
 if (failures.length > 0) {
   console.error(`vm-smoke: FAILED: ${failures.join(", ")}`);
   process.exit(1);
