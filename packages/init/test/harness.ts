@@ -13,6 +13,8 @@ import {
   mkdtempSync,
   readFileSync,
   readdirSync,
+  rmdirSync,
+  statSync,
   rmSync,
   symlinkSync,
   writeFileSync,
@@ -136,11 +138,17 @@ export async function startInit(options: RunOptions): Promise<InitRun> {
   } else if (!options.autodetectControl) {
     env.III_INIT_CONTROL ??= "none";
   }
-  const proc = spawn(
-    "/usr/bin/unshare",
-    ["--pid", "--fork", "--kill-child", "--mount", "--cgroup", "--uts", "--propagation", "private", ...(options.unshare ?? []), "/bin/sh", "-c", script],
-    { env, stdio: ["ignore", "pipe", "pipe"] },
-  );
+  const unshareArgs = ["--pid", "--fork", "--kill-child", "--mount", "--cgroup", "--uts", "--propagation", "private", ...(options.unshare ?? []), "/bin/sh", "-c", script];
+  // On a pure cgroup2 host (no v1 memory hierarchy to fall back to) the run gets
+  // a cgroup of its own, so that init is alone in its cgroup namespace root and
+  // can delegate controllers to its worker group.
+  const ownCgroup = isPureCgroup2() ? mkdtempSync("/sys/fs/cgroup/iii-init-test-") : null;
+  const proc = ownCgroup
+    ? spawn("/bin/sh", ["-c", `echo $$ > ${shellQuote(ownCgroup)}/cgroup.procs && exec /usr/bin/unshare "$@"`, "sh", ...unshareArgs], {
+        env,
+        stdio: ["ignore", "pipe", "pipe"],
+      })
+    : spawn("/usr/bin/unshare", unshareArgs, { env, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   proc.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -148,9 +156,10 @@ export async function startInit(options: RunOptions): Promise<InitRun> {
   const timeoutMs = options.timeoutMs ?? 60_000;
   const result = new Promise<InitResult>((res) => {
     const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
-    proc.on("close", (code, signal) => {
+    proc.on("close", async (code, signal) => {
       clearTimeout(timer);
       server?.close();
+      if (ownCgroup) await removeCgroup(ownCgroup);
       res({ code, signal, stdout, stderr });
     });
   });
@@ -172,6 +181,50 @@ export async function startInit(options: RunOptions): Promise<InitRun> {
     result,
     namespacePids: () => descendants(proc.pid!).filter((p) => p !== initPid(proc.pid!)),
   };
+}
+
+/**
+ * Remove empty worker cgroups an init created on the shared host hierarchy but
+ * could not remove because a failing test SIGKILLed it. rmdir only succeeds on
+ * empty groups, so a live one is never touched.
+ */
+export function sweepWorkerCgroups(sinceMs: number): void {
+  const roots = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"];
+  for (const line of readFileSync("/proc/self/cgroup", "utf8").split("\n")) {
+    const [, ctrls, path] = line.split(":");
+    if (ctrls?.split(",").includes("memory") && path) roots.push(join("/sys/fs/cgroup/memory", path));
+  }
+  for (const root of roots) {
+    let entries: string[] = [];
+    try {
+      entries = readdirSync(root).filter((e) => e.startsWith("iii-worker-") || e.startsWith("iii-init-"));
+    } catch {}
+    for (const e of entries) {
+      try {
+        if (statSync(join(root, e)).mtimeMs >= sinceMs) rmdirSync(join(root, e));
+      } catch {}
+    }
+  }
+}
+
+function isPureCgroup2(): boolean {
+  return existsSync("/sys/fs/cgroup/cgroup.controllers");
+}
+
+async function removeCgroup(dir: string): Promise<void> {
+  // Children first (what a killed init could not remove itself).
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    if (entry.isDirectory()) await removeCgroup(join(dir, entry.name));
+  }
+  for (let i = 0; i < 100; i++) {
+    try {
+      rmdirSync(dir);
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EBUSY") return;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
 }
 
 function childrenOf(pid: number): number[] {

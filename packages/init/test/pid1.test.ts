@@ -1,18 +1,20 @@
 // Acceptance tests: init as PID 1 in a PID + mount namespace with a scratch
 // busybox rootfs (see harness.ts). Steps that need a VM are skipped by init
 // itself with a printed reason (III_INIT_SKIP) and asserted as such.
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { existsSync } from "node:fs";
 import { randomBytes, createHash } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { canRunNamespaces, collect, makeRootfs, runInit, startInit, type InitRun, type Rootfs } from "./harness.js";
+import { canRunNamespaces, collect, makeRootfs, runInit, startInit, sweepWorkerCgroups, type InitRun, type Rootfs } from "./harness.js";
 import { encodeEnvFile, encodeKernelCmdlineEnv } from "../src/index.js";
 import { ExitCode } from "../src/errors.js";
 
 const skipReason = canRunNamespaces();
 if (skipReason) console.log(`[init pid1 tests] skipped: ${skipReason}`);
 
+const startedAt = Date.now() - 1000;
+afterAll(() => sweepWorkerCgroups(startedAt));
 const cleanups: Array<() => void> = [];
 afterEach(() => {
   for (const c of cleanups.splice(0)) c();

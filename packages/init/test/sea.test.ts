@@ -1,10 +1,10 @@
 // The single executable as PID 1 in a chroot holding only busybox, /init.krun
 // and /.iii/ (no glibc of its own): proves the runtime tree is self-contained.
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { PACKAGE_DIR, SEA_BINARY, SEA_RUNTIME, canRunNamespaces, collect, makeRootfs, startInit, type InitRun } from "./harness.js";
+import { PACKAGE_DIR, SEA_BINARY, SEA_RUNTIME, canRunNamespaces, collect, makeRootfs, startInit, sweepWorkerCgroups, type InitRun } from "./harness.js";
 
 function newestSource(dir: string): number {
   let newest = 0;
@@ -34,6 +34,8 @@ beforeAll(() => {
   if (skipReason) console.log(`[init SEA test] skipped: ${skipReason}`);
 }, 200_000);
 
+const startedAt = Date.now() - 1000;
+afterAll(() => sweepWorkerCgroups(startedAt));
 const runs: InitRun[] = [];
 afterEach(() => {
   for (const run of runs.splice(0)) {

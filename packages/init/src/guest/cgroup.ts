@@ -78,19 +78,38 @@ export function setupCgroup(
     }
     return "/";
   };
-  // Where init is now; it returns there after each spawnInside.
-  const homeV2 = join(root, ownCgroup(""));
-  const name = unique ? `iii-worker-${randomBytes(4).toString("hex")}` : "worker";
-  const available = new Set(read(join(homeV2, "cgroup.controllers")).trim().split(/\s+/).filter(Boolean));
+  // Where init started, and where it lives between spawns (a leaf below it, see below).
+  const parentV2 = join(root, ownCgroup(""));
+  let homeV2 = parentV2;
+  let leaf: string | null = null;
+  const suffix = randomBytes(4).toString("hex");
+  const name = unique ? `iii-worker-${suffix}` : "worker";
+  const available = new Set(read(join(parentV2, "cgroup.controllers")).trim().split(/\s+/).filter(Boolean));
   const wanted = ["memory", "pids", "cpu"].filter((c) => available.has(c));
   if (wanted.length > 0) {
+    const enable = (): void => writeFileSync(join(parentV2, "cgroup.subtree_control"), wanted.map((c) => `+${c}`).join(" "));
     try {
-      writeFileSync(join(homeV2, "cgroup.subtree_control"), wanted.map((c) => `+${c}`).join(" "));
+      enable();
     } catch (err) {
-      warnings.push(`enabling ${wanted.join(",")} in cgroup.subtree_control: ${(err as Error).message}`);
+      if ((err as NodeJS.ErrnoException).code === "EBUSY") {
+        // cgroup v2 "no internal processes": a non-root group that holds init
+        // (a container, a cgroup namespace) cannot hand controllers to children.
+        // Init moves itself into a leaf of its own and tries again.
+        try {
+          leaf = join(parentV2, unique ? `iii-init-${suffix}` : "init");
+          mkdirSync(leaf);
+          writeFileSync(join(leaf, "cgroup.procs"), String(process.pid));
+          homeV2 = leaf;
+          enable();
+        } catch (err2) {
+          warnings.push(`enabling ${wanted.join(",")} in cgroup.subtree_control: ${(err2 as Error).message}`);
+        }
+      } else {
+        warnings.push(`enabling ${wanted.join(",")} in cgroup.subtree_control: ${(err as Error).message}`);
+      }
     }
   }
-  const v2 = join(homeV2, name);
+  const v2 = join(parentV2, name);
   mkdirSync(v2);
   const dirs: string[] = [v2];
   const limitFile = (file: string, value: string, controller: string): boolean => {
@@ -190,6 +209,14 @@ export function setupCgroup(
       if (v1Memory) {
         try {
           libc.umount2("/run/iii/cgroup-memory", 2);
+        } catch {}
+      }
+      if (leaf) {
+        // Hand the controllers back so init may rejoin its original group, then drop the leaf.
+        try {
+          writeFileSync(join(parentV2, "cgroup.subtree_control"), wanted.map((c) => `-${c}`).join(" "));
+          writeFileSync(join(parentV2, "cgroup.procs"), String(process.pid));
+          rmdirSync(leaf);
         } catch {}
       }
     },
