@@ -59,6 +59,7 @@ import {
 import { UDP_HEADER_LENGTH, parseUdp, writeUdp } from "../wire/udp.js";
 import { type SlotAddresses, slotAddresses } from "./addressing.js";
 import { type StackCounters, countDrop, newCounters } from "./counters.js";
+import { Ipv4Reassembler } from "./ipv4-reassembly.js";
 import { PcapWriter } from "./pcap-writer.js";
 
 export interface PublishedPort {
@@ -184,6 +185,7 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
   private readonly tcpFlows = new Map<string, TcpFlow>();
   private readonly udpFlows = new Map<string, UdpFlow>();
   private readonly ackQueue = new Set<TcpConnection>();
+  private readonly reassembler = new Ipv4Reassembler();
   private readonly corkedSockets: net.Socket[] = [];
   /** Connections waiting for room in the transport's write buffer. */
   private readonly blockedSenders = new Set<TcpConnection>();
@@ -369,7 +371,7 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
   private receiveIpv4(frame: Buffer): void {
     const ip = parseIpv4(frame, ETHERNET_HEADER_LENGTH);
     if (typeof ip === "string") return countDrop(this.counters, `ipv4-${ip}`);
-    if (ip.moreFragments || ip.fragmentOffset !== 0) return countDrop(this.counters, "ipv4-fragment");
+    if (ip.moreFragments || ip.fragmentOffset !== 0) return this.receiveFragment(frame, ip);
     const a = this.addresses;
     const l4 = ETHERNET_HEADER_LENGTH + ip.headerLength;
     const l4len = ip.totalLength - ip.headerLength;
@@ -391,6 +393,34 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
       default:
         return countDrop(this.counters, "ipv4-protocol");
     }
+  }
+
+  /** Guest datagrams bigger than its MTU (UDP mostly) arrive fragmented; rebuild and re-dispatch them. */
+  private receiveFragment(frame: Buffer, ip: Ipv4Header): void {
+    if (ip.src !== this.addresses.guestIp) return countDrop(this.counters, "ipv4-source-not-guest");
+    const start = ETHERNET_HEADER_LENGTH + ip.headerLength;
+    const r = this.reassembler.add(ip.src, ip.dst, ip.protocol, ip.identification, ip.fragmentOffset, ip.moreFragments, frame.subarray(start, ETHERNET_HEADER_LENGTH + ip.totalLength));
+    if (r === "pending") return;
+    if (r === "dropped") return countDrop(this.counters, "ipv4-fragment-dropped");
+    // Rebuild a whole frame (Ethernet + 20-byte header + payload) and handle it like any other.
+    const whole = Buffer.allocUnsafe(ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH + r.length);
+    frame.copy(whole, 0, 0, ETHERNET_HEADER_LENGTH);
+    writeIpv4(whole, ETHERNET_HEADER_LENGTH, {
+      totalLength: IPV4_HEADER_LENGTH + r.length,
+      identification: ip.identification,
+      protocol: ip.protocol,
+      src: ip.src,
+      dst: ip.dst,
+      ttl: ip.ttl,
+    });
+    r.copy(whole, ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH);
+    const reparsed = parseIpv4(whole, ETHERNET_HEADER_LENGTH);
+    if (typeof reparsed === "string") return countDrop(this.counters, "ipv4-fragment-dropped");
+    const l4 = ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH;
+    if (reparsed.protocol === IP_PROTO_UDP) this.receiveUdp(whole, reparsed, l4, r.length);
+    else if (reparsed.protocol === IP_PROTO_TCP) this.receiveTcp(whole, reparsed, l4, r.length);
+    else if (reparsed.protocol === IP_PROTO_ICMP) this.receiveIcmp(whole, reparsed, l4, r.length);
+    else countDrop(this.counters, "ipv4-protocol");
   }
 
   private receiveIcmp(frame: Buffer, ip: Ipv4Header, off: number, len: number): void {

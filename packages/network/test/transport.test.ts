@@ -1,0 +1,69 @@
+import net from "node:net";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, test } from "vitest";
+import { NetworkError, NetworkStack } from "../src/index.js";
+import { FrameDecoder, encodeFrameLength } from "../src/transport/frame-decoder.js";
+import { GuestFrames } from "./frames.js";
+
+async function connect(path: string): Promise<{ sock: net.Socket; frames: Buffer[] }> {
+  const sock = net.connect(path);
+  sock.on("error", () => {});
+  const frames: Buffer[] = [];
+  const dec = new FrameDecoder(70000);
+  sock.on("data", (d: Buffer) => dec.push(d, (f) => frames.push(Buffer.from(f))));
+  await new Promise<void>((r) => sock.once("connect", () => r()));
+  return { sock, frames };
+}
+const settle = () => new Promise((r) => setTimeout(r, 100));
+
+describe("unix-socket frame transport", () => {
+  test("answers ARP over the socket; a reconnecting VM replaces the old connection; malformed lengths close it with a log line", async () => {
+    const dir = mkdtempSync(join(tmpdir(), `iii-net-transport-${process.pid}-`));
+    const logs: string[] = [];
+    const stack = new NetworkStack({ slot: 258, log: (l) => logs.push(l) });
+    const path = join(dir, "vm.sock");
+    await stack.listen(path);
+    try {
+      expect(Array.from(stack.addresses.gatewayMac)).toEqual([0x02, 0x6d, 0x73, 0x01, 0x02, 0x01]);
+      const g = new GuestFrames(stack.addresses);
+      const send = (s: net.Socket, f: Buffer) => s.write(Buffer.concat([encodeFrameLength(f.length), f]));
+
+      const a = await connect(path);
+      send(a.sock, g.arpWhoHas(stack.addresses.gatewayIp));
+      await settle();
+      expect(a.frames).toHaveLength(1);
+      expect(a.frames[0]!.subarray(6, 12)).toEqual(Buffer.from(stack.addresses.gatewayMac));
+
+      const b = await connect(path);
+      await settle();
+      expect(a.sock.destroyed || a.sock.readableEnded).toBe(true);
+      send(b.sock, g.arpWhoHas(stack.addresses.gatewayIp));
+      await settle();
+      expect(b.frames).toHaveLength(1);
+      expect(logs).toContain("transport: new VM connection replaces the previous one");
+
+      b.sock.write(encodeFrameLength(0x7fffffff));
+      await settle();
+      expect(logs.some((l) => /malformed frame length 2147483647.*closing/.test(l))).toBe(true);
+      expect(b.sock.readableEnded || b.sock.destroyed).toBe(true);
+
+      // The stack survives and takes the next connection.
+      const c = await connect(path);
+      send(c.sock, g.icmpEcho(stack.addresses.gatewayIp, 1, 1, Buffer.from("ping")));
+      await settle();
+      expect(c.frames).toHaveLength(1);
+      c.sock.destroy();
+      await expect(stack.listen(path)).rejects.toBeInstanceOf(NetworkError);
+    } finally {
+      await stack.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("invalid options fail with typed errors", () => {
+    expect(() => new NetworkStack({ slot: 70000 })).toThrow(expect.objectContaining({ code: "SlotOutOfRange" }));
+    expect(() => new NetworkStack({ slot: 1, mtu: 100 })).toThrow(expect.objectContaining({ code: "InvalidConfig" }));
+  });
+});
