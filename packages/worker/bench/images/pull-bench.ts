@@ -14,8 +14,9 @@ const targetMb = Number(process.env.III_BENCH_IMAGE_MB ?? 300);
 // The bundled script runs from a temp dir, so run.mjs passes the path of images/build.sh.
 const buildScript = process.argv[3] ?? fileURLToPath(new URL("../../../../images/build.sh", import.meta.url));
 
-function timed(cmd: string, args: string[]): { seconds: number; peakKb: number } {
-  const r = spawnSync("/usr/bin/time", ["-f", "BENCH %e %M", cmd, ...args], { encoding: "utf8", maxBuffer: 64 << 20 });
+function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): { seconds: number; peakKb: number } {
+  const r = spawnSync("/usr/bin/time", ["-f", "BENCH %e %M", cmd, ...args], { encoding: "utf8", maxBuffer: 64 << 20, env });
+  for (const line of r.stderr.split("\n")) if (line.startsWith("[images]")) console.log(`  ${line}`);
   const line = r.stderr.split("\n").find((l) => l.startsWith("BENCH "));
   if (r.status !== 0 || !line) throw new Error(`${cmd} ${args.join(" ")} failed:\n${r.stderr.slice(-2000)}`);
   const [, seconds, peak] = line.split(" ");
@@ -71,11 +72,13 @@ async function main(): Promise<void> {
     await skopeoPush(`oci:${layout}:latest`, registry, "bench/app:1");
     const ref = `${registry.host}/bench/app:1`;
     const compressed = execFileSync("du", ["-sm", join(layout, "blobs")], { encoding: "utf8" }).split("\t")[0];
+    const raw = JSON.parse(execFileSync(TOOLS.skopeo, ["inspect", "--raw", `oci:${layout}:latest`], { encoding: "utf8" })) as { layers: unknown[] };
+    console.log(`layers: ${raw.layers.length}`);
 
     const rows: Array<[string, number, number, number, number]> = [];
     for (let round = 0; round < 2; round++) {
       const home = join(work, `home-${round}`);
-      const ours = timed(process.execPath, [runner, ref, home, registry.host]);
+      const ours = timed(process.execPath, [runner, ref, home, registry.host], { ...process.env, III_IMAGES_TRACE: "1" });
       const dest = join(work, `skopeo-${round}`);
       const copy = timed(TOOLS.skopeo, ["copy", "--quiet", "--src-tls-verify=false", `docker://${ref}`, `oci:${dest}:app`]);
       const unpack = timed(TOOLS.umoci, ["unpack", "--image", `${dest}:app`, join(work, `bundle-${round}`)]);

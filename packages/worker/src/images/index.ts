@@ -18,3 +18,5 @@ export { lookupCredentials, storeCredentials, removeCredentials, type RegistryCr
 export { parseAuthChallenges, type AuthChallenge } from "./registry/challenge.js";
 export { selectPlatform, hostArchitecture, MediaType, type Platform, type Descriptor } from "./oci/manifest.js";
 export { loginRegistry, type LoginOptions } from "./registry/login.js";
+export { formatImageSummary } from "./summary.js";
+export { splitLocalSource } from "./sources/oci-layout.js";

@@ -42,6 +42,55 @@ async function slowProxy(target: string, bytesPerSecond: number): Promise<{ host
   };
 }
 
+/**
+ * A proxy that fails every blob twice before serving it: first a 503, then the first half of the body and a
+ * reset connection. A client that retries and resumes (Range) still gets the blob.
+ */
+async function flakyProxy(target: string): Promise<{ host: string; faults: () => number; close: () => Promise<void> }> {
+  const [hostname, port] = target.split(":");
+  const attempts = new Map<string, number>();
+  let faults = 0;
+  const server: Server = createServer((req, res) => {
+    const isBlob = /\/blobs\/sha256:/.test(req.url ?? "") && req.method === "GET";
+    const attempt = (attempts.get(req.url ?? "") ?? 0) + 1;
+    if (isBlob) attempts.set(req.url ?? "", attempt);
+    if (isBlob && attempt === 1) {
+      faults += 1;
+      res.writeHead(503, { "content-type": "text/plain" });
+      res.end("try again");
+      return;
+    }
+    const upstream = request({ hostname, port: Number(port), path: req.url, method: req.method, headers: { ...req.headers, host: target } }, (up) => {
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      const length = Number(up.headers["content-length"] ?? 0);
+      if (isBlob && attempt === 2 && length > 1024) {
+        faults += 1;
+        let sent = 0;
+        up.on("data", (chunk: Buffer) => {
+          if (sent >= length / 2) return;
+          res.write(chunk.subarray(0, Math.min(chunk.length, Math.ceil(length / 2) - sent)));
+          sent += chunk.length;
+          if (sent >= length / 2) setTimeout(() => res.socket?.destroy(), 20);
+        });
+        return;
+      }
+      up.pipe(res);
+    });
+    upstream.on("error", () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    host: `127.0.0.1:${(server.address() as { port: number }).port}`,
+    faults: () => faults,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
 async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
@@ -110,6 +159,38 @@ describe.skipIf(missing !== undefined)("kill -9 during a pull or an extraction, 
     } finally {
       await proxy.close();
     }
+  });
+
+  it("retries 5xx answers and resumes a connection cut mid-blob", async () => {
+    const layout = join(work, "flaky");
+    await writeLayout(layout, "1", { layers: [0, 1, 2].map((i) => ({ compression: "none" as const, entries: [{ name: `f${i}`, content: randomBytes(512 * 1024) }] })) });
+    await skopeoPush(`oci:${layout}:1`, registry, "test/flaky:1");
+    const proxy = await flakyProxy(registry.host);
+    try {
+      const log = registry.log().length;
+      const image = await ensureImage(`${proxy.host}/test/flaky:1`, { home: join(work, "home-flaky"), insecureRegistries: [proxy.host] });
+      expect(proxy.faults()).toBe(7); // the config: a 503 (it is too small to cut); 3 layers: a 503 and a cut each
+      expect(registry.log().slice(log)).toMatch(/" 206 /);
+      expect((await stat(join(image.rootfs, "f2"))).size).toBe(512 * 1024);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("two processes pulling the same image at once both succeed and leave one image", async () => {
+    const layout = join(work, "twice");
+    await writeLayout(layout, "1", { layers: [0, 1].map((i) => ({ entries: [{ name: `f${i}`, content: randomBytes(1024 * 1024) }] })) });
+    await skopeoPush(`oci:${layout}:1`, registry, "test/twice:1");
+    const home = join(work, "home-twice");
+    const runs = [0, 1].map(() => startChild([`${registry.host}/test/twice:1`, home, registry.host]));
+    const results = await Promise.all(runs.map((r) => r.exited));
+    expect(results, runs.map((r) => r.stderr()).join("\n")).toEqual([
+      { code: 0, signal: null },
+      { code: 0, signal: null },
+    ]);
+    expect((await listOrEmpty(join(home, "images", "sha256"))).length).toBe(1);
+    expect(await listOrEmpty(join(home, "images", "tmp"))).toEqual([]);
+    expect(await listOrEmpty(join(home, "images", "blobs", "partial"))).toEqual([]);
   });
 
   it("during layer extraction: the staging dir is swept and the rerun completes", async () => {

@@ -3,7 +3,7 @@ import { lstat, mkdir, mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ensureImage } from "../../src/images/index.js";
+import { ensureImage, formatImageSummary } from "../../src/images/index.js";
 import { LAYERED } from "./fixtures/images.js";
 import { writeLayout, type ImageSpec } from "./fixtures/oci-writer.js";
 import { missingTools, TOOLS } from "./fixtures/registry.js";
@@ -78,6 +78,13 @@ describe.skipIf(missing !== undefined)("local sources and layer application (com
     });
     expect(image.manifest).toMatchObject({ name: "demo", version: "1.2.3", description: "a demo worker", resources: { cpus: "1", memory: "256Mi" } });
     expect(image.sizeBytes).toBeGreaterThan(0);
+    expect(formatImageSummary(image)).toEqual([
+      "demo 1.2.3 - a demo worker",
+      "resources: cpus 1, memory 256Mi",
+      expect.stringMatching(/^image oci:.*:1 sha256:[a-f0-9]{12} \d+(\.\d)? (B|KiB) \(cached\)$/),
+      'runs ["/bin/tool","--serve"] as app:1001 in /srv',
+      "exposes 8080/tcp",
+    ]);
   });
 
   it("a busybox image built and changed with umoci unpacks like umoci unpacks it", async () => {

@@ -340,11 +340,17 @@ export async function applyLayers(
   const budget = new LayerBudget(limits);
   const builder = new RootfsBuilder(root);
   const reports: LayerReport[] = [];
+  const trace = process.env.III_IMAGES_TRACE ? (line: string) => process.stderr.write(`[images] ${line}\n`) : undefined;
   for (const [i, layer] of layers.entries()) {
+    const t0 = performance.now();
     await ready?.(i);
     const label = layerLabel(i, layers.length, layer.digest);
+    const t1 = performance.now();
     await scanLayer(layer, label, budget, options);
-    reports.push(await builder.applyLayer(layer, label, options));
+    const t2 = performance.now();
+    const report = await builder.applyLayer(layer, label, options);
+    reports.push(report);
+    trace?.(`${label}: waited ${(t1 - t0).toFixed(0)} ms, scan ${(t2 - t1).toFixed(0)} ms, apply ${(performance.now() - t2).toFixed(0)} ms, ${report.entries} entries, ${report.compression}`);
   }
   return reports;
 }
