@@ -4,7 +4,7 @@
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { existsSync } from "node:fs";
 import { randomBytes, createHash } from "node:crypto";
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { canRunNamespaces, collect, makeRootfs, runInit, startInit, sweepWorkerCgroups, type InitRun, type Rootfs } from "./harness.js";
 import { encodeEnvFile, encodeKernelCmdlineEnv } from "../src/index.js";
@@ -32,6 +32,12 @@ function trackRun(run: InitRun): InitRun {
 }
 
 const cmd = (script: string): string => JSON.stringify(["/bin/sh", "-c", script]);
+
+function withResolvSymlink(): Rootfs {
+  const rootfs = makeRootfs();
+  symlinkSync("../run/systemd/resolve/stub-resolv.conf", join(rootfs.root, "etc/resolv.conf"));
+  return rootfs;
+}
 
 async function waitFor(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = performance.now() + timeoutMs;
@@ -277,6 +283,7 @@ describe.skipIf(skipReason !== null)("init as PID 1 (namespace)", () => {
         },
         unshare: ["--net"],
         prelude: "ip tuntap add dev eth0 mode tap",
+        rootfs: withResolvSymlink(),
       }),
     );
     expect(r.code, r.stderr).toBe(0);
@@ -288,6 +295,8 @@ describe.skipIf(skipReason !== null)("init as PID 1 (namespace)", () => {
     expect(r.stdout).toContain("100.96.0.5\thost.iii.internal");
     expect(r.stdout).toContain("127.0.0.1\tlocalhost");
     expect(r.stdout).toContain("nameserver 100.96.0.5");
+    // The image's symlink into /run (a fresh tmpfs in the guest) was replaced by a file.
+    expect(lstatSync(join(r.rootfs.root, "etc/resolv.conf")).isSymbolicLink()).toBe(false);
   });
 
   it("skips VM-only steps (virtio-fs shares) with a printed reason", async () => {

@@ -1,7 +1,7 @@
 // PID 1: boot steps in the order of DESIGN §5, control channel, workload
 // supervision, exec serving, then sync and reboot (or exit outside a VM).
 
-import { chownSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, renameSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { ContractError, decodeGuestEnv, ENV, mergeEnvSources, type GuestConfig } from "../contract/env.js";
 import { ExitCode, InitError } from "../errors.js";
@@ -129,6 +129,16 @@ function mountShares(l: Libc, config: GuestConfig, clock: BootClock): void {
       }
     });
   }
+}
+
+/**
+ * Write via a temporary file and rename: the rename replaces a symlink itself
+ * (images often link /etc/resolv.conf into /run, which is a fresh tmpfs here).
+ */
+function replaceFile(path: string, content: string): void {
+  const tmp = `${path}.iii-init.tmp`;
+  writeFileSync(tmp, content, { mode: 0o644 });
+  renameSync(tmp, path);
 }
 
 function isRootPidNamespace(): boolean {
@@ -302,8 +312,8 @@ async function boot(rt: Runtime, clock: BootClock, env: NodeJS.ProcessEnv): Prom
     try {
       clock.run("etc", () => {
         mkdirSync("/etc", { recursive: true });
-        writeFileSync("/etc/hosts", hostsFile(config.hostname, gateway));
-        if (config.network) writeFileSync("/etc/resolv.conf", resolvConf(config.network.dns));
+        replaceFile("/etc/hosts", hostsFile(config.hostname, gateway));
+        if (config.network) replaceFile("/etc/resolv.conf", resolvConf(config.network.dns));
       });
     } catch (err) {
       clock.warn("etc", start, `${(err as Error).message} (keeping the image's /etc/hosts and /etc/resolv.conf)`);
