@@ -19,6 +19,7 @@ import { resolveKernel } from "./firmware/index.js";
 import { findQemu, findVirtiofsd } from "./host/binaries.js";
 import { ensureImage } from "./images/index.js";
 import { getWorker } from "./workers.js";
+import type { WorkerSpec } from "./state/model.js";
 import { writableDirError } from "./host/writable.js";
 import { READY_FD } from "./supervisor/ready-pipe.js";
 
@@ -190,9 +191,13 @@ async function resolveRootfs(image: string, env: NodeJS.ProcessEnv): Promise<{ r
  * supervisor is spawned and this resolves when the guest's init reports READY.
  */
 export async function startWorker(name: string, options: StartOptions): Promise<StartResult> {
+  return startWorkerWithSpec(name, await getWorker(name, options.cwd ?? process.cwd()), options);
+}
+
+/** Starts a worker from a spec that need not be in iii.workers.yaml (dev sandboxes). */
+export async function startWorkerWithSpec(name: string, spec: WorkerSpec, options: StartOptions): Promise<StartResult> {
   const env = options.env ?? process.env;
   const cwd = options.cwd ?? process.cwd();
-  const spec = await getWorker(name, cwd);
   const homeError = writableDirError(iiiHome(env));
   if (homeError) throw new IiiError("HomeUnwritable", `III_HOME ${iiiHome(env)} is not writable: ${homeError}`);
   const status = await workerStatus(name, env);

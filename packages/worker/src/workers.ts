@@ -49,7 +49,15 @@ export async function resolveImageInput(
     const kind = input.slice(0, colon);
     const path = input.slice(colon + 1);
     if (!path) throw new IiiError("InvalidReference", `invalid image "${input}": ${kind}: needs a path`);
-    const absolute = resolve(cwd, path);
+    let reference = "";
+    let sourcePath = path;
+    // oci:<dir>:<tag> / oci-archive:<tar>:<tag> name one image of a layout
+    const tagged = /^(.*):([\w][\w.-]{0,127})$/.exec(path);
+    if ((kind === "oci" || kind === "oci-archive") && tagged && !(await stat(resolve(cwd, path)).catch(() => undefined))) {
+      sourcePath = tagged[1]!;
+      reference = `:${tagged[2]}`;
+    }
+    const absolute = resolve(cwd, sourcePath);
     let isDir: boolean;
     try {
       isDir = (await stat(absolute)).isDirectory();
@@ -60,7 +68,7 @@ export async function resolveImageInput(
     if (isDir !== wantsDir) {
       throw new IiiError("InvalidReference", `${kind}: source ${absolute} must be a ${wantsDir ? "directory" : "tar file"}`);
     }
-    const image = `${kind}:${absolute}`;
+    const image = `${kind}:${absolute}${reference}`;
     return { image, defaultName: workerNameFor(image) };
   }
   if (input.includes("/") || input.includes(":")) {

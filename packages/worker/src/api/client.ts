@@ -62,6 +62,11 @@ export class SupervisorClient {
     return this.call("POST", "/stop", graceMs === undefined ? {} : { graceMs });
   }
 
+  /** Restarts only the workload process (not the VM). */
+  restart(graceMs = 2_000): Promise<unknown> {
+    return this.call("POST", "/restart", { graceMs });
+  }
+
   createExec(req: ExecCreateRequest): Promise<{ id: string }> {
     return this.call("POST", "/exec", req);
   }

@@ -12,6 +12,8 @@ export interface ApiServerDeps {
   execs: ExecRegistry;
   status: () => Record<string, unknown>;
   stop: (graceMs: number | undefined) => void;
+  /** Restarts only the workload (dev-mode hot reload); false while the guest is not ready. */
+  restart: (graceMs: number) => boolean;
 }
 
 const MAX_BODY_BYTES = 1024 * 1024;
@@ -164,6 +166,12 @@ export class ApiServer {
       sendJson(res, 202, { stopping: true });
       this.deps.stop(graceMs);
       return;
+    }
+    if (method === "POST" && path === "/restart") {
+      const body = await readBody(req);
+      const graceMs = typeof body.graceMs === "number" && body.graceMs >= 0 ? body.graceMs : 2_000;
+      if (!this.deps.restart(graceMs)) return sendJson(res, 503, { error: "the guest is not ready" });
+      return sendJson(res, 202, { restarting: true });
     }
     if (method === "GET" && path === "/logs") {
       const abort = new AbortController();

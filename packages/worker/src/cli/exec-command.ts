@@ -16,9 +16,11 @@ export interface ExecCommandOptions {
 
 /** `iii worker exec`: runs a command in a running worker; resolves with the command's exit status. */
 export async function runExecCommand(name: string, argv: string[], options: ExecCommandOptions): Promise<number> {
-  await getWorker(name);
   const status = await workerStatus(name);
-  if (status.state !== "running") throw new IiiError("VmNotRunning", `worker "${name}" is not running (${status.state})`);
+  if (status.state !== "running") {
+    await getWorker(name); // names an unknown worker as such
+    throw new IiiError("VmNotRunning", `worker "${name}" is not running (${status.state})`);
+  }
   if (argv.length === 0) throw new IiiError("UsageError", "exec needs a command after --");
   let timeoutMs = 0;
   if (options.timeout !== undefined) {

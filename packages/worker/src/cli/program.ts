@@ -11,6 +11,7 @@ import { runSupervisor } from "../supervisor/supervisor.js";
 import { runFsServer } from "../supervisor/fs-server.js";
 import { getWorker } from "../workers.js";
 import { runExecCommand } from "./exec-command.js";
+import { runDev } from "./dev-command.js";
 import { parseTail, printLogs } from "./logs-command.js";
 import { registerImageCommands } from "./image-commands.js";
 
@@ -180,11 +181,14 @@ export function buildProgram(): Command {
 
   program
     .command("dev")
-    .description("run a local project in a VM, live-mounted at /workspace, with hot reload")
-    .argument("<path>")
-    .option("--name <name>", "sandbox name")
-    .option("--rebuild", "re-run install")
-    .action(() => notYet("dev", "dev mode"));
+    .description("run a local project in a VM, live-mounted at /workspace, with hot reload (Ctrl-C stops it)")
+    .argument("<path>", "the project directory")
+    .option("--name <name>", "sandbox name (default iii-dev-<project>)")
+    .option("--rebuild", "re-run install even if cached")
+    .option("--engine-url <url>", "engine URL passed to the worker as III_URL/III_ENGINE_URL", DEFAULT_ENGINE_URL)
+    .action(async (path: string, opts) => {
+      process.exitCode = await runDev(path, { name: opts.name, rebuild: !!opts.rebuild, engineUrl: opts.engineUrl });
+    });
 
   program
     .command("start-all")

@@ -248,6 +248,12 @@ export async function runSupervisor(name: string, env: NodeJS.ProcessEnv = proce
         workloadExit: workloadExit ?? null,
       }),
       stop: (graceMs) => void requestStop("POST /stop", graceMs),
+      restart: (graceMs) => {
+        if (readyAt === undefined || !control || stopRequested) return false;
+        log(`restarting the workload (grace ${graceMs} ms)`);
+        control.restartWorkload(graceMs);
+        return true;
+      },
     });
     await api.listen();
     owner.add("api socket", async () => {

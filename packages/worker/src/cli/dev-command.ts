@@ -1,0 +1,153 @@
+import { copyFile, mkdir, rm, stat, writeFile } from "node:fs/promises";
+import { basename, join, resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { SupervisorClient } from "../api/client.js";
+import { detectProject, devScript, installState, watchProject, DEV_CACHE_DIR, type DevProject } from "../dev/index.js";
+import { IiiError } from "../errors.js";
+import { startWorkerWithSpec, stopWorker } from "../lifecycle.js";
+import { followFile } from "../logs.js";
+import { workerPaths } from "../paths.js";
+import { emptyNetwork, validateWorkerName, type WorkerSpec } from "../state/model.js";
+import { workerStatus } from "../status.js";
+
+export interface DevOptions {
+  name?: string;
+  rebuild?: boolean;
+  engineUrl: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Dev base images by language: `III_DEV_IMAGE_NODE` / `III_DEV_IMAGE_PYTHON` (e.g. `oci:<layout>:latest` from images/build.sh). */
+export function devBaseImage(project: DevProject, env: NodeJS.ProcessEnv): string {
+  const variable = project.baseImage === "node" ? "III_DEV_IMAGE_NODE" : "III_DEV_IMAGE_PYTHON";
+  const image = env[variable];
+  if (!image) {
+    throw new IiiError(
+      "ImageInvalid",
+      `no ${project.baseImage} dev base image: set ${variable} (e.g. ${variable}=oci:$(images/build.sh ${project.baseImage}):latest)`,
+    );
+  }
+  return image;
+}
+
+function sandboxName(project: DevProject): string {
+  const slug = project.name.toLowerCase().replace(/[^a-z0-9._-]+/g, "-").replace(/^[^a-z0-9]+/, "").slice(0, 50);
+  return `iii-dev-${slug || basename(project.dir).toLowerCase()}`;
+}
+
+const HOST_CA_BUNDLES = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
+
+/**
+ * Installs in the guest fetch packages over TLS; a host behind a TLS-inspecting proxy trusts a CA the base
+ * image does not know. Dev mode therefore hands the guest the host's CA bundle (III_DEV_HOST_CA=0 opts out).
+ */
+async function shareHostCaBundle(cacheDir: string, env: NodeJS.ProcessEnv): Promise<Record<string, string>> {
+  if (env.III_DEV_HOST_CA === "0") return {};
+  for (const bundle of HOST_CA_BUNDLES) {
+    try {
+      await copyFile(bundle, join(cacheDir, "host-ca.pem"));
+    } catch {
+      continue;
+    }
+    const guestPath = `/workspace/${DEV_CACHE_DIR}/host-ca.pem`;
+    return { NODE_EXTRA_CA_CERTS: guestPath, SSL_CERT_FILE: guestPath, PIP_CERT: guestPath };
+  }
+  return {};
+}
+
+async function sizeOf(path: string): Promise<number> {
+  return stat(path).then((s) => s.size, () => 0);
+}
+
+/**
+ * `iii worker dev <path>`: boots the project's language base image with the project live-mounted at
+ * /workspace, runs install (once, cached) and the start script with its output on this terminal, restarts
+ * only the workload when sources change, and stops the VM on Ctrl-C (exit 130).
+ */
+export async function runDev(path: string, options: DevOptions): Promise<number> {
+  const env = options.env ?? process.env;
+  const project = await detectProject(resolve(path));
+  const name = validateWorkerName(options.name ?? sandboxName(project));
+  const image = devBaseImage(project, env);
+  const cacheDir = join(project.dir, DEV_CACHE_DIR);
+  await mkdir(cacheDir, { recursive: true });
+  if (options.rebuild) await rm(join(cacheDir, "install.key"), { force: true });
+  await writeFile(join(cacheDir, "run.sh"), devScript(project), { mode: 0o755 });
+  const caEnv = await shareHostCaBundle(cacheDir, env);
+  const spec: WorkerSpec = {
+    image,
+    command: ["bash", `/workspace/${DEV_CACHE_DIR}/run.sh`],
+    env: { ...caEnv, ...project.env },
+    resources: {
+      ...(project.resources.cpus !== undefined ? { cpus: String(project.resources.cpus) } : {}),
+      ...(project.resources.memoryBytes !== undefined ? { memory: String(project.resources.memoryBytes) } : {}),
+    },
+    ports: [],
+    mounts: [{ host: project.dir, guest: "/workspace", readOnly: false }],
+    network: emptyNetwork(),
+  };
+  const paths = workerPaths(name, env);
+  const from = { stdout: await sizeOf(paths.stdoutLog), stderr: await sizeOf(paths.stderrLog) };
+  const abort = new AbortController();
+  let interrupted = false;
+  const onSignal = () => {
+    interrupted = true;
+    abort.abort();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  const stopAll = async () => {
+    await stopWorker(name, { graceMs: 3_000, env }).catch(() => {});
+  };
+  try {
+    process.stderr.write(`iii dev: ${project.name} (${project.language}, ${project.detectedFrom}) in VM "${name}" from ${image}\n`);
+    const started = await startWorkerWithSpec(name, spec, { engineUrl: options.engineUrl, env, cwd: project.dir });
+    process.stderr.write(`iii dev: VM ready in ${started.timings.ready ?? "?"} ms; watching ${project.dir}\n`);
+    const pump = async (file: string, offset: number, out: NodeJS.WriteStream) => {
+      for await (const chunk of followFile(file, { from: offset, signal: abort.signal, pollMs: 50 })) out.write(chunk);
+    };
+    const pumps = Promise.all([pump(paths.stdoutLog, from.stdout, process.stdout), pump(paths.stderrLog, from.stderr, process.stderr)]);
+    const client = SupervisorClient.forWorker(name, env);
+    const restart = (why: string) => {
+      process.stderr.write(`iii dev: ${why}; restarting the workload\n`);
+      client.restart(2_000).catch((error: Error) => process.stderr.write(`iii dev: restart failed: ${error.message}\n`));
+    };
+    const watcher = watchProject(project.dir, {
+      installInputs: project.installInputs,
+      onSource: (changed) => restart(`${changed[0] ?? "a source file"}${changed.length > 1 ? ` (+${changed.length - 1})` : ""} changed`),
+      onInstallInput: async (inputs) => {
+        if ((await installState(project.dir, project.installInputs)) === "needed") restart(`${inputs.join(", ")} changed: re-installing`);
+      },
+    });
+    try {
+      await watcher.ready;
+      while (!abort.signal.aborted) {
+        const status = await workerStatus(name, env);
+        if (status.state !== "running") break;
+        await sleep(200, undefined, { signal: abort.signal }).catch(() => {});
+      }
+    } finally {
+      watcher.close();
+    }
+    if (interrupted) {
+      process.stderr.write("\niii dev: stopping\n");
+      await stopAll();
+      abort.abort();
+      await pumps.catch(() => {});
+      return 130;
+    }
+    await sleep(300);
+    abort.abort();
+    await pumps.catch(() => {});
+    const status = await workerStatus(name, env);
+    const code = status.lastExit?.code ?? 1;
+    process.stderr.write(`iii dev: the workload ended (${status.lastExit?.reason ?? "unknown"})\n`);
+    return code;
+  } catch (error) {
+    await stopAll();
+    throw error;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}
