@@ -117,22 +117,28 @@ describe.skipIf(skipReason !== null)("init as PID 1 (namespace)", () => {
 
   it("reaps an orphaned grandchild (no zombie after 1 s)", async () => {
     const script = [
-      'sh -c "sleep 0.3 & echo orphan=\\$!"',
-      "sleep 0.1",
-      // The orphan was re-parented to init (PID 1 in this namespace).
-      "for p in /proc/[0-9]*; do read -r l < $p/stat 2>/dev/null && echo \"stat:$l\"; done | grep ' (sleep) ' | awk '{print \"ppid:\" $4}' | head -1",
-      "sleep 1.3",
+      // The middle shell exits at once; its background sleep is orphaned.
+      "o=$(sh -c 'sleep 1 >/dev/null 2>&1 & echo $!')",
+      "echo orphan=$o",
+      "for i in $(seq 250); do case \"$(cat /proc/$o/stat 2>/dev/null)\" in *'(sleep)'*) break;; esac; sleep 0.02; done",
+      // Re-parented to init (PID 1 in this namespace).
+      "echo ppid:$(cut -d' ' -f4 /proc/$o/stat)",
+      // Wait until it has exited (gone, or a zombie nobody reaped), then 1 s more.
+      "while [ -e /proc/$o ] && ! grep -q ') Z ' /proc/$o/stat; do sleep 0.05; done",
+      "sleep 1",
       "for p in /proc/[0-9]*; do read -r l < $p/stat 2>/dev/null && echo \"late:$l\"; done",
     ].join("; ");
     const r = track(await runInit({ env: { III_WORKER_CMD: cmd(script) } }));
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/orphan=\d+/);
+    const orphan = Number(/orphan=(\d+)/.exec(r.stdout)?.[1]);
+    expect(orphan).toBeGreaterThan(1);
     expect(r.stdout).toContain("ppid:1\n");
     const late = r.stdout.split("\n").filter((l) => l.startsWith("late:"));
     expect(late.length).toBeGreaterThanOrEqual(2);
-    // Field 3 is the state: no zombies anywhere in the namespace.
+    // Field 3 is the state: no zombies anywhere in the namespace, and the orphan is gone.
     const zombies = late.filter((l) => l.slice(l.lastIndexOf(")") + 2).startsWith("Z"));
     expect(zombies).toEqual([]);
+    expect(late.some((l) => l.startsWith(`late:${orphan} `))).toBe(false);
   });
 
   it("exit 7 → 7, killed by SIGKILL → 137, both reported over the channel", async () => {
