@@ -125,6 +125,7 @@ export function buildProgram(): Command {
     .option("--engine-url <url>", "engine URL passed to the worker as III_URL/III_ENGINE_URL", DEFAULT_ENGINE_URL)
     .option("--fresh", "discard the worker's writable layer first")
     .option("--boot-timeout <seconds>", "how long to wait for READY", "120")
+    .option("--timings", "print the boot timings (supervisor phases and init steps) as JSON")
     .action(async (name: string, opts) => {
       const result = await startWorker(name, {
         engineUrl: opts.engineUrl,
@@ -133,6 +134,7 @@ export function buildProgram(): Command {
       });
       if (result.cleanedCrashed) console.error(`cleaned up after the crashed previous run of ${name}`);
       console.error(`started ${name} (supervisor pid ${result.pid}, ready in ${result.timings.ready ?? "?"} ms)`);
+      if (opts.timings) console.error(`timings ${JSON.stringify(result.timings)}`);
     });
 
   program
