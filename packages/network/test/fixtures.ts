@@ -28,6 +28,8 @@ export function writeBlockFile(path: string, block: Buffer): void {
  */
 export async function startBlockServer(block: Buffer): Promise<{ server: http.Server; port: number; close(): Promise<void> }> {
   const server = http.createServer((req, res) => {
+    req.on("error", () => {});
+    res.on("error", () => {});
     const url = req.url ?? "/";
     const m = /^\/blocks\/(\d+)$/.exec(url);
     if (req.method === "GET" && m) {
@@ -59,6 +61,7 @@ export async function startBlockServer(block: Buffer): Promise<{ server: http.Se
     res.end("ok\n");
   });
   server.keepAliveTimeout = 1000;
+  server.on("clientError", (_err, sock) => sock.destroy());
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
   const port = (server.address() as AddressInfo).port;
   return {

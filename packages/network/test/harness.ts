@@ -106,6 +106,8 @@ export class GuestNamespace {
         this.children.delete(child);
         resolve({ stdout, stderr, code: code ?? -1 });
       });
+      // The tool may exit without reading stdin (EPIPE): that is not a test failure.
+      child.stdin.on("error", () => {});
       child.stdin.end(opts.input ?? "");
     });
   }

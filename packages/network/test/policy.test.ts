@@ -11,7 +11,10 @@ if (skip) console.warn(`SKIP policy harness tests: ${skip}`);
 const guestScript = (name: string) => fileURLToPath(new URL(`./guest/${name}`, import.meta.url));
 
 async function listen(host: string): Promise<net.Server> {
-  const s = net.createServer((sock) => sock.end("hello\n"));
+  const s = net.createServer((sock) => {
+    sock.on("error", () => {});
+    sock.end("hello\n");
+  });
   await new Promise<void>((r) => s.listen(0, host, () => r()));
   return s;
 }

@@ -73,6 +73,7 @@ describe.skipIf(skip)("TCP through the stack, real Linux guest (MTU 1500)", () =
     await new Promise<void>((r) => probe.close(() => r()));
     // Half-close server: greets and sends FIN immediately, then counts what still arrives.
     halfCloseServer = net.createServer({ allowHalfOpen: true }, (sock) => {
+      sock.on("error", () => {});
       const h = createHash("sha256");
       let n = 0;
       sock.on("data", (d: Buffer) => {

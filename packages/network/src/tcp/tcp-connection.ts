@@ -36,7 +36,10 @@ export type TcpCloseReason = "normal" | "reset-by-guest" | "aborted" | "timeout"
 /** What the connection needs from its owner: the wire below and the application (host socket) above. */
 export interface TcpConnectionHooks {
   emit(conn: TcpConnection, seg: OutgoingSegment): void;
-  /** In-order bytes from the guest; already acknowledged once this returns, so the owner must keep them. */
+  /**
+   * In-order bytes from the guest; already acknowledged once this returns, so the owner must keep
+   * them. The buffer may be a view into the received frame: frames must not be reused by callers.
+   */
   deliver(data: Buffer): void;
   /** The guest sent FIN after all its data (half-close of guest→app). */
   deliverEnd(): void;
@@ -495,7 +498,8 @@ export class TcpConnection {
     if (payload.length > 0) {
       this.rcvNxt = seqAdd(this.rcvNxt, payload.length);
       this.bytesFromGuest += payload.length;
-      this.hooks.deliver(Buffer.from(payload));
+      // A view, not a copy: transport chunks are never reused, so the bytes stay valid.
+      this.hooks.deliver(Buffer.from(payload.buffer, payload.byteOffset, payload.length));
       if (this.ooo.length > 0 && this.drainOutOfOrder()) this.sendAck();
       else this.scheduleAck();
     }
