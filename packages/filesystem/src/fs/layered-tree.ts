@@ -151,6 +151,20 @@ export class LayeredTree implements Tree {
 
   // ---- copy-up ----------------------------------------------------------
 
+  /**
+   * Runs bookkeeping that adds or renames entries in the upper directory `dir` (copy-up
+   * temp files, opaque markers) and puts the directory's times back: on a plain
+   * directory those operations would not have touched its mtime.
+   */
+  private keepingDirTimes<T>(dir: string, fn: () => T): T {
+    const e = this.upper.entry(dir);
+    const st = fs.lstatSync(e.hostPath, { bigint: true });
+    const result = fn();
+    const ts = (ns: bigint): TimeSpec => ({ sec: Number(ns / 1_000_000_000n), nsec: Number(ns % 1_000_000_000n) });
+    utimensatNoFollow(e.dirfd, e.name, ts(st.atimeNs), ts(st.mtimeNs));
+    return result;
+  }
+
   private copyAttrs(from: string, toDirfd: number, toName: string, toHostPath: string, st: fs.BigIntStats): void {
     const type = Number(st.mode) & S_IFMT;
     fs.lchownSync(toHostPath, Number(st.uid), Number(st.gid));
@@ -171,11 +185,12 @@ export class LayeredTree implements Tree {
   private ensureUpperDir(dir: string): DirState {
     const state = this.dirState(dir);
     if (state.upper) return state;
-    this.ensureUpperDir(splitParent(dir)[0]);
+    const parent = splitParent(dir)[0];
+    this.ensureUpperDir(parent);
     const lowerPath = this.lower.path(dir);
     const st = fs.lstatSync(lowerPath, { bigint: true });
     const e = this.upper.entry(dir);
-    fs.mkdirSync(e.hostPath, 0o700);
+    this.keepingDirTimes(parent, () => fs.mkdirSync(e.hostPath, 0o700));
     this.copyAttrs(lowerPath, e.dirfd, e.name, e.hostPath, st);
     this.forgetDirs(dir);
     return this.dirState(dir);
@@ -194,6 +209,10 @@ export class LayeredTree implements Tree {
     const lowerPath = this.lower.path(path);
     const st = fs.lstatSync(lowerPath, { bigint: true });
     const tmpName = `${WHITEOUT_PREFIX}.iii-copyup.${process.pid}.${this.tmpCounter++}`;
+    const parentEntry = this.upper.entry(parent);
+    const parentSt = fs.lstatSync(parentEntry.hostPath, { bigint: true });
+    const ts = (ns: bigint): TimeSpec => ({ sec: Number(ns / 1_000_000_000n), nsec: Number(ns % 1_000_000_000n) });
+    const restoreParent = (): void => utimensatNoFollow(parentEntry.dirfd, parentEntry.name, ts(parentSt.atimeNs), ts(parentSt.mtimeNs));
     const tmp = this.upper.entry(joinGuest(parent, tmpName));
     const type = Number(st.mode) & S_IFMT;
     try {
@@ -216,6 +235,7 @@ export class LayeredTree implements Tree {
       }
       this.copyAttrs(lowerPath, tmp.dirfd, tmp.name, tmp.hostPath, st);
       fs.renameSync(tmp.hostPath, this.upper.path(path));
+      restoreParent();
     } catch (err) {
       fs.rmSync(tmp.hostPath, { force: true });
       throw err;
@@ -373,7 +393,9 @@ export class LayeredTree implements Tree {
     const lowerHadSrc = this.lowerHas(from);
     if (srcIsDir) {
       this.materialize(from);
-      fs.closeSync(fs.openSync(this.upper.path(joinGuest(from, OPAQUE_MARKER)), O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0o600));
+      this.keepingDirTimes(from, () =>
+        fs.closeSync(fs.openSync(this.upper.path(joinGuest(from, OPAQUE_MARKER)), O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0o600)),
+      );
       if (dst && dst.layer === "upper") this.removeUpperDir(to);
     } else {
       this.copyUp(from);

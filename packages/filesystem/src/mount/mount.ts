@@ -16,7 +16,11 @@ import { IiiFuse, releaseNativeThread, type MountStats } from "./fuse-shell.js";
 export interface CacheOptions {
   /** Kernel dentry cache lifetime (seconds). Default 5. */
   entryTimeoutSec?: number;
-  /** Kernel attribute cache lifetime (seconds). Default 5. */
+  /**
+   * Kernel attribute cache lifetime (seconds). Default 0: libfuse 2's high-level API
+   * gives every name of a hard-linked file its own kernel inode, so a change made
+   * through one name leaves the others' cached attributes stale for this long.
+   */
   attrTimeoutSec?: number;
   /** Cache lifetime of failed lookups (seconds). Default 1. */
   negativeTimeoutSec?: number;
@@ -116,7 +120,7 @@ function buildOptionString(o: MountOptions): string {
     // O_TRUNC reaches open() instead of a separate truncate round trip.
     "atomic_o_trunc",
     `entry_timeout=${num(c.entryTimeoutSec, 5, "entryTimeoutSec")}`,
-    `attr_timeout=${num(c.attrTimeoutSec, 5, "attrTimeoutSec")}`,
+    `attr_timeout=${num(c.attrTimeoutSec, 0, "attrTimeoutSec")}`,
     `negative_timeout=${num(c.negativeTimeoutSec, 1, "negativeTimeoutSec")}`,
     "big_writes",
     `max_write=${maxWrite}`,
