@@ -67,7 +67,7 @@ umoci init --layout "$LAYOUT"
 umoci new --image "$LAYOUT:latest"
 umoci unpack --image "$LAYOUT:latest" "$BUNDLE" >/dev/null
 tar -C "$BUNDLE/rootfs" --numeric-owner -xf "$BASE_TAR"
-umoci repack --image "$LAYOUT:latest" "$BUNDLE"
+umoci repack --refresh-bundle --image "$LAYOUT:latest" "$BUNDLE"
 log "layer 1: debian $SUITE minbase"
 
 # 2. The runtime layer.
@@ -108,7 +108,7 @@ case "$NAME" in
     ;;
 esac
 mkdir -p "$ROOTFS/workspace"
-umoci repack --image "$LAYOUT:latest" "$BUNDLE"
+umoci repack --refresh-bundle --image "$LAYOUT:latest" "$BUNDLE"
 
 config=(--config.workingdir /workspace --config.cmd "$CMD" --config.user 0:0
   --config.env "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" --config.env "LANG=C.UTF-8")
@@ -122,5 +122,9 @@ umoci gc --layout "$LAYOUT"
 rm -rf "$OUT"
 mv "$LAYOUT" "$OUT"
 touch "$OUT/.complete"
+# Older builds of this image (other keys) are stale now.
+for old in "$CACHE/$NAME"-*; do
+  [ "$old" != "$OUT" ] && [ -f "$old/.complete" ] && rm -rf "$old"
+done
 log "built $NAME: oci:$OUT:latest"
 echo "$OUT"

@@ -36,14 +36,14 @@ async function addLayers(layout: string, tag: string, work: string, mb: number):
     if (i < 200) await mkdir(dir, { recursive: true });
     await writeFile(join(dir, `f${i}.js`), `// module ${i}\n${"export const value = Math.random() * 42;\n".repeat(200)}`);
   }
-  execFileSync(TOOLS.umoci, ["repack", "--image", `${layout}:${tag}`, bundle], { stdio: "ignore" });
+  execFileSync(TOOLS.umoci, ["repack", "--refresh-bundle", "--image", `${layout}:${tag}`, bundle], { stdio: "ignore" });
   // layer B: half-compressible blobs; layer C: random blobs
   await mkdir(join(root, "app/assets"), { recursive: true });
   for (let i = 0; i < perLayer / 8; i++) await writeFile(join(root, "app/assets", `a${i}.bin`), Buffer.from(randomBytes(4 << 20).toString("hex")));
-  execFileSync(TOOLS.umoci, ["repack", "--image", `${layout}:${tag}`, bundle], { stdio: "ignore" });
+  execFileSync(TOOLS.umoci, ["repack", "--refresh-bundle", "--image", `${layout}:${tag}`, bundle], { stdio: "ignore" });
   await mkdir(join(root, "app/data"), { recursive: true });
   for (let i = 0; i < perLayer / 8; i++) await writeFile(join(root, "app/data", `d${i}.bin`), randomBytes(8 << 20));
-  execFileSync(TOOLS.umoci, ["repack", "--image", `${layout}:${tag}`, bundle], { stdio: "ignore" });
+  execFileSync(TOOLS.umoci, ["repack", "--refresh-bundle", "--image", `${layout}:${tag}`, bundle], { stdio: "ignore" });
   await rm(bundle, { recursive: true, force: true });
 }
 

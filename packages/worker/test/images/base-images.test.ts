@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -43,6 +43,8 @@ describe.skipIf(missing.length > 0)("base images built offline by images/build.s
       const image = await ensureImage(`oci:${layout}:latest`, { home });
       expect(image.config).toMatchObject({ cmd: [cmd], workingDir: "/workspace", user: { uid: 0, gid: 0 } });
       expect(image.sizeBytes).toBeGreaterThan(50e6);
+      const manifest = JSON.parse(await readFile(join(home, "images", "sha256", image.digest.slice(7), "manifest.json"), "utf8"));
+      expect(manifest.layers).toHaveLength(2); // Debian, runtime
       const bundle = join(work, `bundle-${name}`);
       execFileSync(TOOLS.umoci, ["unpack", "--image", `${layout}:latest`, bundle], { stdio: "pipe" });
       expect(await describeTree(image.rootfs)).toEqual(await describeTree(join(bundle, "rootfs")));

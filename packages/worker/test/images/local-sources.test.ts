@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { lstat, mkdir, mkdtemp, readdir, rm, stat } from "node:fs/promises";
+import { lstat, mkdir, mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -99,15 +99,17 @@ describe.skipIf(missing !== undefined)("local sources and layer application (com
     execFileSync("cp", ["/bin/busybox", join(rootfs, "bin/busybox")]);
     for (const applet of ["sh", "ls", "cat", "echo"]) execFileSync("ln", ["-s", "busybox", join(rootfs, "bin", applet)]);
     execFileSync("sh", ["-c", `echo 'root:x:0:0::/root:/bin/sh' > ${rootfs}/etc/passwd; echo one > ${rootfs}/var/lib/old/f; echo c > ${rootfs}/var/cache/c; ln ${rootfs}/etc/passwd ${rootfs}/etc/passwd.hard`]);
-    run("repack", "--image", `${bbLayout}:t`, bundle);
+    run("repack", "--refresh-bundle", "--image", `${bbLayout}:t`, bundle);
     // second layer: delete a file, replace a directory's content, add a hardlink
     execFileSync("sh", ["-c", `rm -rf ${rootfs}/var/lib/old ${rootfs}/bin/cat && mkdir -p ${rootfs}/var/lib/new && echo two > ${rootfs}/var/lib/new/g && ln ${rootfs}/bin/busybox ${rootfs}/bin/bb-hard`]);
-    run("repack", "--image", `${bbLayout}:t`, bundle);
+    run("repack", "--refresh-bundle", "--image", `${bbLayout}:t`, bundle);
     run("config", "--image", `${bbLayout}:t`, "--config.entrypoint", "/bin/sh", "--config.workingdir", "/var");
     const image = await ensureImage(`oci:${bbLayout}:t`, { home });
     const reference = join(work, "bb-ref");
     run("unpack", "--image", `${bbLayout}:t`, reference);
     expect(await describeTree(image.rootfs)).toEqual(await describeTree(join(reference, "rootfs")));
+    const manifest = JSON.parse(await readFile(join(home, "images", "sha256", image.digest.slice(7), "manifest.json"), "utf8"));
+    expect(manifest.layers).toHaveLength(2);
     expect(image.config.entrypoint).toEqual(["/bin/sh"]);
     expect(image.config.workingDir).toBe("/var");
   });

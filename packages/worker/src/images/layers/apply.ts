@@ -327,8 +327,9 @@ export class RootfsBuilder {
 }
 
 /**
- * Applies layers in order into `root` (an empty directory). Each layer is scanned (pass 1) right before it is
- * applied (pass 2); `ready(i)` lets layer i wait for its download while earlier layers are already unpacking.
+ * Applies layers in order into `root` (an empty directory). Each layer is scanned (pass 1) before it is applied
+ * (pass 2); the scan of layer i+1 runs while layer i is applied, and `ready(i)` lets layer i wait for its
+ * download while earlier layers are already unpacking.
  */
 export async function applyLayers(
   root: string,
@@ -339,18 +340,31 @@ export async function applyLayers(
   const limits = { ...DEFAULT_LAYER_LIMITS, ...options.limits };
   const budget = new LayerBudget(limits);
   const builder = new RootfsBuilder(root);
-  const reports: LayerReport[] = [];
+  const labels = layers.map((layer, i) => layerLabel(i, layers.length, layer.digest));
   const trace = process.env.III_IMAGES_TRACE ? (line: string) => process.stderr.write(`[images] ${line}\n`) : undefined;
-  for (const [i, layer] of layers.entries()) {
+  const scanTimes: string[] = [];
+  const scan = async (i: number) => {
     const t0 = performance.now();
     await ready?.(i);
-    const label = layerLabel(i, layers.length, layer.digest);
     const t1 = performance.now();
-    await scanLayer(layer, label, budget, options);
-    const t2 = performance.now();
-    const report = await builder.applyLayer(layer, label, options);
-    reports.push(report);
-    trace?.(`${label}: waited ${(t1 - t0).toFixed(0)} ms, scan ${(t2 - t1).toFixed(0)} ms, apply ${(performance.now() - t2).toFixed(0)} ms, ${report.entries} entries, ${report.compression}`);
+    await scanLayer(layers[i]!, labels[i]!, budget, options);
+    scanTimes[i] = `waited ${(t1 - t0).toFixed(0)} ms, scan ${(performance.now() - t1).toFixed(0)} ms`;
+  };
+  const reports: LayerReport[] = [];
+  let pending: Promise<void> | undefined = layers.length > 0 ? scan(0) : undefined;
+  try {
+    for (let i = 0; i < layers.length; i++) {
+      await pending;
+      pending = i + 1 < layers.length ? scan(i + 1) : undefined;
+      pending?.catch(() => undefined);
+      const t0 = performance.now();
+      const report = await builder.applyLayer(layers[i]!, labels[i]!, options);
+      reports.push(report);
+      trace?.(`${labels[i]}: ${scanTimes[i]}, apply ${(performance.now() - t0).toFixed(0)} ms, ${report.entries} entries, ${report.compression}`);
+    }
+  } finally {
+    // never leave a scan reading a blob behind a failed apply
+    await pending?.catch(() => undefined);
   }
   return reports;
 }
