@@ -69,7 +69,7 @@ describe("iii worker shim", () => {
   });
 
   it("runs the real iii-worker from the installed @iii/worker package", async () => {
-    const env = { ...process.env, III_HOME: join(dir, "home") };
+    const env: NodeJS.ProcessEnv = { ...process.env, III_HOME: join(dir, "home") };
     delete env.III_WORKER_BIN;
     const help = await runIii(["worker", "--help"], env);
     expect(help.code).toBe(0);
