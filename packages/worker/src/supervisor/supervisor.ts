@@ -301,7 +301,10 @@ export async function runSupervisor(name: string, env: NodeJS.ProcessEnv = proce
 
     const vmEnded = vm.wait();
     const socket = await Promise.race([controlConnected, vmEnded.then(() => undefined)]);
-    if (!socket) throw new IiiError("VmBootFailed", `VM of "${name}" ended before its control port connected`);
+    if (!socket) {
+      const exit = await vmEnded;
+      throw exit.error ?? vm.failure ?? new IiiError("VmBootFailed", `VM of "${name}" ended before its control port connected (${exit.reason})`);
+    }
     control = HostControl.attach(socket);
     const hc = control;
     hc.on("error", (error) => log(`control: ${error.message}`));
@@ -312,7 +315,7 @@ export async function runSupervisor(name: string, env: NodeJS.ProcessEnv = proce
     const readyMessage = await Promise.race([
       hc.ready,
       vmEnded.then((exit): never => {
-        throw new IiiError("VmBootFailed", `VM of "${name}" ended before init reported READY (${exit.reason})`);
+        throw exit.error ?? vm.failure ?? new IiiError("VmBootFailed", `VM of "${name}" ended before init reported READY (${exit.reason})`);
       }),
       sleep(request.bootTimeoutMs, undefined, { ref: false }).then((): never => {
         throw new IiiError("VmBootFailed", `init of "${name}" did not report READY within ${request.bootTimeoutMs / 1000} s`);
