@@ -120,7 +120,7 @@ export async function startInit(options: RunOptions): Promise<InitRun> {
   const binds =
     mode === "dev"
       ? ["/usr/lib", "/usr/lib64", "/opt", "/work/main"]
-          .map((d) => `mount --rbind ${d} ${shellQuote(r + d)} && mount -o remount,bind,ro ${shellQuote(r + d)}`)
+          .map((d) => `mount --bind ${d} ${shellQuote(r + d)} && mount -o remount,bind,ro ${shellQuote(r + d)}`)
           .join(" && ")
       : "true";
   const initCmd = mode === "dev" ? `${shellQuote(NODE)} ${shellQuote(CLI.replace(/^/, ""))}` : "/init.krun";

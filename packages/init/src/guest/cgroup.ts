@@ -162,12 +162,18 @@ export function setupCgroup(
     description: `${v2}${v1Memory ? ` + ${v1Memory} (v1 memory)` : ""}`,
     spawnInside<T>(fn: () => T): T {
       const self = String(process.pid);
-      for (const dir of dirs) writeFileSync(join(dir, "cgroup.procs"), self);
+      try {
+        for (const dir of dirs) writeFileSync(join(dir, "cgroup.procs"), self);
+      } catch {
+        // Could not join (group removed, pids.max reached): better unlimited than not started.
+      }
       try {
         return fn();
       } finally {
-        writeFileSync(join(homeV2, "cgroup.procs"), self);
-        if (homeV1) writeFileSync(join(homeV1, "cgroup.procs"), self);
+        try {
+          writeFileSync(join(homeV2, "cgroup.procs"), self);
+          if (homeV1) writeFileSync(join(homeV1, "cgroup.procs"), self);
+        } catch {}
       }
     },
     oomKills(): number {

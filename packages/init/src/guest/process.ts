@@ -66,7 +66,6 @@ export class SpawnError extends Error {
  */
 export async function spawnGuestProcess(spec: ProcessSpec, reaper: Reaper): Promise<GuestProcess> {
   let pty: Pty | null = null;
-  let child: ChildProcess;
   const options = {
     cwd: spec.cwd,
     env: spec.env,
@@ -91,7 +90,7 @@ export async function spawnGuestProcess(spec: ProcessSpec, reaper: Reaper): Prom
       stdio: spec.stdio === "inherit" ? ["ignore", "inherit", "inherit"] : ["pipe", "pipe", "pipe"],
     });
   };
-  child = spec.cgroup ? spec.cgroup.spawnInside(doSpawn) : doSpawn();
+  const child = spec.cgroup ? spec.cgroup.spawnInside(doSpawn) : doSpawn();
   reaper.track(child);
   const exited = new Promise<{ code: number; signal: string | null }>((resolve) => {
     child.once("exit", (code, signal) => resolve(exitStatus(code, signal)));
