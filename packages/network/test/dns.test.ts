@@ -45,6 +45,11 @@ describe.skipIf(skip)("DNS interceptor against a local dnsmasq, real guest resol
     expect((await dig(`+short @${gw} host.test AAAA`)).stdout.trim()).toBe("2001:db8::11");
   });
 
+  test("host.iii.internal resolves to the gateway", async () => {
+    expect((await dig(`+short @${gw} host.iii.internal A`)).stdout.trim()).toBe(gw);
+    expect((await dig(`@${gw} host.iii.internal AAAA`)).stdout).toContain("ANSWER: 0");
+  });
+
   test("CNAME chains come back whole", async () => {
     const r = await dig(`+noall +answer @${gw} alias.test A`);
     const lines = r.stdout.trim().split("\n").map((l) => l.split(/\s+/));

@@ -134,6 +134,40 @@ describe.skipIf(skip)("TCP through the stack, real Linux guest (MTU 1500)", () =
     expect(halfCloseLog[1]).toEqual({ received: bytes, sha: want });
   });
 
+  test("RST both ways: a host reset reaches the guest, a guest reset reaches the host", async () => {
+    // Reset an established connection (a little after accept, so the handshake has completed).
+    const resetServer = net.createServer((sock) => {
+      sock.on("error", () => {});
+      setTimeout(() => sock.resetAndDestroy(), 100);
+    });
+    const seenByHost: string[] = [];
+    const abortedByGuest = net.createServer((sock) => {
+      sock.on("error", (e: NodeJS.ErrnoException) => seenByHost.push(e.code ?? "error"));
+      sock.on("close", () => seenByHost.push("close"));
+    });
+    await new Promise<void>((r) => resetServer.listen(0, "127.0.0.1", () => r()));
+    await new Promise<void>((r) => abortedByGuest.listen(0, "127.0.0.1", () => r()));
+    const p1 = (resetServer.address() as net.AddressInfo).port;
+    const p2 = (abortedByGuest.address() as net.AddressInfo).port;
+    const env2 = await startGuest({ policy: { hostPorts: [p1, p2] } });
+    try {
+      const g2 = ipToString(env2.stack.addresses.gatewayIp);
+      const script =
+        "const net=require('net');const [h,p]=process.argv.slice(1);const s=net.connect(+p,h);" +
+        "s.on('error',e=>{console.log(e.code);process.exit(0)});s.on('close',()=>{console.log('closed');process.exit(0)});";
+      const r1 = await env2.guest.exec([process.execPath, "-e", script, g2, String(p1)]);
+      expect(r1.stdout.trim()).toBe("ECONNRESET");
+      const abortScript = "const net=require('net');const [h,p]=process.argv.slice(1);const s=net.connect(+p,h,()=>setTimeout(()=>{s.resetAndDestroy();setTimeout(()=>process.exit(0),100)},100));";
+      await env2.guest.exec([process.execPath, "-e", abortScript, g2, String(p2)]);
+      await waitFor(() => seenByHost.includes("close"));
+      expect(seenByHost[0]).toBe("ECONNRESET");
+    } finally {
+      await env2.close();
+      resetServer.close();
+      abortedByGuest.close();
+    }
+  });
+
   test("a refused port gives ECONNREFUSED immediately", async () => {
     const r = await env.guest.exec([process.execPath, guestScript("connect-probe.mjs"), gw, String(refusedPort)]);
     const out = JSON.parse(r.stdout.trim()) as { outcome: string; code?: string; ms: number };

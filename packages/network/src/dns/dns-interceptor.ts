@@ -17,6 +17,8 @@ export interface DnsOptions {
   cacheMaxEntries?: number;
   cacheMaxTtlSeconds?: number;
   negativeTtlSeconds?: number;
+  /** Names answered locally with an A record (lower-case, no trailing dot), e.g. host.iii.internal. */
+  localNames?: Record<string, string>;
 }
 
 export interface DnsCounters {
@@ -47,6 +49,7 @@ export class DnsInterceptor {
   private inFlight = 0;
   private readonly queue: Array<() => void> = [];
   private closed = false;
+  private readonly localNames: Map<string, string>;
   readonly counters: DnsCounters = { queries: 0, cacheHits: 0, servfail: 0, refused: 0, formerr: 0, truncated: 0, overloaded: 0 };
 
   constructor(
@@ -59,6 +62,7 @@ export class DnsInterceptor {
     this.cache = new DnsCache(options.cacheMaxEntries ?? 10_000, options.cacheMaxTtlSeconds ?? 300, options.negativeTtlSeconds ?? 60);
     this.maxConcurrent = options.maxConcurrent ?? 256;
     this.maxQueue = options.maxQueue ?? 4096;
+    this.localNames = new Map(Object.entries(options.localNames ?? {}));
   }
 
   get pendingQueries(): number {
@@ -89,6 +93,9 @@ export class DnsInterceptor {
     }
     const opt = decoded.additionals?.find((a) => a.type === "OPT");
     const udpLimit = maxUdpBytes === undefined ? undefined : Math.min(maxUdpBytes, opt && opt.type === "OPT" ? Math.max(512, opt.udpPayloadSize ?? 512) : 512);
+
+    const local = this.localNames.get(q.name.toLowerCase().replace(/\.$/, ""));
+    if (local !== undefined) return this.finish(buildLocal(decoded, local), udpLimit);
 
     const denied = this.policy.deniedDomain(q.name);
     if (denied) {
@@ -199,6 +206,19 @@ export class DnsInterceptor {
 
 function encodeWithId(p: DecodedPacket, id: number): Buffer {
   return dnsPacket.encode({ ...p, id, type: "response" });
+}
+
+/** Authoritative answer for a local name: A for IN/A, NODATA for other types of that name. */
+function buildLocal(q: DecodedPacket, address: string): Buffer {
+  const question = q.questions![0]!;
+  const rd = (q.flags ?? 0) & dnsPacket.RECURSION_DESIRED;
+  return dnsPacket.encode({
+    id: q.id ?? 0,
+    type: "response",
+    flags: rd | dnsPacket.RECURSION_AVAILABLE | dnsPacket.AUTHORITATIVE_ANSWER,
+    questions: q.questions ?? [],
+    answers: question.type === "A" ? [{ name: question.name, type: "A", class: "IN", ttl: 60, data: address }] : [],
+  });
 }
 
 function buildError(q: DecodedPacket, rcode: number): Buffer {

@@ -119,6 +119,13 @@ export interface NetworkStackEvents {
  */
 const TRANSPORT_HIGH_WATER_BYTES = 2 * 1024 * 1024;
 
+/** A frame buffer with room for the transport's 4-byte length prefix, already filled in. */
+function allocPrefixedFrame(frameLength: number): Buffer {
+  const b = Buffer.allocUnsafe(4 + frameLength);
+  b.writeUInt32BE(frameLength, 0);
+  return b;
+}
+
 export const DEFAULT_LIMITS: NetworkLimits = {
   maxTcpFlows: 4096,
   maxUdpFlows: 1024,
@@ -215,7 +222,9 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
     this.logSink = options.log ?? ((line) => process.stderr.write(`[iii-network slot ${slot}] ${line}\n`));
     this.policy = new EgressPolicy(options.policy);
     this.tracker = new ConnectionTracker({ maxTcpFlows: this.limits.maxTcpFlows, maxUdpFlows: this.limits.maxUdpFlows });
-    this.dns = new DnsInterceptor(options.dns ?? {}, this.policy, (l) => this.log(l));
+    // The guest reaches host services as host.iii.internal:P (DESIGN §6), i.e. the gateway.
+    const localNames = { "host.iii.internal": ipToString(this.addresses.gatewayIp), ...options.dns?.localNames };
+    this.dns = new DnsInterceptor({ ...options.dns, localNames }, this.policy, (l) => this.log(l));
     if (options.pcapPath) this.pcap = new PcapWriter(options.pcapPath);
     this.transport = new FrameServer(65535 + ETHERNET_HEADER_LENGTH, {
       onFrame: (f) => this.receiveFrame(f),
@@ -796,7 +805,8 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
     const optLen = tcpOptionsLength(seg.options);
     const tcpLen = 20 + optLen + seg.dataLength;
     const a = this.addresses;
-    const frame = Buffer.allocUnsafe(ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH + tcpLen);
+    const prefixed = allocPrefixedFrame(ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH + tcpLen);
+    const frame = prefixed.subarray(4);
     writeEthernet(frame, this.guestMac, a.gatewayMac, ETHERTYPE_IPV4);
     writeIpv4(frame, ETHERNET_HEADER_LENGTH, {
       totalLength: IPV4_HEADER_LENGTH + tcpLen,
@@ -818,7 +828,7 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
     });
     if (seg.dataLength > 0) conn.copySendData(seg.dataOffset, seg.dataLength, frame, o + 20 + optLen);
     finishTcpChecksum(frame, o, tcpLen, flow.remoteIp, a.guestIp);
-    this.sendFrame(frame);
+    this.sendPrefixed(prefixed);
   }
 
   /** RST for a segment that has no connection (RFC 9293 §3.10.7.1). */
@@ -872,7 +882,8 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
     fill: (buf: Buffer, offset: number) => void,
     dstMac: Uint8Array = this.guestMac,
   ): void {
-    const frame = Buffer.allocUnsafe(ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH + payloadLength);
+    const prefixed = allocPrefixedFrame(ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH + payloadLength);
+    const frame = prefixed.subarray(4);
     writeEthernet(frame, dstMac, this.addresses.gatewayMac, ETHERTYPE_IPV4);
     writeIpv4(frame, ETHERNET_HEADER_LENGTH, {
       totalLength: IPV4_HEADER_LENGTH + payloadLength,
@@ -883,12 +894,25 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
       dontFragment: true,
     });
     fill(frame, ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH);
-    this.sendFrame(frame);
+    this.sendPrefixed(prefixed);
   }
 
   private nextIpId(): number {
     this.ipId = (this.ipId + 1) & 0xffff;
     return this.ipId;
+  }
+
+  /** Sends a buffer that already starts with the 4-byte length prefix (one write instead of two). */
+  private sendPrefixed(prefixed: Buffer): void {
+    if (this.closed) return;
+    const frame = prefixed.subarray(4);
+    this.pcap?.write(frame);
+    if (this.transport.sendPrefixed(prefixed)) {
+      this.counters.framesOut++;
+      this.counters.bytesOut += frame.length;
+    } else {
+      countDrop(this.counters, this.transport.connected ? "transport-backpressure" : "no-vm-connected");
+    }
   }
 
   private sendFrame(frame: Buffer): void {

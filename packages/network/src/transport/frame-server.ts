@@ -93,11 +93,28 @@ export class FrameServer {
 
   /** Queues one Ethernet frame to the VM. Returns false if it was dropped. */
   send(frame: Uint8Array): boolean {
+    const c = this.writable();
+    if (!c) return false;
+    c.write(encodeFrameLength(frame.length));
+    c.write(frame);
+    return true;
+  }
+
+  /** Like send(), for a buffer whose first 4 bytes already hold the big-endian frame length. */
+  sendPrefixed(prefixed: Uint8Array): boolean {
+    const c = this.writable();
+    if (!c) return false;
+    c.write(prefixed);
+    return true;
+  }
+
+  /** The VM connection, corked until the end of this tick so frames leave in one writev. */
+  private writable(): net.Socket | undefined {
     const c = this.conn;
-    if (!c || c.destroyed) return false;
+    if (!c || c.destroyed) return undefined;
     if (c.writableLength > MAX_PENDING_WRITE_BYTES) {
       this.droppedWrites++;
-      return false;
+      return undefined;
     }
     if (!this.corked) {
       this.corked = true;
@@ -107,9 +124,7 @@ export class FrameServer {
         c.uncork();
       });
     }
-    c.write(encodeFrameLength(frame.length));
-    c.write(frame);
-    return true;
+    return c;
   }
 
   get pendingWriteBytes(): number {
