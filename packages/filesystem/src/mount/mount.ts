@@ -17,9 +17,11 @@ export interface CacheOptions {
   /** Kernel dentry cache lifetime (seconds). Default 5. */
   entryTimeoutSec?: number;
   /**
-   * Kernel attribute cache lifetime (seconds). Default 0: libfuse 2's high-level API
-   * gives every name of a hard-linked file its own kernel inode, so a change made
-   * through one name leaves the others' cached attributes stale for this long.
+   * Kernel attribute cache lifetime (seconds). Default 1 (libfuse's and bindfs's
+   * default). libfuse 2's high-level API gives every name of a hard-linked file its
+   * own kernel inode, so a change made through one name can leave the other names'
+   * attributes stale for up to this long; 0 is exact but costs a round trip per stat
+   * (measured: warm `find` over 2,000 files 20 ms at 1 s, 760 ms at 0).
    */
   attrTimeoutSec?: number;
   /** Cache lifetime of failed lookups (seconds). Default 1. */
@@ -120,7 +122,7 @@ function buildOptionString(o: MountOptions): string {
     // O_TRUNC reaches open() instead of a separate truncate round trip.
     "atomic_o_trunc",
     `entry_timeout=${num(c.entryTimeoutSec, 5, "entryTimeoutSec")}`,
-    `attr_timeout=${num(c.attrTimeoutSec, 0, "attrTimeoutSec")}`,
+    `attr_timeout=${num(c.attrTimeoutSec, 1, "attrTimeoutSec")}`,
     `negative_timeout=${num(c.negativeTimeoutSec, 1, "negativeTimeoutSec")}`,
     "big_writes",
     `max_write=${maxWrite}`,

@@ -1,0 +1,132 @@
+// Benchmarks: our FUSE view vs bindfs (C, libfuse) vs the raw directory, same data.
+// Prints `metric  ours  bindfs  raw  ours/bindfs`. Every workload runs in a child
+// shell that cd's itself (the serving process must never block on its own mount).
+import { execFile } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { mountPassthrough } from "../dist/index.js";
+
+const SEQ_MIB = Number(process.env.III_BENCH_SEQ_MIB ?? 1024);
+const FILES = Number(process.env.III_BENCH_FILES ?? 10_000);
+const GIT_FILES = Number(process.env.III_BENCH_GIT_FILES ?? 5_000);
+
+const base = fs.mkdtempSync(path.join(os.tmpdir(), `iii-fs-bench-${process.pid}-`));
+const data = path.join(base, "data");
+fs.mkdirSync(data);
+
+function sh(script, timeoutMs = 600_000) {
+  return new Promise((resolve, reject) => {
+    execFile("bash", ["-c", script], { cwd: "/", timeout: timeoutMs, maxBuffer: 1 << 26 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${script}\n${stderr}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+/** Seconds taken by `script` run inside `dir`. */
+async function timed(dir, script) {
+  const out = await sh(`cd "${dir}" && s=$(date +%s%N) && { ${script} ; } >/dev/null && e=$(date +%s%N) && echo $(( (e - s) / 1000 ))`);
+  return Number(out.trim()) / 1e6;
+}
+
+const targets = {
+  async ours() {
+    const mnt = path.join(base, "m-ours");
+    fs.mkdirSync(mnt, { recursive: true });
+    const h = await mountPassthrough({ root: data, mountpoint: mnt });
+    return { dir: mnt, close: () => h.unmount() };
+  },
+  async bindfs() {
+    const mnt = path.join(base, "m-bindfs");
+    fs.mkdirSync(mnt, { recursive: true });
+    await sh(`bindfs "${data}" "${mnt}"`);
+    return { dir: mnt, close: () => sh(`fusermount -u "${mnt}"`) };
+  },
+  async raw() {
+    return { dir: data, close: async () => undefined };
+  },
+};
+
+/** Runs fn(dir) against a fresh mount of each target. */
+async function each(fn) {
+  const out = {};
+  for (const [name, open] of Object.entries(targets)) {
+    const t = await open();
+    try {
+      out[name] = await fn(t.dir, name);
+    } finally {
+      await t.close();
+    }
+  }
+  return out;
+}
+
+const rows = [];
+function row(metric, unit, higherIsBetter, r) {
+  rows.push({ metric: `${metric} (${unit})`, ...r, higherIsBetter });
+  const fmt = (v) => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(3));
+  console.log(`${`${metric} (${unit})`.padEnd(34)} ${fmt(r.ours).padStart(9)} ${fmt(r.bindfs).padStart(9)} ${fmt(r.raw).padStart(9)} ${(r.ours / r.bindfs).toFixed(2).padStart(11)}`);
+}
+
+try {
+  console.log(`# @iii/filesystem bench — ${new Date().toISOString()} — ${os.cpus().length} cpus, node ${process.version}`);
+  console.log(`${"metric".padEnd(34)} ${"ours".padStart(9)} ${"bindfs".padStart(9)} ${"raw".padStart(9)} ${"ours/bindfs".padStart(11)}`);
+
+  // Sequential write, then read back through a fresh mount (the host page cache holds
+  // the file for all three, so this measures the filesystem path, not the disk).
+  const write = await each(async (dir, name) => {
+    const s = await timed(dir, `dd if=/dev/zero of=seq-${name} bs=1M count=${SEQ_MIB} status=none`);
+    return SEQ_MIB / s;
+  });
+  row(`seq write ${SEQ_MIB} MiB`, "MiB/s", true, write);
+  await sh(`cd "${data}" && rm -f seq-bindfs seq-raw && mv seq-ours seq`);
+  const read = await each(async (dir) => SEQ_MIB / (await timed(dir, `dd if=seq of=/dev/null bs=1M status=none`)));
+  row(`seq read ${SEQ_MIB} MiB`, "MiB/s", true, read);
+
+  // Random 4 KiB reads, O_DIRECT so every read reaches the filesystem.
+  const fio = await each(async (dir) => {
+    const out = await sh(
+      `cd "${dir}" && fio --name=rr --filename=seq --rw=randread --bs=4k --size=${Math.min(SEQ_MIB, 512)}M --direct=1 --ioengine=psync --runtime=5 --time_based --output-format=json`,
+    );
+    return JSON.parse(out.slice(out.indexOf("{"))).jobs[0].read.iops;
+  });
+  row("fio randread 4k O_DIRECT", "IOPS", true, fio);
+  await sh(`rm -f "${data}/seq"`);
+
+  // find + stat over a tree of small files: cold (fresh mount) then warm (again).
+  await sh(`mkdir -p "${data}/tree" && cd "${data}/tree" && for d in $(seq 1 ${FILES / 100}); do mkdir d$d; (cd d$d && touch $(seq -f f%g 1 100)); done`);
+  const findCold = {};
+  const findWarm = {};
+  await each(async (dir, name) => {
+    findCold[name] = await timed(dir, `find tree -printf '%s %m %u\\n'`);
+    findWarm[name] = await timed(dir, `find tree -printf '%s %m %u\\n'`);
+  });
+  row(`find+stat ${FILES} files, cold`, "s", false, findCold);
+  row(`find+stat ${FILES} files, warm`, "s", false, findWarm);
+
+  // tar x of small files.
+  await sh(`cd "${data}" && tar cf "${base}/small.tar" tree && rm -rf tree`);
+  const tarx = await each(async (dir, name) => {
+    const t = await timed(dir, `mkdir x-${name} && tar xf "${base}/small.tar" -C x-${name}`);
+    await sh(`rm -rf "${data}/x-${name}"`);
+    return t;
+  });
+  row(`tar x ${FILES} small files`, "s", false, tarx);
+
+  // git status on a repository of GIT_FILES files.
+  await sh(
+    `mkdir -p "${data}/repo" && cd "${data}/repo" && git init -q && for d in $(seq 1 ${GIT_FILES / 100}); do mkdir d$d; for f in $(seq 1 100); do echo "$d $f" > d$d/f$f; done; done && git add . && git -c user.email=b@b -c user.name=b commit -qm init`,
+  );
+  const gitCold = {};
+  const gitWarm = {};
+  await each(async (dir, name) => {
+    gitCold[name] = await timed(dir, `cd repo && git status --porcelain`);
+    gitWarm[name] = await timed(dir, `cd repo && git status --porcelain`);
+  });
+  row(`git status ${GIT_FILES} files, cold`, "s", false, gitCold);
+  row(`git status ${GIT_FILES} files, warm`, "s", false, gitWarm);
+  console.log("# ours/bindfs: above 1 is better for MiB/s and IOPS, below 1 is better for seconds");
+} finally {
+  fs.rmSync(base, { recursive: true, force: true });
+}
