@@ -1,0 +1,51 @@
+// The pure pieces of the guest: user resolution, /proc/<pid>/stat parsing, /etc files.
+import { describe, expect, it } from "vitest";
+import { resolveUserSpec, UserResolveError } from "./users.js";
+import { parseStat } from "./reaper.js";
+import { hostsFile, resolvConf } from "./network.js";
+import { exitStatus } from "./process.js";
+
+const passwd = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001:App:/home/app:/bin/sh\nbroken line\nnohome:x:1002:1002:::/bin/sh\n";
+const group = "root:x:0:\napp:x:1001:\nstaff:x:50:app\n";
+
+describe("resolveUserSpec", () => {
+  it("resolves names, numbers and groups against the image's files", () => {
+    expect(resolveUserSpec(null, passwd, group)).toEqual({ uid: 0, gid: 0, name: "root", home: "/root" });
+    expect(resolveUserSpec("app", passwd, group)).toEqual({ uid: 1000, gid: 1001, name: "app", home: "/home/app" });
+    expect(resolveUserSpec("app:staff", passwd, group)).toMatchObject({ uid: 1000, gid: 50 });
+    expect(resolveUserSpec("1000:7", passwd, group)).toMatchObject({ uid: 1000, gid: 7, name: "app" });
+    // Unknown numeric ids are fine (distroless images have no passwd entry).
+    expect(resolveUserSpec("65532", "", "")).toEqual({ uid: 65532, gid: 65532, name: null, home: "/" });
+    expect(resolveUserSpec("nohome", passwd, group).home).toBe("/");
+  });
+  it("names what is missing", () => {
+    expect(() => resolveUserSpec("ghost", passwd, group)).toThrow(new UserResolveError('user "ghost" not found in /etc/passwd'));
+    expect(() => resolveUserSpec("app:ghosts", passwd, group)).toThrow('group "ghosts" not found in /etc/group');
+  });
+});
+
+describe("parseStat", () => {
+  it("reads state and ppid after the last parenthesis of comm", () => {
+    expect(parseStat("42 (sleep) Z 1 42 42 0 -1")).toEqual({ state: "Z", ppid: 1 });
+    expect(parseStat("7 (a) b) (c) S 3 7 7 0")).toEqual({ state: "S", ppid: 3 });
+    expect(parseStat("garbage")).toBeNull();
+  });
+});
+
+describe("/etc files", () => {
+  it("maps host.iii.internal to the gateway and keeps localhost local", () => {
+    expect(hostsFile("w1", "100.96.0.5")).toBe(
+      "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tw1\n100.96.0.5\thost.iii.internal\n",
+    );
+    expect(hostsFile(null, null)).toBe("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    expect(resolvConf(["100.96.0.5", "1.1.1.1"])).toBe("nameserver 100.96.0.5\nnameserver 1.1.1.1\n");
+  });
+});
+
+describe("exitStatus", () => {
+  it("is the code, or 128 + the signal number", () => {
+    expect(exitStatus(7, null)).toEqual({ code: 7, signal: null });
+    expect(exitStatus(null, "SIGKILL")).toEqual({ code: 137, signal: "SIGKILL" });
+    expect(exitStatus(null, "SIGTERM")).toEqual({ code: 143, signal: "SIGTERM" });
+  });
+});
