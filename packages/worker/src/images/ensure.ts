@@ -221,6 +221,21 @@ async function ensureLocal(store: ImageStore, image: string, options: EnsureImag
   }
 }
 
+/**
+ * Blob downloads in flight in this process, by destination: partial files are named by pid, so two pulls of
+ * the same blob in one process (start-all of workers sharing an image) must share one download.
+ */
+const inflightDownloads = new Map<string, Promise<void>>();
+
+function downloadOnce(path: string, download: () => Promise<void>): Promise<void> {
+  let pending = inflightDownloads.get(path);
+  if (!pending) {
+    pending = download().finally(() => inflightDownloads.delete(path));
+    inflightDownloads.set(path, pending);
+  }
+  return pending;
+}
+
 /** At most `limit` tasks at once. */
 class Semaphore {
   private active = 0;
@@ -289,7 +304,9 @@ async function ensureRemote(store: ImageStore, image: string, options: EnsureIma
           return;
         }
         await slots.run(() =>
-          client.downloadBlob(ref.repository, layer, store.blobPath(layer.digest), store.partialDir, (n) => progress.advance(layer.digest, n)),
+          downloadOnce(store.blobPath(layer.digest), () =>
+            client.downloadBlob(ref.repository, layer, store.blobPath(layer.digest), store.partialDir, (n) => progress.advance(layer.digest, n)),
+          ),
         );
       })();
       download.catch(() => undefined);

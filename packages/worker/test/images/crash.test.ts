@@ -191,6 +191,15 @@ describe.skipIf(missing !== undefined)("kill -9 during a pull or an extraction, 
     expect((await listOrEmpty(join(home, "images", "sha256"))).length).toBe(1);
     expect(await listOrEmpty(join(home, "images", "tmp"))).toEqual([]);
     expect(await listOrEmpty(join(home, "images", "blobs", "partial"))).toEqual([]);
+
+    // and twice at once in one process (partial files are per pid: the downloads must be shared)
+    const inProcess = join(work, "home-twice-in-process");
+    const opts = { home: inProcess, insecureRegistries: [registry.host] };
+    const [a, b] = await Promise.all([ensureImage(`${registry.host}/test/twice:1`, opts), ensureImage(`${registry.host}/test/twice:1`, opts)]);
+    expect(a.digest).toBe(b.digest);
+    expect(a.rootfs).toBe(b.rootfs);
+    expect((await stat(join(a.rootfs, "f1"))).size).toBe(1024 * 1024);
+    expect(await listOrEmpty(join(inProcess, "images", "tmp"))).toEqual([]);
   });
 
   it("during layer extraction: the staging dir is swept and the rerun completes", async () => {
