@@ -12,7 +12,7 @@ APT_PACKAGES=(
   qemu-system-x86 qemu-system-common qemu-utils
   libfuse2 fuse3 bindfs fio attr
   iproute2 iperf3 dnsmasq-base slirp4netns curl netcat-openbsd dnsutils
-  busybox-static debootstrap patchelf
+  busybox-static debootstrap patchelf binutils
   docker-registry skopeo umoci apache2-utils
   zstd xz-utils file procps psmisc git ca-certificates
 )
@@ -74,6 +74,11 @@ BUILD_LOG="$(mktemp)"
 if ! pnpm run build >"$BUILD_LOG" 2>&1; then
   tail -n 60 "$BUILD_LOG" >&2; rm -f "$BUILD_LOG"
   log "build failed"; exit 1
+fi
+log "building the guest init (Node single executable + /.iii runtime)"
+if ! pnpm --filter @iii/init build:sea >"$BUILD_LOG" 2>&1; then
+  tail -n 60 "$BUILD_LOG" >&2; rm -f "$BUILD_LOG"
+  log "init build failed"; exit 1
 fi
 rm -f "$BUILD_LOG"
 log "ready: ./iii worker --help"

@@ -41,7 +41,7 @@ it("doctor reports an unwritable III_HOME", async () => {
   const file = join(dir, "a-file");
   writeFileSync(file, "");
   const run = await runWorkerCli(["doctor", "--json"], { cwd: dir, env: { III_HOME: join(file, "home") } });
-  const report = JSON.parse(run.stdout) as { checks: { name: string; verdict: string }[] };
+  const report = JSON.parse(run.stdout) as { checks: { name: string; verdict: string; detail: string }[] };
   const home = report.checks.find((c) => c.name === "III_HOME")!;
   expect(home.verdict).toBe("fail");
   expect(home.detail).toContain("not a directory");
