@@ -15,6 +15,12 @@ export function main(): void {
   const args = process.argv.slice(2).filter((a) => a !== process.execPath);
   if (args[0] === PTY_HELPER_MODE) {
     runPtyHelper(args[1] ?? "");
+  } else if ((args[0] === "--help" || args[0] === "-h") && process.pid !== 1) {
+    process.stdout.write(
+      "usage: iii-init            (as PID 1 of an iii worker VM; configured by the III_* guest contract)\n" +
+        "       iii-init --version\n" +
+        "Outside a VM it runs in a PID namespace or with III_INIT_NO_REBOOT=1; see the @iii/init README.\n",
+    );
   } else if (args[0] === "--version") {
     process.stdout.write("iii-init 0.1.0\n");
   } else if (args[0]?.startsWith("__")) {
