@@ -8,6 +8,7 @@ export type FilesystemErrorCode =
   | "MOUNT_FAILED"
   | "UNMOUNT_FAILED"
   | "EXTERNAL_UNMOUNT"
+  | "SERVER_EXITED"
   | "VIRTUAL_FILE_INVALID"
   | "STALE_MOUNT_CLEANUP_FAILED";
 

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -125,6 +125,29 @@ describe.skipIf(!fuse.ok)("mount lifecycle and CLI", () => {
     expect(mounted(mnt)).toBe(false);
     // Stats count real traffic.
     expect(h.stats().ops.getattr ?? 0).toBeGreaterThan(0);
+  });
+
+  it("isolation \"process\": the caller may block on the mount; kill -9 of the server is reported", async () => {
+    const mnt = path.join(base, "isolated");
+    fs.mkdirSync(mnt);
+    const h = await mountPassthrough({ root, mountpoint: mnt, isolation: "process", virtualFiles: { "/.iii/token": { content: new Uint8Array([7, 8]) } } });
+    handles.push(h);
+    expect(h.serverPid).not.toBe(process.pid);
+    // Synchronous calls on the mount from this process: would deadlock in-process.
+    expect(fs.readFileSync(path.join(mnt, "hello"), "utf8")).toBe("hello\n");
+    expect([...fs.readFileSync(path.join(mnt, ".iii/token"))]).toEqual([7, 8]);
+    expect(execFileSync("cat", ["hello"], { cwd: mnt, encoding: "utf8" })).toBe("hello\n");
+    await new Promise((r) => setTimeout(r, 400));
+    expect(h.stats().ops.read ?? 0).toBeGreaterThan(0);
+    process.kill(h.serverPid, "SIGKILL");
+    const reason = await h.closed;
+    expect(reason.external && reason.error.code).toBe("SERVER_EXITED");
+    expect(await waitFor(() => !mounted(mnt), 5000)).toBe(true);
+    const again = await mountPassthrough({ root, mountpoint: mnt, isolation: "process" });
+    expect(fs.readFileSync(path.join(mnt, "hello"), "utf8")).toBe("hello\n");
+    await again.unmount();
+    expect(mounted(mnt)).toBe(false);
+    expect(again.mounted).toBe(false);
   });
 
   it("CLI: layered mount with --inject and --ro, `iii-fs unmount`, SIGTERM", async () => {

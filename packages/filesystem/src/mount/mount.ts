@@ -1,10 +1,10 @@
 // mountPassthrough: options → GuestFs → fuse-native mount, plus the lifecycle around
 // it (stale-mount cleanup, external-unmount detection, clean unmount).
 import { EventEmitter } from "node:events";
-import { execFile } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { FilesystemError } from "../errors.js";
+import { FilesystemError, type FilesystemErrorCode } from "../errors.js";
 import { findMount, parseMountInfo } from "../core/mountinfo.js";
 import { GuestFs } from "../fs/guest-fs.js";
 import { PassthroughTree } from "../fs/passthrough-tree.js";
@@ -50,12 +50,21 @@ export interface MountOptions {
   allowOther?: boolean;
   /** How often the mount table is checked for an external unmount. Default 1000 ms. */
   watchIntervalMs?: number;
+  /**
+   * "in-process" (default): FUSE requests are answered on this process's JS thread,
+   * so this process must never block on the mount (no fs.*Sync on paths inside it,
+   * no spawn with cwd inside it). "process": a child Node process serves the mount;
+   * the handle works the same, stats() is a snapshot at most 250 ms old.
+   */
+  isolation?: "in-process" | "process";
 }
 
 export type UnmountReason = { external: false } | { external: true; error: FilesystemError };
 
 export interface MountHandle extends AsyncDisposable {
   readonly mountpoint: string;
+  /** Pid of the process serving the mount (this one, or the child with isolation "process"). */
+  readonly serverPid: number;
   readonly mounted: boolean;
   /** Settles once the mount is gone, whoever removed it. */
   readonly closed: Promise<UnmountReason>;
@@ -160,6 +169,7 @@ export function fuseAvailable(): { ok: true } | { ok: false; reason: string } {
 
 class FuseMount extends EventEmitter implements MountHandle {
   readonly mountpoint: string;
+  readonly serverPid = process.pid;
   readonly closed: Promise<UnmountReason>;
   private state: "mounted" | "unmounting" | "gone" = "mounted";
   private readonly fuse: IiiFuse;
@@ -239,6 +249,7 @@ class FuseMount extends EventEmitter implements MountHandle {
  */
 export async function mountPassthrough(options: MountOptions): Promise<MountHandle> {
   if (!options || typeof options.mountpoint !== "string") throw new FilesystemError("INVALID_OPTIONS", "mountpoint is required");
+  if (options.isolation === "process") return mountInChild(options);
   if ((options.root === undefined) === (options.layers === undefined)) {
     throw new FilesystemError("INVALID_OPTIONS", "exactly one of root or layers is required");
   }
@@ -303,4 +314,103 @@ export async function unmountPath(mountpoint: string): Promise<void> {
     const r2 = await run("fusermount", ["-uz", abs]);
     if (r2.code !== 0) throw new FilesystemError("UNMOUNT_FAILED", `fusermount -u ${abs}: ${r.stderr.trim()}`);
   }
+}
+
+function serverScript(): string {
+  // Bundled: dist/server.js next to this chunk. From sources (tests): the built one.
+  const here = new URL("./server.js", import.meta.url);
+  if (fs.existsSync(here)) return here.pathname;
+  const built = new URL("../../dist/server.js", import.meta.url);
+  if (fs.existsSync(built)) return built.pathname;
+  throw new FilesystemError("MOUNT_FAILED", "dist/server.js is missing: build @iii/filesystem first");
+}
+
+type ServerMessage =
+  | { type: "mounted"; pid: number }
+  | { type: "error"; code: FilesystemErrorCode; message: string }
+  | { type: "stats"; stats: MountStats }
+  | { type: "unmounted"; external: boolean; code?: FilesystemErrorCode; message?: string };
+
+class ChildMount extends EventEmitter implements MountHandle {
+  readonly mountpoint: string;
+  readonly serverPid: number;
+  readonly closed: Promise<UnmountReason>;
+  private state: "mounted" | "unmounting" | "gone" = "mounted";
+  private lastStats: MountStats = { ops: {}, errors: {}, bytesRead: 0, bytesWritten: 0 };
+  private resolveClosed!: (r: UnmountReason) => void;
+  private readonly child: ChildProcess;
+
+  constructor(mountpoint: string, child: ChildProcess) {
+    super();
+    this.mountpoint = mountpoint;
+    this.child = child;
+    this.serverPid = child.pid ?? -1;
+    this.closed = new Promise((r) => (this.resolveClosed = r));
+    child.on("message", (m: ServerMessage) => {
+      if (m.type === "stats") this.lastStats = m.stats;
+      else if (m.type === "unmounted" && m.external) {
+        this.finish({ external: true, error: new FilesystemError(m.code ?? "EXTERNAL_UNMOUNT", m.message ?? "unmounted externally") });
+      }
+    });
+    child.on("exit", (code, signal) => {
+      if (this.state === "gone") return;
+      const error = new FilesystemError("SERVER_EXITED", `the FUSE server process for ${mountpoint} exited (${signal ?? `code ${code}`})`);
+      this.finish(this.state === "unmounting" ? { external: false } : { external: true, error });
+    });
+  }
+
+  get mounted(): boolean {
+    return this.state === "mounted";
+  }
+
+  stats(): MountStats {
+    return { ops: { ...this.lastStats.ops }, errors: { ...this.lastStats.errors }, bytesRead: this.lastStats.bytesRead, bytesWritten: this.lastStats.bytesWritten };
+  }
+
+  private finish(reason: UnmountReason): void {
+    if (this.state === "gone") return;
+    this.state = "gone";
+    this.resolveClosed(reason);
+    this.emit("unmounted", reason);
+    if (reason.external && this.listenerCount("error") > 0) this.emit("error", reason.error);
+  }
+
+  async unmount(): Promise<void> {
+    if (this.state === "mounted") {
+      this.state = "unmounting";
+      if (this.child.connected) this.child.send({ type: "unmount" });
+      else this.child.kill("SIGTERM");
+    }
+    await this.closed;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.unmount();
+  }
+}
+
+async function mountInChild(options: MountOptions): Promise<MountHandle> {
+  const mountpoint = path.resolve(options.mountpoint);
+  const child = spawn(process.execPath, [serverScript()], { cwd: "/", stdio: ["ignore", "inherit", "inherit", "ipc"], serialization: "advanced" });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const onExit = (code: number | null): void => reject(new FilesystemError("MOUNT_FAILED", `FUSE server exited (${code}) before mounting`));
+      child.once("exit", onExit);
+      child.on("message", function onMessage(m: ServerMessage) {
+        if (m.type === "mounted") {
+          child.off("exit", onExit);
+          child.off("message", onMessage);
+          resolve();
+        } else if (m.type === "error") {
+          child.off("exit", onExit);
+          reject(new FilesystemError(m.code, m.message));
+        }
+      });
+      child.send({ type: "mount", options: { ...options, mountpoint }, statsIntervalMs: 250 });
+    });
+  } catch (err) {
+    if (child.exitCode === null) child.kill("SIGKILL");
+    throw err;
+  }
+  return new ChildMount(mountpoint, child);
 }

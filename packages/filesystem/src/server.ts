@@ -1,0 +1,60 @@
+// Child-process FUSE server for `mountPassthrough({ isolation: "process" })`: the
+// mount is served here, so nothing the parent does (sync fs calls on the mount,
+// spawning with cwd inside it) can deadlock against the serving JS thread.
+import { FilesystemError } from "./errors.js";
+import { mountPassthrough, type MountHandle, type MountOptions } from "./mount/mount.js";
+
+type ParentMessage = { type: "mount"; options: MountOptions; statsIntervalMs: number } | { type: "unmount" } | { type: "stats" };
+
+let handle: MountHandle | undefined;
+let statsTimer: NodeJS.Timeout | undefined;
+
+function send(message: unknown): void {
+  if (process.connected) process.send?.(message);
+}
+
+async function shutdown(code: number): Promise<never> {
+  if (statsTimer) clearInterval(statsTimer);
+  try {
+    await handle?.unmount();
+  } catch (err) {
+    send({ type: "error", code: (err as FilesystemError).code ?? "UNMOUNT_FAILED", message: (err as Error).message });
+    code = 7;
+  }
+  if (handle) send({ type: "stats", stats: handle.stats() });
+  send({ type: "unmounted", external: false });
+  process.exit(code);
+}
+
+process.on("message", (m: ParentMessage) => {
+  if (m.type === "mount") {
+    mountPassthrough({ ...m.options, isolation: "in-process" }).then(
+      (h) => {
+        handle = h;
+        h.on("unmounted", (reason) => {
+          if (!reason.external) return;
+          send({ type: "stats", stats: h.stats() });
+          send({ type: "unmounted", external: true, code: reason.error.code, message: reason.error.message });
+          process.exit(3);
+        });
+        statsTimer = setInterval(() => send({ type: "stats", stats: h.stats() }), m.statsIntervalMs);
+        statsTimer.unref();
+        send({ type: "mounted", pid: process.pid });
+      },
+      (err: unknown) => {
+        const e = err instanceof FilesystemError ? err : new FilesystemError("MOUNT_FAILED", (err as Error).message);
+        send({ type: "error", code: e.code, message: e.message });
+        process.exit(1);
+      },
+    );
+  } else if (m.type === "unmount") {
+    void shutdown(0);
+  } else if (m.type === "stats" && handle) {
+    send({ type: "stats", stats: handle.stats() });
+  }
+});
+
+// The parent went away: never leave a mount behind.
+process.on("disconnect", () => void shutdown(0));
+process.on("SIGTERM", () => void shutdown(0));
+process.on("SIGINT", () => void shutdown(0));
