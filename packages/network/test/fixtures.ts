@@ -26,7 +26,11 @@ export function writeBlockFile(path: string, block: Buffer): void {
  * Host loopback HTTP server: GET /blocks/N streams the block N times; PUT/POST /upload replies
  * with the sha256 and length of the body; GET /small answers "ok".
  */
-export async function startBlockServer(block: Buffer): Promise<{ server: http.Server; port: number; close(): Promise<void> }> {
+export async function startBlockServer(
+  block: Buffer,
+): Promise<{ server: http.Server; port: number; stats: { drainWaits: number; lastPumpMs: number }; close(): Promise<void> }> {
+  /** lastPumpMs: how long the last GET took to hand all its blocks to the socket. */
+  const stats = { drainWaits: 0, lastPumpMs: 0 };
   const server = http.createServer((req, res) => {
     req.on("error", () => {});
     res.on("error", () => {});
@@ -34,15 +38,18 @@ export async function startBlockServer(block: Buffer): Promise<{ server: http.Se
     const m = /^\/blocks\/(\d+)$/.exec(url);
     if (req.method === "GET" && m) {
       let left = Number(m[1]);
+      const t0 = performance.now();
       res.writeHead(200, { "content-length": String(left * block.length), "content-type": "application/octet-stream" });
       const pump = () => {
         while (left > 0) {
           left--;
           if (!res.write(block)) {
+            stats.drainWaits++;
             res.once("drain", pump);
             return;
           }
         }
+        stats.lastPumpMs = performance.now() - t0;
         res.end();
       };
       pump();
@@ -67,6 +74,7 @@ export async function startBlockServer(block: Buffer): Promise<{ server: http.Se
   return {
     server,
     port,
+    stats,
     close: () =>
       new Promise<void>((r) => {
         server.closeAllConnections();

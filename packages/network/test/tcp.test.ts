@@ -123,6 +123,51 @@ describe.skipIf(skip)("TCP through the stack, real Linux guest (MTU 1500)", () =
     expect(halfCloseLog[0]!.received).toBe("request-body".length);
   });
 
+  test("guest SHUT_WR after 4 MiB, then the server streams 8 MiB back to the half-closed guest", async () => {
+    const server = net.createServer({ allowHalfOpen: true }, (sock) => {
+      sock.on("error", () => {});
+      let got = 0;
+      sock.on("data", (d: Buffer) => {
+        got += d.length;
+      });
+      sock.on("end", () => {
+        sock.write(`${got}\n`);
+        sock.end(Buffer.alloc(8 * 1024 * 1024, 0x62));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    const port = (server.address() as net.AddressInfo).port;
+    const env2 = await startGuest({ policy: { hostPorts: [port] } });
+    try {
+      const script =
+        "const net=require('net');const [h,p]=process.argv.slice(1);const s=net.connect({host:h,port:+p,allowHalfOpen:true});" +
+        "let n=0,head='';s.on('data',d=>{if(!head.includes('\\n'))head+=d.toString('latin1');n+=d.length});" +
+        "s.on('end',()=>{console.log(JSON.stringify({n,head:head.split('\\n')[0]}))});s.on('connect',()=>s.end(Buffer.alloc(4*1024*1024,97)));";
+      const r = await env2.guest.exec([process.execPath, "-e", script, ipToString(env2.stack.addresses.gatewayIp), String(port)], { timeoutMs: 30_000 });
+      const out = JSON.parse(r.stdout.trim()) as { n: number; head: string };
+      expect(out.head).toBe(String(4 * 1024 * 1024));
+      expect(out.n).toBe(`${4 * 1024 * 1024}\n`.length + 8 * 1024 * 1024);
+    } finally {
+      await env2.close();
+      server.close();
+    }
+  });
+
+  test("a slow guest reader pauses the host socket: memory stays bounded and bytes stay intact", async () => {
+    const want = sha256OfRepeated(block, 24);
+    const rssBefore = process.memoryUsage().rss;
+    const t0 = performance.now();
+    const r = await env.guest.sh(`curl -sS --fail --limit-rate 4M http://${gw}:${srv.port}/blocks/24 | sha256sum`, { timeoutMs: 30_000 });
+    const totalMs = performance.now() - t0;
+    expect(r.stdout.split(" ")[0]).toBe(want);
+    // Without backpressure the server would hand all 24 MiB to the stack within ~100 ms; with it,
+    // the server can only finish once the guest has consumed all but the buffered tail (socket
+    // buffers on both sides plus our bounded send buffer).
+    console.log(`slow reader: server needed ${srv.stats.lastPumpMs.toFixed(0)} of ${totalMs.toFixed(0)} ms to write 24 MiB`);
+    expect(srv.stats.lastPumpMs).toBeGreaterThan(totalMs * 0.25);
+    expect(process.memoryUsage().rss - rssBefore).toBeLessThan(64 * 1024 * 1024);
+  });
+
   test("the server's FIN does not cut data still flowing to it (8 MiB after FIN)", async () => {
     const port = (halfCloseServer.address() as net.AddressInfo).port;
     const bytes = 8 * 1024 * 1024;

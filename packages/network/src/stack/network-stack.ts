@@ -567,7 +567,6 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
     writeUdp(datagram, 0, srcPort, dstPort, udpLen, srcIp, dstIp);
     const chunk = Math.floor((this.mtu - IPV4_HEADER_LENGTH) / 8) * 8;
     const id = this.nextIpId();
-    this.counters.drops["udp-fragmented"] = (this.counters.drops["udp-fragmented"] ?? 0) + 0;
     for (let off = 0; off < udpLen; off += chunk) {
       const n = Math.min(chunk, udpLen - off);
       const frame = Buffer.allocUnsafe(ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH + n);
