@@ -312,6 +312,17 @@ async function ensureRemote(store: ImageStore, image: string, options: EnsureIma
       download.catch(() => undefined);
       downloads.set(layer.digest, download);
     }
+    // Bars end when the downloads do; unpacking (overlapped with them) reports one line.
+    let stopped = false;
+    const stopProgress = () => {
+      if (stopped) return;
+      stopped = true;
+      progress.stop();
+    };
+    void Promise.allSettled(downloads.values()).then(() => {
+      stopProgress();
+      if (options.progress && !abort.signal.aborted) process.stderr.write(`unpacking ${manifest.layers.length} layer(s) of ${reference}\n`);
+    });
     try {
       record = await unpack(
         store,
@@ -332,7 +343,7 @@ async function ensureRemote(store: ImageStore, image: string, options: EnsureIma
       throw error;
     } finally {
       await Promise.allSettled(downloads.values());
-      progress.stop();
+      stopProgress();
     }
   }
   if (!ref.digest) await store.writeTag({ reference, digest, updatedAt: new Date().toISOString() });

@@ -162,15 +162,22 @@ export class RegistryClient {
     });
   }
 
+  /**
+   * fetch with a deadline for the response headers only: a body may take as long as it keeps moving (streamBody
+   * has its own idle timer), so a slow multi-GiB blob is not cut every minute.
+   */
   private async fetchWithTimeout(url: URL | string, init: RequestInit): Promise<Response> {
-    const signals = [AbortSignal.timeout(this.idleTimeoutMs)];
-    if (this.options.signal) signals.push(this.options.signal);
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new RetryableError(`no response within ${this.idleTimeoutMs} ms`)), this.idleTimeoutMs);
+    const signal = this.options.signal ? AbortSignal.any([controller.signal, this.options.signal]) : controller.signal;
     try {
-      return await fetch(url, { ...init, signal: AbortSignal.any(signals), redirect: "follow" });
+      return await fetch(url, { ...init, signal, redirect: "follow" });
     } catch (error) {
       if (this.options.signal?.aborted) throw this.options.signal.reason;
-      if ((error as Error).name === "TimeoutError") throw new RetryableError(`no response within ${this.idleTimeoutMs} ms`);
+      if (controller.signal.aborted) throw controller.signal.reason;
       throw error;
+    } finally {
+      clearTimeout(timer);
     }
   }
 
