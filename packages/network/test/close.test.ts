@@ -94,9 +94,13 @@ describe.skipIf(skip)("close() with a real guest attached", () => {
   test("no handle survives a stack that carried real traffic", async () => {
     const before = resources();
     const env = await startGuest();
-    const r = await env.guest.sh(`dig +tries=1 +time=1 @${ipToString(env.stack.addresses.gatewayIp)} example.test; busybox ping -c1 -W1 ${ipToString(env.stack.addresses.gatewayIp)}`);
+    let r: { stdout: string };
+    try {
+      r = await env.guest.sh(`dig +tries=1 +time=1 @${ipToString(env.stack.addresses.gatewayIp)} example.test; busybox ping -c1 -W1 ${ipToString(env.stack.addresses.gatewayIp)}`);
+    } finally {
+      await env.close();
+    }
     expect(r.stdout).toContain("1 packets received");
-    await env.close();
     await new Promise((res) => setTimeout(res, 100));
     expect(increased(before, resources())).toEqual({});
   });

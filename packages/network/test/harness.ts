@@ -10,6 +10,13 @@ const execFileP = promisify(execFile);
 const BRIDGE = fileURLToPath(new URL("./tap-bridge.mjs", import.meta.url));
 let counter = 0;
 
+// Last-resort cleanup if the worker exits without afterAll (timeout kill, crash): namespaces,
+// /etc/netns entries and bridge processes must not outlive the test run.
+const live = new Set<GuestNamespace>();
+process.once("exit", () => {
+  for (const g of live) g.forceCleanupSync();
+});
+
 /** Why the namespace harness cannot run here, or undefined when it can. */
 export function harnessUnavailable(): string | undefined {
   if (process.platform !== "linux") return "not Linux";
@@ -52,6 +59,15 @@ export class GuestNamespace {
     this.tap = `iit${process.pid % 100000}x${n}`.slice(0, 15);
     this.dir = mkdtempSync(join(tmpdir(), `iii-net-${process.pid}-`));
     this.socketPath = join(this.dir, "vm.sock");
+    live.add(this);
+  }
+
+  forceCleanupSync(): void {
+    for (const c of this.children) c.kill("SIGKILL");
+    this.bridge?.kill("SIGKILL");
+    spawnSync("ip", ["netns", "del", this.name], { stdio: "ignore" });
+    rmSync(`/etc/netns/${this.name}`, { recursive: true, force: true });
+    rmSync(this.dir, { recursive: true, force: true });
   }
 
   /** Creates the namespace and the bridge; the stack must already listen on `socketPath`. */
@@ -126,6 +142,7 @@ export class GuestNamespace {
 
   async close(): Promise<void> {
     this.closing = true;
+    live.delete(this);
     for (const c of this.children) c.kill("SIGKILL");
     if (this.bridge && this.bridge.exitCode === null) {
       const q = this.bridge;

@@ -154,16 +154,16 @@ describe.skipIf(skip)("TCP through the stack, real Linux guest (MTU 1500)", () =
   });
 
   test("a slow guest reader pauses the host socket: memory stays bounded and bytes stay intact", async () => {
-    const want = sha256OfRepeated(block, 24);
+    const want = sha256OfRepeated(block, 48);
     const rssBefore = process.memoryUsage().rss;
     const t0 = performance.now();
-    const r = await env.guest.sh(`curl -sS --fail --limit-rate 4M http://${gw}:${srv.port}/blocks/24 | sha256sum`, { timeoutMs: 30_000 });
+    const r = await env.guest.sh(`curl -sS --fail --limit-rate 8M http://${gw}:${srv.port}/blocks/48 | sha256sum`, { timeoutMs: 30_000 });
     const totalMs = performance.now() - t0;
     expect(r.stdout.split(" ")[0]).toBe(want);
-    // Without backpressure the server would hand all 24 MiB to the stack within ~100 ms; with it,
+    // Without backpressure the server would hand all 48 MiB to the stack within ~100 ms; with it,
     // the server can only finish once the guest has consumed all but the buffered tail (socket
     // buffers on both sides plus our bounded send buffer).
-    console.log(`slow reader: server needed ${srv.stats.lastPumpMs.toFixed(0)} of ${totalMs.toFixed(0)} ms to write 24 MiB`);
+    console.log(`slow reader: server needed ${srv.stats.lastPumpMs.toFixed(0)} of ${totalMs.toFixed(0)} ms to write 48 MiB`);
     expect(srv.stats.lastPumpMs).toBeGreaterThan(totalMs * 0.25);
     expect(process.memoryUsage().rss - rssBefore).toBeLessThan(64 * 1024 * 1024);
   });
