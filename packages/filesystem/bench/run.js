@@ -94,6 +94,32 @@ try {
   row("fio randread 4k O_DIRECT", "IOPS", true, fio);
   await sh(`rm -f "${data}/seq"`);
 
+  // The VM's first read: /init.krun (a virtual file backed by a host file) through a
+  // fresh mount; bindfs and raw read the same host file.
+  const INIT_MIB = 110;
+  await sh(`head -c ${INIT_MIB}M /dev/urandom > "${base}/init-src" && mkdir -p "${data}/init" && cp "${base}/init-src" "${data}/init/init.krun"`);
+  const initRead = {};
+  {
+    const mnt = path.join(base, "m-init");
+    fs.mkdirSync(mnt, { recursive: true });
+    const h = await mountPassthrough({ root: data, mountpoint: mnt, virtualFiles: { "/init.krun": { hostPath: `${base}/init-src` } } });
+    try {
+      initRead.ours = INIT_MIB / (await timed(mnt, "cat init.krun > /dev/null"));
+    } finally {
+      await h.unmount();
+    }
+    for (const name of ["bindfs", "raw"]) {
+      const t = await targets[name]();
+      try {
+        initRead[name] = INIT_MIB / (await timed(t.dir, "cat init/init.krun > /dev/null"));
+      } finally {
+        await t.close();
+      }
+    }
+  }
+  row(`/init.krun ${INIT_MIB} MiB read, fresh mount`, "MiB/s", true, initRead);
+  await sh(`rm -rf "${data}/init"`);
+
   // find + stat over a tree of small files: cold (fresh mount) then warm (again).
   await sh(`mkdir -p "${data}/tree" && cd "${data}/tree" && for d in $(seq 1 ${FILES / 100}); do mkdir d$d; (cd d$d && touch $(seq -f f%g 1 100)); done`);
   const findCold = {};

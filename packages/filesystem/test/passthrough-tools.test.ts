@@ -133,6 +133,22 @@ describe.skipIf(!fuse.ok)("passthrough: real tools give the same result as on th
     expect(x.stdout).toMatch(/Operation not supported\nrc=1/);
   });
 
+  it("rename flags: libfuse 2 has no rename2, so flags give EINVAL (EEXIST from the VFS), mv -n still works", async () => {
+    const script = String.raw`
+echo src > rn-a; echo dst > rn-b
+python3 - <<'PY'
+import ctypes, errno
+libc = ctypes.CDLL(None, use_errno=True)
+for src, dst, flags in ((b"rn-a", b"rn-new", 1), (b"rn-a", b"rn-b", 1), (b"rn-a", b"rn-b", 2)):
+    ctypes.set_errno(0)
+    r = libc.renameat2(-100, src, -100, dst, flags)
+    print(r, errno.errorcode.get(ctypes.get_errno()))
+PY
+mv -n rn-a rn-b; cat rn-b; ls rn-a; mv rn-a rn-c; cat rn-c`;
+    const out = await shOk(script, dirs.mnt);
+    expect(out).toBe("-1 EINVAL\n-1 EEXIST\n-1 EINVAL\ndst\nrn-a\nsrc\n");
+  });
+
   it("refuses device nodes and supports O_APPEND, large offsets and statfs", async () => {
     const r = await sh("mknod cdev c 1 3 2>&1; echo rc=$?", dirs.mnt);
     expect(r.stdout).toMatch(/Operation not permitted/);

@@ -21,6 +21,9 @@ export class GuestFs {
   readonly readOnly: boolean;
   private readonly virtualHandles = new Map<number, number>();
   private nextVirtualFh = VIRTUAL_FH_BASE;
+  // After close() the host fds are gone and their numbers may be reused by anything
+  // else in this process: requests still queued behind a lazy unmount must not use them.
+  private closed = false;
 
   constructor(tree: Tree, virtual: VirtualFiles, readOnly: boolean) {
     this.tree = tree;
@@ -28,7 +31,12 @@ export class GuestFs {
     this.readOnly = readOnly;
   }
 
+  private alive(): void {
+    if (this.closed) fail(Errno.EIO, "filesystem closed");
+  }
+
   private check(path: string): void {
+    this.alive();
     if (!isValidGuestPath(path)) fail(path.includes("/..") ? Errno.EPERM : Errno.EINVAL, "invalid path");
   }
 
@@ -108,18 +116,21 @@ export class GuestFs {
   }
 
   read(fh: number, buf: Buffer, len: number, pos: number): number {
+    this.alive();
     const fd = fh >= VIRTUAL_FH_BASE ? this.virtualHandles.get(fh) : fh;
     if (fd === undefined) fail(Errno.EBADF, "read");
     return fs.readSync(fd, buf, 0, len, pos);
   }
 
   write(fh: number, buf: Buffer, len: number, pos: number): number {
+    this.alive();
     if (fh >= VIRTUAL_FH_BASE) fail(Errno.EBADF, "write to a virtual file");
     if (this.readOnly) fail(Errno.EROFS, "read-only mount");
     return fs.writeSync(fh, buf, 0, len, pos);
   }
 
   release(fh: number): void {
+    if (this.closed) return;
     if (fh >= VIRTUAL_FH_BASE) {
       this.virtualHandles.delete(fh);
       return;
@@ -129,7 +140,7 @@ export class GuestFs {
 
   /** fd to fsync, or null when there is nothing to sync (virtual handle). */
   syncFd(fh: number): number | null {
-    return fh >= VIRTUAL_FH_BASE || fh === 0 ? null : fh;
+    return this.closed || fh >= VIRTUAL_FH_BASE || fh === 0 ? null : fh;
   }
 
   truncate(path: string, size: number): void {
@@ -138,6 +149,7 @@ export class GuestFs {
   }
 
   ftruncate(fh: number, size: number): void {
+    this.alive();
     if (fh >= VIRTUAL_FH_BASE) fail(Errno.EPERM, "virtual file is read-only");
     if (this.readOnly) fail(Errno.EROFS, "read-only mount");
     fs.ftruncateSync(fh, size);
@@ -198,6 +210,7 @@ export class GuestFs {
   }
 
   statfs(): FsStats {
+    this.alive();
     return this.tree.statfs();
   }
 
@@ -239,6 +252,8 @@ export class GuestFs {
   }
 
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     this.tree.close();
     this.virtual.close();
   }

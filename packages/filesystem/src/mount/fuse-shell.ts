@@ -4,7 +4,7 @@ import fs from "node:fs";
 import { createRequire } from "node:module";
 import Fuse, { type FuseOps, type FuseStat } from "fuse-native";
 import { errnoName, toErrno, Errno } from "../host/errno.js";
-import { TIME_NOW, TIME_OMIT, type TimeSpec } from "../host/libc.js";
+import type { TimeSpec } from "../host/libc.js";
 import { GuestFs } from "../fs/guest-fs.js";
 
 const GuestFsParent = GuestFs.parentOf;
@@ -30,10 +30,6 @@ export function releaseNativeThread(fuse: Fuse): void {
   if (fuse._thread) binding.fuse_native_unmount(fuse.mnt, fuse._thread);
 }
 
-// fuse-native converts utimens timespecs to milliseconds; libfuse passes UTIME_NOW
-// and UTIME_OMIT with tv_sec 0, which both become 1073 ms.
-const UTIME_MARKER_MS = 1073;
-
 // fuse-native 2.2.6 forwards the atime twice to utimens (the mtime argument is the
 // atime). The thread-locals struct it hands each handler still holds both values:
 // `size_t atime; size_t mtime;` at these offsets on 64-bit Linux. We only trust
@@ -41,8 +37,9 @@ const UTIME_MARKER_MS = 1073;
 const LOCALS_ATIME_OFFSET = 104;
 const LOCALS_MTIME_OFFSET = 112;
 
-function msToTimeSpec(ms: number, other: number): TimeSpec {
-  if (ms === UTIME_MARKER_MS) return other === UTIME_MARKER_MS ? TIME_NOW : TIME_OMIT;
+// libfuse 2.9 calls utimens only when the kernel sets both times, always with explicit
+// values (the kernel resolves "now" itself), so no UTIME_NOW/UTIME_OMIT arrives here.
+function msToTimeSpec(ms: number): TimeSpec {
   return { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1e6 };
 }
 
@@ -239,7 +236,7 @@ function buildOps(g: GuestFs, s: MountStats): FuseOps {
     },
     truncate: v("truncate", (path: string, size: number) => g.truncate(path, size)),
     ftruncate: v("ftruncate", (_path: string, fh: number, size: number) => g.ftruncate(fh, size)),
-    utimens: v("utimens", (path: string, atime: number, mtime: number) => g.utimens(path, msToTimeSpec(atime, mtime), msToTimeSpec(mtime, atime))),
+    utimens: v("utimens", (path: string, atime: number, mtime: number) => g.utimens(path, msToTimeSpec(atime), msToTimeSpec(mtime))),
     chown: v("chown", (path: string, uid: number, gid: number) => g.chown(path, uid, gid)),
     chmod: v("chmod", (path: string, mode: number) => g.chmod(path, mode)),
     mknod: v("mknod", (path: string, mode: number, dev: number) => g.mknod(path, mode, dev)),
