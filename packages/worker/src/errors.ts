@@ -27,6 +27,7 @@ export const ERROR_CODES = {
   LayerRejected: 1,
   VmBootFailed: 1,
   VmNotRunning: 1,
+  ExecRejected: 1,
   PolicyDenied: 1,
   NotImplemented: 1,
   Internal: 70,

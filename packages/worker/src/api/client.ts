@@ -67,8 +67,13 @@ export class SupervisorClient {
     return this.call("POST", "/restart", { graceMs });
   }
 
-  createExec(req: ExecCreateRequest): Promise<{ id: string }> {
-    return this.call("POST", "/exec", req);
+  async createExec(req: ExecCreateRequest): Promise<{ id: string }> {
+    try {
+      return await this.call<{ id: string }>("POST", "/exec", req);
+    } catch (error) {
+      if (error instanceof ApiError) throw new IiiError("ExecRejected", `the worker refused the exec: ${error.message} (HTTP ${error.status})`, { cause: error });
+      throw error;
+    }
   }
 
   execInfo(id: string): Promise<{ id: string; running: boolean; exit: ExitFrame | null }> {

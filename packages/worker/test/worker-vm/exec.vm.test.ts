@@ -77,12 +77,28 @@ describe.skipIf(!!skip)("exec and attach in a real VM (vm)", () => {
 
   it("a tty exec reports the size it was given and follows resizes", async () => {
     let out = "";
+    let sendLine: (() => void) | undefined;
+    let resize: ((rows: number, cols: number) => void) | undefined;
+    let resized = false;
     const exit = await client.exec(
-      { argv: ["sh", "-c", "stty size; sleep 0.5; stty size"], tty: true, rows: 40, cols: 100 },
-      { stdout: (d) => (out += d), stderr: () => {}, onAttach: (c) => setTimeout(() => c.resize(50, 132), 200) },
+      { argv: ["sh", "-c", "stty size; read line; stty size"], tty: true, rows: 40, cols: 100 },
+      {
+        // Resize only once the first size was printed, then let the command go on.
+        stdout: (d) => {
+          out += d;
+          if (!resized && out.includes("40 100") && resize) {
+            resized = true;
+            resize(50, 132);
+            setTimeout(() => sendLine?.(), 300);
+          }
+        },
+        stderr: () => {},
+        stdin: (sink) => (sendLine = () => sink.send(Buffer.from("\n"))),
+        onAttach: (c) => (resize = c.resize),
+      },
     );
     expect(exit.code).toBe(0);
-    expect(out.replace(/\r/g, "").trim().split("\n")).toEqual(["40 100", "50 132"]);
+    expect(out.replace(/\r/g, "").trim().split("\n").filter((l) => /^\d+ \d+$/.test(l))).toEqual(["40 100", "50 132"]);
   }, 60_000);
 
   it("8 concurrent execs × 50 commands each: every output complete and correct", async () => {
@@ -116,6 +132,7 @@ describe.skipIf(!!skip)("exec and attach in a real VM (vm)", () => {
   it("refuses disallowed signals (400), operations on finished execs (409), and execs beyond the limit (429)", async () => {
     const { id } = await client.createExec({ argv: ["sleep", "30"] });
     await expect(client.signal(id, "SIGSEGV")).rejects.toMatchObject({ status: 400 });
+    await expect(client.resize(id, 0, 10)).rejects.toMatchObject({ status: 400 });
     await client.signal(id, "SIGTERM");
     await waitFor(async () => !(await client.execInfo(id)).running, 10_000, "the exec to end");
     expect((await client.execInfo(id)).exit).toMatchObject({ code: 143, signal: "SIGTERM" });
@@ -129,8 +146,9 @@ describe.skipIf(!!skip)("exec and attach in a real VM (vm)", () => {
         refused = error;
       }
     }
-    expect(refused).toMatchObject({ status: 429 });
+    expect(refused).toMatchObject({ code: "ExecRejected", message: expect.stringContaining("HTTP 429") });
     for (const x of ids) await client.signal(x, "SIGKILL").catch(() => {});
+    for (const x of ids) await waitFor(async () => !(await client.execInfo(x)).running, 10_000, `exec ${x} to end`);
   }, 120_000);
 
   it("a 1 s timeout ends a long command as timed out", async () => {
