@@ -115,6 +115,26 @@ describe("hostile layers are refused and nothing outside the rootfs changes", ()
     console.log(`[images] 2M-entry layer refused in ${Date.now() - started} ms`);
   }, 120_000);
 
+  it("a layer blob that does not match its digest, or is truncated, is refused before it is applied", async () => {
+    const layout = join(work, "tampered");
+    const home = join(work, "home-tampered");
+    await writeLayout(layout, "1", { layers: [{ entries: [{ name: "f", content: "original" }] }] });
+    const { readdir: list, readFile, writeFile: write, stat: statFile } = await import("node:fs/promises");
+    const { gunzipSync, gzipSync } = await import("node:zlib");
+    const blobs = join(layout, "blobs", "sha256");
+    for (const name of await list(blobs)) {
+      const bytes = await readFile(join(blobs, name));
+      if (bytes[0] !== 0x1f) continue;
+      const tampered = gzipSync(Buffer.from(gunzipSync(bytes).toString("latin1").replace("original", "tampered"), "latin1"));
+      await write(join(blobs, name), tampered);
+      await expect(ensureImage(`oci:${layout}:1`, { home })).rejects.toThrow(/layer 1\/1 \(sha256:[a-f0-9]{12}\): blob digest mismatch/);
+      await write(join(blobs, name), bytes.subarray(0, bytes.length - 20));
+      await expect(ensureImage(`oci:${layout}:1`, { home })).rejects.toMatchObject({ code: "ImageInvalid" });
+      expect((await statFile(join(blobs, name))).size).toBe(bytes.length - 20);
+    }
+    expect(await readdir(join(home, "images", "sha256"))).toEqual([]);
+  });
+
   it("through ensureImage: a refused image leaves no image and no staging dir in the cache", async () => {
     const layout = join(work, "hostile-layout");
     const home = join(work, "home");
