@@ -12,7 +12,7 @@ export type { FlowEntry, FlowSnapshot, FlowProtocol, ConnectionTrackerLimits } f
 export { DnsInterceptor } from "./dns/dns-interceptor.js";
 export type { DnsOptions, DnsCounters } from "./dns/dns-interceptor.js";
 export { TcpConnection } from "./tcp/tcp-connection.js";
-export type { TcpState, TcpConnectionHooks, TcpConnectionConfig, TimerHost, OutgoingSegment } from "./tcp/tcp-connection.js";
+export type { TcpState, TcpCloseReason, TcpConnectionHooks, TcpConnectionConfig, TimerHost, OutgoingSegment } from "./tcp/tcp-connection.js";
 export { FrameDecoder } from "./transport/frame-decoder.js";
 export { PcapWriter } from "./stack/pcap-writer.js";
 export { ipToString, parseIp } from "./wire/ip-address.js";

@@ -8,7 +8,14 @@ import { DnsTcpSession } from "../dns/dns-tcp-session.js";
 import { NetworkError, PolicyDeniedError } from "../errors.js";
 import { type EgressPolicyOptions, EgressPolicy, type Protocol } from "../policy/egress-policy.js";
 import { HostSocketBridge, type TcpApplication } from "../proxy/host-bridge.js";
-import { type OutgoingSegment, type TimerHost, TcpConnection, type TcpConnectionConfig } from "../tcp/tcp-connection.js";
+import {
+  type OutgoingSegment,
+  type TcpCloseReason,
+  TcpConnection,
+  type TcpConnectionConfig,
+  type TcpConnectionHooks,
+  type TimerHost,
+} from "../tcp/tcp-connection.js";
 import { FrameServer } from "../transport/frame-server.js";
 import { ARP_REPLY, ARP_REQUEST, buildArpFrame, parseArp } from "../wire/arp.js";
 import {
@@ -654,7 +661,7 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
     };
   }
 
-  private hooksFor(flow: TcpFlow, app: TcpApplication) {
+  private hooksFor(flow: TcpFlow, app: TcpApplication): TcpConnectionHooks {
     return {
       emit: (conn: TcpConnection, seg: OutgoingSegment) => this.emitTcp(flow, conn, seg),
       deliver: (data: Buffer) => app.deliver(data),
@@ -665,7 +672,7 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
         flow.entry.state = "ESTABLISHED";
         app.onEstablished();
       },
-      onClosed: (reason: import("../tcp/tcp-connection.js").TcpCloseReason) => {
+      onClosed: (reason: TcpCloseReason) => {
         app.onClosed(reason);
         this.removeTcpFlow(flow, reason);
       },
