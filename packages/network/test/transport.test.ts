@@ -62,6 +62,25 @@ describe("unix-socket frame transport", () => {
     }
   });
 
+  test("idle UDP flows are evicted from the tracker (flow-close event)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), `iii-net-udpidle-${process.pid}-`));
+    const stack = new NetworkStack({ slot: 5, log: () => {}, policy: { hostPorts: [9] }, limits: { udpIdleTimeoutMs: 800 } });
+    await stack.listen(join(dir, "vm.sock"));
+    try {
+      const closed: string[] = [];
+      stack.on("flow-close", (f) => closed.push(`${f.protocol}:${f.guestPort}`));
+      const g = new GuestFrames(stack.addresses);
+      stack.injectFrame(g.udp(stack.addresses.gatewayIp, 4444, 9, Buffer.from("discard me")));
+      expect(stack.snapshot()).toMatchObject([{ protocol: "udp", guestPort: 4444, remoteIp: "100.96.0.21", remotePort: 9, bytesFromGuest: 10 }]);
+      await new Promise((r) => setTimeout(r, 2500));
+      expect(stack.snapshot()).toEqual([]);
+      expect(closed).toEqual(["udp:4444"]);
+    } finally {
+      await stack.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("invalid options fail with typed errors", () => {
     expect(() => new NetworkStack({ slot: 70000 })).toThrow(expect.objectContaining({ code: "SlotOutOfRange" }));
     expect(() => new NetworkStack({ slot: 1, mtu: 100 })).toThrow(expect.objectContaining({ code: "InvalidConfig" }));

@@ -539,7 +539,7 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
       socket.on("error", () => {
         // Connection-refused style errors on unconnected UDP sockets are not reported per peer; ignore.
       });
-      this.emit("flow-open", this.tracker.snapshot().find((s) => s.id === entry.id)!);
+      this.emit("flow-open", this.snapshotOf(entry));
     }
     flow.entry.bytesFromGuest += payload.length;
     this.tracker.touch(flow.entry);
@@ -933,14 +933,13 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
   }
 
   private sweep(): void {
-    for (const f of this.tracker.idle("udp", this.limits.udpIdleTimeoutMs)) {
-      const flow = [...this.udpFlows.values()].find((u) => u.entry === f);
-      if (flow) this.closeUdpFlow(flow);
+    const now = Date.now();
+    for (const f of [...this.udpFlows.values()]) {
+      if (now - f.entry.lastActivityAt > this.limits.udpIdleTimeoutMs) this.closeUdpFlow(f);
     }
-    for (const f of this.tracker.idle("tcp", this.limits.tcpIdleTimeoutMs)) {
-      const flow = [...this.tcpFlows.values()].find((t) => t.entry === f);
-      if (!flow) continue;
-      this.log(`tcp: evicting idle flow to ${f.remoteIp}:${f.remotePort}`);
+    for (const flow of [...this.tcpFlows.values()]) {
+      if (now - flow.entry.lastActivityAt <= this.limits.tcpIdleTimeoutMs) continue;
+      this.log(`tcp: evicting idle flow to ${flow.entry.remoteIp}:${flow.entry.remotePort}`);
       if (flow.conn) flow.conn.abort("timeout");
       else this.removeTcpFlow(flow, "idle");
     }

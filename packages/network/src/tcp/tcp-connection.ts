@@ -126,6 +126,7 @@ export class TcpConnection {
   private sackOk = false;
   /** Out-of-order segments inside the window, sorted by seq (no overlap guarantees; trimmed on drain). */
   private readonly ooo: Array<{ seq: number; data: Buffer }> = [];
+  private oooBytes = 0;
   private lastOooSeq = 0;
 
   // Timers.
@@ -513,7 +514,8 @@ export class TcpConnection {
 
   private queueOutOfOrder(seq: number, payload: Uint8Array): void {
     const room = seqDiff(this.rcvAdvEdge, seq);
-    if (room <= 0 || this.ooo.length >= 4096) {
+    // Bounded by the receive buffer in bytes, whatever overlaps a peer sends.
+    if (room <= 0 || this.ooo.length >= 4096 || this.oooBytes + Math.min(payload.length, room) > this.cfg.receiveBufferBytes) {
       this.hooks.onSegmentDropped?.("tcp-out-of-order-dropped");
       return;
     }
@@ -529,10 +531,14 @@ export class TcpConnection {
     }
     const at = this.ooo[lo];
     if (at && at.seq === seq) {
-      if (at.data.length < data.length) at.data = data;
+      if (at.data.length < data.length) {
+        this.oooBytes += data.length - at.data.length;
+        at.data = data;
+      }
       return;
     }
     this.ooo.splice(lo, 0, { seq, data });
+    this.oooBytes += data.length;
   }
 
   /** Moves queued segments that became in-order to the application. Returns whether any did. */
@@ -542,6 +548,7 @@ export class TcpConnection {
       const e = this.ooo[0]!;
       if (seqGt(e.seq, this.rcvNxt)) break;
       this.ooo.shift();
+      this.oooBytes -= e.data.length;
       const skip = seqDiff(this.rcvNxt, e.seq);
       if (skip >= e.data.length) continue;
       const data = e.data.subarray(skip);
@@ -844,6 +851,7 @@ export class TcpConnection {
     this.sendChunks.length = 0;
     this.sendBuffered = 0;
     this.ooo.length = 0;
+    this.oooBytes = 0;
     this.hooks.onClosed(reason);
   }
 
