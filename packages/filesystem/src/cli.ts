@@ -1,83 +1,9 @@
 #!/usr/bin/env node
 // iii-fs: mount a worker's view in the foreground for debugging or for running
 // external filesystem test suites against it.
-import { parseArgs } from "node:util";
-import { FilesystemError, type FilesystemErrorCode } from "./errors.js";
-import { mountPassthrough, unmountPath, type MountOptions } from "./mount/mount.js";
-import type { VirtualFileSource } from "./fs/virtual-files.js";
-
-const USAGE = `usage:
-  iii-fs mount <root> <mountpoint> [--ro] [--inject /init.krun=FILE]... [options]
-  iii-fs mount --lower DIR --upper DIR <mountpoint> [--ro] [--inject PATH=FILE]... [options]
-  iii-fs unmount <mountpoint>
-options:
-  --entry-timeout SEC  --attr-timeout SEC  --no-kernel-cache  --no-auto-unmount  --allow-other`;
-
-const EXIT: Record<FilesystemErrorCode, number> = {
-  INVALID_OPTIONS: 2,
-  ROOT_NOT_FOUND: 2,
-  MOUNTPOINT_INVALID: 2,
-  VIRTUAL_FILE_INVALID: 2,
-  EXTERNAL_UNMOUNT: 3,
-  SERVER_EXITED: 9,
-  MOUNTPOINT_BUSY: 4,
-  FUSE_UNAVAILABLE: 5,
-  MOUNT_FAILED: 6,
-  UNMOUNT_FAILED: 7,
-  STALE_MOUNT_CLEANUP_FAILED: 8,
-};
-
-function usage(message: string): never {
-  throw new FilesystemError("INVALID_OPTIONS", `${message}\n${USAGE}`);
-}
-
-export function parseMountArgs(args: string[]): MountOptions {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      lower: { type: "string" },
-      upper: { type: "string" },
-      ro: { type: "boolean" },
-      inject: { type: "string", multiple: true },
-      "entry-timeout": { type: "string" },
-      "attr-timeout": { type: "string" },
-      "no-kernel-cache": { type: "boolean" },
-      "no-auto-unmount": { type: "boolean" },
-      "allow-other": { type: "boolean" },
-    },
-  });
-  const layered = values.lower !== undefined || values.upper !== undefined;
-  if (layered && (values.lower === undefined || values.upper === undefined)) usage("--lower and --upper go together");
-  if (positionals.length !== (layered ? 1 : 2)) usage(layered ? "expected <mountpoint>" : "expected <root> <mountpoint>");
-  const virtualFiles: Record<string, VirtualFileSource> = {};
-  for (const spec of values.inject ?? []) {
-    const eq = spec.indexOf("=");
-    if (eq <= 0) usage(`--inject wants GUEST_PATH=HOST_FILE, got ${spec}`);
-    virtualFiles[spec.slice(0, eq)] = { hostPath: spec.slice(eq + 1) };
-  }
-  const seconds = (v: string | undefined, name: string): number | undefined => {
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < 0) usage(`--${name} wants seconds`);
-    return n;
-  };
-  const opts: MountOptions = {
-    mountpoint: positionals[layered ? 0 : 1] as string,
-    readOnly: values.ro ?? false,
-    virtualFiles,
-    autoUnmount: !values["no-auto-unmount"],
-    allowOther: values["allow-other"] ?? false,
-    cache: {
-      entryTimeoutSec: seconds(values["entry-timeout"], "entry-timeout"),
-      attrTimeoutSec: seconds(values["attr-timeout"], "attr-timeout"),
-      kernelCache: !values["no-kernel-cache"],
-    },
-  };
-  if (layered) opts.layers = { lower: values.lower as string, upper: values.upper as string };
-  else opts.root = positionals[0] as string;
-  return opts;
-}
+import { FilesystemError } from "./errors.js";
+import { mountPassthrough, unmountPath } from "./mount/mount.js";
+import { EXIT, parseMountArgs, usage } from "./cli-args.js";
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;

@@ -136,7 +136,6 @@ function buildOptionString(o: MountOptions): string {
     "big_writes",
     `max_write=${maxWrite}`,
     "max_read=131072",
-    "max_readahead=131072",
   ];
   if (c.kernelCache ?? true) opts.push("kernel_cache");
   if (o.autoUnmount ?? true) opts.push("auto_unmount");

@@ -1,0 +1,29 @@
+import { describe, expect, it } from "vitest";
+import { EXIT, parseMountArgs } from "./cli-args.js";
+
+describe("iii-fs mount arguments", () => {
+  it("passthrough with injections and cache flags", () => {
+    const o = parseMountArgs(["/r", "/m", "--ro", "--inject", "/init.krun=/opt/init", "--inject", "/.iii/env=/tmp/env", "--attr-timeout", "0", "--no-auto-unmount"]);
+    expect(o).toMatchObject({
+      root: "/r",
+      mountpoint: "/m",
+      readOnly: true,
+      autoUnmount: false,
+      virtualFiles: { "/init.krun": { hostPath: "/opt/init" }, "/.iii/env": { hostPath: "/tmp/env" } },
+      cache: { attrTimeoutSec: 0, kernelCache: true },
+    });
+    expect(o.layers).toBeUndefined();
+  });
+
+  it("layers take one positional", () => {
+    expect(parseMountArgs(["--lower", "/l", "--upper", "/u", "/m"])).toMatchObject({ layers: { lower: "/l", upper: "/u" }, mountpoint: "/m" });
+  });
+
+  it("rejects bad usage with INVALID_OPTIONS (exit 2)", () => {
+    for (const args of [["/r"], ["--lower", "/l", "/m"], ["--lower", "/l", "--upper", "/u", "/r", "/m"], ["/r", "/m", "--inject", "nonsense"], ["/r", "/m", "--entry-timeout", "-1"]]) {
+      expect(() => parseMountArgs(args), args.join(" ")).toThrow(expect.objectContaining({ code: "INVALID_OPTIONS" }));
+    }
+    expect(EXIT.INVALID_OPTIONS).toBe(2);
+    expect(EXIT.EXTERNAL_UNMOUNT).toBe(3);
+  });
+});
