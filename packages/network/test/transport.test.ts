@@ -81,6 +81,28 @@ describe("unix-socket frame transport", () => {
     }
   });
 
+  test("at the TCP flow limit a new SYN gets RST and a drop counter", async () => {
+    const dir = mkdtempSync(join(tmpdir(), `iii-net-limit-${process.pid}-`));
+    const stack = new NetworkStack({ slot: 6, log: () => {}, limits: { maxTcpFlows: 0 } });
+    const path = join(dir, "vm.sock");
+    await stack.listen(path);
+    try {
+      const vm = await connect(path);
+      const g = new GuestFrames(stack.addresses);
+      stack.injectFrame(g.tcp({ dst: 0x5db8d822, sport: 40000, dport: 443, seq: 7, flags: 0x02 }));
+      await settle();
+      expect(vm.frames).toHaveLength(1);
+      const f = vm.frames[0]!;
+      expect(f[47]! & 0x04).toBe(0x04); // RST
+      expect(f.readUInt32BE(42)).toBe(8); // acknowledges the SYN
+      expect(stack.counters.drops["tcp-flow-limit"]).toBe(1);
+      vm.sock.destroy();
+    } finally {
+      await stack.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("invalid options fail with typed errors", () => {
     expect(() => new NetworkStack({ slot: 70000 })).toThrow(expect.objectContaining({ code: "SlotOutOfRange" }));
     expect(() => new NetworkStack({ slot: 1, mtu: 100 })).toThrow(expect.objectContaining({ code: "InvalidConfig" }));

@@ -202,6 +202,32 @@ describe("TcpConnection", () => {
     expect(s.closed()).toBe("normal");
   });
 
+  test("simultaneous close: FIN_WAIT_1 + guest FIN -> CLOSING -> TIME_WAIT; a retransmitted FIN is re-acked", () => {
+    const s = setup();
+    establish(s);
+    s.conn.end();
+    expect(s.conn.state).toBe("FIN_WAIT_1");
+    s.conn.segmentArrived(s.seg({ seq: 501, ack: 1_000_001, flags: TCP_ACK | TCP_FIN }));
+    expect(s.conn.state).toBe("CLOSING");
+    s.conn.segmentArrived(s.seg({ seq: 502, ack: 1_000_002, flags: TCP_ACK }));
+    expect(s.conn.state).toBe("TIME_WAIT");
+    const n = s.out.length;
+    s.conn.segmentArrived(s.seg({ seq: 501, ack: 1_000_002, flags: TCP_ACK | TCP_FIN }));
+    expect(s.out.length).toBe(n + 1);
+    expect(s.out.at(-1)).toMatchObject({ flags: TCP_ACK, ack: 502 });
+    s.timers.advance(1000);
+    expect(s.closed()).toBe("normal");
+  });
+
+  test("gives up with RST after maxRetries unanswered retransmissions", () => {
+    const s = setup();
+    establish(s);
+    s.conn.send(Buffer.from("anyone there?"));
+    s.timers.advance(10 * 60_000);
+    expect(s.closed()).toBe("timeout");
+    expect(s.out.at(-1)!.flags & TCP_RST).toBeTruthy();
+  });
+
   test("RST: exact sequence resets, in-window but inexact gets a challenge ACK (RFC 5961)", () => {
     const s = setup();
     establish(s);
