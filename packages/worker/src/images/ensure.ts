@@ -92,6 +92,8 @@ interface UnpackInput {
   layerPaths: string[];
   source: string;
   reference: string;
+  /** Layer blobs were verified against their digests when stored. */
+  blobsVerified?: boolean;
 }
 
 /** Unpacks into a staging dir and renames it into the cache: a crash at any point leaves no partial image. */
@@ -123,6 +125,7 @@ async function unpack(
       input.manifest.layers.map((layer, i) => ({
         path: input.layerPaths[i]!,
         digest: layer.digest,
+        verified: input.blobsVerified ?? false,
         ...(typeof diffIds?.[i] === "string" ? { diffId: diffIds[i] as string } : {}),
       })),
       applyOptions,
@@ -334,6 +337,7 @@ async function ensureRemote(store: ImageStore, image: string, options: EnsureIma
           layerPaths: manifest.layers.map((l) => store.blobPath(l.digest)),
           source: "registry",
           reference,
+          blobsVerified: true,
         },
         options,
         (i) => downloads.get(manifest.layers[i]!.digest)!,

@@ -33,8 +33,10 @@ const execFileAsync = promisify(execFile);
 export interface LayerSource {
   /** Path of the (possibly compressed) layer blob. */
   path: string;
-  /** Expected blob digest; checked while scanning. */
+  /** Expected blob digest; checked while scanning unless `verified`. */
   digest?: string;
+  /** The blob was verified against `digest` when it was stored (registry downloads): skip hashing it again. */
+  verified?: boolean;
   /** Expected uncompressed digest (the image config's rootfs.diff_ids entry); checked while scanning. */
   diffId?: string;
 }
@@ -103,7 +105,8 @@ export async function scanLayer(
   const opened = await openLayerFile(source.path);
   const blobHash = newSha256();
   const diffHash = newSha256();
-  opened.raw.on("data", (chunk: Buffer) => blobHash.update(chunk));
+  const hashBlob = source.digest !== undefined && !source.verified;
+  if (hashBlob) opened.raw.on("data", (chunk: Buffer) => blobHash.update(chunk));
   opened.tar.on("data", (chunk: Buffer) => diffHash.update(chunk));
   budget.startLayer();
   let entries = 0;
@@ -127,7 +130,7 @@ export async function scanLayer(
       throw new IiiError("ImageInvalid", `${label}: ${what} mismatch: expected ${expected}, got ${actual}`);
     }
   };
-  check(source.digest, `sha256:${blobHash.digest("hex")}`, "blob digest");
+  if (hashBlob) check(source.digest, `sha256:${blobHash.digest("hex")}`, "blob digest");
   check(source.diffId, `sha256:${diffHash.digest("hex")}`, "uncompressed layer digest (diff_id)");
   return { compression: opened.compression, entries };
 }
