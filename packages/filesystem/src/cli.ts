@@ -2,7 +2,7 @@
 // iii-fs: mount a worker's view in the foreground for debugging or for running
 // external filesystem test suites against it.
 import { FilesystemError } from "./errors.js";
-import { mountPassthrough, unmountPath } from "./mount/mount.js";
+import { mountPassthrough, setattrShimPath, unmountPath } from "./mount/mount.js";
 import { EXIT, parseMountArgs, usage } from "./cli-args.js";
 
 async function main(argv: string[]): Promise<number> {
@@ -13,7 +13,16 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command !== "mount") usage(command ? `unknown command ${command}` : "missing command");
-  const handle = await mountPassthrough(parseMountArgs(rest));
+  const options = parseMountArgs(rest);
+  // This process serves the mount (a kill -9 of it is a kill of the server), so the
+  // setattr shim must be in it from the start: re-exec once with it preloaded.
+  const shim = setattrShimPath();
+  const execve = (process as unknown as { execve?: (file: string, args: string[], env: NodeJS.ProcessEnv) => never }).execve;
+  if (shim && execve && !(process.env.LD_PRELOAD ?? "").includes(shim)) {
+    const env = { ...process.env, LD_PRELOAD: process.env.LD_PRELOAD ? `${shim}:${process.env.LD_PRELOAD}` : shim };
+    execve(process.execPath, [process.execPath, ...process.execArgv, ...process.argv.slice(1)], env);
+  }
+  const handle = await mountPassthrough({ ...options, isolation: "in-process" });
   process.stdout.write(`mounted ${handle.mountpoint}\n`);
   return new Promise<number>((resolve) => {
     let stopping = false;

@@ -1,4 +1,4 @@
-export { mountPassthrough, cleanupStaleMount, unmountPath, fuseAvailable } from "./mount/mount.js";
+export { mountPassthrough, cleanupStaleMount, unmountPath, fuseAvailable, setattrShimPath } from "./mount/mount.js";
 export type { MountOptions, MountHandle, CacheOptions, UnmountReason } from "./mount/mount.js";
 export type { MountStats } from "./mount/fuse-shell.js";
 export type { VirtualFileSource } from "./fs/virtual-files.js";

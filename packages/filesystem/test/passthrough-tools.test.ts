@@ -2,7 +2,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mountPassthrough, type MountHandle } from "../src/index.js";
+import { mountPassthrough, setattrShimPath, type MountHandle } from "../src/index.js";
 import { fuse, rmrf, sh, shOk, snapshot, tempDir } from "./helpers.js";
 
 const SCRIPT = String.raw`
@@ -89,11 +89,12 @@ describe.skipIf(!fuse.ok)("passthrough: real tools give the same result as on th
   it("runs the tool script identically", async () => {
     await shOk(SCRIPT, dirs.raw, 120_000);
     await shOk(SCRIPT, dirs.mnt, 120_000);
-    // KNOWN LIMITATION (libfuse 2.9 high-level API, under fuse-native): a setattr that
-    // changes only the mtime or only the atime is dropped before any handler runs.
-    // GNU tar extracts with utimensat(UTIME_OMIT, mtime), so untar/ times are not compared;
-    // cp -a and touch -d (both times) are.
-    const opts = { ignoreTimesUnder: ["untar"] };
+    // tar x sets times with utimensat(UTIME_OMIT, mtime): libfuse 2.9 drops such a
+    // setattr unless the server runs with the setattr shim (isolation "process", the
+    // default when built). Without the shim (no C compiler at build time) untar/ times
+    // are excluded, and the README says so.
+    const opts = { ignoreTimesUnder: setattrShimPath() ? [] : ["untar"] };
+    if (!setattrShimPath()) console.log("[@iii/filesystem] setattr shim not built: tar x mtimes not compared");
     const raw = await snapshot(dirs.raw, opts);
     const viaMount = await snapshot(dirs.mnt, opts);
     const backing = await snapshot(dirs.backing, opts);
@@ -109,6 +110,7 @@ describe.skipIf(!fuse.ok)("passthrough: real tools give the same result as on th
     expect(read("big-size.txt")).toBe(`${5 * 1024 * 1024 * 1024 + 4}\n`);
     expect(read("m2")).toBe("one\nappended\n");
     expect(read("excl-status")).toBe("refused\n");
+    expect(handle?.serverPid).not.toBe(process.pid);
     expect(fs.readFileSync(path.join(dirs.backing, "d2/x"), "utf8")).toBe("x\n");
     expect(fs.lstatSync(path.join(dirs.backing, "fifo1")).isFIFO()).toBe(true);
     expect(fs.lstatSync(path.join(dirs.backing, "sock1")).isSocket()).toBe(true);
@@ -131,6 +133,19 @@ describe.skipIf(!fuse.ok)("passthrough: real tools give the same result as on th
     const x = await sh("getfattr -n user.absent victim 2>&1; echo rc=$?; setfattr -n bogus.ns -v 1 victim 2>&1; echo rc=$?", dirs.mnt);
     expect(x.stdout).toMatch(/user\.absent: No such attribute\nrc=1/);
     expect(x.stdout).toMatch(/Operation not supported\nrc=1/);
+  });
+
+  it("mtime-only and atime-only updates (touch -m, touch -a, tar x) reach the host", async () => {
+    if (!setattrShimPath()) {
+      console.log("[@iii/filesystem] skipped: setattr shim not built (no C compiler); libfuse 2.9 drops these updates");
+      return;
+    }
+    const out = await shOk(
+      String.raw`echo x > t1; touch -m -d '2005-05-05 05:05:05' t1; touch -a -d '2006-06-06 06:06:06' t1; stat -c '%Y %X' t1
+python3 -c 'import os; os.utime("t1", ns=(os.stat("t1").st_atime_ns, 1_300_000_000_123_000_000)); print(os.stat("t1").st_mtime_ns)'`,
+      dirs.mnt,
+    );
+    expect(out).toBe("1115269505 1149573966\n1300000000123000000\n");
   });
 
   it("rename flags: libfuse 2 has no rename2, so flags give EINVAL (EEXIST from the VFS), mv -n still works", async () => {

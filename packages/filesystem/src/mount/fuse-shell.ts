@@ -4,7 +4,7 @@ import fs from "node:fs";
 import { createRequire } from "node:module";
 import Fuse, { type FuseOps, type FuseStat } from "fuse-native";
 import { errnoName, toErrno, Errno } from "../host/errno.js";
-import type { TimeSpec } from "../host/libc.js";
+import { TIME_OMIT, type TimeSpec } from "../host/libc.js";
 import { GuestFs } from "../fs/guest-fs.js";
 
 const GuestFsParent = GuestFs.parentOf;
@@ -37,9 +37,13 @@ export function releaseNativeThread(fuse: Fuse): void {
 const LOCALS_ATIME_OFFSET = 104;
 const LOCALS_MTIME_OFFSET = 112;
 
-// libfuse 2.9 calls utimens only when the kernel sets both times, always with explicit
-// values (the kernel resolves "now" itself), so no UTIME_NOW/UTIME_OMIT arrives here.
+// libfuse 2.9 calls utimens only when the kernel sets both times. With the setattr
+// shim (src/native/setattr-shim.c) a lone time arrives with its partner set to
+// UTIME_OMIT (tv_sec 0), which fuse-native's millisecond conversion turns into 1073.
+const UTIME_OMIT_MS = 1073;
+
 function msToTimeSpec(ms: number): TimeSpec {
+  if (ms === UTIME_OMIT_MS) return TIME_OMIT;
   return { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1e6 };
 }
 

@@ -51,12 +51,15 @@ export interface MountOptions {
   /** How often the mount table is checked for an external unmount. Default 1000 ms. */
   watchIntervalMs?: number;
   /**
-   * "in-process" (default): FUSE requests are answered on this process's JS thread,
-   * so this process must never block on the mount (no fs.*Sync on paths inside it,
-   * no spawn with cwd inside it). "process": a child Node process serves the mount;
-   * the handle works the same, stats() is a snapshot at most 250 ms old.
+   * "process": a child Node process serves the mount (with the setattr shim preloaded
+   * when it was built, so mtime-only updates work); the handle works the same and
+   * stats() is a snapshot at most 250 ms old. "in-process": FUSE requests are answered
+   * on this process's JS thread, so this process must never block on the mount (no
+   * fs.*Sync on paths inside it, no spawn with cwd inside it). Default "auto":
+   * "process" when dist/server.js is present (it is, unless this package was bundled
+   * into another file), else "in-process".
    */
-  isolation?: "in-process" | "process";
+  isolation?: "auto" | "in-process" | "process";
 }
 
 export type UnmountReason = { external: false } | { external: true; error: FilesystemError };
@@ -248,7 +251,8 @@ class FuseMount extends EventEmitter implements MountHandle {
  */
 export async function mountPassthrough(options: MountOptions): Promise<MountHandle> {
   if (!options || typeof options.mountpoint !== "string") throw new FilesystemError("INVALID_OPTIONS", "mountpoint is required");
-  if (options.isolation === "process") return mountInChild(options);
+  const isolation = options.isolation ?? "auto";
+  if (isolation === "process" || (isolation === "auto" && findServerScript() !== null)) return mountInChild(options);
   if ((options.root === undefined) === (options.layers === undefined)) {
     throw new FilesystemError("INVALID_OPTIONS", "exactly one of root or layers is required");
   }
@@ -315,13 +319,26 @@ export async function unmountPath(mountpoint: string): Promise<void> {
   }
 }
 
+function findServerScript(): string | null {
+  // Built: dist/server.js next to this chunk. From sources (tests): the built one.
+  for (const rel of ["./server.js", "../../dist/server.js"]) {
+    const p = new URL(rel, import.meta.url);
+    if (fs.existsSync(p)) return p.pathname;
+  }
+  return null;
+}
+
+/** The setattr shim (src/native/setattr-shim.c) built next to dist/server.js, if any. */
+export function setattrShimPath(): string | null {
+  const server = findServerScript();
+  const shim = server && path.join(path.dirname(server), "libiii-setattr-shim.so");
+  return shim && fs.existsSync(shim) ? shim : null;
+}
+
 function serverScript(): string {
-  // Bundled: dist/server.js next to this chunk. From sources (tests): the built one.
-  const here = new URL("./server.js", import.meta.url);
-  if (fs.existsSync(here)) return here.pathname;
-  const built = new URL("../../dist/server.js", import.meta.url);
-  if (fs.existsSync(built)) return built.pathname;
-  throw new FilesystemError("MOUNT_FAILED", "dist/server.js is missing: build @iii/filesystem first");
+  const p = findServerScript();
+  if (!p) throw new FilesystemError("MOUNT_FAILED", "dist/server.js is missing: build @iii/filesystem first");
+  return p;
 }
 
 type ServerMessage =
@@ -390,7 +407,12 @@ class ChildMount extends EventEmitter implements MountHandle {
 
 async function mountInChild(options: MountOptions): Promise<MountHandle> {
   const mountpoint = path.resolve(options.mountpoint);
-  const child = spawn(process.execPath, [serverScript()], { cwd: "/", stdio: ["ignore", "inherit", "inherit", "ipc"], serialization: "advanced" });
+  const server = serverScript();
+  const env = { ...process.env };
+  // Preloaded into the server only: restores mtime-only/atime-only updates (README).
+  const shim = setattrShimPath();
+  if (shim && !(env.LD_PRELOAD ?? "").includes(shim)) env.LD_PRELOAD = env.LD_PRELOAD ? `${shim}:${env.LD_PRELOAD}` : shim;
+  const child = spawn(process.execPath, [server], { cwd: "/", env, stdio: ["ignore", "inherit", "inherit", "ipc"], serialization: "advanced" });
   try {
     await new Promise<void>((resolve, reject) => {
       const onExit = (code: number | null): void => reject(new FilesystemError("MOUNT_FAILED", `FUSE server exited (${code}) before mounting`));
