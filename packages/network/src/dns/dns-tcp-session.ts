@@ -12,7 +12,10 @@ export class DnsTcpSession implements TcpApplication {
   private ended = false;
   private closed = false;
 
-  constructor(private readonly interceptor: DnsInterceptor) {}
+  constructor(
+    private readonly interceptor: DnsInterceptor,
+    private readonly guard: (fn: () => void) => void = (fn) => fn(),
+  ) {}
 
   deliver(data: Buffer): void {
     this.buf = this.buf.length === 0 ? data : Buffer.concat([this.buf, data]);
@@ -26,16 +29,23 @@ export class DnsTcpSession implements TcpApplication {
       const msg = Buffer.from(this.buf.subarray(2, 2 + n));
       this.buf = this.buf.subarray(2 + n);
       this.outstanding++;
-      void this.interceptor.answer(msg, undefined).then((resp) => {
-        this.outstanding--;
-        if (this.closed || !this.conn) return;
-        if (resp) {
-          const len = Buffer.allocUnsafe(2);
-          len.writeUInt16BE(resp.length, 0);
-          this.conn.send(Buffer.concat([len, resp]));
-        }
-        if (this.ended && this.outstanding === 0) this.conn.end();
-      });
+      void this.interceptor.answer(msg, undefined).then(
+        (resp) =>
+          this.guard(() => {
+            this.outstanding--;
+            if (this.closed || !this.conn) return;
+            if (resp) {
+              const len = Buffer.allocUnsafe(2);
+              len.writeUInt16BE(resp.length, 0);
+              this.conn.send(Buffer.concat([len, resp]));
+            }
+            if (this.ended && this.outstanding === 0) this.conn.end();
+          }),
+        (err: unknown) =>
+          this.guard(() => {
+            throw err;
+          }),
+      );
     }
   }
 

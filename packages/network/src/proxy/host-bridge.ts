@@ -26,31 +26,39 @@ export class HostSocketBridge implements TcpApplication {
   constructor(
     private readonly socket: net.Socket,
     private readonly cork?: (socket: net.Socket) => void,
+    private readonly guard: (fn: () => void) => void = (fn) => fn(),
   ) {}
 
   /** Starts relaying host → guest once the connection object exists. */
   attach(conn: TcpConnection): void {
     this.conn = conn;
     const s = this.socket;
-    s.on("data", (d: Buffer) => {
-      if (!conn.send(d)) {
-        this.paused = true;
-        s.pause();
-      }
-    });
-    s.on("end", () => conn.end());
-    s.on("drain", () => conn.appDrained());
-    s.on("error", () => {
-      // ECONNRESET and friends: the server is gone, tell the guest with RST.
-      if (!conn.isClosed) conn.abort("aborted");
-    });
-    s.on("close", () => {
-      if (!conn.isClosed && !this.closed) {
-        // Closed without an error while the guest side is still open (e.g. destroyed by us).
-        if (s.readableEnded && s.writableFinished) return;
-        conn.abort("aborted");
-      }
-    });
+    const g = this.guard;
+    s.on("data", (d: Buffer) =>
+      g(() => {
+        if (!conn.send(d)) {
+          this.paused = true;
+          s.pause();
+        }
+      }),
+    );
+    s.on("end", () => g(() => conn.end()));
+    s.on("drain", () => g(() => conn.appDrained()));
+    s.on("error", () =>
+      g(() => {
+        // ECONNRESET and friends: the server is gone, tell the guest with RST.
+        if (!conn.isClosed) conn.abort("aborted");
+      }),
+    );
+    s.on("close", () =>
+      g(() => {
+        if (!conn.isClosed && !this.closed) {
+          // Closed without an error while the guest side is still open (e.g. destroyed by us).
+          if (s.readableEnded && s.writableFinished) return;
+          conn.abort("aborted");
+        }
+      }),
+    );
   }
 
   deliver(data: Buffer): void {

@@ -173,11 +173,13 @@ interface UdpFlow {
  * would fire while the ACKs that cancel it still sit unread in the socket. Hopping through
  * setImmediate (check phase, after the poll phase) lets pending frames be processed first.
  */
-const realTimers: TimerHost = {
-  now: () => performance.now(),
-  set: (fn, ms) => setTimeout(() => setImmediate(fn), ms),
-  clear: (h) => clearTimeout(h as NodeJS.Timeout),
-};
+function timersWithGuard(guard: (fn: () => void) => void): TimerHost {
+  return {
+    now: () => performance.now(),
+    set: (fn, ms) => setTimeout(() => setImmediate(() => guard(fn)), ms),
+    clear: (h) => clearTimeout(h as NodeJS.Timeout),
+  };
+}
 
 /**
  * Userspace Ethernet/IPv4 stack for one VM: answers ARP, ICMP echo and DHCP for the gateway,
@@ -213,6 +215,16 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
   private readonly logSink: (line: string) => void;
   private listening = false;
   private closed = false;
+  /** Runs callbacks from sockets and timers so that a bug is counted and logged, never fatal. */
+  private readonly guard = (fn: () => void): void => {
+    try {
+      fn();
+    } catch (err) {
+      countDrop(this.counters, "internal-error");
+      this.log(`internal error: ${(err as Error).stack ?? String(err)}`);
+    }
+  };
+  private readonly timers: TimerHost = timersWithGuard(this.guard);
 
   constructor(options: NetworkStackOptions) {
     super();
@@ -238,7 +250,7 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
       onBurstEnd: () => this.endBurst(),
       log: (l) => this.log(l),
       onConnect: () => this.log("transport: VM connected"),
-      onDrain: () => this.unblockSenders(),
+      onDrain: () => this.guard(() => this.unblockSenders()),
       onDisconnect: () => this.log("transport: VM disconnected"),
     });
   }
@@ -251,7 +263,7 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
     await this.transport.listen(socketPath);
     for (const p of this.publishedPorts) {
       const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (sock) =>
-        this.openInbound(sock, p.guestPort),
+        this.guard(() => this.openInbound(sock, p.guestPort)),
       );
       this.publishedServers.push(server);
       await new Promise<void>((resolve, reject) => {
@@ -261,7 +273,7 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
         server.listen(p.hostPort, p.hostAddress ?? "127.0.0.1", () => resolve());
       });
     }
-    this.sweepTimer = setInterval(() => this.sweep(), 1000);
+    this.sweepTimer = setInterval(() => this.guard(() => this.sweep()), 1000);
   }
 
   /** Flow table snapshot (5-tuple, state, bytes each way, age, idle time). */
@@ -352,7 +364,7 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
 
   private endBurst(): void {
     this.inBurst = false;
-    this.flushAcks();
+    this.guard(() => this.flushAcks());
     if (this.corkedSockets.length > 0) {
       for (const sock of this.corkedSockets) sock.uncork();
       this.corkedSockets.length = 0;
@@ -465,10 +477,16 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
   private receiveDnsUdp(ip: Ipv4Header, srcPort: number, query: Buffer): void {
     this.counters.dnsQueries++;
     const replyFrom = ip.dst;
-    void this.dns.answer(query, 4096).then((resp) => {
-      if (!resp) return countDrop(this.counters, "dns-too-short");
-      if (!this.closed) this.sendUdp(replyFrom, 53, srcPort, resp);
-    });
+    void this.dns.answer(query, 4096).then(
+      (resp) =>
+        this.guard(() => {
+          if (!resp) return countDrop(this.counters, "dns-too-short");
+          if (!this.closed) this.sendUdp(replyFrom, 53, srcPort, resp);
+        }),
+      (err: unknown) => this.guard(() => {
+        throw err;
+      }),
+    );
   }
 
   private receiveDhcp(payload: Uint8Array): void {
@@ -530,12 +548,14 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
       flow = f;
       this.udpFlows.set(key, f);
       this.counters.udpOpened++;
-      socket.on("message", (msg, rinfo) => {
-        if (rinfo.port !== f.dialPort || rinfo.address !== f.dialHost) return;
-        f.entry.bytesToGuest += msg.length;
-        this.tracker.touch(f.entry);
-        this.sendUdp(f.remoteIp, f.remotePort, f.guestPort, msg);
-      });
+      socket.on("message", (msg, rinfo) =>
+        this.guard(() => {
+          if (rinfo.port !== f.dialPort || rinfo.address !== f.dialHost) return;
+          f.entry.bytesToGuest += msg.length;
+          this.tracker.touch(f.entry);
+          this.sendUdp(f.remoteIp, f.remotePort, f.guestPort, msg);
+        }),
+      );
       socket.on("error", () => {
         // Connection-refused style errors on unconnected UDP sockets are not reported per peer; ignore.
       });
@@ -681,7 +701,7 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
         if (!this.inBurst && !this.flushScheduled) {
           this.flushScheduled = setImmediate(() => {
             this.flushScheduled = undefined;
-            this.flushAcks();
+            this.guard(() => this.flushAcks());
           });
         }
       },
@@ -714,18 +734,23 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
       else this.sendIcmpQuote(quote, ip.dst, ICMP_DEST_UNREACHABLE, kind === "net-unreachable" ? ICMP_UNREACH_NET : ICMP_UNREACH_HOST);
       this.removeTcpFlow(flow, kind === "refused" ? "refused" : "unreachable");
     };
-    flow.dialTimer = setTimeout(() => {
-      this.log(`tcp: connect to ${host}:${port} timed out after ${this.limits.connectTimeoutMs} ms`);
-      fail("unreachable");
-    }, this.limits.connectTimeoutMs);
-    const onError = (err: NodeJS.ErrnoException) => {
-      if (err.code === "ECONNREFUSED") fail("refused");
-      else if (err.code === "ENETUNREACH") fail("net-unreachable");
-      else if (err.code === "EHOSTUNREACH" || err.code === "ETIMEDOUT") fail("unreachable");
-      else fail("refused");
-    };
+    flow.dialTimer = setTimeout(
+      () =>
+        this.guard(() => {
+          this.log(`tcp: connect to ${host}:${port} timed out after ${this.limits.connectTimeoutMs} ms`);
+          fail("unreachable");
+        }),
+      this.limits.connectTimeoutMs,
+    );
+    const onError = (err: NodeJS.ErrnoException) =>
+      this.guard(() => {
+        if (err.code === "ECONNREFUSED") fail("refused");
+        else if (err.code === "ENETUNREACH") fail("net-unreachable");
+        else if (err.code === "EHOSTUNREACH" || err.code === "ETIMEDOUT") fail("unreachable");
+        else fail("refused");
+      });
     sock.once("error", onError);
-    sock.once("connect", () => {
+    sock.once("connect", () => this.guard(() => {
       sock.off("error", onError);
       if (flow.dialTimer) clearTimeout(flow.dialTimer);
       flow.dialTimer = undefined;
@@ -735,20 +760,20 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
         return;
       }
       sock.pause();
-      const bridge = new HostSocketBridge(sock, this.corkDuringBurst);
+      const bridge = new HostSocketBridge(sock, this.corkDuringBurst, this.guard);
       flow.app = bridge;
       flow.entry.state = "SYN_RECEIVED";
-      const conn = TcpConnection.accept(syn, this.tcpConfig(seg.dstPort, seg.srcPort), this.hooksFor(flow, bridge), realTimers);
+      const conn = TcpConnection.accept(syn, this.tcpConfig(seg.dstPort, seg.srcPort), this.hooksFor(flow, bridge), this.timers);
       flow.conn = conn;
       bridge.attach(conn);
-    });
+    }));
   }
 
   private openDnsTcp(key: string, ip: Ipv4Header, seg: TcpSegment): void {
     const flow = this.newTcpFlow(key, ip.dst, seg.dstPort, seg.srcPort, "outbound");
-    const session = new DnsTcpSession(this.dns);
+    const session = new DnsTcpSession(this.dns, this.guard);
     flow.app = session;
-    const conn = TcpConnection.accept(seg, this.tcpConfig(seg.dstPort, seg.srcPort), this.hooksFor(flow, session), realTimers);
+    const conn = TcpConnection.accept(seg, this.tcpConfig(seg.dstPort, seg.srcPort), this.hooksFor(flow, session), this.timers);
     flow.conn = conn;
     session.conn = conn;
   }
@@ -777,9 +802,9 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
     sock.on("error", () => {});
     const key = `${this.addresses.gatewayIp}:${localPort}:${guestPort}`;
     const flow = this.newTcpFlow(key, this.addresses.gatewayIp, localPort, guestPort, "inbound");
-    const bridge = new HostSocketBridge(sock, this.corkDuringBurst);
+    const bridge = new HostSocketBridge(sock, this.corkDuringBurst, this.guard);
     flow.app = bridge;
-    const conn = TcpConnection.connect(this.tcpConfig(localPort, guestPort), this.hooksFor(flow, bridge), realTimers);
+    const conn = TcpConnection.connect(this.tcpConfig(localPort, guestPort), this.hooksFor(flow, bridge), this.timers);
     flow.conn = conn;
     bridge.attach(conn);
   }
