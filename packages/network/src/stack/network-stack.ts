@@ -85,7 +85,12 @@ export interface NetworkLimits {
   connectTimeoutMs: number;
   timeWaitMs: number;
   tcpReceiveBufferBytes: number;
+  /** Floor of the per-connection send buffer (host bytes read ahead of the guest's ACKs). */
   tcpSendHighWaterBytes: number;
+  /** Ceiling of the per-connection send buffer. */
+  tcpSendBufferMaxBytes: number;
+  /** Send-buffer budget shared by all TCP flows of the VM. */
+  tcpSendBudgetBytes: number;
   tcpMaxRetries: number;
 }
 
@@ -142,6 +147,8 @@ export const DEFAULT_LIMITS: NetworkLimits = {
   timeWaitMs: 2_000,
   tcpReceiveBufferBytes: 1024 * 1024,
   tcpSendHighWaterBytes: 512 * 1024,
+  tcpSendBufferMaxBytes: 4 * 1024 * 1024,
+  tcpSendBudgetBytes: 64 * 1024 * 1024,
   tcpMaxRetries: 10,
 };
 
@@ -346,6 +353,17 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
       countDrop(c, "internal-error");
       this.log(`internal error while handling a frame: ${(err as Error).stack ?? String(err)}`);
     }
+  }
+
+  /**
+   * Per-connection send buffer: one shared budget split over the open TCP flows, so a single
+   * bulk transfer can keep a deep pipe (in-flight data is bounded by this) while 500 flows stay
+   * at the configured floor.
+   */
+  private sendHighWater(): number {
+    const l = this.limits;
+    const flows = Math.max(1, this.tracker.count("tcp"));
+    return Math.max(l.tcpSendHighWaterBytes, Math.min(l.tcpSendBufferMaxBytes, Math.floor(l.tcpSendBudgetBytes / flows)));
   }
 
   private unblockSenders(): void {
@@ -710,6 +728,7 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
       },
       onSegmentDropped: (reason: string) => countDrop(this.counters, reason),
       canTransmit: () => this.transport.pendingWriteBytes < TRANSPORT_HIGH_WATER_BYTES,
+      sendHighWater: () => this.sendHighWater(),
       onBlocked: (conn: TcpConnection) => {
         this.blockedSenders.add(conn);
       },

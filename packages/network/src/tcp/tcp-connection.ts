@@ -59,6 +59,8 @@ export interface TcpConnectionHooks {
    */
   canTransmit?(): boolean;
   onBlocked?(conn: TcpConnection): void;
+  /** Current send-buffer high-water mark (defaults to the config's); lets the owner share a budget. */
+  sendHighWater?(): number;
   /** A guest segment (or part of one) was not accepted; for drop counters. */
   onSegmentDropped?(reason: string): void;
 }
@@ -238,7 +240,7 @@ export class TcpConnection {
       this.sendBuffered += data.length;
       this.trySend();
     }
-    return this.sendBuffered < this.cfg.sendHighWaterBytes;
+    return this.sendBuffered < this.highWater();
   }
 
   /** The application finished sending: FIN after the queued data (half-close toward the guest). */
@@ -279,6 +281,10 @@ export class TcpConnection {
     if (after - before >= Math.min(this.cfg.receiveBufferBytes / 4, 65536) || before < 2 * this.sendMss) {
       if (after > before) this.sendAck();
     }
+  }
+
+  private highWater(): number {
+    return this.hooks.sendHighWater?.() ?? this.cfg.sendHighWaterBytes;
   }
 
   /** The link toward the guest has room again: send what the windows allow. */
@@ -434,7 +440,7 @@ export class TcpConnection {
       this.retries = 0;
       if (this.sndUna === this.sndMax) this.disarmRto();
       else this.armRto(true);
-      if (acked > 0 && this.sendBuffered < this.cfg.sendHighWaterBytes / 2) this.hooks.onSendSpace();
+      if (acked > 0 && this.sendBuffered < this.highWater() / 2) this.hooks.onSendSpace();
     } else if (
       ack === this.sndUna &&
       seg.payload.length === 0 &&
