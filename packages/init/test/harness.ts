@@ -28,6 +28,13 @@ import { HostControl } from "../src/protocol/host.js";
 
 export const PACKAGE_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 export const CLI = join(PACKAGE_DIR, "dist", "cli.js");
+/**
+ * The checkout (dist/cli.js and its node_modules), bound read-only into the chroot at a fixed path: wherever
+ * it was cloned (even under /tmp, which init covers with a tmpfs), init and its PTY helper find it there.
+ */
+const REPO_DIR = resolve(PACKAGE_DIR, "..", "..");
+const REPO_IN_CHROOT = "/iii-repo";
+const CLI_IN_CHROOT = REPO_IN_CHROOT + CLI.slice(REPO_DIR.length);
 export const SEA_BINARY = join(PACKAGE_DIR, "dist", "init.krun");
 export const SEA_RUNTIME = join(PACKAGE_DIR, "dist", "iii-runtime");
 const NODE = process.execPath;
@@ -67,7 +74,7 @@ export function makeRootfs(mode: "dev" | "sea" = "dev"): Rootfs {
   chownSync(join(root, "home", "app"), 1000, 1000);
   chownSync(join(root, "app"), 1000, 1000);
   if (mode === "dev") {
-    for (const d of ["usr/lib", "usr/lib64", "opt", "work/main"]) mkdirSync(join(root, d), { recursive: true });
+    for (const d of ["usr/lib", "usr/lib64", "opt", REPO_IN_CHROOT.slice(1)]) mkdirSync(join(root, d), { recursive: true });
     symlinkSync("usr/lib", join(root, "lib"));
     symlinkSync("usr/lib64", join(root, "lib64"));
   } else {
@@ -119,11 +126,11 @@ export async function startInit(options: RunOptions): Promise<InitRun> {
   const r = rootfs.root;
   const binds =
     mode === "dev"
-      ? ["/usr/lib", "/usr/lib64", "/opt", "/work/main"]
-          .map((d) => `mount --bind ${d} ${shellQuote(r + d)} && mount -o remount,bind,ro ${shellQuote(r + d)}`)
+      ? [["/usr/lib", "/usr/lib"], ["/usr/lib64", "/usr/lib64"], ["/opt", "/opt"], [REPO_DIR, REPO_IN_CHROOT]]
+          .map(([from, to]) => `mount --bind ${shellQuote(from!)} ${shellQuote(r + to)} && mount -o remount,bind,ro ${shellQuote(r + to)}`)
           .join(" && ")
       : "true";
-  const initCmd = mode === "dev" ? `${shellQuote(NODE)} ${shellQuote(CLI.replace(/^/, ""))}` : "/init.krun";
+  const initCmd = mode === "dev" ? `${shellQuote(NODE)} ${shellQuote(CLI_IN_CHROOT)}` : "/init.krun";
   const script = [binds, options.prelude ?? "true", `exec /usr/sbin/chroot ${shellQuote(r)} ${initCmd}`].join(" && ");
 
   let server: Server | null = null;
