@@ -12,6 +12,8 @@
  *
  * Every output chunk has a sequence number; re-attaching with `?since=<last seq seen>` replays what came after.
  */
+import type { ExecRequest } from "@iii/init";
+
 export const OUTPUT_KIND = { stdout: 1, stderr: 2 } as const;
 export type OutputKind = keyof typeof OUTPUT_KIND;
 
@@ -46,16 +48,8 @@ export function decodeOutput(frame: Buffer): { kind: OutputKind; seq: number; da
   return { kind, seq: frame.readUInt32BE(1), data: frame.subarray(5) };
 }
 
-export interface ExecCreateRequest {
-  argv: string[];
-  env?: Record<string, string>;
-  cwd?: string;
-  user?: string;
-  tty?: boolean;
-  rows?: number;
-  cols?: number;
-  /** 0 disables; default 0 (no timeout). */
-  timeoutMs?: number;
+/** An exec as the guest runs it (argv, env, cwd, user, tty, rows, cols, timeoutMs; 0 = no timeout), plus attach options. */
+export interface ExecCreateRequest extends ExecRequest {
   /** What happens when the attached client is lost and does not re-attach within the grace period. */
   onDisconnect?: "keep" | "kill";
   /** Liveness: the server pings every interval; 3 missed pongs end the attachment. Default 5000. */
