@@ -2,7 +2,6 @@
 // ensureImage (ours) vs `skopeo copy` + `umoci unpack` (baseline), same image, same run.
 import { execFileSync, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -100,5 +99,4 @@ async function main(): Promise<void> {
   }
 }
 
-void existsSync;
 await main();

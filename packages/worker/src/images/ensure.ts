@@ -263,7 +263,8 @@ async function ensureRemote(store: ImageStore, image: string, options: EnsureIma
   const reference = canonicalReference(ref);
   const pull = options.pull ?? "missing";
   if (ref.digest) {
-    const record = await store.readRecord(ref.digest);
+    // Content-addressed: cached under the digest itself, or (an index digest) under the platform manifest it chose.
+    const record = (await store.readRecord(ref.digest)) ?? (await cachedRecord(store, (await store.readTag(reference))?.digest));
     if (record) return ensured(store, record, reference, true);
   } else if (pull !== "always") {
     const tagRecord = await store.readTag(reference);
@@ -350,7 +351,7 @@ async function ensureRemote(store: ImageStore, image: string, options: EnsureIma
       stopProgress();
     }
   }
-  if (!ref.digest) await store.writeTag({ reference, digest, updatedAt: new Date().toISOString() });
+  if (!ref.digest || ref.digest !== digest) await store.writeTag({ reference, digest, updatedAt: new Date().toISOString() });
   return ensured(store, record, reference, cached);
 }
 
@@ -374,7 +375,6 @@ export async function resolveCachedDigest(image: string, home: string = iiiHome(
     return (await store.readTag(image))?.digest;
   }
   const ref = parseImageReference(image);
-  if (ref.digest) return ref.digest;
-  return (await store.readTag(canonicalReference(ref)))?.digest;
+  return (await store.readTag(canonicalReference(ref)))?.digest ?? ref.digest;
 }
 

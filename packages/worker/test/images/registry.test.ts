@@ -1,4 +1,5 @@
-import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -120,8 +121,14 @@ describe.skipIf(missing !== undefined)("pulling from a real registry (docker-reg
   it("resolves a multi-arch index to linux/amd64, and lists the platforms of an index without it", async () => {
     const home = await freshHome("multi");
     const image = await ensureImage(`${plain.host}/test/multi:1`, { home, insecureRegistries: [plain.host] });
-    const { readFile } = await import("node:fs/promises");
     expect(await readFile(join(image.rootfs, "marker"), "utf8")).toBe("amd64");
+    // pinned by the index digest: cached under the amd64 manifest, found again without the registry
+    const indexDigest = `sha256:${createHash("sha256").update(await readFile(join(layouts.multi!, "blobs", "sha256", JSON.parse(await readFile(join(layouts.multi!, "index.json"), "utf8")).manifests[0].digest.slice(7)))).digest("hex")}`;
+    const pinned = await ensureImage(`${plain.host}/test/multi@${indexDigest}`, { home, insecureRegistries: [plain.host] });
+    expect(pinned.digest).toBe(image.digest);
+    const log = plain.log().length;
+    expect((await ensureImage(`${plain.host}/test/multi@${indexDigest}`, { home, pull: "never" })).digest).toBe(image.digest);
+    expect(plain.log().length).toBe(log);
     await expect(ensureImage(`${plain.host}/test/noamd:1`, { home, insecureRegistries: [plain.host] })).rejects.toThrow(
       `no linux/amd64 image in the index; available platforms: linux/arm64/v8, linux/s390x`,
     );

@@ -22,7 +22,7 @@ import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { promisify } from "node:util";
 import { extract as tarExtract } from "tar-stream";
-import { errnoCode, IiiError } from "../../errors.js";
+import { IiiError } from "../../errors.js";
 import { newSha256 } from "../digest.js";
 import { openLayerFile, type LayerCompression } from "./decompress.js";
 import { DEFAULT_LAYER_LIMITS, LayerBudget, layerRejected, planEntry, type LayerLimits, type PlannedEntry, type TarHeaderLike } from "./policy.js";
