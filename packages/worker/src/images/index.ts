@@ -1,3 +1,15 @@
+/**
+ * OCI images for workers: `ensureImage(image)` turns a reference or a local source into a read-only rootfs in
+ * the digest-keyed cache (~/.iii/images/sha256/<hex>/rootfs) plus the image's runtime config.
+ *
+ *   oci/        manifest, index and platform parsing (pure)
+ *   registry/   distribution client: auth challenges, credentials, resumable verified blob downloads
+ *   sources/    oci:, oci-archive:, docker-archive: (dir: is used in place)
+ *   layers/     layer policy (pure), rootfs-confined path resolution, two-pass layer application
+ *   config/     image config → ImageRuntimeConfig (User through the image's /etc/passwd), /iii/worker.yaml
+ *   cache/      the on-disk store: staging + rename, tags, blobs, sweep of dead processes' leftovers
+ *   ensure.ts   the orchestration; catalog.ts lists and prunes
+ */
 export { ensureImage, resolveCachedDigest, canonicalReference, type EnsureImageOptions, type EnsuredImage, type PullPolicy } from "./ensure.js";
 export { listImages, pruneImages, type CachedImageInfo, type PruneResult } from "./catalog.js";
 export {
