@@ -69,6 +69,11 @@ describe("hostile layers are refused and nothing outside the rootfs changes", ()
     expect(Object.keys(await describeTree(root))).toContain(`${canary.slice(1)}/pwned`);
   });
 
+  it("symlink loops and hardlinks to directories", async () => {
+    await expectRejected([[{ name: "loop", type: "symlink", linkname: "/loop" }, { name: "loop/f", content: "x" }]], /entry "loop\/f" rejected: too many levels of symbolic links/);
+    await expectRejected([[{ name: "d/", type: "directory" }, { name: "dl", type: "link", linkname: "d" }]], /entry "dl" rejected: hardlink to a directory/);
+  });
+
   it("hardlink to /etc/shadow, outside via .., and via an escaping symlink", async () => {
     await expectRejected([[{ name: "shadow", type: "link", linkname: "/etc/shadow" }]], /entry "shadow" rejected: hardlink to "\/etc\/shadow" outside the layer/);
     await expectRejected([[{ name: "shadow", type: "link", linkname: `${escape}${work.slice(1)}/shadow` }]], /hardlink to .* outside the layer \(\.\.\)/);
