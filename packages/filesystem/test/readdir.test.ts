@@ -39,6 +39,16 @@ describe.skipIf(!fuse.ok)("readdir: stable offsets", () => {
     expect(Number(find.trim())).toBe(N);
   });
 
+  it("repeated listings do not grow the server's memory (no buffer kept per readdir)", async () => {
+    const rssKb = () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${handle?.serverPid}/status`, "utf8"))?.[1]);
+    await shOk("for i in 1 2 3 4 5; do ls -f big > /dev/null; done", mnt);
+    const before = rssKb();
+    await shOk("for i in $(seq 1 40); do ls -f big > /dev/null; done", mnt);
+    const after = rssKb();
+    // 40 listings of 10,000 names: a leaked copy per call would be tens of MB.
+    expect(after - before).toBeLessThan(24 * 1024);
+  });
+
   it("ls / lists the injected init once, at a real offset", async () => {
     for (let round = 0; round < 3; round++) {
       const names = (await shOk("ls -a1", mnt)).split("\n").filter(Boolean);
