@@ -1,6 +1,6 @@
-import { mkdir, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { isAbsolute, join } from "node:path";
-import { IiiError } from "../errors.js";
+import { errnoCode, IiiError } from "../errors.js";
 import { iiiHome } from "../paths.js";
 import { formatImageReference, isLocalSource, parseImageReference, type ImageReference } from "../registry/reference.js";
 import { ImageStore, treeSize, writeAtomic, type CachedImageRecord } from "./cache/store.js";
@@ -24,7 +24,7 @@ export type PullPolicy = "missing" | "always" | "never";
 export interface EnsureImageOptions {
   /** missing (default): use the cached image for this reference if any; always: re-resolve the tag; never: cache only. */
   pull?: PullPolicy;
-  /** host[:port] allowed over plain HTTP (also `III_INSECURE_REGISTRIES`, comma-separated). */
+  /** host[:port] allowed over plain HTTP (also `III_INSECURE_REGISTRIES` and `<home>/registries.json`). */
   insecureRegistries?: string[];
   /** III_HOME (default from env / ~/.iii). */
   home?: string;
@@ -64,10 +64,23 @@ export function canonicalReference(ref: ImageReference): string {
     : formatImageReference({ registry: ref.registry, repository: ref.repository, tag: ref.tag ?? "latest" });
 }
 
-function insecureList(options: EnsureImageOptions): string[] {
+/**
+ * Registries allowed over plain HTTP: the caller's list (--insecure-registry), `III_INSECURE_REGISTRIES`
+ * (comma-separated) and `insecureRegistries` in `<III_HOME>/registries.json`. Nothing else ever downgrades.
+ */
+async function insecureList(options: EnsureImageOptions, home: string): Promise<string[]> {
   const env = options.env ?? process.env;
   const fromEnv = (env.III_INSECURE_REGISTRIES ?? "").split(",").map((s) => s.trim()).filter(Boolean);
-  return [...(options.insecureRegistries ?? []), ...fromEnv];
+  let fromConfig: string[] = [];
+  try {
+    const raw = JSON.parse(await readFile(join(home, "registries.json"), "utf8")) as { insecureRegistries?: unknown };
+    if (Array.isArray(raw.insecureRegistries)) fromConfig = raw.insecureRegistries.filter((r): r is string => typeof r === "string");
+  } catch (error) {
+    if (errnoCode(error) !== "ENOENT") {
+      throw new IiiError("ImagePullFailed", `${join(home, "registries.json")} is not valid: ${(error as Error).message}`, { cause: error });
+    }
+  }
+  return [...(options.insecureRegistries ?? []), ...fromEnv, ...fromConfig];
 }
 
 function ensured(store: ImageStore, record: CachedImageRecord, reference: string, cached: boolean): EnsuredImage {
@@ -277,7 +290,7 @@ async function ensureRemote(store: ImageStore, image: string, options: EnsureIma
   // Aborted when unpacking fails, so downloads still running stop instead of finishing for nothing.
   const abort = new AbortController();
   const client = new RegistryClient(ref.registry, {
-    insecureRegistries: insecureList(options),
+    insecureRegistries: await insecureList(options, home),
     credentials: () => lookupCredentials(ref.registry, home, env),
     signal: options.signal ? AbortSignal.any([options.signal, abort.signal]) : abort.signal,
   });

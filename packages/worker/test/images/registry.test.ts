@@ -103,7 +103,9 @@ describe.skipIf(missing !== undefined)("pulling from a real registry (docker-reg
     const b = await ensureImage(`${plain.host}/test/retag:latest`, { ...opts, pull: "always" });
     expect(b.digest).not.toBe(a.digest);
     expect((await stat(join(b.rootfs, "marker"))).size).toBe(1);
-    const app = await ensureImage(`${plain.host}/test/app:1`, opts);
+    // the insecure registry named in III_HOME/registries.json instead of the option
+    await writeFile(join(home, "registries.json"), JSON.stringify({ insecureRegistries: [plain.host] }));
+    const app = await ensureImage(`${plain.host}/test/app:1`, { home });
 
     const listed = await listImages({ home, inUse: { web: `${plain.host}/test/retag:latest`, api: `${plain.host}/test/app:1` } });
     expect(listed.map((i) => i.digest).sort()).toEqual([a.digest, b.digest, app.digest].sort());
