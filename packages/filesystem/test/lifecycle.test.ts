@@ -93,6 +93,35 @@ describe.skipIf(!fuse.ok)("mount lifecycle and CLI", () => {
     expect(await shOk("cat hello", mnt)).toBe("hello\n");
   });
 
+  it("children spawned by an in-process owner do not keep its FUSE connection alive after kill -9", async () => {
+    const mnt = path.join(base, "inherit");
+    fs.mkdirSync(mnt);
+    const owner = path.join(base, "owner.mjs");
+    const index = fileURLToPath(new URL("../dist/index.js", import.meta.url));
+    fs.writeFileSync(
+      owner,
+      `import { mountPassthrough } from ${JSON.stringify(index)};
+import { spawn } from "node:child_process";
+await mountPassthrough({ root: ${JSON.stringify(root)}, mountpoint: ${JSON.stringify(mnt)}, isolation: "in-process" });
+const c = spawn("sleep", ["30"], { stdio: "ignore", detached: true });
+c.unref();
+console.log("ready " + c.pid);
+`,
+    );
+    const child = spawn(process.execPath, [owner], { cwd: "/", stdio: ["ignore", "pipe", "inherit"] });
+    children.push(child);
+    const line = await new Promise<string>((r) => child.stdout?.on("data", (d: Buffer) => r(d.toString())));
+    const sleeper = Number(/ready (\d+)/.exec(line)?.[1]);
+    try {
+      const fds = await shOk(`ls -l /proc/${sleeper}/fd | grep -c fuse || true`, "/");
+      expect(fds.trim()).toBe("0");
+      child.kill("SIGKILL");
+      expect(await waitFor(() => !mounted(mnt), 5000)).toBe(true);
+    } finally {
+      process.kill(sleeper, "SIGKILL");
+    }
+  });
+
   it("an external fusermount -u is detected: event, typed error, closed promise", async () => {
     const mnt = path.join(base, "external");
     fs.mkdirSync(mnt);

@@ -41,6 +41,8 @@ const cFchmodat = lib.func("int fchmodat(int dirfd, const char *path, uint32_t m
 const cUtimensat = lib.func("int utimensat(int dirfd, const char *path, iii_timespec *times, int flags)");
 const cRenameat2 = lib.func("int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, uint32_t flags)");
 const cMemfdCreate = lib.func("int memfd_create(const char *name, uint32_t flags)");
+// fcntl is variadic; F_GETFD/F_SETFD take (at most) one int, which is passed the same way.
+const cFcntl = lib.func("int fcntl(int fd, int cmd, int arg)");
 
 function fail(op: string): never {
   throw new ErrnoError(-koffi.errno(), op);
@@ -158,4 +160,12 @@ export function readDirFd(fd: number): DirEntry[] {
       off += reclen;
     }
   }
+}
+
+/** Sets FD_CLOEXEC on `fd`; returns false when the fd is not open. */
+export function setCloexec(fd: number): boolean {
+  const flags = cFcntl(fd, 1 /* F_GETFD */, 0) as number;
+  if (flags < 0) return false;
+  if (flags & 1) return true;
+  return (cFcntl(fd, 2 /* F_SETFD */, flags | 1 /* FD_CLOEXEC */) as number) === 0;
 }

@@ -12,6 +12,7 @@ import { LayeredTree } from "../fs/layered-tree.js";
 import type { Tree } from "../fs/tree.js";
 import { VirtualFiles, type VirtualFileSource } from "../fs/virtual-files.js";
 import { IiiFuse, releaseNativeThread, type MountStats } from "./fuse-shell.js";
+import { setCloexec } from "../host/libc.js";
 
 export interface CacheOptions {
   /** Kernel dentry cache lifetime (seconds). Default 5. */
@@ -288,6 +289,7 @@ export async function mountPassthrough(options: MountOptions): Promise<MountHand
   }
   const guest = new GuestFs(tree, virtual, options.readOnly ?? false);
   const fuse = new IiiFuse(mountpoint, guest, optionString);
+  const fdsBefore = new Set(openFds());
   try {
     await new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error("no FUSE INIT within 15 s")), 15_000);
@@ -301,7 +303,27 @@ export async function mountPassthrough(options: MountOptions): Promise<MountHand
     guest.close();
     throw new FilesystemError("MOUNT_FAILED", `could not mount on ${mountpoint}: ${(cause as Error).message}`, { cause });
   }
+  // libfuse 2 leaves its /dev/fuse fd and the fusermount auto_unmount socket
+  // inheritable: every process spawned later (QEMU, virtiofsd...) would keep the FUSE
+  // connection alive after this process dies, leaving a hung mount that auto_unmount
+  // never removes (measured). Everything opened by the mount call becomes close-on-exec.
+  for (const entry of openFds()) {
+    if (!fdsBefore.has(entry) || entry.endsWith(" /dev/fuse")) setCloexec(Number(entry.slice(0, entry.indexOf(" "))));
+  }
   return new FuseMount(mountpoint, fuse, guest, options.watchIntervalMs ?? 1000);
+}
+
+/** "fd target" for every open fd (a reused number with a new target counts as new). */
+function openFds(): string[] {
+  const out: string[] = [];
+  for (const fd of fs.readdirSync("/proc/self/fd")) {
+    try {
+      out.push(`${fd} ${fs.readlinkSync(`/proc/self/fd/${fd}`)}`);
+    } catch {
+      // closed meanwhile (e.g. the fd readdir itself used)
+    }
+  }
+  return out;
 }
 
 function isAtOrInside(p: string, dir: string): boolean {
