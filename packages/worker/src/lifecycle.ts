@@ -143,6 +143,7 @@ export async function stopWorker(name: string, options: StopOptions = {}): Promi
 }
 
 export interface StartOptions {
+  pull?: "missing" | "always" | "never";
   cwd?: string;
   env?: NodeJS.ProcessEnv;
   engineUrl: string;
@@ -167,13 +168,13 @@ async function isDirectory(path: string): Promise<boolean> {
 }
 
 /** Resolves the worker's image to a read-only rootfs and the image's process config. */
-async function resolveRootfs(image: string, env: NodeJS.ProcessEnv): Promise<{ rootfs: string; config?: ImageProcessConfig }> {
+async function resolveRootfs(image: string, env: NodeJS.ProcessEnv, pull: "missing" | "always" | "never"): Promise<{ rootfs: string; config?: ImageProcessConfig }> {
   if (image.startsWith("dir:")) {
     const rootfs = image.slice("dir:".length);
     if (!(await isDirectory(rootfs))) throw new IiiError("RootfsNotFound", `rootfs directory ${rootfs} does not exist`);
     return { rootfs };
   }
-  const ensured = await ensureImage(image, { home: iiiHome(env), progress: process.stderr.isTTY === true, pull: "missing" });
+  const ensured = await ensureImage(image, { home: iiiHome(env), progress: process.stderr.isTTY === true, pull, env });
   const c = ensured.config;
   const config: ImageProcessConfig = {
     entrypoint: c.entrypoint,
@@ -208,7 +209,7 @@ export async function startWorkerWithSpec(name: string, spec: WorkerSpec, option
     await cleanupStaleWorker(paths, await readVmRecord(name, env));
     cleanedCrashed = true;
   }
-  const { rootfs, config } = await resolveRootfs(spec.image, env);
+  const { rootfs, config } = await resolveRootfs(spec.image, env, options.pull ?? "missing");
   await resolveKernel({ env });
   if (!findQemu(env)) {
     throw new IiiError("QemuNotFound", env.III_QEMU_BIN ? `III_QEMU_BIN=${env.III_QEMU_BIN} is not an executable` : "qemu-system-x86_64 not found (apt install qemu-system-x86, or set III_QEMU_BIN)");

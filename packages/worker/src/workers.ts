@@ -1,7 +1,8 @@
 import { stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import { IiiError } from "./errors.js";
-import { workersFilePath } from "./paths.js";
+import { iiiHome, workersFilePath } from "./paths.js";
+import { ensureImage, formatImageSummary } from "./images/index.js";
 import { resolveShortName } from "./registry/index-lookup.js";
 import { isLocalSource, parseImageReference, workerNameFor } from "./registry/reference.js";
 import {
@@ -26,6 +27,11 @@ export interface AddWorkerOptions {
   allow?: string[];
   deny?: string[];
   hostPorts?: string[];
+  /** When to ask the registry while adding (the image is pulled and unpacked before anything is recorded). */
+  pull?: "missing" | "always" | "never";
+  insecureRegistries?: string[];
+  /** Pull/unpack the image (default true); false only records the reference. */
+  fetchImage?: boolean;
   /** Replace an existing worker of the same name. */
   force?: boolean;
   cwd?: string;
@@ -36,6 +42,8 @@ export interface AddedWorker {
   name: string;
   spec: WorkerSpec;
   replaced: boolean;
+  /** What the image is (manifest, size, entrypoint), for the user. */
+  summary: string[];
 }
 
 /** Turns what the user typed into the image string recorded in the state file, and a default name. */
@@ -108,6 +116,17 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
     spec.resources.memory = options.memory;
   }
   if (options.command && options.command.length > 0) spec.command = options.command;
+  let summary: string[] = [];
+  if (options.fetchImage !== false && !image.startsWith("dir:")) {
+    const ensured = await ensureImage(image, {
+      home: iiiHome(env),
+      pull: options.pull ?? "missing",
+      insecureRegistries: options.insecureRegistries ?? [],
+      progress: process.stderr.isTTY === true,
+      env,
+    });
+    summary = formatImageSummary(ensured);
+  }
   const replaced = await updateWorkersFile(workersFilePath(cwd), (file) => {
     const exists = Object.hasOwn(file.workers, name);
     if (exists && !options.force) {
@@ -116,7 +135,7 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
     file.workers[name] = spec;
     return exists;
   });
-  return { name, spec, replaced };
+  return { name, spec, replaced, summary };
 }
 
 export async function removeWorker(name: string, cwd: string = process.cwd()): Promise<WorkerSpec> {

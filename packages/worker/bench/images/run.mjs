@@ -2,13 +2,15 @@
 // Bundles the image benchmark (TypeScript, importing src/images) with esbuild and runs it:
 //   node bench/images/run.mjs            (III_BENCH_IMAGE_MB=300, III_IMAGES_CACHE for the base image cache)
 import { execFileSync, spawnSync } from "node:child_process";
+import { createRequire } from "node:module";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
-const esbuild = join(here, "../../../../node_modules/.bin/esbuild");
+// The esbuild binary that tsup ships (pnpm does not hoist it to the root's node_modules/.bin).
+const esbuild = createRequire(createRequire(join(here, "../../package.json")).resolve("tsup")).resolve("esbuild/bin/esbuild");
 const out = mkdtempSync(join(tmpdir(), "iii-bench-images-"));
 try {
   const banner = "--banner:js=import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);";

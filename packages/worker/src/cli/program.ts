@@ -20,6 +20,13 @@ export const DEFAULT_ENGINE_URL = `ws://localhost:${DEFAULT_ENGINE_PORT}`;
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
+function parsePullPolicy(text: string): "missing" | "always" | "never" {
+  if (text !== "missing" && text !== "always" && text !== "never") {
+    throw new IiiError("InvalidOption", `invalid --pull "${text}": expected missing, always or never`);
+  }
+  return text;
+}
+
 function parseSeconds(text: string, flag: string): number {
   const seconds = Number(text);
   if (!/^\d+(\.\d+)?$/.test(text) || !Number.isFinite(seconds)) {
@@ -56,8 +63,13 @@ export function buildProgram(): Command {
     .option("--deny <rule>", "network deny rule, same forms as --allow (repeatable)", collect)
     .option("--host-port <port>", "host loopback port the guest may reach through its gateway (repeatable)", collect)
     .option("--force", "replace an existing worker of the same name")
+    .option("--pull <policy>", "missing (default), always or never: when to ask the registry", "missing")
+    .option("--no-pull", "only record the reference; pull on the first start")
+    .option("--insecure-registry <host[:port]>", "allow this registry over plain HTTP (repeatable)", collect)
     .action(async (image: string, command: string[], opts) => {
       const added = await addWorker(image, {
+        ...(opts.pull === false ? { fetchImage: false } : { pull: parsePullPolicy(opts.pull) }),
+        insecureRegistries: opts.insecureRegistry ?? [],
         name: opts.name,
         cpus: opts.cpus,
         memory: opts.memory,
@@ -70,6 +82,7 @@ export function buildProgram(): Command {
         hostPorts: opts.hostPort,
         force: opts.force,
       });
+      for (const line of added.summary) console.error(line);
       console.error(`${added.replaced ? "replaced" : "added"} worker ${added.name} (${added.spec.image})`);
     });
 
@@ -126,8 +139,10 @@ export function buildProgram(): Command {
     .option("--fresh", "discard the worker's writable layer first")
     .option("--boot-timeout <seconds>", "how long to wait for READY", "120")
     .option("--timings", "print the boot timings (supervisor phases and init steps) as JSON")
+    .option("--pull <policy>", "missing (default), always or never: when to ask the registry", "missing")
     .action(async (name: string, opts) => {
       const result = await startWorker(name, {
+        pull: parsePullPolicy(opts.pull),
         engineUrl: opts.engineUrl,
         fresh: !!opts.fresh,
         bootTimeoutMs: parseSeconds(opts.bootTimeout, "--boot-timeout") * 1000,
@@ -221,6 +236,8 @@ export function buildProgram(): Command {
       });
       if (results.some((r) => r.status === "rejected")) process.exitCode = 1;
     });
+
+  registerImageCommands(program);
 
   program.addCommand(
     new Command("__vm-boot").argument("<name>").action(async (name: string) => {

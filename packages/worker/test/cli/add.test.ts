@@ -32,7 +32,7 @@ describe("iii-worker add / remove / list", () => {
     const p = project();
     mkdirSync(join(p.cwd, "data"));
     const run = await runWorkerCli(
-      ["add", "ghcr.io/acme/image-resize:0.1.2", "--cpus", "500m", "--memory", "512Mi", "-e", "B=2", "-e", "A=1", "-p", "8080:80", "-m", `${p.cwd}/data:/data:ro`],
+      ["add", "--no-pull", "ghcr.io/acme/image-resize:0.1.2", "--cpus", "500m", "--memory", "512Mi", "-e", "B=2", "-e", "A=1", "-p", "8080:80", "-m", `${p.cwd}/data:/data:ro`],
       p,
     );
     expect(run.code, run.stderr).toBe(0);
@@ -58,22 +58,22 @@ describe("iii-worker add / remove / list", () => {
 
   it("resolves short names and pinned versions through the registry index", async () => {
     const p = project();
-    expect((await runWorkerCli(["add", "image-resize"], p)).code).toBe(0);
-    expect((await runWorkerCli(["add", "image-resize@0.2.0", "--name", "resize2"], p)).code).toBe(0);
+    expect((await runWorkerCli(["add", "--no-pull", "image-resize"], p)).code).toBe(0);
+    expect((await runWorkerCli(["add", "--no-pull", "image-resize@0.2.0", "--name", "resize2"], p)).code).toBe(0);
     const file = parse(readFileSync(join(p.cwd, "iii.workers.yaml"), "utf8"));
     expect(file.workers["image-resize"].image).toBe("ghcr.io/iii-hq/image-resize:0.1.2");
     expect(file.workers.resize2.image).toBe("ghcr.io/iii-hq/image-resize:0.2.0");
   });
 
   it.each([
-    [["add", "Ghcr.io/Bad//Ref"], /invalid image reference "Ghcr.io\/Bad\/\/Ref"/],
-    [["add", "no-such-worker"], /worker "no-such-worker" not found in registry/],
-    [["add", "ghcr.io/acme/app:1", "--memory", "12XB"], /invalid memory "12XB"/],
-    [["add", "ghcr.io/acme/app:1", "--port", "99999:1"], /invalid host port "99999"/],
+    [["add", "--no-pull", "Ghcr.io/Bad//Ref"], /invalid image reference "Ghcr.io\/Bad\/\/Ref"/],
+    [["add", "--no-pull", "no-such-worker"], /worker "no-such-worker" not found in registry/],
+    [["add", "--no-pull", "ghcr.io/acme/app:1", "--memory", "12XB"], /invalid memory "12XB"/],
+    [["add", "--no-pull", "ghcr.io/acme/app:1", "--port", "99999:1"], /invalid host port "99999"/],
     [["add", "dir:/definitely/not/here"], /does not exist/],
   ])("%j fails with one clear line and changes nothing", async (args, message) => {
     const p = project();
-    expect((await runWorkerCli(["add", "ghcr.io/acme/keep:1"], p)).code).toBe(0);
+    expect((await runWorkerCli(["add", "--no-pull", "ghcr.io/acme/keep:1"], p)).code).toBe(0);
     const before = readFileSync(join(p.cwd, "iii.workers.yaml"), "utf8");
     const run = await runWorkerCli(args, p);
     expect(run.code).toBe(1);
@@ -84,12 +84,12 @@ describe("iii-worker add / remove / list", () => {
 
   it("refuses to overwrite a worker without --force, and --debug shows the stack", async () => {
     const p = project();
-    expect((await runWorkerCli(["add", "ghcr.io/acme/app:1"], p)).code).toBe(0);
-    const again = await runWorkerCli(["add", "ghcr.io/acme/app:2", "--debug"], p);
+    expect((await runWorkerCli(["add", "--no-pull", "ghcr.io/acme/app:1"], p)).code).toBe(0);
+    const again = await runWorkerCli(["add", "--no-pull", "ghcr.io/acme/app:2", "--debug"], p);
     expect(again.code).toBe(1);
     expect(again.stderr).toContain('worker "app" already exists');
     expect(again.stderr).toMatch(/\n\s+at /);
-    expect((await runWorkerCli(["add", "ghcr.io/acme/app:2", "--force"], p)).code).toBe(0);
+    expect((await runWorkerCli(["add", "--no-pull", "ghcr.io/acme/app:2", "--force"], p)).code).toBe(0);
     expect(parse(readFileSync(join(p.cwd, "iii.workers.yaml"), "utf8")).workers.app.image).toBe("ghcr.io/acme/app:2");
   });
 
@@ -97,7 +97,7 @@ describe("iii-worker add / remove / list", () => {
     const p = project();
     const corrupt = "workers:\n  a:\n    image: x\n   bad: [\n";
     writeFileSync(join(p.cwd, "iii.workers.yaml"), corrupt);
-    for (const args of [["list"], ["add", "ghcr.io/acme/app:1"]]) {
+    for (const args of [["list"], ["add", "--no-pull", "ghcr.io/acme/app:1"]]) {
       const run = await runWorkerCli(args, p);
       expect(run.code).toBe(1);
       expect(run.stderr).toMatch(/not valid YAML \(line \d+, column \d+\)/);
@@ -110,7 +110,7 @@ describe("iii-worker add / remove / list", () => {
 
   it("remove deletes the entry and names a missing one", async () => {
     const p = project();
-    expect((await runWorkerCli(["add", "ghcr.io/acme/app:1"], p)).code).toBe(0);
+    expect((await runWorkerCli(["add", "--no-pull", "ghcr.io/acme/app:1"], p)).code).toBe(0);
     expect((await runWorkerCli(["remove", "app"], p)).code).toBe(0);
     expect(parse(readFileSync(join(p.cwd, "iii.workers.yaml"), "utf8")).workers).toEqual({});
     const missing = await runWorkerCli(["remove", "app"], p);

@@ -16,7 +16,7 @@ describe("iii.workers.yaml under concurrent writers", () => {
   it("20 processes adding distinct workers at once lose no update", async () => {
     const cwd = mkdtempSync(join(dir, "c20-"));
     const runs = await Promise.all(
-      Array.from({ length: 20 }, (_, i) => runWorkerCli(["add", `ghcr.io/acme/w${i}:1`, "--memory", "256Mi"], { cwd, env: { III_HOME: join(cwd, "home") } })),
+      Array.from({ length: 20 }, (_, i) => runWorkerCli(["add", `ghcr.io/acme/w${i}:1`, "--memory", "256Mi", "--no-pull"], { cwd, env: { III_HOME: join(cwd, "home") } })),
     );
     for (const run of runs) expect(run.code, run.stderr).toBe(0);
     const file = parse(readFileSync(join(cwd, "iii.workers.yaml"), "utf8")) as { workers: Record<string, { image: string }> };

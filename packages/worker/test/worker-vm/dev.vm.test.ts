@@ -56,7 +56,9 @@ describe.skipIf(!!skip)("iii worker dev in a real VM (vm)", () => {
     const dir = project(p.dir, "reload", "echo installed", 'console.log("version one"); setInterval(() => {}, 1000);\n');
     const dev = startDev(p, dir, { III_DEV_IMAGE_NODE: image });
     try {
-      await waitFor(() => dev.out().includes("version one"), 120_000, "the first version's output");
+      await waitFor(() => dev.out().includes("version one"), 180_000, "the first version's output").catch((error: Error) => {
+        throw new Error(`${error.message}\n--- dev stderr ---\n${dev.err()}${p.diagnostics("iii-dev-reload")}`);
+      });
       expect(readFileSync(join(dir, ".iii/dev/install.key"), "utf8").length).toBeGreaterThan(0);
       const edited = Date.now();
       writeFileSync(join(dir, "src/index.js"), 'console.log("version two"); setInterval(() => {}, 1000);\n');

@@ -45,6 +45,12 @@ export class Project {
     return runWorkerCli(args, { cwd: this.dir, env: { ...this.env, ...env } });
   }
 
+  /** The supervisor log and console tails of a worker, for failure messages. */
+  diagnostics(name: string): string {
+    const tail = (file: string) => this.read(`managed/${name}/logs/${file}`).split("\n").slice(-25).join("\n");
+    return `\n--- supervisor.log ---\n${tail("supervisor.log")}\n--- console.log ---\n${tail("console.log")}`;
+  }
+
   read(path: string): string {
     try {
       return readFileSync(join(this.home, path), "utf8");

@@ -25,7 +25,7 @@ describe.skipIf(!!skip)("worker lifecycle in a real VM (vm)", () => {
     const p = project();
     expect((await p.cli(["add", `dir:${rootfs}`, "--name", "hello", "--", "sh", "-c", "echo hello; echo oops >&2; sleep 1; exit 7"])).code).toBe(0);
     const start = await p.cli(["start", "hello"]);
-    expect(start.code, start.stderr).toBe(0);
+    expect(start.code, start.stderr + p.diagnostics("hello")).toBe(0);
     await waitFor(async () => JSON.parse((await p.cli(["list", "--json"])).stdout)[0].status === "stopped", 30_000, "the worker to stop");
     const list = JSON.parse((await p.cli(["list", "--json"])).stdout);
     expect(list[0]).toMatchObject({ name: "hello", status: "stopped", lastExit: { code: 7 } });
@@ -84,7 +84,7 @@ describe.skipIf(!!skip)("worker lifecycle in a real VM (vm)", () => {
     process.kill(vm.pid, "SIGKILL");
     await waitFor(async () => JSON.parse((await p.cli(["list", "--json"])).stdout)[0].status === "crashed", 10_000, "crashed status");
     const again = await p.cli(["start", "victim"]);
-    expect(again.code, again.stderr).toBe(0);
+    expect(again.code, again.stderr + p.diagnostics("victim")).toBe(0);
     for (const child of vm.children) expect(existsSync(`/proc/${child.pid}`) && readFileSync(`/proc/${child.pid}/cmdline`, "utf8").includes(p.home)).toBe(false);
     expect(mountsUnder(join(p.home, "managed/victim/mnt")).length).toBe(1);
     expect((await p.cli(["stop", "victim", "--timeout", "1"])).code).toBe(0);
