@@ -14,7 +14,7 @@ APT_PACKAGES=(
   iproute2 iperf3 dnsmasq-base slirp4netns curl netcat-openbsd dnsutils
   busybox-static debootstrap patchelf binutils
   docker-registry skopeo umoci apache2-utils
-  zstd xz-utils file procps psmisc git ca-certificates
+  zstd xz-utils file procps psmisc git ca-certificates gcc libc6-dev
 )
 
 log() { printf 'bootstrap: %s\n' "$*" >&2; }

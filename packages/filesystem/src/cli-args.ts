@@ -4,7 +4,7 @@ import { FilesystemError, type FilesystemErrorCode } from "./errors.js";
 import type { MountOptions } from "./mount/mount.js";
 import type { VirtualFileSource } from "./fs/virtual-files.js";
 
-const USAGE = `usage:
+export const USAGE = `usage:
   iii-fs mount <root> <mountpoint> [--ro] [--inject /init.krun=FILE]... [options]
   iii-fs mount --lower DIR --upper DIR <mountpoint> [--ro] [--inject PATH=FILE]... [options]
   iii-fs unmount <mountpoint>

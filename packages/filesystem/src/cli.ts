@@ -3,10 +3,14 @@
 // external filesystem test suites against it.
 import { FilesystemError } from "./errors.js";
 import { mountPassthrough, setattrShimPath, unmountPath } from "./mount/mount.js";
-import { EXIT, parseMountArgs, usage } from "./cli-args.js";
+import { EXIT, parseMountArgs, usage, USAGE } from "./cli-args.js";
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command === "--help" || command === "-h" || command === "help") {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
   if (command === "unmount" || command === "umount") {
     if (rest.length !== 1) usage("expected <mountpoint>");
     await unmountPath(rest[0] as string);

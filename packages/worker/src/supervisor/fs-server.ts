@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import { mountPassthrough, type MountOptions } from "@iii/filesystem";
+import { mountPassthrough, setattrShimPath, type MountOptions } from "@iii/filesystem";
 import { IiiError } from "../errors.js";
 import { processStartTime } from "../host/process-identity.js";
 
@@ -16,7 +16,8 @@ const CLI_ENTRY = fileURLToPath(new URL("./cli.js", import.meta.url));
  */
 export async function runFsServer(configPath: string): Promise<number> {
   const options = JSON.parse(await readFile(configPath, "utf8")) as MountOptions;
-  const mount = await mountPassthrough(options);
+  // This process is already the server process: serve in it (its parent started it with the setattr shim).
+  const mount = await mountPassthrough({ ...options, isolation: "in-process" });
   let ending = false;
   const end = async (why: string) => {
     if (ending) return;
@@ -42,7 +43,10 @@ export interface FsServerHandle {
 
 /** Starts `__fs-serve` and resolves once the mount is up; rejects with its stderr when it fails. */
 export async function startFsServer(configPath: string, logFd: number, timeoutMs = 30_000): Promise<FsServerHandle> {
-  const child: ChildProcess = spawn(process.execPath, [CLI_ENTRY, "__fs-serve", configPath], { stdio: ["pipe", "pipe", logFd] });
+  // libfuse 2 drops mtime-only setattr; @iii/filesystem's shim, preloaded into the serving process, restores it.
+  const shim = setattrShimPath();
+  const env = shim ? { ...process.env, LD_PRELOAD: [shim, process.env.LD_PRELOAD].filter(Boolean).join(":") } : process.env;
+  const child: ChildProcess = spawn(process.execPath, [CLI_ENTRY, "__fs-serve", configPath], { stdio: ["pipe", "pipe", logFd], env });
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   const ready = new Promise<boolean>((resolve) => {
     let text = "";
