@@ -62,6 +62,11 @@ export class SupervisorClient {
     return this.call("POST", "/stop", graceMs === undefined ? {} : { graceMs });
   }
 
+  /** Round trip over the control channel to the guest's init, in ms. */
+  async ping(): Promise<number> {
+    return (await this.call<{ controlRttMs: number }>("GET", "/ping")).controlRttMs;
+  }
+
   /** Restarts only the workload process (not the VM). */
   restart(graceMs = 2_000): Promise<unknown> {
     return this.call("POST", "/restart", { graceMs });

@@ -12,6 +12,8 @@ export interface ApiServerDeps {
   execs: ExecRegistry;
   status: () => Record<string, unknown>;
   stop: (graceMs: number | undefined) => void;
+  /** Round trip of a PING over the control channel to init, in ms. */
+  ping: () => Promise<number>;
   /** Restarts only the workload (dev-mode hot reload); false while the guest is not ready. */
   restart: (graceMs: number) => boolean;
 }
@@ -166,6 +168,9 @@ export class ApiServer {
       sendJson(res, 202, { stopping: true });
       this.deps.stop(graceMs);
       return;
+    }
+    if (method === "GET" && path === "/ping") {
+      return sendJson(res, 200, { controlRttMs: await this.deps.ping() });
     }
     if (method === "POST" && path === "/restart") {
       const body = await readBody(req);

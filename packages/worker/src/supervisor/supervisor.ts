@@ -248,6 +248,10 @@ export async function runSupervisor(name: string, env: NodeJS.ProcessEnv = proce
         workloadExit: workloadExit ?? null,
       }),
       stop: (graceMs) => void requestStop("POST /stop", graceMs),
+      ping: async () => {
+        if (readyAt === undefined || !control) throw new IiiError("VmNotRunning", "the guest is not ready");
+        return control.ping(5_000);
+      },
       restart: (graceMs) => {
         if (readyAt === undefined || !control || stopRequested) return false;
         log(`restarting the workload (grace ${graceMs} ms)`);
