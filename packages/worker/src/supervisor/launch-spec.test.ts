@@ -33,3 +33,12 @@ describe("launch spec", () => {
     expect(() => buildLaunchSpec({ name: "w", spec: base, rootfs: "/r", engineUrl: "ws://x:1", gateway: "g" })).toThrow(/has no command/);
   });
 });
+
+describe("default vCPUs", () => {
+  it("is 1 under TCG and 2 with KVM when the worker names none", () => {
+    const input = { name: "w", spec: { ...base, command: ["true"] }, rootfs: "/r", engineUrl: "ws://x:1", gateway: "g" };
+    expect(buildLaunchSpec({ ...input, accel: "tcg" }).vcpus).toBe(1);
+    expect(buildLaunchSpec({ ...input, accel: "kvm" }).vcpus).toBe(2);
+    expect(buildLaunchSpec({ ...input, accel: "tcg", spec: { ...input.spec, resources: { cpus: "3" } } }).vcpus).toBe(3);
+  });
+});

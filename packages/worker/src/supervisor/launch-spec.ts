@@ -2,7 +2,8 @@ import { IiiError } from "../errors.js";
 import type { MountSpec, PortMapping, WorkerSpec } from "../state/model.js";
 import { parseCpus, parseMemoryBytes, vcpusFor } from "../state/quantity.js";
 
-export const DEFAULT_VCPUS = 2;
+/** vCPUs when the worker names none: 2 with KVM; 1 under TCG (emulated vCPUs share this host's cores). */
+export const DEFAULT_VCPUS = { kvm: 2, tcg: 1 } as const;
 export const DEFAULT_MEMORY_BYTES = 512 * 2 ** 20;
 
 /** What the image contributes to a worker's process (entrypoint, env, user, …). */
@@ -62,6 +63,7 @@ export interface BuildLaunchSpecInput {
   engineUrl: string;
   gateway: string;
   fresh?: boolean;
+  accel?: "kvm" | "tcg";
 }
 
 /**
@@ -93,7 +95,7 @@ export function buildLaunchSpec(input: BuildLaunchSpecInput): LaunchSpec {
     env: rewritten,
     workdir: image.workingDir || "/",
     user: image.user || "0:0",
-    vcpus: spec.resources.cpus ? vcpusFor(parseCpus(spec.resources.cpus)) : DEFAULT_VCPUS,
+    vcpus: spec.resources.cpus ? vcpusFor(parseCpus(spec.resources.cpus)) : DEFAULT_VCPUS[input.accel ?? "tcg"],
     memoryBytes: spec.resources.memory ? parseMemoryBytes(spec.resources.memory) : DEFAULT_MEMORY_BYTES,
     mounts: spec.mounts,
     ports: spec.ports,

@@ -13,7 +13,7 @@ import { tryHoldFileLock, withFileLock } from "../host/file-lock.js";
 import { processStartTime } from "../host/process-identity.js";
 import { iiiHome, workerPaths, type WorkerPaths } from "../paths.js";
 import type { LastExit, VmRecord } from "../status.js";
-import { QemuVmm, type VmExit } from "../vmm/index.js";
+import { chooseAccel, probeAccelFacts, QemuVmm, type VmExit } from "../vmm/index.js";
 import { cleanupStaleWorker } from "./cleanup.js";
 import { ApiServer } from "../api/server.js";
 import { ExecRegistry } from "../api/exec-registry.js";
@@ -192,6 +192,7 @@ export async function runSupervisor(name: string, env: NodeJS.ProcessEnv = proce
       engineUrl: request.engineUrl,
       gateway: ips.gateway,
       fresh: request.fresh,
+      accel: chooseAccel(probeAccelFacts(env)).accel,
     });
     log(`booting ${name}: slot ${slot} (guest ${ips.guest}), ${launch.vcpus} vCPU, ${launch.memoryBytes} bytes, argv ${JSON.stringify(launch.argv)}`);
 

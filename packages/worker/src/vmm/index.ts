@@ -7,6 +7,7 @@ export {
   buildVirtiofsdCommand,
   CONTROL_PORT_NAME,
   TCG_BOOT_TUNING,
+  TCG_BOOT_TUNING_SMP,
   MAX_CMDLINE_ENV,
   MAX_VIRTIOFS_TAG_BYTES,
   type KernelCmdlineSpec,

@@ -152,3 +152,15 @@ describe("buildVirtiofsdCommand", () => {
     expect(() => buildVirtiofsdCommand("/v", { share: { tag: "a b", hostDir: "/d" }, socketPath: "/s" })).toThrow(/tag/);
   });
 });
+
+describe("TCG tuning and vCPUs", () => {
+  it("keeps the clock words for 1 vCPU only", async () => {
+    const { buildKernelCmdline } = await import("./qemu-argv.js");
+    const one = buildKernelCmdline({ rootTag: "r", init: "/init.krun", accel: "tcg", vcpus: 1 });
+    const two = buildKernelCmdline({ rootTag: "r", init: "/init.krun", accel: "tcg", vcpus: 2 });
+    expect(one).toContain("tsc=reliable noapictimer");
+    expect(two).not.toContain("tsc=reliable");
+    expect(two).not.toContain("noapictimer");
+    expect(two).toContain("initcall_blacklist=jent_mod_init,svm_init,vmx_init");
+  });
+});

@@ -161,6 +161,7 @@ export class QemuVmm implements Vmm {
       accel,
       tscKhz: accel === "tcg" ? (config.tscKhz ?? hostTscKhz()) : undefined,
       tcgTuning: config.tcgTuning,
+      vcpus: config.vcpus,
       extra: config.cmdlineExtra,
       env: config.env,
     });

@@ -46,7 +46,7 @@ describe.skipIf(!!skip)("worker lifecycle in a real VM (vm)", () => {
     expect((await p.cli(["add", `dir:${rootfs}`, "--name", "stubborn", "--", "sh", "-c", "trap '' TERM; echo up; while :; do sleep 0.1; done"])).code).toBe(0);
     for (const name of ["polite", "stubborn"]) {
       const start = await p.cli(["start", name]);
-      expect(start.code, start.stderr).toBe(0);
+      expect(start.code, start.stderr + p.diagnostics(name)).toBe(0);
       await waitFor(() => p.read(`managed/${name}/logs/stdout.log`).includes("up"), 20_000, `${name} to print up`);
     }
     let t = Date.now();
@@ -69,7 +69,8 @@ describe.skipIf(!!skip)("worker lifecycle in a real VM (vm)", () => {
     writeFileSync(join(data, "hello.txt"), "from the host\n");
     const cmd = "cat /data/hello.txt; if echo x > /data/new 2>/dev/null; then echo WRITABLE; else echo READONLY; fi";
     expect((await p.cli(["add", `dir:${rootfs}`, "--name", "ro", "-m", `${data}:/data:ro`, "--", "sh", "-c", cmd])).code).toBe(0);
-    expect((await p.cli(["start", "ro"])).code).toBe(0);
+    const startRo = await p.cli(["start", "ro"]);
+    expect(startRo.code, startRo.stderr + p.diagnostics("ro")).toBe(0);
     await waitFor(() => p.read("managed/ro/logs/stdout.log").includes("ONLY") || p.read("managed/ro/logs/stdout.log").includes("WRITABLE"), 30_000, "output");
     expect(p.read("managed/ro/logs/stdout.log")).toBe("from the host\nREADONLY\n");
     expect(existsSync(join(data, "new"))).toBe(false);
@@ -78,7 +79,8 @@ describe.skipIf(!!skip)("worker lifecycle in a real VM (vm)", () => {
   it("after kill -9 of the supervisor, list shows crashed and the next start cleans up and succeeds", async () => {
     const p = project();
     expect((await p.cli(["add", `dir:${rootfs}`, "--name", "victim", "--", "sh", "-c", "echo up; sleep 1000"])).code).toBe(0);
-    expect((await p.cli(["start", "victim"])).code).toBe(0);
+    const first = await p.cli(["start", "victim"]);
+    expect(first.code, first.stderr + p.diagnostics("victim")).toBe(0);
     const vm = JSON.parse(p.read("managed/victim/vm.json")) as { pid: number; children: { pid: number }[] };
     expect(vm.children.length).toBeGreaterThanOrEqual(2);
     process.kill(vm.pid, "SIGKILL");

@@ -63,7 +63,7 @@ describe.skipIf(!!skip)("worker networking in a real VM (vm)", () => {
     ].join("; ");
     expect((await p.cli(["add", `dir:${rootfs}`, "--name", "net", "--", "sh", "-c", script])).code).toBe(0);
     const start = await p.cli(["start", "net", "--engine-url", `ws://localhost:${engine.port}`]);
-    expect(start.code, start.stderr).toBe(0);
+    expect(start.code, start.stderr + p.diagnostics("net")).toBe(0);
     await waitFor(() => p.read("managed/net/logs/stdout.log").includes("url="), 60_000, "the workload's report");
     const out = p.read("managed/net/logs/stdout.log");
     const gateway = /gw=(\S+)/.exec(out)?.[1];
@@ -88,7 +88,7 @@ describe.skipIf(!!skip)("worker networking in a real VM (vm)", () => {
       expect(add.code, add.stderr).toBe(0);
     }
     const starts = await Promise.all(names.map((name) => p.cli(["start", name, "--engine-url", "ws://engine.invalid:1"])));
-    for (const s of starts) expect(s.code, s.stderr).toBe(0);
+    starts.forEach((s, i) => expect(s.code, s.stderr + p.diagnostics(names[i]!)).toBe(0));
     for (const [i, name] of names.entries()) {
       await waitFor(() => p.read(`managed/${name}/logs/stdout.log`).includes("done"), 90_000, `${name}'s probes`);
       const out = p.read(`managed/${name}/logs/stdout.log`);
