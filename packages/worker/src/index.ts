@@ -10,3 +10,10 @@ export { chooseAccel, probeAccelFacts, type Accel, type AccelFacts } from "./vmm
 export { runDoctor, type DoctorReport, type DoctorCheck } from "./doctor.js";
 export { workerStatus, readVmRecord, type WorkerStatus, type VmRecord, type LastExit } from "./status.js";
 export { runCli, buildProgram, DEFAULT_ENGINE_URL, DEFAULT_ENGINE_PORT } from "./cli/program.js";
+export { startWorker, startWorkerWithSpec, stopWorker, type StartOptions, type StartResult, type StopOptions } from "./lifecycle.js";
+export { SupervisorClient, ApiError, type ExecIo } from "./api/client.js";
+export type { ExecCreateRequest, ExitFrame } from "./api/attach-protocol.js";
+export { ensureImage, listImages, pruneImages, type EnsuredImage, type EnsureImageOptions } from "./images/index.js";
+export { resolveKernel, resolveFirmware, describeFirmware } from "./firmware/index.js";
+export { QemuVmm, type Vmm, type VmConfig, type VmExit } from "./vmm/index.js";
+export { detectProject, devScript, watchProject } from "./dev/index.js";
