@@ -18,14 +18,23 @@ STANDIN_LOG="$WORK/engine-standin.log"
 cleanup() {
   [ -n "${DEV_PID:-}" ] && kill -INT "$DEV_PID" 2>/dev/null && wait "$DEV_PID" 2>/dev/null || true
   [ -n "${STANDIN_PID:-}" ] && kill "$STANDIN_PID" 2>/dev/null || true
+  [ -n "${TAIL_PID:-}" ] && kill "$TAIL_PID" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
 
 node tools/engine-standin/dist/cli.js --port "$PORT" --invoke hello::greet --payload '{"name":"from the demo"}' >"$STANDIN_LOG" 2>&1 &
 STANDIN_PID=$!
-sleep 0.5
-sed 's/^/engine-standin | /' < <(tail -n +1 -f "$STANDIN_LOG") &
+until grep -q "listening on" "$STANDIN_LOG" 2>/dev/null; do
+  if ! kill -0 "$STANDIN_PID" 2>/dev/null; then
+    echo "demo: the engine stand-in did not start: $(cat "$STANDIN_LOG")" >&2
+    echo "demo: (another process may hold port $PORT; set III_DEMO_PORT)" >&2
+    exit 1
+  fi
+  sleep 0.2
+done
+tail -n +1 -f "$STANDIN_LOG" | stdbuf -oL sed 's/^/engine-standin | /' &
+TAIL_PID=$!
 
 echo "demo: ./iii worker dev examples/hello-worker  (the worker runs inside a VM; Ctrl-C stops it)" >&2
 ./iii worker dev examples/hello-worker --engine-url "ws://localhost:$PORT" &
