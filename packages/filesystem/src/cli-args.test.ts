@@ -13,6 +13,8 @@ describe("iii-fs mount arguments", () => {
       cache: { attrTimeoutSec: 0, kernelCache: true },
     });
     expect(o.layers).toBeUndefined();
+    expect(o.useIno).toBe(false);
+    expect(parseMountArgs(["/r", "/m", "--use-ino"]).useIno).toBe(true);
   });
 
   it("layers take one positional", () => {

@@ -9,7 +9,8 @@ export const USAGE = `usage:
   iii-fs mount --lower DIR --upper DIR <mountpoint> [--ro] [--inject PATH=FILE]... [options]
   iii-fs unmount <mountpoint>
 options:
-  --entry-timeout SEC  --attr-timeout SEC  --no-kernel-cache  --no-auto-unmount  --allow-other`;
+  --entry-timeout SEC  --attr-timeout SEC  --no-kernel-cache  --no-auto-unmount  --allow-other
+  --use-ino  (host inode numbers; not under virtiofsd)`;
 
 export const EXIT: Record<FilesystemErrorCode, number> = {
   INVALID_OPTIONS: 2,
@@ -44,6 +45,7 @@ export function parseMountArgs(args: string[]): MountOptions {
         "no-kernel-cache": { type: "boolean" },
         "no-auto-unmount": { type: "boolean" },
         "allow-other": { type: "boolean" },
+        "use-ino": { type: "boolean" },
       },
     });
   let parsed: ReturnType<typeof parse>;
@@ -74,6 +76,7 @@ export function parseMountArgs(args: string[]): MountOptions {
     virtualFiles,
     autoUnmount: !values["no-auto-unmount"],
     allowOther: values["allow-other"] ?? false,
+    useIno: values["use-ino"] ?? false,
     cache: {
       entryTimeoutSec: seconds(values["entry-timeout"], "entry-timeout"),
       attrTimeoutSec: seconds(values["attr-timeout"], "attr-timeout"),

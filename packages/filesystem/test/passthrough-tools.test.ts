@@ -78,7 +78,8 @@ describe.skipIf(!fuse.ok)("passthrough: real tools give the same result as on th
       dirs[k] = path.join(base, k);
       fs.mkdirSync(dirs[k]);
     }
-    handle = await mountPassthrough({ root: dirs.backing, mountpoint: dirs.mnt });
+    // Host inode numbers: the script's du and cp -a must see its hard links as one file, as on the raw dir.
+    handle = await mountPassthrough({ root: dirs.backing, mountpoint: dirs.mnt, useIno: true });
   });
 
   afterAll(async () => {
@@ -172,5 +173,25 @@ mv -n rn-a rn-b; cat rn-b; ls rn-a; mv rn-a rn-c; cat rn-c`;
     const df = await shOk("stat -f -c '%b %S' .", dirs.mnt);
     const dfRaw = await shOk("stat -f -c '%b %S' .", dirs.backing);
     expect(df).toBe(dfRaw);
+  });
+
+  it("by default every name of a hard link has its own inode number, so virtiofsd never merges two names", async () => {
+    const base2 = tempDir("ino");
+    const backing = path.join(base2, "backing");
+    const mnt = path.join(base2, "mnt");
+    fs.mkdirSync(backing);
+    fs.mkdirSync(mnt);
+    const h = await mountPassthrough({ root: backing, mountpoint: mnt });
+    try {
+      const out = await shOk("echo a > x && ln x y && stat -c %i x y && rm x && cat y", mnt);
+      const [inoX, inoY, content] = out.trim().split("\n");
+      expect(inoX).not.toBe(inoY);
+      expect(content).toBe("a");
+      // On the host the file lives on under its remaining name.
+      expect(fs.readFileSync(path.join(backing, "y"), "utf8")).toBe("a\n");
+    } finally {
+      await h.unmount();
+      rmrf(base2);
+    }
   });
 });

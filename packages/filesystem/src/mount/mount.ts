@@ -49,6 +49,15 @@ export interface MountOptions {
   autoUnmount?: boolean;
   /** Let other users (e.g. a non-root virtiofsd) use the mount (`allow_other`). Default false. */
   allowOther?: boolean;
+  /**
+   * Report the host's inode numbers (`use_ino`) so hard links share a number for du, tar and cp -a on the
+   * host. Default false, and keep it false under virtiofsd: virtiofsd identifies inodes by (st_ino, st_dev),
+   * while libfuse 2 gives every name its own node. With host numbers, a hard link and its original (or a new
+   * file reusing a deleted file's number) become one virtiofsd inode bound to one name; remove that name and
+   * the guest gets ENOENT/ENOTDIR on the others (npm's cache does exactly link + unlink). libfuse's own node
+   * ids are unique while a node lives.
+   */
+  useIno?: boolean;
   /** How often the mount table is checked for an external unmount. Default 1000 ms. */
   watchIntervalMs?: number;
   /**
@@ -130,8 +139,6 @@ function buildOptionString(o: MountOptions): string {
   const opts = [
     "fsname=iii-fs",
     "subtype=iii",
-    // Host inode numbers, so hard links look like hard links to du, tar and cp -a.
-    "use_ino",
     // O_TRUNC reaches open() instead of a separate truncate round trip.
     "atomic_o_trunc",
     `entry_timeout=${num(c.entryTimeoutSec, 5, "entryTimeoutSec")}`,
@@ -141,6 +148,7 @@ function buildOptionString(o: MountOptions): string {
     `max_write=${maxWrite}`,
     "max_read=131072",
   ];
+  if (o.useIno) opts.push("use_ino");
   if (c.kernelCache ?? true) opts.push("kernel_cache");
   if (o.autoUnmount ?? true) opts.push("auto_unmount");
   if (o.allowOther) opts.push("allow_other");

@@ -1,13 +1,13 @@
-import { copyFile, mkdir, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, lstat, mkdir, rm, stat, writeFile } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SupervisorClient } from "../api/client.js";
-import { detectProject, devScript, installState, watchProject, DEV_CACHE_DIR, type DevProject } from "../dev/index.js";
+import { detectProject, devScript, installState, watchProject, DEV_CACHE_DIR, VENV_DIR, type DevProject } from "../dev/index.js";
 import { IiiError } from "../errors.js";
 import { startWorkerWithSpec, stopWorker } from "../lifecycle.js";
 import { followFile } from "../logs.js";
 import { workerPaths } from "../paths.js";
-import { emptyNetwork, validateWorkerName, type WorkerSpec } from "../state/model.js";
+import { emptyNetwork, validateWorkerName, type MountSpec, type WorkerSpec } from "../state/model.js";
 import { workerStatus } from "../status.js";
 
 export interface DevOptions {
@@ -55,6 +55,23 @@ async function shareHostCaBundle(cacheDir: string, env: NodeJS.ProcessEnv): Prom
   return {};
 }
 
+/**
+ * The project's dependency directory (node_modules, .venv) as a second share over the live one, cached by the
+ * guest until it changes it itself. Module loading is thousands of stats and small reads; through the
+ * live share each one asks the host again after a second and re-reads the file on every open, which made a
+ * restarted iii-sdk worker spend seconds in the filesystem under TCG. The guest's install is what writes
+ * this directory (the watcher ignores it), so its cache stays right; a host-side change to it while the VM
+ * runs may go unseen until the next `iii worker dev`. Skipped when the directory is a symlink or a file.
+ */
+async function dependencyMount(project: DevProject): Promise<MountSpec[]> {
+  const name = project.language === "python" ? VENV_DIR : "node_modules";
+  const host = join(project.dir, name);
+  const existing = await lstat(host).catch(() => undefined);
+  if (existing && !existing.isDirectory()) return [];
+  if (!existing) await mkdir(host);
+  return [{ host, guest: `/workspace/${name}`, readOnly: false, cache: "always" }];
+}
+
 async function sizeOf(path: string): Promise<number> {
   return stat(path).then((s) => s.size, () => 0);
 }
@@ -83,7 +100,7 @@ export async function runDev(path: string, options: DevOptions): Promise<number>
       ...(project.resources.memoryBytes !== undefined ? { memory: String(project.resources.memoryBytes) } : {}),
     },
     ports: [],
-    mounts: [{ host: project.dir, guest: "/workspace", readOnly: false }],
+    mounts: [{ host: project.dir, guest: "/workspace", readOnly: false }, ...(await dependencyMount(project))],
     network: emptyNetwork(),
   };
   const paths = workerPaths(name, env);

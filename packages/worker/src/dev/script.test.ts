@@ -116,6 +116,13 @@ describe("devScript", () => {
     expect(result.stdout.trim()).toBe(`pid=${result.pid} cwd=${ws.workspace} home=${ws.home}`);
   });
 
+  it("node: V8's compile cache lives in the workspace's dev cache unless the project sets its own", async () => {
+    const ws = await workspace();
+    const script = await ws.script(nodeProject({ start: 'echo "cache=$NODE_COMPILE_CACHE"' }));
+    expect((await run(script)).stdout).toBe(`cache=${ws.workspace}/.iii/dev/node-compile-cache\n`);
+    expect((await run(script, { env: { NODE_COMPILE_CACHE: "/elsewhere" } })).stdout).toBe("cache=/elsewhere\n");
+  });
+
   it("installs once, caches it, and skips install on the next start", async () => {
     const ws = await workspace();
     await writeFile(join(ws.workspace, "package.json"), "{}");

@@ -11,6 +11,13 @@ export interface MountSpec {
   host: string;
   guest: string;
   readOnly: boolean;
+  /**
+   * How long the guest may trust what it read (virtiofsd cache mode). `auto` (default): names and attributes
+   * for a second, file pages until the next open, so host edits show up at once. `always`: until the guest
+   * itself changes them; only for directories the host leaves alone while the VM runs (dev mode's dependency
+   * directory). Not part of the `HOST:GUEST[:ro]` text form.
+   */
+  cache?: "auto" | "always";
 }
 
 export interface NetworkSpec {

@@ -147,6 +147,12 @@ describe("buildVirtiofsdCommand", () => {
     expect(command.slice(8)).toEqual(["/host/data", "/v", "--socket-path=/r/fs1.sock", "-o", "source=/host/data", "-o", "cache=always", "-o", "sandbox=namespace", "-o", "log_level=warn"]);
   });
 
+  it("a share's own cache mode and timeout win over the VM-wide default", () => {
+    const share = { tag: "rootfs", hostDir: "/m/mnt", cache: "always" as const, timeoutSec: 1 };
+    const command = buildVirtiofsdCommand("/v", { share, socketPath: "/r/fs0.sock", cache: "auto" });
+    expect(command.slice(4, 8)).toEqual(["-o", "cache=always", "-o", "timeout=1"]);
+  });
+
   it("validates the tag", () => {
     expect(() => buildVirtiofsdCommand("/v", { share: { tag: "x".repeat(37), hostDir: "/d" }, socketPath: "/s" })).toThrow(/36 bytes/);
     expect(() => buildVirtiofsdCommand("/v", { share: { tag: "a b", hostDir: "/d" }, socketPath: "/s" })).toThrow(/tag/);

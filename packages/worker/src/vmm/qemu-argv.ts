@@ -155,7 +155,7 @@ export function buildQemuArgv(spec: QemuArgvSpec): string[] {
 export interface VirtiofsdArgvSpec {
   share: VmShare;
   socketPath: string;
-  /** virtiofsd cache mode; `auto` (default) lets the guest cache for a second, `always` caches until told. */
+  /** VM-wide virtiofsd cache mode, for shares without their own; `auto` (default) lets the guest cache for a second, `always` caches until told. */
   cache?: "auto" | "always" | "none";
 }
 
@@ -170,7 +170,8 @@ export function buildVirtiofsdCommand(virtiofsdPath: string, spec: VirtiofsdArgv
   const args = [
     `--socket-path=${spec.socketPath}`,
     "-o", `source=${spec.share.hostDir}`,
-    "-o", `cache=${spec.cache ?? "auto"}`,
+    "-o", `cache=${spec.share.cache ?? spec.cache ?? "auto"}`,
+    ...(spec.share.timeoutSec !== undefined ? ["-o", `timeout=${spec.share.timeoutSec}`] : []),
     "-o", "sandbox=namespace",
     "-o", "log_level=warn",
   ];

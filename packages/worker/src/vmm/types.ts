@@ -7,6 +7,14 @@ export interface VmShare {
   hostDir: string;
   /** Enforced on the host: virtiofsd serves a read-only bind mount of `hostDir`. */
   readOnly?: boolean;
+  /**
+   * virtiofsd cache mode for this share. `auto` (the default) re-validates after a second and drops the guest's
+   * page cache of a file on every open: right for a directory the host edits (dev mode's /workspace). `always`
+   * keeps pages and attributes until the guest itself changes them: right when the guest is the only writer.
+   */
+  cache?: "auto" | "always" | "none";
+  /** How long the guest trusts a name or attributes before asking again (virtiofsd `timeout`); default per `cache`. */
+  timeoutSec?: number;
 }
 
 export interface VmNetwork {
