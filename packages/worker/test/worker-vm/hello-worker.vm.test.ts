@@ -76,19 +76,24 @@ describe.skipIf(!!skip)("examples/hello-worker under iii worker dev (vm)", () =>
       expect(standin.out()).toMatch(/from.*hello-worker/);
       expect(dev.out()).toContain("registered hello::greet");
 
-      const starts = count(dev.err(), "iii-dev: start:");
-      const lines = count(dev.out(), "registered hello::greet");
-      const edited = Date.now();
-      appendFileSync(join(dir, "src/index.js"), "// edited by the hello-worker VM test\n");
-      await waitFor(() => count(dev.err(), "iii-dev: start:") > starts, 30_000, "the workload to restart");
-      const restartMs = Date.now() - edited;
-      await waitFor(() => count(dev.out(), "registered hello::greet") > lines, 60_000, "the restarted workload's first line");
-      const firstLineMs = Date.now() - edited;
-      console.log(`[vm] hello-worker reload: source edit → workload restarted in ${restartMs} ms, its first line after ${firstLineMs} ms`);
-      await waitFor(() => invoked() >= 2, 60_000, "the stand-in to invoke the restarted worker");
+      // Two edits: the first restart also waits for the first process to write V8's compile cache as it exits.
+      const restartsMs: number[] = [];
+      for (const [i, what] of ["first", "second"].entries()) {
+        const starts = count(dev.err(), "iii-dev: start:");
+        const lines = count(dev.out(), "registered hello::greet");
+        const edited = Date.now();
+        appendFileSync(join(dir, "src/index.js"), `// edit ${i + 1} by the hello-worker VM test\n`);
+        await waitFor(() => count(dev.err(), "iii-dev: start:") > starts, 30_000, "the workload to restart");
+        const restartMs = Date.now() - edited;
+        await waitFor(() => count(dev.out(), "registered hello::greet") > lines, 60_000, "the restarted workload's first line");
+        const firstLineMs = Date.now() - edited;
+        console.log(`[vm] hello-worker reload (${what} edit): source edit → workload restarted in ${restartMs} ms, its first line after ${firstLineMs} ms`);
+        await waitFor(() => invoked() >= i + 2, 60_000, "the stand-in to invoke the restarted worker");
+        restartsMs.push(restartMs);
+      }
       // Bounds far above the measured numbers (pnpm --filter @iii/worker bench:dev): they catch a restart
       // that reboots or hangs, not a slow host.
-      expect(restartMs).toBeLessThan(10_000);
+      for (const ms of restartsMs) expect(ms).toBeLessThan(10_000);
       const supervisorLog = p.read("managed/iii-dev-hello-worker/logs/supervisor.log");
       expect(supervisorLog.match(/ready in \d+ ms/g)).toHaveLength(1);
     } finally {
@@ -100,5 +105,7 @@ describe.skipIf(!!skip)("examples/hello-worker under iii worker dev (vm)", () =>
     // The install landed in the project's own node_modules (the dependency share), visible on the host.
     expect(existsSync(join(dir, "node_modules/iii-sdk/package.json"))).toBe(true);
     expect(readFileSync(join(dir, ".iii/dev/install.key"), "utf8")).toMatch(/^[0-9a-f]{64}\n$/);
+    // `npm ci` installed from the committed lockfile without rewriting it.
+    expect(readFileSync(join(dir, "package-lock.json"), "utf8")).toBe(readFileSync(join(REPO, "examples/hello-worker/package-lock.json"), "utf8"));
   }, 900_000);
 });
