@@ -46,7 +46,7 @@ describe("detectProject: iii.worker.yaml", () => {
       language: "node",
       baseImage: "node",
       packageManager: "npm",
-      scripts: { install: "npm install", start: "node src/index.js" },
+      scripts: { install: "npm ci", start: "node src/index.js" },
       resources: { cpus: 1, memoryBytes: 512 * 2 ** 20 },
       detectedFrom: "iii.worker.yaml",
     });

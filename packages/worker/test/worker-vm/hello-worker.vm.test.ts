@@ -68,7 +68,7 @@ describe.skipIf(!!skip)("examples/hello-worker under iii worker dev (vm)", () =>
     );
     const invoked = () => count(standin.out(), "invoked hello::greet");
     try {
-      // The first start runs `npm install` in the guest: minutes under TCG.
+      // The first start runs `npm ci` in the guest: minutes under TCG.
       await waitFor(() => invoked() >= 1, 600_000, "the stand-in's first invocation").catch((error: Error) => {
         throw new Error(`${error.message}\n--- dev stderr ---\n${dev.err()}\n--- stand-in ---\n${standin.out()}${p.diagnostics("iii-dev-hello-worker")}`);
       });
