@@ -5,8 +5,18 @@ export type { SlotAddresses } from "./stack/addressing.js";
 export type { StackCounters } from "./stack/counters.js";
 export { NetworkError, PolicyDeniedError } from "./errors.js";
 export type { NetworkErrorCode } from "./errors.js";
-export { EgressPolicy, DEFAULT_ENGINE_PORT } from "./policy/egress-policy.js";
-export type { EgressPolicyOptions, EgressRule, PolicyDecision, Protocol } from "./policy/egress-policy.js";
+export { EgressPolicy, DEFAULT_ENGINE_PORT, PRECEDENCE_TEXT, readHostAddresses } from "./policy/egress-policy.js";
+export type {
+  EgressPolicyOptions,
+  EgressRule,
+  NetworkMode,
+  PolicyDecision,
+  PolicyDescription,
+  DescribedRule,
+  Protocol,
+} from "./policy/egress-policy.js";
+export { SPECIAL_IPV4_RANGES, SPECIAL_IPV6_RANGES, specialIpv6Range } from "./policy/special-ranges.js";
+export type { SpecialRange } from "./policy/special-ranges.js";
 export { ConnectionTracker } from "./conntrack/connection-tracker.js";
 export type { FlowEntry, FlowSnapshot, FlowProtocol, ConnectionTrackerLimits } from "./conntrack/connection-tracker.js";
 export { DnsInterceptor } from "./dns/dns-interceptor.js";

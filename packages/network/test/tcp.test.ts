@@ -2,19 +2,20 @@ import { createHash } from "node:crypto";
 import net from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { afterAll, beforeAll, describe, expect, onTestFinished, test } from "vitest";
 import { ipToString } from "../src/index.js";
 import { makeBlock, sha256OfRepeated, startBlockServer, writeBlockFile } from "./fixtures.js";
 import { harnessUnavailable, startGuest } from "./harness.js";
+import { LocalTargets } from "./local-targets.js";
 
 const skip = harnessUnavailable();
 if (skip) console.warn(`SKIP tcp harness tests: ${skip}`);
 const guestScript = (name: string) => fileURLToPath(new URL(`./guest/${name}`, import.meta.url));
 const GiB_BLOCKS = 1024;
-// An address on the host's own LAN that nobody answers ARP for: the host's connect() hangs in
-// neighbour resolution (~3 s), so the stack's connect timeout (1.5 s here) must fire first.
-// (Public "unroutable" test nets are intercepted by this machine's outbound proxy.)
-const UNROUTABLE = process.env.III_TEST_UNROUTABLE ?? "192.0.2.77";
+// An address routed into a port-less bridge on this machine (test/local-targets.ts): nobody
+// answers ARP, the host's connect() hangs in neighbour resolution (~3 s), so the stack's connect
+// timeout (1.5 s here) must fire first. No packet leaves the machine. The policy opens its /24.
+const UNROUTABLE = "198.18.99.77";
 
 describe.skipIf(skip)("TCP through the stack, real Linux guest (MTU 65520)", () => {
   const block = makeBlock("tcp-test");
@@ -87,7 +88,7 @@ describe.skipIf(skip)("TCP through the stack, real Linux guest (MTU 1500)", () =
     const hcPort = (halfCloseServer.address() as net.AddressInfo).port;
     env = await startGuest({
       mtu: 1500,
-      policy: { hostPorts: [srv.port, refusedPort, hcPort] },
+      policy: { hostPorts: [srv.port, refusedPort, hcPort], rules: [{ action: "allow", cidr: "198.18.99.0/24" }] },
       limits: { connectTimeoutMs: 1500 },
     });
     gw = ipToString(env.stack.addresses.gatewayIp);
@@ -224,6 +225,8 @@ describe.skipIf(skip)("TCP through the stack, real Linux guest (MTU 1500)", () =
   });
 
   test("an unroutable address fails within the connect timeout (ICMP unreachable)", async () => {
+    const targets = LocalTargets.create({ deadRoutes: [UNROUTABLE] });
+    onTestFinished(() => targets.close());
     const r = await env.guest.exec([process.execPath, guestScript("connect-probe.mjs"), UNROUTABLE, "81", "20000"]);
     const out = JSON.parse(r.stdout.trim()) as { outcome: string; code?: string; ms: number };
     expect(out.outcome).toBe("error");

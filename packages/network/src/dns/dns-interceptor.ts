@@ -97,7 +97,7 @@ export class DnsInterceptor {
     const local = this.localNames.get(q.name.toLowerCase().replace(/\.$/, ""));
     if (local !== undefined) return this.finish(buildLocal(decoded, local), udpLimit);
 
-    const denied = this.policy.deniedDomain(q.name);
+    const denied = this.policy.refusedName(q.name);
     if (denied) {
       this.counters.refused++;
       this.log(`dns: REFUSED ${q.name} ${q.type} (denied by ${denied})`);

@@ -8,6 +8,9 @@ export interface Cidr {
 }
 
 export function parseCidr(text: string): Cidr {
+  if (text.includes(":")) {
+    throw new NetworkError("InvalidConfig", `IPv6 CIDR "${text}" is not supported: the stack relays IPv4 only (guest IPv6 is refused)`);
+  }
   const [addr, bits] = text.split("/");
   const ip = addr === undefined ? undefined : parseIp(addr);
   const prefix = bits === undefined ? 32 : Number(bits);
@@ -25,3 +28,4 @@ function prefixMask(prefix: number): number {
 export function cidrContains(c: Cidr, ip: number): boolean {
   return ((ip & prefixMask(c.prefix)) >>> 0) === c.network;
 }
+

@@ -64,6 +64,18 @@ import {
   writeTcpHeader,
 } from "../wire/tcp.js";
 import { UDP_HEADER_LENGTH, parseUdp, writeUdp } from "../wire/udp.js";
+import {
+  IP6_NEXT_ICMPV6,
+  IP6_NEXT_TCP,
+  IP6_NEXT_UDP,
+  IPV6_HEADER_LENGTH,
+  type Ipv6Header,
+  buildAdminProhibitedV6,
+  buildNeighborAdvertisement,
+  buildTcpRstV6,
+  ipv6ToString,
+  parseIpv6,
+} from "../wire/ipv6.js";
 import { type SlotAddresses, slotAddresses } from "./addressing.js";
 import { type StackCounters, countDrop, newCounters } from "./counters.js";
 import { Ipv4Reassembler } from "./ipv4-reassembly.js";
@@ -336,7 +348,8 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
       if (!eth) return countDrop(c, "ethernet-truncated");
       if (frame.length > this.mtu + ETHERNET_HEADER_LENGTH) return countDrop(c, "oversize");
       if (!macEquals(eth.dst, this.addresses.gatewayMac) && !macEquals(eth.dst, BROADCAST_MAC)) {
-        return countDrop(c, "not-for-gateway");
+        // IPv6 multicast (33:33:…) carries neighbour solicitations, answered to refuse IPv6 promptly.
+        if (!(eth.etherType === ETHERTYPE_IPV6 && eth.dst[0] === 0x33 && eth.dst[1] === 0x33)) return countDrop(c, "not-for-gateway");
       }
       switch (eth.etherType) {
         case ETHERTYPE_ARP:
@@ -344,7 +357,7 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
         case ETHERTYPE_IPV4:
           return this.receiveIpv4(frame);
         case ETHERTYPE_IPV6:
-          return countDrop(c, "ipv6");
+          return this.receiveIpv6(frame, eth.src);
         default:
           return countDrop(c, "ethertype");
       }
@@ -439,6 +452,45 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
       default:
         return countDrop(this.counters, "ipv4-protocol");
     }
+  }
+
+  /**
+   * The stack relays IPv4 only. So that a guest trying IPv6 fails at once rather than hanging:
+   * neighbour solicitations are answered with the gateway MAC, TCP gets RST, UDP gets ICMPv6
+   * administratively prohibited; everything else is dropped.
+   */
+  private receiveIpv6(frame: Buffer, srcMac: Uint8Array): void {
+    const c = this.counters;
+    const ip = parseIpv6(frame, ETHERNET_HEADER_LENGTH);
+    if (!ip) return countDrop(c, "ipv6-malformed");
+    const start = ETHERNET_HEADER_LENGTH + IPV6_HEADER_LENGTH;
+    const payload = frame.subarray(start, start + ip.payloadLength);
+    const gw = this.addresses.gatewayMac;
+    if (ip.nextHeader === IP6_NEXT_ICMPV6) {
+      const na = buildNeighborAdvertisement(ip, payload, srcMac, gw);
+      if (!na) return countDrop(c, "ipv6");
+      return this.sendFrame(na);
+    }
+    if (ip.dst[0] === 0xff) return countDrop(c, "ipv6");
+    if (ip.nextHeader === IP6_NEXT_TCP) {
+      const rst = buildTcpRstV6(ip, payload, srcMac, gw);
+      if (!rst) return countDrop(c, "ipv6");
+      if (payload[13]! & TCP_SYN) this.denyIpv6("tcp", ip, payload);
+      this.sendFrame(rst);
+      return countDrop(c, "ipv6-refused");
+    }
+    if (ip.nextHeader === IP6_NEXT_UDP && payload.length >= 8) {
+      this.denyIpv6("udp", ip, payload);
+      this.sendFrame(buildAdminProhibitedV6(frame.subarray(ETHERNET_HEADER_LENGTH, start + ip.payloadLength), ip, srcMac, gw));
+      return countDrop(c, "ipv6-refused");
+    }
+    return countDrop(c, "ipv6");
+  }
+
+  private denyIpv6(protocol: Protocol, ip: Ipv6Header, l4: Uint8Array): void {
+    this.counters.denied++;
+    const port = (i: number) => (l4[i]! << 8) | l4[i + 1]!;
+    this.log(`policy: denied ${protocol} [${ipv6ToString(ip.src)}]:${port(0)} -> [${ipv6ToString(ip.dst)}]:${port(2)} by builtin:ipv6-not-relayed`);
   }
 
   /** Guest datagrams bigger than its MTU (UDP mostly) arrive fragmented; rebuild and re-dispatch them. */

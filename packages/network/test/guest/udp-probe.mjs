@@ -2,7 +2,7 @@
 // first error (an ICMP unreachable shows up as ECONNREFUSED/EHOSTUNREACH) or replies.
 import dgram from "node:dgram";
 const [host, port] = process.argv.slice(2);
-const s = dgram.createSocket("udp4");
+const s = dgram.createSocket(host.includes(":") ? "udp6" : "udp4");
 const out = { replies: [], error: null };
 s.on("message", (m) => out.replies.push(m.toString()));
 s.on("error", (e) => {
