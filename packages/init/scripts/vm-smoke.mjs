@@ -156,19 +156,25 @@ let wout = "";
 host.workloadStdout.on("data", (d) => (wout += d));
 const collect = async (s) => Buffer.concat(await s.toArray()).toString();
 const e = host.exec({
-  argv: ["sh", "-c", "echo $GREETING; hostname; cd /sys/fs/cgroup/worker && cat memory.max pids.max cpu.max; id -u; grep ' /data ' /proc/mounts; cat /data/hello; touch /data/x 2>&1 | sed 's/.*: //'"],
+  argv: ["sh", "-c", "echo $GREETING; hostname; cd /sys/fs/cgroup/worker && cat memory.max pids.max cpu.max workload/pids.max; id -u; grep ' /data ' /proc/mounts; cat /data/hello; touch /data/x 2>&1 | sed 's/.*: //'; grep ^0:: /proc/self/cgroup /proc/1/cgroup; cat /proc/1/oom_score_adj /proc/self/oom_score_adj"],
 });
 e.stdin.end();
 const [out, st] = await Promise.all([collect(e.stdout), e.exit]);
 console.log(`exec → ${JSON.stringify(out)} ${JSON.stringify(st)}`);
 const failures = [];
 const check = (what, ok) => ok || failures.push(what);
-check("exec output", out === "hello world\nsmoke\n134217728\n256\n50000 100000\n1000\nshare0 /data virtiofs ro,relatime 0 0\nfrom the host\nRead-only file system\n");
+// worker: memory.max, pids.max = pidsMax + 64 (exec reserve), cpu.max; the workload's leaf: pids.max = pidsMax.
+check(
+  "exec output",
+  out ===
+    "hello world\nsmoke\n134217728\n320\n50000 100000\n256\n1000\nshare0 /data virtiofs ro,relatime 0 0\nfrom the host\nRead-only file system\n" +
+      "/proc/self/cgroup:0::/worker/exec-1\n/proc/1/cgroup:0::/init\n-1000\n500\n",
+);
 check("exec status", st.code === 0);
-const tty = host.exec({ argv: ["sh", "-c", "stty size; tty"], tty: true, rows: 20, cols: 70 });
+const tty = host.exec({ argv: ["sh", "-c", "stty size; tty; grep ^0:: /proc/self/cgroup"], tty: true, rows: 20, cols: 70 });
 const [tout, tst] = await Promise.all([collect(tty.stdout), tty.exit]);
 console.log(`tty exec → ${JSON.stringify(tout)} ${JSON.stringify(tst)}`);
-check("tty exec", tst.code === 0 && tout.startsWith("20 70\r\n/dev/pts/"));
+check("tty exec", tst.code === 0 && tout.startsWith("20 70\r\n/dev/pts/") && tout.includes("0::/worker/exec-2\r\n"));
 const t1 = performance.now();
 host.shutdown(2000);
 const exit = await host.workloadExit;

@@ -196,11 +196,20 @@ export async function startInit(options: RunOptions): Promise<InitRun> {
  * empty groups, so a live one is never touched.
  */
 export function sweepWorkerCgroups(sinceMs: number): void {
-  const roots = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"];
+  const roots = new Set(["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]);
   for (const line of readFileSync("/proc/self/cgroup", "utf8").split("\n")) {
     const [, ctrls, path] = line.split(":");
-    if (ctrls?.split(",").includes("memory") && path) roots.push(join("/sys/fs/cgroup/memory", path));
+    if (!ctrls || path === undefined) continue;
+    for (const dir of [ctrls, ...ctrls.split(",")]) {
+      if (["memory", "pids", "cpu", "cpu,cpuacct"].includes(dir)) roots.add(join("/sys/fs/cgroup", dir, path));
+    }
   }
+  const removeTree = (dir: string): void => {
+    try {
+      for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) removeTree(join(dir, e.name));
+      rmdirSync(dir);
+    } catch {}
+  };
   for (const root of roots) {
     let entries: string[] = [];
     try {
@@ -208,7 +217,7 @@ export function sweepWorkerCgroups(sinceMs: number): void {
     } catch {}
     for (const e of entries) {
       try {
-        if (statSync(join(root, e)).mtimeMs >= sinceMs) rmdirSync(join(root, e));
+        if (statSync(join(root, e)).mtimeMs >= sinceMs) removeTree(join(root, e));
       } catch {}
     }
   }

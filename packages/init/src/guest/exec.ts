@@ -4,6 +4,7 @@
 import type { Readable } from "node:stream";
 import { ChannelClosedError, type ControlChannel } from "../protocol/channel.js";
 import type { ExecMessage, ExitStatus, Message } from "../protocol/messages.js";
+import type { CgroupLeaf, WorkerCgroup } from "./cgroup.js";
 import { killGroup, spawnGuestProcess, type GuestProcess } from "./process.js";
 import type { Reaper } from "./reaper.js";
 import { resolveUser, type ResolvedUser } from "./users.js";
@@ -16,6 +17,8 @@ export interface ExecDefaults {
 
 interface Session {
   proc: GuestProcess | null;
+  /** The exec's own cgroup leaf under the worker group (null without cgroups). */
+  leaf: CgroupLeaf | null;
   /** Messages that arrived before the process was spawned. */
   early: Message[];
   timedOut: boolean;
@@ -23,6 +26,8 @@ interface Session {
 }
 
 const TIMEOUT_KILL_AFTER_MS = 1000;
+/** After a timeout, how long EXIT waits for the exec's whole tree to be gone. */
+const TREE_GONE_WAIT_MS = 2000;
 const EOT = Buffer.from([4]);
 
 export function envForUser(base: Record<string, string>, user: ResolvedUser, extra: Record<string, string> = {}): Record<string, string> {
@@ -39,6 +44,7 @@ export class ExecServer {
     private readonly channel: ControlChannel,
     private readonly defaults: ExecDefaults,
     private readonly reaper: Reaper,
+    private readonly cgroup: WorkerCgroup | null = null,
   ) {}
 
   get active(): number {
@@ -66,9 +72,12 @@ export class ExecServer {
     return true;
   }
 
-  /** SIGKILL every exec (init is going down). */
+  /** SIGKILL every exec and its whole tree (init is going down). */
   killAll(): void {
-    for (const s of this.sessions.values()) if (s.proc) killGroup(s.proc.pid, "SIGKILL");
+    for (const s of this.sessions.values()) {
+      if (s.proc) killGroup(s.proc.pid, "SIGKILL");
+      s.leaf?.kill();
+    }
   }
 
   private apply(session: Session, proc: GuestProcess, m: Message): void {
@@ -102,11 +111,20 @@ export class ExecServer {
   }
 
   private async start(m: ExecMessage): Promise<void> {
-    const session: Session = { proc: null, early: [], timedOut: false, tty: m.tty === true };
+    const session: Session = { proc: null, leaf: null, early: [], timedOut: false, tty: m.tty === true };
     this.sessions.set(m.stream, session);
     let proc: GuestProcess;
     try {
       const user = resolveUser(m.user ?? this.defaults.user);
+      // Born in a leaf of the worker group: the worker's limits apply, and a
+      // timeout kills the whole tree (setsid'd descendants and fork bombs too).
+      if (this.cgroup) {
+        try {
+          session.leaf = this.cgroup.execLeaf();
+        } catch (err) {
+          throw new Error(`exec cgroup: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+        }
+      }
       proc = await spawnGuestProcess(
         {
           argv: m.argv,
@@ -116,11 +134,13 @@ export class ExecServer {
           gid: user.gid,
           stdio: "pipe",
           tty: m.tty ? { rows: m.rows ?? 24, cols: m.cols ?? 80 } : null,
+          cgroup: session.leaf,
         },
         this.reaper,
       );
     } catch (err) {
       this.sessions.delete(m.stream);
+      if (session.leaf) this.cgroup?.releaseExecLeaf(session.leaf);
       this.finish(m.stream, { code: -1, signal: null, timedOut: false, error: (err as Error).message });
       return;
     }
@@ -134,7 +154,10 @@ export class ExecServer {
       timer = setTimeout(() => {
         session.timedOut = true;
         killGroup(proc.pid, "SIGTERM");
-        timer = setTimeout(() => killGroup(proc.pid, "SIGKILL"), TIMEOUT_KILL_AFTER_MS);
+        timer = setTimeout(() => {
+          killGroup(proc.pid, "SIGKILL");
+          session.leaf?.kill();
+        }, TIMEOUT_KILL_AFTER_MS);
       }, m.timeoutMs);
     }
 
@@ -142,6 +165,11 @@ export class ExecServer {
     if (proc.stderr) pumps.push(this.pump(m.stream, "STDERR", proc.stderr, false));
     const status = await proc.exited;
     if (timer) clearTimeout(timer);
+    if (session.timedOut && session.leaf) {
+      // A timed-out exec takes its whole tree with it, before EXIT.
+      session.leaf.kill();
+      await session.leaf.waitEmpty(TREE_GONE_WAIT_MS);
+    }
     // Output written just before exit is still in the pipe or pty: drain it,
     // but do not wait forever for a background process that kept the pipe open.
     await Promise.race([Promise.all(pumps), new Promise((r) => setTimeout(r, session.tty ? 500 : 2000))]);
@@ -149,6 +177,8 @@ export class ExecServer {
     proc.stderr?.destroy();
     if (session.tty) proc.pty?.master.destroy();
     this.sessions.delete(m.stream);
+    // Background processes an exec started may outlive it (in its leaf, still limited).
+    if (session.leaf) this.cgroup?.releaseExecLeaf(session.leaf);
     this.finish(m.stream, { ...status, timedOut: session.timedOut });
   }
 

@@ -10,10 +10,10 @@ import { PROTOCOL_VERSION } from "../protocol/frame.js";
 import type { BootStepTiming, Message, WorkloadExitMessage } from "../protocol/messages.js";
 import { setupCgroup, type WorkerCgroup } from "./cgroup.js";
 import { ExecServer, envForUser } from "./exec.js";
-import { configureInterface, hostsFile, loopbackUp, resolvConf } from "./network.js";
+import { configureInterface, disableIpv6, hostsFile, loopbackUp, resolvConf } from "./network.js";
 import { libc, MS, PR_SET_CHILD_SUBREAPER, RB_AUTOBOOT, RLIMIT_NOFILE, SysError, type Libc } from "./native.js";
 import { openControlTransport, type ControlTransport } from "./port.js";
-import { SpawnError } from "./process.js";
+import { INIT_OOM_SCORE_ADJ, protectInitFromOom, SpawnError } from "./process.js";
 import { Reaper } from "./reaper.js";
 import { resolveUser, UserResolveError } from "./users.js";
 import { Workload } from "./workload.js";
@@ -273,18 +273,28 @@ async function boot(rt: Runtime, clock: BootClock, env: NodeJS.ProcessEnv): Prom
     } catch {}
   }
 
-  // 3. cgroup (optional).
+  // 3. Init out of the OOM killer's reach (its children get a positive score), and cgroups (optional).
+  {
+    const start = performance.now();
+    try {
+      protectInitFromOom();
+      clock.timings.push({ step: "oom", ms: round(performance.now() - start), status: "ok", detail: `oom_score_adj ${INIT_OOM_SCORE_ADJ}` });
+    } catch (err) {
+      clock.warn("oom", start, `oom_score_adj ${INIT_OOM_SCORE_ADJ}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  }
   if (skip.has("cgroup")) clock.skip("cgroup", `${ENV.SKIP}`, true);
   else {
     const start = performance.now();
     try {
+      const inVm = isRootPidNamespace();
       const { cgroup, warnings } = setupCgroup(
         l,
         { memoryBytes: config.memoryBytes, pidsMax: config.pidsMax, cpuMax: config.cpuMax },
-        !isRootPidNamespace(),
+        { unique: !inVm, headroom: inVm },
       );
       rt.cgroup = cgroup;
-      if (warnings.length > 0) clock.warn("cgroup", start, warnings.join("; "));
+      if (warnings.length > 0) clock.warn("cgroup", start, `${warnings.join("; ")} (applied: ${cgroup.description})`);
       else clock.timings.push({ step: "cgroup", ms: round(performance.now() - start), status: "ok", detail: cgroup.description });
     } catch (err) {
       clock.warn("cgroup", start, `${(err as Error).message}; limits not applied`);
@@ -307,12 +317,28 @@ async function boot(rt: Runtime, clock: BootClock, env: NodeJS.ProcessEnv): Prom
     }
   } else clock.skip("hostname", `${ENV.HOSTNAME} not set`, false);
   const gateway = config.network?.gateway ?? null;
+  // The host's network stack is IPv4-only: with IPv6 off in the guest a
+  // connect to an IPv6 address fails at once instead of hanging (and
+  // localhost is only 127.0.0.1). Only with eth0 configured: outside a VM
+  // (III_INIT_SKIP=network) this would be the host's network namespace.
+  let ipv6Off = false;
+  if (config.network && !skip.has("network")) {
+    const start = performance.now();
+    try {
+      const done = disableIpv6();
+      ipv6Off = done.length > 0;
+      if (ipv6Off) clock.timings.push({ step: "ipv6", ms: round(performance.now() - start), status: "ok", detail: `disable_ipv6=1: ${done.join(", ")}` });
+      else clock.skip("ipv6", "no IPv6 in this kernel", false);
+    } catch (err) {
+      clock.warn("ipv6", start, `disabling IPv6: ${(err as Error).message}`);
+    }
+  }
   if (config.hostname || config.network) {
     const start = performance.now();
     try {
       clock.run("etc", () => {
         mkdirSync("/etc", { recursive: true });
-        replaceFile("/etc/hosts", hostsFile(config.hostname, gateway));
+        replaceFile("/etc/hosts", hostsFile(config.hostname, gateway, { ipv6: !ipv6Off }));
         if (config.network) replaceFile("/etc/resolv.conf", resolvConf(config.network.dns));
       });
     } catch (err) {
@@ -424,7 +450,7 @@ async function boot(rt: Runtime, clock: BootClock, env: NodeJS.ProcessEnv): Prom
     workload.stop(graceMs, signal);
   };
   if (channel) {
-    const execs = new ExecServer(channel, { env: config.workloadEnv, cwd: config.workdir, user: config.user }, reaper);
+    const execs = new ExecServer(channel, { env: config.workloadEnv, cwd: config.workdir, user: config.user }, reaper, rt.cgroup);
     rt.execs = execs;
     channel.on("message", (m: Message) => {
       if (execs.handle(m)) return;

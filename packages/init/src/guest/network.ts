@@ -3,6 +3,7 @@
 // up too: 127.0.0.1 is the guest's own; the host is reached through the
 // gateway (host.iii.internal in /etc/hosts), which avoids iii #1451.
 
+import { existsSync, writeFileSync } from "node:fs";
 import type { Libc } from "./native.js";
 import {
   AF_INET,
@@ -101,8 +102,29 @@ export function configureInterface(libc: Libc, device: string, net: NetworkSetti
   }
 }
 
-export function hostsFile(hostname: string | null, gateway: string | null): string {
-  const lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"];
+/**
+ * Turn IPv6 off in the current network namespace (all interfaces, and the
+ * default for new ones) where the kernel has it; returns the sysctls written.
+ * Throws naming the first one that failed.
+ */
+export function disableIpv6(procSys = "/proc/sys/net/ipv6/conf"): string[] {
+  const done: string[] = [];
+  for (const scope of ["all", "default"]) {
+    const path = `${procSys}/${scope}/disable_ipv6`;
+    if (!existsSync(path)) continue;
+    try {
+      writeFileSync(path, "1");
+    } catch (err) {
+      throw new Error(`${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+    }
+    done.push(scope);
+  }
+  return done;
+}
+
+export function hostsFile(hostname: string | null, gateway: string | null, options: { ipv6?: boolean } = {}): string {
+  const lines = ["127.0.0.1\tlocalhost"];
+  if (options.ipv6 !== false) lines.push("::1\tlocalhost ip6-localhost ip6-loopback");
   if (hostname) lines.push(`127.0.1.1\t${hostname}`);
   if (gateway) lines.push(`${gateway}\thost.iii.internal`);
   return `${lines.join("\n")}\n`;

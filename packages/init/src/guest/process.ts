@@ -2,9 +2,10 @@
 // group, requested uid/gid/cwd/env, optionally a pty, tracked by the reaper.
 
 import { spawn, type ChildProcess } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import type { Readable, Writable } from "node:stream";
-import type { WorkerCgroup } from "./cgroup.js";
+import type { CgroupLeaf } from "./cgroup.js";
 import { encodeHelperSpec, helperCommand, openPty, type Pty } from "./pty.js";
 import type { Reaper } from "./reaper.js";
 
@@ -17,7 +18,38 @@ export interface ProcessSpec {
   /** Pipe stdin/stdout/stderr (default) or inherit init's stdout/stderr. */
   stdio: "pipe" | "inherit";
   tty?: { rows: number; cols: number } | null;
-  cgroup?: WorkerCgroup | null;
+  /** The cgroup leaf the process is born in. */
+  cgroup?: CgroupLeaf | null;
+}
+
+/** Init's oom_score_adj: never chosen by the OOM killer. */
+export const INIT_OOM_SCORE_ADJ = -1000;
+/** What the workload and execs are born with (they inherit init's otherwise). */
+export const CHILD_OOM_SCORE_ADJ = 500;
+let initOomProtected = false;
+
+/** Set init's own oom_score_adj to -1000; children then get CHILD_OOM_SCORE_ADJ (see withChildOomScore). Throws on failure. */
+export function protectInitFromOom(): void {
+  writeFileSync("/proc/self/oom_score_adj", String(INIT_OOM_SCORE_ADJ));
+  initOomProtected = true;
+}
+
+/**
+ * Run a synchronous spawn with init's oom_score_adj at the children's value,
+ * so the child is born with it (and, unprivileged, cannot lower it again).
+ */
+export function withChildOomScore<T>(fn: () => T): T {
+  if (!initOomProtected) return fn();
+  try {
+    writeFileSync("/proc/self/oom_score_adj", String(CHILD_OOM_SCORE_ADJ));
+  } catch {}
+  try {
+    return fn();
+  } finally {
+    try {
+      writeFileSync("/proc/self/oom_score_adj", String(INIT_OOM_SCORE_ADJ));
+    } catch {}
+  }
 }
 
 export interface GuestProcess {
@@ -90,7 +122,16 @@ export async function spawnGuestProcess(spec: ProcessSpec, reaper: Reaper): Prom
       stdio: spec.stdio === "inherit" ? ["ignore", "inherit", "inherit"] : ["pipe", "pipe", "pipe"],
     });
   };
-  const child = spec.cgroup ? spec.cgroup.spawnInside(doSpawn) : doSpawn();
+  const born = (): ChildProcess => withChildOomScore(doSpawn);
+  let child: ChildProcess;
+  try {
+    child = spec.cgroup ? spec.cgroup.spawnInside(born) : born();
+  } catch (err) {
+    // Init could not join the cgroup leaf: nothing was spawned.
+    (pty as Pty | null)?.closeSlave();
+    (pty as Pty | null)?.master.destroy();
+    throw new SpawnError(spec.argv[0]!, "ECGROUP", `${spec.argv[0]}: ${(err as Error).message}`);
+  }
   reaper.track(child);
   const exited = new Promise<{ code: number; signal: string | null }>((resolve) => {
     child.once("exit", (code, signal) => resolve(exitStatus(code, signal)));

@@ -4,6 +4,7 @@ import { resolveUserSpec, UserResolveError } from "./users.js";
 import { parseStat } from "./reaper.js";
 import { hostsFile, resolvConf } from "./network.js";
 import { exitStatus } from "./process.js";
+import { INIT_MEMORY_HEADROOM, workerMemoryMax } from "./cgroup.js";
 
 const passwd = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001:App:/home/app:/bin/sh\nbroken line\nnohome:x:1002:1002:::/bin/sh\n";
 const group = "root:x:0:\napp:x:1001:\nstaff:x:50:app\n";
@@ -38,6 +39,7 @@ describe("/etc files", () => {
       "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tw1\n100.96.0.5\thost.iii.internal\n",
     );
     expect(hostsFile(null, null)).toBe("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    expect(hostsFile("w1", "100.96.0.5", { ipv6: false })).toBe("127.0.0.1\tlocalhost\n127.0.1.1\tw1\n100.96.0.5\thost.iii.internal\n");
     expect(resolvConf(["100.96.0.5", "1.1.1.1"])).toBe("nameserver 100.96.0.5\nnameserver 1.1.1.1\n");
   });
 });
@@ -47,5 +49,20 @@ describe("exitStatus", () => {
     expect(exitStatus(7, null)).toEqual({ code: 7, signal: null });
     expect(exitStatus(null, "SIGKILL")).toEqual({ code: 137, signal: "SIGKILL" });
     expect(exitStatus(null, "SIGTERM")).toEqual({ code: 143, signal: "SIGTERM" });
+  });
+});
+
+describe("workerMemoryMax", () => {
+  const MiB = 1024 * 1024;
+  it("keeps headroom for init: at most 96 MiB, at most a quarter of RAM", () => {
+    expect(INIT_MEMORY_HEADROOM).toBe(96 * MiB);
+    // A 512 MiB VM (MemTotal ~480 MiB): a 512 MiB request is capped, a 128 MiB one is kept.
+    expect(workerMemoryMax(512 * MiB, 480 * MiB)).toEqual({ max: 384 * MiB, headroom: 96 * MiB });
+    expect(workerMemoryMax(128 * MiB, 480 * MiB)).toEqual({ max: 128 * MiB, headroom: 96 * MiB });
+    // No request: the cap alone.
+    expect(workerMemoryMax(null, 480 * MiB)).toEqual({ max: 384 * MiB, headroom: 96 * MiB });
+    // A small VM keeps three quarters for the worker.
+    expect(workerMemoryMax(128 * MiB, 128 * MiB)).toEqual({ max: 96 * MiB, headroom: 32 * MiB });
+    expect(workerMemoryMax(64 * MiB, null)).toEqual({ max: 64 * MiB, headroom: null });
   });
 });

@@ -38,9 +38,9 @@ export class Workload {
     this.requested = false;
     this.escalated = false;
     this.lastKillAt = null;
-    this.oomBaseline = this.cgroup?.oomKills() ?? 0;
+    this.oomBaseline = this.cgroup?.workload.oomKills() ?? 0;
     const proc = await spawnGuestProcess(
-      { ...this.spec, stdio: this.channel ? "pipe" : "inherit", cgroup: this.cgroup },
+      { ...this.spec, stdio: this.channel ? "pipe" : "inherit", cgroup: this.cgroup?.workload ?? null },
       this.reaper,
     );
     this.proc = proc;
@@ -54,7 +54,7 @@ export class Workload {
     if (this.proc) killGroup(this.proc.pid, signal);
   }
 
-  /** SIGTERM (or `signal`) to the group now, SIGKILL to the group and the cgroup after graceMs. */
+  /** SIGTERM (or `signal`) to the group now, SIGKILL to the group and its cgroup leaf after graceMs. */
   stop(graceMs: number, signal: NodeJS.Signals = "SIGTERM"): void {
     const proc = this.proc;
     if (!proc) return;
@@ -65,7 +65,7 @@ export class Workload {
       this.escalated = true;
       this.lastKillAt = performance.now();
       killGroup(proc.pid, "SIGKILL");
-      this.cgroup?.killAll();
+      this.cgroup?.workload.kill();
     }, Math.max(0, graceMs));
   }
 
@@ -90,11 +90,15 @@ export class Workload {
     }
     if (this.escalation) clearTimeout(this.escalation);
     this.escalation = null;
-    // Members that left the process group (setsid daemons) are still in the cgroup.
-    this.cgroup?.killAll();
+    // Members that left the process group (setsid daemons) are still in the
+    // workload's leaf (execs have leaves of their own and live on).
+    if (this.cgroup) {
+      this.cgroup.workload.kill();
+      await this.cgroup.workload.waitEmpty(STUCK_AFTER_KILL_MS);
+    }
     await Promise.race([Promise.all(pumps), new Promise((r) => setTimeout(r, 2000))]);
     this.proc = null;
-    const oomKilled = (this.cgroup?.oomKills() ?? 0) > this.oomBaseline;
+    const oomKilled = (this.cgroup?.workload.oomKills() ?? 0) > this.oomBaseline;
     const message: WorkloadExitMessage = {
       type: "WORKLOAD_EXIT",
       stream: 0,
