@@ -5,7 +5,7 @@
 set -euo pipefail
 CACHE="${1:-${III_TEST_ROOTFS_CACHE:-/var/cache/iii-test}}"
 SUITE=bookworm
-EXTRA=curl,netcat-openbsd
+EXTRA=curl,netcat-openbsd,attr,libcap2-bin
 KEY="debian-${SUITE}-minbase-$(echo "$EXTRA" | tr ',' '-')"
 OUT="$CACHE/$KEY"
 if [ -f "$OUT/.complete" ]; then echo "$OUT"; exit 0; fi

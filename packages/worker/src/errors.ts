@@ -10,6 +10,7 @@ export const ERROR_CODES = {
   InvalidOption: 1,
   WorkerNotFound: 1,
   WorkerExists: 1,
+  WorkerRunning: 1,
   RegistryLookupFailed: 1,
   StateFileCorrupt: 1,
   StateFileUnwritable: 1,

@@ -1,15 +1,15 @@
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
-import { access, mkdir, stat, constants } from "node:fs/promises";
+import { access, chmod, mkdir, rm, stat, constants } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import writeFileAtomic from "write-file-atomic";
 import { ERROR_CODES, IiiError, type ErrorCode } from "./errors.js";
 import { isSameProcessAlive } from "./host/process-identity.js";
 import { tailLines } from "./logs.js";
-import { iiiHome, workerPaths, type WorkerPaths } from "./paths.js";
+import { iiiHome, managedRoot, workerPaths, type WorkerPaths } from "./paths.js";
 import { readVmRecord, workerStatus } from "./status.js";
-import { cleanupStaleWorker } from "./supervisor/cleanup.js";
+import { cleanupStaleWorker, lazyUnmount, mountsUnder } from "./supervisor/cleanup.js";
 import type { BootReport } from "./supervisor/ready-pipe.js";
 import type { LaunchRequest } from "./supervisor/launch-request.js";
 import type { ImageProcessConfig } from "./supervisor/launch-spec.js";
@@ -29,10 +29,17 @@ export const DEFAULT_BOOT_TIMEOUT_MS = 120_000;
 /** After the grace period, how long the supervisor may take to kill QEMU and clean up. */
 export const KILL_DEADLINE_MS = 5_000;
 
-/** Makes the worker's directory, naming III_HOME in the error when it cannot be written. */
-export async function prepareWorkerDir(paths: WorkerPaths, home: string): Promise<void> {
+/**
+ * Makes the worker's directory, naming III_HOME in the error when it cannot be written. `managed/` is 0700
+ * (made so, not only created so): what guests wrote (upper layers, shares' FUSE views) and the sockets that
+ * drive the VMs are for the owner of III_HOME only.
+ */
+export async function prepareWorkerDir(paths: WorkerPaths, home: string, env: NodeJS.ProcessEnv = process.env): Promise<void> {
   try {
-    await mkdir(paths.logs, { recursive: true });
+    const root = managedRoot(env);
+    await mkdir(root, { recursive: true, mode: 0o700 });
+    await chmod(root, 0o700);
+    await mkdir(paths.logs, { recursive: true, mode: 0o700 });
     await access(paths.dir, constants.W_OK);
   } catch (error) {
     throw new IiiError("HomeUnwritable", `III_HOME ${home} is not writable: ${(error as Error).message}`, { cause: error });
@@ -41,6 +48,8 @@ export async function prepareWorkerDir(paths: WorkerPaths, home: string): Promis
 
 export interface SpawnSupervisorOptions {
   name: string;
+  /** The project (directory of iii.workers.yaml) the worker belongs to. */
+  projectDir: string;
   paths: WorkerPaths;
   env?: NodeJS.ProcessEnv;
   bootTimeoutMs?: number;
@@ -55,7 +64,7 @@ export async function spawnSupervisor(options: SpawnSupervisorOptions): Promise<
   const log = openSync(paths.supervisorLog, "a");
   let child;
   try {
-    child = spawn(process.execPath, [SUPERVISOR_ENTRY, "__vm-boot", options.name], {
+    child = spawn(process.execPath, [SUPERVISOR_ENTRY, "__vm-boot", options.name, options.projectDir], {
       detached: true,
       stdio: ["ignore", log, log, "pipe"],
       env: { ...(options.env ?? process.env), III_READY_FD: String(READY_FD) },
@@ -113,6 +122,8 @@ async function consoleTailSuffix(paths: WorkerPaths): Promise<string> {
 export interface StopOptions {
   graceMs?: number;
   env?: NodeJS.ProcessEnv;
+  /** The project directory (default: the current directory). */
+  cwd?: string;
 }
 
 export type StopOutcome = "stopped" | "not-running" | "cleaned-crashed";
@@ -123,8 +134,9 @@ export type StopOutcome = "stopped" | "not-running" | "cleaned-crashed";
  */
 export async function stopWorker(name: string, options: StopOptions = {}): Promise<StopOutcome> {
   const env = options.env ?? process.env;
-  const paths = workerPaths(name, env);
-  const record = await readVmRecord(name, env);
+  const cwd = options.cwd ?? process.cwd();
+  const paths = workerPaths(name, env, cwd);
+  const record = await readVmRecord(name, env, cwd);
   if (!record) return "not-running";
   if (!isSameProcessAlive(record)) {
     await cleanupStaleWorker(paths, record);
@@ -140,6 +152,17 @@ export async function stopWorker(name: string, options: StopOptions = {}): Promi
   }
   await cleanupStaleWorker(paths, record);
   return "stopped";
+}
+
+/** A supervisor that recorded the end of its run may still be releasing its mounts and children: wait for it. */
+async function awaitEndedSupervisor(name: string, env: NodeJS.ProcessEnv, cwd: string, timeoutMs = 15_000): Promise<void> {
+  const record = await readVmRecord(name, env, cwd);
+  if (!record) return;
+  const deadline = Date.now() + timeoutMs;
+  while (isSameProcessAlive(record)) {
+    if (Date.now() > deadline) throw new IiiError("WorkerRunning", `the previous run of "${name}" is still shutting down (supervisor pid ${record.pid})`);
+    await sleep(50);
+  }
 }
 
 export interface StartOptions {
@@ -201,12 +224,14 @@ export async function startWorkerWithSpec(name: string, spec: WorkerSpec, option
   const cwd = options.cwd ?? process.cwd();
   const homeError = writableDirError(iiiHome(env));
   if (homeError) throw new IiiError("HomeUnwritable", `III_HOME ${iiiHome(env)} is not writable: ${homeError}`);
-  const status = await workerStatus(name, env);
+  let status = await workerStatus(name, env, cwd);
   if (status.state === "running") throw new IiiError("WorkerExists", `worker "${name}" is already running (pid ${status.pid})`);
-  const paths = workerPaths(name, env);
+  await awaitEndedSupervisor(name, env, cwd);
+  status = await workerStatus(name, env, cwd);
+  const paths = workerPaths(name, env, cwd);
   let cleanedCrashed = false;
   if (status.state === "crashed") {
-    await cleanupStaleWorker(paths, await readVmRecord(name, env));
+    await cleanupStaleWorker(paths, await readVmRecord(name, env, cwd));
     cleanedCrashed = true;
   }
   const { rootfs, config } = await resolveRootfs(spec.image, env, options.pull ?? "missing");
@@ -217,7 +242,7 @@ export async function startWorkerWithSpec(name: string, spec: WorkerSpec, option
   if (!findVirtiofsd(env)) throw new IiiError("VirtiofsdNotFound", "virtiofsd not found (apt install qemu-system-common, or set III_VIRTIOFSD_BIN)");
   findGuestInit(env);
   policyRules(spec.network);
-  await prepareWorkerDir(paths, iiiHome(env));
+  await prepareWorkerDir(paths, iiiHome(env), env);
   const request: LaunchRequest = {
     name,
     cwd,
@@ -230,6 +255,46 @@ export async function startWorkerWithSpec(name: string, spec: WorkerSpec, option
     bootTimeoutMs: options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS,
   };
   await writeFileAtomic(paths.launch, `${JSON.stringify(request, null, 2)}\n`);
-  const report = await spawnSupervisor({ name, paths, env, bootTimeoutMs: request.bootTimeoutMs + 10_000 });
+  const report = await spawnSupervisor({ name, projectDir: cwd, paths, env, bootTimeoutMs: request.bootTimeoutMs + 10_000 });
   return { name, pid: report.pid, timings: report.timings, cleanedCrashed };
+}
+
+export interface RemoveDataOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Stop a running worker first instead of refusing. */
+  force?: boolean;
+  graceMs?: number;
+  /** Keep the managed directory (upper layer, logs). */
+  keepData?: boolean;
+}
+
+/**
+ * What `remove` does to a worker's VM and managed state: a running worker is refused (WorkerRunning) unless
+ * `force`, which stops it first; then its managed directory (upper layer, logs, sockets) is deleted, so a
+ * worker re-added under the same name starts clean. Runs before the worker leaves iii.workers.yaml, so a
+ * failure here leaves the file as it was.
+ */
+export async function removeWorkerData(name: string, options: RemoveDataOptions = {}): Promise<void> {
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  if ((await workerStatus(name, env, cwd)).state === "running") {
+    if (!options.force) {
+      throw new IiiError("WorkerRunning", `worker "${name}" is running; stop it first, or use remove --force to stop and remove it`);
+    }
+    await stopWorker(name, { env, cwd, graceMs: options.graceMs ?? 10_000 });
+  }
+  const paths = workerPaths(name, env, cwd);
+  const after = await workerStatus(name, env, cwd);
+  if (after.state === "running") throw new IiiError("WorkerRunning", `worker "${name}" did not stop (supervisor pid ${after.pid})`);
+  if (after.state === "crashed") await cleanupStaleWorker(paths, await readVmRecord(name, env, cwd));
+  if (!options.keepData) await removeManagedDir(paths);
+}
+
+/** Deletes a stopped worker's managed directory; refuses while anything is still mounted inside it. */
+export async function removeManagedDir(paths: WorkerPaths): Promise<void> {
+  for (const mountpoint of await mountsUnder(paths.dir)) await lazyUnmount(mountpoint);
+  const left = await mountsUnder(paths.dir);
+  if (left.length > 0) throw new IiiError("WorkerRunning", `cannot delete ${paths.dir}: ${left[0]} is still mounted`);
+  await rm(paths.dir, { recursive: true, force: true });
 }

@@ -1,3 +1,5 @@
+import { createHash } from "node:crypto";
+import { realpathSync } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 
@@ -13,8 +15,27 @@ export function workersFilePath(cwd: string = process.cwd()): string {
   return join(cwd, WORKERS_FILE_NAME);
 }
 
-export function managedDir(name: string, env: NodeJS.ProcessEnv = process.env): string {
-  return join(iiiHome(env), "managed", name);
+/** `III_HOME/managed`: 0700, so host users cannot reach what guests wrote (upper layers, mounts, sockets). */
+export function managedRoot(env: NodeJS.ProcessEnv = process.env): string {
+  return join(iiiHome(env), "managed");
+}
+
+/**
+ * The project a worker belongs to is the absolute (symlink-resolved) path of its `iii.workers.yaml`; its
+ * managed state lives under a key derived from that path, so two projects' workers of the same name never meet.
+ */
+export function projectKey(projectDir: string = process.cwd()): string {
+  let dir = resolve(projectDir);
+  try {
+    dir = realpathSync(dir);
+  } catch {
+    // a project dir that does not exist yet keys by its absolute path
+  }
+  return createHash("sha256").update(join(dir, WORKERS_FILE_NAME)).digest("hex").slice(0, 16);
+}
+
+export function managedDir(name: string, env: NodeJS.ProcessEnv = process.env, projectDir: string = process.cwd()): string {
+  return join(managedRoot(env), projectKey(projectDir), name);
 }
 
 /** Every file of one managed worker (DESIGN §10). */
@@ -39,8 +60,8 @@ export interface WorkerPaths {
   runtime: string;
 }
 
-export function workerPaths(name: string, env: NodeJS.ProcessEnv = process.env): WorkerPaths {
-  const dir = managedDir(name, env);
+export function workerPaths(name: string, env: NodeJS.ProcessEnv = process.env, projectDir: string = process.cwd()): WorkerPaths {
+  const dir = managedDir(name, env, projectDir);
   const logs = join(dir, "logs");
   return {
     dir,

@@ -18,6 +18,8 @@ export interface VmRecord {
 export interface LastExit {
   code: number | null;
   reason: string;
+  /** The run ended because a process of the VM died (QEMU, virtiofsd, the FUSE server), not by its workload or a stop. */
+  crashed?: boolean;
   endedAt: string;
   timings?: Record<string, number>;
 }
@@ -37,27 +39,32 @@ async function readJson<T>(path: string): Promise<T | undefined> {
   }
 }
 
-export async function readVmRecord(name: string, env: NodeJS.ProcessEnv = process.env): Promise<VmRecord | undefined> {
-  return readJson<VmRecord>(join(managedDir(name, env), "vm.json"));
+export async function readVmRecord(name: string, env: NodeJS.ProcessEnv = process.env, projectDir?: string): Promise<VmRecord | undefined> {
+  return readJson<VmRecord>(join(managedDir(name, env, projectDir), "vm.json"));
 }
 
 /**
- * running: vm.json names a live supervisor (pid + start time match); crashed: vm.json remains but its
- * supervisor is gone (it removes vm.json on every orderly exit); stopped: no vm.json.
+ * running: vm.json names a live supervisor (pid + start time match) that has not yet recorded the end of
+ * this run; crashed: vm.json remains but its supervisor is gone (it removes vm.json on every orderly exit),
+ * or the run's last exit says a process of the VM died; stopped: otherwise. A supervisor that has recorded
+ * the end and is still releasing its resources counts as ended.
  */
-export async function workerStatus(name: string, env: NodeJS.ProcessEnv = process.env): Promise<WorkerStatus> {
-  const dir = managedDir(name, env);
+export async function workerStatus(name: string, env: NodeJS.ProcessEnv = process.env, projectDir?: string): Promise<WorkerStatus> {
+  const dir = managedDir(name, env, projectDir);
   const record = await readJson<VmRecord>(join(dir, "vm.json"));
   const lastExit = await readJson<LastExit>(join(dir, "last-exit.json"));
   const status: WorkerStatus = { name, state: "stopped" };
   if (lastExit) status.lastExit = lastExit;
+  const ended = lastExit?.crashed ? "crashed" : "stopped";
   if (record) {
-    if (isSameProcessAlive(record)) {
+    if (!isSameProcessAlive(record)) status.state = "crashed";
+    else if (lastExit && lastExit.endedAt >= record.startedAt) status.state = ended;
+    else {
       status.state = "running";
       status.pid = record.pid;
-    } else {
-      status.state = "crashed";
     }
+  } else if (lastExit?.crashed) {
+    status.state = "crashed";
   }
   return status;
 }

@@ -8,6 +8,8 @@ import { isLocalSource, parseImageReference, workerNameFor } from "./registry/re
 import {
   parseEnvAssignment,
   parseMountSpec,
+  parseNetworkMode,
+  parsePids,
   parsePortMapping,
   validateWorkerName,
   type WorkerSpec,
@@ -20,6 +22,9 @@ export interface AddWorkerOptions {
   name?: string;
   cpus?: string;
   memory?: string;
+  pids?: string;
+  /** `public` (default) or `none`. */
+  network?: string;
   env?: string[];
   ports?: string[];
   mounts?: string[];
@@ -101,6 +106,7 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
     ports: (options.ports ?? []).map(parsePortMapping),
     mounts: (options.mounts ?? []).map(parseMountSpec).map((m) => ({ ...m, host: resolve(cwd, m.host) })),
     network: {
+      ...(options.network !== undefined ? { mode: parseNetworkMode(options.network) } : {}),
       allow: options.allow ?? [],
       deny: options.deny ?? [],
       hostPorts: (options.hostPorts ?? []).map((p) => parsePortMapping(`${p}:${p}`).host),
@@ -111,6 +117,7 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
     parseCpus(options.cpus);
     spec.resources.cpus = options.cpus;
   }
+  if (options.pids !== undefined) spec.resources.pids = parsePids(options.pids);
   if (options.memory !== undefined) {
     parseMemoryBytes(options.memory);
     spec.resources.memory = options.memory;

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { PhaseSamples } from "./raw-floor.js";
+import { managedDir } from "../../src/paths.js";
 
 const CLI = fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
 const FIRST_LINE = "iii-worker-first-line";
@@ -38,7 +39,7 @@ export async function measureWorkerBoot(options: WorkerBootOptions): Promise<Pha
   try {
     const added = await runCli(["add", `dir:${options.busyboxRootfs}`, "--name", "bench", "--cpus", "1", "--memory", "256Mi", "--", "sh", "-c", `echo ${FIRST_LINE}; exec sleep 1000`], work, env);
     if (added.code !== 0) throw new Error(`add failed: ${added.stderr}`);
-    const stdoutLog = join(env.III_HOME, "managed/bench/logs/stdout.log");
+    const stdoutLog = join(managedDir("bench", env, work), "logs/stdout.log");
     for (let i = 0; i < options.runs; i++) {
       const before = existsSync(stdoutLog) ? statSync(stdoutLog).size : 0;
       const t0 = performance.now();
@@ -78,7 +79,7 @@ export async function measureWorkerIdleRss(busyboxRootfs: string): Promise<Recor
     const started = await runCli(["start", "idle"], work, env);
     if (started.code !== 0) throw new Error(`start failed: ${started.stderr}`);
     await sleep(3_000);
-    const vm = JSON.parse(readFileSync(join(env.III_HOME, "managed/idle/vm.json"), "utf8")) as { pid: number; children: { name: string; pid: number }[] };
+    const vm = JSON.parse(readFileSync(join(managedDir("idle", env, work), "vm.json"), "utf8")) as { pid: number; children: { name: string; pid: number }[] };
     const rss = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) * 1024;
     const out: Record<string, number> = { supervisor: rss(vm.pid) };
     for (const child of vm.children) out[child.name] = (out[child.name] ?? 0) + rss(child.pid);

@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SupervisorClient } from "../../src/api/client.js";
+import { managedDir } from "../../src/paths.js";
 import { buildBusyboxRootfs, median } from "../boot/raw-floor.js";
 
 const { values } = parseArgs({ options: { runs: { type: "string", default: "100" } } });
@@ -32,7 +33,7 @@ async function must(args: string[]): Promise<void> {
   if (r.code !== 0) throw new Error(`iii-worker ${args.join(" ")}: ${r.stderr}`);
 }
 
-const stdoutLog = join(env.III_HOME, "managed/ex/logs/stdout.log");
+const stdoutLog = join(managedDir("ex", env, work), "logs/stdout.log");
 const size = () => (existsSync(stdoutLog) ? statSync(stdoutLog).size : 0);
 async function firstLineAfter(offset: number, t0: number): Promise<number> {
   while (performance.now() - t0 < 120_000) {
@@ -45,7 +46,7 @@ async function firstLineAfter(offset: number, t0: number): Promise<number> {
 try {
   await must(["add", `dir:${buildBusyboxRootfs()}`, "--name", "ex", "--cpus", "1", "--memory", "256Mi", "--", "sh", "-c", "echo started-$$; exec sleep 100000"]);
   await must(["start", "ex"]);
-  const client = SupervisorClient.forWorker("ex", env);
+  const client = SupervisorClient.forWorker("ex", env, work);
   const total: number[] = [];
   const api: number[] = [];
   const rtt: number[] = [];

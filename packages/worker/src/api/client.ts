@@ -28,8 +28,8 @@ export interface ExecIo {
 export class SupervisorClient {
   constructor(readonly socketPath: string) {}
 
-  static forWorker(name: string, env: NodeJS.ProcessEnv = process.env): SupervisorClient {
-    return new SupervisorClient(workerPaths(name, env).apiSock);
+  static forWorker(name: string, env: NodeJS.ProcessEnv = process.env, projectDir?: string): SupervisorClient {
+    return new SupervisorClient(workerPaths(name, env, projectDir).apiSock);
   }
 
   private call<T>(method: string, path: string, body?: unknown): Promise<T> {

@@ -96,6 +96,11 @@ export class ExecRecord {
     }
   }
 
+  /** Ends the exec at once with `reason` (the VM is going away): the client gets an exit frame with the error. */
+  abort(reason: string): void {
+    this.finish({ type: "exit", code: -1, signal: null, timedOut: false, error: reason });
+  }
+
   private finish(exit: ExitFrame): void {
     if (this.exit) return;
     this.exit = exit;
@@ -233,6 +238,11 @@ export class ExecRegistry {
 
   list(): ExecRecord[] {
     return [...this.records.values()];
+  }
+
+  /** Fails every running exec with `reason` (a child of the VM died; their guest side is gone). */
+  abortAll(reason: string): void {
+    for (const record of this.records.values()) if (record.running) record.abort(reason);
   }
 
   close(): void {

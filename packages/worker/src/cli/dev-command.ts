@@ -103,7 +103,7 @@ export async function runDev(path: string, options: DevOptions): Promise<number>
     mounts: [{ host: project.dir, guest: "/workspace", readOnly: false }, ...(await dependencyMount(project))],
     network: emptyNetwork(),
   };
-  const paths = workerPaths(name, env);
+  const paths = workerPaths(name, env, project.dir);
   const from = { stdout: await sizeOf(paths.stdoutLog), stderr: await sizeOf(paths.stderrLog) };
   const abort = new AbortController();
   let interrupted = false;
@@ -114,7 +114,7 @@ export async function runDev(path: string, options: DevOptions): Promise<number>
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   const stopAll = async () => {
-    await stopWorker(name, { graceMs: 3_000, env }).catch(() => {});
+    await stopWorker(name, { graceMs: 3_000, env, cwd: project.dir }).catch(() => {});
   };
   try {
     process.stderr.write(`iii dev: ${project.name} (${project.language}, ${project.detectedFrom}) in VM "${name}" from ${image}\n`);
@@ -124,7 +124,7 @@ export async function runDev(path: string, options: DevOptions): Promise<number>
       for await (const chunk of followFile(file, { from: offset, signal: abort.signal, pollMs: 50 })) out.write(chunk);
     };
     const pumps = Promise.all([pump(paths.stdoutLog, from.stdout, process.stdout), pump(paths.stderrLog, from.stderr, process.stderr)]);
-    const client = SupervisorClient.forWorker(name, env);
+    const client = SupervisorClient.forWorker(name, env, project.dir);
     const restart = (why: string) => {
       process.stderr.write(`iii dev: ${why}; restarting the workload\n`);
       client.restart(2_000).catch((error: Error) => process.stderr.write(`iii dev: restart failed: ${error.message}\n`));
@@ -139,7 +139,7 @@ export async function runDev(path: string, options: DevOptions): Promise<number>
     try {
       await watcher.ready;
       while (!abort.signal.aborted) {
-        const status = await workerStatus(name, env);
+        const status = await workerStatus(name, env, project.dir);
         if (status.state !== "running") break;
         await sleep(200, undefined, { signal: abort.signal }).catch(() => {});
       }
@@ -156,7 +156,7 @@ export async function runDev(path: string, options: DevOptions): Promise<number>
     await sleep(300);
     abort.abort();
     await pumps.catch(() => {});
-    const status = await workerStatus(name, env);
+    const status = await workerStatus(name, env, project.dir);
     const code = status.lastExit?.code ?? 1;
     process.stderr.write(`iii dev: the workload ended (${status.lastExit?.reason ?? "unknown"})\n`);
     return code;

@@ -47,7 +47,7 @@ async function printOne(path: string, stream: LogStream, options: PrintLogsOptio
 /** `iii worker logs`: prints (and with follow, keeps printing) the workload's log files. */
 export async function printLogs(name: string, options: PrintLogsOptions): Promise<void> {
   await getWorker(name, options.cwd);
-  const paths = workerPaths(name, options.env);
+  const paths = workerPaths(name, options.env, options.cwd);
   const controller = new AbortController();
   const stop = () => controller.abort();
   process.once("SIGINT", stop);

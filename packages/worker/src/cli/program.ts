@@ -6,7 +6,7 @@ import { loadWorkersFile } from "../state/workers-file.js";
 import { workersFilePath } from "../paths.js";
 import { workerStatus } from "../status.js";
 import { formatTable } from "./output.js";
-import { startWorker, stopWorker } from "../lifecycle.js";
+import { removeWorkerData, startWorker, stopWorker } from "../lifecycle.js";
 import { runSupervisor } from "../supervisor/supervisor.js";
 import { runFsServer } from "../supervisor/fs-server.js";
 import { getWorker } from "../workers.js";
@@ -54,14 +54,29 @@ export function buildProgram(): Command {
     .argument("<image>", "image reference, short name[@version], or local source")
     .argument("[command...]", "command and arguments (after --) overriding the image's Entrypoint/Cmd")
     .option("--name <name>", "worker name (default: the image's last path segment)")
-    .option("--cpus <quantity>", "vCPUs, a Kubernetes quantity (500m, 2)")
+    .option("--cpus <quantity>", "CPUs, a Kubernetes quantity (500m, 2): vCPUs = ceil, and a fraction is a CPU quota")
     .option("--memory <quantity>", "memory, a Kubernetes quantity (512Mi, 1Gi, 1G)")
+    .option("--pids <n>", "most processes/threads of the workload and execs together (default 1024)")
     .option("-e, --env <KEY=VALUE>", "environment variable (repeatable)", collect)
     .option("-p, --port <HOST:GUEST>", "publish guest port on host 127.0.0.1 (repeatable)", collect)
     .option("-m, --mount <HOST:GUEST[:ro]>", "share a host directory (repeatable)", collect)
+    .option("--network <mode>", "public (default): the public internet only; none: only --allow rules, the engine and --host-port")
     .option("--allow <rule>", "network allow rule: [tcp/|udp/]CIDR|domain[:port[-port]] (repeatable)", collect)
     .option("--deny <rule>", "network deny rule, same forms as --allow (repeatable)", collect)
     .option("--host-port <port>", "host loopback port the guest may reach through its gateway (repeatable)", collect)
+    .addHelpText(
+      "after",
+      `
+Network policy (checked on the address actually dialled, after DNS):
+  Always denied unless an allow rule is more specific: every address of this host's interfaces, 0.0.0.0/8,
+  127.0.0.0/8 and the IANA special-purpose ranges (private, 100.64/10, link-local and metadata, TEST-NETs,
+  198.18/15, multicast, 240/4, broadcast). The gateway reaches host loopback only on the engine port and
+  --host-port ports.
+  --network public allows other (public) addresses; --network none allows only what --allow rules name, and
+  DNS then answers only names an allow rule names (others: REFUSED).
+  Precedence: the most specific matching rule wins (longest prefix; an exact domain before a wildcard);
+  at equal specificity deny wins. So "--allow example.org:443 --deny 0.0.0.0/0" allows only example.org:443.`,
+    )
     .option("--force", "replace an existing worker of the same name")
     .option("--pull <policy>", "missing (default), always or never: when to ask the registry", "missing")
     .option("--no-pull", "only record the reference; pull on the first start")
@@ -73,6 +88,8 @@ export function buildProgram(): Command {
         name: opts.name,
         cpus: opts.cpus,
         memory: opts.memory,
+        pids: opts.pids,
+        network: opts.network,
         env: opts.env,
         ports: opts.port,
         mounts: opts.mount,
@@ -88,9 +105,14 @@ export function buildProgram(): Command {
 
   program
     .command("remove")
-    .description("remove a worker from iii.workers.yaml")
+    .description("remove a worker from iii.workers.yaml and delete its data (writable layer, logs); refuses a running worker")
     .argument("<name>")
-    .action(async (name: string) => {
+    .option("-f, --force", "stop the worker first if it is running")
+    .option("--keep-data", "keep its managed directory (writable layer, logs)")
+    .option("--timeout <seconds>", "with --force: grace period before the workload is killed", "10")
+    .action(async (name: string, opts) => {
+      await getWorker(name);
+      await removeWorkerData(name, { force: !!opts.force, keepData: !!opts.keepData, graceMs: parseSeconds(opts.timeout, "--timeout") * 1000 });
       await removeWorker(name);
       console.error(`removed worker ${name}`);
     });
@@ -104,14 +126,32 @@ export function buildProgram(): Command {
       const rows = await Promise.all(
         Object.entries(file.workers)
           .sort(([a], [b]) => (a < b ? -1 : 1))
-          .map(async ([name, spec]) => ({ ...(await workerStatus(name)), name, image: spec.image })),
+          .map(async ([name, spec]) => ({ ...(await workerStatus(name)), name, image: spec.image, spec })),
       );
       if (opts.json) {
-        console.log(JSON.stringify(rows.map((r) => ({ name: r.name, image: r.image, status: r.state, pid: r.pid ?? null, lastExit: r.lastExit ?? null })), null, 2));
+        console.log(
+          JSON.stringify(
+            rows.map((r) => ({
+              name: r.name,
+              image: r.image,
+              status: r.state,
+              pid: r.pid ?? null,
+              lastExit: r.lastExit ?? null,
+              // The user's part of the egress policy; the builtin denies (host addresses, special ranges) always apply.
+              network: { mode: r.spec.network.mode ?? "public", allow: r.spec.network.allow, deny: r.spec.network.deny, hostPorts: r.spec.network.hostPorts },
+            })),
+            null,
+            2,
+          ),
+        );
         return;
       }
       const statusText = (r: (typeof rows)[number]) =>
-        r.state === "running" || r.lastExit?.code == null ? r.state : `${r.state} (exit ${r.lastExit.code})`;
+        r.state === "crashed" && r.lastExit?.crashed
+          ? `crashed: ${r.lastExit.reason}`
+          : r.state === "running" || r.lastExit?.code == null
+            ? r.state
+            : `${r.state} (exit ${r.lastExit.code})`;
       console.log(formatTable(["NAME", "IMAGE", "STATUS"], rows.map((r) => [r.name, r.image, statusText(r)])));
     });
 
@@ -240,9 +280,9 @@ export function buildProgram(): Command {
   registerImageCommands(program);
 
   program.addCommand(
-    new Command("__vm-boot").argument("<name>").action(async (name: string) => {
+    new Command("__vm-boot").argument("<name>").argument("<project-dir>").action(async (name: string, projectDir: string) => {
       // Everything the supervisor owned is released by now; do not let a stray handle keep it alive.
-      process.exit(await runSupervisor(name));
+      process.exit(await runSupervisor(name, projectDir));
     }),
     { hidden: true },
   );

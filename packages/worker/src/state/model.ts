@@ -20,7 +20,12 @@ export interface MountSpec {
   cache?: "auto" | "always";
 }
 
+/** `public`: the public internet only (the default); `none`: nothing but allow rules, the engine and host ports. */
+export type NetworkMode = "public" | "none";
+
 export interface NetworkSpec {
+  /** Absent means `public`. */
+  mode?: NetworkMode;
   /** Extra allow rules (CIDR, `host:port`, domain), on top of the closed defaults. */
   allow: string[];
   deny: string[];
@@ -31,6 +36,25 @@ export interface NetworkSpec {
 export interface Resources {
   cpus?: string;
   memory?: string;
+  /** Most processes (and threads) the guest's workload and execs may have together (cgroup pids.max). */
+  pids?: number;
+}
+
+export const PIDS_MIN = 8;
+export const PIDS_MAX = 4_194_304;
+
+/** `--pids N`: a whole number from PIDS_MIN to PIDS_MAX. */
+export function parsePids(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < PIDS_MIN || n > PIDS_MAX) {
+    throw new IiiError("InvalidQuantity", `invalid pids "${text}": must be a whole number from ${PIDS_MIN} to ${PIDS_MAX}`);
+  }
+  return n;
+}
+
+export function parseNetworkMode(text: string): NetworkMode {
+  if (text !== "public" && text !== "none") throw new IiiError("InvalidOption", `invalid --network "${text}": expected public or none`);
+  return text;
 }
 
 export interface WorkerSpec {
@@ -167,6 +191,13 @@ function decodeWorker(raw: unknown, path: string): WorkerSpec {
       }
       spec.resources[key] = text;
     }
+    if (resources.pids != null) {
+      try {
+        spec.resources.pids = parsePids(asString(resources.pids, `${path}.resources.pids`));
+      } catch (error) {
+        fail(`${path}.resources.pids`, (error as Error).message);
+      }
+    }
   }
   if (record.ports != null) {
     spec.ports = asArray(record.ports, `${path}.ports`).map((value, i) => {
@@ -190,7 +221,16 @@ function decodeWorker(raw: unknown, path: string): WorkerSpec {
     const network = asRecord(record.network, `${path}.network`);
     const strings = (key: "allow" | "deny") =>
       network[key] == null ? [] : asArray(network[key], `${path}.network.${key}`).map((v, i) => asString(v, `${path}.network.${key}[${i}]`));
+    let mode: NetworkMode | undefined;
+    if (network.mode != null) {
+      try {
+        mode = parseNetworkMode(asString(network.mode, `${path}.network.mode`));
+      } catch {
+        fail(`${path}.network.mode`, "expected public or none");
+      }
+    }
     spec.network = {
+      ...(mode ? { mode } : {}),
       allow: strings("allow"),
       deny: strings("deny"),
       hostPorts:
@@ -235,13 +275,19 @@ export function encodeWorkersFile(file: WorkersFile): unknown {
     const out: Record<string, unknown> = { image: spec.image };
     if (spec.command) out.command = spec.command;
     out.env = Object.fromEntries(Object.entries(spec.env).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-    const resources: Record<string, string> = {};
+    const resources: Record<string, string | number> = {};
     if (spec.resources.cpus !== undefined) resources.cpus = spec.resources.cpus;
     if (spec.resources.memory !== undefined) resources.memory = spec.resources.memory;
+    if (spec.resources.pids !== undefined) resources.pids = spec.resources.pids;
     out.resources = resources;
     out.ports = spec.ports.map((p) => `${p.host}:${p.guest}`);
     out.mounts = spec.mounts.map((m) => `${m.host}:${m.guest}${m.readOnly ? ":ro" : ""}`);
-    out.network = { allow: spec.network.allow, deny: spec.network.deny, hostPorts: spec.network.hostPorts };
+    out.network = {
+      ...(spec.network.mode ? { mode: spec.network.mode } : {}),
+      allow: spec.network.allow,
+      deny: spec.network.deny,
+      hostPorts: spec.network.hostPorts,
+    };
     workers[name] = out;
   }
   return { workers };

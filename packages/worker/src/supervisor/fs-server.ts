@@ -38,11 +38,13 @@ export async function runFsServer(configPath: string): Promise<number> {
 export interface FsServerHandle {
   pid: number;
   startTime: number;
+  /** Calls `listener` once if the server ends before stop() was asked for (killed, crashed). */
+  onUnexpectedExit(listener: (how: string) => void): void;
   stop(): Promise<void>;
 }
 
 /** Starts `__fs-serve` and resolves once the mount is up; rejects with its stderr when it fails. */
-export async function startFsServer(configPath: string, logFd: number, timeoutMs = 30_000): Promise<FsServerHandle> {
+export async function startFsServer(configPath: string, logFd: number, what = "the root filesystem", timeoutMs = 30_000): Promise<FsServerHandle> {
   // libfuse 2 drops mtime-only setattr; @iii/filesystem's shim, preloaded into the serving process, restores it.
   const shim = setattrShimPath();
   const env = shim ? { ...process.env, LD_PRELOAD: [shim, process.env.LD_PRELOAD].filter(Boolean).join(":") } : process.env;
@@ -60,12 +62,19 @@ export async function startFsServer(configPath: string, logFd: number, timeoutMs
   const outcome = await Promise.race([ready, timer]);
   if (outcome !== true) {
     child.kill("SIGKILL");
-    throw new IiiError("VmBootFailed", `the root filesystem mount did not come up${outcome === "timeout" ? ` within ${timeoutMs / 1000} s` : ` (exit ${await exited})`}; see logs/supervisor.log`);
+    throw new IiiError("VmBootFailed", `the FUSE mount of ${what} did not come up${outcome === "timeout" ? ` within ${timeoutMs / 1000} s` : ` (exit ${await exited})`}; see logs/supervisor.log`);
   }
+  let stopping = false;
   return {
     pid: child.pid!,
     startTime: processStartTime(child.pid!) ?? 0,
+    onUnexpectedExit: (listener) => {
+      child.once("exit", (code, signal) => {
+        if (!stopping) listener(signal ? `died of ${signal}` : `exited with code ${code}`);
+      });
+    },
     stop: async () => {
+      stopping = true;
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill("SIGTERM");
       const done = await Promise.race([exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5_000))]);

@@ -5,6 +5,11 @@ import { parseCpus, parseMemoryBytes, vcpusFor } from "../state/quantity.js";
 /** vCPUs when the worker names none: 2 with KVM; 1 under TCG (emulated vCPUs share this host's cores). */
 export const DEFAULT_VCPUS = { kvm: 2, tcg: 1 } as const;
 export const DEFAULT_MEMORY_BYTES = 512 * 2 ** 20;
+/**
+ * pids.max of the guest's workload and execs when the worker names none: room for a build (npm, pip, make -j)
+ * and a language runtime's threads, while a fork bomb stops there and init, outside the group, keeps answering.
+ */
+export const DEFAULT_PIDS_MAX = 1024;
 
 /** What the image contributes to a worker's process (entrypoint, env, user, …). */
 export interface ImageProcessConfig {
@@ -27,10 +32,13 @@ export interface LaunchSpec {
   workdir: string;
   user: string;
   vcpus: number;
+  /** CPU bandwidth for the guest's workload group, in CPUs (`--cpus 500m` → 0.5); absent: the vCPUs, unthrottled. */
+  cpuLimit?: number;
   memoryBytes: number;
+  pidsMax: number;
   mounts: MountSpec[];
   ports: PortMapping[];
-  network: { allow: string[]; deny: string[]; hostPorts: number[] };
+  network: { mode: "public" | "none"; allow: string[]; deny: string[]; hostPorts: number[] };
   engineUrl: string;
   /** Discard the writable layer before booting. */
   fresh: boolean;
@@ -96,10 +104,12 @@ export function buildLaunchSpec(input: BuildLaunchSpecInput): LaunchSpec {
     workdir: image.workingDir || "/",
     user: image.user || "0:0",
     vcpus: spec.resources.cpus ? vcpusFor(parseCpus(spec.resources.cpus)) : DEFAULT_VCPUS[input.accel ?? "tcg"],
+    ...(spec.resources.cpus ? { cpuLimit: parseCpus(spec.resources.cpus) } : {}),
     memoryBytes: spec.resources.memory ? parseMemoryBytes(spec.resources.memory) : DEFAULT_MEMORY_BYTES,
+    pidsMax: spec.resources.pids ?? DEFAULT_PIDS_MAX,
     mounts: spec.mounts,
     ports: spec.ports,
-    network: { allow: spec.network.allow, deny: spec.network.deny, hostPorts: [...hostPorts].sort((a, b) => a - b) },
+    network: { mode: spec.network.mode ?? "public", allow: spec.network.allow, deny: spec.network.deny, hostPorts: [...hostPorts].sort((a, b) => a - b) },
     engineUrl,
     fresh: input.fresh ?? false,
   };

@@ -1,5 +1,5 @@
 import { closeSync, createWriteStream, openSync, type WriteStream } from "node:fs";
-import { mkdir, readFile, rm } from "node:fs/promises";
+import { mkdir, readFile, rm, stat } from "node:fs/promises";
 import net from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -11,7 +11,7 @@ import { errnoCode, IiiError } from "../errors.js";
 import { resolveKernel } from "../firmware/index.js";
 import { tryHoldFileLock, withFileLock } from "../host/file-lock.js";
 import { processStartTime } from "../host/process-identity.js";
-import { iiiHome, workerPaths, type WorkerPaths } from "../paths.js";
+import { managedRoot as managedRootOf, workerPaths, type WorkerPaths } from "../paths.js";
 import type { LastExit, VmRecord } from "../status.js";
 import { chooseAccel, probeAccelFacts, QemuVmm, type VmExit } from "../vmm/index.js";
 import { cleanupStaleWorker } from "./cleanup.js";
@@ -108,7 +108,8 @@ function guestSpecFor(launch: LaunchSpec, slot: number, mountTags: string[]): Gu
     user: launch.user,
     network: { ip: ips.guest, gateway: ips.gateway, prefixLength: 30, dns: [ips.gateway], mtu: 1500 },
     memoryBytes: launch.memoryBytes,
-    cpus: launch.vcpus,
+    pidsMax: launch.pidsMax,
+    ...(launch.cpuLimit !== undefined ? { cpus: launch.cpuLimit } : {}),
     hostname: launch.name,
     mounts: launch.mounts.map((m, i) => ({ tag: mountTags[i]!, path: m.guest, readOnly: m.readOnly })),
     env: launch.env,
@@ -120,8 +121,8 @@ function guestSpecFor(launch: LaunchSpec, slot: number, mountTags: string[]): Gu
  * the control channel, virtiofsd and QEMU; reports the boot outcome on the ready pipe; streams the
  * workload's output to the log files; records the exit; releases everything on any exit.
  */
-export async function runSupervisor(name: string, env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const paths = workerPaths(name, env);
+export async function runSupervisor(name: string, projectDir: string, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const paths = workerPaths(name, env, projectDir);
   const ready = new ReadyPipe(env.III_READY_FD ? Number(env.III_READY_FD) : undefined);
   const owner = new ResourceOwner();
   const startedAt = performance.now();
@@ -133,6 +134,23 @@ export async function runSupervisor(name: string, env: NodeJS.ProcessEnv = proce
   let lastExitWritten = false;
   let workloadExit: WorkloadExitMessage | undefined;
   let readyAt: number | undefined;
+  let execs: ExecRegistry | undefined;
+  /** Set when a process of the VM died on its own: the run ends as crashed, naming it. */
+  let crash: string | undefined;
+
+  /**
+   * Any child that dies takes the VM with it: a dead FUSE server or virtiofsd leaves the guest's I/O hanging
+   * forever, so execs fail at once with the reason, the crash is recorded before anything is released (list
+   * says crashed while the teardown runs), and QEMU is ended.
+   */
+  const childDied = (what: string) => {
+    if (crash || stopRequested) return;
+    crash = what;
+    log(`${what}: tearing the VM down`);
+    execs?.abortAll(`worker "${name}" crashed: ${what}`);
+    void writeLastExit(paths, undefined, timings, undefined, what, true).then(() => (lastExitWritten = true), () => {});
+    void vmm?.stop({ timeoutMs: 500 }).catch(() => {});
+  };
 
   const requestStop = async (signal: string, requestedGraceMs?: number) => {
     if (stopRequested) return;
@@ -167,7 +185,7 @@ export async function runSupervisor(name: string, env: NodeJS.ProcessEnv = proce
     const cleaned = await cleanupStaleWorker(paths, previous);
     if (cleaned.length > 0) log(`cleaned up after a crashed run: ${cleaned.join(", ")}`);
 
-    const managedRoot = join(iiiHome(env), "managed");
+    const managedRoot = managedRootOf(env);
     const record: VmRecord = {
       pid: process.pid,
       startTime: processStartTime(process.pid) ?? 0,
@@ -177,7 +195,7 @@ export async function runSupervisor(name: string, env: NodeJS.ProcessEnv = proce
       children: [],
     };
     const slot = await withFileLock(join(managedRoot, ".slots.lock"), async () => {
-      const s = await allocateSlot(managedRoot, env);
+      const s = await allocateSlot(managedRoot);
       record.slot = s;
       await writeJson(paths.vmJson, record);
       return s;
@@ -215,13 +233,38 @@ export async function runSupervisor(name: string, env: NodeJS.ProcessEnv = proce
     const fsLog = openSync(paths.supervisorLog, "a");
     const fsServer = await startFsServer(mountConfig, fsLog).finally(() => closeSync(fsLog));
     owner.add("rootfs mount", () => fsServer.stop());
+    fsServer.onUnexpectedExit((how) => childDied(`the FUSE server of the root filesystem (iii-fs pid ${fsServer.pid}) ${how}`));
     record.children = [{ name: "iii-fs", pid: fsServer.pid, startTime: fsServer.startTime }];
+    // Writable shares reach virtiofsd only through our FUSE view, never as the raw host directory: what
+    // the guest makes there (setuid bits, device nodes, file capabilities, its owners) stays metadata in an
+    // xattr, and new files belong on the host to the directory's owner.
+    const shareDirs = await Promise.all(
+      launch.mounts.map(async (m, i) => {
+        if (!(await stat(m.host).then((s) => s.isDirectory(), () => false))) {
+          throw new IiiError("InvalidOption", `shared directory ${m.host} (for ${m.guest}) is not a directory`);
+        }
+        if (m.readOnly) return m.host;
+        const mountpoint = join(paths.dir, "shares", String(i));
+        await mkdir(mountpoint, { recursive: true });
+        const config = join(paths.runtime, `share-${i}-mount.json`);
+        // The host edits a share while the guest runs (dev mode's /workspace): no caching in the host kernel,
+        // so the guest sees an edit at its next open. A share only the guest writes keeps the default cache.
+        const cache = m.cache === "always" ? {} : { cache: { entryTimeoutSec: 0, attrTimeoutSec: 0, negativeTimeoutSec: 0, kernelCache: false } };
+        await writeJson(config, { root: m.host, mountpoint, ...cache });
+        const shareLog = openSync(paths.supervisorLog, "a");
+        const server = await startFsServer(config, shareLog, `share ${m.host}`).finally(() => closeSync(shareLog));
+        owner.add(`share ${m.guest} mount`, () => server.stop());
+        server.onUnexpectedExit((how) => childDied(`the FUSE server of share ${m.guest} (iii-fs pid ${server.pid}) ${how}`));
+        record.children!.push({ name: `iii-fs:${m.guest}`, pid: server.pid, startTime: server.startTime });
+        return mountpoint;
+      }),
+    );
     await writeJson(paths.vmJson, record);
     mark("mount");
 
     const stack = new NetworkStack({
       slot,
-      policy: { hostPorts: launch.network.hostPorts, rules: policyRules(launch.network) },
+      policy: { mode: launch.network.mode, hostPorts: launch.network.hostPorts, rules: policyRules(launch.network) },
       ports: launch.ports.map((p) => ({ hostPort: p.host, guestPort: p.guest })),
       ...(env.III_DNS_UPSTREAM ? { dns: { upstreams: env.III_DNS_UPSTREAM.split(",").map((u) => u.trim()).filter(Boolean) } } : {}),
       log: (line: string) => log(`net: ${line}`),
@@ -230,10 +273,11 @@ export async function runSupervisor(name: string, env: NodeJS.ProcessEnv = proce
     owner.add("network stack", () => stack.close());
     mark("network");
 
-    const execs = new ExecRegistry(() => (readyAt !== undefined ? control : undefined));
+    execs = new ExecRegistry(() => (readyAt !== undefined && !crash ? control : undefined));
+    const execRegistry = execs;
     const api = new ApiServer({
       paths,
-      execs,
+      execs: execRegistry,
       status: () => ({
         name,
         state: readyAt === undefined ? "booting" : stopRequested ? "stopping" : "running",
@@ -244,8 +288,8 @@ export async function runSupervisor(name: string, env: NodeJS.ProcessEnv = proce
         gateway: ips.gateway,
         resources: { vcpus: launch.vcpus, memoryBytes: launch.memoryBytes },
         timings,
-        execs: { running: execs.runningCount, max: execs.maxExecs },
-        network: { counters: stack.counters, dns: stack.dns.counters, flows: stack.snapshot() },
+        execs: { running: execRegistry.runningCount, max: execRegistry.maxExecs },
+        network: { policy: stack.policy.describe(), counters: stack.counters, dns: stack.dns.counters, flows: stack.snapshot() },
         workloadExit: workloadExit ?? null,
       }),
       stop: (graceMs) => void requestStop("POST /stop", graceMs),
@@ -262,7 +306,7 @@ export async function runSupervisor(name: string, env: NodeJS.ProcessEnv = proce
     });
     await api.listen();
     owner.add("api socket", async () => {
-      execs.close();
+      execRegistry.close();
       await api.close();
     });
 
@@ -286,8 +330,8 @@ export async function runSupervisor(name: string, env: NodeJS.ProcessEnv = proce
       kernelPath: kernel.elfPath,
       // Only the guest writes its root while it runs, so its page cache stays valid across opens: a Node
       // workload restarted in dev mode no longer re-reads its 120 MB binary through virtio-fs and FUSE.
-      root: { tag: ROOT_TAG, hostDir: paths.mnt, cache: "always", timeoutSec: 1 },
-      shares: launch.mounts.map((m, i) => ({ tag: mountTags[i]!, hostDir: m.host, readOnly: m.readOnly, ...(m.cache ? { cache: m.cache } : {}) })),
+      root: { tag: ROOT_TAG, hostDir: paths.mnt, cache: "always", timeoutSec: 1, xattr: true },
+      shares: launch.mounts.map((m, i) => ({ tag: mountTags[i]!, hostDir: shareDirs[i]!, readOnly: m.readOnly, xattr: !m.readOnly, ...(m.cache ? { cache: m.cache } : {}) })),
       vcpus: launch.vcpus,
       memoryBytes: launch.memoryBytes,
       cmdlineExtra: [`III_INIT_ENV_FILE=${ENV_FILE_GUEST_PATH}`],
@@ -297,11 +341,13 @@ export async function runSupervisor(name: string, env: NodeJS.ProcessEnv = proce
       control: { socketPath: paths.controlSock, mode: "client" },
       runDir: paths.runtime,
       hostEnv: env,
+      onDaemonExit: (daemon, how) => childDied(`virtiofsd of ${daemon.tag === ROOT_TAG ? "the root filesystem" : `share ${daemon.tag}`} (pid ${daemon.pid}) ${describeExit(how)}`),
     });
     const vm = vmm;
     owner.add("vm", () => vm.cleanup());
     await vm.prepare();
     await vm.start();
+    if (crash) throw new IiiError("VmBootFailed", crash);
     mark("qemu");
     record.children = [...record.children, ...vm.processes().map((p) => ({ name: p.tag ? `${p.role}:${p.tag}` : p.role, pid: p.pid, startTime: p.startTime }))];
     await writeJson(paths.vmJson, record);
@@ -342,6 +388,13 @@ export async function runSupervisor(name: string, env: NodeJS.ProcessEnv = proce
       () => {},
     );
     const exit = await vmEnded;
+    if (!crash && exit.error && !stopRequested) childDied(`QEMU (pid ${record.children?.find((p) => p.name === "qemu")?.pid ?? "?"}) ${exit.signal ? `died of ${exit.signal}` : `failed: ${exit.error.message}`}`);
+    if (crash) {
+      execRegistry.abortAll(`worker "${name}" crashed: ${crash}`);
+      await writeLastExit(paths, workloadExit, timings, exit, crash, true);
+      log(`VM ended: crashed: ${crash}`);
+      return 1;
+    }
     // WORKLOAD_EXIT precedes the reboot; give its write a moment if the frames raced QEMU's exit.
     await sleep(50);
     if (!lastExitWritten) await writeLastExit(paths, workloadExit, timings, exit);
@@ -352,7 +405,7 @@ export async function runSupervisor(name: string, env: NodeJS.ProcessEnv = proce
     log(`failed: ${iii.message}${errnoCode(error) ? ` (${errnoCode(error)})` : ""}\n${(error as Error).stack ?? ""}`);
     const consoleTail = await readFile(paths.consoleLog, "utf8").then((t) => t.split("\n").slice(-15).join("\n")).catch(() => "");
     ready.report({ event: "failed", code: iii.code, message: iii.message, consoleTail });
-    if (!lastExitWritten) await writeLastExit(paths, workloadExit, timings, undefined, iii.message).catch(() => {});
+    if (!lastExitWritten || crash) await writeLastExit(paths, workloadExit, timings, undefined, crash ?? iii.message, crash !== undefined).catch(() => {});
     return 1;
   } finally {
     control?.close();
@@ -367,14 +420,20 @@ function guestTimings(ready: ReadyMessage): Record<string, number> {
   return out;
 }
 
+function describeExit(exit: { code: number | null; signal: NodeJS.Signals | null }): string {
+  return exit.signal ? `died of ${exit.signal}` : `exited with code ${exit.code}`;
+}
+
 async function writeLastExit(
   paths: WorkerPaths,
   exit: WorkloadExitMessage | undefined,
   timings: Record<string, number>,
   vmExit?: VmExit,
   failure?: string,
+  crashed = false,
 ): Promise<void> {
   const record: LastExit = {
+    ...(crashed ? { crashed: true } : {}),
     code: exit ? exit.code : null,
     reason:
       failure ??

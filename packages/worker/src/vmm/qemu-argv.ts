@@ -172,6 +172,7 @@ export function buildVirtiofsdCommand(virtiofsdPath: string, spec: VirtiofsdArgv
     "-o", `source=${spec.share.hostDir}`,
     "-o", `cache=${spec.share.cache ?? spec.cache ?? "auto"}`,
     ...(spec.share.timeoutSec !== undefined ? ["-o", `timeout=${spec.share.timeoutSec}`] : []),
+    ...(spec.share.xattr ? ["-o", "xattr"] : []),
     "-o", "sandbox=namespace",
     "-o", "log_level=warn",
   ];

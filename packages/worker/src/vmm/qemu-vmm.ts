@@ -307,8 +307,12 @@ export class QemuVmm implements Vmm {
       done: false,
       logPath,
     };
-    void exited.then(() => {
+    void exited.then((exit) => {
       tracked.done = true;
+      // virtiofsd ends by itself (code 0) when QEMU closes the vhost-user connection at the guest's reboot;
+      // a signal or an error code while QEMU runs means the guest lost that file system.
+      const failed = exit.signal !== null || exit.code !== 0;
+      if (role !== "qemu" && failed && !this.stopping && this.qemu && !this.qemu.done) this.config.onDaemonExit?.(tracked.record, exit);
     });
     return tracked;
   }

@@ -15,6 +15,11 @@ export interface VmShare {
   cache?: "auto" | "always" | "none";
   /** How long the guest trusts a name or attributes before asking again (virtiofsd `timeout`); default per `cache`. */
   timeoutSec?: number;
+  /**
+   * Serve extended attributes (virtiofsd `xattr`). Only for a share whose host side is our FUSE view, which
+   * keeps the guest's `security.*`/`trusted.*` names off the host file; never for a raw host directory.
+   */
+  xattr?: boolean;
 }
 
 export interface VmNetwork {
@@ -64,6 +69,11 @@ export interface VmConfig {
   tscKhz?: number;
   qemuPath?: string;
   virtiofsdPath?: string;
+  /**
+   * Called when a device daemon (virtiofsd) exits while QEMU still runs and no stop was asked for: the guest's
+   * I/O on that share now hangs, so the owner should end the VM.
+   */
+  onDaemonExit?: (daemon: VmProcess, exit: { code: number | null; signal: NodeJS.Signals | null }) => void;
 }
 
 /** A process the adapter spawned, with what a supervisor records to find it again after a crash. */

@@ -32,7 +32,7 @@ describe.skipIf(!!skip)("logs -f, UTF-8 attach and attach liveness in a real VM 
     expect((await p.cli(["add", `dir:${rootfs}`, "--name", "lg", "--", "sh", "-c", tick])).code).toBe(0);
     const start = await p.cli(["start", "lg"]);
     expect(start.code, start.stderr).toBe(0);
-    api = join(p.home, "managed/lg/api.sock");
+    api = join(p.managed("lg"), "api.sock");
   }, 120_000);
   afterAll(() => p.dispose());
 

@@ -67,7 +67,7 @@ describe.skipIf(!!skip)("iii worker dev in a real VM (vm)", () => {
       console.log(`[vm] dev reload: source edit → restarted workload's first line in ${reloadMs} ms`);
       // Measured 1.1–1.5 s on a quiet 2-core host (TCG); the bound only catches a reboot or a hang under load.
       expect(reloadMs).toBeLessThan(15_000);
-      const supervisorLog = p.read("managed/iii-dev-reload/logs/supervisor.log");
+      const supervisorLog = p.read("managed/iii-dev-reload/logs/supervisor.log", dir);
       expect(supervisorLog.match(/ready in \d+ ms/g)).toHaveLength(1);
       expect(supervisorLog).toContain("restarting the workload");
     } finally {
@@ -75,7 +75,7 @@ describe.skipIf(!!skip)("iii worker dev in a real VM (vm)", () => {
     }
     expect(await dev.exited).toBe(130);
     expect(mountsUnder(p.home)).toEqual([]);
-    expect(processesMentioning(join(p.home, "managed/iii-dev-reload"))).toEqual([]);
+    expect(processesMentioning(p.managed("iii-dev-reload", dir))).toEqual([]);
   }, 300_000);
 
   it("a failing install does not write the cache marker and ends the session with its status", async () => {

@@ -63,7 +63,7 @@ describe.skipIf(!!skip)("exec and attach in a real VM (vm)", () => {
     expect((await p.cli(["add", `dir:${rootfs}`, "--name", "ex", "--", "sh", "-c", "echo up; while :; do sleep 1; done"])).code).toBe(0);
     const start = await p.cli(["start", "ex"]);
     expect(start.code, start.stderr).toBe(0);
-    client = new SupervisorClient(join(p.home, "managed/ex/api.sock"));
+    client = new SupervisorClient(join(p.managed("ex"), "api.sock"));
   }, 180_000);
   afterAll(() => p.dispose());
 
@@ -114,7 +114,7 @@ describe.skipIf(!!skip)("exec and attach in a real VM (vm)", () => {
   }, 600_000);
 
   it("with the attach cut before the exit frame, re-attach delivers 50/50 complete outputs", async () => {
-    const proxy = await cuttingProxy(join(p.home, "managed/ex/api.sock"), join(p.dir, "cut.sock"));
+    const proxy = await cuttingProxy(join(p.managed("ex"), "api.sock"), join(p.dir, "cut.sock"));
     try {
       const viaProxy = new SupervisorClient(join(p.dir, "cut.sock"));
       let complete = 0;

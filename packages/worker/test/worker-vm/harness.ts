@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runWorkerCli, type CliRun } from "../helpers.js";
+import { projectKey } from "../../src/paths.js";
 
 const HERE = fileURLToPath(new URL(".", import.meta.url));
 const REPO = join(HERE, "../../../..");
@@ -51,9 +52,16 @@ export class Project {
     return `\n--- supervisor.log ---\n${tail("supervisor.log")}\n--- console.log ---\n${tail("console.log")}`;
   }
 
-  read(path: string): string {
+  /** A worker's managed directory: `III_HOME/managed/<key of the project>/<name>` (the project defaults to this one's dir). */
+  managed(name: string, projectDir: string = this.dir): string {
+    return join(this.home, "managed", projectKey(projectDir), name);
+  }
+
+  /** A file under III_HOME; `managed/<name>/…` is read from that worker's managed dir in `projectDir`. */
+  read(path: string, projectDir: string = this.dir): string {
+    const scoped = /^managed\/([^/]+)\/(.*)$/.exec(path);
     try {
-      return readFileSync(join(this.home, path), "utf8");
+      return readFileSync(scoped ? join(this.managed(scoped[1]!, projectDir), scoped[2]!) : join(this.home, path), "utf8");
     } catch {
       return "";
     }

@@ -94,14 +94,14 @@ describe.skipIf(!!skip)("examples/hello-worker under iii worker dev (vm)", () =>
       // Bounds far above the measured numbers (pnpm --filter @iii/worker bench:dev): they catch a restart
       // that reboots or hangs, not a slow host.
       for (const ms of restartsMs) expect(ms).toBeLessThan(10_000);
-      const supervisorLog = p.read("managed/iii-dev-hello-worker/logs/supervisor.log");
+      const supervisorLog = p.read("managed/iii-dev-hello-worker/logs/supervisor.log", dir);
       expect(supervisorLog.match(/ready in \d+ ms/g)).toHaveLength(1);
     } finally {
       dev.child.kill("SIGINT");
     }
     expect(await dev.exited).toBe(130);
     expect(mountsUnder(p.home)).toEqual([]);
-    expect(processesMentioning(join(p.home, "managed/iii-dev-hello-worker"))).toEqual([]);
+    expect(processesMentioning(p.managed("iii-dev-hello-worker", dir))).toEqual([]);
     // The install landed in the project's own node_modules (the dependency share), visible on the host.
     expect(existsSync(join(dir, "node_modules/iii-sdk/package.json"))).toBe(true);
     expect(readFileSync(join(dir, ".iii/dev/install.key"), "utf8")).toMatch(/^[0-9a-f]{64}\n$/);

@@ -88,7 +88,7 @@ describe.skipIf(!!skip)("worker lifecycle in a real VM (vm)", () => {
     const again = await p.cli(["start", "victim"]);
     expect(again.code, again.stderr + p.diagnostics("victim")).toBe(0);
     for (const child of vm.children) expect(existsSync(`/proc/${child.pid}`) && readFileSync(`/proc/${child.pid}/cmdline`, "utf8").includes(p.home)).toBe(false);
-    expect(mountsUnder(join(p.home, "managed/victim/mnt")).length).toBe(1);
+    expect(mountsUnder(join(p.managed("victim"), "mnt")).length).toBe(1);
     expect((await p.cli(["stop", "victim", "--timeout", "1"])).code).toBe(0);
     expect(mountsUnder(p.home)).toEqual([]);
     expect(processesMentioning(p.home)).toEqual([]);
@@ -112,13 +112,13 @@ describe.skipIf(!!skip)("worker lifecycle in a real VM (vm)", () => {
       expect(run.code, `${JSON.stringify(env)}: ${run.stderr}`).toBe(1);
       expect(run.stderr.trim().split("\n")).toHaveLength(1);
       expect(run.stderr).toMatch(message);
-      expect(existsSync(join(p.home, "managed", "w"))).toBe(false);
+      expect(existsSync(p.managed("w"))).toBe(false);
     }
     expect((await p.cli(["add", "dir:/tmp", "--name", "gone", "--", "true"])).code).toBe(0);
     writeFileSync(join(p.dir, "iii.workers.yaml"), readFileSync(join(p.dir, "iii.workers.yaml"), "utf8").replace("image: dir:/tmp", "image: dir:/tmp/does-not-exist-iii"));
     const missing = await p.cli(["start", "gone"]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/rootfs directory \/tmp\/does-not-exist-iii does not exist/);
-    expect(existsSync(join(p.home, "managed", "gone"))).toBe(false);
+    expect(existsSync(p.managed("gone"))).toBe(false);
   }, 120_000);
 });
