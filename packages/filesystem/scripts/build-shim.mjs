@@ -9,7 +9,7 @@ const src = new URL("../src/native/setattr-shim.c", import.meta.url).pathname;
 fs.mkdirSync(new URL("../dist/", import.meta.url), { recursive: true });
 for (const cc of [process.env.CC, "cc", "gcc", "clang"].filter(Boolean)) {
   try {
-    execFileSync(cc, ["-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o", out, src, "-ldl"], { stdio: "inherit" });
+    execFileSync(cc, ["-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o", out, src, "-ldl", "-lpthread"], { stdio: "inherit" });
     console.log(`built ${out}`);
     process.exit(0);
   } catch {

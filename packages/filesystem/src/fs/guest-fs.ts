@@ -6,6 +6,7 @@ import { Errno, ErrnoError, fail } from "../host/errno.js";
 import { isValidGuestPath, splitParent } from "../core/guest-path.js";
 import type { DirEntry, TimeSpec } from "../host/libc.js";
 import { isWriteOpen } from "./passthrough-tree.js";
+import { ACL_ACCESS, aclModeBits, guestXattrName, hostXattrName } from "./host-meta.js";
 import type { Attr, FsStats, Tree } from "./tree.js";
 import { VirtualFiles } from "./virtual-files.js";
 
@@ -229,12 +230,29 @@ export class GuestFs {
   getxattr(path: string, name: string): Buffer {
     this.check(path);
     if (this.virtual.covers(path)) fail(this.virtual.get(path) ? Errno.ENODATA : Errno.ENOENT, "getxattr");
-    return this.tree.getxattr(path, name);
+    return this.tree.getxattr(path, hostXattrName(name, "get"));
   }
 
   setxattr(path: string, name: string, value: Buffer, flags: number): void {
     this.mutate(path);
-    this.tree.setxattr(path, name, value, flags);
+    const hostName = hostXattrName(name, "set");
+    if (name === ACL_ACCESS) {
+      // The ACL sets the mode's permission bits; one that says no more than the mode
+      // is not kept (as on a real filesystem, where `cp -a` leaves no ACL behind).
+      const acl = aclModeBits(value);
+      if (!acl) fail(Errno.EINVAL, "setxattr: invalid ACL");
+      if (!acl.equivalent) this.tree.setxattr(path, hostName, value, flags);
+      this.tree.chmod(path, (this.tree.getattr(path).mode & 0o7000) | acl.perms);
+      if (acl.equivalent) {
+        try {
+          this.tree.removexattr(path, hostName);
+        } catch (err) {
+          if ((err as { errno?: number }).errno !== Errno.ENODATA) throw err;
+        }
+      }
+      return;
+    }
+    this.tree.setxattr(path, hostName, value, flags);
   }
 
   listxattr(path: string): string[] {
@@ -243,12 +261,17 @@ export class GuestFs {
       if (this.virtual.get(path)) return [];
       fail(Errno.ENOENT, "listxattr");
     }
-    return this.tree.listxattr(path);
+    const out: string[] = [];
+    for (const hostName of this.tree.listxattr(path)) {
+      const name = guestXattrName(hostName);
+      if (name !== null) out.push(name);
+    }
+    return out;
   }
 
   removexattr(path: string, name: string): void {
     this.mutate(path);
-    this.tree.removexattr(path, name);
+    this.tree.removexattr(path, hostXattrName(name, "remove"));
   }
 
   close(): void {

@@ -5,8 +5,10 @@
 // On-disk format in upper, as in OCI layers: `.wh.<name>` marks <name> deleted,
 // `.wh..wh..opq` in a directory hides the lower directory's content. Guest names
 // beginning with `.wh.` are therefore refused (EPERM) and never listed.
-// First modification copies the entry up (content, mode, owner, times, xattrs);
-// renaming a directory copies its whole merged subtree up and marks it opaque.
+// First modification copies the entry up (content, times, user.* xattrs and the
+// guest's mode/owner as an override, see host-meta.ts: the upper file itself is owned
+// by the host owner and never setuid, a device node or a FIFO); renaming a directory
+// copies its whole merged subtree up and marks it opaque.
 import fs from "node:fs";
 import { Errno, fail } from "../host/errno.js";
 import { HostRoot } from "../host/host-root.js";
@@ -17,15 +19,27 @@ import {
   llistxattr,
   lremovexattr,
   lsetxattr,
-  mknodat,
   O_CLOEXEC,
   O_NOFOLLOW,
   utimensatNoFollow,
   type DirEntry,
   type TimeSpec,
 } from "../host/libc.js";
-import { hostOpenFlags, isWriteOpen, PassthroughTree, statfsOf } from "./passthrough-tree.js";
-import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, statToAttr, type Attr, type FsStats, type Tree } from "./tree.js";
+import { defaultPolicy, hostOpenFlags, isWriteOpen, PassthroughTree, statfsOf } from "./passthrough-tree.js";
+import {
+  fixDirentTypes,
+  guestMeta,
+  hostPerms,
+  hostTypeOf,
+  isSpecialType,
+  mergeAttr,
+  needsOverride,
+  OVERRIDE_XATTR,
+  readOverride,
+  writeOverride,
+  type HostPolicy,
+} from "./host-meta.js";
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, statToAttr, type Attr, type FsStats, type Tree } from "./tree.js";
 
 export const WHITEOUT_PREFIX = ".wh.";
 export const OPAQUE_MARKER = ".wh..wh..opq";
@@ -51,10 +65,13 @@ export class LayeredTree implements Tree {
   private readonly dirs = new Map<string, DirState>();
   private tmpCounter = 0;
 
-  constructor(lowerDir: string, upperDir: string) {
+  private readonly policy: HostPolicy;
+
+  constructor(lowerDir: string, upperDir: string, policy?: HostPolicy) {
     this.lower = new HostRoot(lowerDir);
     try {
-      this.upperTree = new PassthroughTree(upperDir);
+      this.policy = policy ?? defaultPolicy(upperDir);
+      this.upperTree = new PassthroughTree(upperDir, this.policy);
     } catch (err) {
       this.lower.close();
       throw err;
@@ -165,18 +182,26 @@ export class LayeredTree implements Tree {
     return result;
   }
 
+  /**
+   * Gives a copied-up entry the lower entry's guest view: host owner and harmless host
+   * mode on the upper entry, the lower's guest mode/owner/rdev as its override, the
+   * lower's user.* xattrs (incl. mapped guest ones; the host's own security and trusted
+   * attributes of the image stay behind), and its times.
+   */
   private copyAttrs(from: string, toDirfd: number, toName: string, toHostPath: string, st: fs.BigIntStats): void {
-    const type = Number(st.mode) & S_IFMT;
-    fs.lchownSync(toHostPath, Number(st.uid), Number(st.gid));
-    if (type !== S_IFLNK) fchmodatNoFollow(toDirfd, toName, Number(st.mode) & 0o7777);
-    for (const name of llistxattr(from)) {
-      try {
-        lsetxattr(toHostPath, name, lgetxattr(from, name), 0);
-      } catch (err) {
-        // security.* / trusted.* may be refused by the host; user.* must copy.
-        if (name.startsWith("user.")) throw err;
+    const hostSt = { mode: Number(st.mode), uid: Number(st.uid), gid: Number(st.gid), rdev: Number(st.rdev) };
+    const meta = guestMeta(hostSt, readOverride(from, hostSt.mode));
+    const hostType = hostTypeOf(meta.mode & S_IFMT);
+    const { uid, gid } = this.policy.owner;
+    fs.lchownSync(toHostPath, uid, gid);
+    const perms = hostPerms(meta.mode);
+    if (hostType !== S_IFLNK) fchmodatNoFollow(toDirfd, toName, perms);
+    if (hostType !== S_IFLNK) {
+      for (const name of llistxattr(from)) {
+        if (name.startsWith("user.") && name !== OVERRIDE_XATTR) lsetxattr(toHostPath, name, lgetxattr(from, name), 0);
       }
     }
+    if (needsOverride(meta, { mode: hostType | perms, uid, gid, rdev: 0 })) writeOverride(toHostPath, hostType, meta, false);
     const ts = (ns: bigint): TimeSpec => ({ sec: Number(ns / 1_000_000_000n), nsec: Number(ns % 1_000_000_000n) });
     utimensatNoFollow(toDirfd, toName, ts(st.atimeNs), ts(st.mtimeNs));
   }
@@ -231,7 +256,8 @@ export class LayeredTree implements Tree {
       } else if (type === S_IFLNK) {
         fs.symlinkSync(fs.readlinkSync(lowerPath), tmp.hostPath);
       } else {
-        mknodat(tmp.dirfd, tmp.name, Number(st.mode), Number(st.rdev));
+        // A FIFO, socket or device node of the image: an empty regular file plus override.
+        fs.closeSync(fs.openSync(tmp.hostPath, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0o600));
       }
       this.copyAttrs(lowerPath, tmp.dirfd, tmp.name, tmp.hostPath, st);
       fs.renameSync(tmp.hostPath, this.upper.path(path));
@@ -264,8 +290,17 @@ export class LayeredTree implements Tree {
   private addWhiteout(path: string): void {
     const [parent, name] = splitParent(path);
     this.ensureUpperDir(parent);
-    const fd = fs.openSync(this.upper.path(joinGuest(parent, WHITEOUT_PREFIX + name)), O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0o600);
-    fs.closeSync(fd);
+    this.markerFile(joinGuest(parent, WHITEOUT_PREFIX + name));
+  }
+
+  /** Creates an (empty, 0600, host-owner) whiteout or opaque marker in upper. */
+  private markerFile(path: string): void {
+    const fd = fs.openSync(this.upper.path(path), O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0o600);
+    try {
+      fs.fchownSync(fd, this.policy.owner.uid, this.policy.owner.gid);
+    } finally {
+      fs.closeSync(fd);
+    }
   }
 
   /** Prepare a new name: parent in upper, not existing in the merged view, no stale whiteout. */
@@ -287,8 +322,13 @@ export class LayeredTree implements Tree {
 
   // ---- Tree ------------------------------------------------------------
 
+  private rootOf(f: Found): HostRoot {
+    return f.layer === "upper" ? this.upper : this.lower;
+  }
+
   getattr(path: string): Attr {
-    return statToAttr(this.lookup(path).st);
+    const f = this.lookup(path);
+    return mergeAttr(statToAttr(f.st), readOverride(this.rootOf(f).path(path), f.st.mode));
   }
 
   readdir(path: string): DirEntry[] {
@@ -296,19 +336,22 @@ export class LayeredTree implements Tree {
     const out: DirEntry[] = [];
     const seen = new Set<string>();
     if (state.upper) {
+      const upperEntries: DirEntry[] = [];
       for (const e of this.upper.readDir(path)) {
         if (e.name.startsWith(WHITEOUT_PREFIX)) {
           seen.add(e.name.slice(WHITEOUT_PREFIX.length));
           continue;
         }
         seen.add(e.name);
-        out.push(e);
+        upperEntries.push(e);
       }
+      fixDirentTypes(upperEntries, `/proc/self/fd/${this.upper.dirFd(path)}`);
+      out.push(...upperEntries);
     }
     if (state.lower) {
-      for (const e of this.lower.readDir(path)) {
-        if (!seen.has(e.name) && !e.name.startsWith(WHITEOUT_PREFIX)) out.push(e);
-      }
+      const lowerEntries = this.lower.readDir(path).filter((e) => !seen.has(e.name) && !e.name.startsWith(WHITEOUT_PREFIX));
+      fixDirentTypes(lowerEntries, `/proc/self/fd/${this.lower.dirFd(path)}`);
+      out.push(...lowerEntries);
     }
     return out;
   }
@@ -357,7 +400,7 @@ export class LayeredTree implements Tree {
     const { hadWhiteout } = this.prepareCreate(path);
     this.upperTree.mkdir(path, mode);
     // A lower directory of the same name was deleted: it must not show through.
-    if (hadWhiteout) fs.closeSync(fs.openSync(this.upper.path(joinGuest(path, OPAQUE_MARKER)), O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0o600));
+    if (hadWhiteout) this.markerFile(joinGuest(path, OPAQUE_MARKER));
     this.forgetDirs(path);
   }
 
@@ -393,9 +436,7 @@ export class LayeredTree implements Tree {
     const lowerHadSrc = this.lowerHas(from);
     if (srcIsDir) {
       this.materialize(from);
-      this.keepingDirTimes(from, () =>
-        fs.closeSync(fs.openSync(this.upper.path(joinGuest(from, OPAQUE_MARKER)), O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0o600)),
-      );
+      this.keepingDirTimes(from, () => this.markerFile(joinGuest(from, OPAQUE_MARKER)));
       if (dst && dst.layer === "upper") this.removeUpperDir(to);
     } else {
       this.copyUp(from);
@@ -425,8 +466,7 @@ export class LayeredTree implements Tree {
 
   mknod(path: string, mode: number, dev: number): void {
     const type = mode & S_IFMT;
-    if (type === S_IFCHR || type === S_IFBLK) fail(Errno.EPERM, "mknod: device nodes are refused");
-    if (type !== S_IFIFO && type !== S_IFSOCK && type !== S_IFREG) fail(Errno.EINVAL, "mknod");
+    if (type !== S_IFREG && !isSpecialType(type)) fail(Errno.EINVAL, "mknod");
     this.prepareCreate(path);
     this.upperTree.mknod(path, mode, dev);
   }

@@ -71,6 +71,17 @@ export function lgetxattr(path: string, name: string): Buffer {
   }
 }
 
+const cLgetxattrBuf = lib.func("intptr_t lgetxattr(const uint8_t *path, const uint8_t *name, _Out_ uint8_t *value, size_t size)");
+
+/**
+ * lgetxattr without throwing (absent attributes are normal traffic), path and name
+ * already NUL-terminated in Buffers (no string conversion per call): byte count or negative errno.
+ */
+export function lgetxattrRawBuf(path: Buffer, name: Buffer, out: Buffer): number {
+  const n = Number(cLgetxattrBuf(path, name, out, out.length));
+  return n >= 0 ? n : -koffi.errno();
+}
+
 /** Size-only probe (size 0) and ERANGE semantics as the kernel defines them. */
 export function lgetxattrInto(path: string, name: string, out: Buffer): number {
   const n = Number(cLgetxattr(path, name, out.length === 0 ? null : out, out.length));

@@ -13,6 +13,8 @@ import type { Tree } from "../fs/tree.js";
 import { VirtualFiles, type VirtualFileSource } from "../fs/virtual-files.js";
 import { IiiFuse, releaseNativeThread, type MountStats } from "./fuse-shell.js";
 import { setCloexec } from "../host/libc.js";
+import { fuseCaller } from "../host/fuse-caller.js";
+import type { HostOwner, HostPolicy } from "../fs/host-meta.js";
 
 export interface CacheOptions {
   /** Kernel dentry cache lifetime (seconds). Default 5. */
@@ -44,6 +46,12 @@ export interface MountOptions {
   virtualFiles?: Record<string, VirtualFileSource>;
   /** Every mutation fails with EROFS. */
   readOnly?: boolean;
+  /**
+   * Host owner of every file, directory and symlink the guest creates (and of copied-up
+   * entries). The guest's own owner, mode bits and file type are kept in an xattr and
+   * never applied to the host file. Default: the owner of `root`, or of `layers.upper`.
+   */
+  hostOwner?: HostOwner;
   cache?: CacheOptions;
   /** Unmount in the kernel when this process dies (fusermount `auto_unmount`). Default true. */
   autoUnmount?: boolean;
@@ -139,6 +147,10 @@ function buildOptionString(o: MountOptions): string {
   const opts = [
     "fsname=iii-fs",
     "subtype=iii",
+    // Whatever the served tree reports (a guest's setuid file, device node or file
+    // capability), the host kernel never honours it on this mount.
+    "nosuid",
+    "nodev",
     // O_TRUNC reaches open() instead of a separate truncate round trip.
     "atomic_o_trunc",
     `entry_timeout=${num(c.entryTimeoutSec, 5, "entryTimeoutSec")}`,
@@ -153,6 +165,22 @@ function buildOptionString(o: MountOptions): string {
   if (o.autoUnmount ?? true) opts.push("auto_unmount");
   if (o.allowOther) opts.push("allow_other");
   return `-o${opts.join(",")}`;
+}
+
+function checkHostOwner(o: MountOptions["hostOwner"]): void {
+  if (o === undefined) return;
+  const ok = (v: unknown): boolean => typeof v === "number" && Number.isInteger(v) && v >= 0 && v < 0xffffffff;
+  if (typeof o !== "object" || o === null || !ok(o.uid) || !ok(o.gid)) {
+    throw new FilesystemError("INVALID_OPTIONS", "hostOwner must be { uid, gid } with integers in [0, 2^32-1)");
+  }
+}
+
+/** Creation policy: the host owner (option, else the served directory's owner) and the FUSE caller. */
+function hostPolicy(owner: HostOwner | undefined, dir: string): HostPolicy {
+  const st = fs.statSync(dir);
+  const hostOwner = owner ? { uid: owner.uid, gid: owner.gid } : { uid: st.uid, gid: st.gid };
+  const self = { uid: process.geteuid?.() ?? 0, gid: process.getegid?.() ?? 0 };
+  return { owner: hostOwner, caller: () => fuseCaller() ?? self };
 }
 
 function checkDir(p: string, code: "ROOT_NOT_FOUND" | "MOUNTPOINT_INVALID", what: string): string {
@@ -260,6 +288,7 @@ class FuseMount extends EventEmitter implements MountHandle {
  */
 export async function mountPassthrough(options: MountOptions): Promise<MountHandle> {
   if (!options || typeof options.mountpoint !== "string") throw new FilesystemError("INVALID_OPTIONS", "mountpoint is required");
+  checkHostOwner(options.hostOwner);
   const isolation = options.isolation ?? "auto";
   if (isolation === "process" || (isolation === "auto" && findServerScript() !== null)) return mountInChild(options);
   if ((options.root === undefined) === (options.layers === undefined)) {
@@ -278,9 +307,10 @@ export async function mountPassthrough(options: MountOptions): Promise<MountHand
     const lower = checkDir(options.layers.lower, "ROOT_NOT_FOUND", "lower layer");
     const upper = checkDir(options.layers.upper, "ROOT_NOT_FOUND", "upper layer");
     if (lower === upper) throw new FilesystemError("INVALID_OPTIONS", "lower and upper must be different directories");
-    tree = new LayeredTree(lower, upper);
+    tree = new LayeredTree(lower, upper, hostPolicy(options.hostOwner, upper));
   } else {
-    tree = new PassthroughTree(checkDir(options.root as string, "ROOT_NOT_FOUND", "root"));
+    const root = checkDir(options.root as string, "ROOT_NOT_FOUND", "root");
+    tree = new PassthroughTree(root, hostPolicy(options.hostOwner, root));
   }
   for (const dir of [options.root, options.layers?.lower, options.layers?.upper]) {
     if (dir && isAtOrInside(mountpoint, path.resolve(dir))) {

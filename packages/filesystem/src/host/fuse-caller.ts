@@ -1,0 +1,33 @@
+// The guest caller (uid/gid) of the FUSE request being handled, for ownership of new
+// entries. fuse-native does not pass it on and answers on the JS thread, where libfuse's
+// fuse_get_context() describes no request; the setattr shim (src/native/setattr-shim.c),
+// preloaded into the server process, publishes it for mknod/mkdir/symlink/create.
+import { createRequire } from "node:module";
+import path from "node:path";
+import type * as KoffiNs from "koffi";
+
+const require = createRequire(import.meta.url);
+const SHIM_NAME = "libiii-setattr-shim.so";
+
+let query: ((out: Uint32Array) => number) | null | undefined;
+const out = new Uint32Array(3);
+
+function load(): ((out: Uint32Array) => number) | null {
+  const preloaded = (process.env.LD_PRELOAD ?? "").split(/[:\s]+/).find((p) => path.basename(p) === SHIM_NAME);
+  if (!preloaded) return null;
+  try {
+    const koffi = require("koffi") as typeof KoffiNs;
+    // dlopen of a preloaded library returns the loaded instance.
+    const fn = koffi.load(preloaded).func("int iii_fuse_caller(_Out_ uint32_t *out)");
+    return (o: Uint32Array) => fn(o) as number;
+  } catch {
+    return null;
+  }
+}
+
+/** The caller of the creating request in progress, or null when unknown (no shim, or not inside one). */
+export function fuseCaller(): { uid: number; gid: number } | null {
+  if (query === undefined) query = load();
+  if (!query || query(out) !== 1) return null;
+  return { uid: out[0] as number, gid: out[1] as number };
+}
