@@ -116,6 +116,25 @@ describe.skipIf(skipReason !== null)("worker limits (init as PID 1 in a namespac
     await run.result;
   });
 
+  it("a pidsMax below init's own thread count still starts the workload and (pipe) execs: init's threads are not charged", async () => {
+    const N = 3;
+    const { run, host } = await start({ III_WORKER_CMD: cmd(`echo up; ${bomb(20, 50, 2000)}; echo n=$n; exec sleep 1000`), III_WORKER_PIDS_MAX: String(N) });
+    let out = "";
+    host.workloadStdout.on("data", (d: Buffer) => (out += d.toString()));
+    await host.ready;
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no n= line: ${out}`)), 10_000);
+      host.workloadStdout.on("data", () => out.includes("n=") && (clearTimeout(t), resolve()));
+    });
+    // sh + its sleeps ≤ 3.
+    expect(Number(/n=(\d+)/.exec(out)?.[1])).toBeLessThanOrEqual(N - 1);
+    const e = await execOut(host, ["sh", "-c", `${bomb(20, 50, 2000)}; echo n=$n`]);
+    expect(e.exit.code).toBe(0);
+    expect(Number(/n=(\d+)/.exec(e.out)?.[1])).toBeLessThanOrEqual(N - 1);
+    host.shutdown(200);
+    await run.result;
+  });
+
   it("execs are born in the worker group (pipe and tty), get its pids limit, and a timeout kills the exec's whole tree", async () => {
     const N = 24;
     const { run, host } = await start({ III_WORKER_CMD: cmd("echo up; exec sleep 1000"), III_WORKER_PIDS_MAX: String(N) });

@@ -343,8 +343,9 @@ export function setupCgroup(libc: Libc, limits: CgroupLimits, options: CgroupOpt
     for (const d of dirs) mkdirSync(d);
     // Each leaf stops at pidsMax on its own (the parent adds the exec reserve).
     const pidsDir = enabled.has("pids") ? v2dir : v1Dir("pids") ? join(v1Dir("pids")!, name) : null;
-    if (pidsDir) writeFileSync(join(pidsDir, "pids.max"), String(pidsMax));
-    return leaf(name, dirs, home, v1Homes, enabled.has("memory"), v1Dir("memory") ? join(v1Dir("memory")!, name) : null);
+    const pids = pidsDir ? { file: join(pidsDir, "pids.max"), max: pidsMax } : null;
+    if (pids) writeFileSync(pids.file, String(pids.max));
+    return leaf(name, dirs, home, v1Homes, pids, enabled.has("memory"), v1Dir("memory") ? join(v1Dir("memory")!, name) : null);
   };
   let workload: CgroupLeaf;
   try {
@@ -421,6 +422,15 @@ function subdirs(dir: string): string[] {
   }
 }
 
+function restorePids(pids: { file: string; max: number }): void {
+  for (let i = 0; i < 3; i++) {
+    try {
+      writeFileSync(pids.file, String(pids.max));
+      return;
+    } catch {}
+  }
+}
+
 function trySigkill(pid: number): void {
   try {
     process.kill(pid, "SIGKILL");
@@ -439,7 +449,24 @@ async function rmdirRetry(dir: string): Promise<void> {
   }
 }
 
-function leaf(name: string, dirs: string[], homeV2: string, homesV1: string[], v2Memory: boolean, v1Memory: string | null): CgroupLeaf {
+/** Init's own task count (its threads are charged to a leaf while it is inside). */
+function ownThreads(): number {
+  try {
+    return Number(/^Threads:\s+(\d+)$/m.exec(read("/proc/self/status"))?.[1] ?? 64);
+  } catch {
+    return 64;
+  }
+}
+
+function leaf(
+  name: string,
+  dirs: string[],
+  homeV2: string,
+  homesV1: string[],
+  pids: { file: string; max: number } | null,
+  v2Memory: boolean,
+  v1Memory: string | null,
+): CgroupLeaf {
   const [v2dir, ...v1dirs] = dirs as [string, ...string[]];
   const goHome = (): void => {
     const self = String(process.pid);
@@ -458,16 +485,24 @@ function leaf(name: string, dirs: string[], homeV2: string, homesV1: string[], v
     dirs,
     spawnInside<T>(fn: () => T): T {
       const pid = String(process.pid);
+      // Init's threads count in the leaf while it is there: lift the leaf's
+      // pids.max by that many for the spawn and put it back once init left,
+      // so a small pidsMax does not make the fork itself fail (the child and
+      // its descendants still get pidsMax; the worker's own pids.max holds meanwhile).
+      const lifted = pids !== null;
       try {
+        if (pids) writeFileSync(pids.file, String(pids.max + ownThreads()));
         for (const d of dirs) writeFileSync(join(d, "cgroup.procs"), pid);
       } catch (err) {
         goHome();
+        if (pids) restorePids(pids);
         throw new Error(`cannot join cgroup ${name}: ${errText(err)}`, { cause: err });
       }
       try {
         return fn();
       } finally {
         goHome();
+        if (lifted) restorePids(pids!);
       }
     },
     kill(): void {
