@@ -34,6 +34,21 @@ describe.skipIf(!fuse.ok)("host privilege: nothing a guest writes is privileged 
     if (base) rmrf(base);
   });
 
+  it("nosuid,nodev also without auto_unmount (mounted by libfuse itself, not by fusermount, which forces them)", async () => {
+    const dir = path.join(base, "no-auto");
+    fs.mkdirSync(path.join(dir, "share"), { recursive: true });
+    fs.mkdirSync(path.join(dir, "mnt"));
+    const h = await mountPassthrough({ root: path.join(dir, "share"), mountpoint: path.join(dir, "mnt"), autoUnmount: false });
+    try {
+      const line = fs.readFileSync("/proc/self/mountinfo", "utf8").split("\n").find((l) => l.split(" ")[4] === path.join(dir, "mnt"));
+      const opts = line?.split(" ")[5]?.split(",") ?? [];
+      expect(opts).toContain("nosuid");
+      expect(opts).toContain("nodev");
+    } finally {
+      await h.unmount();
+    }
+  });
+
   describe.each(kinds)("%s mount", (kind) => {
     let hostDir: string;
     let mnt: string;
