@@ -8,6 +8,7 @@ export const DEFAULT_MAX_EXECS = 32;
 const BACKLOG_LIMIT_BYTES = 8 * 1024 * 1024;
 const DEFAULT_PING_MS = 5_000;
 const DEFAULT_REATTACH_GRACE_MS = 60_000;
+const SESSION_ERROR_GRACE_MS = 500;
 
 interface OutputChunk {
   seq: number;
@@ -50,7 +51,12 @@ export class ExecRecord {
     }
     session.exit.then(
       (exit) => this.finish({ type: "exit", code: exit.code, signal: exit.signal, timedOut: exit.timedOut, ...(exit.error ? { error: exit.error } : {}) }),
-      (error: Error) => this.finish({ type: "exit", code: -1, signal: null, timedOut: false, error: error.message }),
+      // The control channel closing under an exec usually means a process of the VM died; the supervisor's
+      // abortAll() with the reason that names it comes within a moment and wins over the bare channel error.
+      (error: Error) => {
+        const timer = setTimeout(() => this.finish({ type: "exit", code: -1, signal: null, timedOut: false, error: error.message }), SESSION_ERROR_GRACE_MS);
+        timer.unref();
+      },
     );
   }
 

@@ -229,7 +229,9 @@ export async function runSupervisor(name: string, projectDir: string, env: NodeJ
     for (const [path, hostPath] of Object.entries(guestInit.runtime)) virtualFiles[path] = { hostPath };
     virtualFiles[ENV_FILE_GUEST_PATH] = { content: encodeEnvFile(guestSpecFor(launch, slot, mountTags)) };
     const mountConfig = join(paths.runtime, "rootfs-mount.json");
-    await writeJson(mountConfig, { layers: { lower: launch.rootfs, upper: paths.upper }, mountpoint: paths.mnt, virtualFiles });
+    // allowOther: virtiofsd takes on the guest caller's uid for each request, and FUSE refuses any uid but the
+    // mounting one without it. The mountpoint is inside managed/ (0700): no host user reaches it either way.
+    await writeJson(mountConfig, { layers: { lower: launch.rootfs, upper: paths.upper }, mountpoint: paths.mnt, virtualFiles, allowOther: true });
     const fsLog = openSync(paths.supervisorLog, "a");
     const fsServer = await startFsServer(mountConfig, fsLog).finally(() => closeSync(fsLog));
     owner.add("rootfs mount", () => fsServer.stop());
@@ -250,7 +252,7 @@ export async function runSupervisor(name: string, projectDir: string, env: NodeJ
         // The host edits a share while the guest runs (dev mode's /workspace): no caching in the host kernel,
         // so the guest sees an edit at its next open. A share only the guest writes keeps the default cache.
         const cache = m.cache === "always" ? {} : { cache: { entryTimeoutSec: 0, attrTimeoutSec: 0, negativeTimeoutSec: 0, kernelCache: false } };
-        await writeJson(config, { root: m.host, mountpoint, ...cache });
+        await writeJson(config, { root: m.host, mountpoint, allowOther: true, ...cache });
         const shareLog = openSync(paths.supervisorLog, "a");
         const server = await startFsServer(config, shareLog, `share ${m.host}`).finally(() => closeSync(shareLog));
         owner.add(`share ${m.guest} mount`, () => server.stop());
