@@ -74,8 +74,11 @@ Network policy (checked on the address actually dialled, after DNS):
   --host-port ports.
   --network public allows other (public) addresses; --network none allows only what --allow rules name, and
   DNS then answers only names an allow rule names (others: REFUSED).
-  Precedence: the most specific matching rule wins (longest prefix; an exact domain before a wildcard);
-  at equal specificity deny wins. So "--allow example.org:443 --deny 0.0.0.0/0" allows only example.org:443.`,
+  Precedence: the most specific matching rule wins (longest prefix, a domain counting as /32 for the addresses
+  it resolved; an exact domain before a wildcard); at equal specificity deny wins. So
+  "--allow example.org:443 --deny 0.0.0.0/0" allows only example.org:443, and an allow rule opens a builtin
+  range only when it is narrower than it (10.1.0.0/16 opens, 10.0.0.0/8 does not). Host addresses, loopback,
+  link-local and multicast are never opened by a domain rule (no DNS rebinding into the host).`,
     )
     .option("--force", "replace an existing worker of the same name")
     .option("--pull <policy>", "missing (default), always or never: when to ask the registry", "missing")
