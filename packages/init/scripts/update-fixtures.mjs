@@ -39,7 +39,7 @@ const vectors = messages.map(([name, message]) => {
     m.data = new Uint8Array(Buffer.from(m.dataHex, "hex"));
     delete m.dataHex;
   }
-  return { name, message, hex: protocol.encodeFrame(protocol.messageToFrame(m)).toString("hex") };
+  return { name, message, hex: Buffer.from(protocol.encodeFrame(protocol.messageToFrame(m))).toString("hex") };
 });
 writeFileSync(new URL("frames.json", fixtures), `${JSON.stringify({ protocol: protocol.PROTOCOL_VERSION, vectors }, null, 2)}\n`);
 

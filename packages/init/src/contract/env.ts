@@ -3,6 +3,7 @@
 // test/fixtures/env-contract.json pins the encoding.
 
 import { ExitCode } from "../errors.js";
+import { fromBase64, toBase64, utf8Decode, utf8Encode } from "../portable/bytes.js";
 
 export const ENV = {
   CMD: "III_WORKER_CMD",
@@ -369,7 +370,7 @@ export function encodeEnvFile(spec: GuestSpec): string {
 
 /** Host side: one kernel cmdline word carrying the whole contract (check its length: x86 cmdline max 2048). */
 export function encodeKernelCmdlineEnv(spec: GuestSpec): string {
-  return `${ENV.ENV_B64}=${Buffer.from(JSON.stringify(encodeGuestEnv(spec)), "utf8").toString("base64")}`;
+  return `${ENV.ENV_B64}=${toBase64(utf8Encode(JSON.stringify(encodeGuestEnv(spec))))}`;
 }
 
 /**
@@ -383,10 +384,21 @@ export function mergeEnvSources(
   const merged: Record<string, string | undefined> = { ...processEnv };
   const b64 = processEnv[ENV.ENV_B64];
   if (b64) {
-    Object.assign(merged, parseEnvObject(ENV.ENV_B64, Buffer.from(b64, "base64").toString("utf8")));
+    Object.assign(merged, parseEnvObject(ENV.ENV_B64, decodeUtf8Lenient(fromBase64(b64))));
   }
   if (envFileText !== null) Object.assign(merged, parseEnvObject(ENV.ENV_FILE, envFileText));
   delete merged[ENV.ENV_B64];
   delete merged[ENV.ENV_FILE];
   return merged;
+}
+
+/** Like Buffer#toString("utf8"): malformed sequences become U+FFFD instead of throwing. */
+function decodeUtf8Lenient(bytes: Uint8Array): string {
+  try {
+    return utf8Decode(bytes);
+  } catch {
+    let out = "";
+    for (const b of bytes) out += b < 0x80 ? String.fromCharCode(b) : "\ufffd";
+    return out;
+  }
 }

@@ -3,42 +3,9 @@
 
 import { readFileSync } from "node:fs";
 
-export interface ResolvedUser {
-  uid: number;
-  gid: number;
-  name: string | null;
-  home: string;
-}
+import { resolveUserSpec, type ResolvedUser } from "../portable/users.js";
 
-export class UserResolveError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "UserResolveError";
-  }
-}
-
-interface PasswdEntry {
-  name: string;
-  uid: number;
-  gid: number;
-  home: string;
-}
-
-export function parsePasswd(text: string): PasswdEntry[] {
-  return text
-    .split("\n")
-    .map((line) => line.split(":"))
-    .filter((f) => f.length >= 7 && /^\d+$/.test(f[2]!) && /^\d+$/.test(f[3]!))
-    .map((f) => ({ name: f[0]!, uid: Number(f[2]), gid: Number(f[3]), home: f[5]! || "/" }));
-}
-
-export function parseGroup(text: string): Array<{ name: string; gid: number }> {
-  return text
-    .split("\n")
-    .map((line) => line.split(":"))
-    .filter((f) => f.length >= 3 && /^\d+$/.test(f[2]!))
-    .map((f) => ({ name: f[0]!, gid: Number(f[2]) }));
-}
+export { parseGroup, parsePasswd, resolveUserSpec, UserResolveError, type ResolvedUser } from "../portable/users.js";
 
 function readOr(path: string): string {
   try {
@@ -46,32 +13,6 @@ function readOr(path: string): string {
   } catch {
     return "";
   }
-}
-
-/** Pure resolution given file contents; `spec` null means root. */
-export function resolveUserSpec(spec: string | null, passwdText: string, groupText: string): ResolvedUser {
-  const passwd = parsePasswd(passwdText);
-  const groups = parseGroup(groupText);
-  const [userPart, groupPart] = (spec ?? "0").split(":") as [string, string | undefined];
-  let entry: PasswdEntry | undefined;
-  let uid: number;
-  if (/^\d+$/.test(userPart)) {
-    uid = Number(userPart);
-    entry = passwd.find((p) => p.uid === uid);
-  } else {
-    entry = passwd.find((p) => p.name === userPart);
-    if (!entry) throw new UserResolveError(`user "${userPart}" not found in /etc/passwd`);
-    uid = entry.uid;
-  }
-  let gid: number;
-  if (groupPart === undefined) gid = entry?.gid ?? uid;
-  else if (/^\d+$/.test(groupPart)) gid = Number(groupPart);
-  else {
-    const g = groups.find((x) => x.name === groupPart);
-    if (!g) throw new UserResolveError(`group "${groupPart}" not found in /etc/group`);
-    gid = g.gid;
-  }
-  return { uid, gid, name: entry?.name ?? null, home: entry?.home ?? (uid === 0 ? "/root" : "/") };
 }
 
 export function resolveUser(spec: string | null): ResolvedUser {

@@ -8,6 +8,10 @@
 // byte count; EOF is empty; every other type carries one UTF-8 JSON object.
 // Unknown types are delivered as such so that an older peer can ignore what a
 // newer one sends: the version is exchanged in READY.
+//
+// Portable: Uint8Array/DataView only, shared by the Node host and the QuickJS guest.
+
+import { concatBytes } from "../portable/bytes.js";
 
 export const PROTOCOL_VERSION = 1;
 export const HEADER_BYTES = 9;
@@ -68,7 +72,7 @@ export class ProtocolError extends Error {
   }
 }
 
-export function encodeFrame(frame: Frame): Buffer {
+export function encodeFrame(frame: Frame): Uint8Array {
   const { type, stream, payload } = frame;
   if (!Number.isInteger(type) || type < 0 || type > 0xff) throw new ProtocolError(`frame type out of range: ${type}`);
   if (!Number.isInteger(stream) || stream < 0 || stream > 0xffffffff) {
@@ -77,10 +81,11 @@ export function encodeFrame(frame: Frame): Buffer {
   if (payload.byteLength > MAX_PAYLOAD_BYTES) {
     throw new ProtocolError(`payload of ${payload.byteLength} bytes exceeds ${MAX_PAYLOAD_BYTES}`);
   }
-  const out = Buffer.allocUnsafe(HEADER_BYTES + payload.byteLength);
-  out.writeUInt32BE(payload.byteLength, 0);
-  out.writeUInt8(type, 4);
-  out.writeUInt32BE(stream, 5);
+  const out = new Uint8Array(HEADER_BYTES + payload.byteLength);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, payload.byteLength, false);
+  view.setUint8(4, type);
+  view.setUint32(5, stream, false);
   out.set(payload, HEADER_BYTES);
   return out;
 }
@@ -91,20 +96,20 @@ export function encodeFrame(frame: Frame): Buffer {
  * copy; either way it stays valid (pushed chunks are never reused).
  */
 export class FrameDecoder {
-  private buffered: Buffer[] = [];
+  private buffered: Uint8Array[] = [];
   private bufferedBytes = 0;
   /** Size of the frame being assembled (header + payload), 0 before its header is read. */
   private needed = 0;
 
   push(chunk: Uint8Array): Frame[] {
     if (chunk.byteLength > 0) {
-      this.buffered.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      this.buffered.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
       this.bufferedBytes += chunk.byteLength;
     }
     const frames: Frame[] = [];
     while (this.bufferedBytes >= HEADER_BYTES) {
       if (this.needed === 0) {
-        const length = this.peekHeader().readUInt32BE(0);
+        const length = view(this.peekHeader()).getUint32(0, false);
         if (length > MAX_PAYLOAD_BYTES) {
           throw new ProtocolError(`incoming frame announces ${length} bytes, more than ${MAX_PAYLOAD_BYTES}`);
         }
@@ -113,9 +118,10 @@ export class FrameDecoder {
       if (this.bufferedBytes < this.needed) break;
       const bytes = this.take(this.needed);
       this.needed = 0;
+      const header = view(bytes);
       frames.push({
-        type: bytes.readUInt8(4),
-        stream: bytes.readUInt32BE(5),
+        type: header.getUint8(4),
+        stream: header.getUint32(5, false),
         payload: new Uint8Array(bytes.buffer, bytes.byteOffset + HEADER_BYTES, bytes.length - HEADER_BYTES),
       });
     }
@@ -127,26 +133,26 @@ export class FrameDecoder {
     return this.bufferedBytes;
   }
 
-  private peekHeader(): Buffer {
+  private peekHeader(): Uint8Array {
     const first = this.buffered[0]!;
     if (first.length >= HEADER_BYTES) return first;
-    return Buffer.concat(this.buffered, this.bufferedBytes).subarray(0, HEADER_BYTES);
+    return concatBytes(this.buffered, HEADER_BYTES);
   }
 
-  private take(n: number): Buffer {
+  private take(n: number): Uint8Array {
     const first = this.buffered[0]!;
-    let out: Buffer;
+    let out: Uint8Array;
     if (first.length >= n) {
       out = first.subarray(0, n);
       if (first.length === n) this.buffered.shift();
       else this.buffered[0] = first.subarray(n);
     } else {
-      out = Buffer.allocUnsafe(n);
+      out = new Uint8Array(n);
       let filled = 0;
       while (filled < n) {
         const part = this.buffered[0]!;
         const used = Math.min(part.length, n - filled);
-        part.copy(out, filled, 0, used);
+        out.set(used === part.length ? part : part.subarray(0, used), filled);
         filled += used;
         if (used === part.length) this.buffered.shift();
         else this.buffered[0] = part.subarray(used);
@@ -155,4 +161,8 @@ export class FrameDecoder {
     this.bufferedBytes -= n;
     return out;
   }
+}
+
+function view(bytes: Uint8Array): DataView {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

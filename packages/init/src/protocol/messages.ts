@@ -1,6 +1,7 @@
 // Typed messages on top of frames. JSON bodies are flat objects; the frame
 // header carries `type` and `stream`, so they are not repeated in the JSON.
 
+import { utf8Decode, utf8Encode } from "../portable/bytes.js";
 import { FrameType, ProtocolError, frameTypeName, type Frame, type FrameTypeName } from "./frame.js";
 
 export interface BootStepTiming {
@@ -178,8 +179,6 @@ export type Message =
   | WorkloadExitMessage;
 
 const DATA_TYPES = new Set<FrameTypeName>(["STDIN", "STDOUT", "STDERR"]);
-const utf8 = new TextEncoder();
-const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
 
 export function messageToFrame(message: Message): Frame {
   const code = FrameType[message.type];
@@ -194,7 +193,7 @@ export function messageToFrame(message: Message): Frame {
     return { type: code, stream, payload };
   }
   const { type: _t, stream: _s, ...body } = message;
-  return { type: code, stream, payload: utf8.encode(JSON.stringify(body)) };
+  return { type: code, stream, payload: utf8Encode(JSON.stringify(body)) };
 }
 
 function fail(name: string, what: string): never {
@@ -245,7 +244,7 @@ export function frameToMessage(frame: Frame): Message | UnknownMessage {
   }
   let body: unknown;
   try {
-    body = JSON.parse(utf8Decoder.decode(frame.payload));
+    body = JSON.parse(utf8Decode(frame.payload));
   } catch (err) {
     fail(name, `payload is not UTF-8 JSON (${(err as Error).message})`);
   }

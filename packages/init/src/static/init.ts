@@ -1,0 +1,615 @@
+// PID 1 under QuickJS (the static init): the boot steps of guest/main.ts on
+// the engine's event loop (os.setReadHandler, os.signal, os.setTimeout) and
+// iii:sys. Not yet ported from the Node init: cgroups (limits, OOM report),
+// eth0/route configuration, the exec agent (EXEC streams, pty), virtio-serial
+// port discovery. See README "Static init".
+
+import * as os from "os";
+import * as std from "std";
+import * as sys from "iii:sys";
+import { ContractError, decodeGuestEnv, ENV, mergeEnvSources, type GuestConfig } from "../contract/env.js";
+import { ExitCode, InitError } from "../errors.js";
+import { resolveUserSpec, UserResolveError } from "../portable/users.js";
+import { CONTROL_STREAM, encodeFrame, FrameDecoder, INITIAL_WINDOW_BYTES, MAX_DATA_CHUNK_BYTES, PROTOCOL_VERSION } from "../protocol/frame.js";
+import { frameToMessage, messageToFrame, type BootStepTiming, type Message, type WorkloadExitMessage } from "../protocol/messages.js";
+import {
+  check,
+  checkPair,
+  decodeWaitStatus,
+  exists,
+  isDirectory,
+  mkdirp,
+  MS,
+  PR_SET_CHILD_SUBREAPER,
+  RB_AUTOBOOT,
+  readText,
+  RLIMIT_NOFILE,
+  SIGNALS,
+  SysError,
+  writeAll,
+  writeText,
+} from "./sys.js";
+
+export const INIT_VERSION = "0.1.0";
+const PROC_PID_INIT_INO = 0xeffffffc;
+const DEFAULT_SIGNAL_GRACE_MS = 10_000;
+const INIT_OOM_SCORE_ADJ = -1000;
+const CHILD_OOM_SCORE_ADJ = 500;
+
+function line(message: string): void {
+  writeAll(2, `iii-init: ${message}\n`);
+}
+
+const round = (ms: number): number => Math.round(ms * 100) / 100;
+
+class BootClock {
+  readonly timings: BootStepTiming[] = [];
+  readonly t0 = os.now();
+  run<T>(step: string, fn: () => T): T {
+    const start = os.now();
+    const result = fn();
+    this.timings.push({ step, ms: round(os.now() - start), status: "ok" });
+    return result;
+  }
+  skip(step: string, detail: string, announce: boolean): void {
+    this.timings.push({ step, ms: 0, status: "skipped", detail });
+    if (announce) line(`${step}: skipped (${detail})`);
+  }
+  warn(step: string, start: number, detail: string): void {
+    this.timings.push({ step, ms: round(os.now() - start), status: "warn", detail });
+    line(`warning: ${step}: ${detail}`);
+  }
+  get elapsedMs(): number {
+    return round(os.now() - this.t0);
+  }
+}
+
+const PSEUDO_FS = [
+  { target: "/proc", fstype: "proc", source: "proc", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC | MS.RELATIME, data: null },
+  { target: "/sys", fstype: "sysfs", source: "sysfs", flags: MS.NOSUID | MS.NODEV | MS.NOEXEC | MS.RELATIME, data: null },
+  { target: "/dev", fstype: "devtmpfs", source: "devtmpfs", flags: MS.NOSUID | MS.RELATIME, data: "mode=0755" },
+  { target: "/dev/pts", fstype: "devpts", source: "devpts", flags: MS.NOSUID | MS.NOEXEC | MS.RELATIME, data: "newinstance,ptmxmode=0666,mode=0620,gid=5" },
+  { target: "/dev/shm", fstype: "tmpfs", source: "shm", flags: MS.NOSUID | MS.NODEV | MS.RELATIME, data: "mode=1777,size=50%" },
+  { target: "/tmp", fstype: "tmpfs", source: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.RELATIME, data: "mode=1777" },
+  { target: "/run", fstype: "tmpfs", source: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.RELATIME, data: "mode=0755" },
+] as const;
+
+function mountedAt(path: string): string | null {
+  for (const l of (readText("/proc/self/mounts") ?? "").split("\n")) {
+    const f = l.split(" ");
+    if (f[1] === path) return f[2] ?? null;
+  }
+  return null;
+}
+
+function mountPseudoFilesystems(clock: BootClock): void {
+  for (const m of PSEUDO_FS) {
+    clock.run(`mount:${m.target}`, () => {
+      if (m.target !== "/proc" && mountedAt(m.target) === m.fstype) return;
+      if (m.target === "/proc" && exists("/proc/self/stat")) return;
+      try {
+        mkdirp(m.target);
+        check(`mount`, sys.mount(m.source, m.target, m.fstype, m.flags, m.data));
+      } catch (err) {
+        throw new InitError("MOUNT_ROOT", `mount ${m.target} (${m.fstype})`, (err as Error).message, { cause: err });
+      }
+    });
+  }
+  for (const [link, target] of [["/dev/fd", "/proc/self/fd"], ["/dev/stdin", "/proc/self/fd/0"], ["/dev/stdout", "/proc/self/fd/1"], ["/dev/stderr", "/proc/self/fd/2"]] as const) {
+    if (os.lstat(link)[1] !== 0) os.symlink(target, link);
+  }
+}
+
+function replaceFile(path: string, content: string): void {
+  const tmp = `${path}.iii-init.tmp`;
+  writeText(tmp, content);
+  check(`rename ${path}`, os.rename(tmp, path));
+}
+
+function isRootPidNamespace(): boolean {
+  const [st, err] = os.stat("/proc/self/ns/pid");
+  return err === 0 && st.ino === PROC_PID_INIT_INO;
+}
+
+function hostsFile(hostname: string | null, gateway: string | null): string {
+  const lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"];
+  if (hostname) lines.push(`127.0.1.1\t${hostname}`);
+  if (gateway) lines.push(`${gateway}\thost.iii.internal`);
+  return `${lines.join("\n")}\n`;
+}
+
+/** The control channel over one fd: frames in via the event loop, out with credit-based flow control. */
+class Channel {
+  private readonly decoder = new FrameDecoder();
+  private readonly buf = new ArrayBuffer(65536);
+  private readonly credit = new Map<number, number>();
+  private readonly creditWaiters = new Map<number, Array<() => void>>();
+  closed = false;
+  onMessage: (m: Message) => void = () => {};
+  onClose: () => void = () => {};
+
+  constructor(readonly fd: number) {
+    os.setReadHandler(fd, () => this.readable());
+  }
+
+  private readable(): void {
+    const n = os.read(this.fd, this.buf, 0, this.buf.byteLength);
+    if (n <= 0) {
+      if (n < 0 && (-n === 11 || -n === 4)) return;
+      this.close();
+      return;
+    }
+    let frames;
+    try {
+      frames = this.decoder.push(new Uint8Array(this.buf.slice(0, n)));
+    } catch (err) {
+      line(`control channel: ${(err as Error).message}`);
+      this.close();
+      return;
+    }
+    for (const f of frames) {
+      let m;
+      try {
+        m = frameToMessage(f);
+      } catch (err) {
+        this.send({ type: "ERROR", stream: f.stream, code: "BAD_MESSAGE", message: (err as Error).message });
+        continue;
+      }
+      if (m.type === "UNKNOWN") continue;
+      if (m.type === "CREDIT") {
+        this.credit.set(m.stream, this.window(m.stream) + m.bytes);
+        for (const w of this.creditWaiters.get(m.stream)?.splice(0) ?? []) w();
+        continue;
+      }
+      this.onMessage(m);
+    }
+  }
+
+  private window(stream: number): number {
+    return this.credit.get(stream) ?? INITIAL_WINDOW_BYTES;
+  }
+
+  send(m: Message): boolean {
+    if (this.closed) return false;
+    try {
+      writeAll(this.fd, encodeFrame(messageToFrame(m)));
+      return true;
+    } catch {
+      this.close();
+      return false;
+    }
+  }
+
+  /** Bytes this stream may send now; `wake` is called once credit arrives when it is 0. */
+  available(stream: number, wake: () => void): number {
+    const w = this.window(stream);
+    if (w <= 0) {
+      const list = this.creditWaiters.get(stream) ?? [];
+      list.push(wake);
+      this.creditWaiters.set(stream, list);
+    }
+    return Math.max(0, w);
+  }
+
+  sendData(stream: number, type: "STDOUT" | "STDERR", data: Uint8Array): void {
+    for (let off = 0; off < data.byteLength; off += MAX_DATA_CHUNK_BYTES) {
+      const chunk = data.subarray(off, Math.min(data.byteLength, off + MAX_DATA_CHUNK_BYTES));
+      this.credit.set(stream, this.window(stream) - chunk.byteLength);
+      this.send({ type, stream, data: chunk });
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    os.setReadHandler(this.fd, null);
+    for (const list of this.creditWaiters.values()) for (const w of list.splice(0)) w();
+    this.onClose();
+  }
+}
+
+/** Pumps a pipe's bytes to the channel (stream 0) or to init's own fd. */
+class Pump {
+  private readonly buf = new ArrayBuffer(MAX_DATA_CHUNK_BYTES);
+  done = false;
+  private paused = false;
+  onEnd: () => void = () => {};
+
+  constructor(
+    private readonly fd: number,
+    private readonly type: "STDOUT" | "STDERR",
+    private readonly channel: Channel | null,
+  ) {
+    this.resume();
+  }
+
+  private resume(): void {
+    this.paused = false;
+    os.setReadHandler(this.fd, () => this.readable());
+  }
+
+  private readable(): void {
+    let room = MAX_DATA_CHUNK_BYTES;
+    if (this.channel && !this.channel.closed) {
+      room = this.channel.available(CONTROL_STREAM, () => this.resume());
+      if (room === 0) {
+        this.paused = true;
+        os.setReadHandler(this.fd, null);
+        return;
+      }
+    }
+    const n = os.read(this.fd, this.buf, 0, Math.min(room, this.buf.byteLength));
+    if (n <= 0) {
+      if (n < 0 && (-n === 11 || -n === 4)) return;
+      this.end();
+      return;
+    }
+    const data = new Uint8Array(this.buf.slice(0, n));
+    if (this.channel && !this.channel.closed) this.channel.sendData(CONTROL_STREAM, this.type, data);
+    else writeAll(this.type === "STDOUT" ? 1 : 2, data);
+  }
+
+  end(): void {
+    if (this.done) return;
+    this.done = true;
+    if (!this.paused) os.setReadHandler(this.fd, null);
+    os.close(this.fd);
+    this.onEnd();
+  }
+}
+
+interface Runtime {
+  channel: Channel | null;
+  rebootAtEnd: boolean;
+  children: Map<number, (status: number) => void>;
+}
+
+function reapAll(rt: Runtime): void {
+  for (;;) {
+    const [pid, status] = os.waitpid(-1, os.WNOHANG);
+    if (pid <= 0) return;
+    const waiter = rt.children.get(pid);
+    if (waiter) {
+      rt.children.delete(pid);
+      waiter(status);
+    }
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => os.setTimeout(r, ms));
+
+function hasChildren(): boolean {
+  const pid = os.getpid();
+  return (readText(`/proc/${pid}/task/${pid}/children`) ?? "").trim() !== "";
+}
+
+async function finish(rt: Runtime, exitCode: number): Promise<never> {
+  if (os.getpid() === 1) {
+    os.kill(-1, 9);
+    const deadline = os.now() + 1000;
+    while (os.now() < deadline) {
+      reapAll(rt);
+      if (!hasChildren()) break;
+      await sleep(20);
+    }
+  }
+  if (rt.channel) rt.channel.close();
+  sys.sync();
+  if (rt.rebootAtEnd) {
+    const r = sys.reboot(RB_AUTOBOOT);
+    if (r < 0) line(`reboot: ${new SysError("reboot", r).message}`);
+  }
+  std.exit(exitCode);
+}
+
+async function fail(rt: Runtime, err: unknown): Promise<never> {
+  let code: number = ExitCode.INTERNAL;
+  let message: string;
+  if (err instanceof ContractError) {
+    code = err.exitCode;
+    message = `invalid guest contract: ${err.message}`;
+  } else if (err instanceof InitError) {
+    code = err.exitCode;
+    message = err.message;
+  } else {
+    message = `internal error: ${(err as Error)?.stack ?? String(err)}`;
+  }
+  line(`error: ${message} (exit ${code})`);
+  rt.channel?.send({ type: "ERROR", stream: 0, code: "INIT_FAILED", message: `${message} (exit ${code})` });
+  return finish(rt, code);
+}
+
+export async function runInit(env: Record<string, string>): Promise<never> {
+  const rt: Runtime = { channel: null, rebootAtEnd: false, children: new Map() };
+  try {
+    return await boot(rt, new BootClock(), env);
+  } catch (err) {
+    return fail(rt, err);
+  }
+}
+
+function openControl(config: GuestConfig): { fd: number; description: string } | null {
+  const spec = config.control;
+  if (spec === "none") return null;
+  if (spec?.startsWith("unix:")) {
+    const path = spec.slice("unix:".length);
+    return { fd: check(`connect ${path}`, sys.connectUnix(path)), description: spec };
+  }
+  const path = spec ?? findControlPort();
+  if (path === null) return null;
+  return { fd: check(`open ${path}`, sys.open(path, os.O_RDWR)), description: path };
+}
+
+/** /dev/vportNpM whose sysfs name is iii.control. */
+function findControlPort(): string | null {
+  const [ports, err] = os.readdir("/sys/class/virtio-ports");
+  if (err !== 0) return null;
+  for (const p of ports) {
+    if ((readText(`/sys/class/virtio-ports/${p}/name`) ?? "").trim() === "iii.control") return `/dev/${p}`;
+  }
+  return null;
+}
+
+async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>): Promise<never> {
+  const config = clock.run("env", () => {
+    const file = env[ENV.ENV_FILE];
+    let text: string | null = null;
+    if (file) {
+      text = readText(file);
+      if (text === null) throw new ContractError(ENV.ENV_FILE, file, "cannot read: ENOENT");
+    }
+    return decodeGuestEnv(mergeEnvSources(env, text));
+  });
+  const skip = new Set(config.skip);
+  os.signal(SIGNALS.SIGCHLD!, () => reapAll(rt));
+
+  mountPseudoFilesystems(clock);
+  const pid1 = os.getpid() === 1;
+  rt.rebootAtEnd = !config.noReboot && pid1 && isRootPidNamespace();
+  if (!pid1) sys.prctl(PR_SET_CHILD_SUBREAPER, 1);
+
+  {
+    const start = os.now();
+    try {
+      writeText("/proc/self/oom_score_adj", `${INIT_OOM_SCORE_ADJ}\n`);
+      clock.timings.push({ step: "oom", ms: round(os.now() - start), status: "ok", detail: `oom_score_adj ${INIT_OOM_SCORE_ADJ}` });
+    } catch (err) {
+      clock.warn("oom", start, `oom_score_adj ${INIT_OOM_SCORE_ADJ}: ${(err as SysError).errnoName ?? (err as Error).message}`);
+    }
+  }
+  if (skip.has("cgroup")) clock.skip("cgroup", ENV.SKIP, true);
+  else clock.skip("cgroup", "not yet in the static init", false);
+
+  if (config.mounts.length === 0) clock.skip("shares", `${ENV.MOUNTS} empty`, false);
+  else if (skip.has("mounts")) clock.skip("shares", `${ENV.SKIP}: virtio-fs needs a VM`, true);
+  else {
+    for (const share of config.mounts) {
+      clock.run(`share:${share.path}`, () => {
+        try {
+          mkdirp(share.path);
+          check("mount", sys.mount(share.tag, share.path, "virtiofs", (share.readOnly ? MS.RDONLY : 0) | MS.RELATIME, null));
+        } catch (err) {
+          throw new InitError("MOUNT_SHARE", `mount share ${share.tag} at ${share.path}`, (err as Error).message, { cause: err });
+        }
+      });
+    }
+  }
+
+  if (skip.has("hostname")) clock.skip("hostname", ENV.SKIP, true);
+  else if (config.hostname) {
+    const start = os.now();
+    const r = sys.sethostname(config.hostname);
+    if (r < 0) clock.warn("hostname", start, new SysError("sethostname", r).message);
+    else clock.timings.push({ step: "hostname", ms: round(os.now() - start), status: "ok" });
+  } else clock.skip("hostname", `${ENV.HOSTNAME} not set`, false);
+  if (config.hostname || config.network) {
+    const start = os.now();
+    try {
+      clock.run("etc", () => {
+        mkdirp("/etc");
+        replaceFile("/etc/hosts", hostsFile(config.hostname, config.network?.gateway ?? null));
+        if (config.network) replaceFile("/etc/resolv.conf", `${config.network.dns.map((d) => `nameserver ${d}`).join("\n")}\n`);
+      });
+    } catch (err) {
+      clock.warn("etc", start, `${(err as Error).message} (keeping the image's /etc/hosts and /etc/resolv.conf)`);
+    }
+  }
+  if (!config.network) clock.skip("network", `${ENV.IP} not set`, false);
+  else if (skip.has("network")) clock.skip("network", `${ENV.SKIP}: eth0 needs a VM`, true);
+  else throw new InitError("NETWORK", "configure eth0", "not yet in the static init");
+
+  {
+    const start = os.now();
+    let r = sys.setrlimit(RLIMIT_NOFILE, config.nofile, config.nofile);
+    if (r === 0) clock.timings.push({ step: "rlimit", ms: round(os.now() - start), status: "ok" });
+    else {
+      const cur = sys.getrlimit(RLIMIT_NOFILE);
+      if (-r !== 1 || typeof cur === "number") throw new InitError("RLIMIT", `setrlimit RLIMIT_NOFILE=${config.nofile}`, new SysError("setrlimit", r).message);
+      const hard = cur[1] < 0 ? config.nofile : cur[1];
+      const n = Math.min(config.nofile, hard);
+      r = sys.setrlimit(RLIMIT_NOFILE, n, hard);
+      if (r < 0) throw new InitError("RLIMIT", `setrlimit RLIMIT_NOFILE=${n}`, new SysError("setrlimit", r).message);
+      clock.warn("rlimit", start, `RLIMIT_NOFILE ${config.nofile} not permitted (EPERM), using ${n}`);
+    }
+  }
+
+  {
+    const start = os.now();
+    try {
+      const control = openControl(config);
+      if (control) {
+        rt.channel = new Channel(control.fd);
+        clock.timings.push({ step: "control", ms: round(os.now() - start), status: "ok", detail: control.description });
+      } else if (config.control === "none") clock.skip("control", `${ENV.CONTROL}=none`, false);
+      else clock.skip("control", "no iii.control port; workload output goes to the console", true);
+    } catch (err) {
+      clock.warn("control", start, `${(err as Error).message}; running without a control channel`);
+    }
+  }
+
+  const user = clock.run("user", () => {
+    try {
+      const u = resolveUserSpec(config.user, readText("/etc/passwd") ?? "", readText("/etc/group") ?? "");
+      const dir = isDirectory(config.workdir);
+      if (dir === null) throw new Error(`workdir ${config.workdir} does not exist`);
+      if (!dir) throw new Error(`workdir ${config.workdir} is not a directory`);
+      if (u.uid !== 0) check("chown /run", sys.chown("/run", u.uid, u.gid));
+      return u;
+    } catch (err) {
+      throw new InitError("WORKLOAD_SETUP", "workload user/workdir", (err as Error).message, { cause: err instanceof UserResolveError ? undefined : err });
+    }
+  });
+  const workloadEnv: Record<string, string> = { ...config.workloadEnv };
+  if (!workloadEnv.HOME || workloadEnv.HOME === "/") workloadEnv.HOME = user.home;
+  if (user.name && !workloadEnv.USER) workloadEnv.USER = user.name;
+  workloadEnv.TERM ??= "linux";
+
+  const channel = rt.channel;
+  let generation = -1;
+  let current: { pid: number; requested: boolean; escalated: boolean; escalation: unknown } | null = null;
+  let pendingRestart: number | null = null;
+  let shutdownGraceMs: number | null = null;
+  let shutdownSignal = "SIGTERM";
+
+  const killGroup = (pid: number, sig: number): boolean => os.kill(-pid, sig) === 0;
+
+  const start = (): Promise<WorkloadExitMessage> => {
+    generation += 1;
+    const gen = generation;
+    let out = -1;
+    let err = -1;
+    const fds: number[] = [];
+    if (channel) {
+      const [or, ow] = checkPair("pipe", sys.pipe());
+      const [er, ew] = checkPair("pipe", sys.pipe());
+      fds.push(or, er);
+      out = ow;
+      err = ew;
+    }
+    writeText("/proc/self/oom_score_adj", `${CHILD_OOM_SCORE_ADJ}\n`);
+    const devnull = sys.open("/dev/null", os.O_RDONLY);
+    const r = sys.spawn(config.argv, Object.entries(workloadEnv).map(([k, v]) => `${k}=${v}`), {
+      cwd: config.workdir,
+      uid: user.uid,
+      gid: user.gid,
+      groups: [user.gid],
+      setsid: true,
+      stdin: devnull,
+      stdout: channel ? out : 1,
+      stderr: channel ? err : 2,
+    });
+    try {
+      writeText("/proc/self/oom_score_adj", `${INIT_OOM_SCORE_ADJ}\n`);
+    } catch {}
+    if (devnull >= 0) os.close(devnull);
+    if (channel) {
+      os.close(out);
+      os.close(err);
+    }
+    if (typeof r !== "number" || r < 0) {
+      for (const fd of fds) os.close(fd);
+      const e = typeof r === "number" ? r : r[0];
+      throw new InitError("SPAWN", "spawn workload", `${config.argv[0]}: ${sys.errnoName(e)} (${sys.strerror(e)})`);
+    }
+    const pid = r;
+    const proc = { pid, requested: false, escalated: false, escalation: null as unknown };
+    current = proc;
+    channel?.send({ type: "WORKLOAD_STARTED", stream: 0, pid, generation: gen });
+    const pumps = fds.map((fd, i) => new Pump(fd, i === 0 ? "STDOUT" : "STDERR", channel));
+    return new Promise<WorkloadExitMessage>((resolve) => {
+      rt.children.set(pid, async (status) => {
+        const exit = decodeWaitStatus(status);
+        let lastKillAt: number | null = null;
+        if (!proc.requested) {
+          killGroup(pid, 9);
+          lastKillAt = os.now();
+        }
+        while (killGroup(pid, 0)) {
+          if (lastKillAt !== null && os.now() - lastKillAt > 5000) break;
+          reapAll(rt);
+          await sleep(20);
+        }
+        if (proc.escalation) os.clearTimeout(proc.escalation);
+        const deadline = os.now() + 2000;
+        while (pumps.some((p) => !p.done) && os.now() < deadline) await sleep(10);
+        for (const p of pumps) p.end();
+        current = null;
+        const message: WorkloadExitMessage = {
+          type: "WORKLOAD_EXIT",
+          stream: 0,
+          ...exit,
+          timedOut: false,
+          generation: gen,
+          oomKilled: false,
+          requested: proc.requested,
+          escalated: proc.escalated,
+        };
+        channel?.send(message);
+        resolve(message);
+      });
+      reapAll(rt);
+    });
+  };
+
+  const stop = (graceMs: number, signal = "SIGTERM"): void => {
+    const proc = current;
+    if (!proc) return;
+    proc.requested = true;
+    killGroup(proc.pid, SIGNALS[signal] ?? 15);
+    if (proc.escalation) return;
+    proc.escalation = os.setTimeout(() => {
+      proc.escalated = true;
+      killGroup(proc.pid, 9);
+    }, Math.max(0, graceMs));
+  };
+  const requestShutdown = (graceMs: number, signal: string): void => {
+    shutdownGraceMs ??= graceMs;
+    shutdownSignal = signal;
+    stop(graceMs, signal);
+  };
+
+  if (channel) {
+    channel.onMessage = (m) => {
+      switch (m.type) {
+        case "PING":
+          channel.send({ type: "PONG", stream: m.stream, nonce: m.nonce });
+          return;
+        case "SHUTDOWN":
+          requestShutdown(m.graceMs, "SIGTERM");
+          return;
+        case "RESTART_WORKLOAD":
+          if (shutdownGraceMs === null) {
+            pendingRestart = m.graceMs;
+            stop(m.graceMs);
+          }
+          return;
+        case "EXEC":
+          channel.send({ type: "EXIT", stream: m.stream, code: -1, signal: null, timedOut: false, error: "exec is not yet supported by the static init" });
+          return;
+        default:
+          return;
+      }
+    };
+  }
+  os.signal(SIGNALS.SIGTERM!, () => requestShutdown(DEFAULT_SIGNAL_GRACE_MS, "SIGTERM"));
+  os.signal(SIGNALS.SIGINT!, () => requestShutdown(DEFAULT_SIGNAL_GRACE_MS, "SIGINT"));
+  os.signal(SIGNALS.SIGHUP!, () => {
+    if (current) killGroup(current.pid, SIGNALS.SIGHUP!);
+  });
+  os.signal(SIGNALS.SIGPIPE!, null);
+
+  channel?.send({ type: "READY", stream: 0, protocol: PROTOCOL_VERSION, initVersion: INIT_VERSION, bootMs: clock.elapsedMs, timings: clock.timings });
+  let done = start();
+  if (shutdownGraceMs !== null) stop(shutdownGraceMs, shutdownSignal);
+  for (;;) {
+    const exit = await done;
+    if (pendingRestart !== null && shutdownGraceMs === null) {
+      pendingRestart = null;
+      done = start();
+      continue;
+    }
+    const how = exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`;
+    line(`workload exited with ${how}${exit.oomKilled ? " (OOM-killed)" : ""}; status ${exit.code}`);
+    return finish(rt, exit.code);
+  }
+}

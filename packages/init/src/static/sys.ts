@@ -1,0 +1,105 @@
+// Throwing wrappers over iii:sys and the QuickJS os/std modules.
+import * as os from "os";
+import * as std from "std";
+import * as sys from "iii:sys";
+import { utf8Encode as utf8 } from "../portable/bytes.js";
+
+export class SysError extends Error {
+  readonly errno: number;
+  readonly errnoName: string;
+  constructor(what: string, errno: number) {
+    const name = sys.errnoName(errno);
+    super(`${what}: ${name} (${sys.strerror(errno)})`);
+    this.name = "SysError";
+    this.errno = Math.abs(errno);
+    this.errnoName = name;
+  }
+}
+
+export function check(what: string, r: number): number {
+  if (r < 0) throw new SysError(what, r);
+  return r;
+}
+
+export function checkPair<T>(what: string, r: T | number): T {
+  if (typeof r === "number") throw new SysError(what, r);
+  return r;
+}
+
+export const MS = { RDONLY: 1, NOSUID: 2, NODEV: 4, NOEXEC: 8, RELATIME: 1 << 21 } as const;
+export const RB_AUTOBOOT = 0x01234567;
+export const RLIMIT_NOFILE = 7;
+export const PR_SET_CHILD_SUBREAPER = 36;
+
+export const SIGNALS: Record<string, number> = {
+  SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGILL: 4, SIGTRAP: 5, SIGABRT: 6, SIGBUS: 7, SIGFPE: 8, SIGKILL: 9, SIGUSR1: 10,
+  SIGSEGV: 11, SIGUSR2: 12, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15, SIGSTKFLT: 16, SIGCHLD: 17, SIGCONT: 18, SIGSTOP: 19,
+  SIGTSTP: 20, SIGTTIN: 21, SIGTTOU: 22, SIGURG: 23, SIGXCPU: 24, SIGXFSZ: 25, SIGVTALRM: 26, SIGPROF: 27, SIGWINCH: 28,
+  SIGIO: 29, SIGPWR: 30, SIGSYS: 31,
+};
+const NAMES = new Map(Object.entries(SIGNALS).map(([k, v]) => [v, k]));
+export const signalName = (n: number): string => NAMES.get(n) ?? `SIG${n}`;
+
+/** waitpid status → {code, signal} (code 128+n when killed by signal n). */
+export function decodeWaitStatus(status: number): { code: number; signal: string | null } {
+  const sig = status & 0x7f;
+  if (sig === 0) return { code: (status >> 8) & 0xff, signal: null };
+  return { code: 128 + sig, signal: signalName(sig) };
+}
+
+export function readText(path: string): string | null {
+  return std.loadFile(path);
+}
+
+export function writeText(path: string, text: string, mode = 0o644): void {
+  const fd = check(`open ${path}`, sys.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode));
+  try {
+    writeAll(fd, text);
+  } finally {
+    os.close(fd);
+  }
+}
+
+const enc = (s: string): Uint8Array => {
+  // ASCII fast path; the portable encoder otherwise.
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f) return utf8(s);
+    out[i] = c;
+  }
+  return out;
+};
+
+export function writeAll(fd: number, data: Uint8Array | string): void {
+  const bytes = typeof data === "string" ? enc(data) : data;
+  let off = 0;
+  while (off < bytes.byteLength) {
+    const n = os.write(fd, bytes.buffer as ArrayBuffer, bytes.byteOffset + off, bytes.byteLength - off);
+    if (n < 0) {
+      if (-n === 11 || -n === 4) continue; // EAGAIN / EINTR: blocking writer, retry
+      throw new SysError(`write fd ${fd}`, n);
+    }
+    off += n;
+  }
+}
+
+export function mkdirp(path: string, mode = 0o755): void {
+  const parts = path.split("/").filter(Boolean);
+  let cur = "";
+  for (const p of parts) {
+    cur += `/${p}`;
+    const r = os.mkdir(cur, mode);
+    if (r < 0 && -r !== 17) throw new SysError(`mkdir ${cur}`, r);
+  }
+}
+
+export function exists(path: string): boolean {
+  return os.stat(path)[1] === 0;
+}
+
+export function isDirectory(path: string): boolean | null {
+  const [st, err] = os.stat(path);
+  if (err !== 0) return null;
+  return (st.mode & os.S_IFMT) === os.S_IFDIR;
+}
