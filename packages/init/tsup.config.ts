@@ -7,6 +7,6 @@ export default defineConfig({
   target: "node24",
   platform: "node",
   sourcemap: true,
-  // Keep the single executable and its runtime (build:sea) across plain rebuilds.
-  clean: ["!init.krun", "!iii-runtime/**", "!sea/**"],
+  // Keep the single executables and the SEA runtime (build:sea, build:static) across plain rebuilds.
+  clean: ["!init.krun", "!iii-runtime/**", "!sea/**", "!init-static", "!static/**"],
 });

@@ -37,6 +37,16 @@ const REPO_IN_CHROOT = "/iii-repo";
 const CLI_IN_CHROOT = REPO_IN_CHROOT + CLI.slice(REPO_DIR.length);
 export const SEA_BINARY = join(PACKAGE_DIR, "dist", "init.krun");
 export const SEA_RUNTIME = join(PACKAGE_DIR, "dist", "iii-runtime");
+/** The static init (QuickJS + iii:sys), `pnpm build:static`. */
+export const STATIC_BINARY = join(PACKAGE_DIR, "dist", "init-static");
+
+/**
+ * Which init the tests run: "dev" (node + dist/cli.js, the default), "sea"
+ * (dist/init.krun + /.iii) or "static" (dist/init-static as /init.krun, nothing
+ * else in the rootfs). III_INIT_TEST_MODE picks the default for every run.
+ */
+export type InitMode = "dev" | "sea" | "static";
+export const DEFAULT_MODE: InitMode = (["dev", "sea", "static"] as const).find((m) => m === process.env.III_INIT_TEST_MODE) ?? "dev";
 const NODE = process.execPath;
 const BUSYBOX = "/usr/bin/busybox";
 
@@ -45,6 +55,7 @@ export function canRunNamespaces(): string | null {
   if (!existsSync("/usr/bin/unshare")) return "util-linux unshare missing";
   if (!existsSync(BUSYBOX)) return "busybox-static missing";
   if (!existsSync(CLI)) return `run the build first (${CLI} missing)`;
+  if (DEFAULT_MODE === "static" && !existsSync(STATIC_BINARY)) return `run build:static first (${STATIC_BINARY} missing)`;
   return null;
 }
 
@@ -54,7 +65,7 @@ export interface Rootfs {
   cleanup(): void;
 }
 
-export function makeRootfs(mode: "dev" | "sea" = "dev"): Rootfs {
+export function makeRootfs(mode: InitMode = DEFAULT_MODE): Rootfs {
   const base = mkdtempSync(join(tmpdir(), `iii-init-test-${process.pid}-`));
   const root = join(base, "root");
   for (const d of ["bin", "etc", "proc", "sys", "dev", "tmp", "run", "root", "home/app", "app", "data"]) {
@@ -77,6 +88,9 @@ export function makeRootfs(mode: "dev" | "sea" = "dev"): Rootfs {
     for (const d of ["usr/lib", "usr/lib64", "opt", REPO_IN_CHROOT.slice(1)]) mkdirSync(join(root, d), { recursive: true });
     symlinkSync("usr/lib", join(root, "lib"));
     symlinkSync("usr/lib64", join(root, "lib64"));
+  } else if (mode === "static") {
+    copyFileSync(STATIC_BINARY, join(root, "init.krun"));
+    chmodSync(join(root, "init.krun"), 0o755);
   } else {
     copyFileSync(SEA_BINARY, join(root, "init.krun"));
     chmodSync(join(root, "init.krun"), 0o755);
@@ -105,7 +119,7 @@ export interface InitRun {
 export interface RunOptions {
   env: Record<string, string>;
   control?: boolean;
-  mode?: "dev" | "sea";
+  mode?: InitMode;
   rootfs?: Rootfs;
   /** Extra unshare flags, e.g. ["--net"]. */
   unshare?: string[];
@@ -121,7 +135,7 @@ function shellQuote(s: string): string {
 }
 
 export async function startInit(options: RunOptions): Promise<InitRun> {
-  const mode = options.mode ?? "dev";
+  const mode = options.mode ?? DEFAULT_MODE;
   const rootfs = options.rootfs ?? makeRootfs(mode);
   const r = rootfs.root;
   const binds =

@@ -89,7 +89,7 @@ function mountPseudoFilesystems(clock: BootClock): void {
       if (m.target === "/proc" && exists("/proc/self/stat")) return;
       try {
         mkdirp(m.target);
-        check(`mount`, sys.mount(m.source, m.target, m.fstype, m.flags, m.data));
+        check(`mount ${m.target}`, sys.mount(m.source, m.target, m.fstype, m.flags, m.data));
       } catch (err) {
         throw new InitError("MOUNT_ROOT", `mount ${m.target} (${m.fstype})`, (err as Error).message, { cause: err });
       }
@@ -321,6 +321,10 @@ async function fail(rt: Runtime, err: unknown): Promise<never> {
 
 export async function runInit(env: Record<string, string>): Promise<never> {
   const rt: Runtime = { channel: null, rebootAtEnd: false, children: new Map() };
+  // QuickJS's event loop ends when no fd handler or timer is pending (signal
+  // handlers do not count): one far-off timer keeps PID 1's loop alive.
+  const keepAlive = (): void => void os.setTimeout(keepAlive, 2 ** 30);
+  keepAlive();
   try {
     return await boot(rt, new BootClock(), env);
   } catch (err) {
@@ -387,7 +391,7 @@ async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>):
       clock.run(`share:${share.path}`, () => {
         try {
           mkdirp(share.path);
-          check("mount", sys.mount(share.tag, share.path, "virtiofs", (share.readOnly ? MS.RDONLY : 0) | MS.RELATIME, null));
+          check(`mount ${share.path}`, sys.mount(share.tag, share.path, "virtiofs", (share.readOnly ? MS.RDONLY : 0) | MS.RELATIME, null));
         } catch (err) {
           throw new InitError("MOUNT_SHARE", `mount share ${share.tag} at ${share.path}`, (err as Error).message, { cause: err });
         }

@@ -9,7 +9,8 @@ export class SysError extends Error {
   readonly errnoName: string;
   constructor(what: string, errno: number) {
     const name = sys.errnoName(errno);
-    super(`${what}: ${name} (${sys.strerror(errno)})`);
+    // Same text as the Node init's SysError (guest/native.ts): tests and logs match either build.
+    super(`${what} failed: ${name} (errno ${Math.abs(errno)})`);
     this.name = "SysError";
     this.errno = Math.abs(errno);
     this.errnoName = name;
