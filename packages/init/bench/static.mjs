@@ -1,0 +1,124 @@
+// Static init (dist/init-static, QuickJS) vs the Node SEA (dist/init.krun + /.iii runtime), on the host.
+// Prints min/median/max per init and the ratio of medians (static / SEA), rounds interleaved.
+// Needs root (unshare, chroot), busybox-static, `pnpm build`, `build:sea` and `build:static`.
+//   size         bytes on disk of what a guest needs injected
+//   --version    `chroot <busybox root> /init.krun --version`: wall ms and max RSS (GNU time)
+//   boot         PID 1 in a PID+mount namespace: spawn → READY on the control socket (wall), READY.bootMs
+//   idle RSS     VmRSS of init (/proc/<pid>/status) with the workload idle, after READY
+//   shutdown     SHUTDOWN sent → namespace gone
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { chmodSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { HostControl } from "../dist/index.js";
+
+const pkg = new URL("..", import.meta.url).pathname;
+const SEA = join(pkg, "dist/init.krun");
+const RUNTIME = join(pkg, "dist/iii-runtime");
+const STATIC = join(pkg, "dist/init-static");
+const ROUNDS = Number(process.env.ROUNDS ?? 7);
+const BUSYBOX = "/usr/bin/busybox";
+
+function rootfs(kind) {
+  const base = mkdtempSync(join(tmpdir(), `iii-init-bench-${kind}-`));
+  const root = join(base, "root");
+  for (const d of ["bin", "etc", "proc", "sys", "dev", "tmp", "run"]) mkdirSync(join(root, d), { recursive: true });
+  copyFileSync(BUSYBOX, join(root, "bin/busybox"));
+  chmodSync(join(root, "bin/busybox"), 0o755);
+  for (const a of ["sh", "sleep", "true"]) symlinkSync("busybox", join(root, "bin", a));
+  writeFileSync(join(root, "etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
+  copyFileSync(kind === "sea" ? SEA : STATIC, join(root, "init.krun"));
+  chmodSync(join(root, "init.krun"), 0o755);
+  if (kind === "sea") cpSync(RUNTIME, join(root, ".iii"), { recursive: true });
+  return { base, root };
+}
+
+function dirBytes(p) {
+  const st = statSync(p);
+  if (!st.isDirectory()) return st.size;
+  return readdirSync(p).reduce((n, e) => n + dirBytes(join(p, e)), 0);
+}
+
+function children(pid) {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap((t) => readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").trim().split(" ").filter(Boolean).map(Number));
+  } catch {
+    return [];
+  }
+}
+
+function version(root) {
+  const t0 = performance.now();
+  const r = spawnSync("/usr/bin/time", ["-f", "%M", "/usr/sbin/chroot", root, "/init.krun", "--version"], { encoding: "utf8" });
+  const ms = performance.now() - t0;
+  if (r.status !== 0) throw new Error(`--version failed: ${r.stderr}`);
+  return { ms, rssKiB: Number(r.stderr.trim().split("\n").pop()) };
+}
+
+async function boot(root) {
+  const sock = join(root, "control.sock");
+  rmSync(sock, { force: true });
+  const server = createServer();
+  await new Promise((r) => server.listen(sock, r));
+  const accepted = new Promise((r) => server.once("connection", r));
+  const t0 = performance.now();
+  const proc = spawn("/usr/bin/unshare", ["--pid", "--fork", "--kill-child", "--mount", "--uts", "--propagation", "private", "/usr/sbin/chroot", root, "/init.krun"], {
+    env: { PATH: "/bin", III_WORKER_CMD: '["/bin/sleep","1000"]', III_INIT_CONTROL: "unix:/control.sock", III_INIT_NOFILE: "1024", III_INIT_SKIP: "cgroup" },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let stderr = "";
+  proc.stderr.on("data", (d) => (stderr += d));
+  const exited = new Promise((r) => proc.on("close", r));
+  const control = HostControl.attach(await accepted);
+  control.on("error", () => {});
+  const ready = await control.ready;
+  const readyMs = performance.now() - t0;
+  await new Promise((r) => setTimeout(r, 200));
+  const initPid = children(proc.pid)[0];
+  const rssKiB = Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${initPid}/status`, "utf8"))?.[1]);
+  const t1 = performance.now();
+  control.shutdown(1000);
+  await exited;
+  const shutdownMs = performance.now() - t1;
+  server.close();
+  if (!Number.isFinite(rssKiB)) throw new Error(`no RSS: ${stderr}`);
+  return { readyMs, bootMs: ready.bootMs, rssKiB, shutdownMs };
+}
+
+const stats = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return { min: s[0], median: s[Math.floor(s.length / 2)], max: s[s.length - 1] };
+};
+const fmt = (x, digits) => x.toFixed(digits).padStart(8);
+
+const roots = { sea: rootfs("sea"), static: rootfs("static") };
+try {
+  const samples = { sea: [], static: [] };
+  for (let i = 0; i < ROUNDS; i++) {
+    for (const kind of i % 2 === 0 ? ["sea", "static"] : ["static", "sea"]) {
+      samples[kind].push({ ...version(roots[kind].root), ...Object.fromEntries(Object.entries(await boot(roots[kind].root)).map(([k, v]) => [`boot_${k}`, v])) });
+    }
+  }
+  const sizeSea = dirBytes(SEA) + dirBytes(RUNTIME);
+  const sizeStatic = dirBytes(STATIC);
+  console.log(`host: ${execFileSync("uname", ["-sr"], { encoding: "utf8" }).trim()}, ${ROUNDS} interleaved rounds; min / median / max; ratio = static median / SEA median`);
+  console.log(`${"".padEnd(26)} ${"SEA (node)".padStart(26)}   ${"static (QuickJS)".padStart(26)}   ratio`);
+  console.log(`${"size (MB, injected)".padEnd(26)} ${fmt(sizeSea / 1e6, 1).padStart(26)}   ${fmt(sizeStatic / 1e6, 2).padStart(26)}   ${(sizeStatic / sizeSea).toFixed(3)}`);
+  const rows = [
+    ["--version wall (ms)", "ms", 1],
+    ["--version max RSS (MiB)", "rssKiB", 1, 1 / 1024],
+    ["boot: spawn→READY (ms)", "boot_readyMs", 1],
+    ["boot: READY.bootMs (ms)", "boot_bootMs", 2],
+    ["idle PID 1 VmRSS (MiB)", "boot_rssKiB", 1, 1 / 1024],
+    ["SHUTDOWN→gone (ms)", "boot_shutdownMs", 1],
+  ];
+  for (const [label, key, digits, scale = 1] of rows) {
+    const a = stats(samples.sea.map((s) => s[key] * scale));
+    const b = stats(samples.static.map((s) => s[key] * scale));
+    const cell = (x) => `${fmt(x.min, digits)}${fmt(x.median, digits)}${fmt(x.max, digits)}`;
+    console.log(`${label.padEnd(26)} ${cell(a)}   ${cell(b)}   ${(b.median / a.median).toFixed(3)}`);
+  }
+} finally {
+  for (const r of Object.values(roots)) rmSync(r.base, { recursive: true, force: true });
+}
