@@ -186,7 +186,7 @@ describe.skipIf(skipReason !== null)("init as PID 1 (namespace)", () => {
     expect((await run.result).code).toBe(137);
   });
 
-  it.skipIf(NOT_YET_STATIC)("serves 8 concurrent execs x 50 commands with exact output", async () => {
+  it("serves 8 concurrent execs x 50 commands with exact output", async () => {
     const run = trackRun(await startInit({ env: { III_WORKER_CMD: cmd("sleep 1000") }, control: true, timeoutMs: 120_000 }));
     const host = run.host!;
     await host.ready;
@@ -211,7 +211,7 @@ describe.skipIf(skipReason !== null)("init as PID 1 (namespace)", () => {
     await run.result;
   });
 
-  it.skipIf(NOT_YET_STATIC)("exec: timeout, 10 MiB stdin through cat, PTY size after RESIZE, SIGNAL, bad command", async () => {
+  it("exec: timeout, 10 MiB stdin through cat, PTY size after RESIZE, SIGNAL, bad command", async () => {
     const run = trackRun(await startInit({ env: { III_WORKER_CMD: cmd("sleep 1000"), III_WORKER_USER: "app" }, control: true }));
     const host = run.host!;
     await host.ready;

@@ -1,8 +1,7 @@
 // PID 1 under QuickJS (the static init): the boot steps of guest/main.ts on
 // the engine's event loop (os.setReadHandler, os.signal, os.setTimeout) and
 // iii:sys. Not yet ported from the Node init: cgroups (limits, OOM report),
-// eth0/route configuration, the exec agent (EXEC streams, pty), virtio-serial
-// port discovery. See README "Static init".
+// eth0/route configuration. See README "Static init".
 
 import * as os from "os";
 import * as std from "std";
@@ -10,8 +9,10 @@ import * as sys from "iii:sys";
 import { ContractError, decodeGuestEnv, ENV, mergeEnvSources, type GuestConfig } from "../contract/env.js";
 import { ExitCode, InitError } from "../errors.js";
 import { resolveUserSpec, UserResolveError } from "../portable/users.js";
-import { CONTROL_STREAM, encodeFrame, FrameDecoder, INITIAL_WINDOW_BYTES, MAX_DATA_CHUNK_BYTES, PROTOCOL_VERSION } from "../protocol/frame.js";
-import { frameToMessage, messageToFrame, type BootStepTiming, type Message, type WorkloadExitMessage } from "../protocol/messages.js";
+import { PROTOCOL_VERSION } from "../protocol/frame.js";
+import type { BootStepTiming, WorkloadExitMessage } from "../protocol/messages.js";
+import { Channel, Pump } from "./channel.js";
+import { ExecServer } from "./exec.js";
 import {
   check,
   checkPair,
@@ -36,7 +37,7 @@ const DEFAULT_SIGNAL_GRACE_MS = 10_000;
 const INIT_OOM_SCORE_ADJ = -1000;
 const CHILD_OOM_SCORE_ADJ = 500;
 
-function line(message: string): void {
+export function line(message: string): void {
   writeAll(2, `iii-init: ${message}\n`);
 }
 
@@ -118,148 +119,9 @@ function hostsFile(hostname: string | null, gateway: string | null): string {
   return `${lines.join("\n")}\n`;
 }
 
-/** The control channel over one fd: frames in via the event loop, out with credit-based flow control. */
-class Channel {
-  private readonly decoder = new FrameDecoder();
-  private readonly buf = new ArrayBuffer(65536);
-  private readonly credit = new Map<number, number>();
-  private readonly creditWaiters = new Map<number, Array<() => void>>();
-  closed = false;
-  onMessage: (m: Message) => void = () => {};
-  onClose: () => void = () => {};
-
-  constructor(readonly fd: number) {
-    os.setReadHandler(fd, () => this.readable());
-  }
-
-  private readable(): void {
-    const n = os.read(this.fd, this.buf, 0, this.buf.byteLength);
-    if (n <= 0) {
-      if (n < 0 && (-n === 11 || -n === 4)) return;
-      this.close();
-      return;
-    }
-    let frames;
-    try {
-      frames = this.decoder.push(new Uint8Array(this.buf.slice(0, n)));
-    } catch (err) {
-      line(`control channel: ${(err as Error).message}`);
-      this.close();
-      return;
-    }
-    for (const f of frames) {
-      let m;
-      try {
-        m = frameToMessage(f);
-      } catch (err) {
-        this.send({ type: "ERROR", stream: f.stream, code: "BAD_MESSAGE", message: (err as Error).message });
-        continue;
-      }
-      if (m.type === "UNKNOWN") continue;
-      if (m.type === "CREDIT") {
-        this.credit.set(m.stream, this.window(m.stream) + m.bytes);
-        for (const w of this.creditWaiters.get(m.stream)?.splice(0) ?? []) w();
-        continue;
-      }
-      this.onMessage(m);
-    }
-  }
-
-  private window(stream: number): number {
-    return this.credit.get(stream) ?? INITIAL_WINDOW_BYTES;
-  }
-
-  send(m: Message): boolean {
-    if (this.closed) return false;
-    try {
-      writeAll(this.fd, encodeFrame(messageToFrame(m)));
-      return true;
-    } catch {
-      this.close();
-      return false;
-    }
-  }
-
-  /** Bytes this stream may send now; `wake` is called once credit arrives when it is 0. */
-  available(stream: number, wake: () => void): number {
-    const w = this.window(stream);
-    if (w <= 0) {
-      const list = this.creditWaiters.get(stream) ?? [];
-      list.push(wake);
-      this.creditWaiters.set(stream, list);
-    }
-    return Math.max(0, w);
-  }
-
-  sendData(stream: number, type: "STDOUT" | "STDERR", data: Uint8Array): void {
-    for (let off = 0; off < data.byteLength; off += MAX_DATA_CHUNK_BYTES) {
-      const chunk = data.subarray(off, Math.min(data.byteLength, off + MAX_DATA_CHUNK_BYTES));
-      this.credit.set(stream, this.window(stream) - chunk.byteLength);
-      this.send({ type, stream, data: chunk });
-    }
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    os.setReadHandler(this.fd, null);
-    for (const list of this.creditWaiters.values()) for (const w of list.splice(0)) w();
-    this.onClose();
-  }
-}
-
-/** Pumps a pipe's bytes to the channel (stream 0) or to init's own fd. */
-class Pump {
-  private readonly buf = new ArrayBuffer(MAX_DATA_CHUNK_BYTES);
-  done = false;
-  private paused = false;
-  onEnd: () => void = () => {};
-
-  constructor(
-    private readonly fd: number,
-    private readonly type: "STDOUT" | "STDERR",
-    private readonly channel: Channel | null,
-  ) {
-    this.resume();
-  }
-
-  private resume(): void {
-    this.paused = false;
-    os.setReadHandler(this.fd, () => this.readable());
-  }
-
-  private readable(): void {
-    let room = MAX_DATA_CHUNK_BYTES;
-    if (this.channel && !this.channel.closed) {
-      room = this.channel.available(CONTROL_STREAM, () => this.resume());
-      if (room === 0) {
-        this.paused = true;
-        os.setReadHandler(this.fd, null);
-        return;
-      }
-    }
-    const n = os.read(this.fd, this.buf, 0, Math.min(room, this.buf.byteLength));
-    if (n <= 0) {
-      if (n < 0 && (-n === 11 || -n === 4)) return;
-      this.end();
-      return;
-    }
-    const data = new Uint8Array(this.buf.slice(0, n));
-    if (this.channel && !this.channel.closed) this.channel.sendData(CONTROL_STREAM, this.type, data);
-    else writeAll(this.type === "STDOUT" ? 1 : 2, data);
-  }
-
-  end(): void {
-    if (this.done) return;
-    this.done = true;
-    if (!this.paused) os.setReadHandler(this.fd, null);
-    os.close(this.fd);
-    this.onEnd();
-  }
-}
-
 interface Runtime {
   channel: Channel | null;
+  execs: ExecServer | null;
   rebootAtEnd: boolean;
   children: Map<number, (status: number) => void>;
 }
@@ -284,6 +146,7 @@ function hasChildren(): boolean {
 }
 
 async function finish(rt: Runtime, exitCode: number): Promise<never> {
+  rt.execs?.killAll();
   if (os.getpid() === 1) {
     os.kill(-1, 9);
     const deadline = os.now() + 1000;
@@ -320,7 +183,7 @@ async function fail(rt: Runtime, err: unknown): Promise<never> {
 }
 
 export async function runInit(env: Record<string, string>): Promise<never> {
-  const rt: Runtime = { channel: null, rebootAtEnd: false, children: new Map() };
+  const rt: Runtime = { channel: null, execs: null, rebootAtEnd: false, children: new Map() };
   // QuickJS's event loop ends when no fd handler or timer is pending (signal
   // handlers do not count): one far-off timer keeps PID 1's loop alive.
   const keepAlive = (): void => void os.setTimeout(keepAlive, 2 ** 30);
@@ -519,7 +382,7 @@ async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>):
     const proc = { pid, requested: false, escalated: false, escalation: null as unknown };
     current = proc;
     channel?.send({ type: "WORKLOAD_STARTED", stream: 0, pid, generation: gen });
-    const pumps = fds.map((fd, i) => new Pump(fd, i === 0 ? "STDOUT" : "STDERR", channel));
+    const pumps = fds.map((fd, i) => new Pump(fd, 0, i === 0 ? "STDOUT" : "STDERR", channel));
     return new Promise<WorkloadExitMessage>((resolve) => {
       rt.children.set(pid, async (status) => {
         const exit = decodeWaitStatus(status);
@@ -573,7 +436,12 @@ async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>):
   };
 
   if (channel) {
+    const execs = new ExecServer(channel, { env: config.workloadEnv, cwd: config.workdir, user: config.user }, (pid, onExit) => {
+      rt.children.set(pid, onExit);
+    });
+    rt.execs = execs;
     channel.onMessage = (m) => {
+      if (execs.handle(m)) return;
       switch (m.type) {
         case "PING":
           channel.send({ type: "PONG", stream: m.stream, nonce: m.nonce });
@@ -588,7 +456,7 @@ async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>):
           }
           return;
         case "EXEC":
-          channel.send({ type: "EXIT", stream: m.stream, code: -1, signal: null, timedOut: false, error: "exec is not yet supported by the static init" });
+          channel.send({ type: "ERROR", stream: 0, code: "BAD_STREAM", message: "EXEC needs a non-zero stream id" });
           return;
         default:
           return;
@@ -600,7 +468,7 @@ async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>):
   os.signal(SIGNALS.SIGHUP!, () => {
     if (current) killGroup(current.pid, SIGNALS.SIGHUP!);
   });
-  os.signal(SIGNALS.SIGPIPE!, null);
+  os.signal(SIGNALS.SIGPIPE!, undefined); // ignored: a closed pipe is EPIPE, not death
 
   channel?.send({ type: "READY", stream: 0, protocol: PROTOCOL_VERSION, initVersion: INIT_VERSION, bootMs: clock.elapsedMs, timings: clock.timings });
   let done = start();

@@ -18,6 +18,7 @@ declare module "std" {
 declare module "os" {
   export function open(path: string, flags: number, mode?: number): number;
   export function close(fd: number): number;
+  export function dup(fd: number): number;
   export function read(fd: number, buf: ArrayBuffer, pos: number, len: number): number;
   export function write(fd: number, buf: ArrayBuffer, pos: number, len: number): number;
   export function setReadHandler(fd: number, fn: (() => void) | null): void;
