@@ -12,6 +12,7 @@
 #include <pty.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -221,12 +222,15 @@ static JSValue js_strerror(JSContext *ctx, JSValueConst this_val, int argc, JSVa
 /* Child side of spawn: failures are written to errpipe as {stage, errno}. */
 struct spawn_req {
     char **argv, **envp;
-    char *cwd, *cgroup_procs;
+    char *cwd;
+    char **cgroup_procs; /* cgroup.procs files the child writes "0" to before exec */
     int64_t uid, gid;
     gid_t groups[64];
     int ngroups, set_groups;
     int fds[3];
     int setsid_, ctty;
+    int oom_set;
+    int64_t oom_adj;
 };
 
 static const char *env_get(char **envp, const char *name) {
@@ -247,10 +251,17 @@ static void spawn_child(struct spawn_req *r, int errfd) {
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
     for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
-    if (r->cgroup_procs) {
-        int fd = open(r->cgroup_procs, O_WRONLY | O_CLOEXEC);
+    for (char **p = r->cgroup_procs; p && *p; p++) {
+        int fd = open(*p, O_WRONLY | O_CLOEXEC);
         if (fd < 0 || write(fd, "0", 1) != 1) child_fail(errfd, 1);
         close(fd);
+    }
+    if (r->oom_set) {
+        /* Born with the children's score (init keeps -1000); best effort. */
+        char buf[24];
+        int n = snprintf(buf, sizeof buf, "%lld", (long long)r->oom_adj);
+        int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+        if (fd >= 0) { (void)!write(fd, buf, n); close(fd); }
     }
     if (r->setsid_) { if (setsid() < 0) child_fail(errfd, 2); }
     else if (setpgid(0, 0) < 0) child_fail(errfd, 2);
@@ -295,7 +306,7 @@ static void spawn_child(struct spawn_req *r, int errfd) {
 }
 
 /*
- * spawn(argv, env, {cwd, uid, gid, groups, setsid, ctty, stdin, stdout, stderr, cgroupProcs})
+ * spawn(argv, env, {cwd, uid, gid, groups, setsid, ctty, stdin, stdout, stderr, cgroupProcs, oomScoreAdj})
  * → pid, or [-errno, stage] when the child could not exec (stage: 1 cgroup, 2 setsid/setpgid,
  * 3 stdio, 4 ctty, 5 credentials, 6 cwd, 7 exec, 0 fork).
  */
@@ -311,11 +322,13 @@ static JSValue js_spawn(JSContext *ctx, JSValueConst this_val, int argc, JSValue
     const char *s;
     if (!JS_IsUndefined(v = JS_GetPropertyStr(ctx, o, "cwd")) && (s = JS_ToCString(ctx, v))) { r.cwd = strdup(s); JS_FreeCString(ctx, s); }
     JS_FreeValue(ctx, v);
-    if (!JS_IsUndefined(v = JS_GetPropertyStr(ctx, o, "cgroupProcs")) && !JS_IsNull(v) && (s = JS_ToCString(ctx, v))) { r.cgroup_procs = strdup(s); JS_FreeCString(ctx, s); }
+    if (JS_IsArray(ctx, v = JS_GetPropertyStr(ctx, o, "cgroupProcs"))) r.cgroup_procs = to_strv(ctx, v);
     JS_FreeValue(ctx, v);
     if (!JS_IsUndefined(v = JS_GetPropertyStr(ctx, o, "uid"))) get_int(ctx, v, &r.uid);
     JS_FreeValue(ctx, v);
     if (!JS_IsUndefined(v = JS_GetPropertyStr(ctx, o, "gid"))) get_int(ctx, v, &r.gid);
+    JS_FreeValue(ctx, v);
+    if (!JS_IsUndefined(v = JS_GetPropertyStr(ctx, o, "oomScoreAdj"))) { r.oom_set = 1; get_int(ctx, v, &r.oom_adj); }
     JS_FreeValue(ctx, v);
     r.setsid_ = JS_ToBool(ctx, v = JS_GetPropertyStr(ctx, o, "setsid")); JS_FreeValue(ctx, v);
     r.ctty = JS_ToBool(ctx, v = JS_GetPropertyStr(ctx, o, "ctty")); JS_FreeValue(ctx, v);
@@ -358,7 +371,7 @@ static JSValue js_spawn(JSContext *ctx, JSValueConst this_val, int argc, JSValue
         JS_SetPropertyUint32(ctx, result, 1, JS_NewInt32(ctx, msg[0]));
     } else result = JS_NewInt32(ctx, pid);
 out:
-    free_strv(r.argv); free_strv(r.envp); free(r.cwd); free(r.cgroup_procs);
+    free_strv(r.argv); free_strv(r.envp); free(r.cwd); free_strv(r.cgroup_procs);
     return result;
 }
 

@@ -267,7 +267,7 @@ describe.skipIf(skipReason !== null)("init as PID 1 (namespace)", () => {
     expect((await run.result).code).toBe(143);
   });
 
-  it.skipIf(NOT_YET_STATIC)("with III_WORKER_MEM_BYTES = 64 MiB a 256 MiB allocation is OOM-killed and reported", async () => {
+  it("with III_WORKER_MEM_BYTES = 64 MiB a 256 MiB allocation is OOM-killed and reported", async () => {
     const run = trackRun(
       await startInit({
         env: { III_WORKER_CMD: cmd("dd if=/dev/zero of=/dev/null bs=256M count=1"), III_WORKER_MEM_BYTES: String(64 * 1024 * 1024) },

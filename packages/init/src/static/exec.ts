@@ -6,11 +6,14 @@ import * as os from "os";
 import * as sys from "iii:sys";
 import type { ExecMessage, ExitStatus, Message } from "../protocol/messages.js";
 import { resolveUserSpec, type ResolvedUser } from "../portable/users.js";
+import type { CgroupLeaf, WorkerCgroup } from "../portable/cgroup.js";
 import type { Channel } from "./channel.js";
 import { Pump } from "./channel.js";
 import { checkPair, decodeWaitStatus, readText, SIGNALS } from "./sys.js";
 
 const TIMEOUT_KILL_AFTER_MS = 1000;
+/** What execs are born with (init keeps -1000). */
+const CHILD_OOM_SCORE_ADJ = 500;
 const EOT = Uint8Array.of(4);
 const EAGAIN = 11;
 
@@ -39,6 +42,8 @@ interface Session {
   timedOut: boolean;
   timer: unknown;
   pumps: Pump[];
+  /** The exec's own leaf under the worker group (null without cgroups). */
+  leaf: CgroupLeaf | null;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => os.setTimeout(r, ms));
@@ -51,6 +56,7 @@ export class ExecServer {
     private readonly defaults: ExecDefaults,
     /** Register a child: called with its wait status once reaped. */
     private readonly watch: (pid: number, onExit: (status: number) => void) => void,
+    private readonly cgroup: WorkerCgroup | null = null,
   ) {}
 
   /** Handle a message for an exec stream; returns false if it is not one. */
@@ -93,7 +99,10 @@ export class ExecServer {
 
   /** SIGKILL every exec's group (init is going down). */
   killAll(): void {
-    for (const s of this.sessions.values()) os.kill(-s.pid, 9);
+    for (const s of this.sessions.values()) {
+      os.kill(-s.pid, 9);
+      s.leaf?.kill();
+    }
   }
 
   private flush(s: Session): void {
@@ -173,7 +182,20 @@ export class ExecServer {
       return;
     }
     sys.setNonBlock(stdinFd, 1);
-    const r = sys.spawn(
+    // Born in a leaf of the worker group: the worker's limits apply, and a
+    // timeout kills the whole tree (setsid'd descendants and fork bombs too).
+    let leaf: CgroupLeaf | null = null;
+    if (this.cgroup) {
+      try {
+        leaf = this.cgroup.execLeaf();
+      } catch (err) {
+        os.close(stdinFd);
+        for (const fd of outFds) os.close(fd);
+        fail(`exec cgroup: ${(err as { code?: string }).code ?? (err as Error).message}`);
+        return;
+      }
+    }
+    const spawn = (): number | [number, number] => sys.spawn(
       m.argv,
       Object.entries(env).map(([k, v]) => `${k}=${v}`),
       {
@@ -183,13 +205,18 @@ export class ExecServer {
         groups: [user.gid],
         setsid: true,
         ctty: tty,
+        oomScoreAdj: CHILD_OOM_SCORE_ADJ,
+        // The child joins the exec's leaf itself: init never enters it.
+        cgroupProcs: leaf?.procsFiles() ?? [],
         stdin: childFds[0],
         stdout: childFds[1],
         stderr: childFds[2],
       },
     );
+    const r = spawn();
     for (const fd of toClose) os.close(fd);
     if (typeof r !== "number" || r < 0) {
+      if (leaf) this.cgroup?.releaseExecLeaf(leaf);
       const e = typeof r === "number" ? r : r[0];
       const stage = typeof r === "number" ? "fork" : ["fork", "cgroup", "setsid", "stdio", "tty", "credentials", "cwd", "exec"][r[1]] ?? "spawn";
       os.close(stdinFd);
@@ -197,7 +224,7 @@ export class ExecServer {
       this.finish(m.stream, { code: -1, signal: null, timedOut: false, error: `spawn ${m.argv[0]} ${sys.errnoName(e)} (${stage}: ${sys.strerror(e)})` });
       return;
     }
-    const s: Session = { stream: m.stream, pid: r, tty, stdinFd, queue: [], eof: false, master, timedOut: false, timer: null, pumps: [] };
+    const s: Session = { stream: m.stream, pid: r, tty, stdinFd, queue: [], eof: false, master, timedOut: false, timer: null, pumps: [], leaf };
     this.sessions.set(m.stream, s);
     this.channel.send({ type: "STARTED", stream: m.stream, pid: r });
     s.pumps = outFds.map((fd, i) => new Pump(fd, m.stream, i === 0 ? "STDOUT" : "STDERR", this.channel, tty));
@@ -205,7 +232,10 @@ export class ExecServer {
       s.timer = os.setTimeout(() => {
         s.timedOut = true;
         os.kill(-s.pid, 15);
-        s.timer = os.setTimeout(() => os.kill(-s.pid, 9), TIMEOUT_KILL_AFTER_MS);
+        s.timer = os.setTimeout(() => {
+          os.kill(-s.pid, 9);
+          s.leaf?.kill();
+        }, TIMEOUT_KILL_AFTER_MS);
       }, m.timeoutMs);
     }
     this.watch(r, (status) => void this.exited(s, status));
@@ -214,10 +244,15 @@ export class ExecServer {
   private async exited(s: Session, status: number): Promise<void> {
     if (s.timer) os.clearTimeout(s.timer);
     if (s.timedOut) {
-      // A timed-out exec takes its whole group with it, before EXIT.
+      // A timed-out exec takes its whole tree with it, before EXIT.
       os.kill(-s.pid, 9);
-      const deadline = os.now() + 2000;
-      while (os.kill(-s.pid, 0) === 0 && os.now() < deadline) await sleep(20);
+      if (s.leaf) {
+        s.leaf.kill();
+        await s.leaf.waitEmpty(2000);
+      } else {
+        const deadline = os.now() + 2000;
+        while (os.kill(-s.pid, 0) === 0 && os.now() < deadline) await sleep(20);
+      }
     }
     // Output written just before exit is still in the pipe or pty: drain it,
     // but do not wait forever for a background process that kept it open.
@@ -226,6 +261,8 @@ export class ExecServer {
     for (const p of s.pumps) p.end();
     this.closeStdin(s);
     this.sessions.delete(s.stream);
+    // Background processes an exec started may outlive it (in its leaf, still limited).
+    if (s.leaf) this.cgroup?.releaseExecLeaf(s.leaf);
     this.finish(s.stream, { ...decodeWaitStatus(status), timedOut: s.timedOut });
   }
 

@@ -1,7 +1,7 @@
 // PID 1 under QuickJS (the static init): the boot steps of guest/main.ts on
 // the engine's event loop (os.setReadHandler, os.signal, os.setTimeout) and
-// iii:sys. Not yet ported from the Node init: cgroups (limits, OOM report),
-// eth0/route configuration. See README "Static init".
+// iii:sys; cgroups are the shared portable/cgroup.ts. Not yet ported from the
+// Node init: eth0/route configuration and IPv6 off. See README "Static init".
 
 import * as os from "os";
 import * as std from "std";
@@ -13,6 +13,8 @@ import { PROTOCOL_VERSION } from "../protocol/frame.js";
 import type { BootStepTiming, WorkloadExitMessage } from "../protocol/messages.js";
 import { Channel, Pump } from "./channel.js";
 import { ExecServer } from "./exec.js";
+import { setupCgroup } from "./cgroup.js";
+import type { WorkerCgroup } from "../portable/cgroup.js";
 import {
   check,
   checkPair,
@@ -35,7 +37,7 @@ export const INIT_VERSION = "0.1.0";
 const PROC_PID_INIT_INO = 0xeffffffc;
 const DEFAULT_SIGNAL_GRACE_MS = 10_000;
 const INIT_OOM_SCORE_ADJ = -1000;
-const CHILD_OOM_SCORE_ADJ = 500;
+export const CHILD_OOM_SCORE_ADJ = 500;
 
 export function line(message: string): void {
   writeAll(2, `iii-init: ${message}\n`);
@@ -121,6 +123,7 @@ function hostsFile(hostname: string | null, gateway: string | null): string {
 
 interface Runtime {
   channel: Channel | null;
+  cgroup: WorkerCgroup | null;
   execs: ExecServer | null;
   rebootAtEnd: boolean;
   children: Map<number, (status: number) => void>;
@@ -147,6 +150,7 @@ function hasChildren(): boolean {
 
 async function finish(rt: Runtime, exitCode: number): Promise<never> {
   rt.execs?.killAll();
+  rt.cgroup?.killAll();
   if (os.getpid() === 1) {
     os.kill(-1, 9);
     const deadline = os.now() + 1000;
@@ -156,6 +160,7 @@ async function finish(rt: Runtime, exitCode: number): Promise<never> {
       await sleep(20);
     }
   }
+  await rt.cgroup?.remove();
   if (rt.channel) rt.channel.close();
   sys.sync();
   if (rt.rebootAtEnd) {
@@ -183,7 +188,7 @@ async function fail(rt: Runtime, err: unknown): Promise<never> {
 }
 
 export async function runInit(env: Record<string, string>): Promise<never> {
-  const rt: Runtime = { channel: null, execs: null, rebootAtEnd: false, children: new Map() };
+  const rt: Runtime = { channel: null, cgroup: null, execs: null, rebootAtEnd: false, children: new Map() };
   // QuickJS's event loop ends when no fd handler or timer is pending (signal
   // handlers do not count): one far-off timer keeps PID 1's loop alive.
   const keepAlive = (): void => void os.setTimeout(keepAlive, 2 ** 30);
@@ -245,7 +250,22 @@ async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>):
     }
   }
   if (skip.has("cgroup")) clock.skip("cgroup", ENV.SKIP, true);
-  else clock.skip("cgroup", "not yet in the static init", false);
+  else {
+    const start = os.now();
+    try {
+      const inVm = isRootPidNamespace();
+      const { cgroup, warnings } = setupCgroup(
+        { memoryBytes: config.memoryBytes, pidsMax: config.pidsMax, cpuMax: config.cpuMax },
+        { unique: !inVm, headroom: inVm },
+      );
+      rt.cgroup = cgroup;
+      if (warnings.length > 0) clock.warn("cgroup", start, `${warnings.join("; ")} (applied: ${cgroup.description})`);
+      else clock.timings.push({ step: "cgroup", ms: round(os.now() - start), status: "ok", detail: cgroup.description });
+    } catch (err) {
+      clock.warn("cgroup", start, `${(err as Error).message}; limits not applied`);
+    }
+  }
+  const cgroup = rt.cgroup;
 
   if (config.mounts.length === 0) clock.skip("shares", `${ENV.MOUNTS} empty`, false);
   else if (skip.has("mounts")) clock.skip("shares", `${ENV.SKIP}: virtio-fs needs a VM`, true);
@@ -353,21 +373,23 @@ async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>):
       out = ow;
       err = ew;
     }
-    writeText("/proc/self/oom_score_adj", `${CHILD_OOM_SCORE_ADJ}\n`);
     const devnull = sys.open("/dev/null", os.O_RDONLY);
-    const r = sys.spawn(config.argv, Object.entries(workloadEnv).map(([k, v]) => `${k}=${v}`), {
-      cwd: config.workdir,
-      uid: user.uid,
-      gid: user.gid,
-      groups: [user.gid],
-      setsid: true,
-      stdin: devnull,
-      stdout: channel ? out : 1,
-      stderr: channel ? err : 2,
-    });
-    try {
-      writeText("/proc/self/oom_score_adj", `${INIT_OOM_SCORE_ADJ}\n`);
-    } catch {}
+    const oomBaseline = cgroup?.workload.oomKills() ?? 0;
+    const spawn = (): number | [number, number] =>
+      sys.spawn(config.argv, Object.entries(workloadEnv).map(([k, v]) => `${k}=${v}`), {
+        cwd: config.workdir,
+        uid: user.uid,
+        gid: user.gid,
+        groups: [user.gid],
+        setsid: true,
+        stdin: devnull,
+        stdout: channel ? out : 1,
+        stderr: channel ? err : 2,
+        oomScoreAdj: CHILD_OOM_SCORE_ADJ,
+        // The child joins the workload's leaf itself: init never enters it.
+        cgroupProcs: cgroup?.workload.procsFiles() ?? [],
+      });
+    const r = spawn();
     if (devnull >= 0) os.close(devnull);
     if (channel) {
       os.close(out);
@@ -376,7 +398,8 @@ async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>):
     if (typeof r !== "number" || r < 0) {
       for (const fd of fds) os.close(fd);
       const e = typeof r === "number" ? r : r[0];
-      throw new InitError("SPAWN", "spawn workload", `${config.argv[0]}: ${sys.errnoName(e)} (${sys.strerror(e)})`);
+      const where = typeof r !== "number" && r[1] === 1 ? "joining its cgroup: " : "";
+      throw new InitError("SPAWN", "spawn workload", `${config.argv[0]}: ${where}${sys.errnoName(e)} (${sys.strerror(e)})`);
     }
     const pid = r;
     const proc = { pid, requested: false, escalated: false, escalation: null as unknown };
@@ -397,6 +420,10 @@ async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>):
           await sleep(20);
         }
         if (proc.escalation) os.clearTimeout(proc.escalation);
+        if (cgroup) {
+          cgroup.workload.kill();
+          await cgroup.workload.waitEmpty(5000);
+        }
         const deadline = os.now() + 2000;
         while (pumps.some((p) => !p.done) && os.now() < deadline) await sleep(10);
         for (const p of pumps) p.end();
@@ -407,7 +434,7 @@ async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>):
           ...exit,
           timedOut: false,
           generation: gen,
-          oomKilled: false,
+          oomKilled: (cgroup?.workload.oomKills() ?? 0) > oomBaseline,
           requested: proc.requested,
           escalated: proc.escalated,
         };
@@ -427,6 +454,7 @@ async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>):
     proc.escalation = os.setTimeout(() => {
       proc.escalated = true;
       killGroup(proc.pid, 9);
+      cgroup?.workload.kill();
     }, Math.max(0, graceMs));
   };
   const requestShutdown = (graceMs: number, signal: string): void => {
@@ -436,9 +464,14 @@ async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>):
   };
 
   if (channel) {
-    const execs = new ExecServer(channel, { env: config.workloadEnv, cwd: config.workdir, user: config.user }, (pid, onExit) => {
-      rt.children.set(pid, onExit);
-    });
+    const execs = new ExecServer(
+      channel,
+      { env: config.workloadEnv, cwd: config.workdir, user: config.user },
+      (pid, onExit) => {
+        rt.children.set(pid, onExit);
+      },
+      cgroup,
+    );
     rt.execs = execs;
     channel.onMessage = (m) => {
       if (execs.handle(m)) return;

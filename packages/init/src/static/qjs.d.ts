@@ -78,7 +78,10 @@ declare module "iii:sys" {
     stdin?: number;
     stdout?: number;
     stderr?: number;
-    cgroupProcs?: string | null;
+    /** cgroup.procs files the child joins (writes "0" to) before exec: init itself never enters the leaf. */
+    cgroupProcs?: string[];
+    /** Written to the child's /proc/self/oom_score_adj before it drops privileges (best effort). */
+    oomScoreAdj?: number;
   }
   /** pid, or [-errno, stage] when the child failed before exec, or -errno when fork failed. */
   export function spawn(argv: string[], env: string[], options: SpawnOptions): number | [number, number];

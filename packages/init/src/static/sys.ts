@@ -2,11 +2,13 @@
 import * as os from "os";
 import * as std from "std";
 import * as sys from "iii:sys";
-import { utf8Encode as utf8 } from "../portable/bytes.js";
+import { concatBytes, utf8Decode, utf8Encode as utf8 } from "../portable/bytes.js";
 
 export class SysError extends Error {
   readonly errno: number;
   readonly errnoName: string;
+  /** The errno name, like Node's ErrnoException.code. */
+  readonly code: string;
   constructor(what: string, errno: number) {
     const name = sys.errnoName(errno);
     // Same text as the Node init's SysError (guest/native.ts): tests and logs match either build.
@@ -14,6 +16,7 @@ export class SysError extends Error {
     this.name = "SysError";
     this.errno = Math.abs(errno);
     this.errnoName = name;
+    this.code = name;
   }
 }
 
@@ -103,4 +106,22 @@ export function isDirectory(path: string): boolean | null {
   const [st, err] = os.stat(path);
   if (err !== 0) return null;
   return (st.mode & os.S_IFMT) === os.S_IFDIR;
+}
+
+/** Whole file as UTF-8 text; throws SysError (with the errno) where std.loadFile would only say null. */
+export function readFileOrThrow(path: string): string {
+  const fd = check(`open ${path}`, sys.open(path, os.O_RDONLY));
+  try {
+    const chunks: Uint8Array[] = [];
+    const buf = new ArrayBuffer(65536);
+    for (;;) {
+      const n = os.read(fd, buf, 0, buf.byteLength);
+      if (n < 0) throw new SysError(`read ${path}`, n);
+      if (n === 0) break;
+      chunks.push(new Uint8Array(buf.slice(0, n)));
+    }
+    return utf8Decode(concatBytes(chunks));
+  } finally {
+    os.close(fd);
+  }
 }
