@@ -1,0 +1,46 @@
+import { describe, expect, it } from "vitest";
+import { decodeWorkersFile, encodeWorkersFile, parseNetworkMode, parsePids } from "./model.js";
+import { buildLaunchSpec, DEFAULT_PIDS_MAX } from "../supervisor/launch-spec.js";
+
+describe("isolation fields of a worker spec", () => {
+  it("--pids takes a whole number in range, and says what was wrong otherwise", () => {
+    expect(parsePids("64")).toBe(64);
+    for (const bad of ["0", "7", "1.5", "-3", "lots", "4194305"]) expect(() => parsePids(bad)).toThrow(/invalid pids/);
+  });
+
+  it("--network takes public or none", () => {
+    expect(parseNetworkMode("none")).toBe("none");
+    expect(() => parseNetworkMode("private")).toThrow(/expected public or none/);
+  });
+
+  it("mode and pids survive the state file; absent stays absent", () => {
+    const file = decodeWorkersFile({
+      workers: {
+        locked: { image: "dir:/r", resources: { cpus: "500m", pids: 64 }, network: { mode: "none", allow: ["example.org:443"] } },
+        open: { image: "dir:/r" },
+      },
+    });
+    expect(file.workers.locked!.network.mode).toBe("none");
+    expect(file.workers.locked!.resources.pids).toBe(64);
+    expect(file.workers.open!.network.mode).toBeUndefined();
+    const encoded = encodeWorkersFile(file) as { workers: Record<string, { resources: Record<string, unknown>; network: Record<string, unknown> }> };
+    expect(encoded.workers.locked!.network.mode).toBe("none");
+    expect(encoded.workers.locked!.resources.pids).toBe(64);
+    expect("mode" in encoded.workers.open!.network).toBe(false);
+    expect(decodeWorkersFile(encoded)).toEqual(file);
+  });
+
+  it("a bad mode or pids in the state file names the field", () => {
+    expect(() => decodeWorkersFile({ workers: { w: { image: "dir:/r", network: { mode: "all" } } } })).toThrow(/workers\.w\.network\.mode/);
+    expect(() => decodeWorkersFile({ workers: { w: { image: "dir:/r", resources: { pids: 2 } } } })).toThrow(/workers\.w\.resources\.pids/);
+  });
+
+  it("a fractional --cpus is a quota over ceil(cpus) vCPUs; pids default to DEFAULT_PIDS_MAX", () => {
+    const input = { name: "w", rootfs: "/r", engineUrl: "ws://localhost:49134", gateway: "100.96.0.1", image: { cmd: ["true"] } };
+    const spec = { image: "dir:/r", env: {}, resources: { cpus: "500m" }, ports: [], mounts: [], network: { allow: [], deny: [], hostPorts: [] } };
+    expect(buildLaunchSpec({ ...input, spec })).toMatchObject({ vcpus: 1, cpuLimit: 0.5, pidsMax: DEFAULT_PIDS_MAX, network: { mode: "public" } });
+    const fast = buildLaunchSpec({ ...input, spec: { ...spec, resources: { cpus: "2500m", pids: 64 }, network: { mode: "none" as const, allow: [], deny: [], hostPorts: [] } } });
+    expect(fast).toMatchObject({ vcpus: 3, cpuLimit: 2.5, pidsMax: 64, network: { mode: "none" } });
+    expect(buildLaunchSpec({ ...input, spec: { ...spec, resources: {} } }).cpuLimit).toBeUndefined();
+  });
+});
