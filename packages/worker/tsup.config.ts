@@ -1,7 +1,9 @@
 import { defineConfig } from "tsup";
 
 export default defineConfig({
-  entry: ["src/index.ts", "src/cli.ts"],
+  // wasm-runner and wasm-guest are the WASM tier's runner process and its worker thread: separate entries that
+  // import only Node builtins, so they load under the permission model with a narrow fs read list.
+  entry: { index: "src/index.ts", cli: "src/cli.ts", "wasm-runner": "src/wasm/runner-main.ts", "wasm-guest": "src/wasm/guest.ts" },
   format: ["esm"],
   dts: { entry: "src/index.ts" },
   target: "node24",

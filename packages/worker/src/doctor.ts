@@ -6,6 +6,7 @@ import { versionLine, which } from "./host/which.js";
 import { iiiHome } from "./paths.js";
 import { canReadWrite, writableDirError } from "./host/writable.js";
 import { describeFirmware } from "./firmware/describe.js";
+import { describeWasmTier } from "./wasm/doctor.js";
 
 export type Verdict = "ok" | "warn" | "fail";
 
@@ -21,6 +22,8 @@ export interface DoctorReport {
   checks: DoctorCheck[];
   accel: "kvm" | "tcg";
   canRunVm: boolean;
+  /** The WASM tier (node:wasi for preview 1, jco + preview2-shim for preview 2) needs no virtualisation. */
+  canRunWasm: boolean;
 }
 
 function check(name: string, required: boolean, verdict: Verdict, detail: string): DoctorCheck {
@@ -83,5 +86,7 @@ export async function runDoctor(env: NodeJS.ProcessEnv = process.env): Promise<D
   checks.push(check("III_HOME", true, homeError ? "fail" : "ok", homeError ? `${home}: ${homeError}` : `${home} writable`));
 
   const canRunVm = checks.every((c) => !c.required || c.verdict !== "fail");
-  return { checks, accel: choice.accel, canRunVm };
+  const wasm = describeWasmTier();
+  checks.push(check("wasm", false, wasm.ok ? "ok" : "warn", wasm.detail));
+  return { checks, accel: choice.accel, canRunVm, canRunWasm: wasm.ok && !homeError };
 }

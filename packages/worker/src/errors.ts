@@ -31,6 +31,10 @@ export const ERROR_CODES = {
   ExecRejected: 1,
   PolicyDenied: 1,
   NotImplemented: 1,
+  NotApplicable: 1,
+  WasmInvalid: 1,
+  WasiConfigInvalid: 1,
+  WasmStartFailed: 1,
   Internal: 70,
 } as const;
 

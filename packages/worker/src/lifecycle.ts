@@ -19,7 +19,8 @@ import { resolveKernel } from "./firmware/index.js";
 import { findQemu, findVirtiofsd } from "./host/binaries.js";
 import { ensureImage } from "./images/index.js";
 import { getWorker } from "./workers.js";
-import type { WorkerSpec } from "./state/model.js";
+import { isWasmImage, type WorkerSpec } from "./state/model.js";
+import { startWasmWorker } from "./wasm/controller.js";
 import { writableDirError } from "./host/writable.js";
 import { READY_FD } from "./supervisor/ready-pipe.js";
 
@@ -180,6 +181,7 @@ export interface StartResult {
   pid: number;
   timings: Record<string, number>;
   cleanedCrashed: boolean;
+  tier?: "wasm";
 }
 
 async function isDirectory(path: string): Promise<boolean> {
@@ -225,7 +227,7 @@ export async function startWorkerWithSpec(name: string, spec: WorkerSpec, option
   const homeError = writableDirError(iiiHome(env));
   if (homeError) throw new IiiError("HomeUnwritable", `III_HOME ${iiiHome(env)} is not writable: ${homeError}`);
   let status = await workerStatus(name, env, cwd);
-  if (status.state === "running") throw new IiiError("WorkerExists", `worker "${name}" is already running (pid ${status.pid})`);
+  if (status.state === "running" || status.state === "pending") throw new IiiError("WorkerExists", `worker "${name}" is already running (pid ${status.pid})`);
   await awaitEndedSupervisor(name, env, cwd);
   status = await workerStatus(name, env, cwd);
   const paths = workerPaths(name, env, cwd);
@@ -233,6 +235,11 @@ export async function startWorkerWithSpec(name: string, spec: WorkerSpec, option
   if (status.state === "crashed") {
     await cleanupStaleWorker(paths, await readVmRecord(name, env, cwd));
     cleanedCrashed = true;
+  }
+  if (isWasmImage(spec.image)) {
+    await prepareWorkerDir(paths, iiiHome(env), env);
+    const started = await startWasmWorker(name, spec, { env, cwd, timeoutMs: options.bootTimeoutMs ?? 30_000 });
+    return { name, pid: started.pid, timings: started.timings, cleanedCrashed, tier: "wasm" };
   }
   const { rootfs, config } = await resolveRootfs(spec.image, env, options.pull ?? "missing");
   await resolveKernel({ env });
@@ -278,7 +285,8 @@ export interface RemoveDataOptions {
 export async function removeWorkerData(name: string, options: RemoveDataOptions = {}): Promise<void> {
   const env = options.env ?? process.env;
   const cwd = options.cwd ?? process.cwd();
-  if ((await workerStatus(name, env, cwd)).state === "running") {
+  const before = (await workerStatus(name, env, cwd)).state;
+  if (before === "running" || before === "pending") {
     if (!options.force) {
       throw new IiiError("WorkerRunning", `worker "${name}" is running; stop it first, or use remove --force to stop and remove it`);
     }
@@ -286,7 +294,7 @@ export async function removeWorkerData(name: string, options: RemoveDataOptions 
   }
   const paths = workerPaths(name, env, cwd);
   const after = await workerStatus(name, env, cwd);
-  if (after.state === "running") throw new IiiError("WorkerRunning", `worker "${name}" did not stop (supervisor pid ${after.pid})`);
+  if (after.state === "running" || after.state === "pending") throw new IiiError("WorkerRunning", `worker "${name}" did not stop (supervisor pid ${after.pid})`);
   if (after.state === "crashed") await cleanupStaleWorker(paths, await readVmRecord(name, env, cwd));
   if (!options.keepData) await removeManagedDir(paths);
 }

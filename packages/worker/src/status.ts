@@ -3,7 +3,8 @@ import { join } from "node:path";
 import { isSameProcessAlive } from "./host/process-identity.js";
 import { managedDir } from "./paths.js";
 
-export type WorkerState = "running" | "stopped" | "crashed";
+/** pending/completed/failed are the WASM tier's (a runner that has not started its guest yet; a guest run that ended). */
+export type WorkerState = "pending" | "running" | "stopped" | "crashed" | "completed" | "failed";
 
 export interface VmRecord {
   pid: number;
@@ -13,6 +14,8 @@ export interface VmRecord {
   slot?: number;
   sockets?: Record<string, string>;
   children?: { name: string; pid: number; startTime: number }[];
+  /** WASM runners: pending until the guest is instantiated. */
+  phase?: "pending" | "running";
 }
 
 export interface LastExit {
@@ -22,6 +25,9 @@ export interface LastExit {
   crashed?: boolean;
   endedAt: string;
   timings?: Record<string, number>;
+  /** WASM runs: how the guest's run ended (absent: stopped). */
+  state?: "completed" | "failed";
+  tier?: "wasm";
 }
 
 export interface WorkerStatus {
@@ -55,16 +61,16 @@ export async function workerStatus(name: string, env: NodeJS.ProcessEnv = proces
   const lastExit = await readJson<LastExit>(join(dir, "last-exit.json"));
   const status: WorkerStatus = { name, state: "stopped" };
   if (lastExit) status.lastExit = lastExit;
-  const ended = lastExit?.crashed ? "crashed" : "stopped";
+  const ended = lastExit?.crashed ? "crashed" : (lastExit?.state ?? "stopped");
   if (record) {
     if (!isSameProcessAlive(record)) status.state = "crashed";
     else if (lastExit && lastExit.endedAt >= record.startedAt) status.state = ended;
     else {
-      status.state = "running";
+      status.state = record.phase === "pending" ? "pending" : "running";
       status.pid = record.pid;
     }
-  } else if (lastExit?.crashed) {
-    status.state = "crashed";
+  } else if (lastExit) {
+    status.state = ended;
   }
   return status;
 }

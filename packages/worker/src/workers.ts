@@ -1,5 +1,6 @@
-import { stat } from "node:fs/promises";
-import { resolve } from "node:path";
+import { readFile, stat } from "node:fs/promises";
+import { basename, resolve } from "node:path";
+import { detectWasmKind } from "./wasm/kind.js";
 import { IiiError } from "./errors.js";
 import { iiiHome, workersFilePath } from "./paths.js";
 import { ensureImage, formatImageSummary } from "./images/index.js";
@@ -11,7 +12,9 @@ import {
   parseNetworkMode,
   parsePids,
   parsePortMapping,
+  isWasmImage,
   validateWorkerName,
+  type WasmSpec,
   type WorkerSpec,
 } from "./state/model.js";
 import { parseCpus, parseMemoryBytes } from "./state/quantity.js";
@@ -39,6 +42,8 @@ export interface AddWorkerOptions {
   fetchImage?: boolean;
   /** Replace an existing worker of the same name. */
   force?: boolean;
+  /** WASM workers only: limits and network switches beyond --memory. */
+  wasm?: WasmSpec;
   cwd?: string;
   env_?: NodeJS.ProcessEnv;
 }
@@ -57,6 +62,18 @@ export async function resolveImageInput(
   cwd: string,
   env: NodeJS.ProcessEnv,
 ): Promise<{ image: string; defaultName: string }> {
+  if (input.startsWith("wasm:") || (/\.wasm$/i.test(input) && !input.includes("://") && (input.startsWith(".") || input.startsWith("/") || !input.includes(":")))) {
+    const path = resolve(cwd, input.startsWith("wasm:") ? input.slice("wasm:".length) : input);
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(path);
+    } catch (error) {
+      throw new IiiError("WasmInvalid", `wasm: cannot read ${path}: ${(error as Error).message}`);
+    }
+    detectWasmKind(bytes, path);
+    const base = basename(path).replace(/\.wasm$/i, "");
+    return { image: `wasm:${path}`, defaultName: base.toLowerCase().replace(/[^a-z0-9._-]/g, "-").replace(/^[^a-z0-9]+/, "") || "wasm" };
+  }
   if (isLocalSource(input)) {
     const colon = input.indexOf(":");
     const kind = input.slice(0, colon);
@@ -124,7 +141,16 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
   }
   if (options.command && options.command.length > 0) spec.command = options.command;
   let summary: string[] = [];
-  if (options.fetchImage !== false && !image.startsWith("dir:")) {
+  if (isWasmImage(image)) {
+    if (spec.ports.length > 0 || options.cpus !== undefined || options.pids !== undefined || options.network !== undefined || spec.network.allow.length + spec.network.deny.length + spec.network.hostPorts.length > 0) {
+      throw new IiiError("NotApplicable", "--port, --cpus, --pids, --network, --allow, --deny and --host-port do not apply to a WASM worker (use --max-execution, --cpu-budget and --wasm-* network options)");
+    }
+    for (const m of spec.mounts) {
+      if (!(await stat(m.host).catch(() => undefined))?.isDirectory()) throw new IiiError("InvalidOption", `mount ${m.host}: a WASM worker's dir must be an existing directory`);
+    }
+    if (options.wasm && Object.keys(options.wasm).length > 0) spec.wasm = options.wasm;
+    summary = [`WASM ${detectWasmKind(await readFile(image.slice(5)), image.slice(5)) === "module" ? "core module (WASI preview 1)" : "component (WASI preview 2)"}`];
+  } else if (options.fetchImage !== false && !image.startsWith("dir:")) {
     const ensured = await ensureImage(image, {
       home: iiiHome(env),
       pull: options.pull ?? "missing",

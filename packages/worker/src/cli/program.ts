@@ -4,6 +4,8 @@ import { runDoctor } from "../doctor.js";
 import { addWorker, removeWorker } from "../workers.js";
 import { loadWorkersFile } from "../state/workers-file.js";
 import { workersFilePath } from "../paths.js";
+import { isWasmImage, type WasmSpec } from "../state/model.js";
+import { runWasmCli } from "../wasm/cli.js";
 import { workerStatus } from "../status.js";
 import { formatTable } from "./output.js";
 import { removeWorkerData, startWorker, stopWorker } from "../lifecycle.js";
@@ -33,6 +35,28 @@ function parseSeconds(text: string, flag: string): number {
     throw new IiiError("InvalidOption", `invalid ${flag} "${text}": expected a number of seconds`);
   }
   return seconds;
+}
+
+function parseMs(text: string | undefined, flag: string): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^\d+$/.test(text) || Number(text) <= 0) throw new IiiError("InvalidOption", `invalid ${flag} "${text}": expected a positive whole number of milliseconds`);
+  return Number(text);
+}
+
+/** The WASM tier's options of `add`, as the spec's `wasm` section (only what was given). */
+function wasmOptions(opts: Record<string, unknown>): WasmSpec {
+  const wasm: WasmSpec = {};
+  const maxExecutionMs = parseMs(opts.maxExecutionMs as string | undefined, "--max-execution-ms");
+  const cpuBudgetMs = parseMs(opts.cpuBudgetMs as string | undefined, "--cpu-budget-ms");
+  if (maxExecutionMs !== undefined) wasm.maxExecutionMs = maxExecutionMs;
+  if (cpuBudgetMs !== undefined) wasm.cpuBudgetMs = cpuBudgetMs;
+  const network: NonNullable<WasmSpec["network"]> = {};
+  if (opts.wasmInheritNetwork) network.inherit = true;
+  if (opts.wasmAllowLookup) network.allowIpNameLookup = true;
+  const lists = { tcpConnect: "wasmTcpConnect", tcpBind: "wasmTcpBind", udpBind: "wasmUdpBind", udpConnect: "wasmUdpConnect", udpOutgoing: "wasmUdpOutgoing" } as const;
+  for (const [key, opt] of Object.entries(lists)) if (opts[opt]) network[key as keyof typeof lists] = opts[opt] as string[];
+  if (Object.keys(network).length > 0) wasm.network = network;
+  return wasm;
 }
 
 function notYet(command: string, issue: string): never {
@@ -84,6 +108,15 @@ Network policy (checked on the address actually dialled, after DNS):
     .option("--pull <policy>", "missing (default), always or never: when to ask the registry", "missing")
     .option("--no-pull", "only record the reference; pull on the first start")
     .option("--insecure-registry <host[:port]>", "allow this registry over plain HTTP (repeatable)", collect)
+    .option("--max-execution-ms <ms>", "WASM: wall-clock limit of a run (state failed, reason timeout)")
+    .option("--cpu-budget-ms <ms>", "WASM: CPU time a run may use (state failed, reason cpu budget)")
+    .option("--wasm-inherit-network", "WASM: use the host network stack (still under the lists and the egress policy)")
+    .option("--wasm-allow-lookup", "WASM: allow name resolution (off by default)")
+    .option("--wasm-tcp-connect <ADDR:PORT>", "WASM: allowed TCP connect target pattern (repeatable)", collect)
+    .option("--wasm-tcp-bind <ADDR:PORT>", "WASM: allowed TCP bind pattern (repeatable)", collect)
+    .option("--wasm-udp-bind <ADDR:PORT>", "WASM: allowed UDP bind pattern (repeatable)", collect)
+    .option("--wasm-udp-connect <ADDR:PORT>", "WASM: allowed UDP connect pattern (repeatable)", collect)
+    .option("--wasm-udp-outgoing <ADDR:PORT>", "WASM: allowed UDP send target pattern (repeatable)", collect)
     .action(async (image: string, command: string[], opts) => {
       const added = await addWorker(image, {
         ...(opts.pull === false ? { fetchImage: false } : { pull: parsePullPolicy(opts.pull) }),
@@ -101,6 +134,7 @@ Network policy (checked on the address actually dialled, after DNS):
         deny: opts.deny,
         hostPorts: opts.hostPort,
         force: opts.force,
+        wasm: wasmOptions(opts),
       });
       for (const line of added.summary) console.error(line);
       console.error(`${added.replaced ? "replaced" : "added"} worker ${added.name} (${added.spec.image})`);
@@ -140,6 +174,7 @@ Network policy (checked on the address actually dialled, after DNS):
               status: r.state,
               pid: r.pid ?? null,
               lastExit: r.lastExit ?? null,
+              tier: isWasmImage(r.image) ? "wasm" : "vm",
               // The user's part of the egress policy; the builtin denies (host addresses, special ranges) always apply.
               network: { mode: r.spec.network.mode ?? "public", allow: r.spec.network.allow, deny: r.spec.network.deny, hostPorts: r.spec.network.hostPorts },
             })),
@@ -152,7 +187,9 @@ Network policy (checked on the address actually dialled, after DNS):
       const statusText = (r: (typeof rows)[number]) =>
         r.state === "crashed" && r.lastExit?.crashed
           ? `crashed: ${r.lastExit.reason}`
-          : r.state === "running" || r.lastExit?.code == null
+          : r.state === "failed" && r.lastExit?.code == null
+            ? `failed: ${r.lastExit?.reason}`
+          : r.state === "running" || r.state === "pending" || r.lastExit?.code == null
             ? r.state
             : `${r.state} (exit ${r.lastExit.code})`;
       console.log(formatTable(["NAME", "IMAGE", "STATUS"], rows.map((r) => [r.name, r.image, statusText(r)])));
@@ -170,6 +207,7 @@ Network policy (checked on the address actually dialled, after DNS):
         const mark = { ok: "ok  ", warn: "warn", fail: "FAIL" } as const;
         for (const c of report.checks) console.log(`${mark[c.verdict]}  ${c.name}: ${c.detail}`);
         console.log(report.canRunVm ? `verdict: VMs can run here (accel ${report.accel})` : "verdict: VMs cannot run here");
+        console.log(report.canRunWasm ? "verdict: WASM workers can run here" : "verdict: WASM workers cannot run here");
       }
       if (!report.canRunVm) process.exitCode = 1;
     });
@@ -191,7 +229,7 @@ Network policy (checked on the address actually dialled, after DNS):
         bootTimeoutMs: parseSeconds(opts.bootTimeout, "--boot-timeout") * 1000,
       });
       if (result.cleanedCrashed) console.error(`cleaned up after the crashed previous run of ${name}`);
-      console.error(`started ${name} (supervisor pid ${result.pid}, ready in ${result.timings.ready ?? "?"} ms)`);
+      console.error(`started ${name} (${result.tier === "wasm" ? "WASM runner" : "supervisor"} pid ${result.pid}, ready in ${result.timings.ready ?? "?"} ms)`);
       if (opts.timings) console.error(`timings ${JSON.stringify(result.timings)}`);
     });
 
@@ -236,6 +274,11 @@ Network policy (checked on the address actually dialled, after DNS):
     .option("-u, --user <user>", "user (name or uid[:gid])")
     .option("--timeout <seconds>", "SIGTERM then SIGKILL after this many seconds; 0 (the default) disables")
     .action(async (name: string, command: string[], opts) => {
+      const file = await loadWorkersFile(workersFilePath()).catch(() => undefined);
+      const spec = file && Object.hasOwn(file.workers, name) ? file.workers[name] : undefined;
+      if (spec && isWasmImage(spec.image)) {
+        throw new IiiError("NotApplicable", `exec does not apply to WASM worker "${name}": it is one WebAssembly instance, with no shell or processes to run commands in`);
+      }
       process.exitCode = await runExecCommand(name, command, opts);
     });
 
@@ -286,6 +329,13 @@ Network policy (checked on the address actually dialled, after DNS):
     new Command("__vm-boot").argument("<name>").argument("<project-dir>").action(async (name: string, projectDir: string) => {
       // Everything the supervisor owned is released by now; do not let a stray handle keep it alive.
       process.exit(await runSupervisor(name, projectDir));
+    }),
+    { hidden: true },
+  );
+
+  program.addCommand(
+    new Command("__wasm-run").argument("<config>", "the worker's WASI_CONFIG file").action(async (config: string) => {
+      process.exitCode = await runWasmCli(config);
     }),
     { hidden: true },
   );

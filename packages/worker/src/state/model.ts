@@ -57,7 +57,26 @@ export function parseNetworkMode(text: string): NetworkMode {
   return text;
 }
 
+/** The WASM tier's own settings of a `wasm:` worker (see src/wasm/config.ts for their meaning). */
+export interface WasmSpec {
+  maxExecutionMs?: number;
+  cpuBudgetMs?: number;
+  network?: Partial<{
+    inherit: boolean;
+    allowIpNameLookup: boolean;
+    tcpBind: string[];
+    tcpConnect: string[];
+    udpBind: string[];
+    udpConnect: string[];
+    udpOutgoing: string[];
+  }>;
+}
+
+const WASM_NET_BOOLEANS = ["inherit", "allowIpNameLookup"] as const;
+const WASM_NET_LISTS = ["tcpBind", "tcpConnect", "udpBind", "udpConnect", "udpOutgoing"] as const;
+
 export interface WorkerSpec {
+  /** An image reference, a local source (`dir:`, `oci:`, …) or `wasm:/abs/path.wasm` for the WASM tier. */
   image: string;
   /** Overrides the image's Entrypoint+Cmd when set. */
   command?: string[];
@@ -66,6 +85,12 @@ export interface WorkerSpec {
   ports: PortMapping[];
   mounts: MountSpec[];
   network: NetworkSpec;
+  /** Only for `wasm:` workers. */
+  wasm?: WasmSpec;
+}
+
+export function isWasmImage(image: string): boolean {
+  return image.startsWith("wasm:");
 }
 
 export interface WorkersFile {
@@ -241,7 +266,46 @@ function decodeWorker(raw: unknown, path: string): WorkerSpec {
             ),
     };
   }
+  if (record.wasm != null) spec.wasm = decodeWasm(record.wasm, `${path}.wasm`);
   return spec;
+}
+
+function decodeWasm(raw: unknown, path: string): WasmSpec {
+  const record = asRecord(raw, path);
+  const out: WasmSpec = {};
+  for (const key of Object.keys(record)) if (!["maxExecutionMs", "cpuBudgetMs", "network"].includes(key)) fail(`${path}.${key}`, "unknown field");
+  for (const key of ["maxExecutionMs", "cpuBudgetMs"] as const) {
+    if (record[key] == null) continue;
+    const n = record[key];
+    if (typeof n !== "number" || !Number.isSafeInteger(n) || n <= 0) fail(`${path}.${key}`, "expected a positive whole number of milliseconds");
+    out[key] = n;
+  }
+  if (record.network != null) {
+    const network = asRecord(record.network, `${path}.network`);
+    const net: NonNullable<WasmSpec["network"]> = {};
+    for (const key of Object.keys(network)) {
+      if ((WASM_NET_BOOLEANS as readonly string[]).includes(key)) {
+        if (typeof network[key] !== "boolean") fail(`${path}.network.${key}`, "expected true or false");
+        net[key as (typeof WASM_NET_BOOLEANS)[number]] = network[key] as boolean;
+      } else if ((WASM_NET_LISTS as readonly string[]).includes(key)) {
+        net[key as (typeof WASM_NET_LISTS)[number]] = asArray(network[key], `${path}.network.${key}`).map((v, i) => asString(v, `${path}.network.${key}[${i}]`));
+      } else fail(`${path}.network.${key}`, "unknown field");
+    }
+    out.network = net;
+  }
+  return out;
+}
+
+function encodeWasm(wasm: WasmSpec): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (wasm.maxExecutionMs !== undefined) out.maxExecutionMs = wasm.maxExecutionMs;
+  if (wasm.cpuBudgetMs !== undefined) out.cpuBudgetMs = wasm.cpuBudgetMs;
+  if (wasm.network) {
+    const net: Record<string, unknown> = {};
+    for (const key of [...WASM_NET_BOOLEANS, ...WASM_NET_LISTS]) if (wasm.network[key] !== undefined) net[key] = wasm.network[key];
+    out.network = net;
+  }
+  return out;
 }
 
 /** Validates a parsed YAML document. Throws a message naming the offending field. */
@@ -288,6 +352,7 @@ export function encodeWorkersFile(file: WorkersFile): unknown {
       deny: spec.network.deny,
       hostPorts: spec.network.hostPorts,
     };
+    if (spec.wasm) out.wasm = encodeWasm(spec.wasm);
     workers[name] = out;
   }
   return { workers };

@@ -50,7 +50,15 @@ describe("iii-worker add / remove / list", () => {
     const list = await runWorkerCli(["list", "--json"], p);
     expect(list.code).toBe(0);
     expect(JSON.parse(list.stdout)).toEqual([
-      { name: "image-resize", image: "ghcr.io/acme/image-resize:0.1.2", status: "stopped", pid: null, lastExit: null },
+      {
+        name: "image-resize",
+        image: "ghcr.io/acme/image-resize:0.1.2",
+        status: "stopped",
+        pid: null,
+        lastExit: null,
+        tier: "vm",
+        network: { mode: "public", allow: [], deny: [], hostPorts: [] },
+      },
     ]);
     const table = await runWorkerCli(["list"], p);
     expect(table.stdout).toMatch(/^NAME\s+IMAGE\s+STATUS\nimage-resize\s+ghcr\.io\/acme\/image-resize:0\.1\.2\s+stopped$/m);

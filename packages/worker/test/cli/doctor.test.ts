@@ -28,10 +28,13 @@ it("doctor --json reports every check with a verdict, and its exit status follow
   const run = await runWorkerCli(["doctor", "--json"], { cwd: dir, env: { III_HOME: join(dir, "home") } });
   const report = JSON.parse(run.stdout) as { checks: { name: string; verdict: string; detail: string }[]; canRunVm: boolean; accel: string };
   const names = report.checks.map((c) => c.name);
-  for (const name of ["virtualisation", "accel", "qemu", "virtiofsd", "/dev/fuse", "libfuse2", "fusermount", "/dev/net/tun", "firmware", "III_HOME"]) {
+  for (const name of ["virtualisation", "accel", "qemu", "virtiofsd", "/dev/fuse", "libfuse2", "fusermount", "/dev/net/tun", "firmware", "III_HOME", "wasm"]) {
     expect(names).toContain(name);
   }
   for (const c of report.checks) expect(["ok", "warn", "fail"]).toContain(c.verdict);
+  // the WASM tier needs no virtualisation: node:wasi + the permission model, jco + preview2-shim for preview 2
+  expect(report.checks.find((c) => c.name === "wasm")).toMatchObject({ verdict: "ok", detail: expect.stringMatching(/preview 1 on node:wasi.*preview 2 via jco \d.*preview2-shim 0\.26\.1/) });
+  expect((report as unknown as { canRunWasm: boolean }).canRunWasm).toBe(true);
   expect(run.code).toBe(report.canRunVm ? 0 : 1);
   const hasVmx = /\b(vmx|svm)\b/.test((await import("node:fs")).readFileSync("/proc/cpuinfo", "utf8"));
   if (!hasVmx && !process.env.III_ACCEL) expect(report.accel).toBe("tcg");

@@ -1,0 +1,50 @@
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { parseWasiConfig } from "./config.js";
+import type { GuestData } from "./protocol.js";
+
+interface ShimCli {
+  _setEnv(env: Record<string, string>): void;
+  _setArgs(args: string[]): void;
+  _setCwd(cwd: string): void;
+}
+interface ShimFs {
+  _clearPreopens(): void;
+  _setPreopens(preopens: Record<string, string>): void;
+}
+interface ShimSockets {
+  _denyDnsLookup(): void;
+  _denyTcp(): void;
+  _denyUdp(): void;
+}
+
+/**
+ * Preview 2: the jco transpilation runs on preview2-shim in this worker thread. The shim's preopens default to
+ * the host's `/`: they are replaced by exactly the dirs of WASI_CONFIG (read-only ones are held read-only by the
+ * runner's permission model, since the shim has no read-only flag). The shim's network switches are
+ * all-or-nothing per protocol: TCP, UDP and name lookup are denied unless WASI_CONFIG opens them.
+ * The shim ends the thread with process.exit(code) on `exit`/`exit-with-code`: the runner takes that code.
+ */
+export async function runComponentGuest(data: GuestData, started: () => void, exited: (code: number) => void): Promise<void> {
+  const config = parseWasiConfig(data.configText);
+  const urls = JSON.parse(process.env.III_WASM_SHIM_URLS ?? "{}") as Record<string, string>;
+  const cli = (await import(urls.cli!)) as ShimCli;
+  const fs = (await import(urls.filesystem!)) as ShimFs;
+  const sockets = (await import(urls.sockets!)) as ShimSockets;
+  cli._setEnv(config.env);
+  cli._setArgs(config.args);
+  cli._setCwd(config.dirs[0]?.guestPath ?? "/");
+  fs._clearPreopens();
+  fs._setPreopens(Object.fromEntries(config.dirs.map((d) => [d.guestPath, d.hostPath])));
+  const net = config.network;
+  if (!net.allowIpNameLookup) sockets._denyDnsLookup();
+  if (!net.inherit && net.tcpConnect.length === 0 && net.tcpBind.length === 0) sockets._denyTcp();
+  if (!net.inherit && net.udpBind.length === 0 && net.udpConnect.length === 0 && net.udpOutgoing.length === 0) sockets._denyUdp();
+  const component = (await import(pathToFileURL(join(data.launch.transpiled!, "component.js")).href)) as {
+    run?: { run(): void };
+  };
+  if (!component.run) throw new Error("the component does not export wasi:cli/run (only command components can run as workers yet)");
+  started();
+  component.run.run();
+  exited(0);
+}

@@ -1,0 +1,147 @@
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { closeSync, openSync, realpathSync } from "node:fs";
+import { readFile, stat } from "node:fs/promises";
+import { dirname } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import writeFileAtomic from "write-file-atomic";
+import { ERROR_CODES, IiiError, type ErrorCode } from "../errors.js";
+import { iiiHome, workerPaths } from "../paths.js";
+import type { WorkerSpec } from "../state/model.js";
+import { buildWasiConfig, encodeWasiConfig, WASM_PAGE, type WasiConfig } from "./config.js";
+import { detectWasmKind } from "./kind.js";
+import { DEFAULT_STDIO_CAP_BYTES, type WasmLaunch } from "./protocol.js";
+import { SHIM_INTERFACES, shimModuleUrl, transpileComponent } from "./transpile.js";
+
+export const WASM_RUNNER_ENTRY = fileURLToPath(new URL("./wasm-runner.js", import.meta.url));
+export const WASI_CONFIG_FILE = "wasi-config.json";
+const READY_FD = 3;
+
+export function wasmModulePath(image: string): string {
+  return image.slice("wasm:".length);
+}
+
+function real(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
+}
+
+/**
+ * The runner's Node flags: the permission model with fs allow-lists (its own code, the binary, the worker's
+ * managed dir, and the dirs of WASI_CONFIG: read-only dirs only in the read list), worker threads and WASI
+ * allowed, nothing else (no child processes, no addons), and V8's page cap as the memory limit.
+ */
+export function runnerNodeFlags(config: WasiConfig, launch: WasmLaunch, workerDir: string, extraRead: string[] = []): string[] {
+  const read = new Set<string>([real(dirname(WASM_RUNNER_ENTRY)), real(launch.module), real(workerDir), ...extraRead.map(real)]);
+  const write = new Set<string>([real(workerDir)]);
+  for (const d of config.dirs) {
+    read.add(real(d.hostPath));
+    if (!d.readOnly) write.add(real(d.hostPath));
+  }
+  return [
+    "--permission",
+    "--allow-worker",
+    "--allow-wasi",
+    // its own start time (pid + start time identify the runner in vm.json)
+    "--allow-fs-read=/proc/self/stat",
+    ...[...read].map((p) => `--allow-fs-read=${p}`),
+    ...[...write].map((p) => `--allow-fs-write=${p}`),
+    `--wasm-max-mem-pages=${Math.max(1, Math.floor(config.limits.maxMemoryBytes / WASM_PAGE))}`,
+    "--disable-warning=ExperimentalWarning",
+    "--disable-warning=SecurityWarning",
+  ];
+}
+
+export interface WasmStartOptions {
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  timeoutMs?: number;
+}
+
+/** Prepares WASI_CONFIG and the launch file, spawns the runner in its own session, waits for ready or failed. */
+export async function startWasmWorker(name: string, spec: WorkerSpec, options: WasmStartOptions): Promise<{ pid: number; timings: Record<string, number> }> {
+  const { env, cwd } = options;
+  const t0 = performance.now();
+  const module = wasmModulePath(spec.image);
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(module);
+  } catch (error) {
+    throw new IiiError("WasmInvalid", `cannot read ${module}: ${(error as Error).message}`);
+  }
+  const kind = detectWasmKind(bytes, module);
+  const config = buildWasiConfig(name, spec);
+  for (const d of config.dirs) {
+    if (!(await stat(d.hostPath).catch(() => undefined))?.isDirectory()) throw new IiiError("InvalidOption", `dir ${d.hostPath} (for ${d.guestPath}) is not a directory`);
+  }
+  const paths = workerPaths(name, env, cwd);
+  const digest = createHash("sha256").update(bytes).digest("hex");
+  const launch: WasmLaunch = { name, module: real(module), kind, digest, stdioCapBytes: Number(env.III_WASM_STDIO_CAP_BYTES) || DEFAULT_STDIO_CAP_BYTES };
+  const extraRead: string[] = [];
+  if (kind === "component") {
+    const t = await transpileComponent(bytes, digest, iiiHome(env));
+    launch.transpiled = t.dir;
+    extraRead.push(t.dir, ...t.runtimeDirs);
+  }
+  const configPath = `${paths.dir}/${WASI_CONFIG_FILE}`;
+  await writeFileAtomic(configPath, encodeWasiConfig(config), { mode: 0o600 });
+  await writeFileAtomic(`${paths.dir}/wasm-launch.json`, `${JSON.stringify(launch, null, 2)}\n`, { mode: 0o600 });
+  const log = openSync(paths.supervisorLog, "a", 0o600);
+  // Components write through preview2-shim to the process's own fds 1 and 2 (not capped per run, unlike modules).
+  const out = kind === "component" ? openSync(paths.stdoutLog, "a", 0o600) : log;
+  const err = kind === "component" ? openSync(paths.stderrLog, "a", 0o600) : log;
+  let child;
+  try {
+    child = spawn(process.execPath, [...runnerNodeFlags(config, launch, paths.dir, extraRead), WASM_RUNNER_ENTRY, "__wasm-run", configPath], {
+      detached: true,
+      stdio: ["ignore", out, err, "pipe"],
+      env: {
+        ...env,
+        III_READY_FD: String(READY_FD),
+        ...(kind === "component" ? { III_WASM_SHIM_URLS: JSON.stringify(Object.fromEntries(SHIM_INTERFACES.map((n) => [n, shimModuleUrl(n)]))) } : {}),
+      },
+      cwd: paths.dir,
+    });
+  } finally {
+    for (const fd of new Set([log, out, err])) closeSync(fd);
+  }
+  const pipe = child.stdio[READY_FD] as NodeJS.ReadableStream;
+  let text = "";
+  pipe.setEncoding("utf8");
+  const ended = new Promise<void>((resolve) => {
+    pipe.on("data", (chunk: string) => {
+      text += chunk;
+      if (text.includes("\n")) resolve();
+    });
+    pipe.on("end", () => resolve()).on("close", () => resolve());
+  });
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  const timedOut = await Promise.race([ended.then(() => false), sleep(timeoutMs, undefined, { ref: false }).then(() => true)]);
+  child.unref();
+  (pipe as unknown as { destroy?: () => void }).destroy?.();
+  if (timedOut) {
+    try {
+      process.kill(child.pid!, "SIGTERM");
+    } catch {
+      // gone
+    }
+    throw new IiiError("WasmStartFailed", `the WASM runner of "${name}" did not start within ${timeoutMs / 1000} s`);
+  }
+  const line = text.split("\n").find((l) => l.trim());
+  let reply: { event: string; pid?: number; code?: string; message?: string; timings?: Record<string, number> } | undefined;
+  try {
+    reply = line ? JSON.parse(line) : undefined;
+  } catch {
+    reply = undefined;
+  }
+  if (reply?.event === "ready") return { pid: reply.pid!, timings: { ...reply.timings, start: Math.round(performance.now() - t0) } };
+  if (reply?.event === "failed") {
+    const code = (reply.code && reply.code in ERROR_CODES ? reply.code : "WasmStartFailed") as ErrorCode;
+    throw new IiiError(code, reply.message ?? "the WASM runner failed");
+  }
+  throw new IiiError("WasmStartFailed", `the WASM runner of "${name}" exited during start (see ${paths.supervisorLog})`);
+}

@@ -1,0 +1,3 @@
+import { wasmRunnerMain } from "./runner.js";
+
+await wasmRunnerMain(process.argv.slice(2));

@@ -1,0 +1,154 @@
+/**
+ * `iii-worker __wasm-run <WASI_CONFIG path>`: the runner process of one WASM worker, started by the controller
+ * under Node's permission model in its own session. It records itself in vm.json (pid + start time, phase),
+ * runs the guest in a worker thread, enforces the wall-clock and CPU limits by terminating that thread, and
+ * records the end of the run in last-exit.json (state completed | failed | stopped, exit code, reason).
+ */
+import { closeSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { Worker } from "node:worker_threads";
+import { parseWasiConfig, type WasiConfig } from "./config.js";
+import type { GuestData, GuestMessage, WasmLaunch } from "./protocol.js";
+
+/** This process's start time in clock ticks since boot (/proc/self/stat is the one /proc file in its read list). */
+function ownStartTime(): number | undefined {
+  try {
+    const stat = readFileSync("/proc/self/stat", "utf8");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+  } catch {
+    return undefined;
+  }
+}
+
+function writeJsonAtomic(path: string, value: unknown): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(value, null, 2)}\n`, { mode: 0o600 });
+  renameSync(tmp, path);
+}
+
+export interface WasmRunEnd {
+  state: "completed" | "failed" | "stopped";
+  code: number | null;
+  reason: string;
+}
+
+function report(line: object): void {
+  const fd = Number(process.env.III_READY_FD ?? "");
+  if (!Number.isInteger(fd) || fd < 3) return;
+  try {
+    writeSync(fd, `${JSON.stringify(line)}\n`);
+    closeSync(fd);
+  } catch {
+    // the controller is gone; the state files say the same
+  }
+  delete process.env.III_READY_FD;
+}
+
+export async function runWasmRunner(configPath: string): Promise<number> {
+  const dir = dirname(configPath);
+  const vmJson = join(dir, "vm.json");
+  const lastExit = join(dir, "last-exit.json");
+  const startedAt = new Date().toISOString();
+  const t0 = performance.now();
+  const record = { pid: process.pid, startTime: ownStartTime(), vmm: "wasm", startedAt, phase: "pending" as "pending" | "running" };
+  writeJsonAtomic(vmJson, record);
+
+  const finish = (end: WasmRunEnd, extra: Record<string, unknown> = {}): number => {
+    const usage = process.resourceUsage();
+    writeJsonAtomic(lastExit, {
+      code: end.code,
+      reason: end.reason,
+      ...(end.state === "stopped" ? {} : { state: end.state }),
+      tier: "wasm",
+      endedAt: new Date().toISOString(),
+      durationMs: Math.round(performance.now() - t0),
+      maxRssKb: usage.maxRSS,
+      ...extra,
+    });
+    rmSync(vmJson, { force: true });
+    return 0;
+  };
+
+  let launch: WasmLaunch;
+  let configText: string;
+  let config: WasiConfig;
+  try {
+    launch = JSON.parse(readFileSync(join(dir, "wasm-launch.json"), "utf8")) as WasmLaunch;
+    configText = readFileSync(configPath, "utf8");
+    config = parseWasiConfig(configText);
+  } catch (error) {
+    const reason = (error as Error).message;
+    report({ event: "failed", code: "WasiConfigInvalid", message: reason });
+    return finish({ state: "failed", code: null, reason });
+  }
+
+  const stdoutFd = openSync(join(dir, "logs", "stdout.log"), "a", 0o600);
+  const stderrFd = openSync(join(dir, "logs", "stderr.log"), "a", 0o600);
+  const data: GuestData = { launch, configText, stdoutFd, stderrFd };
+  // A component's shim writes to the process's fds 1 and 2, which the controller points at the log files.
+  const worker = new Worker(new URL("./wasm-guest.js", import.meta.url), { workerData: data, stdout: false, stderr: false, env: process.env });
+
+  let end: WasmRunEnd | undefined;
+  let cpuMs = 0;
+  const timers: NodeJS.Timeout[] = [];
+  const stopWith = (e: WasmRunEnd) => {
+    if (end) return;
+    end = e;
+    void worker.terminate();
+  };
+  const onSignal = () => stopWith({ state: "stopped", code: null, reason: "stopped" });
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+
+  worker.on("message", (m: GuestMessage) => {
+    if (m.event === "started") {
+      record.phase = "running";
+      writeJsonAtomic(vmJson, record);
+      report({ event: "ready", pid: process.pid, timings: { ready: Math.round(performance.now() - t0) } });
+      const { maxExecutionMs, cpuBudgetMs } = config.limits;
+      if (maxExecutionMs !== null) timers.push(setTimeout(() => stopWith({ state: "failed", code: null, reason: "timeout" }), maxExecutionMs));
+      if (cpuBudgetMs !== null) {
+        timers.push(
+          setInterval(() => {
+            void worker.cpuUsage().then(
+              (u) => {
+                cpuMs = (u.user + u.system) / 1000;
+                if (cpuMs > cpuBudgetMs) stopWith({ state: "failed", code: null, reason: "cpu budget" });
+              },
+              () => undefined,
+            );
+          }, 20),
+        );
+      }
+    } else if (m.event === "exit") {
+      end ??= { state: "completed", code: m.code, reason: `exit ${m.code}` };
+    } else if (m.event === "failed") {
+      end ??= { state: "failed", code: null, reason: m.reason };
+    }
+  });
+  worker.on("error", (error) => {
+    end ??= { state: "failed", code: null, reason: `runner: ${error.message}` };
+  });
+  // preview2-shim ends a component's run with process.exit(code), which ends this thread with that code
+  const threadCode = await new Promise<number>((resolve) => worker.once("exit", (code) => resolve(code)));
+  if (!end && launch.kind === "component") end = { state: "completed", code: threadCode, reason: `exit ${threadCode}` };
+  for (const t of timers) clearTimeout(t);
+  const final = end ?? { state: "failed", code: null, reason: "the guest thread ended without a result" };
+  if (final.state === "failed") report({ event: "failed", code: "WasmStartFailed", message: final.reason });
+  // A run that ended before `start` heard "ready" still counts as started: it ran.
+  report({ event: "ready", pid: process.pid, timings: { ready: Math.round(performance.now() - t0) } });
+  closeSync(stdoutFd);
+  closeSync(stderrFd);
+  return finish(final, { kind: launch.kind, ...(cpuMs ? { cpuMs: Math.round(cpuMs) } : {}) });
+}
+
+/** The runner process's entry (dist/wasm-runner.js): `node [permission flags] wasm-runner.js __wasm-run <config>`. */
+export async function wasmRunnerMain(argv: string[]): Promise<void> {
+  const i = argv.indexOf("__wasm-run");
+  const configPath = i >= 0 ? argv[i + 1] : undefined;
+  if (!configPath) {
+    process.stderr.write("usage: wasm-runner __wasm-run <WASI_CONFIG path>\n");
+    process.exit(2);
+  }
+  process.exit(await runWasmRunner(configPath));
+}

@@ -1,0 +1,190 @@
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runWorkerCli } from "../helpers.js";
+import { exitWith, flood, growBy, O_CREAT, O_TRUNC, openAt, RIGHT_FD_READ, RIGHT_FD_WRITE, spin, wat } from "./wat.js";
+
+// Real runner processes (node --permission, node:wasi in a worker thread), started through the built CLI.
+let root: string;
+let home: string;
+let n = 0;
+beforeAll(() => {
+  root = mkdtempSync(join(tmpdir(), "iii-wasm-"));
+  home = join(root, "home");
+});
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+interface Row {
+  name: string;
+  status: string;
+  pid: number | null;
+  tier: string;
+  lastExit: { code: number | null; reason: string; state?: string; durationMs?: number; maxRssKb?: number } | null;
+}
+
+async function cli(project: string, args: string[], env: NodeJS.ProcessEnv = {}) {
+  return runWorkerCli(args, { cwd: project, env: { III_HOME: home, ...env } });
+}
+
+async function row(project: string, name: string): Promise<Row> {
+  const list = await cli(project, ["list", "--json"]);
+  return (JSON.parse(list.stdout) as Row[]).find((r) => r.name === name)!;
+}
+
+async function waitEnded(project: string, name: string, timeoutMs = 20_000): Promise<Row> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await row(project, name);
+    if (r.status !== "running" && r.status !== "pending") return r;
+    if (Date.now() > deadline) throw new Error(`${name} still ${r.status}`);
+    await sleep(50);
+  }
+}
+
+/** A fresh project with the module added (extra `add` options) and started; resolves with the ended row. */
+async function run(source: string, addArgs: string[] = [], env: NodeJS.ProcessEnv = {}) {
+  const project = join(root, `p${++n}`);
+  mkdirSync(project, { recursive: true });
+  const module = join(project, "guest.wasm");
+  writeFileSync(module, await wat(source));
+  const added = await cli(project, ["add", module, "--name", "guest", ...addArgs]);
+  expect(added.code, added.stderr).toBe(0);
+  const started = await cli(project, ["start", "guest"], env);
+  expect(started.code, started.stderr).toBe(0);
+  const ended = await waitEnded(project, "guest");
+  const listText = (await cli(project, ["list"])).stdout;
+  const logs = await cli(project, ["logs", "guest"]);
+  return { project, row: ended, listText, stdout: logs.stdout };
+}
+
+describe("preview 1 on node:wasi", () => {
+  it("a module that exits 7 is completed (exit 7), its stdout in the worker's logs", async () => {
+    const r = await run(exitWith(7, "hello from wasm\n"));
+    expect(r.row).toMatchObject({ status: "completed", tier: "wasm", lastExit: { code: 7, state: "completed" } });
+    expect(r.listText).toMatch(/guest\s+wasm:\S+guest\.wasm\s+completed \(exit 7\)/);
+    expect(r.stdout).toBe("hello from wasm\n");
+  });
+});
+
+describe("hostile modules", () => {
+  it("cannot read outside its dirs (.. and a symlink out both refused with ENOTCAPABLE)", async () => {
+    const project = join(root, "outside");
+    mkdirSync(join(project, "data"), { recursive: true });
+    writeFileSync(join(project, "secret.txt"), "secret");
+    symlinkSync(join(project, "secret.txt"), join(project, "data", "link"));
+    writeFileSync(join(project, "data", "inside.txt"), "ok");
+    const dir = ["--mount", `${join(project, "data")}:/data:ro`];
+    expect((await run(openAt("inside.txt", 0, RIGHT_FD_READ), dir)).row.lastExit).toMatchObject({ code: 0 });
+    expect((await run(openAt("../secret.txt", 0, RIGHT_FD_READ), dir)).row.lastExit).toMatchObject({ code: 76 });
+    expect((await run(openAt("link", 0, RIGHT_FD_READ), dir)).row.lastExit).toMatchObject({ code: 76 });
+  });
+
+  it("cannot write into a readOnly dir (create, truncate, open for write: EROFS), and can into a writable one", async () => {
+    const project = join(root, "readonly");
+    mkdirSync(join(project, "ro"), { recursive: true });
+    mkdirSync(join(project, "rw"), { recursive: true });
+    writeFileSync(join(project, "ro", "keep.txt"), "original");
+    const ro = ["--mount", `${join(project, "ro")}:/ro:ro`];
+    expect((await run(openAt("new.txt", O_CREAT, RIGHT_FD_WRITE), ro)).row.lastExit).toMatchObject({ code: 69 });
+    expect((await run(openAt("keep.txt", O_TRUNC, RIGHT_FD_WRITE), ro)).row.lastExit).toMatchObject({ code: 69 });
+    expect((await run(openAt("keep.txt", 0, RIGHT_FD_WRITE), ro)).row.lastExit).toMatchObject({ code: 69 });
+    expect(existsSync(join(project, "ro", "new.txt"))).toBe(false);
+    expect(readFileSync(join(project, "ro", "keep.txt"), "utf8")).toBe("original");
+    expect((await run(openAt("new.txt", O_CREAT, RIGHT_FD_WRITE), ["--mount", `${join(project, "rw")}:/rw`])).row.lastExit).toMatchObject({ code: 0 });
+    expect(existsSync(join(project, "rw", "new.txt"))).toBe(true);
+  });
+
+  it("cannot grow memory past maxMemoryBytes (memory.grow returns -1), and a module needing more fails to start", async () => {
+    expect((await run(growBy(100), ["--memory", "16Mi"])).row.lastExit).toMatchObject({ code: 0 }); // 101 pages fit
+    expect((await run(growBy(2000), ["--memory", "16Mi"])).row.lastExit).toMatchObject({ code: 42 }); // 2001 pages do not
+    const project = join(root, "bigmem");
+    mkdirSync(project, { recursive: true });
+    writeFileSync(join(project, "big.wasm"), await wat(growBy(0, 1000)));
+    expect((await cli(project, ["add", "./big.wasm", "--memory", "16Mi"])).code).toBe(0);
+    const started = await cli(project, ["start", "big"]);
+    expect(started.code).toBe(1);
+    expect(started.stderr).toMatch(/memory limit/);
+    expect((await row(project, "big"))).toMatchObject({ status: "failed", lastExit: { state: "failed", reason: expect.stringMatching(/^memory limit/) } });
+    expect((await cli(project, ["list"])).stdout).toMatch(/failed: memory limit/);
+  });
+
+  it("spinning forever is ended at maxExecutionMs (failed, timeout) and at the CPU budget (failed, cpu budget)", async () => {
+    const t0 = Date.now();
+    const timed = await run(spin, ["--max-execution-ms", "300"]);
+    expect(timed.row).toMatchObject({ status: "failed", lastExit: { state: "failed", code: null, reason: "timeout" } });
+    expect(timed.row.lastExit!.durationMs!).toBeLessThan(3_000);
+    const budget = await run(spin, ["--cpu-budget-ms", "200"]);
+    expect(budget.row).toMatchObject({ status: "failed", lastExit: { reason: "cpu budget" } });
+    expect(timed.listText).toMatch(/failed: timeout/);
+    expect(Date.now() - t0).toBeLessThan(15_000);
+  });
+
+  it("a stdout flood is cut at the cap: the log stays bounded and the runner's memory flat", async () => {
+    const cap = 1024 * 1024;
+    const r = await run(flood(2048), [], { III_WASM_STDIO_CAP_BYTES: String(cap) }); // 128 MiB offered
+    expect(r.row).toMatchObject({ status: "completed", lastExit: { code: 0 } });
+    expect(r.stdout.length).toBeLessThanOrEqual(cap + 65_536 + 100);
+    expect(r.stdout).toMatch(/\[iii: stdout truncated after \d+ bytes\]/);
+    expect(r.row.lastExit!.maxRssKb!).toBeLessThan(250_000);
+  });
+});
+
+describe("lifecycle", () => {
+  it("start → running, stop → stopped, exec refused, remove deletes it", async () => {
+    const project = join(root, "life");
+    mkdirSync(project, { recursive: true });
+    writeFileSync(join(project, "spin.wasm"), await wat(spin));
+    expect((await cli(project, ["add", "wasm:spin.wasm"])).code).toBe(0);
+    expect((await cli(project, ["start", "spin"])).code).toBe(0);
+    const running = await row(project, "spin");
+    expect(running).toMatchObject({ status: "running", tier: "wasm" });
+    expect(statSync(`/proc/${running.pid}`).isDirectory()).toBe(true);
+    const again = await cli(project, ["start", "spin"]);
+    expect(again.stderr).toMatch(/already running/);
+    const exec = await cli(project, ["exec", "spin", "--", "ls"]);
+    expect(exec.code).toBe(1);
+    expect(exec.stderr).toMatch(/exec does not apply to WASM worker "spin"/);
+    expect((await cli(project, ["remove", "spin"])).stderr).toMatch(/is running/);
+    const stop = await cli(project, ["stop", "spin", "--timeout", "2"]);
+    expect(stop.stderr).toMatch(/stopped spin/);
+    expect(await row(project, "spin")).toMatchObject({ status: "stopped", lastExit: { reason: "stopped" } });
+    const gone = () => !existsSync(`/proc/${running.pid}`) || /^\d+ \(.*\) [ZX]/.test(readFileSync(`/proc/${running.pid}/stat`, "utf8"));
+    expect(gone()).toBe(true);
+    expect((await cli(project, ["remove", "spin"])).code).toBe(0);
+    expect((await cli(project, ["list", "--json"])).stdout.trim()).toBe("[]");
+  });
+
+  it("add refuses a file that is not WebAssembly, and VM-only options", async () => {
+    const project = join(root, "addbad");
+    mkdirSync(project, { recursive: true });
+    writeFileSync(join(project, "fake.wasm"), "#!/bin/sh\n");
+    const bad = await cli(project, ["add", "./fake.wasm"]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/is not a WebAssembly binary/);
+    writeFileSync(join(project, "ok.wasm"), await wat(exitWith(0, "x")));
+    expect((await cli(project, ["add", "./ok.wasm", "-p", "8080:80"])).stderr).toMatch(/do not apply to a WASM worker/);
+  });
+});
+
+describe("a WASI_CONFIG the runner does not understand", () => {
+  it("fails the run at start with one line naming the field; list shows it; no restart", async () => {
+    const project = join(root, "badconfig");
+    mkdirSync(project, { recursive: true });
+    writeFileSync(join(project, "ok.wasm"), await wat(exitWith(0, "ran\n")));
+    expect((await cli(project, ["add", "./ok.wasm"])).code).toBe(0);
+    expect((await cli(project, ["start", "ok"])).code).toBe(0);
+    await waitEnded(project, "ok");
+    // The controller always writes a valid document; hand the runner one with a dropped false boolean.
+    const dir = join(home, "managed", readdirSync(join(home, "managed")).find((k) => existsSync(join(home, "managed", k, "ok", "wasi-config.json")))!, "ok");
+    const config = JSON.parse(readFileSync(join(dir, "wasi-config.json"), "utf8"));
+    delete config.network.inherit;
+    writeFileSync(join(dir, "wasi-config.json"), JSON.stringify(config));
+    const runner = await cli(project, ["__wasm-run", join(dir, "wasi-config.json")]);
+    expect(runner.code).toBe(0);
+    expect(await row(project, "ok")).toMatchObject({ status: "failed", lastExit: { state: "failed", code: null, reason: "invalid WASI_CONFIG: network.inherit: missing field" } });
+    expect((await cli(project, ["list"])).stdout).toMatch(/failed: invalid WASI_CONFIG: network\.inherit: missing field/);
+    expect((await cli(project, ["logs", "ok"])).stdout).toBe("ran\n"); // the guest did not run again
+  });
+});
