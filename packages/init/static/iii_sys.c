@@ -206,6 +206,23 @@ static JSValue js_set_winsize(JSContext *ctx, JSValueConst this_val, int argc, J
     return RET_ERRNO(r);
 }
 
+/* socket(2), close-on-exec; or -errno. */
+static JSValue js_socket(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+    int64_t d, t, p; get_int(ctx, argv[0], &d); get_int(ctx, argv[1], &t); get_int(ctx, argv[2], &p);
+    int fd = socket((int)d, (int)t | SOCK_CLOEXEC, (int)p);
+    return RET_ERRNO(fd);
+}
+
+/* ioctl(fd, request, pointer into an ArrayBuffer: the whole buffer, in/out); 0 or -errno. */
+static JSValue js_ioctl_buf(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+    int64_t fd, req; get_int(ctx, argv[0], &fd); get_int(ctx, argv[1], &req);
+    size_t size;
+    uint8_t *buf = JS_GetArrayBuffer(ctx, &size, argv[2]);
+    if (!buf) return JS_EXCEPTION;
+    int r = ioctl((int)fd, (unsigned long)req, buf);
+    return RET_ERRNO(r);
+}
+
 static JSValue js_errno_name(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
     int64_t e; get_int(ctx, argv[0], &e);
     if (e < 0) e = -e;
@@ -392,6 +409,8 @@ static const JSCFunctionListEntry iii_sys_funcs[] = {
     JS_CFUNC_DEF("setNonBlock", 2, js_set_nonblock),
     JS_CFUNC_DEF("openpty", 2, js_openpty),
     JS_CFUNC_DEF("setWinsize", 3, js_set_winsize),
+    JS_CFUNC_DEF("socket", 3, js_socket),
+    JS_CFUNC_DEF("ioctlBuf", 3, js_ioctl_buf),
     JS_CFUNC_DEF("errnoName", 1, js_errno_name),
     JS_CFUNC_DEF("strerror", 1, js_strerror),
     JS_CFUNC_DEF("spawn", 3, js_spawn),

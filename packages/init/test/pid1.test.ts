@@ -6,13 +6,11 @@ import { existsSync } from "node:fs";
 import { randomBytes, createHash } from "node:crypto";
 import { lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { canRunNamespaces, collect, DEFAULT_MODE, makeRootfs, runInit, startInit, sweepWorkerCgroups, type InitRun, type Rootfs } from "./harness.js";
+import { canRunNamespaces, collect, makeRootfs, runInit, startInit, sweepWorkerCgroups, type InitRun, type Rootfs } from "./harness.js";
 import { encodeEnvFile, encodeKernelCmdlineEnv } from "../src/index.js";
 import { ExitCode } from "../src/errors.js";
 
 const skipReason = canRunNamespaces();
-/** What the static init (III_INIT_TEST_MODE=static, test/pid1.static.test.ts) does not do yet. */
-const NOT_YET_STATIC = DEFAULT_MODE === "static";
 if (skipReason) console.log(`[init pid1 tests] skipped: ${skipReason}`);
 
 const startedAt = Date.now() - 1000;
@@ -284,7 +282,7 @@ describe.skipIf(skipReason !== null)("init as PID 1 (namespace)", () => {
     expect(res.stderr).toContain("OOM-killed");
   });
 
-  it.skipIf(NOT_YET_STATIC)("configures eth0, lo, hostname, /etc/hosts and resolv.conf (tap device in a network namespace)", async () => {
+  it("configures eth0, lo, hostname, /etc/hosts and resolv.conf (tap device in a network namespace)", async () => {
     const script =
       "ip -4 addr show dev eth0; ip link show dev eth0; ip link show dev lo; ip route; hostname; cat /etc/hosts /etc/resolv.conf; " +
       "for c in all default eth0 lo; do f=/proc/sys/net/ipv6/conf/$c/disable_ipv6; [ -e $f ] && echo ipv6-off:$c=$(cat $f); done; ip -6 addr | grep -c inet6 | sed 's/^/inet6:/'";

@@ -10,7 +10,7 @@ import { PROTOCOL_VERSION } from "../protocol/frame.js";
 import type { BootStepTiming, Message, WorkloadExitMessage } from "../protocol/messages.js";
 import { setupCgroup, type WorkerCgroup } from "./cgroup.js";
 import { ExecServer, envForUser } from "./exec.js";
-import { configureInterface, disableIpv6, hostsFile, loopbackUp, resolvConf } from "./network.js";
+import { configureInterface, disableIpv6, hostsFile, loopbackUp, nodeNetPlatform, resolvConf } from "./network.js";
 import { libc, MS, PR_SET_CHILD_SUBREAPER, RB_AUTOBOOT, RLIMIT_NOFILE, SysError, type Libc } from "./native.js";
 import { openControlTransport, type ControlTransport } from "./port.js";
 import { INIT_OOM_SCORE_ADJ, protectInitFromOom, SpawnError } from "./process.js";
@@ -325,7 +325,7 @@ async function boot(rt: Runtime, clock: BootClock, env: NodeJS.ProcessEnv): Prom
   if (config.network && !skip.has("network")) {
     const start = performance.now();
     try {
-      const done = disableIpv6();
+      const done = disableIpv6(nodeNetPlatform(l));
       ipv6Off = done.length > 0;
       if (ipv6Off) clock.timings.push({ step: "ipv6", ms: round(performance.now() - start), status: "ok", detail: `disable_ipv6=1: ${done.join(", ")}` });
       else clock.skip("ipv6", "no IPv6 in this kernel", false);
@@ -351,7 +351,7 @@ async function boot(rt: Runtime, clock: BootClock, env: NodeJS.ProcessEnv): Prom
   else {
     const start = performance.now();
     try {
-      const changed = loopbackUp(l);
+      const changed = loopbackUp(nodeNetPlatform(l));
       clock.timings.push({ step: "loopback", ms: round(performance.now() - start), status: "ok", detail: changed ? "up" : "already up" });
     } catch (err) {
       clock.warn("loopback", start, (err as Error).message);
@@ -363,7 +363,7 @@ async function boot(rt: Runtime, clock: BootClock, env: NodeJS.ProcessEnv): Prom
     const net = config.network;
     clock.run("network", () => {
       try {
-        configureInterface(l, "eth0", { ip: net.ip, netmask: net.netmask, gateway: net.gateway, mtu: net.mtu });
+        configureInterface(nodeNetPlatform(l), "eth0", { ip: net.ip, netmask: net.netmask, gateway: net.gateway, mtu: net.mtu });
       } catch (err) {
         throw new InitError("NETWORK", "configure eth0", (err as Error).message, { cause: err });
       }

@@ -1,7 +1,7 @@
 // PID 1 under QuickJS (the static init): the boot steps of guest/main.ts on
 // the engine's event loop (os.setReadHandler, os.signal, os.setTimeout) and
-// iii:sys; cgroups are the shared portable/cgroup.ts. Not yet ported from the
-// Node init: eth0/route configuration and IPv6 off. See README "Static init".
+// iii:sys. Cgroups, network configuration, the env contract, the protocol and
+// user resolution are the same portable code the Node init runs.
 
 import * as os from "os";
 import * as std from "std";
@@ -14,6 +14,8 @@ import type { BootStepTiming, WorkloadExitMessage } from "../protocol/messages.j
 import { Channel, Pump } from "./channel.js";
 import { ExecServer } from "./exec.js";
 import { setupCgroup } from "./cgroup.js";
+import { staticNetPlatform } from "./network.js";
+import { configureInterface, disableIpv6, hostsFile, loopbackUp, resolvConf } from "../portable/network.js";
 import type { WorkerCgroup } from "../portable/cgroup.js";
 import {
   check,
@@ -112,13 +114,6 @@ function replaceFile(path: string, content: string): void {
 function isRootPidNamespace(): boolean {
   const [st, err] = os.stat("/proc/self/ns/pid");
   return err === 0 && st.ino === PROC_PID_INIT_INO;
-}
-
-function hostsFile(hostname: string | null, gateway: string | null): string {
-  const lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"];
-  if (hostname) lines.push(`127.0.1.1\t${hostname}`);
-  if (gateway) lines.push(`${gateway}\thost.iii.internal`);
-  return `${lines.join("\n")}\n`;
 }
 
 interface Runtime {
@@ -289,21 +284,56 @@ async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>):
     if (r < 0) clock.warn("hostname", start, new SysError("sethostname", r).message);
     else clock.timings.push({ step: "hostname", ms: round(os.now() - start), status: "ok" });
   } else clock.skip("hostname", `${ENV.HOSTNAME} not set`, false);
+  const gateway = config.network?.gateway ?? null;
+  const net = staticNetPlatform;
+  // IPv4-only host network: with IPv6 off a connect to an IPv6 address fails at
+  // once (only with eth0 configured: outside a VM this is the host's namespace).
+  let ipv6Off = false;
+  if (config.network && !skip.has("network")) {
+    const start = os.now();
+    try {
+      const done = disableIpv6(net);
+      ipv6Off = done.length > 0;
+      if (ipv6Off) clock.timings.push({ step: "ipv6", ms: round(os.now() - start), status: "ok", detail: `disable_ipv6=1: ${done.join(", ")}` });
+      else clock.skip("ipv6", "no IPv6 in this kernel", false);
+    } catch (err) {
+      clock.warn("ipv6", start, `disabling IPv6: ${(err as Error).message}`);
+    }
+  }
   if (config.hostname || config.network) {
     const start = os.now();
     try {
       clock.run("etc", () => {
         mkdirp("/etc");
-        replaceFile("/etc/hosts", hostsFile(config.hostname, config.network?.gateway ?? null));
-        if (config.network) replaceFile("/etc/resolv.conf", `${config.network.dns.map((d) => `nameserver ${d}`).join("\n")}\n`);
+        replaceFile("/etc/hosts", hostsFile(config.hostname, gateway, { ipv6: !ipv6Off }));
+        if (config.network) replaceFile("/etc/resolv.conf", resolvConf(config.network.dns));
       });
     } catch (err) {
       clock.warn("etc", start, `${(err as Error).message} (keeping the image's /etc/hosts and /etc/resolv.conf)`);
     }
   }
+  if (skip.has("network")) clock.skip("loopback", ENV.SKIP, false);
+  else {
+    const start = os.now();
+    try {
+      const changed = loopbackUp(net);
+      clock.timings.push({ step: "loopback", ms: round(os.now() - start), status: "ok", detail: changed ? "up" : "already up" });
+    } catch (err) {
+      clock.warn("loopback", start, (err as Error).message);
+    }
+  }
   if (!config.network) clock.skip("network", `${ENV.IP} not set`, false);
   else if (skip.has("network")) clock.skip("network", `${ENV.SKIP}: eth0 needs a VM`, true);
-  else throw new InitError("NETWORK", "configure eth0", "not yet in the static init");
+  else {
+    const n = config.network;
+    clock.run("network", () => {
+      try {
+        configureInterface(net, "eth0", { ip: n.ip, netmask: n.netmask, gateway: n.gateway, mtu: n.mtu });
+      } catch (err) {
+        throw new InitError("NETWORK", "configure eth0", (err as Error).message, { cause: err });
+      }
+    });
+  }
 
   {
     const start = os.now();

@@ -66,6 +66,9 @@ declare module "iii:sys" {
   export function setNonBlock(fd: number, on: number): number;
   export function openpty(rows: number, cols: number): [number, number] | number;
   export function setWinsize(fd: number, rows: number, cols: number): number;
+  export function socket(domain: number, type: number, protocol: number): number;
+  /** ioctl with a pointer to the whole ArrayBuffer (in/out). */
+  export function ioctlBuf(fd: number, request: number, buf: ArrayBuffer): number;
   export function errnoName(errno: number): string;
   export function strerror(errno: number): string;
   export interface SpawnOptions {
