@@ -5,6 +5,7 @@
 //   --version    `chroot <busybox root> /init.krun --version`: wall ms and max RSS (GNU time)
 //   boot         PID 1 in a PID+mount namespace: spawn → READY on the control socket (wall), READY.bootMs
 //   idle RSS     VmRSS of init (/proc/<pid>/status) with the workload idle, after READY
+//   exec true    EXEC ["true"] → EXIT over the control socket, median of EXECS sequential runs (cgroups skipped in both)
 //   shutdown     SHUTDOWN sent → namespace gone
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { chmodSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
@@ -18,6 +19,7 @@ const SEA = join(pkg, "dist/init.krun");
 const RUNTIME = join(pkg, "dist/iii-runtime");
 const STATIC = join(pkg, "dist/init-static");
 const ROUNDS = Number(process.env.ROUNDS ?? 7);
+const EXECS = Number(process.env.EXECS ?? 30);
 const BUSYBOX = "/usr/bin/busybox";
 
 function rootfs(kind) {
@@ -77,13 +79,25 @@ async function boot(root) {
   await new Promise((r) => setTimeout(r, 200));
   const initPid = children(proc.pid)[0];
   const rssKiB = Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${initPid}/status`, "utf8"))?.[1]);
+  const execMs = [];
+  for (let i = 0; i < EXECS; i++) {
+    const t = performance.now();
+    const e = control.exec({ argv: ["true"] });
+    e.stdin.end();
+    e.stdout.resume();
+    e.stderr.resume();
+    const status = await e.exit;
+    if (status.code !== 0) throw new Error(`exec true: ${JSON.stringify(status)}`);
+    execMs.push(performance.now() - t);
+  }
+  execMs.sort((a, b) => a - b);
   const t1 = performance.now();
   control.shutdown(1000);
   await exited;
   const shutdownMs = performance.now() - t1;
   server.close();
   if (!Number.isFinite(rssKiB)) throw new Error(`no RSS: ${stderr}`);
-  return { readyMs, bootMs: ready.bootMs, rssKiB, shutdownMs };
+  return { readyMs, bootMs: ready.bootMs, rssKiB, execMs: execMs[Math.floor(execMs.length / 2)], shutdownMs };
 }
 
 const stats = (xs) => {
@@ -111,6 +125,7 @@ try {
     ["boot: spawn→READY (ms)", "boot_readyMs", 1],
     ["boot: READY.bootMs (ms)", "boot_bootMs", 2],
     ["idle PID 1 VmRSS (MiB)", "boot_rssKiB", 1, 1 / 1024],
+    [`exec true, median of ${EXECS} (ms)`, "boot_execMs", 2],
     ["SHUTDOWN→gone (ms)", "boot_shutdownMs", 1],
   ];
   for (const [label, key, digits, scale = 1] of rows) {

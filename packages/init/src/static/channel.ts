@@ -168,3 +168,26 @@ export class Pump {
   }
 }
 
+
+/** Resolves once every pump reached EOF, or after `ms` (a background process may hold a pipe open). */
+export function pumpsDone(pumps: readonly Pump[], ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    let left = pumps.filter((p) => !p.done).length;
+    if (left === 0) {
+      resolve();
+      return;
+    }
+    const timer = os.setTimeout(resolve, ms);
+    for (const p of pumps) {
+      if (p.done) continue;
+      const prev = p.onEnd;
+      p.onEnd = () => {
+        prev();
+        if (--left === 0) {
+          os.clearTimeout(timer);
+          resolve();
+        }
+      };
+    }
+  });
+}

@@ -8,7 +8,7 @@ import type { ExecMessage, ExitStatus, Message } from "../protocol/messages.js";
 import { resolveUserSpec, type ResolvedUser } from "../portable/users.js";
 import type { CgroupLeaf, WorkerCgroup } from "../portable/cgroup.js";
 import type { Channel } from "./channel.js";
-import { Pump } from "./channel.js";
+import { Pump, pumpsDone } from "./channel.js";
 import { checkPair, decodeWaitStatus, readText, SIGNALS } from "./sys.js";
 
 const TIMEOUT_KILL_AFTER_MS = 1000;
@@ -256,8 +256,7 @@ export class ExecServer {
     }
     // Output written just before exit is still in the pipe or pty: drain it,
     // but do not wait forever for a background process that kept it open.
-    const deadline = os.now() + (s.tty ? 500 : 2000);
-    while (s.pumps.some((p) => !p.done) && os.now() < deadline) await sleep(5);
+    await pumpsDone(s.pumps, s.tty ? 500 : 2000);
     for (const p of s.pumps) p.end();
     this.closeStdin(s);
     this.sessions.delete(s.stream);

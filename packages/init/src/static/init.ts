@@ -11,7 +11,7 @@ import { ExitCode, InitError } from "../errors.js";
 import { resolveUserSpec, UserResolveError } from "../portable/users.js";
 import { PROTOCOL_VERSION } from "../protocol/frame.js";
 import type { BootStepTiming, WorkloadExitMessage } from "../protocol/messages.js";
-import { Channel, Pump } from "./channel.js";
+import { Channel, Pump, pumpsDone } from "./channel.js";
 import { ExecServer } from "./exec.js";
 import { setupCgroup } from "./cgroup.js";
 import { staticNetPlatform } from "./network.js";
@@ -454,8 +454,7 @@ async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>):
           cgroup.workload.kill();
           await cgroup.workload.waitEmpty(5000);
         }
-        const deadline = os.now() + 2000;
-        while (pumps.some((p) => !p.done) && os.now() < deadline) await sleep(10);
+        await pumpsDone(pumps, 2000);
         for (const p of pumps) p.end();
         current = null;
         const message: WorkloadExitMessage = {
