@@ -27,6 +27,7 @@ import {
   MS,
   PR_SET_CHILD_SUBREAPER,
   RB_AUTOBOOT,
+  readFileOrThrow,
   readText,
   RLIMIT_NOFILE,
   SIGNALS,
@@ -222,8 +223,11 @@ async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>):
     const file = env[ENV.ENV_FILE];
     let text: string | null = null;
     if (file) {
-      text = readText(file);
-      if (text === null) throw new ContractError(ENV.ENV_FILE, file, "cannot read: ENOENT");
+      try {
+        text = readFileOrThrow(file);
+      } catch (err) {
+        throw new ContractError(ENV.ENV_FILE, file, `cannot read: ${(err as SysError).code ?? (err as Error).message}`);
+      }
     }
     return decodeGuestEnv(mergeEnvSources(env, text));
   });
