@@ -81,6 +81,18 @@ async function sizeOf(path: string): Promise<number> {
  * /workspace, runs install (once, cached) and the start script with its output on this terminal, restarts
  * only the workload when sources change, and stops the VM on Ctrl-C (exit 130).
  */
+/**
+ * Dev mode installs the project's dependencies in the guest, so its package registries are allowed by name
+ * (HTTPS only). A domain rule binds only the addresses the guest resolved for that name, and ranks above a
+ * builtin range (a /32 against its prefix), so this also works where the registry is a mirror in a private
+ * or documentation range; it never opens this host's own addresses or loopback (pinned builtins).
+ */
+export function packageRegistryRules(project: Pick<DevProject, "language">): string[] {
+  return project.language === "python"
+    ? ["tcp/pypi.org:443", "tcp/files.pythonhosted.org:443"]
+    : ["tcp/registry.npmjs.org:443", "tcp/registry.yarnpkg.com:443"];
+}
+
 export async function runDev(path: string, options: DevOptions): Promise<number> {
   const env = options.env ?? process.env;
   const project = await detectProject(resolve(path));
@@ -101,7 +113,7 @@ export async function runDev(path: string, options: DevOptions): Promise<number>
     },
     ports: [],
     mounts: [{ host: project.dir, guest: "/workspace", readOnly: false }, ...(await dependencyMount(project))],
-    network: emptyNetwork(),
+    network: { ...emptyNetwork(), allow: packageRegistryRules(project) },
   };
   const paths = workerPaths(name, env, project.dir);
   const from = { stdout: await sizeOf(paths.stdoutLog), stderr: await sizeOf(paths.stderrLog) };
