@@ -51,8 +51,16 @@ export function decodeWaitStatus(status: number): { code: number; signal: string
   return { code: 128 + sig, signal: signalName(sig) };
 }
 
+/**
+ * Whole file as text, or null when it cannot be read. Not std.loadFile: it sizes the buffer with ftell, and
+ * /proc files report size 0, so /proc/self/mounts read as "" (seen in a VM: /dev looked unmounted, mount → EBUSY).
+ */
 export function readText(path: string): string | null {
-  return std.loadFile(path);
+  try {
+    return readFileOrThrow(path);
+  } catch {
+    return null;
+  }
 }
 
 export function writeText(path: string, text: string, mode = 0o644): void {
