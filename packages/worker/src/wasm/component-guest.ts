@@ -2,6 +2,7 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseWasiConfig } from "./config.js";
 import type { GuestData } from "./protocol.js";
+import { egressRulesFor, guardShimSockets, type ShimSockets } from "./net-guard.js";
 
 interface ShimCli {
   _setEnv(env: Record<string, string>): void;
@@ -11,11 +12,6 @@ interface ShimCli {
 interface ShimFs {
   _clearPreopens(): void;
   _setPreopens(preopens: Record<string, string>): void;
-}
-interface ShimSockets {
-  _denyDnsLookup(): void;
-  _denyTcp(): void;
-  _denyUdp(): void;
 }
 
 /**
@@ -37,9 +33,15 @@ export async function runComponentGuest(data: GuestData, started: () => void, ex
   fs._clearPreopens();
   fs._setPreopens(Object.fromEntries(config.dirs.map((d) => [d.guestPath, d.hostPath])));
   const net = config.network;
-  if (!net.allowIpNameLookup) sockets._denyDnsLookup();
-  if (!net.inherit && net.tcpConnect.length === 0 && net.tcpBind.length === 0) sockets._denyTcp();
-  if (!net.inherit && net.udpBind.length === 0 && net.udpConnect.length === 0 && net.udpOutgoing.length === 0) sockets._denyUdp();
+  const { EgressPolicy } = (await import("@iii/network")) as unknown as { EgressPolicy: new (o: object) => { decide(p: string, ip: number, port: number, gw: number): { allowed: boolean; rule: string } } };
+  const policy = new EgressPolicy({
+    mode: net.inherit ? "public" : "none",
+    hostPorts: [],
+    rules: [...egressRulesFor(net.tcpConnect, "tcp"), ...egressRulesFor([...net.udpConnect, ...net.udpOutgoing], "udp")],
+  });
+  guardShimSockets(sockets, net, (protocol, ip, port) => policy.decide(protocol, ip, port, 0xffffffff), (d) =>
+    process.stderr.write(`[iii: network ${d.op} ${d.address} refused: ${d.reason}]\n`),
+  );
   const component = (await import(pathToFileURL(join(data.launch.transpiled!, "component.js")).href)) as {
     run?: { run(): void };
   };

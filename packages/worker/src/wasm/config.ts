@@ -1,6 +1,7 @@
 import { IiiError } from "../errors.js";
 import { parseMemoryBytes } from "../state/quantity.js";
 import type { WorkerSpec } from "../state/model.js";
+import { parseSocketPattern } from "./net-guard.js";
 
 /**
  * WASI_CONFIG: the whole configuration of one WASM runner, as one JSON document. Its encoding is a contract
@@ -125,6 +126,15 @@ function bool(value: unknown, field: string): boolean {
   return value;
 }
 
+function patterns(value: unknown, field: string): string[] {
+  const list = strings(value, field);
+  list.forEach((text, i) => {
+    const parsed = parseSocketPattern(text);
+    if (typeof parsed === "string") bad(`${field}[${i}]`, parsed);
+  });
+  return list;
+}
+
 function strings(value: unknown, field: string): string[] {
   if (!Array.isArray(value)) bad(field, "expected a list of strings");
   return value.map((v, i) => str(v, `${field}[${i}]`));
@@ -168,11 +178,11 @@ export function parseWasiConfig(text: string): WasiConfig {
   const network: WasiNetwork = {
     inherit: bool(n.inherit, "network.inherit"),
     allowIpNameLookup: bool(n.allowIpNameLookup, "network.allowIpNameLookup"),
-    tcpBind: strings(n.tcpBind, "network.tcpBind"),
-    tcpConnect: strings(n.tcpConnect, "network.tcpConnect"),
-    udpBind: strings(n.udpBind, "network.udpBind"),
-    udpConnect: strings(n.udpConnect, "network.udpConnect"),
-    udpOutgoing: strings(n.udpOutgoing, "network.udpOutgoing"),
+    tcpBind: patterns(n.tcpBind, "network.tcpBind"),
+    tcpConnect: patterns(n.tcpConnect, "network.tcpConnect"),
+    udpBind: patterns(n.udpBind, "network.udpBind"),
+    udpConnect: patterns(n.udpConnect, "network.udpConnect"),
+    udpOutgoing: patterns(n.udpOutgoing, "network.udpOutgoing"),
   };
   const l = record(top.limits, "limits", ["maxMemoryBytes", "maxExecutionMs", "cpuBudgetMs"]);
   const maxMemoryBytes = limit(l.maxMemoryBytes, "limits.maxMemoryBytes", false)!;

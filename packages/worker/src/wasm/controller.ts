@@ -12,6 +12,7 @@ import type { WorkerSpec } from "../state/model.js";
 import { buildWasiConfig, encodeWasiConfig, WASM_PAGE, type WasiConfig } from "./config.js";
 import { detectWasmKind } from "./kind.js";
 import { DEFAULT_STDIO_CAP_BYTES, type WasmLaunch } from "./protocol.js";
+import { packageClosure } from "./packages.js";
 import { SHIM_INTERFACES, shimModuleUrl, transpileComponent } from "./transpile.js";
 
 export const WASM_RUNNER_ENTRY = fileURLToPath(new URL("./wasm-runner.js", import.meta.url));
@@ -36,7 +37,7 @@ function real(path: string): string {
  * allowed, nothing else (no child processes, no addons), and V8's page cap as the memory limit.
  */
 export function runnerNodeFlags(config: WasiConfig, launch: WasmLaunch, workerDir: string, extraRead: string[] = []): string[] {
-  const read = new Set<string>([real(dirname(WASM_RUNNER_ENTRY)), real(launch.module), real(workerDir), ...extraRead.map(real)]);
+  const read = new Set<string>([real(dirname(WASM_RUNNER_ENTRY)), real(launch.module), real(workerDir), ...extraRead.flatMap((p) => [p, real(p)])]);
   const write = new Set<string>([real(workerDir)]);
   for (const d of config.dirs) {
     read.add(real(d.hostPath));
@@ -85,7 +86,7 @@ export async function startWasmWorker(name: string, spec: WorkerSpec, options: W
   if (kind === "component") {
     const t = await transpileComponent(bytes, digest, iiiHome(env));
     launch.transpiled = t.dir;
-    extraRead.push(t.dir, ...t.runtimeDirs);
+    extraRead.push(t.dir, ...t.runtimeDirs, ...packageClosure("@iii/network"));
   }
   const configPath = `${paths.dir}/${WASI_CONFIG_FILE}`;
   await writeFileAtomic(configPath, encodeWasiConfig(config), { mode: 0o600 });

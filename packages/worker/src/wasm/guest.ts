@@ -20,7 +20,8 @@ function describe(error: unknown): string {
   if (err instanceof WA.RuntimeError) return `trap: ${text}`;
   if (err instanceof WA.LinkError) return `link error: ${text}`;
   if (err instanceof WA.CompileError) return `invalid module: ${text}`;
-  return `${e?.name ?? "Error"}: ${text}`;
+  const resource = (e as { resource?: string } | undefined)?.resource;
+  return `${e?.name ?? "Error"}: ${text}${resource ? ` (${resource})` : ""}`;
 }
 
 async function runModule(data: GuestData): Promise<void> {

@@ -1,6 +1,7 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, realpathSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 
 const require = createRequire(import.meta.url);
 
@@ -22,4 +23,32 @@ export function packageInfo(name: string): { dir: string; version: string } | un
     if (parent === dir) return undefined;
     dir = parent;
   }
+}
+
+/** `<ancestor>/node_modules/<name>` as Node's resolver finds it from `fromDir` (the link, not its target). */
+function findInstalled(name: string, fromDir: string): string | undefined {
+  let dir = fromDir;
+  for (;;) {
+    const candidate = join(dir, "node_modules", name);
+    if (existsSync(join(candidate, "package.json"))) return candidate;
+    const parent = dirname(dir);
+    if (parent === dir) return undefined;
+    dir = parent;
+  }
+}
+
+/**
+ * The directories of a package and of every dependency it needs at run time, both as linked (node_modules/<name>,
+ * which the resolver reads) and as their real paths, for the runner's fs read list.
+ */
+export function packageClosure(name: string, fromDir: string = dirname(fileURLToPath(import.meta.url)), seen = new Set<string>()): string[] {
+  const linked = findInstalled(name, fromDir);
+  if (!linked) return [...seen];
+  const real = realpathSync(linked);
+  if (seen.has(real)) return [...seen];
+  seen.add(linked);
+  seen.add(real);
+  const pkg = JSON.parse(readFileSync(join(real, "package.json"), "utf8")) as { dependencies?: Record<string, string> };
+  for (const dep of Object.keys(pkg.dependencies ?? {})) packageClosure(dep, real, seen);
+  return [...seen];
 }

@@ -1,0 +1,158 @@
+import type { WasiNetwork } from "./config.js";
+
+/** A WASI_CONFIG socket pattern: `ADDR:PORT`, ADDR `*`, an IPv4 address or an IPv4 CIDR; PORT `*`, N or LO-HI. */
+export interface SocketPattern {
+  net: number;
+  prefix: number;
+  portLo: number;
+  portHi: number;
+  text: string;
+}
+
+const PATTERN = /^(\*|(\d{1,3}(?:\.\d{1,3}){3})(?:\/(\d{1,2}))?):(\*|\d{1,5}(?:-\d{1,5})?)$/;
+
+export function ipv4ToInt(text: string): number | undefined {
+  const parts = text.split(".").map(Number);
+  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) return undefined;
+  return ((parts[0]! << 24) | (parts[1]! << 16) | (parts[2]! << 8) | parts[3]!) >>> 0;
+}
+
+/** Parses a pattern; returns a reason when it is not one. */
+export function parseSocketPattern(text: string): SocketPattern | string {
+  const m = PATTERN.exec(text);
+  if (!m) return "expected ADDR:PORT (ADDR *, an IPv4 address or CIDR; PORT *, N or LO-HI)";
+  let net = 0;
+  let prefix = 0;
+  if (m[1] !== "*") {
+    const ip = ipv4ToInt(m[2]!);
+    prefix = m[3] === undefined ? 32 : Number(m[3]);
+    if (ip === undefined || prefix > 32) return "not an IPv4 address or CIDR";
+    net = prefix === 0 ? 0 : (ip & (~0 << (32 - prefix))) >>> 0;
+  }
+  let portLo = 0;
+  let portHi = 65535;
+  if (m[4] !== "*") {
+    const [lo, hi = lo] = m[4]!.split("-").map(Number) as [number, number?];
+    if (lo > 65535 || hi! > 65535 || lo > hi!) return "ports are 0-65535, low to high";
+    portLo = lo;
+    portHi = hi!;
+  }
+  return { net, prefix, portLo, portHi, text };
+}
+
+export function patternMatches(p: SocketPattern, ip: number, port: number): boolean {
+  const mask = p.prefix === 0 ? 0 : (~0 << (32 - p.prefix)) >>> 0;
+  return ((ip & mask) >>> 0) === p.net && port >= p.portLo && port <= p.portHi;
+}
+
+/** The second check, shared with VMs: host addresses and special ranges denied unless a narrower pattern opens them. */
+export type EgressCheck = (protocol: "tcp" | "udp", ip: number, port: number) => { allowed: boolean; rule: string };
+
+interface ShimAddress {
+  tag: "ipv4" | "ipv6";
+  val: { address: number[]; port: number };
+}
+
+export interface ShimSockets {
+  tcp: { TcpSocket: { prototype: Record<string, (...args: unknown[]) => unknown> } };
+  udp: { UdpSocket: { prototype: Record<string, (...args: unknown[]) => unknown> } };
+  ipNameLookup: { resolveAddresses: (...args: unknown[]) => unknown };
+  _denyDnsLookup(): void;
+  _denyTcp(): void;
+  _denyUdp(): void;
+}
+
+export interface NetDenial {
+  op: string;
+  address: string;
+  reason: string;
+}
+
+/**
+ * Puts WASI_CONFIG's network lists in front of preview2-shim's sockets (whose own switches are all-or-nothing
+ * per protocol): a TCP connect must match `tcpConnect`, a bind `tcpBind`/`udpBind`, a UDP stream's remote
+ * `udpConnect`, and every address a socket would reach must also pass the egress policy. IPv6 is refused (the
+ * egress policy is IPv4-only). A refusal is the shim's `access-denied`. No lookups unless `allowIpNameLookup`.
+ */
+export function guardShimSockets(sockets: ShimSockets, network: WasiNetwork, egress: EgressCheck, onDenied: (d: NetDenial) => void = () => undefined): void {
+  const lists = {
+    tcpConnect: network.tcpConnect.map(parseSocketPattern).filter((p): p is SocketPattern => typeof p !== "string"),
+    tcpBind: network.tcpBind.map(parseSocketPattern).filter((p): p is SocketPattern => typeof p !== "string"),
+    udpBind: network.udpBind.map(parseSocketPattern).filter((p): p is SocketPattern => typeof p !== "string"),
+    udpConnect: network.udpConnect.map(parseSocketPattern).filter((p): p is SocketPattern => typeof p !== "string"),
+    udpOutgoing: network.udpOutgoing.map(parseSocketPattern).filter((p): p is SocketPattern => typeof p !== "string"),
+  };
+  if (!network.allowIpNameLookup) {
+    sockets._denyDnsLookup();
+    // and refused here, before the shim is asked (its own refusal is the same error)
+    sockets.ipNameLookup.resolveAddresses = (_net: unknown, name: unknown) => {
+      onDenied({ op: "lookup", address: String(name), reason: "allowIpNameLookup is false" });
+      throw "permanent-resolver-failure";
+    };
+  }
+  if (!network.inherit && lists.tcpConnect.length === 0 && lists.tcpBind.length === 0) sockets._denyTcp();
+  if (!network.inherit && lists.udpBind.length + lists.udpConnect.length + lists.udpOutgoing.length === 0) sockets._denyUdp();
+
+  const check = (listName: keyof typeof lists, protocol: "tcp" | "udp", address: ShimAddress, outbound: boolean) => {
+    const text = address.tag === "ipv4" ? `${address.val.address.join(".")}:${address.val.port}` : `[ipv6]:${address.val.port}`;
+    const deny = (reason: string): never => {
+      onDenied({ op: listName, address: text, reason });
+      throw "access-denied";
+    };
+    if (address.tag !== "ipv4") deny("IPv6 is not allowed");
+    const ip = ipv4ToInt(address.val.address.join("."))!;
+    const port = address.val.port;
+    const list = lists[listName];
+    // inherit with an empty list: any address (still under the egress policy); otherwise the list decides
+    if (!list.some((p) => patternMatches(p, ip, port)) && !(network.inherit && list.length === 0)) deny(`not in ${listName}`);
+    if (outbound) {
+      // The host itself is never a target: its loopback (a VM's 127/8 is its own; a runner's is the host's) and 0/8.
+      if (ip >>> 24 === 127 || ip >>> 24 === 0) deny("egress policy: host loopback");
+      const decision = egress(protocol, ip, port);
+      if (!decision.allowed) deny(`egress policy: ${decision.rule}`);
+    }
+  };
+  const tcp = sockets.tcp.TcpSocket.prototype;
+  const tcpConnect = tcp.startConnect!;
+  const tcpBind = tcp.startBind!;
+  tcp.startConnect = function (this: unknown, net: unknown, remote: unknown) {
+    check("tcpConnect", "tcp", remote as ShimAddress, true);
+    return tcpConnect.call(this, net, remote);
+  };
+  tcp.startBind = function (this: unknown, net: unknown, local: unknown) {
+    check("tcpBind", "tcp", local as ShimAddress, false);
+    return tcpBind.call(this, net, local);
+  };
+  const udp = sockets.udp.UdpSocket.prototype;
+  const udpBind = udp.startBind!;
+  const udpStream = udp.stream!;
+  udp.startBind = function (this: unknown, net: unknown, local: unknown) {
+    check("udpBind", "udp", local as ShimAddress, false);
+    return udpBind.call(this, net, local);
+  };
+  udp.stream = function (this: unknown, remote: unknown) {
+    if (remote) check("udpConnect", "udp", remote as ShimAddress, true);
+    const streams = udpStream.call(this, remote) as [unknown, { send: (d: { data: Uint8Array; remoteAddress?: ShimAddress }[]) => unknown }];
+    const outgoing = streams[1];
+    const send = outgoing.send.bind(outgoing);
+    outgoing.send = (datagrams) => {
+      for (const d of datagrams) if (d.remoteAddress) check("udpOutgoing", "udp", d.remoteAddress, true);
+      return send(datagrams);
+    };
+    return streams;
+  };
+}
+
+/** The egress rules for one protocol's outbound patterns: each pattern an allow rule (as `--allow` is for a VM). */
+export function egressRulesFor(patterns: string[], protocol: "tcp" | "udp") {
+  return patterns
+    .map(parseSocketPattern)
+    .filter((p): p is SocketPattern => typeof p !== "string")
+    .map((p) => ({
+      action: "allow" as const,
+      cidr: `${[p.net >>> 24, (p.net >>> 16) & 255, (p.net >>> 8) & 255, p.net & 255].join(".")}/${p.prefix}`,
+      ...(p.portLo === 0 && p.portHi === 65535 ? {} : { ports: (p.portLo === p.portHi ? p.portLo : [p.portLo, p.portHi]) as number | [number, number] }),
+      protocol,
+      name: `wasm:${p.text}`,
+    }));
+}
