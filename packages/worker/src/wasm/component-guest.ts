@@ -1,3 +1,4 @@
+import { createRequire, syncBuiltinESMExports } from "node:module";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseWasiConfig } from "./config.js";
@@ -23,6 +24,7 @@ interface ShimFs {
  */
 export async function runComponentGuest(data: GuestData, started: () => void, exited: (code: number) => void): Promise<void> {
   const config = parseWasiConfig(data.configText);
+  keepWorkersUnderPermissionModel();
   const urls = JSON.parse(process.env.III_WASM_SHIM_URLS ?? "{}") as Record<string, string>;
   const cli = (await import(urls.cli!)) as ShimCli;
   const fs = (await import(urls.filesystem!)) as ShimFs;
@@ -49,4 +51,26 @@ export async function runComponentGuest(data: GuestData, started: () => void, ex
   started();
   component.run.run();
   exited(0);
+}
+
+/**
+ * A Worker created with `execArgv: []` runs WITHOUT Node's permission model (measured on Node 24.21: such a
+ * worker creates files outside --allow-fs-write; a worker with the default execArgv is refused), and
+ * preview2-shim creates its I/O worker — the thread that opens files and sockets — with exactly that option.
+ * So before the shim loads, every Worker this thread creates gets its execArgv dropped (inherit: permission
+ * model included).
+ */
+export function keepWorkersUnderPermissionModel(): void {
+  const threads = createRequire(import.meta.url)("node:worker_threads") as typeof import("node:worker_threads");
+  const Original = threads.Worker;
+  if ((Original as unknown as { iiiGuarded?: boolean }).iiiGuarded) return;
+  class InheritingWorker extends Original {
+    static iiiGuarded = true;
+    constructor(filename: string | URL, options: import("node:worker_threads").WorkerOptions = {}) {
+      const { execArgv: _dropped, ...rest } = options;
+      super(filename, rest);
+    }
+  }
+  threads.Worker = InheritingWorker as typeof Original;
+  syncBuiltinESMExports();
 }

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -6,7 +6,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { componentNew, preview1AdapterCommandPath } from "@bytecodealliance/jco";
 import { detectWasmKind } from "../../src/wasm/kind.js";
 import { runWorkerCli } from "../helpers.js";
-import { exitWith, wat } from "./wat.js";
+import { exitWith, O_CREAT, openAt, RIGHT_FD_READ, RIGHT_FD_WRITE, wat } from "./wat.js";
 
 // A real preview 2 component: a core module wrapped by jco with the WASI preview 1 command adapter, transpiled
 // by jco in the controller and run on preview2-shim in the runner.
@@ -51,4 +51,42 @@ it("a component is detected as one, transpiled once (cached by digest), runs on 
   // proc_exit(7) through the preview 1 adapter becomes wasi:cli/exit `exit(err)`: preview2-shim reports 1
   expect((await run(["start", "seven"])).code).toBe(0);
   expect(await waitEnded("seven")).toMatchObject({ status: "completed", lastExit: { code: 1 } });
+});
+
+it("a component reaches only its dirs: .. out fails (exit 1 via the adapter), a write into a readOnly dir is refused by the permission model (failed), a writable dir works", async () => {
+  const project = join(root, "fs");
+  mkdirSync(join(project, "ro"), { recursive: true });
+  mkdirSync(join(project, "rw"), { recursive: true });
+  writeFileSync(join(project, "secret.txt"), "secret");
+  writeFileSync(join(project, "ro", "inside.txt"), "ok");
+  const env = { III_HOME: join(root, "home") };
+  const run = (args: string[]) => runWorkerCli(args, { cwd: project, env });
+  const adapter = readFileSync(preview1AdapterCommandPath());
+  let i = 0;
+  const exitOf = async (source: string, mount: string) => {
+    const name = `fs${++i}`;
+    writeFileSync(join(project, `${name}.wasm`), await componentNew(await wat(source), [["wasi_snapshot_preview1", adapter]]));
+    expect((await run(["add", `./${name}.wasm`, "-m", mount])).code).toBe(0);
+    const started = await run(["start", name]);
+    expect(started.code, started.stderr).toBe(0);
+    for (let t = 0; t < 400; t++) {
+      const row = (JSON.parse((await run(["list", "--json"])).stdout) as { name: string; status: string; lastExit: { code: number; reason: string } }[]).find((r) => r.name === name)!;
+      if (row.status !== "running" && row.status !== "pending") return row;
+      await sleep(50);
+    }
+    throw new Error(`${name} did not end`);
+  };
+  const ro = `${join(project, "ro")}:/ro:ro`;
+  expect(await exitOf(openAt("inside.txt", 0, RIGHT_FD_READ), ro)).toMatchObject({ status: "completed", lastExit: { code: 0 } });
+  expect(await exitOf(openAt("../secret.txt", 0, RIGHT_FD_READ), ro)).toMatchObject({ lastExit: { code: 1 } });
+  // preview2-shim has no read-only preopens: the runner's permission model refuses the write, which the shim
+  // surfaces as an exception, so the run fails naming the path (before the fix for the shim's I/O worker, which
+  // is created with execArgv [] and so escaped the permission model, this file was created)
+  expect(await exitOf(openAt("new.txt", O_CREAT, RIGHT_FD_WRITE), ro)).toMatchObject({
+    status: "failed",
+    lastExit: { code: null, reason: expect.stringMatching(/--allow-fs-write.*ro\/new\.txt/) },
+  });
+  expect(existsSync(join(project, "ro", "new.txt"))).toBe(false);
+  expect(await exitOf(openAt("new.txt", O_CREAT, RIGHT_FD_WRITE), `${join(project, "rw")}:/rw`)).toMatchObject({ status: "completed", lastExit: { code: 0 } });
+  expect(existsSync(join(project, "rw", "new.txt"))).toBe(true);
 });
