@@ -21,8 +21,10 @@ function listFiles(dir: string): string[] {
 }
 
 /**
- * Finds the guest init built by @iii/init (`dist/init.krun` + `dist/iii-runtime/`), or the files named by
- * `III_INIT_PATH` (the executable) and `III_INIT_RUNTIME` (its runtime directory).
+ * Finds the guest init built by @iii/init: the static `dist/init-static` (one statically linked ELF, nothing
+ * injected beside it) when it was built, else the Node single executable `dist/init.krun` with its
+ * `dist/iii-runtime/` under `/.iii/`; or the files named by `III_INIT_PATH` (the executable) and
+ * `III_INIT_RUNTIME` (its runtime directory).
  */
 export function findGuestInit(env: NodeJS.ProcessEnv = process.env): GuestInitFiles {
   let init = env.III_INIT_PATH;
@@ -31,6 +33,8 @@ export function findGuestInit(env: NodeJS.ProcessEnv = process.env): GuestInitFi
     try {
       const require = createRequire(import.meta.url);
       const pkgDir = dirname(require.resolve("@iii/init/package.json"));
+      const staticInit = join(pkgDir, "dist", "init-static");
+      if (existsSync(staticInit)) return { init: staticInit, runtime: {} };
       init = join(pkgDir, "dist", "init.krun");
       runtimeDir ??= join(pkgDir, "dist", "iii-runtime");
     } catch {

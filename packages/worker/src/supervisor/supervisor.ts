@@ -1,7 +1,7 @@
 import { closeSync, createWriteStream, openSync, type WriteStream } from "node:fs";
 import { mkdir, readFile, rm, stat } from "node:fs/promises";
 import net from "node:net";
-import { join } from "node:path";
+import { isAbsolute, join, relative } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { VirtualFileSource } from "@iii/filesystem";
 import { encodeEnvFile, HostControl, type GuestSpec, type ReadyMessage, type WorkloadExitMessage } from "@iii/init";
@@ -247,6 +247,10 @@ export async function runSupervisor(name: string, projectDir: string, env: NodeJ
         }
         if (m.readOnly) return m.host;
         const mountpoint = join(paths.dir, "shares", String(i));
+        const rel = relative(m.host, mountpoint);
+        if (!rel.startsWith("..") && !isAbsolute(rel)) {
+          throw new IiiError("InvalidOption", `cannot share ${m.host} writable: it contains III_HOME's managed directory (${paths.dir}); share a directory outside it, or mount it read-only`);
+        }
         await mkdir(mountpoint, { recursive: true });
         const config = join(paths.runtime, `share-${i}-mount.json`);
         // The host edits a share while the guest runs (dev mode's /workspace): no caching in the host kernel,
