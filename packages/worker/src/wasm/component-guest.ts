@@ -44,7 +44,10 @@ export async function runComponentGuest(data: GuestData, started: () => void, ex
   guardShimSockets(sockets, net, (protocol, ip, port) => policy.decide(protocol, ip, port, 0xffffffff), (d) =>
     process.stderr.write(`[iii: network ${d.op} ${d.address} refused: ${d.reason}]\n`),
   );
-  const component = (await import(pathToFileURL(join(data.launch.transpiled!, "component.js")).href)) as {
+  const component = (await import(pathToFileURL(join(data.launch.transpiled!, "component.js")).href).catch((error: Error) => {
+    if (/protocol 'iii:'/.test(error.message)) throw new Error("the component uses the iii:worker world: serving it (engine registration) is not implemented yet");
+    throw error;
+  })) as {
     run?: { run(): void };
   };
   if (!component.run) throw new Error("the component does not export wasi:cli/run (only command components can run as workers yet)");
