@@ -538,8 +538,10 @@ function leaf(
       try {
         return fn();
       } finally {
-        goHome();
+        // Restore before leaving: while init is inside, its threads fill the lift, so the child's tree can
+        // never pass pidsMax; leaving first would open a window of pidsMax + init's threads.
         if (lifted) restorePids(pids!);
+        goHome();
       }
     },
     procsFiles(): string[] {
