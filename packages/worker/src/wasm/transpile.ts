@@ -44,9 +44,13 @@ export async function transpileComponent(bytes: Uint8Array, digest: string, home
   } catch {
     // not cached yet
   }
-  const jco = (await import("@bytecodealliance/jco")) as unknown as {
+  type Jco = {
     transpile(bytes: Uint8Array, opts: Record<string, unknown>): Promise<{ files: Record<string, Uint8Array>; exports: [string, string][] }>;
   };
+  // An optional dependency (it brings ~300 MB of tooling): preview 1 modules and VM workers never need it.
+  const jco = (await import("@bytecodealliance/jco").catch((error: unknown) => {
+    throw new IiiError("WasmStartFailed", "preview 2 components need the optional dependency @bytecodealliance/jco (npm install @bytecodealliance/jco@1.35.0)", { cause: error });
+  })) as unknown as Jco;
   let out;
   try {
     out = await jco.transpile(bytes, {
