@@ -10,4 +10,6 @@ export default defineConfig({
   platform: "node",
   sourcemap: true,
   clean: true,
+  // An optional dependency is not external by default: loaded at run time from node_modules, never bundled.
+  external: ["@bytecodealliance/jco"],
 });
