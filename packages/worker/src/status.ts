@@ -37,7 +37,8 @@ export interface WorkerStatus {
   lastExit?: LastExit;
 }
 
-async function readJson<T>(path: string): Promise<T | undefined> {
+/** A JSON file, or undefined when it is missing or unreadable. */
+export async function readJson<T>(path: string): Promise<T | undefined> {
   try {
     return JSON.parse(await readFile(path, "utf8")) as T;
   } catch {

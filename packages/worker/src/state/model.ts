@@ -1,4 +1,5 @@
 import { IiiError } from "../errors.js";
+import type { WasiNetwork } from "../wasm/config.js";
 import { parseCpus, parseMemoryBytes } from "./quantity.js";
 
 export interface PortMapping {
@@ -61,15 +62,7 @@ export function parseNetworkMode(text: string): NetworkMode {
 export interface WasmSpec {
   maxExecutionMs?: number;
   cpuBudgetMs?: number;
-  network?: Partial<{
-    inherit: boolean;
-    allowIpNameLookup: boolean;
-    tcpBind: string[];
-    tcpConnect: string[];
-    udpBind: string[];
-    udpConnect: string[];
-    udpOutgoing: string[];
-  }>;
+  network?: Partial<WasiNetwork>;
 }
 
 const WASM_NET_BOOLEANS = ["inherit", "allowIpNameLookup"] as const;

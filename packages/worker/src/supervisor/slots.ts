@@ -1,15 +1,7 @@
-import { readdir, readFile } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { isSameProcessAlive } from "../host/process-identity.js";
-import type { VmRecord } from "../status.js";
-
-async function readJsonFile<T>(path: string): Promise<T | undefined> {
-  try {
-    return JSON.parse(await readFile(path, "utf8")) as T;
-  } catch {
-    return undefined;
-  }
-}
+import { readJson, type VmRecord } from "../status.js";
 
 /**
  * The lowest network slot no live VM holds. Each VM has its own private stack, so slots only have to
@@ -20,7 +12,7 @@ export async function allocateSlot(managedRoot: string): Promise<number> {
   // managed/<project key>/<worker>/vm.json
   for (const project of await readdir(managedRoot).catch(() => [] as string[])) {
     for (const name of await readdir(join(managedRoot, project)).catch(() => [] as string[])) {
-      const record = await readJsonFile<VmRecord>(join(managedRoot, project, name, "vm.json"));
+      const record = await readJson<VmRecord>(join(managedRoot, project, name, "vm.json"));
       if (record && typeof record.slot === "number" && isSameProcessAlive(record)) used.add(record.slot);
     }
   }
