@@ -238,7 +238,7 @@ export async function startWorkerWithSpec(name: string, spec: WorkerSpec, option
   }
   if (isWasmImage(spec.image)) {
     await prepareWorkerDir(paths, iiiHome(env), env);
-    const started = await startWasmWorker(name, spec, { env, cwd, timeoutMs: options.bootTimeoutMs ?? 30_000 });
+    const started = await startWasmWorker(name, spec, { env, cwd, engineUrl: options.engineUrl, timeoutMs: options.bootTimeoutMs ?? 30_000 });
     return { name, pid: started.pid, timings: started.timings, cleanedCrashed, tier: "wasm" };
   }
   const { rootfs, config } = await resolveRootfs(spec.image, env, options.pull ?? "missing");

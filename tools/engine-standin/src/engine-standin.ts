@@ -38,11 +38,13 @@ export interface WorkerInfo {
   name?: string;
   runtime?: string;
   sdkVersion?: string;
+  /** The worker's sandbox as its SDK reports it (`III_ISOLATION`: microvm, wasm; absent for a bare process). */
+  isolation?: string;
 }
 
 export type StandinEvent =
   | { kind: "worker-connected"; workerId: string; remoteAddress: string }
-  | { kind: "worker-identified"; workerId: string; name?: string; runtime?: string; sdkVersion?: string }
+  | { kind: "worker-identified"; workerId: string; name?: string; runtime?: string; sdkVersion?: string; isolation?: string }
   | { kind: "worker-disconnected"; workerId: string; functionIds: string[] }
   | { kind: "function-registered"; workerId: string; functionId: string }
   | { kind: "function-unregistered"; workerId: string; functionId: string }
@@ -231,10 +233,12 @@ export async function startEngineStandin(options: EngineStandinOptions = {}): Pr
       const name = text(data.name);
       const runtime = text(data.runtime);
       const sdkVersion = text(data.version);
+      const isolation = text(data.isolation);
+      if (isolation !== undefined) info.isolation = isolation;
       if (name !== undefined) info.name = name;
       if (runtime !== undefined) info.runtime = runtime;
       if (sdkVersion !== undefined) info.sdkVersion = sdkVersion;
-      emit({ kind: "worker-identified", workerId: info.workerId, name, runtime, sdkVersion });
+      emit({ kind: "worker-identified", workerId: info.workerId, name, runtime, sdkVersion, ...(isolation ? { isolation } : {}) });
       reply({ result: null });
       return;
     }

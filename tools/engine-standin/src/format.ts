@@ -16,7 +16,7 @@ export function formatEvent(event: StandinEvent, json: boolean): string {
     case "worker-connected":
       return `worker connected ${short(event.workerId)} from ${event.remoteAddress}`;
     case "worker-identified":
-      return `worker ${short(event.workerId)} is ${event.name ?? "?"} (${event.runtime ?? "?"} iii-sdk ${event.sdkVersion ?? "?"})`;
+      return `worker ${short(event.workerId)} is ${event.name ?? "?"} (${event.runtime ?? "?"} iii-sdk ${event.sdkVersion ?? "?"}${event.isolation ? `, isolation ${event.isolation}` : ""})`;
     case "worker-disconnected":
       return `worker disconnected ${short(event.workerId)}`;
     case "function-registered":

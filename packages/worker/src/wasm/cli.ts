@@ -17,7 +17,7 @@ export async function runWasmCli(configPath: string): Promise<number> {
     config = parseWasiConfig(readFileSync(configPath, "utf8"));
   } catch {
     // the runner itself records why the config is refused; it needs no dirs for that
-    config = { args: [], env: {}, dirs: [], network: defaultWasiNetwork(), limits: { maxMemoryBytes: WASM_PAGE, maxExecutionMs: null, cpuBudgetMs: null } };
+    config = { args: [], env: {}, dirs: [], network: defaultWasiNetwork(), limits: { maxMemoryBytes: WASM_PAGE, maxExecutionMs: null, cpuBudgetMs: null }, engine: { url: "ws://localhost:49134" } };
   }
   const launch = JSON.parse(readFileSync(join(dir, "wasm-launch.json"), "utf8")) as WasmLaunch;
   const child = spawn(process.execPath, [...runnerNodeFlags(config, launch, dir, launch.transpiled ? [launch.transpiled] : []), WASM_RUNNER_ENTRY, "__wasm-run", configPath], {

@@ -1,8 +1,9 @@
 import { createRequire, syncBuiltinESMExports } from "node:module";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
+import { MessageChannel, parentPort, receiveMessageOnPort } from "node:worker_threads";
 import { parseWasiConfig } from "./config.js";
-import type { GuestData } from "./protocol.js";
+import { ENGINE_BRIDGE, type EngineBridge, type GuestData, type GuestMessage, type HostMessage, type WitResult } from "./protocol.js";
 import { egressRulesFor, guardShimSockets, type ShimSockets } from "./net-guard.js";
 
 interface ShimCli {
@@ -23,6 +24,7 @@ interface ShimFs {
  * The shim ends the thread with process.exit(code) on `exit`/`exit-with-code`: the runner takes that code.
  */
 export async function runComponentGuest(data: GuestData, started: () => void, exited: (code: number) => void): Promise<void> {
+  installEngineBridge();
   const config = parseWasiConfig(data.configText);
   keepWorkersUnderPermissionModel();
   const urls = JSON.parse(process.env.III_WASM_SHIM_URLS ?? "{}") as Record<string, string>;
@@ -44,16 +46,82 @@ export async function runComponentGuest(data: GuestData, started: () => void, ex
   guardShimSockets(sockets, net, (protocol, ip, port) => policy.decide(protocol, ip, port, 0xffffffff), (d) =>
     process.stderr.write(`[iii: network ${d.op} ${d.address} refused: ${d.reason}]\n`),
   );
-  const component = (await import(pathToFileURL(join(data.launch.transpiled!, "component.js")).href).catch((error: Error) => {
-    if (/protocol 'iii:'/.test(error.message)) throw new Error("the component uses the iii:worker world: serving it (engine registration) is not implemented yet");
-    throw error;
-  })) as {
+  const component = (await import(pathToFileURL(join(data.launch.transpiled!, "component.js")).href)) as {
     run?: { run(): void };
+    handler?: Handler;
   };
-  if (!component.run) throw new Error("the component does not export wasi:cli/run (only command components can run as workers yet)");
+  if (component.handler) return serveHandler(component.handler, started);
+  if (!component.run) throw new Error("the component exports neither wasi:cli/run nor iii:worker/handler: nothing to run");
   started();
   component.run.run();
   exited(0);
+}
+
+interface Handler {
+  functions(): unknown;
+  invoke(functionId: string, payload: string): unknown;
+}
+
+const FUNCTION_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
+const MAX_FUNCTIONS = 256;
+
+/** The iii:worker/wasm-worker world: report the functions, then answer `invoke` messages one at a time. */
+function serveHandler(handler: Handler, started: () => void): void {
+  const listed = handler.functions();
+  if (!Array.isArray(listed) || listed.length === 0) throw new Error("handler.functions() returned no function ids");
+  if (listed.length > MAX_FUNCTIONS) throw new Error(`handler.functions() returned ${listed.length} ids (at most ${MAX_FUNCTIONS})`);
+  for (const id of listed) {
+    if (typeof id !== "string" || !FUNCTION_ID.test(id)) throw new Error(`handler.functions() returned an invalid function id ${JSON.stringify(id).slice(0, 80)}`);
+  }
+  const functions = [...new Set(listed as string[])];
+  post({ event: "serve", functions });
+  started();
+  parentPort!.on("message", (m: HostMessage) => {
+    if (m.event !== "invoke") return;
+    let result: WitResult;
+    try {
+      const value = handler.invoke(m.functionId, m.payload);
+      result = typeof value === "string" ? { tag: "ok", val: value } : { tag: "err", val: "handler.invoke returned no string" };
+    } catch (error) {
+      // jco throws a ComponentError carrying the WIT `err` payload; anything else is a trap in the guest
+      const payload = (error as { payload?: unknown }).payload;
+      if (typeof payload !== "string") throw error;
+      result = { tag: "err", val: payload };
+    }
+    post({ event: "result", id: m.id, result });
+  });
+}
+
+function post(message: GuestMessage, transfer: import("node:worker_threads").Transferable[] = []): void {
+  parentPort!.postMessage(message, transfer);
+}
+
+/** How long a component's `engine.trigger` may block its thread. */
+const TRIGGER_TIMEOUT_MS = 30_000;
+
+/**
+ * `engine.trigger` is a synchronous import and the engine connection lives on the runner's main thread: the
+ * call posts a request with a fresh reply port and a shared flag, blocks in Atomics.wait until the runner sets
+ * the flag, then takes the reply off the port synchronously.
+ */
+function installEngineBridge(): void {
+  const bridge: EngineBridge = {
+    trigger(functionId: string, payload: string): WitResult {
+      const flag = new SharedArrayBuffer(4);
+      const { port1, port2 } = new MessageChannel();
+      try {
+        post({ event: "trigger", functionId, payload, flag, reply: port2 }, [port2]);
+        if (Atomics.wait(new Int32Array(flag), 0, 0, TRIGGER_TIMEOUT_MS) === "timed-out") {
+          return { tag: "err", val: `engine.trigger ${functionId}: no answer within ${TRIGGER_TIMEOUT_MS / 1000} s` };
+        }
+        const reply = receiveMessageOnPort(port1);
+        return (reply?.message as WitResult | undefined) ?? { tag: "err", val: "engine.trigger: the runner sent no result" };
+      } finally {
+        port1.close();
+      }
+    },
+  };
+  (globalThis as { [ENGINE_BRIDGE]?: EngineBridge })[ENGINE_BRIDGE] = bridge;
 }
 
 /**

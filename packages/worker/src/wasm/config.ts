@@ -37,13 +37,23 @@ export interface WasiLimits {
   cpuBudgetMs: number | null;
 }
 
+/** The runner's connection to the iii engine, for components that implement the iii:worker/wasm-worker world. */
+export interface WasiEngine {
+  /** WebSocket URL of the engine (the runner connects from the host: no gateway rewriting). */
+  url: string;
+}
+
 export interface WasiConfig {
   args: string[];
   env: Record<string, string>;
   dirs: WasiDir[];
   network: WasiNetwork;
   limits: WasiLimits;
+  engine: WasiEngine;
 }
+
+/** Set by the controller for every WASM worker, over anything the user gave (the engine shows them). */
+export const WASM_RESERVED_ENV = ["III_ISOLATION", "III_WORKER_NAME"] as const;
 
 export const WASM_PAGE = 65_536;
 export const DEFAULT_WASM_MEMORY_BYTES = 256 * 1024 * 1024;
@@ -53,13 +63,15 @@ export function defaultWasiNetwork(): WasiNetwork {
 }
 
 /** The controller's side: a worker spec (an iii.workers.yaml entry) → WASI_CONFIG. */
-export function buildWasiConfig(name: string, spec: WorkerSpec): WasiConfig {
+export function buildWasiConfig(name: string, spec: WorkerSpec, engineUrl: string): WasiConfig {
   const wasm = spec.wasm ?? {};
   const memory = spec.resources.memory !== undefined ? parseMemoryBytes(spec.resources.memory) : DEFAULT_WASM_MEMORY_BYTES;
   const net = { ...defaultWasiNetwork(), ...(wasm.network ?? {}) };
   return {
     args: [name, ...(spec.command ?? [])],
-    env: Object.fromEntries(Object.entries(spec.env).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
+    env: Object.fromEntries(
+      Object.entries({ ...spec.env, III_ISOLATION: "wasm", III_WORKER_NAME: name }).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+    ),
     dirs: spec.mounts.map((m) => ({ hostPath: m.host, guestPath: m.guest, readOnly: m.readOnly })),
     network: {
       inherit: net.inherit,
@@ -75,6 +87,7 @@ export function buildWasiConfig(name: string, spec: WorkerSpec): WasiConfig {
       maxExecutionMs: wasm.maxExecutionMs ?? null,
       cpuBudgetMs: wasm.cpuBudgetMs ?? null,
     },
+    engine: { url: engineUrl },
   };
 }
 
@@ -98,6 +111,7 @@ export function encodeWasiConfig(config: WasiConfig): string {
       maxExecutionMs: config.limits.maxExecutionMs,
       cpuBudgetMs: config.limits.cpuBudgetMs,
     },
+    engine: { url: config.engine.url },
   };
   return `${JSON.stringify(ordered, null, 2)}\n`;
 }
@@ -158,7 +172,7 @@ export function parseWasiConfig(text: string): WasiConfig {
   } catch (error) {
     bad("(document)", `not JSON (${(error as Error).message})`);
   }
-  const top = record(raw, "", ["args", "env", "dirs", "network", "limits"]);
+  const top = record(raw, "", ["args", "env", "dirs", "network", "limits", "engine"]);
   const args = strings(top.args, "args");
   if (top.env === null || typeof top.env !== "object" || Array.isArray(top.env)) bad("env", "expected a map of strings");
   const env: Record<string, string> = {};
@@ -187,11 +201,15 @@ export function parseWasiConfig(text: string): WasiConfig {
   const l = record(top.limits, "limits", ["maxMemoryBytes", "maxExecutionMs", "cpuBudgetMs"]);
   const maxMemoryBytes = limit(l.maxMemoryBytes, "limits.maxMemoryBytes", false)!;
   if (maxMemoryBytes % WASM_PAGE !== 0) bad("limits.maxMemoryBytes", `expected a multiple of ${WASM_PAGE} (whole pages)`);
+  const e = record(top.engine, "engine", ["url"]);
+  const url = str(e.url, "engine.url");
+  if (!/^wss?:\/\/[^/\s]+/.test(url)) bad("engine.url", "expected a ws:// or wss:// URL");
   return {
     args,
     env,
     dirs,
     network,
     limits: { maxMemoryBytes, maxExecutionMs: limit(l.maxExecutionMs, "limits.maxExecutionMs", true), cpuBudgetMs: limit(l.cpuBudgetMs, "limits.cpuBudgetMs", true) },
+    engine: { url },
   };
 }

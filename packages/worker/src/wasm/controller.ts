@@ -12,7 +12,7 @@ import type { WorkerSpec } from "../state/model.js";
 import { buildWasiConfig, encodeWasiConfig, WASM_PAGE, type WasiConfig } from "./config.js";
 import { detectWasmKind } from "./kind.js";
 import { DEFAULT_STDIO_CAP_BYTES, type WasmLaunch } from "./protocol.js";
-import { packageClosure } from "./packages.js";
+import { packageClosure, readRoots } from "./packages.js";
 import { SHIM_INTERFACES, shimModuleUrl, transpileComponent } from "./transpile.js";
 
 export const WASM_RUNNER_ENTRY = fileURLToPath(new URL("./wasm-runner.js", import.meta.url));
@@ -60,6 +60,8 @@ export function runnerNodeFlags(config: WasiConfig, launch: WasmLaunch, workerDi
 export interface WasmStartOptions {
   env: NodeJS.ProcessEnv;
   cwd: string;
+  /** The engine a handler component registers with (the runner connects to it from the host). */
+  engineUrl: string;
   timeoutMs?: number;
 }
 
@@ -75,7 +77,7 @@ export async function startWasmWorker(name: string, spec: WorkerSpec, options: W
     throw new IiiError("WasmInvalid", `cannot read ${module}: ${(error as Error).message}`);
   }
   const kind = detectWasmKind(bytes, module);
-  const config = buildWasiConfig(name, spec);
+  const config = buildWasiConfig(name, spec, options.engineUrl);
   for (const d of config.dirs) {
     if (!(await stat(d.hostPath).catch(() => undefined))?.isDirectory()) throw new IiiError("InvalidOption", `dir ${d.hostPath} (for ${d.guestPath}) is not a directory`);
   }
@@ -86,7 +88,7 @@ export async function startWasmWorker(name: string, spec: WorkerSpec, options: W
   if (kind === "component") {
     const t = await transpileComponent(bytes, digest, iiiHome(env));
     launch.transpiled = t.dir;
-    extraRead.push(t.dir, ...t.runtimeDirs, ...packageClosure("@iii/network"));
+    extraRead.push(t.dir, ...t.runtimeDirs, ...readRoots([...packageClosure("@iii/network"), ...packageClosure("iii-sdk")]));
   }
   const configPath = `${paths.dir}/${WASI_CONFIG_FILE}`;
   await writeFileAtomic(configPath, encodeWasiConfig(config), { mode: 0o600 });
@@ -103,6 +105,9 @@ export async function startWasmWorker(name: string, spec: WorkerSpec, options: W
       env: {
         ...env,
         III_READY_FD: String(READY_FD),
+        // what iii-sdk reports to the engine for the runner's connection
+        III_ISOLATION: "wasm",
+        III_WORKER_NAME: name,
         ...(kind === "component" ? { III_WASM_SHIM_URLS: JSON.stringify(Object.fromEntries(SHIM_INTERFACES.map((n) => [n, shimModuleUrl(n)]))) } : {}),
       },
       cwd: paths.dir,

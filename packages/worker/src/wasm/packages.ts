@@ -45,10 +45,26 @@ export function packageClosure(name: string, fromDir: string = dirname(fileURLTo
   const linked = findInstalled(name, fromDir);
   if (!linked) return [...seen];
   const real = realpathSync(linked);
-  if (seen.has(real)) return [...seen];
+  // every link the resolver may read counts, also a second link to a package already walked
   seen.add(linked);
+  if (seen.has(real)) return [...seen];
   seen.add(real);
   const pkg = JSON.parse(readFileSync(join(real, "package.json"), "utf8")) as { dependencies?: Record<string, string> };
   for (const dep of Object.keys(pkg.dependencies ?? {})) packageClosure(dep, real, seen);
   return [...seen];
+}
+
+/**
+ * The read roots for a package closure: every path inside a `node_modules` directory becomes that directory (the
+ * links there are the package's own dependencies, all in the closure anyway). Fewer, disjoint entries also keep
+ * clear of Node 24's permission model refusing a directory it lists exactly when a longer sibling with the same
+ * prefix is listed too (`…/@opentelemetry/api` beside `…/@opentelemetry/api-logs`: `stat` of the first is denied).
+ */
+export function readRoots(paths: string[]): string[] {
+  const roots = new Set<string>();
+  for (const path of paths) {
+    const i = path.lastIndexOf("/node_modules/");
+    roots.add(i >= 0 ? path.slice(0, i + "/node_modules".length) : path);
+  }
+  return [...roots];
 }

@@ -8,6 +8,7 @@ import { closeSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, w
 import { dirname, join } from "node:path";
 import { Worker } from "node:worker_threads";
 import { parseWasiConfig, type WasiConfig } from "./config.js";
+import { EngineLink } from "./engine-link.js";
 import type { GuestData, GuestMessage, WasmLaunch } from "./protocol.js";
 
 /** This process's start time in clock ticks since boot (/proc/self/stat is the one /proc file in its read list). */
@@ -96,11 +97,19 @@ export async function runWasmRunner(configPath: string): Promise<number> {
     end = e;
     void worker.terminate();
   };
+  const engine = new EngineLink(
+    worker,
+    config.engine.url,
+    launch.name,
+    (line) => writeSync(stderrFd, `[iii: ${line}]\n`),
+    (reason) => stopWith({ state: "failed", code: null, reason }),
+  );
   const onSignal = () => stopWith({ state: "stopped", code: null, reason: "stopped" });
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
 
   worker.on("message", (m: GuestMessage) => {
+    if (engine.handle(m)) return;
     if (m.event === "started") {
       record.phase = "running";
       writeJsonAtomic(vmJson, record);
@@ -133,6 +142,7 @@ export async function runWasmRunner(configPath: string): Promise<number> {
   const threadCode = await new Promise<number>((resolve) => worker.once("exit", (code) => resolve(code)));
   if (!end && launch.kind === "component") end = { state: "completed", code: threadCode, reason: `exit ${threadCode}` };
   for (const t of timers) clearTimeout(t);
+  await engine.close(end?.reason ?? `thread exit ${threadCode}`);
   const final = end ?? { state: "failed", code: null, reason: "the guest thread ended without a result" };
   if (final.state === "failed") report({ event: "failed", code: "WasmStartFailed", message: final.reason });
   // A run that ended before `start` heard "ready" still counts as started: it ran.

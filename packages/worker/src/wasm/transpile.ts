@@ -18,6 +18,9 @@ const require = createRequire(import.meta.url);
 /** The WASI interfaces preview2-shim implements, mapped to its files by absolute URL (the cache dir has no node_modules). */
 export const SHIM_INTERFACES = ["cli", "clocks", "filesystem", "http", "io", "random", "sockets"] as const;
 
+/** The module a component's `iii:worker/engine` import is bound to (it forwards to the runner's engine link). */
+export const ENGINE_IMPORT_URL = new URL("./wasm-engine-import.js", import.meta.url).href;
+
 export function shimModuleUrl(name: (typeof SHIM_INTERFACES)[number]): string {
   return pathToFileURL(require.resolve(`@bytecodealliance/preview2-shim/${name}`)).href;
 }
@@ -35,7 +38,7 @@ function shimPackageDir(): string {
 export async function transpileComponent(bytes: Uint8Array, digest: string, home: string): Promise<Transpiled> {
   const shimDir = shimPackageDir();
   const versions = `${packageInfo("@bytecodealliance/jco")?.version}:${packageInfo("@bytecodealliance/preview2-shim")?.version}`;
-  const key = createHash("sha256").update(`${digest}\n${versions}\n${shimDir}`).digest("hex").slice(0, 32);
+  const key = createHash("sha256").update(`${digest}\n${versions}\n${shimDir}\n${ENGINE_IMPORT_URL}`).digest("hex").slice(0, 32);
   const dir = join(home, "wasm-cache", key);
   const runtimeDirs = [shimDir];
   try {
@@ -57,7 +60,10 @@ export async function transpileComponent(bytes: Uint8Array, digest: string, home
       name: "component",
       noTypescript: true,
       quiet: true,
-      map: Object.fromEntries(SHIM_INTERFACES.map((n) => [`wasi:${n}/*`, `${shimModuleUrl(n)}#*`])),
+      map: {
+        ...Object.fromEntries(SHIM_INTERFACES.map((n) => [`wasi:${n}/*`, `${shimModuleUrl(n)}#*`])),
+        "iii:worker/engine": ENGINE_IMPORT_URL,
+      },
     });
   } catch (error) {
     throw new IiiError("WasmInvalid", `jco could not transpile the component: ${(error as Error).message.split("\n")[0]}`);

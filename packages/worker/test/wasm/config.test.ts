@@ -12,7 +12,7 @@ const GOLDEN = fixture("wasi_config.golden.json");
 describe("WASI_CONFIG golden file: the controller's builder", () => {
   it("builds exactly the golden document from the iii.workers.yaml entry (every boolean written, fixed key order)", () => {
     const file = decodeWorkersFile(parse(fixture("wasi_config.workers.yaml")));
-    const config = buildWasiConfig("greeter", file.workers.greeter!);
+    const config = buildWasiConfig("greeter", file.workers.greeter!, "ws://localhost:49134");
     expect(encodeWasiConfig(config)).toBe(GOLDEN);
   });
 });
@@ -21,13 +21,14 @@ describe("WASI_CONFIG golden file: the runner's parser", () => {
   it("reads the golden document into every field", () => {
     const expected: WasiConfig = {
       args: ["greeter", "--greet", "world"],
-      env: { GREETING: "hello", LANG: "C.UTF-8" },
+      env: { GREETING: "hello", III_ISOLATION: "wasm", III_WORKER_NAME: "greeter", LANG: "C.UTF-8" },
       dirs: [
         { hostPath: "/srv/greeter/data", guestPath: "/data", readOnly: true },
         { hostPath: "/srv/greeter/out", guestPath: "/out", readOnly: false },
       ],
       network: { inherit: false, allowIpNameLookup: false, tcpBind: ["127.0.0.1:0"], tcpConnect: ["127.0.0.1:8080"], udpBind: [], udpConnect: [], udpOutgoing: [] },
       limits: { maxMemoryBytes: 67108864, maxExecutionMs: 30000, cpuBudgetMs: 10000 },
+      engine: { url: "ws://localhost:49134" },
     };
     expect(parseWasiConfig(GOLDEN)).toStrictEqual(expected);
     // and the round trip is the identity on the golden text
@@ -51,6 +52,8 @@ describe("WASI_CONFIG golden file: the runner's parser", () => {
     ["memory not in pages", (d) => (d.limits.maxMemoryBytes = 1000), "limits.maxMemoryBytes: expected a multiple of 65536 (whole pages)"],
     ["a missing limit", (d) => delete d.limits.cpuBudgetMs, "limits.cpuBudgetMs: missing field"],
     ["a negative limit", (d) => (d.limits.maxExecutionMs = -1), "limits.maxExecutionMs: expected a positive whole number or null"],
+    ["a missing engine section", (d) => delete d.engine, "engine: missing field"],
+    ["an engine URL that is not ws://", (d) => (d.engine.url = "http://localhost:49134"), "engine.url: expected a ws:// or wss:// URL"],
     ["udpOutgoing as a boolean", (d) => (d.network.udpOutgoing = true), "network.udpOutgoing: expected a list of strings"],
   ];
   for (const [what, edit, message] of cases) {
@@ -66,6 +69,13 @@ describe("WASI_CONFIG golden file: the runner's parser", () => {
       expect(error!.message).not.toContain("\n");
     });
   }
+
+  it("the worker's tier and name are in its env whatever the user gave", () => {
+    const file = decodeWorkersFile(parse(fixture("wasi_config.workers.yaml")));
+    const spec = file.workers.greeter!;
+    const config = buildWasiConfig("greeter", { ...spec, env: { ...spec.env, III_ISOLATION: "none", III_WORKER_NAME: "other" } }, "ws://localhost:49134");
+    expect(config.env).toMatchObject({ III_ISOLATION: "wasm", III_WORKER_NAME: "greeter" });
+  });
 
   it("null limits mean no limit", () => {
     const config = parseWasiConfig(mutate((d) => ((d.limits.maxExecutionMs = null), (d.limits.cpuBudgetMs = null))));

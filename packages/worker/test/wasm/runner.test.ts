@@ -118,7 +118,8 @@ describe("hostile modules", () => {
     const budget = await run(spin, ["--cpu-budget-ms", "200"]);
     expect(budget.row).toMatchObject({ status: "failed", lastExit: { reason: "cpu budget" } });
     expect(timed.listText).toMatch(/failed: timeout/);
-    expect(Date.now() - t0).toBeLessThan(15_000);
+    // each end is measured by durationMs above; this only catches a run that was never ended (loaded CI hosts are slow)
+    expect(Date.now() - t0).toBeLessThan(60_000);
   });
 
   it("a stdout flood is cut at the cap: the log stays bounded and the runner's memory flat", async () => {
