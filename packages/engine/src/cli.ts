@@ -1,5 +1,8 @@
 #!/usr/bin/env node
-import { runWorker, WorkerNotFoundError } from "./run-worker.js";
+import { enableCompileCache } from "node:module";
+import { runWorkerInProcess, WorkerNotFoundError } from "./run-worker.js";
+
+enableCompileCache?.();
 
 const USAGE = `usage: iii worker <command> [args...]
 
@@ -18,7 +21,7 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   try {
-    return await runWorker(rest);
+    return await runWorkerInProcess(rest);
   } catch (error) {
     if (error instanceof WorkerNotFoundError) {
       console.error(`iii: ${error.message}`);

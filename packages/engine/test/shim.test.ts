@@ -78,4 +78,26 @@ describe("iii worker shim", () => {
     expect(unknown.code).not.toBe(0);
     expect(unknown.stderr).toContain("unknown command 'frobnicate'");
   });
+
+  it("runs a Node iii-worker in its own process (no second Node), with argv and the exit status as if spawned", async () => {
+    const bin = join(dir, "worker.mjs");
+    writeFileSync(
+      bin,
+      `import { writeFileSync } from "node:fs";\nwriteFileSync(${JSON.stringify(join(dir, "in-process"))}, JSON.stringify({ pid: process.pid, argv: process.argv.slice(1) }));\nprocess.exitCode = 7;\n`,
+    );
+    const running = runIii(["worker", "exec", "w", "--", "true"], { III_WORKER_BIN: bin });
+    const result = await running;
+    expect(result.code).toBe(7);
+    const seen = JSON.parse(readFileSync(join(dir, "in-process"), "utf8")) as { pid: number; argv: string[] };
+    expect(seen.pid).toBe(running.child.pid);
+    expect(seen.argv).toEqual([bin, "exec", "w", "--", "true"]);
+  });
+
+  it("the real iii-worker in the shim's process prints its errors with their code", async () => {
+    const env: NodeJS.ProcessEnv = { ...process.env, III_HOME: join(dir, "home") };
+    delete env.III_WORKER_BIN;
+    const run = await runIii(["worker", "inspect", "ghost"], env);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe('iii-worker: no worker named "ghost" in iii.workers.yaml [WorkerNotFound]\n');
+  });
 });

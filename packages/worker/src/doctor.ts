@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { execFileSync } from "node:child_process";
-import { chooseAccel, probeAccelFacts } from "./vmm/accel.js";
+import { chooseAccel, probeAccelFacts, type AccelChoice, type AccelFacts } from "./vmm/accel.js";
+import { findGuestInit } from "./supervisor/guest-init.js";
 import { findQemu, findVirtiofsd } from "./host/binaries.js";
 import { versionLine, which } from "./host/which.js";
 import { iiiHome } from "./paths.js";
@@ -43,6 +44,34 @@ function libfuse2Present(): string | undefined {
 }
 
 
+/**
+ * III_ACCEL overrides the detection, but doctor still says when the override cannot work: `kvm` where the
+ * detection found no KVM that boots guests (no vmx/svm, or the paravirtual kvm_pvm that fails on ordinary
+ * kernels, or a /dev/kvm that does not open) fails, as does a value that is neither kvm nor tcg.
+ */
+function accelCheck(facts: AccelFacts, choice: AccelChoice): DoctorCheck {
+  if (facts.override === undefined) return check("accel", true, "ok", `${choice.accel}: ${choice.reason}`);
+  const detected = chooseAccel({ ...facts, override: undefined });
+  if (facts.override !== "kvm" && facts.override !== "tcg") {
+    return check("accel", true, "fail", `III_ACCEL=${facts.override} is neither kvm nor tcg (detection: ${detected.accel}: ${detected.reason})`);
+  }
+  if (facts.override === "kvm" && detected.accel !== "kvm") {
+    return check("accel", true, "fail", `III_ACCEL=kvm but KVM cannot boot guests here: ${detected.reason}; unset it or use III_ACCEL=tcg`);
+  }
+  return check("accel", true, "ok", `${choice.accel}: ${choice.reason} (detection: ${detected.accel})`);
+}
+
+/** The guest's PID 1 exactly as `start` would find it (III_INIT_PATH, else @iii/init's build). */
+function guestInitCheck(env: NodeJS.ProcessEnv): DoctorCheck {
+  try {
+    const found = findGuestInit(env);
+    const runtime = Object.keys(found.runtime).length;
+    return check("guest init", true, "ok", `${found.init}${runtime > 0 ? ` (+ ${runtime} runtime files)` : ""}`);
+  } catch (error) {
+    return check("guest init", true, "fail", (error as Error).message);
+  }
+}
+
 export async function runDoctor(env: NodeJS.ProcessEnv = process.env): Promise<DoctorReport> {
   const checks: DoctorCheck[] = [];
   const facts = probeAccelFacts(env);
@@ -53,7 +82,7 @@ export async function runDoctor(env: NodeJS.ProcessEnv = process.env): Promise<D
       ? "paravirtual nested KVM (kvm_pvm), no vmx/svm"
       : "no hardware virtualisation";
   checks.push(check("virtualisation", false, facts.hardwareVirtualization ? "ok" : "warn", virt));
-  checks.push(check("accel", true, "ok", `${choice.accel}: ${choice.reason}`));
+  checks.push(accelCheck(facts, choice));
 
   const qemu = findQemu(env);
   const qemuVersion = qemu ? versionLine(qemu) : undefined;
@@ -80,6 +109,8 @@ export async function runDoctor(env: NodeJS.ProcessEnv = process.env): Promise<D
 
   const firmware = await describeFirmware(env);
   checks.push(check("firmware", true, firmware.ok ? "ok" : "fail", firmware.detail));
+
+  checks.push(guestInitCheck(env));
 
   const home = iiiHome(env);
   const homeError = writableDirError(home);

@@ -3,9 +3,8 @@ import { basename, resolve } from "node:path";
 import { detectWasmKind } from "./wasm/kind.js";
 import { IiiError } from "./errors.js";
 import { iiiHome, workersFilePath } from "./paths.js";
-import { ensureImage, formatImageSummary } from "./images/index.js";
-import { resolveShortName } from "./registry/index-lookup.js";
-import { isLocalSource, parseImageReference, workerNameFor } from "./registry/reference.js";
+import { DEFAULT_REGISTRY_INDEX_URL, resolveShortName } from "./registry/index-lookup.js";
+import { formatImageReference, isLocalSource, parseImageReference, workerNameFor } from "./registry/reference.js";
 import {
   parseEnvAssignment,
   parseMountSpec,
@@ -54,6 +53,8 @@ export interface AddedWorker {
   replaced: boolean;
   /** What the image is (manifest, size, entrypoint), for the user. */
   summary: string[];
+  /** How the input was read: an iii short name (through the registry index), a Docker Hub or other registry image, a local source. */
+  origin: string;
 }
 
 /** Turns what the user typed into the image string recorded in the state file, and a default name. */
@@ -61,7 +62,8 @@ export async function resolveImageInput(
   input: string,
   cwd: string,
   env: NodeJS.ProcessEnv,
-): Promise<{ image: string; defaultName: string }> {
+  options: { offline?: boolean } = {},
+): Promise<{ image: string; defaultName: string; origin: string }> {
   if (input.startsWith("wasm:") || (/\.wasm$/i.test(input) && !input.includes("://") && (input.startsWith(".") || input.startsWith("/") || !input.includes(":")))) {
     const path = resolve(cwd, input.startsWith("wasm:") ? input.slice("wasm:".length) : input);
     let bytes: Buffer;
@@ -72,7 +74,7 @@ export async function resolveImageInput(
     }
     detectWasmKind(bytes, path);
     const base = basename(path).replace(/\.wasm$/i, "");
-    return { image: `wasm:${path}`, defaultName: base.toLowerCase().replace(/[^a-z0-9._-]/g, "-").replace(/^[^a-z0-9]+/, "") || "wasm" };
+    return { image: `wasm:${path}`, defaultName: base.toLowerCase().replace(/[^a-z0-9._-]/g, "-").replace(/^[^a-z0-9]+/, "") || "wasm", origin: `WASM file ${path}` };
   }
   if (isLocalSource(input)) {
     const colon = input.indexOf(":");
@@ -99,25 +101,35 @@ export async function resolveImageInput(
       throw new IiiError("InvalidReference", `${kind}: source ${absolute} must be a ${wantsDir ? "directory" : "tar file"}`);
     }
     const image = `${kind}:${absolute}${reference}`;
-    return { image, defaultName: workerNameFor(image) };
+    return { image, defaultName: workerNameFor(image), origin: `local ${kind}: source ${absolute}` };
   }
+  // A bare word (`alpine`, `image-resize@1.2`) is an iii short name; anything with a ':' or '/' is an image
+  // reference, and one without a registry host is Docker Hub's (`node:22` → docker.io/library/node:22).
   if (input.includes("/") || input.includes(":")) {
-    parseImageReference(input);
-    return { image: input, defaultName: workerNameFor(input) };
+    const ref = parseImageReference(input);
+    const origin = input.startsWith(`${ref.registry}/`) ? `image on registry ${ref.registry}` : `Docker Hub image ${formatImageReference(ref)}`;
+    return { image: input, defaultName: workerNameFor(input), origin };
+  }
+  const url = env.III_REGISTRY_URL || DEFAULT_REGISTRY_INDEX_URL;
+  if (options.offline && !url.startsWith("file://")) {
+    throw new IiiError(
+      "RegistryLookupFailed",
+      `"${input}" is an iii short name, which needs the registry index at ${url}, and --no-pull never goes online: give a full image reference (e.g. docker.io/library/${input.split("@")[0]}:latest for Docker Hub's) or drop --no-pull`,
+    );
   }
   const resolved = await resolveShortName(input, env);
   parseImageReference(resolved.image);
-  return { image: resolved.image, defaultName: resolved.name };
+  return { image: resolved.image, defaultName: resolved.name, origin: `iii short name, resolved through ${url} to ${resolved.image}` };
 }
 
 /** Validates every option before touching the state file, so bad input changes nothing. */
 export async function addWorker(input: string, options: AddWorkerOptions = {}): Promise<AddedWorker> {
   const cwd = options.cwd ?? process.cwd();
   const env = options.env_ ?? process.env;
-  const { image, defaultName } = await resolveImageInput(input, cwd, env);
-  const name = validateWorkerName(options.name ?? defaultName);
+  // Every option is checked before the image is looked at: bad input fails before any network access.
+  if (options.name !== undefined) validateWorkerName(options.name);
   const spec: WorkerSpec = {
-    image,
+    image: "",
     env: Object.fromEntries((options.env ?? []).map(parseEnvAssignment)),
     resources: {},
     ports: (options.ports ?? []).map(parsePortMapping),
@@ -140,6 +152,9 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
     spec.resources.memory = options.memory;
   }
   if (options.command && options.command.length > 0) spec.command = options.command;
+  const { image, defaultName, origin } = await resolveImageInput(input, cwd, env, { offline: options.fetchImage === false || options.pull === "never" });
+  const name = validateWorkerName(options.name ?? defaultName);
+  spec.image = image;
   let summary: string[] = [];
   if (isWasmImage(image)) {
     if (spec.ports.length > 0 || options.cpus !== undefined || options.pids !== undefined || options.network !== undefined || spec.network.allow.length + spec.network.deny.length + spec.network.hostPorts.length > 0) {
@@ -151,6 +166,7 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
     if (options.wasm && Object.keys(options.wasm).length > 0) spec.wasm = options.wasm;
     summary = [`WASM ${detectWasmKind(await readFile(image.slice(5)), image.slice(5)) === "module" ? "core module (WASI preview 1)" : "component (WASI preview 2)"}`];
   } else if (options.fetchImage !== false && !image.startsWith("dir:")) {
+    const { ensureImage, formatImageSummary } = await import("./images/index.js");
     const ensured = await ensureImage(image, {
       home: iiiHome(env),
       pull: options.pull ?? "missing",
@@ -168,7 +184,7 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
     file.workers[name] = spec;
     return exists;
   });
-  return { name, spec, replaced, summary };
+  return { name, spec, replaced, summary, origin };
 }
 
 export async function removeWorker(name: string, cwd: string = process.cwd()): Promise<WorkerSpec> {

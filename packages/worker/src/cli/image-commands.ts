@@ -1,4 +1,3 @@
-import type { Command } from "commander";
 import { IiiError } from "../errors.js";
 import { iiiHome, workersFilePath } from "../paths.js";
 import { parseImageReference } from "../registry/reference.js";
@@ -26,67 +25,54 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString("utf8").replace(/\r?\n$/, "");
 }
 
-/** `images`, `prune`, `login`: the image cache and registry credentials. */
-export function registerImageCommands(program: Command): void {
-  program
-    .command("images")
-    .description("list cached images, their size and the workers using them")
-    .option("--json", "machine-readable output")
-    .action(async (opts: { json?: boolean }) => {
-      const images = await listImages({ inUse: await workersInUse() });
-      if (opts.json) {
-        console.log(JSON.stringify(images, null, 2));
-        return;
-      }
-      console.log(
-        formatTable(
-          ["DIGEST", "REFERENCES", "SIZE", "WORKERS"],
-          images.map((image) => [
-            image.digest.slice(7, 19),
-            image.references.join(", ") || "<none>",
-            formatSize(image.sizeBytes),
-            image.usedBy.join(", ") || "-",
-          ]),
-        ),
-      );
-    });
+/** `images`: cached images, their size and the workers using them. */
+export async function imagesCommand(opts: { json?: boolean }): Promise<void> {
+  const images = await listImages({ inUse: await workersInUse() });
+  if (opts.json) {
+    console.log(JSON.stringify(images, null, 2));
+    return;
+  }
+  console.log(
+    formatTable(
+      ["DIGEST", "REFERENCES", "SIZE", "WORKERS"],
+      images.map((image) => [
+        image.digest.slice(7, 19),
+        image.references.join(", ") || "<none>",
+        formatSize(image.sizeBytes),
+        image.usedBy.join(", ") || "-",
+      ]),
+    ),
+  );
+}
 
-  program
-    .command("prune")
-    .description("remove cached images no worker in ./iii.workers.yaml references")
-    .option("--dry-run", "list what would be removed")
-    .action(async (opts: { dryRun?: boolean }) => {
-      const inUse = await workersInUse();
-      const result = await pruneImages(Object.values(inUse), { dryRun: opts.dryRun ?? false });
-      for (const image of result.removed) {
-        console.error(`${opts.dryRun ? "would remove" : "removed"} ${image.digest.slice(7, 19)} ${image.references.join(", ")} (${formatSize(image.sizeBytes)})`);
-      }
-      console.error(
-        `${opts.dryRun ? "would free" : "freed"} ${formatSize(result.freedBytes)} (${result.removed.length} image(s), ${result.removedBlobs} blob(s))`,
-      );
-    });
+/** `prune`: removes cached images no worker of ./iii.workers.yaml references. */
+export async function pruneCommand(opts: { dryRun?: boolean }): Promise<void> {
+  const inUse = await workersInUse();
+  const result = await pruneImages(Object.values(inUse), { dryRun: opts.dryRun ?? false });
+  for (const image of result.removed) {
+    console.error(`${opts.dryRun ? "would remove" : "removed"} ${image.digest.slice(7, 19)} ${image.references.join(", ")} (${formatSize(image.sizeBytes)})`);
+  }
+  console.error(
+    `${opts.dryRun ? "would free" : "freed"} ${formatSize(result.freedBytes)} (${result.removed.length} image(s), ${result.removedBlobs} blob(s))`,
+  );
+}
 
-  program
-    .command("login")
-    .description("store registry credentials (checked against the registry) under III_HOME/auth.json, mode 0600")
-    .argument("<registry>", "registry host[:port]")
-    .option("-u, --username <user>")
-    .option("--password-stdin", "read the password from stdin")
-    .option("--insecure", "the registry speaks plain HTTP")
-    .option("--no-verify", "store without checking the credentials")
-    .action(async (registry: string, opts: { username?: string; passwordStdin?: boolean; insecure?: boolean; verify: boolean }) => {
-      const host = parseImageReference(`${registry}/probe`).registry;
-      if (!opts.username) throw new IiiError("UsageError", "login needs --username");
-      if (!opts.passwordStdin) throw new IiiError("UsageError", "login needs --password-stdin (passwords are never taken as arguments)");
-      const password = await readStdin();
-      if (!password) throw new IiiError("UsageError", "login: empty password on stdin");
-      const path = await loginRegistry(host, {
-        username: opts.username,
-        password,
-        home: iiiHome(),
-        insecure: opts.insecure ?? false,
-        verify: opts.verify,
-      });
-      console.error(`login succeeded; credentials for ${host} stored in ${path}`);
-    });
+/** `login`: stores registry credentials, checked against the registry unless --no-verify. */
+export async function loginCommand(
+  registry: string,
+  opts: { username?: string; passwordStdin?: boolean; insecure?: boolean; verify: boolean },
+): Promise<void> {
+  const host = parseImageReference(`${registry}/probe`).registry;
+  if (!opts.username) throw new IiiError("UsageError", "login needs --username");
+  if (!opts.passwordStdin) throw new IiiError("UsageError", "login needs --password-stdin (passwords are never taken as arguments)");
+  const password = await readStdin();
+  if (!password) throw new IiiError("UsageError", "login: empty password on stdin");
+  const path = await loginRegistry(host, {
+    username: opts.username,
+    password,
+    home: iiiHome(),
+    insecure: opts.insecure ?? false,
+    verify: opts.verify,
+  });
+  console.error(`login succeeded; credentials for ${host} stored in ${path}`);
 }

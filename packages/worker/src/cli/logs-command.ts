@@ -2,6 +2,7 @@ import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { IiiError } from "../errors.js";
 import { followFile, tailLines } from "../logs.js";
+import { readTimedLines } from "../log-times.js";
 import { workerPaths } from "../paths.js";
 import { getWorker } from "../workers.js";
 
@@ -11,6 +12,12 @@ export interface PrintLogsOptions {
   follow: boolean;
   streams: LogStream[];
   tail?: number;
+  /** Only lines written at or after this time (epoch ms). */
+  sinceMs?: number;
+  /** Only lines written before this time (epoch ms); with follow, stop following then. */
+  untilMs?: number;
+  /** Prefix each line with its write time (RFC 3339, UTC, milliseconds), as `docker logs -t`. */
+  timestamps?: boolean;
   env?: NodeJS.ProcessEnv;
   cwd?: string;
 }
@@ -33,15 +40,47 @@ function write(stream: LogStream, chunk: Buffer | string): Promise<void> {
   return new Promise((resolve) => (out.write(chunk) ? resolve() : out.once("drain", resolve)));
 }
 
+function stamp(ms: number): string {
+  return `${new Date(ms).toISOString()} `;
+}
+
+/** Prefixes every line that starts in `chunk` with the time it is seen (follow mode: within one poll of its write). */
+class LineStamper {
+  private atLineStart = true;
+  apply(chunk: Buffer, ms: number): string {
+    let out = "";
+    const text = chunk.toString("utf8");
+    for (const part of text.split(/(?<=\n)/)) {
+      if (this.atLineStart) out += stamp(ms);
+      out += part;
+      this.atLineStart = part.endsWith("\n");
+    }
+    return out;
+  }
+}
+
 async function printOne(path: string, stream: LogStream, options: PrintLogsOptions, signal: AbortSignal): Promise<void> {
   const size = await sizeOf(path);
-  if (options.tail !== undefined) {
+  const timed = options.sinceMs !== undefined || options.untilMs !== undefined || options.timestamps;
+  if (timed) {
+    let lines = (await readTimedLines(path)).filter(
+      (l) => (options.sinceMs === undefined || l.ms >= options.sinceMs) && (options.untilMs === undefined || l.ms < options.untilMs),
+    );
+    if (options.tail !== undefined) lines = options.tail === 0 ? [] : lines.slice(-options.tail);
+    for (const l of lines) await write(stream, options.timestamps ? Buffer.concat([Buffer.from(stamp(l.ms)), l.line]) : l.line);
+  } else if (options.tail !== undefined) {
     await write(stream, await tailLines(path, options.tail));
   } else if (size > 0) {
     for await (const chunk of createReadStream(path, { end: size - 1 })) await write(stream, chunk as Buffer);
   }
   if (!options.follow) return;
-  for await (const chunk of followFile(path, { from: size, signal })) await write(stream, chunk);
+  if (options.untilMs !== undefined && Date.now() >= options.untilMs) return;
+  const stamper = new LineStamper();
+  for await (const chunk of followFile(path, { from: size, signal })) {
+    const now = Date.now();
+    if (options.untilMs !== undefined && now >= options.untilMs) return;
+    await write(stream, options.timestamps ? stamper.apply(chunk, now) : chunk);
+  }
 }
 
 /** `iii worker logs`: prints (and with follow, keeps printing) the workload's log files. */
@@ -52,6 +91,9 @@ export async function printLogs(name: string, options: PrintLogsOptions): Promis
   const stop = () => controller.abort();
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
+  // --until while following: stop at that time even when nothing more is written
+  const untilDelayMs = options.untilMs === undefined ? undefined : Math.max(0, options.untilMs - Date.now());
+  const until = options.follow && untilDelayMs !== undefined && untilDelayMs < 2 ** 31 - 1 ? setTimeout(stop, untilDelayMs) : undefined;
   try {
     await Promise.all(
       options.streams.map((stream) =>
@@ -59,6 +101,7 @@ export async function printLogs(name: string, options: PrintLogsOptions): Promis
       ),
     );
   } finally {
+    if (until) clearTimeout(until);
     process.off("SIGINT", stop);
     process.off("SIGTERM", stop);
   }

@@ -1,21 +1,10 @@
 import { Command, CommanderError, Option } from "commander";
-import { IiiError } from "../errors.js";
-import { runDoctor } from "../doctor.js";
-import { addWorker, removeWorker } from "../workers.js";
-import { loadWorkersFile } from "../state/workers-file.js";
-import { workersFilePath } from "../paths.js";
-import { isWasmImage, type WasmSpec } from "../state/model.js";
-import { runWasmCli } from "../wasm/cli.js";
-import { workerStatus } from "../status.js";
-import { formatTable } from "./output.js";
-import { removeWorkerData, startWorker, stopWorker } from "../lifecycle.js";
-import { runSupervisor } from "../supervisor/supervisor.js";
-import { runFsServer } from "../supervisor/fs-server.js";
-import { getWorker } from "../workers.js";
-import { runExecCommand } from "./exec-command.js";
-import { runDev } from "./dev-command.js";
-import { parseTail, printLogs } from "./logs-command.js";
-import { registerImageCommands } from "./image-commands.js";
+import { describeError, IiiError, type ErrorReport } from "../errors.js";
+import type { WasmSpec } from "../state/model.js";
+
+// Start-up cost: this module loads only commander and the errors module. Every action imports what it needs
+// when it runs (`await import(...)`), so `--help`, usage errors and `completion` never load the image stack,
+// the VMM, @iii/filesystem (koffi + libc) or the WebSocket client.
 
 export const DEFAULT_ENGINE_PORT = 49134;
 export const DEFAULT_ENGINE_URL = `ws://localhost:${DEFAULT_ENGINE_PORT}`;
@@ -59,9 +48,59 @@ function wasmOptions(opts: Record<string, unknown>): WasmSpec {
   return wasm;
 }
 
-function notYet(command: string, issue: string): never {
-  throw new IiiError("NotImplemented", `"${command}" is not implemented yet (${issue})`);
+/** Every name must be a worker of ./iii.workers.yaml before anything happens to any of them. */
+async function requireWorkers(names: string[]): Promise<void> {
+  const { getWorker } = await import("../workers.js");
+  for (const name of names) await getWorker(name);
 }
+
+/**
+ * Runs `action` for each worker (in parallel: each waits on its own VM), prints one line per outcome and one
+ * error line per failure (`iii-worker: NAME: message [Code]`); the exit status is the first failure's. One name
+ * fails as any command does.
+ */
+async function forEachWorker(names: string[], action: (name: string) => Promise<string>): Promise<void> {
+  if (names.length === 1) {
+    console.error(await action(names[0]!));
+    return;
+  }
+  const results = await Promise.allSettled(names.map(action));
+  let exitCode = 0;
+  results.forEach((result, i) => {
+    if (result.status === "fulfilled") {
+      console.error(result.value);
+      return;
+    }
+    const report = describeError(result.reason);
+    console.error(`iii-worker: ${names[i]}: ${report.message} [${report.code}]`);
+    if (exitCode === 0) exitCode = report.exitCode;
+  });
+  if (exitCode !== 0) process.exitCode = exitCode;
+}
+
+async function startOne(name: string, opts: { engineUrl: string; fresh?: boolean; bootTimeout: string; timings?: boolean; pull: string }): Promise<string> {
+  const { startWorker } = await import("../lifecycle.js");
+  const result = await startWorker(name, {
+    pull: parsePullPolicy(opts.pull),
+    engineUrl: opts.engineUrl,
+    fresh: !!opts.fresh,
+    bootTimeoutMs: parseSeconds(opts.bootTimeout, "--boot-timeout") * 1000,
+  });
+  const lines = [];
+  if (result.cleanedCrashed) lines.push(`cleaned up after the crashed previous run of ${name}`);
+  lines.push(`started ${name} (${result.tier === "wasm" ? "WASM runner" : "supervisor"} pid ${result.pid}, ready in ${result.timings.ready ?? "?"} ms)`);
+  if (opts.timings) lines.push(`timings ${JSON.stringify(result.timings)}`);
+  return lines.join("\n");
+}
+
+async function stopOne(name: string, graceMs: number): Promise<string> {
+  const { stopWorker } = await import("../lifecycle.js");
+  const outcome = await stopWorker(name, { graceMs });
+  return outcome === "stopped" ? `stopped ${name}` : outcome === "cleaned-crashed" ? `${name} had crashed; cleaned up` : `${name} is not running`;
+}
+
+/** Commands that take worker names (for completion). */
+export const WORKER_NAME_COMMANDS = ["remove", "inspect", "start", "stop", "restart", "logs", "exec"];
 
 /** Everything printed for humans goes to stderr except command output meant for pipes (list, logs, --json). */
 export function buildProgram(): Command {
@@ -70,7 +109,8 @@ export function buildProgram(): Command {
     .option("--debug", "print stack traces with errors")
     .showHelpAfterError(false)
     .exitOverride()
-    .configureOutput({ outputError: (text, write) => write(`iii-worker: ${text.replace(/^error: /, "")}`) });
+    // runCli prints commander's errors itself, as one line with a code
+    .configureOutput({ outputError: () => {} });
 
   program
     .command("add")
@@ -91,6 +131,11 @@ export function buildProgram(): Command {
     .addHelpText(
       "after",
       `
+Image names:
+  A bare word (alpine, image-resize, image-resize@0.2.0) is an iii short name, resolved through the registry
+  index at III_REGISTRY_URL. A reference with ':' or '/' is an OCI image; without a registry host it is Docker
+  Hub's (node:22 = docker.io/library/node:22, so Docker Hub's alpine is alpine:latest). add prints which it chose.
+
 Network policy (checked on the address actually dialled, after DNS):
   Always denied unless an allow rule is more specific: every address of this host's interfaces, 0.0.0.0/8,
   127.0.0.0/8 and the IANA special-purpose ranges (private, 100.64/10, link-local and metadata, TEST-NETs,
@@ -106,7 +151,7 @@ Network policy (checked on the address actually dialled, after DNS):
     )
     .option("--force", "replace an existing worker of the same name")
     .option("--pull <policy>", "missing (default), always or never: when to ask the registry", "missing")
-    .option("--no-pull", "only record the reference; pull on the first start")
+    .option("--no-pull", "only record the reference, never going online; pull on the first start")
     .option("--insecure-registry <host[:port]>", "allow this registry over plain HTTP (repeatable)", collect)
     .option("--max-execution-ms <ms>", "WASM: wall-clock limit of a run (state failed, reason timeout)")
     .option("--cpu-budget-ms <ms>", "WASM: CPU time a run may use (state failed, reason cpu budget)")
@@ -118,8 +163,12 @@ Network policy (checked on the address actually dialled, after DNS):
     .option("--wasm-udp-connect <ADDR:PORT>", "WASM: allowed UDP connect pattern (repeatable)", collect)
     .option("--wasm-udp-outgoing <ADDR:PORT>", "WASM: allowed UDP send target pattern (repeatable)", collect)
     .action(async (image: string, command: string[], opts) => {
+      // options that need no I/O are checked before anything else (the rest, in addWorker, before any network access)
+      const pull = opts.pull === false ? undefined : parsePullPolicy(opts.pull);
+      const wasm = wasmOptions(opts);
+      const { addWorker } = await import("../workers.js");
       const added = await addWorker(image, {
-        ...(opts.pull === false ? { fetchImage: false } : { pull: parsePullPolicy(opts.pull) }),
+        ...(pull === undefined ? { fetchImage: false } : { pull }),
         insecureRegistries: opts.insecureRegistry ?? [],
         name: opts.name,
         cpus: opts.cpus,
@@ -134,37 +183,62 @@ Network policy (checked on the address actually dialled, after DNS):
         deny: opts.deny,
         hostPorts: opts.hostPort,
         force: opts.force,
-        wasm: wasmOptions(opts),
+        wasm,
       });
+      console.error(`${image}: ${added.origin}`);
       for (const line of added.summary) console.error(line);
       console.error(`${added.replaced ? "replaced" : "added"} worker ${added.name} (${added.spec.image})`);
     });
 
   program
     .command("remove")
+    .alias("rm")
     .description("remove a worker from iii.workers.yaml and delete its data (writable layer, logs); refuses a running worker")
     .argument("<name>")
     .option("-f, --force", "stop the worker first if it is running")
     .option("--keep-data", "keep its managed directory (writable layer, logs)")
     .option("--timeout <seconds>", "with --force: grace period before the workload is killed", "10")
     .action(async (name: string, opts) => {
+      const graceMs = parseSeconds(opts.timeout, "--timeout") * 1000;
+      const { getWorker, removeWorker } = await import("../workers.js");
+      const { removeWorkerData } = await import("../lifecycle.js");
       await getWorker(name);
-      await removeWorkerData(name, { force: !!opts.force, keepData: !!opts.keepData, graceMs: parseSeconds(opts.timeout, "--timeout") * 1000 });
+      await removeWorkerData(name, { force: !!opts.force, keepData: !!opts.keepData, graceMs });
       await removeWorker(name);
       console.error(`removed worker ${name}`);
     });
 
   program
     .command("list")
-    .description("list workers: NAME IMAGE STATUS")
+    .alias("ls")
+    .description("list the workers of ./iii.workers.yaml: NAME IMAGE STATUS")
     .option("--json", "machine-readable output")
+    .option("-q, --quiet", "only the names, one a line")
+    .option("-a, --all", "also workers outside ./iii.workers.yaml that have run under III_HOME: dev sandboxes and other projects' workers (adds PROJECT)")
     .action(async (opts) => {
+      const { loadWorkersFile } = await import("../state/workers-file.js");
+      const { workersFilePath } = await import("../paths.js");
+      const { isWasmImage } = await import("../state/model.js");
+      const { workerStatus } = await import("../status.js");
+      const { formatTable } = await import("./output.js");
+      const { otherWorkers } = await import("./list-command.js");
       const file = await loadWorkersFile(workersFilePath());
-      const rows = await Promise.all(
-        Object.entries(file.workers)
-          .sort(([a], [b]) => (a < b ? -1 : 1))
-          .map(async ([name, spec]) => ({ ...(await workerStatus(name)), name, image: spec.image, spec })),
-      );
+      if (opts.quiet && !opts.all) {
+        for (const name of Object.keys(file.workers).sort()) console.log(name);
+        return;
+      }
+      const rows = [
+        ...(await Promise.all(
+          Object.entries(file.workers)
+            .sort(([a], [b]) => (a < b ? -1 : 1))
+            .map(async ([name, spec]) => ({ ...(await workerStatus(name)), name, image: spec.image, spec, project: process.cwd() })),
+        )),
+        ...(opts.all ? await otherWorkers(process.cwd()) : []),
+      ];
+      if (opts.quiet) {
+        for (const r of rows) console.log(r.name);
+        return;
+      }
       if (opts.json) {
         console.log(
           JSON.stringify(
@@ -177,6 +251,7 @@ Network policy (checked on the address actually dialled, after DNS):
               tier: isWasmImage(r.image) ? "wasm" : "vm",
               // The user's part of the egress policy; the builtin denies (host addresses, special ranges) always apply.
               network: { mode: r.spec.network.mode ?? "public", allow: r.spec.network.allow, deny: r.spec.network.deny, hostPorts: r.spec.network.hostPorts },
+              ...(opts.all ? { project: r.project } : {}),
             })),
             null,
             2,
@@ -192,14 +267,29 @@ Network policy (checked on the address actually dialled, after DNS):
           : r.state === "running" || r.state === "pending" || r.lastExit?.code == null
             ? r.state
             : `${r.state} (exit ${r.lastExit.code})`;
-      console.log(formatTable(["NAME", "IMAGE", "STATUS"], rows.map((r) => [r.name, r.image, statusText(r)])));
+      console.log(
+        opts.all
+          ? formatTable(["NAME", "IMAGE", "STATUS", "PROJECT"], rows.map((r) => [r.name, r.image, statusText(r), r.project]))
+          : formatTable(["NAME", "IMAGE", "STATUS"], rows.map((r) => [r.name, r.image, statusText(r)])),
+      );
+    });
+
+  program
+    .command("inspect")
+    .description("print workers as JSON: spec, state (status, pid, start time), last exit, paths")
+    .argument("<name...>")
+    .action(async (names: string[]) => {
+      await requireWorkers(names);
+      const { inspectWorkers } = await import("./list-command.js");
+      console.log(JSON.stringify(await inspectWorkers(names), null, 2));
     });
 
   program
     .command("doctor")
-    .description("report what this host can do: accel (KVM/TCG), QEMU, virtiofsd, FUSE, TUN, firmware, III_HOME")
+    .description("report what this host can do: accel (KVM/TCG), QEMU, virtiofsd, FUSE, TUN, firmware, guest init, III_HOME")
     .option("--json", "machine-readable output")
     .action(async (opts) => {
+      const { runDoctor } = await import("../doctor.js");
       const report = await runDoctor();
       if (opts.json) {
         console.log(JSON.stringify(report, null, 2));
@@ -214,36 +304,48 @@ Network policy (checked on the address actually dialled, after DNS):
 
   program
     .command("start")
-    .description("boot a worker's microVM (detached); returns when its init reports READY")
-    .argument("<name>")
+    .description("boot workers' microVMs (detached); returns when each init reports READY")
+    .argument("<name...>")
     .option("--engine-url <url>", "engine URL passed to the worker as III_URL/III_ENGINE_URL", DEFAULT_ENGINE_URL)
     .option("--fresh", "discard the worker's writable layer first")
     .option("--boot-timeout <seconds>", "how long to wait for READY", "120")
     .option("--timings", "print the boot timings (supervisor phases and init steps) as JSON")
     .option("--pull <policy>", "missing (default), always or never: when to ask the registry", "missing")
-    .action(async (name: string, opts) => {
-      const result = await startWorker(name, {
-        pull: parsePullPolicy(opts.pull),
-        engineUrl: opts.engineUrl,
-        fresh: !!opts.fresh,
-        bootTimeoutMs: parseSeconds(opts.bootTimeout, "--boot-timeout") * 1000,
-      });
-      if (result.cleanedCrashed) console.error(`cleaned up after the crashed previous run of ${name}`);
-      console.error(`started ${name} (${result.tier === "wasm" ? "WASM runner" : "supervisor"} pid ${result.pid}, ready in ${result.timings.ready ?? "?"} ms)`);
-      if (opts.timings) console.error(`timings ${JSON.stringify(result.timings)}`);
+    .action(async (names: string[], opts) => {
+      parsePullPolicy(opts.pull);
+      parseSeconds(opts.bootTimeout, "--boot-timeout");
+      await requireWorkers(names);
+      await forEachWorker(names, (name) => startOne(name, opts));
     });
 
   program
     .command("stop")
-    .description("stop a worker: SIGTERM to its workload, then kill after the grace period")
-    .argument("<name>")
+    .description("stop workers: SIGTERM to the workload, then kill after the grace period")
+    .argument("<name...>")
     .option("--timeout <seconds>", "grace period before the workload is killed", "10")
-    .action(async (name: string, opts) => {
-      await getWorker(name);
-      const outcome = await stopWorker(name, { graceMs: parseSeconds(opts.timeout, "--timeout") * 1000 });
-      console.error(
-        outcome === "stopped" ? `stopped ${name}` : outcome === "cleaned-crashed" ? `${name} had crashed; cleaned up` : `${name} is not running`,
-      );
+    .action(async (names: string[], opts) => {
+      const graceMs = parseSeconds(opts.timeout, "--timeout") * 1000;
+      await requireWorkers(names);
+      await forEachWorker(names, (name) => stopOne(name, graceMs));
+    });
+
+  program
+    .command("restart")
+    .description("stop workers (if running) and start them again, with the engine URL of their last start")
+    .argument("<name...>")
+    .option("--timeout <seconds>", "grace period before the workload is killed", "10")
+    .option("--engine-url <url>", "engine URL (default: the one the worker was last started with, else the local engine)")
+    .option("--boot-timeout <seconds>", "how long to wait for READY", "120")
+    .action(async (names: string[], opts) => {
+      const graceMs = parseSeconds(opts.timeout, "--timeout") * 1000;
+      parseSeconds(opts.bootTimeout, "--boot-timeout");
+      await requireWorkers(names);
+      const { lastEngineUrl } = await import("./list-command.js");
+      await forEachWorker(names, async (name) => {
+        const engineUrl = opts.engineUrl ?? (await lastEngineUrl(name)) ?? DEFAULT_ENGINE_URL;
+        const stopped = await stopOne(name, graceMs);
+        return `${stopped}\n${await startOne(name, { engineUrl, bootTimeout: opts.bootTimeout, pull: "missing" })}`;
+      });
     });
 
   program
@@ -253,12 +355,21 @@ Network policy (checked on the address actually dialled, after DNS):
     .option("-f, --follow", "keep following, across log rotation and worker restarts")
     .option("--stdout", "only stdout")
     .option("--stderr", "only stderr")
-    .option("--tail <n>", "only the last n lines of each stream")
+    .option("-n, --tail <n>", "only the last n lines of each stream")
+    .option("--since <time>", "only lines written since: RFC 3339 (2026-12-05T10:00:00Z), Unix seconds, or a duration before now (10m, 1h30m)")
+    .option("--until <time>", "only lines written before (same forms); with -f, stop following then")
+    .option("-t, --timestamps", "prefix each line with the time it was written (RFC 3339, UTC)")
     .action(async (name: string, opts) => {
+      const { parseTail, printLogs } = await import("./logs-command.js");
+      const { parseLogTime } = await import("../log-times.js");
+      const now = Date.now();
       await printLogs(name, {
         follow: !!opts.follow,
         streams: opts.stdout && !opts.stderr ? ["stdout"] : opts.stderr && !opts.stdout ? ["stderr"] : ["stdout", "stderr"],
         tail: opts.tail === undefined ? undefined : parseTail(opts.tail),
+        sinceMs: opts.since === undefined ? undefined : parseLogTime(opts.since, "--since", now),
+        untilMs: opts.until === undefined ? undefined : parseLogTime(opts.until, "--until", now),
+        timestamps: !!opts.timestamps,
       });
     });
 
@@ -274,11 +385,15 @@ Network policy (checked on the address actually dialled, after DNS):
     .option("-u, --user <user>", "user (name or uid[:gid])")
     .option("--timeout <seconds>", "SIGTERM then SIGKILL after this many seconds; 0 (the default) disables")
     .action(async (name: string, command: string[], opts) => {
+      const { loadWorkersFile } = await import("../state/workers-file.js");
+      const { workersFilePath } = await import("../paths.js");
+      const { isWasmImage } = await import("../state/model.js");
       const file = await loadWorkersFile(workersFilePath()).catch(() => undefined);
       const spec = file && Object.hasOwn(file.workers, name) ? file.workers[name] : undefined;
       if (spec && isWasmImage(spec.image)) {
         throw new IiiError("NotApplicable", `exec does not apply to WASM worker "${name}": it is one WebAssembly instance, with no shell or processes to run commands in`);
       }
+      const { runExecCommand } = await import("./exec-command.js");
       process.exitCode = await runExecCommand(name, command, opts);
     });
 
@@ -290,6 +405,7 @@ Network policy (checked on the address actually dialled, after DNS):
     .option("--rebuild", "re-run install even if cached")
     .option("--engine-url <url>", "engine URL passed to the worker as III_URL/III_ENGINE_URL", DEFAULT_ENGINE_URL)
     .action(async (path: string, opts) => {
+      const { runDev } = await import("./dev-command.js");
       process.exitCode = await runDev(path, { name: opts.name, rebuild: !!opts.rebuild, engineUrl: opts.engineUrl });
     });
 
@@ -298,6 +414,9 @@ Network policy (checked on the address actually dialled, after DNS):
     .description("start every worker in iii.workers.yaml (used by the engine)")
     .option("--engine-url <url>", "engine URL", DEFAULT_ENGINE_URL)
     .action(async (opts) => {
+      const { loadWorkersFile } = await import("../state/workers-file.js");
+      const { workersFilePath } = await import("../paths.js");
+      const { startWorker } = await import("../lifecycle.js");
       const file = await loadWorkersFile(workersFilePath());
       const names = Object.keys(file.workers).sort();
       const results = await Promise.allSettled(names.map((name) => startWorker(name, { engineUrl: opts.engineUrl })));
@@ -312,8 +431,11 @@ Network policy (checked on the address actually dialled, after DNS):
     .description("stop every running worker of iii.workers.yaml (used by the engine)")
     .option("--timeout <seconds>", "grace period", "5")
     .action(async (opts) => {
-      const file = await loadWorkersFile(workersFilePath());
       const graceMs = parseSeconds(opts.timeout, "--timeout") * 1000;
+      const { loadWorkersFile } = await import("../state/workers-file.js");
+      const { workersFilePath } = await import("../paths.js");
+      const { stopWorker } = await import("../lifecycle.js");
+      const file = await loadWorkersFile(workersFilePath());
       const names = Object.keys(file.workers).sort();
       const results = await Promise.allSettled(names.map((name) => stopWorker(name, { graceMs })));
       results.forEach((r, i) => {
@@ -325,8 +447,18 @@ Network policy (checked on the address actually dialled, after DNS):
 
   registerImageCommands(program);
 
+  program
+    .command("completion")
+    .description("print a shell completion script: bash (source <(iii-worker completion bash)) or zsh")
+    .argument("<shell>", "bash or zsh")
+    .action(async (shell: string) => {
+      const { completionScript } = await import("./completion.js");
+      process.stdout.write(completionScript(shell, program));
+    });
+
   program.addCommand(
     new Command("__vm-boot").argument("<name>").argument("<project-dir>").action(async (name: string, projectDir: string) => {
+      const { runSupervisor } = await import("../supervisor/supervisor.js");
       // Everything the supervisor owned is released by now; do not let a stray handle keep it alive.
       process.exit(await runSupervisor(name, projectDir));
     }),
@@ -335,6 +467,7 @@ Network policy (checked on the address actually dialled, after DNS):
 
   program.addCommand(
     new Command("__wasm-run").argument("<config>", "the worker's WASI_CONFIG file").action(async (config: string) => {
+      const { runWasmCli } = await import("../wasm/cli.js");
       process.exitCode = await runWasmCli(config);
     }),
     { hidden: true },
@@ -342,6 +475,7 @@ Network policy (checked on the address actually dialled, after DNS):
 
   program.addCommand(
     new Command("__fs-serve").argument("<config>").action(async (config: string) => {
+      const { runFsServer } = await import("../supervisor/fs-server.js");
       process.exitCode = await runFsServer(config);
     }),
     { hidden: true },
@@ -351,30 +485,72 @@ Network policy (checked on the address actually dialled, after DNS):
   return program;
 }
 
+/** `images`, `prune`, `login`: the image cache and registry credentials (their code loads when they run). */
+export function registerImageCommands(program: Command): void {
+  program
+    .command("images")
+    .description("list cached images, their size and the workers using them")
+    .option("--json", "machine-readable output")
+    .action(async (opts: { json?: boolean }) => (await import("./image-commands.js")).imagesCommand(opts));
+
+  program
+    .command("prune")
+    .description("remove cached images no worker in ./iii.workers.yaml references")
+    .option("--dry-run", "list what would be removed")
+    .action(async (opts: { dryRun?: boolean }) => (await import("./image-commands.js")).pruneCommand(opts));
+
+  program
+    .command("login")
+    .description("store registry credentials (checked against the registry) under III_HOME/auth.json, mode 0600")
+    .argument("<registry>", "registry host[:port]")
+    .option("-u, --username <user>")
+    .option("--password-stdin", "read the password from stdin")
+    .option("--insecure", "the registry speaks plain HTTP")
+    .option("--no-verify", "store without checking the credentials")
+    .action(async (registry: string, opts: { username?: string; passwordStdin?: boolean; insecure?: boolean; verify: boolean }) =>
+      (await import("./image-commands.js")).loginCommand(registry, opts),
+    );
+}
+
 export interface CliResult {
   exitCode: number;
 }
 
-/** Runs the CLI; maps every error to one line on stderr (the stack with --debug) and an exit status. */
+/** `--json` before any `--`: errors go out as JSON too. */
+function wantsJson(argv: string[]): boolean {
+  const end = argv.indexOf("--");
+  return (end < 0 ? argv : argv.slice(0, end)).includes("--json");
+}
+
+/**
+ * Prints an error as exactly one line `iii-worker: <message> [<Code>]` on stderr, or with `--json` as
+ * `{"error":{"code","message"}}` on stdout (where the command's JSON would have gone; stderr stays empty);
+ * `--debug` adds the stack on stderr.
+ */
+function reportError(report: ErrorReport, json: boolean, stack: string | undefined): void {
+  if (json) process.stdout.write(`${JSON.stringify({ error: { code: report.code, message: report.message } })}\n`);
+  else process.stderr.write(`iii-worker: ${report.message} [${report.code}]\n`);
+  if (stack) process.stderr.write(`${stack}\n`);
+}
+
+/** Runs the CLI; maps every error to one line (the stack with --debug) and an exit status. */
 export async function runCli(argv: string[]): Promise<number> {
   const program = buildProgram();
   const debug = argv.includes("--debug");
+  const json = wantsJson(argv);
   try {
     await program.parseAsync(argv, { from: "user" });
     return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (error) {
     if (error instanceof CommanderError) {
       if (error.code === "commander.helpDisplayed" || error.code === "commander.help" || error.code === "commander.version") return 0;
-      // commander already printed its message
+      // unknown option/command, missing argument, …: usage errors (exit 2)
+      const message = error.message.replace(/^error: /, "");
+      reportError({ code: "UsageError", message: message.replace(/\s*\n\s*/g, " ").trim(), exitCode: 2 }, json, debug ? error.stack : undefined);
       return 2;
     }
-    if (error instanceof IiiError) {
-      console.error(`iii-worker: ${error.message}${debug ? "" : ""}`);
-      if (debug) console.error(error.stack);
-      return error.exitCode;
-    }
-    console.error(`iii-worker: internal error: ${(error as Error).message ?? String(error)}`);
-    if (debug) console.error((error as Error).stack);
-    return 70;
+    const report = describeError(error);
+    reportError(report, json, debug ? (error as Error)?.stack : undefined);
+    return report.exitCode;
   }
 }

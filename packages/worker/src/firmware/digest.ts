@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { mkdirsSync } from "../host/mkdirs.js";
+import { createReadStream, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 
 export async function sha256File(path: string): Promise<string> {
@@ -41,7 +42,7 @@ export async function sha256FileMemo(path: string, memoPath: string | undefined)
   const sha256 = await sha256File(path);
   try {
     memo[path] = { ...key, sha256 };
-    mkdirSync(dirname(memoPath), { recursive: true });
+    mkdirsSync(dirname(memoPath));
     const tmp = `${memoPath}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
     writeFileSync(tmp, JSON.stringify(memo));
     renameSync(tmp, memoPath);

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { chmod, mkdir, rename, rm, stat, symlink, unlink } from "node:fs/promises";
+import { chmod, rename, rm, stat, symlink, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -8,6 +8,7 @@ import { createGunzip } from "node:zlib";
 import { randomBytes } from "node:crypto";
 import * as tar from "tar-stream";
 import { IiiError } from "../errors.js";
+import { mkdirs } from "../host/mkdirs.js";
 import { sha256File } from "./digest.js";
 import type { FirmwareManifest, FirmwarePlatformEntry } from "./manifest.js";
 
@@ -36,7 +37,7 @@ export async function downloadFirmware(
 ): Promise<string> {
   const { libDir } = options;
   try {
-    await mkdir(libDir, { recursive: true });
+    await mkdirs(libDir);
   } catch (error) {
     throw new IiiError("HomeUnwritable", `cannot create ${libDir}: ${(error as Error).message}`, { cause: error });
   }

@@ -1,4 +1,5 @@
-import { closeSync, mkdirSync, openSync, readSync, statSync } from "node:fs";
+import { mkdirsSync } from "../host/mkdirs.js";
+import { closeSync, openSync, readSync, statSync } from "node:fs";
 import { open, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -43,7 +44,7 @@ export async function ensureKernel(
   if (existing) return { ...existing, elfPath, firmwareSha256: firmware.sha256, cached: true };
 
   try {
-    mkdirSync(dir, { recursive: true });
+    mkdirsSync(dir);
   } catch (error) {
     throw new IiiError("HomeUnwritable", `cannot create the kernel cache ${dir}: ${(error as Error).message}`, { cause: error });
   }

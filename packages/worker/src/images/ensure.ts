@@ -1,3 +1,4 @@
+import { mkdirs } from "../host/mkdirs.js";
 import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { isAbsolute, join } from "node:path";
 import { errnoCode, IiiError } from "../errors.js";
@@ -197,7 +198,7 @@ async function ensureDir(store: ImageStore, path: string, image: string): Promis
     createdAt: previous?.createdAt ?? new Date().toISOString(),
   };
   if (manifest) record.manifest = manifest;
-  await mkdir(store.imageDir(digest), { recursive: true });
+  await mkdirs(store.imageDir(digest));
   await writeAtomic(join(store.imageDir(digest), "image.json"), `${JSON.stringify(record, null, 2)}\n`);
   await store.writeTag({ reference: image, digest, updatedAt: new Date().toISOString() });
   return ensured(store, record, image, true);

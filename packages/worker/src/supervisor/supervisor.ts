@@ -13,6 +13,7 @@ import { tryHoldFileLock, withFileLock } from "../host/file-lock.js";
 import { processStartTime } from "../host/process-identity.js";
 import { managedRoot as managedRootOf, workerPaths, type WorkerPaths } from "../paths.js";
 import type { LastExit, VmRecord } from "../status.js";
+import { LogTimesWriter } from "../log-times.js";
 import { chooseAccel, probeAccelFacts, QemuVmm, type VmExit } from "../vmm/index.js";
 import { cleanupStaleWorker } from "./cleanup.js";
 import { ApiServer } from "../api/server.js";
@@ -73,8 +74,10 @@ class ResourceOwner {
 class RotatingLog {
   private stream: WriteStream;
   private bytes = 0;
+  private readonly times: LogTimesWriter;
 
   constructor(private readonly path: string) {
+    this.times = new LogTimesWriter(path);
     this.stream = createWriteStream(path, { flags: "a" });
   }
 
@@ -84,14 +87,17 @@ class RotatingLog {
       await rm(`${this.path}.1`, { force: true });
       const { rename } = await import("node:fs/promises");
       await rename(this.path, `${this.path}.1`).catch(() => {});
+      this.times.rotate();
       this.stream = createWriteStream(this.path, { flags: "a" });
       this.bytes = 0;
     }
     this.bytes += chunk.length;
+    this.times.record(chunk.length);
     if (!this.stream.write(chunk)) await new Promise<void>((resolve) => this.stream.once("drain", () => resolve()));
   }
 
   close(): Promise<void> {
+    this.times.close();
     return new Promise((resolve) => this.stream.end(resolve));
   }
 }

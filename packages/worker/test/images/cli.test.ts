@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Command } from "commander";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { registerImageCommands } from "../../src/cli/image-commands.js";
+import { registerImageCommands } from "../../src/cli/program.js";
 import { ensureImage } from "../../src/images/index.js";
 import { writeLayout } from "./fixtures/oci-writer.js";
 

@@ -1,3 +1,4 @@
+import { mkdirs } from "../../host/mkdirs.js";
 import { randomBytes } from "node:crypto";
 import { lstatSync, readdirSync } from "node:fs";
 import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
@@ -65,11 +66,11 @@ export class ImageStore {
   }
 
   async init(): Promise<void> {
-    await mkdir(join(this.root, "sha256"), { recursive: true, mode: 0o755 });
-    await mkdir(join(this.root, "blobs", "sha256"), { recursive: true });
-    await mkdir(this.partialDir, { recursive: true });
-    await mkdir(join(this.root, "refs"), { recursive: true });
-    await mkdir(join(this.root, "tmp"), { recursive: true, mode: 0o700 });
+    await mkdirs(join(this.root, "sha256"), 0o755);
+    await mkdirs(join(this.root, "blobs", "sha256"));
+    await mkdirs(this.partialDir);
+    await mkdirs(join(this.root, "refs"));
+    await mkdirs(join(this.root, "tmp"), 0o700);
   }
 
   async hasBlob(digest: string): Promise<boolean> {

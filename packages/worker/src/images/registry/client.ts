@@ -1,3 +1,4 @@
+import { mkdirs } from "../../host/mkdirs.js";
 import { createReadStream } from "node:fs";
 import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from "node:fs/promises";
 import type { Hash } from "node:crypto";
@@ -282,7 +283,7 @@ export class RegistryClient {
     onBytes: (bytes: number) => void = () => {},
   ): Promise<void> {
     const hex = descriptor.digest.slice(7);
-    await mkdir(partialDir, { recursive: true });
+    await mkdirs(partialDir);
     const partial = join(partialDir, `${hex}.${process.pid}.partial`);
     await adoptPartial(partialDir, hex, partial);
     let reported = 0;

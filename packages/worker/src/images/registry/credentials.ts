@@ -1,3 +1,4 @@
+import { mkdirs } from "../../host/mkdirs.js";
 import { execFile } from "node:child_process";
 import { chmod, mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
@@ -115,7 +116,7 @@ export async function storeCredentials(registry: string, username: string, passw
   config.auths ??= {};
   const key = registry === "docker.io" ? DOCKER_HUB_KEYS[0]! : registry;
   config.auths[key] = { auth: Buffer.from(`${username}:${password}`).toString("base64") };
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  await mkdirs(dirname(path), 0o700);
   const tmp = `${path}.${process.pid}.tmp`;
   await writeFile(tmp, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
   await chmod(tmp, 0o600);

@@ -1,3 +1,4 @@
+import { mkdirs } from "../../host/mkdirs.js";
 import { createReadStream } from "node:fs";
 import { link, lstat, mkdir, open, readFile } from "node:fs/promises";
 import { dirname, join, posix } from "node:path";
@@ -103,7 +104,7 @@ export async function extractImageArchive(file: string, dest: string, source: st
       const type = entry.header.type;
       if (ARCHIVE_MEMBER.test(name) && (type === "file" || type === "contiguous-file")) {
         const path = join(dest, name);
-        await mkdir(dirname(path), { recursive: true });
+        await mkdirs(dirname(path));
         const handle = await open(path, "wx", 0o644);
         try {
           for await (const chunk of entry) await handle.write(chunk as Buffer);
@@ -131,7 +132,7 @@ export async function extractImageArchive(file: string, dest: string, source: st
   }
   for (const [target, name] of aliases) {
     const path = join(dest, name);
-    await mkdir(dirname(path), { recursive: true });
+    await mkdirs(dirname(path));
     try {
       await link(join(dest, target), path);
     } catch (error) {

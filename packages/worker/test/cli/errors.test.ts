@@ -1,0 +1,95 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { FilesystemError } from "@iii/filesystem";
+import { NetworkError, PolicyDeniedError } from "@iii/network";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describeError, IiiError } from "../../src/errors.js";
+import { runWorkerCli } from "../helpers.js";
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "iii-errors-"));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const env = () => ({ III_HOME: join(dir, "home") });
+
+describe("every error is one line with its stable code", () => {
+  it("an IiiError prints `iii-worker: <message> [<Code>]` and exits with its mapped status", async () => {
+    const run = await runWorkerCli(["inspect", "ghost"], { cwd: dir, env: env() });
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe("");
+    expect(run.stderr).toBe('iii-worker: no worker named "ghost" in iii.workers.yaml [WorkerNotFound]\n');
+  });
+
+  it.each([
+    [["--bogus"], "iii-worker: unknown option '--bogus' [UsageError]\n"],
+    [["frobnicate"], "iii-worker: unknown command 'frobnicate' [UsageError]\n"],
+    [["list", "--nope"], "iii-worker: unknown option '--nope' [UsageError]\n"],
+    [["logs"], "iii-worker: missing required argument 'name' [UsageError]\n"],
+  ])("commander's usage error %j is one line, code UsageError, exit 2", async (args, line) => {
+    const run = await runWorkerCli(args, { cwd: dir, env: env() });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toBe(line);
+    expect(run.stdout).toBe("");
+  });
+
+  it("a suggestion from commander stays on the same line", async () => {
+    const run = await runWorkerCli(["list", "--jsn"], { cwd: dir, env: env() });
+    expect(run.code).toBe(2);
+    expect(run.stderr.trimEnd().split("\n")).toHaveLength(1);
+    expect(run.stderr).toMatch(/^iii-worker: unknown option '--jsn' \(Did you mean --json\?\) \[UsageError\]$/m);
+  });
+
+  it("with --json the error is {error: {code, message}} on stdout and stderr stays empty", async () => {
+    const run = await runWorkerCli(["doctor", "--json", "--bogus"], { cwd: dir, env: env() });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toBe("");
+    expect(JSON.parse(run.stdout)).toEqual({ error: { code: "UsageError", message: "unknown option '--bogus'" } });
+    const notFound = await runWorkerCli(["logs", "ghost", "--json"], { cwd: dir, env: env() });
+    expect(notFound.code).toBe(2); // logs has no --json: still JSON, as asked
+    expect(JSON.parse(notFound.stdout).error.code).toBe("UsageError");
+  });
+
+  it("a failing command with --json reports its own code as JSON", async () => {
+    const p = mkdtempSync(join(dir, "p-"));
+    const { writeFileSync } = await import("node:fs");
+    writeFileSync(join(p, "iii.workers.yaml"), "workers:\n  a:\n    image: x\n   bad: [\n");
+    const run = await runWorkerCli(["list", "--json"], { cwd: p, env: env() });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe("");
+    const body = JSON.parse(run.stdout) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe("StateFileCorrupt");
+    expect(body.error.message).toMatch(/not valid YAML \(line \d+, column \d+\)/);
+    expect(Object.keys(body)).toEqual(["error"]);
+    expect(Object.keys(body.error)).toEqual(["code", "message"]);
+  });
+
+  it("--debug adds the stack after the one line", async () => {
+    const run = await runWorkerCli(["inspect", "ghost", "--debug"], { cwd: dir, env: env() });
+    expect(run.code).toBe(1);
+    const [first, ...rest] = run.stderr.trimEnd().split("\n");
+    expect(first).toBe('iii-worker: no worker named "ghost" in iii.workers.yaml [WorkerNotFound]');
+    expect(rest.join("\n")).toMatch(/^IiiError: no worker named[\s\S]*\n\s+at /);
+  });
+});
+
+describe("describeError", () => {
+  it("keeps the codes of other packages' typed errors (exit 1), and Node's errno codes", () => {
+    expect(describeError(new FilesystemError("MOUNT_FAILED", "fusermount: failed"))).toEqual({ code: "MOUNT_FAILED", message: "fusermount: failed", exitCode: 1 });
+    expect(describeError(new NetworkError("TransportError", "socket closed"))).toEqual({ code: "TransportError", message: "socket closed", exitCode: 1 });
+    expect(describeError(new PolicyDeniedError("10.0.0.1:80 denied", "deny 10.0.0.0/8")).code).toBe("PolicyDenied");
+    const errno = Object.assign(new Error("EACCES: permission denied, open '/x'"), { code: "EACCES" });
+    expect(describeError(errno)).toEqual({ code: "EACCES", message: "EACCES: permission denied, open '/x'", exitCode: 1 });
+  });
+
+  it("gives anything else the generic code Internal and exit 70; IiiError keeps its own mapping", () => {
+    expect(describeError(new TypeError("x is undefined"))).toEqual({ code: "Internal", message: "internal error: x is undefined", exitCode: 70 });
+    const nodeBug = Object.assign(new TypeError('The "path" argument must be of type string'), { code: "ERR_INVALID_ARG_TYPE" });
+    expect(describeError(nodeBug).code).toBe("Internal");
+    expect(describeError("thrown string")).toEqual({ code: "Internal", message: "internal error: thrown string", exitCode: 70 });
+    expect(describeError(new IiiError("UsageError", "bad\nthing"))).toEqual({ code: "UsageError", message: "bad thing", exitCode: 2 });
+    expect(describeError(new IiiError("Internal", "oops")).exitCode).toBe(70);
+  });
+});
