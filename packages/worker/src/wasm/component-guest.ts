@@ -7,6 +7,8 @@ import { ENGINE_BRIDGE, type EngineBridge, type GuestData, type GuestMessage, ty
 import { egressRulesFor, guardShimSockets, type ShimSockets } from "./net-guard.js";
 
 interface ShimCli {
+  stdout: { getStdout(): ShimOutputStream };
+  stderr: { getStderr(): ShimOutputStream };
   _setEnv(env: Record<string, string>): void;
   _setArgs(args: string[]): void;
   _setCwd(cwd: string): void;
@@ -34,6 +36,8 @@ export async function runComponentGuest(data: GuestData, started: () => void, ex
   cli._setEnv(config.env);
   cli._setArgs(config.args);
   cli._setCwd(config.dirs[0]?.guestPath ?? "/");
+  capOutputStream(cli.stdout.getStdout(), "stdout", data.launch.stdioCapBytes);
+  capOutputStream(cli.stderr.getStderr(), "stderr", data.launch.stdioCapBytes);
   fs._clearPreopens();
   fs._setPreopens(Object.fromEntries(config.dirs.map((d) => [d.guestPath, d.hostPath])));
   const net = config.network;
@@ -55,6 +59,73 @@ export async function runComponentGuest(data: GuestData, started: () => void, ex
   started();
   component.run.run();
   exited(0);
+}
+
+/** The methods of preview2-shim's OutputStream resource that move bytes. */
+interface ShimOutputStream {
+  write(bytes: Uint8Array): void;
+  blockingWriteAndFlush(bytes: Uint8Array): void;
+  writeZeroes(len: bigint): void;
+  blockingWriteZeroesAndFlush(len: bigint): void;
+  splice(from: unknown, len: bigint): bigint;
+  blockingSplice(from: unknown, len: bigint): bigint;
+}
+
+/**
+ * At most `cap` bytes per stdio stream per run, then one marker line and the rest discarded (reported as
+ * written, as for preview 1). The stream object itself is patched, not replaced: jco checks that a returned
+ * resource is the shim's own OutputStream class.
+ */
+export function capOutputStream(stream: ShimOutputStream, name: string, cap: number): void {
+  let written = 0;
+  let truncated = false;
+  const original = {
+    write: stream.write.bind(stream),
+    blockingWriteAndFlush: stream.blockingWriteAndFlush.bind(stream),
+    writeZeroes: stream.writeZeroes.bind(stream),
+    blockingWriteZeroesAndFlush: stream.blockingWriteZeroesAndFlush.bind(stream),
+    splice: stream.splice.bind(stream),
+    blockingSplice: stream.blockingSplice.bind(stream),
+  };
+  /** How many of `n` bytes may still go out. */
+  const room = (n: number): number => {
+    const allowed = Math.min(n, Math.max(0, cap - written));
+    written += allowed;
+    return allowed;
+  };
+  /** After a write that hit the cap: the marker, once, right behind the last bytes kept. */
+  const mark = (offered: number, kept: number) => {
+    if (kept === offered || truncated) return;
+    truncated = true;
+    try {
+      original.blockingWriteAndFlush(new TextEncoder().encode(`\n[iii: ${name} truncated after ${cap} bytes]\n`));
+    } catch {
+      // the stream is closed; nothing to tell
+    }
+  };
+  const keep = (bytes: Uint8Array, send: (b: Uint8Array) => void) => {
+    const n = room(bytes.byteLength);
+    if (n > 0) send(n === bytes.byteLength ? bytes : bytes.subarray(0, n));
+    mark(bytes.byteLength, n);
+  };
+  const keepZeroes = (len: bigint, send: (n: bigint) => void) => {
+    const n = room(Number(len));
+    if (n > 0) send(BigInt(n));
+    mark(Number(len), n);
+  };
+  stream.write = (bytes) => keep(bytes, original.write);
+  stream.blockingWriteAndFlush = (bytes) => keep(bytes, original.blockingWriteAndFlush);
+  stream.writeZeroes = (len) => keepZeroes(len, original.writeZeroes);
+  stream.blockingWriteZeroesAndFlush = (len) => keepZeroes(len, original.blockingWriteZeroesAndFlush);
+  // past the cap a splice still drains its source (so a copy loop ends), the bytes discarded
+  const splice = (from: unknown, len: bigint, send: (from: unknown, len: bigint) => bigint): bigint => {
+    const n = room(Number(len));
+    if (n > 0) return send(from, BigInt(n));
+    mark(Number(len), 0);
+    return BigInt((from as { read(len: bigint): Uint8Array }).read(len).byteLength);
+  };
+  stream.splice = (from, len) => splice(from, len, original.splice);
+  stream.blockingSplice = (from, len) => splice(from, len, original.blockingSplice);
 }
 
 interface Handler {

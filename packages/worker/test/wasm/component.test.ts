@@ -6,7 +6,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { componentNew, preview1AdapterCommandPath } from "@bytecodealliance/jco";
 import { detectWasmKind } from "../../src/wasm/kind.js";
 import { runWorkerCli } from "../helpers.js";
-import { exitWith, O_CREAT, openAt, RIGHT_FD_READ, RIGHT_FD_WRITE, wat } from "./wat.js";
+import { exitWith, flood, O_CREAT, openAt, RIGHT_FD_READ, RIGHT_FD_WRITE, wat } from "./wat.js";
 
 // A real preview 2 component: a core module wrapped by jco with the WASI preview 1 command adapter, transpiled
 // by jco in the controller and run on preview2-shim in the runner.
@@ -89,4 +89,27 @@ it("a component reaches only its dirs: .. out fails (exit 1 via the adapter), a 
   expect(existsSync(join(project, "ro", "new.txt"))).toBe(false);
   expect(await exitOf(openAt("new.txt", O_CREAT, RIGHT_FD_WRITE), `${join(project, "rw")}:/rw`)).toMatchObject({ status: "completed", lastExit: { code: 0 } });
   expect(existsSync(join(project, "rw", "new.txt"))).toBe(true);
+});
+
+it("a component's stdout flood is cut at the cap: the log stays bounded, one marker line, the run completes", async () => {
+  const project = join(root, "flood");
+  mkdirSync(project, { recursive: true });
+  const cap = 1024 * 1024;
+  const env = { III_HOME: join(root, "home"), III_WASM_STDIO_CAP_BYTES: String(cap) };
+  const run = (args: string[]) => runWorkerCli(args, { cwd: project, env });
+  const adapter = readFileSync(preview1AdapterCommandPath());
+  writeFileSync(join(project, "flood.wasm"), await componentNew(await wat(flood(512)), [["wasi_snapshot_preview1", adapter]])); // 32 MiB offered
+  expect((await run(["add", "./flood.wasm"])).code).toBe(0);
+  expect((await run(["start", "flood"])).code).toBe(0);
+  let row: { status: string; lastExit: { code: number; maxRssKb: number } } | undefined;
+  for (let i = 0; i < 600; i++) {
+    row = (JSON.parse((await run(["list", "--json"])).stdout) as { name: string; status: string; lastExit: { code: number; maxRssKb: number } }[]).find((r) => r.name === "flood");
+    if (row && row.status !== "running" && row.status !== "pending") break;
+    await sleep(50);
+  }
+  expect(row).toMatchObject({ status: "completed", lastExit: { code: 0 } });
+  const log = readFileSync(join(root, "home", "managed", readdirSync(join(root, "home", "managed")).find((k) => existsSync(join(root, "home", "managed", k, "flood")))!, "flood", "logs", "stdout.log"), "utf8");
+  expect(log.length).toBeLessThanOrEqual(cap + 100);
+  expect(log.match(/\[iii: stdout truncated after \d+ bytes\]/g)).toHaveLength(1);
+  expect(log.startsWith("A".repeat(1000))).toBe(true);
 });
