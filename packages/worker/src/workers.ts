@@ -156,15 +156,31 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
   const name = validateWorkerName(options.name ?? defaultName);
   spec.image = image;
   let summary: string[] = [];
-  if (isWasmImage(image)) {
+  let wasmSource: string | undefined;
+  if (!isWasmImage(image)) {
+    // A registry reference may name a WASM artifact (one wasm layer) instead of a container image. --no-pull
+    // only looks in the cache.
+    const { pullWasmArtifact } = await import("./images/wasm-artifact.js");
+    const pull = options.fetchImage === false ? "never" : (options.pull ?? "missing");
+    const artifact = await pullWasmArtifact(image, { home: iiiHome(env), env, pull, insecureRegistries: options.insecureRegistries ?? [] });
+    if (artifact) {
+      spec.image = `wasm:${artifact.path}`;
+      wasmSource = `${artifact.reference}@${artifact.digest}`;
+    }
+  }
+  if (isWasmImage(spec.image)) {
+    const image = spec.image;
     if (spec.ports.length > 0 || options.cpus !== undefined || options.pids !== undefined || options.network !== undefined || spec.network.allow.length + spec.network.deny.length + spec.network.hostPorts.length > 0) {
       throw new IiiError("NotApplicable", "--port, --cpus, --pids, --network, --allow, --deny and --host-port do not apply to a WASM worker (use --max-execution, --cpu-budget and --wasm-* network options)");
     }
     for (const m of spec.mounts) {
       if (!(await stat(m.host).catch(() => undefined))?.isDirectory()) throw new IiiError("InvalidOption", `mount ${m.host}: a WASM worker's dir must be an existing directory`);
     }
-    if (options.wasm && Object.keys(options.wasm).length > 0) spec.wasm = options.wasm;
-    summary = [`WASM ${detectWasmKind(await readFile(image.slice(5)), image.slice(5)) === "module" ? "core module (WASI preview 1)" : "component (WASI preview 2)"}`];
+    if (options.wasm && Object.keys(options.wasm).length > 0) spec.wasm = { ...options.wasm };
+    if (wasmSource) spec.wasm = { ...spec.wasm, source: wasmSource };
+    summary = [
+      `WASM ${detectWasmKind(await readFile(image.slice(5)), image.slice(5)) === "module" ? "core module (WASI preview 1)" : "component (WASI preview 2)"}${wasmSource ? ` from the OCI artifact ${wasmSource}` : ""}`,
+    ];
   } else if (options.fetchImage !== false && !image.startsWith("dir:")) {
     const { ensureImage, formatImageSummary } = await import("./images/index.js");
     const ensured = await ensureImage(image, {

@@ -69,7 +69,7 @@ export function canonicalReference(ref: ImageReference): string {
  * Registries allowed over plain HTTP: the caller's list (--insecure-registry), `III_INSECURE_REGISTRIES`
  * (comma-separated) and `insecureRegistries` in `<III_HOME>/registries.json`. Nothing else ever downgrades.
  */
-async function insecureList(options: EnsureImageOptions, home: string): Promise<string[]> {
+export async function insecureList(options: EnsureImageOptions, home: string): Promise<string[]> {
   const env = options.env ?? process.env;
   const fromEnv = (env.III_INSECURE_REGISTRIES ?? "").split(",").map((s) => s.trim()).filter(Boolean);
   let fromConfig: string[] = [];

@@ -60,6 +60,8 @@ export function parseNetworkMode(text: string): NetworkMode {
 
 /** The WASM tier's own settings of a `wasm:` worker (see src/wasm/config.ts for their meaning). */
 export interface WasmSpec {
+  /** For a binary pulled from a registry: the artifact it came from (`reference@manifest digest`). */
+  source?: string;
   maxExecutionMs?: number;
   cpuBudgetMs?: number;
   network?: Partial<WasiNetwork>;
@@ -266,7 +268,8 @@ function decodeWorker(raw: unknown, path: string): WorkerSpec {
 function decodeWasm(raw: unknown, path: string): WasmSpec {
   const record = asRecord(raw, path);
   const out: WasmSpec = {};
-  for (const key of Object.keys(record)) if (!["maxExecutionMs", "cpuBudgetMs", "network"].includes(key)) fail(`${path}.${key}`, "unknown field");
+  for (const key of Object.keys(record)) if (!["source", "maxExecutionMs", "cpuBudgetMs", "network"].includes(key)) fail(`${path}.${key}`, "unknown field");
+  if (record.source != null) out.source = asString(record.source, `${path}.source`);
   for (const key of ["maxExecutionMs", "cpuBudgetMs"] as const) {
     if (record[key] == null) continue;
     const n = record[key];
@@ -291,6 +294,7 @@ function decodeWasm(raw: unknown, path: string): WasmSpec {
 
 function encodeWasm(wasm: WasmSpec): Record<string, unknown> {
   const out: Record<string, unknown> = {};
+  if (wasm.source !== undefined) out.source = wasm.source;
   if (wasm.maxExecutionMs !== undefined) out.maxExecutionMs = wasm.maxExecutionMs;
   if (wasm.cpuBudgetMs !== undefined) out.cpuBudgetMs = wasm.cpuBudgetMs;
   if (wasm.network) {

@@ -77,7 +77,7 @@ export function parseJson(bytes: Uint8Array, what: string): unknown {
   }
 }
 
-function parseDescriptor(value: unknown, what: string): Descriptor {
+export function parseDescriptor(value: unknown, what: string): Descriptor {
   const record = asObject(value, what);
   const digest = requireSha256Digest(record.digest, what);
   if (typeof record.mediaType !== "string") throw new IiiError("ImageInvalid", `${what} has no mediaType`);
@@ -123,6 +123,9 @@ export function parseManifestDocument(bytes: Uint8Array, what: string, transport
     const layers = record.layers.map((l, i) => parseDescriptor(l, `${what}.layers[${i}]`));
     for (const layer of layers) {
       if (!LAYER_TYPES.has(layer.mediaType)) {
+        if (/wasm/.test(layer.mediaType)) {
+          throw new IiiError("ImageInvalid", `${what} is a WASM artifact (layer ${layer.mediaType}), not a container image: \`iii-worker add\` it (without --no-pull) to run it as a WASM worker`);
+        }
         throw new IiiError("ImageInvalid", `${what}: layer ${layer.digest} has unsupported media type ${layer.mediaType}`);
       }
     }
