@@ -24,6 +24,7 @@ const messages = [
   ["exit-code", { type: "EXIT", stream: 1, code: 7, signal: null, timedOut: false }],
   ["exit-timeout", { type: "EXIT", stream: 2, code: 143, signal: "SIGTERM", timedOut: true }],
   ["exit-spawn-error", { type: "EXIT", stream: 4, code: -1, signal: null, timedOut: false, error: "spawn nope ENOENT" }],
+  ["exit-not-found", { type: "EXIT", stream: 5, code: -1, signal: null, timedOut: false, error: "nope: command not found (ENOENT)", shellStatus: 127 }],
   ["signal", { type: "SIGNAL", stream: 1, signal: "SIGINT" }],
   ["resize", { type: "RESIZE", stream: 1, rows: 40, cols: 120 }],
   ["credit", { type: "CREDIT", stream: 1, bytes: 262144 }],

@@ -27,6 +27,7 @@ export const ERROR_CODES = {
   ImageInvalid: 1,
   LayerRejected: 1,
   VmBootFailed: 1,
+  WorkloadStartFailed: 1,
   VmNotRunning: 1,
   ExecRejected: 1,
   PolicyDenied: 1,

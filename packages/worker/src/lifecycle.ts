@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
-import { closeSync, openSync } from "node:fs";
+import { closeSync, existsSync, openSync, statSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { access, chmod, mkdir, rm, stat, constants } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
@@ -21,7 +22,7 @@ import { ensureImage } from "./images/index.js";
 import { getWorker } from "./workers.js";
 import { isWasmImage, type WorkerSpec } from "./state/model.js";
 import { startWasmWorker } from "./wasm/controller.js";
-import { writableDirError } from "./host/writable.js";
+import { canReadWrite, writableDirError } from "./host/writable.js";
 import { READY_FD } from "./supervisor/ready-pipe.js";
 
 const SUPERVISOR_ENTRY = fileURLToPath(new URL("./cli.js", import.meta.url));
@@ -174,6 +175,17 @@ export interface StartOptions {
   fresh?: boolean;
   stopGraceMs?: number;
   bootTimeoutMs?: number;
+  /** Write a pcap of the guest's traffic to this file (relative to `cwd`). */
+  capture?: string;
+}
+
+/** `--capture FILE` as an absolute path whose directory is writable; refused before anything starts. */
+export function capturePathFor(file: string, cwd: string): string {
+  const path = resolve(cwd, file);
+  if (existsSync(path) && !statSync(path).isFile()) throw new IiiError("InvalidOption", `invalid --capture ${file}: ${path} exists and is not a regular file`);
+  const error = existsSync(path) ? canReadWrite(path) : writableDirError(dirname(path));
+  if (error) throw new IiiError("InvalidOption", `invalid --capture ${file}: cannot write ${path}: ${error}`);
+  return path;
 }
 
 export interface StartResult {
@@ -236,7 +248,9 @@ export async function startWorkerWithSpec(name: string, spec: WorkerSpec, option
     await cleanupStaleWorker(paths, await readVmRecord(name, env, cwd));
     cleanedCrashed = true;
   }
+  const capturePath = options.capture === undefined ? undefined : capturePathFor(options.capture, cwd);
   if (isWasmImage(spec.image)) {
+    if (capturePath) throw new IiiError("NotApplicable", "--capture does not apply to a WASM worker: it has no virtual network interface");
     await prepareWorkerDir(paths, iiiHome(env), env);
     const started = await startWasmWorker(name, spec, { env, cwd, engineUrl: options.engineUrl, timeoutMs: options.bootTimeoutMs ?? 30_000 });
     return { name, pid: started.pid, timings: started.timings, cleanedCrashed, tier: "wasm" };
@@ -260,6 +274,7 @@ export async function startWorkerWithSpec(name: string, spec: WorkerSpec, option
     fresh: options.fresh ?? false,
     stopGraceMs: options.stopGraceMs ?? 10_000,
     bootTimeoutMs: options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS,
+    ...(capturePath ? { capturePath } : {}),
   };
   await writeFileAtomic(paths.launch, `${JSON.stringify(request, null, 2)}\n`);
   const report = await spawnSupervisor({ name, projectDir: cwd, paths, env, bootTimeoutMs: request.bootTimeoutMs + 10_000 });

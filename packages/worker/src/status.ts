@@ -25,6 +25,12 @@ export interface LastExit {
   crashed?: boolean;
   endedAt: string;
   timings?: Record<string, number>;
+  /** The VM booted but its workload could not be spawned (a missing binary, …): `reason` says why. */
+  startFailed?: boolean;
+  /** With startFailed: the last lines of the guest's console. */
+  consoleTail?: string[];
+  /** The workload was killed by the out-of-memory killer (its code is then 137). */
+  oomKilled?: boolean;
   /** WASM runs: how the guest's run ended (absent: stopped). */
   state?: "completed" | "failed";
   tier?: "wasm";
@@ -53,7 +59,8 @@ export async function readVmRecord(name: string, env: NodeJS.ProcessEnv = proces
 /**
  * running: vm.json names a live supervisor (pid + start time match) that has not yet recorded the end of
  * this run; crashed: vm.json remains but its supervisor is gone (it removes vm.json on every orderly exit),
- * or the run's last exit says a process of the VM died; stopped: otherwise. A supervisor that has recorded
+ * or the run's last exit says a process of the VM died; failed: the workload never started; stopped:
+ * otherwise. A supervisor that has recorded
  * the end and is still releasing its resources counts as ended.
  */
 export async function workerStatus(name: string, env: NodeJS.ProcessEnv = process.env, projectDir?: string): Promise<WorkerStatus> {
@@ -61,11 +68,13 @@ export async function workerStatus(name: string, env: NodeJS.ProcessEnv = proces
   const record = await readJson<VmRecord>(join(dir, "vm.json"));
   const lastExit = await readJson<LastExit>(join(dir, "last-exit.json"));
   const status: WorkerStatus = { name, state: "stopped" };
-  if (lastExit) status.lastExit = lastExit;
-  const ended = lastExit?.crashed ? "crashed" : (lastExit?.state ?? "stopped");
+  // With vm.json present, an exit recorded before this run began is the previous run's: not this one's status.
+  const current = lastExit && (!record || lastExit.endedAt >= record.startedAt) ? lastExit : undefined;
+  if (current) status.lastExit = current;
+  const ended = current?.crashed ? "crashed" : current?.startFailed ? "failed" : (current?.state ?? "stopped");
   if (record) {
     if (!isSameProcessAlive(record)) status.state = "crashed";
-    else if (lastExit && lastExit.endedAt >= record.startedAt) status.state = ended;
+    else if (current) status.state = ended;
     else {
       status.state = record.phase === "pending" ? "pending" : "running";
       status.pid = record.pid;

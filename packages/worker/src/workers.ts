@@ -18,6 +18,7 @@ import {
 } from "./state/model.js";
 import { parseCpus, parseMemoryBytes } from "./state/quantity.js";
 import { policyRules } from "./supervisor/policy-rules.js";
+import { reservedEnvKeys, reservedEnvMessage } from "./supervisor/launch-spec.js";
 import { loadWorkersFile, updateWorkersFile } from "./state/workers-file.js";
 
 export interface AddWorkerOptions {
@@ -142,6 +143,8 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
     },
   };
   policyRules(spec.network);
+  const reserved = reservedEnvKeys(spec.env);
+  if (reserved.length > 0) throw new IiiError("InvalidOption", `invalid --env: ${reservedEnvMessage(reserved)}`);
   if (options.cpus !== undefined) {
     parseCpus(options.cpus);
     spec.resources.cpus = options.cpus;
@@ -190,7 +193,9 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
       progress: process.stderr.isTTY === true,
       env,
     });
-    summary = formatImageSummary(ensured);
+    summary = formatImageSummary(ensured, spec.command);
+  } else if (spec.command) {
+    summary = [`runs ${JSON.stringify(spec.command)} (the command given after --)`];
   }
   const replaced = await updateWorkersFile(workersFilePath(cwd), (file) => {
     const exists = Object.hasOwn(file.workers, name);

@@ -5,7 +5,11 @@ import type { Readable } from "node:stream";
 import { ChannelClosedError, type ControlChannel } from "../protocol/channel.js";
 import type { ExecMessage, ExitStatus, Message } from "../protocol/messages.js";
 import type { CgroupLeaf, WorkerCgroup } from "./cgroup.js";
-import { killGroup, spawnGuestProcess, type GuestProcess } from "./process.js";
+import { statSync } from "node:fs";
+import { spawnFailure } from "../portable/spawn-failure.js";
+import { FIONREAD, TCGETS, TERMIOS_BYTES, TTY_EOF_POLL_MS, ttyEofStart, ttyEofStep, type TtyEof } from "../portable/tty-eof.js";
+import { libc } from "./native.js";
+import { killGroup, SpawnError, spawnGuestProcess, type GuestProcess } from "./process.js";
 import type { Reaper } from "./reaper.js";
 import { resolveUser, type ResolvedUser } from "./users.js";
 
@@ -23,18 +27,32 @@ interface Session {
   early: Message[];
   timedOut: boolean;
   tty: boolean;
+  /** The last stdin byte written (a tty's end of input after a partial line needs a second VEOF). */
+  lastByte: number | undefined;
+  ttyEof: TtyEof | null;
 }
 
 const TIMEOUT_KILL_AFTER_MS = 1000;
 /** After a timeout, how long EXIT waits for the exec's whole tree to be gone. */
 const TREE_GONE_WAIT_MS = 2000;
-const EOT = Buffer.from([4]);
 
 export function envForUser(base: Record<string, string>, user: ResolvedUser, extra: Record<string, string> = {}): Record<string, string> {
   const env = { ...base };
   if (!env.HOME || env.HOME === "/") env.HOME = user.home;
   if (user.name && !env.USER) env.USER = user.name;
   return { ...env, ...extra };
+}
+
+/** An exec that could not start, as spawnFailure reports it (Node says ENOENT for a missing cwd too: look). */
+function startFailure(err: unknown, argv0: string, cwd: string): { code: number; error: string; shellStatus?: number } {
+  if (!(err instanceof SpawnError) || err.errnoName === "ECGROUP") return { code: -1, error: (err as Error).message };
+  let cwdOk = true;
+  try {
+    cwdOk = statSync(cwd).isDirectory();
+  } catch {
+    cwdOk = false;
+  }
+  return spawnFailure(argv0, cwdOk ? "exec" : "cwd", cwdOk ? err.errnoName : "ENOENT", cwd);
 }
 
 export class ExecServer {
@@ -88,12 +106,16 @@ export class ExecServer {
           this.channel.grant(m.stream, n);
           return;
         }
+        if (n > 0) session.lastByte = m.data[n - 1];
         proc.stdin.write(m.data, () => this.channel.grant(m.stream, n));
         return;
       }
       case "EOF":
-        if (session.tty) proc.stdin?.write(EOT);
-        else proc.stdin?.end();
+        if (session.tty) {
+          if (session.ttyEof || !proc.pty) return;
+          session.ttyEof = ttyEofStart(session.lastByte);
+          this.typeEof(session, proc);
+        } else proc.stdin?.end();
         return;
       case "SIGNAL":
         try {
@@ -110,8 +132,26 @@ export class ExecServer {
     }
   }
 
+  /** Types VEOF once the reader drained its queue (tty-eof.ts), looking again until it is done. */
+  private typeEof(session: Session, proc: GuestProcess): void {
+    const state = session.ttyEof;
+    const pty = proc.pty;
+    if (!state || state.left <= 0 || !pty || !pty.slaveOpen || proc.stdin?.destroyed) return;
+    const termios = Buffer.alloc(TERMIOS_BYTES);
+    const queued = Buffer.alloc(4);
+    try {
+      libc().ioctlBuf(pty.slaveFd, TCGETS, termios);
+      libc().ioctlBuf(pty.slaveFd, FIONREAD, queued);
+    } catch {
+      return;
+    }
+    const byte = ttyEofStep(state, termios, queued.readInt32LE(0));
+    if (byte !== null) proc.stdin?.write(Buffer.of(byte));
+    if (state.left > 0) setTimeout(() => this.typeEof(session, proc), TTY_EOF_POLL_MS).unref();
+  }
+
   private async start(m: ExecMessage): Promise<void> {
-    const session: Session = { proc: null, leaf: null, early: [], timedOut: false, tty: m.tty === true };
+    const session: Session = { proc: null, leaf: null, early: [], timedOut: false, tty: m.tty === true, lastByte: undefined, ttyEof: null };
     this.sessions.set(m.stream, session);
     let proc: GuestProcess;
     try {
@@ -141,7 +181,7 @@ export class ExecServer {
     } catch (err) {
       this.sessions.delete(m.stream);
       if (session.leaf) this.cgroup?.releaseExecLeaf(session.leaf);
-      this.finish(m.stream, { code: -1, signal: null, timedOut: false, error: (err as Error).message });
+      this.finish(m.stream, { signal: null, timedOut: false, ...startFailure(err, m.argv[0]!, m.cwd ?? this.defaults.cwd) });
       return;
     }
     session.proc = proc;
@@ -165,6 +205,8 @@ export class ExecServer {
     if (proc.stderr) pumps.push(this.pump(m.stream, "STDERR", proc.stderr, false));
     const status = await proc.exited;
     if (timer) clearTimeout(timer);
+    // Init's slave fd must not keep the master from reading end-of-file (EIO).
+    proc.pty?.closeSlave();
     if (session.timedOut && session.leaf) {
       // A timed-out exec takes its whole tree with it, before EXIT.
       session.leaf.kill();

@@ -147,8 +147,9 @@ export async function spawnGuestProcess(spec: ProcessSpec, reaper: Reaper): Prom
     (pty as Pty | null)?.master.destroy();
     throw new SpawnError(spec.argv[0]!, e.code ?? "EUNKNOWN", `${spec.argv[0]}: ${e.code ?? e.message} (cwd ${spec.cwd}, uid ${spec.uid})`);
   }
+  // A pty's slave stays open in init (the exec server watches its input queue for end of input, tty-eof.ts)
+  // until the command exits: the owner closes it then (pty.closeSlave()).
   const p = pty as Pty | null;
-  p?.closeSlave();
   return {
     child,
     pid: child.pid!,

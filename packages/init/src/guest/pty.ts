@@ -17,6 +17,7 @@ export interface Pty {
   master: ReadStream;
   resize(rows: number, cols: number): void;
   closeSlave(): void;
+  readonly slaveOpen: boolean;
 }
 
 export function setWinsize(l: Libc, fd: number, rows: number, cols: number): void {
@@ -44,6 +45,9 @@ export function openPty(rows: number, cols: number): Pty {
     closeSlave: () => {
       if (slaveOpen) closeSync(slaveFd);
       slaveOpen = false;
+    },
+    get slaveOpen() {
+      return slaveOpen;
     },
   };
 }

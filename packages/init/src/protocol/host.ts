@@ -13,6 +13,7 @@ import { Readable, Writable, type Duplex } from "node:stream";
 import { ControlChannel, ChannelClosedError, type ControlChannelOptions } from "./channel.js";
 import { CONTROL_STREAM, PROTOCOL_VERSION } from "./frame.js";
 import type {
+  ErrorMessage,
   ExecRequest,
   ExitMessage,
   LogMessage,
@@ -73,6 +74,8 @@ interface ExecState {
 
 export interface HostControlEvents {
   log: [LogMessage];
+  /** An ERROR the guest sent on the control stream, e.g. INIT_FAILED when the workload could not be spawned. */
+  guestError: [ErrorMessage];
   workloadStarted: [WorkloadStartedMessage];
   workloadExit: [WorkloadExitMessage];
   error: [Error];
@@ -174,6 +177,7 @@ export class HostControl extends EventEmitter<HostControlEvents> {
             exec.resolveExit({ type: "EXIT", stream: m.stream, code: -1, signal: null, timedOut: false, error: `${m.code}: ${m.message}` });
             return;
           }
+          if (m.stream === CONTROL_STREAM) this.emit("guestError", m);
           this.emit("error", new Error(`guest error on stream ${m.stream}: ${m.code}: ${m.message}`));
           return;
         }

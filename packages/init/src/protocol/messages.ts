@@ -93,6 +93,8 @@ export interface ExitStatus {
   timedOut: boolean;
   /** Set when the process could not be started (code is -1 then). */
   error?: string;
+  /** With code -1: the status a POSIX shell gives for the same failure, 127 not found, 126 found but not runnable. */
+  shellStatus?: number;
 }
 
 export interface ExitMessage extends ExitStatus {

@@ -6,15 +6,16 @@ import * as os from "os";
 import * as sys from "iii:sys";
 import type { ExecMessage, ExitStatus, Message } from "../protocol/messages.js";
 import { resolveUserSpec, type ResolvedUser } from "../portable/users.js";
+import { spawnFailure } from "../portable/spawn-failure.js";
+import { FIONREAD, TCGETS, TERMIOS_BYTES, TTY_EOF_POLL_MS, ttyEofStart, ttyEofStep, type TtyEof } from "../portable/tty-eof.js";
 import type { CgroupLeaf, WorkerCgroup } from "../portable/cgroup.js";
 import type { Channel } from "./channel.js";
 import { Pump, pumpsDone } from "./channel.js";
-import { checkPair, decodeWaitStatus, readText, SIGNALS } from "./sys.js";
+import { checkPair, decodeWaitStatus, readText, SIGNALS, spawnStage } from "./sys.js";
 
 const TIMEOUT_KILL_AFTER_MS = 1000;
 /** What execs are born with (init keeps -1000). */
 const CHILD_OOM_SCORE_ADJ = 500;
-const EOT = Uint8Array.of(4);
 const EAGAIN = 11;
 
 export interface ExecDefaults {
@@ -39,6 +40,12 @@ interface Session {
   queue: Array<{ data: Uint8Array; off: number }>;
   eof: boolean;
   master: number;
+  /** A tty exec's slave, held by init to watch its input queue and mode (tty-eof.ts); -1 once closed. */
+  slave: number;
+  /** The last stdin byte written (a tty's end of input after a partial line needs a second VEOF). */
+  lastByte: number | undefined;
+  /** A tty's end of input being typed. */
+  ttyEof: TtyEof | null;
   timedOut: boolean;
   timer: unknown;
   pumps: Pump[];
@@ -81,6 +88,7 @@ export class ExecServer {
         }
         return true;
       case "EOF":
+        if (s.ttyEof) return true;
         s.eof = true;
         this.flush(s);
         return true;
@@ -119,6 +127,7 @@ export class ExecServer {
         return;
       }
       head.off += n;
+      s.lastByte = head.data[head.off - 1];
       if (head.off === head.data.byteLength) {
         s.queue.shift();
         this.channel.grant(s.stream, head.data.byteLength);
@@ -126,11 +135,24 @@ export class ExecServer {
     }
     if (s.stdinFd >= 0) os.setWriteHandler(s.stdinFd, null);
     if (s.eof && s.queue.length === 0 && s.stdinFd >= 0) {
+      s.eof = false;
       if (s.tty) {
-        os.write(s.stdinFd, EOT.buffer as ArrayBuffer, 0, 1);
-        s.eof = false;
+        s.ttyEof = ttyEofStart(s.lastByte);
+        this.typeEof(s);
       } else this.closeStdin(s);
     }
+  }
+
+  /** Types VEOF once the reader drained its queue (tty-eof.ts), looking again until it is done. */
+  private typeEof(s: Session): void {
+    const state = s.ttyEof;
+    if (!state || state.left <= 0 || s.stdinFd < 0 || s.slave < 0) return;
+    const termios = new Uint8Array(TERMIOS_BYTES);
+    const queued = new Uint8Array(4);
+    if (sys.ioctlBuf(s.slave, TCGETS, termios.buffer as ArrayBuffer) < 0 || sys.ioctlBuf(s.slave, FIONREAD, queued.buffer as ArrayBuffer) < 0) return;
+    const byte = ttyEofStep(state, termios, new DataView(queued.buffer).getInt32(0, true));
+    if (byte !== null) os.write(s.stdinFd, Uint8Array.of(byte).buffer as ArrayBuffer, 0, 1);
+    if (state.left > 0) os.setTimeout(() => this.typeEof(s), TTY_EOF_POLL_MS);
   }
 
   private closeStdin(s: Session): void {
@@ -160,11 +182,13 @@ export class ExecServer {
     let stdinFd: number;
     let outFds: number[];
     let master = -1;
+    let heldSlave = -1;
     try {
       if (tty) {
         const [mfd, slave] = checkPair("openpty", sys.openpty(m.rows ?? 24, m.cols ?? 80));
         master = mfd;
-        toClose.push(slave);
+        heldSlave = os.dup(slave);
+        toClose.push(slave, heldSlave);
         childFds = [slave, slave, slave];
         stdinFd = os.dup(mfd);
         outFds = [mfd];
@@ -214,17 +238,18 @@ export class ExecServer {
       },
     );
     const r = spawn();
-    for (const fd of toClose) os.close(fd);
+    // Spawned: init keeps its own slave fd (the child has the others).
+    for (const fd of toClose) if (fd !== heldSlave || typeof r !== "number" || r < 0) os.close(fd);
     if (typeof r !== "number" || r < 0) {
       if (leaf) this.cgroup?.releaseExecLeaf(leaf);
       const e = typeof r === "number" ? r : r[0];
-      const stage = typeof r === "number" ? "fork" : ["fork", "cgroup", "setsid", "stdio", "tty", "credentials", "cwd", "exec"][r[1]] ?? "spawn";
       os.close(stdinFd);
       for (const fd of outFds) os.close(fd);
-      this.finish(m.stream, { code: -1, signal: null, timedOut: false, error: `spawn ${m.argv[0]} ${sys.errnoName(e)} (${stage}: ${sys.strerror(e)})` });
+      const failure = spawnFailure(m.argv[0]!, spawnStage(r), sys.errnoName(e), m.cwd ?? this.defaults.cwd);
+      this.finish(m.stream, { ...failure, signal: null, timedOut: false });
       return;
     }
-    const s: Session = { stream: m.stream, pid: r, tty, stdinFd, queue: [], eof: false, master, timedOut: false, timer: null, pumps: [], leaf };
+    const s: Session = { stream: m.stream, pid: r, tty, stdinFd, queue: [], eof: false, master, slave: heldSlave, lastByte: undefined, ttyEof: null, timedOut: false, timer: null, pumps: [], leaf };
     this.sessions.set(m.stream, s);
     this.channel.send({ type: "STARTED", stream: m.stream, pid: r });
     s.pumps = outFds.map((fd, i) => new Pump(fd, m.stream, i === 0 ? "STDOUT" : "STDERR", this.channel, tty));
@@ -253,6 +278,11 @@ export class ExecServer {
         const deadline = os.now() + 2000;
         while (os.kill(-s.pid, 0) === 0 && os.now() < deadline) await sleep(20);
       }
+    }
+    // Init's slave fd must not keep the master from reading end-of-file (EIO).
+    if (s.slave >= 0) {
+      os.close(s.slave);
+      s.slave = -1;
     }
     // Output written just before exit is still in the pipe or pty: drain it,
     // but do not wait forever for a background process that kept it open.

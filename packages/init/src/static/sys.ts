@@ -133,3 +133,10 @@ export function readFileOrThrow(path: string): string {
     os.close(fd);
   }
 }
+
+const SPAWN_STAGES = ["fork", "cgroup", "setsid", "stdio", "tty", "credentials", "cwd", "exec"] as const;
+
+/** The stage of a failed sys.spawn: a bare negative errno is a failed fork; [-errno, stage] came from the child. */
+export function spawnStage(r: number | [number, number]): (typeof SPAWN_STAGES)[number] {
+  return typeof r === "number" ? "fork" : (SPAWN_STAGES[r[1]] ?? "fork");
+}

@@ -4,7 +4,7 @@
  * server → client
  *   binary  [kind u8][seq u32 BE][bytes]     kind 1 = stdout, 2 = stderr (raw mode, the default)
  *   text    {"type":"stdout"|"stderr","seq":n,"data":"…"}   (?encoding=utf8: decoded across chunk boundaries)
- *   text    {"type":"exit","code":n,"signal":s|null,"timedOut":b,"error"?:s}   then the socket closes (1000)
+ *   text    {"type":"exit","code":n,"signal":s|null,"timedOut":b,"error"?:s,"shellStatus"?:n}   then the socket closes (1000)
  *   text    {"type":"gap","from":n}   output before seq n was evicted from the backlog
  * client → server
  *   binary  stdin bytes
@@ -23,6 +23,8 @@ export interface ExitFrame {
   signal: string | null;
   timedOut: boolean;
   error?: string;
+  /** With code -1 (it never ran): what a shell's $? would be, 127 not found, 126 not runnable. */
+  shellStatus?: number;
 }
 
 export type ClientControl =
@@ -50,6 +52,8 @@ export function decodeOutput(frame: Buffer): { kind: OutputKind; seq: number; da
 
 /** An exec as the guest runs it (argv, env, cwd, user, tty, rows, cols, timeoutMs; 0 = no timeout), plus attach options. */
 export interface ExecCreateRequest extends ExecRequest {
+  /** false: the command's stdin is at end-of-file from the start (`exec` without -i). Default true: a client feeds it. */
+  stdin?: boolean;
   /** What happens when the attached client is lost and does not re-attach within the grace period. */
   onDisconnect?: "keep" | "kill";
   /** Liveness: the server pings every interval; 3 missed pongs end the attachment. Default 5000. */

@@ -103,8 +103,10 @@ export class SupervisorClient {
    * drops before the exit frame, it re-attaches with the last sequence number it saw, so no output is
    * lost or repeated.
    */
-  async exec(req: ExecCreateRequest, io: ExecIo, options: { maxReattachMs?: number } = {}): Promise<ExitFrame> {
+  async exec(req: ExecCreateRequest, io: ExecIo, options: { maxReattachMs?: number; signal?: AbortSignal } = {}): Promise<ExitFrame> {
     const { id } = await this.createExec(req);
+    // Aborting leaves the attachment for good (with onDisconnect "kill", the command is killed).
+    options.signal?.addEventListener("abort", () => current?.terminate(), { once: true });
     let lastSeq = 0;
     let stdinStarted = false;
     let current: WebSocket | undefined;
@@ -117,6 +119,7 @@ export class SupervisorClient {
     const deadline = () => Date.now() + (options.maxReattachMs ?? 30_000);
     let giveUpAt = deadline();
     for (;;) {
+      options.signal?.throwIfAborted();
       const outcome = await new Promise<ExitFrame | "dropped">((resolve) => {
         const ws = this.attachSocket(id, lastSeq);
         current = ws;
@@ -148,6 +151,7 @@ export class SupervisorClient {
         ws.on("close", () => resolve(exit ?? "dropped"));
       });
       if (outcome !== "dropped") return outcome;
+      options.signal?.throwIfAborted();
       if (Date.now() > giveUpAt) throw new IiiError("VmNotRunning", `lost the attachment to exec ${id} and could not re-attach`);
       await sleep(100);
     }

@@ -50,7 +50,15 @@ export class ExecRecord {
       stream.on("data", (data: Buffer) => this.output(kind, data));
     }
     session.exit.then(
-      (exit) => this.finish({ type: "exit", code: exit.code, signal: exit.signal, timedOut: exit.timedOut, ...(exit.error ? { error: exit.error } : {}) }),
+      (exit) =>
+        this.finish({
+          type: "exit",
+          code: exit.code,
+          signal: exit.signal,
+          timedOut: exit.timedOut,
+          ...(exit.error ? { error: exit.error } : {}),
+          ...(exit.shellStatus !== undefined ? { shellStatus: exit.shellStatus } : {}),
+        }),
       // The control channel closing under an exec usually means a process of the VM died; the supervisor's
       // abortAll() with the reason that names it comes within a moment and wins over the bare channel error.
       (error: Error) => {
@@ -230,6 +238,8 @@ export class ExecRegistry {
       ...(request.tty ? { tty: true, rows: request.rows ?? 24, cols: request.cols ?? 80 } : {}),
       ...(request.timeoutMs ? { timeoutMs: request.timeoutMs } : {}),
     });
+    // EOF right behind EXEC: the guest closes the command's stdin (or types its terminal's EOF) before it reads.
+    if (request.stdin === false) session.stdin.end();
     const record = new ExecRecord(request, session, (r) => {
       r.dispose();
       this.records.delete(r.id);

@@ -6,6 +6,7 @@ import { followFile, tailLines } from "../logs.js";
 import type { WorkerPaths } from "../paths.js";
 import { ALLOWED_SIGNALS, type ExecCreateRequest } from "./attach-protocol.js";
 import { ExecConflictError, type ExecRegistry } from "./exec-registry.js";
+import { reservedEnvKeys, reservedEnvMessage } from "../supervisor/launch-spec.js";
 
 export interface ApiServerDeps {
   paths: WorkerPaths;
@@ -64,6 +65,8 @@ function parseExecRequest(body: Record<string, unknown>): ExecCreateRequest {
       throw new HttpError(400, "env must be an object of strings");
     }
     request.env = body.env as Record<string, string>;
+    const reserved = reservedEnvKeys(request.env);
+    if (reserved.length > 0) throw new HttpError(400, reservedEnvMessage(reserved));
   }
   for (const key of ["cwd", "user"] as const) {
     if (body[key] !== undefined) {
@@ -79,6 +82,10 @@ function parseExecRequest(body: Record<string, unknown>): ExecCreateRequest {
     }
   }
   if (body.tty !== undefined) request.tty = body.tty === true;
+  if (body.stdin !== undefined) {
+    if (typeof body.stdin !== "boolean") throw new HttpError(400, "stdin must be true or false");
+    request.stdin = body.stdin;
+  }
   if (body.onDisconnect !== undefined) {
     if (body.onDisconnect !== "keep" && body.onDisconnect !== "kill") throw new HttpError(400, 'onDisconnect must be "keep" or "kill"');
     request.onDisconnect = body.onDisconnect;

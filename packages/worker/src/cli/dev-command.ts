@@ -15,6 +15,8 @@ export interface DevOptions {
   rebuild?: boolean;
   engineUrl: string;
   env?: NodeJS.ProcessEnv;
+  /** `--capture FILE`: a pcap of the sandbox's traffic. */
+  capture?: string;
 }
 
 /** Dev base images by language: `III_DEV_IMAGE_NODE` / `III_DEV_IMAGE_PYTHON` (e.g. `oci:<layout>:latest` from images/build.sh). */
@@ -130,7 +132,12 @@ export async function runDev(path: string, options: DevOptions): Promise<number>
   };
   try {
     process.stderr.write(`iii dev: ${project.name} (${project.language}, ${project.detectedFrom}) in VM "${name}" from ${image}\n`);
-    const started = await startWorkerWithSpec(name, spec, { engineUrl: options.engineUrl, env, cwd: project.dir });
+    const started = await startWorkerWithSpec(name, spec, {
+      engineUrl: options.engineUrl,
+      env,
+      cwd: project.dir,
+      ...(options.capture !== undefined ? { capture: resolve(options.capture) } : {}),
+    });
     process.stderr.write(`iii dev: VM ready in ${started.timings.ready ?? "?"} ms; watching ${project.dir}\n`);
     const pump = async (file: string, offset: number, out: NodeJS.WriteStream) => {
       for await (const chunk of followFile(file, { from: offset, signal: abort.signal, pollMs: 50 })) out.write(chunk);

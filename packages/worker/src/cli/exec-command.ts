@@ -4,6 +4,10 @@ import type { ExecCreateRequest } from "../api/attach-protocol.js";
 import { parseEnvAssignment } from "../state/model.js";
 import { workerStatus } from "../status.js";
 import { getWorker } from "../workers.js";
+import { reservedEnvKeys, reservedEnvMessage } from "../supervisor/launch-spec.js";
+
+/** What a shell records for a writer whose reader went away (128 + SIGPIPE). */
+export const EXIT_PIPE_CLOSED = 141;
 
 export interface ExecCommandOptions {
   interactive?: boolean;
@@ -16,6 +20,9 @@ export interface ExecCommandOptions {
 
 /** `iii worker exec`: runs a command in a running worker; resolves with the command's exit status. */
 export async function runExecCommand(name: string, argv: string[], options: ExecCommandOptions): Promise<number> {
+  const env = Object.fromEntries((options.env ?? []).map(parseEnvAssignment));
+  const reserved = reservedEnvKeys(env);
+  if (reserved.length > 0) throw new IiiError("InvalidOption", `invalid --env: ${reservedEnvMessage(reserved)}`);
   const status = await workerStatus(name);
   if (status.state !== "running") {
     await getWorker(name); // names an unknown worker as such
@@ -31,8 +38,11 @@ export async function runExecCommand(name: string, argv: string[], options: Exec
   const tty = options.tty === true;
   const request: ExecCreateRequest = {
     argv,
-    env: Object.fromEntries((options.env ?? []).map(parseEnvAssignment)),
+    env,
     tty,
+    // Without -i the command reads end-of-file at once (as with docker exec), instead of waiting for input
+    // nobody sends.
+    stdin: options.interactive === true,
     timeoutMs,
     onDisconnect: "kill",
   };
@@ -47,11 +57,23 @@ export async function runExecCommand(name: string, argv: string[], options: Exec
   const rawMode = tty && stdin.isTTY;
   if (rawMode) stdin.setRawMode(true);
   let onResize: (() => void) | undefined;
+  // `exec … | head -c1`: once the reader of our stdout (or stderr) is gone, end as a shell's writer would,
+  // quietly with 141 (SIGPIPE), and let the command go (leaving the attachment kills it).
+  const pipeClosed = new AbortController();
+  const onPipeError = (error: NodeJS.ErrnoException) => {
+    if (error.code === "EPIPE" || error.code === "ERR_STREAM_DESTROYED") pipeClosed.abort();
+    else throw error;
+  };
+  process.stdout.on("error", onPipeError);
+  process.stderr.on("error", onPipeError);
+  const write = (stream: NodeJS.WriteStream) => (data: Buffer) => {
+    if (!pipeClosed.signal.aborted) stream.write(data);
+  };
   try {
     const exit = await client.exec(request, {
-      stdout: (data) => process.stdout.write(data),
-      stderr: (data) => process.stderr.write(data),
-      ...(options.interactive || tty
+      stdout: write(process.stdout),
+      stderr: write(process.stderr),
+      ...(options.interactive
         ? {
             stdin: (sink) => {
               stdin.on("data", (data: Buffer) => sink.send(data));
@@ -66,11 +88,21 @@ export async function runExecCommand(name: string, argv: string[], options: Exec
         onResize = () => controls.resize(process.stdout.rows || 24, process.stdout.columns || 80);
         process.stdout.on("resize", onResize);
       },
+    }, { signal: pipeClosed.signal }).catch((error: unknown) => {
+      if (pipeClosed.signal.aborted) return undefined;
+      throw error;
     });
+    if (!exit) return EXIT_PIPE_CLOSED;
     if (exit.error) process.stderr.write(`iii-worker: ${exit.error}\n`);
     if (exit.timedOut) process.stderr.write(`iii-worker: the command timed out after ${timeoutMs / 1000} s\n`);
-    return exit.code < 0 ? 126 : exit.code;
+    // A command that never ran: a shell's status for the same failure (127 not found, 126 not runnable).
+    return exit.code < 0 ? (exit.shellStatus ?? 126) : exit.code;
   } finally {
+    // After a closed pipe, later writes fail too: the listeners stay, so nothing prints a stack trace.
+    if (!pipeClosed.signal.aborted) {
+      process.stdout.off("error", onPipeError);
+      process.stderr.off("error", onPipeError);
+    }
     if (rawMode) stdin.setRawMode(false);
     if (onResize) process.stdout.off("resize", onResize);
     stdin.pause();

@@ -78,9 +78,10 @@ async function forEachWorker(names: string[], action: (name: string) => Promise<
   if (exitCode !== 0) process.exitCode = exitCode;
 }
 
-async function startOne(name: string, opts: { engineUrl: string; fresh?: boolean; bootTimeout: string; timings?: boolean; pull: string }): Promise<string> {
+async function startOne(name: string, opts: { engineUrl: string; fresh?: boolean; bootTimeout: string; timings?: boolean; pull: string; capture?: string }): Promise<string> {
   const { startWorker } = await import("../lifecycle.js");
   const result = await startWorker(name, {
+    ...(opts.capture !== undefined ? { capture: opts.capture } : {}),
     pull: parsePullPolicy(opts.pull),
     engineUrl: opts.engineUrl,
     fresh: !!opts.fresh,
@@ -262,6 +263,10 @@ Network policy (checked on the address actually dialled, after DNS):
       const statusText = (r: (typeof rows)[number]) =>
         r.state === "crashed" && r.lastExit?.crashed
           ? `crashed: ${r.lastExit.reason}`
+          : r.state === "failed" && r.lastExit?.startFailed
+            ? `failed to start: ${r.lastExit.reason.replace(/^worker "[^"]*" failed to start: /, "")}`
+          : r.lastExit?.oomKilled && r.state !== "running" && r.state !== "pending"
+            ? `${r.state} (exit ${r.lastExit.code}: killed by the out-of-memory killer)`
           : r.state === "failed" && r.lastExit?.code == null
             ? `failed: ${r.lastExit?.reason}`
           : r.state === "running" || r.state === "pending" || r.lastExit?.code == null
@@ -311,9 +316,11 @@ Network policy (checked on the address actually dialled, after DNS):
     .option("--boot-timeout <seconds>", "how long to wait for READY", "120")
     .option("--timings", "print the boot timings (supervisor phases and init steps) as JSON")
     .option("--pull <policy>", "missing (default), always or never: when to ask the registry", "missing")
+    .option("--capture <file>", "write a pcap of the guest's network traffic (both directions) to this file")
     .action(async (names: string[], opts) => {
       parsePullPolicy(opts.pull);
       parseSeconds(opts.bootTimeout, "--boot-timeout");
+      if (opts.capture !== undefined && names.length > 1) throw new IiiError("UsageError", "--capture takes one worker (each VM writes its own capture file)");
       await requireWorkers(names);
       await forEachWorker(names, (name) => startOne(name, opts));
     });
@@ -404,9 +411,10 @@ Network policy (checked on the address actually dialled, after DNS):
     .option("--name <name>", "sandbox name (default iii-dev-<project>)")
     .option("--rebuild", "re-run install even if cached")
     .option("--engine-url <url>", "engine URL passed to the worker as III_URL/III_ENGINE_URL", DEFAULT_ENGINE_URL)
+    .option("--capture <file>", "write a pcap of the sandbox's network traffic (both directions) to this file")
     .action(async (path: string, opts) => {
       const { runDev } = await import("./dev-command.js");
-      process.exitCode = await runDev(path, { name: opts.name, rebuild: !!opts.rebuild, engineUrl: opts.engineUrl });
+      process.exitCode = await runDev(path, { name: opts.name, rebuild: !!opts.rebuild, engineUrl: opts.engineUrl, ...(opts.capture !== undefined ? { capture: opts.capture as string } : {}) });
     });
 
   program

@@ -11,7 +11,8 @@ function formatBytes(bytes: number): string {
  * What `add` prints about a pulled image: its worker manifest (/iii/worker.yaml) if any, size, digest and how it
  * runs. One line per fact, for stderr.
  */
-export function formatImageSummary(image: EnsuredImage): string[] {
+/** `command`: the worker's own command (given after `--`), which replaces the image's Entrypoint+Cmd. */
+export function formatImageSummary(image: EnsuredImage, command?: string[]): string[] {
   const lines: string[] = [];
   const m = image.manifest;
   if (m) {
@@ -23,7 +24,12 @@ export function formatImageSummary(image: EnsuredImage): string[] {
   lines.push(`image ${image.reference} ${image.digest.slice(0, 19)} ${formatBytes(image.sizeBytes)}${image.cached ? " (cached)" : ""}`);
   const c = image.config;
   const argv = [...c.entrypoint, ...c.cmd];
-  lines.push(`runs ${argv.length ? JSON.stringify(argv) : "(no command)"} as ${c.user.name ?? c.user.uid}:${c.user.gid} in ${c.workingDir}`);
+  const runs = command?.length
+    ? `${JSON.stringify(command)} (the command given after --; the image's: ${argv.length ? JSON.stringify(argv) : "none"})`
+    : argv.length
+      ? JSON.stringify(argv)
+      : "(no command)";
+  lines.push(`runs ${runs} as ${c.user.name ?? c.user.uid}:${c.user.gid} in ${c.workingDir}`);
   if (c.exposedPorts.length) lines.push(`exposes ${c.exposedPorts.map((p) => `${p.port}/${p.protocol}`).join(", ")}`);
   if (image.skipped.length) lines.push(`${image.skipped.length} device node(s) in the layers were not created`);
   return lines;

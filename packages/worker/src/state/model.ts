@@ -1,3 +1,4 @@
+import { posix } from "node:path";
 import { IiiError } from "../errors.js";
 import type { WasiNetwork } from "../wasm/config.js";
 import { parseCpus, parseMemoryBytes } from "./quantity.js";
@@ -138,6 +139,10 @@ export function parseMountSpec(text: string): MountSpec {
   }
   if (guest.split("/").includes("..")) {
     throw new IiiError("InvalidOption", `invalid mount "${text}": the guest path may not contain ".."`);
+  }
+  const target = posix.normalize(guest).replace(/(.)\/+$/, "$1");
+  if (target === "/" || target === "/.iii" || target.startsWith("/.iii/")) {
+    throw new IiiError("InvalidOption", `invalid mount "${text}": the guest path ${target} would hide ${target === "/" ? "the root filesystem" : "/.iii, where iii keeps the guest's init and configuration"}`);
   }
   return { host, guest, readOnly: mode === "ro" };
 }

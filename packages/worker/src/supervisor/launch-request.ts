@@ -15,4 +15,6 @@ export interface LaunchRequest {
   /** Default grace for a stop that does not name one. */
   stopGraceMs: number;
   bootTimeoutMs: number;
+  /** `--capture FILE`: every frame of the guest's network (both directions) goes to this pcap file (absolute). */
+  capturePath?: string;
 }

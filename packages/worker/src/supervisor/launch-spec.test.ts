@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { emptyNetwork, type WorkerSpec } from "../state/model.js";
-import { buildLaunchSpec, rewriteLoopbackUrls } from "./launch-spec.js";
+import { buildLaunchSpec, reservedEnvKeys, reservedEnvMessage, rewriteLoopbackUrls } from "./launch-spec.js";
 
 const base: WorkerSpec = { image: "dir:/r", env: {}, resources: {}, ports: [], mounts: [], network: emptyNetwork() };
 
@@ -31,6 +31,26 @@ describe("launch spec", () => {
     expect(launch.argv).toEqual(["/e", "a", "b"]);
     expect(launch.network.hostPorts).toEqual([]);
     expect(() => buildLaunchSpec({ name: "w", spec: base, rootfs: "/r", engineUrl: "ws://x:1", gateway: "g" })).toThrow(/has no command/);
+  });
+});
+
+describe("the sandbox's own environment", () => {
+  it("sets III_ISOLATION=microvm and III_WORKER_NAME last, over the image's and a hand-edited spec's env", () => {
+    const launch = buildLaunchSpec({
+      name: "resize",
+      spec: { ...base, command: ["true"], env: { III_ISOLATION: "none", III_WORKER_NAME: "other" } },
+      rootfs: "/r",
+      image: { env: { III_ISOLATION: "image" } },
+      engineUrl: "ws://x:1",
+      gateway: "g",
+    });
+    expect(launch.env).toMatchObject({ III_ISOLATION: "microvm", III_WORKER_NAME: "resize" });
+  });
+
+  it("names the reserved keys it finds", () => {
+    expect(reservedEnvKeys({ A: "1", III_ISOLATION: "x" })).toEqual(["III_ISOLATION"]);
+    expect(reservedEnvKeys(["III_WORKER_NAME", "III_URL"])).toEqual(["III_WORKER_NAME"]);
+    expect(reservedEnvMessage(["III_ISOLATION"])).toMatch(/^III_ISOLATION is set by iii for every worker .* cannot be overridden$/);
   });
 });
 

@@ -44,6 +44,22 @@ export interface LaunchSpec {
   fresh: boolean;
 }
 
+/**
+ * What every VM workload and exec is told about its sandbox (iii's SDK reports III_ISOLATION to the engine).
+ * The user cannot set these: `add -e` and `exec -e` refuse them, and the launch sets them last.
+ */
+export const ISOLATION = "microvm";
+export const RESERVED_ENV = ["III_ISOLATION", "III_WORKER_NAME"] as const;
+
+export function reservedEnvKeys(env: Record<string, string> | string[]): string[] {
+  const keys = Array.isArray(env) ? env : Object.keys(env);
+  return keys.filter((k) => (RESERVED_ENV as readonly string[]).includes(k));
+}
+
+export function reservedEnvMessage(keys: string[]): string {
+  return `${keys.join(", ")} ${keys.length > 1 ? "are" : "is"} set by iii for every worker (III_ISOLATION=${ISOLATION}, III_WORKER_NAME=<name>) and cannot be overridden`;
+}
+
 const LOOPBACK_URL = /(\b[a-z][a-z0-9+.-]*:\/\/)(?:localhost|127\.0\.0\.1|\[::1\])(?=[:/]|$)/gi;
 
 /** Rewrites `scheme://localhost…` / `127.0.0.1` / `[::1]` URLs so the guest reaches the host through its gateway. */
@@ -91,6 +107,9 @@ export function buildLaunchSpec(input: BuildLaunchSpecInput): LaunchSpec {
   env.III_URL = input.engineUrl;
   env.III_ENGINE_URL = input.engineUrl;
   const rewritten = Object.fromEntries(Object.entries(env).map(([k, v]) => [k, rewriteLoopbackUrls(v, input.gateway)]));
+  // Last, over the image's and a hand-edited spec's env.
+  rewritten.III_ISOLATION = ISOLATION;
+  rewritten.III_WORKER_NAME = input.name;
   const engineUrl = rewriteLoopbackUrls(input.engineUrl, input.gateway);
   const engineIsLocal = engineUrl !== input.engineUrl;
   const hostPorts = new Set(spec.network.hostPorts);

@@ -280,6 +280,7 @@ export async function runSupervisor(name: string, projectDir: string, env: NodeJ
       ports: launch.ports.map((p) => ({ hostPort: p.host, guestPort: p.guest })),
       ...(env.III_DNS_UPSTREAM ? { dns: { upstreams: env.III_DNS_UPSTREAM.split(",").map((u) => u.trim()).filter(Boolean) } } : {}),
       log: (line: string) => log(`net: ${line}`),
+      ...(request.capturePath ? { pcapPath: request.capturePath } : {}),
     });
     await stack.listen(paths.netSock);
     owner.add("network stack", () => stack.close());
@@ -373,6 +374,11 @@ export async function runSupervisor(name: string, projectDir: string, env: NodeJ
     control = HostControl.attach(socket);
     const hc = control;
     hc.on("error", (error) => log(`control: ${error.message}`));
+    // Listening before READY: WORKLOAD_STARTED (or init's failure to spawn) follows READY in the same read.
+    const workloadOutcome = new Promise<{ started: true } | { failed: string }>((resolve) => {
+      hc.once("workloadStarted", () => resolve({ started: true }));
+      hc.on("guestError", (m) => m.code === "INIT_FAILED" && resolve({ failed: m.message.replace(/ \(exit \d+\)$/, "") }));
+    });
     hc.workloadStdout.on("data", (chunk: Buffer) => void stdoutLog.write(chunk));
     hc.workloadStderr.on("data", (chunk: Buffer) => void stderrLog.write(chunk));
     hc.on("log", (m) => log(`guest: ${JSON.stringify(m)}`));
@@ -386,6 +392,13 @@ export async function runSupervisor(name: string, projectDir: string, env: NodeJ
         throw new IiiError("VmBootFailed", `init of "${name}" did not report READY within ${request.bootTimeoutMs / 1000} s`);
       }),
     ]) as ReadyMessage;
+    // "ready" means the workload runs: a command that cannot be spawned fails the start, with init's reason.
+    const outcome = await Promise.race([
+      workloadOutcome,
+      vmEnded.then((exit) => ({ failed: `the VM ended before its workload started (${exit.reason})` })),
+      sleep(request.bootTimeoutMs, undefined, { ref: false }).then(() => ({ failed: `init did not start the workload within ${request.bootTimeoutMs / 1000} s` })),
+    ]);
+    if ("failed" in outcome) throw new IiiError("WorkloadStartFailed", `worker "${name}" failed to start: ${outcome.failed}`);
     mark("ready");
     readyAt = Date.now();
     ready.report({ event: "ready", pid: process.pid, timings: { ...timings, ...guestTimings(readyMessage) } });
@@ -400,6 +413,12 @@ export async function runSupervisor(name: string, projectDir: string, env: NodeJ
       () => {},
     );
     const exit = await vmEnded;
+    // WORKLOAD_EXIT precedes the reboot; give it a moment if the frames raced QEMU's exit.
+    if (!workloadExit) await sleep(50);
+    if (!crash && !stopRequested && !exit.error && !workloadExit) {
+      // QEMU ended (a SIGTERM from outside exits 0, a guest panic resets) without the workload's end: not a stop.
+      childDied(`the VM ended without its workload exiting (${exit.reason}${exit.signal ? `, QEMU got ${exit.signal}` : ""})`);
+    }
     if (!crash && exit.error && !stopRequested) childDied(`QEMU (pid ${record.children?.find((p) => p.name === "qemu")?.pid ?? "?"}) ${exit.signal ? `died of ${exit.signal}` : `failed: ${exit.error.message}`}`);
     if (crash) {
       execRegistry.abortAll(`worker "${name}" crashed: ${crash}`);
@@ -407,7 +426,6 @@ export async function runSupervisor(name: string, projectDir: string, env: NodeJ
       log(`VM ended: crashed: ${crash}`);
       return 1;
     }
-    // WORKLOAD_EXIT precedes the reboot; give its write a moment if the frames raced QEMU's exit.
     await sleep(50);
     if (!lastExitWritten) await writeLastExit(paths, workloadExit, timings, exit);
     log(`VM ended: ${exit.reason}`);
@@ -415,9 +433,16 @@ export async function runSupervisor(name: string, projectDir: string, env: NodeJ
   } catch (error) {
     const iii = error instanceof IiiError ? error : new IiiError("VmBootFailed", (error as Error).message, { cause: error });
     log(`failed: ${iii.message}${errnoCode(error) ? ` (${errnoCode(error)})` : ""}\n${(error as Error).stack ?? ""}`);
-    const consoleTail = await readFile(paths.consoleLog, "utf8").then((t) => t.split("\n").slice(-15).join("\n")).catch(() => "");
-    ready.report({ event: "failed", code: iii.code, message: iii.message, consoleTail });
-    if (!lastExitWritten || crash) await writeLastExit(paths, workloadExit, timings, undefined, crash ?? iii.message, crash !== undefined).catch(() => {});
+    const startFailed = iii.code === "WorkloadStartFailed";
+    // Init's last words (the failed spawn, its exit) reach the console while QEMU is still going down.
+    if (startFailed) await Promise.race([vmm?.wait(), sleep(2_000, undefined, { ref: false })]);
+    const consoleLines = await readFile(paths.consoleLog, "utf8").then((t) => t.trimEnd().split("\n"), () => [] as string[]);
+    const consoleTail = consoleLines.slice(-15).join("\n");
+    ready.report({ event: "failed", code: iii.code, message: iii.message, consoleTail: startFailed ? consoleLines.slice(-5).join("\n") : consoleTail });
+    if (!lastExitWritten || crash) {
+      const extra = startFailed ? { startFailed: true, consoleTail: consoleLines.slice(-5) } : {};
+      await writeLastExit(paths, workloadExit, timings, undefined, crash ?? iii.message, crash !== undefined, extra).catch(() => {});
+    }
     return 1;
   } finally {
     control?.close();
@@ -443,9 +468,12 @@ async function writeLastExit(
   vmExit?: VmExit,
   failure?: string,
   crashed = false,
+  extra: Partial<LastExit> = {},
 ): Promise<void> {
   const record: LastExit = {
     ...(crashed ? { crashed: true } : {}),
+    ...(exit?.oomKilled ? { oomKilled: true } : {}),
+    ...extra,
     code: exit ? exit.code : null,
     reason:
       failure ??

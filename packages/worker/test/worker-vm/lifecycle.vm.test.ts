@@ -94,6 +94,56 @@ describe.skipIf(!!skip)("worker lifecycle in a real VM (vm)", () => {
     expect(processesMentioning(p.home)).toEqual([]);
   }, 180_000);
 
+  it("a workload whose binary does not exist: start fails naming it with the console's last lines; list says failed to start", async () => {
+    const p = project();
+    expect((await p.cli(["add", `dir:${rootfs}`, "--name", "nobin", "--", "/no/such/binary", "--flag"])).code).toBe(0);
+    const start = await p.cli(["start", "nobin"]);
+    expect(start.code).toBe(1);
+    expect(start.stderr.trim().split("\n")).toHaveLength(1);
+    expect(start.stderr).toMatch(/^iii-worker: worker "nobin" failed to start: spawn workload: \/no\/such\/binary: ENOENT .*\(console: .*iii-init: error: spawn workload/);
+    const list = JSON.parse((await p.cli(["list", "--json"])).stdout);
+    expect(list[0]).toMatchObject({ status: "failed", lastExit: { startFailed: true, code: null, reason: expect.stringContaining("/no/such/binary: ENOENT") } });
+    expect(list[0].lastExit.consoleTail.join("\n")).toContain("iii-init: error: spawn workload");
+    expect((await p.cli(["list"])).stdout).toMatch(/nobin\s+dir:\S+\s+failed to start: spawn workload: \/no\/such\/binary: ENOENT/);
+    await waitFor(() => processesMentioning(p.home).length === 0, 10_000, "nothing of the run to be left");
+    expect(mountsUnder(p.home)).toEqual([]);
+  }, 120_000);
+
+  it("QEMU ended from outside: crashed (not stopped), without the previous run's exit code", async () => {
+    const p = project();
+    const cmd = "if [ -e /ran-once ]; then echo second; sleep 1000; else touch /ran-once; exit 3; fi";
+    expect((await p.cli(["add", `dir:${rootfs}`, "--name", "twice", "--", "sh", "-c", cmd])).code).toBe(0);
+    const first = await p.cli(["start", "twice"]);
+    expect(first.code, first.stderr + p.diagnostics("twice")).toBe(0);
+    await waitFor(async () => JSON.parse((await p.cli(["list", "--json"])).stdout)[0].status === "stopped", 30_000, "the first run to end");
+    expect((await p.cli(["list"])).stdout).toMatch(/stopped \(exit 3\)/);
+    const second = await p.cli(["start", "twice"]);
+    expect(second.code, second.stderr + p.diagnostics("twice")).toBe(0);
+    await waitFor(() => p.read("managed/twice/logs/stdout.log").includes("second"), 20_000, "the second run");
+    const vm = JSON.parse(p.read("managed/twice/vm.json")) as { children: { name: string; pid: number }[] };
+    // SIGTERM: QEMU exits 0 as for a guest-initiated end, yet nobody asked for a stop.
+    process.kill(vm.children.find((c) => c.name === "qemu")!.pid, "SIGTERM");
+    await waitFor(async () => JSON.parse((await p.cli(["list", "--json"])).stdout)[0].status === "crashed", 10_000, "list to say crashed");
+    const row = JSON.parse((await p.cli(["list", "--json"])).stdout)[0];
+    expect(row.lastExit).toMatchObject({ crashed: true, code: null, reason: expect.stringContaining("without its workload exiting") });
+    const text = (await p.cli(["list"])).stdout;
+    expect(text).toMatch(/twice\s+dir:\S+\s+crashed: /);
+    expect(text).not.toContain("exit 3");
+  }, 180_000);
+
+  it("a workload killed by the OOM killer: list says so, not a bare stopped (exit 137)", async () => {
+    const p = project();
+    // tail keeps its input's last 10 lines: with no newline, all of it, until the memory limit ends it.
+    const cmd = "echo up; head -c 2000000000 /dev/zero | tail >/dev/null";
+    expect((await p.cli(["add", `dir:${rootfs}`, "--name", "hog", "--memory", "128Mi", "--", "sh", "-c", cmd])).code).toBe(0);
+    const start = await p.cli(["start", "hog"]);
+    expect(start.code, start.stderr + p.diagnostics("hog")).toBe(0);
+    await waitFor(async () => JSON.parse((await p.cli(["list", "--json"])).stdout)[0].status === "stopped", 60_000, "the workload to be killed");
+    const row = JSON.parse((await p.cli(["list", "--json"])).stdout)[0];
+    expect(row.lastExit).toMatchObject({ code: 137, oomKilled: true, reason: "workload killed by the out-of-memory killer" });
+    expect((await p.cli(["list"])).stdout).toMatch(/hog\s+dir:\S+\s+stopped \(exit 137: killed by the out-of-memory killer\)/);
+  }, 120_000);
+
   it("bad input gives one clear line, exit 1, and no half-created state", async () => {
     const p = project();
     const addW = await p.cli(["add", `dir:${rootfs}`, "--name", "w", "--", "true"]);
