@@ -57,7 +57,7 @@ export function reservedEnvKeys(env: Record<string, string> | string[]): string[
 }
 
 export function reservedEnvMessage(keys: string[]): string {
-  return `${keys.join(", ")} ${keys.length > 1 ? "are" : "is"} set by iii for every worker (III_ISOLATION=${ISOLATION}, III_WORKER_NAME=<name>) and cannot be overridden`;
+  return `${keys.join(", ")} ${keys.length > 1 ? "are" : "is"} set by iii for every worker (III_ISOLATION: its tier, microvm or wasm; III_WORKER_NAME: its name) and cannot be overridden`;
 }
 
 const LOOPBACK_URL = /(\b[a-z][a-z0-9+.-]*:\/\/)(?:localhost|127\.0\.0\.1|\[::1\])(?=[:/]|$)/gi;

@@ -50,7 +50,7 @@ describe("add refuses what would break the guest, changing nothing", () => {
       const r = await runWorkerCli(["add", `dir:${p.rootfs}`, "--name", "w", "-e", env, "--", "true"], p);
       expect(r.code).not.toBe(0);
       expect(r.stderr.trim().split("\n")).toHaveLength(1);
-      expect(r.stderr).toMatch(/^iii-worker: invalid --env: III_(ISOLATION|WORKER_NAME) is set by iii for every worker .*cannot be overridden\n$/);
+      expect(r.stderr).toMatch(/^iii-worker: invalid --env: III_(ISOLATION|WORKER_NAME) is set by iii for every worker .*cannot be overridden \[InvalidOption\]\n$/);
       expect(existsSync(join(p.cwd, "iii.workers.yaml"))).toBe(false);
     }
   });
