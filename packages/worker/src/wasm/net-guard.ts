@@ -68,13 +68,11 @@ export interface NetDenial {
   reason: string;
 }
 
-/**
- * Puts WASI_CONFIG's network lists in front of preview2-shim's sockets (whose own switches are all-or-nothing
- * per protocol): a TCP connect must match `tcpConnect`, a bind `tcpBind`/`udpBind`, a UDP stream's remote
- * `udpConnect`, and every address a socket would reach must also pass the egress policy. IPv6 is refused (the
- * egress policy is IPv4-only). A refusal is the shim's `access-denied`. No lookups unless `allowIpNameLookup`.
- */
-export function guardShimSockets(sockets: ShimSockets, network: WasiNetwork, egress: EgressCheck, onDenied: (d: NetDenial) => void = () => undefined): void {
+type ListName = "tcpConnect" | "tcpBind" | "udpBind" | "udpConnect" | "udpOutgoing";
+type SocketCheck = (listName: ListName, protocol: "tcp" | "udp", address: ShimAddress, outbound: boolean) => void;
+
+/** The check every guarded operation goes through; a refusal is reported, then thrown as the shim's `access-denied`. */
+function socketChecker(network: WasiNetwork, egress: EgressCheck, onDenied: (d: NetDenial) => void): { check: SocketCheck; lists: Record<ListName, SocketPattern[]> } {
   const lists = {
     tcpConnect: network.tcpConnect.map(parseSocketPattern).filter((p): p is SocketPattern => typeof p !== "string"),
     tcpBind: network.tcpBind.map(parseSocketPattern).filter((p): p is SocketPattern => typeof p !== "string"),
@@ -82,17 +80,6 @@ export function guardShimSockets(sockets: ShimSockets, network: WasiNetwork, egr
     udpConnect: network.udpConnect.map(parseSocketPattern).filter((p): p is SocketPattern => typeof p !== "string"),
     udpOutgoing: network.udpOutgoing.map(parseSocketPattern).filter((p): p is SocketPattern => typeof p !== "string"),
   };
-  if (!network.allowIpNameLookup) {
-    sockets._denyDnsLookup();
-    // and refused here, before the shim is asked (its own refusal is the same error)
-    sockets.ipNameLookup.resolveAddresses = (_net: unknown, name: unknown) => {
-      onDenied({ op: "lookup", address: String(name), reason: "allowIpNameLookup is false" });
-      throw "permanent-resolver-failure";
-    };
-  }
-  if (!network.inherit && lists.tcpConnect.length === 0 && lists.tcpBind.length === 0) sockets._denyTcp();
-  if (!network.inherit && lists.udpBind.length + lists.udpConnect.length + lists.udpOutgoing.length === 0) sockets._denyUdp();
-
   const check = (listName: keyof typeof lists, protocol: "tcp" | "udp", address: ShimAddress, outbound: boolean) => {
     const text = address.tag === "ipv4" ? `${address.val.address.join(".")}:${address.val.port}` : `[ipv6]:${address.val.port}`;
     const deny = (reason: string): never => {
@@ -112,6 +99,28 @@ export function guardShimSockets(sockets: ShimSockets, network: WasiNetwork, egr
       if (!decision.allowed) deny(`egress policy: ${decision.rule}`);
     }
   };
+  return { check, lists };
+}
+
+/**
+ * Puts WASI_CONFIG's network lists in front of preview2-shim's sockets (whose own switches are all-or-nothing
+ * per protocol): a TCP connect must match `tcpConnect`, a bind `tcpBind`/`udpBind`, a UDP stream's remote
+ * `udpConnect`, and every address a socket would reach must also pass the egress policy. IPv6 is refused (the
+ * egress policy is IPv4-only). A refusal is the shim's `access-denied`. No lookups unless `allowIpNameLookup`.
+ */
+export function guardShimSockets(sockets: ShimSockets, network: WasiNetwork, egress: EgressCheck, onDenied: (d: NetDenial) => void = () => undefined): void {
+  const { check, lists } = socketChecker(network, egress, onDenied);
+  if (!network.allowIpNameLookup) {
+    sockets._denyDnsLookup();
+    // and refused here, before the shim is asked (its own refusal is the same error)
+    sockets.ipNameLookup.resolveAddresses = (_net: unknown, name: unknown) => {
+      onDenied({ op: "lookup", address: String(name), reason: "allowIpNameLookup is false" });
+      throw "permanent-resolver-failure";
+    };
+  }
+  if (!network.inherit && lists.tcpConnect.length === 0 && lists.tcpBind.length === 0) sockets._denyTcp();
+  if (!network.inherit && lists.udpBind.length + lists.udpConnect.length + lists.udpOutgoing.length === 0) sockets._denyUdp();
+
   const tcp = sockets.tcp.TcpSocket.prototype;
   const tcpConnect = tcp.startConnect!;
   const tcpBind = tcp.startBind!;
@@ -155,4 +164,43 @@ export function egressRulesFor(patterns: string[], protocol: "tcp" | "udp") {
       protocol,
       name: `wasm:${p.text}`,
     }));
+}
+
+export interface ShimHttp {
+  outgoingHandler: { handle(request: unknown, options?: unknown): unknown };
+}
+
+/**
+ * preview2-shim's outgoing HTTP opens its own connections, past the socket guard: each request's authority is
+ * checked as a TCP connect (`tcpConnect` and the egress policy). Only an IPv4 address is accepted: a host name
+ * would be resolved by the shim after this check, so its address could not be held to the policy (a name that
+ * resolves to the host's loopback is exactly the attack), and is refused. A refusal is wasi:http's
+ * `HTTP-request-denied`.
+ */
+export function guardShimHttp(http: ShimHttp, network: WasiNetwork, egress: EgressCheck, onDenied: (d: NetDenial) => void = () => undefined): void {
+  const { check } = socketChecker(network, egress, onDenied);
+  const handle = http.outgoingHandler.handle.bind(http.outgoingHandler);
+  http.outgoingHandler.handle = (request: unknown, options?: unknown) => {
+    const r = request as { authority(): string | undefined; scheme(): { tag: string; val?: string } | undefined };
+    const authority = r.authority() ?? "";
+    const scheme = r.scheme()?.tag ?? "HTTPS";
+    const m = /^(\d{1,3}(?:\.\d{1,3}){3})(?::(\d{1,5}))?$/.exec(authority);
+    const denied = { tag: "HTTP-request-denied" };
+    if (!m) {
+      onDenied({ op: "http", address: authority, reason: authority.startsWith("[") ? "IPv6 is not allowed" : "HTTP to a host name is refused (only addresses can be held to the policy)" });
+      throw denied;
+    }
+    const port = m[2] ? Number(m[2]) : scheme === "HTTP" ? 80 : 443;
+    const address = m[1]!.split(".").map(Number);
+    if (address.some((b) => b > 255) || port > 65535) {
+      onDenied({ op: "http", address: authority, reason: "not an address" });
+      throw denied;
+    }
+    try {
+      check("tcpConnect", "tcp", { tag: "ipv4", val: { address, port } }, true);
+    } catch {
+      throw denied;
+    }
+    return handle(request, options);
+  };
 }

@@ -1,10 +1,11 @@
 import { createServer, type Server } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EgressPolicy } from "@iii/network";
 import * as sockets from "@bytecodealliance/preview2-shim/sockets";
+import * as httpShim from "@bytecodealliance/preview2-shim/http";
 import { defaultWasiNetwork, type WasiNetwork } from "../../src/wasm/config.js";
-import { egressRulesFor, guardShimSockets, ipv4ToInt, parseSocketPattern, patternMatches, type NetDenial, type ShimSockets } from "../../src/wasm/net-guard.js";
+import { egressRulesFor, guardShimHttp, guardShimSockets, ipv4ToInt, parseSocketPattern, patternMatches, type NetDenial, type ShimHttp, type ShimSockets } from "../../src/wasm/net-guard.js";
 
 // The real preview2-shim sockets with the runner's guard in front; the targets are listeners on loopback, so a
 // broken defence shows up as a local connection and nothing leaves the machine.
@@ -86,4 +87,36 @@ it("patterns: *, addresses, CIDRs, port ranges; bad ones named", () => {
   expect(patternMatches(p("192.0.2.1:8000-8010"), ipv4ToInt("192.0.2.1")!, 8011)).toBe(false);
   expect(parseSocketPattern("example.com:80")).toMatch(/expected ADDR:PORT/);
   expect(parseSocketPattern("10.0.0.0/33:1")).toBe("not an IPv4 address or CIDR");
+});
+
+describe("outgoing HTTP (preview2-shim's wasi:http, which opens its own connections past the socket guard)", () => {
+  let httpListener: Server;
+  let httpHits = 0;
+  const http = httpShim as unknown as ShimHttp & { types: Record<string, any> };
+  beforeAll(async () => {
+    httpListener = await listen(() => httpHits++);
+    guardShimHttp(http, { ...defaultWasiNetwork(), tcpConnect: ["203.0.113.7:80"] }, (p, ip, port) => new EgressPolicy({ mode: "none", hostPorts: [], rules: egressRulesFor(["203.0.113.7:80"], "tcp") }).decide(p, ip, port, 0xffffffff), (d) => denials.push(d));
+  });
+  afterAll(() => httpListener.close());
+  const request = (authority: string) => {
+    const r = new http.types.OutgoingRequest(new http.types.Fields());
+    r.setScheme({ tag: "HTTP" });
+    r.setAuthority(authority);
+    r.setPathWithQuery("/");
+    return r;
+  };
+
+  it("a request to the host's loopback is refused (HTTP-request-denied) and never connects", async () => {
+    expect(() => http.outgoingHandler.handle(request(`127.0.0.1:${portOf(httpListener)}`))).toThrow(expect.objectContaining({ tag: "HTTP-request-denied" }));
+    expect(denials.at(-1)).toMatchObject({ op: "tcpConnect", reason: "not in tcpConnect" });
+    await sleep(300);
+    expect(httpHits).toBe(0);
+  });
+
+  it("a request to a host name is refused before the shim could resolve it (localhost would be the host)", async () => {
+    expect(() => http.outgoingHandler.handle(request(`localhost:${portOf(httpListener)}`))).toThrow(expect.objectContaining({ tag: "HTTP-request-denied" }));
+    expect(denials.at(-1)).toMatchObject({ op: "http", address: `localhost:${portOf(httpListener)}`, reason: expect.stringMatching(/host name is refused/) });
+    await sleep(300);
+    expect(httpHits).toBe(0);
+  });
 });
