@@ -63,6 +63,18 @@ describe("add refuses what would break the guest, changing nothing", () => {
     expect(r.stderr).toMatch(/^iii-worker: invalid --env: III_ISOLATION is set by iii/);
   });
 
+  it("start --capture into a place that cannot be written is refused with one line, before anything starts", async () => {
+    const p = project();
+    expect((await runWorkerCli(["add", `dir:${p.rootfs}`, "--name", "w", "--", "true"], p)).code).toBe(0);
+    for (const file of ["/proc/nope/x.pcap", p.data]) {
+      const r = await runWorkerCli(["start", "w", "--capture", file], p);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+      expect(r.stderr).toMatch(/^iii-worker: invalid --capture .*(cannot write|not a regular file)/);
+      expect(existsSync(join(p.env.III_HOME!, "managed"))).toBe(false);
+    }
+  });
+
   it("add prints the command the worker will run: the one given after --", async () => {
     const p = project();
     const r = await runWorkerCli(["add", `dir:${p.rootfs}`, "--name", "w", "--", "sh", "-c", "echo hi"], p);
