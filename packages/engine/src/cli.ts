@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 import { enableCompileCache } from "node:module";
+import pkg from "../package.json" with { type: "json" };
 import { runWorkerInProcess, WorkerNotFoundError } from "./run-worker.js";
 
 enableCompileCache?.();
 
 const USAGE = `usage: iii worker <command> [args...]
+       iii --version
 
 The iii engine shim. Every argument after "worker" is handed verbatim to iii-worker
 (found through III_WORKER_BIN, the installed @iii/worker package, or PATH).
@@ -12,6 +14,10 @@ Run "iii worker --help" for the worker commands.`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command === "--version" || command === "-V") {
+    console.log(pkg.version);
+    return 0;
+  }
   if (command === undefined || command === "--help" || command === "-h" || command === "help") {
     console.log(USAGE);
     return command === undefined ? 2 : 0;

@@ -101,3 +101,13 @@ describe("iii worker shim", () => {
     expect(run.stderr).toBe('iii-worker: no worker named "ghost" in iii.workers.yaml [WorkerNotFound]\n');
   });
 });
+
+describe("iii --version", () => {
+  it("prints the package version and exits 0", async () => {
+    const pkg = JSON.parse(readFileSync(fileURLToPath(new URL("../package.json", import.meta.url)), "utf8")) as { version: string };
+    for (const flag of ["--version", "-V"]) {
+      const result = await runIii([flag], {});
+      expect(result).toMatchObject({ code: 0, stdout: `${pkg.version}\n`, stderr: "" });
+    }
+  });
+});

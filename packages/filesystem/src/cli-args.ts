@@ -8,6 +8,7 @@ export const USAGE = `usage:
   iii-fs mount <root> <mountpoint> [--ro] [--inject /init.krun=FILE]... [options]
   iii-fs mount --lower DIR --upper DIR <mountpoint> [--ro] [--inject PATH=FILE]... [options]
   iii-fs unmount <mountpoint>
+  iii-fs --version
 options:
   --entry-timeout SEC  --attr-timeout SEC  --no-kernel-cache  --no-auto-unmount  --allow-other
   --use-ino  (host inode numbers; not under virtiofsd)`;

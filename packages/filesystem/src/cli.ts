@@ -1,12 +1,17 @@
 #!/usr/bin/env node
 // iii-fs: mount a worker's view in the foreground for debugging or for running
 // external filesystem test suites against it.
+import pkg from "../package.json" with { type: "json" };
 import { FilesystemError } from "./errors.js";
 import { mountPassthrough, setattrShimPath, unmountPath } from "./mount/mount.js";
 import { EXIT, parseMountArgs, usage, USAGE } from "./cli-args.js";
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command === "--version" || command === "-V") {
+    process.stdout.write(`${pkg.version}\n`);
+    return 0;
+  }
   if (command === "--help" || command === "-h" || command === "help") {
     process.stdout.write(`${USAGE}\n`);
     return 0;

@@ -108,7 +108,8 @@ if (stray) throw new Error(`bundle imports ${stray[1]}: the static init must not
 
 // 2. Bytecode + main() in C, with our module registered as "iii:sys".
 log("qjsc -e -m -s (bytecode, debug info stripped)");
-run(join(srcDir, "qjsc"), ["-e", "-m", "-s", "-M", "iii:sys,iii_sys", "-N", "iii_init", "-o", join(out, "init.c"), bundle]);
+// Relative names: qjsc records the module's file name in the bytecode, and a host path has no place in the package.
+run(join(srcDir, "qjsc"), ["-e", "-m", "-s", "-M", "iii:sys,iii_sys", "-N", "iii_init", "-o", "init.c", "init.js"], { cwd: out });
 
 // 3. One static ELF.
 const target = join(pkgDir, "dist", "init-static");
@@ -129,3 +130,4 @@ if (!/statically linked/.test(file)) throw new Error(`${target} is not static: $
 const size = statSync(target).size;
 log(`${target}: ${(size / 1024 / 1024).toFixed(2)} MB (${size} bytes)\n  ${file}`);
 if (size > 5 * 1024 * 1024) throw new Error(`static init is ${size} bytes, over the 5 MB budget`);
+if (readFileSync(target).includes(pkgDir)) throw new Error(`${target} contains the build host's path ${pkgDir}`);

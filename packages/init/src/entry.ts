@@ -2,7 +2,7 @@
 // import time. (A V8 startup snapshot of this bundle was tried: 80 ms instead
 // of 40 ms to --version natively and 7 MB larger, so the SEA uses code cache.)
 
-import { runInit } from "./guest/main.js";
+import { INIT_VERSION, runInit } from "./guest/main.js";
 import { PTY_HELPER_MODE, runPtyHelper } from "./guest/pty.js";
 import { ExitCode } from "./errors.js";
 
@@ -22,7 +22,7 @@ export function main(): void {
         "Outside a VM it runs in a PID namespace or with III_INIT_NO_REBOOT=1; see the @iii/init README.\n",
     );
   } else if (args[0] === "--version") {
-    process.stdout.write("iii-init 0.1.0\n");
+    process.stdout.write(`iii-init ${INIT_VERSION}\n`);
   } else if (args[0]?.startsWith("__")) {
     process.stderr.write(`iii-init: error: unknown helper mode ${args[0]} (exit ${ExitCode.USAGE})\n`);
     process.exit(ExitCode.USAGE);

@@ -3,6 +3,7 @@
 
 import { chownSync, existsSync, renameSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
+import pkg from "../../package.json" with { type: "json" };
 import { ContractError, decodeGuestEnv, ENV, mergeEnvSources, type GuestConfig } from "../contract/env.js";
 import { ExitCode, InitError } from "../errors.js";
 import { ControlChannel } from "../protocol/channel.js";
@@ -18,7 +19,8 @@ import { Reaper } from "./reaper.js";
 import { resolveUser, UserResolveError } from "./users.js";
 import { Workload } from "./workload.js";
 
-export const INIT_VERSION = "0.1.0";
+/** The package version (package.json, inlined by the bundler). */
+export const INIT_VERSION: string = pkg.version;
 /** Inode of the initial PID namespace (PROC_PID_INIT_INO): only there does reboot(2) end the machine. */
 const PROC_PID_INIT_INO = 0xeffffffc;
 const DEFAULT_SIGNAL_GRACE_MS = 10_000;

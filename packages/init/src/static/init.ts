@@ -6,6 +6,7 @@
 import * as os from "os";
 import * as std from "std";
 import * as sys from "iii:sys";
+import pkg from "../../package.json" with { type: "json" };
 import { ContractError, decodeGuestEnv, ENV, mergeEnvSources, type GuestConfig } from "../contract/env.js";
 import { ExitCode, InitError } from "../errors.js";
 import { resolveUserSpec, UserResolveError } from "../portable/users.js";
@@ -36,7 +37,8 @@ import {
   writeText,
 } from "./sys.js";
 
-export const INIT_VERSION = "0.1.0";
+/** The package version (package.json, inlined by the bundler). */
+export const INIT_VERSION: string = pkg.version;
 const PROC_PID_INIT_INO = 0xeffffffc;
 const DEFAULT_SIGNAL_GRACE_MS = 10_000;
 const INIT_OOM_SCORE_ADJ = -1000;

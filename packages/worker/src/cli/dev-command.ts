@@ -1,5 +1,6 @@
 import { copyFile, lstat, mkdir, rm, stat, writeFile } from "node:fs/promises";
-import { basename, join, resolve } from "node:path";
+import { createRequire } from "node:module";
+import { basename, dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SupervisorClient } from "../api/client.js";
 import { detectProject, devScript, installState, watchProject, DEV_CACHE_DIR, VENV_DIR, type DevProject } from "../dev/index.js";
@@ -19,6 +20,14 @@ export interface DevOptions {
   capture?: string;
 }
 
+/**
+ * The dev base image build script shipped in this package (`images/build.sh`; the repository's root
+ * `images/build.sh` runs the same file).
+ */
+export function baseImageBuildScript(): string {
+  return join(dirname(createRequire(import.meta.url).resolve("@iii/worker/package.json")), "images", "build.sh");
+}
+
 /** Dev base images by language: `III_DEV_IMAGE_NODE` / `III_DEV_IMAGE_PYTHON` (e.g. `oci:<layout>:latest` from images/build.sh). */
 export function devBaseImage(project: DevProject, env: NodeJS.ProcessEnv): string {
   const variable = project.baseImage === "node" ? "III_DEV_IMAGE_NODE" : "III_DEV_IMAGE_PYTHON";
@@ -26,7 +35,7 @@ export function devBaseImage(project: DevProject, env: NodeJS.ProcessEnv): strin
   if (!image) {
     throw new IiiError(
       "ImageInvalid",
-      `no ${project.baseImage} dev base image: set ${variable} (e.g. ${variable}=oci:$(images/build.sh ${project.baseImage}):latest)`,
+      `no ${project.baseImage} dev base image: set ${variable} (build one as root: ${variable}=oci:$(${baseImageBuildScript()} ${project.baseImage}):latest)`,
     );
   }
   return image;

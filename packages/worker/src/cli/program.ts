@@ -1,4 +1,5 @@
 import { Command, CommanderError, Option } from "commander";
+import pkg from "../../package.json" with { type: "json" };
 import { describeError, IiiError, type ErrorReport } from "../errors.js";
 import type { WasmSpec } from "../state/model.js";
 
@@ -489,7 +490,7 @@ Network policy (checked on the address actually dialled, after DNS):
     { hidden: true },
   );
 
-  program.addOption(new Option("--version").hideHelp());
+  program.version(pkg.version, "-V, --version", "print the version");
   return program;
 }
 
