@@ -11,6 +11,8 @@ trap 'rm -rf "$REPORT_DIR"' EXIT
 export III_TEST_REPORT_DIR="$REPORT_DIR"
 pnpm run typecheck
 status=0
+# Every package changed on this branch (or since its last release, on main) has a changeset.
+node scripts/check-changesets.mjs || status=1
 pnpm run test || status=$?
 node scripts/test-summary.mjs "$REPORT_DIR" || status=1
 exit $status
