@@ -122,12 +122,13 @@ describe("packed tarballs installed into an empty npm project", () => {
     for (const pkg of PACKAGES) expect(run.stdout).toContain(`@iii/${pkg} ${join(app, "node_modules", "@iii", pkg, "dist", "index.js")}`);
   });
 
-  it("iii-worker doctor finds the firmware in the installed npm package", () => {
+  it("iii-worker doctor finds the installed guest init and the firmware in the installed npm package", () => {
     const home = join(dir, "home");
     const env: NodeJS.ProcessEnv = { ...process.env, III_HOME: home, III_LIBKRUNFW_NO_DOWNLOAD: "1" };
     for (const name of ["III_INIT_PATH", "III_INIT_RUNTIME", "III_LIBKRUNFW_PATH"]) delete env[name];
     const run = spawnSync(bin("iii-worker"), ["doctor", "--json"], { encoding: "utf8", env, timeout: 60_000 });
     const report = JSON.parse(run.stdout) as { checks: Array<{ name: string; verdict: string; detail: string }> };
+    expect(report.checks.find((c) => c.name === "guest init")).toMatchObject({ verdict: "ok", detail: join(app, "node_modules", "@iii", "init", "dist", "init-static") });
     const firmware = report.checks.find((c) => c.name === "firmware");
     expect(firmware?.verdict, firmware?.detail).toBe("ok");
     const lib = join(app, "node_modules", "@superradcompany", "microsandbox-linux-x64-gnu", "lib");
