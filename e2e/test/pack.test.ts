@@ -1,9 +1,10 @@
 // The packages as a user gets them: every package's `pnpm pack` tarball installed into an empty npm project.
 import { execFile, execFileSync, spawnSync } from "node:child_process";
 import { promisify } from "node:util";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -51,6 +52,22 @@ describe("packed tarballs installed into an empty npm project", () => {
   it("installs the firmware package (an optional dependency) but not jco (an optional peer)", () => {
     expect(existsSync(join(app, "node_modules", "@superradcompany", "microsandbox-linux-x64-gnu", "package.json"))).toBe(true);
     expect(existsSync(join(app, "node_modules", "@bytecodealliance", "jco"))).toBe(false);
+  });
+
+  it("the packages with native x86-64 glibc code refuse other platforms by npm's own check; the others install anywhere", () => {
+    // npm applies os/cpu/libc of a non-optional package against the host itself, so the check is called directly.
+    const npmDir = join(dirname(realpathSync(execFileSync("which", ["npm"], { encoding: "utf8" }).trim())), "..");
+    const { checkPlatform } = createRequire(join(npmDir, "package.json"))("npm-install-checks") as {
+      checkPlatform: (pkg: object, force: boolean, environment: { os: string; cpu: string; libc?: string }) => void;
+    };
+    const installed = (pkg: string): object => JSON.parse(readFileSync(join(app, "node_modules", "@iii", pkg, "package.json"), "utf8")) as object;
+    for (const pkg of ["filesystem", "init", "worker"]) {
+      expect(() => checkPlatform(installed(pkg), false, { os: "linux", cpu: "x64", libc: "glibc" }), pkg).not.toThrow();
+      for (const other of [{ os: "darwin", cpu: "arm64" }, { os: "linux", cpu: "arm64", libc: "glibc" }, { os: "linux", cpu: "x64", libc: "musl" }]) {
+        expect(() => checkPlatform(installed(pkg), false, other), `${pkg} on ${JSON.stringify(other)}`).toThrow(expect.objectContaining({ code: "EBADPLATFORM" }));
+      }
+    }
+    for (const pkg of ["engine", "network"]) expect(() => checkPlatform(installed(pkg), false, { os: "darwin", cpu: "arm64" }), pkg).not.toThrow();
   });
 
   it("every bin prints usage for --help and its package's version for --version", () => {
