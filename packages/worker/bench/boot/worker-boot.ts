@@ -24,6 +24,15 @@ function runCli(args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<{ 
   });
 }
 
+/** ms from `t0` until `log`, past its first `before` bytes, contains `marker`; NaN after two minutes. */
+export async function msUntilLogHas(log: string, before: number, marker: string, t0: number): Promise<number> {
+  while (performance.now() - t0 < 120_000) {
+    if (existsSync(log) && readFileSync(log).subarray(before).includes(marker)) return performance.now() - t0;
+    await sleep(2);
+  }
+  return NaN;
+}
+
 export interface WorkerBootOptions {
   busyboxRootfs: string;
   runs: number;
@@ -44,14 +53,7 @@ export async function measureWorkerBoot(options: WorkerBootOptions): Promise<Pha
       const before = existsSync(stdoutLog) ? statSync(stdoutLog).size : 0;
       const t0 = performance.now();
       const started = runCli(["start", "bench", "--timings"], work, env);
-      let firstLine = NaN;
-      while (performance.now() - t0 < 120_000) {
-        if (existsSync(stdoutLog) && readFileSync(stdoutLog).subarray(before).includes(FIRST_LINE)) {
-          firstLine = performance.now() - t0;
-          break;
-        }
-        await sleep(5);
-      }
+      const firstLine = await msUntilLogHas(stdoutLog, before, FIRST_LINE, t0);
       const result = await started;
       if (result.code !== 0) throw new Error(`start failed: ${result.stderr}`);
       const sample: Record<string, number> = {};

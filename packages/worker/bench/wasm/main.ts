@@ -17,7 +17,6 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { componentNew, preview1AdapterCommandPath } from "@bytecodealliance/jco";
@@ -26,6 +25,7 @@ import { managedDir } from "../../src/paths.js";
 import { exitWith, wat } from "../../test/wasm/wat.js";
 import { vmSkipReason } from "../../test/worker-vm/harness.js";
 import { buildBusyboxRootfs, median } from "../boot/raw-floor.js";
+import { msUntilLogHas } from "../boot/worker-boot.js";
 
 const { values } = parseArgs({
   options: { rounds: { type: "string", default: "5" }, invocations: { type: "string", default: "20" }, "no-vm": { type: "boolean", default: false } },
@@ -63,14 +63,7 @@ async function coldStart(name: string, marker: string): Promise<number> {
   const before = existsSync(log) ? statSync(log).size : 0;
   const t0 = performance.now();
   const started = cli(["start", name]);
-  let ms = NaN;
-  while (performance.now() - t0 < 120_000) {
-    if (existsSync(log) && readFileSync(log).subarray(before).includes(marker)) {
-      ms = performance.now() - t0;
-      break;
-    }
-    await sleep(2);
-  }
+  const ms = await msUntilLogHas(log, before, marker, t0);
   const r = await started;
   if (r.code !== 0) throw new Error(`start ${name}: ${r.stderr.trim()}`);
   await cli(["stop", name, "--timeout", "1"]);
