@@ -9,6 +9,7 @@ import { randomBytes } from "node:crypto";
 import * as tar from "tar-stream";
 import { IiiError } from "../errors.js";
 import { mkdirs } from "../host/mkdirs.js";
+import { registryFetch } from "../registry/proxy.js";
 import { sha256File } from "./digest.js";
 import type { FirmwareManifest, FirmwarePlatformEntry } from "./manifest.js";
 
@@ -23,6 +24,8 @@ export interface DownloadFirmwareOptions {
   timeoutMs?: number;
   onProgress?: (progress: DownloadProgress) => void;
   userAgent?: string;
+  /** Where HTTPS_PROXY/HTTP_PROXY/NO_PROXY are read (default process.env). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /**
@@ -90,11 +93,11 @@ async function fetchToFile(
 ): Promise<{ bytes: number; sha256: string }> {
   let response: Response;
   try {
-    response = await fetch(url, {
+    response = await registryFetch(url, {
       signal: AbortSignal.timeout(options.timeoutMs ?? 120_000),
       headers: { "user-agent": options.userAgent ?? "iii-worker" },
       redirect: "follow",
-    });
+    }, options.env);
   } catch (error) {
     throw new IiiError("FirmwareDownloadFailed", `cannot download libkrunfw from ${url}: ${describeFetchError(error)}`, { cause: error });
   }

@@ -143,6 +143,7 @@ export class FirmwareResolver {
         libDir: this.libDir,
         timeoutMs: this.options.downloadTimeoutMs,
         onProgress: this.options.onDownloadProgress,
+        env: this.env,
       });
       const candidate: FirmwareCandidate = { source: "download", location: entry.url, status: "found", reason: `downloaded and verified, installed at ${path}`, path, sha256: entry.sha256 };
       candidates.push(candidate);

@@ -293,6 +293,7 @@ async function ensureRemote(store: ImageStore, image: string, options: EnsureIma
   const client = new RegistryClient(ref.registry, {
     insecureRegistries: await insecureList(options, home),
     credentials: () => lookupCredentials(ref.registry, home, env),
+    env,
     signal: options.signal ? AbortSignal.any([options.signal, abort.signal]) : abort.signal,
   });
   let fetched = await client.getManifest(ref.repository, ref.digest ?? ref.tag ?? "latest");

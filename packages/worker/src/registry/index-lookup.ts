@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { IiiError } from "../errors.js";
+import { registryFetch } from "./proxy.js";
 
 export const DEFAULT_REGISTRY_INDEX_URL = "https://raw.githubusercontent.com/iii-hq/workers/main/registry/index.json";
 const FETCH_TIMEOUT_MS = 15_000;
@@ -39,7 +40,7 @@ function decodeIndex(raw: unknown, source: string): RegistryIndex {
   return record as unknown as RegistryIndex;
 }
 
-async function fetchIndexText(url: string): Promise<string> {
+async function fetchIndexText(url: string, env: NodeJS.ProcessEnv): Promise<string> {
   if (url.startsWith("file://")) {
     const path = fileURLToPath(url);
     try {
@@ -52,7 +53,7 @@ async function fetchIndexText(url: string): Promise<string> {
   }
   let response: Response;
   try {
-    response = await fetch(url, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
+    response = await registryFetch(url, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) }, env);
   } catch (error) {
     throw new IiiError("RegistryLookupFailed", `failed to fetch registry ${url}: ${(error as Error).message}`, { cause: error });
   }
@@ -72,7 +73,7 @@ export async function resolveShortName(input: string, env: NodeJS.ProcessEnv = p
   if (version !== undefined && !/^[\w][\w.-]{0,127}$/.test(version)) {
     throw new IiiError("InvalidReference", `invalid version "${version}" in "${input}"`);
   }
-  const text = await fetchIndexText(url);
+  const text = await fetchIndexText(url, env);
   let raw: unknown;
   try {
     raw = JSON.parse(text);

@@ -1,4 +1,5 @@
 import { mkdirs } from "../../host/mkdirs.js";
+import { registryFetch } from "../../registry/proxy.js";
 import { createReadStream } from "node:fs";
 import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from "node:fs/promises";
 import type { Hash } from "node:crypto";
@@ -22,6 +23,8 @@ export interface RegistryClientOptions {
   backoffMs?: number;
   /** Time allowed without a byte arriving. */
   idleTimeoutMs?: number;
+  /** Where HTTPS_PROXY/HTTP_PROXY/NO_PROXY are read (default process.env). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface FetchedManifest {
@@ -172,7 +175,7 @@ export class RegistryClient {
     const timer = setTimeout(() => controller.abort(new RetryableError(`no response within ${this.idleTimeoutMs} ms`)), this.idleTimeoutMs);
     const signal = this.options.signal ? AbortSignal.any([controller.signal, this.options.signal]) : controller.signal;
     try {
-      return await fetch(url, { ...init, signal, redirect: "follow" });
+      return await registryFetch(url, { ...init, signal, redirect: "follow" }, this.options.env);
     } catch (error) {
       if (this.options.signal?.aborted) throw this.options.signal.reason;
       if (controller.signal.aborted) throw controller.signal.reason;

@@ -1,0 +1,49 @@
+import { EnvHttpProxyAgent, fetch as undiciFetch, type Dispatcher } from "undici";
+
+/**
+ * Registry traffic (image pulls, the short-name index, the firmware download) goes through the proxy the
+ * environment names, as curl and docker do: `https_proxy`/`HTTPS_PROXY` for https URLs, `http_proxy`/`HTTP_PROXY`
+ * for http ones (and for https when no https proxy is set), except for hosts `no_proxy`/`NO_PROXY` lists
+ * (comma-separated hosts, domains, `host:port`, `*`). The lowercase spelling wins when both are set. undici's
+ * EnvHttpProxyAgent does the matching and tunnels through the proxy with CONNECT.
+ */
+export interface ProxySettings {
+  httpProxy?: string;
+  httpsProxy?: string;
+  noProxy?: string;
+}
+
+export function proxySettings(env: NodeJS.ProcessEnv = process.env): ProxySettings {
+  const pick = (name: string) => env[name.toLowerCase()] || env[name.toUpperCase()] || undefined;
+  const settings: ProxySettings = {};
+  const httpProxy = pick("http_proxy");
+  const httpsProxy = pick("https_proxy");
+  const noProxy = pick("no_proxy");
+  if (httpProxy) settings.httpProxy = httpProxy;
+  if (httpsProxy) settings.httpsProxy = httpsProxy;
+  if (noProxy) settings.noProxy = noProxy;
+  return settings;
+}
+
+const agents = new Map<string, Dispatcher>();
+
+/** The dispatcher for these settings (one per distinct setting, reused), or undefined when no proxy is set. */
+export function proxyDispatcher(env: NodeJS.ProcessEnv = process.env): Dispatcher | undefined {
+  const settings = proxySettings(env);
+  if (!settings.httpProxy && !settings.httpsProxy) return undefined;
+  const key = JSON.stringify(settings);
+  let agent = agents.get(key);
+  if (!agent) {
+    // EnvHttpProxyAgent reads process.env for what is not given; pass every field so `env` alone decides
+    agent = new EnvHttpProxyAgent({ httpProxy: settings.httpProxy ?? "", httpsProxy: settings.httpsProxy ?? settings.httpProxy ?? "", noProxy: settings.noProxy ?? "" });
+    agents.set(key, agent);
+  }
+  return agent;
+}
+
+/** `fetch`, through the environment's proxy when one is set. */
+export async function registryFetch(url: string | URL, init: RequestInit = {}, env: NodeJS.ProcessEnv = process.env): Promise<Response> {
+  const dispatcher = proxyDispatcher(env);
+  if (!dispatcher) return fetch(url, init);
+  return (await undiciFetch(url, { ...(init as Parameters<typeof undiciFetch>[1]), dispatcher })) as unknown as Response;
+}
