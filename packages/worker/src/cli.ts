@@ -5,5 +5,15 @@ import { enableCompileCache } from "node:module";
 // chunks compile once per install instead of on every run.
 enableCompileCache?.();
 
+// A reader that went away (`iii-worker list | head -1`, `logs -f | head`) ends the CLI quietly with 141, the status
+// of a process killed by SIGPIPE, as a shell pipeline expects, instead of an unhandled EPIPE stack. A command
+// that owns the case (exec stops its remote command first) has its own listener, and then this one stands back.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code !== "EPIPE" && error.code !== "ERR_STREAM_DESTROYED") throw error;
+    if (stream.listenerCount("error") === 1) process.exit(141);
+  });
+}
+
 const { runCli } = await import("./cli/program.js");
 process.exitCode = await runCli(process.argv.slice(2));

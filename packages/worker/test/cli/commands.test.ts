@@ -185,6 +185,23 @@ describe("logs --since / --until / --timestamps", () => {
   });
 });
 
+describe("a reader that goes away", () => {
+  it("logs | head -c1 ends quietly with 141 (SIGPIPE's status), no EPIPE stack", async () => {
+    const p = project();
+    await addWorkers(p, "web");
+    const paths = workerPaths("web", p.env, p.cwd);
+    mkdirSync(paths.logs, { recursive: true });
+    writeFileSync(paths.stdoutLog, "x".repeat(4 * 1024 * 1024)); // far more than a pipe holds
+    const run = spawnSync("bash", ["-c", `"${process.execPath}" "${WORKER_CLI}" logs web --stdout | head -c1; echo " \${PIPESTATUS[0]}"`], {
+      cwd: p.cwd,
+      env: { ...process.env, ...p.env },
+      encoding: "utf8",
+    });
+    expect(run.stdout).toBe("x 141\n");
+    expect(run.stderr).toBe("");
+  });
+});
+
 describe("completion", () => {
   it("bash: completes commands, a command's flags and worker names, for iii-worker and iii worker", async () => {
     const p = project();
