@@ -393,12 +393,20 @@ Network policy (checked on the address actually dialled, after DNS):
     .option("-u, --user <user>", "user (name or uid[:gid])")
     .option("--timeout <seconds>", "SIGTERM then SIGKILL after this many seconds; 0 (the default) disables")
     .action(async (name: string, command: string[], opts) => {
-      const { loadWorkersFile } = await import("../state/workers-file.js");
-      const { workersFilePath } = await import("../paths.js");
-      const { isWasmImage } = await import("../state/model.js");
-      const file = await loadWorkersFile(workersFilePath()).catch(() => undefined);
-      const spec = file && Object.hasOwn(file.workers, name) ? file.workers[name] : undefined;
-      if (spec && isWasmImage(spec.image)) {
+      // A running VM's record says what it is; the state file (YAML) is read only when there is no VM record
+      // (exec then fails anyway) or a WASM runner's, keeping it off the path of the common case.
+      const { readVmRecord } = await import("../status.js");
+      const record = await readVmRecord(name);
+      let wasm = record?.vmm === "wasm";
+      if (!record) {
+        const { loadWorkersFile } = await import("../state/workers-file.js");
+        const { workersFilePath } = await import("../paths.js");
+        const { isWasmImage } = await import("../state/model.js");
+        const file = await loadWorkersFile(workersFilePath()).catch(() => undefined);
+        const spec = file && Object.hasOwn(file.workers, name) ? file.workers[name] : undefined;
+        wasm = spec !== undefined && isWasmImage(spec.image);
+      }
+      if (wasm) {
         throw new IiiError("NotApplicable", `exec does not apply to WASM worker "${name}": it is one WebAssembly instance, with no shell or processes to run commands in`);
       }
       const { runExecCommand } = await import("./exec-command.js");

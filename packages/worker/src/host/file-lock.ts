@@ -1,6 +1,10 @@
 import { open } from "node:fs/promises";
-import koffi from "koffi";
+import { createRequire } from "node:module";
 import { IiiError } from "../errors.js";
+
+// koffi (a native addon, then libc) loads on the first lock, not with this module: reading iii.workers.yaml
+// (list, logs, exec) needs no lock, and loading koffi costs the CLI ~100 ms of start-up.
+const requireCjs = createRequire(import.meta.url);
 
 const LOCK_EX = 2;
 const LOCK_NB = 4;
@@ -19,6 +23,7 @@ let loaded: Libc | undefined;
 
 function libc(): Libc {
   if (!loaded) {
+    const koffi = requireCjs("koffi") as typeof import("koffi");
     const lib = koffi.load("libc.so.6");
     loaded = {
       flock: lib.func("int flock(int fd, int operation)") as Libc["flock"],

@@ -1,4 +1,4 @@
-import { EnvHttpProxyAgent, fetch as undiciFetch, type Dispatcher } from "undici";
+import type { Dispatcher } from "undici";
 
 /**
  * Registry traffic (image pulls, the short-name index, the firmware download) goes through the proxy the
@@ -27,13 +27,17 @@ export function proxySettings(env: NodeJS.ProcessEnv = process.env): ProxySettin
 
 const agents = new Map<string, Dispatcher>();
 
-/** The dispatcher for these settings (one per distinct setting, reused), or undefined when no proxy is set. */
-export function proxyDispatcher(env: NodeJS.ProcessEnv = process.env): Dispatcher | undefined {
+/**
+ * The dispatcher for these settings (one per distinct setting, reused), or undefined when no proxy is set.
+ * undici loads only then (it is large, and most commands never fetch).
+ */
+export async function proxyDispatcher(env: NodeJS.ProcessEnv = process.env): Promise<Dispatcher | undefined> {
   const settings = proxySettings(env);
   if (!settings.httpProxy && !settings.httpsProxy) return undefined;
   const key = JSON.stringify(settings);
   let agent = agents.get(key);
   if (!agent) {
+    const { EnvHttpProxyAgent } = await import("undici");
     // EnvHttpProxyAgent reads process.env for what is not given; pass every field so `env` alone decides
     agent = new EnvHttpProxyAgent({ httpProxy: settings.httpProxy ?? "", httpsProxy: settings.httpsProxy ?? settings.httpProxy ?? "", noProxy: settings.noProxy ?? "" });
     agents.set(key, agent);
@@ -43,7 +47,8 @@ export function proxyDispatcher(env: NodeJS.ProcessEnv = process.env): Dispatche
 
 /** `fetch`, through the environment's proxy when one is set. */
 export async function registryFetch(url: string | URL, init: RequestInit = {}, env: NodeJS.ProcessEnv = process.env): Promise<Response> {
-  const dispatcher = proxyDispatcher(env);
+  const dispatcher = await proxyDispatcher(env);
   if (!dispatcher) return fetch(url, init);
+  const { fetch: undiciFetch } = await import("undici");
   return (await undiciFetch(url, { ...(init as Parameters<typeof undiciFetch>[1]), dispatcher })) as unknown as Response;
 }

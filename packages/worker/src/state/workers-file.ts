@@ -1,15 +1,20 @@
-import { mkdir, readFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
+import { createRequire } from "node:module";
 import { dirname } from "node:path";
-import writeFileAtomic from "write-file-atomic";
-import { parseDocument, stringify } from "yaml";
 import { errnoCode, IiiError } from "../errors.js";
 import { withFileLock } from "../host/file-lock.js";
+import { mkdirs } from "../host/mkdirs.js";
+
+// yaml and write-file-atomic load when a state file is first parsed or written, not with this module: commands
+// that only touch a running VM (exec, logs) skip ~50-100 ms of start-up.
+const requireCjs = createRequire(import.meta.url);
+const yaml = () => requireCjs("yaml") as typeof import("yaml");
 import { decodeWorkersFile, encodeWorkersFile, type WorkersFile } from "./model.js";
 
 const HEADER = "# iii managed workers (written by iii-worker; edits are kept)\n";
 
 function parseWorkersYaml(text: string, path: string): WorkersFile {
-  const document = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  const document = yaml().parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   const first = document.errors[0];
   if (first) {
     const at = first.linePos?.[0];
@@ -41,11 +46,12 @@ export async function loadWorkersFile(path: string): Promise<WorkersFile> {
 }
 
 export function serializeWorkersFile(file: WorkersFile): string {
-  return HEADER + stringify(encodeWorkersFile(file), { lineWidth: 0 });
+  return HEADER + yaml().stringify(encodeWorkersFile(file), { lineWidth: 0 });
 }
 
 async function writeAtomically(path: string, file: WorkersFile): Promise<void> {
   try {
+    const writeFileAtomic = requireCjs("write-file-atomic") as typeof import("write-file-atomic");
     await writeFileAtomic(path, serializeWorkersFile(file), { fsync: true, mode: 0o644 });
   } catch (error) {
     throw new IiiError("StateFileUnwritable", `cannot write ${path}: ${(error as Error).message}`, { cause: error });
@@ -58,7 +64,7 @@ async function writeAtomically(path: string, file: WorkersFile): Promise<void> {
  * `change` may throw to abort; nothing is written then.
  */
 export async function updateWorkersFile<T>(path: string, change: (file: WorkersFile) => T | Promise<T>): Promise<T> {
-  await mkdir(dirname(path), { recursive: true });
+  await mkdirs(dirname(path));
   return withFileLock(`${path}.lock`, async () => {
     const file = await loadWorkersFile(path);
     const result = await change(file);
