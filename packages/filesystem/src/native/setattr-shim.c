@@ -24,9 +24,24 @@
  * the JS reply. JS handles one request at a time and only answers a creating request
  * from inside this lock, so while it does, iii_fuse_caller() returns that request's
  * caller. Other operations are not serialised.
+ *
+ * Third job: fallocate. fuse-native has no fallocate operation (the kernel got ENOSYS,
+ * so `fallocate` said "Operation not supported"). Every non-virtual FUSE file handle is
+ * the host fd itself (see GuestFs), so the low-level fallocate slot is answered here,
+ * on libfuse's thread, with fallocate(2) on that fd; virtual handles (at and above
+ * VIRTUAL_FH_BASE, read-only files) get EBADF. The kernel only sends FALLOCATE on a
+ * file opened for writing, which GuestFs refuses on a read-only mount.
+ *
+ * Fourth job: hard-link counts. libfuse 2's high-level API gives each name of a file its
+ * own kernel inode, and the kernel keeps the source name's cached attributes after a
+ * LINK, so `ln a b; stat a` showed the old link count for up to attr_timeout. The
+ * low-level link slot invalidates the source inode's cached attributes (the request
+ * names it) before libfuse handles the link, so the next stat of the source asks again.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
@@ -41,6 +56,10 @@
 #define MKDIR_SLOT 8
 #define SYMLINK_SLOT 11
 #define CREATE_SLOT 30
+#define LINK_SLOT 13
+#define FALLOCATE_SLOT 40
+/* GuestFs: FUSE file handles at and above this value are virtual files. */
+#define VIRTUAL_FH_BASE 0x40000000ULL
 
 typedef void (*setattr_fn)(void *req, unsigned long ino, struct stat *attr, int to_set, void *fi);
 
@@ -135,6 +154,45 @@ int iii_fuse_caller(uint32_t *out) {
   return 1;
 }
 
+/* struct fuse_file_info of libfuse 2.9 (fuse_common.h) on 64-bit Linux. */
+struct iii_fuse_file_info {
+  int flags;
+  unsigned long fh_old;
+  int writepage;
+  unsigned int bits;
+  uint64_t fh;
+  uint64_t lock_owner;
+};
+typedef int (*reply_err_fn)(void *req, int err);
+typedef void *(*next_chan_fn)(void *se, void *ch);
+typedef int (*notify_inval_inode_fn)(void *ch, unsigned long ino, off_t off, off_t len);
+typedef void (*link_fn)(void *req, unsigned long ino, unsigned long newparent, const char *newname);
+
+static reply_err_fn reply_err;
+static next_chan_fn next_chan;
+static notify_inval_inode_fn notify_inval_inode;
+static link_fn libfuse_link;
+static void *volatile session;
+
+static void fallocate_host_fd(void *req, unsigned long ino, int mode, off_t offset, off_t length, void *fi_) {
+  (void)ino;
+  const struct iii_fuse_file_info *fi = fi_;
+  if (fi == NULL || fi->fh >= VIRTUAL_FH_BASE) {
+    reply_err(req, EBADF);
+    return;
+  }
+  int rc = fallocate((int)fi->fh, mode, offset, length);
+  reply_err(req, rc == 0 ? 0 : errno);
+}
+
+static void link_refreshing_source(void *req, unsigned long ino, unsigned long newparent, const char *newname) {
+  void *se = session;
+  void *ch = se != NULL ? next_chan(se, NULL) : NULL;
+  /* Attributes only (negative offset): takes no lock the kernel holds during link. */
+  if (ch != NULL) notify_inval_inode(ch, ino, -1, 0);
+  libfuse_link(req, ino, newparent, newname);
+}
+
 static int in_libfuse2(void *p) {
   Dl_info info;
   return p != NULL && dladdr(p, &info) != 0 && info.dli_fname != NULL && strstr(info.dli_fname, "libfuse.so.2") != NULL;
@@ -149,6 +207,9 @@ void *fuse_session_new(void *session_ops, void *data) {
     if (libfuse != NULL) {
       real_session_new = (void *(*)(void *, void *))dlsym(libfuse, "fuse_session_new");
       req_ctx = (req_ctx_fn)dlsym(libfuse, "fuse_req_ctx");
+      reply_err = (reply_err_fn)dlsym(libfuse, "fuse_reply_err");
+      next_chan = (next_chan_fn)dlsym(libfuse, "fuse_session_next_chan");
+      notify_inval_inode = (notify_inval_inode_fn)dlsym(libfuse, "fuse_lowlevel_notify_inval_inode");
     }
     if (real_session_new == NULL) real_session_new = (void *(*)(void *, void *))dlsym(RTLD_NEXT, "fuse_session_new");
     if (real_session_new == NULL) return NULL;
@@ -175,7 +236,14 @@ void *fuse_session_new(void *session_ops, void *data) {
         ops[CREATE_SLOT] = (void *)create_tracked;
         tracking = 1;
       }
+      if (reply_err != NULL && in_libfuse2(ops[FALLOCATE_SLOT])) ops[FALLOCATE_SLOT] = (void *)fallocate_host_fd;
+      if (next_chan != NULL && notify_inval_inode != NULL && in_libfuse2(ops[LINK_SLOT])) {
+        if (libfuse_link == NULL) libfuse_link = (link_fn)ops[LINK_SLOT];
+        if (ops[LINK_SLOT] == (void *)libfuse_link) ops[LINK_SLOT] = (void *)link_refreshing_source;
+      }
     }
   }
-  return real_session_new(session_ops, data);
+  void *se = real_session_new(session_ops, data);
+  if (se != NULL && data != NULL) session = se;
+  return se;
 }

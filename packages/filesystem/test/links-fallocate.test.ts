@@ -1,0 +1,76 @@
+// POSIX behaviour the kernel's caches and fuse-native's missing operations used to get
+// wrong: link counts right after `ln`, a name that stays readable when another name of
+// the same file is removed, and fallocate. Each script runs through a real mount in one
+// shell, so a stale kernel cache (attr_timeout 1 s) would show.
+import fs from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mountPassthrough, setattrShimPath, type MountHandle } from "../src/index.js";
+import { fuse, rmrf, shOk, tempDir } from "./helpers.js";
+
+const kinds = ["root", "layers"] as const;
+
+describe.skipIf(!fuse.ok)("hard links and fallocate through the mount", () => {
+  let base: string;
+  const handles: MountHandle[] = [];
+
+  beforeAll(() => {
+    base = tempDir("links");
+    // The child server with the shim answers link and fallocate (see setattr-shim.c).
+    expect(setattrShimPath()).not.toBeNull();
+  });
+
+  afterAll(async () => {
+    for (const h of handles) await h.unmount().catch(() => undefined);
+    if (base) rmrf(base);
+  });
+
+  describe.each(kinds)("%s mount", (kind) => {
+    let mnt: string;
+    let hostDir: string;
+
+    beforeAll(async () => {
+      const dir = path.join(base, kind);
+      mnt = path.join(dir, "mnt");
+      fs.mkdirSync(mnt, { recursive: true });
+      if (kind === "root") {
+        hostDir = path.join(dir, "root");
+        fs.mkdirSync(hostDir);
+        handles.push(await mountPassthrough({ root: hostDir, mountpoint: mnt }));
+      } else {
+        hostDir = path.join(dir, "upper");
+        fs.mkdirSync(hostDir);
+        fs.mkdirSync(path.join(dir, "lower"));
+        handles.push(await mountPassthrough({ layers: { lower: path.join(dir, "lower"), upper: hostDir }, mountpoint: mnt }));
+      }
+    });
+
+    it("ln a b: both names count two links at once, the source included", async () => {
+      // The first stat puts a's attributes (1 link) in the kernel's cache.
+      const out = await shOk("set -e; mkdir l1; cd l1; echo hi > a; stat -c %h a; ln a b; stat -c '%n %h' a b", mnt);
+      expect(out.split("\n").filter(Boolean)).toEqual(["1", "a 2", "b 2"]);
+    });
+
+    it("ln a b; rm a: b is readable at once", async () => {
+      const out = await shOk("set -e; mkdir l2; cd l2; echo content > a; cat a >/dev/null; ln a b; rm a; cat b; test ! -e a && echo gone", mnt);
+      expect(out).toBe("content\ngone\n");
+    });
+
+    it("ln tmp final && rm tmp && cat final (write-then-publish)", async () => {
+      const out = await shOk("set -e; mkdir l3; cd l3; printf published > tmp; ln tmp final && rm tmp && cat final", mnt);
+      expect(out).toBe("published");
+      expect(fs.readFileSync(path.join(hostDir, "l3", "final"), "utf8")).toBe("published");
+    });
+
+    it("fallocate -l 1M allocates on the host file and sets the size", async () => {
+      const out = await shOk("set -e; fallocate -l 1M fa; stat -c '%s %b %B' fa; fallocate -p -o 0 -l 65536 fa; stat -c %s fa", mnt);
+      const [first, afterPunch] = out.split("\n");
+      const [size, blocks, blockSize] = (first ?? "").split(" ").map(Number);
+      expect(size).toBe(1 << 20);
+      expect((blocks ?? 0) * (blockSize ?? 0)).toBeGreaterThanOrEqual(1 << 20);
+      // Punching a hole keeps the size.
+      expect(Number(afterPunch)).toBe(1 << 20);
+      expect(fs.statSync(path.join(hostDir, "fa")).size).toBe(1 << 20);
+    });
+  });
+});
