@@ -377,7 +377,11 @@ async function ensureRemote(store: ImageStore, image: string, options: EnsureIma
 export async function ensureImage(image: string, options: EnsureImageOptions = {}): Promise<EnsuredImage> {
   const home = options.home ?? iiiHome(options.env ?? process.env);
   const store = new ImageStore(home);
-  await store.init();
+  try {
+    await store.init();
+  } catch (error) {
+    throw new IiiError("HomeUnwritable", `III_HOME ${home} is not writable: cannot create the image cache: ${(error as Error).message}`, { cause: error });
+  }
   await store.sweep();
   return isLocalSource(image) ? ensureLocal(store, image, options) : ensureRemote(store, image, options, home);
 }

@@ -62,6 +62,17 @@ describe("III_HOME under /proc", () => {
     expect(run.code).toBe(1);
     expect(run.stderr).toMatch(/^iii-worker: III_HOME \/proc\/nope is not writable: cannot create it: .* \[HomeUnwritable\]\n$/);
   });
+
+  it("add of a local image fails with one line HomeUnwritable and records nothing", async () => {
+    const p = project();
+    const layout = join(p.cwd, "layout");
+    const { writeLayout } = await import("../images/fixtures/oci-writer.js");
+    await writeLayout(layout, "1", { config: { Cmd: ["/x"] }, layers: [{ entries: [{ name: "x", content: "x" }] }] });
+    const run = await runWorkerCli(["add", `oci:${layout}:1`], { cwd: p.cwd, env: { ...p.env, III_HOME: "/proc/nope" } });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/^iii-worker: III_HOME \/proc\/nope is not writable: cannot create the image cache: ENOENT.* \[HomeUnwritable\]\n$/);
+    expect(existsSync(join(p.cwd, "iii.workers.yaml"))).toBe(false);
+  });
 });
 
 describe("doctor does not promise what cannot run", () => {
