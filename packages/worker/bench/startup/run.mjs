@@ -41,12 +41,18 @@ const cases = [
 ];
 
 let apiExec;
+let skipExec = worker ? undefined : "set III_BENCH_WORKER to the name of a running VM worker of ./iii.workers.yaml to measure it";
 if (worker) {
+  const { workerStatus } = await import(pathToFileURL(fileURLToPath(new URL("../../dist/index.js", import.meta.url))).href);
+  const status = await workerStatus(worker);
+  if (status.state !== "running") skipExec = `worker "${worker}" of ${process.cwd()} is ${status.state}, not running`;
+}
+if (!skipExec) {
   const { SupervisorClient } = await import(pathToFileURL(fileURLToPath(new URL("../../dist/index.js", import.meta.url))).href);
   const client = SupervisorClient.forWorker(worker);
   apiExec = async () => {
     const started = performance.now();
-    const exit = await client.exec({ argv: ["true"], env: {}, tty: false, timeoutMs: 0, onDisconnect: "kill" }, { stdout() {}, stderr() {} });
+    const exit = await client.exec({ argv: ["true"], env: {}, tty: false, timeoutMs: 0, stdin: false, onDisconnect: "kill" }, { stdout() {}, stderr() {} });
     if (exit.code !== 0) throw new Error(`exec true in ${worker} exited ${exit.code}`);
     return performance.now() - started;
   };
@@ -86,10 +92,10 @@ const ratioLine = (name, baseline, target) => {
 };
 ratioLine("iii-worker --help", base, 1.5);
 ratioLine("iii worker --help", base, 1.5);
-if (worker) {
+if (!skipExec) {
   const floor = s["api exec round trip"].median + base;
   ratioLine("iii-worker exec -- true", floor, 2);
   ratioLine("iii worker exec -- true", floor, 2);
 } else {
-  console.log("exec round trip: skipped (set III_BENCH_WORKER to the name of a running VM worker of ./iii.workers.yaml to measure it)");
+  console.log(`exec round trip: skipped (${skipExec})`);
 }
