@@ -66,6 +66,18 @@ describe("every error is one line with its stable code", () => {
     expect(Object.keys(body.error)).toEqual(["code", "message"]);
   });
 
+  it("a system error keeps its errno code through the real CLI (exit 1: the environment, not a bug)", async () => {
+    const { mkdirSync, writeFileSync } = await import("node:fs");
+    const { workerPaths } = await import("../../src/paths.js");
+    const p = mkdtempSync(join(dir, "p-"));
+    writeFileSync(join(p, "iii.workers.yaml"), "workers:\n  web:\n    image: ghcr.io/acme/web:1\n");
+    const paths = workerPaths("web", env(), p);
+    mkdirSync(paths.stdoutLog, { recursive: true }); // a directory where the log file should be
+    const run = await runWorkerCli(["logs", "web", "--stdout"], { cwd: p, env: env() });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/^iii-worker: EISDIR: illegal operation on a directory, read \[EISDIR\]\n$/);
+  });
+
   it("--debug adds the stack after the one line", async () => {
     const run = await runWorkerCli(["inspect", "ghost", "--debug"], { cwd: dir, env: env() });
     expect(run.code).toBe(1);
