@@ -157,7 +157,7 @@ export async function stopWorker(name: string, options: StopOptions = {}): Promi
 }
 
 /** A supervisor that recorded the end of its run may still be releasing its mounts and children: wait for it. */
-async function awaitEndedSupervisor(name: string, env: NodeJS.ProcessEnv, cwd: string, timeoutMs = 15_000): Promise<void> {
+export async function awaitEndedSupervisor(name: string, env: NodeJS.ProcessEnv, cwd: string, timeoutMs = 15_000): Promise<void> {
   const record = await readVmRecord(name, env, cwd);
   if (!record) return;
   const deadline = Date.now() + timeoutMs;

@@ -5,7 +5,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { SupervisorClient } from "../api/client.js";
 import { detectProject, devScript, installState, watchProject, DEV_CACHE_DIR, VENV_DIR, type DevProject } from "../dev/index.js";
 import { IiiError } from "../errors.js";
-import { startWorkerWithSpec, stopWorker } from "../lifecycle.js";
+import { awaitEndedSupervisor, startWorkerWithSpec, stopWorker } from "../lifecycle.js";
 import { followFile } from "../logs.js";
 import { workerPaths } from "../paths.js";
 import { emptyNetwork, validateWorkerName, type MountSpec, type WorkerSpec } from "../state/model.js";
@@ -184,6 +184,8 @@ export async function runDev(path: string, options: DevOptions): Promise<number>
     await sleep(300);
     abort.abort();
     await pumps.catch(() => {});
+    // The run's end is recorded before its supervisor has released the VM's mounts and processes: wait for it.
+    await awaitEndedSupervisor(name, env, project.dir).catch(() => {});
     const status = await workerStatus(name, env, project.dir);
     const code = status.lastExit?.code ?? 1;
     process.stderr.write(`iii dev: the workload ended (${status.lastExit?.reason ?? "unknown"})\n`);

@@ -40,9 +40,9 @@ export async function runExecCommand(name: string, argv: string[], options: Exec
     argv,
     env,
     tty,
-    // Without -i the command reads end-of-file at once (as with docker exec), instead of waiting for input
-    // nobody sends.
-    stdin: options.interactive === true,
+    // Without -i the command reads end-of-file at once instead of waiting for input nobody sends. With -t
+    // but no -i its terminal gets no input at all, as with docker exec -t: nothing is typed into it.
+    ...(options.interactive || tty ? {} : { stdin: false }),
     timeoutMs,
     onDisconnect: "kill",
   };
@@ -54,7 +54,8 @@ export async function runExecCommand(name: string, argv: string[], options: Exec
   }
   const client = SupervisorClient.forWorker(name);
   const stdin = process.stdin;
-  const rawMode = tty && stdin.isTTY;
+  // Raw only when the keys go to the command (-it); with -t alone Ctrl-C stays this CLI's (which ends the exec).
+  const rawMode = tty && options.interactive === true && stdin.isTTY;
   if (rawMode) stdin.setRawMode(true);
   let onResize: (() => void) | undefined;
   // `exec … | head -c1`: once the reader of our stdout (or stderr) is gone, end as a shell's writer would,
@@ -88,8 +89,17 @@ export async function runExecCommand(name: string, argv: string[], options: Exec
         onResize = () => controls.resize(process.stdout.rows || 24, process.stdout.columns || 80);
         process.stdout.on("resize", onResize);
       },
-    }, { signal: pipeClosed.signal }).catch((error: unknown) => {
+    }, { signal: pipeClosed.signal }).catch(async (error: unknown) => {
       if (pipeClosed.signal.aborted) return undefined;
+      // The supervisor went away under us: say why the worker ended rather than how the socket failed.
+      if (error instanceof IiiError && error.code === "VmNotRunning") {
+        let now = await workerStatus(name);
+        for (let i = 0; i < 20 && now.state === "running"; i++) {
+          await new Promise((r) => setTimeout(r, 100));
+          now = await workerStatus(name);
+        }
+        if (now.state !== "running" && now.lastExit) throw new IiiError("VmNotRunning", `worker "${name}" is not running (${now.state}: ${now.lastExit.reason})`, { cause: error });
+      }
       throw error;
     });
     if (!exit) return EXIT_PIPE_CLOSED;

@@ -160,6 +160,12 @@ describe.skipIf(!!skip)("exec and attach in a real VM (vm)", () => {
     expect(cat.code, cat.stderr).toBe(0);
     expect(cat.stdout.replace(/\r/g, "")).toMatch(/^(a\nb)?a\nbEND\n$/); // the first "a\nb" is the echo, when it beat stty
     expect(cat.ms).toBeLessThan(15_000);
+    // -t without -i: the terminal gets no input at all (as with docker exec -t), neither the data nor an end.
+    const alone = await shell(p, "$CLI exec -t ex -- sh -c 'sleep 1; stty raw -echo; timeout 2 dd bs=64 count=1 2>/dev/null | od -An -c; echo DONE'", "x\n");
+    expect(alone.code, alone.stderr).toBe(0);
+    const seen = alone.stdout.replace(/\r/g, "").trim();
+    expect(seen).toMatch(/DONE$/);
+    expect(seen).not.toMatch(/x|\\0|\\n/); // od printed nothing: dd read nothing before its timeout
   }, 60_000);
 
   it("the workload and execs see III_ISOLATION=microvm and III_WORKER_NAME", async () => {
