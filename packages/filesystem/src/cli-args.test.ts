@@ -15,6 +15,8 @@ describe("iii-fs mount arguments", () => {
     expect(o.layers).toBeUndefined();
     expect(o.useIno).toBe(false);
     expect(parseMountArgs(["/r", "/m", "--use-ino"]).useIno).toBe(true);
+    expect(o.stableInodes).toBe(false);
+    expect(parseMountArgs(["/r", "/m", "--stable-inodes"]).stableInodes).toBe(true);
   });
 
   it("layers take one positional", () => {
@@ -22,7 +24,7 @@ describe("iii-fs mount arguments", () => {
   });
 
   it("rejects bad usage with INVALID_OPTIONS (exit 2)", () => {
-    for (const args of [["/r"], ["--lower", "/l", "/m"], ["--lower", "/l", "--upper", "/u", "/r", "/m"], ["/r", "/m", "--inject", "nonsense"], ["/r", "/m", "--entry-timeout", "-1"]]) {
+    for (const args of [["/r"], ["--lower", "/l", "/m"], ["--lower", "/l", "--upper", "/u", "/r", "/m"], ["/r", "/m", "--inject", "nonsense"], ["/r", "/m", "--entry-timeout", "-1"], ["/r", "/m", "--use-ino", "--stable-inodes"]]) {
       expect(() => parseMountArgs(args), args.join(" ")).toThrow(expect.objectContaining({ code: "INVALID_OPTIONS" }));
     }
     expect(EXIT.INVALID_OPTIONS).toBe(2);

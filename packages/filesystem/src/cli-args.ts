@@ -11,7 +11,8 @@ export const USAGE = `usage:
   iii-fs --version
 options:
   --entry-timeout SEC  --attr-timeout SEC  --no-kernel-cache  --no-auto-unmount  --allow-other
-  --use-ino  (host inode numbers; not under virtiofsd)`;
+  --use-ino  (host inode numbers; not under virtiofsd)
+  --stable-inodes  (numbers derived from the host file, the same at every mount; safe under virtiofsd)`;
 
 export const EXIT: Record<FilesystemErrorCode, number> = {
   INVALID_OPTIONS: 2,
@@ -47,6 +48,7 @@ export function parseMountArgs(args: string[]): MountOptions {
         "no-auto-unmount": { type: "boolean" },
         "allow-other": { type: "boolean" },
         "use-ino": { type: "boolean" },
+        "stable-inodes": { type: "boolean" },
       },
     });
   let parsed: ReturnType<typeof parse>;
@@ -59,6 +61,7 @@ export function parseMountArgs(args: string[]): MountOptions {
   const layered = values.lower !== undefined || values.upper !== undefined;
   if (layered && (values.lower === undefined || values.upper === undefined)) usage("--lower and --upper go together");
   if (positionals.length !== (layered ? 1 : 2)) usage(layered ? "expected <mountpoint>" : "expected <root> <mountpoint>");
+  if (values["use-ino"] && values["stable-inodes"]) usage("--use-ino and --stable-inodes are exclusive");
   const virtualFiles: Record<string, VirtualFileSource> = {};
   for (const spec of values.inject ?? []) {
     const eq = spec.indexOf("=");
@@ -78,6 +81,7 @@ export function parseMountArgs(args: string[]): MountOptions {
     autoUnmount: !values["no-auto-unmount"],
     allowOther: values["allow-other"] ?? false,
     useIno: values["use-ino"] ?? false,
+    stableInodes: values["stable-inodes"] ?? false,
     cache: {
       entryTimeoutSec: seconds(values["entry-timeout"], "entry-timeout"),
       attrTimeoutSec: seconds(values["attr-timeout"], "attr-timeout"),

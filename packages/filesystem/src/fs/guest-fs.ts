@@ -9,6 +9,7 @@ import { isWriteOpen } from "./passthrough-tree.js";
 import { ACL_ACCESS, aclModeBits, guestXattrName, hostXattrName } from "./host-meta.js";
 import type { Attr, FsStats, Tree } from "./tree.js";
 import { VirtualFiles } from "./virtual-files.js";
+import { stableInodeNumber, VIRTUAL_INODE_HI } from "./inode-numbers.js";
 
 /** FUSE file handles at and above this value are virtual files; below are host fds. */
 const VIRTUAL_FH_BASE = 0x40000000;
@@ -20,16 +21,20 @@ export class GuestFs {
   readonly tree: Tree;
   readonly virtual: VirtualFiles;
   readonly readOnly: boolean;
+  /** st_ino from the host file (inode-numbers.ts), its high half in `dev` for the shim. */
+  readonly stableInodes: boolean;
   private readonly virtualHandles = new Map<number, number>();
   private nextVirtualFh = VIRTUAL_FH_BASE;
   // After close() the host fds are gone and their numbers may be reused by anything
   // else in this process: requests still queued behind a lazy unmount must not use them.
   private closed = false;
 
-  constructor(tree: Tree, virtual: VirtualFiles, readOnly: boolean) {
+  constructor(tree: Tree, virtual: VirtualFiles, readOnly: boolean, stableInodes = false) {
     this.tree = tree;
     this.virtual = virtual;
     this.readOnly = readOnly;
+    this.stableInodes = stableInodes;
+    if (stableInodes) tree.birthTimes = true;
   }
 
   private alive(): void {
@@ -59,9 +64,19 @@ export class GuestFs {
   getattr(path: string): Attr {
     this.check(path);
     const v = this.virtual.get(path);
-    if (v) return this.virtual.attr(v);
+    if (v) {
+      const a = this.virtual.attr(v);
+      if (this.stableInodes) a.dev = VIRTUAL_INODE_HI;
+      return a;
+    }
     if (this.virtual.covers(path)) fail(Errno.ENOENT, "not in virtual dir");
-    return this.tree.getattr(path);
+    const a = this.tree.getattr(path);
+    if (this.stableInodes) {
+      const n = stableInodeNumber(a, path);
+      a.ino = n.lo;
+      a.dev = n.hi;
+    }
+    return a;
   }
 
   readdir(path: string): DirEntry[] {

@@ -59,6 +59,7 @@ interface Found {
 }
 
 export class LayeredTree implements Tree {
+  birthTimes = false;
   readonly lower: HostRoot;
   readonly upper: HostRoot;
   private readonly upperTree: PassthroughTree;
@@ -328,7 +329,7 @@ export class LayeredTree implements Tree {
 
   getattr(path: string): Attr {
     const f = this.lookup(path);
-    return mergeAttr(statToAttr(f.st), readOverride(this.rootOf(f).path(path), f.st.mode));
+    return mergeAttr(statToAttr(f.st, this.birthTimes), readOverride(this.rootOf(f).path(path), f.st.mode));
   }
 
   readdir(path: string): DirEntry[] {

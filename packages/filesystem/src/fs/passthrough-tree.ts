@@ -49,6 +49,7 @@ export function defaultPolicy(hostDir: string): HostPolicy {
 }
 
 export class PassthroughTree implements Tree {
+  birthTimes = false;
   readonly host: HostRoot;
   readonly policy: HostPolicy;
 
@@ -65,7 +66,7 @@ export class PassthroughTree implements Tree {
   getattr(path: string): Attr {
     const hp = this.host.path(path);
     const st = fs.lstatSync(hp);
-    return mergeAttr(statToAttr(st), readOverride(hp, st.mode));
+    return mergeAttr(statToAttr(st, this.birthTimes), readOverride(hp, st.mode));
   }
 
   /** The guest's mode/owner/rdev of an existing entry, and whether it has an override. */

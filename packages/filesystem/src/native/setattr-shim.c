@@ -37,6 +37,12 @@
  * LINK, so `ln a b; stat a` showed the old link count for up to attr_timeout. The
  * low-level link slot invalidates the source inode's cached attributes (the request
  * names it) before libfuse handles the link, so the next stat of the source asks again.
+ *
+ * Fifth job: 64-bit inode numbers. fuse-native carries st_ino in 32 bits. With
+ * `stableInodes` the JS side puts the high half in st_dev (which the FUSE protocol does
+ * not carry) after calling iii_ino64_enable(); libfuse's replies (fuse_reply_entry,
+ * fuse_reply_attr, fuse_reply_create) and directory entries (fuse_add_direntry), all
+ * called through its PLT, are interposed here and send st_ino = st_dev << 32 | st_ino. Not enabled: the replies pass through untouched.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -191,6 +197,72 @@ static void link_refreshing_source(void *req, unsigned long ino, unsigned long n
   /* Attributes only (negative offset): takes no lock the kernel holds during link. */
   if (ch != NULL) notify_inval_inode(ch, ino, -1, 0);
   libfuse_link(req, ino, newparent, newname);
+}
+
+/* struct fuse_entry_param of libfuse 2.9 (fuse_lowlevel.h). */
+struct iii_entry_param {
+  unsigned long ino;
+  unsigned long generation;
+  struct stat attr;
+  double attr_timeout;
+  double entry_timeout;
+};
+static volatile int ino64;
+
+/* For the JS side (through koffi): from now on replies combine st_dev:st_ino. Returns 1. */
+int iii_ino64_enable(void) {
+  __atomic_store_n(&ino64, 1, __ATOMIC_RELEASE);
+  return 1;
+}
+
+static void combine_ino(struct stat *st) {
+  st->st_ino = ((uint64_t)(uint32_t)st->st_dev << 32) | (uint32_t)st->st_ino;
+  st->st_dev = 0;
+}
+
+static void *libfuse_sym(const char *name) {
+  void *libfuse = dlopen("libfuse.so.2", RTLD_LAZY | RTLD_NOLOAD);
+  return libfuse != NULL ? dlsym(libfuse, name) : NULL;
+}
+
+int fuse_reply_entry(void *req, const struct iii_entry_param *e) {
+  static int (*real)(void *, const struct iii_entry_param *);
+  if (real == NULL) real = (int (*)(void *, const struct iii_entry_param *))libfuse_sym("fuse_reply_entry");
+  if (real == NULL) return -ENOSYS;
+  if (!__atomic_load_n(&ino64, __ATOMIC_ACQUIRE) || e == NULL) return real(req, e);
+  struct iii_entry_param copy = *e;
+  combine_ino(&copy.attr);
+  return real(req, &copy);
+}
+
+int fuse_reply_create(void *req, const struct iii_entry_param *e, const void *fi) {
+  static int (*real)(void *, const struct iii_entry_param *, const void *);
+  if (real == NULL) real = (int (*)(void *, const struct iii_entry_param *, const void *))libfuse_sym("fuse_reply_create");
+  if (real == NULL) return -ENOSYS;
+  if (!__atomic_load_n(&ino64, __ATOMIC_ACQUIRE) || e == NULL) return real(req, e, fi);
+  struct iii_entry_param copy = *e;
+  combine_ino(&copy.attr);
+  return real(req, &copy, fi);
+}
+
+int fuse_reply_attr(void *req, const struct stat *attr, double attr_timeout) {
+  static int (*real)(void *, const struct stat *, double);
+  if (real == NULL) real = (int (*)(void *, const struct stat *, double))libfuse_sym("fuse_reply_attr");
+  if (real == NULL) return -ENOSYS;
+  if (!__atomic_load_n(&ino64, __ATOMIC_ACQUIRE) || attr == NULL) return real(req, attr, attr_timeout);
+  struct stat copy = *attr;
+  combine_ino(&copy);
+  return real(req, &copy, attr_timeout);
+}
+
+size_t fuse_add_direntry(void *req, char *buf, size_t bufsize, const char *name, const struct stat *stbuf, off_t off) {
+  static size_t (*real)(void *, char *, size_t, const char *, const struct stat *, off_t);
+  if (real == NULL) real = (size_t (*)(void *, char *, size_t, const char *, const struct stat *, off_t))libfuse_sym("fuse_add_direntry");
+  if (real == NULL) return 0;
+  if (!__atomic_load_n(&ino64, __ATOMIC_ACQUIRE) || stbuf == NULL) return real(req, buf, bufsize, name, stbuf, off);
+  struct stat copy = *stbuf;
+  combine_ino(&copy);
+  return real(req, buf, bufsize, name, &copy, off);
 }
 
 static int in_libfuse2(void *p) {
