@@ -1,5 +1,5 @@
 export { mountPassthrough, cleanupStaleMount, unmountPath, fuseAvailable, setattrShimPath } from "./mount/mount.js";
-export type { MountOptions, MountHandle, CacheOptions, UnmountReason } from "./mount/mount.js";
+export type { MountOptions, MountHandle, CacheOptions, UnmountReason, ServerMemory } from "./mount/mount.js";
 export type { MountStats } from "./mount/fuse-shell.js";
 export type { VirtualFileSource } from "./fs/virtual-files.js";
 export { FilesystemError, type FilesystemErrorCode } from "./errors.js";

@@ -2,9 +2,9 @@
 // mount is served here, so nothing the parent does (sync fs calls on the mount,
 // spawning with cwd inside it) can deadlock against the serving JS thread.
 import { FilesystemError } from "./errors.js";
-import { mountPassthrough, type MountHandle, type MountOptions } from "./mount/mount.js";
+import { measureAfterGc, mountPassthrough, type MountHandle, type MountOptions } from "./mount/mount.js";
 
-type ParentMessage = { type: "mount"; options: MountOptions; statsIntervalMs: number } | { type: "unmount" } | { type: "stats" };
+type ParentMessage = { type: "mount"; options: MountOptions; statsIntervalMs: number } | { type: "unmount" } | { type: "stats" } | { type: "memory" };
 
 let handle: MountHandle | undefined;
 let statsTimer: NodeJS.Timeout | undefined;
@@ -49,6 +49,8 @@ process.on("message", (m: ParentMessage) => {
     );
   } else if (m.type === "unmount") {
     void shutdown(0);
+  } else if (m.type === "memory") {
+    send({ type: "memory", memory: measureAfterGc() });
   } else if (m.type === "stats" && handle) {
     send({ type: "stats", stats: handle.stats() });
   }

@@ -1,6 +1,8 @@
 // mountPassthrough: options → GuestFs → fuse-native mount, plus the lifecycle around
 // it (stale-mount cleanup, external-unmount detection, clean unmount).
 import { EventEmitter } from "node:events";
+import v8 from "node:v8";
+import vm from "node:vm";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
@@ -89,6 +91,32 @@ export interface MountOptions {
   isolation?: "auto" | "in-process" | "process";
 }
 
+export interface ServerMemory {
+  /** V8 heap in use. */
+  heapUsed: number;
+  /** Memory of C++ objects bound to JS objects, Buffers included. */
+  external: number;
+  /** ArrayBuffers and Buffers (part of external). */
+  arrayBuffers: number;
+}
+
+let gcFn: (() => void) | undefined;
+
+/** Runs a full GC (exposing gc at runtime when the process was not started with --expose-gc) and measures. */
+export function measureAfterGc(): ServerMemory {
+  if (!gcFn) {
+    const exposed = (globalThis as { gc?: () => void }).gc;
+    if (exposed) gcFn = exposed;
+    else {
+      v8.setFlagsFromString("--expose-gc");
+      gcFn = vm.runInNewContext("gc") as () => void;
+    }
+  }
+  gcFn();
+  const m = process.memoryUsage();
+  return { heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers };
+}
+
 export type UnmountReason = { external: false } | { external: true; error: FilesystemError };
 
 export interface MountHandle extends AsyncDisposable {
@@ -100,6 +128,8 @@ export interface MountHandle extends AsyncDisposable {
   readonly closed: Promise<UnmountReason>;
   unmount(): Promise<void>;
   stats(): MountStats;
+  /** The serving process's JS memory after a full garbage collection (leak checks; not RSS, which GC timing moves). */
+  memoryAfterGc(): Promise<ServerMemory>;
   on(event: "unmounted", listener: (reason: UnmountReason) => void): this;
   on(event: "error", listener: (error: FilesystemError) => void): this;
 }
@@ -243,6 +273,10 @@ class FuseMount extends EventEmitter implements MountHandle {
   stats(): MountStats {
     const c = this.fuse.counters;
     return { ops: { ...c.ops }, errors: { ...c.errors }, bytesRead: c.bytesRead, bytesWritten: c.bytesWritten };
+  }
+
+  async memoryAfterGc(): Promise<ServerMemory> {
+    return measureAfterGc();
   }
 
   private checkStillMounted(): void {
@@ -420,6 +454,7 @@ type ServerMessage =
   | { type: "mounted"; pid: number }
   | { type: "error"; code: FilesystemErrorCode; message: string }
   | { type: "stats"; stats: MountStats }
+  | { type: "memory"; memory: ServerMemory }
   | { type: "unmounted"; external: boolean; code?: FilesystemErrorCode; message?: string };
 
 class ChildMount extends EventEmitter implements MountHandle {
@@ -430,6 +465,7 @@ class ChildMount extends EventEmitter implements MountHandle {
   private lastStats: MountStats = { ops: {}, errors: {}, bytesRead: 0, bytesWritten: 0 };
   private resolveClosed!: (r: UnmountReason) => void;
   private readonly child: ChildProcess;
+  private readonly memoryWaiters: { resolve: (m: ServerMemory) => void; reject: (e: Error) => void }[] = [];
 
   constructor(mountpoint: string, child: ChildProcess) {
     super();
@@ -438,6 +474,7 @@ class ChildMount extends EventEmitter implements MountHandle {
     this.serverPid = child.pid ?? -1;
     this.closed = new Promise((r) => (this.resolveClosed = r));
     child.on("message", (m: ServerMessage) => {
+      if (m.type === "memory") this.memoryWaiters.shift()?.resolve(m.memory);
       if (m.type === "stats") this.lastStats = m.stats;
       else if (m.type === "unmounted" && m.external) {
         this.finish({ external: true, error: new FilesystemError(m.code ?? "EXTERNAL_UNMOUNT", m.message ?? "unmounted externally") });
@@ -454,6 +491,16 @@ class ChildMount extends EventEmitter implements MountHandle {
     return this.state === "mounted";
   }
 
+  memoryAfterGc(): Promise<ServerMemory> {
+    if (this.state !== "mounted" || !this.child.connected) {
+      return Promise.reject(new FilesystemError("SERVER_EXITED", `the FUSE server for ${this.mountpoint} is not running`));
+    }
+    return new Promise((resolve, reject) => {
+      this.memoryWaiters.push({ resolve, reject });
+      this.child.send({ type: "memory" });
+    });
+  }
+
   stats(): MountStats {
     return { ops: { ...this.lastStats.ops }, errors: { ...this.lastStats.errors }, bytesRead: this.lastStats.bytesRead, bytesWritten: this.lastStats.bytesWritten };
   }
@@ -461,6 +508,7 @@ class ChildMount extends EventEmitter implements MountHandle {
   private finish(reason: UnmountReason): void {
     if (this.state === "gone") return;
     this.state = "gone";
+    for (const w of this.memoryWaiters.splice(0)) w.reject(new FilesystemError("SERVER_EXITED", `the FUSE server for ${this.mountpoint} is gone`));
     this.resolveClosed(reason);
     this.emit("unmounted", reason);
     if (reason.external && this.listenerCount("error") > 0) this.emit("error", reason.error);
