@@ -17,6 +17,9 @@ describe("iii-fs mount arguments", () => {
     expect(parseMountArgs(["/r", "/m", "--use-ino"]).useIno).toBe(true);
     expect(o.stableInodes).toBe(false);
     expect(parseMountArgs(["/r", "/m", "--stable-inodes"]).stableInodes).toBe(true);
+    expect(o.defaultPermissions).toBe(false);
+    expect(parseMountArgs(["/r", "/m", "--allow-other"]).defaultPermissions).toBe(true);
+    expect(parseMountArgs(["/r", "/m", "--allow-other", "--no-default-permissions"]).defaultPermissions).toBe(false);
   });
 
   it("layers take one positional", () => {

@@ -10,7 +10,9 @@ export const USAGE = `usage:
   iii-fs unmount <mountpoint>
   iii-fs --version
 options:
-  --entry-timeout SEC  --attr-timeout SEC  --no-kernel-cache  --no-auto-unmount  --allow-other
+  --entry-timeout SEC  --attr-timeout SEC  --no-kernel-cache  --no-auto-unmount
+  --allow-other  (other users may use the mount; the kernel checks their permissions)
+  --no-default-permissions  (with --allow-other: no kernel permission checks, as under virtiofsd)
   --use-ino  (host inode numbers; not under virtiofsd)
   --stable-inodes  (numbers derived from the host file, the same at every mount; safe under virtiofsd)`;
 
@@ -47,6 +49,7 @@ export function parseMountArgs(args: string[]): MountOptions {
         "no-kernel-cache": { type: "boolean" },
         "no-auto-unmount": { type: "boolean" },
         "allow-other": { type: "boolean" },
+        "no-default-permissions": { type: "boolean" },
         "use-ino": { type: "boolean" },
         "stable-inodes": { type: "boolean" },
       },
@@ -80,6 +83,8 @@ export function parseMountArgs(args: string[]): MountOptions {
     virtualFiles,
     autoUnmount: !values["no-auto-unmount"],
     allowOther: values["allow-other"] ?? false,
+    // Other users reach the mount directly: the kernel checks their permissions (default_permissions).
+    defaultPermissions: (values["allow-other"] ?? false) && !values["no-default-permissions"],
     useIno: values["use-ino"] ?? false,
     stableInodes: values["stable-inodes"] ?? false,
     cache: {

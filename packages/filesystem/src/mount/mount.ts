@@ -61,6 +61,15 @@ export interface MountOptions {
   /** Let other users (e.g. a non-root virtiofsd) use the mount (`allow_other`). Default false. */
   allowOther?: boolean;
   /**
+   * The kernel checks each caller's permissions against the modes and owners the mount reports
+   * (`default_permissions`), as on a real file system: without it the server, acting as root, lets any user
+   * of an `allowOther` mount write, chmod or remove anything. For mounts other host users use directly.
+   * Default false: under virtiofsd the host requests carry virtiofsd's own credentials (the guest caller's
+   * uid/gid only for creations, without its supplementary groups), so the guest kernel's checks are the ones
+   * that fit there.
+   */
+  defaultPermissions?: boolean;
+  /**
    * Report the host's inode numbers (`use_ino`) so hard links share a number for du, tar and cp -a on the
    * host. Default false, and keep it false under virtiofsd: virtiofsd identifies inodes by (st_ino, st_dev),
    * while libfuse 2 gives every name its own node. With host numbers, a hard link and its original (or a new
@@ -204,6 +213,7 @@ function buildOptionString(o: MountOptions): string {
   if (c.kernelCache ?? true) opts.push("kernel_cache");
   if (o.autoUnmount ?? true) opts.push("auto_unmount");
   if (o.allowOther) opts.push("allow_other");
+  if (o.defaultPermissions) opts.push("default_permissions");
   return `-o${opts.join(",")}`;
 }
 
