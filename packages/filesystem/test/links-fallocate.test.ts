@@ -51,6 +51,20 @@ describe.skipIf(!fuse.ok)("hard links and fallocate through the mount", () => {
       expect(out.split("\n").filter(Boolean)).toEqual(["1", "a 2", "b 2"]);
     });
 
+    it("every cached name follows a link or unlink at once: ln a b c; rm a; ln b d", async () => {
+      // Each stat puts that name's attributes in the kernel's cache before the next change.
+      const out = await shOk(
+        "set -e; mkdir l4; cd l4; echo x > a; ln a b; ln a c; stat -c '%n %h' a b c; rm a; stat -c '%n %h' b c; ln b d; stat -c '%n %h' b c d",
+        mnt,
+      );
+      expect(out.split("\n").filter(Boolean)).toEqual(["a 3", "b 3", "c 3", "b 2", "c 2", "b 3", "c 3", "d 3"]);
+    });
+
+    it("a link group key never shows as st_rdev", async () => {
+      const out = await shOk("set -e; mkdir l5; cd l5; echo x > a; ln a b; stat -c '%t:%T' a b", mnt);
+      expect(out).toBe("0:0\n0:0\n");
+    });
+
     it("ln a b; rm a: b is readable at once", async () => {
       const out = await shOk("set -e; mkdir l2; cd l2; echo content > a; cat a >/dev/null; ln a b; rm a; cat b; test ! -e a && echo gone", mnt);
       expect(out).toBe("content\ngone\n");

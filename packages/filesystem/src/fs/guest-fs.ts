@@ -9,7 +9,8 @@ import { isWriteOpen } from "./passthrough-tree.js";
 import { ACL_ACCESS, aclModeBits, guestXattrName, hostXattrName } from "./host-meta.js";
 import type { Attr, FsStats, Tree } from "./tree.js";
 import { VirtualFiles } from "./virtual-files.js";
-import { stableInodeNumber, VIRTUAL_INODE_HI } from "./inode-numbers.js";
+import { linkGroupKey, stableInodeNumber, VIRTUAL_INODE_HI } from "./inode-numbers.js";
+import { S_IFMT, S_IFREG } from "./tree.js";
 
 /** FUSE file handles at and above this value are virtual files; below are host fds. */
 const VIRTUAL_FH_BASE = 0x40000000;
@@ -23,6 +24,11 @@ export class GuestFs {
   readonly readOnly: boolean;
   /** st_ino from the host file (inode-numbers.ts), its high half in `dev` for the shim. */
   readonly stableInodes: boolean;
+  /**
+   * The shim's link groups (setattr-shim.c), when preloaded: after `rm a` or `ln a b`, every
+   * other cached name of the file drops its attributes, so its link count is exact at once.
+   */
+  linkGroups: ((key: number) => number) | null = null;
   private readonly virtualHandles = new Map<number, number>();
   private nextVirtualFh = VIRTUAL_FH_BASE;
   // After close() the host fds are gone and their numbers may be reused by anything
@@ -71,6 +77,7 @@ export class GuestFs {
     }
     if (this.virtual.covers(path)) fail(Errno.ENOENT, "not in virtual dir");
     const a = this.tree.getattr(path);
+    if (this.linkGroups && a.nlink > 1 && (a.mode & S_IFMT) === S_IFREG) a.rdev = linkGroupKey(a);
     if (this.stableInodes) {
       const n = stableInodeNumber(a, path);
       a.ino = n.lo;
@@ -198,7 +205,20 @@ export class GuestFs {
 
   unlink(path: string): void {
     this.mutate(path);
+    const key = this.linkGroupOf(path);
     this.tree.unlink(path);
+    if (key !== 0) this.linkGroups?.(key);
+  }
+
+  /** The link group of a multiply-linked regular file at `path`, else 0. */
+  private linkGroupOf(path: string): number {
+    if (!this.linkGroups) return 0;
+    try {
+      const a = this.tree.getattr(path);
+      return a.nlink > 1 && (a.mode & S_IFMT) === S_IFREG ? linkGroupKey(a) : 0;
+    } catch {
+      return 0;
+    }
   }
 
   rename(from: string, to: string): void {
@@ -218,6 +238,8 @@ export class GuestFs {
     this.mutate(from);
     this.createAt(to);
     this.tree.link(from, to);
+    const key = this.linkGroupOf(from);
+    if (key !== 0) this.linkGroups?.(key);
   }
 
   mknod(path: string, mode: number, dev: number): void {

@@ -78,3 +78,8 @@ export function stableInodeNumber(a: Attr, guestPath: string): InodeNumber {
 }
 
 export const VIRTUAL_INODE_HI = 0xc0000000;
+
+/** Nonzero 32-bit key shared by every name of one host file (the shim's link groups). */
+export function linkGroupKey(a: Attr): number {
+  return (finish(mixNumber(mixNumber(FNV_OFFSET, a.dev), a.ino)) | 1) >>> 0;
+}

@@ -50,3 +50,22 @@ export function enableIno64(): boolean {
     return false;
   }
 }
+
+/**
+ * Turns on the shim's link groups (st_rdev of a multiply-linked regular file carries a
+ * group key) and returns the function that invalidates every cached name of a group,
+ * or null when the shim is not preloaded.
+ */
+export function enableLinkGroups(): ((key: number) => number) | null {
+  const preloaded = preloadedShim();
+  if (!preloaded) return null;
+  try {
+    const koffi = require("koffi") as typeof KoffiNs;
+    const lib = koffi.load(preloaded);
+    const inval = lib.func("int iii_inval_link_group(uint32_t key)");
+    if ((lib.func("int iii_link_groups_enable(void)")() as number) !== 1) return null;
+    return (key: number) => inval(key) as number;
+  } catch {
+    return null;
+  }
+}

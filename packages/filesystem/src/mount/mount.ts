@@ -15,7 +15,7 @@ import type { Tree } from "../fs/tree.js";
 import { VirtualFiles, type VirtualFileSource } from "../fs/virtual-files.js";
 import { IiiFuse, releaseNativeThread, type MountStats } from "./fuse-shell.js";
 import { setCloexec } from "../host/libc.js";
-import { enableIno64, fuseCaller } from "../host/fuse-caller.js";
+import { enableIno64, enableLinkGroups, fuseCaller } from "../host/fuse-caller.js";
 import type { HostOwner, HostPolicy } from "../fs/host-meta.js";
 
 export interface CacheOptions {
@@ -385,6 +385,7 @@ export async function mountPassthrough(options: MountOptions): Promise<MountHand
     throw new FilesystemError("INVALID_OPTIONS", "stableInodes needs the preloaded shim (dist/libiii-setattr-shim.so, isolation \"process\")");
   }
   const guest = new GuestFs(tree, virtual, options.readOnly ?? false, options.stableInodes ?? false);
+  guest.linkGroups = enableLinkGroups();
   const fuse = new IiiFuse(mountpoint, guest, optionString);
   const fdsBefore = new Set(openFds());
   try {

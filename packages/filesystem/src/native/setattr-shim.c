@@ -37,6 +37,11 @@
  * LINK, so `ln a b; stat a` showed the old link count for up to attr_timeout. The
  * low-level link slot invalidates the source inode's cached attributes (the request
  * names it) before libfuse handles the link, so the next stat of the source asks again.
+ * For the other names (`ln a b; rm a; stat b`), the JS side tags the attributes of a
+ * regular file with several host links with a group key in st_rdev (unused by the kernel
+ * for regular files; zeroed here before sending). Entry replies record nodeid → key in a
+ * bounded table; after an unlink or link of such a file, JS calls iii_inval_link_group(key)
+ * and every recorded name of the file has its cached attributes invalidated.
  *
  * Fifth job: 64-bit inode numbers. fuse-native carries st_ino in 32 bits. With
  * `stableInodes` the JS side puts the high half in st_dev (which the FUSE protocol does
@@ -208,6 +213,63 @@ struct iii_entry_param {
   double entry_timeout;
 };
 static volatile int ino64;
+static volatile int link_groups;
+
+#define GROUP_SLOTS 16384
+#define GROUP_PROBES 8
+static struct {
+  unsigned long nodeid;
+  uint32_t key;
+} groups[GROUP_SLOTS];
+static pthread_mutex_t groups_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* For the JS side: from now on st_rdev of a regular file is a link-group key. Returns 1. */
+int iii_link_groups_enable(void) {
+  __atomic_store_n(&link_groups, 1, __ATOMIC_RELEASE);
+  return 1;
+}
+
+static void group_record(unsigned long nodeid, uint32_t key) {
+  size_t home = (size_t)((nodeid * 0x9E3779B97F4A7C15ULL) >> 50) % GROUP_SLOTS;
+  pthread_mutex_lock(&groups_lock);
+  size_t slot = home;
+  for (int i = 0; i < GROUP_PROBES; i++) {
+    size_t at = (home + (size_t)i) % GROUP_SLOTS;
+    if (groups[at].nodeid == nodeid || groups[at].nodeid == 0) {
+      slot = at;
+      break;
+    }
+  }
+  groups[slot].nodeid = nodeid;
+  groups[slot].key = key;
+  pthread_mutex_unlock(&groups_lock);
+}
+
+/* Tags are only on regular files; other types keep their st_rdev (device nodes). */
+static void group_take(struct stat *st, unsigned long nodeid) {
+  if (!S_ISREG(st->st_mode) || st->st_rdev == 0) return;
+  if (nodeid != 0) group_record(nodeid, (uint32_t)st->st_rdev);
+  st->st_rdev = 0;
+}
+
+/*
+ * For the JS thread: invalidates the cached attributes of every recorded name of the
+ * group. Returns how many were sent (-1: no channel). Takes only the table's lock.
+ */
+int iii_inval_link_group(uint32_t key) {
+  void *se = session;
+  void *ch = se != NULL && next_chan != NULL ? next_chan(se, NULL) : NULL;
+  if (ch == NULL || notify_inval_inode == NULL || key == 0) return -1;
+  unsigned long found[64];
+  int n = 0;
+  pthread_mutex_lock(&groups_lock);
+  for (size_t i = 0; i < GROUP_SLOTS && n < 64; i++) {
+    if (groups[i].key == key && groups[i].nodeid != 0) found[n++] = groups[i].nodeid;
+  }
+  pthread_mutex_unlock(&groups_lock);
+  for (int i = 0; i < n; i++) notify_inval_inode(ch, found[i], -1, 0);
+  return n;
+}
 
 /* For the JS side (through koffi): from now on replies combine st_dev:st_ino. Returns 1. */
 int iii_ino64_enable(void) {
@@ -229,9 +291,11 @@ int fuse_reply_entry(void *req, const struct iii_entry_param *e) {
   static int (*real)(void *, const struct iii_entry_param *);
   if (real == NULL) real = (int (*)(void *, const struct iii_entry_param *))libfuse_sym("fuse_reply_entry");
   if (real == NULL) return -ENOSYS;
-  if (!__atomic_load_n(&ino64, __ATOMIC_ACQUIRE) || e == NULL) return real(req, e);
+  int wide = __atomic_load_n(&ino64, __ATOMIC_ACQUIRE), tagged = __atomic_load_n(&link_groups, __ATOMIC_ACQUIRE);
+  if ((!wide && !tagged) || e == NULL) return real(req, e);
   struct iii_entry_param copy = *e;
-  combine_ino(&copy.attr);
+  if (tagged) group_take(&copy.attr, copy.ino);
+  if (wide) combine_ino(&copy.attr);
   return real(req, &copy);
 }
 
@@ -239,9 +303,11 @@ int fuse_reply_create(void *req, const struct iii_entry_param *e, const void *fi
   static int (*real)(void *, const struct iii_entry_param *, const void *);
   if (real == NULL) real = (int (*)(void *, const struct iii_entry_param *, const void *))libfuse_sym("fuse_reply_create");
   if (real == NULL) return -ENOSYS;
-  if (!__atomic_load_n(&ino64, __ATOMIC_ACQUIRE) || e == NULL) return real(req, e, fi);
+  int wide = __atomic_load_n(&ino64, __ATOMIC_ACQUIRE), tagged = __atomic_load_n(&link_groups, __ATOMIC_ACQUIRE);
+  if ((!wide && !tagged) || e == NULL) return real(req, e, fi);
   struct iii_entry_param copy = *e;
-  combine_ino(&copy.attr);
+  if (tagged) group_take(&copy.attr, copy.ino);
+  if (wide) combine_ino(&copy.attr);
   return real(req, &copy, fi);
 }
 
@@ -249,9 +315,11 @@ int fuse_reply_attr(void *req, const struct stat *attr, double attr_timeout) {
   static int (*real)(void *, const struct stat *, double);
   if (real == NULL) real = (int (*)(void *, const struct stat *, double))libfuse_sym("fuse_reply_attr");
   if (real == NULL) return -ENOSYS;
-  if (!__atomic_load_n(&ino64, __ATOMIC_ACQUIRE) || attr == NULL) return real(req, attr, attr_timeout);
+  int wide = __atomic_load_n(&ino64, __ATOMIC_ACQUIRE), tagged = __atomic_load_n(&link_groups, __ATOMIC_ACQUIRE);
+  if ((!wide && !tagged) || attr == NULL) return real(req, attr, attr_timeout);
   struct stat copy = *attr;
-  combine_ino(&copy);
+  if (tagged) group_take(&copy, 0);
+  if (wide) combine_ino(&copy);
   return real(req, &copy, attr_timeout);
 }
 
