@@ -60,6 +60,11 @@ describe.skipIf(!fuse.ok)("hard links and fallocate through the mount", () => {
       expect(out.split("\n").filter(Boolean)).toEqual(["a 3", "b 3", "c 3", "b 2", "c 2", "b 3", "c 3", "d 3"]);
     });
 
+    it("renaming over one name of a linked file: the other names count one link less at once", async () => {
+      const out = await shOk("set -e; mkdir l6; cd l6; echo x > a; ln a b; echo y > n; stat -c '%n %h' a b; mv n a; stat -c '%n %h' b", mnt);
+      expect(out.split("\n").filter(Boolean)).toEqual(["a 2", "b 2", "b 1"]);
+    });
+
     it("a link group key never shows as st_rdev", async () => {
       const out = await shOk("set -e; mkdir l5; cd l5; echo x > a; ln a b; stat -c '%t:%T' a b", mnt);
       expect(out).toBe("0:0\n0:0\n");

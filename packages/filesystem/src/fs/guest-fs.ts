@@ -225,7 +225,10 @@ export class GuestFs {
     this.mutate(from);
     // Replacing a virtual file is refused like removing it.
     this.mutate(to);
+    // A replaced target with other names: their link count drops.
+    const key = this.linkGroupOf(to);
     this.tree.rename(from, to);
+    if (key !== 0) this.linkGroups?.(key);
   }
 
   symlink(target: string, path: string): void {
