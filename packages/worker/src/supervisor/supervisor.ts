@@ -15,7 +15,7 @@ import { managedRoot as managedRootOf, workerPaths, type WorkerPaths } from "../
 import type { LastExit, VmRecord } from "../status.js";
 import { LogTimesWriter } from "../log-times.js";
 import { chooseAccel, probeAccelFacts, QemuVmm, type VmExit } from "../vmm/index.js";
-import { cleanupStaleWorker } from "./cleanup.js";
+import { cleanupStaleWorker, lazyUnmount, mountsUnder } from "./cleanup.js";
 import { ApiServer } from "../api/server.js";
 import { ExecRegistry } from "../api/exec-registry.js";
 import { findGuestInit } from "./guest-init.js";
@@ -240,7 +240,7 @@ export async function runSupervisor(name: string, projectDir: string, env: NodeJ
     await writeJson(mountConfig, { layers: { lower: launch.rootfs, upper: paths.upper }, mountpoint: paths.mnt, virtualFiles, allowOther: true });
     const fsLog = openSync(paths.supervisorLog, "a");
     const fsServer = await startFsServer(mountConfig, fsLog).finally(() => closeSync(fsLog));
-    owner.add("rootfs mount", () => fsServer.stop());
+    owner.add("rootfs mount", () => stopAndUnmount(fsServer, paths.mnt));
     fsServer.onUnexpectedExit((how) => childDied(`the FUSE server of the root filesystem (iii-fs pid ${fsServer.pid}) ${how}`));
     record.children = [{ name: "iii-fs", pid: fsServer.pid, startTime: fsServer.startTime }];
     // Writable shares reach virtiofsd only through our FUSE view, never as the raw host directory: what
@@ -265,7 +265,7 @@ export async function runSupervisor(name: string, projectDir: string, env: NodeJ
         await writeJson(config, { root: m.host, mountpoint, allowOther: true, ...cache });
         const shareLog = openSync(paths.supervisorLog, "a");
         const server = await startFsServer(config, shareLog, `share ${m.host}`).finally(() => closeSync(shareLog));
-        owner.add(`share ${m.guest} mount`, () => server.stop());
+        owner.add(`share ${m.guest} mount`, () => stopAndUnmount(server, mountpoint));
         server.onUnexpectedExit((how) => childDied(`the FUSE server of share ${m.guest} (iii-fs pid ${server.pid}) ${how}`));
         record.children!.push({ name: `iii-fs:${m.guest}`, pid: server.pid, startTime: server.startTime });
         return mountpoint;
@@ -448,6 +448,15 @@ export async function runSupervisor(name: string, projectDir: string, env: NodeJ
     control?.close();
     await owner.releaseAll();
   }
+}
+
+/**
+ * Stops a FUSE server; when it had died (killed), its mount is left dead ("Transport endpoint is not connected")
+ * until fuse's auto_unmount watchdog gets to it, which can lag seconds: unmount it here, before the run ends.
+ */
+async function stopAndUnmount(server: { stop: () => Promise<void> }, mountpoint: string): Promise<void> {
+  await server.stop();
+  if ((await mountsUnder(mountpoint)).includes(mountpoint)) await lazyUnmount(mountpoint);
 }
 
 function guestTimings(ready: ReadyMessage): Record<string, number> {
