@@ -1,9 +1,14 @@
-import { request } from "node:http";
+import type * as Http from "node:http";
+import { createRequire } from "node:module";
 import { setTimeout as sleep } from "node:timers/promises";
 import WebSocket from "ws";
 import { IiiError } from "../errors.js";
 import { workerPaths } from "../paths.js";
 import { decodeOutput, type ClientControl, type ExecCreateRequest, type ExitFrame } from "./attach-protocol.js";
+
+// Not `import { request } from "node:http"`: an ES import of node:http reads every export to build its namespace,
+// and its lazy WebSocket/EventSource getters load Node's bundled undici: ~50 ms of every `exec` (measured).
+const { request } = createRequire(import.meta.url)("node:http") as typeof Http;
 
 export class ApiError extends Error {
   constructor(
