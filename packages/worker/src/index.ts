@@ -3,8 +3,8 @@ export { iiiHome, managedDir, workersFilePath, WORKERS_FILE_NAME } from "./paths
 export { parseQuantity, parseCpus, parseMemoryBytes, vcpusFor } from "./state/quantity.js";
 export * from "./state/model.js";
 export { loadWorkersFile, serializeWorkersFile, updateWorkersFile } from "./state/workers-file.js";
-export { parseImageReference, formatImageReference, workerNameFor, isLocalSource, type ImageReference } from "./registry/reference.js";
-export { resolveShortName, DEFAULT_REGISTRY_INDEX_URL } from "./registry/index-lookup.js";
+export { parseImageReference, formatImageReference, workerNameFor, isLocalSource, type ImageReference } from "./images/oci/reference.js";
+export { resolveShortName, DEFAULT_REGISTRY_INDEX_URL } from "./catalog/index-lookup.js";
 export { addWorker, removeWorker, getWorker, resolveImageInput, type AddWorkerOptions } from "./workers.js";
 export { chooseAccel, probeAccelFacts, type Accel, type AccelFacts } from "./vmm/accel.js";
 export { runDoctor, type DoctorReport, type DoctorCheck } from "./doctor.js";

@@ -3,8 +3,8 @@ import { basename, resolve } from "node:path";
 import { detectWasmKind } from "./wasm/kind.js";
 import { IiiError } from "./errors.js";
 import { iiiHome, workersFilePath } from "./paths.js";
-import { DEFAULT_REGISTRY_INDEX_URL, resolveShortName } from "./registry/index-lookup.js";
-import { formatImageReference, isLocalSource, parseImageReference, workerNameFor } from "./registry/reference.js";
+import { DEFAULT_REGISTRY_INDEX_URL, resolveShortName } from "./catalog/index-lookup.js";
+import { formatImageReference, isLocalSource, parseImageReference, workerNameFor } from "./images/oci/reference.js";
 import {
   parseEnvAssignment,
   parseMountSpec,

@@ -1,8 +1,8 @@
 import { IiiError } from "../errors.js";
 import { iiiHome, workersFilePath } from "../paths.js";
-import { parseImageReference } from "../registry/reference.js";
+import { parseImageReference } from "../images/oci/reference.js";
 import { loadWorkersFile } from "../state/workers-file.js";
-import { listImages, pruneImages } from "../images/catalog.js";
+import { listImages, pruneImages } from "../catalog/catalog.js";
 import { loginRegistry } from "../images/registry/login.js";
 import { formatTable } from "./output.js";
 

@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import * as tar from "tar-stream";
 import { IiiError } from "../errors.js";
 import { mkdirs } from "../host/mkdirs.js";
-import { registryFetch } from "../registry/proxy.js";
+import { registryFetch } from "../images/registry/proxy.js";
 import { sha256File } from "./digest.js";
 import type { FirmwareManifest, FirmwarePlatformEntry } from "./manifest.js";
 

@@ -3,7 +3,7 @@ import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { isAbsolute, join } from "node:path";
 import { errnoCode, IiiError } from "../errors.js";
 import { iiiHome } from "../paths.js";
-import { formatImageReference, isLocalSource, parseImageReference, type ImageReference } from "../registry/reference.js";
+import { formatImageReference, isLocalSource, parseImageReference, type ImageReference } from "./oci/reference.js";
 import { ImageStore, treeSize, writeAtomic, type CachedImageRecord } from "./cache/store.js";
 import {
   readWorkerManifest,

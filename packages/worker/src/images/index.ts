@@ -11,7 +11,7 @@
  *   ensure.ts   the orchestration; catalog.ts lists and prunes
  */
 export { ensureImage, resolveCachedDigest, canonicalReference, type EnsureImageOptions, type EnsuredImage, type PullPolicy } from "./ensure.js";
-export { listImages, pruneImages, type CachedImageInfo, type PruneResult } from "./catalog.js";
+export { listImages, pruneImages, type CachedImageInfo, type PruneResult } from "../catalog/catalog.js";
 export {
   mergeEnv,
   workloadArgv,

@@ -7,7 +7,7 @@
 import { mkdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { IiiError } from "../errors.js";
-import { isLocalSource, parseImageReference } from "../registry/reference.js";
+import { isLocalSource, parseImageReference } from "./oci/reference.js";
 import { ImageStore, writeAtomic } from "./cache/store.js";
 import { sha256Digest } from "./digest.js";
 import { canonicalReference, insecureList, type PullPolicy } from "./ensure.js";

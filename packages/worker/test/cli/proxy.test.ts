@@ -4,7 +4,7 @@ import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { proxySettings } from "../../src/registry/proxy.js";
+import { proxySettings } from "../../src/images/registry/proxy.js";
 import { writeLayout } from "../images/fixtures/oci-writer.js";
 import { missingTools, skopeoPush, startRegistry, type TestRegistry } from "../images/fixtures/registry.js";
 import { runWorkerCli } from "../helpers.js";

@@ -1,5 +1,5 @@
 import { mkdirs } from "../../host/mkdirs.js";
-import { registryFetch } from "../../registry/proxy.js";
+import { registryFetch } from "./proxy.js";
 import { createReadStream } from "node:fs";
 import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from "node:fs/promises";
 import type { Hash } from "node:crypto";

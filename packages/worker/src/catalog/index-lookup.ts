@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { IiiError } from "../errors.js";
-import { registryFetch } from "./proxy.js";
+import { registryFetch } from "../images/registry/proxy.js";
 
 export const DEFAULT_REGISTRY_INDEX_URL = "https://raw.githubusercontent.com/iii-hq/workers/main/registry/index.json";
 const FETCH_TIMEOUT_MS = 15_000;

@@ -1,4 +1,4 @@
-import { IiiError } from "../errors.js";
+import { IiiError } from "../../errors.js";
 
 /** A parsed OCI image reference (`[registry/]repository[:tag][@digest]`). */
 export interface ImageReference {

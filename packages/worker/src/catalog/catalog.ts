@@ -1,6 +1,6 @@
 import { iiiHome } from "../paths.js";
-import { ImageStore } from "./cache/store.js";
-import { resolveCachedDigest } from "./ensure.js";
+import { ImageStore } from "../images/cache/store.js";
+import { resolveCachedDigest } from "../images/ensure.js";
 
 export interface CachedImageInfo {
   digest: string;
