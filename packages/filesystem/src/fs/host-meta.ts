@@ -21,6 +21,8 @@ import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
 export const OVERRIDE_XATTR = "user.iii.override";
 /** Same for symlinks, which cannot carry user.* xattrs (needs a root server; best effort otherwise). */
 export const SYMLINK_OVERRIDE_XATTR = "trusted.iii.override";
+/** A guest trusted.* name in its stored form, as virtiofsd's xattrmap sends it. */
+export const TRUSTED_ALIAS_PREFIX = "user.iii.x.trusted.";
 /** Host names starting with this are ours: never shown to, set or removed by the guest. */
 export const RESERVED_XATTR_PREFIX = "user.iii.";
 /** Guest xattrs outside user.* live on the host under this prefix + their full name. */
@@ -224,6 +226,9 @@ const ACL_NAMES = new Set([ACL_ACCESS, "system.posix_acl_default"]);
  * for the reserved user.iii.* names, EOPNOTSUPP for namespaces Linux does not have.
  */
 export function hostXattrName(guestName: string, op: "get" | "set" | "remove"): string {
+  // The stored form of a guest trusted.* name is accepted as itself: virtiofsd (no CAP_SYS_ADMIN, which the
+  // host kernel wants for trusted.*) is told to send the guest's trusted.* this way (its xattrmap).
+  if (guestName.startsWith(TRUSTED_ALIAS_PREFIX) && guestName.length > TRUSTED_ALIAS_PREFIX.length) return guestName;
   if (guestName.startsWith("user.")) {
     if (guestName.startsWith(RESERVED_XATTR_PREFIX)) fail(op === "get" ? Errno.ENODATA : Errno.EPERM, `${op}xattr: reserved name`);
     return guestName;

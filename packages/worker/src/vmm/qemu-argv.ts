@@ -159,6 +159,9 @@ export interface VirtiofsdArgvSpec {
   cache?: "auto" | "always" | "none";
 }
 
+/** virtiofsd xattr mapping: guest trusted.* ↔ @iii/filesystem's stored form user.iii.x.trusted.*; the rest as is. */
+export const VIRTIOFS_XATTRMAP = ":prefix:all:trusted.:user.iii.x.::ok:all:::";
+
 /**
  * `[binary, ...args]` for one share. QEMU 7.2's C virtiofsd has no read-only option, so a read-only share
  * runs it inside its own mount namespace on a read-only bind mount of the directory: the guest gets EROFS
@@ -172,7 +175,9 @@ export function buildVirtiofsdCommand(virtiofsdPath: string, spec: VirtiofsdArgv
     "-o", `source=${spec.share.hostDir}`,
     "-o", `cache=${spec.share.cache ?? spec.cache ?? "auto"}`,
     ...(spec.share.timeoutSec !== undefined ? ["-o", `timeout=${spec.share.timeoutSec}`] : []),
-    ...(spec.share.xattr ? ["-o", "xattr"] : []),
+    // xattrs on: the guest's trusted.* travel as @iii/filesystem's stored form (user.iii.x.trusted.*), since
+    // virtiofsd lacks the CAP_SYS_ADMIN the host kernel wants for trusted.*; every other name passes as is.
+    ...(spec.share.xattr ? ["-o", `xattrmap=${VIRTIOFS_XATTRMAP}`] : []),
     "-o", "sandbox=namespace",
     "-o", "log_level=warn",
   ];
