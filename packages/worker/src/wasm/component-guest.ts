@@ -4,7 +4,7 @@ import { pathToFileURL } from "node:url";
 import { MessageChannel, parentPort, receiveMessageOnPort } from "node:worker_threads";
 import { parseWasiConfig } from "./config.js";
 import { ENGINE_BRIDGE, type EngineBridge, type GuestData, type GuestMessage, type HostMessage, type WitResult } from "./protocol.js";
-import { egressRulesFor, guardShimHttp, guardShimSockets, type ShimHttp, type ShimSockets } from "./net-guard.js";
+import { createSocketGuard, egressRulesFor, guardShimHttp, guardShimSockets, type ShimHttp, type ShimSockets } from "./net-guard.js";
 
 interface ShimCli {
   stdout: { getStdout(): ShimOutputStream };
@@ -49,8 +49,9 @@ export async function runComponentGuest(data: GuestData, started: () => void, ex
   });
   const egress = (protocol: "tcp" | "udp", ip: number, port: number) => policy.decide(protocol, ip, port, 0xffffffff);
   const logDenial = (d: { op: string; address: string; reason: string }) => process.stderr.write(`[iii: network ${d.op} ${d.address} refused: ${d.reason}]\n`);
-  guardShimSockets(sockets, net, egress, logDenial);
-  guardShimHttp((await import(urls.http!)) as ShimHttp, net, egress, logDenial);
+  const guard = createSocketGuard(net, egress, logDenial);
+  guardShimSockets(sockets, guard);
+  guardShimHttp((await import(urls.http!)) as ShimHttp, guard);
   const component = (await import(pathToFileURL(join(data.launch.transpiled!, "component.js")).href)) as {
     run?: { run(): void };
     handler?: Handler;

@@ -71,8 +71,16 @@ export interface NetDenial {
 type ListName = "tcpConnect" | "tcpBind" | "udpBind" | "udpConnect" | "udpOutgoing";
 type SocketCheck = (listName: ListName, protocol: "tcp" | "udp", address: ShimAddress, outbound: boolean) => void;
 
-/** The check every guarded operation goes through; a refusal is reported, then thrown as the shim's `access-denied`. */
-function socketChecker(network: WasiNetwork, egress: EgressCheck, onDenied: (d: NetDenial) => void): { check: SocketCheck; lists: Record<ListName, SocketPattern[]> } {
+/** WASI_CONFIG's network section, parsed once, with the check every guarded operation (sockets and HTTP) goes through. */
+export interface SocketGuard {
+  network: WasiNetwork;
+  lists: Record<ListName, SocketPattern[]>;
+  /** Reports a refusal, then throws it as the shim's `access-denied`. */
+  check: SocketCheck;
+  onDenied: (d: NetDenial) => void;
+}
+
+export function createSocketGuard(network: WasiNetwork, egress: EgressCheck, onDenied: (d: NetDenial) => void = () => undefined): SocketGuard {
   const lists = {
     tcpConnect: network.tcpConnect.map(parseSocketPattern).filter((p): p is SocketPattern => typeof p !== "string"),
     tcpBind: network.tcpBind.map(parseSocketPattern).filter((p): p is SocketPattern => typeof p !== "string"),
@@ -99,7 +107,7 @@ function socketChecker(network: WasiNetwork, egress: EgressCheck, onDenied: (d: 
       if (!decision.allowed) deny(`egress policy: ${decision.rule}`);
     }
   };
-  return { check, lists };
+  return { network, check, lists, onDenied };
 }
 
 /**
@@ -108,8 +116,8 @@ function socketChecker(network: WasiNetwork, egress: EgressCheck, onDenied: (d: 
  * `udpConnect`, and every address a socket would reach must also pass the egress policy. IPv6 is refused (the
  * egress policy is IPv4-only). A refusal is the shim's `access-denied`. No lookups unless `allowIpNameLookup`.
  */
-export function guardShimSockets(sockets: ShimSockets, network: WasiNetwork, egress: EgressCheck, onDenied: (d: NetDenial) => void = () => undefined): void {
-  const { check, lists } = socketChecker(network, egress, onDenied);
+export function guardShimSockets(sockets: ShimSockets, guard: SocketGuard): void {
+  const { network, check, lists, onDenied } = guard;
   if (!network.allowIpNameLookup) {
     sockets._denyDnsLookup();
     // and refused here, before the shim is asked (its own refusal is the same error)
@@ -177,8 +185,8 @@ export interface ShimHttp {
  * resolves to the host's loopback is exactly the attack), and is refused. A refusal is wasi:http's
  * `HTTP-request-denied`.
  */
-export function guardShimHttp(http: ShimHttp, network: WasiNetwork, egress: EgressCheck, onDenied: (d: NetDenial) => void = () => undefined): void {
-  const { check } = socketChecker(network, egress, onDenied);
+export function guardShimHttp(http: ShimHttp, guard: SocketGuard): void {
+  const { check, onDenied } = guard;
   const handle = http.outgoingHandler.handle.bind(http.outgoingHandler);
   http.outgoingHandler.handle = (request: unknown, options?: unknown) => {
     const r = request as { authority(): string | undefined; scheme(): { tag: string; val?: string } | undefined };

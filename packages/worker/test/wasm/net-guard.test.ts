@@ -5,7 +5,7 @@ import { EgressPolicy } from "@iii/network";
 import * as sockets from "@bytecodealliance/preview2-shim/sockets";
 import * as httpShim from "@bytecodealliance/preview2-shim/http";
 import { defaultWasiNetwork, type WasiNetwork } from "../../src/wasm/config.js";
-import { egressRulesFor, guardShimHttp, guardShimSockets, ipv4ToInt, parseSocketPattern, patternMatches, type NetDenial, type ShimHttp, type ShimSockets } from "../../src/wasm/net-guard.js";
+import { createSocketGuard, egressRulesFor, guardShimHttp, guardShimSockets, ipv4ToInt, parseSocketPattern, patternMatches, type NetDenial, type ShimHttp, type ShimSockets } from "../../src/wasm/net-guard.js";
 
 // The real preview2-shim sockets with the runner's guard in front; the targets are listeners on loopback, so a
 // broken defence shows up as a local connection and nothing leaves the machine.
@@ -30,7 +30,7 @@ beforeAll(async () => {
   unlisted = await listen(() => accepted.unlisted++);
   network = { ...defaultWasiNetwork(), tcpConnect: [`127.0.0.1:${portOf(listed)}`] };
   const policy = new EgressPolicy({ mode: "none", hostPorts: [], rules: egressRulesFor(network.tcpConnect, "tcp") });
-  guardShimSockets(sockets as unknown as ShimSockets, network, (p, ip, port) => policy.decide(p, ip, port, 0xffffffff), (d) => denials.push(d));
+  guardShimSockets(sockets as unknown as ShimSockets, createSocketGuard(network, (p, ip, port) => policy.decide(p, ip, port, 0xffffffff), (d) => denials.push(d)));
 });
 afterAll(() => {
   listed.close();
@@ -95,7 +95,7 @@ describe("outgoing HTTP (preview2-shim's wasi:http, which opens its own connecti
   const http = httpShim as unknown as ShimHttp & { types: Record<string, any> };
   beforeAll(async () => {
     httpListener = await listen(() => httpHits++);
-    guardShimHttp(http, { ...defaultWasiNetwork(), tcpConnect: ["203.0.113.7:80"] }, (p, ip, port) => new EgressPolicy({ mode: "none", hostPorts: [], rules: egressRulesFor(["203.0.113.7:80"], "tcp") }).decide(p, ip, port, 0xffffffff), (d) => denials.push(d));
+    guardShimHttp(http, createSocketGuard({ ...defaultWasiNetwork(), tcpConnect: ["203.0.113.7:80"] }, (p, ip, port) => new EgressPolicy({ mode: "none", hostPorts: [], rules: egressRulesFor(["203.0.113.7:80"], "tcp") }).decide(p, ip, port, 0xffffffff), (d) => denials.push(d)));
   });
   afterAll(() => httpListener.close());
   const request = (authority: string) => {
