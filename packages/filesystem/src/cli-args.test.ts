@@ -26,11 +26,11 @@ describe("iii-fs mount arguments", () => {
     expect(parseMountArgs(["--lower", "/l", "--upper", "/u", "/m"])).toMatchObject({ layers: { lower: "/l", upper: "/u" }, mountpoint: "/m" });
   });
 
-  it("rejects bad usage with INVALID_OPTIONS (exit 2)", () => {
+  it("rejects bad usage with InvalidOptions (exit 2)", () => {
     for (const args of [["/r"], ["--lower", "/l", "/m"], ["--lower", "/l", "--upper", "/u", "/r", "/m"], ["/r", "/m", "--inject", "nonsense"], ["/r", "/m", "--entry-timeout", "-1"], ["/r", "/m", "--use-ino", "--stable-inodes"]]) {
-      expect(() => parseMountArgs(args), args.join(" ")).toThrow(expect.objectContaining({ code: "INVALID_OPTIONS" }));
+      expect(() => parseMountArgs(args), args.join(" ")).toThrow(expect.objectContaining({ code: "InvalidOptions" }));
     }
-    expect(EXIT.INVALID_OPTIONS).toBe(2);
-    expect(EXIT.EXTERNAL_UNMOUNT).toBe(3);
+    expect(EXIT.InvalidOptions).toBe(2);
+    expect(EXIT.ExternalUnmount).toBe(3);
   });
 });

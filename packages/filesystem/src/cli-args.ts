@@ -17,21 +17,21 @@ options:
   --stable-inodes  (numbers derived from the host file, the same at every mount; safe under virtiofsd)`;
 
 export const EXIT: Record<FilesystemErrorCode, number> = {
-  INVALID_OPTIONS: 2,
-  ROOT_NOT_FOUND: 2,
-  MOUNTPOINT_INVALID: 2,
-  VIRTUAL_FILE_INVALID: 2,
-  EXTERNAL_UNMOUNT: 3,
-  SERVER_EXITED: 9,
-  MOUNTPOINT_BUSY: 4,
-  FUSE_UNAVAILABLE: 5,
-  MOUNT_FAILED: 6,
-  UNMOUNT_FAILED: 7,
-  STALE_MOUNT_CLEANUP_FAILED: 8,
+  InvalidOptions: 2,
+  RootNotFound: 2,
+  MountpointInvalid: 2,
+  VirtualFileInvalid: 2,
+  ExternalUnmount: 3,
+  ServerExited: 9,
+  MountpointBusy: 4,
+  FuseUnavailable: 5,
+  MountFailed: 6,
+  UnmountFailed: 7,
+  StaleMountCleanupFailed: 8,
 };
 
 export function usage(message: string): never {
-  throw new FilesystemError("INVALID_OPTIONS", `${message}\n${USAGE}`);
+  throw new FilesystemError("InvalidOptions", `${message}\n${USAGE}`);
 }
 
 export function parseMountArgs(args: string[]): MountOptions {

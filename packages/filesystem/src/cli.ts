@@ -42,7 +42,7 @@ async function main(argv: string[]): Promise<number> {
         () => resolve(0),
         (err: unknown) => {
           process.stderr.write(`iii-fs: ${(err as Error).message}\n`);
-          resolve(EXIT.UNMOUNT_FAILED);
+          resolve(EXIT.UnmountFailed);
         },
       );
     };
@@ -51,7 +51,7 @@ async function main(argv: string[]): Promise<number> {
     handle.on("unmounted", (reason) => {
       if (reason.external) {
         process.stderr.write(`iii-fs: ${reason.error.message}\n`);
-        resolve(EXIT.EXTERNAL_UNMOUNT);
+        resolve(EXIT.ExternalUnmount);
       }
     });
   });

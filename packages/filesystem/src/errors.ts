@@ -1,16 +1,16 @@
 /** Stable failure codes of @iii/filesystem. The CLI maps them to exit statuses. */
 export type FilesystemErrorCode =
-  | "INVALID_OPTIONS"
-  | "ROOT_NOT_FOUND"
-  | "MOUNTPOINT_INVALID"
-  | "MOUNTPOINT_BUSY"
-  | "FUSE_UNAVAILABLE"
-  | "MOUNT_FAILED"
-  | "UNMOUNT_FAILED"
-  | "EXTERNAL_UNMOUNT"
-  | "SERVER_EXITED"
-  | "VIRTUAL_FILE_INVALID"
-  | "STALE_MOUNT_CLEANUP_FAILED";
+  | "InvalidOptions"
+  | "RootNotFound"
+  | "MountpointInvalid"
+  | "MountpointBusy"
+  | "FuseUnavailable"
+  | "MountFailed"
+  | "UnmountFailed"
+  | "ExternalUnmount"
+  | "ServerExited"
+  | "VirtualFileInvalid"
+  | "StaleMountCleanupFailed";
 
 export class FilesystemError extends Error {
   readonly code: FilesystemErrorCode;

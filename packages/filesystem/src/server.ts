@@ -18,7 +18,7 @@ async function shutdown(code: number): Promise<never> {
   try {
     await handle?.unmount();
   } catch (err) {
-    send({ type: "error", code: (err as FilesystemError).code ?? "UNMOUNT_FAILED", message: (err as Error).message });
+    send({ type: "error", code: (err as FilesystemError).code ?? "UnmountFailed", message: (err as Error).message });
     code = 7;
   }
   if (handle) send({ type: "stats", stats: handle.stats() });
@@ -42,7 +42,7 @@ process.on("message", (m: ParentMessage) => {
         send({ type: "mounted", pid: process.pid });
       },
       (err: unknown) => {
-        const e = err instanceof FilesystemError ? err : new FilesystemError("MOUNT_FAILED", (err as Error).message);
+        const e = err instanceof FilesystemError ? err : new FilesystemError("MountFailed", (err as Error).message);
         send({ type: "error", code: e.code, message: e.message });
         process.exit(1);
       },

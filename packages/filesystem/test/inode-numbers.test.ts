@@ -117,8 +117,8 @@ describe.skipIf(!fuse.ok)("stable inode numbers", () => {
   it("without the preloaded shim (in-process) stableInodes is refused before mounting", async () => {
     const mnt = path.join(base, "inproc");
     fs.mkdirSync(mnt);
-    await expect(mountPassthrough({ root, mountpoint: mnt, stableInodes: true, isolation: "in-process" })).rejects.toMatchObject({ code: "INVALID_OPTIONS" });
-    await expect(mountPassthrough({ root, mountpoint: mnt, stableInodes: true, useIno: true })).rejects.toMatchObject({ code: "INVALID_OPTIONS" });
+    await expect(mountPassthrough({ root, mountpoint: mnt, stableInodes: true, isolation: "in-process" })).rejects.toMatchObject({ code: "InvalidOptions" });
+    await expect(mountPassthrough({ root, mountpoint: mnt, stableInodes: true, useIno: true })).rejects.toMatchObject({ code: "InvalidOptions" });
     expect(fs.readFileSync("/proc/self/mountinfo", "utf8")).not.toContain(` ${mnt} `);
   });
 });

@@ -123,7 +123,7 @@ describe.skipIf(!fuse.ok)("virtual files and read-only mode", () => {
     const other = path.join(base, "other");
     fs.mkdirSync(other);
     await expect(mountPassthrough({ root, mountpoint: other, virtualFiles: { "/etc/passwd": { content: "x" } } })).rejects.toMatchObject({
-      code: "VIRTUAL_FILE_INVALID",
+      code: "VirtualFileInvalid",
     });
     await expect(mountPassthrough({ root, mountpoint: other, virtualFiles: { "/.iii/../x": { content: "x" } } })).rejects.toBeInstanceOf(FilesystemError);
   });

@@ -24,8 +24,8 @@ export function main(): void {
   } else if (args[0] === "--version") {
     process.stdout.write(`iii-init ${INIT_VERSION}\n`);
   } else if (args[0]?.startsWith("__")) {
-    process.stderr.write(`iii-init: error: unknown helper mode ${args[0]} (exit ${ExitCode.USAGE})\n`);
-    process.exit(ExitCode.USAGE);
+    process.stderr.write(`iii-init: error: unknown helper mode ${args[0]} (exit ${ExitCode.InitUsage})\n`);
+    process.exit(ExitCode.InitUsage);
   } else {
     // PID 1 must not die of a stray exception (the kernel would panic and the
     // workload's status would be lost): report it and keep supervising.

@@ -4,23 +4,23 @@
 
 export const ExitCode = {
   /** Unexpected internal error. */
-  INTERNAL: 70,
+  InitInternal: 70,
   /** A required pseudo-filesystem (/proc, /sys, /dev, /dev/pts, /dev/shm, /tmp, /run) failed to mount. */
-  MOUNT_ROOT: 71,
+  MountRoot: 71,
   /** An III_MOUNTS share failed to mount. */
-  MOUNT_SHARE: 72,
+  MountShare: 72,
   /** eth0 configuration failed. */
-  NETWORK: 73,
+  NetworkSetup: 73,
   /** setrlimit failed. */
-  RLIMIT: 74,
+  Rlimit: 74,
   /** The workload's user, group or workdir does not resolve. */
-  WORKLOAD_SETUP: 75,
+  WorkloadSetup: 75,
   /** The workload could not be spawned. */
-  SPAWN: 76,
+  Spawn: 76,
   /** Invalid command-line arguments of the init binary itself. */
-  USAGE: 77,
+  InitUsage: 77,
   /** Invalid guest contract (III_* environment). */
-  BAD_ENV: 78,
+  BadEnv: 78,
 } as const;
 
 export type ExitCodeName = keyof typeof ExitCode;

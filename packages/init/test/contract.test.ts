@@ -121,7 +121,7 @@ describe("env contract (test/fixtures/env-contract.json)", () => {
       expect(error).toBeInstanceOf(ContractError);
       expect((error as ContractError).message).toBe(c.message);
       expect((error as ContractError).exitCode).toBe(c.exitCode);
-      expect(c.exitCode).toBe(ExitCode.BAD_ENV);
+      expect(c.exitCode).toBe(ExitCode.BadEnv);
     });
   }
   it("refuses workload env that would override the contract", () => {

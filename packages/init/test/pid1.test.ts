@@ -341,7 +341,7 @@ describe.skipIf(skipReason !== null)("init as PID 1 (namespace)", () => {
         env: { III_WORKER_CMD: cmd("true"), III_MOUNTS: JSON.stringify([{ tag: "share0", path: "/data" }]) },
       }),
     );
-    expect(r.code).toBe(ExitCode.MOUNT_SHARE);
+    expect(r.code).toBe(ExitCode.MountShare);
     expect(stderrOf(r).trim().split("\n")).toHaveLength(1);
     expect(r.stderr).toMatch(/iii-init: error: mount share share0 at \/data: mount \/data failed: E\w+ \(errno \d+\) \(exit 72\)/);
   });
@@ -406,13 +406,13 @@ describe.skipIf(skipReason !== null)("init as PID 1 (namespace)", () => {
 
   it("an unknown user gives exit 75, a missing binary exit 76, each with one line", async () => {
     const r = track(await runInit({ env: { III_WORKER_CMD: cmd("true"), III_WORKER_USER: "ghost", III_INIT_NOFILE: "1024" } }));
-    expect(r.code).toBe(ExitCode.WORKLOAD_SETUP);
+    expect(r.code).toBe(ExitCode.WorkloadSetup);
     expect(stderrOf(r)).toBe('iii-init: error: workload user/workdir: user "ghost" not found in /etc/passwd (exit 75)\n');
     const r2 = track(await runInit({ env: { III_WORKER_CMD: JSON.stringify(["/no/such/bin"]), III_INIT_NOFILE: "1024" } }));
-    expect(r2.code).toBe(ExitCode.SPAWN);
+    expect(r2.code).toBe(ExitCode.Spawn);
     expect(stderrOf(r2)).toMatch(/^iii-init: error: spawn workload: \/no\/such\/bin: ENOENT .*\(exit 76\)\n$/);
     const r3 = track(await runInit({ env: { III_WORKER_CMD: cmd("true"), III_WORKER_WORKDIR: "/nope", III_INIT_NOFILE: "1024" } }));
-    expect(r3.code).toBe(ExitCode.WORKLOAD_SETUP);
+    expect(r3.code).toBe(ExitCode.WorkloadSetup);
     expect(stderrOf(r3)).toBe("iii-init: error: workload user/workdir: workdir /nope does not exist (exit 75)\n");
   });
 
@@ -423,7 +423,7 @@ describe.skipIf(skipReason !== null)("init as PID 1 (namespace)", () => {
   ] as const) {
     it(`bad env (${name}) gives one clear line and exit 78`, async () => {
       const r = track(await runInit({ env }));
-      expect(r.code).toBe(ExitCode.BAD_ENV);
+      expect(r.code).toBe(ExitCode.BadEnv);
       const lines = r.stderr.trim().split("\n");
       expect(lines).toHaveLength(1);
       expect(lines[0]).toMatch(pattern);

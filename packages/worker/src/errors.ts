@@ -1,6 +1,14 @@
+import type { FilesystemErrorCode } from "@iii/filesystem";
+import type { ProtocolVersionError, protocol } from "@iii/init";
+import type { NetworkErrorCode } from "@iii/network";
+
 /**
  * Every failure the worker surfaces to a user has a stable `code`. The CLI prints `message` as one line
  * (the stack only with --debug) and exits with `exitCode`.
+ *
+ * One spelling across the packages: PascalCase. The codes of the packages the worker runs (@iii/filesystem,
+ * @iii/network, @iii/init's host side) share the CLI line with these, so they must not clash: a package
+ * prefixes a code that would (init's `InitInternal`), and `NO_CLASH` below fails the typecheck if one does.
  */
 export const ERROR_CODES = {
   UsageError: 2,
@@ -27,10 +35,10 @@ export const ERROR_CODES = {
   ImageInvalid: 1,
   LayerRejected: 1,
   VmBootFailed: 1,
+  QmpFailed: 1,
   WorkloadStartFailed: 1,
   VmNotRunning: 1,
   ExecRejected: 1,
-  PolicyDenied: 1,
   NotImplemented: 1,
   NotApplicable: 1,
   WasmInvalid: 1,
@@ -41,21 +49,56 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
-export class IiiError extends Error {
-  readonly code: ErrorCode;
+/** A code owned by another package; it reaches the CLI line unchanged, exit status 1. */
+export type ForeignErrorCode = FilesystemErrorCode | NetworkErrorCode | ProtocolVersionError["code"] | protocol.ChannelClosedError["code"] | protocol.ProtocolError["code"];
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+const NO_CLASH: [Extract<ErrorCode, ForeignErrorCode>] extends [never] ? true : false = true;
+void NO_CLASH;
+
+export class IiiError extends Error {
+  readonly code: ErrorCode | ForeignErrorCode;
+
+  constructor(code: ErrorCode | ForeignErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = "IiiError";
     this.code = code;
   }
 
   get exitCode(): number {
-    return ERROR_CODES[this.code];
+    return isWorkerCode(this.code) ? ERROR_CODES[this.code] : 1;
   }
 }
 
-export function isIiiError(error: unknown, code?: ErrorCode): error is IiiError {
+export function isWorkerCode(code: string): code is ErrorCode {
+  return Object.hasOwn(ERROR_CODES, code);
+}
+
+/** A code another package's typed error carries: PascalCase, on an Error subclass (not a Node errno code). */
+function typedCode(error: Error): ErrorCode | ForeignErrorCode | undefined {
+  const code = errnoCode(error);
+  return code && error.name !== "Error" && isErrorCode(code) ? code : undefined;
+}
+
+/** Whether `code` may travel (in a boot report) as an IiiError's code: the worker's own, or a package's PascalCase one. */
+export function isErrorCode(code: unknown): code is ErrorCode | ForeignErrorCode {
+  return typeof code === "string" && (isWorkerCode(code) || /^[A-Z][a-z]\w*$/.test(code));
+}
+
+/**
+ * Any error as an IiiError: an IiiError itself; a typed error of another package (`FilesystemError`,
+ * `NetworkError`, init's protocol errors) keeps its code and becomes the cause, so the CLI line names it;
+ * anything else (a Node errno error, a bug) becomes `fallback`, with the error as cause.
+ */
+export function toIiiError(error: unknown, fallback: ErrorCode = "Internal"): IiiError {
+  if (error instanceof IiiError) return error;
+  if (error instanceof Error) {
+    const code = typedCode(error);
+    return new IiiError(code ?? fallback, error.message, { cause: error });
+  }
+  return new IiiError(fallback, String(error), { cause: error });
+}
+
+export function isIiiError(error: unknown, code?: ErrorCode | ForeignErrorCode): error is IiiError {
   return error instanceof IiiError && (code === undefined || error.code === code);
 }
 

@@ -5,7 +5,7 @@ import { access, chmod, mkdir, rm, stat, constants } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import writeFileAtomic from "write-file-atomic";
-import { ERROR_CODES, IiiError, type ErrorCode } from "./errors.js";
+import { IiiError, isErrorCode } from "./errors.js";
 import { isSameProcessAlive } from "./host/process-identity.js";
 import { tailLines } from "./logs.js";
 import { iiiHome, managedRoot, workerPaths, type WorkerPaths } from "./paths.js";
@@ -105,7 +105,8 @@ export async function spawnSupervisor(options: SpawnSupervisorOptions): Promise<
   }
   if (report?.event === "ready") return report;
   if (report?.event === "failed") {
-    const code = (report.code in ERROR_CODES ? report.code : "VmBootFailed") as ErrorCode;
+    // A package's own code (a FilesystemError's, a NetworkError's) reaches the CLI line as it is.
+    const code = isErrorCode(report.code) ? report.code : "VmBootFailed";
     throw new IiiError(code, `${report.message}${report.consoleTail ? ` (console: ${oneLine(report.consoleTail)})` : ""}`);
   }
   const supervisorTail = oneLine(await tailLines(paths.supervisorLog, 3));

@@ -27,6 +27,6 @@ describe("virtual files", () => {
   });
 
   it("refuses a path used both as file and directory", () => {
-    expect(() => new VirtualFiles({ "/.iii/a": { content: "x" }, "/.iii/a/b": { content: "y" } })).toThrow(expect.objectContaining({ code: "VIRTUAL_FILE_INVALID" }));
+    expect(() => new VirtualFiles({ "/.iii/a": { content: "x" }, "/.iii/a/b": { content: "y" } })).toThrow(expect.objectContaining({ code: "VirtualFileInvalid" }));
   });
 });

@@ -46,7 +46,7 @@ export class VirtualFiles {
     try {
       for (const [path, source] of Object.entries(spec)) {
         if (!isAllowedVirtualPath(path)) {
-          throw new FilesystemError("VIRTUAL_FILE_INVALID", `virtual file path ${JSON.stringify(path)} must be /init.krun or below /.iii/`);
+          throw new FilesystemError("VirtualFileInvalid", `virtual file path ${JSON.stringify(path)} must be /init.krun or below /.iii/`);
         }
         // Parents become virtual directories.
         let child = path;
@@ -61,11 +61,11 @@ export class VirtualFiles {
             dir = { kind: "dir", children: new Set(), ino: ino++ };
             this.entries.set(parent, dir);
           }
-          if (dir.kind !== "dir") throw new FilesystemError("VIRTUAL_FILE_INVALID", `virtual file ${parent} is also used as a directory`);
+          if (dir.kind !== "dir") throw new FilesystemError("VirtualFileInvalid", `virtual file ${parent} is also used as a directory`);
           dir.children.add(name);
           child = parent;
         }
-        if (this.entries.has(path)) throw new FilesystemError("VIRTUAL_FILE_INVALID", `virtual path ${path} is given twice or is a directory`);
+        if (this.entries.has(path)) throw new FilesystemError("VirtualFileInvalid", `virtual path ${path} is given twice or is a directory`);
         this.entries.set(path, this.openSource(path, source, ino++));
       }
     } catch (err) {
@@ -80,12 +80,12 @@ export class VirtualFiles {
       try {
         fd = fs.openSync(source.hostPath, fs.constants.O_RDONLY | O_CLOEXEC);
       } catch (cause) {
-        throw new FilesystemError("VIRTUAL_FILE_INVALID", `cannot open ${source.hostPath} for virtual file ${path}`, { cause });
+        throw new FilesystemError("VirtualFileInvalid", `cannot open ${source.hostPath} for virtual file ${path}`, { cause });
       }
       const st = fs.fstatSync(fd);
       if (!st.isFile()) {
         fs.closeSync(fd);
-        throw new FilesystemError("VIRTUAL_FILE_INVALID", `${source.hostPath} (virtual file ${path}) is not a regular file`);
+        throw new FilesystemError("VirtualFileInvalid", `${source.hostPath} (virtual file ${path}) is not a regular file`);
       }
       return { kind: "file", fd, sizeFromFd: true, size: st.size, ino };
     }

@@ -170,15 +170,15 @@ export async function cleanupStaleMount(mountpoint: string): Promise<boolean> {
   const existing = findMount(readMountTable(), mountpoint);
   if (!existing) return false;
   if (!existing.fsType.startsWith("fuse")) {
-    throw new FilesystemError("MOUNTPOINT_BUSY", `${mountpoint} already has a ${existing.fsType} mount`);
+    throw new FilesystemError("MountpointBusy", `${mountpoint} already has a ${existing.fsType} mount`);
   }
   const state = await probeMount(mountpoint);
-  if (state === "live") throw new FilesystemError("MOUNTPOINT_BUSY", `${mountpoint} is served by a live FUSE filesystem (${existing.source})`);
+  if (state === "live") throw new FilesystemError("MountpointBusy", `${mountpoint} is served by a live FUSE filesystem (${existing.source})`);
   const r = await run("fusermount", ["-uz", mountpoint]);
   if (findMount(readMountTable(), mountpoint)) {
     const r2 = await run("umount", ["-l", mountpoint]);
     if (findMount(readMountTable(), mountpoint)) {
-      throw new FilesystemError("STALE_MOUNT_CLEANUP_FAILED", `could not remove the stale mount at ${mountpoint}: ${r.stderr.trim() || r2.stderr.trim()}`);
+      throw new FilesystemError("StaleMountCleanupFailed", `could not remove the stale mount at ${mountpoint}: ${r.stderr.trim() || r2.stderr.trim()}`);
     }
   }
   return true;
@@ -188,7 +188,7 @@ function buildOptionString(o: MountOptions): string {
   const c = o.cache ?? {};
   const num = (v: number | undefined, d: number, name: string): number => {
     const x = v ?? d;
-    if (!Number.isFinite(x) || x < 0) throw new FilesystemError("INVALID_OPTIONS", `cache.${name} must be a non-negative number`);
+    if (!Number.isFinite(x) || x < 0) throw new FilesystemError("InvalidOptions", `cache.${name} must be a non-negative number`);
     return x;
   };
   const maxWrite = Math.min(num(c.maxWriteBytes, 131072, "maxWriteBytes"), 131072);
@@ -208,7 +208,7 @@ function buildOptionString(o: MountOptions): string {
     `max_write=${maxWrite}`,
     "max_read=131072",
   ];
-  if (o.useIno && o.stableInodes) throw new FilesystemError("INVALID_OPTIONS", "useIno and stableInodes are exclusive");
+  if (o.useIno && o.stableInodes) throw new FilesystemError("InvalidOptions", "useIno and stableInodes are exclusive");
   if (o.useIno || o.stableInodes) opts.push("use_ino");
   if (c.kernelCache ?? true) opts.push("kernel_cache");
   if (o.autoUnmount ?? true) opts.push("auto_unmount");
@@ -221,7 +221,7 @@ function checkHostOwner(o: MountOptions["hostOwner"]): void {
   if (o === undefined) return;
   const ok = (v: unknown): boolean => typeof v === "number" && Number.isInteger(v) && v >= 0 && v < 0xffffffff;
   if (typeof o !== "object" || o === null || !ok(o.uid) || !ok(o.gid)) {
-    throw new FilesystemError("INVALID_OPTIONS", "hostOwner must be { uid, gid } with integers in [0, 2^32-1)");
+    throw new FilesystemError("InvalidOptions", "hostOwner must be { uid, gid } with integers in [0, 2^32-1)");
   }
 }
 
@@ -233,7 +233,7 @@ function hostPolicy(owner: HostOwner | undefined, dir: string): HostPolicy {
   return { owner: hostOwner, caller: () => fuseCaller() ?? self };
 }
 
-function checkDir(p: string, code: "ROOT_NOT_FOUND" | "MOUNTPOINT_INVALID", what: string): string {
+function checkDir(p: string, code: "RootNotFound" | "MountpointInvalid", what: string): string {
   const abs = path.resolve(p);
   let st: fs.Stats;
   try {
@@ -298,7 +298,7 @@ class FuseMount extends EventEmitter implements MountHandle {
       return;
     }
     if (present) return;
-    const error = new FilesystemError("EXTERNAL_UNMOUNT", `${this.mountpoint} was unmounted by someone else (fusermount -u?)`);
+    const error = new FilesystemError("ExternalUnmount", `${this.mountpoint} was unmounted by someone else (fusermount -u?)`);
     this.finish({ external: true, error });
     releaseNativeThread(this.fuse);
     if (this.listenerCount("error") > 0) this.emit("error", error);
@@ -324,7 +324,7 @@ class FuseMount extends EventEmitter implements MountHandle {
     } catch (cause) {
       if (findMount(readMountTable(), this.mountpoint)?.source === "iii-fs") {
         this.state = "mounted";
-        throw new FilesystemError("UNMOUNT_FAILED", `could not unmount ${this.mountpoint}`, { cause });
+        throw new FilesystemError("UnmountFailed", `could not unmount ${this.mountpoint}`, { cause });
       }
       releaseNativeThread(this.fuse);
     }
@@ -341,35 +341,35 @@ class FuseMount extends EventEmitter implements MountHandle {
  * resolves once the kernel has sent INIT, i.e. the mount is usable.
  */
 export async function mountPassthrough(options: MountOptions): Promise<MountHandle> {
-  if (!options || typeof options.mountpoint !== "string") throw new FilesystemError("INVALID_OPTIONS", "mountpoint is required");
+  if (!options || typeof options.mountpoint !== "string") throw new FilesystemError("InvalidOptions", "mountpoint is required");
   checkHostOwner(options.hostOwner);
   const isolation = options.isolation ?? "auto";
   if (isolation === "process" || (isolation === "auto" && findServerScript() !== null)) return mountInChild(options);
   if ((options.root === undefined) === (options.layers === undefined)) {
-    throw new FilesystemError("INVALID_OPTIONS", "exactly one of root or layers is required");
+    throw new FilesystemError("InvalidOptions", "exactly one of root or layers is required");
   }
   const avail = fuseAvailable();
-  if (!avail.ok) throw new FilesystemError("FUSE_UNAVAILABLE", avail.reason);
+  if (!avail.ok) throw new FilesystemError("FuseUnavailable", avail.reason);
 
   const mountpoint = path.resolve(options.mountpoint);
   const optionString = buildOptionString(options);
   await cleanupStaleMount(mountpoint);
-  checkDir(mountpoint, "MOUNTPOINT_INVALID", "mountpoint");
+  checkDir(mountpoint, "MountpointInvalid", "mountpoint");
 
   let tree: Tree;
   if (options.layers) {
-    const lower = checkDir(options.layers.lower, "ROOT_NOT_FOUND", "lower layer");
-    const upper = checkDir(options.layers.upper, "ROOT_NOT_FOUND", "upper layer");
-    if (lower === upper) throw new FilesystemError("INVALID_OPTIONS", "lower and upper must be different directories");
+    const lower = checkDir(options.layers.lower, "RootNotFound", "lower layer");
+    const upper = checkDir(options.layers.upper, "RootNotFound", "upper layer");
+    if (lower === upper) throw new FilesystemError("InvalidOptions", "lower and upper must be different directories");
     tree = new LayeredTree(lower, upper, hostPolicy(options.hostOwner, upper));
   } else {
-    const root = checkDir(options.root as string, "ROOT_NOT_FOUND", "root");
+    const root = checkDir(options.root as string, "RootNotFound", "root");
     tree = new PassthroughTree(root, hostPolicy(options.hostOwner, root));
   }
   for (const dir of [options.root, options.layers?.lower, options.layers?.upper]) {
     if (dir && isAtOrInside(mountpoint, path.resolve(dir))) {
       tree.close();
-      throw new FilesystemError("INVALID_OPTIONS", `mountpoint ${mountpoint} must not be inside the served directory ${dir}`);
+      throw new FilesystemError("InvalidOptions", `mountpoint ${mountpoint} must not be inside the served directory ${dir}`);
     }
   }
   let virtual: VirtualFiles;
@@ -382,7 +382,7 @@ export async function mountPassthrough(options: MountOptions): Promise<MountHand
   if (options.stableInodes && !enableIno64()) {
     virtual.close();
     tree.close();
-    throw new FilesystemError("INVALID_OPTIONS", "stableInodes needs the preloaded shim (dist/libiii-setattr-shim.so, isolation \"process\")");
+    throw new FilesystemError("InvalidOptions", "stableInodes needs the preloaded shim (dist/libiii-setattr-shim.so, isolation \"process\")");
   }
   const guest = new GuestFs(tree, virtual, options.readOnly ?? false, options.stableInodes ?? false);
   guest.linkGroups = enableLinkGroups();
@@ -399,7 +399,7 @@ export async function mountPassthrough(options: MountOptions): Promise<MountHand
     });
   } catch (cause) {
     guest.close();
-    throw new FilesystemError("MOUNT_FAILED", `could not mount on ${mountpoint}: ${(cause as Error).message}`, { cause });
+    throw new FilesystemError("MountFailed", `could not mount on ${mountpoint}: ${(cause as Error).message}`, { cause });
   }
   // libfuse 2 leaves its /dev/fuse fd and the fusermount auto_unmount socket
   // inheritable: every process spawned later (QEMU, virtiofsd...) would keep the FUSE
@@ -431,11 +431,11 @@ function isAtOrInside(p: string, dir: string): boolean {
 /** Unmounts any FUSE mount at `mountpoint` (the CLI's `iii-fs unmount`). */
 export async function unmountPath(mountpoint: string): Promise<void> {
   const abs = path.resolve(mountpoint);
-  if (!findMount(readMountTable(), abs)) throw new FilesystemError("MOUNTPOINT_INVALID", `nothing is mounted at ${abs}`);
+  if (!findMount(readMountTable(), abs)) throw new FilesystemError("MountpointInvalid", `nothing is mounted at ${abs}`);
   const r = await run("fusermount", ["-u", abs]);
   if (r.code !== 0) {
     const r2 = await run("fusermount", ["-uz", abs]);
-    if (r2.code !== 0) throw new FilesystemError("UNMOUNT_FAILED", `fusermount -u ${abs}: ${r.stderr.trim()}`);
+    if (r2.code !== 0) throw new FilesystemError("UnmountFailed", `fusermount -u ${abs}: ${r.stderr.trim()}`);
   }
 }
 
@@ -457,7 +457,7 @@ export function setattrShimPath(): string | null {
 
 function serverScript(): string {
   const p = findServerScript();
-  if (!p) throw new FilesystemError("MOUNT_FAILED", "dist/server.js is missing: build @iii/filesystem first");
+  if (!p) throw new FilesystemError("MountFailed", "dist/server.js is missing: build @iii/filesystem first");
   return p;
 }
 
@@ -488,12 +488,12 @@ class ChildMount extends EventEmitter implements MountHandle {
       if (m.type === "memory") this.memoryWaiters.shift()?.resolve(m.memory);
       if (m.type === "stats") this.lastStats = m.stats;
       else if (m.type === "unmounted" && m.external) {
-        this.finish({ external: true, error: new FilesystemError(m.code ?? "EXTERNAL_UNMOUNT", m.message ?? "unmounted externally") });
+        this.finish({ external: true, error: new FilesystemError(m.code ?? "ExternalUnmount", m.message ?? "unmounted externally") });
       }
     });
     child.on("exit", (code, signal) => {
       if (this.state === "gone") return;
-      const error = new FilesystemError("SERVER_EXITED", `the FUSE server process for ${mountpoint} exited (${signal ?? `code ${code}`})`);
+      const error = new FilesystemError("ServerExited", `the FUSE server process for ${mountpoint} exited (${signal ?? `code ${code}`})`);
       this.finish(this.state === "unmounting" ? { external: false } : { external: true, error });
     });
   }
@@ -504,7 +504,7 @@ class ChildMount extends EventEmitter implements MountHandle {
 
   memoryAfterGc(): Promise<ServerMemory> {
     if (this.state !== "mounted" || !this.child.connected) {
-      return Promise.reject(new FilesystemError("SERVER_EXITED", `the FUSE server for ${this.mountpoint} is not running`));
+      return Promise.reject(new FilesystemError("ServerExited", `the FUSE server for ${this.mountpoint} is not running`));
     }
     return new Promise((resolve, reject) => {
       this.memoryWaiters.push({ resolve, reject });
@@ -519,7 +519,7 @@ class ChildMount extends EventEmitter implements MountHandle {
   private finish(reason: UnmountReason): void {
     if (this.state === "gone") return;
     this.state = "gone";
-    for (const w of this.memoryWaiters.splice(0)) w.reject(new FilesystemError("SERVER_EXITED", `the FUSE server for ${this.mountpoint} is gone`));
+    for (const w of this.memoryWaiters.splice(0)) w.reject(new FilesystemError("ServerExited", `the FUSE server for ${this.mountpoint} is gone`));
     this.resolveClosed(reason);
     this.emit("unmounted", reason);
     if (reason.external && this.listenerCount("error") > 0) this.emit("error", reason.error);
@@ -549,7 +549,7 @@ async function mountInChild(options: MountOptions): Promise<MountHandle> {
   const child = spawn(process.execPath, [server], { cwd: "/", env, stdio: ["ignore", "inherit", "inherit", "ipc"], serialization: "advanced" });
   try {
     await new Promise<void>((resolve, reject) => {
-      const onExit = (code: number | null): void => reject(new FilesystemError("MOUNT_FAILED", `FUSE server exited (${code}) before mounting`));
+      const onExit = (code: number | null): void => reject(new FilesystemError("MountFailed", `FUSE server exited (${code}) before mounting`));
       child.once("exit", onExit);
       child.on("message", function onMessage(m: ServerMessage) {
         if (m.type === "mounted") {

@@ -110,8 +110,8 @@ export interface GuestConfig {
 }
 
 export class ContractError extends Error {
-  readonly code = "BAD_ENV";
-  readonly exitCode = ExitCode.BAD_ENV;
+  readonly code = "BadEnv";
+  readonly exitCode = ExitCode.BadEnv;
   constructor(
     readonly variable: string,
     readonly value: string | undefined,

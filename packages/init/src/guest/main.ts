@@ -103,7 +103,7 @@ function mountPseudoFilesystems(l: Libc, clock: BootClock): void {
         mkdirSync(m.target, { recursive: true, mode: 0o755 });
         l.mount(m.source, m.target, m.fstype, m.flags, m.data);
       } catch (err) {
-        throw new InitError("MOUNT_ROOT", `mount ${m.target} (${m.fstype})`, (err as Error).message, { cause: err });
+        throw new InitError("MountRoot", `mount ${m.target} (${m.fstype})`, (err as Error).message, { cause: err });
       }
     });
   }
@@ -127,7 +127,7 @@ function mountShares(l: Libc, config: GuestConfig, clock: BootClock): void {
         mkdirSync(share.path, { recursive: true });
         l.mount(share.tag, share.path, "virtiofs", (share.readOnly ? MS.RDONLY : 0) | MS.RELATIME, null);
       } catch (err) {
-        throw new InitError("MOUNT_SHARE", `mount share ${share.tag} at ${share.path}`, (err as Error).message, { cause: err });
+        throw new InitError("MountShare", `mount share ${share.tag} at ${share.path}`, (err as Error).message, { cause: err });
       }
     });
   }
@@ -208,7 +208,7 @@ function hasChildren(): boolean {
 }
 
 async function fail(rt: Runtime, err: unknown): Promise<never> {
-  let code: number = ExitCode.INTERNAL;
+  let code: number = ExitCode.InitInternal;
   let message: string;
   if (err instanceof ContractError) {
     code = err.exitCode;
@@ -367,7 +367,7 @@ async function boot(rt: Runtime, clock: BootClock, env: NodeJS.ProcessEnv): Prom
       try {
         configureInterface(nodeNetPlatform(l), "eth0", { ip: net.ip, netmask: net.netmask, gateway: net.gateway, mtu: net.mtu });
       } catch (err) {
-        throw new InitError("NETWORK", "configure eth0", (err as Error).message, { cause: err });
+        throw new InitError("NetworkSetup", "configure eth0", (err as Error).message, { cause: err });
       }
     });
   }
@@ -383,13 +383,13 @@ async function boot(rt: Runtime, clock: BootClock, env: NodeJS.ProcessEnv): Prom
       // the hard limit cannot be raised: use what is allowed and say so.
       const hard = (err as SysError).errnoName === "EPERM" ? l.getrlimit(RLIMIT_NOFILE).hard : -1;
       if (hard < 0) {
-        throw new InitError("RLIMIT", `setrlimit RLIMIT_NOFILE=${config.nofile}`, (err as Error).message, { cause: err });
+        throw new InitError("Rlimit", `setrlimit RLIMIT_NOFILE=${config.nofile}`, (err as Error).message, { cause: err });
       }
       const n = Math.min(config.nofile, hard);
       try {
         l.setrlimit(RLIMIT_NOFILE, n, hard);
       } catch (err2) {
-        throw new InitError("RLIMIT", `setrlimit RLIMIT_NOFILE=${n}`, (err2 as Error).message, { cause: err2 });
+        throw new InitError("Rlimit", `setrlimit RLIMIT_NOFILE=${n}`, (err2 as Error).message, { cause: err2 });
       }
       clock.warn("rlimit", start, `RLIMIT_NOFILE ${config.nofile} not permitted (EPERM), using ${n}`);
     }
@@ -422,7 +422,7 @@ async function boot(rt: Runtime, clock: BootClock, env: NodeJS.ProcessEnv): Prom
     } catch (err) {
       const detail =
         err instanceof UserResolveError ? err.message : (err as NodeJS.ErrnoException).code === "ENOENT" ? `workdir ${config.workdir} does not exist` : (err as Error).message;
-      throw new InitError("WORKLOAD_SETUP", "workload user/workdir", detail, { cause: err });
+      throw new InitError("WorkloadSetup", "workload user/workdir", detail, { cause: err });
     }
   });
   const workloadEnv = envForUser(config.workloadEnv, user, { TERM: config.workloadEnv.TERM ?? "linux" });
@@ -439,7 +439,7 @@ async function boot(rt: Runtime, clock: BootClock, env: NodeJS.ProcessEnv): Prom
     try {
       return (await workload.start()).done;
     } catch (err) {
-      if (err instanceof SpawnError) throw new InitError("SPAWN", "spawn workload", err.message, { cause: err });
+      if (err instanceof SpawnError) throw new InitError("Spawn", "spawn workload", err.message, { cause: err });
       throw err;
     }
   };

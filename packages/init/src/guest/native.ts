@@ -14,12 +14,15 @@ type Koffi = typeof KoffiNs;
 export class SysError extends Error {
   readonly errno: number;
   readonly errnoName: string;
+  /** The errno name, like Node's ErrnoException.code (and the static init's SysError). */
+  readonly code: string;
   constructor(call: string, errno: number) {
     const name = errnoName(errno);
     super(`${call} failed: ${name} (errno ${errno})`);
     this.name = "SysError";
     this.errno = errno;
     this.errnoName = name;
+    this.code = name;
   }
 }
 

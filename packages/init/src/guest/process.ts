@@ -82,6 +82,7 @@ export function killGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
 }
 
 export class SpawnError extends Error {
+  readonly code = "SpawnFailed";
   constructor(
     readonly argv0: string,
     readonly errnoName: string,

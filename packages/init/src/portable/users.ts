@@ -8,6 +8,7 @@ export interface ResolvedUser {
 }
 
 export class UserResolveError extends Error {
+  readonly code = "UserUnresolved";
   constructor(message: string) {
     super(message);
     this.name = "UserResolveError";

@@ -40,7 +40,7 @@ export interface ControlChannelEvents {
 }
 
 export class ChannelClosedError extends Error {
-  readonly code = "CHANNEL_CLOSED";
+  readonly code = "ChannelClosed";
   constructor() {
     super("control channel closed");
     this.name = "ChannelClosedError";

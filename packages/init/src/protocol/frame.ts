@@ -65,7 +65,7 @@ export interface Frame {
 }
 
 export class ProtocolError extends Error {
-  readonly code = "PROTOCOL";
+  readonly code = "ProtocolViolation";
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = "ProtocolError";

@@ -58,7 +58,7 @@ export interface ExecSession {
 }
 
 export class ProtocolVersionError extends Error {
-  readonly code = "PROTOCOL_VERSION";
+  readonly code = "ProtocolVersion";
   constructor(readonly guestVersion: number) {
     super(`guest speaks control protocol ${guestVersion}, host speaks ${PROTOCOL_VERSION}`);
   }

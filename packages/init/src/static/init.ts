@@ -99,7 +99,7 @@ function mountPseudoFilesystems(clock: BootClock): void {
         mkdirp(m.target);
         check(`mount ${m.target}`, sys.mount(m.source, m.target, m.fstype, m.flags, m.data));
       } catch (err) {
-        throw new InitError("MOUNT_ROOT", `mount ${m.target} (${m.fstype})`, (err as Error).message, { cause: err });
+        throw new InitError("MountRoot", `mount ${m.target} (${m.fstype})`, (err as Error).message, { cause: err });
       }
     });
   }
@@ -169,7 +169,7 @@ async function finish(rt: Runtime, exitCode: number): Promise<never> {
 }
 
 async function fail(rt: Runtime, err: unknown): Promise<never> {
-  let code: number = ExitCode.INTERNAL;
+  let code: number = ExitCode.InitInternal;
   let message: string;
   if (err instanceof ContractError) {
     code = err.exitCode;
@@ -277,7 +277,7 @@ async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>):
           mkdirp(share.path);
           check(`mount ${share.path}`, sys.mount(share.tag, share.path, "virtiofs", (share.readOnly ? MS.RDONLY : 0) | MS.RELATIME, null));
         } catch (err) {
-          throw new InitError("MOUNT_SHARE", `mount share ${share.tag} at ${share.path}`, (err as Error).message, { cause: err });
+          throw new InitError("MountShare", `mount share ${share.tag} at ${share.path}`, (err as Error).message, { cause: err });
         }
       });
     }
@@ -336,7 +336,7 @@ async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>):
       try {
         configureInterface(net, "eth0", { ip: n.ip, netmask: n.netmask, gateway: n.gateway, mtu: n.mtu });
       } catch (err) {
-        throw new InitError("NETWORK", "configure eth0", (err as Error).message, { cause: err });
+        throw new InitError("NetworkSetup", "configure eth0", (err as Error).message, { cause: err });
       }
     });
   }
@@ -347,11 +347,11 @@ async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>):
     if (r === 0) clock.timings.push({ step: "rlimit", ms: round(os.now() - start), status: "ok" });
     else {
       const cur = sys.getrlimit(RLIMIT_NOFILE);
-      if (-r !== 1 || typeof cur === "number") throw new InitError("RLIMIT", `setrlimit RLIMIT_NOFILE=${config.nofile}`, new SysError("setrlimit", r).message);
+      if (-r !== 1 || typeof cur === "number") throw new InitError("Rlimit", `setrlimit RLIMIT_NOFILE=${config.nofile}`, new SysError("setrlimit", r).message);
       const hard = cur[1] < 0 ? config.nofile : cur[1];
       const n = Math.min(config.nofile, hard);
       r = sys.setrlimit(RLIMIT_NOFILE, n, hard);
-      if (r < 0) throw new InitError("RLIMIT", `setrlimit RLIMIT_NOFILE=${n}`, new SysError("setrlimit", r).message);
+      if (r < 0) throw new InitError("Rlimit", `setrlimit RLIMIT_NOFILE=${n}`, new SysError("setrlimit", r).message);
       clock.warn("rlimit", start, `RLIMIT_NOFILE ${config.nofile} not permitted (EPERM), using ${n}`);
     }
   }
@@ -379,7 +379,7 @@ async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>):
       if (u.uid !== 0) check("chown /run", sys.chown("/run", u.uid, u.gid));
       return u;
     } catch (err) {
-      throw new InitError("WORKLOAD_SETUP", "workload user/workdir", (err as Error).message, { cause: err instanceof UserResolveError ? undefined : err });
+      throw new InitError("WorkloadSetup", "workload user/workdir", (err as Error).message, { cause: err instanceof UserResolveError ? undefined : err });
     }
   });
   const workloadEnv: Record<string, string> = { ...config.workloadEnv };
@@ -435,7 +435,7 @@ async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>):
       for (const fd of fds) os.close(fd);
       const e = typeof r === "number" ? r : r[0];
       const where = typeof r !== "number" && r[1] === 1 ? "joining its cgroup: " : "";
-      throw new InitError("SPAWN", "spawn workload", `${config.argv[0]}: ${where}${sys.errnoName(e)} (${sys.strerror(e)})`);
+      throw new InitError("Spawn", "spawn workload", `${config.argv[0]}: ${where}${sys.errnoName(e)} (${sys.strerror(e)})`);
     }
     const pid = r;
     const proc = { pid, requested: false, escalated: false, escalation: null as unknown };

@@ -11,6 +11,7 @@ import { decodeOutput, type ClientControl, type ExecCreateRequest, type ExitFram
 const { request } = createRequire(import.meta.url)("node:http") as typeof Http;
 
 export class ApiError extends Error {
+  readonly code = "ApiRequestFailed";
   constructor(
     readonly status: number,
     message: string,

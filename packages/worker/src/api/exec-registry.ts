@@ -25,6 +25,7 @@ interface Attachment {
 }
 
 export class ExecConflictError extends Error {
+  readonly code = "ExecConflict";
   readonly status = 409;
 }
 

@@ -21,12 +21,15 @@ export interface ApiServerDeps {
 
 const MAX_BODY_BYTES = 1024 * 1024;
 
+/** A refused request: answered with `status` and `{ error: message }`; never leaves the server. */
 class HttpError extends Error {
+  readonly code = "HttpRequestRejected";
   constructor(
     readonly status: number,
     message: string,
   ) {
     super(message);
+    this.name = "HttpError";
   }
 }
 
@@ -45,13 +48,14 @@ async function readBody(req: IncomingMessage): Promise<Record<string, unknown>> 
     chunks.push(chunk as Buffer);
   }
   if (size === 0) return {};
+  let value: unknown;
   try {
-    const value = JSON.parse(Buffer.concat(chunks).toString("utf8")) as unknown;
-    if (value === null || typeof value !== "object" || Array.isArray(value)) throw new Error("not an object");
-    return value as Record<string, unknown>;
+    value = JSON.parse(Buffer.concat(chunks).toString("utf8"));
   } catch (error) {
     throw new HttpError(400, `body is not a JSON object: ${(error as Error).message}`);
   }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) throw new HttpError(400, "body is not a JSON object: not an object");
+  return value as Record<string, unknown>;
 }
 
 function parseExecRequest(body: Record<string, unknown>): ExecCreateRequest {

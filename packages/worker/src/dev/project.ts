@@ -165,15 +165,18 @@ async function inferNode(
 ): Promise<Pick<DevProject, "packageManager" | "scripts">> {
   let pkg: PackageJson | undefined;
   if (packageJsonText !== undefined) {
+    let parsed: unknown;
     try {
-      const parsed: unknown = JSON.parse(packageJsonText);
-      if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("not an object");
-      pkg = parsed as PackageJson;
+      parsed = JSON.parse(packageJsonText);
     } catch (error) {
       throw new DevProjectError("InvalidManifest", `${join(root, "package.json")}: ${(error as Error).message}`, {
         cause: error,
       });
     }
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+      throw new DevProjectError("InvalidManifest", `${join(root, "package.json")}: not an object`);
+    }
+    pkg = parsed as PackageJson;
   }
   const manifestManager = manifest?.runtime.packageManager;
   if (manifestManager === "pip") {

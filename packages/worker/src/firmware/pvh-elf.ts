@@ -1,3 +1,5 @@
+import { IiiError } from "../errors.js";
+
 /**
  * Wraps a flat x86-64 kernel image (what libkrunfw hands out) into a minimal ELF64 that QEMU's PVH loader
  * boots: one PT_LOAD placing the bytes at their physical load address and one PT_NOTE carrying the Xen
@@ -117,7 +119,7 @@ export interface ParsedPvhElf {
 /** Reads back the fields QEMU uses; for tests and for validating a cached kernel. */
 export function parsePvhElfHeader(bytes: Uint8Array): ParsedPvhElf {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (view.getUint32(0, false) !== 0x7f454c46 || bytes[4] !== 2 || bytes[5] !== 1) throw new Error("not a little-endian ELF64 file");
+  if (view.getUint32(0, false) !== 0x7f454c46 || bytes[4] !== 2 || bytes[5] !== 1) throw new IiiError("FirmwareCorrupt", "not a little-endian ELF64 file");
   const phoff = Number(view.getBigUint64(32, true));
   const phentsize = view.getUint16(54, true);
   const phnum = view.getUint16(56, true);

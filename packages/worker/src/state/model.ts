@@ -163,7 +163,10 @@ export function emptyNetwork(): NetworkSpec {
 
 // ---- decoding (from parsed YAML, with field paths in the errors) ----
 
-class FieldError extends Error {}
+/** A bad field of iii.workers.yaml; decodeWorkersFile turns it into StateFileCorrupt. */
+class FieldError extends Error {
+  readonly code = "StateFileCorrupt";
+}
 
 function fail(path: string, message: string): never {
   throw new FieldError(`${path}: ${message}`);

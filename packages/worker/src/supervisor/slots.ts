@@ -2,6 +2,7 @@ import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { isSameProcessAlive } from "../host/process-identity.js";
 import { readJson, type VmRecord } from "../status.js";
+import { IiiError } from "../errors.js";
 
 /**
  * The lowest network slot no live VM holds. Each VM has its own private stack, so slots only have to
@@ -17,5 +18,5 @@ export async function allocateSlot(managedRoot: string): Promise<number> {
     }
   }
   for (let slot = 0; slot <= 0xffff; slot++) if (!used.has(slot)) return slot;
-  throw new Error(`no free network slot under ${join(managedRoot)}`);
+  throw new IiiError("VmBootFailed", `no free network slot under ${join(managedRoot)}`);
 }

@@ -7,7 +7,7 @@ import type { VirtualFileSource } from "@iii/filesystem";
 import { encodeEnvFile, HostControl, type GuestSpec, type ReadyMessage, type WorkloadExitMessage } from "@iii/init";
 import { NetworkStack } from "@iii/network";
 import writeFileAtomic from "write-file-atomic";
-import { errnoCode, IiiError } from "../errors.js";
+import { errnoCode, IiiError, toIiiError } from "../errors.js";
 import { resolveKernel } from "../firmware/index.js";
 import { tryHoldFileLock, withFileLock } from "../host/file-lock.js";
 import { processStartTime } from "../host/process-identity.js";
@@ -431,7 +431,8 @@ export async function runSupervisor(name: string, projectDir: string, env: NodeJ
     log(`VM ended: ${exit.reason}`);
     return 0;
   } catch (error) {
-    const iii = error instanceof IiiError ? error : new IiiError("VmBootFailed", (error as Error).message, { cause: error });
+    // Another package's typed error (FilesystemError, NetworkError) keeps its code to the CLI line.
+    const iii = toIiiError(error, "VmBootFailed");
     log(`failed: ${iii.message}${errnoCode(error) ? ` (${errnoCode(error)})` : ""}\n${(error as Error).stack ?? ""}`);
     const startFailed = iii.code === "WorkloadStartFailed";
     // Init's last words (the failed spawn, its exit) reach the console while QEMU is still going down.

@@ -1,4 +1,5 @@
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { IiiError } from "../errors.js";
 
 /** The last `maxBytes` of a file (from `fromOffset` on) as text; empty when it does not exist. */
 export function readTail(path: string, maxBytes = 4096, fromOffset = 0): string {
@@ -69,8 +70,8 @@ export async function waitForLine(
         }
       }
       const stopped = options.stop?.();
-      if (stopped !== undefined) throw new Error(stopped);
-      if (performance.now() - started > options.timeoutMs) throw new Error(`no matching line in ${path} after ${options.timeoutMs} ms`);
+      if (stopped !== undefined) throw new IiiError("VmBootFailed", stopped);
+      if (performance.now() - started > options.timeoutMs) throw new IiiError("VmBootFailed", `no matching line in ${path} after ${options.timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, options.intervalMs ?? 5));
     }
   } finally {

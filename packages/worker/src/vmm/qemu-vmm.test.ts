@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { isIiiError, type ErrorCode } from "../errors.js";
+import { isIiiError, type IiiError } from "../errors.js";
 import { QemuVmm, type QemuVmmOptions } from "./qemu-vmm.js";
 
 const dir = mkdtempSync(join(tmpdir(), "iii-qvmm-"));
@@ -31,7 +31,7 @@ function options(overrides: Partial<QemuVmmOptions> = {}): QemuVmmOptions {
   };
 }
 
-async function prepareError(overrides: Partial<QemuVmmOptions>): Promise<{ code: ErrorCode | undefined; message: string }> {
+async function prepareError(overrides: Partial<QemuVmmOptions>): Promise<{ code: IiiError["code"] | undefined; message: string }> {
   const error = await new QemuVmm(options(overrides)).prepare().then(
     () => undefined,
     (e: unknown) => e,

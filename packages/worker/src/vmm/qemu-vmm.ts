@@ -81,13 +81,13 @@ export class QemuVmm implements Vmm {
 
   /** The accel in use (after prepare()). */
   get accel(): AccelChoice {
-    if (!this.accelChoice) throw new Error("QemuVmm.prepare() has not run");
+    if (!this.accelChoice) throw new IiiError("Internal", "QemuVmm.prepare() has not run");
     return this.accelChoice;
   }
 
   /** `[qemu binary, ...argv]` (after prepare()). */
   get qemuCommand(): string[] {
-    if (!this.argv || !this.qemuBin) throw new Error("QemuVmm.prepare() has not run");
+    if (!this.argv || !this.qemuBin) throw new IiiError("Internal", "QemuVmm.prepare() has not run");
     return [this.qemuBin, ...this.argv];
   }
 
@@ -183,7 +183,7 @@ export class QemuVmm implements Vmm {
 
   async start(): Promise<void> {
     await this.prepare();
-    if (this.qemu) throw new Error(`VM ${this.config.name} was already started`);
+    if (this.qemu) throw new IiiError("Internal", `VM ${this.config.name} was already started`);
     this.startedAt = performance.now();
     const timeoutMs = this.config.startTimeoutMs ?? 10_000;
     try {
@@ -242,7 +242,7 @@ export class QemuVmm implements Vmm {
   }
 
   wait(): Promise<VmExit> {
-    if (!this.exitPromise) return Promise.reject(new Error(`VM ${this.config.name} was not started`));
+    if (!this.exitPromise) return Promise.reject(new IiiError("VmNotRunning", `VM ${this.config.name} was not started`));
     return this.exitPromise;
   }
 

@@ -1,4 +1,5 @@
 import { connect, type Socket } from "node:net";
+import { IiiError } from "../errors.js";
 
 export interface QmpEvent {
   event: string;
@@ -73,7 +74,7 @@ export class QmpClient {
             if (!waiter) continue;
             if ("error" in message) {
               const err = message.error as { class?: string; desc?: string };
-              waiter.reject(new Error(`QMP ${err.class ?? "error"}: ${err.desc ?? line}`));
+              waiter.reject(new IiiError("QmpFailed", `QMP ${err.class ?? "error"}: ${err.desc ?? line}`));
             } else {
               waiter.resolve(message.return);
             }
@@ -81,18 +82,18 @@ export class QmpClient {
         }
       });
       socket.once("close", () => {
-        if (!greeted) reject(new Error("QMP socket closed before the greeting"));
+        if (!greeted) reject(new IiiError("QmpFailed", "QMP socket closed before the greeting"));
       });
     });
   }
 
   private onClose(): void {
-    this.closedError = new Error("QMP connection closed");
+    this.closedError = new IiiError("QmpFailed", "QMP connection closed");
     for (const waiter of this.pending.splice(0)) waiter.reject(this.closedError);
   }
 
   execute(command: string, args?: Record<string, unknown>): Promise<unknown> {
-    if (!this.socket || this.closedError) return Promise.reject(this.closedError ?? new Error("QMP not connected"));
+    if (!this.socket || this.closedError) return Promise.reject(this.closedError ?? new IiiError("QmpFailed", "QMP not connected"));
     return new Promise((resolve, reject) => {
       this.pending.push({ resolve, reject });
       this.socket!.write(`${JSON.stringify(args ? { execute: command, arguments: args } : { execute: command })}\n`);

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { FilesystemError } from "@iii/filesystem";
 import { NetworkError, PolicyDeniedError } from "@iii/network";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { describeError, IiiError } from "../../src/errors.js";
+import { describeError, isErrorCode, toIiiError, IiiError } from "../../src/errors.js";
 import { runWorkerCli } from "../helpers.js";
 
 let dir: string;
@@ -89,7 +89,7 @@ describe("every error is one line with its stable code", () => {
 
 describe("describeError", () => {
   it("keeps the codes of other packages' typed errors (exit 1), and Node's errno codes", () => {
-    expect(describeError(new FilesystemError("MOUNT_FAILED", "fusermount: failed"))).toEqual({ code: "MOUNT_FAILED", message: "fusermount: failed", exitCode: 1 });
+    expect(describeError(new FilesystemError("MountFailed", "fusermount: failed"))).toEqual({ code: "MountFailed", message: "fusermount: failed", exitCode: 1 });
     expect(describeError(new NetworkError("TransportError", "socket closed"))).toEqual({ code: "TransportError", message: "socket closed", exitCode: 1 });
     expect(describeError(new PolicyDeniedError("10.0.0.1:80 denied", "deny 10.0.0.0/8")).code).toBe("PolicyDenied");
     const errno = Object.assign(new Error("EACCES: permission denied, open '/x'"), { code: "EACCES" });
@@ -103,5 +103,24 @@ describe("describeError", () => {
     expect(describeError("thrown string")).toEqual({ code: "Internal", message: "internal error: thrown string", exitCode: 70 });
     expect(describeError(new IiiError("UsageError", "bad\nthing"))).toEqual({ code: "UsageError", message: "bad thing", exitCode: 2 });
     expect(describeError(new IiiError("Internal", "oops")).exitCode).toBe(70);
+  });
+});
+
+describe("toIiiError", () => {
+  it("keeps a foreign package's code and the error as cause; an errno error or a bug takes the fallback", () => {
+    const fsError = new FilesystemError("MountpointBusy", "/m is busy");
+    const fromFs = toIiiError(fsError, "VmBootFailed");
+    expect([fromFs.code, fromFs.message, fromFs.cause, fromFs.exitCode]).toEqual(["MountpointBusy", "/m is busy", fsError, 1]);
+    expect(toIiiError(new NetworkError("InvalidConfig", "cannot publish"), "VmBootFailed").code).toBe("InvalidConfig");
+    const errno = Object.assign(new Error("EACCES: permission denied"), { code: "EACCES" });
+    expect(toIiiError(errno, "VmBootFailed")).toMatchObject({ code: "VmBootFailed", cause: errno });
+    expect(toIiiError(new TypeError("x is undefined")).code).toBe("Internal");
+    const own = new IiiError("WorkerNotFound", "no");
+    expect(toIiiError(own, "VmBootFailed")).toBe(own);
+  });
+
+  it("lets a boot report carry worker codes and packages' PascalCase codes only", () => {
+    expect(["MountFailed", "InvalidConfig", "VmBootFailed"].every(isErrorCode)).toBe(true);
+    expect(["EACCES", "MOUNT_FAILED", "ERR_X", "", 7].some(isErrorCode)).toBe(false);
   });
 });

@@ -1,4 +1,5 @@
 import { chmodSync, mkdirSync, writeFileSync, existsSync, readFileSync, copyFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { busyboxRootfs, mountsUnder, processesMentioning, Project, vmSkipReason, waitFor } from "./harness.js";
@@ -142,6 +143,24 @@ describe.skipIf(!!skip)("worker lifecycle in a real VM (vm)", () => {
     const row = JSON.parse((await p.cli(["list", "--json"])).stdout)[0];
     expect(row.lastExit).toMatchObject({ code: 137, oomKilled: true, reason: "workload killed by the out-of-memory killer" });
     expect((await p.cli(["list"])).stdout).toMatch(/hog\s+dir:\S+\s+stopped \(exit 137: killed by the out-of-memory killer\)/);
+  }, 120_000);
+
+  it("an error of @iii/network during start (a published port already taken) prints the network's own code on the CLI line", async () => {
+    const p = project();
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    try {
+      const port = (taken.address() as { port: number }).port;
+      expect((await p.cli(["add", `dir:${rootfs}`, "--name", "busy", "--port", `${port}:80`, "--", "sleep", "60"])).code).toBe(0);
+      const start = await p.cli(["start", "busy"]);
+      expect(start.code, start.stderr).toBe(1);
+      expect(start.stderr.trim().split("\n")).toHaveLength(1);
+      expect(start.stderr.trim()).toMatch(new RegExp(`^iii-worker: cannot publish 127\\.0\\.0\\.1:${port}.* \\[InvalidConfig\\]$`));
+      expect(JSON.parse((await p.cli(["list", "--json"])).stdout)[0].status).not.toBe("running");
+      expect(mountsUnder(p.home)).toEqual([]);
+    } finally {
+      taken.close();
+    }
   }, 120_000);
 
   it("bad input gives one clear line, exit 1, and no half-created state", async () => {
