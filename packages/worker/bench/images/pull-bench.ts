@@ -1,5 +1,6 @@
 // Time and peak RSS of pulling + unpacking a ~300 MB multi-layer image from a local docker-registry:
-// ensureImage (ours) vs `skopeo copy` + `umoci unpack` (baseline), same image, same run.
+// ensureImage (ours) vs `skopeo copy` + `umoci unpack` (baseline), same image, same run, interleaved rounds
+// (III_BENCH_ROUNDS, at least 3) reported as min / median / max with ratios.
 import { execFileSync, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -13,6 +14,7 @@ const targetMb = Number(process.env.III_BENCH_IMAGE_MB ?? 300);
 // The bundled script runs from a temp dir, so run.mjs passes the path of images/build.sh.
 const buildScript = process.argv[3] ?? fileURLToPath(new URL("../../../../images/build.sh", import.meta.url));
 
+/** Wall time and peak RSS (GNU time's maximum resident set size of the process, in KiB). */
 function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): { seconds: number; peakKb: number } {
   const r = spawnSync("/usr/bin/time", ["-f", "BENCH %e %M", cmd, ...args], { encoding: "utf8", maxBuffer: 64 << 20, env });
   for (const line of r.stderr.split("\n")) if (line.startsWith("[images]")) console.log(`  ${line}`);
@@ -74,25 +76,51 @@ async function main(): Promise<void> {
     const raw = JSON.parse(execFileSync(TOOLS.skopeo, ["inspect", "--raw", `oci:${layout}:latest`], { encoding: "utf8" })) as { layers: unknown[] };
     console.log(`layers: ${raw.layers.length}`);
 
-    const rows: Array<[string, number, number, number, number]> = [];
-    for (let round = 0; round < 2; round++) {
+    const rounds = Math.max(3, Number(process.env.III_BENCH_ROUNDS ?? 3));
+    const samples = { oursS: [] as number[], baseS: [] as number[], oursKb: [] as number[], baseKb: [] as number[] };
+    // Interleaved rounds, the order flipped every round, so load from the rest of the host hits both sides alike.
+    for (let round = 0; round < rounds; round++) {
       const home = join(work, `home-${round}`);
-      const ours = timed(process.execPath, [runner, ref, home, registry.host], { ...process.env, III_IMAGES_TRACE: "1" });
       const dest = join(work, `skopeo-${round}`);
-      const copy = timed(TOOLS.skopeo, ["copy", "--quiet", "--src-tls-verify=false", `docker://${ref}`, `oci:${dest}:app`]);
-      const unpack = timed(TOOLS.umoci, ["unpack", "--image", `${dest}:app`, join(work, `bundle-${round}`)]);
-      rows.push(["pull+unpack", ours.seconds, copy.seconds + unpack.seconds, ours.peakKb, Math.max(copy.peakKb, unpack.peakKb)]);
+      const bundle = join(work, `bundle-${round}`);
+      const runOurs = () => timed(process.execPath, [runner, ref, home, registry.host], { ...process.env, III_IMAGES_TRACE: round === 0 ? "1" : "" });
+      const runBase = () => {
+        const copy = timed(TOOLS.skopeo, ["copy", "--quiet", "--src-tls-verify=false", `docker://${ref}`, `oci:${dest}:app`]);
+        const unpack = timed(TOOLS.umoci, ["unpack", "--image", `${dest}:app`, bundle]);
+        return { seconds: copy.seconds + unpack.seconds, peakKb: Math.max(copy.peakKb, unpack.peakKb) };
+      };
+      let ours;
+      let base;
+      if (round % 2 === 0) {
+        ours = runOurs();
+        base = runBase();
+      } else {
+        base = runBase();
+        ours = runOurs();
+      }
+      samples.oursS.push(ours.seconds);
+      samples.baseS.push(base.seconds);
+      samples.oursKb.push(ours.peakKb);
+      samples.baseKb.push(base.peakKb);
       const size = execFileSync("du", ["-sm", join(home, "images", "sha256")], { encoding: "utf8" }).split("\t")[0];
       if (round === 0) console.log(`image: ${ref}, ${compressed} MB compressed blobs, unpacked cache ${size} MB`);
+      console.log(`round ${round + 1}: ours ${ours.seconds.toFixed(2)} s ${(ours.peakKb / 1024).toFixed(0)} MB, skopeo+umoci ${base.seconds.toFixed(2)} s ${(base.peakKb / 1024).toFixed(0)} MB`);
       await rm(home, { recursive: true, force: true });
       await rm(dest, { recursive: true, force: true });
-      await rm(join(work, `bundle-${round}`), { recursive: true, force: true });
+      await rm(bundle, { recursive: true, force: true });
     }
-    console.log("name                      ours      baseline  ratio   (baseline = skopeo copy + umoci unpack)");
-    for (const [i, [name, ours, base, oursKb, baseKb]] of rows.entries()) {
-      console.log(`${`${name} time #${i + 1}`.padEnd(26)}${`${ours.toFixed(2)}s`.padEnd(10)}${`${base.toFixed(2)}s`.padEnd(10)}${(ours / base).toFixed(2)}`);
-      console.log(`${`${name} peak RSS #${i + 1}`.padEnd(26)}${`${(oursKb / 1024).toFixed(0)}MB`.padEnd(10)}${`${(baseKb / 1024).toFixed(0)}MB`.padEnd(10)}${(oursKb / baseKb).toFixed(2)}`);
-    }
+    const stats = (values: number[]) => {
+      const sorted = [...values].sort((a, b) => a - b);
+      return { min: sorted[0]!, median: sorted[Math.floor(sorted.length / 2)]!, max: sorted[sorted.length - 1]! };
+    };
+    const ratios = (a: number[], b: number[]) => stats(a.map((v, i) => v / b[i]!));
+    const fmt = (s: { min: number; median: number; max: number }, f: (v: number) => string) => `${f(s.min)} / ${f(s.median)} / ${f(s.max)}`;
+    const mb = (kb: number) => `${(kb / 1024).toFixed(0)} MB`;
+    const sec = (s: number) => `${s.toFixed(2)} s`;
+    const x = (r: number) => `${r.toFixed(2)}x`;
+    console.log(`pull + unpack, ${rounds} interleaved rounds, min / median / max (baseline = skopeo copy + umoci unpack)`);
+    console.log(`  time      ours ${fmt(stats(samples.oursS), sec)}   baseline ${fmt(stats(samples.baseS), sec)}   ratio ${fmt(ratios(samples.oursS, samples.baseS), x)}  (target <= 0.8x)`);
+    console.log(`  peak RSS  ours ${fmt(stats(samples.oursKb), mb)}   baseline ${fmt(stats(samples.baseKb), mb)}   ratio ${fmt(ratios(samples.oursKb, samples.baseKb), x)}  (target <= 2x)`);
   } finally {
     await registry.stop();
     await rm(work, { recursive: true, force: true });

@@ -15,6 +15,7 @@ import { sha256Digest } from "./digest.js";
 import { applyLayers, type ApplyOptions } from "./layers/apply.js";
 import type { LayerLimits } from "./layers/policy.js";
 import { hostArchitecture, parseJson, parseManifestDocument, selectPlatform, type ImageManifest } from "./oci/manifest.js";
+import { takeHandedOffManifest } from "./manifest-handoff.js";
 import { createPullProgress } from "./progress.js";
 import { RegistryClient } from "./registry/client.js";
 import { lookupCredentials } from "./registry/credentials.js";
@@ -296,7 +297,8 @@ async function ensureRemote(store: ImageStore, image: string, options: EnsureIma
     env,
     signal: options.signal ? AbortSignal.any([options.signal, abort.signal]) : abort.signal,
   });
-  let fetched = await client.getManifest(ref.repository, ref.digest ?? ref.tag ?? "latest");
+  // The manifest stage: one GET, unless `add` just fetched this very manifest to look for a WASM artifact.
+  let fetched = takeHandedOffManifest(reference) ?? (await client.getManifest(ref.repository, ref.digest ?? ref.tag ?? "latest"));
   let document = parseManifestDocument(fetched.bytes, `manifest of ${reference}`, fetched.mediaType);
   if (document.kind === "index") {
     const chosen = selectPlatform(document, reference);

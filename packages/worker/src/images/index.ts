@@ -5,7 +5,7 @@
  *   oci/        manifest, index and platform parsing (pure)
  *   registry/   distribution client: auth challenges, credentials, resumable verified blob downloads
  *   sources/    oci:, oci-archive:, docker-archive: (dir: is used in place)
- *   layers/     layer policy (pure), rootfs-confined path resolution, two-pass layer application
+ *   layers/     layer policy (pure), rootfs-confined path resolution, scan (the one decompression) then apply
  *   config/     image config → ImageRuntimeConfig (User through the image's /etc/passwd), /iii/worker.yaml
  *   cache/      the on-disk store: staging + rename, tags, blobs, sweep of dead processes' leftovers
  *   ensure.ts   the orchestration; catalog.ts lists and prunes

@@ -11,6 +11,7 @@ import { isLocalSource, parseImageReference } from "./oci/reference.js";
 import { ImageStore, writeAtomic } from "./cache/store.js";
 import { sha256Digest } from "./digest.js";
 import { canonicalReference, insecureList, type PullPolicy } from "./ensure.js";
+import { handOffManifest } from "./manifest-handoff.js";
 import { parseDescriptor, parseJson, type Descriptor } from "./oci/manifest.js";
 import { RegistryClient } from "./registry/client.js";
 import { lookupCredentials } from "./registry/credentials.js";
@@ -104,17 +105,25 @@ export async function pullWasmArtifact(image: string, options: PullWasmOptions):
     insecureRegistries: await insecureList({ insecureRegistries: options.insecureRegistries ?? [], env: options.env }, options.home),
     credentials: () => lookupCredentials(ref.registry, options.home, options.env),
   });
-  let fetched = await client.getManifest(ref.repository, ref.digest ?? ref.tag ?? "latest");
-  const top = parseJson(fetched.bytes, `manifest of ${reference}`) as { manifests?: unknown };
-  if (Array.isArray(top.manifests)) {
+  const top = await client.getManifest(ref.repository, ref.digest ?? ref.tag ?? "latest");
+  let fetched = top;
+  const document = parseJson(top.bytes, `manifest of ${reference}`) as { manifests?: unknown };
+  if (Array.isArray(document.manifests)) {
     // an index: a WASM artifact is listed under a wasi platform; anything else is a container image's index
-    const entries = top.manifests.map((m, i) => parseDescriptor(m, `manifest of ${reference}.manifests[${i}]`));
+    const entries = document.manifests.map((m, i) => parseDescriptor(m, `manifest of ${reference}.manifests[${i}]`));
     const chosen = entries.find((m) => m.platform && WASM_PLATFORM_OS.has(m.platform.os) && m.platform.architecture === "wasm");
-    if (!chosen) return undefined;
+    if (!chosen) {
+      handOffManifest(reference, top);
+      return undefined;
+    }
     fetched = await client.getManifest(ref.repository, chosen.digest);
   }
   const layer = wasmArtifactLayer(fetched.bytes, `manifest of ${reference}`);
-  if (!layer) return undefined;
+  if (!layer) {
+    // a container image: ensureImage's manifest stage takes this document instead of fetching it again
+    if (fetched === top) handOffManifest(reference, top);
+    return undefined;
+  }
   await store.init();
   const path = store.blobPath(layer.digest);
   if (!(await store.hasBlob(layer.digest))) await client.downloadBlob(ref.repository, layer, path, store.partialDir);

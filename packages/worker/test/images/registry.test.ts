@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureImage, listImages, loginRegistry, pruneImages } from "../../src/images/index.js";
+import { pullWasmArtifact } from "../../src/images/wasm-artifact.js";
 import { LAYERED } from "./fixtures/images.js";
 import { writeLayout, writeMultiArchLayout, type ImageSpec } from "./fixtures/oci-writer.js";
 import { missingTools, skopeoPush, startRegistry, type TestRegistry } from "./fixtures/registry.js";
@@ -90,6 +91,20 @@ describe.skipIf(missing !== undefined)("pulling from a real registry (docker-reg
     expect(always).toMatchObject({ digest: image.digest, cached: true });
     expect(plain.blobGets()).toBe(gets);
     expect(plain.log().slice(log)).toMatch(/GET \/v2\/test\/app\/manifests\/1/);
+  });
+
+  it("`add`'s WASM-artifact check and the image pull that follows share one manifest GET", async () => {
+    const home = await freshHome("wasm-check");
+    const manifestGets = (from: number) => (plain.log().slice(from).match(/"GET \/v2\/test\/app\/manifests\/1 HTTP\/1\.1" 200/g) ?? []).length;
+    const log = plain.log().length;
+    const ref = `${plain.host}/test/app:1`;
+    expect(await pullWasmArtifact(ref, { home, env: {}, pull: "missing", insecureRegistries: [plain.host] })).toBeUndefined();
+    const image = await ensureImage(ref, { home, insecureRegistries: [plain.host] });
+    expect(image.cached).toBe(false);
+    expect(manifestGets(log)).toBe(1);
+    // a later pull=always asks the registry again (the handed-off document is used once)
+    await ensureImage(ref, { home, insecureRegistries: [plain.host], pull: "always" });
+    expect(manifestGets(log)).toBe(2);
   });
 
   it("picks up a retagged :latest with pull=always, and prune removes only unreferenced images", async () => {

@@ -17,29 +17,19 @@ import {
   utimesSync,
   writeSync,
 } from "node:fs";
-import { readdir, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
 import { promisify } from "node:util";
-import { extract as tarExtract } from "tar-stream";
-import { IiiError } from "../../errors.js";
-import { newSha256 } from "../digest.js";
 import { openLayerFile, type LayerCompression } from "./decompress.js";
-import { DEFAULT_LAYER_LIMITS, LayerBudget, layerRejected, planEntry, type LayerLimits, type PlannedEntry, type TarHeaderLike } from "./policy.js";
+import { DEFAULT_LAYER_LIMITS, LayerBudget, layerRejected, planEntry, type LayerLimits, type PlannedEntry } from "./policy.js";
 import { RootResolver } from "./safe-root.js";
+import { scanLayer, type LayerSource, type ScannedLayer } from "./scan.js";
+import { forEachEntry, wrapReadError } from "./tar-entries.js";
+
+export { scanLayer, type LayerSource, type ScannedLayer } from "./scan.js";
 
 const execFileAsync = promisify(execFile);
-
-export interface LayerSource {
-  /** Path of the (possibly compressed) layer blob. */
-  path: string;
-  /** Expected blob digest; checked while scanning unless `verified`. */
-  digest?: string;
-  /** The blob was verified against `digest` when it was stored (registry downloads): skip hashing it again. */
-  verified?: boolean;
-  /** Expected uncompressed digest (the image config's rootfs.diff_ids entry); checked while scanning. */
-  diffId?: string;
-}
 
 export interface ApplyOptions {
   limits?: Partial<LayerLimits>;
@@ -64,77 +54,6 @@ export function layerLabel(index: number, count: number, digest?: string): strin
 
 const canChown = typeof process.getuid === "function" && process.getuid() === 0;
 
-async function forEachEntry(
-  tar: Readable,
-  signal: AbortSignal | undefined,
-  visit: (header: TarHeaderLike, body: Readable) => Promise<void>,
-): Promise<void> {
-  const extractor = tarExtract();
-  tar.on("error", (error) => extractor.destroy(error));
-  tar.pipe(extractor);
-  const abort = () => extractor.destroy(signal?.reason instanceof Error ? signal.reason : new Error("aborted"));
-  signal?.addEventListener("abort", abort, { once: true });
-  try {
-    signal?.throwIfAborted();
-    for await (const entry of extractor) {
-      await visit(entry.header as unknown as TarHeaderLike, entry as unknown as Readable);
-    }
-  } finally {
-    signal?.removeEventListener("abort", abort);
-    tar.unpipe(extractor);
-    tar.destroy();
-  }
-}
-
-function wrapReadError(error: unknown, label: string): unknown {
-  if (error instanceof IiiError) return error;
-  return new IiiError("ImageInvalid", `${label}: cannot read the layer: ${(error as Error).message}`, { cause: error });
-}
-
-/**
- * Pass 1: reads every header and checks paths, entry count, sizes and depth (and the blob and diff digests)
- * before anything touches the disk, so a hostile layer is refused without creating a million files first.
- */
-export async function scanLayer(
-  source: LayerSource,
-  label: string,
-  budget: LayerBudget,
-  options: ApplyOptions = {},
-): Promise<{ compression: LayerCompression; entries: number }> {
-  const limits = { ...DEFAULT_LAYER_LIMITS, ...options.limits };
-  const opened = await openLayerFile(source.path);
-  const blobHash = newSha256();
-  const diffHash = newSha256();
-  const hashBlob = source.digest !== undefined && !source.verified;
-  if (hashBlob) opened.raw.on("data", (chunk: Buffer) => blobHash.update(chunk));
-  opened.tar.on("data", (chunk: Buffer) => diffHash.update(chunk));
-  budget.startLayer();
-  let entries = 0;
-  try {
-    await forEachEntry(opened.tar, options.signal, async (header, body) => {
-      const planned = planEntry(header, { limits, keepSetuid: options.keepSetuid ?? false, label });
-      budget.account(planned, label);
-      entries += 1;
-      body.resume();
-      await new Promise<void>((resolve, reject) => {
-        body.on("end", resolve);
-        body.on("error", reject);
-      });
-    });
-  } catch (error) {
-    throw wrapReadError(error, label);
-  }
-  // tar-stream consumes everything after the end-of-archive blocks too, so both hashes cover the whole blob.
-  const check = (expected: string | undefined, actual: string, what: string) => {
-    if (expected && expected !== actual) {
-      throw new IiiError("ImageInvalid", `${label}: ${what} mismatch: expected ${expected}, got ${actual}`);
-    }
-  };
-  if (hashBlob) check(source.digest, `sha256:${blobHash.digest("hex")}`, "blob digest");
-  check(source.diffId, `sha256:${diffHash.digest("hex")}`, "uncompressed layer digest (diff_id)");
-  return { compression: opened.compression, entries };
-}
-
 /** State shared by the layers of one image: the resolver keeps its cache of known directories. */
 export class RootfsBuilder {
   readonly resolver: RootResolver;
@@ -144,14 +63,17 @@ export class RootfsBuilder {
     if (readdirSync(root).length === 0) this.resolver.freshDirs.add("");
   }
 
-  /** Pass 2: applies one scanned layer. Every policy check runs again; the scan is an early-out, not a trust boundary. */
-  async applyLayer(source: LayerSource, label: string, options: ApplyOptions = {}): Promise<LayerReport> {
+  /**
+   * Pass 2: applies one layer; given its scan, from the uncompressed tar the scan left (no second decompression).
+   * Every policy check runs again; the scan is an early-out, not a trust boundary.
+   */
+  async applyLayer(source: LayerSource, label: string, options: ApplyOptions = {}, scanned?: ScannedLayer): Promise<LayerReport> {
     const limits = { ...DEFAULT_LAYER_LIMITS, ...options.limits };
     const keepSetuid = options.keepSetuid ?? false;
-    const opened = await openLayerFile(source.path);
+    const opened = scanned ? await openLayerFile(scanned.tarPath, scanned.spilled ? "none" : scanned.compression) : await openLayerFile(source.path);
     if (options.onBytes) opened.raw.on("data", (chunk: Buffer) => options.onBytes!(chunk.length));
     const budget = new LayerBudget(limits);
-    const report: LayerReport = { label, compression: opened.compression, entries: 0, skipped: [] };
+    const report: LayerReport = { label, compression: scanned?.compression ?? opened.compression, entries: 0, skipped: [] };
     /** Real paths this layer created: whiteouts only hide what lower layers put there (image-spec, layer.md). */
     const created = new Set<string>();
     const dirTimes: Array<[string, Date]> = [];
@@ -329,10 +251,17 @@ export class RootfsBuilder {
   }
 }
 
+/** Empties `root` (never following a symlink out of it): a rootfs missing a layer, or half of one, is wrong. */
+async function rollBack(root: string): Promise<void> {
+  for (const child of readdirSync(root)) await rm(join(root, child), { recursive: true, force: true });
+}
+
 /**
- * Applies layers in order into `root` (an empty directory). Each layer is scanned (pass 1) before it is applied
- * (pass 2); the scan of layer i+1 runs while layer i is applied, and `ready(i)` lets layer i wait for its
- * download while earlier layers are already unpacking.
+ * Applies layers in order into `root` (an empty directory). Each layer is scanned (pass 1: its one
+ * decompression, digests, policy; the tar goes to a spill file beside `root`) before it is applied (pass 2);
+ * the scan of layer i+1 runs while layer i is applied, and `ready(i)` lets layer i wait for its download while
+ * earlier layers are already unpacking. When any layer fails (a digest mismatch, a refused entry), `root` is
+ * emptied again: the target never keeps a half-applied or wrong layer.
  */
 export async function applyLayers(
   root: string,
@@ -343,31 +272,39 @@ export async function applyLayers(
   const limits = { ...DEFAULT_LAYER_LIMITS, ...options.limits };
   const budget = new LayerBudget(limits);
   const builder = new RootfsBuilder(root);
+  const startedEmpty = builder.resolver.freshDirs.has("");
   const labels = layers.map((layer, i) => layerLabel(i, layers.length, layer.digest));
   const trace = process.env.III_IMAGES_TRACE ? (line: string) => process.stderr.write(`[images] ${line}\n`) : undefined;
+  const spillDir = await mkdtemp(join(dirname(root), ".iii-layers-"));
   const scanTimes: string[] = [];
-  const scan = async (i: number) => {
+  const scan = async (i: number): Promise<ScannedLayer> => {
     const t0 = performance.now();
     await ready?.(i);
     const t1 = performance.now();
-    await scanLayer(layers[i]!, labels[i]!, budget, options);
+    const scanned = await scanLayer(layers[i]!, labels[i]!, budget, options, join(spillDir, `${i}.tar`));
     scanTimes[i] = `waited ${(t1 - t0).toFixed(0)} ms, scan ${(performance.now() - t1).toFixed(0)} ms`;
+    return scanned;
   };
   const reports: LayerReport[] = [];
-  let pending: Promise<void> | undefined = layers.length > 0 ? scan(0) : undefined;
+  let pending: Promise<ScannedLayer> | undefined = layers.length > 0 ? scan(0) : undefined;
   try {
     for (let i = 0; i < layers.length; i++) {
-      await pending;
+      const scanned = await pending!;
       pending = i + 1 < layers.length ? scan(i + 1) : undefined;
       pending?.catch(() => undefined);
       const t0 = performance.now();
-      const report = await builder.applyLayer(layers[i]!, labels[i]!, options);
+      const report = await builder.applyLayer(layers[i]!, labels[i]!, options, scanned);
+      if (scanned.spilled) await rm(scanned.tarPath, { force: true });
       reports.push(report);
       trace?.(`${labels[i]}: ${scanTimes[i]}, apply ${(performance.now() - t0).toFixed(0)} ms, ${report.entries} entries, ${report.compression}`);
     }
-  } finally {
+  } catch (error) {
     // never leave a scan reading a blob behind a failed apply
     await pending?.catch(() => undefined);
+    if (startedEmpty) await rollBack(root);
+    throw error;
+  } finally {
+    await rm(spillDir, { recursive: true, force: true });
   }
   return reports;
 }

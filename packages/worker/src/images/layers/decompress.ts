@@ -34,9 +34,12 @@ export interface OpenedLayer {
   compression: LayerCompression;
 }
 
-/** Opens a layer blob file as an uncompressed tar stream; errors of either stage surface on `tar`. */
-export async function openLayerFile(path: string): Promise<OpenedLayer> {
-  const compression = await detectFileCompression(path);
+/**
+ * Opens a layer blob file as an uncompressed tar stream; errors of either stage surface on `tar`. `compression`
+ * overrides sniffing (a tar we decompressed ourselves may begin with any bytes an entry name holds).
+ */
+export async function openLayerFile(path: string, compression?: LayerCompression): Promise<OpenedLayer> {
+  compression ??= await detectFileCompression(path);
   const raw = createReadStream(path, { highWaterMark: 1 << 16 });
   const decoder =
     compression === "gzip"

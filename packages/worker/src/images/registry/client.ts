@@ -3,6 +3,7 @@ import { registryFetch } from "./proxy.js";
 import { createReadStream } from "node:fs";
 import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from "node:fs/promises";
 import type { Hash } from "node:crypto";
+import type { ReadableStreamDefaultReader, ReadableStreamReadResult } from "node:stream/web";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { IiiError } from "../../errors.js";
@@ -350,20 +351,9 @@ export class RegistryClient {
   ): Promise<number> {
     let written = start;
     const reader = response.body!.getReader();
-    let timer: NodeJS.Timeout | undefined;
-    let rejectIdle: (error: Error) => void = () => {};
-    const idle = new Promise<never>((_, reject) => {
-      rejectIdle = reject;
-    });
-    idle.catch(() => undefined);
-    const arm = () => {
-      clearTimeout(timer);
-      timer = setTimeout(() => rejectIdle(new RetryableError(`no data for ${this.idleTimeoutMs} ms`)), this.idleTimeoutMs);
-    };
     try {
       for (;;) {
-        arm();
-        const { done, value } = await Promise.race([reader.read(), idle]);
+        const { done, value } = await readWithin(reader, this.idleTimeoutMs);
         if (done) break;
         written += value.byteLength;
         if (written > descriptor.size) throw this.fail(`blob ${descriptor.digest}: more than the ${descriptor.size} bytes its descriptor declares`);
@@ -377,11 +367,30 @@ export class RegistryClient {
       if (this.options.signal?.aborted) throw this.options.signal.reason;
       // A connection reset mid-body: the partial file keeps what arrived, the retry resumes from there.
       throw new RetryableError(`download interrupted: ${(error as Error).message}`);
-    } finally {
-      clearTimeout(timer);
     }
     return written;
   }
+}
+
+/**
+ * One read with its own idle deadline. A fresh timer per read and nothing long-lived: racing every read against
+ * one idle promise per blob gave that promise a reaction per read, each holding its chunk until the blob ended
+ * (a pull peaked at 8x the RSS of skopeo + umoci).
+ */
+function readWithin(reader: ReadableStreamDefaultReader<Uint8Array>, ms: number): Promise<ReadableStreamReadResult<Uint8Array>> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new RetryableError(`no data for ${ms} ms`)), ms);
+    reader.read().then(
+      (result) => {
+        clearTimeout(timer);
+        resolve(result);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
 }
 
 function causeCode(error: unknown): string {
