@@ -1,7 +1,7 @@
 // Benchmarks: our stack vs slirp4netns, same tools, twin namespaces, one run.
 // Prints `metric  ours  slirp4netns  ratio` (ratio > 1 means ours is better for that row).
 import { spawn, execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { once } from "node:events";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,6 +11,18 @@ import { Namespace } from "./netns.mjs";
 
 const here = (p) => fileURLToPath(new URL(p, import.meta.url));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+
+/** CPU seconds (user + system) a process has used so far, from /proc (for slirp4netns). */
+function procCpuSeconds(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+const selfCpuSeconds = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
 
 function haveTool(cmd, args = ["--version"]) {
   try {
@@ -60,14 +72,22 @@ async function main() {
   ]);
   await new Promise((r) => setTimeout(r, 500));
 
-  const rows = [];
+  /** metric -> samples over the rounds (rows keep their first-seen order). */
+  const rows = new Map();
   const row = (metric, ours, base, higherIsBetter, unit, baseName = "slirp4netns") => {
     const ratio = higherIsBetter ? ours / base : base / ours;
-    rows.push({ metric: `${metric} (${unit})`, ours, base, ratio, baseName });
+    const name = `${metric} (${unit})`;
+    if (!rows.has(name)) rows.set(name, { metric: name, ours: [], base: [], ratio: [], baseName });
+    const r = rows.get(name);
+    r.ours.push(ours);
+    r.base.push(base);
+    r.ratio.push(ratio);
     console.log(`  measured ${metric}: ours ${fmt(ours)} ${baseName} ${fmt(base)}`);
   };
 
+  for (let round = 1; round <= ROUNDS; round++)
   for (const mtu of [1500, 65520]) {
+    console.log(`round ${round}/${ROUNDS}, MTU ${mtu}`);
     const stack = new NetworkStack({
       slot: 1,
       mtu,
@@ -85,16 +105,26 @@ async function main() {
     cleanups.push(() => slirp.close());
     await slirp.attachSlirp(mtu);
 
-    const iperf = async (ns, reverse) => {
+    // Bytes per CPU-second of the relay itself: our stack runs in this process (the servers,
+    // iperf3 and the TAP bridge are other processes); slirp4netns is its own process.
+    const slirpPid = slirp.children[0].pid;
+    const iperf = async (ns, reverse, cpu) => {
+      const c0 = cpu();
       const r = await ns.run(["iperf3", "-c", ns.hostAddress, "-p", String(iperfPort), "-t", String(SECONDS), "-J", ...(reverse ? ["-R"] : [])], 60_000);
+      const cpuSeconds = cpu() - c0;
       try {
-        return JSON.parse(r.out).end.sum_received.bits_per_second / 1e6;
+        const end = JSON.parse(r.out).end.sum_received;
+        return { mbps: end.bits_per_second / 1e6, gbPerCpuS: (end.bytes * 8) / 1e9 / cpuSeconds };
       } catch {
-        return Number.NaN;
+        return { mbps: Number.NaN, gbPerCpuS: Number.NaN };
       }
     };
-    row(`bulk guest->host MTU ${mtu}`, await iperf(ours, false), await iperf(slirp, false), true, "Mbit/s");
-    row(`bulk host->guest MTU ${mtu}`, await iperf(ours, true), await iperf(slirp, true), true, "Mbit/s");
+    for (const [dir, reverse] of [["guest->host", false], ["host->guest", true]]) {
+      const a = await iperf(ours, reverse, selfCpuSeconds);
+      const b = await iperf(slirp, reverse, () => procCpuSeconds(slirpPid));
+      row(`bulk ${dir} MTU ${mtu}`, a.mbps, b.mbps, true, "Mbit/s");
+      row(`bulk ${dir} MTU ${mtu} per CPU-s`, a.gbPerCpuS, b.gbPerCpuS, true, "Gbit");
+    }
 
     if (mtu === 1500) {
       const rate = async (ns, conc) => {
@@ -127,13 +157,20 @@ async function main() {
   }
 
   console.log("");
-  console.log(["metric".padEnd(38), "ours".padStart(10), "slirp4netns".padStart(12), "ratio".padStart(7)].join("  "));
-  for (const r of rows) {
-    const base = r.baseName === "slirp4netns" ? fmt(r.base) : `${fmt(r.base)}*`;
-    console.log([r.metric.padEnd(38), fmt(r.ours).padStart(10), base.padStart(12), r.ratio.toFixed(2).padStart(7)].join("  "));
+  console.log(`${ROUNDS} interleaved round(s); ours and slirp4netns are medians, ratio is min/median/max over the rounds`);
+  console.log(["metric".padEnd(44), "ours".padStart(10), "slirp4netns".padStart(12), "ratio min/med/max".padStart(20)].join("  "));
+  for (const r of rows.values()) {
+    const base = r.baseName === "slirp4netns" ? fmt(median(r.base)) : `${fmt(median(r.base))}*`;
+    const ratios = [Math.min(...r.ratio), median(r.ratio), Math.max(...r.ratio)].map((x) => x.toFixed(2)).join("/");
+    console.log([r.metric.padEnd(44), fmt(median(r.ours)).padStart(10), base.padStart(12), ratios.padStart(20)].join("  "));
   }
   console.log("ratio > 1: ours is better (throughput/rate: ours/slirp; latency: slirp/ours).");
   console.log("* DNS row baseline: the same load sent from the host straight to the upstream dnsmasq.");
+}
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor((s.length - 1) / 2)];
 }
 
 function fmt(v) {
