@@ -1,4 +1,8 @@
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type TcpOptions, type TcpSegment } from "../wire/tcp.js";
+import { CongestionControl } from "./congestion.js";
+import { Reassembly } from "./reassembly.js";
+import { RttEstimator } from "./rtt-estimator.js";
+import { SendBuffer } from "./send-buffer.js";
 import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt } from "./seq.js";
 
 export type TcpState =
@@ -83,6 +87,20 @@ export interface TcpConnectionConfig {
 const OUR_WINDOW_SCALE = 7;
 
 /**
+ * Where our FIN stands. It is apart from `TcpState` (which the flow table shows as the RFC names):
+ * the FIN is queued while data is still unsent, and a go-back-N retransmission takes it back out
+ * of SND.NXT ("rewound") without changing the RFC state.
+ */
+type FinState =
+  | { kind: "none" }
+  | { kind: "queued" }
+  | { kind: "sent"; seq: number }
+  | { kind: "rewound"; seq: number };
+
+/** The connection's one timer: retransmission (lazily re-armed to `deadline`) or TIME_WAIT. */
+type TcpTimer = { kind: "retransmit"; handle: unknown; deadline: number } | { kind: "time-wait"; handle: unknown } | undefined;
+
+/**
  * One TCP connection between the guest and this stack (RFC 9293), with no I/O of its own.
  * The guest is always the remote peer; "send" means toward the guest.
  */
@@ -105,17 +123,9 @@ export class TcpConnection {
   private sndWl2 = 0;
   private sndWscale = 0;
   private sendMss: number;
-  private cwnd: number;
-  private ssthresh = 0x7fffffff;
-  private dupAcks = 0;
-  private readonly sendChunks: Buffer[] = [];
-  private sendHeadOffset = 0;
-  /** Bytes in the send buffer from SND.UNA onward (in flight + unsent). */
-  sendBuffered = 0;
-  private finQueued = false;
-  private finSent = false;
-  private finEverSent = false;
-  private finSeq = 0;
+  private readonly cc: CongestionControl;
+  private readonly sendBuf = new SendBuffer();
+  private fin: FinState = { kind: "none" };
 
   // Receive side.
   private irs = 0;
@@ -126,21 +136,12 @@ export class TcpConnection {
   private rcvFin = false;
   private ackPending = false;
   private sackOk = false;
-  /** Out-of-order segments inside the window, sorted by seq (no overlap guarantees; trimmed on drain). */
-  private readonly ooo: Array<{ seq: number; data: Buffer }> = [];
-  private oooBytes = 0;
-  private lastOooSeq = 0;
+  private readonly reassembly: Reassembly;
 
   // Timers.
-  private rto: number;
-  private srtt = 0;
-  private rttvar = 0;
-  private rttSeq: number | undefined;
-  private rttStart = 0;
+  private readonly rtt: RttEstimator;
   private retries = 0;
-  private rtoDeadline = 0;
-  private rtoTimer: unknown = undefined;
-  private timeWaitTimer: unknown = undefined;
+  private timer: TcpTimer = undefined;
 
   /** Counters for the connection tracker. */
   bytesFromGuest = 0;
@@ -157,9 +158,23 @@ export class TcpConnection {
     this.sndNxt = this.iss;
     this.sndMax = this.iss;
     this.sendMss = cfg.mss;
-    this.cwnd = 10 * cfg.mss;
-    this.rto = cfg.initialRtoMs ?? 1000;
+    this.cc = new CongestionControl(cfg.mss);
+    this.rtt = new RttEstimator(cfg);
+    this.reassembly = new Reassembly(cfg.receiveBufferBytes);
     this.state = state;
+  }
+
+  /** Bytes in the send buffer from SND.UNA onward (in flight + unsent). */
+  get sendBuffered(): number {
+    return this.sendBuf.length;
+  }
+
+  private get finQueued(): boolean {
+    return this.fin.kind !== "none";
+  }
+
+  private get finSent(): boolean {
+    return this.fin.kind === "sent";
   }
 
   /** Passive open after the host dial succeeded: answer the guest's SYN with SYN-ACK. */
@@ -183,7 +198,7 @@ export class TcpConnection {
   private applySynOptions(o: TcpOptions): void {
     if (o.mss !== undefined && o.mss > 0) this.sendMss = Math.max(64, Math.min(this.cfg.mss, o.mss));
     else this.sendMss = Math.min(this.cfg.mss, 536);
-    this.cwnd = 10 * this.sendMss;
+    this.cc.reset(this.sendMss);
     this.sackOk = o.sackPermitted === true;
     if (o.windowScale !== undefined) {
       this.windowScaling = true;
@@ -236,8 +251,7 @@ export class TcpConnection {
   send(data: Buffer): boolean {
     if (this.finQueued || this.state === "CLOSED") return false;
     if (data.length > 0) {
-      this.sendChunks.push(data);
-      this.sendBuffered += data.length;
+      this.sendBuf.push(data);
       this.trySend();
     }
     return this.sendBuffered < this.highWater();
@@ -246,7 +260,7 @@ export class TcpConnection {
   /** The application finished sending: FIN after the queued data (half-close toward the guest). */
   end(): void {
     if (this.finQueued || this.state === "CLOSED") return;
-    this.finQueued = true;
+    this.fin = { kind: "queued" };
     if (this.state === "SYN_SENT" || this.state === "SYN_RECEIVED") return;
     this.trySend();
   }
@@ -419,24 +433,18 @@ export class TcpConnection {
     if (seqGt(ack, this.sndNxt)) {
       // The guest acknowledges data we sent before a (spurious) go-back-N rewind.
       this.sndNxt = ack;
-      if (this.finEverSent && seqGt(ack, this.finSeq)) this.finSent = true;
+      if (this.fin.kind === "rewound" && seqGt(ack, this.fin.seq)) this.fin = { kind: "sent", seq: this.fin.seq };
     }
     const windowBefore = this.sndWnd;
     if (seqGt(ack, this.sndUna)) {
       let acked = seqDiff(ack, this.sndUna);
-      if (this.finSent && seqGt(ack, this.finSeq)) acked -= 1;
-      acked = Math.min(acked, this.sendBuffered);
-      this.consumeSendBuffer(acked);
+      if (this.fin.kind === "sent" && seqGt(ack, this.fin.seq)) acked -= 1;
+      acked = Math.min(acked, this.sendBuf.length);
+      this.sendBuf.consume(acked);
       this.bytesToGuest += acked;
-      if (this.rttSeq !== undefined && seqGe(ack, this.rttSeq)) {
-        this.rttSample(this.timers.now() - this.rttStart);
-        this.rttSeq = undefined;
-      }
-      if (this.cwnd < this.ssthresh) this.cwnd += Math.min(acked, this.sendMss);
-      else this.cwnd += Math.max(1, Math.floor((this.sendMss * this.sendMss) / this.cwnd));
-      this.cwnd = Math.min(this.cwnd, 64 * 1024 * 1024);
+      this.rtt.acked(ack, this.timers.now());
+      this.cc.acked(acked, this.sendMss);
       this.sndUna = ack;
-      this.dupAcks = 0;
       this.retries = 0;
       if (this.sndUna === this.sndMax) this.disarmRto();
       else this.armRto(true);
@@ -448,15 +456,14 @@ export class TcpConnection {
       this.sndNxt !== this.sndUna &&
       seg.window << this.sndWscale === windowBefore
     ) {
-      this.dupAcks++;
-      if (this.dupAcks === 3) this.fastRetransmit();
+      if (this.cc.duplicateAck()) this.fastRetransmit();
     }
     if (seqLt(this.sndWl1, seg.seq) || (this.sndWl1 === seg.seq && seqLe(this.sndWl2, ack))) {
       this.sndWnd = seg.window << this.sndWscale;
       this.sndWl1 = seg.seq;
       this.sndWl2 = ack;
     }
-    if (this.finSent && seqGt(ack, this.finSeq)) {
+    if (this.fin.kind === "sent" && seqGt(ack, this.fin.seq)) {
       switch (this.state) {
         case "FIN_WAIT_1":
           this.state = "FIN_WAIT_2";
@@ -507,7 +514,7 @@ export class TcpConnection {
       this.bytesFromGuest += payload.length;
       // A view, not a copy: transport chunks are never reused, so the bytes stay valid.
       this.hooks.deliver(Buffer.from(payload.buffer, payload.byteOffset, payload.length));
-      if (this.ooo.length > 0 && this.drainOutOfOrder()) this.sendAck();
+      if (!this.reassembly.empty && this.drainOutOfOrder()) this.sendAck();
       else this.scheduleAck();
     }
     if (truncated) {
@@ -519,71 +526,24 @@ export class TcpConnection {
   }
 
   private queueOutOfOrder(seq: number, payload: Uint8Array): void {
-    const room = seqDiff(this.rcvAdvEdge, seq);
     // Bounded by the receive buffer in bytes, whatever overlaps a peer sends.
-    if (room <= 0 || this.ooo.length >= 4096 || this.oooBytes + Math.min(payload.length, room) > this.cfg.receiveBufferBytes) {
-      this.hooks.onSegmentDropped?.("tcp-out-of-order-dropped");
-      return;
-    }
-    const data = Buffer.from(payload.subarray(0, Math.min(payload.length, room)));
-    this.hooks.onSegmentDropped?.("tcp-out-of-order-queued");
-    this.lastOooSeq = seq;
-    let lo = 0;
-    let hi = this.ooo.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (seqLt(this.ooo[mid]!.seq, seq)) lo = mid + 1;
-      else hi = mid;
-    }
-    const at = this.ooo[lo];
-    if (at && at.seq === seq) {
-      if (at.data.length < data.length) {
-        this.oooBytes += data.length - at.data.length;
-        at.data = data;
-      }
-      return;
-    }
-    this.ooo.splice(lo, 0, { seq, data });
-    this.oooBytes += data.length;
+    const queued = this.reassembly.insert(seq, payload, seqDiff(this.rcvAdvEdge, seq));
+    this.hooks.onSegmentDropped?.(queued ? "tcp-out-of-order-queued" : "tcp-out-of-order-dropped");
   }
 
   /** Moves queued segments that became in-order to the application. Returns whether any did. */
   private drainOutOfOrder(): boolean {
-    let moved = false;
-    while (this.ooo.length > 0) {
-      const e = this.ooo[0]!;
-      if (seqGt(e.seq, this.rcvNxt)) break;
-      this.ooo.shift();
-      this.oooBytes -= e.data.length;
-      const skip = seqDiff(this.rcvNxt, e.seq);
-      if (skip >= e.data.length) continue;
-      const data = e.data.subarray(skip);
+    const before = this.rcvNxt;
+    this.reassembly.drain(this.rcvNxt, (data) => {
       this.rcvNxt = seqAdd(this.rcvNxt, data.length);
       this.bytesFromGuest += data.length;
       this.hooks.deliver(data);
-      moved = true;
-    }
-    return moved;
+    });
+    return this.rcvNxt !== before;
   }
 
   private sackBlocks(): Array<[number, number]> | undefined {
-    if (!this.sackOk || this.ooo.length === 0) return undefined;
-    const ranges: Array<[number, number]> = [];
-    for (const e of this.ooo) {
-      const end = seqAdd(e.seq, e.data.length);
-      const last = ranges[ranges.length - 1];
-      if (last && seqLe(e.seq, last[1])) {
-        if (seqGt(end, last[1])) last[1] = end;
-      } else ranges.push([e.seq, end]);
-    }
-    // The block holding the latest arrival goes first (RFC 2018 §4), then the highest ones.
-    ranges.sort((a, b) => {
-      const ina = seqLe(a[0], this.lastOooSeq) && seqLt(this.lastOooSeq, a[1]);
-      const inb = seqLe(b[0], this.lastOooSeq) && seqLt(this.lastOooSeq, b[1]);
-      if (ina !== inb) return ina ? -1 : 1;
-      return seqDiff(b[0], a[0]);
-    });
-    return ranges.slice(0, 3);
+    return this.sackOk ? this.reassembly.sackBlocks() : undefined;
   }
 
   private receiveFin(seg: TcpSegment): void {
@@ -670,7 +630,7 @@ export class TcpConnection {
       const inFlight = seqDiff(this.sndNxt, this.sndUna) - (this.finSent ? 1 : 0);
       const unsent = this.sendBuffered - inFlight;
       if (unsent <= 0) break;
-      const usable = Math.min(this.sndWnd, this.cwnd) - inFlight;
+      const usable = Math.min(this.sndWnd, this.cc.cwnd) - inFlight;
       if (usable <= 0) break;
       if (this.hooks.canTransmit && !this.hooks.canTransmit()) {
         this.hooks.onBlocked?.(this);
@@ -681,7 +641,7 @@ export class TcpConnection {
       if (len < mss && len < unsent && inFlight > 0 && len < this.sndWnd / 2) break;
       let flags = TCP_ACK;
       if (len === unsent) flags |= TCP_PSH;
-      const withFin = this.finQueued && !this.finSent && len === unsent;
+      const withFin = (this.fin.kind === "queued" || this.fin.kind === "rewound") && len === unsent;
       if (withFin) flags |= TCP_FIN;
       const seq = this.sndNxt;
       this.hooks.emit(this, {
@@ -693,10 +653,7 @@ export class TcpConnection {
         dataLength: len,
       });
       this.ackPending = false;
-      if (this.rttSeq === undefined) {
-        this.rttSeq = seqAdd(seq, len);
-        this.rttStart = this.timers.now();
-      }
+      this.rtt.sent(seq, len, this.timers.now());
       this.sndNxt = seqAdd(this.sndNxt, len);
       if (withFin) this.markFinSent();
       if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
@@ -721,23 +678,19 @@ export class TcpConnection {
   }
 
   private markFinSent(): void {
-    this.finSeq = this.sndNxt;
+    this.fin = { kind: "sent", seq: this.sndNxt };
     this.sndNxt = seqAdd(this.sndNxt, 1);
-    this.finSent = true;
-    this.finEverSent = true;
     if (this.state === "ESTABLISHED") this.state = "FIN_WAIT_1";
     else if (this.state === "CLOSE_WAIT") this.state = "LAST_ACK";
   }
 
   /** RFC 5681 §3.2: resend only the segment at SND.UNA; SND.NXT stays where it is. */
   private fastRetransmit(): void {
-    const inFlight = seqDiff(this.sndNxt, this.sndUna);
-    this.ssthresh = Math.max(Math.floor(inFlight / 2), 2 * this.sendMss);
-    this.cwnd = this.ssthresh + 3 * this.sendMss;
+    this.cc.fastRetransmit(seqDiff(this.sndNxt, this.sndUna), this.sendMss);
     const len = Math.min(this.sendMss, this.sendBuffered);
     if (len <= 0) return;
     this.hooks.onRetransmit?.();
-    this.rttSeq = undefined;
+    this.rtt.cancel();
     this.hooks.emit(this, {
       seq: this.sndUna,
       ack: this.rcvNxt,
@@ -752,38 +705,50 @@ export class TcpConnection {
 
   private retransmitFromUna(): void {
     this.hooks.onRetransmit?.();
-    const finAcked = this.finSent && seqGt(this.sndUna, this.finSeq);
-    if (!finAcked) this.finSent = false;
+    const fin = this.fin;
+    if (fin.kind === "sent" && !seqGt(this.sndUna, fin.seq)) this.fin = { kind: "rewound", seq: fin.seq };
     this.sndNxt = this.sndUna;
-    this.rttSeq = undefined;
+    this.rtt.cancel();
     this.trySend();
   }
 
   // ---------------------------------------------------------------- timers
 
+  /**
+   * Arms the retransmission timer for RTO from now; an armed timer keeps its deadline unless
+   * `restart`. Moving the deadline later does not touch the host timer: it re-arms when it fires.
+   */
   private armRto(restart = false): void {
-    const deadline = this.timers.now() + this.rto;
-    if (this.rtoTimer !== undefined && !restart) return;
-    this.rtoDeadline = deadline;
-    if (this.rtoTimer === undefined) this.rtoTimer = this.timers.set(() => this.rtoFired(), this.rto);
+    const t = this.timer;
+    if (t?.kind === "time-wait") return;
+    if (t && !restart) return;
+    const rto = this.rtt.rto;
+    const deadline = this.timers.now() + rto;
+    if (t) t.deadline = deadline;
+    else this.timer = { kind: "retransmit", handle: this.timers.set(() => this.rtoFired(), rto), deadline };
   }
 
   private disarmRto(): void {
-    if (this.rtoTimer !== undefined) {
-      this.timers.clear(this.rtoTimer);
-      this.rtoTimer = undefined;
+    if (this.timer?.kind === "retransmit") this.clearTimer();
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== undefined) {
+      this.timers.clear(this.timer.handle);
+      this.timer = undefined;
     }
   }
 
   private rtoFired(): void {
-    this.rtoTimer = undefined;
+    const t = this.timer;
+    if (t?.kind !== "retransmit") return;
+    this.timer = undefined;
     if (this.state === "CLOSED" || this.state === "TIME_WAIT") return;
     const now = this.timers.now();
-    if (now < this.rtoDeadline) {
-      this.rtoTimer = this.timers.set(() => this.rtoFired(), this.rtoDeadline - now);
+    if (now < t.deadline) {
+      this.timer = { kind: "retransmit", handle: this.timers.set(() => this.rtoFired(), t.deadline - now), deadline: t.deadline };
       return;
     }
-    const maxRto = this.cfg.maxRtoMs ?? 30_000;
     if (this.sndMax === this.sndUna && this.sendBuffered > 0 && this.sndWnd === 0) {
       // Zero-window probe: an old sequence number makes the guest answer with its current window.
       this.hooks.emit(this, {
@@ -794,7 +759,7 @@ export class TcpConnection {
         dataOffset: 0,
         dataLength: 0,
       });
-      this.rto = Math.min(this.rto * 2, 5000);
+      this.rtt.backoff(5000);
       this.armRto(true);
       return;
     }
@@ -804,7 +769,7 @@ export class TcpConnection {
       this.abort("timeout");
       return;
     }
-    this.rto = Math.min(this.rto * 2, maxRto);
+    this.rtt.backoff();
     if (this.state === "SYN_SENT") {
       this.hooks.onRetransmit?.();
       this.sendSyn();
@@ -815,87 +780,32 @@ export class TcpConnection {
       this.sendSynAck();
       return;
     }
-    const inFlight = seqDiff(this.sndNxt, this.sndUna);
-    this.ssthresh = Math.max(Math.floor(inFlight / 2), 2 * this.sendMss);
-    this.cwnd = this.sendMss;
-    this.dupAcks = 0;
+    this.cc.timeout(seqDiff(this.sndNxt, this.sndUna), this.sendMss);
     this.retransmitFromUna();
     this.armRto(true);
   }
 
-  private rttSample(ms: number): void {
-    // RFC 6298 §2.
-    if (this.srtt === 0) {
-      this.srtt = ms;
-      this.rttvar = ms / 2;
-    } else {
-      this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - ms);
-      this.srtt = 0.875 * this.srtt + 0.125 * ms;
-    }
-    const min = this.cfg.minRtoMs ?? 200;
-    this.rto = Math.min(this.cfg.maxRtoMs ?? 30_000, Math.max(min, this.srtt + Math.max(10, 4 * this.rttvar)));
-  }
-
   private enterTimeWait(): void {
     this.state = "TIME_WAIT";
-    this.disarmRto();
-    if (this.timeWaitTimer !== undefined) this.timers.clear(this.timeWaitTimer);
-    this.timeWaitTimer = this.timers.set(() => {
-      this.timeWaitTimer = undefined;
+    this.clearTimer();
+    const handle = this.timers.set(() => {
+      this.timer = undefined;
       this.toClosed("normal");
     }, this.cfg.timeWaitMs);
+    this.timer = { kind: "time-wait", handle };
   }
 
   private toClosed(reason: TcpCloseReason): void {
     if (this.state === "CLOSED") return;
     this.state = "CLOSED";
-    this.disarmRto();
-    if (this.timeWaitTimer !== undefined) {
-      this.timers.clear(this.timeWaitTimer);
-      this.timeWaitTimer = undefined;
-    }
-    this.sendChunks.length = 0;
-    this.sendBuffered = 0;
-    this.ooo.length = 0;
-    this.oooBytes = 0;
+    this.clearTimer();
+    this.sendBuf.clear();
+    this.reassembly.clear();
     this.hooks.onClosed(reason);
-  }
-
-  // ---------------------------------------------------------------- send buffer
-
-  private consumeSendBuffer(n: number): void {
-    this.sendBuffered -= n;
-    while (n > 0) {
-      const head = this.sendChunks[0];
-      if (!head) break;
-      const avail = head.length - this.sendHeadOffset;
-      if (n >= avail) {
-        n -= avail;
-        this.sendChunks.shift();
-        this.sendHeadOffset = 0;
-      } else {
-        this.sendHeadOffset += n;
-        n = 0;
-      }
-    }
   }
 
   /** Copies `length` bytes starting `offset` bytes after SND.UNA into `dst`. */
   copySendData(offset: number, length: number, dst: Uint8Array, dstOffset: number): void {
-    let skip = offset + this.sendHeadOffset;
-    let i = 0;
-    while (length > 0) {
-      const chunk = this.sendChunks[i++];
-      if (!chunk) throw new Error("send buffer underrun");
-      if (skip >= chunk.length) {
-        skip -= chunk.length;
-        continue;
-      }
-      const n = Math.min(chunk.length - skip, length);
-      dst.set(chunk.subarray(skip, skip + n), dstOffset);
-      dstOffset += n;
-      length -= n;
-      skip = 0;
-    }
+    this.sendBuf.copy(offset, length, dst, dstOffset);
   }
 }
