@@ -8,13 +8,6 @@ import { UDP_HEADER_LENGTH, writeUdp } from "../wire/udp.js";
 import type { SlotAddresses } from "./addressing.js";
 import { type StackCounters, countDrop } from "./counters.js";
 
-/** A frame buffer with room for the transport's 4-byte length prefix, already filled in. */
-export function allocPrefixedFrame(frameLength: number): Buffer {
-  const b = Buffer.allocUnsafe(4 + frameLength);
-  b.writeUInt32BE(frameLength, 0);
-  return b;
-}
-
 /**
  * Everything the stack sends toward the guest goes through here: Ethernet + IPv4 framing, the IP
  * identification counter, UDP (fragmented when bigger than the MTU), ICMP errors, RSTs for
@@ -48,12 +41,16 @@ export class FrameOutput {
     return this.ipId;
   }
 
-  /** Sends a buffer that already starts with the 4-byte length prefix (one write instead of two). */
-  sendPrefixed(prefixed: Buffer): void {
+  /** A buffer for one frame toward the guest, built in place then passed to commit(). */
+  reserve(frameLength: number): Buffer {
+    return this.link.reserve(frameLength);
+  }
+
+  commit(frame: Buffer): void {
     if (this.closed) return;
-    if (this.link.sendPrefixed(prefixed)) {
+    if (this.link.commit(frame)) {
       this.counters.framesOut++;
-      this.counters.bytesOut += prefixed.length - 4;
+      this.counters.bytesOut += frame.length;
     } else {
       countDrop(this.counters, this.link.connected ? "transport-backpressure" : "no-vm-connected");
     }
@@ -78,8 +75,7 @@ export class FrameOutput {
     fill: (buf: Buffer, offset: number) => void,
     dstMac: Uint8Array = this.guestMac,
   ): void {
-    const prefixed = allocPrefixedFrame(ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH + payloadLength);
-    const frame = prefixed.subarray(4);
+    const frame = this.link.reserve(ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH + payloadLength);
     writeEthernet(frame, dstMac, this.addresses.gatewayMac, ETHERTYPE_IPV4);
     writeIpv4(frame, ETHERNET_HEADER_LENGTH, {
       totalLength: IPV4_HEADER_LENGTH + payloadLength,
@@ -90,7 +86,7 @@ export class FrameOutput {
       dontFragment: true,
     });
     fill(frame, ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH);
-    this.sendPrefixed(prefixed);
+    this.commit(frame);
   }
 
   /** UDP to the guest; fragments replies bigger than the MTU (RFC 791) rather than sending them malformed. */
@@ -115,8 +111,7 @@ export class FrameOutput {
     const id = this.nextIpId();
     for (let off = 0; off < udpLen; off += chunk) {
       const n = Math.min(chunk, udpLen - off);
-      const prefixed = allocPrefixedFrame(ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH + n);
-      const frame = prefixed.subarray(4);
+      const frame = this.link.reserve(ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH + n);
       writeEthernet(frame, dstMac, this.addresses.gatewayMac, ETHERTYPE_IPV4);
       writeIpv4(frame, ETHERNET_HEADER_LENGTH, {
         totalLength: IPV4_HEADER_LENGTH + n,
@@ -128,7 +123,7 @@ export class FrameOutput {
         fragmentOffset: off,
       });
       datagram.copy(frame, ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH, off, off + n);
-      this.sendPrefixed(prefixed);
+      this.commit(frame);
     }
   }
 

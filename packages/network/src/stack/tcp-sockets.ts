@@ -25,7 +25,6 @@ import {
 } from "../wire/tcp.js";
 import type { StackContext } from "./context.js";
 import { countDrop } from "./counters.js";
-import { allocPrefixedFrame } from "./output.js";
 
 /**
  * TCP stops producing new segments while this much is queued toward the VM, so a fast host
@@ -361,8 +360,7 @@ export class TcpSocketSet {
     const a = this.ctx.addresses;
     const optLen = tcpOptionsLength(seg.options);
     const tcpLen = 20 + optLen + seg.dataLength;
-    const prefixed = allocPrefixedFrame(ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH + tcpLen);
-    const frame = prefixed.subarray(4);
+    const frame = out.reserve(ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH + tcpLen);
     writeEthernet(frame, out.guestMac, a.gatewayMac, ETHERTYPE_IPV4);
     writeIpv4(frame, ETHERNET_HEADER_LENGTH, {
       totalLength: IPV4_HEADER_LENGTH + tcpLen,
@@ -384,6 +382,6 @@ export class TcpSocketSet {
     });
     if (seg.dataLength > 0) conn.copySendData(seg.dataOffset, seg.dataLength, frame, o + 20 + optLen);
     finishTcpChecksum(frame, o, tcpLen, flow.remoteIp, a.guestIp);
-    out.sendPrefixed(prefixed);
+    out.commit(frame);
   }
 }

@@ -18,7 +18,7 @@ describe("SendBuffer", () => {
     for (let round = 0; round < 3000; round++) {
       const op = rnd(10);
       if (op < 4) {
-        const chunk = Buffer.alloc(1 + rnd(300), 0).map(() => rnd(256));
+        const chunk = Buffer.from(Array.from({ length: 1 + rnd(300) }, () => rnd(256)));
         stream.push(...chunk);
         b.push(chunk);
       } else if (op < 8) {

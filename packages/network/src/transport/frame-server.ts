@@ -1,7 +1,8 @@
 import { existsSync, unlinkSync } from "node:fs";
 import net from "node:net";
 import { NetworkError } from "../errors.js";
-import { FrameDecoder, encodeFrameLength } from "./frame-decoder.js";
+import type { FrameLink } from "./frame-link.js";
+import { FrameDecoder } from "./frame-decoder.js";
 
 export interface FrameServerHooks {
   onFrame(frame: Buffer): void;
@@ -17,17 +18,30 @@ export interface FrameServerHooks {
 /** Above this many unsent bytes toward the VM, frames are dropped (TCP retransmits; UDP is lossy anyway). */
 const MAX_PENDING_WRITE_BYTES = 32 * 1024 * 1024;
 
+/** Frames toward the VM are built in place in slabs of this size (a bigger frame gets its own). */
+const SLAB_BYTES = 1024 * 1024;
+
 /**
  * Unix-socket server for one VM's frame stream. A new connection replaces the old one, so a
  * restarted VMM can reconnect; a malformed length closes the connection with a log line.
+ *
+ * Output: frames are reserved in a slab (length prefix filled in), built in place by the caller,
+ * and committed; everything committed during one tick leaves in a single socket write. No buffer
+ * is allocated per frame, and a slab region handed to the socket is never written again.
  */
-export class FrameServer {
+export class FrameServer implements FrameLink {
   private server: net.Server | undefined;
   private conn: net.Socket | undefined;
-  private corked = false;
   private readonly hooks: FrameServerHooks;
   private readonly maxFrameBytes: number;
   private socketPath: string | undefined;
+  private slab = Buffer.allocUnsafe(SLAB_BYTES);
+  /** Committed bytes of the slab not yet handed to the socket: [start, used). */
+  private start = 0;
+  private used = 0;
+  /** The frame handed out by the last reserve() when it is backed by the slab. */
+  private reserved: Buffer | undefined;
+  private flushScheduled = false;
   droppedWrites = 0;
 
   constructor(maxFrameBytes: number, hooks: FrameServerHooks) {
@@ -70,7 +84,8 @@ export class FrameServer {
       this.conn.destroy();
     }
     this.conn = sock;
-    this.corked = false;
+    // Frames batched for the previous connection are not sent to the new one.
+    this.start = this.used;
     const decoder = new FrameDecoder(this.maxFrameBytes);
     sock.on("data", (chunk: Buffer) => {
       const err = decoder.push(chunk, this.hooks.onFrame);
@@ -85,50 +100,78 @@ export class FrameServer {
     sock.on("close", () => {
       if (this.conn === sock) {
         this.conn = undefined;
+        this.start = this.used;
         this.hooks.onDisconnect?.();
       }
     });
     this.hooks.onConnect?.();
   }
 
-  /** Queues one Ethernet frame to the VM. Returns false if it was dropped. */
-  send(frame: Uint8Array): boolean {
-    const c = this.writable();
-    if (!c) return false;
-    c.write(encodeFrameLength(frame.length));
-    c.write(frame);
-    return true;
+  /**
+   * A buffer for one frame of `length` bytes toward the VM, to fill then pass to commit(). When
+   * the VM link cannot take it (no VM, or too far behind) the buffer is a scratch one and
+   * commit() reports the drop.
+   */
+  reserve(length: number): Buffer {
+    this.reserved = undefined;
+    if (!this.writable()) return Buffer.allocUnsafe(length);
+    if (this.used + 4 + length > this.slab.length) {
+      this.flush();
+      this.slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, 4 + length));
+      this.start = 0;
+      this.used = 0;
+    }
+    const o = this.used;
+    this.slab.writeUInt32BE(length, o);
+    const frame = this.slab.subarray(o + 4, o + 4 + length);
+    this.reserved = frame;
+    return frame;
   }
 
-  /** Like send(), for a buffer whose first 4 bytes already hold the big-endian frame length. */
-  sendPrefixed(prefixed: Uint8Array): boolean {
-    const c = this.writable();
-    if (!c) return false;
-    c.write(prefixed);
-    return true;
-  }
-
-  /** The VM connection, corked until the end of this tick so frames leave in one writev. */
-  private writable(): net.Socket | undefined {
-    const c = this.conn;
-    if (!c || c.destroyed) return undefined;
-    if (c.writableLength > MAX_PENDING_WRITE_BYTES) {
+  /** Queues the frame returned by the last reserve(). Returns false if it was dropped. */
+  commit(frame: Buffer): boolean {
+    if (frame !== this.reserved) {
       this.droppedWrites++;
-      return undefined;
+      return false;
     }
-    if (!this.corked) {
-      this.corked = true;
-      c.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        c.uncork();
-      });
+    this.reserved = undefined;
+    this.used += 4 + frame.length;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      process.nextTick(this.flushTick);
     }
-    return c;
+    return true;
+  }
+
+  /** Queues one prebuilt Ethernet frame to the VM (copied into the batch). Returns false if it was dropped. */
+  send(frame: Uint8Array): boolean {
+    const f = this.reserve(frame.length);
+    f.set(frame);
+    return this.commit(f);
+  }
+
+  private readonly flushTick = (): void => {
+    this.flushScheduled = false;
+    this.flush();
+  };
+
+  /** Hands the committed frames to the socket in one write. */
+  private flush(): void {
+    if (this.used > this.start) {
+      const c = this.conn;
+      if (c && !c.destroyed) c.write(this.slab.subarray(this.start, this.used));
+      this.start = this.used;
+    }
+  }
+
+  private writable(): boolean {
+    const c = this.conn;
+    if (!c || c.destroyed) return false;
+    return c.writableLength + (this.used - this.start) <= MAX_PENDING_WRITE_BYTES;
   }
 
   get pendingWriteBytes(): number {
-    return this.conn?.writableLength ?? 0;
+    return (this.conn?.writableLength ?? 0) + (this.used - this.start);
   }
 
   async close(): Promise<void> {

@@ -21,14 +21,18 @@ export class PcapTap implements FrameLink {
     };
   }
 
+  reserve(length: number): Buffer {
+    return this.inner.reserve(length);
+  }
+
+  commit(frame: Buffer): boolean {
+    if (!this.closed) this.writer.write(frame);
+    return this.inner.commit(frame);
+  }
+
   send(frame: Uint8Array): boolean {
     if (!this.closed) this.writer.write(frame);
     return this.inner.send(frame);
-  }
-
-  sendPrefixed(prefixed: Uint8Array): boolean {
-    if (!this.closed) this.writer.write(prefixed.subarray(4));
-    return this.inner.sendPrefixed(prefixed);
   }
 
   get connected(): boolean {
