@@ -1,32 +1,55 @@
-// One iperf3 run through our stack in a namespace, for profiling the stack's process:
-//   node --cpu-prof bench/profile.mjs MTU [reverse] [seconds]
-// Prints the throughput in Mbit/s and the stack's CPU seconds.
+// One load through our stack in a namespace, for profiling the stack's process:
+//   node --cpu-prof bench/profile.mjs MODE [MTU] [seconds]
+// MODE: forward | reverse (iperf3 guest->host / host->guest), rtt, dns.
+// Prints the result and the stack process's CPU seconds.
 import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { NetworkStack } from "../dist/index.js";
 import { Namespace } from "./netns.mjs";
 
-const [mtuArg = "1500", dir = "forward", secondsArg = "4"] = process.argv.slice(2);
+const here = (p) => fileURLToPath(new URL(p, import.meta.url));
+const [mode = "forward", mtuArg = "1500", secondsArg = "4"] = process.argv.slice(2);
 const mtu = Number(mtuArg);
 const tmp = mkdtempSync(join(tmpdir(), `iii-net-prof-${process.pid}-`));
 const port = 20000 + (process.pid % 20000);
-const server = spawn("iperf3", ["-s", "-B", "127.0.0.1", "-p", String(port)], { stdio: "ignore" });
-await new Promise((r) => setTimeout(r, 300));
-const stack = new NetworkStack({ slot: 2, mtu, log: () => {}, policy: { hostPorts: [port] } });
+const children = [];
+const start = (cmd, args) => {
+  const c = spawn(cmd, args, { stdio: ["ignore", "pipe", "inherit"] });
+  children.push(c);
+  return c;
+};
+start("iperf3", ["-s", "-B", "127.0.0.1", "-p", String(port)]);
+const servers = start(process.execPath, [here("./servers.mjs")]);
+const ports = JSON.parse((await once(servers.stdout, "data"))[0].toString());
+const dnsAddr = `127.${50 + (process.pid % 150)}.98.${1 + (process.pid % 250)}`;
+start("dnsmasq", ["--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-poll", "--conf-file=/dev/null", `--listen-address=${dnsAddr}`, "--bind-interfaces", "--port=53", "--cache-size=0", "--local=/test/", "--address=/bench.test/192.0.2.50", "--dns-forward-max=4096"]);
+await new Promise((r) => setTimeout(r, 400));
+const stack = new NetworkStack({ slot: 2, mtu, log: () => {}, policy: { hostPorts: [port, ports.echo] }, dns: { upstreams: [dnsAddr], maxConcurrent: 512 } });
 await stack.listen(join(tmp, "vm.sock"));
 const ns = new Namespace("prof");
 try {
   await ns.attachStack(stack, join(tmp, "vm.sock"), mtu);
   const c0 = process.cpuUsage();
-  const r = await ns.run(["iperf3", "-c", ns.hostAddress, "-p", String(port), "-t", secondsArg, "-J", ...(dir === "reverse" ? ["-R"] : [])]);
+  let result;
+  if (mode === "forward" || mode === "reverse") {
+    const r = await ns.run(["iperf3", "-c", ns.hostAddress, "-p", String(port), "-t", secondsArg, "-J", ...(mode === "reverse" ? ["-R"] : [])]);
+    result = { mbps: Math.round(JSON.parse(r.out).end.sum_received.bits_per_second / 1e6) };
+  } else if (mode === "rtt") {
+    const r = await ns.run([process.execPath, here("./guest/rtt.mjs"), ns.hostAddress, String(ports.echo), String(Number(secondsArg) * 5000)]);
+    result = JSON.parse(r.out);
+  } else {
+    const r = await ns.run([process.execPath, here("./guest/dns-qps.mjs"), ns.dnsAddress, "53", "32", String(Number(secondsArg) * 1000), "bench.test"]);
+    result = JSON.parse(r.out);
+  }
   const c = process.cpuUsage(c0);
-  const mbps = JSON.parse(r.out).end.sum_received.bits_per_second / 1e6;
-  console.log(JSON.stringify({ mtu, dir, mbps: Math.round(mbps), cpuSeconds: (c.user + c.system) / 1e6, retransmits: stack.counters.retransmits, drops: stack.counters.drops }));
+  console.log(JSON.stringify({ mode, mtu, ...result, cpuSeconds: (c.user + c.system) / 1e6, retransmits: stack.counters.retransmits }));
 } finally {
   ns.close();
-  server.kill("SIGKILL");
+  for (const c of children) c.kill("SIGKILL");
   await stack.close();
   rmSync(tmp, { recursive: true, force: true });
 }
