@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pty.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -263,11 +264,30 @@ static void child_fail(int errfd, int stage) {
     _exit(127);
 }
 
+/* Decimal text of v into buf (no stdio in the child: it shares init's memory). */
+static int format_int(char *buf, long long v) {
+    char tmp[24];
+    int n = 0, len = 0;
+    unsigned long long u = v < 0 ? -(unsigned long long)v : (unsigned long long)v;
+    do tmp[n++] = (char)('0' + u % 10); while ((u /= 10) != 0);
+    if (v < 0) buf[len++] = '-';
+    while (n > 0) buf[len++] = tmp[--n];
+    return len;
+}
+
+/*
+ * Runs in a CLONE_VM|CLONE_VFORK child: it shares init's memory until execve, so it only makes system calls and
+ * writes its own stack. Signals arrive blocked (see js_spawn); handlers go back to default before they are unblocked,
+ * so none of init's handlers can run here.
+ */
 static void spawn_child(struct spawn_req *r, int errfd) {
-    sigset_t all;
-    sigemptyset(&all);
-    sigprocmask(SIG_SETMASK, &all, NULL);
-    for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int s = 1; s < NSIG; s++) sigaction(s, &dfl, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
     for (char **p = r->cgroup_procs; p && *p; p++) {
         int fd = open(*p, O_WRONLY | O_CLOEXEC);
         if (fd < 0 || write(fd, "0", 1) != 1) child_fail(errfd, 1);
@@ -276,7 +296,7 @@ static void spawn_child(struct spawn_req *r, int errfd) {
     if (r->oom_set) {
         /* Born with the children's score (init keeps -1000); best effort. */
         char buf[24];
-        int n = snprintf(buf, sizeof buf, "%lld", (long long)r->oom_adj);
+        int n = format_int(buf, (long long)r->oom_adj);
         int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
         if (fd >= 0) { (void)!write(fd, buf, n); close(fd); }
     }
@@ -291,9 +311,10 @@ static void spawn_child(struct spawn_req *r, int errfd) {
     for (int i = 0; i < 3; i++)
         if (tmp[i] >= 0 && dup2(tmp[i], i) < 0) child_fail(errfd, 3);
     if (r->ctty && ioctl(0, TIOCSCTTY, 0) < 0) child_fail(errfd, 4);
-    if (r->set_groups && setgroups(r->ngroups, r->groups) < 0) child_fail(errfd, 5);
-    if (r->gid >= 0 && setgid((gid_t)r->gid) < 0) child_fail(errfd, 5);
-    if (r->uid >= 0 && setuid((uid_t)r->uid) < 0) child_fail(errfd, 5);
+    /* Raw system calls: glibc's wrappers would broadcast the change to init's threads (the memory is shared). */
+    if (r->set_groups && syscall(SYS_setgroups, r->ngroups, r->groups) < 0) child_fail(errfd, 5);
+    if (r->gid >= 0 && syscall(SYS_setgid, (gid_t)r->gid) < 0) child_fail(errfd, 5);
+    if (r->uid >= 0 && syscall(SYS_setuid, (uid_t)r->uid) < 0) child_fail(errfd, 5);
     if (r->cwd && chdir(r->cwd) < 0) child_fail(errfd, 6);
     /* Every other descriptor is close-on-exec or closed here. */
     syscall(SYS_close_range, 3, ~0U, 4 /* CLOSE_RANGE_CLOEXEC */);
@@ -320,6 +341,17 @@ static void spawn_child(struct spawn_req *r, int errfd) {
     }
     errno = saved;
     child_fail(errfd, 7);
+}
+
+struct spawn_args { struct spawn_req *r; int errfd, readfd; };
+/* The child's own stack: init is suspended while the child runs, so one static stack serves every spawn. */
+static char spawn_stack[64 * 1024] __attribute__((aligned(16)));
+
+static int spawn_entry(void *arg) {
+    struct spawn_args *a = arg;
+    close(a->readfd);
+    spawn_child(a->r, a->errfd);
+    return 127;
 }
 
 /*
@@ -371,9 +403,18 @@ static JSValue js_spawn(JSContext *ctx, JSValueConst this_val, int argc, JSValue
     int ep[2];
     if (!r.argv || !r.argv[0] || !r.envp) { result = JS_NewInt32(ctx, -EINVAL); goto out; }
     if (pipe2(ep, O_CLOEXEC) < 0) { result = JS_NewInt32(ctx, -errno); goto out; }
-    pid_t pid = fork();
-    if (pid == 0) { close(ep[0]); spawn_child(&r, ep[1]); }
+    /*
+     * vfork semantics (as posix_spawn): no copy of init's page tables and no copy-on-write faults, which under TCG
+     * cost more than the exec itself. init is suspended until the child has exec'd or failed, as it waited for
+     * the error pipe anyway. All signals stay blocked across the clone so no handler of init's runs in the child.
+     */
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
+    struct spawn_args a = { &r, ep[1], ep[0] };
+    pid_t pid = clone(spawn_entry, spawn_stack + sizeof spawn_stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
     int fe = errno;
+    sigprocmask(SIG_SETMASK, &old, NULL);
     close(ep[1]);
     if (pid < 0) { close(ep[0]); result = JS_NewInt32(ctx, -fe); goto out; }
     int msg[2];

@@ -111,6 +111,8 @@ export interface InitRun {
   rootfs: Rootfs;
   /** Connected control channel (when `control` was requested). */
   host: HostControl | null;
+  /** The host end of the control connection under `host` (a test may pause it to play a host that stops reading). */
+  controlSocket: Socket | null;
   result: Promise<InitResult>;
   /** Host pids of every process in the run's PID namespace except init. */
   namespacePids(): number[];
@@ -185,6 +187,7 @@ export async function startInit(options: RunOptions): Promise<InitRun> {
     });
   });
   let host: HostControl | null = null;
+  let controlSocket: Socket | null = null;
   if (accepted) {
     const sock = await Promise.race([
       accepted,
@@ -192,6 +195,7 @@ export async function startInit(options: RunOptions): Promise<InitRun> {
         throw new Error(`init exited before connecting: ${JSON.stringify(res)}`);
       }),
     ]);
+    controlSocket = sock;
     host = HostControl.attach(sock);
     host.on("error", () => {});
   }
@@ -199,6 +203,7 @@ export async function startInit(options: RunOptions): Promise<InitRun> {
     proc,
     rootfs,
     host,
+    controlSocket,
     result,
     namespacePids: () => descendants(proc.pid!).filter((p) => p !== initPid(proc.pid!)),
   };

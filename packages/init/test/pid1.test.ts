@@ -184,6 +184,38 @@ describe.skipIf(skipReason !== null)("init as PID 1 (namespace)", () => {
     expect((await run.result).code).toBe(137);
   });
 
+  it("keeps reaping while the host stops reading the control channel (init's writes never block), then delivers every byte in order", async () => {
+    // The workload orphans a `sleep 1` (reparented to init); it and three execs flood stdout, each up to its
+    // stream's credit window: together far more than the socket holds, so a blocking writer would be stuck.
+    const flood = 1024 * 1024;
+    const floodCmd = (c: string) => `head -c ${flood} /dev/zero | tr '\\0' ${c}; echo; echo flood-done`;
+    const script = `sh -c 'sleep 1 &'; ${floodCmd("x")}; exec sleep 1000`;
+    const run = trackRun(await startInit({ env: { III_WORKER_CMD: cmd(script) }, control: true }));
+    const host = run.host!;
+    const chunks: Buffer[] = [];
+    host.workloadStdout.on("data", (d: Buffer) => chunks.push(d));
+    await host.ready;
+    run.controlSocket!.pause();
+    const execs = ["a", "b", "c"].map((c) => {
+      const e = host.exec({ argv: ["sh", "-c", floodCmd(c)] });
+      e.stdin.end();
+      return { c, out: collect(e.stdout), exit: e.exit };
+    });
+    await new Promise((r) => setTimeout(r, 3000));
+    const state = (pid: number) => /^\d+ \(.*\) (\S)/.exec(readFileSync(`/proc/${pid}/stat`, "utf8"))?.[1];
+    const zombies = run.namespacePids().filter((p) => existsSync(`/proc/${p}`) && state(p) === "Z");
+    expect(zombies, "the orphan was not reaped while the host was not reading").toEqual([]);
+    run.controlSocket!.resume();
+    for (const e of execs) {
+      expect((await e.out).toString()).toBe(`${e.c.repeat(flood)}\nflood-done\n`);
+      expect((await e.exit).code).toBe(0);
+    }
+    await waitFor(() => Buffer.concat(chunks).includes("flood-done"), 30_000);
+    expect(Buffer.concat(chunks).toString()).toBe(`${"x".repeat(flood)}\nflood-done\n`);
+    host.shutdown(1000);
+    await host.workloadExit;
+  });
+
   it("serves 8 concurrent execs x 50 commands with exact output", async () => {
     const run = trackRun(await startInit({ env: { III_WORKER_CMD: cmd("sleep 1000") }, control: true, timeoutMs: 120_000 }));
     const host = run.host!;

@@ -4,15 +4,27 @@
 import * as os from "os";
 import { encodeFrame, FrameDecoder, INITIAL_WINDOW_BYTES, MAX_DATA_CHUNK_BYTES } from "../protocol/frame.js";
 import { frameToMessage, messageToFrame, type Message } from "../protocol/messages.js";
+import * as sys from "iii:sys";
 import { writeAll } from "./sys.js";
+
+const EAGAIN = 11;
+const EINTR = 4;
 
 function line(message: string): void {
   writeAll(2, `iii-init: ${message}\n`);
 }
 
-/** The control channel over one fd: frames in via the event loop, out with credit-based flow control. */
+/**
+ * The control channel over one fd: frames in via the event loop, out with credit-based flow control. Writes never
+ * block: a host that stops reading must not stall init (reaping, signal forwarding, the workload's pumps), so what
+ * the fd does not take is queued and written from a write handler. The queue is bounded by the protocol: data
+ * frames spend per-stream credit, and the rest are small control messages.
+ */
 export class Channel {
   private readonly decoder = new FrameDecoder();
+  private readonly outQueue: Uint8Array[] = [];
+  /** Bytes waiting in outQueue (for tests and diagnostics). */
+  queuedBytes = 0;
   private readonly buf = new ArrayBuffer(65536);
   private readonly credit = new Map<number, number>();
   private readonly creditWaiters = new Map<number, Array<() => void>>();
@@ -21,6 +33,7 @@ export class Channel {
   onClose: () => void = () => {};
 
   constructor(readonly fd: number) {
+    sys.setNonBlock(fd, 1);
     os.setReadHandler(fd, () => this.readable());
   }
 
@@ -63,12 +76,62 @@ export class Channel {
 
   send(m: Message): boolean {
     if (this.closed) return false;
-    try {
-      writeAll(this.fd, encodeFrame(messageToFrame(m)));
+    const bytes = encodeFrame(messageToFrame(m));
+    if (this.outQueue.length > 0) {
+      this.enqueue(bytes);
       return true;
-    } catch {
-      this.close();
-      return false;
+    }
+    const n = this.writeSome(bytes);
+    if (n < 0) return false;
+    if (n < bytes.byteLength) {
+      this.enqueue(bytes.subarray(n));
+      os.setWriteHandler(this.fd, () => this.flush());
+    }
+    return true;
+  }
+
+  private enqueue(bytes: Uint8Array): void {
+    this.outQueue.push(bytes);
+    this.queuedBytes += bytes.byteLength;
+  }
+
+  /** Writes what the fd takes now: the count written, or -1 after closing the channel on a write error. */
+  private writeSome(bytes: Uint8Array): number {
+    let off = 0;
+    while (off < bytes.byteLength) {
+      const n = os.write(this.fd, bytes.buffer as ArrayBuffer, bytes.byteOffset + off, bytes.byteLength - off);
+      if (n >= 0) off += n;
+      else if (-n === EINTR) continue;
+      else if (-n === EAGAIN) break;
+      else {
+        this.close();
+        return -1;
+      }
+    }
+    return off;
+  }
+
+  private flush(): void {
+    while (this.outQueue.length > 0) {
+      const head = this.outQueue[0]!;
+      const n = this.writeSome(head);
+      if (n < 0) return;
+      this.queuedBytes -= n;
+      if (n < head.byteLength) {
+        this.outQueue[0] = head.subarray(n);
+        return;
+      }
+      this.outQueue.shift();
+    }
+    os.setWriteHandler(this.fd, null);
+  }
+
+  /** Before init powers off: waits (bounded) for the queued frames to leave, so the host still sees the last ones. */
+  drain(timeoutMs: number): void {
+    const deadline = os.now() + timeoutMs;
+    while (this.outQueue.length > 0 && !this.closed && os.now() < deadline) {
+      this.flush();
+      if (this.outQueue.length > 0) os.sleep(1);
     }
   }
 
@@ -107,6 +170,9 @@ export class Channel {
     if (this.closed) return;
     this.closed = true;
     os.setReadHandler(this.fd, null);
+    if (this.outQueue.length > 0) os.setWriteHandler(this.fd, null);
+    this.outQueue.length = 0;
+    this.queuedBytes = 0;
     for (const list of this.creditWaiters.values()) for (const w of list.splice(0)) w();
     this.onClose();
   }

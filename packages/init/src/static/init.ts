@@ -159,7 +159,10 @@ async function finish(rt: Runtime, exitCode: number): Promise<never> {
     }
   }
   await rt.cgroup?.remove();
-  if (rt.channel) rt.channel.close();
+  if (rt.channel) {
+    rt.channel.drain(2000);
+    rt.channel.close();
+  }
   sys.sync();
   if (rt.rebootAtEnd) {
     const r = sys.reboot(RB_AUTOBOOT);

@@ -27,6 +27,7 @@ declare module "os" {
   export function setTimeout(fn: () => void, ms: number): unknown;
   export function clearTimeout(handle: unknown): void;
   export function now(): number;
+  export function sleep(ms: number): void;
   export function mkdir(path: string, mode?: number): number;
   export function rename(from: string, to: string): number;
   export function remove(path: string): number;
