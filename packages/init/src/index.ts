@@ -16,6 +16,8 @@ export {
 } from "./contract/env.js";
 export type { GuestSpec, GuestConfig, GuestMount, GuestNetwork } from "./contract/env.js";
 export { ExitCode, InitError } from "./errors.js";
+// /etc/passwd parsing, shared with the worker's reading of an image's `User` (one parser, one set of rules).
+export { parsePasswd, type PasswdEntry } from "./portable/users.js";
 export type { ExitCodeName } from "./errors.js";
 
 /** Where the filesystem view injects the init binary and its runtime. */

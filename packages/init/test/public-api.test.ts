@@ -22,6 +22,7 @@ describe.skipIf(!existsSync(entry))("@iii/init public entry (dist/index.js)", ()
       "mergeEnvSources",
       "ExitCode",
       "GUEST_PATHS",
+      "parsePasswd",
       "protocol",
     ]) {
       expect(api[name], name).toBeDefined();

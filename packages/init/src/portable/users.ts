@@ -22,12 +22,13 @@ export interface PasswdEntry {
   home: string;
 }
 
+/** The entries of an /etc/passwd text (lines with numeric uid and gid); `home` as written, possibly empty. */
 export function parsePasswd(text: string): PasswdEntry[] {
   return text
     .split("\n")
     .map((line) => line.split(":"))
     .filter((f) => f.length >= 7 && /^\d+$/.test(f[2]!) && /^\d+$/.test(f[3]!))
-    .map((f) => ({ name: f[0]!, uid: Number(f[2]), gid: Number(f[3]), home: f[5]! || "/" }));
+    .map((f) => ({ name: f[0]!, uid: Number(f[2]), gid: Number(f[3]), home: f[5]! }));
 }
 
 export function parseGroup(text: string): Array<{ name: string; gid: number }> {
@@ -61,6 +62,6 @@ export function resolveUserSpec(spec: string | null, passwdText: string, groupTe
     if (!g) throw new UserResolveError(`group "${groupPart}" not found in /etc/group`);
     gid = g.gid;
   }
-  return { uid, gid, name: entry?.name ?? null, home: entry?.home ?? (uid === 0 ? "/root" : "/") };
+  return { uid, gid, name: entry?.name ?? null, home: entry ? entry.home || "/" : uid === 0 ? "/root" : "/" };
 }
 

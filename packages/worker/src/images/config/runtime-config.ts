@@ -1,3 +1,4 @@
+import { parsePasswd, type PasswdEntry } from "@iii/init";
 import { parse as parseYaml } from "yaml";
 import { IiiError } from "../../errors.js";
 import { readFileInRoot } from "./read-in-root.js";
@@ -89,23 +90,6 @@ export function parseImageConfig(raw: unknown): Omit<ImageRuntimeConfig, "user">
   if (typeof top.os === "string") config.os = top.os;
   if (typeof top.architecture === "string") config.architecture = top.architecture;
   return config;
-}
-
-interface PasswdEntry {
-  name: string;
-  uid: number;
-  gid: number;
-  home: string;
-}
-
-export function parsePasswd(text: string): PasswdEntry[] {
-  const entries: PasswdEntry[] = [];
-  for (const line of text.split("\n")) {
-    const f = line.split(":");
-    if (f.length < 7 || !/^\d+$/.test(f[2]!) || !/^\d+$/.test(f[3]!)) continue;
-    entries.push({ name: f[0]!, uid: Number(f[2]), gid: Number(f[3]), home: f[5]! });
-  }
-  return entries;
 }
 
 export function parseGroup(text: string): Array<{ name: string; gid: number; members: string[] }> {
