@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 import { chooseAccel, probeAccelFacts, type AccelChoice, type AccelFacts } from "./vmm/accel.js";
-import { findGuestInit } from "./supervisor/guest-init.js";
+import { findGuestInit } from "./launch/guest-init.js";
 import { findQemu, findVirtiofsd } from "./host/binaries.js";
 import { versionLine, which } from "./host/which.js";
 import { iiiHome } from "./paths.js";

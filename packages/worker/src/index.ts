@@ -8,7 +8,8 @@ export { resolveShortName, DEFAULT_REGISTRY_INDEX_URL } from "./catalog/index-lo
 export { addWorker, removeWorker, getWorker, resolveImageInput, type AddWorkerOptions } from "./workers.js";
 export { chooseAccel, probeAccelFacts, type Accel, type AccelFacts } from "./vmm/accel.js";
 export { runDoctor, type DoctorReport, type DoctorCheck } from "./doctor.js";
-export { workerStatus, readVmRecord, type WorkerStatus, type VmRecord, type LastExit } from "./status.js";
+export { workerStatus, type WorkerStatus } from "./status.js";
+export { readVmRecord, type VmRecord, type LastExit } from "./state/vm-record.js";
 export { runCli, buildProgram, DEFAULT_ENGINE_URL, DEFAULT_ENGINE_PORT } from "./cli/program.js";
 export { startWorker, startWorkerWithSpec, stopWorker, type StartOptions, type StartResult, type StopOptions } from "./lifecycle.js";
 export { SupervisorClient, ApiError, type ExecIo } from "./api/client.js";

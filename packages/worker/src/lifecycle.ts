@@ -1,33 +1,29 @@
-import { spawn } from "node:child_process";
-import { closeSync, existsSync, openSync, statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { access, chmod, mkdir, rm, stat, constants } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
-import writeFileAtomic from "write-file-atomic";
-import { IiiError, isErrorCode } from "./errors.js";
+import { SupervisorClient } from "./api/client.js";
+import { IiiError } from "./errors.js";
 import { isSameProcessAlive } from "./host/process-identity.js";
-import { tailLines } from "./logs.js";
 import { iiiHome, managedRoot, workerPaths, type WorkerPaths } from "./paths.js";
-import { readVmRecord, workerStatus } from "./status.js";
+import { readVmRecord } from "./state/vm-record.js";
+import { workerStatus } from "./status.js";
 import { cleanupStaleWorker, lazyUnmount, mountsUnder } from "./supervisor/cleanup.js";
-import type { BootReport } from "./supervisor/ready-pipe.js";
-import type { LaunchRequest } from "./supervisor/launch-request.js";
-import type { ImageProcessConfig } from "./supervisor/launch-spec.js";
-import { findGuestInit } from "./supervisor/guest-init.js";
-import { policyRules } from "./supervisor/policy-rules.js";
+import { DEFAULT_BOOT_TIMEOUT_MS, DEFAULT_STOP_GRACE_MS, type HostChoices, type LaunchRequest } from "./launch/request.js";
+import { spawnSupervisor } from "./launch/spawn.js";
+import type { ImageProcessConfig } from "./launch/spec.js";
+import { findGuestInit } from "./launch/guest-init.js";
+import { policyRules } from "./launch/policy-rules.js";
 import { resolveKernel } from "./firmware/index.js";
 import { findQemu, findVirtiofsd } from "./host/binaries.js";
-import { ensureImage } from "./images/index.js";
+import { ensureImage, type PullPolicy } from "./images/index.js";
 import { getWorker } from "./workers.js";
 import { isWasmImage, type WorkerSpec } from "./state/model.js";
 import { startWasmWorker } from "./wasm/controller.js";
 import { canReadWrite, writableDirError } from "./host/writable.js";
-import { READY_FD } from "./supervisor/ready-pipe.js";
+import { writeFileAtomic } from "./util/atomic-write.js";
+import { resolveAccel } from "./vmm/accel.js";
 
-const SUPERVISOR_ENTRY = fileURLToPath(new URL("./cli.js", import.meta.url));
-/** How long `start` waits for READY: TCG boots take seconds; a cold image pull happens before this. */
-export const DEFAULT_BOOT_TIMEOUT_MS = 120_000;
 /** After the grace period, how long the supervisor may take to kill QEMU and clean up. */
 export const KILL_DEADLINE_MS = 5_000;
 
@@ -48,80 +44,6 @@ export async function prepareWorkerDir(paths: WorkerPaths, home: string, env: No
   }
 }
 
-export interface SpawnSupervisorOptions {
-  name: string;
-  /** The project (directory of iii.workers.yaml) the worker belongs to. */
-  projectDir: string;
-  paths: WorkerPaths;
-  env?: NodeJS.ProcessEnv;
-  bootTimeoutMs?: number;
-}
-
-/**
- * Spawns `iii-worker __vm-boot <name>` in its own session (it outlives this CLI) and waits for its boot
- * report on fd 3. Rejects with the supervisor's reason, plus the console tail, when the boot fails.
- */
-export async function spawnSupervisor(options: SpawnSupervisorOptions): Promise<Extract<BootReport, { event: "ready" }>> {
-  const { paths } = options;
-  const log = openSync(paths.supervisorLog, "a");
-  let child;
-  try {
-    child = spawn(process.execPath, [SUPERVISOR_ENTRY, "__vm-boot", options.name, options.projectDir], {
-      detached: true,
-      stdio: ["ignore", log, log, "pipe"],
-      env: { ...(options.env ?? process.env), III_READY_FD: String(READY_FD) },
-    });
-  } finally {
-    closeSync(log);
-  }
-  const pipe = child.stdio[READY_FD] as NodeJS.ReadableStream | null;
-  if (!pipe) throw new IiiError("Internal", "supervisor spawned without its ready pipe");
-  let text = "";
-  pipe.setEncoding("utf8");
-  pipe.on("data", (chunk: string) => (text += chunk));
-  const timeoutMs = options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS;
-  // The report is one line; do not wait for EOF (a descendant could still hold the pipe open).
-  const ended = new Promise<void>((resolve) => {
-    pipe.on("data", () => text.includes("\n") && resolve());
-    pipe.on("end", () => resolve()).on("close", () => resolve());
-  });
-  const timedOut = await Promise.race([ended.then(() => false), sleep(timeoutMs, undefined, { ref: false }).then(() => true)]);
-  child.unref();
-  (pipe as unknown as { destroy?: () => void }).destroy?.();
-  if (timedOut) {
-    try {
-      process.kill(child.pid!, "SIGTERM");
-    } catch {
-      // already gone
-    }
-    throw new IiiError("VmBootFailed", `worker "${options.name}" did not report READY within ${timeoutMs / 1000} s${await consoleTailSuffix(paths)}`);
-  }
-  const line = text.split("\n").find((l) => l.trim().length > 0);
-  let report: BootReport | undefined;
-  try {
-    report = line ? (JSON.parse(line) as BootReport) : undefined;
-  } catch {
-    report = undefined;
-  }
-  if (report?.event === "ready") return report;
-  if (report?.event === "failed") {
-    // A package's own code (a FilesystemError's, a NetworkError's) reaches the CLI line as it is.
-    const code = isErrorCode(report.code) ? report.code : "VmBootFailed";
-    throw new IiiError(code, `${report.message}${report.consoleTail ? ` (console: ${oneLine(report.consoleTail)})` : ""}`);
-  }
-  const supervisorTail = oneLine(await tailLines(paths.supervisorLog, 3));
-  throw new IiiError("VmBootFailed", `the supervisor of "${options.name}" exited during boot${supervisorTail ? `: ${supervisorTail}` : ""}${await consoleTailSuffix(paths)}`);
-}
-
-function oneLine(text: string): string {
-  return text.trim().split("\n").map((l) => l.trim()).filter(Boolean).join(" | ").slice(0, 400);
-}
-
-async function consoleTailSuffix(paths: WorkerPaths): Promise<string> {
-  const tail = oneLine(await tailLines(paths.consoleLog, 5));
-  return tail ? ` (console: ${tail})` : "";
-}
-
 export interface StopOptions {
   graceMs?: number;
   env?: NodeJS.ProcessEnv;
@@ -132,8 +54,10 @@ export interface StopOptions {
 export type StopOutcome = "stopped" | "not-running" | "cleaned-crashed";
 
 /**
- * Stops a worker: asks its supervisor (SIGTERM) for a graceful shutdown, which sends SHUTDOWN {graceMs} to
- * init; if the supervisor is still there after grace + kill deadline, SIGKILL it and clean up after it.
+ * Stops a worker: asks its supervisor for a graceful shutdown over its API (`POST /stop {graceMs}`, the one
+ * stop path), which sends SHUTDOWN {graceMs} to init; a supervisor that does not answer there yet (still
+ * mounting) or a WASM runner gets SIGTERM, which it handles as the same stop with the launch's grace. If it
+ * is still there after grace + kill deadline, it is cleaned up after.
  */
 export async function stopWorker(name: string, options: StopOptions = {}): Promise<StopOutcome> {
   const env = options.env ?? process.env;
@@ -145,9 +69,14 @@ export async function stopWorker(name: string, options: StopOptions = {}): Promi
     await cleanupStaleWorker(paths, record);
     return "cleaned-crashed";
   }
-  const graceMs = options.graceMs ?? 10_000;
-  await writeFileAtomic(`${paths.dir}/stop.json`, JSON.stringify({ graceMs }));
-  process.kill(record.pid, "SIGTERM");
+  const graceMs = options.graceMs ?? DEFAULT_STOP_GRACE_MS;
+  await new SupervisorClient(paths.apiSock).stop(graceMs).catch(() => {
+    try {
+      process.kill(record.pid, "SIGTERM");
+    } catch {
+      // already gone
+    }
+  });
   const deadline = Date.now() + graceMs + KILL_DEADLINE_MS + 2_000;
   while (Date.now() < deadline) {
     if (!isSameProcessAlive(record)) return "stopped";
@@ -169,7 +98,7 @@ export async function awaitEndedSupervisor(name: string, env: NodeJS.ProcessEnv,
 }
 
 export interface StartOptions {
-  pull?: "missing" | "always" | "never";
+  pull?: PullPolicy;
   cwd?: string;
   env?: NodeJS.ProcessEnv;
   engineUrl: string;
@@ -206,7 +135,7 @@ async function isDirectory(path: string): Promise<boolean> {
 }
 
 /** Resolves the worker's image to a read-only rootfs and the image's process config. */
-async function resolveRootfs(image: string, env: NodeJS.ProcessEnv, pull: "missing" | "always" | "never"): Promise<{ rootfs: string; config?: ImageProcessConfig }> {
+async function resolveRootfs(image: string, env: NodeJS.ProcessEnv, pull: PullPolicy): Promise<{ rootfs: string; config?: ImageProcessConfig }> {
   if (image.startsWith("dir:")) {
     const rootfs = image.slice("dir:".length);
     if (!(await isDirectory(rootfs))) throw new IiiError("RootfsNotFound", `rootfs directory ${rootfs} does not exist`);
@@ -223,6 +152,17 @@ async function resolveRootfs(image: string, env: NodeJS.ProcessEnv, pull: "missi
   };
   if (c.stopSignal) config.stopSignal = c.stopSignal;
   return { rootfs: ensured.rootfs, config };
+}
+
+/** QEMU, virtiofsd and the accel, looked up once per start: the supervisor and the VMM use what is found here. */
+function findHost(env: NodeJS.ProcessEnv): HostChoices {
+  const qemuPath = findQemu(env);
+  if (!qemuPath) {
+    throw new IiiError("QemuNotFound", env.III_QEMU_BIN ? `III_QEMU_BIN=${env.III_QEMU_BIN} is not an executable` : "qemu-system-x86_64 not found (apt install qemu-system-x86, or set III_QEMU_BIN)");
+  }
+  const virtiofsdPath = findVirtiofsd(env);
+  if (!virtiofsdPath) throw new IiiError("VirtiofsdNotFound", "virtiofsd not found (apt install qemu-system-common, or set III_VIRTIOFSD_BIN)");
+  return { qemuPath, virtiofsdPath, accel: resolveAccel(env) };
 }
 
 /**
@@ -258,10 +198,7 @@ export async function startWorkerWithSpec(name: string, spec: WorkerSpec, option
   }
   const { rootfs, config } = await resolveRootfs(spec.image, env, options.pull ?? "missing");
   await resolveKernel({ env });
-  if (!findQemu(env)) {
-    throw new IiiError("QemuNotFound", env.III_QEMU_BIN ? `III_QEMU_BIN=${env.III_QEMU_BIN} is not an executable` : "qemu-system-x86_64 not found (apt install qemu-system-x86, or set III_QEMU_BIN)");
-  }
-  if (!findVirtiofsd(env)) throw new IiiError("VirtiofsdNotFound", "virtiofsd not found (apt install qemu-system-common, or set III_VIRTIOFSD_BIN)");
+  const host = findHost(env);
   findGuestInit(env);
   policyRules(spec.network);
   await prepareWorkerDir(paths, iiiHome(env), env);
@@ -273,9 +210,10 @@ export async function startWorkerWithSpec(name: string, spec: WorkerSpec, option
     ...(config ? { image: config } : {}),
     engineUrl: options.engineUrl,
     fresh: options.fresh ?? false,
-    stopGraceMs: options.stopGraceMs ?? 10_000,
+    stopGraceMs: options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS,
     bootTimeoutMs: options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS,
     ...(capturePath ? { capturePath } : {}),
+    host,
   };
   await writeFileAtomic(paths.launch, `${JSON.stringify(request, null, 2)}\n`);
   const report = await spawnSupervisor({ name, projectDir: cwd, paths, env, bootTimeoutMs: request.bootTimeoutMs + 10_000 });
@@ -306,7 +244,7 @@ export async function removeWorkerData(name: string, options: RemoveDataOptions 
     if (!options.force) {
       throw new IiiError("WorkerRunning", `worker "${name}" is running; stop it first, or use remove --force to stop and remove it`);
     }
-    await stopWorker(name, { env, cwd, graceMs: options.graceMs ?? 10_000 });
+    await stopWorker(name, { env, cwd, graceMs: options.graceMs ?? DEFAULT_STOP_GRACE_MS });
   }
   const paths = workerPaths(name, env, cwd);
   const after = await workerStatus(name, env, cwd);

@@ -1,59 +1,16 @@
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { isSameProcessAlive } from "./host/process-identity.js";
 import { managedDir } from "./paths.js";
+import { readJson, type LastExit, type VmRecord } from "./state/vm-record.js";
 
 /** pending/completed/failed are the WASM tier's (a runner that has not started its guest yet; a guest run that ended). */
 export type WorkerState = "pending" | "running" | "stopped" | "crashed" | "completed" | "failed";
-
-export interface VmRecord {
-  pid: number;
-  startTime: number;
-  vmm: string;
-  startedAt: string;
-  slot?: number;
-  sockets?: Record<string, string>;
-  children?: { name: string; pid: number; startTime: number }[];
-  /** WASM runners: pending until the guest is instantiated. */
-  phase?: "pending" | "running";
-}
-
-export interface LastExit {
-  code: number | null;
-  reason: string;
-  /** The run ended because a process of the VM died (QEMU, virtiofsd, the FUSE server), not by its workload or a stop. */
-  crashed?: boolean;
-  endedAt: string;
-  timings?: Record<string, number>;
-  /** The VM booted but its workload could not be spawned (a missing binary, …): `reason` says why. */
-  startFailed?: boolean;
-  /** With startFailed: the last lines of the guest's console. */
-  consoleTail?: string[];
-  /** The workload was killed by the out-of-memory killer (its code is then 137). */
-  oomKilled?: boolean;
-  /** WASM runs: how the guest's run ended (absent: stopped). */
-  state?: "completed" | "failed";
-  tier?: "wasm";
-}
 
 export interface WorkerStatus {
   name: string;
   state: WorkerState;
   pid?: number;
   lastExit?: LastExit;
-}
-
-/** A JSON file, or undefined when it is missing or unreadable. */
-export async function readJson<T>(path: string): Promise<T | undefined> {
-  try {
-    return JSON.parse(await readFile(path, "utf8")) as T;
-  } catch {
-    return undefined;
-  }
-}
-
-export async function readVmRecord(name: string, env: NodeJS.ProcessEnv = process.env, projectDir?: string): Promise<VmRecord | undefined> {
-  return readJson<VmRecord>(join(managedDir(name, env, projectDir), "vm.json"));
 }
 
 /**

@@ -17,8 +17,8 @@ import {
   type WorkerSpec,
 } from "./state/model.js";
 import { parseCpus, parseMemoryBytes } from "./state/quantity.js";
-import { policyRules } from "./supervisor/policy-rules.js";
-import { reservedEnvKeys, reservedEnvMessage } from "./supervisor/launch-spec.js";
+import { policyRules } from "./launch/policy-rules.js";
+import { reservedEnvKeys, reservedEnvMessage } from "./launch/spec.js";
 import { loadWorkersFile, updateWorkersFile } from "./state/workers-file.js";
 
 export interface AddWorkerOptions {

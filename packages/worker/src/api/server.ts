@@ -6,7 +6,7 @@ import { followFile, tailLines } from "../logs.js";
 import type { WorkerPaths } from "../paths.js";
 import { ALLOWED_SIGNALS, type ExecCreateRequest } from "./attach-protocol.js";
 import { ExecConflictError, type ExecRegistry } from "./exec-registry.js";
-import { reservedEnvKeys, reservedEnvMessage } from "../supervisor/launch-spec.js";
+import { reservedEnvKeys, reservedEnvMessage } from "../launch/spec.js";
 
 export interface ApiServerDeps {
   paths: WorkerPaths;

@@ -395,7 +395,7 @@ Network policy (checked on the address actually dialled, after DNS):
     .action(async (name: string, command: string[], opts) => {
       // A running VM's record says what it is; the state file (YAML) is read only when there is no VM record
       // (exec then fails anyway) or a WASM runner's, keeping it off the path of the common case.
-      const { readVmRecord } = await import("../status.js");
+      const { readVmRecord } = await import("../state/vm-record.js");
       const record = await readVmRecord(name);
       let wasm = record?.vmm === "wasm";
       if (!record) {
@@ -486,14 +486,6 @@ Network policy (checked on the address actually dialled, after DNS):
     new Command("__wasm-run").argument("<config>", "the worker's WASI_CONFIG file").action(async (config: string) => {
       const { runWasmCli } = await import("../wasm/cli.js");
       process.exitCode = await runWasmCli(config);
-    }),
-    { hidden: true },
-  );
-
-  program.addCommand(
-    new Command("__fs-serve").argument("<config>").action(async (config: string) => {
-      const { runFsServer } = await import("../supervisor/fs-server.js");
-      process.exitCode = await runFsServer(config);
     }),
     { hidden: true },
   );

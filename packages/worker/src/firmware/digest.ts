@@ -1,7 +1,8 @@
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import { mkdirsSync } from "../host/mkdirs.js";
-import { createReadStream, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { createReadStream, readFileSync, statSync } from "node:fs";
 import { dirname } from "node:path";
+import { writeFileAtomicSync } from "../util/atomic-write.js";
 
 export async function sha256File(path: string): Promise<string> {
   const hash = createHash("sha256");
@@ -43,9 +44,7 @@ export async function sha256FileMemo(path: string, memoPath: string | undefined)
   try {
     memo[path] = { ...key, sha256 };
     mkdirsSync(dirname(memoPath));
-    const tmp = `${memoPath}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
-    writeFileSync(tmp, JSON.stringify(memo));
-    renameSync(tmp, memoPath);
+    writeFileAtomicSync(memoPath, JSON.stringify(memo), { fsync: false });
   } catch {
     // a read-only home only costs the next start another hash
   }

@@ -1,9 +1,10 @@
 import { mkdirsSync } from "../host/mkdirs.js";
 import { closeSync, openSync, readSync, statSync } from "node:fs";
-import { open, readFile, rename, rm } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { iiiHome } from "../paths.js";
+import { writeFileAtomic } from "../util/atomic-write.js";
 import { IiiError } from "../errors.js";
 import { extractKernelImage } from "./extract.js";
 import { KERNEL_FILE_OFFSET, buildPvhElfHeader, parsePvhElfHeader, scanImageForPhys32Entry } from "./pvh-elf.js";
@@ -50,7 +51,6 @@ export async function ensureKernel(
   }
   const tag = `${process.pid}.${randomBytes(4).toString("hex")}`;
   const rawPath = join(dir, `.${firmware.sha256}.${tag}.raw`);
-  const tmpPath = join(dir, `.${firmware.sha256}.${tag}.elf.tmp`);
   try {
     const info = await extractKernelImage(firmware.path, rawPath);
     const image = await readFile(rawPath);
@@ -61,18 +61,10 @@ export async function ensureKernel(
     // pvh_start_xen at the load address (measured: note value 0x1000000 = load_addr), the fallback.
     const pvhEntry = scanImageForPhys32Entry(image) ?? info.loadAddr;
     const header = buildPvhElfHeader({ loadAddr: info.loadAddr, pvhEntry, kernelSize: image.byteLength });
-    const handle = await open(tmpPath, "wx", 0o644);
-    try {
-      await handle.writev([header, image]);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(tmpPath, elfPath);
+    await writeFileAtomic(elfPath, Buffer.concat([header, image]), { mode: 0o644 });
     return { elfPath, firmwareSha256: firmware.sha256, loadAddr: info.loadAddr, pvhEntry, sizeBytes: image.byteLength, cached: false };
   } finally {
     await rm(rawPath, { force: true });
-    await rm(tmpPath, { force: true });
   }
 }
 

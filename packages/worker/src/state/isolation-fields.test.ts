@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { decodeWorkersFile, encodeWorkersFile, parseNetworkMode, parsePids } from "./model.js";
-import { buildLaunchSpec, DEFAULT_PIDS_MAX } from "../supervisor/launch-spec.js";
+import { buildLaunchSpec, DEFAULT_PIDS_MAX } from "../launch/spec.js";
 
 describe("isolation fields of a worker spec", () => {
   it("--pids takes a whole number in range, and says what was wrong otherwise", () => {

@@ -1,4 +1,5 @@
 import { posix } from "node:path";
+import { GUEST_PATHS } from "@iii/init";
 import { IiiError } from "../errors.js";
 import type { WasiNetwork } from "../wasm/config.js";
 import { parseCpus, parseMemoryBytes } from "./quantity.js";
@@ -141,8 +142,9 @@ export function parseMountSpec(text: string): MountSpec {
     throw new IiiError("InvalidOption", `invalid mount "${text}": the guest path may not contain ".."`);
   }
   const target = posix.normalize(guest).replace(/(.)\/+$/, "$1");
-  if (target === "/" || target === "/.iii" || target.startsWith("/.iii/")) {
-    throw new IiiError("InvalidOption", `invalid mount "${text}": the guest path ${target} would hide ${target === "/" ? "the root filesystem" : "/.iii, where iii keeps the guest's init and configuration"}`);
+  const runtimeDir = GUEST_PATHS.runtimeDir;
+  if (target === "/" || target === runtimeDir || target.startsWith(`${runtimeDir}/`)) {
+    throw new IiiError("InvalidOption", `invalid mount "${text}": the guest path ${target} would hide ${target === "/" ? "the root filesystem" : `${runtimeDir}, where iii keeps the guest's init and configuration`}`);
   }
   return { host, guest, readOnly: mode === "ro" };
 }

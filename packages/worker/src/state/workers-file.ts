@@ -10,6 +10,7 @@ import { mkdirs } from "../host/mkdirs.js";
 const requireCjs = createRequire(import.meta.url);
 const yaml = () => requireCjs("yaml") as typeof import("yaml");
 import { decodeWorkersFile, encodeWorkersFile, type WorkersFile } from "./model.js";
+import { writeFileAtomic } from "../util/atomic-write.js";
 
 const HEADER = "# iii managed workers (written by iii-worker; edits are kept)\n";
 
@@ -51,7 +52,6 @@ export function serializeWorkersFile(file: WorkersFile): string {
 
 async function writeAtomically(path: string, file: WorkersFile): Promise<void> {
   try {
-    const writeFileAtomic = requireCjs("write-file-atomic") as typeof import("write-file-atomic");
     await writeFileAtomic(path, serializeWorkersFile(file), { fsync: true, mode: 0o644 });
   } catch (error) {
     throw new IiiError("StateFileUnwritable", `cannot write ${path}: ${(error as Error).message}`, { cause: error });

@@ -3,7 +3,7 @@ import { readFile, rm } from "node:fs/promises";
 import { promisify } from "node:util";
 import { processStartTime, type ProcessIdentity } from "../host/process-identity.js";
 import type { WorkerPaths } from "../paths.js";
-import type { VmRecord } from "../status.js";
+import type { VmRecord } from "../state/vm-record.js";
 
 const run = promisify(execFile);
 

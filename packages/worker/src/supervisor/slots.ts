@@ -1,7 +1,7 @@
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { isSameProcessAlive } from "../host/process-identity.js";
-import { readJson, type VmRecord } from "../status.js";
+import { readJson, type VmRecord } from "../state/vm-record.js";
 import { IiiError } from "../errors.js";
 
 /**

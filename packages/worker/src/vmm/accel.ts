@@ -62,3 +62,11 @@ export function probeAccelFacts(env: NodeJS.ProcessEnv = process.env): AccelFact
   if (env.III_ACCEL) facts.override = env.III_ACCEL;
   return facts;
 }
+
+/** The accel for this host, probed once: with an III_ACCEL override, the reason keeps what the probe says (why a forced KVM fails). */
+export function resolveAccel(env: NodeJS.ProcessEnv = process.env): AccelChoice {
+  const facts = probeAccelFacts(env);
+  const choice = chooseAccel(facts);
+  if (facts.override) choice.reason += `; host probe: ${chooseAccel({ ...facts, override: undefined }).reason}`;
+  return choice;
+}

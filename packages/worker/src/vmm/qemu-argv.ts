@@ -2,11 +2,12 @@
  * Pure command-line builders for the qemu adapter: no I/O, so every flag is unit-tested. The flags are the
  * ones measured in DESIGN §3; each "why" is next to the flag.
  */
+import { join } from "node:path";
+import { CONTROL_PORT_NAME, GUEST_PATHS } from "@iii/init";
 import { IiiError } from "../errors.js";
 import type { Accel } from "./accel.js";
-import type { VmControlPort, VmNetwork, VmShare } from "./types.js";
+import type { VmConfig, VmControlPort, VmNetwork, VmShare } from "./types.js";
 
-export const CONTROL_PORT_NAME = "iii.control";
 /** virtio-fs tags are at most 36 bytes (virtio spec, struct virtio_fs_config). */
 export const MAX_VIRTIOFS_TAG_BYTES = 36;
 /** x86 COMMAND_LINE_SIZE. */
@@ -205,3 +206,60 @@ function opt(value: string): string {
 function invalid(message: string): IiiError {
   return new IiiError("InvalidOption", message);
 }
+
+/** What a VM's command lines depend on besides its config: the host's choices, made once per start. */
+export interface VmHostChoices {
+  accel: Accel;
+  virtiofsdPath: string;
+  /** The host TSC frequency (TCG only; the kernel skips its calibration). */
+  tscKhz?: number;
+}
+
+export interface VmCommands {
+  /** qemu-system-x86_64's argv (without the binary). */
+  argv: string[];
+  /** One virtiofsd per share, root first, with the vhost-user socket it listens on. */
+  daemons: Array<{ share: VmShare; socketPath: string; command: string[] }>;
+  qmpSocketPath: string;
+}
+
+/**
+ * A VM config → QEMU's argv and the virtiofsd command lines, with no I/O: what QemuVmm.prepare() spawns,
+ * and what launch/plan.test.ts checks for a worker spec.
+ */
+export function buildVmCommands(
+  config: VmConfig & { consoleAppend?: boolean; virtiofsdCache?: "auto" | "always" | "none"; tcgTuning?: boolean },
+  host: VmHostChoices,
+): VmCommands {
+  const shares = [config.root, ...(config.shares ?? [])];
+  const daemons = shares.map((share, i) => {
+    const socketPath = join(config.runDir, `fs${i}.sock`);
+    return { share, socketPath, command: buildVirtiofsdCommand(host.virtiofsdPath, { share, socketPath, cache: config.virtiofsdCache }) };
+  });
+  const qmpSocketPath = join(config.runDir, "qmp.sock");
+  const cmdline = buildKernelCmdline({
+    rootTag: config.root.tag,
+    init: config.init ?? GUEST_PATHS.init,
+    accel: host.accel,
+    tscKhz: host.accel === "tcg" ? host.tscKhz : undefined,
+    tcgTuning: config.tcgTuning,
+    vcpus: config.vcpus,
+    extra: config.cmdlineExtra,
+    env: config.env,
+  });
+  const argv = buildQemuArgv({
+    kernelPath: config.kernelPath,
+    cmdline,
+    accel: host.accel,
+    vcpus: config.vcpus,
+    memoryBytes: config.memoryBytes,
+    shares: daemons.map((d) => ({ tag: d.share.tag, socketPath: d.socketPath })),
+    consoleLogPath: config.consoleLogPath,
+    consoleAppend: config.consoleAppend,
+    control: config.control,
+    network: config.network,
+    qmpSocketPath,
+  });
+  return { argv, daemons, qmpSocketPath };
+}
+

@@ -6,23 +6,19 @@ import { IiiError } from "../errors.js";
 import { findQemu, findVirtiofsd } from "../host/binaries.js";
 import { processStartTime } from "../host/process-identity.js";
 import { which } from "../host/which.js";
-import { chooseAccel, probeAccelFacts, type AccelChoice } from "./accel.js";
+import { resolveAccel, type AccelChoice } from "./accel.js";
 import { consoleTail, readTail, waitForLine } from "./console-log.js";
 import { hostTscKhz } from "./host-clock.js";
-import { buildKernelCmdline, buildQemuArgv, buildVirtiofsdCommand, validateTag } from "./qemu-argv.js";
+import { buildVmCommands, validateTag } from "./qemu-argv.js";
 import { QmpClient, shutdownReason } from "./qmp.js";
-import type { VmConfig, VmExit, VmProcess, VmShare, Vmm } from "./types.js";
+import type { VmExit, VmmFactory, VmmOptions, VmProcess, VmShare, Vmm } from "./types.js";
 
-export interface QemuVmmOptions extends VmConfig {
-  /** Append to the console log instead of truncating it (QEMU's default). */
-  consoleAppend?: boolean;
+export interface QemuVmmOptions extends VmmOptions {
   virtiofsdCache?: "auto" | "always" | "none";
   /** TCG boot tuning on the kernel command line (TCG_BOOT_TUNING); default true. */
   tcgTuning?: boolean;
   /** How long start() waits for each virtiofsd socket and for QMP. Default 10 s. */
   startTimeoutMs?: number;
-  /** Environment for binary lookup (III_QEMU_BIN, III_VIRTIOFSD_BIN, PATH) and the accel choice (III_ACCEL). */
-  hostEnv?: NodeJS.ProcessEnv;
 }
 
 /** Milestones of one start, in ms since start() was called; the boot benchmark prints them. */
@@ -117,14 +113,7 @@ export class QemuVmm implements Vmm {
     if (!this.virtiofsdBin || !existsSync(this.virtiofsdBin)) {
       throw new IiiError("VirtiofsdNotFound", `${this.virtiofsdBin ?? "virtiofsd"} not found (apt install qemu-system-common, or set III_VIRTIOFSD_BIN)`);
     }
-    if (config.accel) {
-      this.accelChoice = { accel: config.accel, reason: "chosen by the caller" };
-    } else {
-      const facts = probeAccelFacts(env);
-      this.accelChoice = chooseAccel(facts);
-      // With an override, keep what the host probe says: it is the reason a forced KVM fails.
-      if (facts.override) this.accelChoice.reason += `; host probe: ${chooseAccel({ ...facts, override: undefined }).reason}`;
-    }
+    this.accelChoice = config.accelChoice ?? (config.accel ? { accel: config.accel, reason: "chosen by the caller" } : resolveAccel(env));
     if (!existsSync(config.kernelPath)) throw new IiiError("FirmwareNotFound", `kernel ${config.kernelPath} does not exist`);
     if (!isDirectory(config.root.hostDir)) throw new IiiError("RootfsNotFound", `root filesystem ${config.root.hostDir} is not a directory`);
     const shares = [config.root, ...(config.shares ?? [])];
@@ -144,40 +133,20 @@ export class QemuVmm implements Vmm {
     } catch (error) {
       throw new IiiError("HomeUnwritable", `cannot create ${config.runDir}: ${(error as Error).message}`, { cause: error });
     }
-    this.daemonCommands = shares.map((share, i) => {
-      const socketPath = join(config.runDir, `fs${i}.sock`);
-      return { share, socketPath, command: buildVirtiofsdCommand(this.virtiofsdBin!, { share, socketPath, cache: config.virtiofsdCache }) };
+    const accel = this.accelChoice.accel;
+    const commands = buildVmCommands(config, {
+      accel,
+      virtiofsdPath: this.virtiofsdBin,
+      ...(accel === "tcg" ? { tscKhz: config.tscKhz ?? hostTscKhz() } : {}),
     });
+    this.daemonCommands = commands.daemons;
     const sockets = [this.qmpSocketPath, ...this.daemonCommands.map((d) => d.socketPath), config.control?.socketPath, config.network?.socketPath];
     for (const path of sockets) {
       if (path && Buffer.byteLength(path) > MAX_SOCKET_PATH) {
         throw new IiiError("InvalidOption", `unix socket path ${path} is longer than ${MAX_SOCKET_PATH} bytes; use a shorter III_HOME or run dir`);
       }
     }
-    const accel = this.accelChoice.accel;
-    const cmdline = buildKernelCmdline({
-      rootTag: config.root.tag,
-      init: config.init ?? "/init.krun",
-      accel,
-      tscKhz: accel === "tcg" ? (config.tscKhz ?? hostTscKhz()) : undefined,
-      tcgTuning: config.tcgTuning,
-      vcpus: config.vcpus,
-      extra: config.cmdlineExtra,
-      env: config.env,
-    });
-    this.argv = buildQemuArgv({
-      kernelPath: config.kernelPath,
-      cmdline,
-      accel,
-      vcpus: config.vcpus,
-      memoryBytes: config.memoryBytes,
-      shares: this.daemonCommands.map((d) => ({ tag: d.share.tag, socketPath: d.socketPath })),
-      consoleLogPath: config.consoleLogPath,
-      consoleAppend: config.consoleAppend,
-      control: config.control,
-      network: config.network,
-      qmpSocketPath: this.qmpSocketPath,
-    });
+    this.argv = commands.argv;
     this.prepared = true;
   }
 
@@ -468,3 +437,7 @@ async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boo
     clearTimeout(timer);
   }
 }
+
+/** The qemu adapter's factory: what the supervisor is given (it depends on Vmm and VmmFactory only). */
+export const createQemuVmm: VmmFactory = (options) => new QemuVmm(options);
+

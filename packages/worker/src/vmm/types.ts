@@ -1,4 +1,5 @@
-import type { Accel } from "./accel.js";
+import type { IiiError } from "../errors.js";
+import type { Accel, AccelChoice } from "./accel.js";
 
 /** A host directory served to the guest over virtio-fs by its own virtiofsd. */
 export interface VmShare {
@@ -125,4 +126,19 @@ export interface Vmm extends AsyncDisposable {
   cleanup(): Promise<void>;
   /** The spawned processes, for a supervisor's record. */
   processes(): VmProcess[];
+  /** The failure the adapter detected (KvmUnavailable, VmBootFailed), if any. */
+  readonly failure: IiiError | undefined;
 }
+
+/** What every VMM adapter is built from: the VM's config and the host's choices made once per start. */
+export interface VmmOptions extends VmConfig {
+  /** Append to the console log instead of truncating it. */
+  consoleAppend?: boolean;
+  /** The accel chosen (with its reason) by whoever probed the host already (`start`); else prepare() probes. */
+  accelChoice?: AccelChoice;
+  /** Environment for binary lookup (III_QEMU_BIN, III_VIRTIOFSD_BIN, PATH) and the accel choice (III_ACCEL). */
+  hostEnv?: NodeJS.ProcessEnv;
+}
+
+/** Makes the VMM of a run; the supervisor knows only this and the Vmm interface (a second adapter is a new factory). */
+export type VmmFactory = (options: VmmOptions) => Vmm;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { emptyNetwork, type WorkerSpec } from "../state/model.js";
-import { buildLaunchSpec, reservedEnvKeys, reservedEnvMessage, rewriteLoopbackUrls } from "./launch-spec.js";
+import { buildLaunchSpec, reservedEnvKeys, reservedEnvMessage, rewriteLoopbackUrls } from "./spec.js";
 
 const base: WorkerSpec = { image: "dir:/r", env: {}, resources: {}, ports: [], mounts: [], network: emptyNetwork() };
 

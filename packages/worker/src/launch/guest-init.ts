@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, relative } from "node:path";
+import { GUEST_PATHS } from "@iii/init";
 import { IiiError } from "../errors.js";
 
 export interface GuestInitFiles {
@@ -46,7 +47,7 @@ export function findGuestInit(env: NodeJS.ProcessEnv = process.env): GuestInitFi
   }
   const runtime: Record<string, string> = {};
   if (runtimeDir && existsSync(runtimeDir)) {
-    for (const file of listFiles(runtimeDir)) runtime[`/.iii/${relative(runtimeDir, file)}`] = file;
+    for (const file of listFiles(runtimeDir)) runtime[`${GUEST_PATHS.runtimeDir}/${relative(runtimeDir, file)}`] = file;
   }
   return { init, runtime };
 }

@@ -1,0 +1,97 @@
+import { describe, expect, it } from "vitest";
+import { workerPaths } from "../paths.js";
+import { emptyNetwork, type WorkerSpec } from "../state/model.js";
+import { buildVmCommands } from "../vmm/qemu-argv.js";
+import { guestAddresses, planVm, type PlanContext } from "./plan.js";
+import type { LaunchRequest } from "./request.js";
+
+const env = { III_HOME: "/h" };
+const paths = workerPaths("web", env, "/proj");
+const spec: WorkerSpec = {
+  image: "dir:/images/app",
+  env: { API: "http://localhost:3000" },
+  resources: { cpus: "2", memory: "256Mi" },
+  ports: [{ host: 8080, guest: 80, protocol: "tcp" }],
+  mounts: [
+    { host: "/data", guest: "/data", readOnly: false },
+    { host: "/etc/ssl", guest: "/ssl", readOnly: true },
+  ],
+  network: emptyNetwork(),
+  command: ["node", "server.js"],
+};
+const request = (over: Partial<LaunchRequest> = {}): LaunchRequest => ({
+  name: "web",
+  cwd: "/proj",
+  spec,
+  rootfs: "/images/app",
+  engineUrl: "ws://localhost:49134",
+  fresh: false,
+  stopGraceMs: 10_000,
+  bootTimeoutMs: 120_000,
+  host: { qemuPath: "/usr/bin/qemu-system-x86_64", virtiofsdPath: "/usr/libexec/virtiofsd", accel: { accel: "tcg", reason: "test" } },
+  ...over,
+});
+const context: PlanContext = { slot: 5, paths, kernelPath: "/k/kernel.elf", guestInit: { init: "/i/init-static", runtime: {} } };
+
+/** The value after each occurrence of `flag` in argv. */
+const values = (argv: string[], flag: string) => argv.flatMap((a, i) => (a === flag ? [argv[i + 1]!] : []));
+
+describe("planVm: a worker spec → QEMU's argv, with no VM", () => {
+  it("maps resources, shares, network and the guest contract onto the command lines", () => {
+    const plan = planVm(request(), context);
+    const { argv, daemons } = buildVmCommands(plan.vm, { accel: "tcg", virtiofsdPath: "/usr/libexec/virtiofsd", tscKhz: 2_000_000 });
+    expect(values(argv, "-smp")).toEqual(["2"]);
+    expect(values(argv, "-m")).toEqual(["256M"]);
+    expect(values(argv, "-accel")).toEqual(["tcg"]);
+    expect(values(argv, "-kernel")).toEqual(["/k/kernel.elf"]);
+    const append = values(argv, "-append")[0]!;
+    expect(append).toContain("init=/init.krun");
+    expect(append).toContain("III_INIT_ENV_FILE=/.iii/env.json");
+    expect(values(argv, "-device").filter((d) => d.startsWith("vhost-user-fs-device"))).toEqual([
+      "vhost-user-fs-device,chardev=fs0,tag=rootfs",
+      "vhost-user-fs-device,chardev=fs1,tag=iii-m0",
+      "vhost-user-fs-device,chardev=fs2,tag=iii-m1",
+    ]);
+    expect(argv.join(" ")).toContain(paths.netSock);
+    expect(argv.join(" ")).toContain("mac=02:6d:73:00:05:02");
+    // The root and the writable share reach virtiofsd through FUSE views; the read-only share as itself.
+    expect(daemons.map((d) => d.share.hostDir)).toEqual([paths.mnt, `${paths.dir}/shares/0`, "/etc/ssl"]);
+    expect(daemons.map((d) => d.command.join(" ")).join("\n")).toContain("/usr/libexec/virtiofsd");
+    expect(plan.vm).toMatchObject({ qemuPath: "/usr/bin/qemu-system-x86_64", virtiofsdPath: "/usr/libexec/virtiofsd", accelChoice: { accel: "tcg" } });
+  });
+
+  it("gives the guest its slot's addresses from @iii/network, and rewrites loopback URLs to the gateway", () => {
+    expect(guestAddresses(5)).toEqual({ gateway: "100.96.0.21", guest: "100.96.0.22", guestMac: "02:6d:73:00:05:02" });
+    expect(guestAddresses(0x1234).guestMac).toBe("02:6d:73:12:34:02");
+    const plan = planVm(request(), context);
+    expect(plan.guest.network).toEqual({ ip: "100.96.0.22", gateway: "100.96.0.21", prefixLength: 30, dns: ["100.96.0.21"], mtu: 1500 });
+    expect(plan.guest).toMatchObject({ cmd: ["node", "server.js"], hostname: "web", mounts: [{ tag: "iii-m0", path: "/data", readOnly: false }, { tag: "iii-m1", path: "/ssl", readOnly: true }] });
+    expect(plan.guest.env).toMatchObject({ API: "http://100.96.0.21:3000", III_URL: "ws://100.96.0.21:49134" });
+    expect(plan.network).toMatchObject({ slot: 5, ports: [{ hostPort: 8080, guestPort: 80 }], policy: { mode: "public", hostPorts: [49134] } });
+    expect(plan.network.pcapPath).toBeUndefined();
+    expect(planVm(request({ capturePath: "/tmp/x.pcap" }), { ...context, dnsUpstreams: ["127.0.0.1:53"] }).network).toMatchObject({ pcapPath: "/tmp/x.pcap", dns: { upstreams: ["127.0.0.1:53"] } });
+  });
+
+  it("serves the guest init and its contract as virtual files of the root's FUSE view", () => {
+    const plan = planVm(request({ fresh: true }), { ...context, guestInit: { init: "/i/init.krun", runtime: { "/.iii/lib/ld.so": "/i/rt/ld.so" } } });
+    expect(plan.mount.fresh).toBe(true);
+    expect(plan.mount.root).toMatchObject({ layers: { lower: "/images/app", upper: paths.upper }, mountpoint: paths.mnt, allowOther: true });
+    const files = plan.mount.root.virtualFiles!;
+    expect(files["/init.krun"]).toEqual({ hostPath: "/i/init.krun" });
+    expect(files["/.iii/lib/ld.so"]).toEqual({ hostPath: "/i/rt/ld.so" });
+    expect(JSON.parse((files["/.iii/env.json"] as { content: string }).content)).toBeTypeOf("object");
+    expect(plan.mount.shares).toEqual([
+      expect.objectContaining({ guest: "/data", readOnly: false, mount: expect.objectContaining({ root: "/data", mountpoint: `${paths.dir}/shares/0` }) }),
+      { guest: "/ssl", host: "/etc/ssl", readOnly: true },
+    ]);
+  });
+
+  it("takes KVM's defaults when the host chose KVM, and refuses a writable share that contains the managed directory", () => {
+    const kvm = planVm(request({ spec: { ...spec, resources: {} }, host: { ...request().host, accel: { accel: "kvm", reason: "test" } } }), context);
+    expect(kvm.vm.vcpus).toBe(2);
+    expect(values(buildVmCommands(kvm.vm, { accel: "kvm", virtiofsdPath: "/v" }).argv, "-cpu")).toEqual(["host"]);
+    const hiding = { ...spec, mounts: [{ host: "/h", guest: "/h", readOnly: false }] };
+    expect(() => planVm(request({ spec: hiding }), context)).toThrow(expect.objectContaining({ code: "InvalidOption", message: expect.stringMatching(/contains III_HOME's managed directory/) }));
+    expect(planVm(request({ spec: { ...hiding, mounts: [{ host: "/h", guest: "/h", readOnly: true }] } }), context).vm.shares).toEqual([{ tag: "iii-m0", hostDir: "/h", readOnly: true, xattr: false }]);
+  });
+});

@@ -1,0 +1,85 @@
+import { spawn } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { IiiError, isErrorCode } from "../errors.js";
+import { tailLines } from "../logs.js";
+import type { WorkerPaths } from "../paths.js";
+import { DEFAULT_BOOT_TIMEOUT_MS } from "./request.js";
+import { READY_FD, type BootReport } from "./ready-pipe.js";
+
+const SUPERVISOR_ENTRY = fileURLToPath(new URL("./cli.js", import.meta.url));
+
+export interface SpawnSupervisorOptions {
+  name: string;
+  /** The project (directory of iii.workers.yaml) the worker belongs to. */
+  projectDir: string;
+  paths: WorkerPaths;
+  env?: NodeJS.ProcessEnv;
+  bootTimeoutMs?: number;
+}
+
+/**
+ * Spawns `iii-worker __vm-boot <name>` in its own session (it outlives this CLI) and waits for its boot
+ * report on fd 3. Rejects with the supervisor's reason, plus the console tail, when the boot fails.
+ */
+export async function spawnSupervisor(options: SpawnSupervisorOptions): Promise<Extract<BootReport, { event: "ready" }>> {
+  const { paths } = options;
+  const log = openSync(paths.supervisorLog, "a");
+  let child;
+  try {
+    child = spawn(process.execPath, [SUPERVISOR_ENTRY, "__vm-boot", options.name, options.projectDir], {
+      detached: true,
+      stdio: ["ignore", log, log, "pipe"],
+      env: { ...(options.env ?? process.env), III_READY_FD: String(READY_FD) },
+    });
+  } finally {
+    closeSync(log);
+  }
+  const pipe = child.stdio[READY_FD] as NodeJS.ReadableStream | null;
+  if (!pipe) throw new IiiError("Internal", "supervisor spawned without its ready pipe");
+  let text = "";
+  pipe.setEncoding("utf8");
+  pipe.on("data", (chunk: string) => (text += chunk));
+  const timeoutMs = options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS;
+  // The report is one line; do not wait for EOF (a descendant could still hold the pipe open).
+  const ended = new Promise<void>((resolve) => {
+    pipe.on("data", () => text.includes("\n") && resolve());
+    pipe.on("end", () => resolve()).on("close", () => resolve());
+  });
+  const timedOut = await Promise.race([ended.then(() => false), sleep(timeoutMs, undefined, { ref: false }).then(() => true)]);
+  child.unref();
+  (pipe as unknown as { destroy?: () => void }).destroy?.();
+  if (timedOut) {
+    try {
+      process.kill(child.pid!, "SIGTERM");
+    } catch {
+      // already gone
+    }
+    throw new IiiError("VmBootFailed", `worker "${options.name}" did not report READY within ${timeoutMs / 1000} s${await consoleTailSuffix(paths)}`);
+  }
+  const line = text.split("\n").find((l) => l.trim().length > 0);
+  let report: BootReport | undefined;
+  try {
+    report = line ? (JSON.parse(line) as BootReport) : undefined;
+  } catch {
+    report = undefined;
+  }
+  if (report?.event === "ready") return report;
+  if (report?.event === "failed") {
+    // A package's own code (a FilesystemError's, a NetworkError's) reaches the CLI line as it is.
+    const code = isErrorCode(report.code) ? report.code : "VmBootFailed";
+    throw new IiiError(code, `${report.message}${report.consoleTail ? ` (console: ${oneLine(report.consoleTail)})` : ""}`);
+  }
+  const supervisorTail = oneLine(await tailLines(paths.supervisorLog, 3));
+  throw new IiiError("VmBootFailed", `the supervisor of "${options.name}" exited during boot${supervisorTail ? `: ${supervisorTail}` : ""}${await consoleTailSuffix(paths)}`);
+}
+
+function oneLine(text: string): string {
+  return text.trim().split("\n").map((l) => l.trim()).filter(Boolean).join(" | ").slice(0, 400);
+}
+
+async function consoleTailSuffix(paths: WorkerPaths): Promise<string> {
+  const tail = oneLine(await tailLines(paths.consoleLog, 5));
+  return tail ? ` (console: ${tail})` : "";
+}

@@ -1,0 +1,39 @@
+import { createWriteStream, type WriteStream } from "node:fs";
+import { rename, rm } from "node:fs/promises";
+import { LogTimesWriter } from "../log-times.js";
+
+const LOG_ROTATE_BYTES = 16 * 1024 * 1024;
+
+/** Appends a stream to a log file, starting a new file (old one → `.1`) past a size limit. */
+export class RotatingLog {
+  private stream: WriteStream;
+  private bytes = 0;
+  private readonly times: LogTimesWriter;
+
+  constructor(
+    private readonly path: string,
+    private readonly limitBytes = LOG_ROTATE_BYTES,
+  ) {
+    this.times = new LogTimesWriter(path);
+    this.stream = createWriteStream(path, { flags: "a" });
+  }
+
+  async write(chunk: Buffer): Promise<void> {
+    if (this.bytes + chunk.length > this.limitBytes) {
+      await new Promise<void>((resolve) => this.stream.end(resolve));
+      await rm(`${this.path}.1`, { force: true });
+      await rename(this.path, `${this.path}.1`).catch(() => {});
+      this.times.rotate();
+      this.stream = createWriteStream(this.path, { flags: "a" });
+      this.bytes = 0;
+    }
+    this.bytes += chunk.length;
+    this.times.record(chunk.length);
+    if (!this.stream.write(chunk)) await new Promise<void>((resolve) => this.stream.once("drain", () => resolve()));
+  }
+
+  close(): Promise<void> {
+    this.times.close();
+    return new Promise((resolve) => this.stream.end(resolve));
+  }
+}
