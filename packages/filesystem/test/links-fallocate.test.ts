@@ -81,6 +81,53 @@ describe.skipIf(!fuse.ok)("hard links and fallocate through the mount", () => {
       expect(fs.readFileSync(path.join(hostDir, "l3", "final"), "utf8")).toBe("published");
     });
 
+    // What virtiofsd does: it holds an O_PATH fd per guest inode and answers LINK with the source's inode, so
+    // after `ln a b; rm a` in the guest, `b` is served through the fd of `a`'s node (see pinned-files.ts).
+    it("ln a b; rm a through a held O_PATH fd of a (virtiofsd's view): read, write, stat, xattrs, chmod keep working", async () => {
+      const script = `
+import os, sys, time
+d = sys.argv[1]
+os.makedirs(d)
+with open(d + "/a", "w") as f: f.write("content")
+fd = os.open(d + "/a", os.O_PATH)
+p = "/proc/self/fd/%d" % fd
+os.link(d + "/a", d + "/b")
+os.unlink(d + "/a")
+print(open(p).read(), os.stat(p).st_nlink, os.stat(d + "/b").st_nlink)
+with open(p, "a") as f: f.write("+more")
+print(open(p).read())
+os.setxattr(p, "user.k", b"v"); print(os.getxattr(d + "/b", "user.k").decode(), "user.k" in os.listxattr(p))
+os.chmod(p, 0o640); print(oct(os.stat(p).st_mode & 0o7777), oct(os.stat(d + "/b").st_mode & 0o7777))
+os.truncate(p, 3); print(open(p).read(), os.stat(p).st_size)
+print(sorted(os.listdir(d)), [n for n in os.listdir(".") if "unlinked" in n])
+os.close(fd)
+`;
+      fs.writeFileSync(path.join(base, "holder.py"), script);
+      const out = await shOk(`python3 ${path.join(base, "holder.py")} hold1`, mnt);
+      expect(out.split("\n")).toEqual(["content 1 1", "content+more", "v True", "0o640 0o640", "con 3", "['b'] []", ""]);
+      expect(fs.readdirSync(hostDir).filter((n) => n.includes("unlinked"))).toEqual([]);
+      // The pin is released once the kernel forgets the node (the fd above is closed).
+      const h = handles[kinds.indexOf(kind)]!;
+      const deadline = Date.now() + 10_000;
+      while ((h.stats().pinnedFiles ?? 0) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+      expect(h.stats().pinnedFiles).toBe(0);
+    });
+
+    it("every name of a linked file shows one inode number (virtiofsd finds the file of a name by it), also after the first name goes", async () => {
+      const out = await shOk("set -e; mkdir l7; cd l7; echo x > a; stat -c %i a; ln a b; ln b c; stat -c %i a b c; rm a; stat -c %i b c; echo y > solo; stat -c %i solo", mnt);
+      const [first, a, b, c, b2, c2, solo] = out.split("\n").filter(Boolean);
+      expect([a, b, c, b2, c2]).toEqual([first, first, first, first, first]);
+      expect(solo).not.toBe(first);
+    });
+
+    it("the hidden names are not the caller's: no create, rename onto, or unlink of /.iii-unlinked-*", async () => {
+      const out = await shOk(
+        "touch .iii-unlinked-7 2>&1; echo rc=$?; touch x7; mv x7 .iii-unlinked-7 2>&1; echo rc=$?; mkdir .iii-unlinked-8 2>&1; echo rc=$?; rm -f x7",
+        mnt,
+      );
+      expect(out).toMatch(/Operation not permitted\nrc=1\n.*Operation not permitted\nrc=1\n.*Operation not permitted\nrc=1\n/s);
+    });
+
     it("fallocate -l 1M allocates on the host file and sets the size", async () => {
       const out = await shOk("set -e; fallocate -l 1M fa; stat -c '%s %b %B' fa; fallocate -p -o 0 -l 65536 fa; stat -c %s fa", mnt);
       const [first, afterPunch] = out.split("\n");

@@ -5,7 +5,8 @@ import fs from "node:fs";
 import { Errno, ErrnoError, fail } from "../host/errno.js";
 import { isValidGuestPath, splitParent } from "../core/guest-path.js";
 import type { DirEntry, TimeSpec } from "../host/libc.js";
-import { isWriteOpen } from "./passthrough-tree.js";
+import { hostOpenFlags, isWriteOpen } from "./passthrough-tree.js";
+import { isHiddenName, HIDDEN_PREFIX, PinnedFiles } from "./pinned-files.js";
 import { ACL_ACCESS, aclModeBits, guestXattrName, hostXattrName } from "./host-meta.js";
 import type { Attr, FsStats, Tree } from "./tree.js";
 import { VirtualFiles } from "./virtual-files.js";
@@ -29,6 +30,13 @@ export class GuestFs {
    * other cached name of the file drops its attributes, so its link count is exact at once.
    */
   linkGroups: ((key: number) => number) | null = null;
+  /**
+   * The shim's hides (setattr-shim.c, sixth job; pinned-files.ts): the node whose name the RENAME being
+   * answered hides (0: none), and the hidden nodes the kernel has forgotten since the last call.
+   */
+  hides: { hiding(): number; takeReleased(): number[] } | null = null;
+  /** Hidden nodes' files, pinned until the kernel forgets the node. */
+  readonly pinned = new PinnedFiles();
   private readonly virtualHandles = new Map<number, number>();
   private nextVirtualFh = VIRTUAL_FH_BASE;
   // After close() the host fds are gone and their numbers may be reused by anything
@@ -62,6 +70,7 @@ export class GuestFs {
   /** Creation of a new name: existing virtual name → EEXIST, inside a virtual dir → EACCES. */
   private createAt(path: string): void {
     this.check(path);
+    if (isHiddenName(path)) fail(Errno.EPERM, "reserved name");
     if (this.virtual.get(path)) fail(Errno.EEXIST, "virtual file exists");
     if (this.virtual.covers(path)) fail(Errno.EACCES, "virtual directory is read-only");
     if (this.readOnly) fail(Errno.EROFS, "read-only mount");
@@ -76,8 +85,12 @@ export class GuestFs {
       return a;
     }
     if (this.virtual.covers(path)) fail(Errno.ENOENT, "not in virtual dir");
-    const a = this.tree.getattr(path);
-    if (this.linkGroups && a.nlink > 1 && (a.mode & S_IFMT) === S_IFREG) a.rdev = linkGroupKey(a);
+    const a = isHiddenName(path) ? this.pinned.getattr(path, this.tree.birthTimes ?? false) : this.tree.getattr(path);
+    if (this.linkGroups && a.nlink > 1 && (a.mode & S_IFMT) === S_IFREG) {
+      a.rdev = linkGroupKey(a);
+      // With the key, the file's identity for the shim's one-number-per-file (setattr-shim.c, canon_of).
+      if (!this.stableInodes) a.dev = a.ino % 4294967296;
+    }
     if (this.stableInodes) {
       const n = stableInodeNumber(a, path);
       a.ino = n.lo;
@@ -88,6 +101,7 @@ export class GuestFs {
 
   readdir(path: string): DirEntry[] {
     this.check(path);
+    if (isHiddenName(path)) fail(Errno.ENOTDIR, "readdir");
     const v = this.virtual.get(path);
     if (v) {
       if (v.kind !== "dir") fail(Errno.ENOTDIR, "readdir");
@@ -108,6 +122,7 @@ export class GuestFs {
 
   readlink(path: string): string {
     this.check(path);
+    if (isHiddenName(path)) fail(Errno.EINVAL, "not a symlink");
     if (this.virtual.get(path)) fail(Errno.EINVAL, "not a symlink");
     return this.tree.readlink(path);
   }
@@ -125,7 +140,7 @@ export class GuestFs {
     }
     if (this.virtual.covers(path)) fail(Errno.ENOENT, "open");
     if (this.readOnly && isWriteOpen(flags)) fail(Errno.EROFS, "read-only mount");
-    const fd = this.tree.open(path, flags);
+    const fd = isHiddenName(path) ? this.pinned.open(path, hostOpenFlags(flags), isWriteOpen(flags), this.readOnly) : this.tree.open(path, flags);
     if (fd >= VIRTUAL_FH_BASE) {
       fs.closeSync(fd);
       fail(Errno.EIO, "host fd out of handle range");
@@ -168,6 +183,7 @@ export class GuestFs {
 
   truncate(path: string, size: number): void {
     this.mutate(path);
+    if (isHiddenName(path)) return this.pinned.truncate(path, size, this.readOnly);
     this.tree.truncate(path, size);
   }
 
@@ -180,16 +196,22 @@ export class GuestFs {
 
   chmod(path: string, mode: number): void {
     this.mutate(path);
-    this.tree.chmod(path, mode);
+    if (isHiddenName(path)) this.pinned.setMeta(path, (m) => ({ ...m, mode: (m.mode & S_IFMT) | (mode & 0o7777) }), this.readOnly);
+    else this.tree.chmod(path, mode);
+    this.refreshOtherNames(path);
   }
 
   chown(path: string, uid: number, gid: number): void {
     this.mutate(path);
-    this.tree.chown(path, uid, gid);
+    const keep = (v: number): boolean => v === -1 || v === 0xffffffff;
+    if (isHiddenName(path)) this.pinned.setMeta(path, (m) => ({ ...m, uid: keep(uid) ? m.uid : uid, gid: keep(gid) ? m.gid : gid }), this.readOnly);
+    else this.tree.chown(path, uid, gid);
+    this.refreshOtherNames(path);
   }
 
   utimens(path: string, atime: TimeSpec, mtime: TimeSpec): void {
     this.mutate(path);
+    if (isHiddenName(path)) return this.pinned.utimens(path, atime, mtime, this.readOnly);
     this.tree.utimens(path, atime, mtime);
   }
 
@@ -200,13 +222,21 @@ export class GuestFs {
 
   rmdir(path: string): void {
     this.mutate(path);
+    if (isHiddenName(path)) fail(Errno.ENOTDIR, "rmdir");
     this.tree.rmdir(path);
   }
 
   unlink(path: string): void {
     this.mutate(path);
+    if (isHiddenName(path)) fail(Errno.EPERM, "reserved name");
     const key = this.linkGroupOf(path);
     this.tree.unlink(path);
+    if (key !== 0) this.linkGroups?.(key);
+  }
+
+  /** After a change of mode or owner through one name of a linked file, its other cached names ask again. */
+  private refreshOtherNames(path: string): void {
+    const key = this.linkGroupOf(path);
     if (key !== 0) this.linkGroups?.(key);
   }
 
@@ -214,15 +244,18 @@ export class GuestFs {
   private linkGroupOf(path: string): number {
     if (!this.linkGroups) return 0;
     try {
-      const a = this.tree.getattr(path);
-      return a.nlink > 1 && (a.mode & S_IFMT) === S_IFREG ? linkGroupKey(a) : 0;
+      const a = isHiddenName(path) ? this.pinned.getattr(path, false) : this.tree.getattr(path);
+      // A hidden node is a name the file had: its other names are in its group even at one link.
+      return (a.nlink > 1 || isHiddenName(path)) && (a.mode & S_IFMT) === S_IFREG ? linkGroupKey(a) : 0;
     } catch {
       return 0;
     }
   }
 
   rename(from: string, to: string): void {
+    if (isHiddenName(to)) return this.hide(from, to);
     this.mutate(from);
+    if (isHiddenName(from)) fail(Errno.EPERM, "reserved name");
     // Replacing a virtual file is refused like removing it.
     this.mutate(to);
     // A replaced target with other names: their link count drops.
@@ -239,6 +272,8 @@ export class GuestFs {
 
   link(from: string, to: string): void {
     this.mutate(from);
+    // A hidden node has no host name to link from (see pinned-files.ts); the guest's next lookup finds a name.
+    if (isHiddenName(from)) fail(Errno.ENOENT, "unlinked");
     this.createAt(to);
     this.tree.link(from, to);
     const key = this.linkGroupOf(from);
@@ -264,18 +299,24 @@ export class GuestFs {
     }
     if (this.virtual.covers(path)) fail(Errno.ENOENT, "access");
     if (this.readOnly && mode & W_OK) fail(Errno.EROFS, "read-only mount");
+    if (isHiddenName(path)) {
+      if (!this.pinned.get(path).writable && mode & W_OK) fail(Errno.EROFS, "unlinked file of a read-only layer");
+      return;
+    }
     this.tree.access(path, mode);
   }
 
   getxattr(path: string, name: string): Buffer {
     this.check(path);
     if (this.virtual.covers(path)) fail(this.virtual.get(path) ? Errno.ENODATA : Errno.ENOENT, "getxattr");
+    if (isHiddenName(path)) return this.pinned.getxattr(path, hostXattrName(name, "get"));
     return this.tree.getxattr(path, hostXattrName(name, "get"));
   }
 
   setxattr(path: string, name: string, value: Buffer, flags: number): void {
     this.mutate(path);
     const hostName = hostXattrName(name, "set");
+    if (isHiddenName(path)) return this.pinned.setxattr(path, hostName, value, flags, this.readOnly);
     if (name === ACL_ACCESS) {
       // The ACL sets the mode's permission bits; one that says no more than the mode
       // is not kept (as on a real filesystem, where `cp -a` leaves no ACL behind).
@@ -302,7 +343,7 @@ export class GuestFs {
       fail(Errno.ENOENT, "listxattr");
     }
     const out: string[] = [];
-    for (const hostName of this.tree.listxattr(path)) {
+    for (const hostName of isHiddenName(path) ? this.pinned.listxattr(path) : this.tree.listxattr(path)) {
       const name = guestXattrName(hostName);
       if (name !== null) out.push(name);
     }
@@ -311,12 +352,47 @@ export class GuestFs {
 
   removexattr(path: string, name: string): void {
     this.mutate(path);
+    if (isHiddenName(path)) return this.pinned.removexattr(path, hostXattrName(name, "remove"), this.readOnly);
     this.tree.removexattr(path, hostXattrName(name, "remove"));
+  }
+
+  /**
+   * The shim hides `from` (the UNLINK of a linked file's name, turned into libfuse's rename of its node to
+   * `to`): pin the host file, then unlink its host name. Any other rename onto a hidden name is refused.
+   */
+  private hide(from: string, to: string): void {
+    const node = this.hides?.hiding() ?? 0;
+    if (node === 0 || to !== `${HIDDEN_PREFIX}${node}`) fail(Errno.EPERM, "reserved name");
+    this.mutate(from);
+    if (isHiddenName(from)) fail(Errno.EPERM, "reserved name");
+    let pin;
+    try {
+      pin = this.tree.pin?.(from);
+    } catch {
+      pin = undefined; // unlink as before: the node then has no file (ENOENT)
+    }
+    const key = this.linkGroupOf(from);
+    try {
+      this.tree.unlink(from);
+    } catch (err) {
+      if (pin) fs.closeSync(pin.fd);
+      throw err;
+    }
+    if (pin) this.pinned.add(to, pin);
+    if (key !== 0) this.linkGroups?.(key);
+    this.releasePins();
+  }
+
+  /** Closes the pins of hidden nodes the kernel has forgotten. */
+  releasePins(): void {
+    if (!this.hides || this.closed) return;
+    for (const node of this.hides.takeReleased()) this.pinned.drop(`${HIDDEN_PREFIX}${node}`);
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.pinned.close();
     this.tree.close();
     this.virtual.close();
   }

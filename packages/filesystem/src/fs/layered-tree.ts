@@ -9,6 +9,7 @@
 // guest's mode/owner as an override, see host-meta.ts: the upper file itself is owned
 // by the host owner and never setuid, a device node or a FIFO); renaming a directory
 // copies its whole merged subtree up and marks it opaque.
+import { pinHostFile, type Pin } from "./pinned-files.js";
 import fs from "node:fs";
 import { Errno, fail } from "../host/errno.js";
 import { HostRoot } from "../host/host-root.js";
@@ -500,6 +501,12 @@ export class LayeredTree implements Tree {
   removexattr(path: string, name: string): void {
     this.copyUp(path);
     lremovexattr(this.upper.path(path), name);
+  }
+
+  pin(path: string): Pin | undefined {
+    const f = this.find(path);
+    if (!f) return undefined;
+    return pinHostFile(this.rootOf(f).path(path), f.layer === "upper");
   }
 
   close(): void {

@@ -28,6 +28,7 @@ import {
   type GuestOverride,
   type HostPolicy,
 } from "./host-meta.js";
+import { pinHostFile, type Pin } from "./pinned-files.js";
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, statToAttr, type Attr, type FsStats, type Tree } from "./tree.js";
 
 const O_ACCMODE = 3;
@@ -238,6 +239,10 @@ export class PassthroughTree implements Tree {
 
   removexattr(path: string, name: string): void {
     lremovexattr(this.host.path(path), name);
+  }
+
+  pin(path: string): Pin | undefined {
+    return pinHostFile(this.host.path(path), true);
   }
 
   close(): void {

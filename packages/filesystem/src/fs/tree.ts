@@ -64,6 +64,8 @@ export interface Tree {
   setxattr(path: string, name: string, value: Buffer, flags: number): void;
   listxattr(path: string): string[];
   removexattr(path: string, name: string): void;
+  /** An O_PATH pin on the regular file at `path` (see pinned-files.ts); undefined when it is not one. */
+  pin?(path: string): import("./pinned-files.js").Pin | undefined;
   close(): void;
 }
 

@@ -69,3 +69,32 @@ export function enableLinkGroups(): ((key: number) => number) | null {
     return null;
   }
 }
+
+/**
+ * The shim's hides (its sixth job, see pinned-files.ts), or null when the shim is not preloaded. Needs link
+ * groups on: the shim hides only names of nodes it knows to be in a link group.
+ */
+export function shimHides(): { hiding(): number; takeReleased(): number[] } | null {
+  const preloaded = preloadedShim();
+  if (!preloaded) return null;
+  try {
+    const koffi = require("koffi") as typeof KoffiNs;
+    const lib = koffi.load(preloaded);
+    const hiding = lib.func("uint64_t iii_hiding(void)");
+    const take = lib.func("int iii_take_released(_Out_ uint64_t *out, int max)");
+    const buf = new BigUint64Array(256);
+    return {
+      hiding: () => Number(hiding() as number | bigint),
+      takeReleased: () => {
+        const out: number[] = [];
+        for (;;) {
+          const n = take(buf, buf.length) as number;
+          for (let i = 0; i < n; i++) out.push(Number(buf[i]));
+          if (n < buf.length) return out;
+        }
+      },
+    };
+  } catch {
+    return null;
+  }
+}

@@ -180,3 +180,51 @@ export function setCloexec(fd: number): boolean {
   if (flags & 1) return true;
   return (cFcntl(fd, 2 /* F_SETFD */, flags | 1 /* FD_CLOEXEC */) as number) === 0;
 }
+
+// ---- The same on a path whose last component is followed (a /proc/self/fd/N magic link to a pinned file).
+const cGetxattr = lib.func("intptr_t getxattr(const char *path, const char *name, _Out_ uint8_t *value, size_t size)");
+const cSetxattr = lib.func("int setxattr(const char *path, const char *name, const uint8_t *value, size_t size, int flags)");
+const cListxattr = lib.func("intptr_t listxattr(const char *path, _Out_ uint8_t *list, size_t size)");
+const cRemovexattr = lib.func("int removexattr(const char *path, const char *name)");
+
+/** getxattr following the last component; null when the attribute is absent (ENODATA). */
+export function getxattrFollow(path: string, name: string): Buffer | null {
+  let size = 256;
+  for (;;) {
+    const buf = Buffer.alloc(size);
+    const n = Number(cGetxattr(path, name, buf, size));
+    if (n >= 0) return buf.subarray(0, n);
+    const e = koffi.errno();
+    if (e === 61 /* ENODATA */) return null;
+    if (e !== 34 /* ERANGE */) throw new ErrnoError(-e, "getxattr");
+    size *= 4;
+  }
+}
+
+export function setxattrFollow(path: string, name: string, value: Uint8Array, flags: number): void {
+  if (cSetxattr(path, name, value, value.length, flags) !== 0) fail("setxattr");
+}
+
+export function listxattrFollow(path: string): string[] {
+  let size = 1024;
+  for (;;) {
+    const buf = Buffer.alloc(size);
+    const n = Number(cListxattr(path, buf, size));
+    if (n >= 0) return buf.toString("latin1", 0, n).split("\0").filter((s) => s.length > 0);
+    const e = koffi.errno();
+    if (e !== 34) throw new ErrnoError(-e, "listxattr");
+    size *= 4;
+  }
+}
+
+export function removexattrFollow(path: string, name: string): void {
+  if (cRemovexattr(path, name) !== 0) fail("removexattr");
+}
+
+export function utimensatFollow(path: string, atime: TimeSpec, mtime: TimeSpec): void {
+  const times = [
+    { tv_sec: atime.sec, tv_nsec: atime.nsec },
+    { tv_sec: mtime.sec, tv_nsec: mtime.nsec },
+  ];
+  if (cUtimensat(-100 /* AT_FDCWD */, path, koffi.as(times, koffi.pointer(Timespec)), 0) !== 0) fail("utimensat");
+}

@@ -16,6 +16,8 @@ export interface MountStats {
   errors: Record<string, number>;
   bytesRead: number;
   bytesWritten: number;
+  /** Files of unlinked names whose kernel node is still in use (pinned-files.ts). */
+  pinnedFiles?: number;
 }
 
 const require = createRequire(import.meta.url);

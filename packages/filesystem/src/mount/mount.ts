@@ -15,7 +15,7 @@ import type { Tree } from "../fs/tree.js";
 import { VirtualFiles, type VirtualFileSource } from "../fs/virtual-files.js";
 import { IiiFuse, releaseNativeThread, type MountStats } from "./fuse-shell.js";
 import { setCloexec } from "../host/libc.js";
-import { enableIno64, enableLinkGroups, fuseCaller } from "../host/fuse-caller.js";
+import { enableIno64, enableLinkGroups, fuseCaller, shimHides } from "../host/fuse-caller.js";
 import type { HostOwner, HostPolicy } from "../fs/host-meta.js";
 
 export interface CacheOptions {
@@ -282,7 +282,8 @@ class FuseMount extends EventEmitter implements MountHandle {
 
   stats(): MountStats {
     const c = this.fuse.counters;
-    return { ops: { ...c.ops }, errors: { ...c.errors }, bytesRead: c.bytesRead, bytesWritten: c.bytesWritten };
+    this.guest.releasePins();
+    return { ops: { ...c.ops }, errors: { ...c.errors }, bytesRead: c.bytesRead, bytesWritten: c.bytesWritten, pinnedFiles: this.guest.pinned.size };
   }
 
   async memoryAfterGc(): Promise<ServerMemory> {
@@ -291,6 +292,7 @@ class FuseMount extends EventEmitter implements MountHandle {
 
   private checkStillMounted(): void {
     if (this.state !== "mounted") return;
+    this.guest.releasePins();
     let present: boolean;
     try {
       present = findMount(readMountTable(), this.mountpoint)?.source === "iii-fs";
@@ -386,6 +388,7 @@ export async function mountPassthrough(options: MountOptions): Promise<MountHand
   }
   const guest = new GuestFs(tree, virtual, options.readOnly ?? false, options.stableInodes ?? false);
   guest.linkGroups = enableLinkGroups();
+  if (guest.linkGroups) guest.hides = shimHides();
   const fuse = new IiiFuse(mountpoint, guest, optionString);
   const fdsBefore = new Set(openFds());
   try {
@@ -513,7 +516,8 @@ class ChildMount extends EventEmitter implements MountHandle {
   }
 
   stats(): MountStats {
-    return { ops: { ...this.lastStats.ops }, errors: { ...this.lastStats.errors }, bytesRead: this.lastStats.bytesRead, bytesWritten: this.lastStats.bytesWritten };
+    const s = this.lastStats;
+    return { ops: { ...s.ops }, errors: { ...s.errors }, bytesRead: s.bytesRead, bytesWritten: s.bytesWritten, ...(s.pinnedFiles !== undefined ? { pinnedFiles: s.pinnedFiles } : {}) };
   }
 
   private finish(reason: UnmountReason): void {

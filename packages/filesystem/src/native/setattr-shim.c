@@ -48,6 +48,17 @@
  * not carry) after calling iii_ino64_enable(); libfuse's replies (fuse_reply_entry,
  * fuse_reply_attr, fuse_reply_create) and directory entries (fuse_add_direntry), all
  * called through its PLT, are interposed here and send st_ino = st_dev << 32 | st_ino. Not enabled: the replies pass through untouched.
+ *
+ * Sixth job (with link groups on): a name that stays readable when another name of its file goes. virtiofsd
+ * answers LINK with the source's inode, so after `ln a b; rm a` in a guest, `b` is the node of `a`, which
+ * libfuse's path-based high level can only reach by the removed name: ENOENT until the guest looks `b` up
+ * again. The shim records which node every name the kernel looked up or created is (parent, name hash ->
+ * nodeid, a bounded table), and the link group of each node (the LINK's source takes its new name's key).
+ * An UNLINK of a name whose node is in a link group becomes libfuse's own RENAME of that name to
+ * "/.iii-unlinked-<nodeid>", marked as a hide (iii_hiding()); the JS side then pins the host file (an O_PATH
+ * fd), unlinks it on the host and serves the node's requests through the pin. libfuse's node table stays
+ * consistent because libfuse did the rename itself. When the kernel forgets such a node (it sends FORGET
+ * only when it drops the inode), its id is queued for the JS side (iii_take_released) to close the pin.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -55,6 +66,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -69,8 +81,39 @@
 #define CREATE_SLOT 30
 #define LINK_SLOT 13
 #define FALLOCATE_SLOT 40
+#define LOOKUP_SLOT 2
+#define FORGET_SLOT 3
+#define GETATTR_SLOT 4
+#define UNLINK_SLOT 9
+#define RENAME_SLOT 12
+#define FORGET_MULTI_SLOT 38
+#define HIDDEN_NAME_PREFIX ".iii-unlinked-"
 /* GuestFs: FUSE file handles at and above this value are virtual files. */
 #define VIRTUAL_FH_BASE 0x40000000ULL
+
+/* The name a lookup/create/link on this thread is answering for (sixth job). */
+static __thread int tl_entry_set;
+static __thread unsigned long tl_entry_parent;
+static __thread uint64_t tl_entry_hash;
+/* LINK's source node, whose group the new name's reply tells; getattr's node, for its reply. */
+static __thread unsigned long tl_link_src;
+static __thread unsigned long tl_attr_ino;
+
+static uint64_t name_hash(const char *name) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (const unsigned char *c = (const unsigned char *)name; *c; c++) h = (h ^ *c) * 0x100000001b3ULL;
+  return h != 0 ? h : 1;
+}
+
+static void entry_begin(unsigned long parent, const char *name) {
+  tl_entry_parent = parent;
+  tl_entry_hash = name_hash(name);
+  tl_entry_set = 1;
+}
+
+static void entry_end(void) {
+  tl_entry_set = 0;
+}
 
 typedef void (*setattr_fn)(void *req, unsigned long ino, struct stat *attr, int to_set, void *fi);
 
@@ -87,7 +130,9 @@ static void setattr_with_both_times(void *req, unsigned long ino, struct stat *a
     attr->st_mtim.tv_nsec = UTIME_OMIT;
     to_set |= FUSE_SET_ATTR_MTIME;
   }
+  tl_attr_ino = ino;
   libfuse_setattr(req, ino, attr, to_set, fi);
+  tl_attr_ino = 0;
 }
 
 /* struct fuse_ctx of libfuse 2.9 (fuse_lowlevel.h). */
@@ -129,25 +174,33 @@ static void caller_leave(void) {
 
 static void mknod_tracked(void *req, unsigned long parent, const char *name, mode_t mode, dev_t rdev) {
   caller_enter(req);
+  entry_begin(parent, name);
   libfuse_mknod(req, parent, name, mode, rdev);
+  entry_end();
   caller_leave();
 }
 
 static void mkdir_tracked(void *req, unsigned long parent, const char *name, mode_t mode) {
   caller_enter(req);
+  entry_begin(parent, name);
   libfuse_mkdir(req, parent, name, mode);
+  entry_end();
   caller_leave();
 }
 
 static void symlink_tracked(void *req, const char *link, unsigned long parent, const char *name) {
   caller_enter(req);
+  entry_begin(parent, name);
   libfuse_symlink(req, link, parent, name);
+  entry_end();
   caller_leave();
 }
 
 static void create_tracked(void *req, unsigned long parent, const char *name, mode_t mode, void *fi) {
   caller_enter(req);
+  entry_begin(parent, name);
   libfuse_create(req, parent, name, mode, fi);
+  entry_end();
   caller_leave();
 }
 
@@ -201,7 +254,11 @@ static void link_refreshing_source(void *req, unsigned long ino, unsigned long n
   void *ch = se != NULL ? next_chan(se, NULL) : NULL;
   /* Attributes only (negative offset): takes no lock the kernel holds during link. */
   if (ch != NULL) notify_inval_inode(ch, ino, -1, 0);
+  entry_begin(newparent, newname);
+  tl_link_src = ino;
   libfuse_link(req, ino, newparent, newname);
+  tl_link_src = 0;
+  entry_end();
 }
 
 /* struct fuse_entry_param of libfuse 2.9 (fuse_lowlevel.h). */
@@ -215,11 +272,13 @@ struct iii_entry_param {
 static volatile int ino64;
 static volatile int link_groups;
 
-#define GROUP_SLOTS 16384
+#define GROUP_SLOTS 32768
 #define GROUP_PROBES 8
 static struct {
   unsigned long nodeid;
   uint32_t key;
+  /* With the key, the file's identity (the JS side's st_dev: low half of the host inode number). */
+  uint32_t ident;
 } groups[GROUP_SLOTS];
 static pthread_mutex_t groups_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -229,7 +288,7 @@ int iii_link_groups_enable(void) {
   return 1;
 }
 
-static void group_record(unsigned long nodeid, uint32_t key) {
+static void group_record(unsigned long nodeid, uint32_t key, uint32_t ident) {
   size_t home = (size_t)((nodeid * 0x9E3779B97F4A7C15ULL) >> 50) % GROUP_SLOTS;
   pthread_mutex_lock(&groups_lock);
   size_t slot = home;
@@ -242,14 +301,283 @@ static void group_record(unsigned long nodeid, uint32_t key) {
   }
   groups[slot].nodeid = nodeid;
   groups[slot].key = key;
+  groups[slot].ident = ident;
   pthread_mutex_unlock(&groups_lock);
 }
 
-/* Tags are only on regular files; other types keep their st_rdev (device nodes). */
-static void group_take(struct stat *st, unsigned long nodeid) {
-  if (!S_ISREG(st->st_mode) || st->st_rdev == 0) return;
-  if (nodeid != 0) group_record(nodeid, (uint32_t)st->st_rdev);
-  st->st_rdev = 0;
+static int group_of(unsigned long nodeid, uint32_t *key, uint32_t *ident) {
+  size_t home = (size_t)((nodeid * 0x9E3779B97F4A7C15ULL) >> 50) % GROUP_SLOTS;
+  int found = 0;
+  pthread_mutex_lock(&groups_lock);
+  for (int i = 0; i < GROUP_PROBES; i++) {
+    size_t at = (home + (size_t)i) % GROUP_SLOTS;
+    if (groups[at].nodeid == nodeid) {
+      *key = groups[at].key;
+      *ident = groups[at].ident;
+      found = 1;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&groups_lock);
+  return found;
+}
+
+/*
+ * One inode number per linked file. virtiofsd knows a file by its st_ino: it answers LINK with the source's
+ * inode and finds the inode of a name it unlinks or renames by the number that name stats with (no match: EIO,
+ * so `ln a b; rm b` failed in a guest). libfuse gives each name its own node id as st_ino; every name of a
+ * linked file now shows the id of the first node seen for the file (the LINK's source, which virtiofsd already
+ * knows), for as long as that name's node lives. libfuse never hands out an id twice (until 2^32 wraps), so the
+ * number is no other file's.
+ */
+#define CANON_SLOTS 32768
+#define CANON_PROBES 8
+static struct {
+  uint64_t id;
+  unsigned long nodeid;
+} canon[CANON_SLOTS];
+
+static unsigned long canon_of(uint64_t id, unsigned long candidate) {
+  size_t home = (size_t)((id * 0x9E3779B97F4A7C15ULL) >> 49) % CANON_SLOTS, slot = home;
+  unsigned long out = candidate;
+  pthread_mutex_lock(&groups_lock);
+  int found = 0;
+  for (int i = 0; i < CANON_PROBES && !found; i++) {
+    size_t at = (home + (size_t)i) % CANON_SLOTS;
+    if (canon[at].id == id) out = canon[at].nodeid, found = 1;
+  }
+  for (int i = 0; i < CANON_PROBES && !found; i++) {
+    size_t at = (home + (size_t)i) % CANON_SLOTS;
+    if (canon[at].id == 0) slot = at, found = 2;
+  }
+  if (found != 1) {
+    canon[slot].id = id;
+    canon[slot].nodeid = candidate;
+  }
+  pthread_mutex_unlock(&groups_lock);
+  return out;
+}
+
+/*
+ * Tags are only on regular files; other types keep their st_rdev (device nodes). A node once seen in a link
+ * group keeps its group's number after its file drops to one link. `wide` (stable inode numbers): the numbers
+ * are the JS side's, and st_dev is their high half.
+ */
+static void group_take(struct stat *st, unsigned long nodeid, int wide) {
+  if (!S_ISREG(st->st_mode)) return;
+  uint32_t key = 0, ident = 0;
+  if (st->st_rdev != 0) {
+    key = (uint32_t)st->st_rdev;
+    ident = wide ? 0 : (uint32_t)st->st_dev;
+    if (nodeid != 0) group_record(nodeid, key, ident);
+    if (tl_link_src != 0) group_record(tl_link_src, key, ident);
+    st->st_rdev = 0;
+  } else if (nodeid == 0 || !group_of(nodeid, &key, &ident)) {
+    return;
+  }
+  if (wide) return;
+  unsigned long first = tl_link_src != 0 ? tl_link_src : nodeid;
+  if (first == 0) return;
+  st->st_ino = canon_of(((uint64_t)ident << 32) | key, first);
+  st->st_dev = 0;
+}
+
+/* The recorded link group of a node, 0 when none. */
+static uint32_t group_key_of(unsigned long nodeid) {
+  size_t home = (size_t)((nodeid * 0x9E3779B97F4A7C15ULL) >> 50) % GROUP_SLOTS;
+  uint32_t key = 0;
+  pthread_mutex_lock(&groups_lock);
+  for (int i = 0; i < GROUP_PROBES; i++) {
+    size_t at = (home + (size_t)i) % GROUP_SLOTS;
+    if (groups[at].nodeid == nodeid) {
+      key = groups[at].key;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&groups_lock);
+  return key;
+}
+
+/* ---- sixth job: names -> nodes, hides, released pins ---- */
+
+#define NAME_SLOTS 65536
+#define NAME_PROBES 8
+static struct {
+  unsigned long parent;
+  uint64_t hash;
+  unsigned long nodeid;
+} names[NAME_SLOTS];
+static pthread_mutex_t names_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static size_t name_home(unsigned long parent, uint64_t hash) {
+  return (size_t)(((parent * 0x9E3779B97F4A7C15ULL) ^ hash) >> 48) % NAME_SLOTS;
+}
+
+/* Lookups scan every probe slot (holes are allowed); a full neighbourhood loses its home slot. */
+static void names_put(unsigned long parent, uint64_t hash, unsigned long nodeid) {
+  size_t home = name_home(parent, hash), slot = home;
+  int found = 0;
+  pthread_mutex_lock(&names_lock);
+  for (int i = 0; i < NAME_PROBES && !found; i++) {
+    size_t at = (home + (size_t)i) % NAME_SLOTS;
+    if (names[at].parent == parent && names[at].hash == hash) slot = at, found = 1;
+  }
+  for (int i = 0; i < NAME_PROBES && !found; i++) {
+    size_t at = (home + (size_t)i) % NAME_SLOTS;
+    if (names[at].nodeid == 0) slot = at, found = 1;
+  }
+  names[slot].parent = parent;
+  names[slot].hash = hash;
+  names[slot].nodeid = nodeid;
+  pthread_mutex_unlock(&names_lock);
+}
+
+/* Removes (parent, hash) and returns its node, 0 when unknown. */
+static unsigned long names_take(unsigned long parent, uint64_t hash) {
+  size_t home = name_home(parent, hash);
+  unsigned long nodeid = 0;
+  pthread_mutex_lock(&names_lock);
+  for (int i = 0; i < NAME_PROBES; i++) {
+    size_t at = (home + (size_t)i) % NAME_SLOTS;
+    if (names[at].nodeid != 0 && names[at].parent == parent && names[at].hash == hash) {
+      nodeid = names[at].nodeid;
+      names[at].parent = 0;
+      names[at].hash = 0;
+      names[at].nodeid = 0;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&names_lock);
+  return nodeid;
+}
+
+static void entry_record(unsigned long nodeid) {
+  if (tl_entry_set && nodeid != 0) names_put(tl_entry_parent, tl_entry_hash, nodeid);
+}
+
+#define HIDDEN_SLOTS 8192
+static unsigned long hidden[HIDDEN_SLOTS];
+static unsigned long released[HIDDEN_SLOTS];
+static size_t released_count;
+static pthread_mutex_t hidden_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void hidden_add(unsigned long nodeid) {
+  size_t home = (size_t)((nodeid * 0x9E3779B97F4A7C15ULL) >> 51) % HIDDEN_SLOTS;
+  pthread_mutex_lock(&hidden_lock);
+  for (size_t i = 0; i < HIDDEN_SLOTS; i++) {
+    size_t at = (home + i) % HIDDEN_SLOTS;
+    if (hidden[at] == 0 || hidden[at] == nodeid) {
+      hidden[at] = nodeid;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&hidden_lock);
+}
+
+/* A forgotten node: if it was hidden, queue it for the JS side (a full queue drops it: the JS side bounds its pins). */
+static void hidden_forget(unsigned long nodeid) {
+  size_t home = (size_t)((nodeid * 0x9E3779B97F4A7C15ULL) >> 51) % HIDDEN_SLOTS;
+  pthread_mutex_lock(&hidden_lock);
+  for (size_t i = 0; i < HIDDEN_SLOTS; i++) {
+    size_t at = (home + i) % HIDDEN_SLOTS;
+    if (hidden[at] == 0) break;
+    if (hidden[at] == nodeid) {
+      /* Re-place the rest of the run so no probe chain breaks. */
+      hidden[at] = 0;
+      for (size_t j = (at + 1) % HIDDEN_SLOTS; hidden[j] != 0; j = (j + 1) % HIDDEN_SLOTS) {
+        unsigned long moved = hidden[j];
+        hidden[j] = 0;
+        size_t h = (size_t)((moved * 0x9E3779B97F4A7C15ULL) >> 51) % HIDDEN_SLOTS;
+        while (hidden[h] != 0) h = (h + 1) % HIDDEN_SLOTS;
+        hidden[h] = moved;
+      }
+      if (released_count < HIDDEN_SLOTS) released[released_count++] = nodeid;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&hidden_lock);
+}
+
+/* For the JS side: moves up to `max` released node ids into `out`; returns how many. */
+int iii_take_released(uint64_t *out, int max) {
+  pthread_mutex_lock(&hidden_lock);
+  int n = 0;
+  while (n < max && released_count > 0) out[n++] = released[--released_count];
+  pthread_mutex_unlock(&hidden_lock);
+  return n;
+}
+
+static pthread_mutex_t hide_lock = PTHREAD_MUTEX_INITIALIZER;
+static volatile unsigned long hiding_node;
+
+/* For the JS thread: the node whose name is being hidden by the RENAME it is answering, else 0. */
+uint64_t iii_hiding(void) {
+  return __atomic_load_n(&hiding_node, __ATOMIC_ACQUIRE);
+}
+
+typedef void (*lookup_fn)(void *req, unsigned long parent, const char *name);
+typedef void (*forget_fn)(void *req, unsigned long ino, unsigned long nlookup);
+typedef void (*getattr_fn)(void *req, unsigned long ino, void *fi);
+typedef void (*unlink_fn)(void *req, unsigned long parent, const char *name);
+typedef void (*rename_fn)(void *req, unsigned long parent, const char *name, unsigned long newparent, const char *newname);
+struct iii_forget_data {
+  uint64_t ino;
+  uint64_t nlookup;
+};
+typedef void (*forget_multi_fn)(void *req, size_t count, struct iii_forget_data *forgets);
+static lookup_fn libfuse_lookup;
+static forget_fn libfuse_forget;
+static getattr_fn libfuse_getattr;
+static unlink_fn libfuse_unlink;
+static rename_fn libfuse_rename;
+static forget_multi_fn libfuse_forget_multi;
+
+static void lookup_recording(void *req, unsigned long parent, const char *name) {
+  entry_begin(parent, name);
+  libfuse_lookup(req, parent, name);
+  entry_end();
+}
+
+static void getattr_recording(void *req, unsigned long ino, void *fi) {
+  tl_attr_ino = ino;
+  libfuse_getattr(req, ino, fi);
+  tl_attr_ino = 0;
+}
+
+static void unlink_keeping_links(void *req, unsigned long parent, const char *name) {
+  unsigned long node = names_take(parent, name_hash(name));
+  if (node == 0 || node == 1 || group_key_of(node) == 0) {
+    libfuse_unlink(req, parent, name);
+    return;
+  }
+  char hidden_name[64];
+  snprintf(hidden_name, sizeof hidden_name, HIDDEN_NAME_PREFIX "%lu", node);
+  /* Before the rename: its reply may let the kernel forget the node at once. A failed hide releases an id
+     the JS side never pinned, which it ignores. */
+  hidden_add(node);
+  pthread_mutex_lock(&hide_lock);
+  __atomic_store_n(&hiding_node, node, __ATOMIC_RELEASE);
+  libfuse_rename(req, parent, name, 1, hidden_name);
+  __atomic_store_n(&hiding_node, 0, __ATOMIC_RELEASE);
+  pthread_mutex_unlock(&hide_lock);
+}
+
+static void rename_recording(void *req, unsigned long parent, const char *name, unsigned long newparent, const char *newname) {
+  uint64_t h = name_hash(name), nh = name_hash(newname);
+  unsigned long node = names_take(parent, h);
+  names_take(newparent, nh);
+  if (node != 0) names_put(newparent, nh, node);
+  libfuse_rename(req, parent, name, newparent, newname);
+}
+
+static void forget_releasing(void *req, unsigned long ino, unsigned long nlookup) {
+  hidden_forget(ino);
+  libfuse_forget(req, ino, nlookup);
+}
+
+static void forget_multi_releasing(void *req, size_t count, struct iii_forget_data *forgets) {
+  for (size_t i = 0; i < count; i++) hidden_forget((unsigned long)forgets[i].ino);
+  libfuse_forget_multi(req, count, forgets);
 }
 
 /*
@@ -294,7 +622,10 @@ int fuse_reply_entry(void *req, const struct iii_entry_param *e) {
   int wide = __atomic_load_n(&ino64, __ATOMIC_ACQUIRE), tagged = __atomic_load_n(&link_groups, __ATOMIC_ACQUIRE);
   if ((!wide && !tagged) || e == NULL) return real(req, e);
   struct iii_entry_param copy = *e;
-  if (tagged) group_take(&copy.attr, copy.ino);
+  if (tagged) {
+    entry_record(copy.ino);
+    group_take(&copy.attr, copy.ino, wide);
+  }
   if (wide) combine_ino(&copy.attr);
   return real(req, &copy);
 }
@@ -306,7 +637,10 @@ int fuse_reply_create(void *req, const struct iii_entry_param *e, const void *fi
   int wide = __atomic_load_n(&ino64, __ATOMIC_ACQUIRE), tagged = __atomic_load_n(&link_groups, __ATOMIC_ACQUIRE);
   if ((!wide && !tagged) || e == NULL) return real(req, e, fi);
   struct iii_entry_param copy = *e;
-  if (tagged) group_take(&copy.attr, copy.ino);
+  if (tagged) {
+    entry_record(copy.ino);
+    group_take(&copy.attr, copy.ino, wide);
+  }
   if (wide) combine_ino(&copy.attr);
   return real(req, &copy, fi);
 }
@@ -318,7 +652,7 @@ int fuse_reply_attr(void *req, const struct stat *attr, double attr_timeout) {
   int wide = __atomic_load_n(&ino64, __ATOMIC_ACQUIRE), tagged = __atomic_load_n(&link_groups, __ATOMIC_ACQUIRE);
   if ((!wide && !tagged) || attr == NULL) return real(req, attr, attr_timeout);
   struct stat copy = *attr;
-  if (tagged) group_take(&copy, 0);
+  if (tagged) group_take(&copy, tl_attr_ino, wide);
   if (wide) combine_ino(&copy);
   return real(req, &copy, attr_timeout);
 }
@@ -377,6 +711,24 @@ void *fuse_session_new(void *session_ops, void *data) {
         tracking = 1;
       }
       if (reply_err != NULL && in_libfuse2(ops[FALLOCATE_SLOT])) ops[FALLOCATE_SLOT] = (void *)fallocate_host_fd;
+      int names_right = in_libfuse2(ops[LOOKUP_SLOT]) && in_libfuse2(ops[FORGET_SLOT]) && in_libfuse2(ops[GETATTR_SLOT]) &&
+                        in_libfuse2(ops[UNLINK_SLOT]) && in_libfuse2(ops[RENAME_SLOT]) && in_libfuse2(ops[FORGET_MULTI_SLOT]);
+      if (names_right && libfuse_lookup == NULL) {
+        libfuse_lookup = (lookup_fn)ops[LOOKUP_SLOT];
+        libfuse_forget = (forget_fn)ops[FORGET_SLOT];
+        libfuse_getattr = (getattr_fn)ops[GETATTR_SLOT];
+        libfuse_unlink = (unlink_fn)ops[UNLINK_SLOT];
+        libfuse_rename = (rename_fn)ops[RENAME_SLOT];
+        libfuse_forget_multi = (forget_multi_fn)ops[FORGET_MULTI_SLOT];
+      }
+      if (names_right && ops[LOOKUP_SLOT] == (void *)libfuse_lookup && ops[UNLINK_SLOT] == (void *)libfuse_unlink) {
+        ops[LOOKUP_SLOT] = (void *)lookup_recording;
+        ops[FORGET_SLOT] = (void *)forget_releasing;
+        ops[GETATTR_SLOT] = (void *)getattr_recording;
+        ops[UNLINK_SLOT] = (void *)unlink_keeping_links;
+        ops[RENAME_SLOT] = (void *)rename_recording;
+        ops[FORGET_MULTI_SLOT] = (void *)forget_multi_releasing;
+      }
       if (next_chan != NULL && notify_inval_inode != NULL && in_libfuse2(ops[LINK_SLOT])) {
         if (libfuse_link == NULL) libfuse_link = (link_fn)ops[LINK_SLOT];
         if (ops[LINK_SLOT] == (void *)libfuse_link) ops[LINK_SLOT] = (void *)link_refreshing_source;
