@@ -3,7 +3,7 @@ import { accessSync, constants, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { baseImageBuildScript, devBaseImage } from "../../src/cli/dev-command.js";
+import { baseImageBuildScript, devBaseImage } from "../../src/cli/commands/dev-run.js";
 import type { DevProject } from "../../src/dev/index.js";
 
 const PACKAGE_DIR = fileURLToPath(new URL("../..", import.meta.url));

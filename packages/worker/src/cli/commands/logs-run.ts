@@ -1,10 +1,10 @@
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
-import { IiiError } from "../errors.js";
-import { followFile, tailLines } from "../logs.js";
-import { readTimedLines } from "../log-times.js";
-import { workerPaths } from "../paths.js";
-import { getWorker } from "../workers.js";
+import { IiiError } from "../../errors.js";
+import { followFile, tailLines } from "../../logs.js";
+import { readTimedLines } from "../../log-times.js";
+import { workerPaths } from "../../paths.js";
+import { getWorker } from "../../workers.js";
 
 export type LogStream = "stdout" | "stderr";
 

@@ -1,12 +1,12 @@
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { managedRoot, projectKey, workerPaths } from "../paths.js";
-import { readJson, type VmRecord } from "../state/vm-record.js";
-import { workerStatus, type WorkerStatus } from "../status.js";
-import type { LaunchRequest } from "../launch/request.js";
-import { loadWorkersFile } from "../state/workers-file.js";
-import { workersFilePath } from "../paths.js";
-import { isWasmImage, type WorkerSpec } from "../state/model.js";
+import { managedRoot, projectKey, workerPaths } from "../../paths.js";
+import { readJson, type VmRecord } from "../../state/vm-record.js";
+import { workerStatus, type WorkerStatus } from "../../status.js";
+import type { LaunchRequest } from "../../launch/request.js";
+import { loadWorkersFile } from "../../state/workers-file.js";
+import { workersFilePath } from "../../paths.js";
+import { isWasmImage, type WorkerSpec } from "../../state/model.js";
 
 export interface ListedWorker extends WorkerStatus {
   image: string;

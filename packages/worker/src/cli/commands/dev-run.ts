@@ -2,14 +2,14 @@ import { copyFile, lstat, mkdir, rm, stat, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { basename, dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { SupervisorClient } from "../api/client.js";
-import { detectProject, devScript, installState, watchProject, DEV_CACHE_DIR, VENV_DIR, type DevProject } from "../dev/index.js";
-import { IiiError } from "../errors.js";
-import { awaitEndedSupervisor, startWorkerWithSpec, stopWorker } from "../lifecycle.js";
-import { followFile } from "../logs.js";
-import { workerPaths } from "../paths.js";
-import { emptyNetwork, validateWorkerName, type MountSpec, type WorkerSpec } from "../state/model.js";
-import { workerStatus } from "../status.js";
+import { SupervisorClient } from "../../api/client.js";
+import { detectProject, devScript, installState, watchProject, DEV_CACHE_DIR, VENV_DIR, type DevProject } from "../../dev/index.js";
+import { IiiError } from "../../errors.js";
+import { awaitEndedSupervisor, startWorkerWithSpec, stopWorker } from "../../lifecycle.js";
+import { followFile } from "../../logs.js";
+import { workerPaths } from "../../paths.js";
+import { emptyNetwork, validateWorkerName, type MountSpec, type WorkerSpec } from "../../state/model.js";
+import { workerStatus } from "../../status.js";
 
 export interface DevOptions {
   name?: string;

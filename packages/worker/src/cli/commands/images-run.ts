@@ -1,10 +1,10 @@
-import { IiiError } from "../errors.js";
-import { iiiHome, workersFilePath } from "../paths.js";
-import { parseImageReference } from "../images/oci/reference.js";
-import { loadWorkersFile } from "../state/workers-file.js";
-import { listImages, pruneImages } from "../catalog/catalog.js";
-import { loginRegistry } from "../images/registry/login.js";
-import { formatTable } from "./output.js";
+import { IiiError } from "../../errors.js";
+import { iiiHome, workersFilePath } from "../../paths.js";
+import { parseImageReference } from "../../images/oci/reference.js";
+import { loadWorkersFile } from "../../state/workers-file.js";
+import { listImages, pruneImages } from "../../catalog/catalog.js";
+import { loginRegistry } from "../../images/registry/login.js";
+import { formatTable } from "../output.js";
 
 function formatSize(bytes: number): string {
   if (bytes >= 1024 ** 3) return `${(bytes / 1024 ** 3).toFixed(1)}GiB`;

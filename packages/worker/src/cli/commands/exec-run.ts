@@ -1,10 +1,10 @@
-import { IiiError } from "../errors.js";
-import { SupervisorClient } from "../api/client.js";
-import type { ExecCreateRequest } from "../api/attach-protocol.js";
-import { parseEnvAssignment } from "../state/model.js";
-import { workerStatus } from "../status.js";
-import { getWorker } from "../workers.js";
-import { reservedEnvKeys, reservedEnvMessage } from "../launch/spec.js";
+import { IiiError } from "../../errors.js";
+import { SupervisorClient } from "../../api/client.js";
+import type { ExecCreateRequest } from "../../api/attach-protocol.js";
+import { parseEnvAssignment } from "../../state/model.js";
+import { workerStatus } from "../../status.js";
+import { getWorker } from "../../workers.js";
+import { reservedEnvKeys, reservedEnvMessage } from "../../launch/spec.js";
 
 /** What a shell records for a writer whose reader went away (128 + SIGPIPE). */
 export const EXIT_PIPE_CLOSED = 141;

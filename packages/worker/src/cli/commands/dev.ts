@@ -1,0 +1,18 @@
+import type { Command } from "commander";
+import { DEFAULT_ENGINE_URL } from "../options.js";
+
+/** `iii-worker dev`: runs a local project in a sandbox with hot reload. */
+export function registerDev(program: Command): void {
+  program
+    .command("dev")
+    .description("run a local project in a VM, live-mounted at /workspace, with hot reload (Ctrl-C stops it)")
+    .argument("<path>", "the project directory")
+    .option("--name <name>", "sandbox name (default iii-dev-<project>)")
+    .option("--rebuild", "re-run install even if cached")
+    .option("--engine-url <url>", "engine URL passed to the worker as III_URL/III_ENGINE_URL", DEFAULT_ENGINE_URL)
+    .option("--capture <file>", "write a pcap of the sandbox's network traffic (both directions) to this file")
+    .action(async (path: string, opts) => {
+      const { runDev } = await import("./dev-run.js");
+      process.exitCode = await runDev(path, { name: opts.name, rebuild: !!opts.rebuild, engineUrl: opts.engineUrl, ...(opts.capture !== undefined ? { capture: opts.capture as string } : {}) });
+    });
+}

@@ -1,0 +1,15 @@
+import type { Command } from "commander";
+import { requireWorkers } from "../for-each-worker.js";
+
+/** `iii-worker inspect`: prints workers as JSON. */
+export function registerInspect(program: Command): void {
+  program
+    .command("inspect")
+    .description("print workers as JSON: spec, state (status, pid, start time), last exit, paths")
+    .argument("<name...>")
+    .action(async (names: string[]) => {
+      await requireWorkers(names);
+      const { inspectWorkers } = await import("./list-run.js");
+      console.log(JSON.stringify(await inspectWorkers(names), null, 2));
+    });
+}

@@ -1,0 +1,23 @@
+import type { Command } from "commander";
+import { DEFAULT_TIMEOUT_SECONDS, parseSeconds } from "../options.js";
+
+/** `iii-worker remove`: removes a worker and its data. */
+export function registerRemove(program: Command): void {
+  program
+    .command("remove")
+    .alias("rm")
+    .description("remove a worker from iii.workers.yaml and delete its data (writable layer, logs); refuses a running worker")
+    .argument("<name>")
+    .option("-f, --force", "stop the worker first if it is running")
+    .option("--keep-data", "keep its managed directory (writable layer, logs)")
+    .option("--timeout <seconds>", "with --force: grace period before the workload is killed", DEFAULT_TIMEOUT_SECONDS)
+    .action(async (name: string, opts) => {
+      const graceMs = parseSeconds(opts.timeout, "--timeout") * 1000;
+      const { getWorker, removeWorker } = await import("../../workers.js");
+      const { removeWorkerData } = await import("../../lifecycle.js");
+      await getWorker(name);
+      await removeWorkerData(name, { force: !!opts.force, keepData: !!opts.keepData, graceMs });
+      await removeWorker(name);
+      console.error(`removed worker ${name}`);
+    });
+}

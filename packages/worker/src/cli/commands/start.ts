@@ -1,0 +1,41 @@
+import type { Command } from "commander";
+import { IiiError } from "../../errors.js";
+import { forEachWorker, requireWorkers } from "../for-each-worker.js";
+import { DEFAULT_ENGINE_URL, parsePullPolicy, parseSeconds } from "../options.js";
+
+/** `iii-worker start`: boots workers' VMs (or WASM runners) and waits for READY. */
+export function registerStart(program: Command): void {
+  program
+    .command("start")
+    .description("boot workers' microVMs (detached); returns when each init reports READY")
+    .argument("<name...>")
+    .option("--engine-url <url>", "engine URL passed to the worker as III_URL/III_ENGINE_URL", DEFAULT_ENGINE_URL)
+    .option("--fresh", "discard the worker's writable layer first")
+    .option("--boot-timeout <seconds>", "how long to wait for READY", "120")
+    .option("--timings", "print the boot timings (supervisor phases and init steps) as JSON")
+    .option("--pull <policy>", "missing (default), always or never: when to ask the registry", "missing")
+    .option("--capture <file>", "write a pcap of the guest's network traffic (both directions) to this file")
+    .action(async (names: string[], opts) => {
+      parsePullPolicy(opts.pull);
+      parseSeconds(opts.bootTimeout, "--boot-timeout");
+      if (opts.capture !== undefined && names.length > 1) throw new IiiError("UsageError", "--capture takes one worker (each VM writes its own capture file)");
+      await requireWorkers(names);
+      await forEachWorker(names, (name) => startOne(name, opts));
+    });
+}
+
+export async function startOne(name: string, opts: { engineUrl: string; fresh?: boolean; bootTimeout: string; timings?: boolean; pull: string; capture?: string }): Promise<string> {
+  const { startWorker } = await import("../../lifecycle.js");
+  const result = await startWorker(name, {
+    ...(opts.capture !== undefined ? { capture: opts.capture } : {}),
+    pull: parsePullPolicy(opts.pull),
+    engineUrl: opts.engineUrl,
+    fresh: !!opts.fresh,
+    bootTimeoutMs: parseSeconds(opts.bootTimeout, "--boot-timeout") * 1000,
+  });
+  const lines = [];
+  if (result.cleanedCrashed) lines.push(`cleaned up after the crashed previous run of ${name}`);
+  lines.push(`started ${name} (${result.tier === "wasm" ? "WASM runner" : "supervisor"} pid ${result.pid}, ready in ${result.timings.ready ?? "?"} ms)`);
+  if (opts.timings) lines.push(`timings ${JSON.stringify(result.timings)}`);
+  return lines.join("\n");
+}
