@@ -2,6 +2,12 @@ import dgram from "node:dgram";
 import net from "node:net";
 import type { DnsServerAddress } from "./resolv-conf.js";
 
+interface UpstreamSocket {
+  socket: dgram.Socket;
+  /** Sends waiting for the connect to complete (dgram takes no address on a connecting socket). */
+  queue: Array<{ msg: Buffer; fail: (err: Error) => void }> | undefined;
+}
+
 interface PendingQuery {
   server: DnsServerAddress;
   resolve(msg: Buffer): void;
@@ -10,20 +16,32 @@ interface PendingQuery {
 }
 
 /**
- * Client for the upstream resolvers. UDP queries share one socket, multiplexed by message id
- * (so thousands of queries cost one descriptor); truncated answers are retried over TCP.
+ * Client for the upstream resolvers. UDP queries to one server are pipelined over one connected
+ * socket, multiplexed by message id (thousands of queries cost one descriptor; a connected socket
+ * skips the per-send address lookup and only hears that server); truncated answers are retried
+ * over TCP.
  */
 export class DnsUpstream {
-  private socket: dgram.Socket | undefined;
+  private readonly sockets = new Map<string, UpstreamSocket>();
   private readonly pending = new Map<number, PendingQuery>();
   private readonly tcpSockets = new Set<net.Socket>();
   private closed = false;
 
   constructor(private readonly timeoutMs: number) {}
 
-  private ensureSocket(): dgram.Socket {
-    if (this.socket) return this.socket;
+  private socketFor(server: DnsServerAddress): UpstreamSocket {
+    const key = `${server.host}:${server.port}`;
+    const existing = this.sockets.get(key);
+    if (existing) return existing;
     const s = dgram.createSocket("udp4");
+    const entry: UpstreamSocket = { socket: s, queue: [] };
+    let connected = false;
+    s.connect(server.port, server.host, () => {
+      connected = true;
+      const queued = entry.queue ?? [];
+      entry.queue = undefined;
+      for (const q of queued) this.sendOn(entry, q.msg, q.fail);
+    });
     s.on("message", (msg, rinfo) => {
       if (msg.length < 12) return;
       const id = msg.readUInt16BE(0);
@@ -33,11 +51,31 @@ export class DnsUpstream {
       clearTimeout(p.timer);
       p.resolve(msg);
     });
-    s.on("error", () => {
-      // ICMP errors surface here on some kernels; pending queries time out and fall back.
+    s.on("error", (err) => {
+      // Once connected, ICMP errors (port unreachable) surface here; pending queries time out and fall back.
+      if (connected) return;
+      // The connect itself failed (no route): the queued sends never leave, so fail them now.
+      this.sockets.delete(key);
+      s.close();
+      for (const [id, p] of this.pending) {
+        if (p.server.host !== server.host || p.server.port !== server.port) continue;
+        this.pending.delete(id);
+        clearTimeout(p.timer);
+        p.reject(err);
+      }
     });
-    this.socket = s;
-    return s;
+    this.sockets.set(key, entry);
+    return entry;
+  }
+
+  private sendOn(entry: UpstreamSocket, msg: Buffer, fail: (err: Error) => void): void {
+    if (entry.queue) {
+      entry.queue.push({ msg, fail });
+      return;
+    }
+    entry.socket.send(msg, (err) => {
+      if (err) fail(err);
+    });
   }
 
   /** Sends `query` (its id is replaced) and resolves with the upstream answer carrying the original id. */
@@ -52,7 +90,7 @@ export class DnsUpstream {
 
   private udpQuery(server: DnsServerAddress, query: Buffer): Promise<Buffer> {
     if (this.closed) return Promise.reject(new Error("upstream closed"));
-    const s = this.ensureSocket();
+    const entry = this.socketFor(server);
     let id = (Math.random() * 0x10000) | 0;
     for (let i = 0; this.pending.has(id) && i < 0x10000; i++) id = (id + 1) & 0xffff;
     if (this.pending.has(id)) return Promise.reject(new Error("no free DNS message id"));
@@ -64,8 +102,8 @@ export class DnsUpstream {
         reject(new Error(`timeout from ${server.host}:${server.port}`));
       }, this.timeoutMs);
       this.pending.set(id, { server, resolve, reject, timer });
-      s.send(msg, server.port, server.host, (err) => {
-        if (err && this.pending.get(id)?.timer === timer) {
+      this.sendOn(entry, msg, (err) => {
+        if (this.pending.get(id)?.timer === timer) {
           this.pending.delete(id);
           clearTimeout(timer);
           reject(err);
@@ -121,7 +159,7 @@ export class DnsUpstream {
     this.pending.clear();
     for (const s of this.tcpSockets) s.destroy();
     this.tcpSockets.clear();
-    this.socket?.close();
-    this.socket = undefined;
+    for (const e of this.sockets.values()) e.socket.close();
+    this.sockets.clear();
   }
 }

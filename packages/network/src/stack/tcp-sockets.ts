@@ -32,6 +32,9 @@ import { countDrop } from "./counters.js";
  */
 const TRANSPORT_HIGH_WATER_BYTES = 2 * 1024 * 1024;
 
+/** How long an ACK for a small guest message may wait for the host's answer to carry it. */
+const DELAYED_ACK_MS = 1;
+
 interface TcpFlow {
   key: string;
   remoteIp: number;
@@ -128,6 +131,9 @@ export class TcpSocketSet {
   /** Connections waiting for room in the transport's write buffer. */
   private readonly blockedSenders = new Set<TcpConnection>();
   private flushScheduled: NodeJS.Immediate | undefined;
+  /** Connections whose ACK waits (delayed ACK), all flushed by one shared timer. */
+  private readonly delayedAcks = new Set<TcpConnection>();
+  private delayedAckTimer: NodeJS.Timeout | undefined;
   private nextInboundPort = 49152 + randomInt(16000);
   /** Set by the owner: where SYNs without a connection go. */
   forward: (req: ConnectionRequest) => void = (req) => req.reset();
@@ -296,11 +302,23 @@ export class TcpSocketSet {
     }
   }
 
-  /** One ACK per connection for all the segments of a burst. */
+  /** One ACK per connection for all the segments of a burst (or none yet, if it may wait for the answer). */
   flushAcks(): void {
     if (this.ackQueue.size === 0) return;
-    for (const conn of this.ackQueue) conn.flushAck();
+    for (const conn of this.ackQueue) {
+      if (conn.flushAckOrDefer()) this.delayedAcks.add(conn);
+      else this.delayedAcks.delete(conn);
+    }
     this.ackQueue.clear();
+    if (this.delayedAcks.size > 0 && !this.delayedAckTimer) {
+      this.delayedAckTimer = setTimeout(() => {
+        this.delayedAckTimer = undefined;
+        this.ctx.guard(() => {
+          for (const conn of this.delayedAcks) conn.flushAck();
+          this.delayedAcks.clear();
+        });
+      }, DELAYED_ACK_MS);
+    }
   }
 
   remove(flow: TcpFlow, reason: string): void {
@@ -309,6 +327,7 @@ export class TcpSocketSet {
     if (flow.conn) {
       this.blockedSenders.delete(flow.conn);
       this.ackQueue.delete(flow.conn);
+      this.delayedAcks.delete(flow.conn);
     }
     const cancel = flow.cancel;
     flow.cancel = undefined;
@@ -344,6 +363,9 @@ export class TcpSocketSet {
   close(): void {
     if (this.flushScheduled) clearImmediate(this.flushScheduled);
     this.flushScheduled = undefined;
+    if (this.delayedAckTimer) clearTimeout(this.delayedAckTimer);
+    this.delayedAckTimer = undefined;
+    this.delayedAcks.clear();
     this.blockedSenders.clear();
     for (const f of [...this.flows.values()]) {
       const cancel = f.cancel;

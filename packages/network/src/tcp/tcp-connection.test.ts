@@ -283,3 +283,35 @@ describe("TcpConnection", () => {
     expect(out[1]).toMatchObject({ seq: 43, ack: 9001, flags: TCP_ACK });
   });
 });
+
+describe("TcpConnection delayed ACK", () => {
+  test("a small pushed message may wait for the answer, which carries the ACK; two segments' worth is acknowledged at once", () => {
+    const s = setup();
+    establish(s);
+    s.conn.segmentArrived(s.seg({ seq: 501, ack: 1_000_001, flags: TCP_ACK | TCP_PSH, payload: Buffer.from("ping") }));
+    expect(s.conn.flushAckOrDefer()).toBe(true);
+    expect(s.out).toHaveLength(0);
+    s.conn.send(Buffer.from("pong"));
+    expect(s.out).toHaveLength(1);
+    expect(s.out[0]).toMatchObject({ ack: 505, dataLength: 4 });
+    // The ACK went with the answer: nothing is left to flush.
+    s.conn.flushAck();
+    expect(s.out).toHaveLength(1);
+
+    // No answer: the owner's flushAck() after the delay sends it.
+    s.conn.segmentArrived(s.seg({ seq: 505, ack: 1_000_005, flags: TCP_ACK | TCP_PSH, payload: Buffer.from("again") }));
+    expect(s.conn.flushAckOrDefer()).toBe(true);
+    s.conn.flushAck();
+    expect(s.out.at(-1)).toMatchObject({ ack: 510, dataLength: 0 });
+
+    // Bulk (two full segments since the last ACK) and unpushed data are acknowledged at once.
+    const big = Buffer.alloc(1460);
+    s.conn.segmentArrived(s.seg({ seq: 510, ack: 1_000_005, flags: TCP_ACK, payload: big }));
+    s.conn.segmentArrived(s.seg({ seq: 1970, ack: 1_000_005, flags: TCP_ACK | TCP_PSH, payload: big }));
+    expect(s.conn.flushAckOrDefer()).toBe(false);
+    expect(s.out.at(-1)).toMatchObject({ ack: 3430 });
+    s.conn.segmentArrived(s.seg({ seq: 3430, ack: 1_000_005, flags: TCP_ACK, payload: Buffer.from("x") }));
+    expect(s.conn.flushAckOrDefer()).toBe(false);
+    expect(s.out.at(-1)).toMatchObject({ ack: 3431 });
+  });
+});

@@ -135,6 +135,9 @@ export class TcpConnection {
   private windowScaling = false;
   private rcvFin = false;
   private ackPending = false;
+  /** In-order bytes received since our last ACK, and whether the last segment carried PSH. */
+  private rcvSinceAck = 0;
+  private lastPush = false;
   private sackOk = false;
   private readonly reassembly: Reassembly;
 
@@ -308,6 +311,19 @@ export class TcpConnection {
 
   flushAck(): void {
     if (this.ackPending && this.state !== "CLOSED") this.sendAck();
+  }
+
+  /**
+   * Like flushAck(), but a small message (the guest pushed less than two segments since our last
+   * ACK, nothing out of order) may wait: the application's answer usually follows at once and
+   * carries the ACK (delayed ACK, RFC 9293 §3.8.6.3). Returns true when the ACK was deferred; the
+   * owner then calls flushAck() within a short delay.
+   */
+  flushAckOrDefer(): boolean {
+    if (!this.ackPending || this.state === "CLOSED") return false;
+    if (this.state === "ESTABLISHED" && this.lastPush && this.rcvSinceAck < 2 * this.cfg.mss && this.reassembly.empty) return true;
+    this.sendAck();
+    return false;
   }
 
   get isClosed(): boolean {
@@ -512,6 +528,8 @@ export class TcpConnection {
     if (payload.length > 0) {
       this.rcvNxt = seqAdd(this.rcvNxt, payload.length);
       this.bytesFromGuest += payload.length;
+      this.rcvSinceAck += payload.length;
+      this.lastPush = (seg.flags & TCP_PSH) !== 0;
       // A view, not a copy: transport chunks are never reused, so the bytes stay valid.
       this.hooks.deliver(Buffer.from(payload.buffer, payload.byteOffset, payload.length));
       if (!this.reassembly.empty && this.drainOutOfOrder()) this.sendAck();
@@ -593,15 +611,19 @@ export class TcpConnection {
     return raw;
   }
 
+  /** Asks the owner for an ACK at the end of the burst (each time: the owner dedupes). */
   private scheduleAck(): void {
-    if (!this.ackPending) {
-      this.ackPending = true;
-      this.hooks.requestAck(this);
-    }
+    this.ackPending = true;
+    this.hooks.requestAck(this);
+  }
+
+  private ackSent(): void {
+    this.ackPending = false;
+    this.rcvSinceAck = 0;
   }
 
   private sendAck(): void {
-    this.ackPending = false;
+    this.ackSent();
     const blocks = this.sackBlocks();
     this.hooks.emit(this, {
       seq: this.sndNxt,
@@ -652,7 +674,7 @@ export class TcpConnection {
         dataOffset: inFlight,
         dataLength: len,
       });
-      this.ackPending = false;
+      this.ackSent();
       this.rtt.sent(seq, len, this.timers.now());
       this.sndNxt = seqAdd(this.sndNxt, len);
       if (withFin) this.markFinSent();
@@ -669,7 +691,7 @@ export class TcpConnection {
         dataOffset: 0,
         dataLength: 0,
       });
-      this.ackPending = false;
+      this.ackSent();
       this.markFinSent();
       if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
       this.armRto(false);
@@ -699,7 +721,7 @@ export class TcpConnection {
       dataOffset: 0,
       dataLength: len,
     });
-    this.ackPending = false;
+    this.ackSent();
     this.armRto(true);
   }
 

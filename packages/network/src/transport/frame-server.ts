@@ -26,7 +26,7 @@ const SLAB_BYTES = 1024 * 1024;
  * restarted VMM can reconnect; a malformed length closes the connection with a log line.
  *
  * Output: frames are reserved in a slab (length prefix filled in), built in place by the caller,
- * and committed; everything committed during one tick leaves in a single socket write. No buffer
+ * and committed; everything committed during one event-loop turn leaves in a single socket write. No buffer
  * is allocated per frame, and a slab region handed to the socket is never written again.
  */
 export class FrameServer implements FrameLink {
@@ -138,7 +138,9 @@ export class FrameServer implements FrameLink {
     this.used += 4 + frame.length;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      process.nextTick(this.flushTick);
+      // After the poll phase: frames produced by all the I/O callbacks of this loop turn
+      // (guest frames, host sockets, DNS answers) leave together.
+      setImmediate(this.flushTick);
     }
     return true;
   }
