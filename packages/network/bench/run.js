@@ -12,6 +12,8 @@ import { Namespace } from "./netns.mjs";
 const here = (p) => fileURLToPath(new URL(p, import.meta.url));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+/** Comma-separated subset of bulk,conn,rtt,dns (default: all). */
+const ONLY = new Set((process.env.BENCH_ONLY ?? "bulk,conn,rtt,dns").split(","));
 
 /** CPU seconds (user + system) a process has used so far, from /proc (for slirp4netns). */
 function procCpuSeconds(pid) {
@@ -86,7 +88,7 @@ async function main() {
   };
 
   for (let round = 1; round <= ROUNDS; round++)
-  for (const mtu of [1500, 65520]) {
+  for (const mtu of ONLY.has("bulk") ? [1500, 65520] : [1500]) {
     console.log(`round ${round}/${ROUNDS}, MTU ${mtu}`);
     const stack = new NetworkStack({
       slot: 1,
@@ -119,7 +121,7 @@ async function main() {
         return { mbps: Number.NaN, gbPerCpuS: Number.NaN };
       }
     };
-    for (const [dir, reverse] of [["guest->host", false], ["host->guest", true]]) {
+    for (const [dir, reverse] of ONLY.has("bulk") ? [["guest->host", false], ["host->guest", true]] : []) {
       const a = await iperf(ours, reverse, selfCpuSeconds);
       const b = await iperf(slirp, reverse, () => procCpuSeconds(slirpPid));
       row(`bulk ${dir} MTU ${mtu}`, a.mbps, b.mbps, true, "Mbit/s");
@@ -131,13 +133,15 @@ async function main() {
         const r = await ns.run([process.execPath, here("./guest/conn-rate.mjs"), `http://${ns.hostAddress}:${ports.http}/`, String(conc), String(SECONDS * 1000)]);
         return JSON.parse(r.out).rps;
       };
-      row("HTTP conn rate sequential", await rate(ours, 1), await rate(slirp, 1), true, "req/s");
-      row("HTTP conn rate 64 parallel", await rate(ours, 64), await rate(slirp, 64), true, "req/s");
+      if (ONLY.has("conn")) {
+        row("HTTP conn rate sequential", await rate(ours, 1), await rate(slirp, 1), true, "req/s");
+        row("HTTP conn rate 64 parallel", await rate(ours, 64), await rate(slirp, 64), true, "req/s");
+      }
       const rtt = async (ns) => {
         const r = await ns.run([process.execPath, here("./guest/rtt.mjs"), ns.hostAddress, String(ports.echo), "3000"]);
         return JSON.parse(r.out).medianUs;
       };
-      row("TCP round trip median", await rtt(ours), await rtt(slirp), false, "us");
+      if (ONLY.has("rtt")) row("TCP round trip median", await rtt(ours), await rtt(slirp), false, "us");
       const qps = async (run, server) => {
         const r = await run([process.execPath, here("./guest/dns-qps.mjs"), server, "53", "32", String(SECONDS * 1000), "bench.test"]);
         return JSON.parse(r.out).qps;
@@ -149,7 +153,7 @@ async function main() {
           c.stdout.on("data", (d) => (out += d));
           c.on("close", () => resolve({ out }));
         });
-      row("DNS queries/s", await qps((a) => ours.run(a), ours.dnsAddress), await qps(hostRun, dnsAddr), true, "q/s", "upstream direct");
+      if (ONLY.has("dns")) row("DNS queries/s", await qps((a) => ours.run(a), ours.dnsAddress), await qps(hostRun, dnsAddr), true, "q/s", "upstream direct");
     }
     ours.close();
     slirp.close();
