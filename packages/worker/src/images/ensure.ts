@@ -20,6 +20,8 @@ import { createPullProgress } from "./progress.js";
 import { RegistryClient } from "./registry/client.js";
 import { lookupCredentials } from "./registry/credentials.js";
 import { extractImageArchive, readDockerArchive, readOciLayout, splitLocalSource, type LocalImage } from "./sources/oci-layout.js";
+import { downloadOnce } from "../util/download-once.js";
+import { Semaphore } from "../util/semaphore.js";
 
 export type PullPolicy = "missing" | "always" | "never";
 
@@ -236,40 +238,6 @@ async function ensureLocal(store: ImageStore, image: string, options: EnsureImag
     return ensured(store, record, image, cached);
   } finally {
     if (scratch) await rm(scratch, { recursive: true, force: true });
-  }
-}
-
-/**
- * Blob downloads in flight in this process, by destination: partial files are named by pid, so two pulls of
- * the same blob in one process (start-all of workers sharing an image) must share one download.
- */
-const inflightDownloads = new Map<string, Promise<void>>();
-
-function downloadOnce(path: string, download: () => Promise<void>): Promise<void> {
-  let pending = inflightDownloads.get(path);
-  if (!pending) {
-    pending = download().finally(() => inflightDownloads.delete(path));
-    inflightDownloads.set(path, pending);
-  }
-  return pending;
-}
-
-/** At most `limit` tasks at once. */
-class Semaphore {
-  private active = 0;
-  private readonly waiting: Array<() => void> = [];
-
-  constructor(private readonly limit: number) {}
-
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    this.active += 1;
-    try {
-      return await task();
-    } finally {
-      this.active -= 1;
-      this.waiting.shift()?.();
-    }
   }
 }
 
