@@ -1,12 +1,13 @@
 import { mkdirs } from "../../host/mkdirs.js";
 import { randomBytes } from "node:crypto";
 import { lstatSync, readdirSync } from "node:fs";
-import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { lstat, mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { errnoCode } from "../../errors.js";
 import { processStartTime } from "../../host/process-identity.js";
 import { digestHex, sha256Digest } from "../digest.js";
 import type { ImageRuntimeConfig, WorkerManifest } from "../config/runtime-config.js";
+import { writeFileAtomic } from "../../util/atomic-write.js";
 
 /** What `image.json` records next to a cached rootfs. */
 export interface CachedImageRecord {
@@ -194,10 +195,9 @@ export async function exists(path: string): Promise<boolean> {
   }
 }
 
-export async function writeAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
-  await writeFile(tmp, data, { mode });
-  await rename(tmp, path);
+/** The cache's small records (refs, image.json): the worker's one atomic write, without fsync (a lost record is re-pulled). */
+export function writeAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  return writeFileAtomic(path, data, { mode, fsync: false });
 }
 
 /** Apparent size of a tree, counting each inode once; never follows symlinks. Sync: see RootfsBuilder.writeFile. */

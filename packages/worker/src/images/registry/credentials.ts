@@ -1,9 +1,10 @@
 import { mkdirs } from "../../host/mkdirs.js";
 import { execFile } from "node:child_process";
-import { chmod, mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { errnoCode, IiiError } from "../../errors.js";
+import { writeFileAtomic } from "../../util/atomic-write.js";
 
 export interface RegistryCredentials {
   username: string;
@@ -117,10 +118,7 @@ export async function storeCredentials(registry: string, username: string, passw
   const key = registry === "docker.io" ? DOCKER_HUB_KEYS[0]! : registry;
   config.auths[key] = { auth: Buffer.from(`${username}:${password}`).toString("base64") };
   await mkdirs(dirname(path), 0o700);
-  const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
-  await chmod(tmp, 0o600);
-  await rename(tmp, path);
+  await writeFileAtomic(path, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
   return path;
 }
 
@@ -130,8 +128,6 @@ export async function removeCredentials(registry: string, home: string): Promise
   const key = registry === "docker.io" ? DOCKER_HUB_KEYS[0]! : registry;
   if (!config?.auths?.[key]) return false;
   delete config.auths[key];
-  const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
-  await rename(tmp, path);
+  await writeFileAtomic(path, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
   return true;
 }
