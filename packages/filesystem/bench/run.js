@@ -30,12 +30,37 @@ async function timed(dir, script) {
   return Number(out.trim()) / 1e6;
 }
 
+/** The mount of ours being measured (for its request counters). */
+let oursHandle;
+
+/** FUSE requests our server has answered so far (all operations), plus those the shim answered itself. */
+async function requestsSoFar() {
+  if (!oursHandle) return 0;
+  await new Promise((r) => setTimeout(r, 300)); // stats are a snapshot at most 250 ms old
+  return Object.values(oursHandle.stats().ops).reduce((a, b) => a + b, 0);
+}
+
+/** Requests per item of `fn` on ours (0 on the others), with its result. */
+async function counted(items, fn) {
+  const before = await requestsSoFar();
+  const value = await fn();
+  const after = await requestsSoFar();
+  return { value, perItem: oursHandle ? (after - before) / items : undefined };
+}
+
 const targets = {
   async ours() {
     const mnt = path.join(base, "m-ours");
     fs.mkdirSync(mnt, { recursive: true });
     const h = await mountPassthrough({ root: data, mountpoint: mnt });
-    return { dir: mnt, close: () => h.unmount() };
+    oursHandle = h;
+    return {
+      dir: mnt,
+      close: () => {
+        oursHandle = undefined;
+        return h.unmount();
+      },
+    };
   },
   async bindfs() {
     const mnt = path.join(base, "m-bindfs");
@@ -63,15 +88,17 @@ async function each(fn) {
 }
 
 const rows = [];
-function row(metric, unit, higherIsBetter, r) {
+/** `reqs`: FUSE requests per item (file) our server answered for this row, when counted. */
+function row(metric, unit, higherIsBetter, r, reqs) {
   rows.push({ metric: `${metric} (${unit})`, ...r, higherIsBetter });
   const fmt = (v) => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(3));
-  console.log(`${`${metric} (${unit})`.padEnd(34)} ${fmt(r.ours).padStart(9)} ${fmt(r.bindfs).padStart(9)} ${fmt(r.raw).padStart(9)} ${(r.ours / r.bindfs).toFixed(2).padStart(11)}`);
+  const perOp = reqs === undefined ? "" : reqs.toFixed(1).padStart(10);
+  console.log(`${`${metric} (${unit})`.padEnd(34)} ${fmt(r.ours).padStart(9)} ${fmt(r.bindfs).padStart(9)} ${fmt(r.raw).padStart(9)} ${(r.ours / r.bindfs).toFixed(2).padStart(11)}${perOp}`);
 }
 
 try {
   console.log(`# @iii/filesystem bench — ${new Date().toISOString()} — ${os.cpus().length} cpus, node ${process.version}`);
-  console.log(`${"metric".padEnd(34)} ${"ours".padStart(9)} ${"bindfs".padStart(9)} ${"raw".padStart(9)} ${"ours/bindfs".padStart(11)}`);
+  console.log(`${"metric".padEnd(34)} ${"ours".padStart(9)} ${"bindfs".padStart(9)} ${"raw".padStart(9)} ${"ours/bindfs".padStart(11)} ${"req/file".padStart(9)}`);
 
   // Sequential write, then read back through a fresh mount (the host page cache holds
   // the file for all three, so this measures the filesystem path, not the disk).
@@ -124,21 +151,27 @@ try {
   await sh(`mkdir -p "${data}/tree" && cd "${data}/tree" && for d in $(seq 1 ${FILES / 100}); do mkdir d$d; (cd d$d && touch $(seq -f f%g 1 100)); done`);
   const findCold = {};
   const findWarm = {};
+  const findReqs = {};
   await each(async (dir, name) => {
-    findCold[name] = await timed(dir, `find tree -printf '%s %m %u\\n'`);
-    findWarm[name] = await timed(dir, `find tree -printf '%s %m %u\\n'`);
+    const c = await counted(FILES, () => timed(dir, `find tree -printf '%s %m %u\\n'`));
+    const w = await counted(FILES, () => timed(dir, `find tree -printf '%s %m %u\\n'`));
+    findCold[name] = c.value;
+    findWarm[name] = w.value;
+    if (name === "ours") Object.assign(findReqs, { cold: c.perItem, warm: w.perItem });
   });
-  row(`find+stat ${FILES} files, cold`, "s", false, findCold);
-  row(`find+stat ${FILES} files, warm`, "s", false, findWarm);
+  row(`find+stat ${FILES} files, cold`, "s", false, findCold, findReqs.cold);
+  row(`find+stat ${FILES} files, warm`, "s", false, findWarm, findReqs.warm);
 
   // tar x of small files.
   await sh(`cd "${data}" && tar cf "${base}/small.tar" tree && rm -rf tree`);
+  let tarReqs;
   const tarx = await each(async (dir, name) => {
-    const t = await timed(dir, `mkdir x-${name} && tar xf "${base}/small.tar" -C x-${name}`);
+    const t = await counted(FILES, () => timed(dir, `mkdir x-${name} && tar xf "${base}/small.tar" -C x-${name}`));
+    if (name === "ours") tarReqs = t.perItem;
     await sh(`rm -rf "${data}/x-${name}"`);
-    return t;
+    return t.value;
   });
-  row(`tar x ${FILES} small files`, "s", false, tarx);
+  row(`tar x ${FILES} small files`, "s", false, tarx, tarReqs);
 
   // git status on a repository of GIT_FILES files.
   await sh(
@@ -146,13 +179,17 @@ try {
   );
   const gitCold = {};
   const gitWarm = {};
+  const gitReqs = {};
   await each(async (dir, name) => {
-    gitCold[name] = await timed(dir, `cd repo && git status --porcelain`);
-    gitWarm[name] = await timed(dir, `cd repo && git status --porcelain`);
+    const c = await counted(GIT_FILES, () => timed(dir, `cd repo && git status --porcelain`));
+    const w = await counted(GIT_FILES, () => timed(dir, `cd repo && git status --porcelain`));
+    gitCold[name] = c.value;
+    gitWarm[name] = w.value;
+    if (name === "ours") Object.assign(gitReqs, { cold: c.perItem, warm: w.perItem });
   });
-  row(`git status ${GIT_FILES} files, cold`, "s", false, gitCold);
-  row(`git status ${GIT_FILES} files, warm`, "s", false, gitWarm);
-  console.log("# ours/bindfs: above 1 is better for MiB/s and IOPS, below 1 is better for seconds");
+  row(`git status ${GIT_FILES} files, cold`, "s", false, gitCold, gitReqs.cold);
+  row(`git status ${GIT_FILES} files, warm`, "s", false, gitWarm, gitReqs.warm);
+  console.log("# ours/bindfs: above 1 is better for MiB/s and IOPS, below 1 is better for seconds; req/file: FUSE requests our server answered per file (the shim's own security.capability answers not included)");
 } finally {
   fs.rmSync(base, { recursive: true, force: true });
 }
