@@ -21,6 +21,7 @@ import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
 import { promisify } from "node:util";
+import { streamed } from "../buffer-churn.js";
 import { openLayerFile, type LayerCompression } from "./decompress.js";
 import { DEFAULT_LAYER_LIMITS, LayerBudget, layerRejected, planEntry, type LayerLimits, type PlannedEntry } from "./policy.js";
 import { RootResolver } from "./safe-root.js";
@@ -71,7 +72,10 @@ export class RootfsBuilder {
     const limits = { ...DEFAULT_LAYER_LIMITS, ...options.limits };
     const keepSetuid = options.keepSetuid ?? false;
     const opened = scanned ? await openLayerFile(scanned.tarPath, scanned.spilled ? "none" : scanned.compression) : await openLayerFile(source.path);
-    if (options.onBytes) opened.raw.on("data", (chunk: Buffer) => options.onBytes!(chunk.length));
+    opened.raw.on("data", (chunk: Buffer) => {
+      options.onBytes?.(chunk.length);
+      streamed(chunk.length);
+    });
     const budget = new LayerBudget(limits);
     const report: LayerReport = { label, compression: scanned?.compression ?? opened.compression, entries: 0, skipped: [] };
     /** Real paths this layer created: whiteouts only hide what lower layers put there (image-spec, layer.md). */

@@ -2,6 +2,7 @@ import { createWriteStream, type WriteStream } from "node:fs";
 import { rm } from "node:fs/promises";
 import { finished } from "node:stream/promises";
 import { IiiError } from "../../errors.js";
+import { streamed } from "../buffer-churn.js";
 import { newSha256 } from "../digest.js";
 import { openLayerFile, type LayerCompression } from "./decompress.js";
 import { DEFAULT_LAYER_LIMITS, LayerBudget, planEntry, type LayerLimits } from "./policy.js";
@@ -52,8 +53,14 @@ export async function scanLayer(
   const blobHash = newSha256();
   const diffHash = newSha256();
   const hashBlob = source.digest !== undefined && !source.verified;
-  if (hashBlob) opened.raw.on("data", (chunk: Buffer) => blobHash.update(chunk));
-  opened.tar.on("data", (chunk: Buffer) => diffHash.update(chunk));
+  opened.raw.on("data", (chunk: Buffer) => {
+    if (hashBlob) blobHash.update(chunk);
+    streamed(chunk.length);
+  });
+  opened.tar.on("data", (chunk: Buffer) => {
+    diffHash.update(chunk);
+    streamed(chunk.length);
+  });
   let spill: WriteStream | undefined;
   if (spillPath !== undefined && opened.compression !== "none") {
     spill = createWriteStream(spillPath, { flags: "wx", mode: 0o600, highWaterMark: 1 << 16 });

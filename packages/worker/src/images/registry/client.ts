@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { IiiError } from "../../errors.js";
 import { processStartTime } from "../../host/process-identity.js";
+import { streamed } from "../buffer-churn.js";
 import { newSha256, sha256Digest } from "../digest.js";
 import { MANIFEST_ACCEPT, MAX_JSON_BYTES, type Descriptor } from "../oci/manifest.js";
 import { parseAuthChallenges, type AuthChallenge } from "./challenge.js";
@@ -360,6 +361,7 @@ export class RegistryClient {
         hash.update(value);
         await handle.write(value);
         onBytes(value.byteLength);
+        streamed(value.byteLength);
       }
     } catch (error) {
       await reader.cancel().catch(() => undefined);
