@@ -96,6 +96,41 @@ describe.skipIf(!!skip)("file systems in a guest (vm)", () => {
     });
   }
 
+  // A subset of @iii/filesystem's conformance test (test/conformance.test.ts), through the guest's root file
+  // system: the guest kernel and virtiofsd in front of the same FUSE view, as root and as uid 1000.
+  it("conformance subset on the root file system, as root and as uid 1000", async () => {
+    const as1000 = "setpriv --reuid 1000 --regid 1000 --clear-groups";
+    const r = await sh(`set -e; rm -rf /conf; mkdir /conf; chmod 777 /conf; cd /conf
+      echo root > ro; chmod 644 ro; mkdir t; chmod 1777 t; echo r > t/rootfile
+      echo '#!/bin/sh' > w; chmod 6777 w
+      ${as1000} sh -c 'echo x >> ro' 2>/dev/null && echo "write-0644 ok" || echo "write-0644 refused"
+      ${as1000} rm -f t/rootfile 2>/dev/null && echo "sticky-rm ok" || echo "sticky-rm refused"
+      ${as1000} chmod 666 ro 2>/dev/null && echo "chmod-other ok" || echo "chmod-other refused"
+      ${as1000} mknod c c 1 3 2>/dev/null && echo "mknod-user ok" || echo "mknod-user refused"
+      ${as1000} sh -c 'mkfifo t/f && echo mine > t/own && stat -c "%F %u:%g" t/f t/own && rm t/own'
+      ${as1000} sh -c 'echo more >> w'; stat -c "after-write %a" w
+      cp /bin/true s; chmod 4755 s; chown 1000 s; stat -c "after-chown %a %u" s
+      echo data > a; ln a b; ${as1000} cat b >/dev/null; rm a; cat b; stat -c "%h %i" b | cut -d' ' -f1
+      setfattr -n user.k -v v b; ${as1000} setfattr -n user.k -v w b 2>/dev/null && echo "xattr-other ok" || echo "xattr-other refused"
+      fallocate -l 1M fa; stat -c "fallocate %s" fa`);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.split("\n")).toEqual([
+      "write-0644 refused",
+      "sticky-rm refused",
+      "chmod-other refused",
+      "mknod-user refused",
+      "fifo 1000:1000",
+      "regular file 1000:1000",
+      "after-write 777",
+      "after-chown 755 1000",
+      "data",
+      "1",
+      "xattr-other refused",
+      "fallocate 1048576",
+      "",
+    ]);
+  });
+
   it("the host side of the share holds no device node or FIFO", () => {
     const entries = readdirSync(join(share, "dev-nodes"), { withFileTypes: true });
     expect(entries.map((e) => `${e.name}:${e.isFile()}`).sort()).toEqual(["blk:true", "chr:true", "fifo:true"]);
