@@ -155,7 +155,7 @@ async function resolveRootfs(image: string, env: NodeJS.ProcessEnv, pull: PullPo
 }
 
 /** QEMU, virtiofsd and the accel, looked up once per start: the supervisor and the VMM use what is found here. */
-function findHost(env: NodeJS.ProcessEnv): HostChoices {
+function findHost(env: NodeJS.ProcessEnv): Pick<HostChoices, "qemuPath" | "virtiofsdPath" | "accel"> {
   const qemuPath = findQemu(env);
   if (!qemuPath) {
     throw new IiiError("QemuNotFound", env.III_QEMU_BIN ? `III_QEMU_BIN=${env.III_QEMU_BIN} is not an executable` : "qemu-system-x86_64 not found (apt install qemu-system-x86, or set III_QEMU_BIN)");
@@ -197,9 +197,8 @@ export async function startWorkerWithSpec(name: string, spec: WorkerSpec, option
     return { name, pid: started.pid, timings: started.timings, cleanedCrashed, tier: "wasm" };
   }
   const { rootfs, config } = await resolveRootfs(spec.image, env, options.pull ?? "missing");
-  await resolveKernel({ env });
-  const host = findHost(env);
-  findGuestInit(env);
+  const { kernel } = await resolveKernel({ env });
+  const host: HostChoices = { ...findHost(env), kernelPath: kernel.elfPath, guestInit: findGuestInit(env) };
   policyRules(spec.network);
   await prepareWorkerDir(paths, iiiHome(env), env);
   const request: LaunchRequest = {

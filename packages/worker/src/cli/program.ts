@@ -18,7 +18,6 @@ import { registerStart } from "./commands/start.js";
 import { registerStartAll } from "./commands/start-all.js";
 import { registerStop } from "./commands/stop.js";
 import { registerStopAll } from "./commands/stop-all.js";
-import { registerVmBoot } from "./commands/vm-boot.js";
 import { registerWasmRun } from "./commands/wasm-run.js";
 
 export { DEFAULT_ENGINE_PORT, DEFAULT_ENGINE_URL } from "./options.js";
@@ -52,7 +51,6 @@ export function buildProgram(): Command {
   registerStopAll(program);
   registerImageCommands(program);
   registerCompletion(program);
-  registerVmBoot(program);
   registerWasmRun(program);
 
   program.version(pkg.version, "-V, --version", "print the version");

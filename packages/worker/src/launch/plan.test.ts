@@ -28,10 +28,16 @@ const request = (over: Partial<LaunchRequest> = {}): LaunchRequest => ({
   fresh: false,
   stopGraceMs: 10_000,
   bootTimeoutMs: 120_000,
-  host: { qemuPath: "/usr/bin/qemu-system-x86_64", virtiofsdPath: "/usr/libexec/virtiofsd", accel: { accel: "tcg", reason: "test" } },
+  host: {
+    qemuPath: "/usr/bin/qemu-system-x86_64",
+    virtiofsdPath: "/usr/libexec/virtiofsd",
+    accel: { accel: "tcg", reason: "test" },
+    kernelPath: "/k/kernel.elf",
+    guestInit: { init: "/i/init-static", runtime: {} },
+  },
   ...over,
 });
-const context: PlanContext = { slot: 5, paths, kernelPath: "/k/kernel.elf", guestInit: { init: "/i/init-static", runtime: {} } };
+const context: PlanContext = { slot: 5, paths };
 
 /** The value after each occurrence of `flag` in argv. */
 const values = (argv: string[], flag: string) => argv.flatMap((a, i) => (a === flag ? [argv[i + 1]!] : []));
@@ -73,7 +79,7 @@ describe("planVm: a worker spec → QEMU's argv, with no VM", () => {
   });
 
   it("serves the guest init and its contract as virtual files of the root's FUSE view", () => {
-    const plan = planVm(request({ fresh: true }), { ...context, guestInit: { init: "/i/init.krun", runtime: { "/.iii/lib/ld.so": "/i/rt/ld.so" } } });
+    const plan = planVm(request({ fresh: true, host: { ...request().host, guestInit: { init: "/i/init.krun", runtime: { "/.iii/lib/ld.so": "/i/rt/ld.so" } } } }), context);
     expect(plan.mount.fresh).toBe(true);
     expect(plan.mount.root).toMatchObject({ layers: { lower: "/images/app", upper: paths.upper }, mountpoint: paths.mnt, allowOther: true });
     const files = plan.mount.root.virtualFiles!;

@@ -9,7 +9,6 @@ import { ipToString, slotAddresses, type NetworkStackOptions } from "@iii/networ
 import { IiiError } from "../errors.js";
 import type { WorkerPaths } from "../paths.js";
 import type { VmmOptions } from "../vmm/types.js";
-import type { GuestInitFiles } from "./guest-init.js";
 import { policyRules } from "./policy-rules.js";
 import type { LaunchRequest } from "./request.js";
 import { buildLaunchSpec, type LaunchSpec } from "./spec.js";
@@ -17,12 +16,10 @@ import { buildLaunchSpec, type LaunchSpec } from "./spec.js";
 /** The virtio-fs tag of the guest's root filesystem. */
 export const ROOT_TAG = "rootfs";
 
-/** What planVm needs besides the request: the run's slot and paths, the kernel, the guest init's files. */
+/** What planVm needs besides the request: the run's slot and paths. */
 export interface PlanContext {
   slot: number;
   paths: WorkerPaths;
-  kernelPath: string;
-  guestInit: GuestInitFiles;
   /** DNS upstreams for the guest's resolver (III_DNS_UPSTREAM), if set. */
   dnsUpstreams?: string[];
 }
@@ -84,8 +81,8 @@ export function planVm(request: LaunchRequest, context: PlanContext): VmPlan {
     env: launch.env,
   };
 
-  const virtualFiles: Record<string, VirtualFileSource> = { [GUEST_PATHS.init]: { hostPath: context.guestInit.init } };
-  for (const [path, hostPath] of Object.entries(context.guestInit.runtime)) virtualFiles[path] = { hostPath };
+  const virtualFiles: Record<string, VirtualFileSource> = { [GUEST_PATHS.init]: { hostPath: request.host.guestInit.init } };
+  for (const [path, hostPath] of Object.entries(request.host.guestInit.runtime)) virtualFiles[path] = { hostPath };
   // The guest's contract travels as a file of its root (init reads it), not on the kernel command line.
   virtualFiles[GUEST_PATHS.envFile] = { content: encodeEnvFile(guest) };
 
@@ -125,7 +122,7 @@ export function planVm(request: LaunchRequest, context: PlanContext): VmPlan {
     guest,
     vm: {
       name: request.name,
-      kernelPath: context.kernelPath,
+      kernelPath: request.host.kernelPath,
       // Only the guest writes its root while it runs, so its page cache stays valid across opens: a Node
       // workload restarted in dev mode no longer re-reads its 120 MB binary through virtio-fs and FUSE.
       root: { tag: ROOT_TAG, hostDir: paths.mnt, cache: "always", timeoutSec: 1, xattr: true },

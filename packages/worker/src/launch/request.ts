@@ -1,5 +1,6 @@
 import type { WorkerSpec } from "../state/model.js";
 import type { AccelChoice } from "../vmm/accel.js";
+import type { GuestInitFiles } from "./guest-init.js";
 import type { ImageProcessConfig } from "./spec.js";
 
 /** The grace a stop gives the workload when none is named (`stop`, `remove --force`, a SIGTERM to the supervisor). */
@@ -12,6 +13,9 @@ export interface HostChoices {
   qemuPath: string;
   virtiofsdPath: string;
   accel: AccelChoice;
+  /** The guest kernel (the PVH ELF extracted from libkrunfw, digest checked). */
+  kernelPath: string;
+  guestInit: GuestInitFiles;
 }
 
 /** What `start` hands the supervisor in `launch.json`: the worker as resolved in the project's directory. */

@@ -8,7 +8,7 @@ import type { WorkerPaths } from "../paths.js";
 import { DEFAULT_BOOT_TIMEOUT_MS } from "./request.js";
 import { READY_FD, type BootReport } from "./ready-pipe.js";
 
-const SUPERVISOR_ENTRY = fileURLToPath(new URL("./cli.js", import.meta.url));
+const SUPERVISOR_ENTRY = fileURLToPath(new URL("./supervisor.js", import.meta.url));
 
 export interface SpawnSupervisorOptions {
   name: string;
@@ -20,7 +20,7 @@ export interface SpawnSupervisorOptions {
 }
 
 /**
- * Spawns `iii-worker __vm-boot <name>` in its own session (it outlives this CLI) and waits for its boot
+ * Spawns the worker's supervisor (`dist/supervisor.js <name> <project-dir>`) in its own session (it outlives this CLI) and waits for its boot
  * report on fd 3. Rejects with the supervisor's reason, plus the console tail, when the boot fails.
  */
 export async function spawnSupervisor(options: SpawnSupervisorOptions): Promise<Extract<BootReport, { event: "ready" }>> {
@@ -28,7 +28,7 @@ export async function spawnSupervisor(options: SpawnSupervisorOptions): Promise<
   const log = openSync(paths.supervisorLog, "a");
   let child;
   try {
-    child = spawn(process.execPath, [SUPERVISOR_ENTRY, "__vm-boot", options.name, options.projectDir], {
+    child = spawn(process.execPath, [SUPERVISOR_ENTRY, options.name, options.projectDir], {
       detached: true,
       stdio: ["ignore", log, log, "pipe"],
       env: { ...(options.env ?? process.env), III_READY_FD: String(READY_FD) },

@@ -3,10 +3,8 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { HostControl, type ReadyMessage } from "@iii/init";
 import { errnoCode, IiiError, toIiiError } from "../errors.js";
-import { resolveKernel } from "../firmware/index.js";
 import { tryHoldFileLock, withFileLock } from "../host/file-lock.js";
 import { processStartTime } from "../host/process-identity.js";
-import { findGuestInit } from "../launch/guest-init.js";
 import { planVm } from "../launch/plan.js";
 import { ReadyPipe } from "../launch/ready-pipe.js";
 import type { LaunchRequest } from "../launch/request.js";
@@ -20,7 +18,7 @@ import { log, SupervisorRun } from "./run.js";
 import { allocateSlot } from "./slots.js";
 
 /**
- * `iii-worker __vm-boot <name>`: one per VM, in its own session. Reads the launch request, plans the VM
+ * The supervisor of one VM (entry: supervisor/main.ts), in its own session. Reads the launch request, plans the VM
  * (launch/plan.ts), runs the boot phases (phases/: mount, network, api, control, vmm), reports the boot
  * outcome on the ready pipe, streams the workload's output to the log files, records the exit, and has the
  * run's one cleanup owner undo what ran, on any exit.
@@ -60,9 +58,8 @@ export async function runSupervisor(name: string, projectDir: string, env: NodeJ
     });
     run.resources.add("vm.json", () => rm(paths.vmJson, { force: true }));
 
-    const { kernel } = await resolveKernel({ env });
     const dnsUpstreams = env.III_DNS_UPSTREAM?.split(",").map((u) => u.trim()).filter(Boolean);
-    run.plan = planVm(request, { slot, paths, kernelPath: kernel.elfPath, guestInit: findGuestInit(env), ...(dnsUpstreams ? { dnsUpstreams } : {}) });
+    run.plan = planVm(request, { slot, paths, ...(dnsUpstreams ? { dnsUpstreams } : {}) });
     const { launch, addresses } = run.plan;
     log(`booting ${name}: slot ${slot} (guest ${addresses.guest}), ${launch.vcpus} vCPU, ${launch.memoryBytes} bytes, argv ${JSON.stringify(launch.argv)}`);
     run.mark("plan");
