@@ -2,6 +2,7 @@ import { readFile, stat } from "node:fs/promises";
 import { basename, resolve } from "node:path";
 import { detectWasmKind } from "./wasm/kind.js";
 import { IiiError } from "./errors.js";
+import type { PullPolicy } from "./images/index.js";
 import { iiiHome, workersFilePath } from "./paths.js";
 import { DEFAULT_REGISTRY_INDEX_URL, resolveShortName } from "./catalog/index-lookup.js";
 import { formatImageReference, isLocalSource, parseImageReference, workerNameFor } from "./images/oci/reference.js";
@@ -36,7 +37,7 @@ export interface AddWorkerOptions {
   deny?: string[];
   hostPorts?: string[];
   /** When to ask the registry while adding (the image is pulled and unpacked before anything is recorded). */
-  pull?: "missing" | "always" | "never";
+  pull?: PullPolicy;
   insecureRegistries?: string[];
   /** Pull/unpack the image (default true); false only records the reference. */
   fetchImage?: boolean;
