@@ -50,7 +50,7 @@ export const ERROR_CODES = {
 export type ErrorCode = keyof typeof ERROR_CODES;
 
 /** A code owned by another package; it reaches the CLI line unchanged, exit status 1. */
-export type ForeignErrorCode = FilesystemErrorCode | NetworkErrorCode | ProtocolVersionError["code"] | protocol.ChannelClosedError["code"] | protocol.ProtocolError["code"];
+export type ForeignErrorCode = FilesystemErrorCode | NetworkErrorCode | ProtocolVersionError["code"] | protocol.ChannelClosedError["code"] | protocol.ProtocolError["code"] | protocol.PingTimeoutError["code"];
 
 const NO_CLASH: [Extract<ErrorCode, ForeignErrorCode>] extends [never] ? true : false = true;
 void NO_CLASH;

@@ -57,6 +57,15 @@ export interface ExecSession {
   resize(rows: number, cols: number): void;
 }
 
+/** The guest did not answer a PING in time (a hung or overloaded init). */
+export class PingTimeoutError extends Error {
+  readonly code = "PingTimeout";
+  constructor(readonly timeoutMs: number) {
+    super(`no PONG within ${timeoutMs} ms`);
+    this.name = "PingTimeoutError";
+  }
+}
+
 export class ProtocolVersionError extends Error {
   readonly code = "ProtocolVersion";
   constructor(readonly guestVersion: number) {
@@ -272,7 +281,7 @@ export class HostControl extends EventEmitter<HostControlEvents> {
     return new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pings.delete(nonce);
-        reject(new Error(`no PONG within ${timeoutMs} ms`));
+        reject(new PingTimeoutError(timeoutMs));
       }, timeoutMs);
       this.pings.set(nonce, () => {
         clearTimeout(timer);

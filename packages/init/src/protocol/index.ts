@@ -17,5 +17,5 @@ export { frameToMessage, messageToFrame } from "./messages.js";
 export type * from "./messages.js";
 export { ControlChannel, ChannelClosedError } from "./channel.js";
 export type { ControlChannelOptions, ControlChannelEvents } from "./channel.js";
-export { HostControl, ProtocolVersionError } from "./host.js";
+export { HostControl, PingTimeoutError, ProtocolVersionError } from "./host.js";
 export type { ExecSession, HostControlEvents } from "./host.js";
