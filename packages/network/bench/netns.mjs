@@ -43,12 +43,23 @@ export class Namespace {
     this.dnsAddress = gw;
   }
 
-  /** slirp4netns with its defaults: 10.0.2.100/24, host loopback at 10.0.2.2, DNS at 10.0.2.3. */
-  async attachSlirp(mtu) {
+  /**
+   * slirp4netns with its defaults: 10.0.2.100/24, host loopback at 10.0.2.2, DNS at 10.0.2.3.
+   * With `dnsUpstream`, slirp4netns runs in a private mount namespace whose /etc/resolv.conf
+   * names that (local) server, so its DNS forwarder uses the same upstream as our stack.
+   */
+  async attachSlirp(mtu, dnsUpstream) {
     writeFileSync(`/etc/netns/${this.name}/resolv.conf`, "nameserver 10.0.2.3\n");
-    this.children.push(
-      spawn("slirp4netns", ["--configure", `--mtu=${mtu}`, "--netns-type=path", `/run/netns/${this.name}`, "tap0"], { stdio: "ignore" }),
-    );
+    const argv = ["--configure", `--mtu=${mtu}`, "--netns-type=path", `/run/netns/${this.name}`, "tap0"];
+    if (dnsUpstream) {
+      const conf = `/etc/netns/${this.name}/slirp-resolv.conf`;
+      writeFileSync(conf, `nameserver ${dnsUpstream}\n`);
+      this.children.push(
+        spawn("unshare", ["-m", "--propagation", "private", "sh", "-c", `mount --bind ${conf} /etc/resolv.conf && exec slirp4netns ${argv.join(" ")}`], { stdio: "ignore" }),
+      );
+    } else {
+      this.children.push(spawn("slirp4netns", argv, { stdio: "ignore" }));
+    }
     await waitFor(() => sh(this.name, "ip -4 addr show tap0").includes("10.0.2.100"), "slirp4netns tap0");
     sh(this.name, "ip link set lo up");
     this.hostAddress = "10.0.2.2";

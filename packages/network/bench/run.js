@@ -105,7 +105,7 @@ async function main() {
     await ours.attachStack(stack, sock, mtu);
     const slirp = new Namespace("slirp");
     cleanups.push(() => slirp.close());
-    await slirp.attachSlirp(mtu);
+    await slirp.attachSlirp(mtu, dnsAddr);
 
     // Bytes per CPU-second of the relay itself: our stack runs in this process (the servers,
     // iperf3 and the TAP bridge are other processes); slirp4netns is its own process.
@@ -153,7 +153,11 @@ async function main() {
           c.stdout.on("data", (d) => (out += d));
           c.on("close", () => resolve({ out }));
         });
-      if (ONLY.has("dns")) row("DNS queries/s", await qps((a) => ours.run(a), ours.dnsAddress), await qps(hostRun, dnsAddr), true, "q/s", "upstream direct");
+      if (ONLY.has("dns")) {
+        const oursQps = await qps((a) => ours.run(a), ours.dnsAddress);
+        row("DNS queries/s", oursQps, await qps((a) => slirp.run(a), slirp.dnsAddress), true, "q/s");
+        row("DNS queries/s vs upstream", oursQps, await qps(hostRun, dnsAddr), true, "q/s", "upstream direct");
+      }
     }
     ours.close();
     slirp.close();
