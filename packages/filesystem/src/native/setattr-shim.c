@@ -638,10 +638,14 @@ int fuse_reply_entry(void *req, const struct iii_entry_param *e) {
   return real(req, &copy);
 }
 
+static void nocap_mark_new(unsigned long nodeid);
+
 int fuse_reply_create(void *req, const struct iii_entry_param *e, const void *fi) {
   static int (*real)(void *, const struct iii_entry_param *, const void *);
   if (real == NULL) real = (int (*)(void *, const struct iii_entry_param *, const void *))libfuse_sym("fuse_reply_create");
   if (real == NULL) return -ENOSYS;
+  /* A file just created (the kernel sends CREATE after a negative lookup; the server opens O_EXCL) has no capability. */
+  if (e != NULL && e->ino != 0) nocap_mark_new(e->ino);
   int wide = __atomic_load_n(&ino64, __ATOMIC_ACQUIRE), tagged = __atomic_load_n(&link_groups, __ATOMIC_ACQUIRE);
   if ((!wide && !tagged) || e == NULL) return real(req, e, fi);
   struct iii_entry_param copy = *e;
@@ -694,6 +698,14 @@ static unsigned long cap_answers;
 
 static size_t nocap_slot(unsigned long nodeid) {
   return (size_t)((nodeid * 0x9E3779B97F4A7C15ULL) >> 48) % NOCAP_SLOTS;
+}
+
+static void nocap_mark_new(unsigned long nodeid) {
+  size_t at = nocap_slot(nodeid);
+  unsigned long gen = __atomic_load_n(&nocap_gen, __ATOMIC_ACQUIRE);
+  __atomic_store_n(&nocap[at].gen, 0, __ATOMIC_RELEASE);
+  __atomic_store_n(&nocap[at].nodeid, nodeid, __ATOMIC_RELEASE);
+  __atomic_store_n(&nocap[at].gen, gen, __ATOMIC_RELEASE);
 }
 
 static void getxattr_answering_caps(void *req, unsigned long ino, const char *name, size_t size) {
