@@ -3,15 +3,17 @@
 //   node bench/images/run.mjs            (III_BENCH_IMAGE_MB=300, III_IMAGES_CACHE for the base image cache)
 import { execFileSync, spawnSync } from "node:child_process";
 import { createRequire } from "node:module";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 // The esbuild binary that tsup ships (pnpm does not hoist it to the root's node_modules/.bin).
 const esbuild = createRequire(createRequire(join(here, "../../package.json")).resolve("tsup")).resolve("esbuild/bin/esbuild");
-const out = mkdtempSync(join(tmpdir(), "iii-bench-images-"));
+// Bundles go under the package's node_modules, so the modules src/ loads lazily (createRequire) still resolve.
+const cache = join(here, "../../node_modules/.cache");
+mkdirSync(cache, { recursive: true });
+const out = mkdtempSync(join(cache, "iii-bench-images-"));
 try {
   const banner = "--banner:js=import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);";
   for (const name of ["pull-bench", "ensure-runner"]) {
