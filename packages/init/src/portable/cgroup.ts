@@ -121,6 +121,8 @@ export interface WorkerCgroup {
   readonly workload: CgroupLeaf;
   /** A new leaf for one exec (`worker/exec-<n>`); throws if it cannot be made. */
   execLeaf(): CgroupLeaf;
+  /** Creates the next exec's leaf now, off that exec's path (an empty group; best effort). */
+  prepareExecLeaf(): void;
   /** Hand a finished exec's leaf back: removed now, or later once its stragglers are gone. */
   releaseExecLeaf(leaf: CgroupLeaf): void;
   /** SIGKILL every process of the worker (workload and execs). */
@@ -231,7 +233,14 @@ export function setupCgroup(platform: CgroupPlatform, limits: CgroupLimits, opti
   const notes: string[] = [];
   P.mkdir(V2_ROOT, true);
   if (!isMountpoint(V2_ROOT, "cgroup2")) {
-    P.mount("cgroup2", V2_ROOT, "cgroup2", MS.NOSUID | MS.NODEV | MS.NOEXEC | MS.RELATIME, null);
+    // favordynmods: moving a process between groups (every exec joins its own leaf) no longer waits for an RCU
+    // grace period; under TCG that took ~6 ms of each exec, ~1 ms with it. Kernels before 6.0 refuse the option.
+    const flags = MS.NOSUID | MS.NODEV | MS.NOEXEC | MS.RELATIME;
+    try {
+      P.mount("cgroup2", V2_ROOT, "cgroup2", flags, "favordynmods");
+    } catch {
+      P.mount("cgroup2", V2_ROOT, "cgroup2", flags, null);
+    }
   }
   const own = ownCgroups();
   const base = join(V2_ROOT, own.find((c) => c.v2)?.path ?? "/");
@@ -397,6 +406,7 @@ export function setupCgroup(platform: CgroupPlatform, limits: CgroupLimits, opti
   }
 
   let execCount = 0;
+  let spare: CgroupLeaf | null = null;
   const lingering = new Set<CgroupLeaf>();
   const sweep = (): void => {
     for (const l of lingering) if (l.remove()) lingering.delete(l);
@@ -412,8 +422,22 @@ export function setupCgroup(platform: CgroupPlatform, limits: CgroupLimits, opti
     workload,
     execLeaf(): CgroupLeaf {
       sweep();
+      if (spare) {
+        const ready = spare;
+        spare = null;
+        return ready;
+      }
       execCount += 1;
       return makeLeaf(`exec-${execCount}`);
+    },
+    prepareExecLeaf(): void {
+      if (spare) return;
+      try {
+        execCount += 1;
+        spare = makeLeaf(`exec-${execCount}`);
+      } catch {
+        // the next exec makes its own and reports what failed
+      }
     },
     releaseExecLeaf(l: CgroupLeaf): void {
       if (!l.remove()) lingering.add(l);

@@ -290,9 +290,11 @@ export class ExecServer {
     for (const p of s.pumps) p.end();
     this.closeStdin(s);
     this.sessions.delete(s.stream);
+    this.finish(s.stream, { ...decodeWaitStatus(status), timedOut: s.timedOut });
+    // After EXIT has left: removing this leaf and making the next exec's are not on any exec's path.
     // Background processes an exec started may outlive it (in its leaf, still limited).
     if (s.leaf) this.cgroup?.releaseExecLeaf(s.leaf);
-    this.finish(s.stream, { ...decodeWaitStatus(status), timedOut: s.timedOut });
+    this.cgroup?.prepareExecLeaf();
   }
 
   private finish(stream: number, status: ExitStatus): void {
