@@ -1,4 +1,6 @@
+import type { ChildProcess } from "node:child_process";
 import { createWriteStream, type WriteStream } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
 import { setCloseOnExec } from "../host/file-lock.js";
 
 /**
@@ -34,4 +36,35 @@ export class ReadyPipe {
     this.stream = undefined;
     stream.end(`${JSON.stringify(report)}\n`);
   }
+}
+
+/**
+ * The starting side: waits for the one report line a freshly spawned child (supervisor or WASM runner) writes on its
+ * ready pipe, then lets the child go (unref, pipe closed). It never waits for EOF: a descendant could hold the pipe
+ * open. On timeout the child gets SIGTERM and `timedOut` is true; `line` is undefined when the child closed the pipe
+ * (exited) without a report.
+ */
+export async function awaitReadyLine(child: ChildProcess, timeoutMs: number): Promise<{ timedOut: boolean; line: string | undefined }> {
+  const pipe = child.stdio[READY_FD] as NodeJS.ReadableStream | null | undefined;
+  if (!pipe) throw new Error("spawned without its ready pipe");
+  let text = "";
+  pipe.setEncoding("utf8");
+  const ended = new Promise<void>((resolve) => {
+    pipe.on("data", (chunk: string) => {
+      text += chunk;
+      if (text.includes("\n")) resolve();
+    });
+    pipe.on("end", () => resolve()).on("close", () => resolve());
+  });
+  const timedOut = await Promise.race([ended.then(() => false), sleep(timeoutMs, undefined, { ref: false }).then(() => true)]);
+  child.unref();
+  (pipe as unknown as { destroy?: () => void }).destroy?.();
+  if (timedOut) {
+    try {
+      process.kill(child.pid!, "SIGTERM");
+    } catch {
+      // already gone
+    }
+  }
+  return { timedOut, line: text.split("\n").find((l) => l.trim().length > 0) };
 }

@@ -1,12 +1,11 @@
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
-import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { IiiError, isErrorCode } from "../errors.js";
 import { tailLines } from "../logs.js";
 import type { WorkerPaths } from "../paths.js";
 import { DEFAULT_BOOT_TIMEOUT_MS } from "./request.js";
-import { READY_FD, type BootReport } from "./ready-pipe.js";
+import { awaitReadyLine, READY_FD, type BootReport } from "./ready-pipe.js";
 
 const SUPERVISOR_ENTRY = fileURLToPath(new URL("./supervisor.js", import.meta.url));
 
@@ -36,29 +35,12 @@ export async function spawnSupervisor(options: SpawnSupervisorOptions): Promise<
   } finally {
     closeSync(log);
   }
-  const pipe = child.stdio[READY_FD] as NodeJS.ReadableStream | null;
-  if (!pipe) throw new IiiError("Internal", "supervisor spawned without its ready pipe");
-  let text = "";
-  pipe.setEncoding("utf8");
-  pipe.on("data", (chunk: string) => (text += chunk));
+  if (!child.stdio[READY_FD]) throw new IiiError("Internal", "supervisor spawned without its ready pipe");
   const timeoutMs = options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS;
-  // The report is one line; do not wait for EOF (a descendant could still hold the pipe open).
-  const ended = new Promise<void>((resolve) => {
-    pipe.on("data", () => text.includes("\n") && resolve());
-    pipe.on("end", () => resolve()).on("close", () => resolve());
-  });
-  const timedOut = await Promise.race([ended.then(() => false), sleep(timeoutMs, undefined, { ref: false }).then(() => true)]);
-  child.unref();
-  (pipe as unknown as { destroy?: () => void }).destroy?.();
+  const { timedOut, line } = await awaitReadyLine(child, timeoutMs);
   if (timedOut) {
-    try {
-      process.kill(child.pid!, "SIGTERM");
-    } catch {
-      // already gone
-    }
     throw new IiiError("VmBootFailed", `worker "${options.name}" did not report READY within ${timeoutMs / 1000} s${await consoleTailSuffix(paths)}`);
   }
-  const line = text.split("\n").find((l) => l.trim().length > 0);
   let report: BootReport | undefined;
   try {
     report = line ? (JSON.parse(line) as BootReport) : undefined;

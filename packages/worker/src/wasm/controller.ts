@@ -3,10 +3,10 @@ import { createHash } from "node:crypto";
 import { closeSync, openSync, realpathSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import { dirname } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import writeFileAtomic from "write-file-atomic";
 import { ERROR_CODES, IiiError, type ErrorCode } from "../errors.js";
+import { awaitReadyLine, READY_FD } from "../launch/ready-pipe.js";
+import { writeFileAtomic } from "../util/atomic-write.js";
 import { iiiHome, workerPaths } from "../paths.js";
 import type { WorkerSpec } from "../state/model.js";
 import { buildWasiConfig, encodeWasiConfig, WASM_PAGE, type WasiConfig } from "./config.js";
@@ -17,7 +17,6 @@ import { SHIM_INTERFACES, shimModuleUrl, transpileComponent } from "./transpile.
 
 export const WASM_RUNNER_ENTRY = fileURLToPath(new URL("./wasm-runner.js", import.meta.url));
 export const WASI_CONFIG_FILE = "wasi-config.json";
-const READY_FD = 3;
 
 export function wasmModulePath(image: string): string {
   return image.slice("wasm:".length);
@@ -115,29 +114,9 @@ export async function startWasmWorker(name: string, spec: WorkerSpec, options: W
   } finally {
     for (const fd of new Set([log, out, err])) closeSync(fd);
   }
-  const pipe = child.stdio[READY_FD] as NodeJS.ReadableStream;
-  let text = "";
-  pipe.setEncoding("utf8");
-  const ended = new Promise<void>((resolve) => {
-    pipe.on("data", (chunk: string) => {
-      text += chunk;
-      if (text.includes("\n")) resolve();
-    });
-    pipe.on("end", () => resolve()).on("close", () => resolve());
-  });
   const timeoutMs = options.timeoutMs ?? 30_000;
-  const timedOut = await Promise.race([ended.then(() => false), sleep(timeoutMs, undefined, { ref: false }).then(() => true)]);
-  child.unref();
-  (pipe as unknown as { destroy?: () => void }).destroy?.();
-  if (timedOut) {
-    try {
-      process.kill(child.pid!, "SIGTERM");
-    } catch {
-      // gone
-    }
-    throw new IiiError("WasmStartFailed", `the WASM runner of "${name}" did not start within ${timeoutMs / 1000} s`);
-  }
-  const line = text.split("\n").find((l) => l.trim());
+  const { timedOut, line } = await awaitReadyLine(child, timeoutMs);
+  if (timedOut) throw new IiiError("WasmStartFailed", `the WASM runner of "${name}" did not start within ${timeoutMs / 1000} s`);
   let reply: { event: string; pid?: number; code?: string; message?: string; timings?: Record<string, number> } | undefined;
   try {
     reply = line ? JSON.parse(line) : undefined;
