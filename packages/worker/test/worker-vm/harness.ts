@@ -34,12 +34,24 @@ export function debianRootfs(): string {
 
 /** A project dir with its own III_HOME; every run goes through the real CLI. */
 export class Project {
-  readonly dir = mkdtempSync(join(tmpdir(), "iii-vm-"));
-  readonly home = join(this.dir, "h");
-  readonly env: NodeJS.ProcessEnv;
+  private made: string | undefined;
+  private readonly extraEnv: NodeJS.ProcessEnv;
 
   constructor(extraEnv: NodeJS.ProcessEnv = {}) {
-    this.env = { III_HOME: this.home, ...extraEnv };
+    this.extraEnv = extraEnv;
+  }
+
+  /** Made on first use: a suite that is skipped (its describe body still runs) leaves no directory behind. */
+  get dir(): string {
+    return (this.made ??= mkdtempSync(join(tmpdir(), "iii-vm-")));
+  }
+
+  get home(): string {
+    return join(this.dir, "h");
+  }
+
+  get env(): NodeJS.ProcessEnv {
+    return { III_HOME: this.home, ...this.extraEnv };
   }
 
   cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliRun> {
@@ -68,8 +80,9 @@ export class Project {
   }
 
   async dispose(): Promise<void> {
+    if (this.made === undefined) return;
     await this.cli(["stop-all", "--timeout", "1"]).catch(() => {});
-    rmSync(this.dir, { recursive: true, force: true });
+    rmSync(this.made, { recursive: true, force: true });
   }
 }
 
