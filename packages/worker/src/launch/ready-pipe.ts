@@ -1,6 +1,7 @@
 import type { ChildProcess } from "node:child_process";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
+import { IiiError } from "../errors.js";
 import { setCloseOnExec } from "../host/file-lock.js";
 
 /**
@@ -46,7 +47,7 @@ export class ReadyPipe {
  */
 export async function awaitReadyLine(child: ChildProcess, timeoutMs: number): Promise<{ timedOut: boolean; line: string | undefined }> {
   const pipe = child.stdio[READY_FD] as NodeJS.ReadableStream | null | undefined;
-  if (!pipe) throw new Error("spawned without its ready pipe");
+  if (!pipe) throw new IiiError("Internal", `pid ${child.pid} was spawned without its ready pipe`);
   let text = "";
   pipe.setEncoding("utf8");
   const ended = new Promise<void>((resolve) => {

@@ -35,7 +35,6 @@ export async function spawnSupervisor(options: SpawnSupervisorOptions): Promise<
   } finally {
     closeSync(log);
   }
-  if (!child.stdio[READY_FD]) throw new IiiError("Internal", "supervisor spawned without its ready pipe");
   const timeoutMs = options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS;
   const { timedOut, line } = await awaitReadyLine(child, timeoutMs);
   if (timedOut) {
