@@ -43,6 +43,8 @@ export interface WorkerPaths {
   dir: string;
   vmJson: string;
   lastExit: string;
+  /** The supervisor's verdict on a running guest's health (supervisor/health.ts). */
+  health: string;
   launch: string;
   lock: string;
   apiSock: string;
@@ -67,6 +69,7 @@ export function workerPaths(name: string, env: NodeJS.ProcessEnv = process.env, 
     dir,
     vmJson: join(dir, "vm.json"),
     lastExit: join(dir, "last-exit.json"),
+    health: join(dir, "health.json"),
     launch: join(dir, "launch.json"),
     lock: join(dir, "lock"),
     apiSock: join(dir, "api.sock"),

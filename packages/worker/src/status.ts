@@ -2,6 +2,7 @@ import { join } from "node:path";
 import { isSameProcessAlive } from "./host/process-identity.js";
 import { managedDir } from "./paths.js";
 import { readJson, type LastExit, type VmRecord } from "./state/vm-record.js";
+import type { HealthRecord } from "./supervisor/health.js";
 
 /** pending/completed/failed are the WASM tier's (a runner that has not started its guest yet; a guest run that ended). */
 export type WorkerState = "pending" | "running" | "stopped" | "crashed" | "completed" | "failed";
@@ -11,6 +12,8 @@ export interface WorkerStatus {
   state: WorkerState;
   pid?: number;
   lastExit?: LastExit;
+  /** Set while a running guest's init does not answer the supervisor's pings (supervisor/health.ts). */
+  unhealthy?: { reason: string; since: string };
 }
 
 /**
@@ -35,6 +38,8 @@ export async function workerStatus(name: string, env: NodeJS.ProcessEnv = proces
     else {
       status.state = record.phase === "pending" ? "pending" : "running";
       status.pid = record.pid;
+      const health = await readJson<HealthRecord>(join(dir, "health.json"));
+      if (health?.state === "unhealthy" && health.since >= record.startedAt) status.unhealthy = { reason: health.reason ?? "unknown", since: health.since };
     }
   } else if (lastExit) {
     status.state = ended;

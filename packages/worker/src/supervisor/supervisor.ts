@@ -13,6 +13,7 @@ import type { VmRecord } from "../state/vm-record.js";
 import { createQemuVmm } from "../vmm/qemu-vmm.js";
 import type { VmmFactory } from "../vmm/types.js";
 import { cleanupStaleWorker } from "./cleanup.js";
+import { healthOptionsFrom, watchHealth } from "./health.js";
 import { runPhases } from "./phases/index.js";
 import { log, SupervisorRun } from "./run.js";
 import { allocateSlot } from "./slots.js";
@@ -37,6 +38,7 @@ export async function runSupervisor(name: string, projectDir: string, env: NodeJ
 
     const request = JSON.parse(await readFile(paths.launch, "utf8")) as LaunchRequest;
     run.request = request;
+    const health = healthOptionsFrom(env);
     const previous = await readFile(paths.vmJson, "utf8").then((t) => JSON.parse(t) as VmRecord).catch(() => undefined);
     const cleaned = await cleanupStaleWorker(paths, previous);
     if (cleaned.length > 0) log(`cleaned up after a crashed run: ${cleaned.join(", ")}`);
@@ -70,6 +72,7 @@ export async function runSupervisor(name: string, projectDir: string, env: NodeJ
     run.readyAt = Date.now();
     ready.report({ event: "ready", pid: process.pid, timings: { ...run.timings, ...guestTimings(readyMessage) } });
     log(`ready in ${run.timings.ready} ms`);
+    run.resources.add("health watch", watchHealth(run.control!, paths.health, health, log));
     return await runToEnd(run);
   } catch (error) {
     // Another package's typed error (FilesystemError, NetworkError) keeps its code to the CLI line.

@@ -60,6 +60,8 @@ export async function inspectWorkers(names: string[], env: NodeJS.ProcessEnv = p
         state: {
           status: status.state,
           running: status.state === "running",
+          health: status.state === "running" ? (status.unhealthy ? "unhealthy" : "healthy") : null,
+          ...(status.unhealthy ? { healthReason: status.unhealthy.reason, unhealthySince: status.unhealthy.since } : {}),
           pid: status.pid ?? null,
           startedAt: record?.startedAt ?? null,
           vmm: record?.vmm ?? null,

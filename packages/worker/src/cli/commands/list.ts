@@ -41,6 +41,7 @@ export function registerList(program: Command): void {
               image: r.image,
               status: r.state,
               pid: r.pid ?? null,
+              ...(r.unhealthy ? { health: "unhealthy", healthReason: r.unhealthy.reason } : {}),
               lastExit: r.lastExit ?? null,
               tier: isWasmImage(r.image) ? "wasm" : "vm",
               // The user's part of the egress policy; the builtin denies (host addresses, special ranges) always apply.
@@ -54,7 +55,9 @@ export function registerList(program: Command): void {
         return;
       }
       const statusText = (r: (typeof rows)[number]) =>
-        r.state === "crashed" && r.lastExit?.crashed
+        r.unhealthy
+          ? `unhealthy: ${r.unhealthy.reason}`
+          : r.state === "crashed" && r.lastExit?.crashed
           ? `crashed: ${r.lastExit.reason}`
           : r.state === "failed" && r.lastExit?.startFailed
             ? `failed to start: ${r.lastExit.reason.replace(/^worker "[^"]*" failed to start: /, "")}`
