@@ -12,7 +12,7 @@ APT_PACKAGES=(
   qemu-system-x86 qemu-system-common qemu-utils
   libfuse2 fuse3 bindfs fio attr
   iproute2 iperf3 dnsmasq-base slirp4netns curl netcat-openbsd dnsutils
-  busybox-static debootstrap patchelf binutils
+  busybox-static debootstrap binutils
   docker-registry skopeo umoci apache2-utils
   zstd xz-utils file procps psmisc git ca-certificates gcc libc6-dev
   make dpkg-dev debian-archive-keyring gpgv
@@ -76,15 +76,10 @@ if ! pnpm run build >"$BUILD_LOG" 2>&1; then
   tail -n 60 "$BUILD_LOG" >&2; rm -f "$BUILD_LOG"
   log "build failed"; exit 1
 fi
-log "building the guest init (Node single executable + /.iii runtime)"
-if ! pnpm --filter @iii/init build:sea >"$BUILD_LOG" 2>&1; then
-  tail -n 60 "$BUILD_LOG" >&2; rm -f "$BUILD_LOG"
-  log "init build failed"; exit 1
-fi
-log "building the static guest init (QuickJS from Debian's source package, cached; what the VMs boot)"
+log "building the guest init, dist/init.krun (one static ELF; QuickJS from Debian's source package, cached in \$III_QUICKJS_CACHE)"
 if ! pnpm --filter @iii/init build:static >"$BUILD_LOG" 2>&1; then
   tail -n 60 "$BUILD_LOG" >&2; rm -f "$BUILD_LOG"
-  log "static init build failed"; exit 1
+  log "guest init build failed"; exit 1
 fi
 rm -f "$BUILD_LOG"
 log "ready: ./iii worker --help"

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 const execFileAsync = promisify(execFile);
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const PACKAGES = ["engine", "filesystem", "init", "network", "worker"] as const;
-const BINS = { iii: "engine", "iii-worker": "worker", "iii-fs": "filesystem", "iii-init": "init" } as const;
+const BINS = { iii: "engine", "iii-worker": "worker", "iii-fs": "filesystem" } as const;
 const version = (pkg: string): string =>
   (JSON.parse(readFileSync(join(ROOT, "packages", pkg, "package.json"), "utf8")) as { version: string }).version;
 
@@ -54,18 +54,22 @@ describe("packed tarballs installed into an empty npm project", () => {
     expect(existsSync(join(app, "node_modules", "@bytecodealliance", "jco"))).toBe(false);
   });
 
-  it("the packages with native x86-64 glibc code refuse other platforms by npm's own check; the others install anywhere", () => {
+  it("the packages with native x86-64 glibc code refuse other platforms by npm's own check; @iii/init (a static x86-64 ELF) any x86-64 Linux; the others install anywhere", () => {
     // npm applies os/cpu/libc of a non-optional package against the host itself, so the check is called directly.
     const npmDir = join(dirname(realpathSync(execFileSync("which", ["npm"], { encoding: "utf8" }).trim())), "..");
     const { checkPlatform } = createRequire(join(npmDir, "package.json"))("npm-install-checks") as {
       checkPlatform: (pkg: object, force: boolean, environment: { os: string; cpu: string; libc?: string }) => void;
     };
     const installed = (pkg: string): object => JSON.parse(readFileSync(join(app, "node_modules", "@iii", pkg, "package.json"), "utf8")) as object;
-    for (const pkg of ["filesystem", "init", "worker"]) {
+    for (const pkg of ["filesystem", "worker"]) {
       expect(() => checkPlatform(installed(pkg), false, { os: "linux", cpu: "x64", libc: "glibc" }), pkg).not.toThrow();
       for (const other of [{ os: "darwin", cpu: "arm64" }, { os: "linux", cpu: "arm64", libc: "glibc" }, { os: "linux", cpu: "x64", libc: "musl" }]) {
         expect(() => checkPlatform(installed(pkg), false, other), `${pkg} on ${JSON.stringify(other)}`).toThrow(expect.objectContaining({ code: "EBADPLATFORM" }));
       }
+    }
+    expect(() => checkPlatform(installed("init"), false, { os: "linux", cpu: "x64", libc: "musl" })).not.toThrow();
+    for (const other of [{ os: "darwin", cpu: "arm64" }, { os: "linux", cpu: "arm64", libc: "glibc" }]) {
+      expect(() => checkPlatform(installed("init"), false, other), `init on ${JSON.stringify(other)}`).toThrow(expect.objectContaining({ code: "EBADPLATFORM" }));
     }
     for (const pkg of ["engine", "network"]) expect(() => checkPlatform(installed(pkg), false, { os: "darwin", cpu: "arm64" }), pkg).not.toThrow();
   });
@@ -77,7 +81,7 @@ describe("packed tarballs installed into an empty npm project", () => {
       expect(`${help.stdout}${help.stderr}`.toLowerCase()).toMatch(/usage/);
       const run = spawnSync(bin(name), ["--version"], { encoding: "utf8", timeout: 30_000 });
       expect(run.status, `${name} --version: ${run.stderr}`).toBe(0);
-      expect(run.stdout).toBe(name === "iii-init" ? `iii-init ${version(pkg)}\n` : `${version(pkg)}\n`);
+      expect(run.stdout).toBe(`${version(pkg)}\n`);
     }
     const worker = spawnSync(bin("iii"), ["worker", "--help"], { encoding: "utf8" });
     expect(worker.status).toBe(0);
@@ -97,8 +101,8 @@ describe("packed tarballs installed into an empty npm project", () => {
 
   it("@iii/init ships the guest init and no build leftovers", () => {
     const dist = readdirSync(join(app, "node_modules", "@iii", "init", "dist")).sort();
-    expect(dist).toContain("init-static");
-    expect(dist.filter((f) => !/\.(js|js\.map|d\.ts)$/.test(f))).toEqual(["init-static"]);
+    expect(dist).toContain("init.krun");
+    expect(dist.filter((f) => !/\.(js|js\.map|d\.ts)$/.test(f))).toEqual(["init.krun"]);
   });
 
   it("a strict NodeNext consumer type-checks against every package without skipLibCheck", () => {
@@ -142,10 +146,11 @@ describe("packed tarballs installed into an empty npm project", () => {
   it("iii-worker doctor finds the installed guest init and the firmware in the installed npm package", () => {
     const home = join(dir, "home");
     const env: NodeJS.ProcessEnv = { ...process.env, III_HOME: home, III_LIBKRUNFW_NO_DOWNLOAD: "1" };
-    for (const name of ["III_INIT_PATH", "III_INIT_RUNTIME", "III_LIBKRUNFW_PATH"]) delete env[name];
+    for (const name of ["III_INIT_PATH", "III_LIBKRUNFW_PATH"]) delete env[name];
     const run = spawnSync(bin("iii-worker"), ["doctor", "--json"], { encoding: "utf8", env, timeout: 60_000 });
     const report = JSON.parse(run.stdout) as { checks: Array<{ name: string; verdict: string; detail: string }> };
-    expect(report.checks.find((c) => c.name === "guest init")).toMatchObject({ verdict: "ok", detail: join(app, "node_modules", "@iii", "init", "dist", "init-static") });
+    expect(report.checks.find((c) => c.name === "guest init")).toMatchObject({ verdict: "ok", detail: expect.stringMatching(/ \(static ELF, \d\.\d\d MB\)$/) });
+    expect(report.checks.find((c) => c.name === "guest init")!.detail.startsWith(`${join(app, "node_modules", "@iii", "init", "dist", "init.krun")} (`)).toBe(true);
     const firmware = report.checks.find((c) => c.name === "firmware");
     expect(firmware?.verdict, firmware?.detail).toBe("ok");
     const lib = join(app, "node_modules", "@superradcompany", "microsandbox-linux-x64-gnu", "lib");

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Builds dist/init-static: init's TypeScript (src/static/main.ts) bundled into
+// Builds dist/init.krun, the guest init: init's TypeScript (src/static/main.ts) bundled into
 // one ES module, compiled to bytecode by QuickJS's qjsc, linked with libquickjs
 // and our C module (static/iii_sys.c) by `gcc -static`. No runtime beside it.
 //
@@ -112,7 +112,7 @@ log("qjsc -e -m -s (bytecode, debug info stripped)");
 run(join(srcDir, "qjsc"), ["-e", "-m", "-s", "-M", "iii:sys,iii_sys", "-N", "iii_init", "-o", "init.c", "init.js"], { cwd: out });
 
 // 3. One static ELF.
-const target = join(pkgDir, "dist", "init-static");
+const target = join(pkgDir, "dist", "init.krun");
 log("gcc -static");
 run("gcc", [
   "-static", "-O2", "-s",
@@ -124,6 +124,8 @@ run("gcc", [
   "-lm", "-lpthread", "-latomic", "-ldl",
 ]);
 renameSync(`${target}.tmp`, target);
+// What the Node single-executable build (gone) left in a checkout: nothing may pick it up by mistake.
+for (const stale of ["init-static", "iii-runtime", "sea"]) rmSync(join(pkgDir, "dist", stale), { recursive: true, force: true });
 chmodSync(target, 0o755);
 const file = execFileSync("file", ["-b", target], { encoding: "utf8" }).trim();
 if (!/statically linked/.test(file)) throw new Error(`${target} is not static: ${file}`);

@@ -1,12 +1,13 @@
 // Manual smoke test of dist/init.krun in a real microVM (not part of `pnpm test`;
 // the VM integration owns the real VM tests). Boots the libkrunfw kernel under
-// QEMU microvm (TCG) with a busybox rootfs served by virtiofsd, /init.krun and
-// /.iii/ in it, the contract in /.iii/env.json and the control channel on a
-// virtserialport; checks READY, an exec, a tty exec and SHUTDOWN, and prints timings.
+// QEMU microvm (TCG) with a busybox-static rootfs (no libc) served by virtiofsd,
+// /init.krun in it, the contract in /.iii/env.json and the control channel on a
+// virtserialport; checks READY, an exec, init's VmRSS, a tty exec and SHUTDOWN,
+// and prints timings. (koffi, a devDependency, reads the kernel out of libkrunfw.)
 //
 //   LIBKRUNFW=/path/libkrunfw.so.5 node scripts/vm-smoke.mjs
 import { spawn, spawnSync } from "node:child_process";
-import { chmodSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
@@ -61,7 +62,7 @@ header.writeUInt32LE(4, noteOff); header.writeUInt32LE(4, noteOff + 4); header.w
 header.set([0x58, 0x65, 0x6e, 0], noteOff + 12); header.writeUInt32LE(Number(pvhEntry), noteOff + 16);
 writeFileSync(join(dir, "kernel.elf"), Buffer.concat([header, kernel]));
 
-// Rootfs: busybox only, plus the init and its runtime.
+// Rootfs: busybox only, plus the init and the contract file.
 const root = join(dir, "root");
 for (const d of ["bin", "etc", "proc", "sys", "dev", "tmp", "run", "app"]) mkdirSync(join(root, d), { recursive: true });
 copyFileSync("/usr/bin/busybox", join(root, "bin/busybox"));
@@ -72,7 +73,7 @@ writeFileSync(join(root, "etc/passwd"), "root:x:0:0:root:/root:/bin/sh\napp:x:10
 writeFileSync(join(root, "etc/group"), "root:x:0:\napp:x:1000:\n");
 copyFileSync(join(pkgDir, "dist/init.krun"), join(root, "init.krun"));
 chmodSync(join(root, "init.krun"), 0o755);
-cpSync(join(pkgDir, "dist/iii-runtime"), join(root, ".iii"), { recursive: true });
+mkdirSync(join(root, ".iii"));
 writeFileSync(
   join(root, ".iii/env.json"),
   encodeEnvFile({
@@ -156,7 +157,7 @@ let wout = "";
 host.workloadStdout.on("data", (d) => (wout += d));
 const collect = async (s) => Buffer.concat(await s.toArray()).toString();
 const e = host.exec({
-  argv: ["sh", "-c", "echo $GREETING; hostname; cd /sys/fs/cgroup/worker && cat memory.max pids.max cpu.max workload/pids.max; id -u; grep ' /data ' /proc/mounts; cat /data/hello; touch /data/x 2>&1 | sed 's/.*: //'; grep ^0:: /proc/self/cgroup /proc/1/cgroup; cat /proc/1/oom_score_adj /proc/self/oom_score_adj"],
+  argv: ["sh", "-c", "echo $GREETING; hostname; cd /sys/fs/cgroup/worker && cat memory.max pids.max cpu.max workload/pids.max; id -u; grep ' /data ' /proc/mounts; cat /data/hello; touch /data/x 2>&1 | sed 's/.*: //'; grep ^0:: /proc/self/cgroup /proc/1/cgroup; cat /proc/1/oom_score_adj /proc/self/oom_score_adj; grep ^VmRSS: /proc/1/status"],
 });
 e.stdin.end();
 const [out, st] = await Promise.all([collect(e.stdout), e.exit]);
@@ -168,8 +169,12 @@ check(
   "exec output",
   out ===
     "hello world\nsmoke\n134217728\n320\n50000 100000\n256\n1000\nshare0 /data virtiofs ro,relatime 0 0\nfrom the host\nRead-only file system\n" +
-      "/proc/self/cgroup:0::/worker/exec-1\n/proc/1/cgroup:0::/init\n-1000\n500\n",
+      "/proc/self/cgroup:0::/worker/exec-1\n/proc/1/cgroup:0::/init\n-1000\n500\n" +
+      /VmRSS:\s+\d+ kB\n$/.exec(out)?.[0],
 );
+const rssKiB = Number(/VmRSS:\s+(\d+) kB/.exec(out)?.[1]);
+console.log(`init VmRSS in the guest: ${rssKiB} kB`);
+check("init VmRSS ≤ 5 MB", rssKiB > 0 && rssKiB <= 5 * 1024);
 check("exec status", st.code === 0);
 const tty = host.exec({ argv: ["sh", "-c", "stty size; tty; grep ^0:: /proc/self/cgroup"], tty: true, rows: 20, cols: 70 });
 const [tout, tst] = await Promise.all([collect(tty.stdout), tty.exit]);

@@ -17,8 +17,6 @@ export const ExitCode = {
   WorkloadSetup: 75,
   /** The workload could not be spawned. */
   Spawn: 76,
-  /** Invalid command-line arguments of the init binary itself. */
-  InitUsage: 77,
   /** Invalid guest contract (III_* environment). */
   BadEnv: 78,
 } as const;

@@ -1,6 +1,6 @@
 // Public API of @iii/init for the host side (the supervisor in @iii/worker):
 // the control protocol and the guest-contract encoder. The guest PID 1 itself
-// is the `iii-init` binary (src/cli.ts), built into dist/init.krun.
+// is dist/init.krun, one static ELF built from src/static (build:static).
 
 export * as protocol from "./protocol/index.js";
 export { HostControl, ProtocolVersionError, PROTOCOL_VERSION, CONTROL_PORT_NAME } from "./protocol/index.js";
@@ -20,7 +20,10 @@ export { ExitCode, InitError } from "./errors.js";
 export { parsePasswd, type PasswdEntry } from "./portable/users.js";
 export type { ExitCodeName } from "./errors.js";
 
-/** Where the filesystem view injects the init binary and its runtime. */
+/**
+ * Where the filesystem view injects init and its configuration: `/init.krun` (the static ELF, nothing beside
+ * it) and the contract file in `/.iii/`, the directory no share may hide.
+ */
 export const GUEST_PATHS = {
   init: "/init.krun",
   runtimeDir: "/.iii",

@@ -1,7 +1,6 @@
-// Runs init as PID 1 in a fresh PID + mount (+ cgroup, UTS) namespace, chrooted
-// into a scratch busybox rootfs built in a temp dir. In "dev" mode the host's
-// node and this package are bind-mounted read-only into the rootfs; in "sea"
-// mode the rootfs holds only busybox, /init.krun and /.iii/ (no glibc of its own).
+// Runs init (dist/init.krun, the static ELF) as PID 1 in a fresh PID + mount
+// (+ cgroup, UTS) namespace, chrooted into a scratch rootfs built in a temp dir
+// that holds busybox-static, /init.krun and nothing else: no libc at all.
 
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import {
@@ -18,7 +17,6 @@ import {
   rmSync,
   symlinkSync,
   writeFileSync,
-  cpSync,
 } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -27,35 +25,15 @@ import { fileURLToPath } from "node:url";
 import { HostControl } from "../src/protocol/host.js";
 
 export const PACKAGE_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-export const CLI = join(PACKAGE_DIR, "dist", "cli.js");
-/**
- * The checkout (dist/cli.js and its node_modules), bound read-only into the chroot at a fixed path: wherever
- * it was cloned (even under /tmp, which init covers with a tmpfs), init and its PTY helper find it there.
- */
-const REPO_DIR = resolve(PACKAGE_DIR, "..", "..");
-const REPO_IN_CHROOT = "/iii-repo";
-const CLI_IN_CHROOT = REPO_IN_CHROOT + CLI.slice(REPO_DIR.length);
-export const SEA_BINARY = join(PACKAGE_DIR, "dist", "init.krun");
-export const SEA_RUNTIME = join(PACKAGE_DIR, "dist", "iii-runtime");
-/** The static init (QuickJS + iii:sys), `pnpm build:static`. */
-export const STATIC_BINARY = join(PACKAGE_DIR, "dist", "init-static");
-
-/**
- * Which init the tests run: "dev" (node + dist/cli.js, the default), "sea"
- * (dist/init.krun + /.iii) or "static" (dist/init-static as /init.krun, nothing
- * else in the rootfs). III_INIT_TEST_MODE picks the default for every run.
- */
-export type InitMode = "dev" | "sea" | "static";
-export const DEFAULT_MODE: InitMode = (["dev", "sea", "static"] as const).find((m) => m === process.env.III_INIT_TEST_MODE) ?? "dev";
-const NODE = process.execPath;
+/** The guest init (QuickJS + iii:sys, one static ELF), `pnpm --filter @iii/init build:static`. */
+export const INIT_BINARY = join(PACKAGE_DIR, "dist", "init.krun");
 const BUSYBOX = "/usr/bin/busybox";
 
 export function canRunNamespaces(): string | null {
   if (process.getuid?.() !== 0) return "needs root for unshare --pid --mount";
   if (!existsSync("/usr/bin/unshare")) return "util-linux unshare missing";
   if (!existsSync(BUSYBOX)) return "busybox-static missing";
-  if (!existsSync(CLI)) return `run the build first (${CLI} missing)`;
-  if (DEFAULT_MODE === "static" && !existsSync(STATIC_BINARY)) return `run build:static first (${STATIC_BINARY} missing)`;
+  if (!existsSync(INIT_BINARY)) return `run "pnpm --filter @iii/init build:static" first (${INIT_BINARY} missing)`;
   return null;
 }
 
@@ -65,7 +43,7 @@ export interface Rootfs {
   cleanup(): void;
 }
 
-export function makeRootfs(mode: InitMode = DEFAULT_MODE): Rootfs {
+export function makeRootfs(): Rootfs {
   const base = mkdtempSync(join(tmpdir(), `iii-init-test-${process.pid}-`));
   const root = join(base, "root");
   for (const d of ["bin", "etc", "proc", "sys", "dev", "tmp", "run", "root", "home/app", "app", "data"]) {
@@ -84,18 +62,8 @@ export function makeRootfs(mode: InitMode = DEFAULT_MODE): Rootfs {
   writeFileSync(join(root, "etc", "group"), "root:x:0:\ntty:x:5:\napp:x:1000:\nstaff:x:50:\nnogroup:x:65534:\n");
   chownSync(join(root, "home", "app"), 1000, 1000);
   chownSync(join(root, "app"), 1000, 1000);
-  if (mode === "dev") {
-    for (const d of ["usr/lib", "usr/lib64", "opt", REPO_IN_CHROOT.slice(1)]) mkdirSync(join(root, d), { recursive: true });
-    symlinkSync("usr/lib", join(root, "lib"));
-    symlinkSync("usr/lib64", join(root, "lib64"));
-  } else if (mode === "static") {
-    copyFileSync(STATIC_BINARY, join(root, "init.krun"));
-    chmodSync(join(root, "init.krun"), 0o755);
-  } else {
-    copyFileSync(SEA_BINARY, join(root, "init.krun"));
-    chmodSync(join(root, "init.krun"), 0o755);
-    cpSync(SEA_RUNTIME, join(root, ".iii"), { recursive: true, verbatimSymlinks: true });
-  }
+  copyFileSync(INIT_BINARY, join(root, "init.krun"));
+  chmodSync(join(root, "init.krun"), 0o755);
   return { base, root, cleanup: () => rmSync(base, { recursive: true, force: true }) };
 }
 
@@ -121,7 +89,6 @@ export interface InitRun {
 export interface RunOptions {
   env: Record<string, string>;
   control?: boolean;
-  mode?: InitMode;
   rootfs?: Rootfs;
   /** Extra unshare flags, e.g. ["--net"]. */
   unshare?: string[];
@@ -137,17 +104,9 @@ function shellQuote(s: string): string {
 }
 
 export async function startInit(options: RunOptions): Promise<InitRun> {
-  const mode = options.mode ?? DEFAULT_MODE;
-  const rootfs = options.rootfs ?? makeRootfs(mode);
+  const rootfs = options.rootfs ?? makeRootfs();
   const r = rootfs.root;
-  const binds =
-    mode === "dev"
-      ? [["/usr/lib", "/usr/lib"], ["/usr/lib64", "/usr/lib64"], ["/opt", "/opt"], [REPO_DIR, REPO_IN_CHROOT]]
-          .map(([from, to]) => `mount --bind ${shellQuote(from!)} ${shellQuote(r + to)} && mount -o remount,bind,ro ${shellQuote(r + to)}`)
-          .join(" && ")
-      : "true";
-  const initCmd = mode === "dev" ? `${shellQuote(NODE)} ${shellQuote(CLI_IN_CHROOT)}` : "/init.krun";
-  const script = [binds, options.prelude ?? "true", `exec /usr/sbin/chroot ${shellQuote(r)} ${initCmd}`].join(" && ");
+  const script = [options.prelude ?? "true", `exec /usr/sbin/chroot ${shellQuote(r)} /init.krun`].join(" && ");
 
   let server: Server | null = null;
   let accepted: Promise<Socket> | null = null;

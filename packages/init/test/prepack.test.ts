@@ -22,7 +22,7 @@ function packageCopy(): string {
   mkdirSync(join(dir, "scripts"));
   for (const file of ["check-pack.mjs", "build-static.mjs"]) copyFileSync(join(PACKAGE_DIR, "scripts", file), join(dir, "scripts", file));
   mkdirSync(join(dir, "dist"));
-  for (const file of ["index.js", "index.d.ts", "cli.js", "init-static"]) cpSync(join(PACKAGE_DIR, "dist", file), join(dir, "dist", file));
+  for (const file of ["index.js", "index.d.ts", "init.krun"]) cpSync(join(PACKAGE_DIR, "dist", file), join(dir, "dist", file));
   return dir;
 }
 
@@ -36,32 +36,32 @@ describe("@iii/init prepack check", () => {
     expect(check(PACKAGE_DIR)).toEqual({ status: 0, stderr: "" });
   });
 
-  it("npm pack refuses a package without dist/init-static, with one line, and writes no tarball", () => {
+  it("npm pack refuses a package without dist/init.krun, with one line, and writes no tarball", () => {
     const dir = packageCopy();
-    rmSync(join(dir, "dist", "init-static"));
+    rmSync(join(dir, "dist", "init.krun"));
     const pack = spawnSync("npm", ["pack", "--pack-destination", dir], { cwd: dir, encoding: "utf8" });
     expect(pack.status).not.toBe(0);
     expect(pack.stderr).toContain(
-      '@iii/init: refusing to pack: dist/init-static, the guest init @iii/worker boots, is missing (run "pnpm --filter @iii/init build:static")\n',
+      '@iii/init: refusing to pack: dist/init.krun, the guest init @iii/worker boots, is missing (run "pnpm --filter @iii/init build:static")\n',
     );
     expect(readdirSync(dir).filter((f) => f.endsWith(".tgz"))).toEqual([]);
   });
 
-  it("npm pack of the complete copy ships init-static, NOTICE and the LGPL text, and no SEA leftovers", () => {
+  it("npm pack of the complete copy ships init.krun, NOTICE and the LGPL text, and no build leftovers", () => {
     const dir = packageCopy();
-    mkdirSync(join(dir, "dist", "sea"));
-    writeFileSync(join(dir, "dist", "sea", "sea-config.json"), "{}");
-    writeFileSync(join(dir, "dist", "init.krun"), "");
+    mkdirSync(join(dir, "dist", "static"));
+    writeFileSync(join(dir, "dist", "static", "init.c"), "");
+    writeFileSync(join(dir, "dist", "init-static"), "");
     const pack = spawnSync("npm", ["pack", "--dry-run", "--json"], { cwd: dir, encoding: "utf8" });
     expect(pack.status, pack.stderr).toBe(0);
     const json = pack.stdout.slice(pack.stdout.indexOf("["));
     const files = (JSON.parse(json) as Array<{ files: Array<{ path: string }> }>)[0]!.files.map((f) => f.path).sort();
-    expect(files).toEqual(["LICENSE", "NOTICE", "README.md", "dist/cli.js", "dist/index.d.ts", "dist/index.js", "dist/init-static", "licenses/LGPL-2.1.txt", "package.json"]);
+    expect(files).toEqual(["LICENSE", "NOTICE", "README.md", "dist/index.d.ts", "dist/index.js", "dist/init.krun", "licenses/LGPL-2.1.txt", "package.json"]);
   });
 
   it.each([
+    ["dist/index.js", 'dist/index.js is missing (run "pnpm --filter @iii/init build")'],
     ["dist/index.d.ts", 'dist/index.d.ts is missing (run "pnpm --filter @iii/init build")'],
-    ["dist/cli.js", 'dist/cli.js is missing (run "pnpm --filter @iii/init build")'],
   ])("refuses without %s", (file, reason) => {
     const dir = packageCopy();
     rmSync(join(dir, file));
@@ -70,13 +70,20 @@ describe("@iii/init prepack check", () => {
 
   it("refuses a dynamically linked init (the guest has no libc for it)", () => {
     const dir = packageCopy();
-    copyFileSync("/bin/true", join(dir, "dist", "init-static"));
-    expect(check(dir).stderr).toMatch(/^@iii\/init: refusing to pack: dist\/init-static is dynamically linked/);
+    copyFileSync("/bin/true", join(dir, "dist", "init.krun"));
+    expect(check(dir).stderr).toMatch(/^@iii\/init: refusing to pack: dist\/init.krun is dynamically linked/);
+  });
+
+  it("refuses an init over the 5 MB budget (the SEA was 109 MB)", () => {
+    const dir = packageCopy();
+    const init = readFileSync(join(dir, "dist", "init.krun"));
+    writeFileSync(join(dir, "dist", "init.krun"), Buffer.concat([init, Buffer.alloc(5 * 1024 * 1024 - init.length + 1)]), { mode: 0o755 });
+    expect(check(dir)).toEqual({ status: 1, stderr: `@iii/init: refusing to pack: dist/init.krun is ${5 * 1024 * 1024 + 1} bytes, over the 5 MB budget (run "pnpm --filter @iii/init build:static")\n` });
   });
 
   it("refuses an init that is not an executable ELF", () => {
     const dir = packageCopy();
-    writeFileSync(join(dir, "dist", "init-static"), "#!/bin/sh\n", { mode: 0o755 });
+    writeFileSync(join(dir, "dist", "init.krun"), "#!/bin/sh\n", { mode: 0o755 });
     expect(check(dir)).toMatchObject({ status: 1, stderr: expect.stringMatching(/is not an x86-64 ELF executable/) });
   });
 
@@ -84,6 +91,6 @@ describe("@iii/init prepack check", () => {
     const dir = packageCopy();
     const notice = readFileSync(join(dir, "NOTICE"), "utf8");
     writeFileSync(join(dir, "NOTICE"), notice.replace(/GNU C Library \(glibc\) [\d.]+/, "GNU C Library (glibc) 1.0"));
-    expect(check(dir)).toMatchObject({ status: 1, stderr: expect.stringMatching(/^@iii\/init: refusing to pack: NOTICE names glibc 1\.0 but dist\/init-static links glibc \d/) });
+    expect(check(dir)).toMatchObject({ status: 1, stderr: expect.stringMatching(/^@iii\/init: refusing to pack: NOTICE names glibc 1\.0 but dist\/init.krun links glibc \d/) });
   });
 });

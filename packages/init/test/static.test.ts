@@ -1,4 +1,4 @@
-// The static init (dist/init-static, QuickJS + iii:sys; `pnpm build:static`):
+// The guest init (dist/init.krun, QuickJS + iii:sys; `pnpm build:static`):
 // the guest half of the golden-file contract, run on the host. The files in
 // test/fixtures are the contract: contract.test.ts checks the Node host's
 // encoder against them, this checks the guest build decodes and re-encodes
@@ -6,12 +6,10 @@
 import { describe, expect, it } from "vitest";
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { decodeGuestEnv } from "../src/index.js";
-import { PACKAGE_DIR } from "./harness.js";
+import { INIT_BINARY as STATIC } from "./harness.js";
 
-const STATIC = join(PACKAGE_DIR, "dist", "init-static");
 const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
 const missing = existsSync(STATIC) ? null : `${STATIC} missing (pnpm --filter @iii/init build:static)`;
 if (missing) console.log(`[init static tests] skipped: ${missing}`);

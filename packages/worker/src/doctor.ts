@@ -1,7 +1,7 @@
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 import { chooseAccel, probeAccelFacts, type AccelChoice, type AccelFacts } from "./vmm/accel.js";
-import { findGuestInit } from "./launch/guest-init.js";
+import { findGuestInit, GUEST_INIT_BUDGET_BYTES } from "./launch/guest-init.js";
 import { findQemu, findVirtiofsd } from "./host/binaries.js";
 import { versionLine, which } from "./host/which.js";
 import { iiiHome } from "./paths.js";
@@ -61,12 +61,18 @@ function accelCheck(facts: AccelFacts, choice: AccelChoice): DoctorCheck {
   return check("accel", true, "ok", `${choice.accel}: ${choice.reason} (detection: ${detected.accel})`);
 }
 
-/** The guest's PID 1 exactly as `start` would find it (III_INIT_PATH, else @iii/init's build). */
+/**
+ * The guest's PID 1 exactly as `start` would find it (III_INIT_PATH, else @iii/init's build): missing, not an
+ * x86-64 ELF or dynamically linked fails (start refuses it too); over the 5 MB budget warns (every boot reads it
+ * through the FUSE view and virtio-fs).
+ */
 function guestInitCheck(env: NodeJS.ProcessEnv): DoctorCheck {
   try {
-    const found = findGuestInit(env);
-    const runtime = Object.keys(found.runtime).length;
-    return check("guest init", true, "ok", `${found.init}${runtime > 0 ? ` (+ ${runtime} runtime files)` : ""}`);
+    const { init } = findGuestInit(env);
+    const bytes = statSync(init).size;
+    const size = `${(bytes / 1024 / 1024).toFixed(2)} MB`;
+    if (bytes > GUEST_INIT_BUDGET_BYTES) return check("guest init", true, "warn", `${init} (static ELF, ${size}: over the 5 MB budget)`);
+    return check("guest init", true, "ok", `${init} (static ELF, ${size})`);
   } catch (error) {
     return check("guest init", true, "fail", (error as Error).message);
   }

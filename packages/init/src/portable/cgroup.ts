@@ -10,8 +10,8 @@
 // controllers (outside the root), so init has a group of its own and `worker`
 // holds leaves only. The workload's leaf stops at pidsMax while `worker` keeps
 // EXEC_PIDS_RESERVE more: an exec still starts while the workload fork-bombs.
-// Every process is born in its leaf (init joins the leaf around the synchronous
-// spawn, then goes back). A leaf is killed with cgroup.kill, which reaches
+// Every process is born in its leaf (the spawned child joins it before it
+// execs; init itself never enters a leaf). A leaf is killed with cgroup.kill, which reaches
 // every member even when the group is at pids.max and whatever process group
 // or session they moved to.
 //
@@ -21,9 +21,9 @@
 // still come from the (controller-less) v2 tree.
 
 //
-// Portable: the file system and system calls come in as a CgroupPlatform, so
-// the Node init (guest/cgroup.ts) and the static init (static/cgroup.ts) run
-// this same code.
+// Portable: the file system and system calls come in as a CgroupPlatform
+// (static/cgroup.ts in the init), so this code runs unchanged under QuickJS and
+// under Node (tests).
 
 /** What the cgroup code needs from the runtime. Failing calls throw an Error whose `code` is the errno name. */
 export interface CgroupPlatform {
@@ -67,7 +67,7 @@ function dirname(path: string): string {
 export const V2_ROOT = "/sys/fs/cgroup";
 /** pids.max when the host sent none (defence in depth: the host always should). */
 export const DEFAULT_PIDS_MAX = 1024;
-/** Tasks `worker` allows beyond the workload's pidsMax: execs, and init's threads while it spawns into a leaf. */
+/** Tasks `worker` allows beyond the workload's pidsMax: execs start while the workload sits at its pids.max. */
 export const EXEC_PIDS_RESERVE = 64;
 /** Memory kept out of the worker's reach for init and the kernel (at most a quarter of RAM). */
 export const INIT_MEMORY_HEADROOM = 96 * 1024 * 1024;
@@ -98,9 +98,7 @@ export interface CgroupLeaf {
   readonly name: string;
   /** The leaf's directories: the v2 one first. */
   readonly dirs: readonly string[];
-  /** Run `fn` (a synchronous spawn) with init inside the leaf so the child is born there. Throws if init cannot join. */
-  spawnInside<T>(fn: () => T): T;
-  /** The leaf's cgroup.procs files (v2 first): a child that writes "0" to each joins the leaf itself. */
+  /** The leaf's cgroup.procs files (v2 first): the child of a spawn writes "0" to each, joining before it execs. */
   procsFiles(): string[];
   /** SIGKILL every member (cgroup.kill; signalling each member in v1 hierarchies). */
   kill(): void;
@@ -386,16 +384,14 @@ export function setupCgroup(platform: CgroupPlatform, limits: CgroupLimits, opti
   }
 
   // Leaves.
-  const v1Homes = v1.map((h) => h.home);
   const makeLeaf = (name: string): CgroupLeaf => {
     const v2dir = join(worker, name);
     const dirs = [v2dir, ...v1.map((h) => join(h.home, workerName, name))];
     for (const d of dirs) P.mkdir(d);
     // Each leaf stops at pidsMax on its own (the parent adds the exec reserve).
     const pidsDir = enabled.has("pids") ? v2dir : v1Dir("pids") ? join(v1Dir("pids")!, name) : null;
-    const pids = pidsDir ? { file: join(pidsDir, "pids.max"), max: pidsMax } : null;
-    if (pids) P.writeFile(pids.file, String(pids.max));
-    return leaf(name, dirs, home, v1Homes, pids, enabled.has("memory"), v1Dir("memory") ? join(v1Dir("memory")!, name) : null);
+    if (pidsDir) P.writeFile(join(pidsDir, "pids.max"), String(pidsMax));
+    return leaf(name, dirs, enabled.has("memory"), v1Dir("memory") ? join(v1Dir("memory")!, name) : null);
   };
   let workload: CgroupLeaf;
   try {
@@ -485,15 +481,6 @@ function subdirs(dir: string): string[] {
   }
 }
 
-function restorePids(pids: { file: string; max: number }): void {
-  for (let i = 0; i < 3; i++) {
-    try {
-      P.writeFile(pids.file, String(pids.max));
-      return;
-    } catch {}
-  }
-}
-
 function trySigkill(pid: number): void {
   P.sigkill(pid);
 }
@@ -510,64 +497,11 @@ async function rmdirRetry(dir: string): Promise<void> {
   }
 }
 
-/** Init's own task count (its threads are charged to a leaf while it is inside). */
-function ownThreads(): number {
-  try {
-    return Number(/^Threads:\s+(\d+)$/m.exec(read("/proc/self/status"))?.[1] ?? 64);
-  } catch {
-    return 64;
-  }
-}
-
-function leaf(
-  name: string,
-  dirs: string[],
-  homeV2: string,
-  homesV1: string[],
-  pids: { file: string; max: number } | null,
-  v2Memory: boolean,
-  v1Memory: string | null,
-): CgroupLeaf {
+function leaf(name: string, dirs: string[], v2Memory: boolean, v1Memory: string | null): CgroupLeaf {
   const [v2dir, ...v1dirs] = dirs as [string, ...string[]];
-  const goHome = (): void => {
-    const self = String(P.pid);
-    for (const h of [homeV2, ...homesV1]) {
-      // Init must not stay in a limited leaf: retry once, then carry on (the next spawn retries).
-      for (let i = 0; i < 2; i++) {
-        try {
-          P.writeFile(join(h, "cgroup.procs"), self);
-          break;
-        } catch {}
-      }
-    }
-  };
   const self: CgroupLeaf = {
     name,
     dirs,
-    spawnInside<T>(fn: () => T): T {
-      const pid = String(P.pid);
-      // Init's threads count in the leaf while it is there: lift the leaf's
-      // pids.max by that many for the spawn and put it back once init left,
-      // so a small pidsMax does not make the fork itself fail (the child and
-      // its descendants still get pidsMax; the worker's own pids.max holds meanwhile).
-      const lifted = pids !== null;
-      try {
-        if (pids) P.writeFile(pids.file, String(pids.max + ownThreads()));
-        for (const d of dirs) P.writeFile(join(d, "cgroup.procs"), pid);
-      } catch (err) {
-        goHome();
-        if (pids) restorePids(pids);
-        throw new Error(`cannot join cgroup ${name}: ${errText(err)}`, { cause: err });
-      }
-      try {
-        return fn();
-      } finally {
-        // Restore before leaving: while init is inside, its threads fill the lift, so the child's tree can
-        // never pass pidsMax; leaving first would open a window of pidsMax + init's threads.
-        if (lifted) restorePids(pids!);
-        goHome();
-      }
-    },
     procsFiles(): string[] {
       return dirs.map((d) => join(d, "cgroup.procs"));
     },

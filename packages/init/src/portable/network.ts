@@ -4,8 +4,8 @@
 // gateway (host.iii.internal in /etc/hosts), which avoids iii #1451.
 
 //
-// Portable: the system calls come in as a NetPlatform (guest/net-node.ts for
-// the Node init, static/ for the static one); buffers are Uint8Array/DataView.
+// Portable: the system calls come in as a NetPlatform (static/network.ts in the
+// init); buffers are Uint8Array/DataView.
 
 /** What the network code needs from the runtime. Failing calls throw. */
 export interface NetPlatform {

@@ -1,4 +1,4 @@
-// `init-static --golden <frames.json> <env-contract.json>`: the guest side of the
+// `init.krun --golden <frames.json> <env-contract.json>`: the guest side of the
 // golden-file contract. Decodes every frame vector and re-encodes it, encodes
 // every message, runs every env case through the guest's decoder, and prints
 // the results as JSON for test/static.test.ts to compare with the files.

@@ -1,7 +1,8 @@
-// PID 1 under QuickJS (the static init): the boot steps of guest/main.ts on
-// the engine's event loop (os.setReadHandler, os.signal, os.setTimeout) and
+// PID 1 under QuickJS (the static init, dist/init.krun): the boot steps on the
+// engine's event loop (os.setReadHandler, os.signal, os.setTimeout) and
 // iii:sys. Cgroups, network configuration, the env contract, the protocol and
-// user resolution are the same portable code the Node init runs.
+// user resolution are portable code (src/portable, src/contract, src/protocol)
+// that the host side's tests run under Node too.
 
 import * as os from "os";
 import * as std from "std";

@@ -11,7 +11,7 @@ export class SysError extends Error {
   readonly code: string;
   constructor(what: string, errno: number) {
     const name = sys.errnoName(errno);
-    // Same text as the Node init's SysError (guest/native.ts): tests and logs match either build.
+    // "<what> failed: <ERRNO> (errno N)": the form init's one-line errors and their tests use.
     super(`${what} failed: ${name} (errno ${Math.abs(errno)})`);
     this.name = "SysError";
     this.errno = Math.abs(errno);
@@ -35,21 +35,7 @@ export const RB_AUTOBOOT = 0x01234567;
 export const RLIMIT_NOFILE = 7;
 export const PR_SET_CHILD_SUBREAPER = 36;
 
-export const SIGNALS: Record<string, number> = {
-  SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGILL: 4, SIGTRAP: 5, SIGABRT: 6, SIGBUS: 7, SIGFPE: 8, SIGKILL: 9, SIGUSR1: 10,
-  SIGSEGV: 11, SIGUSR2: 12, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15, SIGSTKFLT: 16, SIGCHLD: 17, SIGCONT: 18, SIGSTOP: 19,
-  SIGTSTP: 20, SIGTTIN: 21, SIGTTOU: 22, SIGURG: 23, SIGXCPU: 24, SIGXFSZ: 25, SIGVTALRM: 26, SIGPROF: 27, SIGWINCH: 28,
-  SIGIO: 29, SIGPWR: 30, SIGSYS: 31,
-};
-const NAMES = new Map(Object.entries(SIGNALS).map(([k, v]) => [v, k]));
-export const signalName = (n: number): string => NAMES.get(n) ?? `SIG${n}`;
-
-/** waitpid status → {code, signal} (code 128+n when killed by signal n). */
-export function decodeWaitStatus(status: number): { code: number; signal: string | null } {
-  const sig = status & 0x7f;
-  if (sig === 0) return { code: (status >> 8) & 0xff, signal: null };
-  return { code: 128 + sig, signal: signalName(sig) };
-}
+export { decodeWaitStatus, signalName, SIGNALS } from "../portable/wait-status.js";
 
 /**
  * Whole file as text, or null when it cannot be read. Not std.loadFile: it sizes the buffer with ftell, and

@@ -33,7 +33,7 @@ const request = (over: Partial<LaunchRequest> = {}): LaunchRequest => ({
     virtiofsdPath: "/usr/libexec/virtiofsd",
     accel: { accel: "tcg", reason: "test" },
     kernelPath: "/k/kernel.elf",
-    guestInit: { init: "/i/init-static", runtime: {} },
+    guestInit: { init: "/i/init.krun" },
   },
   ...over,
 });
@@ -79,12 +79,13 @@ describe("planVm: a worker spec → QEMU's argv, with no VM", () => {
   });
 
   it("serves the guest init and its contract as virtual files of the root's FUSE view", () => {
-    const plan = planVm(request({ fresh: true, host: { ...request().host, guestInit: { init: "/i/init.krun", runtime: { "/.iii/lib/ld.so": "/i/rt/ld.so" } } } }), context);
+    const plan = planVm(request({ fresh: true, host: { ...request().host, guestInit: { init: "/i/init.krun" } } }), context);
     expect(plan.mount.fresh).toBe(true);
     expect(plan.mount.root).toMatchObject({ layers: { lower: "/images/app", upper: paths.upper }, mountpoint: paths.mnt, allowOther: true });
     const files = plan.mount.root.virtualFiles!;
     expect(files["/init.krun"]).toEqual({ hostPath: "/i/init.krun" });
-    expect(files["/.iii/lib/ld.so"]).toEqual({ hostPath: "/i/rt/ld.so" });
+    // The init is one static ELF: nothing else is injected but the contract.
+    expect(Object.keys(files).sort()).toEqual(["/.iii/env.json", "/init.krun"]);
     expect(JSON.parse((files["/.iii/env.json"] as { content: string }).content)).toBeTypeOf("object");
     expect(plan.mount.shares).toEqual([
       expect.objectContaining({ guest: "/data", readOnly: false, mount: expect.objectContaining({ root: "/data", mountpoint: `${paths.dir}/shares/0` }) }),

@@ -82,7 +82,6 @@ export function planVm(request: LaunchRequest, context: PlanContext): VmPlan {
   };
 
   const virtualFiles: Record<string, VirtualFileSource> = { [GUEST_PATHS.init]: { hostPath: request.host.guestInit.init } };
-  for (const [path, hostPath] of Object.entries(request.host.guestInit.runtime)) virtualFiles[path] = { hostPath };
   // The guest's contract travels as a file of its root (init reads it), not on the kernel command line.
   virtualFiles[GUEST_PATHS.envFile] = { content: encodeEnvFile(guest) };
 

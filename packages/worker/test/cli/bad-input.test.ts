@@ -90,7 +90,7 @@ describe("doctor does not promise what cannot run", () => {
   it("without III_INIT_PATH the built guest init is found", async () => {
     const run = await runWorkerCli(["doctor", "--json"], { cwd: dir, env: { III_HOME: join(dir, "home") } });
     const report = JSON.parse(run.stdout) as { checks: { name: string; verdict: string; detail: string }[] };
-    expect(report.checks.find((c) => c.name === "guest init")).toMatchObject({ verdict: "ok", detail: expect.stringMatching(/init-static|init\.krun/) });
+    expect(report.checks.find((c) => c.name === "guest init")).toMatchObject({ verdict: "ok", detail: expect.stringMatching(/\/dist\/init\.krun \(static ELF, \d\.\d\d MB\)$/) });
   });
 
   const detected = chooseAccel({ ...probeAccelFacts({}), override: undefined });

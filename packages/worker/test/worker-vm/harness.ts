@@ -20,7 +20,7 @@ export function vmSkipReason(): string | undefined {
     return `doctor did not run: ${doctor.stderr}`;
   }
   const init = process.env.III_INIT_PATH ?? join(REPO, "packages/init/dist/init.krun");
-  if (!existsSync(init)) return `guest init ${init} is not built (pnpm --filter @iii/init build:sea)`;
+  if (!existsSync(init)) return `guest init ${init} is not built (pnpm --filter @iii/init build:static)`;
   return undefined;
 }
 

@@ -1,45 +1,35 @@
-// Static init (dist/init-static, QuickJS) vs the Node SEA (dist/init.krun + /.iii runtime), on the host.
-// Prints min/median/max per init and the ratio of medians (static / SEA), rounds interleaved.
-// Needs root (unshare, chroot), busybox-static, `pnpm build`, `build:sea` and `build:static`.
-//   size         bytes on disk of what a guest needs injected
+// The guest init (dist/init.krun, static, QuickJS) as PID 1 on the host: min/median/max over ROUNDS runs.
+// Needs root (unshare, chroot), busybox-static, `pnpm build` and `build:static`.
+//   size         bytes on disk of what a guest needs injected (the one file)
 //   --version    `chroot <busybox root> /init.krun --version`: wall ms and max RSS (GNU time)
 //   boot         PID 1 in a PID+mount namespace: spawn → READY on the control socket (wall), READY.bootMs
 //   idle RSS     VmRSS of init (/proc/<pid>/status) with the workload idle, after READY
-//   exec true    EXEC ["true"] → EXIT over the control socket, median of EXECS sequential runs (cgroups skipped in both)
+//   exec true    EXEC ["true"] → EXIT over the control socket, median of EXECS sequential runs (cgroups skipped)
 //   shutdown     SHUTDOWN sent → namespace gone
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { chmodSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { HostControl } from "../dist/index.js";
 
 const pkg = new URL("..", import.meta.url).pathname;
-const SEA = join(pkg, "dist/init.krun");
-const RUNTIME = join(pkg, "dist/iii-runtime");
-const STATIC = join(pkg, "dist/init-static");
+const INIT = join(pkg, "dist/init.krun");
 const ROUNDS = Number(process.env.ROUNDS ?? 7);
 const EXECS = Number(process.env.EXECS ?? 30);
 const BUSYBOX = "/usr/bin/busybox";
 
-function rootfs(kind) {
-  const base = mkdtempSync(join(tmpdir(), `iii-init-bench-${kind}-`));
+function rootfs() {
+  const base = mkdtempSync(join(tmpdir(), "iii-init-bench-"));
   const root = join(base, "root");
   for (const d of ["bin", "etc", "proc", "sys", "dev", "tmp", "run"]) mkdirSync(join(root, d), { recursive: true });
   copyFileSync(BUSYBOX, join(root, "bin/busybox"));
   chmodSync(join(root, "bin/busybox"), 0o755);
   for (const a of ["sh", "sleep", "true"]) symlinkSync("busybox", join(root, "bin", a));
   writeFileSync(join(root, "etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
-  copyFileSync(kind === "sea" ? SEA : STATIC, join(root, "init.krun"));
+  copyFileSync(INIT, join(root, "init.krun"));
   chmodSync(join(root, "init.krun"), 0o755);
-  if (kind === "sea") cpSync(RUNTIME, join(root, ".iii"), { recursive: true });
   return { base, root };
-}
-
-function dirBytes(p) {
-  const st = statSync(p);
-  if (!st.isDirectory()) return st.size;
-  return readdirSync(p).reduce((n, e) => n + dirBytes(join(p, e)), 0);
 }
 
 function children(pid) {
@@ -106,19 +96,14 @@ const stats = (xs) => {
 };
 const fmt = (x, digits) => x.toFixed(digits).padStart(8);
 
-const roots = { sea: rootfs("sea"), static: rootfs("static") };
+const { base, root } = rootfs();
 try {
-  const samples = { sea: [], static: [] };
+  const samples = [];
   for (let i = 0; i < ROUNDS; i++) {
-    for (const kind of i % 2 === 0 ? ["sea", "static"] : ["static", "sea"]) {
-      samples[kind].push({ ...version(roots[kind].root), ...Object.fromEntries(Object.entries(await boot(roots[kind].root)).map(([k, v]) => [`boot_${k}`, v])) });
-    }
+    samples.push({ ...version(root), ...Object.fromEntries(Object.entries(await boot(root)).map(([k, v]) => [`boot_${k}`, v])) });
   }
-  const sizeSea = dirBytes(SEA) + dirBytes(RUNTIME);
-  const sizeStatic = dirBytes(STATIC);
-  console.log(`host: ${execFileSync("uname", ["-sr"], { encoding: "utf8" }).trim()}, ${ROUNDS} interleaved rounds; min / median / max; ratio = static median / SEA median`);
-  console.log(`${"".padEnd(26)} ${"SEA (node)".padStart(26)}   ${"static (QuickJS)".padStart(26)}   ratio`);
-  console.log(`${"size (MB, injected)".padEnd(26)} ${fmt(sizeSea / 1e6, 1).padStart(26)}   ${fmt(sizeStatic / 1e6, 2).padStart(26)}   ${(sizeStatic / sizeSea).toFixed(3)}`);
+  console.log(`host: ${execFileSync("uname", ["-sr"], { encoding: "utf8" }).trim()}, ${ROUNDS} rounds; min / median / max`);
+  console.log(`${"size (MB, injected)".padEnd(30)} ${fmt(statSync(INIT).size / 1e6, 2)}`);
   const rows = [
     ["--version wall (ms)", "ms", 1],
     ["--version max RSS (MiB)", "rssKiB", 1, 1 / 1024],
@@ -129,11 +114,9 @@ try {
     ["SHUTDOWN→gone (ms)", "boot_shutdownMs", 1],
   ];
   for (const [label, key, digits, scale = 1] of rows) {
-    const a = stats(samples.sea.map((s) => s[key] * scale));
-    const b = stats(samples.static.map((s) => s[key] * scale));
-    const cell = (x) => `${fmt(x.min, digits)}${fmt(x.median, digits)}${fmt(x.max, digits)}`;
-    console.log(`${label.padEnd(26)} ${cell(a)}   ${cell(b)}   ${(b.median / a.median).toFixed(3)}`);
+    const x = stats(samples.map((s) => s[key] * scale));
+    console.log(`${label.padEnd(30)} ${fmt(x.min, digits)}${fmt(x.median, digits)}${fmt(x.max, digits)}`);
   }
 } finally {
-  for (const r of Object.values(roots)) rmSync(r.base, { recursive: true, force: true });
+  rmSync(base, { recursive: true, force: true });
 }

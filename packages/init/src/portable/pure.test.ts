@@ -1,9 +1,8 @@
-// The pure pieces of the guest: user resolution, /proc/<pid>/stat parsing, /etc files.
+// The pure pieces of the guest init: user resolution, wait statuses, /etc files, the worker's memory cap.
 import { describe, expect, it } from "vitest";
 import { resolveUserSpec, UserResolveError } from "./users.js";
-import { parseStat } from "./reaper.js";
 import { hostsFile, resolvConf } from "./network.js";
-import { exitStatus } from "./process.js";
+import { decodeWaitStatus } from "./wait-status.js";
 import { INIT_MEMORY_HEADROOM, workerMemoryMax } from "./cgroup.js";
 
 const passwd = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001:App:/home/app:/bin/sh\nbroken line\nnohome:x:1002:1002:::/bin/sh\n";
@@ -25,14 +24,6 @@ describe("resolveUserSpec", () => {
   });
 });
 
-describe("parseStat", () => {
-  it("reads state and ppid after the last parenthesis of comm", () => {
-    expect(parseStat("42 (sleep) Z 1 42 42 0 -1")).toEqual({ state: "Z", ppid: 1 });
-    expect(parseStat("7 (a) b) (c) S 3 7 7 0")).toEqual({ state: "S", ppid: 3 });
-    expect(parseStat("garbage")).toBeNull();
-  });
-});
-
 describe("/etc files", () => {
   it("maps host.iii.internal to the gateway and keeps localhost local", () => {
     expect(hostsFile("w1", "100.96.0.5")).toBe(
@@ -44,11 +35,14 @@ describe("/etc files", () => {
   });
 });
 
-describe("exitStatus", () => {
+describe("decodeWaitStatus", () => {
   it("is the code, or 128 + the signal number", () => {
-    expect(exitStatus(7, null)).toEqual({ code: 7, signal: null });
-    expect(exitStatus(null, "SIGKILL")).toEqual({ code: 137, signal: "SIGKILL" });
-    expect(exitStatus(null, "SIGTERM")).toEqual({ code: 143, signal: "SIGTERM" });
+    expect(decodeWaitStatus(7 << 8)).toEqual({ code: 7, signal: null });
+    expect(decodeWaitStatus(0)).toEqual({ code: 0, signal: null });
+    expect(decodeWaitStatus(9)).toEqual({ code: 137, signal: "SIGKILL" });
+    expect(decodeWaitStatus(15)).toEqual({ code: 143, signal: "SIGTERM" });
+    // A core dump (0x80) does not change the status.
+    expect(decodeWaitStatus(0x80 | 11)).toEqual({ code: 139, signal: "SIGSEGV" });
   });
 });
 
