@@ -1,7 +1,8 @@
-import { chmodSync, mkdirSync, writeFileSync, existsSync, readFileSync, copyFileSync } from "node:fs";
+import { chmodSync, mkdirSync, writeFileSync, existsSync, readFileSync, copyFileSync, readdirSync, readlinkSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { staticElfProblem } from "../../src/launch/guest-init.js";
 import { busyboxRootfs, mountsUnder, processesMentioning, Project, vmSkipReason, waitFor } from "./harness.js";
 
 const skip = vmSkipReason();
@@ -35,6 +36,49 @@ describe.skipIf(!!skip)("worker lifecycle in a real VM (vm)", () => {
     expect(logs.stdout).toBe("hello\n");
     expect(logs.stderr).toBe("oops\n");
     expect(mountsUnder(p.home)).toEqual([]);
+  }, 120_000);
+
+  it("boots the static init as PID 1 from a root holding busybox-static and nothing else (no libc); init's VmRSS is ≤ 5 MB", async () => {
+    // The root: busybox (static), its applet links, passwd/group; not one library, loader or runtime.
+    const files: string[] = [];
+    const walk = (dir: string, rel: string): void => {
+      for (const e of readdirSync(dir, { withFileTypes: true })) {
+        if (e.isDirectory()) walk(join(dir, e.name), `${rel}${e.name}/`);
+        else if (e.isFile()) files.push(`${rel}${e.name}`);
+        else expect(e.isSymbolicLink(), `${rel}${e.name}`).toBe(true);
+      }
+    };
+    walk(rootfs, "");
+    expect(files.sort()).toEqual(["bin/busybox", "etc/group", "etc/passwd"]);
+    expect(staticElfProblem(join(rootfs, "bin/busybox"))).toBeNull();
+    expect(readlinkSync(join(rootfs, "bin/sh"))).toBe("/bin/busybox");
+
+    const p = project();
+    expect((await p.cli(["add", `dir:${rootfs}`, "--name", "bare", "--", "sh", "-c", "echo up; exec sleep 1000"])).code).toBe(0);
+    const start = await p.cli(["start", "bare"]);
+    expect(start.code, start.stderr + p.diagnostics("bare")).toBe(0);
+    await waitFor(() => p.read("managed/bare/logs/stdout.log").includes("up"), 30_000, "the workload to print up");
+    const probe = [
+      "tr '\\0' ' ' < /proc/1/cmdline; echo",
+      "readlink /proc/1/exe",
+      "ls -A /.iii",
+      "ls /lib /lib64 /usr/lib 2>&1 | grep -c 'No such file'",
+      "grep -E '^(VmRSS|Threads):' /proc/1/status",
+    ].join("; ");
+    const exec = await p.cli(["exec", "bare", "--", "sh", "-c", probe]);
+    expect(exec.code, exec.stderr).toBe(0);
+    const [cmdline, exe, iii, noLibDirs, ...status] = exec.stdout.trim().split("\n");
+    expect(cmdline!.trim()).toBe("/init.krun");
+    expect(exe).toBe("/init.krun");
+    // Beside init only its contract: no /.iii runtime.
+    expect(iii).toBe("env.json");
+    expect(noLibDirs).toBe("3");
+    expect(status[1]).toMatch(/^Threads:\s+1$/);
+    const rssKiB = Number(/^VmRSS:\s+(\d+) kB$/.exec(status[0]!)?.[1]);
+    console.log(`[vm] init (PID 1) in a busybox-only guest: VmRSS ${rssKiB} kB`);
+    expect(rssKiB).toBeGreaterThan(0);
+    expect(rssKiB).toBeLessThanOrEqual(5 * 1024);
+    expect((await p.cli(["stop", "bare", "--timeout", "2"])).code).toBe(0);
   }, 120_000);
 
   it("stop delivers SIGTERM to the workload within its grace period, and kills one that ignores it", async () => {
