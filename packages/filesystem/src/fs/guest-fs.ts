@@ -5,7 +5,7 @@ import fs from "node:fs";
 import { Errno, ErrnoError, fail } from "../host/errno.js";
 import { isValidGuestPath, splitParent } from "../core/guest-path.js";
 import type { DirEntry, TimeSpec } from "../host/libc.js";
-import { hostOpenFlags, isWriteOpen } from "./passthrough-tree.js";
+import { hostOpenFlags, isWriteOpen, PassthroughTree } from "./passthrough-tree.js";
 import { isHiddenName, HIDDEN_PREFIX, PinnedFiles } from "./pinned-files.js";
 import { ACL_ACCESS, aclModeBits, guestXattrName, hostXattrName } from "./host-meta.js";
 import type { Attr, FsStats, Tree } from "./tree.js";
@@ -15,6 +15,13 @@ import { S_IFMT, S_IFREG } from "./tree.js";
 
 /** FUSE file handles at and above this value are virtual files; below are host fds. */
 const VIRTUAL_FH_BASE = 0x40000000;
+/**
+ * A virtual file handle carries its read-only fd in the low 20 bits (the shim reads it there, setattr-shim.c's
+ * eighth job) and a counter in the 10 bits above, so handles of one file differ.
+ */
+const VIRTUAL_FD_BITS = 20;
+const VIRTUAL_FD_LIMIT = 1 << VIRTUAL_FD_BITS;
+const VIRTUAL_SEQ_LIMIT = 1 << 10;
 
 const DT_DIR = 4;
 const DT_REG = 8;
@@ -37,8 +44,14 @@ export class GuestFs {
   hides: { hiding(): number; takeReleased(): number[] } | null = null;
   /** Hidden nodes' files, pinned until the kernel forgets the node. */
   readonly pinned = new PinnedFiles();
+  /**
+   * The shim's reads and writes on libfuse's thread (setattr-shim.c, eighth job), when preloaded: stopped
+   * before close() closes the fds they use.
+   */
+  shimIo: import("../host/fuse-caller.js").ShimIo | null = null;
+  /** Open virtual handles → how many opens share the number (it repeats after 1,024 opens of one file). */
   private readonly virtualHandles = new Map<number, number>();
-  private nextVirtualFh = VIRTUAL_FH_BASE;
+  private virtualSeq = 0;
   // After close() the host fds are gone and their numbers may be reused by anything
   // else in this process: requests still queued behind a lazy unmount must not use them.
   private closed = false;
@@ -133,9 +146,10 @@ export class GuestFs {
     if (v) {
       if (v.kind !== "file") fail(Errno.EISDIR, "open");
       if (isWriteOpen(flags)) fail(this.readOnly ? Errno.EROFS : Errno.EACCES, "virtual file is read-only");
-      const fh = this.nextVirtualFh++;
-      if (this.nextVirtualFh >= 0xffffffff) this.nextVirtualFh = VIRTUAL_FH_BASE;
-      this.virtualHandles.set(fh, v.fd);
+      if (v.fd >= VIRTUAL_FD_LIMIT) fail(Errno.EIO, "virtual file fd out of handle range");
+      this.virtualSeq = (this.virtualSeq + 1) % VIRTUAL_SEQ_LIMIT;
+      const fh = VIRTUAL_FH_BASE + this.virtualSeq * VIRTUAL_FD_LIMIT + v.fd;
+      this.virtualHandles.set(fh, (this.virtualHandles.get(fh) ?? 0) + 1);
       return fh;
     }
     if (this.virtual.covers(path)) fail(Errno.ENOENT, "open");
@@ -155,7 +169,7 @@ export class GuestFs {
 
   read(fh: number, buf: Buffer, len: number, pos: number): number {
     this.alive();
-    const fd = fh >= VIRTUAL_FH_BASE ? this.virtualHandles.get(fh) : fh;
+    const fd = fh < VIRTUAL_FH_BASE ? fh : this.virtualHandles.has(fh) ? fh % VIRTUAL_FD_LIMIT : undefined;
     if (fd === undefined) fail(Errno.EBADF, "read");
     return fs.readSync(fd, buf, 0, len, pos);
   }
@@ -170,7 +184,9 @@ export class GuestFs {
   release(fh: number): void {
     if (this.closed) return;
     if (fh >= VIRTUAL_FH_BASE) {
-      this.virtualHandles.delete(fh);
+      const refs = (this.virtualHandles.get(fh) ?? 1) - 1;
+      if (refs > 0) this.virtualHandles.set(fh, refs);
+      else this.virtualHandles.delete(fh);
       return;
     }
     fs.closeSync(fh);
@@ -383,6 +399,15 @@ export class GuestFs {
     this.releasePins();
   }
 
+  /**
+   * What the shim needs to answer getattr/utimens/flush/release itself (setattr-shim.c, ninth job): a plain tree
+   * (copy-up and whiteouts of layers stay here) without stable inode numbers (computed here). null otherwise.
+   */
+  shimFastTree(): import("../host/fuse-caller.js").ShimFastTree | null {
+    if (!(this.tree instanceof PassthroughTree) || this.stableInodes) return null;
+    return { rootFd: this.tree.host.rootFd, jsNames: [...this.virtual.rootNames], linkedToJs: this.linkGroups !== null, utimens: !this.readOnly };
+  }
+
   /** Closes the pins of hidden nodes the kernel has forgotten. */
   releasePins(): void {
     if (!this.hides || this.closed) return;
@@ -392,6 +417,7 @@ export class GuestFs {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.shimIo?.stop();
     this.pinned.close();
     this.tree.close();
     this.virtual.close();

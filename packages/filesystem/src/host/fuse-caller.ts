@@ -98,3 +98,67 @@ export function shimHides(): { hiding(): number; takeReleased(): number[] } | nu
     return null;
   }
 }
+
+/** The shim's reads and writes (its eighth job) and plain-tree getattr/utimens/flush/release (ninth) on libfuse's thread. */
+export interface ShimIo {
+  /** Waits for requests in flight; later ones reach the JS handlers. */
+  stop(): void;
+  /** Requests the shim answered, by FUSE operation name, and the bytes it read and wrote. */
+  counts(): { ops: Record<string, number>; bytesRead: number; bytesWritten: number };
+  /** The ninth job is on. */
+  readonly fast: boolean;
+}
+
+/** What the shim's ninth job needs: a plain tree's root fd, and what the JS side keeps. */
+export interface ShimFastTree {
+  rootFd: number;
+  /** First path components the JS side answers (virtual files). */
+  jsNames: string[];
+  /** Regular files with several host links go to the JS side (link groups). */
+  linkedToJs: boolean;
+  /** utimens answered by the shim (not on a read-only mount). */
+  utimens: boolean;
+}
+
+/**
+ * Turns on the shim's reads and writes, and with `fast` its plain-tree getattr/utimens/flush/release; null when
+ * the shim is not preloaded (or found no libfuse slots).
+ */
+export function enableShimIo(fast: ShimFastTree | null): ShimIo | null {
+  const preloaded = preloadedShim();
+  if (!preloaded) return null;
+  try {
+    const koffi = require("koffi") as typeof KoffiNs;
+    const lib = koffi.load(preloaded);
+    const stop = lib.func("void iii_io_stop(void)");
+    const ioCounts = lib.func("void iii_io_counts(_Out_ uint64_t *out)");
+    const fastCounts = lib.func("void iii_fast_counts(_Out_ uint64_t *out)");
+    if ((lib.func("int iii_io_enable(void)")() as number) !== 1) return null;
+    let fastOn = false;
+    if (fast) {
+      const skip = Buffer.from(fast.jsNames.map((n) => `${n}\0`).join(""));
+      const enable = lib.func("int iii_fast_enable(int root_fd, const uint8_t *skip, int skip_len, int linked_to_js, int utimens_on)");
+      fastOn = (enable(fast.rootFd, skip, skip.length, fast.linkedToJs ? 1 : 0, fast.utimens ? 1 : 0) as number) === 1;
+    }
+    const io = new BigUint64Array(4);
+    const fc = new BigUint64Array(4);
+    return {
+      fast: fastOn,
+      stop: () => void stop(),
+      counts: () => {
+        ioCounts(io);
+        fastCounts(fc);
+        const ops: Record<string, number> = {};
+        const names = ["read", "write", "getattr", "utimens", "flush", "release"];
+        const values = [io[0], io[2], fc[0], fc[1], fc[2], fc[3]];
+        names.forEach((n, i) => {
+          const v = Number(values[i]);
+          if (v > 0) ops[n] = v;
+        });
+        return { ops, bytesRead: Number(io[1]), bytesWritten: Number(io[3]) };
+      },
+    };
+  } catch {
+    return null;
+  }
+}

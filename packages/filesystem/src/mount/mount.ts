@@ -15,7 +15,7 @@ import type { Tree } from "../fs/tree.js";
 import { VirtualFiles, type VirtualFileSource } from "../fs/virtual-files.js";
 import { IiiFuse, releaseNativeThread, type MountStats } from "./fuse-shell.js";
 import { setCloexec } from "../host/libc.js";
-import { enableIno64, enableLinkGroups, fuseCaller, shimHides } from "../host/fuse-caller.js";
+import { enableIno64, enableLinkGroups, enableShimIo, fuseCaller, shimHides } from "../host/fuse-caller.js";
 import type { HostOwner, HostPolicy } from "../fs/host-meta.js";
 
 export interface CacheOptions {
@@ -283,7 +283,11 @@ class FuseMount extends EventEmitter implements MountHandle {
   stats(): MountStats {
     const c = this.fuse.counters;
     this.guest.releasePins();
-    return { ops: { ...c.ops }, errors: { ...c.errors }, bytesRead: c.bytesRead, bytesWritten: c.bytesWritten, pinnedFiles: this.guest.pinned.size };
+    const ops = { ...c.ops };
+    // Requests the shim answered on libfuse's thread (setattr-shim.c, eighth and ninth jobs).
+    const io = this.guest.shimIo?.counts() ?? { ops: {}, bytesRead: 0, bytesWritten: 0 };
+    for (const [op, n] of Object.entries(io.ops)) ops[op] = (ops[op] ?? 0) + n;
+    return { ops, errors: { ...c.errors }, bytesRead: c.bytesRead + io.bytesRead, bytesWritten: c.bytesWritten + io.bytesWritten, pinnedFiles: this.guest.pinned.size };
   }
 
   async memoryAfterGc(): Promise<ServerMemory> {
@@ -404,6 +408,8 @@ export async function mountPassthrough(options: MountOptions): Promise<MountHand
     guest.close();
     throw new FilesystemError("MountFailed", `could not mount on ${mountpoint}: ${(cause as Error).message}`, { cause });
   }
+  // The shim found libfuse's read/write slots while mounting; until now reads and writes reached the JS handlers.
+  guest.shimIo = enableShimIo(guest.shimFastTree());
   // libfuse 2 leaves its /dev/fuse fd and the fusermount auto_unmount socket
   // inheritable: every process spawned later (QEMU, virtiofsd...) would keep the FUSE
   // connection alive after this process dies, leaving a hung mount that auto_unmount

@@ -64,6 +64,24 @@
  * requests of a `tar x`. Once the JS side answered ENODATA for a node, the shim answers that node's next
  * asks itself, on libfuse's thread (a lossy table of 65,536 nodes). Any setxattr or removexattr of a
  * security.* name through the mount forgets every such answer (a hard link's other names are other nodes).
+ *
+ * Eighth job: reads and writes on libfuse's thread. Every non-virtual FUSE file handle is the host fd itself
+ * (GuestFs), opened by the JS side with its containment checks; a READ is a pread(2) of that fd into a
+ * per-thread buffer and a WRITE a pwrite(2) from libfuse's request buffer, with no hand-off to the JS thread
+ * and no path lookup in libfuse (a 512 MiB `dd` read: 4,096 round trips through JS before). Virtual files'
+ * handles carry their read-only fd in the low 20 bits (GuestFs.open). Off until the JS side calls
+ * iii_io_enable(); iii_io_stop() (before the JS side closes its fds) waits for reads and writes in flight and
+ * sends later ones to the JS handlers, which answer EIO. Counts are kept here for the mount's stats. *
+ * Ninth job: getattr, utimens, flush and release of a plain (non-layered) tree on libfuse's thread. fuse-native
+ * hands libfuse 2's high level its path-based operations through fuse_new(), interposed here: getattr (every
+ * LOOKUP and GETATTR, and the getattr libfuse runs after each create and setattr) is an openat2 of the parent
+ * beneath the root fd the JS side opened (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS, as
+ * HostRoot does), fstatat(AT_SYMLINK_NOFOLLOW) and the override xattr merged as host-meta.ts merges it; utimens
+ * is utimensat(AT_SYMLINK_NOFOLLOW) on that parent; flush (a no-op on the JS side) answers 0; release closes the
+ * host fd. The JS handlers keep everything else, and these for: names under a virtual root name or a hidden
+ * node's name (/.iii-unlinked-*), a regular file with several host links while link groups are on (its
+ * attributes carry the group key), virtual handles, utimens on a read-only mount, and every request before
+ * iii_fast_enable() or after iii_io_stop().
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -72,8 +90,12 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <sys/types.h>
 
 #define FUSE_SET_ATTR_ATIME (1 << 4)
@@ -96,6 +118,11 @@
 #define SETXATTR_SLOT 25
 #define GETXATTR_SLOT 26
 #define REMOVEXATTR_SLOT 28
+#define READ_SLOT 15
+#define WRITE_SLOT 16
+#define WRITE_BUF_SLOT 36
+/* GuestFs: a virtual file handle's low bits are its fd. */
+#define VIRTUAL_FD_MASK 0xFFFFFULL
 /* GuestFs: FUSE file handles at and above this value are virtual files. */
 #define VIRTUAL_FH_BASE 0x40000000ULL
 
@@ -760,6 +787,394 @@ uint64_t iii_cap_answers(void) {
   return __atomic_load_n(&cap_answers, __ATOMIC_RELAXED);
 }
 
+/* ---- eighth job: reads and writes on libfuse's thread ---- */
+
+/* struct fuse_buf / fuse_bufvec of libfuse 2.9 (fuse_common.h). */
+struct iii_fuse_buf {
+  size_t size;
+  int flags;
+  void *mem;
+  int fd;
+  off_t pos;
+};
+struct iii_fuse_bufvec {
+  size_t count;
+  size_t idx;
+  size_t off;
+  struct iii_fuse_buf buf[1];
+};
+typedef void (*read_fn)(void *req, unsigned long ino, size_t size, off_t off, void *fi);
+typedef void (*write_buf_fn)(void *req, unsigned long ino, struct iii_fuse_bufvec *bufv, off_t off, void *fi);
+typedef int (*reply_buf_fn)(void *req, const char *buf, size_t size);
+typedef int (*reply_write_fn)(void *req, size_t count);
+static read_fn libfuse_read;
+static write_buf_fn libfuse_write_buf;
+static reply_buf_fn reply_buf;
+static reply_write_fn reply_write;
+static pthread_rwlock_t io_lock = PTHREAD_RWLOCK_INITIALIZER;
+static int io_on;
+static uint64_t io_reads, io_read_bytes, io_writes, io_write_bytes;
+static __thread char *tl_read_buf;
+static __thread size_t tl_read_cap;
+
+/* For the JS side: answer reads and writes here from now on. 1 when installed, 0 when libfuse's slots were not found. */
+int iii_io_enable(void) {
+  if (libfuse_read == NULL || reply_buf == NULL) return 0;
+  pthread_rwlock_wrlock(&io_lock);
+  io_on = 1;
+  pthread_rwlock_unlock(&io_lock);
+  return 1;
+}
+
+/* For the JS side, before it closes its fds: waits for reads/writes in flight; later ones go to the JS handlers. */
+void iii_io_stop(void) {
+  pthread_rwlock_wrlock(&io_lock);
+  io_on = 0;
+  pthread_rwlock_unlock(&io_lock);
+}
+
+/* For the JS side: reads, bytes read, writes, bytes written answered here. */
+void iii_io_counts(uint64_t *out) {
+  out[0] = __atomic_load_n(&io_reads, __ATOMIC_RELAXED);
+  out[1] = __atomic_load_n(&io_read_bytes, __ATOMIC_RELAXED);
+  out[2] = __atomic_load_n(&io_writes, __ATOMIC_RELAXED);
+  out[3] = __atomic_load_n(&io_write_bytes, __ATOMIC_RELAXED);
+}
+
+static void read_host_fd(void *req, unsigned long ino, size_t size, off_t off, void *fi_) {
+  const struct iii_fuse_file_info *fi = fi_;
+  pthread_rwlock_rdlock(&io_lock);
+  if (!io_on || fi == NULL) {
+    pthread_rwlock_unlock(&io_lock);
+    libfuse_read(req, ino, size, off, fi_);
+    return;
+  }
+  int fd = fi->fh >= VIRTUAL_FH_BASE ? (int)(fi->fh & VIRTUAL_FD_MASK) : (int)fi->fh;
+  if (tl_read_cap < size) {
+    char *grown = realloc(tl_read_buf, size);
+    if (grown == NULL) {
+      pthread_rwlock_unlock(&io_lock);
+      reply_err(req, ENOMEM);
+      return;
+    }
+    tl_read_buf = grown;
+    tl_read_cap = size;
+  }
+  size_t got = 0;
+  int err = 0;
+  while (got < size) {
+    ssize_t n = pread(fd, tl_read_buf + got, size - got, off + (off_t)got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      err = errno;
+      break;
+    }
+    if (n == 0) break;
+    got += (size_t)n;
+  }
+  pthread_rwlock_unlock(&io_lock);
+  if (err != 0 && got == 0) {
+    reply_err(req, err);
+    return;
+  }
+  __atomic_add_fetch(&io_reads, 1, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&io_read_bytes, got, __ATOMIC_RELAXED);
+  reply_buf(req, tl_read_buf, got);
+}
+
+static void write_host_fd(void *req, unsigned long ino, const char *buf, size_t size, off_t off, void *fi_) {
+  const struct iii_fuse_file_info *fi = fi_;
+  pthread_rwlock_rdlock(&io_lock);
+  if (!io_on || fi == NULL) {
+    pthread_rwlock_unlock(&io_lock);
+    struct iii_fuse_bufvec bufv = {1, 0, 0, {{size, 0, (void *)buf, -1, 0}}};
+    libfuse_write_buf(req, ino, &bufv, off, fi_);
+    return;
+  }
+  if (fi->fh >= VIRTUAL_FH_BASE) {
+    pthread_rwlock_unlock(&io_lock);
+    reply_err(req, EBADF);
+    return;
+  }
+  size_t done = 0;
+  int err = 0;
+  while (done < size) {
+    ssize_t n = pwrite((int)fi->fh, buf + done, size - done, off + (off_t)done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      err = errno;
+      break;
+    }
+    if (n == 0) break;
+    done += (size_t)n;
+  }
+  pthread_rwlock_unlock(&io_lock);
+  if (err != 0 && done == 0) {
+    reply_err(req, err);
+    return;
+  }
+  __atomic_add_fetch(&io_writes, 1, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&io_write_bytes, done, __ATOMIC_RELAXED);
+  reply_write(req, done);
+}
+
+
+static int in_libfuse2(void *p);
+
+/* ---- ninth job: getattr, utimens, flush and release of a plain tree on libfuse's thread ---- */
+
+/* struct fuse_operations of libfuse 2.9 (FUSE_USE_VERSION 29): the slots used here. */
+#define HL_GETATTR 0
+#define HL_GETDIR 2
+#define HL_UTIME 13
+#define HL_FLUSH 18
+#define HL_RELEASE 19
+#define HL_UTIMENS 36
+#define HL_MIN_SLOTS 37
+#define FAST_SKIP_NAMES 16
+#define OVERRIDE_NAME "user.iii.override"
+#define SYMLINK_OVERRIDE_NAME "trusted.iii.override"
+
+typedef int (*hl_getattr_fn)(const char *path, struct stat *st);
+typedef int (*hl_utimens_fn)(const char *path, const struct timespec tv[2]);
+typedef int (*hl_file_fn)(const char *path, void *fi);
+static hl_getattr_fn js_getattr;
+static hl_utimens_fn js_utimens;
+static hl_file_fn js_flush, js_release;
+static void *fast_ops[64];
+static int fast_on, fast_utimens_on, fast_linked_to_js, fast_root_fd = -1;
+static char fast_skip[FAST_SKIP_NAMES][256];
+static int fast_skip_count;
+static uint64_t fast_getattrs, fast_utimens_count, fast_flushes, fast_releases;
+
+/*
+ * For the JS side, once mounted: serve getattr/utimens/flush/release of the tree under `root_fd` here. `skip`:
+ * first path components the JS side keeps (virtual files), NUL-separated, `skip_len` bytes. Returns 1 when
+ * installed, 0 when fuse_new's operations were not fuse-native's as expected or iii_io_enable() was not called.
+ */
+int iii_fast_enable(int root_fd, const char *skip, int skip_len, int linked_to_js, int utimens_on) {
+  if (js_getattr == NULL || root_fd < 0) return 0;
+  pthread_rwlock_wrlock(&io_lock);
+  int ok = io_on;
+  if (ok) {
+    fast_skip_count = 0;
+    for (int at = 0; at < skip_len && fast_skip_count < FAST_SKIP_NAMES;) {
+      size_t n = strnlen(skip + at, (size_t)(skip_len - at));
+      if (n > 0 && n < sizeof fast_skip[0]) {
+        memcpy(fast_skip[fast_skip_count], skip + at, n);
+        fast_skip[fast_skip_count++][n] = 0;
+      } else if (n >= sizeof fast_skip[0]) {
+        ok = 0;
+      }
+      at += (int)n + 1;
+    }
+  }
+  if (ok) {
+    fast_root_fd = root_fd;
+    fast_linked_to_js = linked_to_js;
+    fast_utimens_on = utimens_on && js_utimens != NULL;
+    fast_on = 1;
+  }
+  pthread_rwlock_unlock(&io_lock);
+  return ok;
+}
+
+/* For the JS side: getattrs, utimens, flushes and releases answered here. */
+void iii_fast_counts(uint64_t *out) {
+  out[0] = __atomic_load_n(&fast_getattrs, __ATOMIC_RELAXED);
+  out[1] = __atomic_load_n(&fast_utimens_count, __ATOMIC_RELAXED);
+  out[2] = __atomic_load_n(&fast_flushes, __ATOMIC_RELAXED);
+  out[3] = __atomic_load_n(&fast_releases, __ATOMIC_RELAXED);
+}
+
+/* Paths the JS side answers: under a virtual root name, or a hidden node's name. Call with io_lock held. */
+static int js_path(const char *path) {
+  if (!fast_on || path == NULL || path[0] != '/') return 1;
+  const char *first = path + 1;
+  size_t n = strcspn(first, "/");
+  if (strncmp(first, HIDDEN_NAME_PREFIX, strlen(HIDDEN_NAME_PREFIX)) == 0) return 1;
+  for (int i = 0; i < fast_skip_count; i++) {
+    if (strlen(fast_skip[i]) == n && memcmp(fast_skip[i], first, n) == 0) return 1;
+  }
+  return 0;
+}
+
+struct iii_open_how {
+  uint64_t flags;
+  uint64_t mode;
+  uint64_t resolve;
+};
+#define III_SYS_openat2 437
+#define III_RESOLVE_NO_MAGICLINKS 0x02
+#define III_RESOLVE_NO_SYMLINKS 0x04
+#define III_RESOLVE_BENEATH 0x08
+
+/*
+ * The parent directory of `path` (an O_PATH fd beneath the root, or the root fd itself: then *owned = 0) and
+ * its last component ("." for the root). Negative errno on failure, as HostRoot.dirFd would throw it.
+ */
+static int open_parent(const char *path, const char **name, int *owned) {
+  const char *slash = strrchr(path, '/');
+  *owned = 0;
+  if (path[1] == 0) {
+    *name = ".";
+    return fast_root_fd;
+  }
+  *name = slash + 1;
+  if (slash == path) return fast_root_fd;
+  size_t len = (size_t)(slash - path - 1);
+  char rel[4096];
+  if (len >= sizeof rel) return -ENAMETOOLONG;
+  memcpy(rel, path + 1, len);
+  rel[len] = 0;
+  struct iii_open_how how = {O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0,
+                             III_RESOLVE_BENEATH | III_RESOLVE_NO_SYMLINKS | III_RESOLVE_NO_MAGICLINKS};
+  int fd = (int)syscall(III_SYS_openat2, fast_root_fd, rel, &how, sizeof how);
+  if (fd < 0) return -errno;
+  *owned = 1;
+  return fd;
+}
+
+static int guest_special(mode_t t) {
+  return t == S_IFIFO || t == S_IFSOCK || t == S_IFCHR || t == S_IFBLK;
+}
+
+static int guest_type(mode_t t) {
+  return t == S_IFREG || t == S_IFDIR || t == S_IFLNK || guest_special(t);
+}
+
+static uint32_t le32(const unsigned char *b) {
+  return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+/* host-meta.ts readOverride + mergeAttr: the guest's mode, owner and rdev over the host stat. */
+static void merge_override(int dirfd, const char *name, struct stat *st) {
+  mode_t host_type = st->st_mode & S_IFMT;
+  if (host_type != S_IFREG && host_type != S_IFDIR && host_type != S_IFLNK) return;
+  char proc[4096 + 64];
+  if (snprintf(proc, sizeof proc, "/proc/self/fd/%d/%s", dirfd, name) >= (int)sizeof proc) return;
+  unsigned char b[64];
+  ssize_t n = lgetxattr(proc, host_type == S_IFLNK ? SYMLINK_OVERRIDE_NAME : OVERRIDE_NAME, b, sizeof b);
+  if (n != 24 || b[0] != 1 || b[1] != 0 || b[2] != 0 || b[3] != 0) return;
+  uint32_t mode = le32(b + 4);
+  if (!guest_type(mode & S_IFMT) || (mode & ~(uint32_t)(S_IFMT | 07777)) != 0) return;
+  mode_t wanted = mode & S_IFMT;
+  mode_t type = host_type == S_IFREG && (wanted == S_IFREG || guest_special(wanted)) ? wanted : host_type;
+  mode_t perms = type == S_IFLNK ? (st->st_mode & 07777) : (mode & 07777);
+  st->st_mode = type | perms;
+  st->st_uid = le32(b + 8);
+  st->st_gid = le32(b + 12);
+  uint64_t rdev = (uint64_t)le32(b + 16) | (uint64_t)le32(b + 20) << 32;
+  st->st_rdev = type == S_IFCHR || type == S_IFBLK ? (dev_t)(uint32_t)rdev : 0;
+}
+
+static int fast_getattr(const char *path, struct stat *st) {
+  pthread_rwlock_rdlock(&io_lock);
+  if (js_path(path)) {
+    pthread_rwlock_unlock(&io_lock);
+    return js_getattr(path, st);
+  }
+  const char *name;
+  int owned;
+  int dirfd = open_parent(path, &name, &owned);
+  if (dirfd < 0) {
+    pthread_rwlock_unlock(&io_lock);
+    __atomic_add_fetch(&fast_getattrs, 1, __ATOMIC_RELAXED);
+    return dirfd;
+  }
+  struct stat hs;
+  int rc = fstatat(dirfd, name, &hs, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
+  int to_js = rc == 0 && fast_linked_to_js && S_ISREG(hs.st_mode) && hs.st_nlink > 1;
+  if (rc == 0 && !to_js) merge_override(dirfd, name, &hs);
+  if (owned) close(dirfd);
+  pthread_rwlock_unlock(&io_lock);
+  if (to_js) return js_getattr(path, st);
+  __atomic_add_fetch(&fast_getattrs, 1, __ATOMIC_RELAXED);
+  if (rc != 0) return rc;
+  /* What fuse-native sends: 32-bit inode and device numbers (st_ino is libfuse's node id unless use_ino). */
+  hs.st_ino = (uint32_t)hs.st_ino;
+  hs.st_dev = (uint32_t)hs.st_dev;
+  *st = hs;
+  return 0;
+}
+
+static int fast_utimens(const char *path, const struct timespec tv[2]) {
+  pthread_rwlock_rdlock(&io_lock);
+  if (!fast_utimens_on || js_path(path)) {
+    pthread_rwlock_unlock(&io_lock);
+    return js_utimens(path, tv);
+  }
+  const char *name;
+  int owned;
+  int dirfd = open_parent(path, &name, &owned);
+  int rc = dirfd;
+  if (dirfd >= 0) {
+    rc = utimensat(dirfd, name, tv, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
+    if (owned) close(dirfd);
+  }
+  pthread_rwlock_unlock(&io_lock);
+  __atomic_add_fetch(&fast_utimens_count, 1, __ATOMIC_RELAXED);
+  return rc;
+}
+
+static int fast_flush(const char *path, void *fi) {
+  pthread_rwlock_rdlock(&io_lock);
+  int on = fast_on;
+  pthread_rwlock_unlock(&io_lock);
+  if (!on) return js_flush(path, fi);
+  __atomic_add_fetch(&fast_flushes, 1, __ATOMIC_RELAXED);
+  return 0;
+}
+
+static int fast_release(const char *path, void *fi_) {
+  const struct iii_fuse_file_info *fi = fi_;
+  pthread_rwlock_rdlock(&io_lock);
+  if (!fast_on || fi == NULL || fi->fh >= VIRTUAL_FH_BASE || fi->fh == 0) {
+    pthread_rwlock_unlock(&io_lock);
+    return js_release(path, fi_);
+  }
+  int rc = close((int)fi->fh) == 0 ? 0 : -errno;
+  pthread_rwlock_unlock(&io_lock);
+  __atomic_add_fetch(&fast_releases, 1, __ATOMIC_RELAXED);
+  return rc;
+}
+
+static int same_object(void *a, void *b) {
+  Dl_info ia, ib;
+  return a != NULL && b != NULL && dladdr(a, &ia) != 0 && dladdr(b, &ib) != 0 && ia.dli_fbase == ib.dli_fbase;
+}
+
+/*
+ * fuse-native's fuse_new(): its operations table, with getattr/utimens/flush/release wrapped (off until
+ * iii_fast_enable). Checked first: the slots libfuse 2.9's layout puts them in are set and point into one
+ * object other than libfuse, and getdir/utime (which fuse-native never sets) are empty; otherwise untouched.
+ */
+void *fuse_new(void *ch, void *args, const void *op, size_t op_size, void *user_data) {
+  static void *(*real)(void *, void *, const void *, size_t, void *);
+  if (real == NULL) {
+    /* libfuse.so.2 also exports compat versions of fuse_new; fuse-native binds FUSE_2.6. */
+    void *libfuse = dlopen("libfuse.so.2", RTLD_LAZY | RTLD_NOLOAD);
+    if (libfuse != NULL) real = (void *(*)(void *, void *, const void *, size_t, void *))dlvsym(libfuse, "fuse_new", "FUSE_2.6");
+  }
+  if (real == NULL) return NULL;
+  void *const *slots = op;
+  if (op == NULL || op_size < HL_MIN_SLOTS * sizeof(void *) || op_size > sizeof fast_ops || js_getattr != NULL) return real(ch, args, op, op_size, user_data);
+  int looks_right = slots[HL_GETDIR] == NULL && slots[HL_UTIME] == NULL && !in_libfuse2(slots[HL_GETATTR]) &&
+                    same_object(slots[HL_GETATTR], slots[HL_UTIMENS]) && same_object(slots[HL_GETATTR], slots[HL_FLUSH]) &&
+                    same_object(slots[HL_GETATTR], slots[HL_RELEASE]);
+  if (!looks_right) return real(ch, args, op, op_size, user_data);
+  memcpy(fast_ops, op, op_size);
+  js_getattr = (hl_getattr_fn)slots[HL_GETATTR];
+  js_utimens = (hl_utimens_fn)slots[HL_UTIMENS];
+  js_flush = (hl_file_fn)slots[HL_FLUSH];
+  js_release = (hl_file_fn)slots[HL_RELEASE];
+  fast_ops[HL_GETATTR] = (void *)fast_getattr;
+  fast_ops[HL_UTIMENS] = (void *)fast_utimens;
+  fast_ops[HL_FLUSH] = (void *)fast_flush;
+  fast_ops[HL_RELEASE] = (void *)fast_release;
+  return real(ch, args, fast_ops, op_size, user_data);
+}
+
 static int in_libfuse2(void *p) {
   Dl_info info;
   return p != NULL && dladdr(p, &info) != 0 && info.dli_fname != NULL && strstr(info.dli_fname, "libfuse.so.2") != NULL;
@@ -777,6 +1192,8 @@ void *fuse_session_new(void *session_ops, void *data) {
       reply_err = (reply_err_fn)dlsym(libfuse, "fuse_reply_err");
       next_chan = (next_chan_fn)dlsym(libfuse, "fuse_session_next_chan");
       notify_inval_inode = (notify_inval_inode_fn)dlsym(libfuse, "fuse_lowlevel_notify_inval_inode");
+      reply_buf = (reply_buf_fn)dlsym(libfuse, "fuse_reply_buf");
+      reply_write = (reply_write_fn)dlsym(libfuse, "fuse_reply_write");
     }
     if (real_session_new == NULL) real_session_new = (void *(*)(void *, void *))dlsym(RTLD_NEXT, "fuse_session_new");
     if (real_session_new == NULL) return NULL;
@@ -804,6 +1221,17 @@ void *fuse_session_new(void *session_ops, void *data) {
         tracking = 1;
       }
       if (reply_err != NULL && in_libfuse2(ops[FALLOCATE_SLOT])) ops[FALLOCATE_SLOT] = (void *)fallocate_host_fd;
+      /* Eighth job: libfuse's high level has a read and a write_buf slot and no write slot. */
+      if (reply_buf != NULL && reply_write != NULL && libfuse_read == NULL && in_libfuse2(ops[READ_SLOT]) && ops[WRITE_SLOT] == NULL &&
+          in_libfuse2(ops[WRITE_BUF_SLOT])) {
+        libfuse_read = (read_fn)ops[READ_SLOT];
+        libfuse_write_buf = (write_buf_fn)ops[WRITE_BUF_SLOT];
+      }
+      if (libfuse_read != NULL && ops[READ_SLOT] == (void *)libfuse_read && ops[WRITE_BUF_SLOT] == (void *)libfuse_write_buf) {
+        ops[READ_SLOT] = (void *)read_host_fd;
+        ops[WRITE_SLOT] = (void *)write_host_fd;
+        ops[WRITE_BUF_SLOT] = NULL;
+      }
       if (reply_err != NULL && libfuse_getxattr == NULL && in_libfuse2(ops[GETXATTR_SLOT]) && in_libfuse2(ops[SETXATTR_SLOT]) &&
           in_libfuse2(ops[REMOVEXATTR_SLOT])) {
         libfuse_getxattr = (getxattr_fn)ops[GETXATTR_SLOT];
