@@ -18,6 +18,8 @@ export interface MountStats {
   bytesWritten: number;
   /** Files of unlinked names whose kernel node is still in use (pinned-files.ts). */
   pinnedFiles?: number;
+  /** Of `ops`, those the preloaded shim answered on libfuse's thread without the JS thread (setattr-shim.c). */
+  shimOps?: Record<string, number>;
 }
 
 const require = createRequire(import.meta.url);

@@ -287,7 +287,7 @@ class FuseMount extends EventEmitter implements MountHandle {
     // Requests the shim answered on libfuse's thread (setattr-shim.c, eighth and ninth jobs).
     const io = this.guest.shimIo?.counts() ?? { ops: {}, bytesRead: 0, bytesWritten: 0 };
     for (const [op, n] of Object.entries(io.ops)) ops[op] = (ops[op] ?? 0) + n;
-    return { ops, errors: { ...c.errors }, bytesRead: c.bytesRead + io.bytesRead, bytesWritten: c.bytesWritten + io.bytesWritten, pinnedFiles: this.guest.pinned.size };
+    return { ops, errors: { ...c.errors }, bytesRead: c.bytesRead + io.bytesRead, bytesWritten: c.bytesWritten + io.bytesWritten, pinnedFiles: this.guest.pinned.size, shimOps: io.ops };
   }
 
   async memoryAfterGc(): Promise<ServerMemory> {
@@ -523,7 +523,14 @@ class ChildMount extends EventEmitter implements MountHandle {
 
   stats(): MountStats {
     const s = this.lastStats;
-    return { ops: { ...s.ops }, errors: { ...s.errors }, bytesRead: s.bytesRead, bytesWritten: s.bytesWritten, ...(s.pinnedFiles !== undefined ? { pinnedFiles: s.pinnedFiles } : {}) };
+    return {
+      ops: { ...s.ops },
+      errors: { ...s.errors },
+      bytesRead: s.bytesRead,
+      bytesWritten: s.bytesWritten,
+      ...(s.pinnedFiles !== undefined ? { pinnedFiles: s.pinnedFiles } : {}),
+      ...(s.shimOps !== undefined ? { shimOps: { ...s.shimOps } } : {}),
+    };
   }
 
   private finish(reason: UnmountReason): void {

@@ -72,16 +72,19 @@
  * handles carry their read-only fd in the low 20 bits (GuestFs.open). Off until the JS side calls
  * iii_io_enable(); iii_io_stop() (before the JS side closes its fds) waits for reads and writes in flight and
  * sends later ones to the JS handlers, which answer EIO. Counts are kept here for the mount's stats. *
- * Ninth job: getattr, utimens, flush and release of a plain (non-layered) tree on libfuse's thread. fuse-native
- * hands libfuse 2's high level its path-based operations through fuse_new(), interposed here: getattr (every
- * LOOKUP and GETATTR, and the getattr libfuse runs after each create and setattr) is an openat2 of the parent
- * beneath the root fd the JS side opened (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS, as
- * HostRoot does), fstatat(AT_SYMLINK_NOFOLLOW) and the override xattr merged as host-meta.ts merges it; utimens
- * is utimensat(AT_SYMLINK_NOFOLLOW) on that parent; flush (a no-op on the JS side) answers 0; release closes the
- * host fd. The JS handlers keep everything else, and these for: names under a virtual root name or a hidden
- * node's name (/.iii-unlinked-*), a regular file with several host links while link groups are on (its
- * attributes carry the group key), virtual handles, utimens on a read-only mount, and every request before
- * iii_fast_enable() or after iii_io_stop().
+ * Ninth job: getattr, open, chmod, chown, utimens, flush and release of a plain (non-layered) tree on libfuse's
+ * thread. fuse-native hands libfuse 2's high level its path-based operations through fuse_new(), interposed
+ * here. Each resolves the parent with openat2 beneath the root fd the JS side opened (RESOLVE_BENEATH |
+ * RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS, as HostRoot does) and acts on the last component without
+ * following it: getattr (every LOOKUP and GETATTR, and the getattr libfuse runs after each create and setattr)
+ * is fstatat(AT_SYMLINK_NOFOLLOW) with the override xattr merged as host-meta.ts merges it; open is openat with
+ * O_NOFOLLOW and PassthroughTree's flags; chmod (bits within 0775, no override, one link) is
+ * fchmodat(AT_SYMLINK_NOFOLLOW); chown to the owner an entry without override already has does nothing; utimens
+ * is utimensat(AT_SYMLINK_NOFOLLOW); flush (a no-op on the JS side) answers 0; release closes the host fd. The
+ * JS handlers keep everything else, and these for: names under a virtual root name or a hidden node's name
+ * (/.iii-unlinked-*), a regular file with several host links while link groups are on (its attributes carry the
+ * group key; its chmod refreshes its other names), virtual handles, mutations on a read-only mount, and every
+ * request before iii_fast_enable() or after iii_io_stop().
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -921,12 +924,15 @@ static void write_host_fd(void *req, unsigned long ino, const char *buf, size_t 
 
 static int in_libfuse2(void *p);
 
-/* ---- ninth job: getattr, utimens, flush and release of a plain tree on libfuse's thread ---- */
+/* ---- ninth job: getattr, open, chmod, chown, utimens, flush and release of a plain tree on libfuse's thread ---- */
 
 /* struct fuse_operations of libfuse 2.9 (FUSE_USE_VERSION 29): the slots used here. */
 #define HL_GETATTR 0
 #define HL_GETDIR 2
 #define HL_UTIME 13
+#define HL_CHMOD 10
+#define HL_CHOWN 11
+#define HL_OPEN 14
 #define HL_FLUSH 18
 #define HL_RELEASE 19
 #define HL_UTIMENS 36
@@ -938,6 +944,11 @@ static int in_libfuse2(void *p);
 typedef int (*hl_getattr_fn)(const char *path, struct stat *st);
 typedef int (*hl_utimens_fn)(const char *path, const struct timespec tv[2]);
 typedef int (*hl_file_fn)(const char *path, void *fi);
+typedef int (*hl_chmod_fn)(const char *path, mode_t mode);
+typedef int (*hl_chown_fn)(const char *path, uid_t uid, gid_t gid);
+static hl_chmod_fn js_chmod;
+static hl_chown_fn js_chown;
+static hl_file_fn js_open;
 static hl_getattr_fn js_getattr;
 static hl_utimens_fn js_utimens;
 static hl_file_fn js_flush, js_release;
@@ -945,7 +956,7 @@ static void *fast_ops[64];
 static int fast_on, fast_utimens_on, fast_linked_to_js, fast_root_fd = -1;
 static char fast_skip[FAST_SKIP_NAMES][256];
 static int fast_skip_count;
-static uint64_t fast_getattrs, fast_utimens_count, fast_flushes, fast_releases;
+static uint64_t fast_getattrs, fast_utimens_count, fast_flushes, fast_releases, fast_chmods, fast_chowns, fast_opens;
 
 /*
  * For the JS side, once mounted: serve getattr/utimens/flush/release of the tree under `root_fd` here. `skip`:
@@ -985,6 +996,9 @@ void iii_fast_counts(uint64_t *out) {
   out[1] = __atomic_load_n(&fast_utimens_count, __ATOMIC_RELAXED);
   out[2] = __atomic_load_n(&fast_flushes, __ATOMIC_RELAXED);
   out[3] = __atomic_load_n(&fast_releases, __ATOMIC_RELAXED);
+  out[4] = __atomic_load_n(&fast_chmods, __ATOMIC_RELAXED);
+  out[5] = __atomic_load_n(&fast_chowns, __ATOMIC_RELAXED);
+  out[6] = __atomic_load_n(&fast_opens, __ATOMIC_RELAXED);
 }
 
 /* Paths the JS side answers: under a virtual root name, or a hidden node's name. Call with io_lock held. */
@@ -1048,16 +1062,17 @@ static uint32_t le32(const unsigned char *b) {
 }
 
 /* host-meta.ts readOverride + mergeAttr: the guest's mode, owner and rdev over the host stat. */
-static void merge_override(int dirfd, const char *name, struct stat *st) {
+/* Returns 1 when a well-formed override was merged, 0 when the host stat stands as is. */
+static int merge_override(int dirfd, const char *name, struct stat *st) {
   mode_t host_type = st->st_mode & S_IFMT;
-  if (host_type != S_IFREG && host_type != S_IFDIR && host_type != S_IFLNK) return;
+  if (host_type != S_IFREG && host_type != S_IFDIR && host_type != S_IFLNK) return 0;
   char proc[4096 + 64];
-  if (snprintf(proc, sizeof proc, "/proc/self/fd/%d/%s", dirfd, name) >= (int)sizeof proc) return;
+  if (snprintf(proc, sizeof proc, "/proc/self/fd/%d/%s", dirfd, name) >= (int)sizeof proc) return 0;
   unsigned char b[64];
   ssize_t n = lgetxattr(proc, host_type == S_IFLNK ? SYMLINK_OVERRIDE_NAME : OVERRIDE_NAME, b, sizeof b);
-  if (n != 24 || b[0] != 1 || b[1] != 0 || b[2] != 0 || b[3] != 0) return;
+  if (n != 24 || b[0] != 1 || b[1] != 0 || b[2] != 0 || b[3] != 0) return 0;
   uint32_t mode = le32(b + 4);
-  if (!guest_type(mode & S_IFMT) || (mode & ~(uint32_t)(S_IFMT | 07777)) != 0) return;
+  if (!guest_type(mode & S_IFMT) || (mode & ~(uint32_t)(S_IFMT | 07777)) != 0) return 0;
   mode_t wanted = mode & S_IFMT;
   mode_t type = host_type == S_IFREG && (wanted == S_IFREG || guest_special(wanted)) ? wanted : host_type;
   mode_t perms = type == S_IFLNK ? (st->st_mode & 07777) : (mode & 07777);
@@ -1066,6 +1081,7 @@ static void merge_override(int dirfd, const char *name, struct stat *st) {
   st->st_gid = le32(b + 12);
   uint64_t rdev = (uint64_t)le32(b + 16) | (uint64_t)le32(b + 20) << 32;
   st->st_rdev = type == S_IFCHR || type == S_IFBLK ? (dev_t)(uint32_t)rdev : 0;
+  return 1;
 }
 
 static int fast_getattr(const char *path, struct stat *st) {
@@ -1117,6 +1133,112 @@ static int fast_utimens(const char *path, const struct timespec tv[2]) {
   return rc;
 }
 
+/*
+ * An entry the shim may change itself: a host regular file with one link or a directory, without an override
+ * (its guest view is its host stat). -1 after a failed lookup (errno in *rc), 0 when the JS side must answer.
+ */
+static int plain_entry(const char *path, int *dirfd, const char **name, int *owned, struct stat *st, int *rc) {
+  *dirfd = open_parent(path, name, owned);
+  if (*dirfd < 0) {
+    *rc = *dirfd;
+    return -1;
+  }
+  if (fstatat(*dirfd, *name, st, AT_SYMLINK_NOFOLLOW) != 0) {
+    *rc = -errno;
+    if (*owned) close(*dirfd);
+    return -1;
+  }
+  int plain = (S_ISREG(st->st_mode) && st->st_nlink == 1) || S_ISDIR(st->st_mode);
+  if (plain) {
+    struct stat merged = *st;
+    plain = !merge_override(*dirfd, *name, &merged);
+  }
+  if (!plain && *owned) close(*dirfd);
+  return plain;
+}
+
+/*
+ * chmod (PassthroughTree.chmod) of a plain entry to bits a host file may carry (within 0775): fchmodat, and no
+ * override needed. Anything else (setuid/setgid/sticky, world-writable, an override, links) goes to the JS side.
+ */
+static int fast_chmod(const char *path, mode_t mode) {
+  pthread_rwlock_rdlock(&io_lock);
+  if (!fast_utimens_on || js_path(path) || (mode & 07777) != (mode & 0775)) {
+    pthread_rwlock_unlock(&io_lock);
+    return js_chmod(path, mode);
+  }
+  int dirfd, owned, rc = 0;
+  const char *name;
+  struct stat st;
+  int plain = plain_entry(path, &dirfd, &name, &owned, &st, &rc);
+  if (plain == 0) {
+    pthread_rwlock_unlock(&io_lock);
+    return js_chmod(path, mode);
+  }
+  if (plain > 0) {
+    rc = fchmodat(dirfd, name, mode & 07777, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
+    if (owned) close(dirfd);
+  }
+  pthread_rwlock_unlock(&io_lock);
+  __atomic_add_fetch(&fast_chmods, 1, __ATOMIC_RELAXED);
+  return rc;
+}
+
+/* chown (PassthroughTree.chown) of a plain entry to the owner it already has: nothing to do (tar x as root). */
+static int fast_chown(const char *path, uid_t uid, gid_t gid) {
+  pthread_rwlock_rdlock(&io_lock);
+  if (!fast_utimens_on || js_path(path)) {
+    pthread_rwlock_unlock(&io_lock);
+    return js_chown(path, uid, gid);
+  }
+  int dirfd, owned, rc = 0;
+  const char *name;
+  struct stat st;
+  int plain = plain_entry(path, &dirfd, &name, &owned, &st, &rc);
+  if (plain > 0) {
+    if (owned) close(dirfd);
+    if ((uid != (uid_t)-1 && uid != st.st_uid) || (gid != (gid_t)-1 && gid != st.st_gid)) plain = 0;
+  }
+  pthread_rwlock_unlock(&io_lock);
+  if (plain == 0) return js_chown(path, uid, gid);
+  __atomic_add_fetch(&fast_chowns, 1, __ATOMIC_RELAXED);
+  return rc;
+}
+
+/*
+ * open (PassthroughTree.open): openat of the name beneath its parent with the guest's access mode, O_APPEND,
+ * O_TRUNC, O_SYNC and O_DSYNC, plus O_NOFOLLOW | O_CLOEXEC; the fd is the handle. Write opens on a read-only
+ * mount, virtual files and hidden nodes go to the JS side.
+ */
+static int fast_open(const char *path, void *fi_) {
+  struct iii_fuse_file_info *fi = fi_;
+  int write_open = (fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC) != 0;
+  pthread_rwlock_rdlock(&io_lock);
+  if (js_path(path) || (write_open && !fast_utimens_on)) {
+    pthread_rwlock_unlock(&io_lock);
+    return js_open(path, fi_);
+  }
+  const char *name;
+  int owned;
+  int dirfd = open_parent(path, &name, &owned);
+  int rc = dirfd;
+  if (dirfd >= 0) {
+    int flags = (fi->flags & (O_ACCMODE | O_APPEND | O_TRUNC | O_SYNC | O_DSYNC)) | O_NOFOLLOW | O_CLOEXEC;
+    int fd = openat(dirfd, name, flags);
+    rc = fd < 0 ? -errno : 0;
+    if (fd >= 0 && (uint64_t)fd >= VIRTUAL_FH_BASE) {
+      close(fd);
+      rc = -EIO;
+    } else if (fd >= 0) {
+      fi->fh = (uint64_t)fd;
+    }
+    if (owned) close(dirfd);
+  }
+  pthread_rwlock_unlock(&io_lock);
+  __atomic_add_fetch(&fast_opens, 1, __ATOMIC_RELAXED);
+  return rc;
+}
+
 static int fast_flush(const char *path, void *fi) {
   pthread_rwlock_rdlock(&io_lock);
   int on = fast_on;
@@ -1161,17 +1283,24 @@ void *fuse_new(void *ch, void *args, const void *op, size_t op_size, void *user_
   if (op == NULL || op_size < HL_MIN_SLOTS * sizeof(void *) || op_size > sizeof fast_ops || js_getattr != NULL) return real(ch, args, op, op_size, user_data);
   int looks_right = slots[HL_GETDIR] == NULL && slots[HL_UTIME] == NULL && !in_libfuse2(slots[HL_GETATTR]) &&
                     same_object(slots[HL_GETATTR], slots[HL_UTIMENS]) && same_object(slots[HL_GETATTR], slots[HL_FLUSH]) &&
-                    same_object(slots[HL_GETATTR], slots[HL_RELEASE]);
+                    same_object(slots[HL_GETATTR], slots[HL_RELEASE]) && same_object(slots[HL_GETATTR], slots[HL_CHMOD]) &&
+                    same_object(slots[HL_GETATTR], slots[HL_CHOWN]) && same_object(slots[HL_GETATTR], slots[HL_OPEN]);
   if (!looks_right) return real(ch, args, op, op_size, user_data);
   memcpy(fast_ops, op, op_size);
   js_getattr = (hl_getattr_fn)slots[HL_GETATTR];
   js_utimens = (hl_utimens_fn)slots[HL_UTIMENS];
   js_flush = (hl_file_fn)slots[HL_FLUSH];
   js_release = (hl_file_fn)slots[HL_RELEASE];
+  js_chmod = (hl_chmod_fn)slots[HL_CHMOD];
+  js_chown = (hl_chown_fn)slots[HL_CHOWN];
+  js_open = (hl_file_fn)slots[HL_OPEN];
   fast_ops[HL_GETATTR] = (void *)fast_getattr;
   fast_ops[HL_UTIMENS] = (void *)fast_utimens;
   fast_ops[HL_FLUSH] = (void *)fast_flush;
   fast_ops[HL_RELEASE] = (void *)fast_release;
+  fast_ops[HL_CHMOD] = (void *)fast_chmod;
+  fast_ops[HL_CHOWN] = (void *)fast_chown;
+  fast_ops[HL_OPEN] = (void *)fast_open;
   return real(ch, args, fast_ops, op_size, user_data);
 }
 
