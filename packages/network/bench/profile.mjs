@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { NetworkStack } from "../dist/index.js";
-import { Namespace } from "./netns.mjs";
+import { Namespace, onExitSignals, spawnTied, sweepStaleNamespaces } from "./netns.mjs";
 
 const here = (p) => fileURLToPath(new URL(p, import.meta.url));
 const [mode = "forward", mtuArg = "1500", secondsArg = "4"] = process.argv.slice(2);
@@ -17,8 +17,13 @@ const mtu = Number(mtuArg);
 const tmp = mkdtempSync(join(tmpdir(), `iii-net-prof-${process.pid}-`));
 const port = 20000 + (process.pid % 20000);
 const children = [];
+onExitSignals(() => {
+  for (const c of children) c.kill("SIGKILL");
+  rmSync(tmp, { recursive: true, force: true });
+});
+sweepStaleNamespaces();
 const start = (cmd, args) => {
-  const c = spawn(cmd, args, { stdio: ["ignore", "pipe", "inherit"] });
+  const c = spawnTied(cmd, args, { stdio: ["ignore", "pipe", "inherit"] });
   children.push(c);
   return c;
 };

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { NetworkStack } from "../dist/index.js";
-import { Namespace } from "./netns.mjs";
+import { Namespace, onExitSignals, spawnTied, sweepStaleNamespaces } from "./netns.mjs";
 
 const here = (p) => fileURLToPath(new URL(p, import.meta.url));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
@@ -47,13 +47,12 @@ const cleanup = () => {
     } catch {}
   }
 };
-process.on("SIGINT", () => {
-  cleanup();
-  process.exit(130);
-});
+// Ctrl-C / kill / hang-up: every namespace, child process and temp dir goes before exiting.
+onExitSignals(cleanup);
+sweepStaleNamespaces();
 
 function startProcess(cmd, args) {
-  const c = spawn(cmd, args, { stdio: ["ignore", "pipe", "inherit"] });
+  const c = spawnTied(cmd, args, { stdio: ["ignore", "pipe", "inherit"] });
   cleanups.push(() => c.kill("SIGKILL"));
   return c;
 }
