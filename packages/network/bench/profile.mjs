@@ -31,7 +31,7 @@ start("iperf3", ["-s", "-B", "127.0.0.1", "-p", String(port)]);
 const servers = start(process.execPath, [here("./servers.mjs")]);
 const ports = JSON.parse((await once(servers.stdout, "data"))[0].toString());
 const dnsAddr = `127.${50 + (process.pid % 150)}.98.${1 + (process.pid % 250)}`;
-start("dnsmasq", ["--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-poll", "--conf-file=/dev/null", `--listen-address=${dnsAddr}`, "--bind-interfaces", "--port=53", "--cache-size=0", "--local=/test/", "--address=/bench.test/192.0.2.50", "--dns-forward-max=4096", "--user=root"]);
+start("dnsmasq", ["--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-poll", "--conf-file=/dev/null", `--listen-address=${dnsAddr}`, "--bind-interfaces", "--port=53", "--cache-size=0", "--local=/test/", "--address=/bench.test/192.0.2.50", "--dns-forward-max=4096", "--user=root", "--group=root"]);
 await new Promise((r) => setTimeout(r, 400));
 const stack = new NetworkStack({ slot: 2, mtu, log: () => {}, policy: { hostPorts: [port, ports.echo] }, dns: { upstreams: [dnsAddr], maxConcurrent: 512 } });
 await stack.listen(join(tmp, "vm.sock"));

@@ -70,8 +70,8 @@ async function main() {
     "--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-poll", "--conf-file=/dev/null",
     `--listen-address=${dnsAddr}`, "--bind-interfaces", "--port=53", "--cache-size=0",
     "--local=/test/", "--address=/bench.test/192.0.2.50", "--dns-forward-max=4096",
-    // Stays root: a dnsmasq that changes its user loses the parent-death signal (setpriv --pdeathsig).
-    "--user=root",
+    // Stays root: a dnsmasq that changes its user or group loses the parent-death signal (setpriv --pdeathsig).
+    "--user=root", "--group=root",
   ]);
   await new Promise((r) => setTimeout(r, 500));
 
