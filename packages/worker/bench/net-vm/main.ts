@@ -1,0 +1,218 @@
+/**
+ * The network path users see: a TCG guest (the worker's libkrunfw kernel, virtio-net) running iperf3 and a
+ * TCP request/response loop against the host, once through @iii/network (QEMU's stream netdev to our
+ * socket, exactly as a worker VM) and once on QEMU's built-in user networking (`-netdev user`, slirp inside
+ * QEMU). Same kernel, rootfs, guest tools, host servers; rounds interleaved. Prints
+ * `metric  ours  qemu-user  ratio min/med/max` (ratio > 1: ours better).
+ *
+ *   flock /tmp/iii-heavy.lock node packages/worker/bench/net-vm/run.mjs [--rounds 3] [--seconds 5]
+ *
+ * The guest rootfs is the busybox test rootfs plus the host's iperf3 (with the shared libraries it needs)
+ * and `rr`, a static C ping-pong/connection-rate client (rr.c, built here with gcc -static).
+ */
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { NetworkStack } from "@iii/network";
+import { resolveKernel } from "../../src/firmware/index.js";
+import { QemuVmm } from "../../src/vmm/qemu-vmm.js";
+import { buildBusyboxRootfs } from "../boot/raw-floor.js";
+
+const { values } = parseArgs({ options: { rounds: { type: "string", default: "3" }, seconds: { type: "string", default: "5" }, pings: { type: "string", default: "2000" } } });
+const ROUNDS = Number(values.rounds);
+const SECONDS = Number(values.seconds);
+const PINGS = Number(values.pings);
+const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+const GUEST_MAC = "52:54:00:12:34:56";
+
+for (const tool of ["iperf3", "gcc", "qemu-system-x86_64"]) {
+  try {
+    execFileSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
+  } catch {
+    console.log(`SKIP net-vm bench: ${tool} not found`);
+    process.exit(0);
+  }
+}
+
+const work = mkdtempSync("/tmp/iii-netvm-");
+const children: ChildProcess[] = [];
+const cleanup = () => {
+  for (const c of children) c.kill("SIGKILL");
+  rmSync(work, { recursive: true, force: true });
+};
+for (const [sig, num] of [["SIGINT", 2], ["SIGTERM", 15], ["SIGHUP", 1]] as const) {
+  process.on(sig, () => {
+    cleanup();
+    process.exit(128 + num);
+  });
+}
+/** Host-side helpers die with this process even if it is SIGKILLed (setpriv --pdeathsig). */
+const startTied = (cmd: string, args: string[]) => {
+  const c = spawn("setpriv", ["--pdeathsig", "KILL", cmd, ...args], { stdio: ["ignore", "pipe", "inherit"] });
+  children.push(c);
+  return c;
+};
+
+/** Copies `bin` and every shared library ldd names into the rootfs at the same paths. */
+function installDynamic(root: string, bin: string): void {
+  const paths = new Set([bin]);
+  for (const line of execFileSync("ldd", [bin], { encoding: "utf8" }).split("\n")) {
+    const m = /(?:=>\s*)?(\/\S+)\s+\(0x/.exec(line);
+    if (m) paths.add(m[1]!);
+  }
+  for (const p of paths) {
+    mkdirSync(join(root, dirname(p)), { recursive: true });
+    copyFileSync(p, join(root, p));
+    chmodSync(join(root, p), 0o755);
+  }
+}
+
+function buildRootfs(): string {
+  const root = join(work, "root");
+  cpSync(buildBusyboxRootfs(), root, { recursive: true, verbatimSymlinks: true });
+  installDynamic(root, execFileSync("sh", ["-c", "command -v iperf3"], { encoding: "utf8" }).trim());
+  execFileSync("gcc", ["-O2", "-static", "-o", join(root, "bin/rr"), here("./rr.c")]);
+  mkdirSync(join(root, "results"), { recursive: true });
+  // Results go to files on the root share (virtio-fs), read by the host after QEMU exits.
+  writeFileSync(
+    join(root, "init.krun"),
+    `#!/bin/busybox sh
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t tmpfs tmpfs /tmp
+ip link set lo up
+ip link set eth0 up
+ip addr add $NET_ADDR dev eth0
+ip route add default via $NET_GW
+R=/results/$RUN
+mkdir -p $R
+echo netvm-up
+iperf3 -c $HOST -p $IPERF_PORT -t $SECS -J > $R/fwd.json 2>&1
+iperf3 -c $HOST -p $IPERF_PORT -t $SECS -J -R > $R/rev.json 2>&1
+rr $HOST $ECHO_PORT rtt $PINGS > $R/rtt.txt 2>&1
+rr $HOST $ECHO_PORT conn $SECS > $R/conn.txt 2>&1
+sync
+echo netvm-done
+reboot -f
+`,
+  );
+  chmodSync(join(root, "init.krun"), 0o755);
+  return root;
+}
+
+type Mode = "ours" | "user";
+interface Sample {
+  fwdMbps: number;
+  revMbps: number;
+  rttUs: number;
+  connPerS: number;
+  /** CPU seconds our stack's process spent during the run (ours only). */
+  stackCpuS: number;
+}
+
+const { kernel } = await resolveKernel({});
+const root = buildRootfs();
+const iperfPort = 20000 + (process.pid % 20000);
+startTied("iperf3", ["-s", "-B", "127.0.0.1", "-p", String(iperfPort)]);
+const servers = startTied(process.execPath, [fileURLToPath(new URL("../../../network/bench/servers.mjs", import.meta.url))]);
+const ports = JSON.parse(((await once(servers.stdout!, "data")) as Buffer[])[0]!.toString()) as { echo: number };
+await new Promise((r) => setTimeout(r, 300));
+
+// QEMU's user networking goes on the command line through a wrapper (the VMM adapter only knows the stream netdev).
+const userQemu = join(work, "qemu-user-net.sh");
+writeFileSync(userQemu, `#!/bin/sh\nexec qemu-system-x86_64 "$@" -netdev user,id=n0,net=10.0.2.0/24 -device virtio-net-device,netdev=n0,mac=${GUEST_MAC}\n`);
+chmodSync(userQemu, 0o755);
+
+const ipStr = (ip: number) => `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`;
+
+async function runVm(mode: Mode, run: string): Promise<Sample> {
+  const runDir = join(work, `run-${run}`);
+  mkdirSync(runDir);
+  let stack: NetworkStack | undefined;
+  let env: Record<string, string>;
+  if (mode === "ours") {
+    stack = new NetworkStack({ slot: 3, mtu: 1500, log: () => {}, policy: { hostPorts: [iperfPort, ports.echo] } });
+    await stack.listen(join(runDir, "net.sock"));
+    const a = stack.addresses;
+    const gw = ipStr(a.gatewayIp);
+    env = { NET_ADDR: `${ipStr(a.guestIp)}/30`, NET_GW: gw, HOST: gw };
+  } else {
+    env = { NET_ADDR: "10.0.2.15/24", NET_GW: "10.0.2.2", HOST: "10.0.2.2" };
+  }
+  const mac = stack ? Array.from(stack.addresses.guestMac, (b) => b.toString(16).padStart(2, "0")).join(":") : GUEST_MAC;
+  const vm = new QemuVmm({
+    name: `netvm-${run}`,
+    kernelPath: kernel.elfPath,
+    root: { tag: "rootfs", hostDir: root },
+    vcpus: 1,
+    memoryBytes: 256 * 1024 * 1024,
+    consoleLogPath: join(runDir, "console.log"),
+    runDir,
+    env: { ...env, RUN: run, IPERF_PORT: String(iperfPort), ECHO_PORT: String(ports.echo), SECS: String(SECONDS), PINGS: String(PINGS) },
+    ...(stack ? { network: { socketPath: join(runDir, "net.sock"), mac } } : { qemuPath: userQemu }),
+  });
+  const cpu0 = process.cpuUsage();
+  try {
+    await vm.start();
+    await vm.waitForConsole((l) => l.includes("netvm-done"), 120_000 + SECONDS * 4_000);
+    await vm.wait();
+  } catch (err) {
+    console.error(`  ${run}: ${(err as Error).message}; console:\n${readFileSync(join(runDir, "console.log"), "utf8").slice(-2000)}`);
+  } finally {
+    await vm.cleanup();
+    await stack?.close();
+  }
+  const cpu = process.cpuUsage(cpu0);
+  const dir = join(root, "results", run);
+  const read = (f: string) => (existsSync(join(dir, f)) ? readFileSync(join(dir, f), "utf8") : "");
+  const iperf = (f: string) => {
+    try {
+      return (JSON.parse(read(f)).end.sum_received.bits_per_second as number) / 1e6;
+    } catch {
+      console.error(`  ${run}/${f}: ${read(f).slice(0, 300)}`);
+      return Number.NaN;
+    }
+  };
+  return {
+    fwdMbps: iperf("fwd.json"),
+    revMbps: iperf("rev.json"),
+    rttUs: Number(/rtt_us (\S+)/.exec(read("rtt.txt"))?.[1] ?? Number.NaN),
+    connPerS: Number(/conn_per_s (\S+)/.exec(read("conn.txt"))?.[1] ?? Number.NaN),
+    stackCpuS: (cpu.user + cpu.system) / 1e6,
+  };
+}
+
+const samples: Record<Mode, Sample[]> = { ours: [], user: [] };
+try {
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const mode of (round % 2 ? ["ours", "user"] : ["user", "ours"]) as Mode[]) {
+      const s = await runVm(mode, `${mode}-${round}`);
+      samples[mode].push(s);
+      console.error(`round ${round} ${mode.padEnd(4)}: guest->host ${s.fwdMbps.toFixed(0)} Mbit/s, host->guest ${s.revMbps.toFixed(0)} Mbit/s, round trip ${s.rttUs} us, ${s.connPerS} conn/s`);
+    }
+  }
+} finally {
+  cleanup();
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
+const fmt = (v: number) => (!Number.isFinite(v) ? "n/a" : v >= 100 ? v.toFixed(0) : v.toFixed(1));
+const rows: Array<[string, keyof Sample, boolean]> = [
+  ["bulk guest->host (Mbit/s)", "fwdMbps", true],
+  ["bulk host->guest (Mbit/s)", "revMbps", true],
+  ["TCP round trip median (us)", "rttUs", false],
+  ["TCP connections/s sequential", "connPerS", true],
+];
+console.log(`\nTCG guest, 1 vCPU, MTU 1500, ${ROUNDS} interleaved round(s); ours = @iii/network via QEMU's stream netdev, qemu-user = -netdev user (slirp in QEMU)`);
+console.log(["metric".padEnd(32), "ours".padStart(8), "qemu-user".padStart(10), "ratio min/med/max".padStart(20)].join("  "));
+for (const [name, key, higher] of rows) {
+  const ratios = samples.ours.map((o, i) => (higher ? o[key] / samples.user[i]![key] : samples.user[i]![key] / o[key]));
+  const r = [Math.min(...ratios), median(ratios), Math.max(...ratios)].map((x) => x.toFixed(2)).join("/");
+  console.log([name.padEnd(32), fmt(median(samples.ours.map((s) => s[key]))).padStart(8), fmt(median(samples.user.map((s) => s[key]))).padStart(10), r.padStart(20)].join("  "));
+}
+console.log(`our stack's process CPU per VM run (median): ${median(samples.ours.map((s) => s.stackCpuS)).toFixed(2)} s (the guest's runs take ~${4 * SECONDS} s plus boot)`);
+console.log("ratio > 1: ours is better (throughput/rate: ours/qemu-user; latency: qemu-user/ours).");
+process.exit(0);
