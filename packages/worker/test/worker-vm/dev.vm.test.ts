@@ -53,13 +53,19 @@ describe.skipIf(!!skip)("iii worker dev in a real VM (vm)", () => {
   afterAll(() => p.dispose());
 
   it("hot-reloads the workload on a source edit without rebooting, and Ctrl-C leaves nothing behind", async () => {
-    const dir = project(p.dir, "reload", "echo installed", 'console.log("version one"); setInterval(() => {}, 1000);\n');
+    // The first version also says who PID 1 is and its resident memory: the static init in the node dev image.
+    const pid1 = 'const fs = require("fs"); console.log("pid1", fs.readFileSync("/proc/1/cmdline", "utf8").replace(/\\0/g, " ").trim(), (/^VmRSS:.*$/m.exec(fs.readFileSync("/proc/1/status", "utf8")) || ["?"])[0]);';
+    const dir = project(p.dir, "reload", "echo installed", `${pid1} console.log("version one"); setInterval(() => {}, 1000);\n`);
     const dev = startDev(p, dir, { III_DEV_IMAGE_NODE: image });
     try {
       await waitFor(() => dev.out().includes("version one"), 180_000, "the first version's output").catch((error: Error) => {
         throw new Error(`${error.message}\n--- dev stderr ---\n${dev.err()}${p.diagnostics("iii-dev-reload")}`);
       });
       expect(readFileSync(join(dir, ".iii/dev/install.key"), "utf8").length).toBeGreaterThan(0);
+      const rss = /^pid1 \/init\.krun VmRSS:\s+(\d+) kB$/m.exec(dev.out());
+      expect(rss, dev.out()).not.toBeNull();
+      console.log(`[vm] node dev image: PID 1 is /init.krun, VmRSS ${rss![1]} kB`);
+      expect(Number(rss![1])).toBeLessThanOrEqual(5 * 1024);
       const edited = Date.now();
       writeFileSync(join(dir, "src/index.js"), 'console.log("version two"); setInterval(() => {}, 1000);\n');
       await waitFor(() => dev.out().includes("version two"), 30_000, "the restarted workload's output");
