@@ -37,7 +37,15 @@ process.on("message", (m: ParentMessage) => {
           send({ type: "unmounted", external: true, code: reason.error.code, message: reason.error.message });
           process.exit(3);
         });
-        statsTimer = setInterval(() => send({ type: "stats", stats: h.stats() }), m.statsIntervalMs);
+        // Only a change crosses the IPC channel: an idle mount costs the parent no wake-ups.
+        let last = "";
+        statsTimer = setInterval(() => {
+          const stats = h.stats();
+          const key = JSON.stringify(stats);
+          if (key === last) return;
+          last = key;
+          send({ type: "stats", stats });
+        }, m.statsIntervalMs);
         statsTimer.unref();
         send({ type: "mounted", pid: process.pid });
       },

@@ -2,7 +2,6 @@ import { existsSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { access, chmod, mkdir, rm, stat, constants } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
-import { SupervisorClient } from "./api/client.js";
 import { IiiError } from "./errors.js";
 import { isSameProcessAlive } from "./host/process-identity.js";
 import { iiiHome, managedRoot, workerPaths, type WorkerPaths } from "./paths.js";
@@ -16,10 +15,9 @@ import { findGuestInit } from "./launch/guest-init.js";
 import { policyRules } from "./launch/policy-rules.js";
 import { resolveKernel } from "./firmware/index.js";
 import { findQemu, findVirtiofsd } from "./host/binaries.js";
-import { ensureImage, type PullPolicy } from "./images/index.js";
+import type { PullPolicy } from "./images/index.js";
 import { getWorker } from "./workers.js";
 import { isWasmImage, type WorkerSpec } from "./state/model.js";
-import { startWasmWorker } from "./wasm/controller.js";
 import { canReadWrite, writableDirError } from "./host/writable.js";
 import { writeFileAtomic } from "./util/atomic-write.js";
 import { resolveAccel } from "./vmm/accel.js";
@@ -70,6 +68,7 @@ export async function stopWorker(name: string, options: StopOptions = {}): Promi
     return "cleaned-crashed";
   }
   const graceMs = options.graceMs ?? DEFAULT_STOP_GRACE_MS;
+  const { SupervisorClient } = await import("./api/client.js");
   await new SupervisorClient(paths.apiSock).stop(graceMs).catch(() => {
     try {
       process.kill(record.pid, "SIGTERM");
@@ -141,6 +140,8 @@ async function resolveRootfs(image: string, env: NodeJS.ProcessEnv, pull: PullPo
     if (!(await isDirectory(rootfs))) throw new IiiError("RootfsNotFound", `rootfs directory ${rootfs} does not exist`);
     return { rootfs };
   }
+  // The image store and its registry client load only for an image (`start` of a dir: rootfs stays light).
+  const { ensureImage } = await import("./images/index.js");
   const ensured = await ensureImage(image, { home: iiiHome(env), progress: process.stderr.isTTY === true, pull, env });
   const c = ensured.config;
   const config: ImageProcessConfig = {
@@ -193,6 +194,7 @@ export async function startWorkerWithSpec(name: string, spec: WorkerSpec, option
   if (isWasmImage(spec.image)) {
     if (capturePath) throw new IiiError("NotApplicable", "--capture does not apply to a WASM worker: it has no virtual network interface");
     await prepareWorkerDir(paths, iiiHome(env), env);
+    const { startWasmWorker } = await import("./wasm/controller.js");
     const started = await startWasmWorker(name, spec, { env, cwd, engineUrl: options.engineUrl, timeoutMs: options.bootTimeoutMs ?? 30_000 });
     return { name, pid: started.pid, timings: started.timings, cleanedCrashed, tier: "wasm" };
   }

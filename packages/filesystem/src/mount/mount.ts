@@ -3,7 +3,7 @@
 import { EventEmitter } from "node:events";
 import v8 from "node:v8";
 import vm from "node:vm";
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { FilesystemError, type FilesystemErrorCode } from "../errors.js";
@@ -17,6 +17,9 @@ import { IiiFuse, releaseNativeThread, type MountStats } from "./fuse-shell.js";
 import { setCloexec } from "../host/libc.js";
 import { enableIno64, enableLinkGroups, enableShimIo, fuseCaller, shimHides } from "../host/fuse-caller.js";
 import type { HostOwner, HostPolicy } from "../fs/host-meta.js";
+import { findServerScript, mountInChild } from "./client.js";
+
+export { setattrShimPath, MountServer } from "./client.js";
 
 export interface CacheOptions {
   /** Kernel dentry cache lifetime (seconds). Default 5. */
@@ -446,143 +449,4 @@ export async function unmountPath(mountpoint: string): Promise<void> {
     const r2 = await run("fusermount", ["-uz", abs]);
     if (r2.code !== 0) throw new FilesystemError("UnmountFailed", `fusermount -u ${abs}: ${r.stderr.trim()}`);
   }
-}
-
-function findServerScript(): string | null {
-  // Built: dist/server.js next to this chunk. From sources (tests): the built one.
-  for (const rel of ["./server.js", "../../dist/server.js"]) {
-    const p = new URL(rel, import.meta.url);
-    if (fs.existsSync(p)) return p.pathname;
-  }
-  return null;
-}
-
-/** The setattr shim (src/native/setattr-shim.c) built next to dist/server.js, if any. */
-export function setattrShimPath(): string | null {
-  const server = findServerScript();
-  const shim = server && path.join(path.dirname(server), "libiii-setattr-shim.so");
-  return shim && fs.existsSync(shim) ? shim : null;
-}
-
-function serverScript(): string {
-  const p = findServerScript();
-  if (!p) throw new FilesystemError("MountFailed", "dist/server.js is missing: build @iii/filesystem first");
-  return p;
-}
-
-type ServerMessage =
-  | { type: "mounted"; pid: number }
-  | { type: "error"; code: FilesystemErrorCode; message: string }
-  | { type: "stats"; stats: MountStats }
-  | { type: "memory"; memory: ServerMemory }
-  | { type: "unmounted"; external: boolean; code?: FilesystemErrorCode; message?: string };
-
-class ChildMount extends EventEmitter implements MountHandle {
-  readonly mountpoint: string;
-  readonly serverPid: number;
-  readonly closed: Promise<UnmountReason>;
-  private state: "mounted" | "unmounting" | "gone" = "mounted";
-  private lastStats: MountStats = { ops: {}, errors: {}, bytesRead: 0, bytesWritten: 0 };
-  private resolveClosed!: (r: UnmountReason) => void;
-  private readonly child: ChildProcess;
-  private readonly memoryWaiters: { resolve: (m: ServerMemory) => void; reject: (e: Error) => void }[] = [];
-
-  constructor(mountpoint: string, child: ChildProcess) {
-    super();
-    this.mountpoint = mountpoint;
-    this.child = child;
-    this.serverPid = child.pid ?? -1;
-    this.closed = new Promise((r) => (this.resolveClosed = r));
-    child.on("message", (m: ServerMessage) => {
-      if (m.type === "memory") this.memoryWaiters.shift()?.resolve(m.memory);
-      if (m.type === "stats") this.lastStats = m.stats;
-      else if (m.type === "unmounted" && m.external) {
-        this.finish({ external: true, error: new FilesystemError(m.code ?? "ExternalUnmount", m.message ?? "unmounted externally") });
-      }
-    });
-    child.on("exit", (code, signal) => {
-      if (this.state === "gone") return;
-      const error = new FilesystemError("ServerExited", `the FUSE server process for ${mountpoint} exited (${signal ?? `code ${code}`})`);
-      this.finish(this.state === "unmounting" ? { external: false } : { external: true, error });
-    });
-  }
-
-  get mounted(): boolean {
-    return this.state === "mounted";
-  }
-
-  memoryAfterGc(): Promise<ServerMemory> {
-    if (this.state !== "mounted" || !this.child.connected) {
-      return Promise.reject(new FilesystemError("ServerExited", `the FUSE server for ${this.mountpoint} is not running`));
-    }
-    return new Promise((resolve, reject) => {
-      this.memoryWaiters.push({ resolve, reject });
-      this.child.send({ type: "memory" });
-    });
-  }
-
-  stats(): MountStats {
-    const s = this.lastStats;
-    return {
-      ops: { ...s.ops },
-      errors: { ...s.errors },
-      bytesRead: s.bytesRead,
-      bytesWritten: s.bytesWritten,
-      ...(s.pinnedFiles !== undefined ? { pinnedFiles: s.pinnedFiles } : {}),
-      ...(s.shimOps !== undefined ? { shimOps: { ...s.shimOps } } : {}),
-    };
-  }
-
-  private finish(reason: UnmountReason): void {
-    if (this.state === "gone") return;
-    this.state = "gone";
-    for (const w of this.memoryWaiters.splice(0)) w.reject(new FilesystemError("ServerExited", `the FUSE server for ${this.mountpoint} is gone`));
-    this.resolveClosed(reason);
-    this.emit("unmounted", reason);
-    if (reason.external && this.listenerCount("error") > 0) this.emit("error", reason.error);
-  }
-
-  async unmount(): Promise<void> {
-    if (this.state === "mounted") {
-      this.state = "unmounting";
-      if (this.child.connected) this.child.send({ type: "unmount" });
-      else this.child.kill("SIGTERM");
-    }
-    await this.closed;
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.unmount();
-  }
-}
-
-async function mountInChild(options: MountOptions): Promise<MountHandle> {
-  const mountpoint = path.resolve(options.mountpoint);
-  const server = serverScript();
-  const env = { ...process.env };
-  // Preloaded into the server only: restores mtime-only/atime-only updates (README).
-  const shim = setattrShimPath();
-  if (shim && !(env.LD_PRELOAD ?? "").includes(shim)) env.LD_PRELOAD = env.LD_PRELOAD ? `${shim}:${env.LD_PRELOAD}` : shim;
-  const child = spawn(process.execPath, [server], { cwd: "/", env, stdio: ["ignore", "inherit", "inherit", "ipc"], serialization: "advanced" });
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const onExit = (code: number | null): void => reject(new FilesystemError("MountFailed", `FUSE server exited (${code}) before mounting`));
-      child.once("exit", onExit);
-      child.on("message", function onMessage(m: ServerMessage) {
-        if (m.type === "mounted") {
-          child.off("exit", onExit);
-          child.off("message", onMessage);
-          resolve();
-        } else if (m.type === "error") {
-          child.off("exit", onExit);
-          reject(new FilesystemError(m.code, m.message));
-        }
-      });
-      child.send({ type: "mount", options: { ...options, mountpoint }, statsIntervalMs: 250 });
-    });
-  } catch (err) {
-    if (child.exitCode === null) child.kill("SIGKILL");
-    throw err;
-  }
-  return new ChildMount(mountpoint, child);
 }

@@ -9,7 +9,8 @@ import { setCloseOnExec } from "../host/file-lock.js";
  * (fd 3): one JSON line, then the pipe closes. If the supervisor dies first, `start` sees EOF instead.
  */
 export type BootReport =
-  | { event: "ready"; pid: number; timings: Record<string, number> }
+  /** `origin`: the reporting process's start (performance.timeOrigin, ms since the epoch); its timings count from there. */
+  | { event: "ready"; pid: number; origin?: number; timings: Record<string, number> }
   | { event: "failed"; code: string; message: string; consoleTail?: string };
 
 export const READY_FD = 3;

@@ -25,6 +25,7 @@ export interface SpawnSupervisorOptions {
 export async function spawnSupervisor(options: SpawnSupervisorOptions): Promise<Extract<BootReport, { event: "ready" }>> {
   const { paths } = options;
   const log = openSync(paths.supervisorLog, "a");
+  const spawnedAt = performance.now();
   let child;
   try {
     child = spawn(process.execPath, [SUPERVISOR_ENTRY, options.name, options.projectDir], {
@@ -46,7 +47,14 @@ export async function spawnSupervisor(options: SpawnSupervisorOptions): Promise<
   } catch {
     report = undefined;
   }
-  if (report?.event === "ready") return report;
+  if (report?.event === "ready") {
+    // This process's share of the boot, beside the supervisor's phases (which count from its own start):
+    // "cli:spawn" when the supervisor was spawned, "cli:supervisor" when its process started, "cli:ready" when
+    // its READY arrived, each in ms since this process started.
+    const cli: Record<string, number> = { "cli:spawn": Math.round(spawnedAt), "cli:ready": Math.round(performance.now()) };
+    if (typeof report.origin === "number") cli["cli:supervisor"] = Math.round(report.origin - performance.timeOrigin);
+    return { ...report, timings: { ...cli, ...report.timings } };
+  }
   if (report?.event === "failed") {
     // A package's own code (a FilesystemError's, a NetworkError's) reaches the CLI line as it is.
     const code = isErrorCode(report.code) ? report.code : "VmBootFailed";

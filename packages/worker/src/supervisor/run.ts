@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import type { MountServer } from "@iii/filesystem/client";
 import type { HostControl, WorkloadExitMessage } from "@iii/init";
 import type { NetworkStack } from "@iii/network";
 import type { ExecRegistry } from "../api/exec-registry.js";
@@ -23,13 +24,16 @@ export function log(message: string): void {
 export class SupervisorRun {
   /** The one cleanup owner: undoes what ran, in reverse order. */
   readonly resources = new ResourceOwner(log);
-  readonly startedAt = performance.now();
-  /** Cumulative ms since the supervisor started, at the end of each phase. */
+  /** The supervisor process's start (performance.now()'s origin): the timings include Node's start-up and module loading. */
+  readonly startedAt = 0;
+  /** Cumulative ms since the supervisor process started, at the end of each phase ("load": its code is loaded). */
   readonly timings: Record<string, number> = {};
   request: LaunchRequest | undefined;
   plan!: VmPlan;
   record!: VmRecord;
   vmm: Vmm | undefined;
+  /** The root mount's FUSE server, started before the supervisor loaded its code (main.ts); used by the mount phase. */
+  rootServer: MountServer | undefined;
   control: HostControl | undefined;
   execs: ExecRegistry | undefined;
   stack: NetworkStack | undefined;

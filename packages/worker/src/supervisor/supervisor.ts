@@ -1,6 +1,7 @@
 import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import type { MountServer } from "@iii/filesystem/client";
 import { HostControl, type ReadyMessage } from "@iii/init";
 import { errnoCode, IiiError, toIiiError } from "../errors.js";
 import { tryHoldFileLock, withFileLock } from "../host/file-lock.js";
@@ -24,10 +25,21 @@ import { allocateSlot } from "./slots.js";
  * outcome on the ready pipe, streams the workload's output to the log files, records the exit, and has the
  * run's one cleanup owner undo what ran, on any exit.
  */
-export async function runSupervisor(name: string, projectDir: string, env: NodeJS.ProcessEnv = process.env, createVmm: VmmFactory = createQemuVmm): Promise<number> {
+export async function runSupervisor(
+  name: string,
+  projectDir: string,
+  env: NodeJS.ProcessEnv = process.env,
+  createVmm: VmmFactory = createQemuVmm,
+  rootServer?: MountServer,
+): Promise<number> {
   const paths = workerPaths(name, env, projectDir);
   const ready = new ReadyPipe(env.III_READY_FD ? Number(env.III_READY_FD) : undefined);
   const run = new SupervisorRun(name, paths, env, createVmm);
+  run.mark("load");
+  if (rootServer) {
+    run.rootServer = rootServer;
+    run.resources.add("unused FUSE server", () => rootServer.dispose());
+  }
   for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(signal, () => void run.requestStop(signal));
 
   try {
@@ -70,7 +82,7 @@ export async function runSupervisor(name: string, projectDir: string, env: NodeJ
     const readyMessage = await awaitReady(run, request);
     run.mark("ready");
     run.readyAt = Date.now();
-    ready.report({ event: "ready", pid: process.pid, timings: { ...run.timings, ...guestTimings(readyMessage) } });
+    ready.report({ event: "ready", pid: process.pid, origin: performance.timeOrigin, timings: { ...run.timings, ...guestTimings(readyMessage) } });
     log(`ready in ${run.timings.ready} ms`);
     run.resources.add("health watch", watchHealth(run.control!, paths.health, health, log));
     return await runToEnd(run);

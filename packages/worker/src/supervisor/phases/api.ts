@@ -1,14 +1,13 @@
-import { ExecRegistry } from "../../api/exec-registry.js";
-import { ApiServer } from "../../api/server.js";
 import { IiiError } from "../../errors.js";
 import { log, type SupervisorRun } from "../run.js";
 
 /** The worker's API socket (status, exec, restart, the one stop) and the registry of its execs. */
 export async function apiPhase(run: SupervisorRun): Promise<void> {
+  // Loaded here, not with the supervisor: the HTTP and WebSocket servers load while the mount comes up.
+  const [{ ExecRegistry }, { ApiServer }] = await Promise.all([import("../../api/exec-registry.js"), import("../../api/server.js")]);
   const { plan } = run;
   const execs = new ExecRegistry(() => (run.readyAt !== undefined && !run.crash ? run.control : undefined));
   run.execs = execs;
-  const stack = run.stack!;
   const api = new ApiServer({
     paths: run.paths,
     execs,
@@ -23,7 +22,8 @@ export async function apiPhase(run: SupervisorRun): Promise<void> {
       resources: { vcpus: plan.launch.vcpus, memoryBytes: plan.launch.memoryBytes },
       timings: run.timings,
       execs: { running: execs.runningCount, max: execs.maxExecs },
-      network: { policy: stack.policy.describe(), counters: stack.counters, dns: stack.dns.counters, flows: stack.snapshot() },
+      // The API comes up beside the network stack (phases/index.ts): a status asked for in between has no network yet.
+      network: run.stack ? { policy: run.stack.policy.describe(), counters: run.stack.counters, dns: run.stack.dns.counters, flows: run.stack.snapshot() } : null,
       workloadExit: run.workloadExit ?? null,
     }),
     stop: (graceMs) => void run.requestStop("POST /stop", graceMs),

@@ -1,5 +1,5 @@
 import { mkdir, rm, stat } from "node:fs/promises";
-import { mountPassthrough, type MountHandle, type MountOptions } from "@iii/filesystem";
+import { MountServer, type MountHandle, type MountOptions } from "@iii/filesystem/client";
 import { IiiError } from "../../errors.js";
 import { processStartTime } from "../../host/process-identity.js";
 import { lazyUnmount, mountsUnder } from "../cleanup.js";
@@ -18,7 +18,7 @@ export async function mountPhase(run: SupervisorRun): Promise<void> {
   await mkdir(paths.runtime, { recursive: true });
   run.resources.add("run dir", () => rm(paths.runtime, { recursive: true, force: true }));
 
-  const root = await serve(run, plan.mount.root, "the root filesystem");
+  const root = await serve(run, plan.mount.root, "the root filesystem", run.rootServer);
   run.record.children = [{ name: "iii-fs", pid: root.serverPid, startTime: processStartTime(root.serverPid) ?? 0 }];
   await Promise.all(
     plan.mount.shares.map(async (share) => {
@@ -34,8 +34,8 @@ export async function mountPhase(run: SupervisorRun): Promise<void> {
   await run.writeRecord();
 }
 
-async function serve(run: SupervisorRun, options: MountOptions, what: string): Promise<MountHandle> {
-  const handle = await mountPassthrough(options);
+async function serve(run: SupervisorRun, options: MountOptions, what: string, server: MountServer = MountServer.start()): Promise<MountHandle> {
+  const handle = await server.mount(options);
   run.resources.add(`${what} mount`, () => unmount(handle));
   handle.on("unmounted", (reason) => {
     if (reason.external) run.childDied(`the FUSE server of ${what} (iii-fs pid ${handle.serverPid}) failed: ${reason.error.message}`);

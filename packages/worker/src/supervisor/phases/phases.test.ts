@@ -29,4 +29,46 @@ describe("the supervisor's phases", () => {
     await run.resources.releaseAll();
     expect(undone).toEqual(["c.1", "b.2", "b.1", "a.2", "a.1"]);
   });
+
+  it("phases whose needs are met run together; a phase waits for every phase it needs", async () => {
+    const run = new SupervisorRun("w", workerPaths("w", { III_HOME: "/nonexistent-iii-home" }, "/p"), {}, createQemuVmm);
+    const events: string[] = [];
+    const gate = (name: string, ms: number, needs: string[]): Phase => ({
+      name,
+      needs,
+      run: async () => {
+        events.push(`${name}+`);
+        await new Promise((r) => setTimeout(r, ms));
+        events.push(`${name}-`);
+      },
+    });
+    await runPhases(run, [gate("slow", 60, []), gate("fast", 5, []), gate("last", 1, ["slow", "fast"])]);
+    // Both independent phases started before either ended; the dependent one only after both.
+    expect(events.slice(0, 2).sort()).toEqual(["fast+", "slow+"]);
+    expect(events.slice(2)).toEqual(["fast-", "slow-", "last+", "last-"]);
+    expect(Object.keys(run.timings)).toEqual(["fast", "slow", "last"]);
+  });
+
+  it("after a failure no new phase starts, and the running ones are waited for before the error is thrown", async () => {
+    const run = new SupervisorRun("w", workerPaths("w", { III_HOME: "/nonexistent-iii-home" }, "/p"), {}, createQemuVmm);
+    const undone: string[] = [];
+    let vmmStarted = false;
+    const phases: Phase[] = [
+      { name: "mount", needs: [], run: async () => { await new Promise((r) => setTimeout(r, 40)); run.resources.add("mount", () => undone.push("mount")); } },
+      { name: "network", needs: [], run: async () => { throw new Error("network failed"); } },
+      { name: "vmm", needs: ["mount", "network"], run: async () => { vmmStarted = true; } },
+    ];
+    await expect(runPhases(run, phases)).rejects.toThrow("network failed");
+    // The slow mount had finished and registered its part before runPhases gave up: the cleanup owner has it.
+    await run.resources.releaseAll();
+    expect(undone).toEqual(["mount"]);
+    expect(vmmStarted).toBe(false);
+  });
+
+  it("the VM phase needs the mount, the network and the control socket; the API is not on the boot's path", () => {
+    const byName = Object.fromEntries(PHASES.map((p) => [p.name, p.needs]));
+    expect(byName.vmm).toEqual(["mount", "network", "control"]);
+    expect([byName.mount, byName.network, byName.api, byName.control]).toEqual([[], [], [], []]);
+  });
 });
+
