@@ -99,7 +99,7 @@ export function shimHides(): { hiding(): number; takeReleased(): number[] } | nu
   }
 }
 
-/** The shim's reads and writes (its eighth job) and plain-tree getattr/open/chmod/chown/utimens/flush/release (ninth) on libfuse's thread. */
+/** The shim's reads and writes (its eighth job) and plain-tree getattr/readdir/open/chmod/chown/utimens/flush/release (ninth) on libfuse's thread. */
 export interface ShimIo {
   /** Waits for requests in flight; later ones reach the JS handlers. */
   stop(): void;
@@ -141,7 +141,7 @@ export function enableShimIo(fast: ShimFastTree | null): ShimIo | null {
       fastOn = (enable(fast.rootFd, skip, skip.length, fast.linkedToJs ? 1 : 0, fast.utimens ? 1 : 0) as number) === 1;
     }
     const io = new BigUint64Array(4);
-    const fc = new BigUint64Array(7);
+    const fc = new BigUint64Array(8);
     return {
       fast: fastOn,
       stop: () => void stop(),
@@ -149,8 +149,8 @@ export function enableShimIo(fast: ShimFastTree | null): ShimIo | null {
         ioCounts(io);
         fastCounts(fc);
         const ops: Record<string, number> = {};
-        const names = ["read", "write", "getattr", "utimens", "flush", "release", "chmod", "chown", "open"];
-        const values = [io[0], io[2], fc[0], fc[1], fc[2], fc[3], fc[4], fc[5], fc[6]];
+        const names = ["read", "write", "getattr", "utimens", "flush", "release", "chmod", "chown", "open", "readdir"];
+        const values = [io[0], io[2], fc[0], fc[1], fc[2], fc[3], fc[4], fc[5], fc[6], fc[7]];
         names.forEach((n, i) => {
           const v = Number(values[i]);
           if (v > 0) ops[n] = v;

@@ -87,6 +87,7 @@
  * request before iii_fast_enable() or after iii_io_stop().
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -934,6 +935,7 @@ static int in_libfuse2(void *p);
 #define HL_CHOWN 11
 #define HL_OPEN 14
 #define HL_FLUSH 18
+#define HL_READDIR 26
 #define HL_RELEASE 19
 #define HL_UTIMENS 36
 #define HL_MIN_SLOTS 37
@@ -946,6 +948,9 @@ typedef int (*hl_utimens_fn)(const char *path, const struct timespec tv[2]);
 typedef int (*hl_file_fn)(const char *path, void *fi);
 typedef int (*hl_chmod_fn)(const char *path, mode_t mode);
 typedef int (*hl_chown_fn)(const char *path, uid_t uid, gid_t gid);
+typedef int (*fill_dir_fn)(void *buf, const char *name, const struct stat *st, off_t off);
+typedef int (*hl_readdir_fn)(const char *path, void *buf, fill_dir_fn filler, off_t off, void *fi);
+static hl_readdir_fn js_readdir;
 static hl_chmod_fn js_chmod;
 static hl_chown_fn js_chown;
 static hl_file_fn js_open;
@@ -956,7 +961,7 @@ static void *fast_ops[64];
 static int fast_on, fast_utimens_on, fast_linked_to_js, fast_root_fd = -1;
 static char fast_skip[FAST_SKIP_NAMES][256];
 static int fast_skip_count;
-static uint64_t fast_getattrs, fast_utimens_count, fast_flushes, fast_releases, fast_chmods, fast_chowns, fast_opens;
+static uint64_t fast_getattrs, fast_utimens_count, fast_flushes, fast_releases, fast_chmods, fast_chowns, fast_opens, fast_readdirs;
 
 /*
  * For the JS side, once mounted: serve getattr/utimens/flush/release of the tree under `root_fd` here. `skip`:
@@ -999,6 +1004,7 @@ void iii_fast_counts(uint64_t *out) {
   out[4] = __atomic_load_n(&fast_chmods, __ATOMIC_RELAXED);
   out[5] = __atomic_load_n(&fast_chowns, __ATOMIC_RELAXED);
   out[6] = __atomic_load_n(&fast_opens, __ATOMIC_RELAXED);
+  out[7] = __atomic_load_n(&fast_readdirs, __ATOMIC_RELAXED);
 }
 
 /* Paths the JS side answers: under a virtual root name, or a hidden node's name. Call with io_lock held. */
@@ -1239,6 +1245,88 @@ static int fast_open(const char *path, void *fi_) {
   return rc;
 }
 
+struct iii_dirent64 {
+  uint64_t d_ino;
+  int64_t d_off;
+  unsigned short d_reclen;
+  unsigned char d_type;
+  char d_name[];
+};
+
+/*
+ * readdir (the JS readdir in fuse-shell.ts): every entry of the host directory at once (libfuse keeps the
+ * listing per handle and serves later offsets from it), "." and ".." first, d_ino from getdents (32 bits, as
+ * fuse-native sends it) and d_type, a regular file's corrected from its override (a guest FIFO, socket or
+ * device node is a regular file on the host; host-meta.ts fixDirentTypes). The root of a mount with virtual
+ * files (which the JS side merges in) goes to the JS side.
+ */
+static int fast_readdir(const char *path, void *buf, fill_dir_fn filler, off_t off, void *fi) {
+  pthread_rwlock_rdlock(&io_lock);
+  if (js_path(path) || (path[1] == 0 && fast_skip_count > 0)) {
+    pthread_rwlock_unlock(&io_lock);
+    return js_readdir(path, buf, filler, off, fi);
+  }
+  int fd;
+  if (path[1] == 0) {
+    struct iii_open_how how = {O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, III_RESOLVE_BENEATH | III_RESOLVE_NO_SYMLINKS | III_RESOLVE_NO_MAGICLINKS};
+    fd = (int)syscall(III_SYS_openat2, fast_root_fd, ".", &how, sizeof how);
+  } else {
+    struct iii_open_how how = {O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0,
+                               III_RESOLVE_BENEATH | III_RESOLVE_NO_SYMLINKS | III_RESOLVE_NO_MAGICLINKS};
+    fd = (int)syscall(III_SYS_openat2, fast_root_fd, path + 1, &how, sizeof how);
+  }
+  if (fd < 0) {
+    int rc = -errno;
+    pthread_rwlock_unlock(&io_lock);
+    return rc;
+  }
+  struct stat self, parent;
+  int rc = 0;
+  if (fstat(fd, &self) != 0 || (path[1] != 0 ? fstatat(fd, "..", &parent, AT_SYMLINK_NOFOLLOW) : fstat(fd, &parent)) != 0) rc = -errno;
+  if (rc == 0) {
+    struct stat st;
+    memset(&st, 0, sizeof st);
+    st.st_mode = S_IFDIR;
+    st.st_ino = (uint32_t)self.st_ino;
+    filler(buf, ".", &st, 0);
+    st.st_ino = (uint32_t)parent.st_ino;
+    filler(buf, "..", &st, 0);
+  }
+  char dents[32768];
+  while (rc == 0) {
+    long n = syscall(SYS_getdents64, fd, dents, sizeof dents);
+    if (n < 0) {
+      rc = -errno;
+      break;
+    }
+    if (n == 0) break;
+    for (long at = 0; at < n;) {
+      struct iii_dirent64 *d = (struct iii_dirent64 *)(dents + at);
+      at += d->d_reclen;
+      if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0) continue;
+      unsigned type = d->d_type;
+      if (type == DT_REG) {
+        struct stat t;
+        memset(&t, 0, sizeof t);
+        t.st_mode = S_IFREG;
+        if (merge_override(fd, d->d_name, &t) && guest_special(t.st_mode & S_IFMT)) type = (t.st_mode & S_IFMT) >> 12;
+      }
+      struct stat st;
+      memset(&st, 0, sizeof st);
+      st.st_mode = (mode_t)type << 12;
+      st.st_ino = (uint32_t)d->d_ino;
+      if (filler(buf, d->d_name, &st, 0) != 0) {
+        rc = -ENOMEM;
+        break;
+      }
+    }
+  }
+  close(fd);
+  pthread_rwlock_unlock(&io_lock);
+  __atomic_add_fetch(&fast_readdirs, 1, __ATOMIC_RELAXED);
+  return rc;
+}
+
 static int fast_flush(const char *path, void *fi) {
   pthread_rwlock_rdlock(&io_lock);
   int on = fast_on;
@@ -1284,7 +1372,8 @@ void *fuse_new(void *ch, void *args, const void *op, size_t op_size, void *user_
   int looks_right = slots[HL_GETDIR] == NULL && slots[HL_UTIME] == NULL && !in_libfuse2(slots[HL_GETATTR]) &&
                     same_object(slots[HL_GETATTR], slots[HL_UTIMENS]) && same_object(slots[HL_GETATTR], slots[HL_FLUSH]) &&
                     same_object(slots[HL_GETATTR], slots[HL_RELEASE]) && same_object(slots[HL_GETATTR], slots[HL_CHMOD]) &&
-                    same_object(slots[HL_GETATTR], slots[HL_CHOWN]) && same_object(slots[HL_GETATTR], slots[HL_OPEN]);
+                    same_object(slots[HL_GETATTR], slots[HL_CHOWN]) && same_object(slots[HL_GETATTR], slots[HL_OPEN]) &&
+                    same_object(slots[HL_GETATTR], slots[HL_READDIR]);
   if (!looks_right) return real(ch, args, op, op_size, user_data);
   memcpy(fast_ops, op, op_size);
   js_getattr = (hl_getattr_fn)slots[HL_GETATTR];
@@ -1294,6 +1383,7 @@ void *fuse_new(void *ch, void *args, const void *op, size_t op_size, void *user_
   js_chmod = (hl_chmod_fn)slots[HL_CHMOD];
   js_chown = (hl_chown_fn)slots[HL_CHOWN];
   js_open = (hl_file_fn)slots[HL_OPEN];
+  js_readdir = (hl_readdir_fn)slots[HL_READDIR];
   fast_ops[HL_GETATTR] = (void *)fast_getattr;
   fast_ops[HL_UTIMENS] = (void *)fast_utimens;
   fast_ops[HL_FLUSH] = (void *)fast_flush;
@@ -1301,6 +1391,7 @@ void *fuse_new(void *ch, void *args, const void *op, size_t op_size, void *user_
   fast_ops[HL_CHMOD] = (void *)fast_chmod;
   fast_ops[HL_CHOWN] = (void *)fast_chown;
   fast_ops[HL_OPEN] = (void *)fast_open;
+  fast_ops[HL_READDIR] = (void *)fast_readdir;
   return real(ch, args, fast_ops, op_size, user_data);
 }
 
