@@ -54,6 +54,34 @@ describe.skipIf(!fuse.ok)("readdir: stable offsets", () => {
     expect(after - before).toBeLessThan(2 * 1024 * 1024);
   });
 
+  it("the same through a layered mount, whose listings the JS side makes (the shim lists plain trees itself)", async () => {
+    const upper = path.join(base, "upper");
+    const mnt2 = path.join(base, "mnt2");
+    fs.mkdirSync(upper);
+    fs.mkdirSync(mnt2);
+    const layered = await mountPassthrough({ layers: { lower: root, upper }, mountpoint: mnt2 });
+    try {
+      const used = async (): Promise<number> => {
+        const m = await layered.memoryAfterGc();
+        return m.heapUsed + m.external;
+      };
+      const listed = async (): Promise<number> => {
+        await new Promise((r) => setTimeout(r, 400));
+        const s = layered.stats();
+        return (s.ops.readdir ?? 0) - (s.shimOps?.readdir ?? 0);
+      };
+      await shOk("for i in 1 2 3 4 5; do ls -f big > /dev/null; done", mnt2);
+      const before = await used();
+      const jsBefore = await listed();
+      await shOk("for i in $(seq 1 40); do ls -f big > /dev/null; done", mnt2);
+      const after = await used();
+      expect((await listed()) - jsBefore).toBeGreaterThanOrEqual(40);
+      expect(after - before).toBeLessThan(2 * 1024 * 1024);
+    } finally {
+      await layered.unmount();
+    }
+  });
+
   it("ls / lists the injected init once, at a real offset", async () => {
     for (let round = 0; round < 3; round++) {
       const names = (await shOk("ls -a1", mnt)).split("\n").filter(Boolean);
