@@ -73,6 +73,17 @@ describe.skipIf(!fuse.ok)("requests the shim answers on libfuse's thread", () =>
     expect(fs.readFileSync(path.join(root, "x", "f99"), "utf8")).toBe("data 99\n");
   });
 
+  it("a directory renamed or removed and made again through the mount: no lookup answers from the old one", async () => {
+    const m = path.join(base, "m");
+    // Each libfuse thread keeps the parent it resolved last; rename and rmdir through the mount make it stale.
+    await shOk("mkdir -p r/a && echo old > r/a/x && stat r/a/x >/dev/null && mv r/a r/b && mkdir r/a && echo new > r/a/y", m);
+    expect(await shOk("cat r/b/x; ls r/a; test -e r/a/x || echo gone", m)).toBe("old\ny\ngone\n");
+    await shOk("rm -r r/a && mkdir r/a && echo again > r/a/z", m);
+    expect(await shOk("ls r/a; test -e r/a/y || echo gone", m)).toBe("z\ngone\n");
+    const loop = "for i in $(seq 1 30); do mkdir d && echo $i > d/f && stat d/f >/dev/null && mv d d$i && mkdir d && { test -e d/f && echo stale$i; }; rmdir d; done; echo done";
+    expect(await shOk(loop, path.join(m, "r"))).toBe("done\n");
+  });
+
   it("what the JS side keeps: virtual files, setuid bits, a hard-linked file, and every request of a layered tree", async () => {
     const m = path.join(base, "m");
     await shOk("echo a > s && echo b > l1 && ln l1 l2", m);

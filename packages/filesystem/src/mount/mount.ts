@@ -210,6 +210,9 @@ function buildOptionString(o: MountOptions): string {
     "big_writes",
     `max_write=${maxWrite}`,
     "max_read=131072",
+    // The shim answers reads by splicing from the host fd into /dev/fuse (setattr-shim.c, eighth job).
+    "splice_write",
+    "splice_move",
   ];
   if (o.useIno && o.stableInodes) throw new FilesystemError("InvalidOptions", "useIno and stableInodes are exclusive");
   if (o.useIno || o.stableInodes) opts.push("use_ino");
