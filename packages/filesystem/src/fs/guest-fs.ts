@@ -405,7 +405,8 @@ export class GuestFs {
    */
   shimFastTree(): import("../host/fuse-caller.js").ShimFastTree | null {
     if (!(this.tree instanceof PassthroughTree) || this.stableInodes) return null;
-    return { rootFd: this.tree.host.rootFd, jsNames: [...this.virtual.rootNames], linkedToJs: this.linkGroups !== null, utimens: !this.readOnly };
+    const owner = this.tree.policy.owner;
+    return { rootFd: this.tree.host.rootFd, jsNames: [...this.virtual.rootNames], linkedToJs: this.linkGroups !== null, utimens: !this.readOnly, owner };
   }
 
   /** Closes the pins of hidden nodes the kernel has forgotten. */

@@ -99,7 +99,7 @@ export function shimHides(): { hiding(): number; takeReleased(): number[] } | nu
   }
 }
 
-/** The shim's reads and writes (its eighth job) and plain-tree getattr/readdir/open/chmod/chown/utimens/flush/release (ninth) on libfuse's thread. */
+/** The shim's reads and writes (its eighth job) and plain-tree getattr/readdir/open/create/mkdir/chmod/chown/utimens/flush/release (ninth) on libfuse's thread. */
 export interface ShimIo {
   /** Waits for requests in flight; later ones reach the JS handlers. */
   stop(): void;
@@ -116,8 +116,10 @@ export interface ShimFastTree {
   jsNames: string[];
   /** Regular files with several host links go to the JS side (link groups). */
   linkedToJs: boolean;
-  /** utimens answered by the shim (not on a read-only mount). */
+  /** Mutations (open for write, chmod, chown, utimens, create, mkdir) answered by the shim: not on a read-only mount. */
   utimens: boolean;
+  /** Host owner of what create and mkdir make (the tree's hostOwner). */
+  owner: { uid: number; gid: number };
 }
 
 /**
@@ -139,9 +141,10 @@ export function enableShimIo(fast: ShimFastTree | null): ShimIo | null {
       const skip = Buffer.from(fast.jsNames.map((n) => `${n}\0`).join(""));
       const enable = lib.func("int iii_fast_enable(int root_fd, const uint8_t *skip, int skip_len, int linked_to_js, int utimens_on)");
       fastOn = (enable(fast.rootFd, skip, skip.length, fast.linkedToJs ? 1 : 0, fast.utimens ? 1 : 0) as number) === 1;
+      if (fastOn && fast.utimens) lib.func("int iii_fast_create_enable(uint32_t uid, uint32_t gid)")(fast.owner.uid, fast.owner.gid);
     }
     const io = new BigUint64Array(4);
-    const fc = new BigUint64Array(8);
+    const fc = new BigUint64Array(10);
     return {
       fast: fastOn,
       stop: () => void stop(),
@@ -149,8 +152,8 @@ export function enableShimIo(fast: ShimFastTree | null): ShimIo | null {
         ioCounts(io);
         fastCounts(fc);
         const ops: Record<string, number> = {};
-        const names = ["read", "write", "getattr", "utimens", "flush", "release", "chmod", "chown", "open", "readdir"];
-        const values = [io[0], io[2], fc[0], fc[1], fc[2], fc[3], fc[4], fc[5], fc[6], fc[7]];
+        const names = ["read", "write", "getattr", "utimens", "flush", "release", "chmod", "chown", "open", "readdir", "create", "mkdir"];
+        const values = [io[0], io[2], fc[0], fc[1], fc[2], fc[3], fc[4], fc[5], fc[6], fc[7], fc[8], fc[9]];
         names.forEach((n, i) => {
           const v = Number(values[i]);
           if (v > 0) ops[n] = v;

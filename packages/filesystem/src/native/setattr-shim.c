@@ -811,6 +811,8 @@ struct iii_fuse_bufvec {
 typedef void (*read_fn)(void *req, unsigned long ino, size_t size, off_t off, void *fi);
 typedef void (*write_buf_fn)(void *req, unsigned long ino, struct iii_fuse_bufvec *bufv, off_t off, void *fi);
 typedef int (*reply_data_fn)(void *req, struct iii_fuse_bufvec *bufv, int flags);
+typedef int (*reply_buf_fn)(void *req, const char *buf, size_t size);
+#define SPLICE_MIN_READ 32768
 #define FUSE_BUF_IS_FD (1 << 1)
 #define FUSE_BUF_FD_SEEK (1 << 2)
 #define FUSE_BUF_SPLICE_MOVE (1 << 3)
@@ -818,6 +820,7 @@ typedef int (*reply_write_fn)(void *req, size_t count);
 static read_fn libfuse_read;
 static write_buf_fn libfuse_write_buf;
 static reply_data_fn reply_data;
+static reply_buf_fn reply_buf;
 static reply_write_fn reply_write;
 static pthread_rwlock_t io_lock = PTHREAD_RWLOCK_INITIALIZER;
 static int io_on;
@@ -825,7 +828,7 @@ static uint64_t io_reads, io_read_bytes, io_writes, io_write_bytes;
 
 /* For the JS side: answer reads and writes here from now on. 1 when installed, 0 when libfuse's slots were not found. */
 int iii_io_enable(void) {
-  if (libfuse_read == NULL || reply_data == NULL) return 0;
+  if (libfuse_read == NULL || reply_data == NULL || reply_buf == NULL) return 0;
   pthread_rwlock_wrlock(&io_lock);
   io_on = 1;
   pthread_rwlock_unlock(&io_lock);
@@ -856,6 +859,23 @@ static void read_host_fd(void *req, unsigned long ino, size_t size, off_t off, v
     return;
   }
   int fd = fi->fh >= VIRTUAL_FH_BASE ? (int)(fi->fh & VIRTUAL_FD_MASK) : (int)fi->fh;
+  if (size < SPLICE_MIN_READ) {
+    /* Small reads (O_DIRECT 4 KiB): a pread into a buffer costs less than setting up a splice. */
+    char small[SPLICE_MIN_READ];
+    ssize_t n;
+    do n = pread(fd, small, size, off);
+    while (n < 0 && errno == EINTR);
+    int err = errno;
+    pthread_rwlock_unlock(&io_lock);
+    if (n < 0) {
+      reply_err(req, err);
+      return;
+    }
+    __atomic_add_fetch(&io_reads, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&io_read_bytes, (uint64_t)n, __ATOMIC_RELAXED);
+    reply_buf(req, small, (size_t)n);
+    return;
+  }
   struct stat st;
   if (fstat(fd, &st) != 0) {
     int err = errno;
@@ -918,7 +938,9 @@ static int in_libfuse2(void *p);
 #define HL_GETATTR 0
 #define HL_GETDIR 2
 #define HL_UTIME 13
+#define HL_MKDIR 4
 #define HL_RMDIR 6
+#define HL_CREATE 32
 #define HL_RENAME 8
 #define HL_CHMOD 10
 #define HL_CHOWN 11
@@ -943,6 +965,23 @@ static hl_readdir_fn js_readdir;
 typedef int (*hl_path_fn)(const char *path);
 typedef int (*hl_rename_fn)(const char *from, const char *to);
 static hl_path_fn js_rmdir;
+typedef int (*hl_mkdir_fn)(const char *path, mode_t mode);
+typedef int (*hl_create_fn)(const char *path, mode_t mode, void *fi);
+static hl_mkdir_fn js_mkdir;
+static hl_create_fn js_create;
+static uint32_t fast_owner_uid, fast_owner_gid;
+static int fast_create_on;
+/* struct fuse_context of libfuse 2.9 (fuse.h). */
+struct iii_fuse_context {
+  void *fuse;
+  uid_t uid;
+  gid_t gid;
+  pid_t pid;
+  void *private_data;
+  mode_t umask;
+};
+typedef struct iii_fuse_context *(*get_context_fn)(void);
+static get_context_fn get_context;
 static hl_rename_fn js_rename;
 static hl_chmod_fn js_chmod;
 static hl_chown_fn js_chown;
@@ -954,7 +993,8 @@ static void *fast_ops[64];
 static int fast_on, fast_utimens_on, fast_linked_to_js, fast_root_fd = -1;
 static char fast_skip[FAST_SKIP_NAMES][256];
 static int fast_skip_count;
-static uint64_t fast_getattrs, fast_utimens_count, fast_flushes, fast_releases, fast_chmods, fast_chowns, fast_opens, fast_readdirs;
+static uint64_t fast_getattrs, fast_utimens_count, fast_flushes, fast_releases, fast_chmods, fast_chowns, fast_opens, fast_readdirs, fast_creates,
+    fast_mkdirs;
 
 /*
  * For the JS side, once mounted: serve getattr/utimens/flush/release of the tree under `root_fd` here. `skip`:
@@ -998,6 +1038,25 @@ void iii_fast_counts(uint64_t *out) {
   out[5] = __atomic_load_n(&fast_chowns, __ATOMIC_RELAXED);
   out[6] = __atomic_load_n(&fast_opens, __ATOMIC_RELAXED);
   out[7] = __atomic_load_n(&fast_readdirs, __ATOMIC_RELAXED);
+  out[8] = __atomic_load_n(&fast_creates, __ATOMIC_RELAXED);
+  out[9] = __atomic_load_n(&fast_mkdirs, __ATOMIC_RELAXED);
+}
+
+/*
+ * For the JS side, after iii_fast_enable: create and mkdir answered here too, new entries owned on the host by
+ * `uid`:`gid` (the mount's hostOwner). Returns 1 when on.
+ */
+int iii_fast_create_enable(uint32_t uid, uint32_t gid) {
+  if (get_context == NULL || js_create == NULL) return 0;
+  pthread_rwlock_wrlock(&io_lock);
+  int ok = fast_on && fast_utimens_on;
+  if (ok) {
+    fast_owner_uid = uid;
+    fast_owner_gid = gid;
+    fast_create_on = 1;
+  }
+  pthread_rwlock_unlock(&io_lock);
+  return ok;
 }
 
 /* Paths the JS side answers: under a virtual root name, or a hidden node's name. Call with io_lock held. */
@@ -1378,6 +1437,94 @@ static int fast_readdir(const char *path, void *buf, fill_dir_fn filler, off_t o
   return rc;
 }
 
+static void put32(unsigned char *b, uint32_t v) {
+  b[0] = (unsigned char)v;
+  b[1] = (unsigned char)(v >> 8);
+  b[2] = (unsigned char)(v >> 16);
+  b[3] = (unsigned char)(v >> 24);
+}
+
+/*
+ * PassthroughTree.newMeta + settle for a new regular file or directory, as the JS side does them: the guest's
+ * mode, the caller's uid, the caller's gid or a guest-setgid parent's (a new directory inherits the bit); on the
+ * host the hostOwner, permission bits `mode & 0775`, and the override xattr when that does not show it all.
+ * `fd` is the new entry, `dirfd` its parent. Returns 0 or a negative errno.
+ */
+static int settle_new(int dirfd, int fd, mode_t type, mode_t mode) {
+  struct stat parent;
+  if (fstat(dirfd, &parent) != 0) return -errno;
+  merge_override(dirfd, ".", &parent);
+  const struct iii_fuse_context *ctx = get_context();
+  uint32_t m = (uint32_t)(type | (mode & 07777));
+  int inherit = (parent.st_mode & S_ISGID) != 0;
+  if (inherit && type == S_IFDIR) m |= S_ISGID;
+  uint32_t uid = ctx != NULL ? (uint32_t)ctx->uid : (uint32_t)geteuid();
+  uint32_t gid = inherit ? (uint32_t)parent.st_gid : ctx != NULL ? (uint32_t)ctx->gid : (uint32_t)getegid();
+  mode_t perms = m & 0775;
+  if (fchown(fd, fast_owner_uid, fast_owner_gid) != 0 || fchmod(fd, perms) != 0) return -errno;
+  if (uid != fast_owner_uid || gid != fast_owner_gid || (m & 07777) != perms) {
+    unsigned char b[24] = {1, 0, 0, 0};
+    put32(b + 4, m);
+    put32(b + 8, uid);
+    put32(b + 12, gid);
+    memset(b + 16, 0, 8);
+    if (fsetxattr(fd, OVERRIDE_NAME, b, sizeof b, 0) != 0) return -errno;
+  }
+  return 0;
+}
+
+/* create (GuestFs.create → PassthroughTree.create): O_CREAT | O_EXCL | O_RDWR, settled; the fd is the handle. */
+static int fast_create(const char *path, mode_t mode, void *fi_) {
+  struct iii_fuse_file_info *fi = fi_;
+  pthread_rwlock_rdlock(&io_lock);
+  if (!fast_create_on || js_path(path) || path[1] == 0) {
+    pthread_rwlock_unlock(&io_lock);
+    return js_create(path, mode, fi_);
+  }
+  const char *name;
+  int owned;
+  int dirfd = open_parent(path, &name, &owned);
+  int rc = dirfd < 0 ? dirfd : 0;
+  if (rc == 0) {
+    int fd = openat(dirfd, name, O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      rc = -errno;
+    } else if ((uint64_t)fd >= VIRTUAL_FH_BASE || (rc = settle_new(dirfd, fd, S_IFREG, mode)) != 0) {
+      if (rc == 0) rc = -EIO;
+      close(fd);
+      unlinkat(dirfd, name, 0);
+    } else {
+      fi->fh = (uint64_t)fd;
+    }
+  }
+  pthread_rwlock_unlock(&io_lock);
+  __atomic_add_fetch(&fast_creates, 1, __ATOMIC_RELAXED);
+  return rc;
+}
+
+/* mkdir (PassthroughTree.mkdir): 0700, then settled through an fd of the new directory. */
+static int fast_mkdir(const char *path, mode_t mode) {
+  pthread_rwlock_rdlock(&io_lock);
+  if (!fast_create_on || js_path(path) || path[1] == 0) {
+    pthread_rwlock_unlock(&io_lock);
+    return js_mkdir(path, mode);
+  }
+  const char *name;
+  int owned;
+  int dirfd = open_parent(path, &name, &owned);
+  int rc = dirfd < 0 ? dirfd : 0;
+  if (rc == 0 && mkdirat(dirfd, name, 0700) != 0) rc = -errno;
+  if (rc == 0) {
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    rc = fd < 0 ? -errno : settle_new(dirfd, fd, S_IFDIR, mode);
+    if (fd >= 0) close(fd);
+    if (rc != 0) unlinkat(dirfd, name, AT_REMOVEDIR);
+  }
+  pthread_rwlock_unlock(&io_lock);
+  __atomic_add_fetch(&fast_mkdirs, 1, __ATOMIC_RELAXED);
+  return rc;
+}
+
 /* rmdir and rename stay on the JS side; around them every thread's kept parent fd goes stale. */
 static int dirs_rmdir(const char *path) {
   dirs_changed();
@@ -1440,7 +1587,8 @@ void *fuse_new(void *ch, void *args, const void *op, size_t op_size, void *user_
                     same_object(slots[HL_GETATTR], slots[HL_RELEASE]) && same_object(slots[HL_GETATTR], slots[HL_CHMOD]) &&
                     same_object(slots[HL_GETATTR], slots[HL_CHOWN]) && same_object(slots[HL_GETATTR], slots[HL_OPEN]) &&
                     same_object(slots[HL_GETATTR], slots[HL_READDIR]) && same_object(slots[HL_GETATTR], slots[HL_RMDIR]) &&
-                    same_object(slots[HL_GETATTR], slots[HL_RENAME]);
+                    same_object(slots[HL_GETATTR], slots[HL_RENAME]) && same_object(slots[HL_GETATTR], slots[HL_MKDIR]) &&
+                    same_object(slots[HL_GETATTR], slots[HL_CREATE]);
   if (!looks_right) return real(ch, args, op, op_size, user_data);
   memcpy(fast_ops, op, op_size);
   js_getattr = (hl_getattr_fn)slots[HL_GETATTR];
@@ -1452,6 +1600,8 @@ void *fuse_new(void *ch, void *args, const void *op, size_t op_size, void *user_
   js_open = (hl_file_fn)slots[HL_OPEN];
   js_readdir = (hl_readdir_fn)slots[HL_READDIR];
   js_rmdir = (hl_path_fn)slots[HL_RMDIR];
+  js_mkdir = (hl_mkdir_fn)slots[HL_MKDIR];
+  js_create = (hl_create_fn)slots[HL_CREATE];
   js_rename = (hl_rename_fn)slots[HL_RENAME];
   fast_ops[HL_GETATTR] = (void *)fast_getattr;
   fast_ops[HL_UTIMENS] = (void *)fast_utimens;
@@ -1462,6 +1612,8 @@ void *fuse_new(void *ch, void *args, const void *op, size_t op_size, void *user_
   fast_ops[HL_OPEN] = (void *)fast_open;
   fast_ops[HL_READDIR] = (void *)fast_readdir;
   fast_ops[HL_RMDIR] = (void *)dirs_rmdir;
+  fast_ops[HL_MKDIR] = (void *)fast_mkdir;
+  fast_ops[HL_CREATE] = (void *)fast_create;
   fast_ops[HL_RENAME] = (void *)dirs_rename;
   return real(ch, args, fast_ops, op_size, user_data);
 }
@@ -1484,6 +1636,8 @@ void *fuse_session_new(void *session_ops, void *data) {
       next_chan = (next_chan_fn)dlsym(libfuse, "fuse_session_next_chan");
       notify_inval_inode = (notify_inval_inode_fn)dlsym(libfuse, "fuse_lowlevel_notify_inval_inode");
       reply_data = (reply_data_fn)dlsym(libfuse, "fuse_reply_data");
+      reply_buf = (reply_buf_fn)dlsym(libfuse, "fuse_reply_buf");
+      get_context = (get_context_fn)dlsym(libfuse, "fuse_get_context");
       reply_write = (reply_write_fn)dlsym(libfuse, "fuse_reply_write");
     }
     if (real_session_new == NULL) real_session_new = (void *(*)(void *, void *))dlsym(RTLD_NEXT, "fuse_session_new");
