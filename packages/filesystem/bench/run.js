@@ -74,6 +74,30 @@ const targets = {
   },
 };
 
+/** Interleaved runs of each metadata row (ours, bindfs, raw, ours, ...): the row shows the medians. */
+const RUNS = Number(process.env.III_BENCH_RUNS ?? 3);
+
+function median(values) {
+  const v = [...values].sort((a, b) => a - b);
+  return v[Math.floor(v.length / 2)];
+}
+
+/** `each` RUNS times (fn gets the run index); per target the median of each number fn returned (a number or an object of numbers). */
+async function eachMedian(fn) {
+  const runs = [];
+  for (let i = 0; i < RUNS; i++) runs.push(await each((dir, name) => fn(dir, name, i)));
+  const out = {};
+  for (const name of Object.keys(runs[0])) {
+    const first = runs[0][name];
+    if (typeof first === "number") out[name] = median(runs.map((r) => r[name]));
+    else {
+      out[name] = {};
+      for (const k of Object.keys(first)) out[name][k] = median(runs.map((r) => r[name][k]).filter((x) => x !== undefined));
+    }
+  }
+  return out;
+}
+
 /** Runs fn(dir) against a fresh mount of each target. */
 async function each(fn) {
   const out = {};
@@ -98,6 +122,7 @@ function row(metric, unit, higherIsBetter, r, reqs, per = "file") {
 }
 
 try {
+  console.log(`# metadata rows: medians of ${RUNS} interleaved runs (ours, bindfs, raw, ours, ...)`);
   console.log(`# @iii/filesystem bench — ${new Date().toISOString()} — ${os.cpus().length} cpus, node ${process.version}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}`);
   console.log(`${"metric".padEnd(34)} ${"ours".padStart(9)} ${"bindfs".padStart(9)} ${"raw".padStart(9)} ${"ours/bindfs".padStart(11)} ${"req/file".padStart(9)}`);
 
@@ -161,75 +186,81 @@ try {
 
   // find + stat over a tree of small files: cold (fresh mount) then warm (again).
   // Create small files (the tree the next rows use): per file a negative lookup, create, write, flush, release.
-  let createReqs;
-  const create = await each(async (dir, name) => {
+  const create = await eachMedian(async (dir, name, i) => {
     const t = await counted(FILES, () =>
-      timed(dir, `mkdir tree-${name} && cd tree-${name} && for d in $(seq 1 ${FILES / 100}); do mkdir d$d; for f in $(seq 1 100); do echo "$d $f" > d$d/f$f; done; done`),
+      timed(dir, `mkdir tree-${name}-${i} && cd tree-${name}-${i} && for d in $(seq 1 ${FILES / 100}); do mkdir d$d; for f in $(seq 1 100); do echo "$d $f" > d$d/f$f; done; done`),
     );
-    if (name === "ours") createReqs = t.perItem;
-    return t.value;
+    return { s: t.value, reqs: t.perItem };
   });
-  row(`create ${FILES} small files`, "s", false, create, createReqs);
-  await sh(`cd "${data}" && rm -rf tree-bindfs tree-raw && mv tree-ours tree`);
+  row(`create ${FILES} small files`, "s", false, { ours: create.ours.s, bindfs: create.bindfs.s, raw: create.raw.s }, create.ours.reqs);
+  await sh(`cd "${data}" && mv tree-ours-0 tree && rm -rf tree-*`);
 
   // stat(2) of every file by name on a fresh mount (the shell's glob lists the directories first).
-  let statReqs;
-  const statRow = await each(async (dir, name) => {
+  const statRow = await eachMedian(async (dir) => {
     const t = await counted(FILES, () => timed(dir, `printf '%s\\0' tree/d*/f* | xargs -0 stat -c '%s %i %Y'`));
-    if (name === "ours") statReqs = t.perItem;
-    return t.value;
+    return { s: t.value, reqs: t.perItem };
   });
-  row(`stat ${FILES} files, cold`, "s", false, statRow, statReqs);
-  const findCold = {};
-  const findWarm = {};
-  const findReqs = {};
-  await each(async (dir, name) => {
+  row(`stat ${FILES} files, cold`, "s", false, { ours: statRow.ours.s, bindfs: statRow.bindfs.s, raw: statRow.raw.s }, statRow.ours.reqs);
+  const find = await eachMedian(async (dir) => {
     const c = await counted(FILES, () => timed(dir, `find tree -printf '%s %m %u\\n'`));
     const w = await counted(FILES, () => timed(dir, `find tree -printf '%s %m %u\\n'`));
-    findCold[name] = c.value;
-    findWarm[name] = w.value;
-    if (name === "ours") Object.assign(findReqs, { cold: c.perItem, warm: w.perItem });
+    return { cold: c.value, warm: w.value, coldReqs: c.perItem, warmReqs: w.perItem };
   });
-  row(`find+stat ${FILES} files, cold`, "s", false, findCold, findReqs.cold);
-  row(`find+stat ${FILES} files, warm`, "s", false, findWarm, findReqs.warm);
+  const pick = (r, k) => ({ ours: r.ours[k], bindfs: r.bindfs[k], raw: r.raw[k] });
+  row(`find+stat ${FILES} files, cold`, "s", false, pick(find, "cold"), find.ours.coldReqs);
+  row(`find+stat ${FILES} files, warm`, "s", false, pick(find, "warm"), find.ours.warmReqs);
 
   // tar x of small files.
   await sh(`cd "${data}" && tar cf "${base}/small.tar" tree && rm -rf tree`);
-  let tarReqs;
-  const tarx = await each(async (dir, name) => {
+  const tarx = await eachMedian(async (dir, name) => {
     const t = await counted(FILES, () => timed(dir, `mkdir x-${name} && tar xf "${base}/small.tar" -C x-${name}`));
-    if (name === "ours") tarReqs = t.perItem;
     await sh(`rm -rf "${data}/x-${name}"`);
-    return t.value;
+    return { s: t.value, reqs: t.perItem };
   });
-  row(`tar x ${FILES} small files`, "s", false, tarx, tarReqs);
+  row(`tar x ${FILES} small files`, "s", false, pick(tarx, "s"), tarx.ours.reqs);
 
   // git status on a repository of GIT_FILES files.
   await sh(
     `mkdir -p "${data}/repo" && cd "${data}/repo" && git init -q && for d in $(seq 1 ${GIT_FILES / 100}); do mkdir d$d; for f in $(seq 1 100); do echo "$d $f" > d$d/f$f; done; done && git add . && git -c user.email=b@b -c user.name=b commit -qm init`,
   );
   await sh(`git clone -q --bare "${data}/repo" "${base}/src.git"`);
-  let cloneReqs;
-  const clone = await each(async (dir, name) => {
+  const clone = await eachMedian(async (dir, name) => {
     const t = await counted(GIT_FILES, () => timed(dir, `git clone -q --no-hardlinks "${base}/src.git" clone-${name}`));
-    if (name === "ours") cloneReqs = t.perItem;
     await sh(`rm -rf "${data}/clone-${name}"`);
-    return t.value;
+    return { s: t.value, reqs: t.perItem };
   });
-  row(`git clone ${GIT_FILES} files`, "s", false, clone, cloneReqs);
+  row(`git clone ${GIT_FILES} files`, "s", false, pick(clone, "s"), clone.ours.reqs);
 
-  const gitCold = {};
-  const gitWarm = {};
-  const gitReqs = {};
-  await each(async (dir, name) => {
+  const git = await eachMedian(async (dir) => {
     const c = await counted(GIT_FILES, () => timed(dir, `cd repo && git status --porcelain`));
     const w = await counted(GIT_FILES, () => timed(dir, `cd repo && git status --porcelain`));
-    gitCold[name] = c.value;
-    gitWarm[name] = w.value;
-    if (name === "ours") Object.assign(gitReqs, { cold: c.perItem, warm: w.perItem });
+    return { cold: c.value, warm: w.value, coldReqs: c.perItem, warmReqs: w.perItem };
   });
-  row(`git status ${GIT_FILES} files, cold`, "s", false, gitCold, gitReqs.cold);
-  row(`git status ${GIT_FILES} files, warm`, "s", false, gitWarm, gitReqs.warm);
+  const gitCold = pick(git, "cold");
+  row(`git status ${GIT_FILES} files, cold`, "s", false, gitCold, git.ours.coldReqs);
+  row(`git status ${GIT_FILES} files, warm`, "s", false, pick(git, "warm"), git.ours.warmReqs);
+
+  // The same cold run with `stableInodes` (st_ino from the host file, as bindfs's use_ino gives): git finds its
+  // index up to date instead of re-reading every file. Not the default (see README); bindfs and raw as above.
+  {
+    const mnt = path.join(base, "m-stable");
+    fs.mkdirSync(mnt, { recursive: true });
+    const times = [];
+    let reqs;
+    for (let i = 0; i < RUNS; i++) {
+      const h = await mountPassthrough({ root: data, mountpoint: mnt, stableInodes: true });
+      oursHandle = h;
+      try {
+        const c = await counted(GIT_FILES, () => timed(mnt, `cd repo && git status --porcelain`));
+        times.push(c.value);
+        reqs = c.perItem;
+      } finally {
+        oursHandle = undefined;
+        await h.unmount();
+      }
+    }
+    row(`git status ${GIT_FILES} files, cold, stableInodes`, "s", false, { ours: median(times), bindfs: gitCold.bindfs, raw: gitCold.raw }, reqs);
+  }
   console.log("# ours/bindfs: above 1 is better for MiB/s and IOPS, below 1 is better for seconds; req/file: FUSE requests our server answered per file (per MiB for reads; the shim's reads and writes included, its security.capability answers not)");
   console.log(`# load average at the end ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}`);
 } finally {

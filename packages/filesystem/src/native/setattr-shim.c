@@ -824,6 +824,8 @@ static reply_buf_fn reply_buf;
 static reply_write_fn reply_write;
 static pthread_rwlock_t io_lock = PTHREAD_RWLOCK_INITIALIZER;
 static int io_on;
+/* The ninth job's switches (below); iii_io_stop turns them off too. */
+static int fast_on, fast_create_on;
 static uint64_t io_reads, io_read_bytes, io_writes, io_write_bytes;
 
 /* For the JS side: answer reads and writes here from now on. 1 when installed, 0 when libfuse's slots were not found. */
@@ -839,6 +841,8 @@ int iii_io_enable(void) {
 void iii_io_stop(void) {
   pthread_rwlock_wrlock(&io_lock);
   io_on = 0;
+  fast_on = 0;
+  fast_create_on = 0;
   pthread_rwlock_unlock(&io_lock);
 }
 
@@ -970,7 +974,6 @@ typedef int (*hl_create_fn)(const char *path, mode_t mode, void *fi);
 static hl_mkdir_fn js_mkdir;
 static hl_create_fn js_create;
 static uint32_t fast_owner_uid, fast_owner_gid;
-static int fast_create_on;
 /* struct fuse_context of libfuse 2.9 (fuse.h). */
 struct iii_fuse_context {
   void *fuse;
@@ -990,7 +993,7 @@ static hl_getattr_fn js_getattr;
 static hl_utimens_fn js_utimens;
 static hl_file_fn js_flush, js_release;
 static void *fast_ops[64];
-static int fast_on, fast_utimens_on, fast_linked_to_js, fast_root_fd = -1;
+static int fast_utimens_on, fast_linked_to_js, fast_root_fd = -1;
 static char fast_skip[FAST_SKIP_NAMES][256];
 static int fast_skip_count;
 static uint64_t fast_getattrs, fast_utimens_count, fast_flushes, fast_releases, fast_chmods, fast_chowns, fast_opens, fast_readdirs, fast_creates,
