@@ -20,6 +20,15 @@ const MAX_PENDING_WRITE_BYTES = 32 * 1024 * 1024;
 
 /** Frames toward the VM are built in place in slabs of this size (a bigger frame gets its own). */
 const SLAB_BYTES = 1024 * 1024;
+/** Retired slabs kept for reuse once the socket has taken all their bytes. */
+const SLAB_POOL = 8;
+
+/** A slab and how many of its regions the socket still holds (written, callback not yet run). */
+interface Slab {
+  buf: Buffer;
+  inSocket: number;
+  retired: boolean;
+}
 
 /**
  * Unix-socket server for one VM's frame stream. A new connection replaces the old one, so a
@@ -27,7 +36,8 @@ const SLAB_BYTES = 1024 * 1024;
  *
  * Output: frames are reserved in a slab (length prefix filled in), built in place by the caller,
  * and committed; everything committed during one event-loop turn leaves in a single socket write. No buffer
- * is allocated per frame, and a slab region handed to the socket is never written again.
+ * is allocated per frame, and a slab region handed to the socket is not written again until the socket
+ * reports it written (then the retired slab returns to a small pool).
  */
 export class FrameServer implements FrameLink {
   private server: net.Server | undefined;
@@ -35,7 +45,12 @@ export class FrameServer implements FrameLink {
   private readonly hooks: FrameServerHooks;
   private readonly maxFrameBytes: number;
   private socketPath: string | undefined;
-  private slab = Buffer.allocUnsafe(SLAB_BYTES);
+  private slab: Slab = { buf: Buffer.allocUnsafe(SLAB_BYTES), inSocket: 0, retired: false };
+  /**
+   * Slabs whose bytes the kernel has taken, reused instead of allocating: a fresh 1 MiB slab costs
+   * its page faults on first touch (paid inside the copy into the frame) and GC pressure.
+   */
+  private readonly pool: Buffer[] = [];
   /** Committed bytes of the slab not yet handed to the socket: [start, used). */
   private start = 0;
   private used = 0;
@@ -43,6 +58,8 @@ export class FrameServer implements FrameLink {
   private reserved: Buffer | undefined;
   private flushScheduled = false;
   droppedWrites = 0;
+  /** Slabs allocated so far (the rest of the output reused pooled ones). */
+  slabsAllocated = 1;
 
   constructor(maxFrameBytes: number, hooks: FrameServerHooks) {
     this.maxFrameBytes = maxFrameBytes;
@@ -115,15 +132,20 @@ export class FrameServer implements FrameLink {
   reserve(length: number): Buffer {
     this.reserved = undefined;
     if (!this.writable()) return Buffer.allocUnsafe(length);
-    if (this.used + 4 + length > this.slab.length) {
+    if (this.used + 4 + length > this.slab.buf.length) {
       this.flush();
-      this.slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, 4 + length));
+      this.retire(this.slab);
+      const size = Math.max(SLAB_BYTES, 4 + length);
+      const buf = size === SLAB_BYTES ? this.pool.pop() : undefined;
+      if (!buf) this.slabsAllocated++;
+      this.slab = { buf: buf ?? Buffer.allocUnsafe(size), inSocket: 0, retired: false };
       this.start = 0;
       this.used = 0;
     }
     const o = this.used;
-    this.slab.writeUInt32BE(length, o);
-    const frame = this.slab.subarray(o + 4, o + 4 + length);
+    const slab = this.slab.buf;
+    slab.writeUInt32BE(length, o);
+    const frame = slab.subarray(o + 4, o + 4 + length);
     this.reserved = frame;
     return frame;
   }
@@ -161,9 +183,29 @@ export class FrameServer implements FrameLink {
   private flush(): void {
     if (this.used > this.start) {
       const c = this.conn;
-      if (c && !c.destroyed) c.write(this.slab.subarray(this.start, this.used));
+      if (c && !c.destroyed) {
+        const slab = this.slab;
+        slab.inSocket++;
+        c.write(slab.buf.subarray(this.start, this.used), () => this.written(slab));
+      }
       this.start = this.used;
     }
+  }
+
+  /** The socket is done with one region of `slab` (written to the kernel, or failed). */
+  private written(slab: Slab): void {
+    slab.inSocket--;
+    if (slab.retired && slab.inSocket === 0) this.recycle(slab);
+  }
+
+  /** No more frames go into `slab`; it is reused once the socket holds none of it. */
+  private retire(slab: Slab): void {
+    slab.retired = true;
+    if (slab.inSocket === 0) this.recycle(slab);
+  }
+
+  private recycle(slab: Slab): void {
+    if (slab.buf.length === SLAB_BYTES && this.pool.length < SLAB_POOL) this.pool.push(slab.buf);
   }
 
   private writable(): boolean {
