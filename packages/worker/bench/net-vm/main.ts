@@ -82,6 +82,7 @@ function buildRootfs(): string {
     `#!/bin/busybox sh
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
+mount -t sysfs sysfs /sys
 mount -t tmpfs tmpfs /tmp
 ip link set lo up
 ip link set eth0 up
@@ -90,6 +91,8 @@ ip route add default via $NET_GW
 R=/results/$RUN
 mkdir -p $R
 echo netvm-up
+# The virtio feature bits the guest driver negotiated (bit 0 CSUM, 1 GUEST_CSUM, 7/8 GUEST_TSO4/6, 11/12 HOST_TSO4/6).
+cat /sys/class/net/eth0/device/features > $R/features.txt 2>&1
 iperf3 -c $HOST -p $IPERF_PORT -t $SECS -J > $R/fwd.json 2>&1
 iperf3 -c $HOST -p $IPERF_PORT -t $SECS -J -R > $R/rev.json 2>&1
 rr $HOST $ECHO_PORT rtt $PINGS > $R/rtt.txt 2>&1
@@ -111,6 +114,10 @@ interface Sample {
   connPerS: number;
   /** CPU seconds our stack's process spent during the run (ours only). */
   stackCpuS: number;
+  /** Our stack's retransmissions and dropped frames during the run (ours only). */
+  retransmits: number;
+  drops: number;
+  dropReasons: string;
 }
 
 const { kernel } = await resolveKernel({});
@@ -155,6 +162,9 @@ async function runVm(mode: Mode, run: string): Promise<Sample> {
     ...(stack ? { network: { socketPath: join(runDir, "net.sock"), mac } } : { qemuPath: userQemu }),
   });
   const cpu0 = process.cpuUsage();
+  let retransmits = 0;
+  let drops = 0;
+  let dropReasons = "";
   try {
     await vm.start();
     await vm.waitForConsole((l) => l.includes("netvm-done"), 120_000 + SECONDS * 4_000);
@@ -163,6 +173,11 @@ async function runVm(mode: Mode, run: string): Promise<Sample> {
     console.error(`  ${run}: ${(err as Error).message}; console:\n${readFileSync(join(runDir, "console.log"), "utf8").slice(-2000)}`);
   } finally {
     await vm.cleanup();
+    if (stack) {
+      retransmits = stack.counters.retransmits;
+      drops = Object.values(stack.counters.drops).reduce((a, b) => a + b, 0);
+      dropReasons = Object.entries(stack.counters.drops).map(([k, v]) => `${k} ${v}`).join(", ");
+    }
     await stack?.close();
   }
   const cpu = process.cpuUsage(cpu0);
@@ -176,12 +191,20 @@ async function runVm(mode: Mode, run: string): Promise<Sample> {
       return Number.NaN;
     }
   };
+  if (run.endsWith("-1")) {
+    const bits = read("features.txt").trim();
+    const on = (i: number) => bits[i] === "1";
+    console.error(`  ${mode} virtio-net features: CSUM ${on(0)}, GUEST_CSUM ${on(1)}, GUEST_TSO4 ${on(7)}, HOST_TSO4 ${on(11)} (${bits.slice(0, 16)}…)`);
+  }
   return {
     fwdMbps: iperf("fwd.json"),
     revMbps: iperf("rev.json"),
     rttUs: Number(/rtt_us (\S+)/.exec(read("rtt.txt"))?.[1] ?? Number.NaN),
     connPerS: Number(/conn_per_s (\S+)/.exec(read("conn.txt"))?.[1] ?? Number.NaN),
     stackCpuS: (cpu.user + cpu.system) / 1e6,
+    retransmits,
+    drops,
+    dropReasons,
   };
 }
 
@@ -191,7 +214,7 @@ try {
     for (const mode of (round % 2 ? ["ours", "user"] : ["user", "ours"]) as Mode[]) {
       const s = await runVm(mode, `${mode}-${round}`);
       samples[mode].push(s);
-      console.error(`round ${round} ${mode.padEnd(4)}: guest->host ${s.fwdMbps.toFixed(0)} Mbit/s, host->guest ${s.revMbps.toFixed(0)} Mbit/s, round trip ${s.rttUs} us, ${s.connPerS} conn/s`);
+      console.error(`round ${round} ${mode.padEnd(4)}: guest->host ${s.fwdMbps.toFixed(0)} Mbit/s, host->guest ${s.revMbps.toFixed(0)} Mbit/s, round trip ${s.rttUs} us, ${s.connPerS} conn/s${mode === "ours" ? `, stack CPU ${s.stackCpuS.toFixed(2)} s, ${s.retransmits} retransmits, ${s.drops} drops (${s.dropReasons})` : ""}`);
     }
   }
 } finally {
@@ -200,7 +223,7 @@ try {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
 const fmt = (v: number) => (!Number.isFinite(v) ? "n/a" : v >= 100 ? v.toFixed(0) : v.toFixed(1));
-const rows: Array<[string, keyof Sample, boolean]> = [
+const rows: Array<[string, "fwdMbps" | "revMbps" | "rttUs" | "connPerS", boolean]> = [
   ["bulk guest->host (Mbit/s)", "fwdMbps", true],
   ["bulk host->guest (Mbit/s)", "revMbps", true],
   ["TCP round trip median (us)", "rttUs", false],
