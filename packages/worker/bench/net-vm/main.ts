@@ -46,6 +46,8 @@ const cleanup = () => {
 for (const [sig, num] of [["SIGINT", 2], ["SIGTERM", 15], ["SIGHUP", 1]] as const) {
   process.on(sig, () => {
     cleanup();
+    // The bundle run-ts.mjs wrote next to this file would outlive the exit.
+    rmSync(fileURLToPath(import.meta.url), { force: true });
     process.exit(128 + num);
   });
 }
@@ -238,4 +240,4 @@ for (const [name, key, higher] of rows) {
 }
 console.log(`our stack's process CPU per VM run (median): ${median(samples.ours.map((s) => s.stackCpuS)).toFixed(2)} s (the guest's runs take ~${4 * SECONDS} s plus boot)`);
 console.log("ratio > 1: ours is better (throughput/rate: ours/qemu-user; latency: qemu-user/ours).");
-process.exit(0);
+// No process.exit here: run-ts.mjs removes its bundle after this module returns (the servers are killed above).
