@@ -232,11 +232,14 @@ const rows: Array<[string, "fwdMbps" | "revMbps" | "rttUs" | "connPerS", boolean
   ["TCP connections/s sequential", "connPerS", true],
 ];
 console.log(`\nTCG guest, 1 vCPU, MTU 1500, ${ROUNDS} interleaved round(s); ours = @iii/network via QEMU's stream netdev, qemu-user = -netdev user (slirp in QEMU)`);
-console.log(["metric".padEnd(32), "ours".padStart(8), "qemu-user".padStart(10), "ratio min/med/max".padStart(20)].join("  "));
+console.log(["metric".padEnd(32), "ours".padStart(8), "qemu-user".padStart(10), "ratio min/med/max (rounds)".padStart(24)].join("  "));
+// A round where either VM produced no number for a row (e.g. a guest that did not finish) is left out of that row.
+const finite = (xs: number[]) => xs.filter((x) => Number.isFinite(x));
 for (const [name, key, higher] of rows) {
-  const ratios = samples.ours.map((o, i) => (higher ? o[key] / samples.user[i]![key] : samples.user[i]![key] / o[key]));
-  const r = [Math.min(...ratios), median(ratios), Math.max(...ratios)].map((x) => x.toFixed(2)).join("/");
-  console.log([name.padEnd(32), fmt(median(samples.ours.map((s) => s[key]))).padStart(8), fmt(median(samples.user.map((s) => s[key]))).padStart(10), r.padStart(20)].join("  "));
+  const ratios = finite(samples.ours.map((o, i) => (higher ? o[key] / samples.user[i]![key] : samples.user[i]![key] / o[key])));
+  const r = ratios.length ? [Math.min(...ratios), median(ratios), Math.max(...ratios)].map((x) => x.toFixed(2)).join("/") : "n/a";
+  const med = (xs: number[]) => (finite(xs).length ? median(finite(xs)) : Number.NaN);
+  console.log([name.padEnd(32), fmt(med(samples.ours.map((s) => s[key]))).padStart(8), fmt(med(samples.user.map((s) => s[key]))).padStart(10), `${r} (${ratios.length})`.padStart(24)].join("  "));
 }
 console.log(`our stack's process CPU per VM run (median): ${median(samples.ours.map((s) => s.stackCpuS)).toFixed(2)} s (the guest's runs take ~${4 * SECONDS} s plus boot)`);
 console.log("ratio > 1: ours is better (throughput/rate: ours/qemu-user; latency: qemu-user/ours).");
