@@ -1,7 +1,7 @@
 // Benchmarks: our stack vs slirp4netns, same tools, twin namespaces, one run.
 // Prints `metric  ours  slirp4netns  ratio` (ratio > 1 means ours is better for that row).
 import { spawn, execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { once } from "node:events";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -50,6 +50,16 @@ const cleanup = () => {
 // Ctrl-C / kill / hang-up: every namespace, child process and temp dir goes before exiting.
 onExitSignals(cleanup);
 sweepStaleNamespaces();
+// Temp dirs of SIGKILLed runs (iii-net-bench-<pid>-…, the pid gone).
+for (const name of readdirSync(tmpdir())) {
+  const pid = Number(/^iii-net-bench-(\d+)-/.exec(name)?.[1]);
+  if (!pid || pid === process.pid) continue;
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    if (e.code === "ESRCH") rmSync(join(tmpdir(), name), { recursive: true, force: true });
+  }
+}
 
 function startProcess(cmd, args) {
   const c = spawnTied(cmd, args, { stdio: ["ignore", "pipe", "inherit"] });
