@@ -2,12 +2,14 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 
 /**
- * Streaming a pull allocates a fresh Buffer for every chunk read from a socket, a file or zlib, and V8 collects
- * them only once ~64 MiB have piled up (its external-memory soft limit): measured, that garbage was 40-60 MiB of
+ * Blob downloads (fetch) allocate a fresh Buffer for every chunk read from the socket, and V8 collects them only
+ * once ~32-64 MiB have piled up (its young-generation backing-store and external-memory limits): measured, that
+ * garbage was 40-60 MiB of
  * a pull's peak RSS. A young-generation collection every `STEP` bytes streamed frees the dropped chunks while
  * they are few; almost nothing young is still alive then, so each costs well under a millisecond. (Every 4 MiB:
  * peak RSS 175-187 → 129 MB on the bench image; 2 MiB plus a full collection each time reached 117 MB but cost
- * ~30% more time. The rest is Node itself (43 MB), fetch (undici, 17 MB) and the JS heap.)
+ * ~30% more time. The rest is Node itself (43 MB), fetch (undici, 17 MB) and the JS heap.) Layers no longer need
+ * this: they unpack through reused buffers (layers/decompress.ts pumpLayer).
  */
 const STEP = 4 * 1024 * 1024;
 

@@ -40,11 +40,7 @@ export class RootResolver {
    * The real (symlink-free) components of the directory `components`. Missing directories are created (0755,
    * root) when `create`, else the result is undefined. A component that is not a directory is an error.
    */
-  async resolveDir(
-    components: readonly string[],
-    create: boolean,
-    context: { label: string; name: string },
-  ): Promise<string[] | undefined> {
+  resolveDir(components: readonly string[], create: boolean, context: { label: string; name: string }): string[] | undefined {
     let resolved: string[] = [];
     const pending = [...components];
     let hops = 0;

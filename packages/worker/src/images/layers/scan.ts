@@ -1,12 +1,10 @@
-import { createWriteStream, type WriteStream } from "node:fs";
-import { rm } from "node:fs/promises";
-import { finished } from "node:stream/promises";
+import { closeSync, openSync, rmSync, writeSync } from "node:fs";
 import { IiiError } from "../../errors.js";
-import { streamed } from "../buffer-churn.js";
 import { newSha256 } from "../digest.js";
-import { openLayerFile, type LayerCompression } from "./decompress.js";
+import { detectFileCompression, pumpLayer, type LayerCompression } from "./decompress.js";
 import { DEFAULT_LAYER_LIMITS, LayerBudget, planEntry, type LayerLimits } from "./policy.js";
-import { forEachEntry, wrapReadError } from "./tar-entries.js";
+import { TarReader } from "./tar-reader.js";
+import { wrapReadError } from "./tar-entries.js";
 
 export interface LayerSource {
   /** Path of the (possibly compressed) layer blob. */
@@ -38,8 +36,8 @@ export interface ScannedLayer {
  * Pass 1, the layer's only decompression: hashes the blob (digest) and the tar (diff_id), checks every header
  * against the policy and the image's budget, and writes the uncompressed tar to `spillPath` so that pass 2
  * applies it without decompressing again. Nothing touches the rootfs here, so a hostile or corrupt layer is
- * refused before a single file is written. Memory stays at a few stream buffers: the spill file and the tar
- * parser pull at the decoder's pace (backpressure), and nothing is kept once written.
+ * refused before a single file is written. Memory stays at two 64 KiB buffers: each step's output is hashed,
+ * parsed and written before the next step reuses them.
  */
 export async function scanLayer(
   source: LayerSource,
@@ -49,43 +47,41 @@ export async function scanLayer(
   spillPath?: string,
 ): Promise<ScannedLayer> {
   const limits = { ...DEFAULT_LAYER_LIMITS, ...options.limits };
-  const opened = await openLayerFile(source.path);
+  const policy = { limits, keepSetuid: options.keepSetuid ?? false, label };
   const blobHash = newSha256();
   const diffHash = newSha256();
   const hashBlob = source.digest !== undefined && !source.verified;
-  opened.raw.on("data", (chunk: Buffer) => {
-    if (hashBlob) blobHash.update(chunk);
-    streamed(chunk.length);
-  });
-  opened.tar.on("data", (chunk: Buffer) => {
-    diffHash.update(chunk);
-    streamed(chunk.length);
-  });
-  let spill: WriteStream | undefined;
-  if (spillPath !== undefined && opened.compression !== "none") {
-    spill = createWriteStream(spillPath, { flags: "wx", mode: 0o600, highWaterMark: 1 << 16 });
-    spill.on("error", (error) => opened.tar.destroy(error));
-    opened.tar.pipe(spill);
-  }
   budget.startLayer();
   let entries = 0;
+  const reader = new TarReader({
+    entry(header) {
+      budget.account(planEntry(header, policy), label);
+      entries += 1;
+    },
+    data() {},
+    end() {},
+  });
+  const compression = await detectFileCompression(source.path);
+  // An uncompressed layer is applied from the blob itself.
+  let spill = spillPath !== undefined && compression !== "none" ? openSync(spillPath, "wx", 0o600) : undefined;
+  const spilled = spill !== undefined;
   try {
     try {
-      await forEachEntry(opened.tar, options.signal, async (header, body) => {
-        const planned = planEntry(header, { limits, keepSetuid: options.keepSetuid ?? false, label });
-        budget.account(planned, label);
-        entries += 1;
-        body.resume();
-        await new Promise<void>((resolve, reject) => {
-          body.on("end", resolve);
-          body.on("error", reject);
-        });
-      });
-      if (spill) await finished(spill);
+      await pumpLayer(
+        source.path,
+        hashBlob ? (chunk) => blobHash.update(chunk) : undefined,
+        (chunk) => {
+          diffHash.update(chunk);
+          if (spill !== undefined) for (let off = 0; off < chunk.length; ) off += writeSync(spill, chunk, off);
+          reader.push(chunk);
+        },
+        options.signal ? { compression, signal: options.signal } : { compression },
+      );
+      reader.finish();
     } catch (error) {
       throw wrapReadError(error, label);
     }
-    // tar-stream consumes everything after the end-of-archive blocks too, so both hashes cover the whole blob.
+    // The pump reads the blob to its end, so both hashes cover the whole blob, whatever follows the archive's end.
     const check = (expected: string | undefined, actual: string, what: string) => {
       if (expected && expected !== actual) {
         throw new IiiError("ImageInvalid", `${label}: ${what} mismatch: expected ${expected}, got ${actual}`);
@@ -94,11 +90,14 @@ export async function scanLayer(
     if (hashBlob) check(source.digest, `sha256:${blobHash.digest("hex")}`, "blob digest");
     check(source.diffId, `sha256:${diffHash.digest("hex")}`, "uncompressed layer digest (diff_id)");
   } catch (error) {
-    if (spill) {
-      spill.destroy();
-      await rm(spillPath!, { force: true });
+    if (spill !== undefined) {
+      closeSync(spill);
+      spill = undefined;
+      rmSync(spillPath!, { force: true });
     }
     throw error;
+  } finally {
+    if (spill !== undefined) closeSync(spill);
   }
-  return { compression: opened.compression, entries, tarPath: spill ? spillPath! : source.path, spilled: spill !== undefined };
+  return { compression, entries, tarPath: spilled ? spillPath! : source.path, spilled };
 }
