@@ -1,4 +1,5 @@
-import { MultiBar, Presets, type SingleBar } from "cli-progress";
+import { createRequire } from "node:module";
+import type { MultiBar, SingleBar } from "cli-progress";
 
 /** Byte progress of a pull: one bar per layer and a total. Silent unless enabled and stderr is usable. */
 export interface PullProgress {
@@ -31,6 +32,8 @@ class BarProgress implements PullProgress {
   private done = 0;
 
   constructor(stream: NodeJS.WriteStream) {
+    // loaded only when bars are shown (a pull without a TTY never needs it)
+    const { MultiBar, Presets } = createRequire(import.meta.url)("cli-progress") as typeof import("cli-progress");
     this.multi = new MultiBar(
       {
         stream,

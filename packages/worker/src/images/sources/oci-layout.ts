@@ -2,7 +2,6 @@ import { mkdirs } from "../../host/mkdirs.js";
 import { createReadStream } from "node:fs";
 import { link, lstat, mkdir, open, readFile } from "node:fs/promises";
 import { dirname, join, posix } from "node:path";
-import { extract as tarExtract } from "tar-stream";
 import { errnoCode, IiiError } from "../../errors.js";
 import { digestHex, requireSha256Digest, sha256Digest } from "../digest.js";
 import {
@@ -91,6 +90,7 @@ const ARCHIVE_MEMBER = /^(?:oci-layout|index\.json|manifest\.json|repositories|b
  * else; symlinked duplicates (docker save dedups layers that way) become hardlinks.
  */
 export async function extractImageArchive(file: string, dest: string, source: string, signal?: AbortSignal): Promise<void> {
+  const { extract: tarExtract } = await import("tar-stream");
   const extractor = tarExtract();
   const input = createReadStream(file, { highWaterMark: 1 << 20 });
   input.on("error", (error) => extractor.destroy(error));
