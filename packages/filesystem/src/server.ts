@@ -1,8 +1,15 @@
 // Child-process FUSE server for `mountPassthrough({ isolation: "process" })`: the
 // mount is served here, so nothing the parent does (sync fs calls on the mount,
 // spawning with cwd inside it) can deadlock against the serving JS thread.
+import { enableCompileCache } from "node:module";
 import { FilesystemError } from "./errors.js";
-import { measureAfterGc, mountPassthrough, type MountHandle, type MountOptions } from "./mount/mount.js";
+import type { MountHandle, MountOptions } from "./mount/mount.js";
+
+// V8's compile cache before the FUSE code loads: a worker's supervisor starts one of these per boot.
+enableCompileCache?.();
+// Loading starts now; the message handler is registered at once (below) and waits for it, so no message that
+// arrives meanwhile is missed, and messages are handled in order.
+const mountModule = import("./mount/mount.js");
 
 type ParentMessage = { type: "mount"; options: MountOptions; statsIntervalMs: number } | { type: "unmount" } | { type: "stats" } | { type: "memory" };
 
@@ -26,7 +33,7 @@ async function shutdown(code: number): Promise<never> {
   process.exit(code);
 }
 
-process.on("message", (m: ParentMessage) => {
+process.on("message", (m: ParentMessage) => void mountModule.then(({ mountPassthrough, measureAfterGc }) => {
   if (m.type === "mount") {
     mountPassthrough({ ...m.options, isolation: "in-process" }).then(
       (h) => {
@@ -62,7 +69,7 @@ process.on("message", (m: ParentMessage) => {
   } else if (m.type === "stats" && handle) {
     send({ type: "stats", stats: handle.stats() });
   }
-});
+}));
 
 // The parent went away: never leave a mount behind.
 process.on("disconnect", () => void shutdown(0));

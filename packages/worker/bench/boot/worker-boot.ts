@@ -1,7 +1,8 @@
 /**
  * Boot benchmark, row (b): `iii-worker start` → the workload's first stdout line, for the same busybox rootfs
- * as the raw floor, through everything iii adds (CLI, supervisor, FUSE view with the injected Node init,
- * network stack, QEMU, init's steps). Phases come from the supervisor's READY timings.
+ * as the raw floor, through everything iii adds (CLI, supervisor, FUSE view with the injected static init,
+ * network stack, QEMU, init's steps). Phases come from `start --timings`: the CLI's share and the supervisor's
+ * phases (counted from its process start) and init's steps.
  */
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
@@ -9,7 +10,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { PhaseSamples } from "./raw-floor.js";
 import { managedDir } from "../../src/paths.js";
 
 const CLI = fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
@@ -33,42 +33,39 @@ export async function msUntilLogHas(log: string, before: number, marker: string,
   return NaN;
 }
 
-export interface WorkerBootOptions {
-  busyboxRootfs: string;
-  runs: number;
-  onRun?: (index: number, sample: Record<string, number>) => void;
-}
+/**
+ * One worker, added once, started and stopped per round: `start()` is one `iii-worker start --timings` →
+ * first workload line, with the CLI's and the supervisor's timings; so rounds interleave with the floor's.
+ */
+export class WorkerBootRig {
+  private readonly work = mkdtempSync(join("/tmp", "iii-bench-w-"));
+  private readonly env = { III_HOME: join(this.work, "h") };
+  private stdoutLog = "";
 
-/** Starts the worker `runs` times; each sample: phases from READY plus total start → first workload line. */
-export async function measureWorkerBoot(options: WorkerBootOptions): Promise<PhaseSamples> {
-  const work = mkdtempSync(join("/tmp", "iii-bench-w-"));
-  const env = { III_HOME: join(work, "h") };
-  const samples: PhaseSamples = {};
-  const add = (phase: string, ms: number) => (samples[phase] ??= []).push(ms);
-  try {
-    const added = await runCli(["add", `dir:${options.busyboxRootfs}`, "--name", "bench", "--cpus", "1", "--memory", "256Mi", "--", "sh", "-c", `echo ${FIRST_LINE}; exec sleep 1000`], work, env);
+  async add(busyboxRootfs: string, memory = "256Mi"): Promise<void> {
+    const added = await runCli(["add", `dir:${busyboxRootfs}`, "--name", "bench", "--cpus", "1", "--memory", memory, "--", "sh", "-c", `echo ${FIRST_LINE}; exec sleep 1000`], this.work, this.env);
     if (added.code !== 0) throw new Error(`add failed: ${added.stderr}`);
-    const stdoutLog = join(managedDir("bench", env, work), "logs/stdout.log");
-    for (let i = 0; i < options.runs; i++) {
-      const before = existsSync(stdoutLog) ? statSync(stdoutLog).size : 0;
-      const t0 = performance.now();
-      const started = runCli(["start", "bench", "--timings"], work, env);
-      const firstLine = await msUntilLogHas(stdoutLog, before, FIRST_LINE, t0);
-      const result = await started;
-      if (result.code !== 0) throw new Error(`start failed: ${result.stderr}`);
-      const sample: Record<string, number> = {};
-      const timings = JSON.parse(result.stderr.match(/timings (\{.*\})/)?.[1] ?? "{}") as Record<string, number>;
-      for (const [phase, ms] of Object.entries(timings)) sample[phase] = ms;
-      sample["start → first workload line"] = firstLine;
-      for (const [phase, ms] of Object.entries(sample)) add(phase, ms);
-      options.onRun?.(i, sample);
-      const stopped = await runCli(["stop", "bench", "--timeout", "1"], work, env);
-      if (stopped.code !== 0) throw new Error(`stop failed: ${stopped.stderr}`);
-    }
-    return samples;
-  } finally {
-    await runCli(["stop", "bench", "--timeout", "1"], work, env);
-    rmSync(work, { recursive: true, force: true });
+    this.stdoutLog = join(managedDir("bench", this.env, this.work), "logs/stdout.log");
+  }
+
+  /** One start → first workload line (bench clock) plus the timings `start --timings` printed; then a stop. */
+  async start(): Promise<Record<string, number>> {
+    const before = existsSync(this.stdoutLog) ? statSync(this.stdoutLog).size : 0;
+    const t0 = performance.now();
+    const started = runCli(["start", "bench", "--timings"], this.work, this.env);
+    const firstLine = await msUntilLogHas(this.stdoutLog, before, FIRST_LINE, t0);
+    const result = await started;
+    if (result.code !== 0) throw new Error(`start failed: ${result.stderr}`);
+    const sample = JSON.parse(result.stderr.match(/timings (\{.*\})/)?.[1] ?? "{}") as Record<string, number>;
+    sample["start → first workload line"] = firstLine;
+    const stopped = await runCli(["stop", "bench", "--timeout", "1"], this.work, this.env);
+    if (stopped.code !== 0) throw new Error(`stop failed: ${stopped.stderr}`);
+    return sample;
+  }
+
+  async close(): Promise<void> {
+    await runCli(["stop", "bench", "--timeout", "1"], this.work, this.env);
+    rmSync(this.work, { recursive: true, force: true });
   }
 }
 

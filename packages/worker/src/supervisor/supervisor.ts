@@ -74,6 +74,8 @@ export async function runSupervisor(
 
     const dnsUpstreams = env.III_DNS_UPSTREAM?.split(",").map((u) => u.trim()).filter(Boolean);
     run.plan = planVm(request, { slot, paths, ...(dnsUpstreams ? { dnsUpstreams } : {}) });
+    // III_TCG_TB_SIZE_MIB: the TCG translation cache for this host's VMs (default TCG_TB_SIZE_MIB).
+    if (env.III_TCG_TB_SIZE_MIB) run.plan.vm.tcgTbSizeMiB = Number(env.III_TCG_TB_SIZE_MIB);
     const { launch, addresses } = run.plan;
     log(`booting ${name}: slot ${slot} (guest ${addresses.guest}), ${launch.vcpus} vCPU, ${launch.memoryBytes} bytes, argv ${JSON.stringify(launch.argv)}`);
     run.mark("plan");

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { isIiiError } from "../errors.js";
-import { buildKernelCmdline, buildQemuArgv, buildVirtiofsdCommand, MAX_CMDLINE_ENV } from "./qemu-argv.js";
+import { buildKernelCmdline, buildQemuArgv, buildVirtiofsdCommand, MAX_CMDLINE_ENV, TCG_TB_SIZE_MIB } from "./qemu-argv.js";
 
 /** The value following each occurrence of `flag`. */
 function values(argv: string[], flag: string): string[] {
@@ -72,7 +72,7 @@ describe("buildQemuArgv", () => {
   it("builds the microvm flags of DESIGN §3", () => {
     const argv = buildQemuArgv(spec);
     expect(values(argv, "-M")).toEqual(["microvm,acpi=off,x-option-roms=off,memory-backend=mem"]);
-    expect(values(argv, "-accel")).toEqual(["tcg"]);
+    expect(values(argv, "-accel")).toEqual([`tcg,tb-size=${TCG_TB_SIZE_MIB}`]);
     expect(values(argv, "-cpu")).toEqual(["max"]);
     expect(values(argv, "-smp")).toEqual(["2"]);
     expect(values(argv, "-m")).toEqual(["512M"]);
@@ -82,6 +82,20 @@ describe("buildQemuArgv", () => {
     expect(values(argv, "-append")).toEqual(["console=hvc0 root=rootfs"]);
     for (const flag of ["-nodefaults", "-no-user-config", "-no-reboot"]) expect(argv).toContain(flag);
     expect(values(argv, "-display")).toEqual(["none"]);
+  });
+
+  it("caps TCG's translation cache (QEMU's default is 1 GiB of host RSS to fill); KVM has none", () => {
+    expect(values(buildQemuArgv({ ...spec, tcgTbSizeMiB: 32 }), "-accel")).toEqual(["tcg,tb-size=32"]);
+    expect(values(buildQemuArgv({ ...spec, accel: "kvm" }), "-accel")).toEqual(["kvm"]);
+    for (const bad of [0, -1, 1.5, Number.NaN, 5000]) {
+      let error: unknown;
+      try {
+        buildQemuArgv({ ...spec, tcgTbSizeMiB: bad });
+      } catch (e) {
+        error = e;
+      }
+      expect(isIiiError(error) && error.code === "InvalidOption", `tb-size ${bad}`).toBe(true);
+    }
   });
 
   it("wires one vhost-user-fs device per share, the console, QMP, and no control or network unless asked", () => {

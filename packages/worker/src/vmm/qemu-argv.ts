@@ -91,10 +91,19 @@ export function buildKernelCmdline(spec: KernelCmdlineSpec): string {
   return cmdline;
 }
 
+/**
+ * TCG's translation cache, in MiB. QEMU 7.2's default is 1 GiB, filled as the guest runs new code and never
+ * given back: most of an idle TCG VM's host RSS beyond its guest memory (QEMU 341 MiB for a 128 MiB guest).
+ * Measured with worker/bench/density and bench/boot (README): see TCG_TB_SIZE_MIB's note there.
+ */
+export const TCG_TB_SIZE_MIB = 64;
+
 export interface QemuArgvSpec {
   kernelPath: string;
   cmdline: string;
   accel: Accel;
+  /** TCG only: the translation cache in MiB (default TCG_TB_SIZE_MIB). */
+  tcgTbSizeMiB?: number;
   vcpus: number;
   memoryBytes: number;
   /** Root first; each with the vhost-user socket its virtiofsd listens on. */
@@ -117,7 +126,7 @@ export function buildQemuArgv(spec: QemuArgvSpec): string[] {
     // ACPI). Keep pic/pit/rtc: pic=off hangs the reboot, pit=off hangs the boot, rtc=off adds ~2 s.
     // memory-backend: vhost-user (virtiofsd) needs guest RAM it can map, i.e. a shared memfd.
     "-M", "microvm,acpi=off,x-option-roms=off,memory-backend=mem",
-    "-accel", spec.accel,
+    "-accel", spec.accel === "tcg" ? `tcg,tb-size=${tbSize(spec.tcgTbSizeMiB)}` : spec.accel,
     // -cpu max under TCG: a Node PID 1 boots in ≈2.05 s vs ≈3.1 s with the default model (DESIGN §3).
     "-cpu", spec.accel === "kvm" ? "host" : "max",
     "-smp", String(spec.vcpus),
@@ -198,6 +207,12 @@ export function validateTag(tag: string): void {
 
 const MiB = 1024 * 1024;
 
+function tbSize(value: number | undefined): number {
+  const v = value ?? TCG_TB_SIZE_MIB;
+  if (!Number.isInteger(v) || v < 1 || v > 4096) throw invalid(`TCG translation cache must be an integer of 1..4096 MiB, got ${v}`);
+  return v;
+}
+
 /** QEMU option values separate on commas; a literal comma is written twice. */
 function opt(value: string): string {
   return value.replaceAll(",", ",,");
@@ -251,6 +266,7 @@ export function buildVmCommands(
     kernelPath: config.kernelPath,
     cmdline,
     accel: host.accel,
+    ...(config.tcgTbSizeMiB !== undefined ? { tcgTbSizeMiB: config.tcgTbSizeMiB } : {}),
     vcpus: config.vcpus,
     memoryBytes: config.memoryBytes,
     shares: daemons.map((d) => ({ tag: d.share.tag, socketPath: d.socketPath })),

@@ -66,6 +66,8 @@ export interface VmConfig {
   runDir: string;
   /** Default from `chooseAccel(probeAccelFacts())`. */
   accel?: Accel;
+  /** TCG's translation cache in MiB (`-accel tcg,tb-size=N`); default TCG_TB_SIZE_MIB. */
+  tcgTbSizeMiB?: number;
   /** Host TSC frequency for `tsc_early_khz` under TCG; default measured from /proc/cpuinfo. */
   tscKhz?: number;
   qemuPath?: string;

@@ -1,0 +1,168 @@
+/**
+ * `node bench/density/run.mjs [--n 6] [--memory 128Mi] [--idle-seconds 20] [--json]`: host cost of idle busybox
+ * workers (`sh -c 'echo …; exec sleep'`), one alone and then N at once. Per worker and process (supervisor, its
+ * FUSE server, virtiofsd, QEMU): RSS (VmRSS) and PSS (Pss of /proc/PID/smaps_rollup, which shares the pages
+ * several processes map — Node's binary and libraries across supervisors and FUSE servers — among them), the
+ * worker's total and total/QEMU, and the idle CPU of all its processes over the idle window, in % of one core.
+ * The issue's targets are stated in RSS ("host RSS per idle worker ≤ 1.3× QEMU alone", "QEMU's RSS ≤ 200 MiB");
+ * both columns are printed and the verdict lines say which one they use.
+ */
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { setTimeout as sleep } from "node:timers/promises";
+import { managedDir } from "../../src/paths.js";
+import { buildBusyboxRootfs } from "../boot/raw-floor.js";
+
+const { values } = parseArgs({
+  options: {
+    n: { type: "string", default: "6" },
+    memory: { type: "string", default: "128Mi" },
+    "idle-seconds": { type: "string", default: "20" },
+    "settle-seconds": { type: "string", default: "3" },
+    json: { type: "boolean", default: false },
+  },
+});
+const n = Number(values.n);
+const idleMs = Number(values["idle-seconds"]) * 1000;
+const settleMs = Number(values["settle-seconds"]) * 1000;
+if (!Number.isInteger(n) || n < 1) throw new Error(`--n must be a positive integer, got ${values.n}`);
+if (!(idleMs > 0) || !(settleMs >= 0)) throw new Error("--idle-seconds must be > 0 and --settle-seconds ≥ 0");
+
+const CLI = fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
+if (!existsSync(CLI)) throw new Error(`${CLI} is missing: build @iii/worker first`);
+const ROLES = ["supervisor", "iii-fs", "virtiofsd", "qemu"] as const;
+type Role = (typeof ROLES)[number];
+const MiB = 1024 * 1024;
+const TICK_MS = 1000 / 100; // USER_HZ
+
+function runCli(args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { cwd, env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (d) => (stderr += d));
+    child.on("close", (code) => resolve({ code, stderr }));
+  });
+}
+
+function kib(text: string, field: string): number {
+  return Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? NaN) * 1024;
+}
+const rss = (pid: number) => kib(readFileSync(`/proc/${pid}/status`, "utf8"), "VmRSS");
+const pss = (pid: number) => kib(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"), "Pss");
+/** utime + stime of a process, in ms. */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * TICK_MS;
+}
+
+interface Proc {
+  worker: string;
+  role: Role;
+  pid: number;
+}
+
+function processesOf(worker: string, env: NodeJS.ProcessEnv, cwd: string): Proc[] {
+  const vm = JSON.parse(readFileSync(join(managedDir(worker, env, cwd), "vm.json"), "utf8")) as { pid: number; children: { name: string; pid: number }[] };
+  const out: Proc[] = [{ worker, role: "supervisor", pid: vm.pid }];
+  for (const c of vm.children) {
+    const role = ROLES.find((r) => c.name === r || c.name.startsWith(`${r}:`));
+    if (role) out.push({ worker, role, pid: c.pid });
+  }
+  return out;
+}
+
+interface WorkerRow {
+  worker: string;
+  rss: Record<Role | "total", number>;
+  pss: Record<Role | "total", number>;
+  cpuPct: number;
+  qemuCpuPct: number;
+}
+
+/** Starts `count` idle workers, lets them settle, samples memory and the CPU they use over the idle window. */
+async function measure(count: number, rootfs: string): Promise<WorkerRow[]> {
+  const work = mkdtempSync(join("/tmp", "iii-bench-d-"));
+  const env = { III_HOME: join(work, "h") };
+  const names = Array.from({ length: count }, (_, i) => `idle${i}`);
+  try {
+    for (const name of names) {
+      const added = await runCli(["add", `dir:${rootfs}`, "--name", name, "--cpus", "1", "--memory", values.memory!, "--", "sh", "-c", "echo idle; exec sleep 100000"], work, env);
+      if (added.code !== 0) throw new Error(`add ${name} failed: ${added.stderr}`);
+    }
+    for (const name of names) {
+      const started = await runCli(["start", name], work, env);
+      if (started.code !== 0) throw new Error(`start ${name} failed: ${started.stderr}`);
+    }
+    await sleep(settleMs);
+    const procs = names.flatMap((name) => processesOf(name, env, work));
+    const cpu0 = new Map(procs.map((p) => [p.pid, cpuMs(p.pid)]));
+    const t0 = performance.now();
+    await sleep(idleMs);
+    const elapsed = performance.now() - t0;
+    const cpu = new Map(procs.map((p) => [p.pid, ((cpuMs(p.pid) - cpu0.get(p.pid)!) / elapsed) * 100]));
+    return names.map((worker) => {
+      const mine = procs.filter((p) => p.worker === worker);
+      const sum = (f: (pid: number) => number, role?: Role) => mine.filter((p) => !role || p.role === role).reduce((a, p) => a + f(p.pid), 0);
+      const by = (f: (pid: number) => number) => Object.fromEntries([...ROLES.map((r) => [r, sum(f, r)]), ["total", sum(f)]]) as Record<Role | "total", number>;
+      return {
+        worker,
+        rss: by(rss),
+        pss: by(pss),
+        cpuPct: mine.reduce((a, p) => a + cpu.get(p.pid)!, 0),
+        qemuCpuPct: mine.filter((p) => p.role === "qemu").reduce((a, p) => a + cpu.get(p.pid)!, 0),
+      };
+    });
+  } finally {
+    for (const name of names) await runCli(["stop", name, "--timeout", "1"], work, env);
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+function format(title: string, rows: WorkerRow[]): string {
+  const m = (x: number) => (x / MiB).toFixed(1).padStart(6);
+  const head = `${"worker".padEnd(8)} ${ROLES.map((r) => `${r} rss/pss`.padStart(19)).join(" ")} ${"total rss/pss".padStart(15)} ${"tot/qemu rss/pss".padStart(16)} ${"cpu %".padStart(6)} ${"qemu %".padStart(6)}`;
+  const line = (r: WorkerRow) =>
+    `${r.worker.padEnd(8)} ${ROLES.map((role) => `${m(r.rss[role])}/${m(r.pss[role])}`.padStart(19)).join(" ")} ${`${m(r.rss.total)}/${m(r.pss.total)}`.padStart(15)} ${`${(r.rss.total / r.rss.qemu).toFixed(2)}/${(r.pss.total / r.pss.qemu).toFixed(2)}`.padStart(16)} ${r.cpuPct.toFixed(2).padStart(6)} ${r.qemuCpuPct.toFixed(2).padStart(6)}`;
+  const avg = (f: (r: WorkerRow) => number) => rows.reduce((a, r) => a + f(r), 0) / rows.length;
+  const mean: WorkerRow = {
+    worker: "mean",
+    rss: Object.fromEntries([...ROLES, "total"].map((k) => [k, avg((r) => r.rss[k as Role])])) as WorkerRow["rss"],
+    pss: Object.fromEntries([...ROLES, "total"].map((k) => [k, avg((r) => r.pss[k as Role])])) as WorkerRow["pss"],
+    cpuPct: avg((r) => r.cpuPct),
+    qemuCpuPct: avg((r) => r.qemuCpuPct),
+  };
+  return [`${title} (MiB; cpu: % of one core over ${idleMs / 1000} s idle)`, head, ...rows.map(line), ...(rows.length > 1 ? [line(mean)] : [])].join("\n");
+}
+
+function verdict(rows: WorkerRow[]): string {
+  const avg = (f: (r: WorkerRow) => number) => rows.reduce((a, r) => a + f(r), 0) / rows.length;
+  const ratioRss = avg((r) => r.rss.total / r.rss.qemu);
+  const ratioPss = avg((r) => r.pss.total / r.pss.qemu);
+  const qemuRss = avg((r) => r.rss.qemu) / MiB;
+  const cpu = avg((r) => r.cpuPct);
+  const ok = (b: boolean) => (b ? "met" : "NOT met");
+  return [
+    `host memory per idle worker / QEMU alone: ${ratioRss.toFixed(2)} by RSS (the target's measure: ≤ 1.3, ${ok(ratioRss <= 1.3)}), ${ratioPss.toFixed(2)} by PSS`,
+    `QEMU RSS for a ${values.memory} TCG guest: ${qemuRss.toFixed(1)} MiB (target ≤ 200, ${ok(qemuRss <= 200)})`,
+    `idle CPU per VM (all its processes): ${cpu.toFixed(2)}% of a core (target ≤ 2, ${ok(cpu <= 2)})`,
+  ].join("\n");
+}
+
+const rootfs = buildBusyboxRootfs();
+console.error(`density: 1 worker, then ${n}, ${values.memory} each; settle ${settleMs / 1000} s, idle window ${idleMs / 1000} s`);
+const alone = await measure(1, rootfs);
+const many = n > 1 ? await measure(n, rootfs) : [];
+if (values.json) {
+  console.log(JSON.stringify({ n, memory: values.memory, idleMs, alone, many }, null, 2));
+} else {
+  console.log(format("1 worker alone", alone));
+  console.log(verdict(alone));
+  if (many.length) {
+    console.log(`\n${format(`${n} workers at once`, many)}`);
+    console.log(verdict(many));
+  }
+}
