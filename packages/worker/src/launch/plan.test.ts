@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { workerPaths } from "../paths.js";
 import { emptyNetwork, type WorkerSpec } from "../state/model.js";
-import { buildVmCommands } from "../vmm/qemu-argv.js";
+import { buildVmCommands, TCG_TB_SIZE_MIB } from "../vmm/qemu-argv.js";
 import { guestAddresses, planVm, type PlanContext } from "./plan.js";
 import type { LaunchRequest } from "./request.js";
 
@@ -48,7 +48,7 @@ describe("planVm: a worker spec → QEMU's argv, with no VM", () => {
     const { argv, daemons } = buildVmCommands(plan.vm, { accel: "tcg", virtiofsdPath: "/usr/libexec/virtiofsd", tscKhz: 2_000_000 });
     expect(values(argv, "-smp")).toEqual(["2"]);
     expect(values(argv, "-m")).toEqual(["256M"]);
-    expect(values(argv, "-accel")).toEqual(["tcg"]);
+    expect(values(argv, "-accel")).toEqual([`tcg,tb-size=${TCG_TB_SIZE_MIB}`]);
     expect(values(argv, "-kernel")).toEqual(["/k/kernel.elf"]);
     const append = values(argv, "-append")[0]!;
     expect(append).toContain("init=/init.krun");
