@@ -42,7 +42,7 @@ interface ZlibHandle {
  * had piled up) was more than skopeo + umoci's whole footprint. This drives the stream's native handle directly,
  * as zlib's own sync functions do; where a Node version lacks that shape, `undefined` (the caller streams).
  */
-function syncInflater(compression: "gzip" | "zstd"): { run(input: Uint8Array, finish: boolean, out: Uint8Array, emit: (b: Uint8Array) => void): void; close(): void } | undefined {
+export function syncInflater(compression: "gzip" | "zstd"): { run(input: Uint8Array, finish: boolean, out: Uint8Array, emit: (b: Uint8Array) => void): void; close(): void } | undefined {
   const stream: Gunzip | ZstdDecompress = compression === "gzip" ? createGunzip() : createZstdDecompress();
   const internals = stream as unknown as { _handle?: Partial<ZlibHandle>; _writeState?: Uint32Array };
   const handle = internals._handle;
