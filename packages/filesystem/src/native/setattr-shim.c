@@ -826,6 +826,12 @@ static pthread_rwlock_t io_lock = PTHREAD_RWLOCK_INITIALIZER;
 static int io_on;
 /* The ninth job's switches (below); iii_io_stop turns them off too. */
 static int fast_on, fast_create_on;
+/*
+ * FUSE instances fuse_new() made in this process, and whether one mount has claimed the fast paths. The fast
+ * paths' state (root fd, switches) is one per process and only the first instance's operations are wrapped: a
+ * second mount in the same process must never re-point the first one's answers at its own root.
+ */
+static int fuse_instances, fast_claimed;
 static uint64_t io_reads, io_read_bytes, io_writes, io_write_bytes;
 
 /* For the JS side: answer reads and writes here from now on. 1 when installed, 0 when libfuse's slots were not found. */
@@ -1007,7 +1013,7 @@ static uint64_t fast_getattrs, fast_utimens_count, fast_flushes, fast_releases, 
 int iii_fast_enable(int root_fd, const char *skip, int skip_len, int linked_to_js, int utimens_on) {
   if (js_getattr == NULL || root_fd < 0) return 0;
   pthread_rwlock_wrlock(&io_lock);
-  int ok = io_on;
+  int ok = io_on && fuse_instances == 1 && !fast_claimed;
   if (ok) {
     fast_skip_count = 0;
     for (int at = 0; at < skip_len && fast_skip_count < FAST_SKIP_NAMES;) {
@@ -1022,6 +1028,7 @@ int iii_fast_enable(int root_fd, const char *skip, int skip_len, int linked_to_j
     }
   }
   if (ok) {
+    fast_claimed = 1;
     fast_root_fd = root_fd;
     fast_linked_to_js = linked_to_js;
     fast_utimens_on = utimens_on && js_utimens != NULL;
@@ -1583,6 +1590,9 @@ void *fuse_new(void *ch, void *args, const void *op, size_t op_size, void *user_
     if (libfuse != NULL) real = (void *(*)(void *, void *, const void *, size_t, void *))dlvsym(libfuse, "fuse_new", "FUSE_2.6");
   }
   if (real == NULL) return NULL;
+  pthread_rwlock_wrlock(&io_lock);
+  fuse_instances++;
+  pthread_rwlock_unlock(&io_lock);
   void *const *slots = op;
   if (op == NULL || op_size < HL_MIN_SLOTS * sizeof(void *) || op_size > sizeof fast_ops || js_getattr != NULL) return real(ch, args, op, op_size, user_data);
   int looks_right = slots[HL_GETDIR] == NULL && slots[HL_UTIME] == NULL && !in_libfuse2(slots[HL_GETATTR]) &&
