@@ -15,7 +15,8 @@ import { managedDir } from "../../src/paths.js";
 const CLI = fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
 const FIRST_LINE = "iii-worker-first-line";
 
-function runCli(args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; stderr: string }> {
+/** Runs the built CLI; its stderr for the failure message. (bench/density uses it too.) */
+export function runCli(args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [CLI, ...args], { cwd, env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";

@@ -7,7 +7,6 @@
  * The issue's targets are stated in RSS ("host RSS per idle worker ≤ 1.3× QEMU alone", "QEMU's RSS ≤ 200 MiB");
  * both columns are printed and the verdict lines say which one they use.
  */
-import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -15,6 +14,7 @@ import { parseArgs } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
 import { managedDir } from "../../src/paths.js";
 import { buildBusyboxRootfs } from "../boot/raw-floor.js";
+import { runCli } from "../boot/worker-boot.js";
 
 const { values } = parseArgs({
   options: {
@@ -37,15 +37,6 @@ const ROLES = ["supervisor", "iii-fs", "virtiofsd", "qemu"] as const;
 type Role = (typeof ROLES)[number];
 const MiB = 1024 * 1024;
 const TICK_MS = 1000 / 100; // USER_HZ
-
-function runCli(args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd, env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });
-    let stderr = "";
-    child.stderr.on("data", (d) => (stderr += d));
-    child.on("close", (code) => resolve({ code, stderr }));
-  });
-}
 
 function kib(text: string, field: string): number {
   return Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? NaN) * 1024;
