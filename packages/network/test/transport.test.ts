@@ -81,6 +81,33 @@ describe("unix-socket frame transport", () => {
     }
   });
 
+  test("an idle stack holds no timer: the once-a-second sweep runs only while flows exist", async () => {
+    const dir = mkdtempSync(join(tmpdir(), `iii-net-sweep-${process.pid}-`));
+    const stack = new NetworkStack({ slot: 7, log: () => {}, policy: { hostPorts: [9] }, limits: { udpIdleTimeoutMs: 300 } });
+    await stack.listen(join(dir, "vm.sock"));
+    try {
+      expect(stack.idleSweepArmed).toBe(false);
+      const g = new GuestFrames(stack.addresses);
+      stack.injectFrame(g.udp(stack.addresses.gatewayIp, 4445, 9, Buffer.from("discard me")));
+      expect(stack.snapshot()).toHaveLength(1);
+      expect(stack.idleSweepArmed).toBe(true);
+      // Evicted by the first sweep past 300 ms idle, which then finds no flow left and stops.
+      await new Promise((r) => setTimeout(r, 2300));
+      expect(stack.snapshot()).toEqual([]);
+      expect(stack.idleSweepArmed).toBe(false);
+      // A new flow arms it again (and it still evicts).
+      stack.injectFrame(g.udp(stack.addresses.gatewayIp, 4446, 9, Buffer.from("again")));
+      expect(stack.idleSweepArmed).toBe(true);
+      await new Promise((r) => setTimeout(r, 2300));
+      expect(stack.snapshot()).toEqual([]);
+      expect(stack.idleSweepArmed).toBe(false);
+    } finally {
+      await stack.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(stack.idleSweepArmed).toBe(false);
+  });
+
   test("at the TCP flow limit a new SYN gets RST and a drop counter", async () => {
     const dir = mkdtempSync(join(tmpdir(), `iii-net-limit-${process.pid}-`));
     const stack = new NetworkStack({ slot: 6, log: () => {}, limits: { maxTcpFlows: 0 } });

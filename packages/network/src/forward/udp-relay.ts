@@ -27,6 +27,11 @@ export class UdpRelay {
 
   constructor(private readonly ctx: StackContext) {}
 
+  /** Open flows. */
+  get size(): number {
+    return this.flows.size;
+  }
+
   /** A DNS query from the guest: answered by the interceptor, from the address it was sent to. */
   answerDns(ip: Ipv4Header, srcPort: number, query: Buffer): void {
     const ctx = this.ctx;

@@ -146,7 +146,10 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
         this.corkedSockets.push(sock);
       },
       log: (line) => this.log(line),
-      flowOpened: (entry) => this.emit("flow-open", this.snapshotOf(entry)),
+      flowOpened: (entry) => {
+        this.armSweep();
+        this.emit("flow-open", this.snapshotOf(entry));
+      },
       flowClosed: (entry) => {
         const snap = this.snapshotOf(entry);
         this.tracker.close(entry);
@@ -174,7 +177,7 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
     this.listening = true;
     await this.transport.listen(socketPath);
     await this.published.listen();
-    this.sweepTimer = setInterval(() => this.guard(() => this.sweep()), 1000);
+    this.armSweep();
   }
 
   /** Flow table snapshot (5-tuple, state, bytes each way, age, idle time). */
@@ -189,6 +192,7 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
     this.closed = true;
     this.out.closed = true;
     if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
     this.tcp.close();
     this.udp.close();
     this.published.destroySockets();
@@ -221,10 +225,30 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
     this.emit("denied", { protocol, guestPort, dstIp: ipToString(dstIp), dstPort, rule, error });
   }
 
+  /**
+   * The idle sweep runs once a second while there are flows to sweep; an idle stack (no flows)
+   * holds no timer, so it costs nothing between VM traffic. Armed by listen() when flows exist
+   * already, and by every flow that opens.
+   */
+  private armSweep(): void {
+    if (this.sweepTimer || !this.listening || this.closed) return;
+    if (this.udp.size + this.tcp.size === 0) return;
+    this.sweepTimer = setInterval(() => this.guard(() => this.sweep()), 1000);
+  }
+
+  /** Whether the once-a-second idle sweep is armed (only while flows exist). */
+  get idleSweepArmed(): boolean {
+    return this.sweepTimer !== undefined;
+  }
+
   private sweep(): void {
     const now = Date.now();
     this.udp.sweep(now);
     this.tcp.sweep(now);
+    if (this.udp.size + this.tcp.size === 0 && this.sweepTimer) {
+      clearInterval(this.sweepTimer);
+      this.sweepTimer = undefined;
+    }
   }
 
   private snapshotOf(e: FlowEntry): FlowSnapshot {

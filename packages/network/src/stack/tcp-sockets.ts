@@ -140,6 +140,11 @@ export class TcpSocketSet {
 
   constructor(private readonly ctx: StackContext) {}
 
+  /** Flows in the table (dialling, connected or closing). */
+  get size(): number {
+    return this.flows.size;
+  }
+
   get out() {
     return this.ctx.out;
   }
