@@ -1,14 +1,12 @@
 import { mkdirs } from "../../host/mkdirs.js";
-import { registryFetch } from "./proxy.js";
-import { createReadStream } from "node:fs";
+import { httpGet, HttpError, type HttpResponse } from "./http.js";
+import { createReadStream, writeSync } from "node:fs";
 import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from "node:fs/promises";
 import type { Hash } from "node:crypto";
-import type { ReadableStreamDefaultReader, ReadableStreamReadResult } from "node:stream/web";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { IiiError } from "../../errors.js";
 import { processStartTime } from "../../host/process-identity.js";
-import { streamed } from "../buffer-churn.js";
 import { newSha256, sha256Digest } from "../digest.js";
 import { MANIFEST_ACCEPT, MAX_JSON_BYTES, type Descriptor } from "../oci/manifest.js";
 import { parseAuthChallenges, type AuthChallenge } from "./challenge.js";
@@ -145,23 +143,23 @@ export class RegistryClient {
     const headers: Record<string, string> = { "user-agent": USER_AGENT };
     if (credentials) headers.authorization = `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString("base64")}`;
     return this.withRetries("token request", async () => {
-      const response = await this.fetchWithTimeout(url, { headers });
+      const response = await this.request(url, headers);
       if (response.status === 401 || response.status === 403) {
-        await response.body?.cancel();
+        response.cancel();
         throw this.fail(
           `${response.status} ${response.statusText || "Unauthorized"} from token service ${url.origin}${url.pathname}: ` +
             (credentials ? `credentials for user "${credentials.username}" (from ${credentials.source}) were rejected` : "anonymous access denied; run `iii worker login " + this.registry + "`"),
         );
       }
       if (response.status >= 500 || response.status === 429) {
-        await response.body?.cancel();
+        response.cancel();
         throw new RetryableError(`token service answered ${response.status}`);
       }
       if (!response.ok) {
-        await response.body?.cancel();
+        response.cancel();
         throw this.fail(`token service ${url.origin} answered ${response.status}`);
       }
-      const body = (await response.json()) as { token?: string; access_token?: string };
+      const body = (await response.json(MAX_JSON_BYTES)) as { token?: string; access_token?: string };
       const token = body.token ?? body.access_token;
       if (typeof token !== "string" || token === "") throw this.fail(`token service ${url.origin} returned no token`);
       return token;
@@ -169,21 +167,20 @@ export class RegistryClient {
   }
 
   /**
-   * fetch with a deadline for the response headers only: a body may take as long as it keeps moving (streamBody
-   * has its own idle timer), so a slow multi-GiB blob is not cut every minute.
+   * One GET (redirects followed) with a deadline for the response head and an idle deadline for the body: a body
+   * may take as long as it keeps moving, so a slow multi-GiB blob is not cut every minute.
    */
-  private async fetchWithTimeout(url: URL | string, init: RequestInit): Promise<Response> {
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(new RetryableError(`no response within ${this.idleTimeoutMs} ms`)), this.idleTimeoutMs);
-    const signal = this.options.signal ? AbortSignal.any([controller.signal, this.options.signal]) : controller.signal;
+  private async request(url: URL | string, headers: Record<string, string>): Promise<HttpResponse> {
     try {
-      return await registryFetch(url, { ...init, signal, redirect: "follow" }, this.options.env);
+      return await httpGet(url, {
+        headers,
+        timeoutMs: this.idleTimeoutMs,
+        ...(this.options.signal ? { signal: this.options.signal } : {}),
+        ...(this.options.env ? { env: this.options.env } : {}),
+      });
     } catch (error) {
       if (this.options.signal?.aborted) throw this.options.signal.reason;
-      if (controller.signal.aborted) throw controller.signal.reason;
       throw error;
-    } finally {
-      clearTimeout(timer);
     }
   }
 
@@ -191,15 +188,13 @@ export class RegistryClient {
    * One authenticated GET: sends what the last challenge asked for, and on 401 reads the new challenge and tries
    * once more. A second 401 means the credentials are wrong.
    */
-  private async get(path: string, scope: string, headers: Record<string, string>): Promise<Response> {
+  private async get(path: string, scope: string, headers: Record<string, string>): Promise<HttpResponse> {
     const url = `${this.baseUrl}${path}`;
     for (let round = 0; round < 2; round++) {
       const authorization = await this.authorization(scope);
-      const response = await this.fetchWithTimeout(url, {
-        headers: { "user-agent": USER_AGENT, ...headers, ...(authorization ? { authorization } : {}) },
-      });
+      const response = await this.request(url, { "user-agent": USER_AGENT, ...headers, ...(authorization ? { authorization } : {}) });
       if (response.status === 401) {
-        await response.body?.cancel();
+        response.cancel();
         const header = response.headers.get("www-authenticate") ?? "";
         const challenge = parseAuthChallenges(header).find((c) => c.scheme === "bearer" || c.scheme === "basic");
         if (round === 0 && challenge && !(authorization && challenge.scheme === "basic")) {
@@ -219,7 +214,7 @@ export class RegistryClient {
         );
       }
       if (response.status >= 500 || response.status === 429 || response.status === 408) {
-        await response.body?.cancel();
+        response.cancel();
         throw new RetryableError(`GET ${path} answered ${response.status}`);
       }
       return response;
@@ -231,7 +226,7 @@ export class RegistryClient {
   async ping(repository?: string): Promise<void> {
     await this.withRetries("ping", async () => {
       const response = await this.get("/v2/", repository ? `repository:${repository}:pull` : "registry:catalog:*", {});
-      await response.body?.cancel();
+      response.cancel();
       if (!response.ok && response.status !== 404) throw this.fail(`GET /v2/ answered ${response.status}`);
     });
   }
@@ -241,17 +236,19 @@ export class RegistryClient {
     return this.withRetries(`manifest ${repository}:${reference}`, async () => {
       const response = await this.get(`/v2/${repository}/manifests/${reference}`, scope, { accept: MANIFEST_ACCEPT.join(", ") });
       if (response.status === 404) {
-        await response.body?.cancel();
+        response.cancel();
         throw this.fail(`manifest ${repository}:${reference} not found (404)`);
       }
       if (!response.ok) {
-        await response.body?.cancel();
+        response.cancel();
         throw this.fail(`manifest ${repository}:${reference}: HTTP ${response.status}`);
       }
       const declared = Number(response.headers.get("content-length") ?? "0");
-      if (declared > MAX_JSON_BYTES) throw this.fail(`manifest ${repository}:${reference} is larger than ${MAX_JSON_BYTES} bytes`);
-      const bytes = Buffer.from(await response.arrayBuffer());
-      if (bytes.length > MAX_JSON_BYTES) throw this.fail(`manifest ${repository}:${reference} is larger than ${MAX_JSON_BYTES} bytes`);
+      if (declared > MAX_JSON_BYTES) {
+        response.cancel();
+        throw this.fail(`manifest ${repository}:${reference} is larger than ${MAX_JSON_BYTES} bytes`);
+      }
+      const bytes = await this.body(response, () => this.fail(`manifest ${repository}:${reference} is larger than ${MAX_JSON_BYTES} bytes`));
       const digest = sha256Digest(bytes);
       if (reference.startsWith("sha256:") && digest !== reference) {
         throw new IiiError("ImagePullFailed", `registry ${this.registry}: manifest ${repository}@${reference} has digest ${digest}`);
@@ -266,10 +263,10 @@ export class RegistryClient {
     return this.withRetries(`blob ${descriptor.digest}`, async () => {
       const response = await this.get(`/v2/${repository}/blobs/${descriptor.digest}`, `repository:${repository}:pull`, {});
       if (!response.ok) {
-        await response.body?.cancel();
+        response.cancel();
         throw this.fail(`blob ${descriptor.digest}: HTTP ${response.status}`);
       }
-      const bytes = Buffer.from(await response.arrayBuffer());
+      const bytes = await this.body(response, () => this.fail(`blob ${descriptor.digest} is larger than ${MAX_JSON_BYTES} bytes`));
       if (sha256Digest(bytes) !== descriptor.digest) throw this.fail(`blob ${descriptor.digest}: digest mismatch`);
       return bytes;
     });
@@ -310,7 +307,7 @@ export class RegistryClient {
         const headers: Record<string, string> = offset > 0 ? { range: `bytes=${offset}-` } : {};
         const response = await this.get(`/v2/${repository}/blobs/${descriptor.digest}`, `repository:${repository}:pull`, headers);
         if (!response.ok) {
-          await response.body?.cancel();
+          response.cancel();
           if (response.status === 416) {
             await rm(partial, { force: true });
             throw new RetryableError("range not satisfiable; restarting the download");
@@ -342,8 +339,22 @@ export class RegistryClient {
     });
   }
 
+  /** A small body (manifest, config) into memory; `tooLarge` names the error past MAX_JSON_BYTES. */
+  private async body(response: HttpResponse, tooLarge: () => IiiError): Promise<Buffer> {
+    try {
+      return await response.bytes(MAX_JSON_BYTES);
+    } catch (error) {
+      if (error instanceof HttpError && error.code === "HttpTooLarge") throw tooLarge();
+      throw error;
+    }
+  }
+
+  /**
+   * The body into the partial file: each chunk (a view of the client's reused read buffer) is hashed and written
+   * before the next read, so nothing per chunk outlives it and a pull's RSS does not grow with the blob.
+   */
   private async streamBody(
-    response: Response,
+    response: HttpResponse,
     descriptor: Descriptor,
     handle: FileHandle,
     hash: Hash,
@@ -351,22 +362,18 @@ export class RegistryClient {
     onBytes: (n: number) => void,
   ): Promise<number> {
     let written = start;
-    const reader = response.body!.getReader();
     try {
-      for (;;) {
-        const { done, value } = await readWithin(reader, this.idleTimeoutMs);
-        if (done) break;
-        written += value.byteLength;
+      await response.pipe((chunk) => {
+        written += chunk.byteLength;
         if (written > descriptor.size) throw this.fail(`blob ${descriptor.digest}: more than the ${descriptor.size} bytes its descriptor declares`);
-        hash.update(value);
-        await handle.write(value);
-        onBytes(value.byteLength);
-        streamed(value.byteLength);
-      }
+        hash.update(chunk);
+        for (let at = 0; at < chunk.byteLength; ) at += writeSync(handle.fd, chunk, at);
+        onBytes(chunk.byteLength);
+      });
     } catch (error) {
-      await reader.cancel().catch(() => undefined);
       if (error instanceof IiiError || error instanceof RetryableError) throw error;
       if (this.options.signal?.aborted) throw this.options.signal.reason;
+      if (error instanceof HttpError && !error.transient) throw this.fail(`blob ${descriptor.digest}: ${error.message}`, error);
       // A connection reset mid-body: the partial file keeps what arrived, the retry resumes from there.
       throw new RetryableError(`download interrupted: ${(error as Error).message}`);
     }
@@ -374,52 +381,22 @@ export class RegistryClient {
   }
 }
 
-/**
- * One read with its own idle deadline. A fresh timer per read and nothing long-lived: racing every read against
- * one idle promise per blob gave that promise a reaction per read, each holding its chunk until the blob ended
- * (a pull peaked at 8x the RSS of skopeo + umoci).
- */
-function readWithin(reader: ReadableStreamDefaultReader<Uint8Array>, ms: number): Promise<ReadableStreamReadResult<Uint8Array>> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new RetryableError(`no data for ${ms} ms`)), ms);
-    reader.read().then(
-      (result) => {
-        clearTimeout(timer);
-        resolve(result);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
-}
-
-function causeCode(error: unknown): string {
-  const cause = (error as { cause?: { code?: unknown } } | undefined)?.cause;
-  return typeof cause?.code === "string" ? cause.code : "";
-}
-
 /** TLS failures are not transient: retrying a plain-HTTP registry over https only wastes the backoff. */
 function isTlsError(error: unknown): boolean {
-  const code = causeCode(error);
-  return code.startsWith("ERR_SSL") || code === "EPROTO" || code.includes("CERT") || code.startsWith("ERR_TLS");
+  return error instanceof HttpError && error.code === "HttpTls";
 }
 
 function isNetworkError(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  if (error instanceof IiiError || isTlsError(error)) return false;
-  return error.name === "TypeError" && /fetch failed|terminated|socket|network/i.test(error.message);
+  return error instanceof HttpError && error.transient;
 }
 
 function describeFetchError(error: unknown, baseUrl: string): string {
   const message = (error as Error).message;
-  const code = causeCode(error);
-  const detail = (error as { cause?: { message?: string } }).cause?.message;
   if (isTlsError(error) && baseUrl.startsWith("https:")) {
+    const code = /\(([A-Z_0-9]+)\)/.exec(message)?.[1] ?? "TLS error";
     return `TLS handshake with ${baseUrl} failed (${code}); if this registry speaks plain HTTP, name it with --insecure-registry`;
   }
-  return detail ? `${message}: ${detail}` : message;
+  return message;
 }
 
 /** Takes over `<hex>.<pid>.partial` files left by processes that no longer run (kill -9 during a pull). */

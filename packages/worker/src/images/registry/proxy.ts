@@ -1,4 +1,5 @@
 import type { Dispatcher } from "undici";
+import { IiiError } from "../../errors.js";
 
 /**
  * Registry traffic (image pulls, the short-name index, the firmware download) goes through the proxy the
@@ -51,4 +52,32 @@ export async function registryFetch(url: string | URL, init: RequestInit = {}, e
   if (!dispatcher) return fetch(url, init);
   const { fetch: undiciFetch } = await import("undici");
   return (await undiciFetch(url, { ...(init as Parameters<typeof undiciFetch>[1]), dispatcher })) as unknown as Response;
+}
+
+/**
+ * The proxy a request to `url` goes through, or undefined to connect directly: the same choice undici's
+ * EnvHttpProxyAgent made for `registryFetch` (https URLs use the https proxy, else the http one; http URLs the http
+ * proxy), and its NO_PROXY matching: entries split on commas and spaces, `*` for all, `host` exactly, `.domain` or
+ * `*.domain` for a suffix, an optional `:port` that must match too.
+ */
+export function proxyFor(url: URL, env: NodeJS.ProcessEnv = process.env): URL | undefined {
+  const settings = proxySettings(env);
+  const proxy = url.protocol === "https:" ? (settings.httpsProxy ?? settings.httpProxy) : settings.httpProxy;
+  if (!proxy) return undefined;
+  const host = url.hostname.replace(/^\[|\]$/g, "").toLowerCase();
+  const port = Number(url.port) || (url.protocol === "https:" ? 443 : 80);
+  for (const raw of (settings.noProxy ?? "").split(/[,\s]/)) {
+    const entry = raw.trim().toLowerCase();
+    if (!entry) continue;
+    if (entry === "*") return undefined;
+    const withPort = /^(.+):(\d+)$/.exec(entry);
+    const name = (withPort ? withPort[1]! : entry).replace(/^\[|\]$/g, "");
+    if (withPort && Number(withPort[2]) !== port) continue;
+    if (/^[.*]/.test(name) ? host.endsWith(name.replace(/^\*/, "")) : host === name) return undefined;
+  }
+  try {
+    return new URL(proxy.includes("://") ? proxy : `http://${proxy}`);
+  } catch {
+    throw new IiiError("InvalidOption", `proxy ${JSON.stringify(proxy)} from the environment is not a URL`);
+  }
 }
