@@ -4,8 +4,9 @@
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mountPassthrough, type MountHandle } from "../src/index.js";
+import { mountPassthrough, type MountHandle, type MountStats } from "../src/index.js";
 import { stableInodeNumber } from "../src/fs/inode-numbers.js";
+import { statToAttr } from "../src/fs/tree.js";
 import { fuse, rmrf, shOk, tempDir } from "./helpers.js";
 
 const TREE = String.raw`
@@ -15,6 +16,7 @@ for i in $(seq 1 300); do echo "file $i" > d/f$i; done
 for i in $(seq 1 50); do mkdir d/e/dir$i; echo x > d/e/dir$i/inner; done
 ln -s f1 d/link1
 echo linked > d/h1 && ln d/h1 d/h2
+echo other > d/e/hé && ln d/e/hé d/e/hé2
 `;
 
 /** path → st_ino (stat) for every entry under the mount; with `dIno`, d_ino from readdir (find -printf %i). */
@@ -87,7 +89,9 @@ describe.skipIf(!fuse.ok)("stable inode numbers", () => {
 
   it("git status on a fresh mount finds its index up to date (no re-read, no index rewrite)", async () => {
     const a = await mount("g1");
-    await shOk("set -e; mkdir repo; cd repo; for i in $(seq 1 100); do echo $i > f$i; done; git init -q; git add .; git -c user.email=t@e -c user.name=t commit -qm init; git status --porcelain", a.mnt);
+    // The files' second is over before git writes its index: else git finds them "racily clean" and rewrites the
+    // index at every status, on any file system.
+    await shOk("set -e; mkdir repo; cd repo; for i in $(seq 1 100); do echo $i > f$i; done; sleep 1.1; git init -q; git add .; git -c user.email=t@e -c user.name=t commit -qm init; git status --porcelain", a.mnt);
     const index = path.join(root, "repo", ".git", "index");
     const before = await shOk("cd repo && git ls-files --debug | grep ino: | md5sum", a.mnt);
     const mtimeBefore = fs.statSync(index).mtimeMs;
@@ -98,6 +102,31 @@ describe.skipIf(!fuse.ok)("stable inode numbers", () => {
     expect(await shOk("cd repo && git ls-files --debug | grep ino: | md5sum", b.mnt)).toBe(before);
     // git rewrites the index when it had to refresh stat data that no longer matched.
     expect(fs.statSync(index).mtimeMs).toBe(mtimeBefore);
+  });
+
+  it("the shim answers lookups and listings with the numbers the JS side computes (setattr-shim.c, stable_number)", async () => {
+    const { mnt, handle } = await mount("c1");
+    const settled = async (): Promise<MountStats> => {
+      await new Promise((r) => setTimeout(r, 400)); // stats are a snapshot at most 250 ms old
+      return handle.stats();
+    };
+    const before = await settled();
+    const st = await inodes(mnt);
+    const dino = await inodes(mnt, true);
+    const after = await settled();
+    const js = (s: MountStats, op: string): number => (s.ops[op] ?? 0) - (s.shimOps?.[op] ?? 0);
+    // Only the four names of the hard-linked files (numbers per guest name, link-group tags) reach the JS thread.
+    expect(js(after, "getattr") - js(before, "getattr")).toBeLessThanOrEqual(4);
+    expect(js(after, "readdir") - js(before, "readdir")).toBe(0);
+    expect((after.shimOps?.getattr ?? 0) - (before.shimOps?.getattr ?? 0)).toBeGreaterThan(400);
+    // What inode-numbers.ts makes of the host's own stat, for every name, listed or looked up (ASCII or not).
+    for (const [rel, ino] of st) {
+      const guest = rel === "." ? "/" : rel.slice(1);
+      const n = stableInodeNumber(statToAttr(fs.lstatSync(path.join(root, guest)), true), guest);
+      expect([rel, ino]).toEqual([rel, String((BigInt(n.hi) << 32n) | BigInt(n.lo))]);
+      expect([rel, dino.get(rel)]).toEqual([rel, ino]);
+    }
+    expect(st.has("./d/e/hé")).toBe(true);
   });
 
   it("a host inode number reused by a new file (another birth time) gets another number", () => {

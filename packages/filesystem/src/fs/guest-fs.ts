@@ -401,12 +401,20 @@ export class GuestFs {
 
   /**
    * What the shim needs to answer getattr/utimens/flush/release itself (setattr-shim.c, ninth job): a plain tree
-   * (copy-up and whiteouts of layers stay here) without stable inode numbers (computed here). null otherwise.
+   * (copy-up and whiteouts of layers stay here); with stable inode numbers the shim computes them as
+   * inode-numbers.ts does. null otherwise.
    */
   shimFastTree(): import("../host/fuse-caller.js").ShimFastTree | null {
-    if (!(this.tree instanceof PassthroughTree) || this.stableInodes) return null;
+    if (!(this.tree instanceof PassthroughTree)) return null;
     const owner = this.tree.policy.owner;
-    return { rootFd: this.tree.host.rootFd, jsNames: [...this.virtual.rootNames], linkedToJs: this.linkGroups !== null, utimens: !this.readOnly, owner };
+    return {
+      rootFd: this.tree.host.rootFd,
+      jsNames: [...this.virtual.rootNames],
+      linkedToJs: this.linkGroups !== null,
+      utimens: !this.readOnly,
+      owner,
+      stableInodes: this.stableInodes,
+    };
   }
 
   /** Closes the pins of hidden nodes the kernel has forgotten. */

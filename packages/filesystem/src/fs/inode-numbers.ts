@@ -36,9 +36,10 @@ function mixNumber(h: number, v: number): number {
   return mixU32(mixU32(h, v % 0x100000000), Math.floor(v / 0x100000000));
 }
 
+/** Over the UTF-8 bytes of `s` (the shim hashes the path bytes libfuse hands it). */
 function mixString(h: number, s: string): number {
   let x = h;
-  for (let i = 0; i < s.length; i++) x = mixU32(x, s.charCodeAt(i));
+  for (const b of Buffer.from(s, "utf8")) x = mixU32(x, b);
   return x >>> 0;
 }
 
@@ -58,14 +59,18 @@ export interface InodeNumber {
   lo: number;
 }
 
-/** Birth time in µs (0 when the host fs does not record one). */
-function birthMicros(a: Attr): number {
-  return Math.round((a.birthtime ?? 0) * 1000);
+/**
+ * Birth time in whole ms (0 when the host fs does not record one). The shim computes the same numbers for the
+ * requests it answers (setattr-shim.c, stable_number): Node's birthtimeMs is sec * 1e3 + nsec / 1e6 in doubles,
+ * and its floor is what C gets from the same two operations.
+ */
+function birthMillis(a: Attr): number {
+  return Math.floor(a.birthtime ?? 0);
 }
 
 export function stableInodeNumber(a: Attr, guestPath: string): InodeNumber {
   const hostIno = a.ino;
-  const btime = birthMicros(a);
+  const btime = birthMillis(a);
   if ((a.mode & S_IFMT) !== S_IFDIR && a.nlink > 1) {
     let h = mixNumber(mixNumber(mixNumber(FNV_OFFSET, a.dev), hostIno), btime);
     h = mixString(h, guestPath);

@@ -120,6 +120,8 @@ export interface ShimFastTree {
   utimens: boolean;
   /** Host owner of what create and mkdir make (the tree's hostOwner). */
   owner: { uid: number; gid: number };
+  /** Stable inode numbers (inode-numbers.ts), computed by the shim for what it answers; needs enableIno64(). */
+  stableInodes: boolean;
 }
 
 /**
@@ -137,6 +139,8 @@ export function enableShimIo(fast: ShimFastTree | null): ShimIo | null {
     const fastCounts = lib.func("void iii_fast_counts(_Out_ uint64_t *out)");
     if ((lib.func("int iii_io_enable(void)")() as number) !== 1) return null;
     let fastOn = false;
+    // Stable numbers the shim cannot compute (no 64-bit replies): every lookup stays on the JS side.
+    if (fast?.stableInodes && (lib.func("int iii_fast_stable_enable(void)")() as number) !== 1) fast = null;
     if (fast) {
       const skip = Buffer.from(fast.jsNames.map((n) => `${n}\0`).join(""));
       const enable = lib.func("int iii_fast_enable(int root_fd, const uint8_t *skip, int skip_len, int linked_to_js, int utimens_on)");

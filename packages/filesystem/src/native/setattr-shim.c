@@ -102,6 +102,7 @@
 #include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <sys/types.h>
+#include <sys/sysmacros.h>
 
 #define FUSE_SET_ATTR_ATIME (1 << 4)
 #define FUSE_SET_ATTR_MTIME (1 << 5)
@@ -1069,6 +1070,104 @@ int iii_fast_create_enable(uint32_t uid, uint32_t gid) {
   return ok;
 }
 
+/*
+ * Stable inode numbers (`stableInodes`, inode-numbers.ts) computed here, bit for bit as the JS side computes
+ * them, so a stableInodes mount keeps the fast paths: st_ino = st_dev:st_ino of the reply (the fifth job joins
+ * them). A non-directory with several host links gets a number from its guest path; getattr leaves those to
+ * the JS side (their link-group tags), readdir computes them here. FNV-1a over 32-bit words, murmur3's fmix32.
+ */
+static int fast_stable;
+
+/* For the JS side, before iii_fast_enable: answers carry stable inode numbers. 1 when the fifth job is on. */
+int iii_fast_stable_enable(void) {
+  if (!__atomic_load_n(&ino64, __ATOMIC_ACQUIRE)) return 0;
+  pthread_rwlock_wrlock(&io_lock);
+  fast_stable = 1;
+  pthread_rwlock_unlock(&io_lock);
+  return 1;
+}
+
+#define INO_FNV_OFFSET 0x811c9dc5U
+#define INO_FNV_PRIME 0x01000193U
+
+static uint32_t ino_mix32(uint32_t h, uint32_t v) {
+  for (int i = 0; i < 4; i++) {
+    h ^= (v >> (i * 8)) & 0xff;
+    h *= INO_FNV_PRIME;
+  }
+  return h;
+}
+
+static uint32_t ino_mix64(uint32_t h, uint64_t v) {
+  return ino_mix32(ino_mix32(h, (uint32_t)v), (uint32_t)(v >> 32));
+}
+
+static uint32_t ino_finish(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x85ebca6bU;
+  x ^= x >> 13;
+  x *= 0xc2b2ae35U;
+  x ^= x >> 16;
+  return x;
+}
+
+/*
+ * The host birth time in whole ms, as Node's `Math.floor(stats.birthtimeMs)`: sec * 1e3 + nsec / 1e6 in doubles
+ * (volatile: no fused multiply-add may change the rounding).
+ */
+static int64_t birth_ms(const struct statx *x) {
+  volatile double ms = (double)x->stx_btime.tv_sec * 1000.0;
+  ms = ms + (double)x->stx_btime.tv_nsec / 1e6;
+  double f = (double)(int64_t)ms;
+  if (f > ms) f -= 1.0;
+  return (int64_t)f;
+}
+
+/*
+ * stableInodeNumber(): hi in st_dev, lo in st_ino (the fifth job joins them). `path` (the guest path of the
+ * name, for a non-directory with several links) may be NULL only when that is not the case.
+ */
+static void stable_number(const struct statx *x, const char *dir, const char *name, struct stat *st) {
+  uint64_t dev = makedev(x->stx_dev_major, x->stx_dev_minor), ino = x->stx_ino;
+  uint64_t btime = (uint64_t)birth_ms(x);
+  if (!S_ISDIR(x->stx_mode) && x->stx_nlink > 1) {
+    uint32_t h = ino_mix64(ino_mix64(ino_mix64(INO_FNV_OFFSET, dev), ino), btime);
+    for (const unsigned char *c = (const unsigned char *)dir; c != NULL && *c; c++) h = ino_mix32(h, *c);
+    if (dir != NULL && !(dir[0] == '/' && dir[1] == 0)) h = ino_mix32(h, '/');
+    for (const unsigned char *c = (const unsigned char *)name; c != NULL && *c; c++) h = ino_mix32(h, *c);
+    uint32_t lo = ino_finish(h);
+    st->st_ino = lo;
+    st->st_dev = 0x80000000U | (ino_finish(ino_mix32(h, lo)) & 0x3fffffffU);
+    return;
+  }
+  uint32_t h = ino_mix64(ino_mix64(ino_mix64(INO_FNV_OFFSET, dev), ino >> 32), btime);
+  st->st_ino = (uint32_t)ino;
+  st->st_dev = ino_finish(h) & 0x7fffffffU;
+}
+
+/* fstatat(AT_SYMLINK_NOFOLLOW) through statx, with the birth time for stable_number. */
+static int statx_nofollow(int dirfd, const char *name, int flags, struct statx *x, struct stat *st) {
+  if (statx(dirfd, name, AT_SYMLINK_NOFOLLOW | flags, STATX_BASIC_STATS | STATX_BTIME, x) != 0) return -errno;
+  memset(st, 0, sizeof *st);
+  st->st_dev = makedev(x->stx_dev_major, x->stx_dev_minor);
+  st->st_ino = x->stx_ino;
+  st->st_mode = x->stx_mode;
+  st->st_nlink = x->stx_nlink;
+  st->st_uid = x->stx_uid;
+  st->st_gid = x->stx_gid;
+  st->st_rdev = makedev(x->stx_rdev_major, x->stx_rdev_minor);
+  st->st_size = (off_t)x->stx_size;
+  st->st_blksize = x->stx_blksize;
+  st->st_blocks = (blkcnt_t)x->stx_blocks;
+  st->st_atim.tv_sec = x->stx_atime.tv_sec;
+  st->st_atim.tv_nsec = x->stx_atime.tv_nsec;
+  st->st_mtim.tv_sec = x->stx_mtime.tv_sec;
+  st->st_mtim.tv_nsec = x->stx_mtime.tv_nsec;
+  st->st_ctim.tv_sec = x->stx_ctime.tv_sec;
+  st->st_ctim.tv_nsec = x->stx_ctime.tv_nsec;
+  return 0;
+}
+
 /* Paths the JS side answers: under a virtual root name, or a hidden node's name. Call with io_lock held. */
 static int js_path(const char *path) {
   if (!fast_on || path == NULL || path[0] != '/') return 1;
@@ -1225,17 +1324,26 @@ static int fast_getattr(const char *path, struct stat *st) {
     return dirfd;
   }
   struct stat hs;
-  int rc = fstatat(dirfd, name, &hs, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
-  int to_js = rc == 0 && fast_linked_to_js && S_ISREG(hs.st_mode) && hs.st_nlink > 1;
+  struct statx hx;
+  int stable = fast_stable, rc;
+  if (stable) rc = statx_nofollow(dirfd, name, 0, &hx, &hs);
+  else rc = fstatat(dirfd, name, &hs, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
+  int linked = rc == 0 && !S_ISDIR(hs.st_mode) && hs.st_nlink > 1;
+  /* Several links: a link-group tag, or (stable numbers) a number per guest name, both from the JS side. */
+  int to_js = linked && ((fast_linked_to_js && S_ISREG(hs.st_mode)) || stable);
   if (rc == 0 && !to_js) merge_override(dirfd, name, &hs);
   if (owned) close(dirfd);
   pthread_rwlock_unlock(&io_lock);
   if (to_js) return js_getattr(path, st);
   __atomic_add_fetch(&fast_getattrs, 1, __ATOMIC_RELAXED);
   if (rc != 0) return rc;
-  /* What fuse-native sends: 32-bit inode and device numbers (st_ino is libfuse's node id unless use_ino). */
-  hs.st_ino = (uint32_t)hs.st_ino;
-  hs.st_dev = (uint32_t)hs.st_dev;
+  if (stable) {
+    stable_number(&hx, NULL, NULL, &hs);
+  } else {
+    /* What fuse-native sends: 32-bit inode and device numbers (st_ino is libfuse's node id unless use_ino). */
+    hs.st_ino = (uint32_t)hs.st_ino;
+    hs.st_dev = (uint32_t)hs.st_dev;
+  }
   *st = hs;
   return 0;
 }
@@ -1401,15 +1509,26 @@ static int fast_readdir(const char *path, void *buf, fill_dir_fn filler, off_t o
     return rc;
   }
   struct stat self, parent;
-  int rc = 0;
-  if (fstat(fd, &self) != 0 || (path[1] != 0 ? fstatat(fd, "..", &parent, AT_SYMLINK_NOFOLLOW) : fstat(fd, &parent)) != 0) rc = -errno;
+  int rc = 0, stable = fast_stable;
+  if (stable) {
+    /* d_ino is the entry's st_ino, as the JS listing gives it with stable numbers (fuse-shell.ts). */
+    struct statx x;
+    rc = statx_nofollow(fd, "", AT_EMPTY_PATH, &x, &self);
+    if (rc == 0) stable_number(&x, NULL, NULL, &self);
+    if (rc == 0 && path[1] == 0) parent = self;
+    else if (rc == 0 && (rc = statx_nofollow(fd, "..", 0, &x, &parent)) == 0) stable_number(&x, NULL, NULL, &parent);
+  } else if (fstat(fd, &self) != 0 || (path[1] != 0 ? fstatat(fd, "..", &parent, AT_SYMLINK_NOFOLLOW) : fstat(fd, &parent)) != 0) {
+    rc = -errno;
+  }
   if (rc == 0) {
     struct stat st;
     memset(&st, 0, sizeof st);
     st.st_mode = S_IFDIR;
     st.st_ino = (uint32_t)self.st_ino;
+    st.st_dev = stable ? self.st_dev : 0;
     filler(buf, ".", &st, 0);
     st.st_ino = (uint32_t)parent.st_ino;
+    st.st_dev = stable ? parent.st_dev : 0;
     filler(buf, "..", &st, 0);
   }
   char dents[32768];
@@ -1435,6 +1554,10 @@ static int fast_readdir(const char *path, void *buf, fill_dir_fn filler, off_t o
       memset(&st, 0, sizeof st);
       st.st_mode = (mode_t)type << 12;
       st.st_ino = (uint32_t)d->d_ino;
+      struct statx x;
+      struct stat hs;
+      /* Gone since the listing: its host number, as the JS listing gives it; the lookup will tell. */
+      if (stable && statx_nofollow(fd, d->d_name, 0, &x, &hs) == 0) stable_number(&x, path, d->d_name, &st);
       if (filler(buf, d->d_name, &st, 0) != 0) {
         rc = -ENOMEM;
         break;
