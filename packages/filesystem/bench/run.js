@@ -117,6 +117,7 @@ async function each(fn) {
 }
 
 const rows = [];
+const pick = (r, k) => ({ ours: r.ours[k], bindfs: r.bindfs[k], raw: r.raw[k] });
 /** `reqs`: FUSE requests per item (file) our server answered for this row, when counted. */
 function row(metric, unit, higherIsBetter, r, reqs, per = "file") {
   rows.push({ metric: `${metric} (${unit})`, ...r, higherIsBetter });
@@ -214,7 +215,6 @@ try {
       const w = await counted(FILES, () => timed(dir, `find tree -printf '%s %m %u\\n'`));
       return { cold: c.value, warm: w.value, coldReqs: c.perItem, warmReqs: w.perItem };
     });
-    const pick = (r, k) => ({ ours: r.ours[k], bindfs: r.bindfs[k], raw: r.raw[k] });
     row(`find+stat ${FILES} files, cold`, "s", false, pick(find, "cold"), find.ours.coldReqs);
     row(`find+stat ${FILES} files, warm`, "s", false, pick(find, "warm"), find.ours.warmReqs);
 
