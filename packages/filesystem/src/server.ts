@@ -46,14 +46,14 @@ process.on("message", (m: ParentMessage) => void mountModule.then(({ mountPassth
         });
         // Only a change crosses the IPC channel: an idle mount costs the parent no wake-ups.
         let last = "";
-        statsTimer = setInterval(() => {
+        if (m.statsIntervalMs > 0) statsTimer = setInterval(() => {
           const stats = h.stats();
           const key = JSON.stringify(stats);
           if (key === last) return;
           last = key;
           send({ type: "stats", stats });
         }, m.statsIntervalMs);
-        statsTimer.unref();
+        statsTimer?.unref();
         send({ type: "mounted", pid: process.pid });
       },
       (err: unknown) => {

@@ -93,7 +93,7 @@ export class MountServer {
             reject(new FilesystemError(m.code, m.message));
           }
         });
-        child.send({ type: "mount", options: { ...options, mountpoint }, statsIntervalMs: 250 });
+        child.send({ type: "mount", options: { ...options, mountpoint }, statsIntervalMs: options.statsPushMs ?? 250 });
       });
     } catch (err) {
       if (child.exitCode === null) child.kill("SIGKILL");

@@ -92,9 +92,15 @@ export interface MountOptions {
   /** How often the mount table is checked for an external unmount. Default 1000 ms. */
   watchIntervalMs?: number;
   /**
+   * Child server only: how often it looks for changed request counters and sends them to the handle's
+   * stats() (default 250 ms). 0: never on a timer, only at unmount, so an idle mount wakes its server for
+   * nothing but the mount-table check (a worker, which never reads them, passes 0).
+   */
+  statsPushMs?: number;
+  /**
    * "process": a child Node process serves the mount (with the setattr shim preloaded
    * when it was built, so mtime-only updates work); the handle works the same and
-   * stats() is a snapshot at most 250 ms old. "in-process": FUSE requests are answered
+   * stats() is a snapshot at most `statsPushMs` old. "in-process": FUSE requests are answered
    * on this process's JS thread, so this process must never block on the mount (no
    * fs.*Sync on paths inside it, no spawn with cwd inside it). Default "auto":
    * "process" when dist/server.js is present (it is, unless this package was bundled

@@ -70,8 +70,8 @@ interface WorkerRow {
   worker: string;
   rss: Record<Role | "total", number>;
   pss: Record<Role | "total", number>;
-  cpuPct: number;
-  qemuCpuPct: number;
+  /** % of one core over the idle window, per process role and in total. */
+  cpu: Record<Role | "total", number>;
 }
 
 /** Starts `count` idle workers, lets them settle, samples memory and the CPU they use over the idle window. */
@@ -103,8 +103,7 @@ async function measure(count: number, rootfs: string): Promise<WorkerRow[]> {
         worker,
         rss: by(rss),
         pss: by(pss),
-        cpuPct: mine.reduce((a, p) => a + cpu.get(p.pid)!, 0),
-        qemuCpuPct: mine.filter((p) => p.role === "qemu").reduce((a, p) => a + cpu.get(p.pid)!, 0),
+        cpu: by((pid) => cpu.get(pid)!),
       };
     });
   } finally {
@@ -115,16 +114,15 @@ async function measure(count: number, rootfs: string): Promise<WorkerRow[]> {
 
 function format(title: string, rows: WorkerRow[]): string {
   const m = (x: number) => (x / MiB).toFixed(1).padStart(6);
-  const head = `${"worker".padEnd(8)} ${ROLES.map((r) => `${r} rss/pss`.padStart(19)).join(" ")} ${"total rss/pss".padStart(15)} ${"tot/qemu rss/pss".padStart(16)} ${"cpu %".padStart(6)} ${"qemu %".padStart(6)}`;
+  const head = `${"worker".padEnd(8)} ${ROLES.map((r) => `${r} rss/pss`.padStart(19)).join(" ")} ${"total rss/pss".padStart(15)} ${"tot/qemu rss/pss".padStart(16)} ${"cpu % (sup/fs/vfsd/qemu)".padStart(32)}`;
   const line = (r: WorkerRow) =>
-    `${r.worker.padEnd(8)} ${ROLES.map((role) => `${m(r.rss[role])}/${m(r.pss[role])}`.padStart(19)).join(" ")} ${`${m(r.rss.total)}/${m(r.pss.total)}`.padStart(15)} ${`${(r.rss.total / r.rss.qemu).toFixed(2)}/${(r.pss.total / r.pss.qemu).toFixed(2)}`.padStart(16)} ${r.cpuPct.toFixed(2).padStart(6)} ${r.qemuCpuPct.toFixed(2).padStart(6)}`;
+    `${r.worker.padEnd(8)} ${ROLES.map((role) => `${m(r.rss[role])}/${m(r.pss[role])}`.padStart(19)).join(" ")} ${`${m(r.rss.total)}/${m(r.pss.total)}`.padStart(15)} ${`${(r.rss.total / r.rss.qemu).toFixed(2)}/${(r.pss.total / r.pss.qemu).toFixed(2)}`.padStart(16)} ${`${r.cpu.total.toFixed(2)} (${ROLES.map((role) => r.cpu[role].toFixed(2)).join("/")})`.padStart(32)}`;
   const avg = (f: (r: WorkerRow) => number) => rows.reduce((a, r) => a + f(r), 0) / rows.length;
   const mean: WorkerRow = {
     worker: "mean",
     rss: Object.fromEntries([...ROLES, "total"].map((k) => [k, avg((r) => r.rss[k as Role])])) as WorkerRow["rss"],
     pss: Object.fromEntries([...ROLES, "total"].map((k) => [k, avg((r) => r.pss[k as Role])])) as WorkerRow["pss"],
-    cpuPct: avg((r) => r.cpuPct),
-    qemuCpuPct: avg((r) => r.qemuCpuPct),
+    cpu: Object.fromEntries([...ROLES, "total"].map((k) => [k, avg((r) => r.cpu[k as Role])])) as WorkerRow["cpu"],
   };
   return [`${title} (MiB; cpu: % of one core over ${idleMs / 1000} s idle)`, head, ...rows.map(line), ...(rows.length > 1 ? [line(mean)] : [])].join("\n");
 }
@@ -134,7 +132,7 @@ function verdict(rows: WorkerRow[]): string {
   const ratioRss = avg((r) => r.rss.total / r.rss.qemu);
   const ratioPss = avg((r) => r.pss.total / r.pss.qemu);
   const qemuRss = avg((r) => r.rss.qemu) / MiB;
-  const cpu = avg((r) => r.cpuPct);
+  const cpu = avg((r) => r.cpu.total);
   const ok = (b: boolean) => (b ? "met" : "NOT met");
   return [
     `host memory per idle worker / QEMU alone: ${ratioRss.toFixed(2)} by RSS (the target's measure: ≤ 1.3, ${ok(ratioRss <= 1.3)}), ${ratioPss.toFixed(2)} by PSS`,
