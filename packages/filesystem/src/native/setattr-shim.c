@@ -1369,31 +1369,63 @@ static int fast_utimens(const char *path, const struct timespec tv[2]) {
 
 /*
  * An entry the shim may change itself: a host regular file with one link or a directory, without an override
- * (its guest view is its host stat). -1 after a failed lookup (errno in *rc), 0 when the JS side must answer.
+ * (its guest view is its host stat). Checked and then acted on through one O_PATH fd of the entry (never by its
+ * name again: a name swapped in between, e.g. for a linked file or one with an override, is not what was
+ * checked). Returns that fd (the caller closes it), -1 after a failed lookup (errno in *rc), -2 when the JS side
+ * must answer. Call with io_lock held.
  */
-static int plain_entry(const char *path, int *dirfd, const char **name, int *owned, struct stat *st, int *rc) {
-  *dirfd = open_parent(path, name, owned);
-  if (*dirfd < 0) {
-    *rc = *dirfd;
+static int plain_entry(const char *path, struct stat *st, int *rc) {
+  const char *name;
+  int owned;
+  int dirfd = open_parent(path, &name, &owned);
+  if (dirfd < 0) {
+    *rc = dirfd;
     return -1;
   }
-  if (fstatat(*dirfd, *name, st, AT_SYMLINK_NOFOLLOW) != 0) {
+  int fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  *rc = fd < 0 ? -errno : 0;
+  if (owned) close(dirfd);
+  if (fd < 0) return -1;
+  if (fstat(fd, st) != 0) {
     *rc = -errno;
-    if (*owned) close(*dirfd);
+    close(fd);
     return -1;
   }
   int plain = (S_ISREG(st->st_mode) && st->st_nlink == 1) || S_ISDIR(st->st_mode);
   if (plain) {
-    struct stat merged = *st;
-    plain = !merge_override(*dirfd, *name, &merged);
+    /* No override at all (ENODATA), read from the entry itself (an O_PATH fd has no xattr calls of its own;
+       its /proc magic link reaches the inode). Anything else, an unreadable one too, is the JS side's. */
+    char proc[64];
+    unsigned char b[64];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    plain = getxattr(proc, OVERRIDE_NAME, b, sizeof b) < 0 && errno == ENODATA;
   }
-  if (!plain && *owned) close(*dirfd);
-  return plain;
+  if (!plain) {
+    close(fd);
+    return -2;
+  }
+  return fd;
+}
+
+#define III_SYS_fchmodat2 452
+static int no_fchmodat2;
+
+/* chmod of the entry an O_PATH fd holds (a regular file or directory): fchmodat2(AT_EMPTY_PATH), Linux 6.6. */
+static int chmod_entry(int fd, mode_t mode) {
+  if (!__atomic_load_n(&no_fchmodat2, __ATOMIC_RELAXED)) {
+    if (syscall(III_SYS_fchmodat2, fd, "", mode, AT_EMPTY_PATH) == 0) return 0;
+    if (errno != ENOSYS) return -errno;
+    __atomic_store_n(&no_fchmodat2, 1, __ATOMIC_RELAXED);
+  }
+  char proc[64];
+  snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+  return chmod(proc, mode) == 0 ? 0 : -errno;
 }
 
 /*
- * chmod (PassthroughTree.chmod) of a plain entry to bits a host file may carry (within 0775): fchmodat, and no
- * override needed. Anything else (setuid/setgid/sticky, world-writable, an override, links) goes to the JS side.
+ * chmod (PassthroughTree.chmod) of a plain entry to bits a host file may carry (within 0775), on the entry
+ * checked, and no override needed. Anything else (setuid/setgid/sticky, world-writable, an override, links)
+ * goes to the JS side.
  */
 static int fast_chmod(const char *path, mode_t mode) {
   pthread_rwlock_rdlock(&io_lock);
@@ -1401,17 +1433,16 @@ static int fast_chmod(const char *path, mode_t mode) {
     pthread_rwlock_unlock(&io_lock);
     return js_chmod(path, mode);
   }
-  int dirfd, owned, rc = 0;
-  const char *name;
+  int rc = 0;
   struct stat st;
-  int plain = plain_entry(path, &dirfd, &name, &owned, &st, &rc);
-  if (plain == 0) {
+  int fd = plain_entry(path, &st, &rc);
+  if (fd == -2) {
     pthread_rwlock_unlock(&io_lock);
     return js_chmod(path, mode);
   }
-  if (plain > 0) {
-    rc = fchmodat(dirfd, name, mode & 07777, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
-    if (owned) close(dirfd);
+  if (fd >= 0) {
+    rc = chmod_entry(fd, mode & 07777);
+    close(fd);
   }
   pthread_rwlock_unlock(&io_lock);
   __atomic_add_fetch(&fast_chmods, 1, __ATOMIC_RELAXED);
@@ -1425,16 +1456,16 @@ static int fast_chown(const char *path, uid_t uid, gid_t gid) {
     pthread_rwlock_unlock(&io_lock);
     return js_chown(path, uid, gid);
   }
-  int dirfd, owned, rc = 0;
-  const char *name;
+  int rc = 0;
   struct stat st;
-  int plain = plain_entry(path, &dirfd, &name, &owned, &st, &rc);
-  if (plain > 0) {
-    if (owned) close(dirfd);
-    if ((uid != (uid_t)-1 && uid != st.st_uid) || (gid != (gid_t)-1 && gid != st.st_gid)) plain = 0;
+  int fd = plain_entry(path, &st, &rc);
+  int to_js = fd == -2;
+  if (fd >= 0) {
+    close(fd);
+    to_js = (uid != (uid_t)-1 && uid != st.st_uid) || (gid != (gid_t)-1 && gid != st.st_gid);
   }
   pthread_rwlock_unlock(&io_lock);
-  if (plain == 0) return js_chown(path, uid, gid);
+  if (to_js) return js_chown(path, uid, gid);
   __atomic_add_fetch(&fast_chowns, 1, __ATOMIC_RELAXED);
   return rc;
 }
