@@ -1191,38 +1191,42 @@ struct iii_open_how {
 #define III_RESOLVE_BENEATH 0x08
 
 /*
- * Each libfuse thread keeps the O_PATH fd of the last parent directory it resolved; any RENAME or RMDIR through
- * the mount (which may move or remove a directory) makes every kept fd stale. Closed when the thread exits.
+ * The O_PATH fds of the parent directories resolved last, shared by the libfuse threads (a per-thread fd missed
+ * almost always: the kernel spreads one directory's requests over several threads, so `git status` paid an
+ * openat2 per file). A slot is in use while `refs` > 0 and replaced only when idle; any RENAME or RMDIR through
+ * the mount (which may move or remove a directory) makes every kept fd stale (`gen`).
  */
 static volatile uint64_t dirs_gen = 1;
-static __thread int tl_parent_fd = -1;
-static __thread uint64_t tl_parent_gen;
-static __thread size_t tl_parent_len;
-static __thread char tl_parent[4096];
-static pthread_key_t parent_key;
-static pthread_once_t parent_key_once = PTHREAD_ONCE_INIT;
-
-static void parent_fd_close(void *p) {
-  int *fd = p;
-  if (*fd >= 0) close(*fd);
-  *fd = -1;
-}
-
-static void parent_key_make(void) {
-  pthread_key_create(&parent_key, parent_fd_close);
-}
+#define PARENT_SLOTS 256
+#define PARENT_PATH_MAX 4096
+static struct {
+  uint64_t gen;
+  uint64_t hash;
+  size_t len;
+  int fd_plus1;
+  int refs;
+  char path[PARENT_PATH_MAX];
+} parents[PARENT_SLOTS];
+static pthread_mutex_t parents_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void dirs_changed(void) {
   __atomic_add_fetch(&dirs_gen, 1, __ATOMIC_ACQ_REL);
 }
 
+static uint64_t bytes_hash(const char *b, size_t len) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)b[i]) * 0x100000001b3ULL;
+  return h;
+}
+
 /*
- * The parent directory of `path` (an O_PATH fd beneath the root, or the root fd itself: then *owned = 0) and
- * its last component ("." for the root). Negative errno on failure, as HostRoot.dirFd would throw it.
+ * The parent directory of `path` (an O_PATH fd beneath the root, or the root fd itself) and its last component
+ * ("." for the root); hand the fd and `*ref` back to parent_done(). Negative errno on failure, as
+ * HostRoot.dirFd would throw it. Call with io_lock held.
  */
-static int open_parent(const char *path, const char **name, int *owned) {
+static int open_parent(const char *path, const char **name, int *ref) {
   const char *slash = strrchr(path, '/');
-  *owned = 0;
+  *ref = 0;
   if (path[1] == 0) {
     *name = ".";
     return fast_root_fd;
@@ -1230,25 +1234,55 @@ static int open_parent(const char *path, const char **name, int *owned) {
   *name = slash + 1;
   if (slash == path) return fast_root_fd;
   size_t len = (size_t)(slash - path - 1);
-  if (len >= sizeof tl_parent) return -ENAMETOOLONG;
-  /* The last parent this thread opened, while no rename or rmdir went through the mount since (HostRoot's cache). */
-  uint64_t gen = __atomic_load_n(&dirs_gen, __ATOMIC_ACQUIRE);
-  if (tl_parent_fd >= 0 && tl_parent_gen == gen && tl_parent_len == len && memcmp(tl_parent, path + 1, len) == 0) return tl_parent_fd;
-  char rel[4096];
-  memcpy(rel, path + 1, len);
-  rel[len] = 0;
+  if (len >= PARENT_PATH_MAX) return -ENAMETOOLONG;
+  const char *rel = path + 1;
+  uint64_t hash = bytes_hash(rel, len), gen = __atomic_load_n(&dirs_gen, __ATOMIC_ACQUIRE);
+  size_t slot = (size_t)(hash % PARENT_SLOTS);
+  pthread_mutex_lock(&parents_lock);
+  if (parents[slot].fd_plus1 > 0 && parents[slot].gen == gen && parents[slot].hash == hash && parents[slot].len == len &&
+      memcmp(parents[slot].path, rel, len) == 0) {
+    parents[slot].refs++;
+    int fd = parents[slot].fd_plus1 - 1;
+    pthread_mutex_unlock(&parents_lock);
+    *ref = (int)slot + 1;
+    return fd;
+  }
+  pthread_mutex_unlock(&parents_lock);
+  char dir[PARENT_PATH_MAX];
+  memcpy(dir, rel, len);
+  dir[len] = 0;
   struct iii_open_how how = {O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0,
                              III_RESOLVE_BENEATH | III_RESOLVE_NO_SYMLINKS | III_RESOLVE_NO_MAGICLINKS};
-  int fd = (int)syscall(III_SYS_openat2, fast_root_fd, rel, &how, sizeof how);
+  int fd = (int)syscall(III_SYS_openat2, fast_root_fd, dir, &how, sizeof how);
   if (fd < 0) return -errno;
-  if (tl_parent_fd >= 0) close(tl_parent_fd);
-  else pthread_once(&parent_key_once, parent_key_make);
-  tl_parent_fd = fd;
-  tl_parent_gen = gen;
-  tl_parent_len = len;
-  memcpy(tl_parent, rel, len);
-  pthread_setspecific(parent_key, &tl_parent_fd);
+  int old = -1;
+  pthread_mutex_lock(&parents_lock);
+  if (parents[slot].refs == 0) {
+    old = parents[slot].fd_plus1 - 1;
+    parents[slot].fd_plus1 = fd + 1;
+    parents[slot].gen = gen;
+    parents[slot].hash = hash;
+    parents[slot].len = len;
+    memcpy(parents[slot].path, rel, len);
+    parents[slot].refs = 1;
+    *ref = (int)slot + 1;
+  } else {
+    *ref = -1; /* the slot is busy: this fd is the caller's own */
+  }
+  pthread_mutex_unlock(&parents_lock);
+  if (old >= 0) close(old);
   return fd;
+}
+
+/* Hands back what open_parent gave (nothing for the root fd or an error). */
+static void parent_done(int fd, int ref) {
+  if (ref < 0 && fd >= 0) {
+    close(fd);
+  } else if (ref > 0) {
+    pthread_mutex_lock(&parents_lock);
+    parents[ref - 1].refs--;
+    pthread_mutex_unlock(&parents_lock);
+  }
 }
 
 static int guest_special(mode_t t) {
@@ -1332,7 +1366,7 @@ static int fast_getattr(const char *path, struct stat *st) {
   /* Several links: a link-group tag, or (stable numbers) a number per guest name, both from the JS side. */
   int to_js = linked && ((fast_linked_to_js && S_ISREG(hs.st_mode)) || stable);
   if (rc == 0 && !to_js) merge_override(dirfd, name, &hs);
-  if (owned) close(dirfd);
+  parent_done(dirfd, owned);
   pthread_rwlock_unlock(&io_lock);
   if (to_js) return js_getattr(path, st);
   __atomic_add_fetch(&fast_getattrs, 1, __ATOMIC_RELAXED);
@@ -1360,7 +1394,7 @@ static int fast_utimens(const char *path, const struct timespec tv[2]) {
   int rc = dirfd;
   if (dirfd >= 0) {
     rc = utimensat(dirfd, name, tv, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
-    if (owned) close(dirfd);
+    parent_done(dirfd, owned);
   }
   pthread_rwlock_unlock(&io_lock);
   __atomic_add_fetch(&fast_utimens_count, 1, __ATOMIC_RELAXED);
@@ -1384,7 +1418,7 @@ static int plain_entry(const char *path, struct stat *st, int *rc) {
   }
   int fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
   *rc = fd < 0 ? -errno : 0;
-  if (owned) close(dirfd);
+  parent_done(dirfd, owned);
   if (fd < 0) return -1;
   if (fstat(fd, st) != 0) {
     *rc = -errno;
@@ -1497,7 +1531,7 @@ static int fast_open(const char *path, void *fi_) {
     } else if (fd >= 0) {
       fi->fh = (uint64_t)fd;
     }
-    if (owned) close(dirfd);
+    parent_done(dirfd, owned);
   }
   pthread_rwlock_unlock(&io_lock);
   __atomic_add_fetch(&fast_opens, 1, __ATOMIC_RELAXED);
@@ -1661,6 +1695,7 @@ static int fast_create(const char *path, mode_t mode, void *fi_) {
       fi->fh = (uint64_t)fd;
     }
   }
+  parent_done(dirfd, owned);
   pthread_rwlock_unlock(&io_lock);
   __atomic_add_fetch(&fast_creates, 1, __ATOMIC_RELAXED);
   return rc;
@@ -1684,12 +1719,13 @@ static int fast_mkdir(const char *path, mode_t mode) {
     if (fd >= 0) close(fd);
     if (rc != 0) unlinkat(dirfd, name, AT_REMOVEDIR);
   }
+  parent_done(dirfd, owned);
   pthread_rwlock_unlock(&io_lock);
   __atomic_add_fetch(&fast_mkdirs, 1, __ATOMIC_RELAXED);
   return rc;
 }
 
-/* rmdir and rename stay on the JS side; around them every thread's kept parent fd goes stale. */
+/* rmdir and rename stay on the JS side; around them every kept parent fd goes stale. */
 static int dirs_rmdir(const char *path) {
   dirs_changed();
   int rc = js_rmdir(path);
