@@ -15,6 +15,7 @@ import { sha256Digest } from "./digest.js";
 import { applyLayers, type ApplyOptions } from "./layers/apply.js";
 import type { LayerLimits } from "./layers/policy.js";
 import { hostArchitecture, parseJson, parseManifestDocument, selectPlatform, type ImageManifest } from "./oci/manifest.js";
+import { leanVm } from "./lean-vm.js";
 import { takeHandedOffManifest } from "./manifest-handoff.js";
 import { createPullProgress } from "./progress.js";
 import { RegistryClient } from "./registry/client.js";
@@ -353,7 +354,12 @@ export async function ensureImage(image: string, options: EnsureImageOptions = {
     throw new IiiError("HomeUnwritable", `III_HOME ${home} is not writable: cannot create the image cache: ${(error as Error).message}`, { cause: error });
   }
   await store.sweep();
-  return isLocalSource(image) ? ensureLocal(store, image, options) : ensureRemote(store, image, options, home);
+  const release = leanVm();
+  try {
+    return await (isLocalSource(image) ? ensureLocal(store, image, options) : ensureRemote(store, image, options, home));
+  } finally {
+    release();
+  }
 }
 
 /** The cached digest `image` currently resolves to, without any network access. */
