@@ -20,6 +20,9 @@ const LEAN: { name: string; lean: string; normal: string }[] = [
   { name: "semi-space-growth-factor", lean: "--semi-space-growth-factor=1", normal: "--semi-space-growth-factor=2" },
 ];
 
+/** Startup flags under which the compilers this file toggles are off for good. */
+const NO_JIT = ["jitless", "lite-mode"];
+
 let holders = 0;
 let applied: typeof LEAN = [];
 
@@ -40,7 +43,9 @@ export function leanVm(): () => void {
     const user = userFlags();
     // turbofan and opt are one flag: leave both if the user set either
     const skip = user.has("turbofan") || user.has("opt") ? new Set([...user, "turbofan", "opt"]) : user;
-    applied = LEAN.filter((flag) => !skip.has(flag.name));
+    // A process started without a JIT (or in lite mode) has the compilers off already, and turning them "back on"
+    // afterwards would crash V8 (a SIGSEGV at the next hot function, seen with --jitless): then change nothing.
+    applied = NO_JIT.some((name) => user.has(name)) ? [] : LEAN.filter((flag) => !skip.has(flag.name));
     for (const flag of applied) setFlagsFromString(flag.lean);
   }
   let released = false;

@@ -427,3 +427,123 @@ describe.skipIf(missing !== undefined)("http client against the registry fixture
     expect(`sha256:${hash.digest("hex")}`).toBe(layer.digest);
   });
 });
+
+describe("http client: hostile peers during connect, CONNECT and trailers", () => {
+  /** A TCP server that accepts and then says nothing (a stalled TLS handshake or CONNECT). */
+  async function silentServer() {
+    const sockets = new Set<Socket>();
+    const server = await listen(
+      createNetServer((socket) => {
+        sockets.add(socket);
+        socket.on("close", () => sockets.delete(socket));
+        socket.on("error", () => undefined);
+        socket.resume(); // reads (and drops) what arrives, so the client's close is seen
+      }),
+    );
+    return { port: server.port, sockets, stop: () => closeAll(server, sockets) };
+  }
+
+  async function until(cond: () => boolean, ms: number): Promise<boolean> {
+    const end = Date.now() + ms;
+    while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    return cond();
+  }
+
+  it("a TLS handshake or a CONNECT that never completes is an HttpTimeout (no crash), and the socket is closed", async () => {
+    const silent = await silentServer();
+    try {
+      const tls = await httpFailure(httpGet(`https://127.0.0.1:${silent.port}/`, { env, timeoutMs: 300 }));
+      expect([tls.code, tls.transient]).toEqual(["HttpTimeout", true]);
+      expect(await until(() => silent.sockets.size === 0, 2000)).toBe(true);
+      const viaProxy = await httpFailure(httpGet("https://localhost:9/", { env: { HTTPS_PROXY: `http://127.0.0.1:${silent.port}` }, timeoutMs: 300 }));
+      expect(viaProxy.code).toBe("HttpTimeout");
+      expect(await until(() => silent.sockets.size === 0, 2000)).toBe(true);
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(new Error("stopped while connecting")), 100);
+      await expect(httpGet(`https://127.0.0.1:${silent.port}/`, { env, signal: controller.signal })).rejects.toThrow("stopped while connecting");
+      expect(await until(() => silent.sockets.size === 0, 2000)).toBe(true);
+    } finally {
+      await silent.stop();
+    }
+  });
+
+  it("an endless chunked trailer is refused as HttpProtocol once it passes the head limit", async () => {
+    const endless = await rawServer((socket) => {
+      socket.write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n");
+      const line = `x-trailer: ${"a".repeat(1000)}\r\n`;
+      const pump = () => {
+        while (!socket.destroyed && socket.write(line));
+        if (!socket.destroyed) socket.once("drain", pump);
+      };
+      pump();
+    });
+    try {
+      const response = await httpGet(endless.url, { env, timeoutMs: 2000 });
+      const error = await httpFailure(response.bytes(100));
+      expect(error.code).toBe("HttpProtocol");
+      expect(error.message).toContain("trailer");
+    } finally {
+      await endless.stop();
+    }
+  });
+
+  it("CONNECT names an IPv6 literal with its port, the default one too", async () => {
+    const requests: string[] = [];
+    const proxy = await rawServer((socket) => socket.end("HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n"));
+    const recorder = await listen(
+      createNetServer((socket) => {
+        socket.on("error", () => undefined);
+        socket.once("data", (d: Buffer) => {
+          requests.push(d.toString("latin1").split("\r\n")[0]!);
+          socket.end("HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n");
+        });
+      }),
+    );
+    try {
+      const viaProxy = { HTTPS_PROXY: `http://127.0.0.1:${recorder.port}` };
+      expect((await httpFailure(httpGet("https://[2001:db8::1]:5000/v2/", { env: viaProxy }))).code).toBe("HttpProxy");
+      expect((await httpFailure(httpGet("https://[2001:db8::1]/v2/", { env: viaProxy }))).code).toBe("HttpProxy");
+      expect(requests).toEqual(["CONNECT [2001:db8::1]:5000 HTTP/1.1", "CONNECT [2001:db8::1]:443 HTTP/1.1"]);
+    } finally {
+      await proxy.stop();
+      await new Promise<void>((resolve) => recorder.close(() => resolve()));
+    }
+  });
+
+  it("through a proxy, an IP-literal registry's certificate is checked against that IP, not the proxy's name", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "iii-http-ipname-"));
+    const sockets = new Set<Socket>();
+    try {
+      // A certificate for the name "localhost" only: valid for the proxy's name, not for 127.0.0.1.
+      execFileSync("openssl", [
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"),
+        "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+      ], { stdio: "ignore" });
+      const cert = await readFile(join(dir, "cert.pem"));
+      const tls = await listen(createHttpsServer({ key: await readFile(join(dir, "key.pem")), cert }, (_req, res) => res.end("impersonated")));
+      const proxy = createServer();
+      proxy.on("connect", (req: IncomingMessage, client: Socket) => {
+        const upstream = new Socket();
+        upstream.connect(tls.port, "127.0.0.1", () => {
+          client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+          client.pipe(upstream).pipe(client);
+        });
+        for (const s of [client, upstream]) {
+          sockets.add(s);
+          s.on("error", () => undefined);
+        }
+      });
+      const listening = await listen(proxy);
+      try {
+        const error = await httpFailure(httpGet(`https://127.0.0.1:${tls.port}/`, { env: { HTTPS_PROXY: `http://localhost:${listening.port}` }, ca: cert }));
+        expect(error.code).toBe("HttpTls");
+      } finally {
+        await closeAll(listening, sockets);
+        tls.closeAllConnections();
+        await new Promise<void>((resolve) => tls.close(() => resolve()));
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -137,6 +137,10 @@ class Exchange {
   private bodyWaiter: { resolve: (n: number) => void; reject: (error: unknown) => void } | undefined;
   private failure: unknown;
   private headTimer: NodeJS.Timeout | undefined;
+  /** Aborted by fail(): ends a connect, TLS handshake or CONNECT that is still under way, and its socket. */
+  private readonly connecting = new AbortController();
+  /** Trailer bytes after the last chunk, bounded like a head. */
+  private trailerBytes = 0;
   private readonly onAbort = () => this.fail(this.options.signal!.reason);
   /** The same callback for `onread` and 'data'; returning false pauses an `onread` socket. */
   readonly onData = (chunk: Buffer): boolean => this.receive(chunk);
@@ -153,9 +157,12 @@ class Exchange {
     requestHead(this.url, this.options.headers ?? {}, false); // refuses unsendable headers before connecting
     signal?.addEventListener("abort", this.onAbort, { once: true });
     const head = new Promise<Head>((resolve, reject) => (this.headWaiter = { resolve, reject }));
+    // A timeout or abort can reject `head` while the connection is still being opened, before the caller holds
+    // it: without a handler now, that rejection would count as unhandled (and end the process).
+    head.catch(() => {});
     this.headTimer = setTimeout(() => this.fail(new HttpError("HttpTimeout", `no response from ${this.url.origin} within ${this.timeoutMs} ms`, true)), this.timeoutMs);
     try {
-      const { socket, absoluteForm, proxyAuthorization } = await openConnection(this.url, this.options, this.onData);
+      const { socket, absoluteForm, proxyAuthorization } = await openConnection(this.url, this.options, this.onData, this.connecting.signal);
       if (this.state === "done") {
         socket.destroy();
         throw this.failure;
@@ -292,6 +299,10 @@ class Exchange {
       const newline = chunk.indexOf(10, at);
       const end = newline < 0 ? chunk.length : newline + 1;
       this.line += chunk.toString("latin1", at, end);
+      if (this.chunkState === "trailer") {
+        this.trailerBytes += end - at;
+        if (this.trailerBytes > MAX_HEAD_BYTES) throw this.protocol(`chunked trailer larger than ${MAX_HEAD_BYTES} bytes`);
+      }
       at = end;
       if (this.line.length > 4096) throw this.protocol("chunk framing line too long");
       if (newline < 0) continue;
@@ -348,6 +359,7 @@ class Exchange {
     if (this.state === "done") return;
     this.state = "done";
     this.failure = error;
+    this.connecting.abort(error);
     this.headWaiter?.reject(error);
     this.bodyWaiter?.reject(error);
     this.headWaiter = undefined;
@@ -391,8 +403,9 @@ function hostOf(url: URL): string {
 }
 
 /** A plain TCP connection; with `onData`, its reads land in the shared buffer. */
-function tcp(host: string, port: number, onData?: (chunk: Buffer) => boolean): Promise<Socket> {
+function tcp(host: string, port: number, signal: AbortSignal, onData?: (chunk: Buffer) => boolean): Promise<Socket> {
   return new Promise((resolve, reject) => {
+    signal.throwIfAborted();
     shared ??= Buffer.allocUnsafe(READ_BUFFER);
     const socket = netConnect({
       host,
@@ -401,28 +414,47 @@ function tcp(host: string, port: number, onData?: (chunk: Buffer) => boolean): P
       ...(onData ? { onread: { buffer: shared, callback: (n: number, buffer: Buffer) => onData(buffer.subarray(0, n)) } } : {}),
     });
     const failed = (error: Error) => reject(error);
+    const cancel = untilSettled(signal, socket, reject);
     socket.once("error", failed);
     socket.once("connect", () => {
       socket.off("error", failed);
+      cancel();
       resolve(socket);
     });
   });
 }
 
-function tlsWrap(options: ConnectionOptions, url: URL, onData: (chunk: Buffer) => boolean): Promise<TLSSocket> {
+/** Until the returned function is called, an abort of `signal` destroys `socket` and rejects with its reason. */
+function untilSettled(signal: AbortSignal, socket: Socket, reject: (error: unknown) => void): () => void {
+  const onAbort = () => {
+    socket.destroy();
+    reject(signal.reason);
+  };
+  if (signal.aborted) onAbort();
+  else signal.addEventListener("abort", onAbort, { once: true });
+  return () => signal.removeEventListener("abort", onAbort);
+}
+
+function tlsWrap(options: ConnectionOptions, url: URL, signal: AbortSignal, onData: (chunk: Buffer) => boolean): Promise<TLSSocket> {
   return import("node:tls").then(
     ({ connect }) =>
       new Promise<TLSSocket>((resolve, reject) => {
+        signal.throwIfAborted();
         const host = hostOf(url);
         const socket = connect({
           ...options,
+          // The name the certificate must carry: always the URL's host. Over a proxy's tunnel Node would otherwise
+          // check an IP-literal registry's certificate against the proxy's own name.
+          host,
           ...(isIP(host) ? {} : { servername: host }),
           ALPNProtocols: ["http/1.1"],
         });
         const failed = (error: Error) => reject(error);
+        const cancel = untilSettled(signal, socket, reject);
         socket.once("error", failed);
         socket.once("secureConnect", () => {
           socket.off("error", failed);
+          cancel();
           socket.on("data", (chunk: Buffer) => {
             if (!onData(chunk)) socket.pause();
           });
@@ -437,6 +469,7 @@ async function openConnection(
   url: URL,
   options: HttpRequestOptions,
   onData: (chunk: Buffer) => boolean,
+  signal: AbortSignal,
 ): Promise<{ socket: Socket; absoluteForm: boolean; proxyAuthorization?: string }> {
   const host = hostOf(url);
   const port = portOf(url);
@@ -444,8 +477,8 @@ async function openConnection(
   const proxy = proxyFor(url, options.env ?? process.env);
   try {
     if (!proxy) {
-      if (url.protocol === "http:") return { socket: await tcp(host, port, onData), absoluteForm: false };
-      return { socket: await tlsWrap({ host, port, ...ca }, url, onData), absoluteForm: false };
+      if (url.protocol === "http:") return { socket: await tcp(host, port, signal, onData), absoluteForm: false };
+      return { socket: await tlsWrap({ host, port, ...ca }, url, signal, onData), absoluteForm: false };
     }
     if (proxy.protocol !== "http:" && proxy.protocol !== "https:") {
       throw new HttpError("HttpProxy", `proxy ${proxy.origin}: only http:// and https:// proxies are supported`, false);
@@ -455,31 +488,33 @@ async function openConnection(
       : undefined;
     if (url.protocol === "http:" && proxy.protocol === "http:") {
       // Plain HTTP goes to the proxy as an absolute-form request, its credentials in the request's head.
-      const socket = await tcp(hostOf(proxy), portOf(proxy), onData);
+      const socket = await tcp(hostOf(proxy), portOf(proxy), signal, onData);
       return { socket, absoluteForm: true, ...(credentials ? { proxyAuthorization: credentials } : {}) };
     }
     const authorization = credentials ? `proxy-authorization: ${credentials}\r\n` : "";
     const toProxy =
       proxy.protocol === "http:"
-        ? await tcp(hostOf(proxy), portOf(proxy))
-        : await tlsWrap({ host: hostOf(proxy), port: portOf(proxy) }, proxy, () => true);
-    const tunnel = await connectTunnel(toProxy, `${url.host.includes(":") ? url.host : `${url.host}:${port}`}`, authorization, proxy);
+        ? await tcp(hostOf(proxy), portOf(proxy), signal)
+        : await tlsWrap({ host: hostOf(proxy), port: portOf(proxy) }, proxy, signal, () => true);
+    // url.hostname keeps an IPv6 literal's brackets; url.host would drop a default port.
+    const tunnel = await connectTunnel(toProxy, `${url.hostname}:${port}`, authorization, proxy, signal);
     if (url.protocol === "http:") {
       tunnel.on("data", (chunk: Buffer) => {
         if (!onData(chunk)) tunnel.pause();
       });
       return { socket: tunnel, absoluteForm: false };
     }
-    return { socket: await tlsWrap({ socket: tunnel, ...ca }, url, onData), absoluteForm: false };
+    return { socket: await tlsWrap({ socket: tunnel, ...ca }, url, signal, onData), absoluteForm: false };
   } catch (error) {
-    if (error instanceof HttpError) throw error;
+    if (error instanceof HttpError || signal.aborted) throw error;
     throw classifySocketError(error as Error, url, proxy);
   }
 }
 
 /** CONNECT host:port through a proxy; resolves with the socket once the proxy answered 2xx. */
-function connectTunnel(socket: Socket, authority: string, authorization: string, proxy: URL): Promise<Socket> {
+function connectTunnel(socket: Socket, authority: string, authorization: string, proxy: URL, signal: AbortSignal): Promise<Socket> {
   return new Promise((resolve, reject) => {
+    const cancel = untilSettled(signal, socket, reject);
     let head = Buffer.alloc(0);
     socket.removeAllListeners("data");
     const onData = (chunk: Buffer) => {
@@ -500,6 +535,7 @@ function connectTunnel(socket: Socket, authority: string, authorization: string,
     const onError = (error: Error) => done(error);
     const onClose = () => done(new HttpError("HttpProxy", `proxy ${proxy.origin} closed the connection during CONNECT ${authority}`, true));
     const done = (error?: Error) => {
+      cancel();
       socket.off("data", onData);
       socket.off("error", onError);
       socket.off("close", onClose);
