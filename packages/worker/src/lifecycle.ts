@@ -9,7 +9,7 @@ import { readVmRecord } from "./state/vm-record.js";
 import { workerStatus } from "./status.js";
 import { cleanupStaleWorker, lazyUnmount, mountsUnder } from "./supervisor/cleanup.js";
 import { DEFAULT_BOOT_TIMEOUT_MS, DEFAULT_STOP_GRACE_MS, type HostChoices, type LaunchRequest } from "./launch/request.js";
-import { spawnSupervisor } from "./launch/spawn.js";
+import { spawnSupervisor, type StandbySupervisor } from "./launch/spawn.js";
 import type { ImageProcessConfig } from "./launch/spec.js";
 import { findGuestInit } from "./launch/guest-init.js";
 import { policyRules } from "./launch/policy-rules.js";
@@ -106,6 +106,11 @@ export interface StartOptions {
   bootTimeoutMs?: number;
   /** Write a pcap of the guest's traffic to this file (relative to `cwd`). */
   capture?: string;
+  /**
+   * A supervisor spawned in standby for this worker when `start` began (launch/spawn.ts): it gets `go` once
+   * every check passed, instead of a new spawn, and is aborted when one fails.
+   */
+  standby?: StandbySupervisor;
 }
 
 /** `--capture FILE` as an absolute path whose directory is writable; refused before anything starts. */
@@ -171,11 +176,24 @@ function findHost(env: NodeJS.ProcessEnv): Pick<HostChoices, "qemuPath" | "virti
  * supervisor is spawned and this resolves when the guest's init reports READY.
  */
 export async function startWorker(name: string, options: StartOptions): Promise<StartResult> {
-  return startWorkerWithSpec(name, await getWorker(name, options.cwd ?? process.cwd()), options);
+  try {
+    return await startWorkerWithSpec(name, await getWorker(name, options.cwd ?? process.cwd()), options);
+  } finally {
+    options.standby?.abort();
+  }
 }
 
 /** Starts a worker from a spec that need not be in iii.workers.yaml (dev sandboxes). */
 export async function startWorkerWithSpec(name: string, spec: WorkerSpec, options: StartOptions): Promise<StartResult> {
+  try {
+    return await startChecked(name, spec, options);
+  } finally {
+    // Nothing when it got `go`; else (a check failed, a WASM worker) it ends having created nothing.
+    options.standby?.abort();
+  }
+}
+
+async function startChecked(name: string, spec: WorkerSpec, options: StartOptions): Promise<StartResult> {
   const env = options.env ?? process.env;
   const cwd = options.cwd ?? process.cwd();
   const homeError = writableDirError(iiiHome(env));
@@ -217,7 +235,8 @@ export async function startWorkerWithSpec(name: string, spec: WorkerSpec, option
     host,
   };
   await writeFileAtomic(paths.launch, `${JSON.stringify(request, null, 2)}\n`);
-  const report = await spawnSupervisor({ name, projectDir: cwd, paths, env, bootTimeoutMs: request.bootTimeoutMs + 10_000 });
+  const spawnOptions = { name, projectDir: cwd, paths, env, bootTimeoutMs: request.bootTimeoutMs + 10_000 };
+  const report = options.standby ? await options.standby.go(spawnOptions) : await spawnSupervisor(spawnOptions);
   return { name, pid: report.pid, timings: report.timings, cleanedCrashed };
 }
 

@@ -1,12 +1,19 @@
 import { createReadStream } from "node:fs";
 import { rm, stat } from "node:fs/promises";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type * as Http from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import { createRequire } from "node:module";
 import { WebSocketServer } from "ws";
 import { followFile, tailLines } from "../logs.js";
 import type { WorkerPaths } from "../paths.js";
 import { ALLOWED_SIGNALS, type ExecCreateRequest } from "./attach-protocol.js";
 import { ExecConflictError, type ExecRegistry } from "./exec-registry.js";
 import { reservedEnvKeys, reservedEnvMessage } from "../launch/spec.js";
+
+// Not `import { createServer } from "node:http"`: an ES import of node:http reads every export to build its
+// namespace, and its lazy WebSocket/EventSource getters load Node's bundled undici (as in client.ts): ~30-90 ms
+// of the supervisor's CPU while its boot phases run (measured with --cpu-prof).
+const { createServer } = createRequire(import.meta.url)("node:http") as typeof Http;
 
 export interface ApiServerDeps {
   paths: WorkerPaths;

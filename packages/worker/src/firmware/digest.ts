@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { mkdirsSync } from "../host/mkdirs.js";
 import { createReadStream, readFileSync, statSync } from "node:fs";
 import { dirname } from "node:path";
+import { IiiError } from "../errors.js";
 import { writeFileAtomicSync } from "../util/atomic-write.js";
 
 export async function sha256File(path: string): Promise<string> {
@@ -49,4 +50,8 @@ export async function sha256FileMemo(path: string, memoPath: string | undefined)
     // a read-only home only costs the next start another hash
   }
   return sha256;
+}
+
+export function digestMismatch(what: string, actual: string, expected: string): IiiError {
+  return new IiiError("FirmwareCorrupt", `${what} has sha256 ${actual}, expected ${expected} (firmware/manifest.json)`);
 }

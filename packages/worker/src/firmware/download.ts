@@ -10,7 +10,7 @@ import * as tar from "tar-stream";
 import { IiiError } from "../errors.js";
 import { mkdirs } from "../host/mkdirs.js";
 import { registryFetch } from "../images/registry/proxy.js";
-import { sha256File } from "./digest.js";
+import { digestMismatch, sha256File } from "./digest.js";
 import type { FirmwareManifest, FirmwarePlatformEntry } from "./manifest.js";
 
 export interface DownloadProgress {
@@ -82,9 +82,7 @@ export async function downloadFirmware(
   }
 }
 
-export function digestMismatch(what: string, actual: string, expected: string): IiiError {
-  return new IiiError("FirmwareCorrupt", `${what} has sha256 ${actual}, expected ${expected} (firmware/manifest.json)`);
-}
+export { digestMismatch };
 
 async function fetchToFile(
   url: string,

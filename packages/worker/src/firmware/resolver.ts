@@ -3,8 +3,9 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { IiiError, errnoCode } from "../errors.js";
 import { iiiHome } from "../paths.js";
-import { sha256FileMemo } from "./digest.js";
-import { digestMismatch, downloadFirmware, type DownloadProgress } from "./download.js";
+import { digestMismatch, sha256FileMemo } from "./digest.js";
+// download.ts (tar-stream, zlib, the registry proxy) loads only for a download: `start` with firmware at hand stays light.
+import type { DownloadProgress } from "./download.js";
 import { FIRMWARE_MANIFEST, firmwarePlatform, platformEntry, type FirmwareManifest, type FirmwarePlatformEntry } from "./manifest.js";
 
 /** Where a libkrunfw can come from, in the order of DESIGN §4. */
@@ -139,6 +140,7 @@ export class FirmwareResolver {
       candidates.push({ source: "download", location: entry.url, status: "available", reason: `would download libkrunfw ${this.manifest.version} (${entry.size} bytes) on first start` });
     } else {
       this.options.onDownloadStart?.(entry.url);
+      const { downloadFirmware } = await import("./download.js");
       const path = await downloadFirmware(this.manifest, entry, {
         libDir: this.libDir,
         timeoutMs: this.options.downloadTimeoutMs,

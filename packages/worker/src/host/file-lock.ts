@@ -21,9 +21,34 @@ interface Libc {
 }
 let loaded: Libc | undefined;
 
+type Koffi = Pick<typeof import("koffi"), "load" | "errno">;
+let koffiModule: Koffi | undefined;
+
+/**
+ * koffi's native module, loaded directly: koffi's index.js first evaluates its bundled installer tools, which
+ * pull in https, zlib and crypto (measured: ~20 ms for the native module vs ~100 ms through index.js, on the
+ * supervisor's boot path). The package is built for linux-x64-glibc only (package.json `os`/`cpu`/`libc`); any
+ * other layout or a version mismatch falls back to the package's own entry.
+ */
+export function loadKoffi(): Koffi {
+  if (!koffiModule) {
+    let native: (Koffi & { version?: string }) | undefined;
+    try {
+      if (process.platform === "linux" && process.arch === "x64") {
+        native = requireCjs("koffi/build/koffi/linux_x64/koffi.node") as Koffi & { version?: string };
+        if (native.version !== (requireCjs("koffi/package.json") as { version: string }).version) native = undefined;
+      }
+    } catch {
+      native = undefined;
+    }
+    koffiModule = native ?? (requireCjs("koffi") as Koffi);
+  }
+  return koffiModule;
+}
+
 function libc(): Libc {
   if (!loaded) {
-    const koffi = requireCjs("koffi") as typeof import("koffi");
+    const koffi = loadKoffi();
     const lib = koffi.load("libc.so.6");
     loaded = {
       flock: lib.func("int flock(int fd, int operation)") as Libc["flock"],

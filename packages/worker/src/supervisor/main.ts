@@ -10,9 +10,41 @@ if (!name || !projectDir) {
   process.stderr.write("usage: supervisor.js <name> <project-dir> (spawned by iii-worker start)\n");
   process.exit(2);
 }
+// Spawned in standby (launch/spawn.ts spawnStandbySupervisor) while `start` still runs its checks.
+const standby = process.env.III_SUPERVISOR_STANDBY === "1";
+delete process.env.III_SUPERVISOR_STANDBY;
 // The root filesystem's FUSE server starts first: its Node start-up and module loading overlap the
 // supervisor's own (the mount phase hands it the mount; an unused one is ended by the run's cleanup).
 const rootServer = MountServer.start();
 const { runSupervisor } = await import("./supervisor.js");
+let standbyMs: number | undefined;
+if (standby) {
+  standbyMs = Math.round(performance.now());
+  if (!(await awaitGo())) {
+    // `start` failed its checks (or died): nothing was created; end the FUSE server and go.
+    await rootServer.dispose();
+    process.exit(0);
+  }
+}
 // Everything the supervisor owned is released by now; do not let a stray handle keep it alive.
-process.exit(await runSupervisor(name, projectDir, process.env, undefined, rootServer));
+process.exit(await runSupervisor(name, projectDir, process.env, undefined, rootServer, standbyMs));
+
+/** True once `go` arrives on stdin; false at its end without one. */
+function awaitGo(): Promise<boolean> {
+  return new Promise((resolve) => {
+    let text = "";
+    const stdin = process.stdin;
+    const done = (go: boolean) => {
+      stdin.removeAllListeners("data");
+      stdin.destroy();
+      resolve(go);
+    };
+    stdin.setEncoding("utf8");
+    stdin.on("data", (chunk: string) => {
+      text += chunk;
+      if (text.includes("\n")) done(text.split("\n")[0] === "go");
+    });
+    stdin.once("end", () => done(false));
+    stdin.once("error", () => done(false));
+  });
+}

@@ -31,10 +31,13 @@ export async function runSupervisor(
   env: NodeJS.ProcessEnv = process.env,
   createVmm: VmmFactory = createQemuVmm,
   rootServer?: MountServer,
+  /** Started in standby (main.ts): when its code was loaded and it began to wait for `go`, in ms since its start. */
+  standbyMs?: number,
 ): Promise<number> {
   const paths = workerPaths(name, env, projectDir);
   const ready = new ReadyPipe(env.III_READY_FD ? Number(env.III_READY_FD) : undefined);
   const run = new SupervisorRun(name, paths, env, createVmm);
+  if (standbyMs !== undefined) run.timings.standby = standbyMs;
   run.mark("load");
   if (rootServer) {
     run.rootServer = rootServer;

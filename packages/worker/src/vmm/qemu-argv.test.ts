@@ -154,6 +154,15 @@ describe("buildVirtiofsdCommand", () => {
     ]);
   });
 
+  it("serves an inherited listening socket (--fd=3) instead of creating one, everything else alike", () => {
+    const spec = { share: { tag: "rootfs", hostDir: "/m/mnt" }, socketPath: "/r/fs0.sock" };
+    const byPath = buildVirtiofsdCommand("/v", spec);
+    const byFd = buildVirtiofsdCommand("/v", { ...spec, listenFd: 3 });
+    expect(byFd[1]).toBe("--fd=3");
+    expect(byFd.filter((a) => a.startsWith("--socket-path"))).toEqual([]);
+    expect(byFd.slice(2)).toEqual(byPath.slice(2));
+  });
+
   it("serves a read-only share from a read-only bind mount in its own mount namespace", () => {
     const command = buildVirtiofsdCommand("/v", { share: { tag: "data", hostDir: "/host/data", readOnly: true }, socketPath: "/r/fs1.sock", cache: "always" });
     expect(command.slice(0, 5)).toEqual(["unshare", "--mount", "--propagation", "private", "--"]);

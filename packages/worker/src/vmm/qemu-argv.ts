@@ -171,6 +171,11 @@ export interface VirtiofsdArgvSpec {
   socketPath: string;
   /** VM-wide virtiofsd cache mode, for shares without their own; `auto` (default) lets the guest cache for a second, `always` caches until told. */
   cache?: "auto" | "always" | "none";
+  /**
+   * Serve a socket that is already listening, inherited as this descriptor (`--fd=N`), instead of creating
+   * `socketPath` (QemuVmm.startEarly: QEMU dials it before virtiofsd runs).
+   */
+  listenFd?: number;
 }
 
 /** virtiofsd xattr mapping: guest trusted.* ↔ @iii/filesystem's stored form user.iii.x.trusted.*; the rest as is. */
@@ -185,7 +190,7 @@ export const VIRTIOFS_XATTRMAP = ":prefix:all:trusted.:user.iii.x.::ok:all:::";
 export function buildVirtiofsdCommand(virtiofsdPath: string, spec: VirtiofsdArgvSpec): string[] {
   validateTag(spec.share.tag);
   const args = [
-    `--socket-path=${spec.socketPath}`,
+    spec.listenFd !== undefined ? `--fd=${spec.listenFd}` : `--socket-path=${spec.socketPath}`,
     "-o", `source=${spec.share.hostDir}`,
     "-o", `cache=${spec.share.cache ?? spec.cache ?? "auto"}`,
     ...(spec.share.timeoutSec !== undefined ? ["-o", `timeout=${spec.share.timeoutSec}`] : []),
@@ -202,6 +207,9 @@ export function buildVirtiofsdCommand(virtiofsdPath: string, spec: VirtiofsdArgv
     spec.share.hostDir, virtiofsdPath, ...args,
   ];
 }
+
+/** The descriptor a virtiofsd started on an inherited listening socket finds it at. */
+export const VIRTIOFSD_LISTEN_FD = 3;
 
 export function validateTag(tag: string): void {
   if (!tag || Buffer.byteLength(tag) > MAX_VIRTIOFS_TAG_BYTES || !/^[A-Za-z0-9_.-]+$/.test(tag)) {
@@ -237,8 +245,11 @@ export interface VmHostChoices {
 export interface VmCommands {
   /** qemu-system-x86_64's argv (without the binary). */
   argv: string[];
-  /** One virtiofsd per share, root first, with the vhost-user socket it listens on. */
-  daemons: Array<{ share: VmShare; socketPath: string; command: string[] }>;
+  /**
+   * One virtiofsd per share, root first, with the vhost-user socket it listens on: `command` creates that
+   * socket, `fdCommand` serves it already listening, inherited as fd 3.
+   */
+  daemons: Array<{ share: VmShare; socketPath: string; command: string[]; fdCommand: string[] }>;
   qmpSocketPath: string;
 }
 
@@ -253,7 +264,13 @@ export function buildVmCommands(
   const shares = [config.root, ...(config.shares ?? [])];
   const daemons = shares.map((share, i) => {
     const socketPath = join(config.runDir, `fs${i}.sock`);
-    return { share, socketPath, command: buildVirtiofsdCommand(host.virtiofsdPath, { share, socketPath, cache: config.virtiofsdCache }) };
+    const spec = { share, socketPath, cache: config.virtiofsdCache };
+    return {
+      share,
+      socketPath,
+      command: buildVirtiofsdCommand(host.virtiofsdPath, spec),
+      fdCommand: buildVirtiofsdCommand(host.virtiofsdPath, { ...spec, listenFd: VIRTIOFSD_LISTEN_FD }),
+    };
   });
   const qmpSocketPath = join(config.runDir, "qmp.sock");
   const cmdline = buildKernelCmdline({

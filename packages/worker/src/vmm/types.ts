@@ -118,7 +118,12 @@ export interface Vmm extends AsyncDisposable {
   readonly kind: "qemu" | "libkrun";
   /** Checks binaries and inputs and computes the command lines; spawns nothing. */
   prepare(): Promise<void>;
-  /** Spawns the device daemons and the VMM; resolves once the VMM runs (QMP is up). */
+  /**
+   * Optional: spawns the VMM before its device daemons, which start() then spawns: their start-ups overlap. The
+   * sockets the VMM dials (control, network) must be listening.
+   */
+  startEarly?(): Promise<void>;
+  /** Spawns the device daemons and the VMM (or, after startEarly(), the daemons); resolves once the VMM runs (QMP is up). */
   start(): Promise<void>;
   /** Resolves when the VM has ended. */
   wait(): Promise<VmExit>;

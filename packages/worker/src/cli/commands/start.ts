@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { IiiError } from "../../errors.js";
 import { forEachWorker, requireWorkers } from "../for-each-worker.js";
 import { DEFAULT_ENGINE_URL, parsePullPolicy, parseSeconds } from "../options.js";
+import type { StandbySupervisor } from "../../launch/spawn.js";
 
 /** `iii-worker start`: boots workers' VMs (or WASM runners) and waits for READY. */
 export function registerStart(program: Command): void {
@@ -19,14 +20,32 @@ export function registerStart(program: Command): void {
       parsePullPolicy(opts.pull);
       parseSeconds(opts.bootTimeout, "--boot-timeout");
       if (opts.capture !== undefined && names.length > 1) throw new IiiError("UsageError", "--capture takes one worker (each VM writes its own capture file)");
-      await requireWorkers(names);
-      await forEachWorker(names, (name) => startOne(name, opts));
+      // One worker: its supervisor starts now, in standby, and loads while the checks below run (launch/spawn.ts).
+      const standby = names.length === 1 ? await spawnStandby(names[0]!) : undefined;
+      try {
+        await requireWorkers(names);
+        await forEachWorker(names, (name) => startOne(name, opts, standby));
+      } finally {
+        standby?.abort();
+      }
     });
 }
 
-export async function startOne(name: string, opts: { engineUrl: string; fresh?: boolean; bootTimeout: string; timings?: boolean; pull: string; capture?: string }): Promise<string> {
+/**
+ * Only for a name that is a valid worker name (state/model.ts WORKER_NAME, checked here without loading the model's
+ * imports): nothing may be opened under a path made from anything else; `start` itself reports a bad name.
+ */
+async function spawnStandby(name: string): Promise<StandbySupervisor | undefined> {
+  if (!/^[a-z0-9][a-z0-9._-]{0,62}$/.test(name)) return undefined;
+  const [{ spawnStandbySupervisor }, { workerPaths }] = await Promise.all([import("../../launch/spawn.js"), import("../../paths.js")]);
+  const projectDir = process.cwd();
+  return spawnStandbySupervisor({ name, projectDir, paths: workerPaths(name, process.env, projectDir) });
+}
+
+export async function startOne(name: string, opts: { engineUrl: string; fresh?: boolean; bootTimeout: string; timings?: boolean; pull: string; capture?: string }, standby?: StandbySupervisor): Promise<string> {
   const { startWorker } = await import("../../lifecycle.js");
   const result = await startWorker(name, {
+    ...(standby ? { standby } : {}),
     ...(opts.capture !== undefined ? { capture: opts.capture } : {}),
     pull: parsePullPolicy(opts.pull),
     engineUrl: opts.engineUrl,

@@ -1,0 +1,42 @@
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, describe, expect, it } from "vitest";
+import { workerPaths } from "../../src/paths.js";
+import { runWorkerCli } from "../helpers.js";
+
+const dir = mkdtempSync(join(tmpdir(), "iii-standby-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Processes whose command line names this project directory (a supervisor's argv ends with it). */
+function processesOf(projectDir: string): string[] {
+  const out = execFileSync("ps", ["-eo", "pid=,args="], { encoding: "utf8" });
+  return out.split("\n").filter((line) => line.includes("supervisor.js") && line.includes(projectDir));
+}
+
+describe("start's standby supervisor (spawned before the checks when the worker ran before)", () => {
+  it("a failing check ends it: the start fails as before, no process stays, nothing is created", async () => {
+    const cwd = mkdtempSync(join(dir, "p-"));
+    const env = { III_HOME: join(cwd, "home") };
+    const rootfs = join(cwd, "rootfs");
+    mkdirSync(rootfs);
+    expect((await runWorkerCli(["add", `dir:${rootfs}`, "--name", "app", "--", "true"], { cwd, env })).code).toBe(0);
+    // As after an earlier start: the log directory exists, so start spawns its supervisor in standby at once.
+    const paths = workerPaths("app", env, cwd);
+    mkdirSync(paths.logs, { recursive: true });
+    rmSync(rootfs, { recursive: true });
+    const logBefore = existsSync(paths.supervisorLog) ? statSync(paths.supervisorLog).size : 0;
+
+    const run = await runWorkerCli(["start", "app"], { cwd, env });
+    expect(run.code).not.toBe(0);
+    expect(run.stderr.trim().split("\n")).toEqual([`iii-worker: rootfs directory ${rootfs} does not exist [RootfsNotFound]`]);
+
+    const deadline = Date.now() + 5_000;
+    while (processesOf(cwd).length > 0 && Date.now() < deadline) await sleep(50);
+    expect(processesOf(cwd)).toEqual([]);
+    for (const made of [paths.vmJson, paths.launch, paths.mnt, paths.upper, paths.runtime, paths.lock]) expect(existsSync(made), made).toBe(false);
+    expect(existsSync(paths.supervisorLog) ? readFileSync(paths.supervisorLog, "utf8").slice(logBefore) : "").toBe("");
+  });
+});
