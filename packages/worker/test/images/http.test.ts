@@ -63,6 +63,28 @@ async function httpServer(handler: (req: IncomingMessage, res: ServerResponse) =
   return { url: `http://127.0.0.1:${listening.port}`, seen, stop: () => closeAll(server, sockets) };
 }
 
+/** A CONNECT proxy that tunnels to the host:port asked for (localhost as 127.0.0.1); records each CONNECT line. */
+async function connectProxy() {
+  const requests: string[] = [];
+  const sockets = new Set<Socket>();
+  const proxy = createServer();
+  proxy.on("connect", (req: IncomingMessage, client: Socket) => {
+    requests.push(`CONNECT ${req.url} ${req.headers["proxy-authorization"] ?? ""}`);
+    const [host, port] = (req.url ?? "").split(":");
+    const upstream = new Socket();
+    upstream.connect(Number(port), host === "localhost" ? "127.0.0.1" : host!, () => {
+      client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+      client.pipe(upstream).pipe(client);
+    });
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on("error", () => undefined);
+    }
+  });
+  const listening = await listen(proxy);
+  return { port: listening.port, requests, stop: () => closeAll(listening, sockets) };
+}
+
 async function collect(response: HttpResponse): Promise<Buffer> {
   const parts: Buffer[] = [];
   await response.pipe((chunk) => parts.push(Buffer.from(chunk)));
@@ -323,30 +345,14 @@ describe("http client: TLS", () => {
   });
 
   it("reaches a TLS server through a CONNECT proxy from the environment", async () => {
-    const requests: string[] = [];
-    const sockets = new Set<Socket>();
-    const proxy = createServer();
-    proxy.on("connect", (req: IncomingMessage, client: Socket) => {
-      requests.push(`CONNECT ${req.url} ${req.headers["proxy-authorization"] ?? ""}`);
-      const [host, port] = (req.url ?? "").split(":");
-      const upstream = new Socket();
-      upstream.connect(Number(port), host === "localhost" ? "127.0.0.1" : host!, () => {
-        client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
-        client.pipe(upstream).pipe(client);
-      });
-      for (const s of [client, upstream]) {
-        sockets.add(s);
-        s.on("error", () => undefined);
-      }
-    });
-    const listening = await listen(proxy);
+    const proxy = await connectProxy();
     try {
-      const proxied = { HTTPS_PROXY: `http://user:pa%40ss@127.0.0.1:${listening.port}` };
+      const proxied = { HTTPS_PROXY: `http://user:pa%40ss@127.0.0.1:${proxy.port}` };
       const response = await httpGet(`https://localhost:${server.port}/`, { env: proxied, ca: cert });
       expect((await response.bytes(100)).toString()).toBe("over tls!");
-      expect(requests).toEqual([`CONNECT localhost:${server.port} Basic ${Buffer.from("user:pa@ss").toString("base64")}`]);
+      expect(proxy.requests).toEqual([`CONNECT localhost:${server.port} Basic ${Buffer.from("user:pa@ss").toString("base64")}`]);
     } finally {
-      await closeAll(listening, sockets);
+      await proxy.stop();
     }
   });
 });
@@ -512,7 +518,6 @@ describe("http client: hostile peers during connect, CONNECT and trailers", () =
 
   it("through a proxy, an IP-literal registry's certificate is checked against that IP, not the proxy's name", async () => {
     const dir = await mkdtemp(join(tmpdir(), "iii-http-ipname-"));
-    const sockets = new Set<Socket>();
     try {
       // A certificate for the name "localhost" only: valid for the proxy's name, not for 127.0.0.1.
       execFileSync("openssl", [
@@ -521,24 +526,13 @@ describe("http client: hostile peers during connect, CONNECT and trailers", () =
       ], { stdio: "ignore" });
       const cert = await readFile(join(dir, "cert.pem"));
       const tls = await listen(createHttpsServer({ key: await readFile(join(dir, "key.pem")), cert }, (_req, res) => res.end("impersonated")));
-      const proxy = createServer();
-      proxy.on("connect", (req: IncomingMessage, client: Socket) => {
-        const upstream = new Socket();
-        upstream.connect(tls.port, "127.0.0.1", () => {
-          client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
-          client.pipe(upstream).pipe(client);
-        });
-        for (const s of [client, upstream]) {
-          sockets.add(s);
-          s.on("error", () => undefined);
-        }
-      });
-      const listening = await listen(proxy);
+      const proxy = await connectProxy();
       try {
-        const error = await httpFailure(httpGet(`https://127.0.0.1:${tls.port}/`, { env: { HTTPS_PROXY: `http://localhost:${listening.port}` }, ca: cert }));
+        const error = await httpFailure(httpGet(`https://127.0.0.1:${tls.port}/`, { env: { HTTPS_PROXY: `http://localhost:${proxy.port}` }, ca: cert }));
         expect(error.code).toBe("HttpTls");
+        expect(proxy.requests).toEqual([`CONNECT 127.0.0.1:${tls.port} `]);
       } finally {
-        await closeAll(listening, sockets);
+        await proxy.stop();
         tls.closeAllConnections();
         await new Promise<void>((resolve) => tls.close(() => resolve()));
       }
