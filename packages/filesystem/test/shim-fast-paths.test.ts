@@ -84,6 +84,21 @@ describe.skipIf(!fuse.ok)("requests the shim answers on libfuse's thread", () =>
     expect(await shOk(loop, path.join(m, "r"))).toBe("done\n");
   });
 
+  it("no FLUSH per close: the shim's ENOSYS stops them for the connection, plain and layered trees alike", async () => {
+    // `echo x > f` closes the file twice (bash's dup2 of the redirection): two FLUSHes per file before.
+    for (const [handle, dir] of [
+      [h, path.join(base, "m")],
+      [layered, path.join(base, "ml")],
+    ] as const) {
+      await shOk("echo warm > warm && cat warm >/dev/null", dir);
+      const before = await settled(handle);
+      await shOk("mkdir -p fl && for i in $(seq 1 50); do echo $i > fl/f$i; done && cat fl/f* >/dev/null", dir);
+      const after = await settled(handle);
+      expect((after.ops.flush ?? 0) - (before.ops.flush ?? 0)).toBe(0);
+      expect(await shOk("cat fl/f50", dir)).toBe("50\n");
+    }
+  });
+
   it("what the JS side keeps: virtual files, setuid bits, a hard-linked file, and every request of a layered tree", async () => {
     const m = path.join(base, "m");
     await shOk("echo a > s && echo b > l1 && ln l1 l2", m);

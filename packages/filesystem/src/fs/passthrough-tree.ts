@@ -28,6 +28,7 @@ import {
   type GuestOverride,
   type HostPolicy,
 } from "./host-meta.js";
+import { loadInodeKey, type InodeKey } from "./inode-numbers.js";
 import { pinHostFile, type Pin } from "./pinned-files.js";
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, statToAttr, type Attr, type FsStats, type Tree } from "./tree.js";
 
@@ -50,7 +51,9 @@ export function defaultPolicy(hostDir: string): HostPolicy {
 }
 
 export class PassthroughTree implements Tree {
-  birthTimes = false;
+  private withBirthTimes = false;
+  /** With birth times (stableInodes): the key of linked files' numbers, stored at the host root (inode-numbers.ts). */
+  inodeKey: InodeKey | undefined;
   readonly host: HostRoot;
   readonly policy: HostPolicy;
 
@@ -64,10 +67,22 @@ export class PassthroughTree implements Tree {
     }
   }
 
+  /** Birth times in every Attr, and the tree's inode-number key with them (GuestFs sets this for stableInodes). */
+  get birthTimes(): boolean {
+    return this.withBirthTimes;
+  }
+
+  set birthTimes(on: boolean) {
+    this.withBirthTimes = on;
+    if (on && !this.inodeKey) this.inodeKey = loadInodeKey(this.host.rootEntry.hostPath).key;
+  }
+
   getattr(path: string): Attr {
     const hp = this.host.path(path);
     const st = fs.lstatSync(hp);
-    return mergeAttr(statToAttr(st, this.birthTimes), readOverride(hp, st.mode));
+    const a = mergeAttr(statToAttr(st, this.withBirthTimes), readOverride(hp, st.mode));
+    if (this.withBirthTimes) a.inodeKey = this.inodeKey;
+    return a;
   }
 
   /** The guest's mode/owner/rdev of an existing entry, and whether it has an override. */
@@ -242,7 +257,9 @@ export class PassthroughTree implements Tree {
   }
 
   pin(path: string): Pin | undefined {
-    return pinHostFile(this.host.path(path), true);
+    const pin = pinHostFile(this.host.path(path), true);
+    if (pin && this.withBirthTimes) pin.inodeKey = this.inodeKey;
+    return pin;
   }
 
   close(): void {

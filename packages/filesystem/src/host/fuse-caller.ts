@@ -5,6 +5,7 @@
 import { createRequire } from "node:module";
 import path from "node:path";
 import type * as KoffiNs from "koffi";
+import { loadInodeKey } from "../fs/inode-numbers.js";
 
 const require = createRequire(import.meta.url);
 const SHIM_NAME = "libiii-setattr-shim.so";
@@ -140,7 +141,8 @@ export function enableShimIo(fast: ShimFastTree | null): ShimIo | null {
     if ((lib.func("int iii_io_enable(void)")() as number) !== 1) return null;
     let fastOn = false;
     // Stable numbers the shim cannot compute (no 64-bit replies): every lookup stays on the JS side.
-    if (fast?.stableInodes && (lib.func("int iii_fast_stable_enable(void)")() as number) !== 1) fast = null;
+    // The shim computes linked files' numbers under the tree's key: the one the tree loaded (same root, same key).
+    if (fast?.stableInodes && (lib.func("int iii_fast_stable_enable(const uint8_t *key)")(loadInodeKey(`/proc/self/fd/${fast.rootFd}/.`).key) as number) !== 1) fast = null;
     if (fast) {
       const skip = Buffer.from(fast.jsNames.map((n) => `${n}\0`).join(""));
       const enable = lib.func("int iii_fast_enable(int root_fd, const uint8_t *skip, int skip_len, int linked_to_js, int utimens_on)");
