@@ -10,8 +10,12 @@ const koffi = require("koffi");
 const libc = koffi.load("libc.so.6");
 const open = libc.func("int open(const char *path, int flags)");
 const ioctl = libc.func("int ioctl(int fd, unsigned long req, void *arg)");
-const read = libc.func("long read(int fd, void *buf, unsigned long n)");
-const write = libc.func("long write(int fd, const void *buf, unsigned long n)");
+// The buffers are passed as raw addresses (base + offset): a Buffer view per frame would be an
+// allocation per frame on the bridge's hot loops, which a VMM written in C does not have.
+const read = libc.func("long read(int fd, intptr_t buf, unsigned long n)");
+const write = libc.func("long write(int fd, intptr_t buf, unsigned long n)");
+/** Address of a Buffer's first byte (its backing store does not move). */
+const addressOf = (buf) => Number(koffi.address(buf));
 const socket = libc.func("int socket(int domain, int type, int protocol)");
 const connect = libc.func("int connect(int fd, const void *addr, unsigned int len)");
 const poll = libc.func("int poll(void *fds, unsigned long n, int timeout)");
@@ -27,10 +31,10 @@ const EAGAIN = 11;
 const F_SETFL = 4;
 const O_NONBLOCK = 0o4000;
 
-function writeAll(fd, buf, len) {
+function writeAll(fd, addr, len) {
   let off = 0;
   while (off < len) {
-    const n = Number(write(fd, off === 0 ? buf : buf.subarray(off), len - off));
+    const n = Number(write(fd, addr + off, len - off));
     if (n < 0) {
       if (errno() === EINTR) continue;
       return false;
@@ -71,12 +75,13 @@ if (isMainThread) {
     fcntl(tun, F_SETFL, O_NONBLOCK);
     const cap = 1 << 20;
     const buf = Buffer.alloc(cap + 65536 + 4);
+    const addr = addressOf(buf);
     const pfd = Buffer.alloc(8);
     pfd.writeInt32LE(tun, 0);
     pfd.writeInt16LE(1, 4); // POLLIN
     let used = 0;
     for (;;) {
-      const n = Number(read(tun, buf.subarray(used + 4), 65536));
+      const n = Number(read(tun, addr + used + 4, 65536));
       if (n > 0) {
         buf.writeUInt32BE(n, used);
         used += 4 + n;
@@ -85,7 +90,7 @@ if (isMainThread) {
         break;
       }
       if (used > 0) {
-        if (!writeAll(sock, buf, used)) break;
+        if (!writeAll(sock, addr, used)) break;
         used = 0;
         continue;
       }
@@ -94,9 +99,10 @@ if (isMainThread) {
   } else {
     const cap = 1 << 20;
     const buf = Buffer.alloc(cap);
+    const addr = addressOf(buf);
     let have = 0;
     for (;;) {
-      const n = Number(read(sock, have === 0 ? buf : buf.subarray(have), cap - have));
+      const n = Number(read(sock, addr + have, cap - have));
       if (n < 0 && errno() === EINTR) continue;
       if (n <= 0) break;
       have += n;
@@ -104,7 +110,7 @@ if (isMainThread) {
       while (have - off >= 4) {
         const len = buf.readUInt32BE(off);
         if (have - off - 4 < len) break;
-        write(tun, buf.subarray(off + 4, off + 4 + len), len);
+        write(tun, addr + off + 4, len);
         off += 4 + len;
       }
       if (off > 0) {
