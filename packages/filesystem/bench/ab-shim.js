@@ -1,5 +1,7 @@
 // Interleaved A/B of shim builds on one workload (default: the bench's create row), with bindfs in every round.
 //   node bench/ab-shim.js NAME=path/to/variant.so ...      (III_AB_ROUNDS, default 6; III_AB_FILES, default 10000)
+//   III_AB_WORK: the timed script (run in the fresh directory through the mount); III_AB_SETUP: an untimed script
+//   run in that directory on the host before the mount (e.g. the tree a stat workload reads).
 // Each round mounts every variant (the .so copied over dist/libiii-setattr-shim.so before its mount, so only that
 // mount's server loads it) and bindfs, in a rotated order, and times the workload on a fresh directory.
 // Prints every round and the medians; ratios are against bindfs of the same round. The built shim is restored.
@@ -50,6 +52,7 @@ try {
       const name = order[(k + r) % order.length];
       const dir = path.join(data, `r${r}-${name}`);
       fs.mkdirSync(dir);
+      if (process.env.III_AB_SETUP) execFileSync("bash", ["-c", process.env.III_AB_SETUP], { cwd: dir });
       let t;
       if (name === "bindfs") {
         execFileSync("bindfs", [data, mnt]);
