@@ -1,10 +1,6 @@
 import { open } from "node:fs/promises";
-import { createRequire } from "node:module";
 import { IiiError } from "../errors.js";
-
-// koffi (a native addon, then libc) loads on the first lock, not with this module: reading iii.workers.yaml
-// (list, logs, exec) needs no lock, and loading koffi costs the CLI ~100 ms of start-up.
-const requireCjs = createRequire(import.meta.url);
+import { libcErrno, libcFunction } from "./libc.js";
 
 const LOCK_EX = 2;
 const LOCK_NB = 4;
@@ -14,49 +10,19 @@ const EWOULDBLOCK = 11;
 const F_SETFD = 2;
 const FD_CLOEXEC = 1;
 
-interface Libc {
+type Libc = {
   flock: (fd: number, operation: number) => number;
   fcntl: (fd: number, command: number, arg: number) => number;
   errno: () => number;
-}
-let loaded: Libc | undefined;
+};
 
-type Koffi = Pick<typeof import("koffi"), "load" | "errno">;
-let koffiModule: Koffi | undefined;
-
-/**
- * koffi's native module, loaded directly: koffi's index.js first evaluates its bundled installer tools, which
- * pull in https, zlib and crypto (measured: ~20 ms for the native module vs ~100 ms through index.js, on the
- * supervisor's boot path). The package is built for linux-x64-glibc only (package.json `os`/`cpu`/`libc`); any
- * other layout or a version mismatch falls back to the package's own entry.
- */
-export function loadKoffi(): Koffi {
-  if (!koffiModule) {
-    let native: (Koffi & { version?: string }) | undefined;
-    try {
-      if (process.platform === "linux" && process.arch === "x64") {
-        native = requireCjs("koffi/build/koffi/linux_x64/koffi.node") as Koffi & { version?: string };
-        if (native.version !== (requireCjs("koffi/package.json") as { version: string }).version) native = undefined;
-      }
-    } catch {
-      native = undefined;
-    }
-    koffiModule = native ?? (requireCjs("koffi") as Koffi);
-  }
-  return koffiModule;
-}
-
+/** The libc calls this module makes, bound on first use from the shared handle (host/libc.ts). */
 function libc(): Libc {
-  if (!loaded) {
-    const koffi = loadKoffi();
-    const lib = koffi.load("libc.so.6");
-    loaded = {
-      flock: lib.func("int flock(int fd, int operation)") as Libc["flock"],
-      fcntl: lib.func("int fcntl(int fd, int cmd, int arg)") as Libc["fcntl"],
-      errno: () => koffi.errno(),
-    };
-  }
-  return loaded;
+  return {
+    flock: libcFunction<Libc["flock"]>("int flock(int fd, int operation)"),
+    fcntl: libcFunction<Libc["fcntl"]>("int fcntl(int fd, int cmd, int arg)"),
+    errno: libcErrno,
+  };
 }
 
 /** Marks an inherited descriptor close-on-exec, so the processes this one spawns do not hold it open. */

@@ -1,6 +1,6 @@
 import { chmodSync, closeSync, rmSync } from "node:fs";
 import { IiiError } from "../errors.js";
-import { loadKoffi } from "../host/file-lock.js";
+import { libcErrno as errno, libcFunction } from "../host/libc.js";
 
 const AF_UNIX = 1;
 const SOCK_STREAM = 1;
@@ -12,22 +12,15 @@ interface SocketCalls {
   socket: (domain: number, type: number, protocol: number) => number;
   bind: (fd: number, addr: Buffer, len: number) => number;
   listen: (fd: number, backlog: number) => number;
-  errno: () => number;
 }
-let calls: SocketCalls | undefined;
 
+/** The socket calls, bound on first use from the process's one libc handle (host/libc.ts). */
 function socketCalls(): SocketCalls {
-  if (!calls) {
-    const koffi = loadKoffi();
-    const lib = koffi.load("libc.so.6");
-    calls = {
-      socket: lib.func("int socket(int domain, int type, int protocol)") as SocketCalls["socket"],
-      bind: lib.func("int bind(int fd, const void *addr, uint32_t len)") as SocketCalls["bind"],
-      listen: lib.func("int listen(int fd, int backlog)") as SocketCalls["listen"],
-      errno: () => koffi.errno(),
-    };
-  }
-  return calls;
+  return {
+    socket: libcFunction<SocketCalls["socket"]>("int socket(int domain, int type, int protocol)"),
+    bind: libcFunction<SocketCalls["bind"]>("int bind(int fd, const void *addr, uint32_t len)"),
+    listen: libcFunction<SocketCalls["listen"]>("int listen(int fd, int backlog)"),
+  };
 }
 
 /**
@@ -40,7 +33,7 @@ function socketCalls(): SocketCalls {
 export function listenUnixSocket(path: string, backlog = 4): number {
   const bytes = Buffer.byteLength(path);
   if (bytes >= SOCKADDR_UN_BYTES - 2) throw new IiiError("InvalidOption", `unix socket path ${path} is longer than ${SOCKADDR_UN_BYTES - 3} bytes`);
-  const { socket, bind, listen, errno } = socketCalls();
+  const { socket, bind, listen } = socketCalls();
   rmSync(path, { force: true });
   const fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) throw new IiiError("VmBootFailed", `socket(AF_UNIX) for ${path} failed (errno ${errno()})`);
