@@ -15,5 +15,14 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
-const { runCli } = await import("./cli/program.js");
-process.exitCode = await runCli(process.argv.slice(2));
+// `start <name>`: the worker's supervisor is spawned (in standby) first, so that its start-up overlaps this
+// process's own (cli/early-standby.ts); one nobody claimed ends with the CLI.
+const argv = process.argv.slice(2);
+const { spawnEarlyStandby, abortEarlyStandby } = await import("./cli/early-standby.js");
+await spawnEarlyStandby(argv);
+try {
+  const { runCli } = await import("./cli/program.js");
+  process.exitCode = await runCli(argv);
+} finally {
+  abortEarlyStandby();
+}

@@ -39,4 +39,26 @@ describe("start's standby supervisor (spawned before the checks when the worker 
     for (const made of [paths.vmJson, paths.launch, paths.mnt, paths.upper, paths.runtime, paths.lock]) expect(existsSync(made), made).toBe(false);
     expect(existsSync(paths.supervisorLog) ? readFileSync(paths.supervisorLog, "utf8").slice(logBefore) : "").toBe("");
   });
+
+  it("spawned by cli.ts before commander parses: a bad option ends it too, and the CLI does not wait on it", async () => {
+    const cwd = mkdtempSync(join(dir, "p-"));
+    const env = { III_HOME: join(cwd, "home") };
+    const rootfs = join(cwd, "rootfs");
+    mkdirSync(rootfs);
+    expect((await runWorkerCli(["add", `dir:${rootfs}`, "--name", "app", "--", "true"], { cwd, env })).code).toBe(0);
+    const paths = workerPaths("app", env, cwd);
+    mkdirSync(paths.logs, { recursive: true });
+
+    for (const args of [["start", "app", "--no-such-option"], ["start", "app", "--pull", "sometimes"], ["start", "app", "--boot-timeout", "soon"]]) {
+      const t0 = Date.now();
+      const run = await runWorkerCli(args, { cwd, env });
+      expect(run.code, args.join(" ")).not.toBe(0);
+      expect(run.stderr.trim().split("\n")).toHaveLength(1);
+      expect(Date.now() - t0, args.join(" ")).toBeLessThan(5_000);
+    }
+    const deadline = Date.now() + 5_000;
+    while (processesOf(cwd).length > 0 && Date.now() < deadline) await sleep(50);
+    expect(processesOf(cwd)).toEqual([]);
+    for (const made of [paths.vmJson, paths.launch, paths.mnt, paths.upper, paths.runtime, paths.lock]) expect(existsSync(made), made).toBe(false);
+  });
 });

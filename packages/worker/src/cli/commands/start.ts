@@ -3,6 +3,7 @@ import { IiiError } from "../../errors.js";
 import { forEachWorker, requireWorkers } from "../for-each-worker.js";
 import { DEFAULT_ENGINE_URL, parsePullPolicy, parseSeconds } from "../options.js";
 import type { StandbySupervisor } from "../../launch/spawn.js";
+import { claimEarlyStandby, spawnStandby } from "../early-standby.js";
 
 /** `iii-worker start`: boots workers' VMs (or WASM runners) and waits for READY. */
 export function registerStart(program: Command): void {
@@ -20,8 +21,10 @@ export function registerStart(program: Command): void {
       parsePullPolicy(opts.pull);
       parseSeconds(opts.bootTimeout, "--boot-timeout");
       if (opts.capture !== undefined && names.length > 1) throw new IiiError("UsageError", "--capture takes one worker (each VM writes its own capture file)");
-      // One worker: its supervisor starts now, in standby, and loads while the checks below run (launch/spawn.ts).
-      const standby = names.length === 1 ? await spawnStandby(names[0]!) : undefined;
+      // One worker: its supervisor is started in standby (by cli.ts, before this module loaded, or now) and loads
+      // while the checks below run (launch/spawn.ts).
+      const early = claimEarlyStandby(names.length === 1 ? names[0] : undefined);
+      const standby = names.length === 1 ? (early ?? (await spawnStandby(names[0]!))) : undefined;
       try {
         await requireWorkers(names);
         await forEachWorker(names, (name) => startOne(name, opts, standby));
@@ -29,17 +32,6 @@ export function registerStart(program: Command): void {
         standby?.abort();
       }
     });
-}
-
-/**
- * Only for a name that is a valid worker name (state/model.ts WORKER_NAME, checked here without loading the model's
- * imports): nothing may be opened under a path made from anything else; `start` itself reports a bad name.
- */
-async function spawnStandby(name: string): Promise<StandbySupervisor | undefined> {
-  if (!/^[a-z0-9][a-z0-9._-]{0,62}$/.test(name)) return undefined;
-  const [{ spawnStandbySupervisor }, { workerPaths }] = await Promise.all([import("../../launch/spawn.js"), import("../../paths.js")]);
-  const projectDir = process.cwd();
-  return spawnStandbySupervisor({ name, projectDir, paths: workerPaths(name, process.env, projectDir) });
 }
 
 export async function startOne(name: string, opts: { engineUrl: string; fresh?: boolean; bootTimeout: string; timings?: boolean; pull: string; capture?: string }, standby?: StandbySupervisor): Promise<string> {
