@@ -353,6 +353,32 @@ describe.skipIf(skipReason !== null)("init as PID 1 (namespace)", () => {
     expect(lstatSync(join(r.rootfs.root, "etc/resolv.conf")).isSymbolicLink()).toBe(false);
   });
 
+  it("leaves /etc/hosts and resolv.conf alone when they already hold what it would write (a restart), and rewrites them when not", async () => {
+    const rootfs = track({ rootfs: withResolvSymlink() }).rootfs;
+    const boot = async (hostname: string) => {
+      const r = await runInit({
+        env: { III_WORKER_CMD: cmd("cat /etc/hosts /etc/resolv.conf"), III_INIT_IP: "100.96.0.6", III_INIT_CIDR: "30", III_INIT_GW: "100.96.0.5", III_INIT_DNS: "100.96.0.5", III_INIT_HOSTNAME: hostname },
+        unshare: ["--net"],
+        prelude: "ip tuntap add dev eth0 mode tap",
+        rootfs,
+      });
+      expect(r.code, r.stderr).toBe(0);
+      const files = ["etc/hosts", "etc/resolv.conf"].map((f) => lstatSync(join(rootfs.root, f)));
+      return { stdout: r.stdout, files: files.map((st) => ({ file: st.isFile(), ino: st.ino, mtimeMs: st.mtimeMs })) };
+    };
+    const first = await boot("image-resize");
+    expect(first.files.every((f) => f.file)).toBe(true);
+    expect(first.stdout).toContain("image-resize");
+    const again = await boot("image-resize");
+    expect(again.files).toEqual(first.files);
+    expect(again.stdout).toBe(first.stdout);
+    const renamed = await boot("thumbnails");
+    expect(renamed.files[0]!.ino).not.toBe(first.files[0]!.ino);
+    expect(renamed.stdout).toContain("thumbnails");
+    expect(renamed.stdout).not.toContain("image-resize");
+    expect(readdirSync(join(rootfs.root, "etc")).filter((n) => n.endsWith(".iii-init.tmp"))).toEqual([]);
+  });
+
   it("skips VM-only steps (virtio-fs shares) with a printed reason", async () => {
     const r = track(
       await runInit({

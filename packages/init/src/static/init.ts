@@ -13,6 +13,7 @@ import { ExitCode, InitError } from "../errors.js";
 import { resolveUserSpec, UserResolveError } from "../portable/users.js";
 import { PROTOCOL_VERSION } from "../protocol/frame.js";
 import type { BootStepTiming, WorkloadExitMessage } from "../protocol/messages.js";
+import { utf8Encode } from "../portable/bytes.js";
 import { Channel, Pump, pumpsDone } from "./channel.js";
 import { ExecServer } from "./exec.js";
 import { setupCgroup } from "./cgroup.js";
@@ -109,7 +110,14 @@ function mountPseudoFilesystems(clock: BootClock): void {
   }
 }
 
+/**
+ * Writes `content` to `path` (temp file + rename), unless `path` is already a regular file with exactly that
+ * content (every start after the first over the same writable layer): in a VM the root is FUSE behind
+ * virtio-fs, where a stat and a read are a few round trips and a create, write and rename are twice as many.
+ */
 function replaceFile(path: string, content: string): void {
+  const [st, err] = os.lstat(path);
+  if (err === 0 && (st.mode & os.S_IFMT) === os.S_IFREG && st.size === utf8Encode(content).byteLength && readText(path) === content) return;
   const tmp = `${path}.iii-init.tmp`;
   writeText(tmp, content);
   check(`rename ${path}`, os.rename(tmp, path));

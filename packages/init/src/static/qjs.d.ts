@@ -34,13 +34,14 @@ declare module "os" {
   export function symlink(target: string, linkpath: string): number;
   export function readdir(path: string): [string[], number];
   export function stat(path: string): [{ dev: number; ino: number; mode: number; uid: number; gid: number; size: number }, number];
-  export function lstat(path: string): [{ dev: number; ino: number; mode: number }, number];
+  export function lstat(path: string): [{ dev: number; ino: number; mode: number; size: number }, number];
   export function getpid(): number;
   export function waitpid(pid: number, options: number): [number, number];
   export function kill(pid: number, sig: number): number;
   export const WNOHANG: number;
   export const S_IFMT: number;
   export const S_IFDIR: number;
+  export const S_IFREG: number;
   export const O_RDONLY: number;
   export const O_WRONLY: number;
   export const O_RDWR: number;
