@@ -13,7 +13,7 @@ import { spawnSupervisor, type StandbySupervisor } from "./launch/spawn.js";
 import type { ImageProcessConfig } from "./launch/spec.js";
 import { findGuestInit } from "./launch/guest-init.js";
 import { policyRules } from "./launch/policy-rules.js";
-import { resolveKernel } from "./firmware/index.js";
+import { resolveKernel } from "./firmware/resolve-kernel.js";
 import { findQemu, findVirtiofsd } from "./host/binaries.js";
 import type { PullPolicy } from "./images/index.js";
 import { getWorker } from "./workers.js";

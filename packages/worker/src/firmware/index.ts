@@ -1,6 +1,3 @@
-import { ensureKernel, type EnsureKernelOptions, type KernelImage } from "./kernel.js";
-import { resolveFirmware, type FirmwareResolverOptions, type ResolvedFirmware } from "./resolver.js";
-
 export { FIRMWARE_MANIFEST, firmwarePlatform, platformEntry, type FirmwareManifest, type FirmwarePlatformEntry } from "./manifest.js";
 export {
   FirmwareResolver,
@@ -18,12 +15,4 @@ export { extractKernelImage, type RawKernelInfo } from "./extract.js";
 export { buildPvhElfHeader, parsePvhElfHeader, findXenPhys32Entry, XEN_ELFNOTE_PHYS32_ENTRY, type PvhElfLayout } from "./pvh-elf.js";
 export { describeFirmware, type FirmwareDescription } from "./describe.js";
 export { sha256File } from "./digest.js";
-
-/** Resolve (downloading if needed) and return the bootable PVH kernel: what a VM start needs. */
-export async function resolveKernel(
-  options: FirmwareResolverOptions & Pick<EnsureKernelOptions, "cacheDir"> = {},
-): Promise<{ firmware: ResolvedFirmware; kernel: KernelImage }> {
-  const firmware = await resolveFirmware(options);
-  const kernel = await ensureKernel(firmware, { env: options.env, cacheDir: options.cacheDir });
-  return { firmware, kernel };
-}
+export { resolveKernel } from "./resolve-kernel.js";
