@@ -120,6 +120,39 @@ os.close(fd)
       expect(solo).not.toBe(first);
     });
 
+    // A file's number lives as long as the file: ext4 hands a freed host inode to the next new file at once, and
+    // a number kept past its file (the link-group key derives from the host inode) made the new file show the
+    // old file's number, which virtiofsd had forgotten, so a guest's `rm` of the new name failed with EIO. The
+    // mount pushes no stats (statsPushMs 0), so pins go at the next hide, right before the next create, as in
+    // the guest; each round reports whether the host reused the inode, and at least one round must have.
+    it("a new file on a deleted linked file's host inode gets its own number, not the old file's", async () => {
+      const dir = path.join(base, `${kind}-reuse`);
+      const reuseMnt = path.join(dir, "mnt");
+      const host = path.join(dir, kind === "root" ? "root" : "upper");
+      fs.mkdirSync(reuseMnt, { recursive: true });
+      fs.mkdirSync(host);
+      if (kind === "layers") fs.mkdirSync(path.join(dir, "lower"));
+      const source = kind === "root" ? { root: host } : { layers: { lower: path.join(dir, "lower"), upper: host } };
+      const h = await mountPassthrough({ ...source, mountpoint: reuseMnt, statsPushMs: 0 });
+      try {
+        const rounds = [];
+        for (let round = 0; round < 5; round++) {
+          const out = await shOk(
+            `set -e; mkdir r${round}; cd r${round}; echo x > a; ln a b; stat -c %i a; stat -c %i ${host}/r${round}/a
+             rm a b; sleep 0.2; echo z > e; ln e f; rm e; echo y > c; ln c d; stat -c %i c d f; stat -c %i ${host}/r${round}/c`,
+            reuseMnt,
+          );
+          const [old, oldHost, c, d, f, cHost] = out.split("\n").filter(Boolean);
+          expect(c).toBe(d);
+          expect([c, f]).not.toContain(old);
+          rounds.push(cHost === oldHost);
+        }
+        expect(rounds, "the host never reused the deleted file's inode: the test did not try the case").toContain(true);
+      } finally {
+        await h.unmount();
+      }
+    });
+
     it("the hidden names are not the caller's: no create, rename onto, or unlink of /.iii-unlinked-*", async () => {
       const out = await shOk(
         "touch .iii-unlinked-7 2>&1; echo rc=$?; touch x7; mv x7 .iii-unlinked-7 2>&1; echo rc=$?; mkdir .iii-unlinked-8 2>&1; echo rc=$?; rm -f x7",

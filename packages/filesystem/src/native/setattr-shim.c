@@ -402,6 +402,39 @@ static unsigned long canon_of(uint64_t id, unsigned long candidate) {
 }
 
 /*
+ * A forgotten node leaves its link group; when it was the last live node of its file, the file's number goes
+ * too. Until then the number stays (virtiofsd knows the file by it, and holds an fd on one of its nodes). A
+ * number kept past the file made a new file on the same host inode (ext4 hands a freed inode out again at
+ * once; the link-group key derives from it) show the old file's number, which virtiofsd had forgotten: the
+ * guest's `rm` of the new name failed with EIO (filesystem.vm, "many times in a row"). Only nodes of linked
+ * files are in the table, so the scan runs for few forgets.
+ */
+static void group_forget(unsigned long nodeid) {
+  size_t home = (size_t)((nodeid * 0x9E3779B97F4A7C15ULL) >> 50) % GROUP_SLOTS;
+  pthread_mutex_lock(&groups_lock);
+  for (int i = 0; i < GROUP_PROBES; i++) {
+    size_t at = (home + (size_t)i) % GROUP_SLOTS;
+    if (groups[at].nodeid != nodeid) continue;
+    uint32_t key = groups[at].key, ident = groups[at].ident;
+    groups[at].nodeid = 0;
+    groups[at].key = 0;
+    groups[at].ident = 0;
+    int file_lives = 0;
+    for (size_t g = 0; g < GROUP_SLOTS && !file_lives; g++) file_lives = groups[g].nodeid != 0 && groups[g].key == key && groups[g].ident == ident;
+    if (!file_lives) {
+      uint64_t id = ((uint64_t)ident << 32) | key;
+      size_t canon_home = (size_t)((id * 0x9E3779B97F4A7C15ULL) >> 49) % CANON_SLOTS;
+      for (int j = 0; j < CANON_PROBES; j++) {
+        size_t c = (canon_home + (size_t)j) % CANON_SLOTS;
+        if (canon[c].id == id) canon[c].id = 0, canon[c].nodeid = 0;
+      }
+    }
+    break;
+  }
+  pthread_mutex_unlock(&groups_lock);
+}
+
+/*
  * Tags are only on regular files; other types keep their st_rdev (device nodes). A node once seen in a link
  * group keeps its group's number after its file drops to one link. `wide` (stable inode numbers): the numbers
  * are the JS side's, and st_dev is their high half.
@@ -615,11 +648,15 @@ static void rename_recording(void *req, unsigned long parent, const char *name, 
 
 static void forget_releasing(void *req, unsigned long ino, unsigned long nlookup) {
   hidden_forget(ino);
+  group_forget(ino);
   libfuse_forget(req, ino, nlookup);
 }
 
 static void forget_multi_releasing(void *req, size_t count, struct iii_forget_data *forgets) {
-  for (size_t i = 0; i < count; i++) hidden_forget((unsigned long)forgets[i].ino);
+  for (size_t i = 0; i < count; i++) {
+    hidden_forget((unsigned long)forgets[i].ino);
+    group_forget((unsigned long)forgets[i].ino);
+  }
   libfuse_forget_multi(req, count, forgets);
 }
 

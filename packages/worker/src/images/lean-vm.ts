@@ -8,7 +8,9 @@ import { setFlagsFromString } from "node:v8";
  *   skopeo + umoci).
  * - `--semi-space-growth-factor=1`: the young generation stays at its initial size instead of doubling up to
  *   16 MiB per semi-space under the tar reader's garbage; 68 → 63 MB, no measurable time.
- * Both are read by V8 when it decides (tier-up, new-space growth), so they take effect at run time; the maximum
+ * - `--optimize-for-size`: V8's heap heuristics favour memory (smaller growing steps, earlier GC); 63 → 60.5 MB,
+ *   no measurable time.
+ * All are read by V8 when it decides (tier-up, new-space growth, heap limits), so they take effect at run time; the maximum
  * semi-space size and --lite-mode (which would go further) only work as startup flags. The previous values come
  * back when the last pull in the process ends, and a flag the user set (NODE_OPTIONS, node's own arguments) is
  * left alone.
@@ -18,6 +20,7 @@ const LEAN: { name: string; lean: string; normal: string }[] = [
   { name: "opt", lean: "--no-opt", normal: "--opt" },
   { name: "maglev", lean: "--no-maglev", normal: "--maglev" },
   { name: "semi-space-growth-factor", lean: "--semi-space-growth-factor=1", normal: "--semi-space-growth-factor=2" },
+  { name: "optimize-for-size", lean: "--optimize-for-size", normal: "--no-optimize-for-size" },
 ];
 
 /** Startup flags under which the compilers this file toggles are off for good. */

@@ -82,6 +82,8 @@ describe("planVm: a worker spec → QEMU's argv, with no VM", () => {
     const plan = planVm(request({ fresh: true, host: { ...request().host, guestInit: { init: "/i/init.krun" } } }), context);
     expect(plan.mount.fresh).toBe(true);
     expect(plan.mount.root).toMatchObject({ layers: { lower: "/images/app", upper: paths.upper }, mountpoint: paths.mnt, allowOther: true });
+    // An idle worker's FUSE server sleeps: no stats timer, the unmount check every 5 s.
+    expect(plan.mount.root).toMatchObject({ statsPushMs: 0, watchIntervalMs: 5000 });
     const files = plan.mount.root.virtualFiles!;
     expect(files["/init.krun"]).toEqual({ hostPath: "/i/init.krun" });
     // The init is one static ELF: nothing else is injected but the contract.

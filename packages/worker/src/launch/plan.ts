@@ -47,6 +47,12 @@ export interface VmPlan {
   vm: VmmOptions;
 }
 
+/**
+ * What keeps an idle worker's FUSE servers asleep (idle CPU per VM, issue 13): no request counters pushed on a
+ * timer (nothing in the worker reads them), and the external-unmount check every 5 s instead of every second.
+ */
+const QUIET_SERVER = { statsPushMs: 0, watchIntervalMs: 5000 } as const;
+
 /** The guest's addresses in a slot, as @iii/network assigns them. */
 export function guestAddresses(slot: number): VmPlan["addresses"] {
   const a = slotAddresses(slot);
@@ -98,7 +104,7 @@ export function planVm(request: LaunchRequest, context: PlanContext): VmPlan {
     // The host edits a share while the guest runs (dev mode's /workspace): no caching in the host kernel,
     // so the guest sees an edit at its next open. A share only the guest writes keeps the default cache.
     const cache = m.cache === "always" ? {} : { cache: { entryTimeoutSec: 0, attrTimeoutSec: 0, negativeTimeoutSec: 0, kernelCache: false } };
-    return { guest: m.guest, host: m.host, readOnly: false, mount: { root: m.host, mountpoint, allowOther: true, ...cache } };
+    return { guest: m.guest, host: m.host, readOnly: false, mount: { root: m.host, mountpoint, allowOther: true, ...cache, ...QUIET_SERVER } };
   });
 
   return {
@@ -108,7 +114,7 @@ export function planVm(request: LaunchRequest, context: PlanContext): VmPlan {
       fresh: launch.fresh,
       // allowOther: virtiofsd takes on the guest caller's uid for each request, and FUSE refuses any uid but the
       // mounting one without it. The mountpoint is inside managed/ (0700): no host user reaches it either way.
-      root: { layers: { lower: launch.rootfs, upper: paths.upper }, mountpoint: paths.mnt, virtualFiles, allowOther: true },
+      root: { layers: { lower: launch.rootfs, upper: paths.upper }, mountpoint: paths.mnt, virtualFiles, allowOther: true, ...QUIET_SERVER },
       shares,
     },
     network: {

@@ -280,19 +280,13 @@ class Exchange {
         return;
       }
       if (this.mode === "length") {
-        const n = Math.min(this.remaining, chunk.length - at);
-        this.remaining -= n;
-        this.deliver(chunk.subarray(at, at + n));
-        at += n;
+        at = this.take(chunk, at);
         if (this.remaining === 0) this.finish();
         continue;
       }
       // chunked
       if (this.chunkState === "data") {
-        const n = Math.min(this.remaining, chunk.length - at);
-        this.remaining -= n;
-        this.deliver(chunk.subarray(at, at + n));
-        at += n;
+        at = this.take(chunk, at);
         if (this.remaining === 0) this.chunkState = "data-end";
         continue;
       }
@@ -320,6 +314,14 @@ class Exchange {
         this.finish();
       }
     }
+  }
+
+  /** Delivers up to `remaining` body bytes of `chunk` from `at`; returns where they end. */
+  private take(chunk: Buffer, at: number): number {
+    const n = Math.min(this.remaining, chunk.length - at);
+    this.remaining -= n;
+    this.deliver(chunk.subarray(at, at + n));
+    return at + n;
   }
 
   private deliver(data: Buffer): void {
