@@ -2,12 +2,10 @@
 // entries. fuse-native does not pass it on and answers on the JS thread, where libfuse's
 // fuse_get_context() describes no request; the setattr shim (src/native/setattr-shim.c),
 // preloaded into the server process, publishes it for mknod/mkdir/symlink/create.
-import { createRequire } from "node:module";
 import path from "node:path";
-import type * as KoffiNs from "koffi";
 import { loadInodeKey } from "../fs/inode-numbers.js";
+import { loadKoffi } from "./koffi.js";
 
-const require = createRequire(import.meta.url);
 const SHIM_NAME = "libiii-setattr-shim.so";
 
 let query: ((out: Uint32Array) => number) | null | undefined;
@@ -21,7 +19,7 @@ function load(): ((out: Uint32Array) => number) | null {
   const preloaded = preloadedShim();
   if (!preloaded) return null;
   try {
-    const koffi = require("koffi") as typeof KoffiNs;
+    const koffi = loadKoffi();
     // dlopen of a preloaded library returns the loaded instance.
     const fn = koffi.load(preloaded).func("int iii_fuse_caller(_Out_ uint32_t *out)");
     return (o: Uint32Array) => fn(o) as number;
@@ -45,7 +43,7 @@ export function enableIno64(): boolean {
   const preloaded = preloadedShim();
   if (!preloaded) return false;
   try {
-    const koffi = require("koffi") as typeof KoffiNs;
+    const koffi = loadKoffi();
     return (koffi.load(preloaded).func("int iii_ino64_enable(void)")() as number) === 1;
   } catch {
     return false;
@@ -61,7 +59,7 @@ export function enableLinkGroups(): ((key: number) => number) | null {
   const preloaded = preloadedShim();
   if (!preloaded) return null;
   try {
-    const koffi = require("koffi") as typeof KoffiNs;
+    const koffi = loadKoffi();
     const lib = koffi.load(preloaded);
     const inval = lib.func("int iii_inval_link_group(uint32_t key)");
     if ((lib.func("int iii_link_groups_enable(void)")() as number) !== 1) return null;
@@ -79,7 +77,7 @@ export function shimHides(): { hiding(): number; takeReleased(): number[] } | nu
   const preloaded = preloadedShim();
   if (!preloaded) return null;
   try {
-    const koffi = require("koffi") as typeof KoffiNs;
+    const koffi = loadKoffi();
     const lib = koffi.load(preloaded);
     const hiding = lib.func("uint64_t iii_hiding(void)");
     const take = lib.func("int iii_take_released(_Out_ uint64_t *out, int max)");
@@ -133,7 +131,7 @@ export function enableShimIo(fast: ShimFastTree | null): ShimIo | null {
   const preloaded = preloadedShim();
   if (!preloaded) return null;
   try {
-    const koffi = require("koffi") as typeof KoffiNs;
+    const koffi = loadKoffi();
     const lib = koffi.load(preloaded);
     const stop = lib.func("void iii_io_stop(void)");
     const ioCounts = lib.func("void iii_io_counts(_Out_ uint64_t *out)");

@@ -3,12 +3,10 @@
 // AT_SYMLINK_NOFOLLOW and nanosecond times, renameat2 and memfd_create.
 // Every wrapper returns the result or throws an ErrnoError (negative errno),
 // so callers treat them like Node's *Sync functions.
-import { createRequire } from "node:module";
-import type * as KoffiNs from "koffi";
 import { ErrnoError } from "./errno.js";
+import { loadKoffi } from "./koffi.js";
 
-const require = createRequire(import.meta.url);
-const koffi = require("koffi") as typeof KoffiNs;
+const koffi = loadKoffi();
 
 const lib = koffi.load("libc.so.6");
 
