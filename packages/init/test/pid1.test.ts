@@ -4,7 +4,7 @@
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { existsSync } from "node:fs";
 import { randomBytes, createHash } from "node:crypto";
-import { lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { canRunNamespaces, collect, makeRootfs, runInit, startInit, sweepWorkerCgroups, type InitRun, type Rootfs } from "./harness.js";
 import { encodeEnvFile, encodeKernelCmdlineEnv } from "../src/index.js";
@@ -377,6 +377,11 @@ describe.skipIf(skipReason !== null)("init as PID 1 (namespace)", () => {
     expect(renamed.stdout).toContain("thumbnails");
     expect(renamed.stdout).not.toContain("image-resize");
     expect(readdirSync(join(rootfs.root, "etc")).filter((n) => n.endsWith(".iii-init.tmp"))).toEqual([]);
+    // A workload that made /etc/hosts writable for everyone (same content) does not keep it so at the next start.
+    chmodSync(join(rootfs.root, "etc/hosts"), 0o666);
+    const loosened = await boot("thumbnails");
+    expect(loosened.files[0]!.ino).not.toBe(renamed.files[0]!.ino);
+    expect(lstatSync(join(rootfs.root, "etc/hosts")).mode & 0o7777).toBe(0o644);
   });
 
   it("skips VM-only steps (virtio-fs shares) with a printed reason", async () => {

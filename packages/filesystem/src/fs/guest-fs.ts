@@ -414,6 +414,7 @@ export class GuestFs {
       utimens: !this.readOnly,
       owner,
       stableInodes: this.stableInodes,
+      inodeKey: this.tree.inodeKey,
     };
   }
 

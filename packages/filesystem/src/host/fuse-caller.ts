@@ -121,6 +121,8 @@ export interface ShimFastTree {
   owner: { uid: number; gid: number };
   /** Stable inode numbers (inode-numbers.ts), computed by the shim for what it answers; needs enableIno64(). */
   stableInodes: boolean;
+  /** The tree's key for linked files' stable numbers (the one its getattr uses), when stableInodes. */
+  inodeKey?: Uint8Array;
 }
 
 /**
@@ -130,17 +132,21 @@ export interface ShimFastTree {
 export function enableShimIo(fast: ShimFastTree | null): ShimIo | null {
   const preloaded = preloadedShim();
   if (!preloaded) return null;
+  let stopIo: (() => void) | undefined;
   try {
     const koffi = loadKoffi();
     const lib = koffi.load(preloaded);
     const stop = lib.func("void iii_io_stop(void)");
     const ioCounts = lib.func("void iii_io_counts(_Out_ uint64_t *out)");
     const fastCounts = lib.func("void iii_fast_counts(_Out_ uint64_t *out)");
+    // The shim computes linked files' numbers under the tree's own key (read before IO is on: a key read again
+    // here could differ from the tree's if the xattr changed in between).
+    const key = fast?.stableInodes ? (fast.inodeKey ?? loadInodeKey(`/proc/self/fd/${fast.rootFd}/.`).key) : undefined;
     if ((lib.func("int iii_io_enable(void)")() as number) !== 1) return null;
+    stopIo = () => void stop();
     let fastOn = false;
     // Stable numbers the shim cannot compute (no 64-bit replies): every lookup stays on the JS side.
-    // The shim computes linked files' numbers under the tree's key: the one the tree loaded (same root, same key).
-    if (fast?.stableInodes && (lib.func("int iii_fast_stable_enable(const uint8_t *key)")(loadInodeKey(`/proc/self/fd/${fast.rootFd}/.`).key) as number) !== 1) fast = null;
+    if (fast?.stableInodes && (lib.func("int iii_fast_stable_enable(const uint8_t *key)")(key) as number) !== 1) fast = null;
     if (fast) {
       const skip = Buffer.from(fast.jsNames.map((n) => `${n}\0`).join(""));
       const enable = lib.func("int iii_fast_enable(int root_fd, const uint8_t *skip, int skip_len, int linked_to_js, int utimens_on)");
@@ -166,6 +172,8 @@ export function enableShimIo(fast: ShimFastTree | null): ShimIo | null {
       },
     };
   } catch {
+    // IO the shim already took over goes back to the JS handlers: nothing would stop it before the fds close.
+    stopIo?.();
     return null;
   }
 }

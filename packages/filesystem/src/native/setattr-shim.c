@@ -332,15 +332,19 @@ int iii_link_groups_enable(void) {
 }
 
 static void group_record(unsigned long nodeid, uint32_t key, uint32_t ident) {
-  size_t home = (size_t)((nodeid * 0x9E3779B97F4A7C15ULL) >> 50) % GROUP_SLOTS;
+  size_t home = (size_t)((nodeid * 0x9E3779B97F4A7C15ULL) >> 49) % GROUP_SLOTS;
   pthread_mutex_lock(&groups_lock);
+  /* The node's own slot first, anywhere in its probes (group_forget leaves holes before it); else the first free
+     one; else the home slot is taken over. */
   size_t slot = home;
-  for (int i = 0; i < GROUP_PROBES; i++) {
+  int found = 0;
+  for (int i = 0; i < GROUP_PROBES && !found; i++) {
     size_t at = (home + (size_t)i) % GROUP_SLOTS;
-    if (groups[at].nodeid == nodeid || groups[at].nodeid == 0) {
-      slot = at;
-      break;
-    }
+    if (groups[at].nodeid == nodeid) slot = at, found = 1;
+  }
+  for (int i = 0; i < GROUP_PROBES && !found; i++) {
+    size_t at = (home + (size_t)i) % GROUP_SLOTS;
+    if (groups[at].nodeid == 0) slot = at, found = 1;
   }
   groups[slot].nodeid = nodeid;
   groups[slot].key = key;
@@ -349,7 +353,7 @@ static void group_record(unsigned long nodeid, uint32_t key, uint32_t ident) {
 }
 
 static int group_of(unsigned long nodeid, uint32_t *key, uint32_t *ident) {
-  size_t home = (size_t)((nodeid * 0x9E3779B97F4A7C15ULL) >> 50) % GROUP_SLOTS;
+  size_t home = (size_t)((nodeid * 0x9E3779B97F4A7C15ULL) >> 49) % GROUP_SLOTS;
   int found = 0;
   pthread_mutex_lock(&groups_lock);
   for (int i = 0; i < GROUP_PROBES; i++) {
@@ -410,7 +414,7 @@ static unsigned long canon_of(uint64_t id, unsigned long candidate) {
  * files are in the table, so the scan runs for few forgets.
  */
 static void group_forget(unsigned long nodeid) {
-  size_t home = (size_t)((nodeid * 0x9E3779B97F4A7C15ULL) >> 50) % GROUP_SLOTS;
+  size_t home = (size_t)((nodeid * 0x9E3779B97F4A7C15ULL) >> 49) % GROUP_SLOTS;
   pthread_mutex_lock(&groups_lock);
   for (int i = 0; i < GROUP_PROBES; i++) {
     size_t at = (home + (size_t)i) % GROUP_SLOTS;
@@ -429,7 +433,6 @@ static void group_forget(unsigned long nodeid) {
         if (canon[c].id == id) canon[c].id = 0, canon[c].nodeid = 0;
       }
     }
-    break;
   }
   pthread_mutex_unlock(&groups_lock);
 }
@@ -460,7 +463,7 @@ static void group_take(struct stat *st, unsigned long nodeid, int wide) {
 
 /* The recorded link group of a node, 0 when none. */
 static uint32_t group_key_of(unsigned long nodeid) {
-  size_t home = (size_t)((nodeid * 0x9E3779B97F4A7C15ULL) >> 50) % GROUP_SLOTS;
+  size_t home = (size_t)((nodeid * 0x9E3779B97F4A7C15ULL) >> 49) % GROUP_SLOTS;
   uint32_t key = 0;
   pthread_mutex_lock(&groups_lock);
   for (int i = 0; i < GROUP_PROBES; i++) {

@@ -34,7 +34,7 @@ declare module "os" {
   export function symlink(target: string, linkpath: string): number;
   export function readdir(path: string): [string[], number];
   export function stat(path: string): [{ dev: number; ino: number; mode: number; uid: number; gid: number; size: number }, number];
-  export function lstat(path: string): [{ dev: number; ino: number; mode: number; size: number }, number];
+  export function lstat(path: string): [{ dev: number; ino: number; mode: number; size: number; uid: number; nlink: number }, number];
   export function getpid(): number;
   export function waitpid(pid: number, options: number): [number, number];
   export function kill(pid: number, sig: number): number;
