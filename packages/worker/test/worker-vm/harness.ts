@@ -58,9 +58,9 @@ export class Project {
     return runWorkerCli(args, { cwd: this.dir, env: { ...this.env, ...env } });
   }
 
-  /** The supervisor log and console tails of a worker, for failure messages. */
-  diagnostics(name: string): string {
-    const tail = (file: string) => this.read(`managed/${name}/logs/${file}`).split("\n").slice(-25).join("\n");
+  /** The supervisor log and console tails of a worker (of `projectDir`, default this one's dir), for failure messages. */
+  diagnostics(name: string, projectDir: string = this.dir): string {
+    const tail = (file: string) => this.read(`managed/${name}/logs/${file}`, projectDir).split("\n").slice(-25).join("\n");
     return `\n--- supervisor.log ---\n${tail("supervisor.log")}\n--- console.log ---\n${tail("console.log")}`;
   }
 

@@ -70,7 +70,7 @@ describe.skipIf(!!skip)("examples/hello-worker under iii worker dev (vm)", () =>
     try {
       // The first start runs `npm ci` in the guest: minutes under TCG.
       await waitFor(() => invoked() >= 1, 600_000, "the stand-in's first invocation").catch((error: Error) => {
-        throw new Error(`${error.message}\n--- dev stderr ---\n${dev.err()}\n--- stand-in ---\n${standin.out()}${p.diagnostics("iii-dev-hello-worker")}`);
+        throw new Error(`${error.message}\n--- dev stderr ---\n${dev.err()}\n--- stand-in ---\n${standin.out()}${p.diagnostics("iii-dev-hello-worker", dir)}`);
       });
       expect(standin.out()).toContain("Hello, vm test!");
       expect(standin.out()).toMatch(/from.*hello-worker/);
@@ -98,6 +98,9 @@ describe.skipIf(!!skip)("examples/hello-worker under iii worker dev (vm)", () =>
       expect(supervisorLog.match(/ready in \d+ ms/g)).toHaveLength(1);
     } finally {
       dev.child.kill("SIGINT");
+      // Wait for dev's own clean-up (unmounts, VM stop) on the failure path too: the project's dispose would
+      // otherwise race it and remove a directory that is still a mount point.
+      await Promise.race([dev.exited, new Promise((r) => setTimeout(r, 60_000))]);
     }
     expect(await dev.exited).toBe(130);
     expect(mountsUnder(p.home)).toEqual([]);
