@@ -1,11 +1,12 @@
 // `stableInodes`: st_ino derived from the host file, the same at every mount of the same
-// tree, never shared by two files, and never shared by two names of a hard-linked file
-// (what keeps virtiofsd from binding one inode to a name that may go away).
+// tree, never shared by two files, shared by every name of a hard-linked file and unchanged
+// when the file gains or loses links (virtiofsd finds the inode of a name it unlinks by the
+// number the name stats with: a number that changed at `ln a b` made the guest's `rm a` EIO).
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mountPassthrough, type MountHandle, type MountStats } from "../src/index.js";
-import { loadInodeKey, stableInodeNumber } from "../src/fs/inode-numbers.js";
+import { stableInodeNumber } from "../src/fs/inode-numbers.js";
 import { statToAttr } from "../src/fs/tree.js";
 import { fuse, rmrf, shOk, tempDir } from "./helpers.js";
 
@@ -74,17 +75,28 @@ describe.skipIf(!fuse.ok)("stable inode numbers", () => {
     expect(BigInt(first.get("./d/f7") as string) & 0xffffffffn).toBe(BigInt(hostIno));
   });
 
-  it("different files never share a number, nor do the two names of a hard link", async () => {
+  it("different files never share a number; the names of a hard link share their file's, through ln and rm", async () => {
     const { mnt } = await mount("m3");
     const all = await inodes(mnt);
-    const numbers = [...all.values()];
-    expect(new Set(numbers).size).toBe(numbers.length);
-    // The hard-linked pair: two names, two numbers, each stable (checked above), 2 links each.
+    // One number per host file: as many numbers as the host has (dev, ino) pairs.
+    const files = new Set([...all.keys()].map((rel) => {
+      const st = fs.lstatSync(path.join(root, rel));
+      return `${st.dev}:${st.ino}`;
+    }));
+    expect(new Set(all.values()).size).toBe(files.size);
+    expect(files.size).toBe(all.size - 2);
+    // The hard-linked pair: one number, 2 links each.
     const links = await shOk("stat -c '%h %i' d/h1 d/h2", mnt);
     const [h1, h2] = links.trim().split("\n").map((l) => l.split(" "));
-    expect(h1?.[0]).toBe("2");
+    expect(h1).toEqual(["2", h2?.[1]]);
     expect(h2?.[0]).toBe("2");
-    expect(h1?.[1]).not.toBe(h2?.[1]);
+    // The number a name has before `ln` is the one every name has after it, and after the first name goes
+    // (the design before gave linked files a number per name: `a` changed number at `ln a b`).
+    const seq = await shOk("set -e; echo x > a; stat -c %i a; ln a b; stat -c %i a b; rm a; stat -c %i b; cat b; rm b", mnt);
+    const nums = seq.trim().split("\n");
+    expect(nums).toHaveLength(5);
+    expect(nums.slice(0, 4)).toEqual([nums[0], nums[0], nums[0], nums[0]]);
+    expect(nums[4]).toBe("x");
   });
 
   it("git status on a fresh mount finds its index up to date (no re-read, no index rewrite)", async () => {
@@ -104,6 +116,44 @@ describe.skipIf(!fuse.ok)("stable inode numbers", () => {
     expect(fs.statSync(index).mtimeMs).toBe(mtimeBefore);
   });
 
+  it("with the worker's options for a writable share, git status after a remount opens no more files than a warm one", async () => {
+    // packages/worker/src/launch/plan.ts, a writable share the host edits (dev mode's /workspace): no kernel
+    // caching, a quiet server, stable numbers. Stats pushed every 100 ms here only to read the counts.
+    const share = {
+      allowOther: true,
+      cache: { entryTimeoutSec: 0, attrTimeoutSec: 0, negativeTimeoutSec: 0, kernelCache: false },
+      statsPushMs: 100,
+      watchIntervalMs: 5000,
+    };
+    const mnt = path.join(base, "w1");
+    fs.mkdirSync(mnt);
+    const opens = async (h: MountHandle, script: string): Promise<number> => {
+      await new Promise((r) => setTimeout(r, 250));
+      const before = h.stats().ops.open ?? 0;
+      await shOk(script, mnt);
+      await new Promise((r) => setTimeout(r, 250));
+      return (h.stats().ops.open ?? 0) - before;
+    };
+    const first = await mountPassthrough({ root, mountpoint: mnt, ...share, stableInodes: true });
+    handles.push(first);
+    await shOk("set -e; mkdir wrepo; cd wrepo; for i in $(seq 1 200); do echo $i > f$i; done; sleep 1.1; git init -q; git add .; git -c user.email=t@e -c user.name=t commit -qm init; git status --porcelain >/dev/null", mnt);
+    await first.unmount();
+    const status = "cd wrepo && git status --porcelain";
+    const counts = async (stableInodes: boolean): Promise<{ cold: number; warm: number }> => {
+      const h = await mountPassthrough({ root, mountpoint: mnt, ...share, stableInodes });
+      handles.push(h);
+      const cold = await opens(h, status);
+      const warm = await opens(h, status);
+      await h.unmount();
+      return { cold, warm };
+    };
+    const stable = await counts(true);
+    expect(stable.cold).toBeLessThanOrEqual(stable.warm + 10);
+    // Without stable numbers every file is re-read (200 opens and more): what the comparison above would see.
+    const plain = await counts(false);
+    expect(plain.cold).toBeGreaterThan(plain.warm + 150);
+  });
+
   it("the shim answers lookups and listings with the numbers the JS side computes (setattr-shim.c, stable_number)", async () => {
     const { mnt, handle } = await mount("c1");
     const settled = async (): Promise<MountStats> => {
@@ -115,14 +165,14 @@ describe.skipIf(!fuse.ok)("stable inode numbers", () => {
     const dino = await inodes(mnt, true);
     const after = await settled();
     const js = (s: MountStats, op: string): number => (s.ops[op] ?? 0) - (s.shimOps?.[op] ?? 0);
-    // Only the four names of the hard-linked files (numbers per guest name, link-group tags) reach the JS thread.
+    // Only the four names of the hard-linked files (their link-group tags) reach the JS thread.
     expect(js(after, "getattr") - js(before, "getattr")).toBeLessThanOrEqual(4);
     expect(js(after, "readdir") - js(before, "readdir")).toBe(0);
     expect((after.shimOps?.getattr ?? 0) - (before.shimOps?.getattr ?? 0)).toBeGreaterThan(400);
     // What inode-numbers.ts makes of the host's own stat, for every name, listed or looked up (ASCII or not).
     for (const [rel, ino] of st) {
       const guest = rel === "." ? "/" : rel.slice(1);
-      const n = stableInodeNumber(statToAttr(fs.lstatSync(path.join(root, guest)), true), guest, loadInodeKey(root).key);
+      const n = stableInodeNumber(statToAttr(fs.lstatSync(path.join(root, guest)), true));
       expect([rel, ino]).toEqual([rel, String((BigInt(n.hi) << 32n) | BigInt(n.lo))]);
       expect([rel, dino.get(rel)]).toEqual([rel, ino]);
     }
@@ -131,16 +181,38 @@ describe.skipIf(!fuse.ok)("stable inode numbers", () => {
 
   it("a host inode number reused by a new file (another birth time) gets another number", () => {
     const attr = { mode: 0o100644, uid: 0, gid: 0, size: 0, dev: 65024, nlink: 1, ino: 2180058, rdev: 0, blksize: 4096, blocks: 0, atime: 0, mtime: 0, ctime: 0 };
-    const old = stableInodeNumber({ ...attr, birthtime: 1_796_471_874_211.423 }, "/x");
-    const reused = stableInodeNumber({ ...attr, birthtime: 1_796_471_874_215.423 }, "/x");
+    const old = stableInodeNumber({ ...attr, birthtime: 1_796_471_874_211.423 });
+    const reused = stableInodeNumber({ ...attr, birthtime: 1_796_471_874_215.423 });
     expect(old.lo).toBe(2180058);
     expect(reused.lo).toBe(2180058);
     expect(reused.hi).not.toBe(old.hi);
     // Other device, same inode number: another high half.
-    expect(stableInodeNumber({ ...attr, dev: 65025, birthtime: 1_796_471_874_211.423 }, "/x").hi).not.toBe(old.hi);
-    // Top bit: only names of hard-linked files.
+    expect(stableInodeNumber({ ...attr, dev: 65025, birthtime: 1_796_471_874_211.423 }).hi).not.toBe(old.hi);
+    // Top bit clear (virtual files have 0xC... in the high half); the link count plays no part.
     expect(old.hi & 0x80000000).toBe(0);
-    expect(stableInodeNumber({ ...attr, nlink: 2 }, "/x", new Uint8Array(16)).hi & 0x80000000).not.toBe(0);
+    expect(stableInodeNumber({ ...attr, nlink: 3, birthtime: 1_796_471_874_211.423 })).toEqual(old);
+  });
+
+  it("a read-only mount changes nothing on the host root, and its numbers are the writable mount's", async () => {
+    const ro = path.join(base, "ro-root");
+    fs.mkdirSync(ro);
+    await shOk("set -e; echo a > a; ln a b; mkdir d; echo c > d/c", ro);
+    const xattrs = `getfattr -d -m - -e hex ${JSON.stringify(ro)} 2>/dev/null; true`;
+    const before = { ctime: fs.statSync(ro).ctimeMs, xattrs: await shOk(xattrs, base) };
+    const at = async (name: string, readOnly: boolean): Promise<Map<string, string>> => {
+      const mnt = path.join(base, name);
+      fs.mkdirSync(mnt);
+      const h = await mountPassthrough({ root: ro, mountpoint: mnt, stableInodes: true, readOnly });
+      handles.push(h);
+      const m = await inodes(mnt);
+      await h.unmount();
+      return m;
+    };
+    const numbers = await at("r1", true);
+    // Before, the first stableInodes mount stored a key (user.iii.inokey) at the host root: a read-only one too.
+    expect({ ctime: fs.statSync(ro).ctimeMs, xattrs: await shOk(xattrs, base) }).toEqual(before);
+    expect(numbers.size).toBe(5);
+    expect(await at("r2", false)).toEqual(numbers);
   });
 
   it("without the preloaded shim (in-process) stableInodes is refused before mounting", async () => {

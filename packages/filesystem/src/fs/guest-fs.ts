@@ -105,7 +105,7 @@ export class GuestFs {
       if (!this.stableInodes) a.dev = a.ino % 4294967296;
     }
     if (this.stableInodes) {
-      const n = stableInodeNumber(a, path);
+      const n = stableInodeNumber(a);
       a.ino = n.lo;
       a.dev = n.hi;
     }
@@ -414,7 +414,6 @@ export class GuestFs {
       utimens: !this.readOnly,
       owner,
       stableInodes: this.stableInodes,
-      inodeKey: this.tree.inodeKey,
     };
   }
 

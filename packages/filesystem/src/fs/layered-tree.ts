@@ -9,7 +9,6 @@
 // guest's mode/owner as an override, see host-meta.ts: the upper file itself is owned
 // by the host owner and never setuid, a device node or a FIFO); renaming a directory
 // copies its whole merged subtree up and marks it opaque.
-import { loadInodeKey, type InodeKey } from "./inode-numbers.js";
 import { pinHostFile, type Pin } from "./pinned-files.js";
 import fs from "node:fs";
 import { Errno, fail } from "../host/errno.js";
@@ -62,8 +61,6 @@ interface Found {
 
 export class LayeredTree implements Tree {
   private withBirthTimes = false;
-  /** With birth times (stableInodes): the key of linked files' numbers, stored at the upper layer's root. */
-  inodeKey: InodeKey | undefined;
   readonly lower: HostRoot;
   readonly upper: HostRoot;
   private readonly upperTree: PassthroughTree;
@@ -84,14 +81,13 @@ export class LayeredTree implements Tree {
     this.upper = this.upperTree.host;
   }
 
-  /** Birth times in every Attr, and the tree's inode-number key with them (GuestFs sets this for stableInodes). */
+  /** Birth times in every Attr (GuestFs sets this for stableInodes). */
   get birthTimes(): boolean {
     return this.withBirthTimes;
   }
 
   set birthTimes(on: boolean) {
     this.withBirthTimes = on;
-    if (on && !this.inodeKey) this.inodeKey = loadInodeKey(this.upper.rootEntry.hostPath).key;
   }
 
   // ---- resolution -------------------------------------------------------
@@ -343,9 +339,7 @@ export class LayeredTree implements Tree {
 
   getattr(path: string): Attr {
     const f = this.lookup(path);
-    const a = mergeAttr(statToAttr(f.st, this.withBirthTimes), readOverride(this.rootOf(f).path(path), f.st.mode));
-    if (this.withBirthTimes) a.inodeKey = this.inodeKey;
-    return a;
+    return mergeAttr(statToAttr(f.st, this.withBirthTimes), readOverride(this.rootOf(f).path(path), f.st.mode));
   }
 
   readdir(path: string): DirEntry[] {
@@ -521,9 +515,7 @@ export class LayeredTree implements Tree {
   pin(path: string): Pin | undefined {
     const f = this.find(path);
     if (!f) return undefined;
-    const pin = pinHostFile(this.rootOf(f).path(path), f.layer === "upper");
-    if (pin && this.withBirthTimes) pin.inodeKey = this.inodeKey;
-    return pin;
+    return pinHostFile(this.rootOf(f).path(path), f.layer === "upper");
   }
 
   close(): void {

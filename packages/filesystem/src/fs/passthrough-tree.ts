@@ -28,7 +28,6 @@ import {
   type GuestOverride,
   type HostPolicy,
 } from "./host-meta.js";
-import { loadInodeKey, type InodeKey } from "./inode-numbers.js";
 import { pinHostFile, type Pin } from "./pinned-files.js";
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, statToAttr, type Attr, type FsStats, type Tree } from "./tree.js";
 
@@ -52,8 +51,6 @@ export function defaultPolicy(hostDir: string): HostPolicy {
 
 export class PassthroughTree implements Tree {
   private withBirthTimes = false;
-  /** With birth times (stableInodes): the key of linked files' numbers, stored at the host root (inode-numbers.ts). */
-  inodeKey: InodeKey | undefined;
   readonly host: HostRoot;
   readonly policy: HostPolicy;
 
@@ -67,22 +64,19 @@ export class PassthroughTree implements Tree {
     }
   }
 
-  /** Birth times in every Attr, and the tree's inode-number key with them (GuestFs sets this for stableInodes). */
+  /** Birth times in every Attr (GuestFs sets this for stableInodes). */
   get birthTimes(): boolean {
     return this.withBirthTimes;
   }
 
   set birthTimes(on: boolean) {
     this.withBirthTimes = on;
-    if (on && !this.inodeKey) this.inodeKey = loadInodeKey(this.host.rootEntry.hostPath).key;
   }
 
   getattr(path: string): Attr {
     const hp = this.host.path(path);
     const st = fs.lstatSync(hp);
-    const a = mergeAttr(statToAttr(st, this.withBirthTimes), readOverride(hp, st.mode));
-    if (this.withBirthTimes) a.inodeKey = this.inodeKey;
-    return a;
+    return mergeAttr(statToAttr(st, this.withBirthTimes), readOverride(hp, st.mode));
   }
 
   /** The guest's mode/owner/rdev of an existing entry, and whether it has an override. */
@@ -257,9 +251,7 @@ export class PassthroughTree implements Tree {
   }
 
   pin(path: string): Pin | undefined {
-    const pin = pinHostFile(this.host.path(path), true);
-    if (pin && this.withBirthTimes) pin.inodeKey = this.inodeKey;
-    return pin;
+    return pinHostFile(this.host.path(path), true);
   }
 
   close(): void {

@@ -22,8 +22,6 @@ export interface Pin {
   fd: number;
   /** false for a file of a read-only layer (an image's own hard links): written only after a copy-up, which it cannot have. */
   writable: boolean;
-  /** The tree's inode-number key when its Attrs carry one (stableInodes). */
-  inodeKey?: Uint8Array;
 }
 
 export function isHiddenName(path: string): boolean {
@@ -89,9 +87,7 @@ export class PinnedFiles {
 
   getattr(path: string, birthTimes: boolean): Attr {
     const pin = this.get(path);
-    const a = mergeAttr(statToAttr(fs.fstatSync(pin.fd) as fs.Stats, birthTimes), PinnedFiles.override(pin));
-    if (pin.inodeKey) a.inodeKey = pin.inodeKey;
-    return a;
+    return mergeAttr(statToAttr(fs.fstatSync(pin.fd) as fs.Stats, birthTimes), PinnedFiles.override(pin));
   }
 
   open(path: string, hostFlags: number, write: boolean, readOnly: boolean): number {

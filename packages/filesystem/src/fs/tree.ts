@@ -22,8 +22,6 @@ export interface Attr {
   ctime: number;
   /** Host birth time (ms, 0 when unknown); not sent to the kernel. */
   birthtime?: number;
-  /** With birth times (stableInodes): the tree's key for linked files' numbers (inode-numbers.ts); not sent. */
-  inodeKey?: Uint8Array;
 }
 
 export interface FsStats {

@@ -3,7 +3,6 @@
 // fuse_get_context() describes no request; the setattr shim (src/native/setattr-shim.c),
 // preloaded into the server process, publishes it for mknod/mkdir/symlink/create.
 import path from "node:path";
-import { loadInodeKey } from "../fs/inode-numbers.js";
 import { loadKoffi } from "./koffi.js";
 
 const SHIM_NAME = "libiii-setattr-shim.so";
@@ -121,8 +120,6 @@ export interface ShimFastTree {
   owner: { uid: number; gid: number };
   /** Stable inode numbers (inode-numbers.ts), computed by the shim for what it answers; needs enableIno64(). */
   stableInodes: boolean;
-  /** The tree's key for linked files' stable numbers (the one its getattr uses), when stableInodes. */
-  inodeKey?: Uint8Array;
 }
 
 /**
@@ -139,14 +136,11 @@ export function enableShimIo(fast: ShimFastTree | null): ShimIo | null {
     const stop = lib.func("void iii_io_stop(void)");
     const ioCounts = lib.func("void iii_io_counts(_Out_ uint64_t *out)");
     const fastCounts = lib.func("void iii_fast_counts(_Out_ uint64_t *out)");
-    // The shim computes linked files' numbers under the tree's own key (read before IO is on: a key read again
-    // here could differ from the tree's if the xattr changed in between).
-    const key = fast?.stableInodes ? (fast.inodeKey ?? loadInodeKey(`/proc/self/fd/${fast.rootFd}/.`).key) : undefined;
     if ((lib.func("int iii_io_enable(void)")() as number) !== 1) return null;
     stopIo = () => void stop();
     let fastOn = false;
     // Stable numbers the shim cannot compute (no 64-bit replies): every lookup stays on the JS side.
-    if (fast?.stableInodes && (lib.func("int iii_fast_stable_enable(const uint8_t *key)")(key) as number) !== 1) fast = null;
+    if (fast?.stableInodes && (lib.func("int iii_fast_stable_enable(void)")() as number) !== 1) fast = null;
     if (fast) {
       const skip = Buffer.from(fast.jsNames.map((n) => `${n}\0`).join(""));
       const enable = lib.func("int iii_fast_enable(int root_fd, const uint8_t *skip, int skip_len, int linked_to_js, int utimens_on)");

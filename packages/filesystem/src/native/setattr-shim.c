@@ -322,6 +322,15 @@ static struct {
   uint32_t key;
   /* With the key, the file's identity (the JS side's st_dev: low half of the host inode number). */
   uint32_t ident;
+  /*
+   * The node's lookups libfuse counted since it joined its group: +1 at each entry reply for it, -n at a FORGET
+   * of n. libfuse frees a node only when its count reaches 0, and so does the table: a LOOKUP answered while the
+   * kernel evicts the node's inode leaves libfuse's count, and this one, at 1 after the eviction's FORGET (before,
+   * any FORGET dropped the node, and with its file's last node the file's number, which the node kept using).
+   * A node that joined at an attribute reply or as a LINK's source (looked up before its file had several links)
+   * starts at 0: its first FORGET drops it, as before.
+   */
+  uint64_t nlookup;
 } groups[GROUP_SLOTS];
 static pthread_mutex_t groups_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -331,29 +340,114 @@ int iii_link_groups_enable(void) {
   return 1;
 }
 
-static void group_record(unsigned long nodeid, uint32_t key, uint32_t ident) {
-  size_t home = (size_t)((nodeid * 0x9E3779B97F4A7C15ULL) >> 49) % GROUP_SLOTS;
-  pthread_mutex_lock(&groups_lock);
-  /* The node's own slot first, anywhere in its probes (group_forget leaves holes before it); else the first free
-     one; else the home slot is taken over. */
+static size_t group_home(unsigned long nodeid) {
+  return (size_t)((nodeid * 0x9E3779B97F4A7C15ULL) >> 49) % GROUP_SLOTS;
+}
+
+/*
+ * One inode number per linked file. virtiofsd knows a file by its st_ino: it answers LINK with the source's
+ * inode and finds the inode of a name it unlinks or renames by the number that name stats with (no match: EIO,
+ * so `ln a b; rm b` failed in a guest). libfuse gives each name its own node id as st_ino; every name of a
+ * linked file now shows the id of the first node seen for the file (the LINK's source, which virtiofsd already
+ * knows), for as long as a node of the file lives. libfuse never hands out an id twice (until 2^32 wraps), so
+ * the number is no other file's.
+ *
+ * `refs` counts the file's nodes in `groups`: the entry goes with the file's last node (a number kept past the
+ * file made a new file on the same host inode show the old file's number, which virtiofsd had forgotten: the
+ * guest's `rm` of the new name failed with EIO, filesystem.vm "many times in a row"). Before, the last node's
+ * forget found that out by scanning all 32,768 group slots under groups_lock.
+ */
+#define CANON_SLOTS 32768
+#define CANON_PROBES 8
+static struct {
+  uint64_t id;
+  unsigned long nodeid;
+  uint64_t refs;
+} canon[CANON_SLOTS];
+
+static uint64_t file_id(uint32_t key, uint32_t ident) {
+  return ((uint64_t)ident << 32) | key;
+}
+
+/* The file's entry, or with `make` a new one (refs 0; a full neighbourhood loses its home slot); SIZE_MAX if none. */
+static size_t canon_slot(uint64_t id, int make) {
+  size_t home = (size_t)((id * 0x9E3779B97F4A7C15ULL) >> 49) % CANON_SLOTS;
+  for (int i = 0; i < CANON_PROBES; i++) {
+    size_t at = (home + (size_t)i) % CANON_SLOTS;
+    if (canon[at].id == id) return at;
+  }
+  if (!make) return SIZE_MAX;
   size_t slot = home;
-  int found = 0;
-  for (int i = 0; i < GROUP_PROBES && !found; i++) {
-    size_t at = (home + (size_t)i) % GROUP_SLOTS;
-    if (groups[at].nodeid == nodeid) slot = at, found = 1;
+  for (int i = 0; i < CANON_PROBES; i++) {
+    size_t at = (home + (size_t)i) % CANON_SLOTS;
+    if (canon[at].id == 0) {
+      slot = at;
+      break;
+    }
   }
-  for (int i = 0; i < GROUP_PROBES && !found; i++) {
-    size_t at = (home + (size_t)i) % GROUP_SLOTS;
-    if (groups[at].nodeid == 0) slot = at, found = 1;
+  canon[slot].id = id;
+  canon[slot].nodeid = 0;
+  canon[slot].refs = 0;
+  return slot;
+}
+
+/* A node of the file left `groups`: with the file's last one, its number goes. Call with groups_lock held. */
+static void canon_unref(uint64_t id) {
+  size_t at = canon_slot(id, 0);
+  if (at == SIZE_MAX) return;
+  if (canon[at].refs > 1) {
+    canon[at].refs--;
+    return;
   }
-  groups[slot].nodeid = nodeid;
-  groups[slot].key = key;
-  groups[slot].ident = ident;
+  canon[at].id = 0;
+  canon[at].nodeid = 0;
+  canon[at].refs = 0;
+}
+
+static void group_clear(size_t at) {
+  if (groups[at].nodeid != 0) canon_unref(file_id(groups[at].key, groups[at].ident));
+  groups[at].nodeid = 0;
+  groups[at].key = 0;
+  groups[at].ident = 0;
+  groups[at].nlookup = 0;
+}
+
+/* `lookups`: 1 for an entry reply naming the node (libfuse counted a lookup), 0 otherwise. */
+static void group_record(unsigned long nodeid, uint32_t key, uint32_t ident, unsigned lookups) {
+  size_t home = group_home(nodeid);
+  pthread_mutex_lock(&groups_lock);
+  /* The node's own slot first, anywhere in its probes (holes are allowed); else the first free one; else the
+     home slot is taken over. */
+  size_t slot = SIZE_MAX;
+  for (int i = 0; i < GROUP_PROBES && slot == SIZE_MAX; i++) {
+    size_t at = (home + (size_t)i) % GROUP_SLOTS;
+    if (groups[at].nodeid == nodeid) slot = at;
+  }
+  if (slot != SIZE_MAX && (groups[slot].key != key || groups[slot].ident != ident)) {
+    /* The node's name is another host file now (replaced behind the mount): it leaves the old file's group. */
+    canon_unref(file_id(groups[slot].key, groups[slot].ident));
+    groups[slot].key = key;
+    groups[slot].ident = ident;
+    canon[canon_slot(file_id(key, ident), 1)].refs++;
+  }
+  if (slot == SIZE_MAX) {
+    for (int i = 0; i < GROUP_PROBES && slot == SIZE_MAX; i++) {
+      size_t at = (home + (size_t)i) % GROUP_SLOTS;
+      if (groups[at].nodeid == 0) slot = at;
+    }
+    if (slot == SIZE_MAX) slot = home;
+    group_clear(slot);
+    groups[slot].nodeid = nodeid;
+    groups[slot].key = key;
+    groups[slot].ident = ident;
+    canon[canon_slot(file_id(key, ident), 1)].refs++;
+  }
+  groups[slot].nlookup += lookups;
   pthread_mutex_unlock(&groups_lock);
 }
 
-static int group_of(unsigned long nodeid, uint32_t *key, uint32_t *ident) {
-  size_t home = (size_t)((nodeid * 0x9E3779B97F4A7C15ULL) >> 49) % GROUP_SLOTS;
+static int group_of(unsigned long nodeid, uint32_t *key, uint32_t *ident, unsigned lookups) {
+  size_t home = group_home(nodeid);
   int found = 0;
   pthread_mutex_lock(&groups_lock);
   for (int i = 0; i < GROUP_PROBES; i++) {
@@ -361,6 +455,7 @@ static int group_of(unsigned long nodeid, uint32_t *key, uint32_t *ident) {
     if (groups[at].nodeid == nodeid) {
       *key = groups[at].key;
       *ident = groups[at].ident;
+      groups[at].nlookup += lookups;
       found = 1;
       break;
     }
@@ -369,70 +464,28 @@ static int group_of(unsigned long nodeid, uint32_t *key, uint32_t *ident) {
   return found;
 }
 
-/*
- * One inode number per linked file. virtiofsd knows a file by its st_ino: it answers LINK with the source's
- * inode and finds the inode of a name it unlinks or renames by the number that name stats with (no match: EIO,
- * so `ln a b; rm b` failed in a guest). libfuse gives each name its own node id as st_ino; every name of a
- * linked file now shows the id of the first node seen for the file (the LINK's source, which virtiofsd already
- * knows), for as long as that name's node lives. libfuse never hands out an id twice (until 2^32 wraps), so the
- * number is no other file's.
- */
-#define CANON_SLOTS 32768
-#define CANON_PROBES 8
-static struct {
-  uint64_t id;
-  unsigned long nodeid;
-} canon[CANON_SLOTS];
-
 static unsigned long canon_of(uint64_t id, unsigned long candidate) {
-  size_t home = (size_t)((id * 0x9E3779B97F4A7C15ULL) >> 49) % CANON_SLOTS, slot = home;
-  unsigned long out = candidate;
   pthread_mutex_lock(&groups_lock);
-  int found = 0;
-  for (int i = 0; i < CANON_PROBES && !found; i++) {
-    size_t at = (home + (size_t)i) % CANON_SLOTS;
-    if (canon[at].id == id) out = canon[at].nodeid, found = 1;
-  }
-  for (int i = 0; i < CANON_PROBES && !found; i++) {
-    size_t at = (home + (size_t)i) % CANON_SLOTS;
-    if (canon[at].id == 0) slot = at, found = 2;
-  }
-  if (found != 1) {
-    canon[slot].id = id;
-    canon[slot].nodeid = candidate;
+  size_t at = canon_slot(id, 0);
+  unsigned long out = candidate;
+  /* No entry: the file's nodes lost theirs to a full neighbourhood; this reply's own number, kept nowhere. */
+  if (at != SIZE_MAX) {
+    if (canon[at].nodeid == 0) canon[at].nodeid = candidate;
+    out = canon[at].nodeid;
   }
   pthread_mutex_unlock(&groups_lock);
   return out;
 }
 
-/*
- * A forgotten node leaves its link group; when it was the last live node of its file, the file's number goes
- * too. Until then the number stays (virtiofsd knows the file by it, and holds an fd on one of its nodes). A
- * number kept past the file made a new file on the same host inode (ext4 hands a freed inode out again at
- * once; the link-group key derives from it) show the old file's number, which virtiofsd had forgotten: the
- * guest's `rm` of the new name failed with EIO (filesystem.vm, "many times in a row"). Only nodes of linked
- * files are in the table, so the scan runs for few forgets.
- */
-static void group_forget(unsigned long nodeid) {
-  size_t home = (size_t)((nodeid * 0x9E3779B97F4A7C15ULL) >> 49) % GROUP_SLOTS;
+/* A FORGET of `n` lookups of a node (or libfuse's own forget of a reply the kernel never got). */
+static void group_forget(unsigned long nodeid, uint64_t n) {
+  size_t home = group_home(nodeid);
   pthread_mutex_lock(&groups_lock);
   for (int i = 0; i < GROUP_PROBES; i++) {
     size_t at = (home + (size_t)i) % GROUP_SLOTS;
     if (groups[at].nodeid != nodeid) continue;
-    uint32_t key = groups[at].key, ident = groups[at].ident;
-    groups[at].nodeid = 0;
-    groups[at].key = 0;
-    groups[at].ident = 0;
-    int file_lives = 0;
-    for (size_t g = 0; g < GROUP_SLOTS && !file_lives; g++) file_lives = groups[g].nodeid != 0 && groups[g].key == key && groups[g].ident == ident;
-    if (!file_lives) {
-      uint64_t id = ((uint64_t)ident << 32) | key;
-      size_t canon_home = (size_t)((id * 0x9E3779B97F4A7C15ULL) >> 49) % CANON_SLOTS;
-      for (int j = 0; j < CANON_PROBES; j++) {
-        size_t c = (canon_home + (size_t)j) % CANON_SLOTS;
-        if (canon[c].id == id) canon[c].id = 0, canon[c].nodeid = 0;
-      }
-    }
+    if (groups[at].nlookup > n) groups[at].nlookup -= n;
+    else group_clear(at);
   }
   pthread_mutex_unlock(&groups_lock);
 }
@@ -440,25 +493,46 @@ static void group_forget(unsigned long nodeid) {
 /*
  * Tags are only on regular files; other types keep their st_rdev (device nodes). A node once seen in a link
  * group keeps its group's number after its file drops to one link. `wide` (stable inode numbers): the numbers
- * are the JS side's, and st_dev is their high half.
+ * are the JS side's (one per file), and st_dev is their high half. `lookups`: 1 for an entry reply.
  */
-static void group_take(struct stat *st, unsigned long nodeid, int wide) {
+static void group_take(struct stat *st, unsigned long nodeid, int wide, unsigned lookups) {
   if (!S_ISREG(st->st_mode)) return;
   uint32_t key = 0, ident = 0;
   if (st->st_rdev != 0) {
     key = (uint32_t)st->st_rdev;
     ident = wide ? 0 : (uint32_t)st->st_dev;
-    if (nodeid != 0) group_record(nodeid, key, ident);
-    if (tl_link_src != 0) group_record(tl_link_src, key, ident);
+    if (nodeid != 0) group_record(nodeid, key, ident, lookups);
+    if (tl_link_src != 0) group_record(tl_link_src, key, ident, 0);
     st->st_rdev = 0;
-  } else if (nodeid == 0 || !group_of(nodeid, &key, &ident)) {
+  } else if (nodeid == 0 || !group_of(nodeid, &key, &ident, lookups)) {
     return;
   }
   if (wide) return;
   unsigned long first = tl_link_src != 0 ? tl_link_src : nodeid;
   if (first == 0) return;
-  st->st_ino = canon_of(((uint64_t)ident << 32) | key, first);
+  st->st_ino = canon_of(file_id(key, ident), first);
   st->st_dev = 0;
+}
+
+/*
+ * For tests (through koffi, in a process that is no FUSE server): a reply for `nodeid` of a regular file in link
+ * group `key` (`ident`: the host inode's low half), as fuse_reply_entry (`lookups` 1) or fuse_reply_attr (0)
+ * takes it without stable numbers; returns the st_ino it would send.
+ */
+uint64_t iii_test_group_reply(uint64_t nodeid, uint32_t key, uint32_t ident, int lookups) {
+  struct stat st;
+  memset(&st, 0, sizeof st);
+  st.st_mode = S_IFREG | 0644;
+  st.st_rdev = key;
+  st.st_dev = ident;
+  st.st_ino = (uint32_t)nodeid;
+  group_take(&st, (unsigned long)nodeid, 0, lookups > 0 ? 1 : 0);
+  return st.st_ino;
+}
+
+/* For tests: a FORGET of `n` lookups of `nodeid`, as forget_releasing takes it (without libfuse's own). */
+void iii_test_group_forget(uint64_t nodeid, uint64_t n) {
+  group_forget((unsigned long)nodeid, n);
 }
 
 /* The recorded link group of a node, 0 when none. */
@@ -651,14 +725,14 @@ static void rename_recording(void *req, unsigned long parent, const char *name, 
 
 static void forget_releasing(void *req, unsigned long ino, unsigned long nlookup) {
   hidden_forget(ino);
-  group_forget(ino);
+  group_forget(ino, nlookup);
   libfuse_forget(req, ino, nlookup);
 }
 
 static void forget_multi_releasing(void *req, size_t count, struct iii_forget_data *forgets) {
   for (size_t i = 0; i < count; i++) {
     hidden_forget((unsigned long)forgets[i].ino);
-    group_forget((unsigned long)forgets[i].ino);
+    group_forget((unsigned long)forgets[i].ino, forgets[i].nlookup);
   }
   libfuse_forget_multi(req, count, forgets);
 }
@@ -707,10 +781,13 @@ int fuse_reply_entry(void *req, const struct iii_entry_param *e) {
   struct iii_entry_param copy = *e;
   if (tagged) {
     entry_record(copy.ino);
-    group_take(&copy.attr, copy.ino, wide);
+    group_take(&copy.attr, copy.ino, wide, 1);
   }
   if (wide) combine_ino(&copy.attr);
-  return real(req, &copy);
+  int rc = real(req, &copy);
+  /* libfuse then forgets the lookup it counted (the kernel never got the reply). */
+  if (rc == -ENOENT && tagged && copy.ino != 0) group_forget(copy.ino, 1);
+  return rc;
 }
 
 static void nocap_mark_new(unsigned long nodeid);
@@ -726,10 +803,12 @@ int fuse_reply_create(void *req, const struct iii_entry_param *e, const void *fi
   struct iii_entry_param copy = *e;
   if (tagged) {
     entry_record(copy.ino);
-    group_take(&copy.attr, copy.ino, wide);
+    group_take(&copy.attr, copy.ino, wide, 1);
   }
   if (wide) combine_ino(&copy.attr);
-  return real(req, &copy, fi);
+  int rc = real(req, &copy, fi);
+  if (rc == -ENOENT && tagged && copy.ino != 0) group_forget(copy.ino, 1);
+  return rc;
 }
 
 int fuse_reply_attr(void *req, const struct stat *attr, double attr_timeout) {
@@ -739,7 +818,7 @@ int fuse_reply_attr(void *req, const struct stat *attr, double attr_timeout) {
   int wide = __atomic_load_n(&ino64, __ATOMIC_ACQUIRE), tagged = __atomic_load_n(&link_groups, __ATOMIC_ACQUIRE);
   if ((!wide && !tagged) || attr == NULL) return real(req, attr, attr_timeout);
   struct stat copy = *attr;
-  if (tagged) group_take(&copy, tl_attr_ino, wide);
+  if (tagged) group_take(&copy, tl_attr_ino, wide, 0);
   if (wide) combine_ino(&copy);
   return real(req, &copy, attr_timeout);
 }
@@ -1115,86 +1194,17 @@ int iii_fast_create_enable(uint32_t uid, uint32_t gid) {
 /*
  * Stable inode numbers (`stableInodes`, inode-numbers.ts) computed here, bit for bit as the JS side computes
  * them, so a stableInodes mount keeps the fast paths: st_ino = st_dev:st_ino of the reply (the fifth job joins
- * them). A non-directory with several host links gets a number from its guest path, SipHash-2-4 under the
- * tree's key; getattr leaves those to the JS side (their link-group tags), readdir computes them here. Others:
- * FNV-1a over 32-bit words, murmur3's fmix32.
+ * them). One number per host file, whatever its name or link count: FNV-1a over 32-bit words, murmur3's fmix32.
  */
 static int fast_stable;
 
-/* The tree's key for linked files' numbers (inode-numbers.ts, loadInodeKey): SipHash-2-4's k0, k1. */
-static uint64_t ino_key0, ino_key1;
-
-static uint64_t le64(const unsigned char *b) {
-  return (uint64_t)b[0] | (uint64_t)b[1] << 8 | (uint64_t)b[2] << 16 | (uint64_t)b[3] << 24 | (uint64_t)b[4] << 32 |
-         (uint64_t)b[5] << 40 | (uint64_t)b[6] << 48 | (uint64_t)b[7] << 56;
-}
-
-/*
- * For the JS side, before iii_fast_enable: answers carry stable inode numbers, linked files' under the tree's
- * 16-byte `key`. 1 when the fifth job is on.
- */
-int iii_fast_stable_enable(const unsigned char *key) {
-  if (!__atomic_load_n(&ino64, __ATOMIC_ACQUIRE) || key == NULL) return 0;
+/* For the JS side, before iii_fast_enable: answers carry stable inode numbers. 1 when the fifth job is on. */
+int iii_fast_stable_enable(void) {
+  if (!__atomic_load_n(&ino64, __ATOMIC_ACQUIRE)) return 0;
   pthread_rwlock_wrlock(&io_lock);
-  ino_key0 = le64(key);
-  ino_key1 = le64(key + 8);
   fast_stable = 1;
   pthread_rwlock_unlock(&io_lock);
   return 1;
-}
-
-#define SIP_ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIP_ROUND                                                                                                      \
-  do {                                                                                                                 \
-    v0 += v1;                                                                                                          \
-    v1 = SIP_ROTL(v1, 13);                                                                                             \
-    v1 ^= v0;                                                                                                          \
-    v0 = SIP_ROTL(v0, 32);                                                                                             \
-    v2 += v3;                                                                                                          \
-    v3 = SIP_ROTL(v3, 16);                                                                                             \
-    v3 ^= v2;                                                                                                          \
-    v0 += v3;                                                                                                          \
-    v3 = SIP_ROTL(v3, 21);                                                                                             \
-    v3 ^= v0;                                                                                                          \
-    v2 += v1;                                                                                                          \
-    v1 = SIP_ROTL(v1, 17);                                                                                             \
-    v1 ^= v2;                                                                                                          \
-    v2 = SIP_ROTL(v2, 32);                                                                                             \
-  } while (0)
-
-/* SipHash-2-4 (Aumasson & Bernstein, reference implementation) of `len` bytes under k0, k1. */
-static uint64_t siphash24(uint64_t k0, uint64_t k1, const unsigned char *m, size_t len) {
-  uint64_t v0 = 0x736f6d6570736575ULL ^ k0, v1 = 0x646f72616e646f6dULL ^ k1, v2 = 0x6c7967656e657261ULL ^ k0,
-           v3 = 0x7465646279746573ULL ^ k1;
-  size_t full = len - (len % 8);
-  for (size_t at = 0; at < full; at += 8) {
-    uint64_t w = le64(m + at);
-    v3 ^= w;
-    SIP_ROUND;
-    SIP_ROUND;
-    v0 ^= w;
-  }
-  uint64_t b = (uint64_t)len << 56;
-  for (size_t i = 0; i < len - full; i++) b |= (uint64_t)m[full + i] << (8 * i);
-  v3 ^= b;
-  SIP_ROUND;
-  SIP_ROUND;
-  v0 ^= b;
-  v2 ^= 0xff;
-  SIP_ROUND;
-  SIP_ROUND;
-  SIP_ROUND;
-  SIP_ROUND;
-  return v0 ^ v1 ^ v2 ^ v3;
-}
-
-/* For tests (through koffi): SipHash-2-4 of `msg` under a 16-byte key, as the numbers use it. */
-uint64_t iii_siphash24(const unsigned char *key, const unsigned char *msg, size_t len) {
-  return siphash24(le64(key), le64(key + 8), msg, len);
-}
-
-static void put64(unsigned char *b, uint64_t v) {
-  for (int i = 0; i < 8; i++) b[i] = (unsigned char)(v >> (8 * i));
 }
 
 #define INO_FNV_OFFSET 0x811c9dc5U
@@ -1233,37 +1243,10 @@ static int64_t birth_ms(const struct statx *x) {
   return (int64_t)f;
 }
 
-#define PATH_BUF 8192
-
-/*
- * stableInodeNumber(): hi in st_dev, lo in st_ino (the fifth job joins them). `path` (the guest path of the
- * name, for a non-directory with several links) may be NULL only when that is not the case.
- */
-static void stable_number(const struct statx *x, const char *dir, const char *name, struct stat *st) {
+/* stableInodeNumber(): hi in st_dev, lo in st_ino (the fifth job joins them). */
+static void stable_number(const struct statx *x, struct stat *st) {
   uint64_t dev = makedev(x->stx_dev_major, x->stx_dev_minor), ino = x->stx_ino;
-  uint64_t btime = (uint64_t)birth_ms(x);
-  if (!S_ISDIR(x->stx_mode) && x->stx_nlink > 1) {
-    /* dev, ino, birth ms as 8 little-endian bytes each, then the guest path's bytes: dir + "/" + name. */
-    unsigned char small[24 + PATH_BUF];
-    size_t n = 24, dl = dir != NULL ? strlen(dir) : 0, nl = name != NULL ? strlen(name) : 0;
-    /* libfuse's paths have no length limit: a longer one gets a buffer of its own. */
-    unsigned char *m = dl + nl + 1 <= PATH_BUF ? small : malloc(24 + dl + nl + 1);
-    if (m == NULL) abort();
-    put64(m, dev);
-    put64(m + 8, ino);
-    put64(m + 16, btime);
-    memcpy(m + n, dir, dl);
-    n += dl;
-    if (dl > 0 && !(dir[0] == '/' && dir[1] == 0)) m[n++] = '/';
-    memcpy(m + n, name, nl);
-    n += nl;
-    uint64_t h = siphash24(ino_key0, ino_key1, m, n);
-    if (m != small) free(m);
-    st->st_ino = (uint32_t)h;
-    st->st_dev = 0x80000000U | ((uint32_t)(h >> 32) & 0x3fffffffU);
-    return;
-  }
-  uint32_t h = ino_mix64(ino_mix64(ino_mix64(INO_FNV_OFFSET, dev), ino >> 32), btime);
+  uint32_t h = ino_mix64(ino_mix64(ino_mix64(INO_FNV_OFFSET, dev), ino >> 32), (uint64_t)birth_ms(x));
   st->st_ino = (uint32_t)ino;
   st->st_dev = ino_finish(h) & 0x7fffffffU;
 }
@@ -1518,9 +1501,8 @@ static int fast_getattr(const char *path, struct stat *st) {
   int stable = fast_stable, rc;
   if (stable) rc = statx_nofollow(dirfd, name, 0, &hx, &hs);
   else rc = fstatat(dirfd, name, &hs, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
-  int linked = rc == 0 && !S_ISDIR(hs.st_mode) && hs.st_nlink > 1;
-  /* Several links: a link-group tag, or (stable numbers) a number per guest name, both from the JS side. */
-  int to_js = linked && ((fast_linked_to_js && S_ISREG(hs.st_mode)) || stable);
+  /* A regular file with several links: its link-group tag is the JS side's. */
+  int to_js = rc == 0 && fast_linked_to_js && S_ISREG(hs.st_mode) && hs.st_nlink > 1;
   if (rc == 0 && !to_js) merge_override(dirfd, name, &hs);
   parent_done(dirfd, owned);
   pthread_rwlock_unlock(&io_lock);
@@ -1528,7 +1510,7 @@ static int fast_getattr(const char *path, struct stat *st) {
   __atomic_add_fetch(&fast_getattrs, 1, __ATOMIC_RELAXED);
   if (rc != 0) return rc;
   if (stable) {
-    stable_number(&hx, NULL, NULL, &hs);
+    stable_number(&hx, &hs);
   } else {
     /* What fuse-native sends: 32-bit inode and device numbers (st_ino is libfuse's node id unless use_ino). */
     hs.st_ino = (uint32_t)hs.st_ino;
@@ -1738,9 +1720,9 @@ static int fast_readdir(const char *path, void *buf, fill_dir_fn filler, off_t o
     /* d_ino is the entry's st_ino, as the JS listing gives it with stable numbers (fuse-shell.ts). */
     struct statx x;
     rc = statx_nofollow(fd, "", AT_EMPTY_PATH, &x, &self);
-    if (rc == 0) stable_number(&x, NULL, NULL, &self);
+    if (rc == 0) stable_number(&x, &self);
     if (rc == 0 && path[1] == 0) parent = self;
-    else if (rc == 0 && (rc = statx_nofollow(fd, "..", 0, &x, &parent)) == 0) stable_number(&x, NULL, NULL, &parent);
+    else if (rc == 0 && (rc = statx_nofollow(fd, "..", 0, &x, &parent)) == 0) stable_number(&x, &parent);
   } else if (fstat(fd, &self) != 0 || (path[1] != 0 ? fstatat(fd, "..", &parent, AT_SYMLINK_NOFOLLOW) : fstat(fd, &parent)) != 0) {
     rc = -errno;
   }
@@ -1781,7 +1763,7 @@ static int fast_readdir(const char *path, void *buf, fill_dir_fn filler, off_t o
       struct statx x;
       struct stat hs;
       /* Gone since the listing: its host number, as the JS listing gives it; the lookup will tell. */
-      if (stable && statx_nofollow(fd, d->d_name, 0, &x, &hs) == 0) stable_number(&x, path, d->d_name, &st);
+      if (stable && statx_nofollow(fd, d->d_name, 0, &x, &hs) == 0) stable_number(&x, &st);
       if (filler(buf, d->d_name, &st, 0) != 0) {
         rc = -ENOMEM;
         break;
