@@ -3,7 +3,7 @@ import { appendFileSync, cpSync, existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { WORKER_CLI } from "../helpers.js";
+import { runWorkerCli, WORKER_CLI } from "../helpers.js";
 import { mountsUnder, processesMentioning, Project, vmSkipReason, waitFor } from "./harness.js";
 
 // The README's main job in a test: examples/hello-worker (the real iii-sdk from npm, installed inside the VM)
@@ -28,6 +28,18 @@ function capture(child: ChildProcess): Captured {
   child.stderr!.on("data", (d) => (err += d));
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
   return { child, out: () => out, err: () => err, exited };
+}
+
+/**
+ * What the guest is doing, for a failure message: its processes with their state and kernel wait channel (a
+ * process stuck in D on a share's FUSE request shows here) and its TCP sockets (a stalled download shows a
+ * connection with bytes queued). Bounded: a wedged guest answers nothing, which is itself the finding.
+ */
+async function guestSnapshot(projectDir: string, env: NodeJS.ProcessEnv): Promise<string> {
+  const script = "ps -eo pid,stat,wchan:32,etime,args 2>&1 | head -60; echo; cat /proc/net/tcp /proc/net/tcp6 2>&1 | head -40";
+  const run = runWorkerCli(["exec", "iii-dev-hello-worker", "--", "sh", "-c", script], { cwd: projectDir, env });
+  const timeout = new Promise<string>((resolve) => setTimeout(() => resolve("(exec did not answer within 30 s)"), 30_000));
+  return Promise.race([run.then((r) => `exit ${r.code}\n${r.stdout}${r.stderr}`), timeout]);
 }
 
 const count = (text: string, needle: string) => text.split(needle).length - 1;
@@ -69,8 +81,11 @@ describe.skipIf(!!skip)("examples/hello-worker under iii worker dev (vm)", () =>
     const invoked = () => count(standin.out(), "invoked hello::greet");
     try {
       // The first start runs `npm ci` in the guest: minutes under TCG.
-      await waitFor(() => invoked() >= 1, 600_000, "the stand-in's first invocation").catch((error: Error) => {
-        throw new Error(`${error.message}\n--- dev stderr ---\n${dev.err()}\n--- stand-in ---\n${standin.out()}${p.diagnostics("iii-dev-hello-worker", dir)}`);
+      await waitFor(() => invoked() >= 1, 600_000, "the stand-in's first invocation").catch(async (error: Error) => {
+        throw new Error(
+          `${error.message}\n--- dev stderr ---\n${dev.err()}\n--- stand-in ---\n${standin.out()}${p.diagnostics("iii-dev-hello-worker", dir)}` +
+            `\n--- guest ---\n${await guestSnapshot(dir, p.env)}`,
+        );
       });
       expect(standin.out()).toContain("Hello, vm test!");
       expect(standin.out()).toMatch(/from.*hello-worker/);
