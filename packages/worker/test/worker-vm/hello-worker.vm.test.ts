@@ -36,7 +36,10 @@ function capture(child: ChildProcess): Captured {
  * connection with bytes queued). Bounded: a wedged guest answers nothing, which is itself the finding.
  */
 async function guestSnapshot(projectDir: string, env: NodeJS.ProcessEnv): Promise<string> {
-  const script = "ps -eo pid,stat,wchan:32,etime,args 2>&1 | head -60; echo; cat /proc/net/tcp /proc/net/tcp6 2>&1 | head -40";
+  // The node image has no ps: pid, state, wait channel and command line straight from /proc.
+  const script =
+    "for d in /proc/[0-9]*; do echo \"${d#/proc/} $(sed 's/.*) //' $d/stat 2>/dev/null | cut -d' ' -f1) $(cat $d/wchan 2>/dev/null) $(tr '\\0' ' ' < $d/cmdline 2>/dev/null | cut -c1-120)\"; done | head -60; " +
+    "echo; cat /proc/net/tcp /proc/net/tcp6 2>&1 | head -40";
   const run = runWorkerCli(["exec", "iii-dev-hello-worker", "--", "sh", "-c", script], { cwd: projectDir, env });
   const timeout = new Promise<string>((resolve) => setTimeout(() => resolve("(exec did not answer within 30 s)"), 30_000));
   return Promise.race([run.then((r) => `exit ${r.code}\n${r.stdout}${r.stderr}`), timeout]);
