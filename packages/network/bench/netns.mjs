@@ -5,10 +5,38 @@
 // it exists; `onExitSignals` runs the synchronous cleanup on SIGINT/SIGTERM/SIGHUP before exiting, and
 // `sweepStaleNamespaces` removes what a SIGKILLed run (which no handler can catch) left behind.
 import { spawn, execFileSync } from "node:child_process";
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
-const BRIDGE = fileURLToPath(new URL("../test/tap-bridge.mjs", import.meta.url));
+const JS_BRIDGE = fileURLToPath(new URL("../test/tap-bridge.mjs", import.meta.url));
+const C_BRIDGE_SOURCE = fileURLToPath(new URL("./tap-bridge.c", import.meta.url));
+
+/**
+ * The TAP <-> unix-socket bridge standing where QEMU's stream netdev stands in a worker VM. The C one
+ * (bench/tap-bridge.c, compiled once into node_modules/.cache) by default, like QEMU's own C code;
+ * BENCH_BRIDGE=js uses test/tap-bridge.mjs (koffi worker threads, what the tests use), and so does a
+ * machine without a C compiler. Returns the argv prefix to start it and a label for the bench output.
+ */
+export function tapBridge() {
+  if (tapBridge.cached) return tapBridge.cached;
+  const js = { argv: [process.execPath, JS_BRIDGE], label: "test/tap-bridge.mjs (JS, koffi threads)" };
+  if (process.env.BENCH_BRIDGE === "js") return (tapBridge.cached = js);
+  const src = readFileSync(C_BRIDGE_SOURCE);
+  const dir = fileURLToPath(new URL("../node_modules/.cache/iii-network/", import.meta.url));
+  const bin = `${dir}tap-bridge-${createHash("sha256").update(src).digest("hex").slice(0, 16)}`;
+  if (!existsSync(bin)) {
+    try {
+      mkdirSync(dir, { recursive: true });
+      execFileSync("cc", ["-O2", "-pthread", "-o", `${bin}.tmp${process.pid}`, C_BRIDGE_SOURCE], { stdio: ["ignore", "ignore", "pipe"] });
+      renameSync(`${bin}.tmp${process.pid}`, bin);
+    } catch (e) {
+      console.log(`note: cannot build bench/tap-bridge.c (${String(e.message).split("\n")[0]}); using the JS bridge`);
+      return (tapBridge.cached = js);
+    }
+  }
+  return (tapBridge.cached = { argv: [bin], label: "bench/tap-bridge.c (C, two threads)" });
+}
 let n = 0;
 const PREFIX = "iiibench-";
 /**
@@ -141,7 +169,7 @@ export class Namespace {
     const tap = `ibt${process.pid % 100000}x${n}`.slice(0, 15);
     const gw = ipStr(stack.addresses.gatewayIp);
     writeFileSync(`/etc/netns/${this.name}/resolv.conf`, `nameserver ${gw}\n`);
-    this.children.push(spawnTied("ip", ["netns", "exec", this.name, process.execPath, BRIDGE, tap, socketPath], { stdio: "ignore" }));
+    this.children.push(spawnTied("ip", ["netns", "exec", this.name, ...tapBridge().argv, tap, socketPath], { stdio: "ignore" }));
     await waitFor(() => sh(this.name, `ip link show ${tap} >/dev/null && echo ok`).includes("ok"), "tap");
     const mac = Array.from(stack.addresses.guestMac, (b) => b.toString(16).padStart(2, "0")).join(":");
     sh(this.name, `ip link set lo up && ip link set ${tap} address ${mac} mtu ${mtu} txqueuelen 10000 up && ip addr add ${ipStr(stack.addresses.guestIp)}/30 dev ${tap} && ip route add default via ${gw}`);

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { NetworkStack } from "../dist/index.js";
-import { Namespace, onExitSignals, spawnTied, sweepStaleNamespaces } from "./netns.mjs";
+import { Namespace, onExitSignals, spawnTied, sweepStaleNamespaces, tapBridge } from "./netns.mjs";
 
 const here = (p) => fileURLToPath(new URL(p, import.meta.url));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
@@ -177,6 +177,8 @@ async function main() {
 
   console.log("");
   console.log(`${ROUNDS} interleaved round(s); ours and slirp4netns are medians, ratio is min/median/max over the rounds`);
+  console.log(`ours: guest namespace TAP -> ${tapBridge().label} -> unix socket -> the stack (the bridge stands where QEMU's`);
+  console.log("stream netdev stands in a worker VM); slirp4netns reads and writes its TAP itself. Load at the end: " + readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" "));
   console.log(["metric".padEnd(44), "ours".padStart(10), "slirp4netns".padStart(12), "ratio min/med/max".padStart(20)].join("  "));
   for (const r of rows.values()) {
     const base = r.baseName === "slirp4netns" ? fmt(median(r.base)) : `${fmt(median(r.base))}*`;

@@ -1,12 +1,19 @@
-import type { Answer, DecodedPacket } from "dns-packet";
+import type { AnswerInfo } from "./dns-wire.js";
 
 interface CacheEntry {
-  packet: DecodedPacket;
+  /** The upstream's answer as received (its own bytes; nothing else holds them). */
+  message: Buffer;
+  /** Where its answer and authority TTLs sit, and their values when stored. */
+  ttlOffsets: number[];
+  ttls: number[];
   storedAt: number;
   expiresAt: number;
 }
 
-/** Answer cache bounded by entries and by TTL; returned packets have their TTLs aged. */
+/**
+ * Answer cache bounded by entries and by TTL. Answers are kept as the upstream's bytes; a hit is a
+ * copy with the guest's id and the answer/authority TTLs aged (OPT and additional records as they came).
+ */
 export class DnsCache {
   private readonly entries = new Map<string, CacheEntry>();
   constructor(
@@ -16,7 +23,8 @@ export class DnsCache {
     private readonly now: () => number = Date.now,
   ) {}
 
-  get(key: string): DecodedPacket | undefined {
+  /** The cached answer for `key` carrying `id`, or undefined. */
+  get(key: string, id: number): Buffer | undefined {
     const e = this.entries.get(key);
     if (!e) return undefined;
     const t = this.now();
@@ -25,22 +33,20 @@ export class DnsCache {
       return undefined;
     }
     const elapsed = Math.floor((t - e.storedAt) / 1000);
-    const age = (rs: Answer[] | undefined) =>
-      rs?.map((r) => (r.type === "OPT" ? r : { ...r, ttl: Math.max(0, (r.ttl ?? 0) - elapsed) }) as Answer);
-    return { ...e.packet, answers: age(e.packet.answers) ?? [], authorities: age(e.packet.authorities) ?? [] };
+    const out = Buffer.from(e.message);
+    out.writeUInt16BE(id, 0);
+    for (let i = 0; i < e.ttlOffsets.length; i++) out.writeUInt32BE(Math.max(0, e.ttls[i]! - elapsed), e.ttlOffsets[i]!);
+    return out;
   }
 
-  /** Caches NOERROR (positive or NODATA) and NXDOMAIN answers; never SERVFAIL/REFUSED. */
-  put(key: string, packet: DecodedPacket): void {
-    const rcode = (packet as DecodedPacket & { rcode?: string }).rcode;
-    if (rcode !== "NOERROR" && rcode !== "NXDOMAIN") return;
-    const answers = (packet.answers ?? []).filter((a) => a.type !== "OPT");
+  /** Caches NOERROR (positive or NODATA) and NXDOMAIN answers; never SERVFAIL/REFUSED. `message` is kept as is. */
+  put(key: string, message: Buffer, info: AnswerInfo): void {
+    if (info.rcode !== 0 && info.rcode !== 3) return;
     let ttl: number;
-    if (rcode === "NOERROR" && answers.length > 0) {
-      ttl = Math.min(this.maxTtlSeconds, ...answers.map((a) => a.ttl ?? 0));
+    if (info.rcode === 0 && info.answerCount > 0) {
+      ttl = Math.min(this.maxTtlSeconds, info.minAnswerTtl);
     } else {
-      const soa = (packet.authorities ?? []).find((a) => a.type === "SOA");
-      const soaTtl = soa && soa.type === "SOA" ? Math.min(soa.ttl ?? 0, soa.data.minimum ?? 0) : this.negativeTtlSeconds;
+      const soaTtl = info.soaTtl >= 0 ? Math.min(info.soaTtl, info.soaMinimum) : this.negativeTtlSeconds;
       ttl = Math.min(this.negativeTtlSeconds, soaTtl);
     }
     if (ttl <= 0) return;
@@ -49,7 +55,8 @@ export class DnsCache {
       if (!oldest.done) this.entries.delete(oldest.value);
     }
     const t = this.now();
-    this.entries.set(key, { packet, storedAt: t, expiresAt: t + ttl * 1000 });
+    const ttls = info.ttlOffsets.map((o) => message.readUInt32BE(o));
+    this.entries.set(key, { message, ttlOffsets: info.ttlOffsets, ttls, storedAt: t, expiresAt: t + ttl * 1000 });
   }
 
   get size(): number {

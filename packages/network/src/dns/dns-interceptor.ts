@@ -3,6 +3,7 @@ import type { EgressPolicy } from "../policy/egress-policy.js";
 import { parseIp } from "../wire/ip-address.js";
 import { DnsCache } from "./dns-cache.js";
 import { DnsUpstream } from "./dns-upstream.js";
+import { type AnswerInfo, readAnswer, readQuery } from "./dns-wire.js";
 import { type DnsServerAddress, parseServer, readResolvConf } from "./resolv-conf.js";
 
 export interface DnsOptions {
@@ -76,71 +77,89 @@ export class DnsInterceptor {
   async answer(query: Buffer, maxUdpBytes: number | undefined): Promise<Buffer | undefined> {
     this.counters.queries++;
     if (query.length < 12) return undefined;
-    let decoded: DecodedPacket;
-    try {
-      decoded = dnsPacket.decode(query);
-    } catch {
-      this.counters.formerr++;
-      return errorHeader(query, RCODE_FORMERR);
+    // The common shape is read in place; anything else goes through dns-packet as before.
+    let q = readQuery(query);
+    let decoded: DecodedPacket | undefined;
+    if (!q) {
+      try {
+        decoded = dnsPacket.decode(query);
+      } catch {
+        this.counters.formerr++;
+        return errorHeader(query, RCODE_FORMERR);
+      }
+      if (decoded.type !== "query") return errorHeader(query, RCODE_FORMERR);
+      const opcode = ((decoded.flags ?? 0) >> 11) & 0xf;
+      if (opcode !== 0) return errorHeader(query, RCODE_NOTIMP);
+      const question = decoded.questions?.[0];
+      if (!question || decoded.questions!.length !== 1) {
+        this.counters.formerr++;
+        return errorHeader(query, RCODE_FORMERR);
+      }
+      const opt = decoded.additionals?.find((a) => a.type === "OPT");
+      q = {
+        id: decoded.id ?? 0,
+        flags: decoded.flags ?? 0,
+        name: question.name,
+        type: question.type,
+        class: question.class ?? "IN",
+        opt: opt !== undefined,
+        udpPayloadSize: opt && opt.type === "OPT" ? (opt.udpPayloadSize ?? 512) : 0,
+      };
     }
-    if (decoded.type !== "query") return errorHeader(query, RCODE_FORMERR);
-    const opcode = ((decoded.flags ?? 0) >> 11) & 0xf;
-    if (opcode !== 0) return errorHeader(query, RCODE_NOTIMP);
-    const q = decoded.questions?.[0];
-    if (!q || decoded.questions!.length !== 1) {
-      this.counters.formerr++;
-      return errorHeader(query, RCODE_FORMERR);
-    }
-    const opt = decoded.additionals?.find((a) => a.type === "OPT");
-    const udpLimit = maxUdpBytes === undefined ? undefined : Math.min(maxUdpBytes, opt && opt.type === "OPT" ? Math.max(512, opt.udpPayloadSize ?? 512) : 512);
+    const full = (): DecodedPacket => (decoded ??= dnsPacket.decode(query));
+    const udpLimit = maxUdpBytes === undefined ? undefined : Math.min(maxUdpBytes, q.opt ? Math.max(512, q.udpPayloadSize) : 512);
 
     const local = this.localNames.get(q.name.toLowerCase().replace(/\.$/, ""));
-    if (local !== undefined) return this.finish(buildLocal(decoded, local), udpLimit);
+    if (local !== undefined) return this.finish(buildLocal(full(), local), udpLimit);
 
     const denied = this.policy.refusedName(q.name);
     if (denied) {
       this.counters.refused++;
       this.log(`dns: REFUSED ${q.name} ${q.type} (denied by ${denied})`);
-      return this.finish(buildError(decoded, RCODE_REFUSED), udpLimit);
+      return this.finish(buildError(full(), RCODE_REFUSED), udpLimit);
     }
 
-    const key = `${q.name.toLowerCase()}|${q.type}|${q.class}|${opt ? "e" : ""}|${(decoded.flags ?? 0) & dnsPacket.CHECKING_DISABLED ? "cd" : ""}`;
-    const cached = this.cache.get(key);
+    const key = `${q.name.toLowerCase()}|${q.type}|${q.class}|${q.opt ? "e" : ""}|${q.flags & dnsPacket.CHECKING_DISABLED ? "cd" : ""}`;
+    const cached = this.cache.get(key, q.id);
     if (cached) {
       this.counters.cacheHits++;
-      return this.finish(encodeWithId(cached, decoded.id ?? 0), udpLimit);
+      return this.finish(cached, udpLimit);
     }
 
     if (this.servers.length === 0) {
       this.counters.servfail++;
-      return this.finish(buildError(decoded, RCODE_SERVFAIL), udpLimit);
+      return this.finish(buildError(full(), RCODE_SERVFAIL), udpLimit);
     }
     if (this.inFlight >= this.maxConcurrent) {
       if (this.queue.length >= this.maxQueue) {
         this.counters.overloaded++;
         this.counters.servfail++;
-        return this.finish(buildError(decoded, RCODE_SERVFAIL), udpLimit);
+        return this.finish(buildError(full(), RCODE_SERVFAIL), udpLimit);
       }
       await new Promise<void>((resolve) => this.queue.push(resolve));
-      if (this.closed) return this.finish(buildError(decoded, RCODE_SERVFAIL), udpLimit);
+      if (this.closed) return this.finish(buildError(full(), RCODE_SERVFAIL), udpLimit);
     }
     this.inFlight++;
     try {
       const raw = await this.resolveUpstream(query);
-      let parsed: DecodedPacket;
-      try {
-        parsed = dnsPacket.decode(raw);
-      } catch {
-        this.counters.servfail++;
-        return this.finish(buildError(decoded, RCODE_SERVFAIL), udpLimit);
+      // Read in place; dns-packet still judges answers holding record types the reader does not check.
+      const info = readAnswer(raw);
+      let parsed: DecodedPacket | undefined;
+      if (!info || !info.checked) {
+        try {
+          parsed = dnsPacket.decode(raw);
+        } catch {
+          this.counters.servfail++;
+          return this.finish(buildError(full(), RCODE_SERVFAIL), udpLimit);
+        }
       }
-      this.cache.put(key, parsed);
-      this.bindForPolicy(q.name, parsed);
+      if (info) this.cache.put(key, raw, info);
+      this.bindForPolicy(q.name, info, parsed);
       return this.finish(raw, udpLimit);
     } catch (err) {
       this.counters.servfail++;
       this.log(`dns: SERVFAIL ${q.name} ${q.type}: ${(err as Error).message}`);
-      return this.finish(buildError(decoded, RCODE_SERVFAIL), udpLimit);
+      return this.finish(buildError(full(), RCODE_SERVFAIL), udpLimit);
     } finally {
       this.inFlight--;
       this.queue.shift()?.();
@@ -159,15 +178,22 @@ export class DnsInterceptor {
     throw lastErr;
   }
 
-  private bindForPolicy(name: string, packet: DecodedPacket): void {
+  private bindForPolicy(name: string, info: AnswerInfo | undefined, packet: DecodedPacket | undefined): void {
     if (!this.policy.hasDomainRuleFor(name)) return;
     const ips: number[] = [];
     let ttl = 3600;
-    for (const a of packet.answers ?? []) {
-      if (a.type === "A") {
-        const ip = parseIp(a.data);
-        if (ip !== undefined) ips.push(ip);
-        ttl = Math.min(ttl, a.ttl ?? 0);
+    if (info) {
+      for (const a of info.a) {
+        ips.push(a.ip);
+        ttl = Math.min(ttl, a.ttl);
+      }
+    } else {
+      for (const a of packet?.answers ?? []) {
+        if (a.type === "A") {
+          const ip = parseIp(a.data);
+          if (ip !== undefined) ips.push(ip);
+          ttl = Math.min(ttl, a.ttl ?? 0);
+        }
       }
     }
     if (ips.length > 0) this.policy.bindResolved(name, ips, ttl);
@@ -202,10 +228,6 @@ export class DnsInterceptor {
     for (const wake of this.queue.splice(0)) wake();
     this.cache.clear();
   }
-}
-
-function encodeWithId(p: DecodedPacket, id: number): Buffer {
-  return dnsPacket.encode({ ...p, id, type: "response" });
 }
 
 /** Authoritative answer for a local name: A for IN/A, NODATA for other types of that name. */

@@ -12,7 +12,8 @@ interface PendingQuery {
   server: DnsServerAddress;
   resolve(msg: Buffer): void;
   reject(err: Error): void;
-  timer: NodeJS.Timeout;
+  /** performance.now() after which the query times out. */
+  deadline: number;
 }
 
 /**
@@ -26,6 +27,12 @@ export class DnsUpstream {
   private readonly pending = new Map<number, PendingQuery>();
   private readonly tcpSockets = new Set<net.Socket>();
   private closed = false;
+  /**
+   * One timer for every pending UDP query: all share the same timeout, so deadlines come in the
+   * order the queries were sent (the pending map's order), and the timer only ever waits for the
+   * oldest one.
+   */
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly timeoutMs: number) {}
 
@@ -48,7 +55,7 @@ export class DnsUpstream {
       const p = this.pending.get(id);
       if (!p || p.server.host !== rinfo.address || p.server.port !== rinfo.port) return;
       this.pending.delete(id);
-      clearTimeout(p.timer);
+      if (this.pending.size === 0) this.disarmTimer();
       p.resolve(msg);
     });
     s.on("error", (err) => {
@@ -60,7 +67,6 @@ export class DnsUpstream {
       for (const [id, p] of this.pending) {
         if (p.server.host !== server.host || p.server.port !== server.port) continue;
         this.pending.delete(id);
-        clearTimeout(p.timer);
         p.reject(err);
       }
     });
@@ -83,9 +89,9 @@ export class DnsUpstream {
     const originalId = query.readUInt16BE(0);
     let answer = await this.udpQuery(server, query);
     if (answer.length >= 4 && answer[2]! & 0x02) answer = await this.tcpQuery(server, query);
-    const out = Buffer.from(answer);
-    out.writeUInt16BE(originalId, 0);
-    return out;
+    // The answer is this client's own buffer (a received datagram, or the TCP reply assembled here).
+    answer.writeUInt16BE(originalId, 0);
+    return answer;
   }
 
   private udpQuery(server: DnsServerAddress, query: Buffer): Promise<Buffer> {
@@ -97,20 +103,42 @@ export class DnsUpstream {
     const msg = Buffer.from(query);
     msg.writeUInt16BE(id, 0);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new Error(`timeout from ${server.host}:${server.port}`));
-      }, this.timeoutMs);
-      this.pending.set(id, { server, resolve, reject, timer });
+      const p: PendingQuery = { server, resolve, reject, deadline: performance.now() + this.timeoutMs };
+      this.pending.set(id, p);
+      this.armTimer();
       this.sendOn(entry, msg, (err) => {
-        if (this.pending.get(id)?.timer === timer) {
+        if (this.pending.get(id) === p) {
           this.pending.delete(id);
-          clearTimeout(timer);
           reject(err);
         }
       });
     });
   }
+
+  /** Nothing pending: no timer left behind (an idle stack holds none). */
+  private disarmTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private armTimer(): void {
+    if (this.timer || this.pending.size === 0) return;
+    const oldest = this.pending.values().next().value!;
+    this.timer = setTimeout(this.expire, Math.max(0, oldest.deadline - performance.now()));
+  }
+
+  /** Fails the queries whose deadline has passed (the oldest first), then waits for the next one. */
+  private readonly expire = (): void => {
+    this.timer = undefined;
+    // A timer can fire a little early by the clock read here; 1 ms of slack avoids a spin.
+    const now = performance.now() + 1;
+    for (const [id, p] of this.pending) {
+      if (p.deadline > now) break;
+      this.pending.delete(id);
+      p.reject(new Error(`timeout from ${p.server.host}:${p.server.port}`));
+    }
+    this.armTimer();
+  };
 
   private tcpQuery(server: DnsServerAddress, query: Buffer): Promise<Buffer> {
     if (this.closed) return Promise.reject(new Error("upstream closed"));
@@ -152,10 +180,8 @@ export class DnsUpstream {
 
   close(): void {
     this.closed = true;
-    for (const p of this.pending.values()) {
-      clearTimeout(p.timer);
-      p.reject(new Error("upstream closed"));
-    }
+    this.disarmTimer();
+    for (const p of this.pending.values()) p.reject(new Error("upstream closed"));
     this.pending.clear();
     for (const s of this.tcpSockets) s.destroy();
     this.tcpSockets.clear();
