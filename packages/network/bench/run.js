@@ -187,11 +187,11 @@ async function main() {
   console.log(`${ROUNDS} interleaved round(s); ours and slirp4netns are medians, ratio is min/median/max over the rounds`);
   console.log(`ours: guest namespace TAP -> ${tapBridge().label} -> unix socket -> the stack (the bridge stands where QEMU's`);
   console.log("stream netdev stands in a worker VM); slirp4netns reads and writes its TAP itself. Load at the end: " + readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" "));
-  console.log(["metric".padEnd(52), "ours".padStart(10), "slirp4netns".padStart(12), "ratio min/med/max".padStart(20)].join("  "));
+  console.log(["metric".padEnd(60), "ours".padStart(10), "slirp4netns".padStart(12), "ratio min/med/max".padStart(20)].join("  "));
   for (const r of rows.values()) {
     const base = r.baseName === "slirp4netns" ? fmt(median(r.base)) : `${fmt(median(r.base))}*`;
     const ratios = [Math.min(...r.ratio), median(r.ratio), Math.max(...r.ratio)].map((x) => x.toFixed(2)).join("/");
-    console.log([r.metric.padEnd(52), fmt(median(r.ours)).padStart(10), base.padStart(12), ratios.padStart(20)].join("  "));
+    console.log([r.metric.padEnd(60), fmt(median(r.ours)).padStart(10), base.padStart(12), ratios.padStart(20)].join("  "));
   }
   console.log("ratio > 1: ours is better (throughput/rate: ours/slirp; latency: slirp/ours).");
   console.log("* DNS row baseline: the same load sent from the host straight to the upstream dnsmasq.");
