@@ -84,18 +84,23 @@ const PSEUDO_FS = [
   { target: "/run", fstype: "tmpfs", source: "tmpfs", flags: MS.NOSUID | MS.NODEV | MS.RELATIME, data: "mode=0755" },
 ] as const;
 
-function mountedAt(path: string): string | null {
+/** Mount point → file system type, from /proc/self/mounts (the first mount listed for a path). */
+function mountTable(): Map<string, string> {
+  const table = new Map<string, string>();
   for (const l of (readText("/proc/self/mounts") ?? "").split("\n")) {
     const f = l.split(" ");
-    if (f[1] === path) return f[2] ?? null;
+    if (f[1] !== undefined && f[2] !== undefined && !table.has(f[1])) table.set(f[1], f[2]);
   }
-  return null;
+  return table;
 }
 
 function mountPseudoFilesystems(clock: BootClock): void {
+  // Read once, after /proc: every later target is checked against what was mounted before init mounted any of
+  // them (each read is an open, reads and a close, a few ms under TCG).
+  let mounted: Map<string, string> | null = null;
   for (const m of PSEUDO_FS) {
     clock.run(`mount:${m.target}`, () => {
-      if (m.target !== "/proc" && mountedAt(m.target) === m.fstype) return;
+      if (m.target !== "/proc" && (mounted ??= mountTable()).get(m.target) === m.fstype) return;
       if (m.target === "/proc" && exists("/proc/self/stat")) return;
       try {
         mkdirp(m.target);
@@ -386,7 +391,10 @@ async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>):
 
   const user = clock.run("user", () => {
     try {
-      const u = resolveUserSpec(config.user, readText("/etc/passwd") ?? "", readText("/etc/group") ?? "");
+      // /etc/group only for a group given by name (resolveUserSpec reads it for nothing else).
+      const groupPart = (config.user ?? "").split(":")[1];
+      const groupText = groupPart !== undefined && !/^\d+$/.test(groupPart) ? (readText("/etc/group") ?? "") : "";
+      const u = resolveUserSpec(config.user, readText("/etc/passwd") ?? "", groupText);
       const dir = isDirectory(config.workdir);
       if (dir === null) throw new Error(`workdir ${config.workdir} does not exist`);
       if (!dir) throw new Error(`workdir ${config.workdir} is not a directory`);
