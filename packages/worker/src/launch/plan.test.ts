@@ -95,6 +95,19 @@ describe("planVm: a worker spec → QEMU's argv, with no VM", () => {
     ]);
   });
 
+  it("gives stable inode numbers only to a share the guest alone writes, never to one the host edits or to the root", () => {
+    const mounts = [
+      { host: "/edited", guest: "/workspace", readOnly: false },
+      { host: "/deps", guest: "/workspace/node_modules", readOnly: false, cache: "always" as const },
+    ];
+    const plan = planVm(request({ spec: { ...spec, mounts } }), context);
+    expect(plan.mount.shares.map((s) => [s.guest, s.mount?.stableInodes])).toEqual([
+      ["/workspace", false],
+      ["/workspace/node_modules", true],
+    ]);
+    expect(plan.mount.root.stableInodes).toBeUndefined();
+  });
+
   it("takes KVM's defaults when the host chose KVM, and refuses a writable share that contains the managed directory", () => {
     const kvm = planVm(request({ spec: { ...spec, resources: {} }, host: { ...request().host, accel: { accel: "kvm", reason: "test" } } }), context);
     expect(kvm.vm.vcpus).toBe(2);
