@@ -116,9 +116,9 @@ describe.skipIf(!fuse.ok)("stable inode numbers", () => {
     expect(fs.statSync(index).mtimeMs).toBe(mtimeBefore);
   });
 
-  it("with the worker's options for a writable share, git status after a remount opens no more files than a warm one", async () => {
-    // packages/worker/src/launch/plan.ts, a writable share the host edits (dev mode's /workspace): no kernel
-    // caching, a quiet server, stable numbers. Stats pushed every 100 ms here only to read the counts.
+  it("with a worker share's options, git status after a remount opens no more files than a warm one", async () => {
+    // packages/worker/src/launch/plan.ts's share options (no kernel caching, a quiet server) plus stable numbers,
+    // which the worker sets only where the guest alone writes. Stats pushed every 100 ms here only to read the counts.
     const share = {
       allowOther: true,
       cache: { entryTimeoutSec: 0, attrTimeoutSec: 0, negativeTimeoutSec: 0, kernelCache: false },
