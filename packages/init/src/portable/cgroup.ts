@@ -220,12 +220,6 @@ interface V1Hierarchy {
 }
 
 /**
- * Set up init's group, the worker group and the workload's leaf. Throws when
- * cgroup2 is unusable; the caller treats the step as optional. Returns
- * warnings for whatever limit or protection it could not apply (the host sees
- * them in READY).
- */
-/**
  * Enables `controllers` in `dir`'s cgroup.subtree_control: all in one write (the kernel takes several `+name`
  * tokens at once, and each write is an open, a write and a close, 1-3 ms each under TCG), and one by one only when
  * that write fails, so each controller that cannot be enabled gets its own warning. Returns the enabled ones.
@@ -251,6 +245,12 @@ function enableControllers(dir: string, controllers: readonly Controller[], warn
   return enabled;
 }
 
+/**
+ * Set up init's group, the worker group and the workload's leaf. Throws when
+ * cgroup2 is unusable; the caller treats the step as optional. Returns
+ * warnings for whatever limit or protection it could not apply (the host sees
+ * them in READY).
+ */
 export function setupCgroup(platform: CgroupPlatform, limits: CgroupLimits, options: CgroupOptions): { cgroup: WorkerCgroup; warnings: string[] } {
   P = platform;
   const warnings: string[] = [];
