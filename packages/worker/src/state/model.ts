@@ -106,7 +106,7 @@ export function validateWorkerName(name: string): string {
   return name;
 }
 
-function parsePort(text: string, what: string): number {
+export function parsePort(text: string, what: string): number {
   const port = Number(text);
   if (!/^\d+$/.test(text) || port < 1 || port > 65535) {
     throw new IiiError("InvalidOption", `invalid ${what} "${text}": must be a port number from 1 to 65535`);

@@ -173,3 +173,15 @@ function writeIndex(at: string): string {
   writeFileSync(path, JSON.stringify({ version: 1, workers: { alpine: { image: "ghcr.io/iii-hq/alpine", latest: "3.20" } } }));
   return path;
 }
+
+describe("dev validates its options before it touches the project", () => {
+  it.each([["0"], ["65536"], ["http"]])("--host-port %s: one line, exit 1, no .iii directory", async (port) => {
+    const p = project();
+    writeFileSync(join(p.cwd, "package.json"), JSON.stringify({ name: "x", scripts: { start: "node x.js" } }));
+    const run = await runWorkerCli(["dev", p.cwd, "--host-port", port], p);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(new RegExp(`^iii-worker: invalid --host-port "${port}": must be a port number from 1 to 65535 \\[InvalidOption\\]\\n$`));
+    expect(existsSync(join(p.cwd, ".iii"))).toBe(false);
+    expect(existsSync(join(p.cwd, "home"))).toBe(false);
+  });
+});

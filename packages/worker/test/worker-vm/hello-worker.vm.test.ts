@@ -1,14 +1,16 @@
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
-import { appendFileSync, cpSync, existsSync, readFileSync } from "node:fs";
+import { appendFileSync, cpSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runWorkerCli, WORKER_CLI } from "../helpers.js";
 import { mountsUnder, processesMentioning, Project, vmSkipReason, waitFor } from "./harness.js";
+import { ensureTarballs, lockedPackages, startNpmRegistry, type NpmRegistry } from "./npm-registry.js";
 
-// The README's main job in a test: examples/hello-worker (the real iii-sdk from npm, installed inside the VM)
+// The README's main job in a test: examples/hello-worker (the real iii-sdk, installed inside the VM by `npm ci`)
 // registers with the engine stand-in from inside the VM, the stand-in invokes it, and a source edit restarts
-// only the workload.
+// only the workload. The guest installs from an npm registry on this host (the lockfile's own tarballs, reached
+// through `dev --host-port`), so the test's traffic never leaves the machine.
 const REPO = fileURLToPath(new URL("../../../..", import.meta.url));
 const STANDIN_CLI = join(REPO, "tools/engine-standin/dist/cli.js");
 const skip = vmSkipReason() ?? (existsSync(STANDIN_CLI) ? undefined : `${STANDIN_CLI} is not built (pnpm build)`);
@@ -52,7 +54,12 @@ describe.skipIf(!!skip)("examples/hello-worker under iii worker dev (vm)", () =>
   let image: string;
   let standin: Captured;
   let port: number;
+  let registry: NpmRegistry;
+  const lockfile = join(REPO, "examples/hello-worker/package-lock.json");
+  const packages = lockedPackages(lockfile);
   beforeAll(async () => {
+    await ensureTarballs(packages);
+    registry = await startNpmRegistry(packages);
     const layout = execFileSync(join(REPO, "images/build.sh"), ["node"], { encoding: "utf8", timeout: 900_000 }).trim();
     image = `oci:${layout}:latest`;
     standin = capture(
@@ -65,6 +72,7 @@ describe.skipIf(!!skip)("examples/hello-worker under iii worker dev (vm)", () =>
   }, 900_000);
   afterAll(async () => {
     standin?.child.kill();
+    await registry?.close();
     await p.dispose();
   });
 
@@ -74,8 +82,10 @@ describe.skipIf(!!skip)("examples/hello-worker under iii worker dev (vm)", () =>
       recursive: true,
       filter: (source) => !/\/(node_modules|\.iii)(\/|$)/.test(source.slice(REPO.length)),
     });
+    const npmrc = `registry=http://host.iii.internal:${registry.port}/\naudit=false\nfund=false\nupdate-notifier=false\n`;
+    writeFileSync(join(dir, ".npmrc"), npmrc);
     const dev = capture(
-      spawn(process.execPath, [WORKER_CLI, "dev", dir, "--engine-url", `ws://localhost:${port}`], {
+      spawn(process.execPath, [WORKER_CLI, "dev", dir, "--engine-url", `ws://localhost:${port}`, "--host-port", String(registry.port)], {
         cwd: p.dir,
         env: { ...process.env, ...p.env, III_DEV_IMAGE_NODE: image },
         stdio: ["ignore", "pipe", "pipe"],
@@ -87,6 +97,7 @@ describe.skipIf(!!skip)("examples/hello-worker under iii worker dev (vm)", () =>
       await waitFor(() => invoked() >= 1, 600_000, "the stand-in's first invocation").catch(async (error: Error) => {
         throw new Error(
           `${error.message}\n--- dev stderr ---\n${dev.err()}\n--- stand-in ---\n${standin.out()}${p.diagnostics("iii-dev-hello-worker", dir)}` +
+            `\n--- local npm registry: ${registry.requests.length} requests, ${registry.tarballsServed()} tarballs; last: ${registry.requests.slice(-5).join(", ")} ---` +
             `\n--- guest ---\n${await guestSnapshot(dir, p.env)}`,
         );
       });
@@ -126,6 +137,9 @@ describe.skipIf(!!skip)("examples/hello-worker under iii worker dev (vm)", () =>
     // The install landed in the project's own node_modules (the dependency share), visible on the host.
     expect(existsSync(join(dir, "node_modules/iii-sdk/package.json"))).toBe(true);
     expect(readFileSync(join(dir, ".iii/dev/install.key"), "utf8")).toMatch(/^[0-9a-f]{64}\n$/);
+    // Every locked package came from the registry on this host.
+    expect(registry.tarballsServed()).toBeGreaterThanOrEqual(packages.length);
+    expect(packages.length).toBeGreaterThan(40);
     // `npm ci` installed from the committed lockfile without rewriting it.
     expect(readFileSync(join(dir, "package-lock.json"), "utf8")).toBe(readFileSync(join(REPO, "examples/hello-worker/package-lock.json"), "utf8"));
   }, 900_000);

@@ -8,7 +8,7 @@ import { IiiError } from "../../errors.js";
 import { awaitEndedSupervisor, startWorkerWithSpec, stopWorker } from "../../lifecycle.js";
 import { followFile } from "../../logs.js";
 import { workerPaths } from "../../paths.js";
-import { emptyNetwork, validateWorkerName, type MountSpec, type WorkerSpec } from "../../state/model.js";
+import { emptyNetwork, parsePort, validateWorkerName, type MountSpec, type WorkerSpec } from "../../state/model.js";
 import { workerStatus } from "../../status.js";
 
 export interface DevOptions {
@@ -18,6 +18,8 @@ export interface DevOptions {
   env?: NodeJS.ProcessEnv;
   /** `--capture FILE`: a pcap of the sandbox's traffic. */
   capture?: string;
+  /** `--host-port PORT`: host loopback ports the guest may reach through its gateway (a local registry mirror). */
+  hostPorts?: string[];
 }
 
 /**
@@ -106,6 +108,7 @@ export function packageRegistryRules(project: Pick<DevProject, "language">): str
 
 export async function runDev(path: string, options: DevOptions): Promise<number> {
   const env = options.env ?? process.env;
+  const hostPorts = (options.hostPorts ?? []).map((p) => parsePort(p, "--host-port"));
   const project = await detectProject(resolve(path));
   const name = validateWorkerName(options.name ?? sandboxName(project));
   const image = devBaseImage(project, env);
@@ -124,7 +127,7 @@ export async function runDev(path: string, options: DevOptions): Promise<number>
     },
     ports: [],
     mounts: [{ host: project.dir, guest: "/workspace", readOnly: false }, ...(await dependencyMount(project))],
-    network: { ...emptyNetwork(), allow: packageRegistryRules(project) },
+    network: { ...emptyNetwork(), allow: packageRegistryRules(project), hostPorts },
   };
   const paths = workerPaths(name, env, project.dir);
   const from = { stdout: await sizeOf(paths.stdoutLog), stderr: await sizeOf(paths.stderrLog) };

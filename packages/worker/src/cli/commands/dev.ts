@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { DEFAULT_ENGINE_URL } from "../options.js";
+import { collect, DEFAULT_ENGINE_URL } from "../options.js";
 
 /** `iii-worker dev`: runs a local project in a sandbox with hot reload. */
 export function registerDev(program: Command): void {
@@ -11,8 +11,15 @@ export function registerDev(program: Command): void {
     .option("--rebuild", "re-run install even if cached")
     .option("--engine-url <url>", "engine URL passed to the worker as III_URL/III_ENGINE_URL", DEFAULT_ENGINE_URL)
     .option("--capture <file>", "write a pcap of the sandbox's network traffic (both directions) to this file")
+    .option("--host-port <port>", "host loopback port the guest may reach through its gateway, e.g. a local package registry (repeatable)", collect)
     .action(async (path: string, opts) => {
       const { runDev } = await import("./dev-run.js");
-      process.exitCode = await runDev(path, { name: opts.name, rebuild: !!opts.rebuild, engineUrl: opts.engineUrl, ...(opts.capture !== undefined ? { capture: opts.capture as string } : {}) });
+      process.exitCode = await runDev(path, {
+        name: opts.name,
+        rebuild: !!opts.rebuild,
+        engineUrl: opts.engineUrl,
+        ...(opts.capture !== undefined ? { capture: opts.capture as string } : {}),
+        ...(opts.hostPort !== undefined ? { hostPorts: opts.hostPort as string[] } : {}),
+      });
     });
 }
