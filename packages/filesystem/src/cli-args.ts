@@ -27,6 +27,7 @@ export const EXIT: Record<FilesystemErrorCode, number> = {
   FuseUnavailable: 5,
   MountFailed: 6,
   UnmountFailed: 7,
+  UnmountTimeout: 7,
   StaleMountCleanupFailed: 8,
 };
 

@@ -7,6 +7,7 @@ export type FilesystemErrorCode =
   | "FuseUnavailable"
   | "MountFailed"
   | "UnmountFailed"
+  | "UnmountTimeout"
   | "ExternalUnmount"
   | "ServerExited"
   | "VirtualFileInvalid"

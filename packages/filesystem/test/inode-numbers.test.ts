@@ -45,8 +45,11 @@ describe.skipIf(!fuse.ok)("stable inode numbers", () => {
   });
 
   afterAll(async () => {
-    for (const h of handles) await h.unmount().catch(() => undefined);
+    // An unmount that fails (UnmountTimeout names where the server waited) fails the file, after the clean-up.
+    const failures: unknown[] = [];
+    for (const h of handles) await h.unmount().catch((e: unknown) => failures.push(e));
     if (base) rmrf(base);
+    if (failures.length > 0) throw failures[0];
   });
 
   async function mount(name: string): Promise<{ mnt: string; handle: MountHandle }> {

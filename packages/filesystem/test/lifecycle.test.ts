@@ -183,6 +183,33 @@ console.log("ready " + c.pid);
     expect(again.mounted).toBe(false);
   });
 
+  it("an unmount the server never finishes is bounded: typed error with its threads, server killed, no mount left", async () => {
+    // Before, unmount() waited for the server with no bound (a CI afterAll hit its 60 s hook timeout so).
+    const mnt = path.join(base, "stuck");
+    fs.mkdirSync(mnt);
+    const h = await mountPassthrough({ root, mountpoint: mnt, isolation: "process", unmountTimeoutMs: 1500 });
+    handles.push(h);
+    expect(fs.readFileSync(path.join(mnt, "hello"), "utf8")).toBe("hello\n");
+    process.kill(h.serverPid, "SIGSTOP");
+    const started = Date.now();
+    const err = await h.unmount().then(() => null, (e: unknown) => e);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(err).toBeInstanceOf(FilesystemError);
+    expect((err as FilesystemError).code).toBe("UnmountTimeout");
+    // Where it waited, read before the kill: every thread stopped (T), with its wait channel.
+    expect((err as Error).message).toMatch(new RegExp(`process ${h.serverPid}, \\d+ threads:`));
+    expect((err as Error).message).toMatch(/state=T wchan=\S+/);
+    expect(await waitFor(() => !mounted(mnt), 5000)).toBe(true);
+    expect(h.mounted).toBe(false);
+    expect(await h.closed).toEqual({ external: false });
+    expect(() => process.kill(h.serverPid, 0)).toThrow();
+    // Idempotent after the timeout, and the mountpoint is usable again.
+    await h.unmount();
+    const again = await mountPassthrough({ root, mountpoint: mnt, isolation: "process" });
+    expect(fs.readFileSync(path.join(mnt, "hello"), "utf8")).toBe("hello\n");
+    await again.unmount();
+  });
+
   it("CLI: layered mount with --inject and --ro, `iii-fs unmount`, SIGTERM", async () => {
     const lower = path.join(base, "lower");
     const upper = path.join(base, "upper");

@@ -1,11 +1,12 @@
 // The parent's side of a FUSE server in a child process (isolation "process"): spawn it, hand it the mount,
 // track it. Node builtins only (no fuse-native, no koffi), so a parent that mounts this way, such as a
 // worker's supervisor, loads little code; also the package's `@iii/filesystem/client` entry.
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { EventEmitter } from "node:events";
 import fs from "node:fs";
 import path from "node:path";
 import { FilesystemError, type FilesystemErrorCode } from "../errors.js";
+import { findMount, parseMountInfo } from "../core/mountinfo.js";
 import type { MountStats } from "./fuse-shell.js";
 import type { MountHandle, MountOptions, ServerMemory, UnmountReason } from "./mount.js";
 
@@ -99,7 +100,7 @@ export class MountServer {
       if (child.exitCode === null) child.kill("SIGKILL");
       throw err;
     }
-    return new ChildMount(mountpoint, child);
+    return new ChildMount(mountpoint, child, options.unmountTimeoutMs ?? DEFAULT_UNMOUNT_TIMEOUT_MS);
   }
 
   /** Ends a server that was never used (a no-op after mount()). */
@@ -110,9 +111,55 @@ export class MountServer {
   }
 }
 
+/** How long unmount() waits for the child server by default (a clean unmount takes well under a second). */
+export const DEFAULT_UNMOUNT_TIMEOUT_MS = 10_000;
+
+/**
+ * What the threads of process `pid` are doing, from /proc: per thread its name, state, wait channel, and the
+ * kernel stack when readable (root). For an unmount that does not finish: where the server waits.
+ */
+export function processThreadsReport(pid: number): string {
+  const read = (p: string): string | null => {
+    try {
+      return fs.readFileSync(p, "utf8");
+    } catch {
+      return null;
+    }
+  };
+  let tids: string[];
+  try {
+    tids = fs.readdirSync(`/proc/${pid}/task`).sort((a, b) => Number(a) - Number(b));
+  } catch (err) {
+    return `process ${pid}: no /proc entry (${(err as NodeJS.ErrnoException).code ?? err})`;
+  }
+  const lines = [`process ${pid}, ${tids.length} threads:`];
+  for (const tid of tids) {
+    const dir = `/proc/${pid}/task/${tid}`;
+    const stat = read(`${dir}/stat`);
+    // "tid (comm) S ...": comm may hold spaces and parentheses; the state follows the last ')'.
+    const close = stat?.lastIndexOf(")") ?? -1;
+    const comm = stat && close > 0 ? stat.slice(stat.indexOf("(") + 1, close) : "?";
+    const state = stat && close > 0 ? stat.slice(close + 2, close + 3) : "?";
+    const wchan = read(`${dir}/wchan`)?.trim() || "-";
+    const syscall = read(`${dir}/syscall`)?.trim().split(" ")[0] ?? "?";
+    lines.push(`  ${tid} ${comm} state=${state} wchan=${wchan} syscall=${syscall}`);
+    const stack = read(`${dir}/stack`)?.trim();
+    if (stack) for (const frame of stack.split("\n").slice(0, 12)) lines.push(`      ${frame}`);
+  }
+  return lines.join("\n");
+}
+
 /** Mounts in a fresh child FUSE server (mountPassthrough's isolation "process"). */
 export function mountInChild(options: MountOptions): Promise<MountHandle> {
   return MountServer.start().mount(options);
+}
+
+/** `fusermount -uz` when `mountpoint` is still in this process's mount table; says what it found. */
+async function lazyUnmount(mountpoint: string): Promise<string> {
+  const mounted = (): boolean => findMount(parseMountInfo(fs.readFileSync("/proc/self/mountinfo", "utf8")), mountpoint) !== undefined;
+  if (!mounted()) return "already gone";
+  const stderr = await new Promise<string>((r) => execFile("fusermount", ["-uz", mountpoint], { timeout: 5000 }, (err, _out, errOut) => r(err ? `${errOut}`.trim() || err.message : "")));
+  return mounted() ? `still mounted (fusermount -uz: ${stderr})` : "lazily unmounted";
 }
 
 class ChildMount extends EventEmitter implements MountHandle {
@@ -125,7 +172,7 @@ class ChildMount extends EventEmitter implements MountHandle {
   private readonly child: ChildProcess;
   private readonly memoryWaiters: { resolve: (m: ServerMemory) => void; reject: (e: Error) => void }[] = [];
 
-  constructor(mountpoint: string, child: ChildProcess) {
+  constructor(mountpoint: string, child: ChildProcess, private readonly unmountTimeoutMs: number) {
     super();
     this.mountpoint = mountpoint;
     this.child = child;
@@ -181,12 +228,30 @@ class ChildMount extends EventEmitter implements MountHandle {
   }
 
   async unmount(): Promise<void> {
-    if (this.state === "mounted") {
-      this.state = "unmounting";
-      if (this.child.connected) this.child.send({ type: "unmount" });
-      else this.child.kill("SIGTERM");
+    if (this.state !== "mounted") {
+      await this.closed;
+      return;
     }
-    await this.closed;
+    this.state = "unmounting";
+    if (this.child.connected) this.child.send({ type: "unmount" });
+    else this.child.kill("SIGTERM");
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<"expired">((r) => (timer = setTimeout(() => r("expired"), this.unmountTimeoutMs)));
+    const outcome = await Promise.race([this.closed, expired]);
+    clearTimeout(timer);
+    if (outcome !== "expired") return;
+    // The server did not finish: say where it waits (before killing it), then end it and leave no mount behind.
+    const threads = processThreadsReport(this.serverPid);
+    this.child.kill("SIGKILL");
+    const detached = await lazyUnmount(this.mountpoint);
+    const exited = await Promise.race([this.closed.then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 5000).unref())]);
+    const error = new FilesystemError(
+      "UnmountTimeout",
+      `the FUSE server (pid ${this.serverPid}) did not unmount ${this.mountpoint} within ${this.unmountTimeoutMs} ms; ` +
+        `killed it${exited ? "" : " (it has not exited yet)"}, mount ${detached}\n${threads}`,
+    );
+    process.emitWarning(error.message, { code: "IiiUnmountTimeout" });
+    throw error;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

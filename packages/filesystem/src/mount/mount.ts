@@ -98,6 +98,12 @@ export interface MountOptions {
    */
   statsPushMs?: number;
   /**
+   * Child server only: how long unmount() waits for the server process to unmount and exit. After it, the
+   * server's threads (state, wait channel, kernel stack) are read from /proc, the server is killed, the mount
+   * lazily detached, and unmount() rejects with `UnmountTimeout` carrying them. Default 10,000 ms.
+   */
+  unmountTimeoutMs?: number;
+  /**
    * "process": a child Node process serves the mount (with the setattr shim preloaded
    * when it was built, so mtime-only updates work); the handle works the same and
    * stats() is a snapshot at most `statsPushMs` old. "in-process": FUSE requests are answered
