@@ -3,15 +3,17 @@
  * iii-sdk, installed in the guest) against the engine stand-in. For each source edit it times the edit →
  * restart requested (watcher), → workload restarted (the dev script's `start:` line, after the old process
  * exited and the install check), → the restarted workload's first line. Baseline, in the same run: a full
- * stop (Ctrl-C) and a new `iii worker dev` → first line, with the install already cached.
+ * stop (Ctrl-C) and a new `iii worker dev` → first line, with the install already cached. The guest installs
+ * from an npm registry on this host serving the lockfile's tarballs (`dev --host-port`), never the public one.
  */
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
-import { appendFileSync, cpSync, mkdtempSync, rmSync } from "node:fs";
+import { appendFileSync, cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
 import { median } from "../boot/raw-floor.js";
+import { ensureTarballs, lockedPackages, startNpmRegistry, type NpmRegistry } from "../../test/worker-vm/npm-registry.js";
 
 const { values } = parseArgs({ options: { edits: { type: "string", default: "7" }, full: { type: "string", default: "3" } } });
 const REPO = fileURLToPath(new URL("../../../..", import.meta.url));
@@ -52,9 +54,9 @@ class Timed {
   }
 }
 
-function startDev(port: number, image: string): Timed {
+function startDev(port: number, image: string, registryPort: number): Timed {
   return new Timed(
-    spawn(process.execPath, [CLI, "dev", project, "--engine-url", `ws://localhost:${port}`], {
+    spawn(process.execPath, [CLI, "dev", project, "--engine-url", `ws://localhost:${port}`, "--host-port", String(registryPort)], {
       env: { ...env, III_DEV_IMAGE_NODE: image },
       stdio: ["ignore", "pipe", "pipe"],
     }),
@@ -64,15 +66,20 @@ function startDev(port: number, image: string): Timed {
 const FIRST_LINE = "registered hello::greet";
 let standin: Timed | undefined;
 let dev: Timed | undefined;
+let registry: NpmRegistry | undefined;
 try {
+  const packages = lockedPackages(join(REPO, "examples/hello-worker/package-lock.json"));
+  await ensureTarballs(packages);
+  registry = await startNpmRegistry(packages);
   const image = `oci:${execFileSync(join(REPO, "images/build.sh"), ["node"], { encoding: "utf8" }).trim()}:latest`;
   cpSync(join(REPO, "examples/hello-worker"), project, { recursive: true, filter: (s) => !/\/(node_modules|\.iii)(\/|$)/.test(s.slice(REPO.length)) });
+  writeFileSync(join(project, ".npmrc"), `registry=http://host.iii.internal:${registry.port}/\naudit=false\nfund=false\nupdate-notifier=false\n`);
   standin = new Timed(spawn(process.execPath, [STANDIN, "--port", "0"], { stdio: ["ignore", "pipe", "pipe"] }));
   await standin.nth("listening on", 1, 10_000);
   const port = Number(/127\.0\.0\.1:(\d+)/.exec(standin.lines.find((l) => l.text.includes("listening on"))!.text)![1]);
 
   console.error("bench: first `iii worker dev` (npm install in the guest)…");
-  dev = startDev(port, image);
+  dev = startDev(port, image, registry.port);
   await dev.nth(FIRST_LINE, 1, 900_000);
   await sleep(3_000);
 
@@ -94,7 +101,7 @@ try {
     const t0 = performance.now();
     dev.child.kill("SIGINT");
     await dev.exited;
-    dev = startDev(port, image);
+    dev = startDev(port, image, registry.port);
     full.push((await dev.nth(FIRST_LINE, 1, 300_000)) - t0);
     await sleep(2_000);
   }
@@ -115,5 +122,6 @@ try {
     await dev.exited;
   }
   standin?.child.kill();
+  await registry?.close();
   rmSync(work, { recursive: true, force: true });
 }
