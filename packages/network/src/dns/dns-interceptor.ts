@@ -18,6 +18,10 @@ export interface DnsOptions {
   cacheMaxEntries?: number;
   cacheMaxTtlSeconds?: number;
   negativeTtlSeconds?: number;
+  /** Connected UDP sockets per upstream server, used in turn (default 4). */
+  upstreamSockets?: number;
+  /** Queries one upstream socket sends before a new one (new random source port) replaces it (default 1024). */
+  queriesPerUpstreamSocket?: number;
   /** Names answered locally with an A record (lower-case, no trailing dot), e.g. host.iii.internal. */
   localNames?: Record<string, string>;
 }
@@ -59,11 +63,19 @@ export class DnsInterceptor {
     private readonly log: (line: string) => void,
   ) {
     this.servers = options.upstreams ? options.upstreams.map(parseServer) : readResolvConf();
-    this.upstream = new DnsUpstream(options.timeoutMs ?? 2000);
+    this.upstream = new DnsUpstream(options.timeoutMs ?? 2000, {
+      ...(options.upstreamSockets !== undefined ? { socketsPerServer: options.upstreamSockets } : {}),
+      ...(options.queriesPerUpstreamSocket !== undefined ? { queriesPerSocket: options.queriesPerUpstreamSocket } : {}),
+    });
     this.cache = new DnsCache(options.cacheMaxEntries ?? 10_000, options.cacheMaxTtlSeconds ?? 300, options.negativeTtlSeconds ?? 60);
     this.maxConcurrent = options.maxConcurrent ?? 256;
     this.maxQueue = options.maxQueue ?? 4096;
     this.localNames = new Map(Object.entries(options.localNames ?? {}));
+  }
+
+  /** Upstream UDP sockets opened so far (each one a new random source port). */
+  get upstreamSocketsOpened(): number {
+    return this.upstream.socketsOpened;
   }
 
   get pendingQueries(): number {
@@ -153,8 +165,9 @@ export class DnsInterceptor {
           return this.finish(buildError(full(), RCODE_SERVFAIL), udpLimit);
         }
       }
+      // The upstream client only hands over answers whose question is this query's (dns-upstream.ts).
       if (info) this.cache.put(key, raw, info);
-      this.bindForPolicy(q.name, info, parsed);
+      this.bindForPolicy(q.name, raw, info, parsed);
       return this.finish(raw, udpLimit);
     } catch (err) {
       this.counters.servfail++;
@@ -178,23 +191,46 @@ export class DnsInterceptor {
     throw lastErr;
   }
 
-  private bindForPolicy(name: string, info: AnswerInfo | undefined, packet: DecodedPacket | undefined): void {
+  /**
+   * Binds, for a name a domain rule names, the addresses the answer gives for that name: A records
+   * owned by the question name or by a name its CNAME chain (in this answer) leads to. A record for
+   * any other owner is not an address of the name and opens nothing. TTL: the smallest along the way.
+   */
+  private bindForPolicy(name: string, raw: Buffer, info: AnswerInfo | undefined, parsed: DecodedPacket | undefined): void {
     if (!this.policy.hasDomainRuleFor(name)) return;
+    if (info && info.a.length === 0) return;
+    let packet = parsed;
+    if (!packet) {
+      try {
+        packet = dnsPacket.decode(raw);
+      } catch {
+        return;
+      }
+    }
+    const answers = packet.answers ?? [];
+    // The chain from the question name: name -> alias ttl (the smallest CNAME TTL on the way to it).
+    const chain = new Map<string, number>([[canonicalName(name), 0x7fffffff]]);
+    for (let grew = true, links = 0; grew && links < 16; links++) {
+      grew = false;
+      for (const a of answers) {
+        if (a.type !== "CNAME" || (a.class ?? "IN") !== "IN") continue;
+        const via = chain.get(canonicalName(a.name));
+        const target = canonicalName(a.data);
+        if (via === undefined || chain.has(target)) continue;
+        chain.set(target, Math.min(via, a.ttl ?? 0));
+        grew = true;
+      }
+    }
     const ips: number[] = [];
     let ttl = 3600;
-    if (info) {
-      for (const a of info.a) {
-        ips.push(a.ip);
-        ttl = Math.min(ttl, a.ttl);
-      }
-    } else {
-      for (const a of packet?.answers ?? []) {
-        if (a.type === "A") {
-          const ip = parseIp(a.data);
-          if (ip !== undefined) ips.push(ip);
-          ttl = Math.min(ttl, a.ttl ?? 0);
-        }
-      }
+    for (const a of answers) {
+      if (a.type !== "A" || (a.class ?? "IN") !== "IN") continue;
+      const via = chain.get(canonicalName(a.name));
+      if (via === undefined) continue;
+      const ip = parseIp(a.data);
+      if (ip === undefined) continue;
+      ips.push(ip);
+      ttl = Math.min(ttl, via, a.ttl ?? 0);
     }
     if (ips.length > 0) this.policy.bindResolved(name, ips, ttl);
   }
@@ -228,6 +264,12 @@ export class DnsInterceptor {
     for (const wake of this.queue.splice(0)) wake();
     this.cache.clear();
   }
+}
+
+/** A name for comparison: lower case, no trailing dot. */
+function canonicalName(name: string): string {
+  const n = name.toLowerCase();
+  return n.endsWith(".") ? n.slice(0, -1) : n;
 }
 
 /** Authoritative answer for a local name: A for IN/A, NODATA for other types of that name. */

@@ -1,32 +1,58 @@
 import dgram from "node:dgram";
+import { randomInt } from "node:crypto";
 import net from "node:net";
+import { answersQuestion } from "./dns-wire.js";
 import type { DnsServerAddress } from "./resolv-conf.js";
 
 interface UpstreamSocket {
   socket: dgram.Socket;
   /** Sends waiting for the connect to complete (dgram takes no address on a connecting socket). */
   queue: Array<{ msg: Buffer; fail: (err: Error) => void }> | undefined;
+  /** Queries sent on it so far, and those still waiting for their answer. */
+  sent: number;
+  pending: number;
+  /** Replaced by a fresh socket: closed once its last pending query is done. */
+  retired: boolean;
 }
 
 interface PendingQuery {
   server: DnsServerAddress;
+  /** The socket it went out on: only an answer arriving there counts. */
+  entry: UpstreamSocket;
+  /** The message as sent (upstream id): the answer's question must be its question. */
+  sent: Buffer;
   resolve(msg: Buffer): void;
   reject(err: Error): void;
   /** performance.now() after which the query times out. */
   deadline: number;
 }
 
+export interface DnsUpstreamOptions {
+  /** Connected UDP sockets per server, used in turn (default 4). */
+  socketsPerServer?: number;
+  /** Queries a socket sends before a fresh one (a new random port) takes its place (default 1024). */
+  queriesPerSocket?: number;
+}
+
 /**
- * Client for the upstream resolvers. UDP queries to one server are pipelined over one connected
- * socket, multiplexed by message id (thousands of queries cost one descriptor; a connected socket
- * skips the per-send address lookup and only hears that server); truncated answers are retried
- * over TCP.
+ * Client for the upstream resolvers. UDP queries to one server are pipelined over a few connected
+ * sockets, multiplexed by message id, each query with a fresh random id. Against off-path answer
+ * spoofing (RFC 5452) the source port changes too: each server gets a small pool of sockets used
+ * in turn, and a socket is replaced by a new one after `queriesPerSocket` queries; every socket's
+ * port is the kernel's random ephemeral pick (Linux randomises UDP autobind ports). An answer only
+ * counts when it comes from that server, on the socket the query left on, with the query's id and
+ * question (name, type, class); anything else is ignored and the query keeps waiting. Truncated
+ * answers are retried over TCP, checked the same way.
  */
 export class DnsUpstream {
-  private readonly sockets = new Map<string, UpstreamSocket>();
+  private readonly pools = new Map<string, { sockets: Array<UpstreamSocket | undefined>; next: number }>();
   private readonly pending = new Map<number, PendingQuery>();
   private readonly tcpSockets = new Set<net.Socket>();
   private closed = false;
+  private readonly socketsPerServer: number;
+  private readonly queriesPerSocket: number;
+  /** Sockets opened so far (for tests and diagnostics). */
+  socketsOpened = 0;
   /**
    * One timer for every pending UDP query: all share the same timeout, so deadlines come in the
    * order the queries were sent (the pending map's order), and the timer only ever waits for the
@@ -34,14 +60,41 @@ export class DnsUpstream {
    */
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly timeoutMs: number) {}
+  constructor(
+    private readonly timeoutMs: number,
+    options: DnsUpstreamOptions = {},
+  ) {
+    this.socketsPerServer = Math.max(1, options.socketsPerServer ?? 4);
+    this.queriesPerSocket = Math.max(1, options.queriesPerSocket ?? 1024);
+  }
 
+  /** The socket for the next query to `server`: the pool's next one, replaced when it has sent its share. */
   private socketFor(server: DnsServerAddress): UpstreamSocket {
     const key = `${server.host}:${server.port}`;
-    const existing = this.sockets.get(key);
-    if (existing) return existing;
+    let pool = this.pools.get(key);
+    if (!pool) {
+      pool = { sockets: [], next: 0 };
+      this.pools.set(key, pool);
+    }
+    const i = pool.next;
+    pool.next = (i + 1) % this.socketsPerServer;
+    let entry = pool.sockets[i];
+    if (entry && entry.sent >= this.queriesPerSocket) {
+      this.retire(entry);
+      entry = undefined;
+    }
+    if (!entry) {
+      entry = this.open(server, pool.sockets, i);
+      pool.sockets[i] = entry;
+    }
+    entry.sent++;
+    return entry;
+  }
+
+  private open(server: DnsServerAddress, slots: Array<UpstreamSocket | undefined>, slot: number): UpstreamSocket {
     const s = dgram.createSocket("udp4");
-    const entry: UpstreamSocket = { socket: s, queue: [] };
+    this.socketsOpened++;
+    const entry: UpstreamSocket = { socket: s, queue: [], sent: 0, pending: 0, retired: false };
     let connected = false;
     s.connect(server.port, server.host, () => {
       connected = true;
@@ -53,25 +106,47 @@ export class DnsUpstream {
       if (msg.length < 12) return;
       const id = msg.readUInt16BE(0);
       const p = this.pending.get(id);
-      if (!p || p.server.host !== rinfo.address || p.server.port !== rinfo.port) return;
-      this.pending.delete(id);
-      if (this.pending.size === 0) this.disarmTimer();
+      if (!p || p.entry !== entry || p.server.host !== rinfo.address || p.server.port !== rinfo.port) return;
+      if (!answersQuestion(p.sent, msg)) return;
+      this.settle(id, p);
       p.resolve(msg);
     });
     s.on("error", (err) => {
       // Once connected, ICMP errors (port unreachable) surface here; pending queries time out and fall back.
       if (connected) return;
       // The connect itself failed (no route): the queued sends never leave, so fail them now.
-      this.sockets.delete(key);
-      s.close();
+      if (slots[slot] === entry) slots[slot] = undefined;
+      entry.retired = true;
       for (const [id, p] of this.pending) {
-        if (p.server.host !== server.host || p.server.port !== server.port) continue;
-        this.pending.delete(id);
+        if (p.entry !== entry) continue;
+        this.settle(id, p);
         p.reject(err);
       }
+      this.closeIfDone(entry);
     });
-    this.sockets.set(key, entry);
     return entry;
+  }
+
+  /** A pending query is answered, failed or timed out. */
+  private settle(id: number, p: PendingQuery): void {
+    this.pending.delete(id);
+    if (this.pending.size === 0) this.disarmTimer();
+    p.entry.pending--;
+    this.closeIfDone(p.entry);
+  }
+
+  private retire(entry: UpstreamSocket): void {
+    entry.retired = true;
+    this.closeIfDone(entry);
+  }
+
+  private closeIfDone(entry: UpstreamSocket): void {
+    if (!entry.retired || entry.pending > 0) return;
+    try {
+      entry.socket.close();
+    } catch {
+      // already closed
+    }
   }
 
   private sendOn(entry: UpstreamSocket, msg: Buffer, fail: (err: Error) => void): void {
@@ -96,19 +171,20 @@ export class DnsUpstream {
 
   private udpQuery(server: DnsServerAddress, query: Buffer): Promise<Buffer> {
     if (this.closed) return Promise.reject(new Error("upstream closed"));
-    const entry = this.socketFor(server);
-    let id = (Math.random() * 0x10000) | 0;
+    let id = randomInt(0x10000);
     for (let i = 0; this.pending.has(id) && i < 0x10000; i++) id = (id + 1) & 0xffff;
     if (this.pending.has(id)) return Promise.reject(new Error("no free DNS message id"));
+    const entry = this.socketFor(server);
     const msg = Buffer.from(query);
     msg.writeUInt16BE(id, 0);
     return new Promise((resolve, reject) => {
-      const p: PendingQuery = { server, resolve, reject, deadline: performance.now() + this.timeoutMs };
+      const p: PendingQuery = { server, entry, sent: msg, resolve, reject, deadline: performance.now() + this.timeoutMs };
       this.pending.set(id, p);
+      entry.pending++;
       this.armTimer();
       this.sendOn(entry, msg, (err) => {
         if (this.pending.get(id) === p) {
-          this.pending.delete(id);
+          this.settle(id, p);
           reject(err);
         }
       });
@@ -134,7 +210,7 @@ export class DnsUpstream {
     const now = performance.now() + 1;
     for (const [id, p] of this.pending) {
       if (p.deadline > now) break;
-      this.pending.delete(id);
+      this.settle(id, p);
       p.reject(new Error(`timeout from ${p.server.host}:${p.server.port}`));
     }
     this.armTimer();
@@ -166,7 +242,13 @@ export class DnsUpstream {
         buf = Buffer.concat([buf, d]);
         if (buf.length >= 2) {
           const n = buf.readUInt16BE(0);
-          if (buf.length >= 2 + n) finish(undefined, buf.subarray(2, 2 + n));
+          if (buf.length < 2 + n) return;
+          const msg = buf.subarray(2, 2 + n);
+          if (n < 12 || msg.readUInt16BE(0) !== query.readUInt16BE(0) || !answersQuestion(query, msg)) {
+            finish(new Error(`TCP answer from ${server.host}:${server.port} does not answer the query`));
+          } else {
+            finish(undefined, msg);
+          }
         }
       });
       sock.on("error", (err) => finish(err));
@@ -181,11 +263,19 @@ export class DnsUpstream {
   close(): void {
     this.closed = true;
     this.disarmTimer();
-    for (const p of this.pending.values()) p.reject(new Error("upstream closed"));
+    const entries = new Set<UpstreamSocket>();
+    for (const p of this.pending.values()) {
+      entries.add(p.entry);
+      p.reject(new Error("upstream closed"));
+    }
     this.pending.clear();
     for (const s of this.tcpSockets) s.destroy();
     this.tcpSockets.clear();
-    for (const e of this.sockets.values()) e.socket.close();
-    this.sockets.clear();
+    for (const pool of this.pools.values()) for (const e of pool.sockets) if (e) entries.add(e);
+    this.pools.clear();
+    for (const e of entries) {
+      e.pending = 0;
+      this.retire(e);
+    }
   }
 }

@@ -2,7 +2,7 @@ import dnsPacket, { type Answer, type DecodedPacket } from "dns-packet";
 import { describe, expect, test } from "vitest";
 import { parseIp } from "../wire/ip-address.js";
 import { DnsCache } from "./dns-cache.js";
-import { readAnswer, readQuery } from "./dns-wire.js";
+import { answersQuestion, readAnswer, readQuery } from "./dns-wire.js";
 
 /** Deterministic PRNG so a failure reproduces. */
 function rng(seed: number): () => number {
@@ -185,4 +185,17 @@ describe("dns-wire", () => {
     expect(cache.size).toBe(1);
     expect(cache.get("nx", 1)).toBeDefined();
   });
+});
+
+test("answersQuestion: same name (any ASCII case), type and class; an error answer may leave the question out", () => {
+  const q = dnsPacket.encode({ id: 1, type: "query", questions: [{ name: "Www.Example.test", type: "A", class: "IN" }] });
+  const a = (questions: dnsPacket.Question[], flags = 0) => dnsPacket.encode({ id: 1, type: "response", flags, questions });
+  expect(answersQuestion(q, a([{ name: "www.EXAMPLE.test", type: "A", class: "IN" }]))).toBe(true);
+  expect(answersQuestion(q, a([{ name: "www.example.tesu", type: "A", class: "IN" }]))).toBe(false);
+  expect(answersQuestion(q, a([{ name: "www.example.test", type: "AAAA", class: "IN" }]))).toBe(false);
+  expect(answersQuestion(q, a([{ name: "www.example.test", type: "A", class: "CH" }]))).toBe(false);
+  expect(answersQuestion(q, a([{ name: "www.example.test.x", type: "A", class: "IN" }]))).toBe(false);
+  expect(answersQuestion(q, a([]))).toBe(false);
+  expect(answersQuestion(q, a([], 2))).toBe(true); // SERVFAIL without a question
+  expect(answersQuestion(q, a([], 3))).toBe(false); // NXDOMAIN must name what does not exist
 });

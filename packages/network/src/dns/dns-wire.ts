@@ -221,3 +221,36 @@ export function readAnswer(buf: Buffer): AnswerInfo | undefined {
   // A class other than IN, or a record's class with the mDNS flush bit, is read differently by dns-packet; not needed here.
   return info;
 }
+
+/**
+ * Whether `answer` answers `query`'s question: one question with the same name (ASCII case aside),
+ * type and class (RFC 5452 §9.1). An error answer (not NOERROR/NXDOMAIN) without a question and
+ * without records also counts, as servers may leave the question out of FORMERR and the like.
+ * Both first names sit uncompressed at offset 12 (a pointer there could only point into the header).
+ */
+export function answersQuestion(query: Buffer, answer: Buffer): boolean {
+  if (query.length < 12 || answer.length < 12 || query.readUInt16BE(4) !== 1) return false;
+  const qd = answer.readUInt16BE(4);
+  if (qd === 0) {
+    const rcode = answer[3]! & 0x0f;
+    return rcode !== 0 && rcode !== 3 && answer.readUInt16BE(6) === 0 && answer.readUInt16BE(8) === 0;
+  }
+  if (qd !== 1) return false;
+  let i = 12;
+  for (;;) {
+    if (i >= query.length || i >= answer.length) return false;
+    const l = query[i]!;
+    if (answer[i] !== l) return false;
+    i++;
+    if (l === 0) break;
+    if (l > 63 || i + l > query.length || i + l > answer.length) return false;
+    for (const end = i + l; i < end; i++) {
+      let a = query[i]!;
+      let b = answer[i]!;
+      if (a >= 0x41 && a <= 0x5a) a |= 0x20;
+      if (b >= 0x41 && b <= 0x5a) b |= 0x20;
+      if (a !== b) return false;
+    }
+  }
+  return i + 4 <= query.length && i + 4 <= answer.length && query.readUInt32BE(i) === answer.readUInt32BE(i);
+}
