@@ -18,9 +18,9 @@ export interface DnsOptions {
   cacheMaxEntries?: number;
   cacheMaxTtlSeconds?: number;
   negativeTtlSeconds?: number;
-  /** Connected UDP sockets per upstream server, used in turn (default 4). */
+  /** Connected UDP sockets per upstream server, used in turn (default 1). */
   upstreamSockets?: number;
-  /** Queries one upstream socket sends before a new one (new random source port) replaces it (default 1024). */
+  /** Queries one upstream socket sends before a new one (new random source port) replaces it (default 256). */
   queriesPerUpstreamSocket?: number;
   /** Names answered locally with an A record (lower-case, no trailing dot), e.g. host.iii.internal. */
   localNames?: Record<string, string>;
