@@ -218,11 +218,63 @@ describe.skipIf(!fuse.ok)("stable inode numbers", () => {
     expect(await at("r2", false)).toEqual(numbers);
   });
 
-  it("without the preloaded shim (in-process) stableInodes is refused before mounting", async () => {
+  it("without the preloaded shim (in-process) stableInodes falls back to libfuse's numbers with one warning", async () => {
+    // Before, such a mount failed to start (InvalidOptions).
     const mnt = path.join(base, "inproc");
     fs.mkdirSync(mnt);
-    await expect(mountPassthrough({ root, mountpoint: mnt, stableInodes: true, isolation: "in-process" })).rejects.toMatchObject({ code: "InvalidOptions" });
+    const warnings = await collectWarnings(async () => {
+      const h = await mountPassthrough({ root, mountpoint: mnt, stableInodes: true, isolation: "in-process" });
+      // In-process: this process serves the mount, so only async calls on it, and unmounted here whatever
+      // happens (the afterAll's synchronous clean-up of the temp tree would block on it).
+      try {
+        const ino = (await fs.promises.stat(path.join(mnt, "d", "f7"), { bigint: true })).ino;
+        expect(ino).not.toBe(BigInt(fs.statSync(path.join(root, "d", "f7")).ino));
+        expect(ino < 1n << 32n).toBe(true);
+      } finally {
+        await h.unmount();
+      }
+    });
+    expect(warnings).toEqual([expect.stringMatching(/^stableInodes off for .*inproc: the setattr shim is not preloaded/)]);
     await expect(mountPassthrough({ root, mountpoint: mnt, stableInodes: true, useIno: true })).rejects.toMatchObject({ code: "InvalidOptions" });
     expect(fs.readFileSync("/proc/self/mountinfo", "utf8")).not.toContain(` ${mnt} `);
   });
+
+  it("a tree on a file system without birth times gets libfuse's numbers with one warning, and mounts", async () => {
+    // A FUSE mount has no birth times (statx gives no STATX_BTIME), as NFS has none: a reused host inode number
+    // could not be told from the file before it, so stable numbers are off for such a tree.
+    const src = path.join(base, "nobtime-src");
+    const mnt = path.join(base, "nobtime");
+    fs.mkdirSync(src);
+    fs.mkdirSync(mnt);
+    const plain = await mountPassthrough({ root, mountpoint: src });
+    handles.push(plain);
+    expect(fs.statSync(src, { bigint: true }).birthtimeNs).toBe(0n);
+    const warnings = await collectWarnings(async () => {
+      const h = await mountPassthrough({ root: src, mountpoint: mnt, stableInodes: true });
+      handles.push(h);
+      const ino = fs.statSync(path.join(mnt, "d", "f7"), { bigint: true }).ino;
+      // Stable numbers would carry a hash in the high half (see the first test); libfuse's ids have none.
+      expect(ino < 1n << 32n).toBe(true);
+      expect(fs.readFileSync(path.join(mnt, "d", "f7"), "utf8")).toBe("file 7\n");
+      await h.unmount();
+    });
+    expect(warnings).toEqual([expect.stringMatching(/^stableInodes off for .*nobtime: .*nobtime-src is on a file system without birth times/)]);
+    await plain.unmount();
+  });
 });
+
+/** The IiiStableInodesOff warnings this process emits while `run` runs. */
+async function collectWarnings(run: () => Promise<void>): Promise<string[]> {
+  const seen: string[] = [];
+  const on = (w: Error & { code?: string }): void => {
+    if (w.code === "IiiStableInodesOff") seen.push(w.message);
+  };
+  process.on("warning", on);
+  try {
+    await run();
+    await new Promise((r) => setImmediate(r));
+  } finally {
+    process.off("warning", on);
+  }
+  return seen;
+}

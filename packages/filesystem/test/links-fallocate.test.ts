@@ -113,6 +113,32 @@ os.close(fd)
       expect(h.stats().pinnedFiles).toBe(0);
     });
 
+    it("ln y z; cat y; mv x y through a held O_PATH fd of y (virtiofsd's view of z): z keeps y's file", async () => {
+      // A rename over one name of a linked file hides the replaced node as an unlink does (before: its node lost
+      // its name in libfuse, and the guest's `cat z` after `mv x y` got ENOENT).
+      const script = `
+import os, sys
+d = sys.argv[1]
+os.makedirs(d)
+with open(d + "/y", "w") as f: f.write("old")
+with open(d + "/x", "w") as f: f.write("new")
+fd = os.open(d + "/y", os.O_PATH)
+p = "/proc/self/fd/%d" % fd
+os.link(d + "/y", d + "/z")
+open(d + "/y").read()
+os.rename(d + "/x", d + "/y")
+print(open(p).read(), open(d + "/y").read(), open(d + "/z").read(), os.stat(p).st_nlink, os.stat(d + "/z").st_nlink)
+with open(p, "a") as f: f.write("+more")
+print(open(p).read(), sorted(os.listdir(d)))
+os.close(fd)
+`;
+      fs.writeFileSync(path.join(base, "replace.py"), script);
+      const out = await shOk(`python3 ${path.join(base, "replace.py")} repl1`, mnt);
+      expect(out.split("\n")).toEqual(["old new old 1 1", "old+more ['y', 'z']", ""]);
+      expect(fs.readFileSync(path.join(hostDir, "repl1", "y"), "utf8")).toBe("new");
+      expect(fs.readFileSync(path.join(hostDir, "repl1", "z"), "utf8")).toBe("old+more");
+    });
+
     it("every name of a linked file shows one inode number (virtiofsd finds the file of a name by it), also after the first name goes", async () => {
       const out = await shOk("set -e; mkdir l7; cd l7; echo x > a; stat -c %i a; ln a b; ln b c; stat -c %i a b c; rm a; stat -c %i b c; echo y > solo; stat -c %i solo", mnt);
       const [first, a, b, c, b2, c2, solo] = out.split("\n").filter(Boolean);

@@ -41,7 +41,7 @@ export class GuestFs {
    * The shim's hides (setattr-shim.c, sixth job; pinned-files.ts): the node whose name the RENAME being
    * answered hides (0: none), and the hidden nodes the kernel has forgotten since the last call.
    */
-  hides: { hiding(): number; takeReleased(): number[] } | null = null;
+  hides: import("../host/fuse-caller.js").ShimHides | null = null;
   /** Hidden nodes' files, pinned until the kernel forgets the node. */
   readonly pinned = new PinnedFiles();
   /**
@@ -374,13 +374,22 @@ export class GuestFs {
 
   /**
    * The shim hides `from` (the UNLINK of a linked file's name, turned into libfuse's rename of its node to
-   * `to`): pin the host file, then unlink its host name. Any other rename onto a hidden name is refused.
+   * `to`): pin the host file, then unlink its host name. For a RENAME over `from` (`replacing()`), only the pin:
+   * the rename that follows replaces the host name in one step (and if it fails, `from` still names the pinned
+   * file). Any other rename onto a hidden name is refused.
    */
   private hide(from: string, to: string): void {
     const node = this.hides?.hiding() ?? 0;
     if (node === 0 || to !== `${HIDDEN_PREFIX}${node}`) fail(Errno.EPERM, "reserved name");
     this.mutate(from);
     if (isHiddenName(from)) fail(Errno.EPERM, "reserved name");
+    if (this.hides?.replacing()) {
+      const pin = this.tree.pin?.(from);
+      if (!pin) fail(Errno.EIO, "nothing to pin");
+      this.pinned.add(to, pin);
+      this.releasePins();
+      return;
+    }
     let pin;
     try {
       pin = this.tree.pin?.(from);

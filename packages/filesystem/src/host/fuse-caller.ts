@@ -68,11 +68,18 @@ export function enableLinkGroups(): ((key: number) => number) | null {
   }
 }
 
+/** The node whose name the RENAME being answered hides (0: none); whether a rename replaces that name. */
+export interface ShimHides {
+  hiding(): number;
+  replacing(): boolean;
+  takeReleased(): number[];
+}
+
 /**
  * The shim's hides (its sixth job, see pinned-files.ts), or null when the shim is not preloaded. Needs link
  * groups on: the shim hides only names of nodes it knows to be in a link group.
  */
-export function shimHides(): { hiding(): number; takeReleased(): number[] } | null {
+export function shimHides(): ShimHides | null {
   const preloaded = preloadedShim();
   if (!preloaded) return null;
   try {
@@ -80,9 +87,11 @@ export function shimHides(): { hiding(): number; takeReleased(): number[] } | nu
     const lib = koffi.load(preloaded);
     const hiding = lib.func("uint64_t iii_hiding(void)");
     const take = lib.func("int iii_take_released(_Out_ uint64_t *out, int max)");
+    const replaced = lib.func("int iii_hiding_replaced(void)");
     const buf = new BigUint64Array(256);
     return {
       hiding: () => Number(hiding() as number | bigint),
+      replacing: () => (replaced() as number) === 1,
       takeReleased: () => {
         const out: number[] = [];
         for (;;) {

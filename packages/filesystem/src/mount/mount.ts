@@ -84,9 +84,10 @@ export interface MountOptions {
   /**
    * Inode numbers derived from the host file, the same at every mount of the same tree (so a guest `git status`
    * on a fresh mount matches its index): 64 bits, the host inode number in the low half, a hash of the host
-   * device and birth time in the high half; a non-directory with several host links gets a number per name
-   * (top bit set), so no two names share a virtiofsd inode (see src/fs/inode-numbers.ts). Needs the shim
-   * (process isolation, built with a C compiler). Exclusive with `useIno`. Default false.
+   * device and birth time in the high half, one number for every name of a hard-linked file (see
+   * src/fs/inode-numbers.ts). Needs the shim (process isolation, built with a C compiler) and a host file system
+   * with birth times; without either the mount starts with libfuse's numbers and one warning
+   * (`IiiStableInodesOff`). Exclusive with `useIno`. Default false.
    */
   stableInodes?: boolean;
   /** How often the mount table is checked for an external unmount. Default 1000 ms. */
@@ -367,10 +368,19 @@ class FuseMount extends EventEmitter implements MountHandle {
 export async function mountPassthrough(options: MountOptions): Promise<MountHandle> {
   if (!options || typeof options.mountpoint !== "string") throw new FilesystemError("InvalidOptions", "mountpoint is required");
   checkHostOwner(options.hostOwner);
+  if (options.useIno && options.stableInodes) throw new FilesystemError("InvalidOptions", "useIno and stableInodes are exclusive");
+  options = withBirthTimes(options);
   const isolation = options.isolation ?? "auto";
   if (isolation === "process" || (isolation === "auto" && findServerScript() !== null)) return mountInChild(options);
   if ((options.root === undefined) === (options.layers === undefined)) {
     throw new FilesystemError("InvalidOptions", "exactly one of root or layers is required");
+  }
+  // Stable numbers are the shim's fifth job: without the shim (no C compiler at build, or in-process) the mount
+  // starts on libfuse's numbers, with one warning (before, it failed to start). Decided before the option string
+  // (stable numbers ride on use_ino).
+  if (options.stableInodes && !enableIno64()) {
+    stableInodesOff(options, "the setattr shim is not preloaded (dist/libiii-setattr-shim.so, isolation \"process\")");
+    options = { ...options, stableInodes: false };
   }
   const avail = fuseAvailable();
   if (!avail.ok) throw new FilesystemError("FuseUnavailable", avail.reason);
@@ -403,11 +413,6 @@ export async function mountPassthrough(options: MountOptions): Promise<MountHand
     tree.close();
     throw err;
   }
-  if (options.stableInodes && !enableIno64()) {
-    virtual.close();
-    tree.close();
-    throw new FilesystemError("InvalidOptions", "stableInodes needs the preloaded shim (dist/libiii-setattr-shim.so, isolation \"process\")");
-  }
   const guest = new GuestFs(tree, virtual, options.readOnly ?? false, options.stableInodes ?? false);
   guest.linkGroups = enableLinkGroups();
   if (guest.linkGroups) guest.hides = shimHides();
@@ -436,6 +441,35 @@ export async function mountPassthrough(options: MountOptions): Promise<MountHand
     if (!fdsBefore.has(entry) || entry.endsWith(" /dev/fuse")) setCloexec(Number(entry.slice(0, entry.indexOf(" "))));
   }
   return new FuseMount(mountpoint, fuse, guest, options.watchIntervalMs ?? 1000);
+}
+
+/** One warning line: the mount at `options.mountpoint` gets libfuse's inode numbers instead of stable ones. */
+function stableInodesOff(options: MountOptions, why: string): void {
+  process.emitWarning(`stableInodes off for ${path.resolve(options.mountpoint)}: ${why}; inode numbers are libfuse's, new at every mount`, { code: "IiiStableInodesOff" });
+}
+
+/**
+ * Stable numbers tell a file from a later one on the same host inode number by its birth time (ext4 hands a freed
+ * inode out at once). A host file system without birth times (NFS, FUSE, older tmpfs: statx gives no STATX_BTIME,
+ * Node's birthtime is 0) gives no such protection, and a reused number would make virtiofsd take the new file for
+ * the old one: such a mount gets libfuse's numbers, with one warning (not a failed start).
+ */
+function withBirthTimes(options: MountOptions): MountOptions {
+  if (!options.stableInodes) return options;
+  const dirs = options.root !== undefined ? [options.root] : options.layers ? [options.layers.lower, options.layers.upper] : [];
+  for (const dir of dirs) {
+    let born: bigint;
+    try {
+      born = fs.statSync(dir, { bigint: true }).birthtimeNs;
+    } catch {
+      continue; // reported as RootNotFound by the mount
+    }
+    if (born === 0n) {
+      stableInodesOff(options, `${dir} is on a file system without birth times (statx STATX_BTIME)`);
+      return { ...options, stableInodes: false };
+    }
+  }
+  return options;
 }
 
 /** "fd target" for every open fd (a reused number with a new target counts as new). */

@@ -148,7 +148,17 @@ static uint64_t name_hash(const char *name) {
   return h != 0 ? h : 1;
 }
 
+/*
+ * Held (read) by every request that answers with an entry (lookup, create, mknod, mkdir, symlink, link), from
+ * before libfuse counts the lookup (its find_node) until the shim has counted it at the reply; a FORGET takes it
+ * (write) around both counts' decrements. Before, a FORGET between libfuse's count and the shim's could take the
+ * shim's count to 0 while libfuse's was 1: the node left its group, and with its file's last node the file's one
+ * number went (the node came back at the reply with a number of its own).
+ */
+static pthread_rwlock_t counts_lock = PTHREAD_RWLOCK_INITIALIZER;
+
 static void entry_begin(unsigned long parent, const char *name) {
+  pthread_rwlock_rdlock(&counts_lock);
   tl_entry_parent = parent;
   tl_entry_hash = name_hash(name);
   tl_entry_set = 1;
@@ -156,6 +166,7 @@ static void entry_begin(unsigned long parent, const char *name) {
 
 static void entry_end(void) {
   tl_entry_set = 0;
+  pthread_rwlock_unlock(&counts_lock);
 }
 
 typedef void (*setattr_fn)(void *req, unsigned long ino, struct stat *attr, int to_set, void *fi);
@@ -315,9 +326,18 @@ struct iii_entry_param {
 static volatile int ino64;
 static volatile int link_groups;
 
-#define GROUP_SLOTS 32768
-#define GROUP_PROBES 8
-static struct {
+/*
+ * The node -> link group table (`groups`) and the file -> number table (`canon`, below) are open addressing with
+ * linear probing and backward-shift deletion: an entry is never evicted to make room (before, a full window of 8
+ * probe slots gave a live node's slot to a new node, and with it the file's one number went while its nodes
+ * lived: tens of thousands of linked files cached at once). A table doubles (rehashed under groups_lock) once it
+ * is 3/4 full, from TABLE_MIN_SLOTS up to TABLE_MAX_SLOTS; at that bound (or without memory) it fills up to 7/8,
+ * then a new node or file is not recorded (its replies carry its own node id, as before these tables existed)
+ * and nothing recorded is lost.
+ */
+#define TABLE_MIN_BITS 15
+#define TABLE_MAX_BITS 22
+struct group_entry {
   unsigned long nodeid;
   uint32_t key;
   /* With the key, the file's identity (the JS side's st_dev: low half of the host inode number). */
@@ -331,7 +351,10 @@ static struct {
    * starts at 0: its first FORGET drops it, as before.
    */
   uint64_t nlookup;
-} groups[GROUP_SLOTS];
+};
+static struct group_entry *groups;
+static unsigned group_bits;
+static size_t group_count;
 static pthread_mutex_t groups_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* For the JS side: from now on st_rdev of a regular file is a link-group key. Returns 1. */
@@ -340,8 +363,72 @@ int iii_link_groups_enable(void) {
   return 1;
 }
 
-static size_t group_home(unsigned long nodeid) {
-  return (size_t)((nodeid * 0x9E3779B97F4A7C15ULL) >> 49) % GROUP_SLOTS;
+/* Fibonacci hashing: the top `bits` bits of the product (at the first size, the home slot the tables had before). */
+static size_t slot_home(uint64_t k, unsigned bits) {
+  return (size_t)((k * 0x9E3779B97F4A7C15ULL) >> (64 - bits));
+}
+
+/* Whether entry j, whose home slot is k, may move into the hole at i (k not cyclically within (i, j]). */
+static int may_fill(size_t i, size_t j, size_t k) {
+  return i <= j ? (k <= i || k > j) : (k <= i && k > j);
+}
+
+/* Whether a table of 2^bits slots with `count` entries needs to grow before one more. */
+static int table_wants_growth(unsigned bits, size_t count) {
+  return bits == 0 || (count + 1) * 4 > ((size_t)1 << bits) * 3;
+}
+
+static int table_full(unsigned bits, size_t count) {
+  return bits == 0 || (count + 1) * 8 > ((size_t)1 << bits) * 7;
+}
+
+static size_t group_find(unsigned long nodeid) {
+  if (group_bits == 0 || nodeid == 0) return SIZE_MAX;
+  size_t mask = ((size_t)1 << group_bits) - 1;
+  for (size_t at = slot_home(nodeid, group_bits);; at = (at + 1) & mask) {
+    if (groups[at].nodeid == nodeid) return at;
+    if (groups[at].nodeid == 0) return SIZE_MAX;
+  }
+}
+
+static int group_grow(void) {
+  unsigned bits = group_bits == 0 ? TABLE_MIN_BITS : group_bits + 1;
+  if (bits > TABLE_MAX_BITS) return 0;
+  size_t cap = (size_t)1 << bits, old = group_bits == 0 ? 0 : (size_t)1 << group_bits;
+  struct group_entry *t = calloc(cap, sizeof *t);
+  if (t == NULL) return 0;
+  for (size_t i = 0; i < old; i++) {
+    if (groups[i].nodeid == 0) continue;
+    size_t at = slot_home(groups[i].nodeid, bits);
+    while (t[at].nodeid != 0) at = (at + 1) & (cap - 1);
+    t[at] = groups[i];
+  }
+  free(groups);
+  groups = t;
+  group_bits = bits;
+  return 1;
+}
+
+/* A new, zeroed entry for `nodeid` (not in the table); SIZE_MAX when the table is at its bound. */
+static size_t group_insert(unsigned long nodeid) {
+  if (table_wants_growth(group_bits, group_count) && !group_grow() && table_full(group_bits, group_count)) return SIZE_MAX;
+  size_t mask = ((size_t)1 << group_bits) - 1, at = slot_home(nodeid, group_bits);
+  while (groups[at].nodeid != 0) at = (at + 1) & mask;
+  memset(&groups[at], 0, sizeof groups[at]);
+  groups[at].nodeid = nodeid;
+  group_count++;
+  return at;
+}
+
+static void group_delete(size_t i) {
+  size_t mask = ((size_t)1 << group_bits) - 1;
+  for (size_t j = (i + 1) & mask; groups[j].nodeid != 0; j = (j + 1) & mask) {
+    if (!may_fill(i, j, slot_home(groups[j].nodeid, group_bits))) continue;
+    groups[i] = groups[j];
+    i = j;
+  }
+  memset(&groups[i], 0, sizeof groups[i]);
+  group_count--;
 }
 
 /*
@@ -357,118 +444,142 @@ static size_t group_home(unsigned long nodeid) {
  * guest's `rm` of the new name failed with EIO, filesystem.vm "many times in a row"). Before, the last node's
  * forget found that out by scanning all 32,768 group slots under groups_lock.
  */
-#define CANON_SLOTS 32768
-#define CANON_PROBES 8
-static struct {
+struct canon_entry {
   uint64_t id;
   unsigned long nodeid;
   uint64_t refs;
-} canon[CANON_SLOTS];
+};
+static struct canon_entry *canon;
+static unsigned canon_bits;
+static size_t canon_count;
 
 static uint64_t file_id(uint32_t key, uint32_t ident) {
   return ((uint64_t)ident << 32) | key;
 }
 
-/* The file's entry, or with `make` a new one (refs 0; a full neighbourhood loses its home slot); SIZE_MAX if none. */
-static size_t canon_slot(uint64_t id, int make) {
-  size_t home = (size_t)((id * 0x9E3779B97F4A7C15ULL) >> 49) % CANON_SLOTS;
-  for (int i = 0; i < CANON_PROBES; i++) {
-    size_t at = (home + (size_t)i) % CANON_SLOTS;
-    if (canon[at].id == id) return at;
+static int canon_grow(void) {
+  unsigned bits = canon_bits == 0 ? TABLE_MIN_BITS : canon_bits + 1;
+  if (bits > TABLE_MAX_BITS) return 0;
+  size_t cap = (size_t)1 << bits, old = canon_bits == 0 ? 0 : (size_t)1 << canon_bits;
+  struct canon_entry *t = calloc(cap, sizeof *t);
+  if (t == NULL) return 0;
+  for (size_t i = 0; i < old; i++) {
+    if (canon[i].id == 0) continue;
+    size_t at = slot_home(canon[i].id, bits);
+    while (t[at].id != 0) at = (at + 1) & (cap - 1);
+    t[at] = canon[i];
   }
-  if (!make) return SIZE_MAX;
-  size_t slot = home;
-  for (int i = 0; i < CANON_PROBES; i++) {
-    size_t at = (home + (size_t)i) % CANON_SLOTS;
-    if (canon[at].id == 0) {
-      slot = at;
-      break;
+  free(canon);
+  canon = t;
+  canon_bits = bits;
+  return 1;
+}
+
+/* The file's entry, or with `make` a new one (refs 0); SIZE_MAX if none (or the table is at its bound). */
+static size_t canon_slot(uint64_t id, int make) {
+  if (canon_bits != 0) {
+    size_t mask = ((size_t)1 << canon_bits) - 1;
+    for (size_t at = slot_home(id, canon_bits);; at = (at + 1) & mask) {
+      if (canon[at].id == id) return at;
+      if (canon[at].id == 0) break;
     }
   }
-  canon[slot].id = id;
-  canon[slot].nodeid = 0;
-  canon[slot].refs = 0;
-  return slot;
+  if (!make) return SIZE_MAX;
+  if (table_wants_growth(canon_bits, canon_count) && !canon_grow() && table_full(canon_bits, canon_count)) return SIZE_MAX;
+  size_t mask = ((size_t)1 << canon_bits) - 1, at = slot_home(id, canon_bits);
+  while (canon[at].id != 0) at = (at + 1) & mask;
+  canon[at].id = id;
+  canon[at].nodeid = 0;
+  canon[at].refs = 0;
+  canon_count++;
+  return at;
 }
 
 /* A node of the file left `groups`: with the file's last one, its number goes. Call with groups_lock held. */
 static void canon_unref(uint64_t id) {
-  size_t at = canon_slot(id, 0);
-  if (at == SIZE_MAX) return;
-  if (canon[at].refs > 1) {
-    canon[at].refs--;
+  size_t i = canon_slot(id, 0);
+  if (i == SIZE_MAX) return;
+  if (canon[i].refs > 1) {
+    canon[i].refs--;
     return;
   }
-  canon[at].id = 0;
-  canon[at].nodeid = 0;
-  canon[at].refs = 0;
+  size_t mask = ((size_t)1 << canon_bits) - 1;
+  for (size_t j = (i + 1) & mask; canon[j].id != 0; j = (j + 1) & mask) {
+    if (!may_fill(i, j, slot_home(canon[j].id, canon_bits))) continue;
+    canon[i] = canon[j];
+    i = j;
+  }
+  memset(&canon[i], 0, sizeof canon[i]);
+  canon_count--;
 }
 
+/* The node leaves its group (and its file's count). Call with groups_lock held. */
 static void group_clear(size_t at) {
-  if (groups[at].nodeid != 0) canon_unref(file_id(groups[at].key, groups[at].ident));
-  groups[at].nodeid = 0;
-  groups[at].key = 0;
-  groups[at].ident = 0;
-  groups[at].nlookup = 0;
+  canon_unref(file_id(groups[at].key, groups[at].ident));
+  group_delete(at);
+}
+
+/* Whether `nodeid` is in `groups` (so a lookup counted for it by group_take was recorded). */
+static int group_has(unsigned long nodeid) {
+  pthread_mutex_lock(&groups_lock);
+  int found = group_find(nodeid) != SIZE_MAX;
+  pthread_mutex_unlock(&groups_lock);
+  return found;
 }
 
 /* `lookups`: 1 for an entry reply naming the node (libfuse counted a lookup), 0 otherwise. */
 static void group_record(unsigned long nodeid, uint32_t key, uint32_t ident, unsigned lookups) {
-  size_t home = group_home(nodeid);
+  uint64_t id = file_id(key, ident);
   pthread_mutex_lock(&groups_lock);
-  /* The node's own slot first, anywhere in its probes (holes are allowed); else the first free one; else the
-     home slot is taken over. */
-  size_t slot = SIZE_MAX;
-  for (int i = 0; i < GROUP_PROBES && slot == SIZE_MAX; i++) {
-    size_t at = (home + (size_t)i) % GROUP_SLOTS;
-    if (groups[at].nodeid == nodeid) slot = at;
-  }
+  size_t slot = group_find(nodeid);
   if (slot != SIZE_MAX && (groups[slot].key != key || groups[slot].ident != ident)) {
     /* The node's name is another host file now (replaced behind the mount): it leaves the old file's group. */
     canon_unref(file_id(groups[slot].key, groups[slot].ident));
+    size_t c = canon_slot(id, 1);
+    if (c == SIZE_MAX) {
+      group_delete(slot);
+      pthread_mutex_unlock(&groups_lock);
+      return;
+    }
+    canon[c].refs++;
     groups[slot].key = key;
     groups[slot].ident = ident;
-    canon[canon_slot(file_id(key, ident), 1)].refs++;
   }
   if (slot == SIZE_MAX) {
-    for (int i = 0; i < GROUP_PROBES && slot == SIZE_MAX; i++) {
-      size_t at = (home + (size_t)i) % GROUP_SLOTS;
-      if (groups[at].nodeid == 0) slot = at;
+    size_t c = canon_slot(id, 1);
+    if (c != SIZE_MAX) {
+      canon[c].refs++;
+      slot = group_insert(nodeid);
+      if (slot == SIZE_MAX) canon_unref(id);
     }
-    if (slot == SIZE_MAX) slot = home;
-    group_clear(slot);
-    groups[slot].nodeid = nodeid;
+    if (slot == SIZE_MAX) {
+      pthread_mutex_unlock(&groups_lock);
+      return;
+    }
     groups[slot].key = key;
     groups[slot].ident = ident;
-    canon[canon_slot(file_id(key, ident), 1)].refs++;
   }
   groups[slot].nlookup += lookups;
   pthread_mutex_unlock(&groups_lock);
 }
 
 static int group_of(unsigned long nodeid, uint32_t *key, uint32_t *ident, unsigned lookups) {
-  size_t home = group_home(nodeid);
-  int found = 0;
   pthread_mutex_lock(&groups_lock);
-  for (int i = 0; i < GROUP_PROBES; i++) {
-    size_t at = (home + (size_t)i) % GROUP_SLOTS;
-    if (groups[at].nodeid == nodeid) {
-      *key = groups[at].key;
-      *ident = groups[at].ident;
-      groups[at].nlookup += lookups;
-      found = 1;
-      break;
-    }
+  size_t at = group_find(nodeid);
+  if (at != SIZE_MAX) {
+    *key = groups[at].key;
+    *ident = groups[at].ident;
+    groups[at].nlookup += lookups;
   }
   pthread_mutex_unlock(&groups_lock);
-  return found;
+  return at != SIZE_MAX;
 }
 
 static unsigned long canon_of(uint64_t id, unsigned long candidate) {
   pthread_mutex_lock(&groups_lock);
   size_t at = canon_slot(id, 0);
   unsigned long out = candidate;
-  /* No entry: the file's nodes lost theirs to a full neighbourhood; this reply's own number, kept nowhere. */
+  /* No entry: the tables are at their bound; this reply's own number, kept nowhere. */
   if (at != SIZE_MAX) {
     if (canon[at].nodeid == 0) canon[at].nodeid = candidate;
     out = canon[at].nodeid;
@@ -479,11 +590,9 @@ static unsigned long canon_of(uint64_t id, unsigned long candidate) {
 
 /* A FORGET of `n` lookups of a node (or libfuse's own forget of a reply the kernel never got). */
 static void group_forget(unsigned long nodeid, uint64_t n) {
-  size_t home = group_home(nodeid);
   pthread_mutex_lock(&groups_lock);
-  for (int i = 0; i < GROUP_PROBES; i++) {
-    size_t at = (home + (size_t)i) % GROUP_SLOTS;
-    if (groups[at].nodeid != nodeid) continue;
+  size_t at = group_find(nodeid);
+  if (at != SIZE_MAX) {
     if (groups[at].nlookup > n) groups[at].nlookup -= n;
     else group_clear(at);
   }
@@ -495,8 +604,8 @@ static void group_forget(unsigned long nodeid, uint64_t n) {
  * group keeps its group's number after its file drops to one link. `wide` (stable inode numbers): the numbers
  * are the JS side's (one per file), and st_dev is their high half. `lookups`: 1 for an entry reply.
  */
-static void group_take(struct stat *st, unsigned long nodeid, int wide, unsigned lookups) {
-  if (!S_ISREG(st->st_mode)) return;
+static int group_take(struct stat *st, unsigned long nodeid, int wide, unsigned lookups) {
+  if (!S_ISREG(st->st_mode)) return 0;
   uint32_t key = 0, ident = 0;
   if (st->st_rdev != 0) {
     key = (uint32_t)st->st_rdev;
@@ -505,13 +614,26 @@ static void group_take(struct stat *st, unsigned long nodeid, int wide, unsigned
     if (tl_link_src != 0) group_record(tl_link_src, key, ident, 0);
     st->st_rdev = 0;
   } else if (nodeid == 0 || !group_of(nodeid, &key, &ident, lookups)) {
-    return;
+    return 0;
   }
-  if (wide) return;
-  unsigned long first = tl_link_src != 0 ? tl_link_src : nodeid;
-  if (first == 0) return;
-  st->st_ino = canon_of(file_id(key, ident), first);
-  st->st_dev = 0;
+  if (!wide) {
+    unsigned long first = tl_link_src != 0 ? tl_link_src : nodeid;
+    if (first != 0) {
+      st->st_ino = canon_of(file_id(key, ident), first);
+      st->st_dev = 0;
+    }
+  }
+  return nodeid != 0 && lookups > 0 && group_has(nodeid);
+}
+
+/*
+ * After libfuse's entry reply: when it failed with -ENOENT, libfuse forgets the lookup it counted (the kernel never
+ * got the reply), and so does the table, for a lookup it counted (`counted`, from group_take). Before, it forgot one
+ * also for a reply it had not counted (the name no longer a regular file, or no group), taking a lookup another
+ * reply had counted: the node could go while libfuse kept it.
+ */
+static void entry_reply_done(unsigned long nodeid, int counted, int rc) {
+  if (rc == -ENOENT && counted) group_forget(nodeid, 1);
 }
 
 /*
@@ -532,21 +654,45 @@ uint64_t iii_test_group_reply(uint64_t nodeid, uint32_t key, uint32_t ident, int
 
 /* For tests: a FORGET of `n` lookups of `nodeid`, as forget_releasing takes it (without libfuse's own). */
 void iii_test_group_forget(uint64_t nodeid, uint64_t n) {
+  pthread_rwlock_wrlock(&counts_lock);
   group_forget((unsigned long)nodeid, n);
+  pthread_rwlock_unlock(&counts_lock);
+}
+
+/* For tests: a lookup libfuse has counted (its find_node) and not yet replied to; iii_test_lookup_reply ends it. */
+void iii_test_lookup_begin(void) {
+  entry_begin(1, "iii-test");
+}
+
+/* For tests: the reply of the lookup iii_test_lookup_begin began, as iii_test_group_reply's entry reply. */
+uint64_t iii_test_lookup_reply(uint64_t nodeid, uint32_t key, uint32_t ident) {
+  tl_entry_set = 0; /* no name to record */
+  uint64_t ino = iii_test_group_reply(nodeid, key, ident, 1);
+  entry_end();
+  return ino;
+}
+
+/*
+ * For tests: an entry reply for `nodeid` (a regular file in link group `key`, or with `regular` 0 a directory) that
+ * libfuse then fails to send (-ENOENT when `fails`), as fuse_reply_entry takes it; returns the st_ino it would send.
+ */
+uint64_t iii_test_entry_reply(uint64_t nodeid, uint32_t key, uint32_t ident, int regular, int fails) {
+  struct stat st;
+  memset(&st, 0, sizeof st);
+  st.st_mode = regular ? (S_IFREG | 0644) : (S_IFDIR | 0755);
+  st.st_rdev = regular ? key : 0;
+  st.st_dev = ident;
+  st.st_ino = (uint32_t)nodeid;
+  int counted = group_take(&st, (unsigned long)nodeid, 0, 1);
+  entry_reply_done((unsigned long)nodeid, counted, fails ? -ENOENT : 0);
+  return st.st_ino;
 }
 
 /* The recorded link group of a node, 0 when none. */
 static uint32_t group_key_of(unsigned long nodeid) {
-  size_t home = (size_t)((nodeid * 0x9E3779B97F4A7C15ULL) >> 49) % GROUP_SLOTS;
-  uint32_t key = 0;
   pthread_mutex_lock(&groups_lock);
-  for (int i = 0; i < GROUP_PROBES; i++) {
-    size_t at = (home + (size_t)i) % GROUP_SLOTS;
-    if (groups[at].nodeid == nodeid) {
-      key = groups[at].key;
-      break;
-    }
-  }
+  size_t at = group_find(nodeid);
+  uint32_t key = at != SIZE_MAX ? groups[at].key : 0;
   pthread_mutex_unlock(&groups_lock);
   return key;
 }
@@ -715,26 +861,62 @@ static void unlink_keeping_links(void *req, unsigned long parent, const char *na
   pthread_mutex_unlock(&hide_lock);
 }
 
+/*
+ * A RENAME onto a name of a linked file replaces that name as an UNLINK would: its node (which the guest may
+ * reach through the file's other names: virtiofsd's inode of the file is that node) is hidden first, as
+ * unlink_keeping_links hides it, then the rename runs. Before, libfuse's rename dropped the replaced node's name
+ * and the node went with it: `ln y z; cat y; mv x y; cat z` gave ENOENT in a guest. The hide is libfuse's own
+ * rename run with this request, its reply held back (fuse_reply_err below): libfuse's node table stays
+ * consistent, and the request is answered once, by the real rename. A failed hide leaves the rename as it was.
+ */
+static __thread int tl_hold_reply;
+static volatile int hiding_replaced;
+
+/* For the JS thread: 1 while the hide it answers is for a RENAME over the name (pin only: the rename replaces
+   the host name), 0 for an UNLINK's. */
+int iii_hiding_replaced(void) {
+  return __atomic_load_n(&hiding_replaced, __ATOMIC_ACQUIRE);
+}
+
 static void rename_recording(void *req, unsigned long parent, const char *name, unsigned long newparent, const char *newname) {
   uint64_t h = name_hash(name), nh = name_hash(newname);
   unsigned long node = names_take(parent, h);
-  names_take(newparent, nh);
+  unsigned long target = names_take(newparent, nh);
+  uint32_t target_key = target > 1 ? group_key_of(target) : 0;
+  if (target_key != 0 && target != node && (node == 0 || group_key_of(node) != target_key)) {
+    char hidden_name[64];
+    snprintf(hidden_name, sizeof hidden_name, HIDDEN_NAME_PREFIX "%lu", target);
+    hidden_add(target);
+    pthread_mutex_lock(&hide_lock);
+    __atomic_store_n(&hiding_replaced, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&hiding_node, target, __ATOMIC_RELEASE);
+    tl_hold_reply = 1;
+    libfuse_rename(req, newparent, newname, 1, hidden_name);
+    tl_hold_reply = 0;
+    __atomic_store_n(&hiding_node, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&hiding_replaced, 0, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&hide_lock);
+  }
   if (node != 0) names_put(newparent, nh, node);
   libfuse_rename(req, parent, name, newparent, newname);
 }
 
 static void forget_releasing(void *req, unsigned long ino, unsigned long nlookup) {
+  pthread_rwlock_wrlock(&counts_lock);
   hidden_forget(ino);
   group_forget(ino, nlookup);
   libfuse_forget(req, ino, nlookup);
+  pthread_rwlock_unlock(&counts_lock);
 }
 
 static void forget_multi_releasing(void *req, size_t count, struct iii_forget_data *forgets) {
+  pthread_rwlock_wrlock(&counts_lock);
   for (size_t i = 0; i < count; i++) {
     hidden_forget((unsigned long)forgets[i].ino);
     group_forget((unsigned long)forgets[i].ino, forgets[i].nlookup);
   }
   libfuse_forget_multi(req, count, forgets);
+  pthread_rwlock_unlock(&counts_lock);
 }
 
 /*
@@ -748,7 +930,8 @@ int iii_inval_link_group(uint32_t key) {
   unsigned long found[64];
   int n = 0;
   pthread_mutex_lock(&groups_lock);
-  for (size_t i = 0; i < GROUP_SLOTS && n < 64; i++) {
+  size_t cap = group_bits == 0 ? 0 : (size_t)1 << group_bits;
+  for (size_t i = 0; i < cap && n < 64; i++) {
     if (groups[i].key == key && groups[i].nodeid != 0) found[n++] = groups[i].nodeid;
   }
   pthread_mutex_unlock(&groups_lock);
@@ -779,14 +962,14 @@ int fuse_reply_entry(void *req, const struct iii_entry_param *e) {
   int wide = __atomic_load_n(&ino64, __ATOMIC_ACQUIRE), tagged = __atomic_load_n(&link_groups, __ATOMIC_ACQUIRE);
   if ((!wide && !tagged) || e == NULL) return real(req, e);
   struct iii_entry_param copy = *e;
+  int counted = 0;
   if (tagged) {
     entry_record(copy.ino);
-    group_take(&copy.attr, copy.ino, wide, 1);
+    counted = group_take(&copy.attr, copy.ino, wide, 1);
   }
   if (wide) combine_ino(&copy.attr);
   int rc = real(req, &copy);
-  /* libfuse then forgets the lookup it counted (the kernel never got the reply). */
-  if (rc == -ENOENT && tagged && copy.ino != 0) group_forget(copy.ino, 1);
+  entry_reply_done(copy.ino, counted, rc);
   return rc;
 }
 
@@ -801,13 +984,14 @@ int fuse_reply_create(void *req, const struct iii_entry_param *e, const void *fi
   int wide = __atomic_load_n(&ino64, __ATOMIC_ACQUIRE), tagged = __atomic_load_n(&link_groups, __ATOMIC_ACQUIRE);
   if ((!wide && !tagged) || e == NULL) return real(req, e, fi);
   struct iii_entry_param copy = *e;
+  int counted = 0;
   if (tagged) {
     entry_record(copy.ino);
-    group_take(&copy.attr, copy.ino, wide, 1);
+    counted = group_take(&copy.attr, copy.ino, wide, 1);
   }
   if (wide) combine_ino(&copy.attr);
   int rc = real(req, &copy, fi);
-  if (rc == -ENOENT && tagged && copy.ino != 0) group_forget(copy.ino, 1);
+  entry_reply_done(copy.ino, counted, rc);
   return rc;
 }
 
@@ -818,7 +1002,7 @@ int fuse_reply_attr(void *req, const struct stat *attr, double attr_timeout) {
   int wide = __atomic_load_n(&ino64, __ATOMIC_ACQUIRE), tagged = __atomic_load_n(&link_groups, __ATOMIC_ACQUIRE);
   if ((!wide && !tagged) || attr == NULL) return real(req, attr, attr_timeout);
   struct stat copy = *attr;
-  if (tagged) group_take(&copy, tl_attr_ino, wide, 0);
+  if (tagged) (void)group_take(&copy, tl_attr_ino, wide, 0);
   if (wide) combine_ino(&copy);
   return real(req, &copy, attr_timeout);
 }
@@ -899,6 +1083,12 @@ int fuse_reply_err(void *req, int err) {
   static int (*real)(void *, int);
   if (real == NULL) real = (int (*)(void *, int))libfuse_sym("fuse_reply_err");
   if (real == NULL) return -ENOSYS;
+  if (tl_hold_reply) {
+    /* rename_recording's hide: the request stays open for the real rename. */
+    (void)err;
+    tl_hold_reply = 0;
+    return 0;
+  }
   if (tl_cap_ino != 0 && err == ENODATA) {
     /* The generation is read before the JS side answered: a set since then makes this one stale. */
     size_t at = nocap_slot(tl_cap_ino);
