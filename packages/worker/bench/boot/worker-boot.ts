@@ -15,10 +15,10 @@ import { managedDir } from "../../src/paths.js";
 const CLI = fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
 const FIRST_LINE = "iii-worker-first-line";
 
-/** Runs the built CLI; its stderr for the failure message. (bench/density uses it too.) */
-export function runCli(args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; stderr: string }> {
+/** Runs the built CLI (or `cli`, another build's, for an A/B); its stderr for the failure message. (bench/density uses it too.) */
+export function runCli(args: string[], cwd: string, env: NodeJS.ProcessEnv, cli = CLI): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd, env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(process.execPath, [cli, ...args], { cwd, env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
     child.stderr.on("data", (d) => (stderr += d));
     child.on("close", (code) => resolve({ code, stderr }));
@@ -40,11 +40,16 @@ export async function msUntilLogHas(log: string, before: number, marker: string,
  */
 export class WorkerBootRig {
   private readonly work = mkdtempSync(join("/tmp", "iii-bench-w-"));
-  private readonly env = { III_HOME: join(this.work, "h") };
+  private readonly env: NodeJS.ProcessEnv;
   private stdoutLog = "";
 
+  /** `cli`: the CLI to run (default this build's); `env`: added to its environment (e.g. III_INIT_PATH). */
+  constructor(private readonly cli = CLI, env: NodeJS.ProcessEnv = {}) {
+    this.env = { ...env, III_HOME: join(this.work, "h") };
+  }
+
   async add(busyboxRootfs: string, memory = "256Mi"): Promise<void> {
-    const added = await runCli(["add", `dir:${busyboxRootfs}`, "--name", "bench", "--cpus", "1", "--memory", memory, "--", "sh", "-c", `echo ${FIRST_LINE}; exec sleep 1000`], this.work, this.env);
+    const added = await runCli(["add", `dir:${busyboxRootfs}`, "--name", "bench", "--cpus", "1", "--memory", memory, "--", "sh", "-c", `echo ${FIRST_LINE}; exec sleep 1000`], this.work, this.env, this.cli);
     if (added.code !== 0) throw new Error(`add failed: ${added.stderr}`);
     this.stdoutLog = join(managedDir("bench", this.env, this.work), "logs/stdout.log");
   }
@@ -53,19 +58,19 @@ export class WorkerBootRig {
   async start(): Promise<Record<string, number>> {
     const before = existsSync(this.stdoutLog) ? statSync(this.stdoutLog).size : 0;
     const t0 = performance.now();
-    const started = runCli(["start", "bench", "--timings"], this.work, this.env);
+    const started = runCli(["start", "bench", "--timings"], this.work, this.env, this.cli);
     const firstLine = await msUntilLogHas(this.stdoutLog, before, FIRST_LINE, t0);
     const result = await started;
     if (result.code !== 0) throw new Error(`start failed: ${result.stderr}`);
     const sample = JSON.parse(result.stderr.match(/timings (\{.*\})/)?.[1] ?? "{}") as Record<string, number>;
     sample["start → first workload line"] = firstLine;
-    const stopped = await runCli(["stop", "bench", "--timeout", "1"], this.work, this.env);
+    const stopped = await runCli(["stop", "bench", "--timeout", "1"], this.work, this.env, this.cli);
     if (stopped.code !== 0) throw new Error(`stop failed: ${stopped.stderr}`);
     return sample;
   }
 
   async close(): Promise<void> {
-    await runCli(["stop", "bench", "--timeout", "1"], this.work, this.env);
+    await runCli(["stop", "bench", "--timeout", "1"], this.work, this.env, this.cli);
     rmSync(this.work, { recursive: true, force: true });
   }
 }

@@ -3,7 +3,7 @@ import { log, type SupervisorRun } from "../run.js";
 
 /** The worker's API socket (status, exec, restart, the one stop) and the registry of its execs. */
 export async function apiPhase(run: SupervisorRun): Promise<void> {
-  // Loaded here, not with the supervisor: the HTTP and WebSocket servers load while the mount comes up.
+  // Loaded here, not with the supervisor: the HTTP and WebSocket servers load while the guest boots (phases/index.ts).
   const [{ ExecRegistry }, { ApiServer }] = await Promise.all([import("../../api/exec-registry.js"), import("../../api/server.js")]);
   const { plan } = run;
   const execs = new ExecRegistry(() => (run.readyAt !== undefined && !run.crash ? run.control : undefined));
@@ -22,7 +22,7 @@ export async function apiPhase(run: SupervisorRun): Promise<void> {
       resources: { vcpus: plan.launch.vcpus, memoryBytes: plan.launch.memoryBytes },
       timings: run.timings,
       execs: { running: execs.runningCount, max: execs.maxExecs },
-      // The API comes up beside the network stack (phases/index.ts): a status asked for in between has no network yet.
+      // The network stack is up before the API (phases/index.ts); null only for a run without one.
       network: run.stack ? { policy: run.stack.policy.describe(), counters: run.stack.counters, dns: run.stack.dns.counters, flows: run.stack.snapshot() } : null,
       workloadExit: run.workloadExit ?? null,
     }),

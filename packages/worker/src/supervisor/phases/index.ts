@@ -18,15 +18,19 @@ export interface Phase {
 
 /**
  * A VM's boot; each phase's end is recorded in the run's timings under its name. The FUSE mount, the network
- * stack, the API socket and the control socket do not depend on each other and come up together; the VM
- * needs the mount (virtiofsd serves it), the network socket and the control socket (QEMU dials both).
+ * stack and the control socket do not depend on each other and come up together; the VM needs the mount
+ * (virtiofsd serves it), the network socket and the control socket (QEMU dials both). The API socket comes up
+ * once QEMU runs: loading its HTTP and WebSocket servers (~40 ms of the supervisor's one thread here) beside the
+ * mount held up the mount's and the network's callbacks, and so QEMU's spawn; after it, it overlaps the guest's
+ * boot (a second or more under TCG), and the boot still reports ready only once every phase has ended. A stop
+ * sent before the API listens is a SIGTERM (lifecycle.ts stopWorker).
  */
 export const PHASES: readonly Phase[] = [
   { name: "mount", run: mountPhase, needs: [] },
   { name: "network", run: networkPhase, needs: [] },
-  { name: "api", run: apiPhase, needs: [] },
   { name: "control", run: controlPhase, needs: [] },
   { name: "vmm", run: vmmPhase, needs: ["mount", "network", "control"] },
+  { name: "api", run: apiPhase, needs: ["vmm"] },
 ];
 
 /**

@@ -5,8 +5,8 @@ import { SupervisorRun } from "../run.js";
 import { PHASES, runPhases, type Phase } from "./index.js";
 
 describe("the supervisor's phases", () => {
-  it("run in the order mount, network, api, control, vmm", () => {
-    expect(PHASES.map((p) => p.name)).toEqual(["mount", "network", "api", "control", "vmm"]);
+  it("run in the order mount, network, control, vmm, api", () => {
+    expect(PHASES.map((p) => p.name)).toEqual(["mount", "network", "control", "vmm", "api"]);
   });
 
   it("a failing phase stops the boot; the one cleanup owner undoes what ran, in reverse, once", async () => {
@@ -65,10 +65,11 @@ describe("the supervisor's phases", () => {
     expect(vmmStarted).toBe(false);
   });
 
-  it("the VM phase needs the mount, the network and the control socket; the API is not on the boot's path", () => {
+  it("the VM phase needs the mount, the network and the control socket; the API comes up after QEMU's spawn, off the boot's path", () => {
     const byName = Object.fromEntries(PHASES.map((p) => [p.name, p.needs]));
     expect(byName.vmm).toEqual(["mount", "network", "control"]);
-    expect([byName.mount, byName.network, byName.api, byName.control]).toEqual([[], [], [], []]);
+    expect([byName.mount, byName.network, byName.control]).toEqual([[], [], []]);
+    expect(byName.api).toEqual(["vmm"]);
   });
 });
 
