@@ -66,7 +66,7 @@ try {
 function phasesOf(s: Record<string, number>): Record<string, number> {
   const g = (k: string) => s[k] ?? NaN;
   const sup = g("cli:supervisor"); // supervisor process start, on the CLI's clock
-  const parallel = Math.max(g("mount"), g("network"), g("control"));
+  const parallel = Math.max(g("mount"), g("network"), g("control"), g("qemu"));
   const standby = s["cli:go"] !== undefined;
   // Every row in every sample (NaN where it does not apply: the first round starts without a standby).
   return {
@@ -81,13 +81,16 @@ function phasesOf(s: Record<string, number>): Record<string, number> {
     "  mount (FUSE server pre-spawned)": g("mount") - g("plan"),
     "  network stack": g("network") - g("plan"),
     "  control socket": g("control") - g("plan"),
-    "supervisor: mount ‖ network ‖ control": parallel - g("plan"),
-    "supervisor: virtiofsd + QEMU start → QMP": g("vmm") - parallel,
+    "  QEMU spawned (after network and control, beside the mount)": g("qemu") - g("plan"),
+    "supervisor: mount ‖ network ‖ control ‖ QEMU's spawn": parallel - g("plan"),
+    "supervisor: virtiofsd, QEMU start → QMP": g("vmm") - parallel,
     "  API socket, after vmm (off the path)": g("api") - g("vmm"),
-    "QEMU → kernel → init READY": g("ready") - g("vmm"),
+    "QMP → kernel → init READY": g("ready") - g("vmm"),
     "  init, in the guest": g("guest:boot"),
     "READY → CLI has it": g("cli:ready") - (sup + g("ready")),
     "start → first workload line": g("start → first workload line"),
+    "  CLI start → QMP up (host side, CLI's clock)": sup + g("vmm"),
+    "  CLI start → supervisor READY (CLI's clock)": sup + g("ready"),
   };
 }
 const oursPhases = ours.map(phasesOf);

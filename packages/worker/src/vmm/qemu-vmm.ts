@@ -162,8 +162,8 @@ export class QemuVmm implements Vmm {
    * start-up (libraries, TCG, the kernel image: ≈100 ms of its ≈170 ms to QMP under TCG here) runs beside the
    * virtiofsd's instead of after them, and QEMU blocks in the vhost-user handshake until they answer. The
    * control and network sockets QEMU dials must be listening already; the shares' directories are checked by
-   * start(). (A worker's supervisor calls both once the FUSE mount is up: spawning QEMU sooner, beside the mount,
-   * measured no faster on 2 cores, its start-up taking CPU from the FUSE server's.)
+   * start(). A worker's supervisor calls this beside the FUSE mount and start() once the mount is up
+   * (supervisor/phases: qemu, vmm).
    */
   async startEarly(): Promise<void> {
     if (this.qemu || this.prepared) throw new IiiError("Internal", `VM ${this.config.name}: startEarly() comes first`);

@@ -3,7 +3,7 @@ import { apiPhase } from "./api.js";
 import { controlPhase } from "./control.js";
 import { mountPhase } from "./mount.js";
 import { networkPhase } from "./network.js";
-import { vmmPhase } from "./vmm.js";
+import { qemuPhase, vmmPhase } from "./vmm.js";
 
 export interface Phase {
   name: string;
@@ -18,8 +18,9 @@ export interface Phase {
 
 /**
  * A VM's boot; each phase's end is recorded in the run's timings under its name. The FUSE mount, the network
- * stack and the control socket do not depend on each other and come up together; the VM needs the mount
- * (virtiofsd serves it), the network socket and the control socket (QEMU dials both). The API socket comes up
+ * stack and the control socket do not depend on each other and come up together; QEMU is spawned as soon as
+ * the sockets it dials (network, control) listen, beside the mount, and the vmm phase (its virtiofsd's, QMP)
+ * needs the mount (virtiofsd serves it). The API socket comes up
  * once QEMU runs: loading its HTTP and WebSocket servers (~40 ms of the supervisor's one thread here) beside the
  * mount held up the mount's and the network's callbacks, and so QEMU's spawn; after it, it overlaps the guest's
  * boot (a second or more under TCG), and the boot still reports ready only once every phase has ended. A stop
@@ -29,7 +30,8 @@ export const PHASES: readonly Phase[] = [
   { name: "mount", run: mountPhase, needs: [] },
   { name: "network", run: networkPhase, needs: [] },
   { name: "control", run: controlPhase, needs: [] },
-  { name: "vmm", run: vmmPhase, needs: ["mount", "network", "control"] },
+  { name: "qemu", run: qemuPhase, needs: ["network", "control"] },
+  { name: "vmm", run: vmmPhase, needs: ["qemu", "mount"] },
   { name: "api", run: apiPhase, needs: ["vmm"] },
 ];
 

@@ -19,7 +19,8 @@ export async function mountPhase(run: SupervisorRun): Promise<void> {
   run.resources.add("run dir", () => rm(paths.runtime, { recursive: true, force: true }));
 
   const root = await serve(run, plan.mount.root, "the root filesystem", run.rootServer);
-  run.record.children = [{ name: "iii-fs", pid: root.serverPid, startTime: processStartTime(root.serverPid) ?? 0 }];
+  // Beside what the qemu phase, running at the same time, may have recorded already.
+  run.record.children = [{ name: "iii-fs", pid: root.serverPid, startTime: processStartTime(root.serverPid) ?? 0 }, ...(run.record.children ?? [])];
   await Promise.all(
     plan.mount.shares.map(async (share) => {
       if (!(await stat(share.host).then((s) => s.isDirectory(), () => false))) {

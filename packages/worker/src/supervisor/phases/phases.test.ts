@@ -5,8 +5,8 @@ import { SupervisorRun } from "../run.js";
 import { PHASES, runPhases, type Phase } from "./index.js";
 
 describe("the supervisor's phases", () => {
-  it("run in the order mount, network, control, vmm, api", () => {
-    expect(PHASES.map((p) => p.name)).toEqual(["mount", "network", "control", "vmm", "api"]);
+  it("run in the order mount, network, control, qemu, vmm, api", () => {
+    expect(PHASES.map((p) => p.name)).toEqual(["mount", "network", "control", "qemu", "vmm", "api"]);
   });
 
   it("a failing phase stops the boot; the one cleanup owner undoes what ran, in reverse, once", async () => {
@@ -65,9 +65,10 @@ describe("the supervisor's phases", () => {
     expect(vmmStarted).toBe(false);
   });
 
-  it("the VM phase needs the mount, the network and the control socket; the API comes up after QEMU's spawn, off the boot's path", () => {
+  it("QEMU is spawned beside the mount once the sockets it dials listen; virtiofsd needs the mount; the API comes after, off the boot's path", () => {
     const byName = Object.fromEntries(PHASES.map((p) => [p.name, p.needs]));
-    expect(byName.vmm).toEqual(["mount", "network", "control"]);
+    expect(byName.qemu).toEqual(["network", "control"]);
+    expect(byName.vmm).toEqual(["qemu", "mount"]);
     expect([byName.mount, byName.network, byName.control]).toEqual([[], [], []]);
     expect(byName.api).toEqual(["vmm"]);
   });

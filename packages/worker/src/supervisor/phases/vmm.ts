@@ -1,13 +1,15 @@
 import { IiiError } from "../../errors.js";
 import { ROOT_TAG } from "../../launch/plan.js";
+import type { Vmm } from "../../vmm/types.js";
 import type { SupervisorRun } from "../run.js";
 
 /**
- * The VM: made by the run's VMM factory from the plan, prepared and started. When the VMM can (Vmm.startEarly),
- * QEMU is spawned first, on the shares' sockets made listening for it, and its virtiofsd's right after: their
- * start-ups overlap instead of QEMU waiting for each virtiofsd to create its socket.
+ * The VM, made by the run's VMM factory from the plan. When the VMM can (Vmm.startEarly), QEMU is spawned here,
+ * beside the FUSE mount, on the shares' sockets made listening for it: its start-up (libraries, TCG, the kernel
+ * image) overlaps the mount, and it then waits in the vhost-user handshake until the vmm phase spawns the
+ * virtiofsd's. Otherwise the VM is only prepared here. Needs the sockets QEMU dials (network, control).
  */
-export async function vmmPhase(run: SupervisorRun): Promise<void> {
+export async function qemuPhase(run: SupervisorRun): Promise<void> {
   const vm = run.createVmm({
     ...run.plan.vm,
     hostEnv: run.env,
@@ -16,12 +18,25 @@ export async function vmmPhase(run: SupervisorRun): Promise<void> {
   });
   run.vmm = vm;
   run.resources.add("vm", () => vm.cleanup());
-  if (vm.startEarly) await vm.startEarly();
-  else await vm.prepare();
+  if (!vm.startEarly) return vm.prepare();
+  await vm.startEarly();
+  // QEMU is in vm.json at once: a supervisor killed before the vmm phase ends leaves nothing unrecorded.
+  await recordVmProcesses(run, vm);
+}
+
+/** The VM started: its device daemons spawned (after an early QEMU) or everything spawned; QMP is up. Needs the mount. */
+export async function vmmPhase(run: SupervisorRun): Promise<void> {
+  const vm = run.vmm!;
   await vm.start();
   if (run.crash) throw new IiiError("VmBootFailed", run.crash);
-  run.record.children = [...(run.record.children ?? []), ...vm.processes().map((p) => ({ name: p.tag ? `${p.role}:${p.tag}` : p.role, pid: p.pid, startTime: p.startTime }))];
-  await run.writeRecord();
+  await recordVmProcesses(run, vm);
+}
+
+/** vm.json's children: the FUSE servers the mount phase recorded, then the VM's processes as they are now. */
+function recordVmProcesses(run: SupervisorRun, vm: Vmm): Promise<void> {
+  const own = (run.record.children ?? []).filter((c) => c.name.startsWith("iii-fs"));
+  run.record.children = [...own, ...vm.processes().map((p) => ({ name: p.tag ? `${p.role}:${p.tag}` : p.role, pid: p.pid, startTime: p.startTime }))];
+  return run.writeRecord();
 }
 
 function describeExit(exit: { code: number | null; signal: NodeJS.Signals | null }): string {
