@@ -90,12 +90,17 @@ async function main() {
   const row = (metric, ours, base, higherIsBetter, unit, baseName = "slirp4netns") => {
     const ratio = higherIsBetter ? ours / base : base / ours;
     const name = `${metric} (${unit})`;
-    if (!rows.has(name)) rows.set(name, { metric: name, ours: [], base: [], ratio: [], baseName });
+    if (!rows.has(name)) rows.set(name, { metric: name, ours: [], base: [], ratio: [], baseName, failed: 0 });
     const r = rows.get(name);
+    console.log(`  measured ${metric}: ours ${fmt(ours)} ${baseName} ${fmt(base)}`);
+    // A side whose tool failed this round (iperf3 without a result) leaves the round out of the row.
+    if (!Number.isFinite(ratio)) {
+      r.failed++;
+      return;
+    }
     r.ours.push(ours);
     r.base.push(base);
     r.ratio.push(ratio);
-    console.log(`  measured ${metric}: ours ${fmt(ours)} ${baseName} ${fmt(base)}`);
   };
 
   for (let round = 1; round <= ROUNDS; round++)
@@ -190,7 +195,8 @@ async function main() {
   console.log(["metric".padEnd(60), "ours".padStart(10), "slirp4netns".padStart(12), "ratio min/med/max".padStart(20)].join("  "));
   for (const r of rows.values()) {
     const base = r.baseName === "slirp4netns" ? fmt(median(r.base)) : `${fmt(median(r.base))}*`;
-    const ratios = [Math.min(...r.ratio), median(r.ratio), Math.max(...r.ratio)].map((x) => x.toFixed(2)).join("/");
+    let ratios = r.ratio.length ? [Math.min(...r.ratio), median(r.ratio), Math.max(...r.ratio)].map((x) => x.toFixed(2)).join("/") : "n/a";
+    if (r.failed) ratios += ` (${r.ratio.length} of ${r.ratio.length + r.failed} rounds)`;
     console.log([r.metric.padEnd(60), fmt(median(r.ours)).padStart(10), base.padStart(12), ratios.padStart(20)].join("  "));
   }
   console.log("ratio > 1: ours is better (throughput/rate: ours/slirp; latency: slirp/ours).");
