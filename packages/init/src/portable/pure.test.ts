@@ -9,18 +9,45 @@ const passwd = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001:App:/home/app:/bi
 const group = "root:x:0:\napp:x:1001:\nstaff:x:50:app\n";
 
 describe("resolveUserSpec", () => {
+  const readGroup = () => group;
   it("resolves names, numbers and groups against the image's files", () => {
-    expect(resolveUserSpec(null, passwd, group)).toEqual({ uid: 0, gid: 0, name: "root", home: "/root" });
-    expect(resolveUserSpec("app", passwd, group)).toEqual({ uid: 1000, gid: 1001, name: "app", home: "/home/app" });
-    expect(resolveUserSpec("app:staff", passwd, group)).toMatchObject({ uid: 1000, gid: 50 });
-    expect(resolveUserSpec("1000:7", passwd, group)).toMatchObject({ uid: 1000, gid: 7, name: "app" });
+    expect(resolveUserSpec(null, passwd, readGroup)).toEqual({ uid: 0, gid: 0, name: "root", home: "/root" });
+    expect(resolveUserSpec("app", passwd, readGroup)).toEqual({ uid: 1000, gid: 1001, name: "app", home: "/home/app" });
+    expect(resolveUserSpec("app:staff", passwd, readGroup)).toMatchObject({ uid: 1000, gid: 50 });
+    expect(resolveUserSpec("1000:7", passwd, readGroup)).toMatchObject({ uid: 1000, gid: 7, name: "app" });
     // Unknown numeric ids are fine (distroless images have no passwd entry).
-    expect(resolveUserSpec("65532", "", "")).toEqual({ uid: 65532, gid: 65532, name: null, home: "/" });
-    expect(resolveUserSpec("nohome", passwd, group).home).toBe("/");
+    expect(resolveUserSpec("65532", "", () => "")).toEqual({ uid: 65532, gid: 65532, name: null, home: "/" });
+    expect(resolveUserSpec("nohome", passwd, readGroup).home).toBe("/");
   });
   it("names what is missing", () => {
-    expect(() => resolveUserSpec("ghost", passwd, group)).toThrow(new UserResolveError('user "ghost" not found in /etc/passwd'));
-    expect(() => resolveUserSpec("app:ghosts", passwd, group)).toThrow('group "ghosts" not found in /etc/group');
+    expect(() => resolveUserSpec("ghost", passwd, readGroup)).toThrow(new UserResolveError('user "ghost" not found in /etc/passwd'));
+    expect(() => resolveUserSpec("app:ghosts", passwd, readGroup)).toThrow('group "ghosts" not found in /etc/group');
+  });
+  it("reads /etc/group only for a group given by name, once", () => {
+    const reads: string[] = [];
+    const counting = (spec: string | null) => {
+      reads.length = 0;
+      const user = resolveUserSpec(spec, passwd, () => {
+        reads.push(spec ?? "null");
+        return group;
+      });
+      return { gid: user.gid, reads: reads.length };
+    };
+    expect([null, "app", "root", "1000", "1000:7", "app:50", "65532:0"].map(counting)).toEqual([
+      { gid: 0, reads: 0 },
+      { gid: 1001, reads: 0 },
+      { gid: 0, reads: 0 },
+      { gid: 1001, reads: 0 },
+      { gid: 7, reads: 0 },
+      { gid: 50, reads: 0 },
+      { gid: 0, reads: 0 },
+    ]);
+    expect(counting("app:staff")).toEqual({ gid: 50, reads: 1 });
+    expect(counting("1000:app")).toEqual({ gid: 1001, reads: 1 });
+    // A user that does not exist fails before any group is looked up.
+    expect(() => resolveUserSpec("ghost:staff", passwd, () => {
+      throw new Error("read /etc/group for a user that does not exist");
+    })).toThrow('user "ghost" not found');
   });
 });
 

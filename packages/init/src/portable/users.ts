@@ -39,10 +39,12 @@ export function parseGroup(text: string): Array<{ name: string; gid: number }> {
     .map((f) => ({ name: f[0]!, gid: Number(f[2]) }));
 }
 
-/** Pure resolution given file contents; `spec` null means root. */
-export function resolveUserSpec(spec: string | null, passwdText: string, groupText: string): ResolvedUser {
+/**
+ * Pure resolution given /etc/passwd's text; `spec` null means root. `readGroup` gives /etc/group's text and is
+ * called only for a group given by name (in the guest every read is a few round trips through virtio-fs).
+ */
+export function resolveUserSpec(spec: string | null, passwdText: string, readGroup: () => string): ResolvedUser {
   const passwd = parsePasswd(passwdText);
-  const groups = parseGroup(groupText);
   const [userPart, groupPart] = (spec ?? "0").split(":") as [string, string | undefined];
   let entry: PasswdEntry | undefined;
   let uid: number;
@@ -58,7 +60,7 @@ export function resolveUserSpec(spec: string | null, passwdText: string, groupTe
   if (groupPart === undefined) gid = entry?.gid ?? uid;
   else if (/^\d+$/.test(groupPart)) gid = Number(groupPart);
   else {
-    const g = groups.find((x) => x.name === groupPart);
+    const g = parseGroup(readGroup()).find((x) => x.name === groupPart);
     if (!g) throw new UserResolveError(`group "${groupPart}" not found in /etc/group`);
     gid = g.gid;
   }

@@ -171,7 +171,7 @@ export class ExecServer {
     };
     let user: ResolvedUser;
     try {
-      user = resolveUserSpec(m.user ?? this.defaults.user, readText("/etc/passwd") ?? "", readText("/etc/group") ?? "");
+      user = resolveUserSpec(m.user ?? this.defaults.user, readText("/etc/passwd") ?? "", () => readText("/etc/group") ?? "");
     } catch (err) {
       fail((err as Error).message);
       return;

@@ -391,10 +391,7 @@ async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>):
 
   const user = clock.run("user", () => {
     try {
-      // /etc/group only for a group given by name (resolveUserSpec reads it for nothing else).
-      const groupPart = (config.user ?? "").split(":")[1];
-      const groupText = groupPart !== undefined && !/^\d+$/.test(groupPart) ? (readText("/etc/group") ?? "") : "";
-      const u = resolveUserSpec(config.user, readText("/etc/passwd") ?? "", groupText);
+      const u = resolveUserSpec(config.user, readText("/etc/passwd") ?? "", () => readText("/etc/group") ?? "");
       const dir = isDirectory(config.workdir);
       if (dir === null) throw new Error(`workdir ${config.workdir} does not exist`);
       if (!dir) throw new Error(`workdir ${config.workdir} is not a directory`);
