@@ -102,6 +102,47 @@ describe.skipIf(!fuse.ok)("stable inode numbers", () => {
     expect(nums[4]).toBe("x");
   });
 
+  it("names the host renames while a node of the old name lives get numbers of their own; a fresh mount the stable ones", async () => {
+    // virtiofsd holds an O_PATH fd per guest inode and finds the inode of a looked-up name by its number: with the
+    // old name's number on the new name it reused the old node, reached only by the gone path (ENOENT in the guest).
+    const { mnt, handle } = await mount("h1");
+    fs.mkdirSync(path.join(root, "hr", "d"), { recursive: true });
+    fs.writeFileSync(path.join(root, "hr", "d", "x"), "inside\n");
+    fs.writeFileSync(path.join(root, "hr", "f"), "file\n");
+    const script = `
+import os, sys
+m, h = sys.argv[1], sys.argv[2]
+held = [os.open(m + "/hr/" + n, os.O_PATH) for n in ("d", "f")]
+old = [os.fstat(fd).st_ino for fd in held]
+os.rename(h + "/hr/d", h + "/hr/d2")
+os.rename(h + "/hr/f", h + "/hr/f2")
+new = [os.stat(m + "/hr/" + n).st_ino for n in ("d2", "f2")]
+print(*old)
+print(*new)
+print(open(m + "/hr/d2/x").read().strip(), open(m + "/hr/f2").read().strip(), os.stat(m + "/hr/f2").st_ino == new[1])
+for fd in held: os.close(fd)
+`;
+    fs.writeFileSync(path.join(base, "host-rename.py"), script);
+    const out = (await shOk(`python3 ${path.join(base, "host-rename.py")} ${mnt} ${root}`, base)).trim().split("\n");
+    const [oldD, oldF] = (out[0] ?? "").split(" ").map(BigInt);
+    const [newD, newF] = (out[1] ?? "").split(" ").map(BigInt);
+    const stable = (rel: string): bigint => {
+      const n = stableInodeNumber(statToAttr(fs.lstatSync(path.join(root, rel)), true));
+      return (BigInt(n.hi) << 32n) | BigInt(n.lo);
+    };
+    expect([oldD, oldF]).toEqual([stable("hr/d2"), stable("hr/f2")]);
+    // Before: the same numbers as the held nodes (what made virtiofsd reuse them).
+    expect(newD).not.toBe(oldD);
+    expect(newF).not.toBe(oldF);
+    expect([newD >> 32n, newF >> 32n]).toEqual([0xa0000000n, 0xa0000000n]);
+    expect(out[2]).toBe("inside file True");
+    await handle.unmount();
+    // A fresh mount has no old nodes: the stable numbers again.
+    const again = await mount("h2");
+    expect((await inodes(again.mnt)).get("./hr/d2")).toBe(String(stable("hr/d2")));
+    expect((await inodes(again.mnt)).get("./hr/f2")).toBe(String(stable("hr/f2")));
+  });
+
   it("git status on a fresh mount finds its index up to date (no re-read, no index rewrite)", async () => {
     const a = await mount("g1");
     // The files' second is over before git writes its index: else git finds them "racily clean" and rewrites the

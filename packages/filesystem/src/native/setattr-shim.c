@@ -773,6 +773,23 @@ static void hidden_add(unsigned long nodeid) {
   pthread_mutex_unlock(&hidden_lock);
 }
 
+/* Whether `nodeid` is a hidden node (a name unlinked through the mount, its file pinned). */
+static int hidden_has(unsigned long nodeid) {
+  size_t home = (size_t)((nodeid * 0x9E3779B97F4A7C15ULL) >> 51) % HIDDEN_SLOTS;
+  int found = 0;
+  pthread_mutex_lock(&hidden_lock);
+  for (size_t i = 0; i < HIDDEN_SLOTS; i++) {
+    size_t at = (home + i) % HIDDEN_SLOTS;
+    if (hidden[at] == 0) break;
+    if (hidden[at] == nodeid) {
+      found = 1;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&hidden_lock);
+  return found;
+}
+
 /* A forgotten node: if it was hidden, queue it for the JS side (a full queue drops it: the JS side bounds its pins). */
 static void hidden_forget(unsigned long nodeid) {
   size_t home = (size_t)((nodeid * 0x9E3779B97F4A7C15ULL) >> 51) % HIDDEN_SLOTS;
@@ -901,10 +918,13 @@ static void rename_recording(void *req, unsigned long parent, const char *name, 
   libfuse_rename(req, parent, name, newparent, newname);
 }
 
+static void holder_forget(unsigned long node, uint64_t n);
+
 static void forget_releasing(void *req, unsigned long ino, unsigned long nlookup) {
   pthread_rwlock_wrlock(&counts_lock);
   hidden_forget(ino);
   group_forget(ino, nlookup);
+  holder_forget(ino, nlookup);
   libfuse_forget(req, ino, nlookup);
   pthread_rwlock_unlock(&counts_lock);
 }
@@ -914,6 +934,7 @@ static void forget_multi_releasing(void *req, size_t count, struct iii_forget_da
   for (size_t i = 0; i < count; i++) {
     hidden_forget((unsigned long)forgets[i].ino);
     group_forget((unsigned long)forgets[i].ino, forgets[i].nlookup);
+    holder_forget((unsigned long)forgets[i].ino, forgets[i].nlookup);
   }
   libfuse_forget_multi(req, count, forgets);
   pthread_rwlock_unlock(&counts_lock);
@@ -955,6 +976,165 @@ static void *libfuse_sym(const char *name) {
   return libfuse != NULL ? dlsym(libfuse, name) : NULL;
 }
 
+/*
+ * Stable numbers on a tree the host changes behind the mount (dev mode's /workspace). A file or directory the host
+ * renames keeps its number, and libfuse gives its new name a new node; virtiofsd (`lo_find` by st_ino/st_dev)
+ * then reuses the inode it holds for that number, whose O_PATH fd is the old name's node, which libfuse reaches
+ * only by the old, gone path: the guest got ENOENT under the new name. So the shim knows which live node first
+ * answered each number (its holder, kept until the kernel forgets it, lookups counted as for link groups), and a
+ * new node answering a number a live holder has gets a number of its own instead (FALLBACK_INO_HI in the high
+ * half, its node id in the low half: no stable number has that high half, no virtual file's either), in every
+ * reply for that node, when the holder can only be a stale name of the file: the file is a directory (one name),
+ * or a non-directory with one link, and the holder is not a hidden node (a name unlinked through the mount, whose
+ * file the guest still reaches through another name). A file with several host links keeps the shared number (a
+ * guest `rm` of a link needs it); a host rename of one of its names is not covered. A fresh mount has no holders:
+ * every number is the stable one again (a restarted worker's `git status` finds its index up to date).
+ */
+#define FALLBACK_INO_HI 0xA0000000ULL
+struct u64_entry {
+  uint64_t key;
+  uint64_t a;
+  uint64_t b;
+};
+struct u64_table {
+  struct u64_entry *t;
+  unsigned bits;
+  size_t count;
+};
+/* number -> holder node (a); node -> its number (a; FALLBACK_INO_HI high half when it got its own) and lookups (b). */
+static struct u64_table holders, node_numbers;
+static pthread_mutex_t holders_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t fallback_numbers;
+
+static size_t u64_find(const struct u64_table *tb, uint64_t key) {
+  if (tb->bits == 0 || key == 0) return SIZE_MAX;
+  size_t mask = ((size_t)1 << tb->bits) - 1;
+  for (size_t at = slot_home(key, tb->bits);; at = (at + 1) & mask) {
+    if (tb->t[at].key == key) return at;
+    if (tb->t[at].key == 0) return SIZE_MAX;
+  }
+}
+
+static size_t u64_insert(struct u64_table *tb, uint64_t key) {
+  if (table_wants_growth(tb->bits, tb->count)) {
+    unsigned bits = tb->bits == 0 ? TABLE_MIN_BITS : tb->bits + 1;
+    struct u64_entry *t = bits <= TABLE_MAX_BITS ? calloc((size_t)1 << bits, sizeof *t) : NULL;
+    if (t != NULL) {
+      size_t old = tb->bits == 0 ? 0 : (size_t)1 << tb->bits, mask = ((size_t)1 << bits) - 1;
+      for (size_t i = 0; i < old; i++) {
+        if (tb->t[i].key == 0) continue;
+        size_t at = slot_home(tb->t[i].key, bits);
+        while (t[at].key != 0) at = (at + 1) & mask;
+        t[at] = tb->t[i];
+      }
+      free(tb->t);
+      tb->t = t;
+      tb->bits = bits;
+    } else if (table_full(tb->bits, tb->count)) {
+      return SIZE_MAX;
+    }
+  }
+  size_t mask = ((size_t)1 << tb->bits) - 1, at = slot_home(key, tb->bits);
+  while (tb->t[at].key != 0) at = (at + 1) & mask;
+  tb->t[at].key = key;
+  tb->t[at].a = 0;
+  tb->t[at].b = 0;
+  tb->count++;
+  return at;
+}
+
+static void u64_delete(struct u64_table *tb, size_t i) {
+  size_t mask = ((size_t)1 << tb->bits) - 1;
+  for (size_t j = (i + 1) & mask; tb->t[j].key != 0; j = (j + 1) & mask) {
+    if (!may_fill(i, j, slot_home(tb->t[j].key, tb->bits))) continue;
+    tb->t[i] = tb->t[j];
+    i = j;
+  }
+  memset(&tb->t[i], 0, sizeof tb->t[i]);
+  tb->count--;
+}
+
+/* The node leaves the holders (its lookups reached 0, or its name is another file now). Call with holders_lock. */
+static void holder_drop(size_t at) {
+  uint64_t node = node_numbers.t[at].key, number = node_numbers.t[at].a;
+  size_t h = u64_find(&holders, number);
+  if (h != SIZE_MAX && holders.t[h].a == node) u64_delete(&holders, h);
+  u64_delete(&node_numbers, at);
+}
+
+/*
+ * The number to send for `node` whose stable number is `number` (st_ino as combined), for a reply that counts
+ * `lookups`; `single`: a directory or a file with one link. Returns `number` or the node's own fallback.
+ */
+static uint64_t holder_number(unsigned long node, uint64_t number, int single, unsigned lookups) {
+  if (node == 0 || number == 0) return number;
+  pthread_mutex_lock(&holders_lock);
+  size_t at = u64_find(&node_numbers, node);
+  uint64_t out = number;
+  if (at != SIZE_MAX && node_numbers.t[at].a >> 32 == FALLBACK_INO_HI) {
+    /* Its own number for as long as it lives: virtiofsd keys its inode by the number it first saw. */
+    node_numbers.t[at].b += lookups;
+    out = node_numbers.t[at].a;
+    pthread_mutex_unlock(&holders_lock);
+    return out;
+  }
+  if (at != SIZE_MAX && node_numbers.t[at].a != number) {
+    /* The node's name is another host file now: it stops holding the old number. */
+    uint64_t was = node_numbers.t[at].b;
+    holder_drop(at);
+    at = SIZE_MAX;
+    lookups += (unsigned)was;
+  }
+  if (at == SIZE_MAX) {
+    size_t h = u64_find(&holders, number);
+    int taken = h != SIZE_MAX && holders.t[h].a != node;
+    if (taken && single && !hidden_has((unsigned long)holders.t[h].a)) {
+      out = (FALLBACK_INO_HI << 32) | (uint32_t)node;
+      __atomic_add_fetch(&fallback_numbers, 1, __ATOMIC_RELAXED);
+    }
+    if (lookups == 0) {
+      /* Not counted by libfuse here (an attribute reply): nothing to keep it by. */
+      pthread_mutex_unlock(&holders_lock);
+      return out;
+    }
+    at = u64_insert(&node_numbers, node);
+    if (at == SIZE_MAX) {
+      pthread_mutex_unlock(&holders_lock);
+      return out;
+    }
+    node_numbers.t[at].a = out;
+    if (!taken) {
+      size_t nh = h != SIZE_MAX ? h : u64_insert(&holders, number);
+      if (nh != SIZE_MAX) holders.t[nh].a = node;
+    }
+  }
+  node_numbers.t[at].b += lookups;
+  pthread_mutex_unlock(&holders_lock);
+  return out;
+}
+
+/* A FORGET of `n` lookups of `node` (or a failed entry reply's one). */
+static void holder_forget(unsigned long node, uint64_t n) {
+  pthread_mutex_lock(&holders_lock);
+  size_t at = u64_find(&node_numbers, node);
+  if (at != SIZE_MAX) {
+    if (node_numbers.t[at].b > n) node_numbers.t[at].b -= n;
+    else holder_drop(at);
+  }
+  pthread_mutex_unlock(&holders_lock);
+}
+
+/* For the JS side and tests: how many replies got a node's own number instead of a held stable one. */
+uint64_t iii_fallback_numbers(void) {
+  return __atomic_load_n(&fallback_numbers, __ATOMIC_RELAXED);
+}
+
+/* The stable number of a reply (st_ino already combined) as holder_number sends it. */
+static void holder_take(struct stat *st, unsigned long node, unsigned lookups) {
+  int single = S_ISDIR(st->st_mode) || st->st_nlink <= 1;
+  st->st_ino = holder_number(node, (uint64_t)st->st_ino, single, lookups);
+}
+
 int fuse_reply_entry(void *req, const struct iii_entry_param *e) {
   static int (*real)(void *, const struct iii_entry_param *);
   if (real == NULL) real = (int (*)(void *, const struct iii_entry_param *))libfuse_sym("fuse_reply_entry");
@@ -967,9 +1147,13 @@ int fuse_reply_entry(void *req, const struct iii_entry_param *e) {
     entry_record(copy.ino);
     counted = group_take(&copy.attr, copy.ino, wide, 1);
   }
-  if (wide) combine_ino(&copy.attr);
+  if (wide) {
+    combine_ino(&copy.attr);
+    holder_take(&copy.attr, copy.ino, 1);
+  }
   int rc = real(req, &copy);
   entry_reply_done(copy.ino, counted, rc);
+  if (rc == -ENOENT && wide) holder_forget(copy.ino, 1);
   return rc;
 }
 
@@ -989,9 +1173,13 @@ int fuse_reply_create(void *req, const struct iii_entry_param *e, const void *fi
     entry_record(copy.ino);
     counted = group_take(&copy.attr, copy.ino, wide, 1);
   }
-  if (wide) combine_ino(&copy.attr);
+  if (wide) {
+    combine_ino(&copy.attr);
+    holder_take(&copy.attr, copy.ino, 1);
+  }
   int rc = real(req, &copy, fi);
   entry_reply_done(copy.ino, counted, rc);
+  if (rc == -ENOENT && wide) holder_forget(copy.ino, 1);
   return rc;
 }
 
@@ -1003,7 +1191,10 @@ int fuse_reply_attr(void *req, const struct stat *attr, double attr_timeout) {
   if ((!wide && !tagged) || attr == NULL) return real(req, attr, attr_timeout);
   struct stat copy = *attr;
   if (tagged) (void)group_take(&copy, tl_attr_ino, wide, 0);
-  if (wide) combine_ino(&copy);
+  if (wide) {
+    combine_ino(&copy);
+    holder_take(&copy, tl_attr_ino, 0);
+  }
   return real(req, &copy, attr_timeout);
 }
 

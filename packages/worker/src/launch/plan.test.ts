@@ -95,14 +95,14 @@ describe("planVm: a worker spec → QEMU's argv, with no VM", () => {
     ]);
   });
 
-  it("gives stable inode numbers only to a share the guest alone writes, never to one the host edits or to the root", () => {
+  it("gives stable inode numbers to every writable share, the ones the host edits too, never to the root", () => {
     const mounts = [
       { host: "/edited", guest: "/workspace", readOnly: false },
       { host: "/deps", guest: "/workspace/node_modules", readOnly: false, cache: "always" as const },
     ];
     const plan = planVm(request({ spec: { ...spec, mounts } }), context);
     expect(plan.mount.shares.map((s) => [s.guest, s.mount?.stableInodes])).toEqual([
-      ["/workspace", false],
+      ["/workspace", true],
       ["/workspace/node_modules", true],
     ]);
     expect(plan.mount.root.stableInodes).toBeUndefined();

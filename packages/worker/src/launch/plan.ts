@@ -104,11 +104,12 @@ export function planVm(request: LaunchRequest, context: PlanContext): VmPlan {
     // The host edits a share while the guest runs (dev mode's /workspace): no caching in the host kernel,
     // so the guest sees an edit at its next open. A share only the guest writes keeps the default cache.
     const cache = m.cache === "always" ? {} : { cache: { entryTimeoutSec: 0, attrTimeoutSec: 0, negativeTimeoutSec: 0, kernelCache: false } };
-    // stableInodes (a file's number the same at every mount, so git finds its index up to date after a restart)
-    // only where the guest is the only writer. A file or directory the host renames keeps its number, and
-    // virtiofsd reuses the inode it holds for that number, still bound to the old path: the guest's lookups
-    // under the new name failed with ENOENT. Not on the root either: a copy-up gives a name another number.
-    const stableInodes = m.cache === "always";
+    // stableInodes (a file's number the same at every mount, so a guest `git status` in dev mode's /workspace
+    // finds its index up to date after a restart) on every writable share. A file or directory the host renames
+    // keeps its number; while virtiofsd still holds the old name's node, @iii/filesystem's shim answers the new
+    // name with a number of its own (else virtiofsd reused the old node, bound to the gone path: ENOENT in the
+    // guest). Not on the root: a copy-up gives a name another number.
+    const stableInodes = true;
     return { guest: m.guest, host: m.host, readOnly: false, mount: { root: m.host, mountpoint, allowOther: true, stableInodes, ...cache, ...QUIET_SERVER } };
   });
 

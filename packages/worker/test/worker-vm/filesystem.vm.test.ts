@@ -2,7 +2,7 @@
 // served by virtiofsd) and a writable -m share (our FUSE view of a host directory). Issue 15's guest-side
 // acceptance: xattrs on both, link counts, a name that stays readable when another name of its file goes,
 // device nodes/FIFOs through the metadata mapping, and the package's own xattrs out of the guest's reach.
-import { chownSync, mkdirSync, readdirSync, renameSync } from "node:fs";
+import { chownSync, mkdirSync, readdirSync, renameSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { debianRootfs, Project, vmSkipReason, waitFor } from "./harness.js";
@@ -150,4 +150,29 @@ describe.skipIf(!!skip)("file systems in a guest (vm)", () => {
     const entries = readdirSync(join(share, "dev-nodes"), { withFileTypes: true });
     expect(entries.map((e) => `${e.name}:${e.isFile()}`).sort()).toEqual(["blk:true", "chr:true", "fifo:true"]);
   });
+
+  // Dev mode's /workspace is a share the host edits. Its inode numbers are the host files' (low 32 bits, what git
+  // keeps in its index with mtime and size) and the same after a restart, so a guest `git status` there finds its
+  // index up to date instead of re-reading every file. Before, such a share had libfuse's numbers, new at every
+  // mount (the stable ones were only on shares the guest alone writes, because of host renames, above).
+  it("inode numbers in a share the host edits are the host files' and stay the same through a worker restart", async () => {
+    const list = "cd /data && stat -c '%i %Y %s %n' gs/a gs/sub/b gs/c gs gs/sub";
+    const made = await sh(`set -e; mkdir -p /data/gs/sub; echo 1 > /data/gs/a; echo 22 > /data/gs/sub/b; echo 333 > /data/gs/c; ${list}`);
+    expect(made.code, made.stderr).toBe(0);
+    const rows = made.stdout.trim().split("\n").map((l) => l.split(" "));
+    expect(rows).toHaveLength(5);
+    for (const [ino, , , rel] of rows) {
+      expect([rel, BigInt(ino as string) & 0xffffffffn]).toEqual([rel, statSync(join(share, rel as string), { bigint: true }).ino & 0xffffffffn]);
+    }
+    const ups = (): number => p.read(`managed/${name}/logs/stdout.log`).split("UP").length - 1;
+    const upsBefore = ups();
+    const stop = await p.cli(["stop", name, "--timeout", "1"]);
+    expect(stop.code, stop.stderr).toBe(0);
+    const start = await p.cli(["start", name]);
+    expect(start.code, start.stderr + p.diagnostics(name)).toBe(0);
+    await waitFor(() => ups() > upsBefore || (upsBefore > 0 && p.read(`managed/${name}/logs/stdout.log`).trim() === "UP"), 120_000, "the restarted workload");
+    const again = await sh(list);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toBe(made.stdout);
+  }, 300_000);
 });
