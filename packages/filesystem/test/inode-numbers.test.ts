@@ -134,7 +134,7 @@ for fd in held: os.close(fd)
     // Before: the same numbers as the held nodes (what made virtiofsd reuse them).
     expect(newD).not.toBe(oldD);
     expect(newF).not.toBe(oldF);
-    expect([newD >> 32n, newF >> 32n]).toEqual([0xa0000000n, 0xa0000000n]);
+    expect([(newD ?? 0n) >> 32n, (newF ?? 0n) >> 32n]).toEqual([0xa0000000n, 0xa0000000n]);
     expect(out[2]).toBe("inside file True");
     await handle.unmount();
     // A fresh mount has no old nodes: the stable numbers again.
