@@ -81,7 +81,8 @@ export async function stopWorker(name: string, options: StopOptions = {}): Promi
     if (!isSameProcessAlive(record)) return "stopped";
     await sleep(50);
   }
-  await cleanupStaleWorker(paths, record);
+  // vm.json as it is now: the supervisor may have recorded QEMU and its daemons after the first read.
+  await cleanupStaleWorker(paths, (await readVmRecord(name, env, cwd)) ?? record);
   return "stopped";
 }
 

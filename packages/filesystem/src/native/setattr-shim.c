@@ -1079,15 +1079,20 @@ static uint64_t holder_number(unsigned long node, uint64_t number, int single, u
     return out;
   }
   if (at != SIZE_MAX && node_numbers.t[at].a != number) {
-    /* The node's name is another host file now: it stops holding the old number. */
+    /*
+     * The node's name is another host file now. It keeps holding the old number for as long as it lives:
+     * virtiofsd still has an inode under that number whose fd reaches this node, so another node showing the old
+     * number (the renamed file, after the host recreated this name) must not be given it.
+     */
     uint64_t was = node_numbers.t[at].b;
-    holder_drop(at);
+    u64_delete(&node_numbers, at);
     at = SIZE_MAX;
     lookups += (unsigned)was;
   }
   if (at == SIZE_MAX) {
     size_t h = u64_find(&holders, number);
-    int taken = h != SIZE_MAX && holders.t[h].a != node;
+    /* A holder counts while libfuse keeps its node (a forgotten node's entries for older numbers linger). */
+    int taken = h != SIZE_MAX && holders.t[h].a != node && u64_find(&node_numbers, holders.t[h].a) != SIZE_MAX;
     if (taken && single && !hidden_has((unsigned long)holders.t[h].a)) {
       out = (FALLBACK_INO_HI << 32) | (uint32_t)node;
       __atomic_add_fetch(&fallback_numbers, 1, __ATOMIC_RELAXED);
@@ -1122,6 +1127,15 @@ static void holder_forget(unsigned long node, uint64_t n) {
     else holder_drop(at);
   }
   pthread_mutex_unlock(&holders_lock);
+}
+
+/* For tests: the number a reply for `node` showing stable `number` sends, as holder_take; and a FORGET. */
+uint64_t iii_test_holder_number(uint64_t node, uint64_t number, int single, int lookups) {
+  return holder_number((unsigned long)node, number, single, (unsigned)lookups);
+}
+
+void iii_test_holder_forget(uint64_t node, uint64_t n) {
+  holder_forget((unsigned long)node, n);
 }
 
 /* For the JS side and tests: how many replies got a node's own number instead of a held stable one. */

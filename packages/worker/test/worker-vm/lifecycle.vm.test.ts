@@ -139,6 +139,25 @@ describe.skipIf(!!skip)("worker lifecycle in a real VM (vm)", () => {
     expect(processesMentioning(p.home)).toEqual([]);
   }, 180_000);
 
+  it("a stop that comes while the VM boots leaves no QEMU, virtiofsd, FUSE server or mount behind", async () => {
+    // Reviewer's attack: a stop before QEMU's spawn found nothing to stop, the boot went on, and the stop's
+    // clean-up killed the supervisor with a vm.json read before QEMU was in it: QEMU and virtiofsd were orphaned.
+    for (const delayMs of [0, 150, 400]) {
+      const p = project();
+      expect((await p.cli(["add", `dir:${rootfs}`, "--name", "early", "--", "sh", "-c", "echo up; sleep 1000"])).code).toBe(0);
+      const start = p.cli(["start", "early"]);
+      await waitFor(() => existsSync(join(p.managed("early"), "vm.json")), 30_000, "vm.json");
+      await new Promise((r) => setTimeout(r, delayMs));
+      const stop = await p.cli(["stop", "early", "--timeout", "2"]);
+      expect(stop.code, `delay ${delayMs}: ${stop.stderr}`).toBe(0);
+      await start;
+      await waitFor(() => processesMentioning(p.home).length === 0, 15_000, `delay ${delayMs}: no process of the worker left`).catch((error: Error) => {
+        throw new Error(`${error.message}: ${processesMentioning(p.home).join("\n")}`);
+      });
+      expect(mountsUnder(p.home)).toEqual([]);
+    }
+  }, 300_000);
+
   it("a workload whose binary does not exist: start fails naming it with the console's last lines; list says failed to start", async () => {
     const p = project();
     expect((await p.cli(["add", `dir:${rootfs}`, "--name", "nobin", "--", "/no/such/binary", "--flag"])).code).toBe(0);

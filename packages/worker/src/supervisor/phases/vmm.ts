@@ -22,14 +22,27 @@ export async function qemuPhase(run: SupervisorRun): Promise<void> {
   await vm.startEarly();
   // QEMU is in vm.json at once: a supervisor killed before the vmm phase ends leaves nothing unrecorded.
   await recordVmProcesses(run, vm);
+  throwIfStopRequested(run);
 }
 
 /** The VM started: its device daemons spawned (after an early QEMU) or everything spawned; QMP is up. Needs the mount. */
 export async function vmmPhase(run: SupervisorRun): Promise<void> {
   const vm = run.vmm!;
+  throwIfStopRequested(run);
   await vm.start();
   if (run.crash) throw new IiiError("VmBootFailed", run.crash);
   await recordVmProcesses(run, vm);
+  // Released before the mounts (in reverse): the VM and its virtiofsd's stop before the views they serve go.
+  run.resources.add("vm", () => vm.cleanup());
+  throwIfStopRequested(run);
+}
+
+/**
+ * A stop that came while QEMU was being spawned found nothing to stop (requestStop's vmm.stop() ran before the
+ * spawn): end the boot here, so the run's release stops what the spawn started.
+ */
+function throwIfStopRequested(run: SupervisorRun): void {
+  if (run.stopRequested) throw new IiiError("VmBootFailed", `worker "${run.name}" was stopped while booting`);
 }
 
 /** vm.json's children: the FUSE servers the mount phase recorded, then the VM's processes as they are now. */
