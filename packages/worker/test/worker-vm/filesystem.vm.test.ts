@@ -2,7 +2,7 @@
 // served by virtiofsd) and a writable -m share (our FUSE view of a host directory). Issue 15's guest-side
 // acceptance: xattrs on both, link counts, a name that stays readable when another name of its file goes,
 // device nodes/FIFOs through the metadata mapping, and the package's own xattrs out of the guest's reach.
-import { chownSync, mkdirSync, readdirSync, renameSync, statSync } from "node:fs";
+import { chownSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { debianRootfs, Project, vmSkipReason, waitFor } from "./harness.js";
@@ -144,6 +144,22 @@ describe.skipIf(!!skip)("file systems in a guest (vm)", () => {
     const after = await sh("cd /data/mv && ls d2 && cat d2/x f2 && echo more >> f2 && echo new > d2/y && ls d2 | tr '\\n' ' '");
     expect(after.code, after.stderr).toBe(0);
     expect(after.stdout).toBe("x\ninside\nfile\nx y ");
+  });
+
+  it("a file and a directory the host renames and then recreates (log rotation): each name shows its own contents", async () => {
+    const held = await sh("set -e; mkdir -p /data/rot/dist; echo old-log > /data/rot/app.log; echo old-build > /data/rot/dist/x; cat /data/rot/app.log /data/rot/dist/x");
+    expect(held.code, held.stderr).toBe(0);
+    renameSync(join(share, "rot/app.log"), join(share, "rot/app.log.1"));
+    writeFileSync(join(share, "rot/app.log"), "new-log\n");
+    renameSync(join(share, "rot/dist"), join(share, "rot/dist.old"));
+    mkdirSync(join(share, "rot/dist"));
+    writeFileSync(join(share, "rot/dist/y"), "new-build\n");
+    // The recreated names first, as the guest's next reads would go; then the renamed ones, which must not reach
+    // the recreated files through virtiofsd's inode for the old number.
+    const after = await sh("cd /data/rot && cat app.log && ls dist && cat app.log.1 && ls dist.old && echo more >> app.log.1 && cat app.log");
+    expect(after.code, after.stderr).toBe(0);
+    expect(after.stdout).toBe("new-log\ny\nold-log\nx\nnew-log\n");
+    expect(readFileSync(join(share, "rot/app.log.1"), "utf8")).toBe("old-log\nmore\n");
   });
 
   it("the host side of the share holds no device node or FIFO", () => {
