@@ -82,4 +82,6 @@ if ! pnpm --filter @iii/init build:static >"$BUILD_LOG" 2>&1; then
   log "guest init build failed"; exit 1
 fi
 rm -f "$BUILD_LOG"
+log "fetching the VM tests' npm fixtures (examples/hello-worker's locked tarballs) into the test cache"
+node scripts/fetch-test-fixtures.mjs
 log "ready: ./iii worker --help"

@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -90,6 +90,42 @@ export class Project {
 export function processesMentioning(needle: string): string[] {
   const out = spawnSync("ps", ["-eo", "pid,args"], { encoding: "utf8" }).stdout;
   return out.split("\n").filter((line) => line.includes(needle) && !line.includes("ps -eo"));
+}
+
+/**
+ * For a failure message: every host process whose command line mentions `needle` (a worker's supervisor, FUSE
+ * servers, virtiofsd, QEMU), each thread with its state, kernel wait channel and the top of its kernel stack. A
+ * FUSE server thread stuck outside `fuse_dev_do_read`, or a virtiofsd thread in D, shows here.
+ */
+export function hostThreadsSnapshot(needle: string): string {
+  const lines: string[] = [];
+  const read = (path: string) => {
+    try {
+      return readFileSync(path, "utf8");
+    } catch {
+      return "";
+    }
+  };
+  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    const cmdline = read(`/proc/${pid}/cmdline`).replaceAll("\0", " ");
+    if (!cmdline.includes(needle) || pid === String(process.pid)) continue;
+    lines.push(`${pid} ${cmdline.slice(0, 160)}`);
+    let tids: string[] = [];
+    try {
+      tids = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      continue;
+    }
+    for (const tid of tids.slice(0, 40)) {
+      const stat = read(`/proc/${pid}/task/${tid}/stat`);
+      const state = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0] ?? "?";
+      const comm = read(`/proc/${pid}/task/${tid}/comm`).trim();
+      const wchan = read(`/proc/${pid}/task/${tid}/wchan`);
+      const stack = read(`/proc/${pid}/task/${tid}/stack`).split("\n").slice(0, 3).map((f) => f.replace(/^\[<[^>]*>\] /, "")).join(" < ");
+      lines.push(`  ${tid} ${comm} ${state} ${wchan} | ${stack}`);
+    }
+  }
+  return lines.join("\n");
 }
 
 export function mountsUnder(prefix: string): string[] {

@@ -4,8 +4,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runWorkerCli, WORKER_CLI } from "../helpers.js";
-import { mountsUnder, processesMentioning, Project, vmSkipReason, waitFor } from "./harness.js";
-import { ensureTarballs, lockedPackages, startNpmRegistry, type NpmRegistry } from "./npm-registry.js";
+import { hostThreadsSnapshot, mountsUnder, processesMentioning, Project, vmSkipReason, waitFor } from "./harness.js";
+import { lockedPackages, missingTarballs, npmCacheDir, startNpmRegistry, type NpmRegistry } from "./npm-registry.js";
 
 // The README's main job in a test: examples/hello-worker (the real iii-sdk, installed inside the VM by `npm ci`)
 // registers with the engine stand-in from inside the VM, the stand-in invokes it, and a source edit restarts
@@ -35,13 +35,19 @@ function capture(child: ChildProcess): Captured {
 /**
  * What the guest is doing, for a failure message: its processes with their state and kernel wait channel (a
  * process stuck in D on a share's FUSE request shows here) and its TCP sockets (a stalled download shows a
- * connection with bytes queued). Bounded: a wedged guest answers nothing, which is itself the finding.
+ * connection with bytes queued), the kernel log and the tail of npm's debug log. Bounded: a wedged guest answers
+ * nothing, which is itself the finding.
  */
 async function guestSnapshot(projectDir: string, env: NodeJS.ProcessEnv): Promise<string> {
   // The node image has no ps: pid, state, wait channel and command line straight from /proc.
   const script =
     "for d in /proc/[0-9]*; do echo \"${d#/proc/} $(sed 's/.*) //' $d/stat 2>/dev/null | cut -d' ' -f1) $(cat $d/wchan 2>/dev/null) $(tr '\\0' ' ' < $d/cmdline 2>/dev/null | cut -c1-120)\"; done | head -60; " +
-    "echo; cat /proc/net/tcp /proc/net/tcp6 2>&1 | head -40";
+    "echo; for t in /proc/[0-9]*/task/*; do s=$(sed 's/.*) //' $t/stat 2>/dev/null | cut -d' ' -f1); " +
+    "case $s in S|I) [ \"$(cat $t/wchan 2>/dev/null)\" = futex_wait_queue ] && continue;; esac; " +
+    "echo \"task ${t#/proc/} $s $(cat $t/wchan 2>/dev/null) $(cat $t/comm 2>/dev/null) $(cat $t/syscall 2>/dev/null | cut -d' ' -f1-3)\"; done | head -80; " +
+    "echo; cat /proc/net/tcp /proc/net/tcp6 /proc/net/udp 2>&1 | head -40; echo; dmesg 2>&1 | tail -30; " +
+    // npm's own debug log (every step with its time) says where the install stopped.
+    "echo; for f in $(ls -t /root/.npm/_logs/*debug*.log 2>/dev/null | head -1); do echo \"== $f\"; tail -60 $f | cut -c1-200; done";
   const run = runWorkerCli(["exec", "iii-dev-hello-worker", "--", "sh", "-c", script], { cwd: projectDir, env });
   const timeout = new Promise<string>((resolve) => setTimeout(() => resolve("(exec did not answer within 30 s)"), 30_000));
   return Promise.race([run.then((r) => `exit ${r.code}\n${r.stdout}${r.stderr}`), timeout]);
@@ -58,7 +64,13 @@ describe.skipIf(!!skip)("examples/hello-worker under iii worker dev (vm)", () =>
   const lockfile = join(REPO, "examples/hello-worker/package-lock.json");
   const packages = lockedPackages(lockfile);
   beforeAll(async () => {
-    await ensureTarballs(packages);
+    const missing = missingTarballs(packages);
+    if (missing.length > 0) {
+      throw new Error(
+        `${missing.length} of the ${packages.length} npm tarballs this test serves are not in ${npmCacheDir()} (first: ${missing[0]!.name}@${missing[0]!.version}): ` +
+          "run ./scripts/bootstrap.sh (or node scripts/fetch-test-fixtures.mjs) with the same III_TEST_CACHE",
+      );
+    }
     registry = await startNpmRegistry(packages);
     const layout = execFileSync(join(REPO, "images/build.sh"), ["node"], { encoding: "utf8", timeout: 900_000 }).trim();
     image = `oci:${layout}:latest`;
@@ -97,10 +109,12 @@ describe.skipIf(!!skip)("examples/hello-worker under iii worker dev (vm)", () =>
       await waitFor(() => invoked() >= 1, 600_000, "the stand-in's first invocation").catch(async (error: Error) => {
         throw new Error(
           `${error.message}\n--- dev stderr ---\n${dev.err()}\n--- stand-in ---\n${standin.out()}${p.diagnostics("iii-dev-hello-worker", dir)}` +
-            `\n--- local npm registry: ${registry.requests.length} requests, ${registry.tarballsServed()} tarballs; last: ${registry.requests.slice(-5).join(", ")} ---` +
-            `\n--- guest ---\n${await guestSnapshot(dir, p.env)}`,
+            `\n--- local npm registry: ${registry.requests.length} requests, ${registry.tarballsServed()} tarballs ---\n${registry.requests.join("\n")}` +
+            `\n--- guest ---\n${await guestSnapshot(dir, p.env)}` +
+            `\n--- host threads of the worker ---\n${hostThreadsSnapshot(p.managed("iii-dev-hello-worker", dir))}`,
         );
       });
+      console.log(`[vm] hello-worker: the local registry served ${registry.tarballsServed()} tarballs for ${packages.length} locked packages (${registry.requests.length} requests, the last at ${registry.requests.at(-1)?.split("@").at(-1)})`);
       expect(standin.out()).toContain("Hello, vm test!");
       expect(standin.out()).toMatch(/from.*hello-worker/);
       expect(dev.out()).toContain("registered hello::greet");

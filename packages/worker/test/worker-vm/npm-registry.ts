@@ -48,10 +48,18 @@ export function npmCacheDir(): string {
   return join(process.env.III_TEST_CACHE ?? join(tmpdir(), "iii-test-cache"), "npm");
 }
 
-/** Fetches the tarballs the cache lacks from the public registry (setup only), each checked against its integrity. */
-export async function ensureTarballs(packages: LockedPackage[], cacheDir = npmCacheDir(), upstream = "https://registry.npmjs.org"): Promise<void> {
+/** The locked packages whose tarball the cache lacks. */
+export function missingTarballs(packages: LockedPackage[], cacheDir = npmCacheDir()): LockedPackage[] {
+  return packages.filter((p) => !existsSync(join(cacheDir, `${sha512Hex(p.integrity)}.tgz`)));
+}
+
+/**
+ * Fetches the tarballs the cache lacks from the public registry, each checked against its integrity; returns how
+ * many it fetched. Setup only (scripts/fetch-test-fixtures.mjs, run by scripts/bootstrap.sh): tests read the cache.
+ */
+export async function ensureTarballs(packages: LockedPackage[], cacheDir = npmCacheDir(), upstream = "https://registry.npmjs.org"): Promise<number> {
   mkdirSync(cacheDir, { recursive: true });
-  const missing = packages.filter((p) => !existsSync(join(cacheDir, `${sha512Hex(p.integrity)}.tgz`)));
+  const missing = missingTarballs(packages, cacheDir);
   for (let i = 0; i < missing.length; i += 8) {
     await Promise.all(
       missing.slice(i, i + 8).map(async (p) => {
@@ -68,6 +76,7 @@ export async function ensureTarballs(packages: LockedPackage[], cacheDir = npmCa
       }),
     );
   }
+  return missing.length;
 }
 
 /** The package.json inside an npm tarball (`package/package.json`, whatever the top directory is called). */
@@ -93,7 +102,7 @@ export interface NpmRegistry {
   /** `http://127.0.0.1:<port>/` */
   url: string;
   port: number;
-  /** Request paths in arrival order (metadata and tarballs). */
+  /** `METHOD path @<seconds since start>s` in arrival order (metadata and tarballs). */
   requests: string[];
   tarballsServed(): number;
   close(): Promise<void>;
@@ -115,10 +124,12 @@ export async function startNpmRegistry(packages: LockedPackage[], cacheDir = npm
     versions.set(p.name, byVersion);
   }
   const requests: string[] = [];
+  const started = Date.now();
   let served = 0;
   const server: Server = createServer((req, res) => {
     const path = decodeURIComponent((req.url ?? "/").split("?")[0]!);
-    requests.push(`${req.method} ${path}`);
+    // When each request came (seconds since the registry started): a retried download shows as a late repeat.
+    requests.push(`${req.method} ${path} @${((Date.now() - started) / 1000).toFixed(1)}s`);
     const tarball = req.method === "GET" ? tarballs.get(path) : undefined;
     if (tarball) {
       served += 1;
