@@ -1,12 +1,12 @@
 // The parent's side of a FUSE server in a child process (isolation "process"): spawn it, hand it the mount,
 // track it. Node builtins only (no fuse-native, no koffi), so a parent that mounts this way, such as a
 // worker's supervisor, loads little code; also the package's `@iii/filesystem/client` entry.
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { EventEmitter } from "node:events";
 import fs from "node:fs";
 import path from "node:path";
 import { FilesystemError, type FilesystemErrorCode } from "../errors.js";
-import { findMount, parseMountInfo } from "../core/mountinfo.js";
+import { detachMount, isMounted } from "./detach.js";
 import type { MountStats } from "./fuse-shell.js";
 import type { MountHandle, MountOptions, ServerMemory, UnmountReason } from "./mount.js";
 
@@ -154,12 +154,11 @@ export function mountInChild(options: MountOptions): Promise<MountHandle> {
   return MountServer.start().mount(options);
 }
 
-/** `fusermount -uz` when `mountpoint` is still in this process's mount table; says what it found. */
+/** Detaches `mountpoint` if it is still mounted; says what it found. */
 async function lazyUnmount(mountpoint: string): Promise<string> {
-  const mounted = (): boolean => findMount(parseMountInfo(fs.readFileSync("/proc/self/mountinfo", "utf8")), mountpoint) !== undefined;
-  if (!mounted()) return "already gone";
-  const stderr = await new Promise<string>((r) => execFile("fusermount", ["-uz", mountpoint], { timeout: 5000 }, (err, _out, errOut) => r(err ? `${errOut}`.trim() || err.message : "")));
-  return mounted() ? `still mounted (fusermount -uz: ${stderr})` : "lazily unmounted";
+  if (!isMounted(mountpoint)) return "already gone";
+  const { gone, detail } = await detachMount(mountpoint);
+  return gone ? "lazily unmounted" : `still mounted (${detail})`;
 }
 
 class ChildMount extends EventEmitter implements MountHandle {

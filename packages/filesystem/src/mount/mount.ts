@@ -3,11 +3,10 @@
 import { EventEmitter } from "node:events";
 import v8 from "node:v8";
 import vm from "node:vm";
-import { execFile } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { FilesystemError, type FilesystemErrorCode } from "../errors.js";
-import { findMount, parseMountInfo } from "../core/mountinfo.js";
+import { findMount } from "../core/mountinfo.js";
 import { GuestFs } from "../fs/guest-fs.js";
 import { PassthroughTree } from "../fs/passthrough-tree.js";
 import { LayeredTree } from "../fs/layered-tree.js";
@@ -18,6 +17,7 @@ import { setCloexec } from "../host/libc.js";
 import { enableIno64, enableLinkGroups, enableShimIo, fuseCaller, shimHides } from "../host/fuse-caller.js";
 import type { HostOwner, HostPolicy } from "../fs/host-meta.js";
 import { findServerScript, mountInChild } from "./client.js";
+import { detachMount, readMountTable, runTool } from "./detach.js";
 
 export { setattrShimPath, MountServer } from "./client.js";
 
@@ -159,18 +159,6 @@ export interface MountHandle extends AsyncDisposable {
   on(event: "error", listener: (error: FilesystemError) => void): this;
 }
 
-const run = (cmd: string, args: string[]): Promise<{ code: number; stderr: string }> =>
-  new Promise((resolve) => {
-    execFile(cmd, args, { timeout: 10_000 }, (err, _stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code) : 1) : 0;
-      resolve({ code, stderr: String(stderr) });
-    });
-  });
-
-function readMountTable() {
-  return parseMountInfo(fs.readFileSync("/proc/self/mountinfo", "utf8"));
-}
-
 /** Is the mount at `mountpoint` a dead FUSE connection (owner gone, not unmounted)? */
 async function probeMount(mountpoint: string): Promise<"stale" | "live" | "hung"> {
   const timeout = new Promise<"hung">((r) => setTimeout(() => r("hung"), 2000).unref());
@@ -190,13 +178,8 @@ export async function cleanupStaleMount(mountpoint: string): Promise<boolean> {
   }
   const state = await probeMount(mountpoint);
   if (state === "live") throw new FilesystemError("MountpointBusy", `${mountpoint} is served by a live FUSE filesystem (${existing.source})`);
-  const r = await run("fusermount", ["-uz", mountpoint]);
-  if (findMount(readMountTable(), mountpoint)) {
-    const r2 = await run("umount", ["-l", mountpoint]);
-    if (findMount(readMountTable(), mountpoint)) {
-      throw new FilesystemError("StaleMountCleanupFailed", `could not remove the stale mount at ${mountpoint}: ${r.stderr.trim() || r2.stderr.trim()}`);
-    }
-  }
+  const { gone, detail } = await detachMount(mountpoint);
+  if (!gone) throw new FilesystemError("StaleMountCleanupFailed", `could not remove the stale mount at ${mountpoint}: ${detail}`);
   return true;
 }
 
@@ -493,9 +476,9 @@ function isAtOrInside(p: string, dir: string): boolean {
 export async function unmountPath(mountpoint: string): Promise<void> {
   const abs = path.resolve(mountpoint);
   if (!findMount(readMountTable(), abs)) throw new FilesystemError("MountpointInvalid", `nothing is mounted at ${abs}`);
-  const r = await run("fusermount", ["-u", abs]);
+  const r = await runTool("fusermount", ["-u", abs]);
   if (r.code !== 0) {
-    const r2 = await run("fusermount", ["-uz", abs]);
+    const r2 = await runTool("fusermount", ["-uz", abs]);
     if (r2.code !== 0) throw new FilesystemError("UnmountFailed", `fusermount -u ${abs}: ${r.stderr.trim()}`);
   }
 }

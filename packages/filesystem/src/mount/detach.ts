@@ -1,0 +1,36 @@
+import { execFile } from "node:child_process";
+import fs from "node:fs";
+import { findMount, parseMountInfo, type MountInfoEntry } from "../core/mountinfo.js";
+
+// Light on purpose (no FUSE binding): the mount client and the CLI's unmount load it without the server's code.
+
+/** This process's mount table (/proc/self/mountinfo). */
+export function readMountTable(): MountInfoEntry[] {
+  return parseMountInfo(fs.readFileSync("/proc/self/mountinfo", "utf8"));
+}
+
+export function isMounted(mountpoint: string): boolean {
+  return findMount(readMountTable(), mountpoint) !== undefined;
+}
+
+/** Runs a mount tool (bounded at 10 s); never throws, says its exit code and stderr. */
+export const runTool = (cmd: string, args: string[]): Promise<{ code: number; stderr: string }> =>
+  new Promise((resolve) => {
+    execFile(cmd, args, { timeout: 10_000 }, (err, _stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : 1) : 0;
+      resolve({ code, stderr: String(stderr).trim() || (err ? err.message : "") });
+    });
+  });
+
+/**
+ * Detaches whatever is mounted at `mountpoint` without waiting for its users (`fusermount -uz`, then `umount -l`
+ * if that left it), rechecking the mount table after each. `gone` says whether it left; `detail` what the tools said.
+ */
+export async function detachMount(mountpoint: string): Promise<{ gone: boolean; detail: string }> {
+  if (!isMounted(mountpoint)) return { gone: true, detail: "" };
+  const fusermount = await runTool("fusermount", ["-uz", mountpoint]);
+  if (!isMounted(mountpoint)) return { gone: true, detail: "" };
+  const umount = await runTool("umount", ["-l", mountpoint]);
+  if (!isMounted(mountpoint)) return { gone: true, detail: "" };
+  return { gone: false, detail: `fusermount -uz: ${fusermount.stderr || `exit ${fusermount.code}`}; umount -l: ${umount.stderr || `exit ${umount.code}`}` };
+}
