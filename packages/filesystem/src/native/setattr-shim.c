@@ -337,24 +337,27 @@ static volatile int link_groups;
  */
 #define TABLE_MIN_BITS 15
 #define TABLE_MAX_BITS 22
-struct group_entry {
-  unsigned long nodeid;
-  uint32_t key;
-  /* With the key, the file's identity (the JS side's st_dev: low half of the host inode number). */
-  uint32_t ident;
-  /*
-   * The node's lookups libfuse counted since it joined its group: +1 at each entry reply for it, -n at a FORGET
-   * of n. libfuse frees a node only when its count reaches 0, and so does the table: a LOOKUP answered while the
-   * kernel evicts the node's inode leaves libfuse's count, and this one, at 1 after the eviction's FORGET (before,
-   * any FORGET dropped the node, and with its file's last node the file's number, which the node kept using).
-   * A node that joined at an attribute reply or as a LINK's source (looked up before its file had several links)
-   * starts at 0: its first FORGET drops it, as before.
-   */
-  uint64_t nlookup;
+/* The tables' one shape: a nonzero 64-bit key and two words of payload. */
+struct u64_entry {
+  uint64_t key;
+  uint64_t a;
+  uint64_t b;
 };
-static struct group_entry *groups;
-static unsigned group_bits;
-static size_t group_count;
+struct u64_table {
+  struct u64_entry *t;
+  unsigned bits;
+  size_t count;
+};
+/*
+ * groups: node id (key) -> the node's file (a: file_id of its link-group key and identity) and the lookups libfuse
+ * counted for it since it joined its group (b): +1 at each entry reply for it, -n at a FORGET of n. libfuse frees
+ * a node only when its count reaches 0, and so does the table: a LOOKUP answered while the kernel evicts the
+ * node's inode leaves libfuse's count, and this one, at 1 after the eviction's FORGET (before, any FORGET dropped
+ * the node, and with its file's last node the file's number, which the node kept using). A node that joined at
+ * an attribute reply or as a LINK's source (looked up before its file had several links) starts at 0: its first
+ * FORGET drops it, as before.
+ */
+static struct u64_table groups;
 static pthread_mutex_t groups_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* For the JS side: from now on st_rdev of a regular file is a link-group key. Returns 1. */
@@ -382,53 +385,64 @@ static int table_full(unsigned bits, size_t count) {
   return bits == 0 || (count + 1) * 8 > ((size_t)1 << bits) * 7;
 }
 
-static size_t group_find(unsigned long nodeid) {
-  if (group_bits == 0 || nodeid == 0) return SIZE_MAX;
-  size_t mask = ((size_t)1 << group_bits) - 1;
-  for (size_t at = slot_home(nodeid, group_bits);; at = (at + 1) & mask) {
-    if (groups[at].nodeid == nodeid) return at;
-    if (groups[at].nodeid == 0) return SIZE_MAX;
+static size_t u64_find(const struct u64_table *tb, uint64_t key) {
+  if (tb->bits == 0 || key == 0) return SIZE_MAX;
+  size_t mask = ((size_t)1 << tb->bits) - 1;
+  for (size_t at = slot_home(key, tb->bits);; at = (at + 1) & mask) {
+    if (tb->t[at].key == key) return at;
+    if (tb->t[at].key == 0) return SIZE_MAX;
   }
 }
 
-static int group_grow(void) {
-  unsigned bits = group_bits == 0 ? TABLE_MIN_BITS : group_bits + 1;
-  if (bits > TABLE_MAX_BITS) return 0;
-  size_t cap = (size_t)1 << bits, old = group_bits == 0 ? 0 : (size_t)1 << group_bits;
-  struct group_entry *t = calloc(cap, sizeof *t);
-  if (t == NULL) return 0;
-  for (size_t i = 0; i < old; i++) {
-    if (groups[i].nodeid == 0) continue;
-    size_t at = slot_home(groups[i].nodeid, bits);
-    while (t[at].nodeid != 0) at = (at + 1) & (cap - 1);
-    t[at] = groups[i];
+static size_t u64_insert(struct u64_table *tb, uint64_t key) {
+  if (table_wants_growth(tb->bits, tb->count)) {
+    unsigned bits = tb->bits == 0 ? TABLE_MIN_BITS : tb->bits + 1;
+    struct u64_entry *t = bits <= TABLE_MAX_BITS ? calloc((size_t)1 << bits, sizeof *t) : NULL;
+    if (t != NULL) {
+      size_t old = tb->bits == 0 ? 0 : (size_t)1 << tb->bits, mask = ((size_t)1 << bits) - 1;
+      for (size_t i = 0; i < old; i++) {
+        if (tb->t[i].key == 0) continue;
+        size_t at = slot_home(tb->t[i].key, bits);
+        while (t[at].key != 0) at = (at + 1) & mask;
+        t[at] = tb->t[i];
+      }
+      free(tb->t);
+      tb->t = t;
+      tb->bits = bits;
+    } else if (table_full(tb->bits, tb->count)) {
+      return SIZE_MAX;
+    }
   }
-  free(groups);
-  groups = t;
-  group_bits = bits;
-  return 1;
-}
-
-/* A new, zeroed entry for `nodeid` (not in the table); SIZE_MAX when the table is at its bound. */
-static size_t group_insert(unsigned long nodeid) {
-  if (table_wants_growth(group_bits, group_count) && !group_grow() && table_full(group_bits, group_count)) return SIZE_MAX;
-  size_t mask = ((size_t)1 << group_bits) - 1, at = slot_home(nodeid, group_bits);
-  while (groups[at].nodeid != 0) at = (at + 1) & mask;
-  memset(&groups[at], 0, sizeof groups[at]);
-  groups[at].nodeid = nodeid;
-  group_count++;
+  size_t mask = ((size_t)1 << tb->bits) - 1, at = slot_home(key, tb->bits);
+  while (tb->t[at].key != 0) at = (at + 1) & mask;
+  tb->t[at].key = key;
+  tb->t[at].a = 0;
+  tb->t[at].b = 0;
+  tb->count++;
   return at;
 }
 
-static void group_delete(size_t i) {
-  size_t mask = ((size_t)1 << group_bits) - 1;
-  for (size_t j = (i + 1) & mask; groups[j].nodeid != 0; j = (j + 1) & mask) {
-    if (!may_fill(i, j, slot_home(groups[j].nodeid, group_bits))) continue;
-    groups[i] = groups[j];
+static void u64_delete(struct u64_table *tb, size_t i) {
+  size_t mask = ((size_t)1 << tb->bits) - 1;
+  for (size_t j = (i + 1) & mask; tb->t[j].key != 0; j = (j + 1) & mask) {
+    if (!may_fill(i, j, slot_home(tb->t[j].key, tb->bits))) continue;
+    tb->t[i] = tb->t[j];
     i = j;
   }
-  memset(&groups[i], 0, sizeof groups[i]);
-  group_count--;
+  memset(&tb->t[i], 0, sizeof tb->t[i]);
+  tb->count--;
+}
+
+static size_t group_find(unsigned long nodeid) {
+  return u64_find(&groups, nodeid);
+}
+
+static uint32_t group_key_at(size_t at) {
+  return (uint32_t)groups.t[at].a;
+}
+
+static uint32_t group_ident_at(size_t at) {
+  return (uint32_t)(groups.t[at].a >> 32);
 }
 
 /*
@@ -439,84 +453,37 @@ static void group_delete(size_t i) {
  * knows), for as long as a node of the file lives. libfuse never hands out an id twice (until 2^32 wraps), so
  * the number is no other file's.
  *
- * `refs` counts the file's nodes in `groups`: the entry goes with the file's last node (a number kept past the
+ * Its count (b) is the file's nodes in `groups`: the entry goes with the file's last node (a number kept past the
  * file made a new file on the same host inode show the old file's number, which virtiofsd had forgotten: the
  * guest's `rm` of the new name failed with EIO, filesystem.vm "many times in a row"). Before, the last node's
  * forget found that out by scanning all 32,768 group slots under groups_lock.
  */
-struct canon_entry {
-  uint64_t id;
-  unsigned long nodeid;
-  uint64_t refs;
-};
-static struct canon_entry *canon;
-static unsigned canon_bits;
-static size_t canon_count;
+/* canon: file id (key) -> the node whose id is the file's number (a) and the file's nodes in `groups` (b). */
+static struct u64_table canon;
 
 static uint64_t file_id(uint32_t key, uint32_t ident) {
   return ((uint64_t)ident << 32) | key;
 }
 
-static int canon_grow(void) {
-  unsigned bits = canon_bits == 0 ? TABLE_MIN_BITS : canon_bits + 1;
-  if (bits > TABLE_MAX_BITS) return 0;
-  size_t cap = (size_t)1 << bits, old = canon_bits == 0 ? 0 : (size_t)1 << canon_bits;
-  struct canon_entry *t = calloc(cap, sizeof *t);
-  if (t == NULL) return 0;
-  for (size_t i = 0; i < old; i++) {
-    if (canon[i].id == 0) continue;
-    size_t at = slot_home(canon[i].id, bits);
-    while (t[at].id != 0) at = (at + 1) & (cap - 1);
-    t[at] = canon[i];
-  }
-  free(canon);
-  canon = t;
-  canon_bits = bits;
-  return 1;
-}
-
 /* The file's entry, or with `make` a new one (refs 0); SIZE_MAX if none (or the table is at its bound). */
 static size_t canon_slot(uint64_t id, int make) {
-  if (canon_bits != 0) {
-    size_t mask = ((size_t)1 << canon_bits) - 1;
-    for (size_t at = slot_home(id, canon_bits);; at = (at + 1) & mask) {
-      if (canon[at].id == id) return at;
-      if (canon[at].id == 0) break;
-    }
-  }
-  if (!make) return SIZE_MAX;
-  if (table_wants_growth(canon_bits, canon_count) && !canon_grow() && table_full(canon_bits, canon_count)) return SIZE_MAX;
-  size_t mask = ((size_t)1 << canon_bits) - 1, at = slot_home(id, canon_bits);
-  while (canon[at].id != 0) at = (at + 1) & mask;
-  canon[at].id = id;
-  canon[at].nodeid = 0;
-  canon[at].refs = 0;
-  canon_count++;
-  return at;
+  size_t at = u64_find(&canon, id);
+  if (at != SIZE_MAX || !make || id == 0) return at;
+  return u64_insert(&canon, id);
 }
 
 /* A node of the file left `groups`: with the file's last one, its number goes. Call with groups_lock held. */
 static void canon_unref(uint64_t id) {
   size_t i = canon_slot(id, 0);
   if (i == SIZE_MAX) return;
-  if (canon[i].refs > 1) {
-    canon[i].refs--;
-    return;
-  }
-  size_t mask = ((size_t)1 << canon_bits) - 1;
-  for (size_t j = (i + 1) & mask; canon[j].id != 0; j = (j + 1) & mask) {
-    if (!may_fill(i, j, slot_home(canon[j].id, canon_bits))) continue;
-    canon[i] = canon[j];
-    i = j;
-  }
-  memset(&canon[i], 0, sizeof canon[i]);
-  canon_count--;
+  if (canon.t[i].b > 1) canon.t[i].b--;
+  else u64_delete(&canon, i);
 }
 
 /* The node leaves its group (and its file's count). Call with groups_lock held. */
 static void group_clear(size_t at) {
-  canon_unref(file_id(groups[at].key, groups[at].ident));
-  group_delete(at);
+  canon_unref(groups.t[at].a);
+  u64_delete(&groups, at);
 }
 
 /* Whether `nodeid` is in `groups` (so a lookup counted for it by group_take was recorded). */
@@ -532,34 +499,32 @@ static void group_record(unsigned long nodeid, uint32_t key, uint32_t ident, uns
   uint64_t id = file_id(key, ident);
   pthread_mutex_lock(&groups_lock);
   size_t slot = group_find(nodeid);
-  if (slot != SIZE_MAX && (groups[slot].key != key || groups[slot].ident != ident)) {
+  if (slot != SIZE_MAX && groups.t[slot].a != id) {
     /* The node's name is another host file now (replaced behind the mount): it leaves the old file's group. */
-    canon_unref(file_id(groups[slot].key, groups[slot].ident));
+    canon_unref(groups.t[slot].a);
     size_t c = canon_slot(id, 1);
     if (c == SIZE_MAX) {
-      group_delete(slot);
+      u64_delete(&groups, slot);
       pthread_mutex_unlock(&groups_lock);
       return;
     }
-    canon[c].refs++;
-    groups[slot].key = key;
-    groups[slot].ident = ident;
+    canon.t[c].b++;
+    groups.t[slot].a = id;
   }
   if (slot == SIZE_MAX) {
     size_t c = canon_slot(id, 1);
     if (c != SIZE_MAX) {
-      canon[c].refs++;
-      slot = group_insert(nodeid);
+      canon.t[c].b++;
+      slot = nodeid != 0 ? u64_insert(&groups, nodeid) : SIZE_MAX;
       if (slot == SIZE_MAX) canon_unref(id);
     }
     if (slot == SIZE_MAX) {
       pthread_mutex_unlock(&groups_lock);
       return;
     }
-    groups[slot].key = key;
-    groups[slot].ident = ident;
+    groups.t[slot].a = id;
   }
-  groups[slot].nlookup += lookups;
+  groups.t[slot].b += lookups;
   pthread_mutex_unlock(&groups_lock);
 }
 
@@ -567,9 +532,9 @@ static int group_of(unsigned long nodeid, uint32_t *key, uint32_t *ident, unsign
   pthread_mutex_lock(&groups_lock);
   size_t at = group_find(nodeid);
   if (at != SIZE_MAX) {
-    *key = groups[at].key;
-    *ident = groups[at].ident;
-    groups[at].nlookup += lookups;
+    *key = group_key_at(at);
+    *ident = group_ident_at(at);
+    groups.t[at].b += lookups;
   }
   pthread_mutex_unlock(&groups_lock);
   return at != SIZE_MAX;
@@ -581,8 +546,8 @@ static unsigned long canon_of(uint64_t id, unsigned long candidate) {
   unsigned long out = candidate;
   /* No entry: the tables are at their bound; this reply's own number, kept nowhere. */
   if (at != SIZE_MAX) {
-    if (canon[at].nodeid == 0) canon[at].nodeid = candidate;
-    out = canon[at].nodeid;
+    if (canon.t[at].a == 0) canon.t[at].a = candidate;
+    out = (unsigned long)canon.t[at].a;
   }
   pthread_mutex_unlock(&groups_lock);
   return out;
@@ -593,7 +558,7 @@ static void group_forget(unsigned long nodeid, uint64_t n) {
   pthread_mutex_lock(&groups_lock);
   size_t at = group_find(nodeid);
   if (at != SIZE_MAX) {
-    if (groups[at].nlookup > n) groups[at].nlookup -= n;
+    if (groups.t[at].b > n) groups.t[at].b -= n;
     else group_clear(at);
   }
   pthread_mutex_unlock(&groups_lock);
@@ -692,7 +657,7 @@ uint64_t iii_test_entry_reply(uint64_t nodeid, uint32_t key, uint32_t ident, int
 static uint32_t group_key_of(unsigned long nodeid) {
   pthread_mutex_lock(&groups_lock);
   size_t at = group_find(nodeid);
-  uint32_t key = at != SIZE_MAX ? groups[at].key : 0;
+  uint32_t key = at != SIZE_MAX ? group_key_at(at) : 0;
   pthread_mutex_unlock(&groups_lock);
   return key;
 }
@@ -951,9 +916,9 @@ int iii_inval_link_group(uint32_t key) {
   unsigned long found[64];
   int n = 0;
   pthread_mutex_lock(&groups_lock);
-  size_t cap = group_bits == 0 ? 0 : (size_t)1 << group_bits;
+  size_t cap = groups.bits == 0 ? 0 : (size_t)1 << groups.bits;
   for (size_t i = 0; i < cap && n < 64; i++) {
-    if (groups[i].key == key && groups[i].nodeid != 0) found[n++] = groups[i].nodeid;
+    if (groups.t[i].key != 0 && group_key_at(i) == key) found[n++] = (unsigned long)groups.t[i].key;
   }
   pthread_mutex_unlock(&groups_lock);
   for (int i = 0; i < n; i++) notify_inval_inode(ch, found[i], -1, 0);
@@ -991,68 +956,10 @@ static void *libfuse_sym(const char *name) {
  * every number is the stable one again (a restarted worker's `git status` finds its index up to date).
  */
 #define FALLBACK_INO_HI 0xA0000000ULL
-struct u64_entry {
-  uint64_t key;
-  uint64_t a;
-  uint64_t b;
-};
-struct u64_table {
-  struct u64_entry *t;
-  unsigned bits;
-  size_t count;
-};
 /* number -> holder node (a); node -> its number (a; FALLBACK_INO_HI high half when it got its own) and lookups (b). */
 static struct u64_table holders, node_numbers;
 static pthread_mutex_t holders_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t fallback_numbers;
-
-static size_t u64_find(const struct u64_table *tb, uint64_t key) {
-  if (tb->bits == 0 || key == 0) return SIZE_MAX;
-  size_t mask = ((size_t)1 << tb->bits) - 1;
-  for (size_t at = slot_home(key, tb->bits);; at = (at + 1) & mask) {
-    if (tb->t[at].key == key) return at;
-    if (tb->t[at].key == 0) return SIZE_MAX;
-  }
-}
-
-static size_t u64_insert(struct u64_table *tb, uint64_t key) {
-  if (table_wants_growth(tb->bits, tb->count)) {
-    unsigned bits = tb->bits == 0 ? TABLE_MIN_BITS : tb->bits + 1;
-    struct u64_entry *t = bits <= TABLE_MAX_BITS ? calloc((size_t)1 << bits, sizeof *t) : NULL;
-    if (t != NULL) {
-      size_t old = tb->bits == 0 ? 0 : (size_t)1 << tb->bits, mask = ((size_t)1 << bits) - 1;
-      for (size_t i = 0; i < old; i++) {
-        if (tb->t[i].key == 0) continue;
-        size_t at = slot_home(tb->t[i].key, bits);
-        while (t[at].key != 0) at = (at + 1) & mask;
-        t[at] = tb->t[i];
-      }
-      free(tb->t);
-      tb->t = t;
-      tb->bits = bits;
-    } else if (table_full(tb->bits, tb->count)) {
-      return SIZE_MAX;
-    }
-  }
-  size_t mask = ((size_t)1 << tb->bits) - 1, at = slot_home(key, tb->bits);
-  while (tb->t[at].key != 0) at = (at + 1) & mask;
-  tb->t[at].key = key;
-  tb->t[at].a = 0;
-  tb->t[at].b = 0;
-  tb->count++;
-  return at;
-}
-
-static void u64_delete(struct u64_table *tb, size_t i) {
-  size_t mask = ((size_t)1 << tb->bits) - 1;
-  for (size_t j = (i + 1) & mask; tb->t[j].key != 0; j = (j + 1) & mask) {
-    if (!may_fill(i, j, slot_home(tb->t[j].key, tb->bits))) continue;
-    tb->t[i] = tb->t[j];
-    i = j;
-  }
-  memset(&tb->t[i], 0, sizeof tb->t[i]);
-  tb->count--;
-}
 
 /* The node leaves the holders (its lookups reached 0, or its name is another file now). Call with holders_lock. */
 static void holder_drop(size_t at) {
