@@ -38,6 +38,7 @@ export const ERROR_CODES = {
   QmpFailed: 1,
   WorkloadStartFailed: 1,
   VmNotRunning: 1,
+  VmBooting: 1,
   ExecRejected: 1,
   NotImplemented: 1,
   NotApplicable: 1,

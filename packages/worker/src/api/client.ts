@@ -30,6 +30,19 @@ export interface ExecIo {
   onAttach?: (controls: { resize: (rows: number, cols: number) => void; signal: (signal: string) => void }) => void;
 }
 
+export interface WhileBooting {
+  waitMs: number;
+  alive: () => Promise<boolean>;
+}
+
+/** A refusal that only says the worker is not up yet: no API socket (yet), or the supervisor's "not ready" (503). */
+function isBooting(error: unknown): boolean {
+  if (!(error instanceof IiiError)) return false;
+  if (error.code === "ExecRejected") return error.cause instanceof ApiError && error.cause.status === 503;
+  const code = (error.cause as NodeJS.ErrnoException | undefined)?.code;
+  return error.code === "VmNotRunning" && (code === "ENOENT" || code === "ECONNREFUSED");
+}
+
 /** Client of a supervisor's api.sock: what `iii worker exec`, `logs` and `stop` use, and what other tools can. */
 export class SupervisorClient {
   constructor(readonly socketPath: string) {}
@@ -99,6 +112,25 @@ export class SupervisorClient {
     return this.call("POST", `/exec/${id}/resize`, { rows, cols });
   }
 
+  /**
+   * POST /exec, waiting (up to `waitMs`) while the worker is still booting: its supervisor has not opened this
+   * socket yet, or its guest is not ready. The guest runs nothing before the request is accepted, so a retry cannot
+   * run the command twice. `alive` says whether the worker is still there to wait for.
+   */
+  private async createExecWhenReady(req: ExecCreateRequest, { waitMs, alive }: WhileBooting): Promise<{ id: string }> {
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      try {
+        return await this.createExec(req);
+      } catch (error) {
+        if (!isBooting(error)) throw error;
+        if (!(await alive())) throw error;
+        if (Date.now() >= deadline) throw new IiiError("VmBooting", `the worker is still booting after ${Math.round(waitMs / 1000)} s: its guest is not ready`, { cause: error });
+      }
+      await sleep(100);
+    }
+  }
+
   /** Opens the attach WebSocket (raw mode) replaying output after `since`. */
   attachSocket(id: string, since = 0): WebSocket {
     return new WebSocket(`ws+unix://${this.socketPath}:/exec/${id}/attach?since=${since}`, { perMessageDeflate: false });
@@ -109,8 +141,8 @@ export class SupervisorClient {
    * drops before the exit frame, it re-attaches with the last sequence number it saw, so no output is
    * lost or repeated.
    */
-  async exec(req: ExecCreateRequest, io: ExecIo, options: { maxReattachMs?: number; signal?: AbortSignal } = {}): Promise<ExitFrame> {
-    const { id } = await this.createExec(req);
+  async exec(req: ExecCreateRequest, io: ExecIo, options: { maxReattachMs?: number; signal?: AbortSignal; whileBooting?: WhileBooting } = {}): Promise<ExitFrame> {
+    const { id } = options.whileBooting ? await this.createExecWhenReady(req, options.whileBooting) : await this.createExec(req);
     // Aborting leaves the attachment for good (with onDisconnect "kill", the command is killed).
     options.signal?.addEventListener("abort", () => current?.terminate(), { once: true });
     let lastSeq = 0;

@@ -158,6 +158,22 @@ describe.skipIf(!!skip)("worker lifecycle in a real VM (vm)", () => {
     }
   }, 300_000);
 
+  it("an exec that comes while the VM boots waits for the guest and runs (not \"cannot reach the supervisor\")", async () => {
+    // Before the API socket is up, and between it and the guest's READY, an exec was refused (VmNotRunning: connect
+    // ENOENT, or ExecRejected: the guest is not ready); a script running `start &` then `exec` failed at random.
+    for (const delayMs of [0, 300]) {
+      const p = project();
+      expect((await p.cli(["add", `dir:${rootfs}`, "--name", "early", "--", "sh", "-c", "echo up; sleep 1000"])).code).toBe(0);
+      const start = p.cli(["start", "early"]);
+      await waitFor(() => existsSync(join(p.managed("early"), "vm.json")), 30_000, "vm.json");
+      await new Promise((r) => setTimeout(r, delayMs));
+      const exec = await p.cli(["exec", "early", "--", "echo", "from-exec"]);
+      expect({ code: exec.code, stdout: exec.stdout, stderr: exec.stderr }, `delay ${delayMs}`).toEqual({ code: 0, stdout: "from-exec\n", stderr: "" });
+      expect((await start).code).toBe(0);
+      expect((await p.cli(["stop", "early", "--timeout", "2"])).code).toBe(0);
+    }
+  }, 300_000);
+
   it("a workload whose binary does not exist: start fails naming it with the console's last lines; list says failed to start", async () => {
     const p = project();
     expect((await p.cli(["add", `dir:${rootfs}`, "--name", "nobin", "--", "/no/such/binary", "--flag"])).code).toBe(0);

@@ -18,6 +18,9 @@ export interface ExecCommandOptions {
   timeout?: string;
 }
 
+/** How long an exec waits for a worker that is still booting (TCG boots take seconds; a stuck boot is a failure). */
+const EXEC_BOOT_WAIT_MS = 60_000;
+
 /** `iii worker exec`: runs a command in a running worker; resolves with the command's exit status. */
 export async function runExecCommand(name: string, argv: string[], options: ExecCommandOptions): Promise<number> {
   const env = Object.fromEntries((options.env ?? []).map(parseEnvAssignment));
@@ -89,7 +92,11 @@ export async function runExecCommand(name: string, argv: string[], options: Exec
         onResize = () => controls.resize(process.stdout.rows || 24, process.stdout.columns || 80);
         process.stdout.on("resize", onResize);
       },
-    }, { signal: pipeClosed.signal }).catch(async (error: unknown) => {
+    }, {
+      signal: pipeClosed.signal,
+      // An exec right after a backgrounded `start` (or during dev's boot) runs once the guest is ready.
+      whileBooting: { waitMs: EXEC_BOOT_WAIT_MS, alive: async () => (await workerStatus(name)).state === "running" },
+    }).catch(async (error: unknown) => {
       if (pipeClosed.signal.aborted) return undefined;
       // The supervisor went away under us: say why the worker ended rather than how the socket failed.
       if (error instanceof IiiError && error.code === "VmNotRunning") {
