@@ -4,7 +4,7 @@
 // Prints the result and the stack process's CPU seconds.
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -36,8 +36,22 @@ await new Promise((r) => setTimeout(r, 400));
 const stack = new NetworkStack({ slot: 2, mtu, log: () => {}, policy: { hostPorts: [port, ports.echo] }, dns: { upstreams: [dnsAddr], maxConcurrent: 512 } });
 await stack.listen(join(tmp, "vm.sock"));
 const ns = new Namespace("prof");
+/** CPU ticks (user + system) of each thread of this process, by thread name (main thread: "main"). */
+function threadTicks() {
+  const out = {};
+  for (const tid of readdirSync(`/proc/${process.pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${process.pid}/task/${tid}/stat`, "utf8");
+      const name = Number(tid) === process.pid ? "main" : stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      out[name] = (out[name] ?? 0) + Number(f[11]) + Number(f[12]);
+    } catch {}
+  }
+  return out;
+}
 try {
   await ns.attachStack(stack, join(tmp, "vm.sock"), mtu);
+  const t0 = threadTicks();
   const c0 = process.cpuUsage();
   let result;
   if (mode === "forward" || mode === "reverse") {
@@ -47,11 +61,13 @@ try {
     const r = await ns.run([process.execPath, here("./guest/rtt.mjs"), ns.hostAddress, String(ports.echo), String(Number(secondsArg) * 5000)]);
     result = JSON.parse(r.out);
   } else {
-    const r = await ns.run([process.execPath, here("./guest/dns-qps.mjs"), ns.dnsAddress, "53", "32", String(Number(secondsArg) * 1000), "bench.test"]);
+    const r = await ns.run([process.execPath, here("./guest/dns-qps.mjs"), ns.dnsAddress, "53", process.env.DNS_CONCURRENCY ?? "32", String(Number(secondsArg) * 1000), "bench.test"]);
     result = JSON.parse(r.out);
   }
   const c = process.cpuUsage(c0);
-  console.log(JSON.stringify({ mode, mtu, ...result, cpuSeconds: (c.user + c.system) / 1e6, retransmits: stack.counters.retransmits }));
+  const t1 = threadTicks();
+  const threads = Object.fromEntries(Object.entries(t1).map(([k, v]) => [k, (v - (t0[k] ?? 0)) / 100]).filter(([, v]) => v > 0));
+  console.log(JSON.stringify({ mode, mtu, ...result, cpuSeconds: (c.user + c.system) / 1e6, userSeconds: c.user / 1e6, systemSeconds: c.system / 1e6, threads, retransmits: stack.counters.retransmits, drops: stack.counters.drops, dns: stack.dns.counters }));
 } finally {
   ns.close();
   for (const c of children) c.kill("SIGKILL");

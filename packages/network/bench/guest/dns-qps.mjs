@@ -5,6 +5,8 @@ const [server, port, concurrency, durationMs, suffix] = process.argv.slice(2);
 const s = dgram.createSocket({ type: "udp4", recvBufferSize: 1 << 22 });
 let next = 0;
 let answered = 0;
+let resent = 0;
+const latencies = [];
 const inflight = new Map();
 function send() {
   const id = next++ & 0xffff;
@@ -17,8 +19,11 @@ function send() {
 }
 s.on("message", (m) => {
   const id = m.readUInt16BE(0);
-  if (!inflight.delete(id)) return;
+  const at = inflight.get(id);
+  if (at === undefined) return;
+  inflight.delete(id);
   answered++;
+  if ((answered & 15) === 0) latencies.push(performance.now() - at);
   if (performance.now() < end) send();
 });
 const t0 = performance.now();
@@ -28,6 +33,7 @@ const sweep = setInterval(() => {
   const now = performance.now();
   for (const [id, at] of inflight) if (now - at > 500) {
     inflight.delete(id);
+    resent++;
     if (now < end) send();
   }
 }, 100);
@@ -36,6 +42,8 @@ s.bind(0, () => {
 });
 setTimeout(() => {
   clearInterval(sweep);
-  console.log(JSON.stringify({ qps: answered / ((performance.now() - t0) / 1000), answered }));
+  latencies.sort((a, b) => a - b);
+  const pct = (q) => Math.round((latencies[Math.floor(q * (latencies.length - 1))] ?? 0) * 1000);
+  console.log(JSON.stringify({ qps: answered / ((performance.now() - t0) / 1000), answered, resent, latencyMedianUs: pct(0.5), latencyP99Us: pct(0.99) }));
   s.close();
 }, Number(durationMs) + 300);

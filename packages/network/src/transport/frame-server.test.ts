@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { expect, test } from "vitest";
 import { FrameDecoder } from "./frame-decoder.js";
 import { FrameServer } from "./frame-server.js";
+import { freeSimdSlabs } from "../wire/simd-memory.js";
 
 test("frames committed in one turn arrive whole and in order across slab boundaries; no VM means a reported drop", async () => {
   const dir = mkdtempSync(join(tmpdir(), `iii-net-fs-${process.pid}-`));
@@ -57,6 +58,7 @@ test("frames committed in one turn arrive whole and in order across slab boundar
 
 test("slabs are reused once the socket has written them, and a slow reader still gets every frame intact", async () => {
   const dir = mkdtempSync(join(tmpdir(), `iii-net-fs-${process.pid}-`));
+  const simdSlabsBefore = freeSimdSlabs();
   const server = new FrameServer(70_000, { onFrame: () => {}, onBurstEnd: () => {}, log: () => {} });
   const path = join(dir, "vm.sock");
   try {
@@ -100,4 +102,8 @@ test("slabs are reused once the socket has written them, and a slow reader still
     await server.close();
     rmSync(dir, { recursive: true, force: true });
   }
+  // Its SIMD-memory slabs (where frames are checksummed in place) go back for other stacks.
+  expect(simdSlabsBefore).toBeGreaterThan(0);
+  for (let i = 0; i < 100 && freeSimdSlabs() < simdSlabsBefore; i++) await new Promise((r) => setTimeout(r, 10));
+  expect(freeSimdSlabs()).toBe(simdSlabsBefore);
 });

@@ -3,6 +3,7 @@ import net from "node:net";
 import { NetworkError } from "../errors.js";
 import type { FrameLink } from "./frame-link.js";
 import { FrameDecoder } from "./frame-decoder.js";
+import { SIMD_SLAB_BYTES, isSimdSlab, returnSimdSlab, takeSimdSlab } from "../wire/simd-memory.js";
 
 export interface FrameServerHooks {
   onFrame(frame: Buffer): void;
@@ -18,8 +19,11 @@ export interface FrameServerHooks {
 /** Above this many unsent bytes toward the VM, frames are dropped (TCP retransmits; UDP is lossy anyway). */
 const MAX_PENDING_WRITE_BYTES = 32 * 1024 * 1024;
 
-/** Frames toward the VM are built in place in slabs of this size (a bigger frame gets its own). */
-const SLAB_BYTES = 1024 * 1024;
+/**
+ * Frames toward the VM are built in place in slabs of this size (a bigger frame gets its own),
+ * taken from the SIMD memory when it has one free (checksummed there, see wire/simd-memory.ts).
+ */
+const SLAB_BYTES = SIMD_SLAB_BYTES;
 /** Retired slabs kept for reuse once the socket has taken all their bytes. */
 const SLAB_POOL = 8;
 
@@ -39,13 +43,18 @@ interface Slab {
  * is allocated per frame, and a slab region handed to the socket is not written again until the socket
  * reports it written (then the retired slab returns to a small pool).
  */
+/** A slab from the SIMD memory, or a plain buffer when it has none free. */
+function newSlab(): Buffer {
+  return takeSimdSlab() ?? Buffer.allocUnsafe(SLAB_BYTES);
+}
+
 export class FrameServer implements FrameLink {
   private server: net.Server | undefined;
   private conn: net.Socket | undefined;
   private readonly hooks: FrameServerHooks;
   private readonly maxFrameBytes: number;
   private socketPath: string | undefined;
-  private slab: Slab = { buf: Buffer.allocUnsafe(SLAB_BYTES), inSocket: 0, retired: false };
+  private slab: Slab = { buf: newSlab(), inSocket: 0, retired: false };
   /**
    * Slabs whose bytes the kernel has taken, reused instead of allocating: a fresh 1 MiB slab costs
    * its page faults on first touch (paid inside the copy into the frame) and GC pressure.
@@ -57,6 +66,7 @@ export class FrameServer implements FrameLink {
   /** The frame handed out by the last reserve() when it is backed by the slab. */
   private reserved: Buffer | undefined;
   private flushScheduled = false;
+  private closed = false;
   droppedWrites = 0;
   /** Slabs allocated so far (the rest of the output reused pooled ones). */
   slabsAllocated = 1;
@@ -138,7 +148,7 @@ export class FrameServer implements FrameLink {
       const size = Math.max(SLAB_BYTES, 4 + length);
       const buf = size === SLAB_BYTES ? this.pool.pop() : undefined;
       if (!buf) this.slabsAllocated++;
-      this.slab = { buf: buf ?? Buffer.allocUnsafe(size), inSocket: 0, retired: false };
+      this.slab = { buf: buf ?? (size === SLAB_BYTES ? newSlab() : Buffer.allocUnsafe(size)), inSocket: 0, retired: false };
       this.start = 0;
       this.used = 0;
     }
@@ -205,7 +215,9 @@ export class FrameServer implements FrameLink {
   }
 
   private recycle(slab: Slab): void {
-    if (slab.buf.length === SLAB_BYTES && this.pool.length < SLAB_POOL) this.pool.push(slab.buf);
+    if (!this.closed && slab.buf.length === SLAB_BYTES && this.pool.length < SLAB_POOL) this.pool.push(slab.buf);
+    // A SIMD slab not kept here goes back to the process-wide free list for another stack.
+    else if (isSimdSlab(slab.buf)) returnSimdSlab(slab.buf);
   }
 
   private writable(): boolean {
@@ -221,6 +233,12 @@ export class FrameServer implements FrameLink {
   async close(): Promise<void> {
     this.conn?.destroy();
     this.conn = undefined;
+    if (!this.closed) {
+      this.closed = true;
+      // SIMD slabs go back once the socket holds none of their bytes (written() recycles the rest).
+      for (const buf of this.pool.splice(0)) returnSimdSlab(buf);
+      this.retire(this.slab);
+    }
     const server = this.server;
     this.server = undefined;
     if (server) {

@@ -1,10 +1,17 @@
+import { simdSum } from "./simd-memory.js";
+
 /**
  * Internet checksum (RFC 1071). The partial sum is kept in a double: adding 32-bit words is
  * safe up to 2^21 words before precision is lost, far above any frame we handle, and summing
  * 32-bit words then folding gives the same result as summing 16-bit words (end-around carry).
  */
 export function checksumPartial(buf: Uint8Array, offset: number, length: number, initial = 0): number {
-  if (length >= 64 && ((buf.byteOffset + offset) & 1) === 0) return checksumPartialWords(buf, offset, length, initial);
+  if (length >= 64) {
+    // Frames built in the SIMD memory's slabs (everything the stack sends) are summed there.
+    const s = simdSum(buf, offset, length);
+    if (s >= 0) return initial + s;
+    if (((buf.byteOffset + offset) & 1) === 0) return checksumPartialWords(buf, offset, length, initial);
+  }
   return checksumPartialBytes(buf, offset, length, initial);
 }
 
