@@ -7,11 +7,17 @@ import { simdSum } from "./simd-memory.js";
  */
 export function checksumPartial(buf: Uint8Array, offset: number, length: number, initial = 0): number {
   if (length >= 64) {
-    // Frames built in the SIMD memory's slabs (everything the stack sends) are summed there.
+    // Frames built in the SIMD memory's slabs (everything the stack sends) are summed there; other
+    // regions of 512 bytes or more are copied there first (wire/simd-memory.ts).
     const s = simdSum(buf, offset, length);
     if (s >= 0) return initial + s;
-    if (((buf.byteOffset + offset) & 1) === 0) return checksumPartialWords(buf, offset, length, initial);
   }
+  return checksumPartialScalar(buf, offset, length, initial);
+}
+
+/** checksumPartial() in JavaScript only (the fallback; exported for tests). */
+export function checksumPartialScalar(buf: Uint8Array, offset: number, length: number, initial = 0): number {
+  if (length >= 64 && ((buf.byteOffset + offset) & 1) === 0) return checksumPartialWords(buf, offset, length, initial);
   return checksumPartialBytes(buf, offset, length, initial);
 }
 
