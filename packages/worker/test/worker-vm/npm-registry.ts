@@ -64,9 +64,18 @@ export async function ensureTarballs(packages: LockedPackage[], cacheDir = npmCa
     await Promise.all(
       missing.slice(i, i + 8).map(async (p) => {
         const url = `${upstream}${tarballPath(p.name, p.version)}`;
-        const response = await fetch(url, { signal: AbortSignal.timeout(60_000) });
-        if (!response.ok) throw new Error(`npm fixture: ${url}: HTTP ${response.status}`);
-        const bytes = Buffer.from(await response.arrayBuffer());
+        // A registry that stalls or drops a download is retried (setup work, not a test's verdict).
+        let bytes: Buffer | undefined;
+        for (let attempt = 1; !bytes; attempt++) {
+          try {
+            const response = await fetch(url, { signal: AbortSignal.timeout(60_000) });
+            if (!response.ok) throw new Error(`npm fixture: ${url}: HTTP ${response.status}`);
+            bytes = Buffer.from(await response.arrayBuffer());
+          } catch (error) {
+            if (attempt >= 3) throw error;
+            await new Promise((r) => setTimeout(r, 2000 * attempt));
+          }
+        }
         if (integrityOf(bytes) !== p.integrity.split(/\s+/).find((i) => i.startsWith("sha512-"))) {
           throw new Error(`npm fixture: ${url} does not match the lockfile's integrity`);
         }
