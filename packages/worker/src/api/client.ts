@@ -124,7 +124,8 @@ export class SupervisorClient {
         return await this.createExec(req);
       } catch (error) {
         if (!isBooting(error)) throw error;
-        if (!(await alive())) throw error;
+        // The worker ended while we waited: say so (the caller names how it ended), not "not ready".
+        if (!(await alive())) throw new IiiError("VmNotRunning", "the worker is not running any more", { cause: error });
         if (Date.now() >= deadline) throw new IiiError("VmBooting", `the worker is still booting after ${Math.round(waitMs / 1000)} s: its guest is not ready`, { cause: error });
       }
       await sleep(100);

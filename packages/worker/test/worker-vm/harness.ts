@@ -93,11 +93,11 @@ export function processesMentioning(needle: string): string[] {
 }
 
 /**
- * For a failure message: every host process whose command line mentions `needle` (a worker's supervisor, FUSE
- * servers, virtiofsd, QEMU), each thread with its state, kernel wait channel and the top of its kernel stack. A
+ * For a failure message: every host process whose command line mentions `needle` (a worker's FUSE servers,
+ * virtiofsd, QEMU) or whose pid is in `pids` (its supervisor, from vm.json: its command line names no path), each thread with its state, kernel wait channel and the top of its kernel stack. A
  * FUSE server thread stuck outside `fuse_dev_do_read`, or a virtiofsd thread in D, shows here.
  */
-export function hostThreadsSnapshot(needle: string): string {
+export function hostThreadsSnapshot(needle: string, pids: number[] = []): string {
   const lines: string[] = [];
   const read = (path: string) => {
     try {
@@ -108,7 +108,7 @@ export function hostThreadsSnapshot(needle: string): string {
   };
   for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
     const cmdline = read(`/proc/${pid}/cmdline`).replaceAll("\0", " ");
-    if (!cmdline.includes(needle) || pid === String(process.pid)) continue;
+    if (!(cmdline.includes(needle) || pids.includes(Number(pid))) || pid === String(process.pid)) continue;
     lines.push(`${pid} ${cmdline.slice(0, 160)}`);
     let tids: string[] = [];
     try {

@@ -55,6 +55,16 @@ async function guestSnapshot(projectDir: string, env: NodeJS.ProcessEnv): Promis
 
 const count = (text: string, needle: string) => text.split(needle).length - 1;
 
+/** The supervisor's pid and its children's from a vm.json's text ([] when there is none). */
+function vmPids(vmJson: string): number[] {
+  try {
+    const record = JSON.parse(vmJson) as { pid?: number; children?: { pid: number }[] };
+    return [record.pid ?? 0, ...(record.children ?? []).map((c) => c.pid)].filter((pid) => pid > 0);
+  } catch {
+    return [];
+  }
+}
+
 describe.skipIf(!!skip)("examples/hello-worker under iii worker dev (vm)", () => {
   const p = new Project();
   let image: string;
@@ -111,7 +121,7 @@ describe.skipIf(!!skip)("examples/hello-worker under iii worker dev (vm)", () =>
           `${error.message}\n--- dev stderr ---\n${dev.err()}\n--- stand-in ---\n${standin.out()}${p.diagnostics("iii-dev-hello-worker", dir)}` +
             `\n--- local npm registry: ${registry.requests.length} requests, ${registry.tarballsServed()} tarballs ---\n${registry.requests.join("\n")}` +
             `\n--- guest ---\n${await guestSnapshot(dir, p.env)}` +
-            `\n--- host threads of the worker ---\n${hostThreadsSnapshot(p.managed("iii-dev-hello-worker", dir))}`,
+            `\n--- host threads of the worker ---\n${hostThreadsSnapshot(p.managed("iii-dev-hello-worker", dir), vmPids(p.read("managed/iii-dev-hello-worker/vm.json", dir)))}`,
         );
       });
       console.log(`[vm] hello-worker: the local registry served ${registry.tarballsServed()} tarballs for ${packages.length} locked packages (${registry.requests.length} requests, the last at ${registry.requests.at(-1)?.split("@").at(-1)})`);

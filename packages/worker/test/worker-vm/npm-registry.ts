@@ -64,15 +64,20 @@ export async function ensureTarballs(packages: LockedPackage[], cacheDir = npmCa
     await Promise.all(
       missing.slice(i, i + 8).map(async (p) => {
         const url = `${upstream}${tarballPath(p.name, p.version)}`;
-        // A registry that stalls or drops a download is retried (setup work, not a test's verdict).
+        // A registry that stalls, drops a download or answers 5xx/429 is retried (setup work, not a test's
+        // verdict); any other HTTP status is final.
         let bytes: Buffer | undefined;
         for (let attempt = 1; !bytes; attempt++) {
+          let retryable = true;
           try {
             const response = await fetch(url, { signal: AbortSignal.timeout(60_000) });
-            if (!response.ok) throw new Error(`npm fixture: ${url}: HTTP ${response.status}`);
+            if (!response.ok) {
+              retryable = response.status >= 500 || response.status === 429;
+              throw new Error(`npm fixture: ${url}: HTTP ${response.status}`);
+            }
             bytes = Buffer.from(await response.arrayBuffer());
           } catch (error) {
-            if (attempt >= 3) throw error;
+            if (!retryable || attempt >= 3) throw error;
             await new Promise((r) => setTimeout(r, 2000 * attempt));
           }
         }

@@ -58,8 +58,9 @@ export async function runExecCommand(name: string, argv: string[], options: Exec
   const client = SupervisorClient.forWorker(name);
   const stdin = process.stdin;
   // Raw only when the keys go to the command (-it); with -t alone Ctrl-C stays this CLI's (which ends the exec).
+  // Set at the first attach: while an exec waits for a booting worker, Ctrl-C still ends this CLI.
   const rawMode = tty && options.interactive === true && stdin.isTTY;
-  if (rawMode) stdin.setRawMode(true);
+  let rawApplied = false;
   let onResize: (() => void) | undefined;
   // `exec … | head -c1`: once the reader of our stdout (or stderr) is gone, end as a shell's writer would,
   // quietly with 141 (SIGPIPE), and let the command go (leaving the attachment kills it).
@@ -87,6 +88,10 @@ export async function runExecCommand(name: string, argv: string[], options: Exec
           }
         : {}),
       onAttach: (controls) => {
+        if (rawMode && !rawApplied) {
+          stdin.setRawMode(true);
+          rawApplied = true;
+        }
         if (!tty) return;
         if (onResize) process.stdout.off("resize", onResize);
         onResize = () => controls.resize(process.stdout.rows || 24, process.stdout.columns || 80);
@@ -120,7 +125,7 @@ export async function runExecCommand(name: string, argv: string[], options: Exec
       process.stdout.off("error", onPipeError);
       process.stderr.off("error", onPipeError);
     }
-    if (rawMode) stdin.setRawMode(false);
+    if (rawApplied) stdin.setRawMode(false);
     if (onResize) process.stdout.off("resize", onResize);
     stdin.pause();
     stdin.unref?.();
