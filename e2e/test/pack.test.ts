@@ -12,6 +12,7 @@ const execFileAsync = promisify(execFile);
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const PACKAGES = ["engine", "filesystem", "init", "network", "worker"] as const;
 const BINS = { iii: "engine", "iii-worker": "worker", "iii-fs": "filesystem" } as const;
+const E2E_NPM_CACHE = join(process.env.III_TEST_CACHE ?? join(tmpdir(), "iii-test-cache"), "npm-e2e");
 const version = (pkg: string): string =>
   (JSON.parse(readFileSync(join(ROOT, "packages", pkg, "package.json"), "utf8")) as { version: string }).version;
 
@@ -34,15 +35,17 @@ beforeAll(async () => {
   // (asynchronously, so the test runner stays responsive; one retry for a registry that stalls). Optional
   // dependencies are installed as a user gets them (the firmware package is one); jco is an optional peer,
   // so it is not.
-  const install = () =>
-    execFileAsync("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline", "--fetch-timeout=60000", "--fetch-retries=3", ...files.map((f) => join(tarballs, f))], {
-      cwd: app,
-      timeout: 300_000,
-    });
+  // Third-party packages come from the npm cache scripts/bootstrap.sh filled (scripts/fetch-test-fixtures.mjs):
+  // the test itself never reaches the public registry (a registry that stalled failed it twice in 300 s).
+  if (!existsSync(join(E2E_NPM_CACHE, "_cacache"))) {
+    throw new Error(`no npm cache at ${E2E_NPM_CACHE}: run ./scripts/bootstrap.sh (or node scripts/fetch-test-fixtures.mjs) with the same III_TEST_CACHE`);
+  }
   const started = Date.now();
-  await install().catch(async (error: Error) => {
-    console.warn(`[e2e] npm install failed once (${error.message.split("\n")[0]}); retrying`);
-    await install();
+  await execFileAsync("npm", ["install", "--no-audit", "--no-fund", "--offline", "--cache", E2E_NPM_CACHE, ...files.map((f) => join(tarballs, f))], {
+    cwd: app,
+    timeout: 300_000,
+  }).catch((error: Error & { stderr?: string }) => {
+    throw new Error(`npm install --offline of the packed tarballs failed (a dependency missing from ${E2E_NPM_CACHE}? run ./scripts/bootstrap.sh): ${error.stderr ?? error.message}`);
   });
   console.log(`[e2e] npm install of the ${files.length} tarballs: ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }, 700_000);

@@ -238,6 +238,11 @@ export class FrameServer implements FrameLink {
       // SIMD slabs go back once the socket holds none of their bytes (written() recycles the rest).
       for (const buf of this.pool.splice(0)) returnSimdSlab(buf);
       this.retire(this.slab);
+      // No reference to a slab that is back on the shared free list (another stack's frames may be built there).
+      this.slab = { buf: Buffer.alloc(0), inSocket: 0, retired: true };
+      this.start = 0;
+      this.used = 0;
+      this.reserved = undefined;
     }
     const server = this.server;
     this.server = undefined;
