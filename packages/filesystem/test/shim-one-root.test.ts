@@ -1,7 +1,7 @@
 // The shim's fast paths hold one root fd per process. A second mount in the same process (a library user
 // mounting twice in-process with the shim preloaded) must not re-point the first mount's C answers at the second
 // mount's root: the first mount would list, read and create in a tree that is not its own.
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -18,10 +18,11 @@ describe.skipIf(!!skip)("two in-process mounts with the shim preloaded", () => {
   const bases: string[] = [];
   afterAll(() => {
     for (const c of children) c.kill("SIGKILL");
+    // Synchronously: a timer left for later never fired before the test process exited (the dir stayed in /tmp).
     for (const b of bases) {
-      for (const m of ["mntA", "mntB"]) spawn("fusermount", ["-uz", path.join(b, m)], { stdio: "ignore" });
+      for (const m of ["mntA", "mntB"]) spawnSync("fusermount", ["-uz", path.join(b, m)], { stdio: "ignore" });
+      rmrf(b);
     }
-    setTimeout(() => bases.forEach(rmrf), 500).unref();
   });
 
   it("each mount lists, reads and creates in its own root only", async () => {
