@@ -39,6 +39,7 @@ export const ERROR_CODES = {
   WorkloadStartFailed: 1,
   VmNotRunning: 1,
   VmBooting: 1,
+  ApiUnreachable: 1,
   ExecRejected: 1,
   NotImplemented: 1,
   NotApplicable: 1,

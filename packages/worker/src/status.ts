@@ -12,6 +12,8 @@ export interface WorkerStatus {
   state: WorkerState;
   pid?: number;
   lastExit?: LastExit;
+  /** A running VM whose init has reported READY (its API socket listens for the rest of the run). */
+  guestReady?: boolean;
   /** Set while a running guest's init does not answer the supervisor's pings (supervisor/health.ts). */
   unhealthy?: { reason: string; since: string };
 }
@@ -38,6 +40,7 @@ export async function workerStatus(name: string, env: NodeJS.ProcessEnv = proces
     else {
       status.state = record.phase === "pending" ? "pending" : "running";
       status.pid = record.pid;
+      if (record.guestReadyAt !== undefined) status.guestReady = true;
       const health = await readJson<HealthRecord>(join(dir, "health.json"));
       if (health?.state === "unhealthy" && health.since >= record.startedAt) status.unhealthy = { reason: health.reason ?? "unknown", since: health.since };
     }

@@ -32,15 +32,21 @@ export interface ExecIo {
 
 export interface WhileBooting {
   waitMs: number;
-  alive: () => Promise<boolean>;
+  /** Where the worker is: still booting (worth waiting for), ready (its API socket should answer), or ended. */
+  state: () => Promise<"booting" | "ready" | "ended">;
 }
 
 /** A refusal that only says the worker is not up yet: no API socket (yet), or the supervisor's "not ready" (503). */
 function isBooting(error: unknown): boolean {
   if (!(error instanceof IiiError)) return false;
   if (error.code === "ExecRejected") return error.cause instanceof ApiError && error.cause.status === 503;
-  const code = (error.cause as NodeJS.ErrnoException | undefined)?.code;
-  return error.code === "VmNotRunning" && (code === "ENOENT" || code === "ECONNREFUSED");
+  return error.code === "VmNotRunning" && errnoOf(error) !== undefined;
+}
+
+/** ENOENT or ECONNREFUSED: the connect failure behind a VmNotRunning, when that is what it was. */
+function errnoOf(error: unknown): "ENOENT" | "ECONNREFUSED" | undefined {
+  const code = ((error as IiiError).cause as NodeJS.ErrnoException | undefined)?.code;
+  return code === "ENOENT" || code === "ECONNREFUSED" ? code : undefined;
 }
 
 /** Client of a supervisor's api.sock: what `iii worker exec`, `logs` and `stop` use, and what other tools can. */
@@ -117,15 +123,22 @@ export class SupervisorClient {
    * socket yet, or its guest is not ready. The guest runs nothing before the request is accepted, so a retry cannot
    * run the command twice. `alive` says whether the worker is still there to wait for.
    */
-  private async createExecWhenReady(req: ExecCreateRequest, { waitMs, alive }: WhileBooting): Promise<{ id: string }> {
+  private async createExecWhenReady(req: ExecCreateRequest, { waitMs, state }: WhileBooting): Promise<{ id: string }> {
     const deadline = Date.now() + waitMs;
     for (;;) {
       try {
         return await this.createExec(req);
       } catch (error) {
         if (!isBooting(error)) throw error;
+        const now = await state();
         // The worker ended while we waited: say so (the caller names how it ended), not "not ready".
-        if (!(await alive())) throw new IiiError("VmNotRunning", "the worker is not running any more", { cause: error });
+        if (now === "ended") throw new IiiError("VmNotRunning", "the worker is not running any more", { cause: error });
+        // A socket that is missing or refuses once the guest is ready is gone for good (deleted, or its server
+        // closed): waiting for a boot that already happened would only end in VmBooting a minute later.
+        const socketError = (error as IiiError).code === "VmNotRunning" ? errnoOf(error) : undefined;
+        if (now === "ready" && socketError) {
+          throw new IiiError("ApiUnreachable", `the worker's API socket ${this.socketPath} does not answer (${socketError}) although its guest is ready: its supervisor cannot be reached`, { cause: error });
+        }
         if (Date.now() >= deadline) throw new IiiError("VmBooting", `the worker is still booting after ${Math.round(waitMs / 1000)} s: its guest is not ready`, { cause: error });
       }
       await sleep(100);

@@ -16,6 +16,8 @@ export interface VmRecord {
   children?: { name: string; pid: number; startTime: number }[];
   /** WASM runners: pending until the guest is instantiated. */
   phase?: "pending" | "running";
+  /** VMs: when init reported READY (the API socket listens from before then until the run ends). */
+  guestReadyAt?: string;
 }
 
 export interface LastExit {

@@ -89,6 +89,9 @@ export async function runSupervisor(
     run.readyAt = Date.now();
     ready.report({ event: "ready", pid: process.pid, origin: performance.timeOrigin, timings: { ...run.timings, ...guestTimings(readyMessage) } });
     log(`ready in ${run.timings.ready} ms`);
+    // Tells a client that cannot reach the API socket from now on that it is gone, not yet to come (api/client.ts).
+    run.record.guestReadyAt = new Date(run.readyAt).toISOString();
+    await run.writeRecord().catch((error: Error) => log(`vm.json: ${error.message}`));
     run.resources.add("health watch", watchHealth(run.control!, paths.health, health, log));
     return await runToEnd(run);
   } catch (error) {

@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, writeFileSync, existsSync, readFileSync, copyFileSync, readdirSync, readlinkSync } from "node:fs";
+import { chmodSync, mkdirSync, writeFileSync, existsSync, readFileSync, copyFileSync, readdirSync, readlinkSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -173,6 +173,30 @@ describe.skipIf(!!skip)("worker lifecycle in a real VM (vm)", () => {
       expect((await p.cli(["stop", "early", "--timeout", "2"])).code).toBe(0);
     }
   }, 300_000);
+
+  it("an exec to a ready worker whose API socket is gone fails at once naming the socket (not a minute's wait for a boot)", async () => {
+    // The booting wait above treated every missing socket as "not up yet": with the socket deleted under a ready
+    // worker, an exec waited 60 s and then said the worker was still booting.
+    const p = project();
+    expect((await p.cli(["add", `dir:${rootfs}`, "--name", "nosock", "--", "sh", "-c", "echo up; sleep 1000"])).code).toBe(0);
+    const start = await p.cli(["start", "nosock"]);
+    expect(start.code, start.stderr + p.diagnostics("nosock")).toBe(0);
+    const vm = JSON.parse(readFileSync(join(p.managed("nosock"), "vm.json"), "utf8")) as { sockets: { api: string }; guestReadyAt?: string };
+    expect(vm.guestReadyAt).toBeTypeOf("string");
+    rmSync(vm.sockets.api);
+    const t0 = Date.now();
+    const exec = await p.cli(["exec", "nosock", "--", "echo", "never"]);
+    const elapsedMs = Date.now() - t0;
+    expect(exec.code).toBe(1);
+    expect(exec.stdout).toBe("");
+    expect(exec.stderr.trim().split("\n")).toHaveLength(1);
+    expect(exec.stderr).toContain(vm.sockets.api);
+    expect(exec.stderr).toMatch(/\(ENOENT\).*\[ApiUnreachable\]$/m);
+    expect(elapsedMs).toBeLessThan(20_000);
+    // The supervisor still answers signals: stop ends the run without its API socket.
+    expect((await p.cli(["stop", "nosock", "--timeout", "2"])).code).toBe(0);
+    await waitFor(() => processesMentioning(p.home).length === 0, 15_000, "no process of the worker left");
+  }, 120_000);
 
   it("a workload whose binary does not exist: start fails naming it with the console's last lines; list says failed to start", async () => {
     const p = project();

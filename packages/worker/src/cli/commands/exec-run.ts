@@ -100,7 +100,13 @@ export async function runExecCommand(name: string, argv: string[], options: Exec
     }, {
       signal: pipeClosed.signal,
       // An exec right after a backgrounded `start` (or during dev's boot) runs once the guest is ready.
-      whileBooting: { waitMs: EXEC_BOOT_WAIT_MS, alive: async () => (await workerStatus(name)).state === "running" },
+      whileBooting: {
+        waitMs: EXEC_BOOT_WAIT_MS,
+        state: async () => {
+          const now = await workerStatus(name);
+          return now.state !== "running" ? "ended" : now.guestReady ? "ready" : "booting";
+        },
+      },
     }).catch(async (error: unknown) => {
       if (pipeClosed.signal.aborted) return undefined;
       // The supervisor went away under us: say why the worker ended rather than how the socket failed.
