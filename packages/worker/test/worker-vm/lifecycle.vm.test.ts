@@ -1,7 +1,8 @@
 import { chmodSync, mkdirSync, writeFileSync, existsSync, readFileSync, copyFileSync, readdirSync, readlinkSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { tryHoldFileLock } from "../../src/host/file-lock.js";
 import { staticElfProblem } from "../../src/launch/guest-init.js";
 import { busyboxRootfs, mountsUnder, processesMentioning, Project, vmSkipReason, waitFor } from "./harness.js";
 
@@ -173,6 +174,37 @@ describe.skipIf(!!skip)("worker lifecycle in a real VM (vm)", () => {
       expect((await p.cli(["stop", "early", "--timeout", "2"])).code).toBe(0);
     }
   }, 300_000);
+
+  it("an exec that comes before the start's supervisor has recorded the run (no vm.json yet) waits and runs", async () => {
+    // The gap the booting wait left: `start &` then `exec` said "not running (stopped)" when the exec looked
+    // before the supervisor had its slot (vm.json is written under the slots lock). Holding that lock from
+    // outside keeps the supervisor in the gap for as long as the test needs.
+    const p = project();
+    expect((await p.cli(["add", `dir:${rootfs}`, "--name", "gap", "--", "sh", "-c", "echo up; sleep 1000"])).code).toBe(0);
+    const managedRoot = dirname(dirname(p.managed("gap")));
+    mkdirSync(managedRoot, { recursive: true, mode: 0o700 });
+    const held = await tryHoldFileLock(join(managedRoot, ".slots.lock"));
+    expect(held, "the slots lock taken by the test").toBeDefined();
+    let released = false;
+    const release = async () => {
+      if (!released) await held!.release();
+      released = true;
+    };
+    try {
+      const start = p.cli(["start", "gap"]);
+      await waitFor(() => processesMentioning("supervisor.js gap ").length > 0, 30_000, "the supervisor process");
+      const exec = p.cli(["exec", "gap", "--", "echo", "from-exec"]);
+      await new Promise((r) => setTimeout(r, 1_500));
+      expect(existsSync(join(p.managed("gap"), "vm.json")), "vm.json while the slots lock is held").toBe(false);
+      await release();
+      const done = await exec;
+      expect({ code: done.code, stdout: done.stdout, stderr: done.stderr }).toEqual({ code: 0, stdout: "from-exec\n", stderr: "" });
+      expect((await start).code).toBe(0);
+      expect((await p.cli(["stop", "gap", "--timeout", "2"])).code).toBe(0);
+    } finally {
+      await release();
+    }
+  }, 180_000);
 
   it("an exec to a ready worker whose API socket is gone fails at once naming the socket (not a minute's wait for a boot)", async () => {
     // The booting wait above treated every missing socket as "not up yet": with the socket deleted under a ready

@@ -2,7 +2,10 @@ import { IiiError } from "../../errors.js";
 import { SupervisorClient } from "../../api/client.js";
 import type { ExecCreateRequest } from "../../api/attach-protocol.js";
 import { parseEnvAssignment } from "../../state/model.js";
-import { workerStatus } from "../../status.js";
+import { workerStatus, type WorkerStatus } from "../../status.js";
+import { findStartingSupervisor } from "../../host/starting-supervisor.js";
+import { isSameProcessAlive } from "../../host/process-identity.js";
+import { managedDir } from "../../paths.js";
 import { getWorker } from "../../workers.js";
 import { reservedEnvKeys, reservedEnvMessage } from "../../launch/spec.js";
 
@@ -21,12 +24,31 @@ export interface ExecCommandOptions {
 /** How long an exec waits for a worker that is still booting (TCG boots take seconds; a stuck boot is a failure). */
 const EXEC_BOOT_WAIT_MS = 60_000;
 
+/**
+ * A worker that is not running yet may be starting: its supervisor runs but has not recorded the run (vm.json)
+ * yet. Waits (up to EXEC_BOOT_WAIT_MS) for the run to be recorded or that supervisor to end; else `status` as is.
+ */
+async function awaitStartingRun(name: string, status: WorkerStatus): Promise<WorkerStatus> {
+  const supervisor = findStartingSupervisor(name, managedDir(name));
+  if (!supervisor) return status;
+  const deadline = Date.now() + EXEC_BOOT_WAIT_MS;
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 100));
+    const now = await workerStatus(name);
+    if (now.state === "running") return now;
+    // It ended without recording a run (its checks failed, or it lost a race for the lock): say how things stand.
+    if (!isSameProcessAlive(supervisor)) return workerStatus(name);
+    if (Date.now() >= deadline) throw new IiiError("VmBooting", `worker "${name}" is still starting after ${EXEC_BOOT_WAIT_MS / 1000} s (supervisor pid ${supervisor.pid})`);
+  }
+}
+
 /** `iii worker exec`: runs a command in a running worker; resolves with the command's exit status. */
 export async function runExecCommand(name: string, argv: string[], options: ExecCommandOptions): Promise<number> {
   const env = Object.fromEntries((options.env ?? []).map(parseEnvAssignment));
   const reserved = reservedEnvKeys(env);
   if (reserved.length > 0) throw new IiiError("InvalidOption", `invalid --env: ${reservedEnvMessage(reserved)}`);
-  const status = await workerStatus(name);
+  let status = await workerStatus(name);
+  if (status.state !== "running") status = await awaitStartingRun(name, status);
   if (status.state !== "running") {
     await getWorker(name); // names an unknown worker as such
     throw new IiiError("VmNotRunning", `worker "${name}" is not running (${status.state})`);

@@ -1,0 +1,46 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { managedDir } from "../paths.js";
+import { processStartTime, type ProcessIdentity } from "./process-identity.js";
+
+/** The entry `start` spawns a supervisor with (launch/spawn.ts): `node <dist>/supervisor.js <name> <project-dir>`. */
+const SUPERVISOR_ENTRY = /\/supervisor\.js$/;
+
+function nulSeparated(path: string): string[] | undefined {
+  try {
+    return readFileSync(path, "utf8").split("\0").slice(0, -1);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A live supervisor process of the worker whose state lives in `dir` (managedDir), found by its command line and
+ * environment in /proc: how an exec tells "a start is under way and has not recorded its run yet" (no vm.json
+ * until the supervisor has its lock and slot, the first ~0.1–0.3 s of a start) from "not running". Only this
+ * user's processes can be read; undefined when there is none.
+ */
+export function findStartingSupervisor(name: string, dir: string): ProcessIdentity | undefined {
+  let pids: string[];
+  try {
+    pids = readdirSync("/proc").filter((e) => /^\d+$/.test(e));
+  } catch {
+    return undefined;
+  }
+  for (const entry of pids) {
+    const pid = Number(entry);
+    if (pid === process.pid) continue;
+    const argv = nulSeparated(`/proc/${pid}/cmdline`);
+    if (!argv || argv.length !== 4 || !SUPERVISOR_ENTRY.test(argv[1]!) || argv[2] !== name) continue;
+    const environ = nulSeparated(`/proc/${pid}/environ`);
+    if (!environ) continue;
+    const env: NodeJS.ProcessEnv = {};
+    for (const pair of environ) {
+      const eq = pair.indexOf("=");
+      if (eq > 0 && pair.startsWith("III_HOME=")) env.III_HOME = pair.slice(eq + 1);
+    }
+    if (managedDir(name, env, argv[3]!) !== dir) continue;
+    const startTime = processStartTime(pid);
+    if (startTime !== undefined) return { pid, startTime };
+  }
+  return undefined;
+}
