@@ -6,7 +6,7 @@ import { EventEmitter } from "node:events";
 import fs from "node:fs";
 import path from "node:path";
 import { FilesystemError, type FilesystemErrorCode } from "../errors.js";
-import { detachMount, isMounted } from "./detach.js";
+import { detachMount } from "./detach.js";
 import type { MountStats } from "./fuse-shell.js";
 import type { MountHandle, MountOptions, ServerMemory, UnmountReason } from "./mount.js";
 
@@ -156,8 +156,8 @@ export function mountInChild(options: MountOptions): Promise<MountHandle> {
 
 /** Detaches `mountpoint` if it is still mounted; says what it found. */
 async function lazyUnmount(mountpoint: string): Promise<string> {
-  if (!isMounted(mountpoint)) return "already gone";
-  const { gone, detail } = await detachMount(mountpoint);
+  const { found, gone, detail } = await detachMount(mountpoint);
+  if (!found) return "already gone";
   return gone ? "lazily unmounted" : `still mounted (${detail})`;
 }
 

@@ -25,19 +25,19 @@ export const runTool = (cmd: string, args: string[]): Promise<{ code: number; st
 /**
  * Detaches the mount at `mountpoint` without waiting for its users (`fusermount -uz`, then `umount -l` if that
  * left it), rechecking the mount table after each. Only the mount found there first is acted on: `umount -l`
- * runs only while that mount is still the top one at the path, never on one it uncovered. `gone` says whether
- * it left; `detail` what the tools said.
+ * runs only while that mount is still the top one at the path, never on one it uncovered. `found` says whether
+ * anything was mounted there, `gone` whether it left; `detail` what the tools said.
  */
-export async function detachMount(mountpoint: string): Promise<{ gone: boolean; detail: string }> {
+export async function detachMount(mountpoint: string): Promise<{ found: boolean; gone: boolean; detail: string }> {
   const target = findMount(readMountTable(), mountpoint);
-  if (!target) return { gone: true, detail: "" };
+  if (!target) return { found: false, gone: true, detail: "" };
   const present = () => readMountTable().some((m) => m.mountId === target.mountId);
   const fusermount = await runTool("fusermount", ["-uz", mountpoint]);
-  if (!present()) return { gone: true, detail: "" };
+  if (!present()) return { found: true, gone: true, detail: "" };
   if (findMount(readMountTable(), mountpoint)?.mountId !== target.mountId) {
-    return { gone: false, detail: `fusermount -uz: ${fusermount.stderr || `exit ${fusermount.code}`}; another mount now covers it` };
+    return { found: true, gone: false, detail: `fusermount -uz: ${fusermount.stderr || `exit ${fusermount.code}`}; another mount now covers it` };
   }
   const umount = await runTool("umount", ["-l", mountpoint]);
-  if (!present()) return { gone: true, detail: "" };
-  return { gone: false, detail: `fusermount -uz: ${fusermount.stderr || `exit ${fusermount.code}`}; umount -l: ${umount.stderr || `exit ${umount.code}`}` };
+  if (!present()) return { found: true, gone: true, detail: "" };
+  return { found: true, gone: false, detail: `fusermount -uz: ${fusermount.stderr || `exit ${fusermount.code}`}; umount -l: ${umount.stderr || `exit ${umount.code}`}` };
 }

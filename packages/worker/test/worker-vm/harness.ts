@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { processThreadsReport } from "@iii/filesystem/client";
 import { runWorkerCli, type CliRun } from "../helpers.js";
 import { projectKey } from "../../src/paths.js";
 
@@ -94,36 +95,21 @@ export function processesMentioning(needle: string): string[] {
 
 /**
  * For a failure message: every host process whose command line mentions `needle` (a worker's FUSE servers,
- * virtiofsd, QEMU) or whose pid is in `pids` (its supervisor, from vm.json: its command line names no path), each thread with its state, kernel wait channel and the top of its kernel stack. A
+ * virtiofsd, QEMU) or whose pid is in `pids` (its supervisor, from vm.json: its command line names no path), each
+ * thread with its state, wait channel, system call and kernel stack (@iii/filesystem's processThreadsReport). A
  * FUSE server thread stuck outside `fuse_dev_do_read`, or a virtiofsd thread in D, shows here.
  */
 export function hostThreadsSnapshot(needle: string, pids: number[] = []): string {
   const lines: string[] = [];
-  const read = (path: string) => {
-    try {
-      return readFileSync(path, "utf8");
-    } catch {
-      return "";
-    }
-  };
   for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
-    const cmdline = read(`/proc/${pid}/cmdline`).replaceAll("\0", " ");
-    if (!(cmdline.includes(needle) || pids.includes(Number(pid))) || pid === String(process.pid)) continue;
-    lines.push(`${pid} ${cmdline.slice(0, 160)}`);
-    let tids: string[] = [];
+    let cmdline = "";
     try {
-      tids = readdirSync(`/proc/${pid}/task`);
+      cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ");
     } catch {
       continue;
     }
-    for (const tid of tids.slice(0, 40)) {
-      const stat = read(`/proc/${pid}/task/${tid}/stat`);
-      const state = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0] ?? "?";
-      const comm = read(`/proc/${pid}/task/${tid}/comm`).trim();
-      const wchan = read(`/proc/${pid}/task/${tid}/wchan`);
-      const stack = read(`/proc/${pid}/task/${tid}/stack`).split("\n").slice(0, 3).map((f) => f.replace(/^\[<[^>]*>\] /, "")).join(" < ");
-      lines.push(`  ${tid} ${comm} ${state} ${wchan} | ${stack}`);
-    }
+    if (!(cmdline.includes(needle) || pids.includes(Number(pid))) || pid === String(process.pid)) continue;
+    lines.push(`${pid} ${cmdline.slice(0, 160)}`, processThreadsReport(Number(pid)));
   }
   return lines.join("\n");
 }
