@@ -121,10 +121,11 @@ export class SupervisorClient {
   /**
    * POST /exec, waiting (up to `waitMs`) while the worker is still booting: its supervisor has not opened this
    * socket yet, or its guest is not ready. The guest runs nothing before the request is accepted, so a retry cannot
-   * run the command twice. `alive` says whether the worker is still there to wait for.
+   * run the command twice. `state` says whether the worker is still booting, ready, or gone.
    */
   private async createExecWhenReady(req: ExecCreateRequest, { waitMs, state }: WhileBooting): Promise<{ id: string }> {
     const deadline = Date.now() + waitMs;
+    let unreachableWhileReady = 0;
     for (;;) {
       try {
         return await this.createExec(req);
@@ -134,11 +135,14 @@ export class SupervisorClient {
         // The worker ended while we waited: say so (the caller names how it ended), not "not ready".
         if (now === "ended") throw new IiiError("VmNotRunning", "the worker is not running any more", { cause: error });
         // A socket that is missing or refuses once the guest is ready is gone for good (deleted, or its server
-        // closed): waiting for a boot that already happened would only end in VmBooting a minute later.
+        // closed): waiting for a boot that already happened would only end in VmBooting a minute later. Seen
+        // three times in a row (~200 ms), so a supervisor that is dying right now is reported as ended instead.
         const socketError = (error as IiiError).code === "VmNotRunning" ? errnoOf(error) : undefined;
         if (now === "ready" && socketError) {
-          throw new IiiError("ApiUnreachable", `the worker's API socket ${this.socketPath} does not answer (${socketError}) although its guest is ready: its supervisor cannot be reached`, { cause: error });
-        }
+          if (++unreachableWhileReady >= 3) {
+            throw new IiiError("ApiUnreachable", `the worker's API socket ${this.socketPath} does not answer (${socketError}) although its guest is ready: its supervisor cannot be reached`, { cause: error });
+          }
+        } else unreachableWhileReady = 0;
         if (Date.now() >= deadline) throw new IiiError("VmBooting", `the worker is still booting after ${Math.round(waitMs / 1000)} s: its guest is not ready`, { cause: error });
       }
       await sleep(100);

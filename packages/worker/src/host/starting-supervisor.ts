@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { managedDir } from "../paths.js";
 import { processStartTime, type ProcessIdentity } from "./process-identity.js";
 
@@ -33,11 +34,10 @@ export function findStartingSupervisor(name: string, dir: string): ProcessIdenti
     if (!argv || argv.length !== 4 || !SUPERVISOR_ENTRY.test(argv[1]!) || argv[2] !== name) continue;
     const environ = nulSeparated(`/proc/${pid}/environ`);
     if (!environ) continue;
-    const env: NodeJS.ProcessEnv = {};
-    for (const pair of environ) {
-      const eq = pair.indexOf("=");
-      if (eq > 0 && pair.startsWith("III_HOME=")) env.III_HOME = pair.slice(eq + 1);
-    }
+    // Its III_HOME, else its HOME's ~/.iii (paths.ts iiiHome), read from its own environment, not ours.
+    const value = (key: string) => environ.find((pair) => pair.startsWith(`${key}=`))?.slice(key.length + 1);
+    const home = value("III_HOME") || (value("HOME") ? join(value("HOME")!, ".iii") : undefined);
+    const env: NodeJS.ProcessEnv = home ? { III_HOME: home } : {};
     if (managedDir(name, env, argv[3]!) !== dir) continue;
     const startTime = processStartTime(pid);
     if (startTime !== undefined) return { pid, startTime };

@@ -194,7 +194,10 @@ describe.skipIf(!!skip)("worker lifecycle in a real VM (vm)", () => {
       const start = p.cli(["start", "gap"]);
       await waitFor(() => processesMentioning("supervisor.js gap ").length > 0, 30_000, "the supervisor process");
       const exec = p.cli(["exec", "gap", "--", "echo", "from-exec"]);
-      await new Promise((r) => setTimeout(r, 1_500));
+      // Long enough for the exec to have looked (~0.2-0.5 s after its process starts): released earlier, the test
+      // would pass without the exec ever meeting the gap.
+      await waitFor(() => processesMentioning("exec gap -- echo from-exec").length > 0, 10_000, "the exec process");
+      await new Promise((r) => setTimeout(r, 2_000));
       expect(existsSync(join(p.managed("gap"), "vm.json")), "vm.json while the slots lock is held").toBe(false);
       await release();
       const done = await exec;
@@ -213,8 +216,10 @@ describe.skipIf(!!skip)("worker lifecycle in a real VM (vm)", () => {
     expect((await p.cli(["add", `dir:${rootfs}`, "--name", "nosock", "--", "sh", "-c", "echo up; sleep 1000"])).code).toBe(0);
     const start = await p.cli(["start", "nosock"]);
     expect(start.code, start.stderr + p.diagnostics("nosock")).toBe(0);
-    const vm = JSON.parse(readFileSync(join(p.managed("nosock"), "vm.json"), "utf8")) as { sockets: { api: string }; guestReadyAt?: string };
-    expect(vm.guestReadyAt).toBeTypeOf("string");
+    // Recorded just after READY is reported to `start`, so possibly a moment after `start` has returned.
+    const readVm = () => JSON.parse(readFileSync(join(p.managed("nosock"), "vm.json"), "utf8")) as { sockets: { api: string }; guestReadyAt?: string };
+    await waitFor(() => typeof readVm().guestReadyAt === "string", 10_000, "guestReadyAt in vm.json");
+    const vm = readVm();
     rmSync(vm.sockets.api);
     const t0 = Date.now();
     const exec = await p.cli(["exec", "nosock", "--", "echo", "never"]);

@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import { IiiError } from "../../errors.js";
 import { SupervisorClient } from "../../api/client.js";
 import type { ExecCreateRequest } from "../../api/attach-protocol.js";
@@ -6,6 +7,7 @@ import { workerStatus, type WorkerStatus } from "../../status.js";
 import { findStartingSupervisor } from "../../host/starting-supervisor.js";
 import { isSameProcessAlive } from "../../host/process-identity.js";
 import { managedDir } from "../../paths.js";
+import { readJson, type VmRecord } from "../../state/vm-record.js";
 import { getWorker } from "../../workers.js";
 import { reservedEnvKeys, reservedEnvMessage } from "../../launch/spec.js";
 
@@ -26,18 +28,25 @@ const EXEC_BOOT_WAIT_MS = 60_000;
 
 /**
  * A worker that is not running yet may be starting: its supervisor runs but has not recorded the run (vm.json)
- * yet. Waits (up to EXEC_BOOT_WAIT_MS) for the run to be recorded or that supervisor to end; else `status` as is.
+ * yet. Waits (until `deadline`) for the run to be recorded or that supervisor to end; else `status` as is. The
+ * supervisor of a run that has ended (vm.json still names it while it releases its resources) is not waited for.
  */
-async function awaitStartingRun(name: string, status: WorkerStatus): Promise<WorkerStatus> {
-  const supervisor = findStartingSupervisor(name, managedDir(name));
+async function awaitStartingRun(name: string, status: WorkerStatus, deadline: number): Promise<WorkerStatus> {
+  const dir = managedDir(name);
+  const supervisor = findStartingSupervisor(name, dir);
   if (!supervisor) return status;
-  const deadline = Date.now() + EXEC_BOOT_WAIT_MS;
+  const recorded = await readJson<VmRecord>(join(dir, "vm.json"));
+  if (recorded && recorded.pid === supervisor.pid && recorded.startTime === supervisor.startTime) return status;
   for (;;) {
     await new Promise((r) => setTimeout(r, 100));
     const now = await workerStatus(name);
     if (now.state === "running") return now;
     // It ended without recording a run (its checks failed, or it lost a race for the lock): say how things stand.
-    if (!isSameProcessAlive(supervisor)) return workerStatus(name);
+    if (!isSameProcessAlive(supervisor)) {
+      const ended = await workerStatus(name);
+      if (ended.state !== "running" && ended.lastExit) throw new IiiError("VmNotRunning", `worker "${name}" is not running (${ended.state}: ${ended.lastExit.reason})`);
+      return ended;
+    }
     if (Date.now() >= deadline) throw new IiiError("VmBooting", `worker "${name}" is still starting after ${EXEC_BOOT_WAIT_MS / 1000} s (supervisor pid ${supervisor.pid})`);
   }
 }
@@ -47,8 +56,10 @@ export async function runExecCommand(name: string, argv: string[], options: Exec
   const env = Object.fromEntries((options.env ?? []).map(parseEnvAssignment));
   const reserved = reservedEnvKeys(env);
   if (reserved.length > 0) throw new IiiError("InvalidOption", `invalid --env: ${reservedEnvMessage(reserved)}`);
+  // One wait for a worker still starting or booting, whichever part of it the exec lands in.
+  const bootDeadline = Date.now() + EXEC_BOOT_WAIT_MS;
   let status = await workerStatus(name);
-  if (status.state !== "running") status = await awaitStartingRun(name, status);
+  if (status.state !== "running") status = await awaitStartingRun(name, status, bootDeadline);
   if (status.state !== "running") {
     await getWorker(name); // names an unknown worker as such
     throw new IiiError("VmNotRunning", `worker "${name}" is not running (${status.state})`);
@@ -123,7 +134,7 @@ export async function runExecCommand(name: string, argv: string[], options: Exec
       signal: pipeClosed.signal,
       // An exec right after a backgrounded `start` (or during dev's boot) runs once the guest is ready.
       whileBooting: {
-        waitMs: EXEC_BOOT_WAIT_MS,
+        waitMs: Math.max(0, bootDeadline - Date.now()),
         state: async () => {
           const now = await workerStatus(name);
           return now.state !== "running" ? "ended" : now.guestReady ? "ready" : "booting";
