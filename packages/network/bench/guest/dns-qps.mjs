@@ -44,6 +44,8 @@ setTimeout(() => {
   clearInterval(sweep);
   latencies.sort((a, b) => a - b);
   const pct = (q) => Math.round((latencies[Math.floor(q * (latencies.length - 1))] ?? 0) * 1000);
-  console.log(JSON.stringify({ qps: answered / ((performance.now() - t0) / 1000), answered, resent, latencyMedianUs: pct(0.5), latencyP99Us: pct(0.99) }));
+  const cpu = process.cpuUsage();
+  const clientCpuSeconds = (cpu.user + cpu.system) / 1e6;
+  console.log(JSON.stringify({ qps: answered / ((performance.now() - t0) / 1000), answered, resent, latencyMedianUs: pct(0.5), latencyP99Us: pct(0.99), clientCpuSeconds }));
   s.close();
 }, Number(durationMs) + 300);
