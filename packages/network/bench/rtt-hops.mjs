@@ -24,6 +24,8 @@ import { Namespace, onExitSignals, spawnTied, sweepStaleNamespaces } from "./net
 const here = (p) => fileURLToPath(new URL(p, import.meta.url));
 const count = Number(process.argv[2] ?? 3000);
 const tmp = mkdtempSync(join(tmpdir(), `iii-net-hops-${process.pid}-`));
+// Also on a crash before the try below (the children die with this process: spawnTied).
+process.on("exit", () => rmSync(tmp, { recursive: true, force: true }));
 const children = [];
 onExitSignals(() => {
   for (const c of children) c.kill("SIGKILL");
