@@ -72,6 +72,7 @@ log "pnpm install --frozen-lockfile"
 CI=true pnpm install --frozen-lockfile
 log "building"
 BUILD_LOG="$(mktemp)"
+trap 'rm -f "$BUILD_LOG"' EXIT
 if ! pnpm run build >"$BUILD_LOG" 2>&1; then
   tail -n 60 "$BUILD_LOG" >&2; rm -f "$BUILD_LOG"
   log "build failed"; exit 1
