@@ -9,10 +9,6 @@ export function readMountTable(): MountInfoEntry[] {
   return parseMountInfo(fs.readFileSync("/proc/self/mountinfo", "utf8"));
 }
 
-export function isMounted(mountpoint: string): boolean {
-  return findMount(readMountTable(), mountpoint) !== undefined;
-}
-
 /** Runs a mount tool (bounded at 10 s); never throws, says its exit code and stderr. */
 export const runTool = (cmd: string, args: string[]): Promise<{ code: number; stderr: string }> =>
   new Promise((resolve) => {

@@ -34,6 +34,11 @@ interface Slab {
   retired: boolean;
 }
 
+/** A slab from the SIMD memory, or a plain buffer when it has none free. */
+function newSlab(): Buffer {
+  return takeSimdSlab() ?? Buffer.allocUnsafe(SLAB_BYTES);
+}
+
 /**
  * Unix-socket server for one VM's frame stream. A new connection replaces the old one, so a
  * restarted VMM can reconnect; a malformed length closes the connection with a log line.
@@ -43,11 +48,6 @@ interface Slab {
  * is allocated per frame, and a slab region handed to the socket is not written again until the socket
  * reports it written (then the retired slab returns to a small pool).
  */
-/** A slab from the SIMD memory, or a plain buffer when it has none free. */
-function newSlab(): Buffer {
-  return takeSimdSlab() ?? Buffer.allocUnsafe(SLAB_BYTES);
-}
-
 export class FrameServer implements FrameLink {
   private server: net.Server | undefined;
   private conn: net.Socket | undefined;

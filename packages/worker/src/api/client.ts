@@ -137,7 +137,7 @@ export class SupervisorClient {
         // A socket that is missing or refuses once the guest is ready is gone for good (deleted, or its server
         // closed): waiting for a boot that already happened would only end in VmBooting a minute later. Seen
         // three times in a row (~200 ms), so a supervisor that is dying right now is reported as ended instead.
-        const socketError = (error as IiiError).code === "VmNotRunning" ? errnoOf(error) : undefined;
+        const socketError = errnoOf(error);
         if (now === "ready" && socketError) {
           if (++unreachableWhileReady >= 3) {
             throw new IiiError("ApiUnreachable", `the worker's API socket ${this.socketPath} does not answer (${socketError}) although its guest is ready: its supervisor cannot be reached`, { cause: error });
