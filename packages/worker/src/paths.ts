@@ -49,6 +49,8 @@ export interface WorkerPaths {
   lock: string;
   apiSock: string;
   controlSock: string;
+  /** QEMU writes the guest's console here; the supervisor keeps it in consoleLog, rotated. */
+  consoleSock: string;
   netSock: string;
   qmpSock: string;
   logs: string;
@@ -74,6 +76,7 @@ export function workerPaths(name: string, env: NodeJS.ProcessEnv = process.env, 
     lock: join(dir, "lock"),
     apiSock: join(dir, "api.sock"),
     controlSock: join(dir, "control.sock"),
+    consoleSock: join(dir, "console.sock"),
     netSock: join(dir, "net.sock"),
     qmpSock: join(dir, "qmp.sock"),
     logs,

@@ -150,6 +150,7 @@ export function planVm(request: LaunchRequest, context: PlanContext): VmPlan {
       network: { socketPath: paths.netSock, mac: addresses.guestMac },
       consoleLogPath: paths.consoleLog,
       consoleAppend: true,
+      consoleSocketPath: paths.consoleSock,
       control: { socketPath: paths.controlSock, mode: "client" },
       runDir: paths.runtime,
       qemuPath: request.host.qemuPath,

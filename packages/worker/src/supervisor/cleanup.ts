@@ -61,7 +61,7 @@ export async function cleanupStaleWorker(paths: WorkerPaths, record: VmRecord | 
     await lazyUnmount(mountpoint);
     cleaned.push(`mount ${mountpoint}`);
   }
-  for (const path of [paths.apiSock, paths.controlSock, paths.netSock, paths.qmpSock, paths.vmJson, paths.health]) {
+  for (const path of [paths.apiSock, paths.controlSock, paths.consoleSock, paths.netSock, paths.qmpSock, paths.vmJson, paths.health]) {
     await rm(path, { force: true });
   }
   await rm(paths.runtime, { recursive: true, force: true });

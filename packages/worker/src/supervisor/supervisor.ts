@@ -16,6 +16,7 @@ import type { VmmFactory } from "../vmm/types.js";
 import { cleanupStaleWorker } from "./cleanup.js";
 import { healthOptionsFrom, watchHealth } from "./health.js";
 import { runPhases } from "./phases/index.js";
+import { budgetedLog } from "./guest-log.js";
 import { log, SupervisorRun } from "./run.js";
 import { allocateSlot } from "./slots.js";
 
@@ -127,7 +128,8 @@ async function awaitReady(run: SupervisorRun, request: LaunchRequest): Promise<R
   }
   const hc = HostControl.attach(socket);
   run.control = hc;
-  hc.on("error", (error) => log(`control: ${error.message}`));
+  const guestLog = budgetedLog(log);
+  hc.on("error", (error) => guestLog(`control: ${error.message}`));
   // Listening before READY: WORKLOAD_STARTED (or init's failure to spawn) follows READY in the same read.
   const workloadOutcome = new Promise<{ started: true } | { failed: string }>((resolve) => {
     hc.once("workloadStarted", () => resolve({ started: true }));
@@ -135,7 +137,7 @@ async function awaitReady(run: SupervisorRun, request: LaunchRequest): Promise<R
   });
   hc.workloadStdout.on("data", (chunk: Buffer) => void run.stdoutLog.write(chunk));
   hc.workloadStderr.on("data", (chunk: Buffer) => void run.stderrLog.write(chunk));
-  hc.on("log", (m) => log(`guest: ${JSON.stringify(m)}`));
+  hc.on("log", (m) => guestLog(`guest: ${JSON.stringify(m)}`));
 
   const readyMessage = (await Promise.race([
     hc.ready,

@@ -1,10 +1,13 @@
-import { createWriteStream, type WriteStream } from "node:fs";
+import { createWriteStream, statSync, type WriteStream } from "node:fs";
 import { rename, rm } from "node:fs/promises";
 import { LogTimesWriter } from "../log-times.js";
 
 const LOG_ROTATE_BYTES = 16 * 1024 * 1024;
 
-/** Appends a stream to a log file, starting a new file (old one → `.1`) past a size limit. */
+/**
+ * Appends a stream to a log file, starting a new file (old one → `.1`) past a size limit: the file and its `.1`
+ * together hold at most twice the limit, across runs too (the count starts at the size the file already has).
+ */
 export class RotatingLog {
   private stream: WriteStream;
   private bytes = 0;
@@ -15,6 +18,7 @@ export class RotatingLog {
     private readonly limitBytes = LOG_ROTATE_BYTES,
   ) {
     this.times = new LogTimesWriter(path);
+    this.bytes = statSync(path, { throwIfNoEntry: false })?.size ?? 0;
     this.stream = createWriteStream(path, { flags: "a" });
   }
 

@@ -114,6 +114,8 @@ export interface QemuArgvSpec {
   shares: Array<{ tag: string; socketPath: string }>;
   consoleLogPath: string;
   consoleAppend?: boolean;
+  /** The console goes to this socket (QEMU dials it) instead of consoleLogPath. */
+  consoleSocketPath?: string;
   control?: VmControlPort;
   network?: VmNetwork;
   qmpSocketPath: string;
@@ -149,7 +151,8 @@ export function buildQemuArgv(spec: QemuArgvSpec): string[] {
     argv.push("-device", `vhost-user-fs-device,chardev=fs${i},tag=${opt(share.tag)}`);
   });
   argv.push("-device", "virtio-serial-device");
-  argv.push("-chardev", `file,id=console,path=${opt(spec.consoleLogPath)}${spec.consoleAppend ? ",append=on" : ""}`);
+  if (spec.consoleSocketPath !== undefined) argv.push("-chardev", `socket,id=console,path=${opt(spec.consoleSocketPath)},server=off`);
+  else argv.push("-chardev", `file,id=console,path=${opt(spec.consoleLogPath)}${spec.consoleAppend ? ",append=on" : ""}`);
   argv.push("-device", "virtconsole,chardev=console");
   if (spec.control) {
     const server = (spec.control.mode ?? "client") === "server" ? ",server=on,wait=off" : ",server=off";
@@ -293,6 +296,7 @@ export function buildVmCommands(
     shares: daemons.map((d) => ({ tag: d.share.tag, socketPath: d.socketPath })),
     consoleLogPath: config.consoleLogPath,
     consoleAppend: config.consoleAppend,
+    ...(config.consoleSocketPath !== undefined ? { consoleSocketPath: config.consoleSocketPath } : {}),
     control: config.control,
     network: config.network,
     qmpSocketPath,

@@ -61,6 +61,12 @@ export interface VmConfig {
   network?: VmNetwork;
   /** File the guest console (hvc0) is written to. */
   consoleLogPath: string;
+  /**
+   * A socket the owner listens on before QEMU starts: QEMU dials it and writes the console there instead of into
+   * consoleLogPath, and the owner keeps the file (bounded: a guest writing /dev/console without end must not
+   * fill the host's disk). Without it QEMU appends to consoleLogPath itself (tests, the boot bench's floor).
+   */
+  consoleSocketPath?: string;
   control?: VmControlPort;
   /** Directory for the adapter's own files: QMP and virtiofsd sockets, qemu/virtiofsd stderr logs. */
   runDir: string;
