@@ -24,10 +24,11 @@ describe("iii-fs mount arguments", () => {
 
   it("layers take one positional", () => {
     expect(parseMountArgs(["--lower", "/l", "--upper", "/u", "/m"])).toMatchObject({ layers: { lower: "/l", upper: "/u" }, mountpoint: "/m" });
+    expect(parseMountArgs(["--lower", "/l", "--upper", "/u", "/m", "--upper-limit", "1048576"]).upperLimitBytes).toBe(1048576);
   });
 
   it("rejects bad usage with InvalidOptions (exit 2)", () => {
-    for (const args of [["/r"], ["--lower", "/l", "/m"], ["--lower", "/l", "--upper", "/u", "/r", "/m"], ["/r", "/m", "--inject", "nonsense"], ["/r", "/m", "--entry-timeout", "-1"], ["/r", "/m", "--use-ino", "--stable-inodes"]]) {
+    for (const args of [["/r"], ["--lower", "/l", "/m"], ["--lower", "/l", "--upper", "/u", "/r", "/m"], ["/r", "/m", "--inject", "nonsense"], ["/r", "/m", "--entry-timeout", "-1"], ["/r", "/m", "--use-ino", "--stable-inodes"], ["/r", "/m", "--upper-limit", "1024"], ["--lower", "/l", "--upper", "/u", "/m", "--upper-limit", "1Gi"], ["--lower", "/l", "--upper", "/u", "/m", "--upper-limit", "0"]]) {
       expect(() => parseMountArgs(args), args.join(" ")).toThrow(expect.objectContaining({ code: "InvalidOptions" }));
     }
     expect(EXIT.InvalidOptions).toBe(2);

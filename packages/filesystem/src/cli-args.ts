@@ -14,7 +14,8 @@ options:
   --allow-other  (other users may use the mount; the kernel checks their permissions)
   --no-default-permissions  (with --allow-other: no kernel permission checks, as under virtiofsd)
   --use-ino  (host inode numbers; not under virtiofsd)
-  --stable-inodes  (numbers derived from the host file, the same at every mount; safe under virtiofsd)`;
+  --stable-inodes  (numbers derived from the host file, the same at every mount; safe under virtiofsd)
+  --upper-limit BYTES  (with --upper: most bytes the writable layer may hold; beyond, ENOSPC)`;
 
 export const EXIT: Record<FilesystemErrorCode, number> = {
   InvalidOptions: 2,
@@ -29,6 +30,7 @@ export const EXIT: Record<FilesystemErrorCode, number> = {
   UnmountFailed: 7,
   UnmountTimeout: 7,
   StaleMountCleanupFailed: 8,
+  DiskLimitUnsupported: 6,
 };
 
 export function usage(message: string): never {
@@ -53,6 +55,7 @@ export function parseMountArgs(args: string[]): MountOptions {
         "no-default-permissions": { type: "boolean" },
         "use-ino": { type: "boolean" },
         "stable-inodes": { type: "boolean" },
+        "upper-limit": { type: "string" },
       },
     });
   let parsed: ReturnType<typeof parse>;
@@ -94,6 +97,12 @@ export function parseMountArgs(args: string[]): MountOptions {
       kernelCache: !values["no-kernel-cache"],
     },
   };
+  if (values["upper-limit"] !== undefined) {
+    if (!layered) usage("--upper-limit needs --lower and --upper");
+    const n = Number(values["upper-limit"]);
+    if (!/^\d+$/.test(values["upper-limit"]) || !Number.isSafeInteger(n) || n <= 0) usage(`--upper-limit wants a positive number of bytes, got ${values["upper-limit"]}`);
+    opts.upperLimitBytes = n;
+  }
   if (layered) opts.layers = { lower: values.lower as string, upper: values.upper as string };
   else opts.root = positionals[0] as string;
   return opts;

@@ -11,7 +11,8 @@ export type FilesystemErrorCode =
   | "ExternalUnmount"
   | "ServerExited"
   | "VirtualFileInvalid"
-  | "StaleMountCleanupFailed";
+  | "StaleMountCleanupFailed"
+  | "DiskLimitUnsupported";
 
 export class FilesystemError extends Error {
   readonly code: FilesystemErrorCode;

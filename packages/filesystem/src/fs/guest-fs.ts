@@ -11,6 +11,8 @@ import { ACL_ACCESS, aclModeBits, guestXattrName, hostXattrName } from "./host-m
 import type { Attr, FsStats, Tree } from "./tree.js";
 import { VirtualFiles } from "./virtual-files.js";
 import { linkGroupKey, stableInodeNumber, VIRTUAL_INODE_HI } from "./inode-numbers.js";
+import { chargeResize, LayeredTree } from "./layered-tree.js";
+import type { DiskQuota } from "../host/fuse-caller.js";
 import { S_IFMT, S_IFREG } from "./tree.js";
 
 /** FUSE file handles at and above this value are virtual files; below are host fds. */
@@ -49,6 +51,8 @@ export class GuestFs {
    * before close() closes the fds they use.
    */
   shimIo: import("../host/fuse-caller.js").ShimIo | null = null;
+  /** The writable layer's disk limit (a layered tree only): see LayeredTree.quota and setattr-shim.c's tenth job. */
+  private diskQuota: DiskQuota | null = null;
   /** Open virtual handles → how many opens share the number (it repeats after 1,024 opens of one file). */
   private readonly virtualHandles = new Map<number, number>();
   private virtualSeq = 0;
@@ -62,6 +66,16 @@ export class GuestFs {
     this.readOnly = readOnly;
     this.stableInodes = stableInodes;
     if (stableInodes) tree.birthTimes = true;
+  }
+
+  get quota(): DiskQuota | null {
+    return this.diskQuota;
+  }
+
+  set quota(q: DiskQuota | null) {
+    if (q && !(this.tree instanceof LayeredTree)) throw new Error("a disk limit needs a layered tree");
+    this.diskQuota = q;
+    if (this.tree instanceof LayeredTree) this.tree.quota = q;
   }
 
   private alive(): void {
@@ -155,6 +169,7 @@ export class GuestFs {
     if (this.virtual.covers(path)) fail(Errno.ENOENT, "open");
     if (this.readOnly && isWriteOpen(flags)) fail(Errno.EROFS, "read-only mount");
     const fd = isHiddenName(path) ? this.pinned.open(path, hostOpenFlags(flags), isWriteOpen(flags), this.readOnly) : this.tree.open(path, flags);
+    if (flags & fs.constants.O_TRUNC) this.diskQuota?.freed();
     if (fd >= VIRTUAL_FH_BASE) {
       fs.closeSync(fd);
       fail(Errno.EIO, "host fd out of handle range");
@@ -178,6 +193,9 @@ export class GuestFs {
     this.alive();
     if (fh >= VIRTUAL_FH_BASE) fail(Errno.EBADF, "write to a virtual file");
     if (this.readOnly) fail(Errno.EROFS, "read-only mount");
+    // The shim's writes charge only growth; here (before the shim takes writes over, or after it stops) every
+    // byte is charged: an O_APPEND fd writes at its end, whatever `pos` says.
+    this.diskQuota?.charge(len);
     return fs.writeSync(fh, buf, 0, len, pos);
   }
 
@@ -190,6 +208,8 @@ export class GuestFs {
       return;
     }
     fs.closeSync(fh);
+    // The last fd of a file whose names are gone frees its blocks.
+    this.diskQuota?.freed();
   }
 
   /** fd to fsync, or null when there is nothing to sync (virtual handle). */
@@ -199,7 +219,10 @@ export class GuestFs {
 
   truncate(path: string, size: number): void {
     this.mutate(path);
-    if (isHiddenName(path)) return this.pinned.truncate(path, size, this.readOnly);
+    if (isHiddenName(path)) {
+      if (this.diskQuota) chargeResize(this.diskQuota, this.pinned.getattr(path, false).size, size);
+      return this.pinned.truncate(path, size, this.readOnly);
+    }
     this.tree.truncate(path, size);
   }
 
@@ -207,6 +230,7 @@ export class GuestFs {
     this.alive();
     if (fh >= VIRTUAL_FH_BASE) fail(Errno.EPERM, "virtual file is read-only");
     if (this.readOnly) fail(Errno.EROFS, "read-only mount");
+    if (this.diskQuota) chargeResize(this.diskQuota, fs.fstatSync(fh).size, size);
     fs.ftruncateSync(fh, size);
   }
 
@@ -303,7 +327,13 @@ export class GuestFs {
 
   statfs(): FsStats {
     this.alive();
-    return this.tree.statfs();
+    const s = this.tree.statfs();
+    if (!this.diskQuota) return s;
+    // `df` in the guest shows the limit: its size, and what is left of it (or of the host's space, if less).
+    const { usedBytes, limitBytes } = this.diskQuota.state();
+    const unit = s.frsize || s.bsize;
+    const left = Math.max(0, Math.floor((limitBytes - usedBytes) / unit));
+    return { ...s, blocks: Math.floor(limitBytes / unit), bfree: Math.min(s.bfree, left), bavail: Math.min(s.bavail, left) };
   }
 
   access(path: string, mode: number): void {
@@ -332,7 +362,10 @@ export class GuestFs {
   setxattr(path: string, name: string, value: Buffer, flags: number): void {
     this.mutate(path);
     const hostName = hostXattrName(name, "set");
-    if (isHiddenName(path)) return this.pinned.setxattr(path, hostName, value, flags, this.readOnly);
+    if (isHiddenName(path)) {
+      this.diskQuota?.charge(Buffer.byteLength(hostName) + value.length);
+      return this.pinned.setxattr(path, hostName, value, flags, this.readOnly);
+    }
     if (name === ACL_ACCESS) {
       // The ACL sets the mode's permission bits; one that says no more than the mode
       // is not kept (as on a real filesystem, where `cp -a` leaves no ACL behind).
@@ -429,7 +462,9 @@ export class GuestFs {
   /** Closes the pins of hidden nodes the kernel has forgotten. */
   releasePins(): void {
     if (!this.hides || this.closed) return;
-    for (const node of this.hides.takeReleased()) this.pinned.drop(`${HIDDEN_PREFIX}${node}`);
+    const released = this.hides.takeReleased();
+    for (const node of released) this.pinned.drop(`${HIDDEN_PREFIX}${node}`);
+    if (released.length > 0) this.diskQuota?.freed();
   }
 
   close(): void {

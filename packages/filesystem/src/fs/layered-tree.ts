@@ -41,6 +41,10 @@ import {
   type HostPolicy,
 } from "./host-meta.js";
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, statToAttr, type Attr, type FsStats, type Tree } from "./tree.js";
+import type { DiskQuota } from "../host/fuse-caller.js";
+
+/** What one entry of upper costs beyond its data, for the disk limit (setattr-shim.c's QUOTA_ENTRY_BYTES). */
+export const QUOTA_ENTRY_BYTES = 1024;
 
 export const WHITEOUT_PREFIX = ".wh.";
 export const OPAQUE_MARKER = ".wh..wh..opq";
@@ -66,6 +70,11 @@ export class LayeredTree implements Tree {
   private readonly upperTree: PassthroughTree;
   private readonly dirs = new Map<string, DirState>();
   private tmpCounter = 0;
+  /**
+   * The writable layer's disk limit (MountOptions.upperLimitBytes): every entry and byte that lands in upper is
+   * charged before it does (ENOSPC past the limit); removals only say space may have come back.
+   */
+  quota: DiskQuota | null = null;
 
   private readonly policy: HostPolicy;
 
@@ -226,6 +235,7 @@ export class LayeredTree implements Tree {
     const lowerPath = this.lower.path(dir);
     const st = fs.lstatSync(lowerPath, { bigint: true });
     const e = this.upper.entry(dir);
+    this.quota?.charge(QUOTA_ENTRY_BYTES);
     this.keepingDirTimes(parent, () => fs.mkdirSync(e.hostPath, 0o700));
     this.copyAttrs(lowerPath, e.dirfd, e.name, e.hostPath, st);
     this.forgetDirs(dir);
@@ -251,6 +261,7 @@ export class LayeredTree implements Tree {
     const restoreParent = (): void => utimensatNoFollow(parentEntry.dirfd, parentEntry.name, ts(parentSt.atimeNs), ts(parentSt.mtimeNs));
     const tmp = this.upper.entry(joinGuest(parent, tmpName));
     const type = Number(st.mode) & S_IFMT;
+    this.quota?.charge(QUOTA_ENTRY_BYTES + (type === S_IFREG || type === S_IFLNK ? Number(st.size) : 0));
     try {
       if (type === S_IFREG) {
         const src = fs.openSync(lowerPath, fs.constants.O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -306,6 +317,7 @@ export class LayeredTree implements Tree {
 
   /** Creates an (empty, 0600, host-owner) whiteout or opaque marker in upper. */
   private markerFile(path: string): void {
+    this.quota?.charge(QUOTA_ENTRY_BYTES);
     const fd = fs.openSync(this.upper.path(path), O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0o600);
     try {
       fs.fchownSync(fd, this.policy.owner.uid, this.policy.owner.gid);
@@ -319,6 +331,7 @@ export class LayeredTree implements Tree {
     if (LayeredTree.reserved(path)) fail(Errno.EPERM, "names beginning with .wh. are reserved in layered mounts");
     if (this.find(path)) fail(Errno.EEXIST, "create");
     this.ensureUpperDir(splitParent(path)[0]);
+    this.quota?.charge(QUOTA_ENTRY_BYTES);
     return { hadWhiteout: this.removeWhiteout(path) };
   }
 
@@ -389,6 +402,7 @@ export class LayeredTree implements Tree {
 
   truncate(path: string, size: number): void {
     this.copyUp(path);
+    if (this.quota) chargeResize(this.quota, fs.lstatSync(this.upper.path(path)).size, size);
     this.upperTree.truncate(path, size);
   }
 
@@ -420,6 +434,7 @@ export class LayeredTree implements Tree {
     if (this.readdir(path).length > 0) fail(Errno.ENOTEMPTY, "rmdir");
     const lowerToo = this.lowerHas(path);
     if (state.upper) this.removeUpperDir(path);
+    this.quota?.freed();
     if (lowerToo) this.addWhiteout(path);
     this.forgetDirs(path);
   }
@@ -429,6 +444,7 @@ export class LayeredTree implements Tree {
     if (f.st.isDirectory()) fail(Errno.EISDIR, "unlink");
     const lowerToo = this.lowerHas(path);
     if (f.layer === "upper") fs.unlinkSync(this.upper.path(path));
+    this.quota?.freed();
     if (lowerToo) this.addWhiteout(path);
   }
 
@@ -455,6 +471,8 @@ export class LayeredTree implements Tree {
     this.ensureUpperDir(splitParent(to)[0]);
     this.removeWhiteout(to);
     fs.renameSync(this.upper.path(from), this.upper.path(to));
+    // A replaced target's space may have come back.
+    this.quota?.freed();
     this.upper.invalidate(from);
     this.upper.invalidate(to);
     this.forgetDirs(from);
@@ -464,6 +482,7 @@ export class LayeredTree implements Tree {
 
   symlink(target: string, path: string): void {
     this.prepareCreate(path);
+    this.quota?.charge(Buffer.byteLength(target));
     this.upperTree.symlink(target, path);
   }
 
@@ -499,6 +518,7 @@ export class LayeredTree implements Tree {
 
   setxattr(path: string, name: string, value: Buffer, flags: number): void {
     this.copyUp(path);
+    this.quota?.charge(Buffer.byteLength(name) + value.length);
     lsetxattr(this.upper.path(path), name, value, flags);
   }
 
@@ -522,6 +542,12 @@ export class LayeredTree implements Tree {
     this.upperTree.close();
     this.lower.close();
   }
+}
+
+/** A file going from `from` to `to` bytes: the growth is charged, a shrink may give space back. */
+export function chargeResize(quota: DiskQuota, from: number, to: number): void {
+  if (to > from) quota.charge(to - from);
+  else if (to < from) quota.freed();
 }
 
 function copyFd(src: number, dst: number, size: number): void {

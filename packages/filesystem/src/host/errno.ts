@@ -22,6 +22,7 @@ export const Errno = {
   ENOSYS: -E.ENOSYS,
   EOPNOTSUPP: -E.EOPNOTSUPP,
   ENAMETOOLONG: -E.ENAMETOOLONG,
+  ENOSPC: -E.ENOSPC,
 } as const;
 
 const names = new Map<number, string>(Object.entries(E).map(([k, v]) => [-v, k]));

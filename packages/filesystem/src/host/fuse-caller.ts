@@ -3,6 +3,7 @@
 // fuse_get_context() describes no request; the setattr shim (src/native/setattr-shim.c),
 // preloaded into the server process, publishes it for mknod/mkdir/symlink/create.
 import path from "node:path";
+import { Errno, errnoName, fail } from "./errno.js";
 import { loadKoffi } from "./koffi.js";
 
 const SHIM_NAME = "libiii-setattr-shim.so";
@@ -179,4 +180,41 @@ export function enableShimIo(fast: ShimFastTree | null): ShimIo | null {
     stopIo?.();
     return null;
   }
+}
+
+/** The writable layer's disk limit, kept by the shim (setattr-shim.c, tenth job). */
+export interface DiskQuota {
+  /** Charges `bytes` of growth of the upper layer; throws ENOSPC when it would pass the limit. */
+  charge(bytes: number): void;
+  /** Something may have freed space: the next refusal counts the upper layer again. */
+  freed(): void;
+  /** Bytes charged (as of the last count, plus growth since), the limit, counts of the tree, refused charges. */
+  state(): { usedBytes: number; limitBytes: number; counts: number; refusals: number };
+}
+
+/**
+ * Turns on the shim's disk limit for `upper` (counted once now), or a reason it cannot: the shim is not
+ * preloaded into this process, or the count failed.
+ */
+export function enableDiskQuota(upper: string, limitBytes: number): DiskQuota | { unavailable: string } {
+  const preloaded = preloadedShim();
+  if (!preloaded) return { unavailable: "the setattr shim is not preloaded (dist/libiii-setattr-shim.so, isolation \"process\")" };
+  const koffi = loadKoffi();
+  const lib = koffi.load(preloaded);
+  const rc = lib.func("int iii_quota_enable(const char *upper, int64_t limit)")(upper, limitBytes) as number;
+  if (rc !== 1) return { unavailable: `counting ${upper} failed (${errnoName(rc)})` };
+  const charge = lib.func("int iii_quota_charge(int64_t bytes)");
+  const freed = lib.func("void iii_quota_freed(void)");
+  const stateFn = lib.func("void iii_quota_state(_Out_ int64_t *out)");
+  const out = new BigInt64Array(4);
+  return {
+    charge: (bytes) => {
+      if (bytes > 0 && (charge(bytes) as number) !== 0) fail(Errno.ENOSPC, "disk limit of the writable layer");
+    },
+    freed: () => void freed(),
+    state: () => {
+      stateFn(out);
+      return { usedBytes: Number(out[0]), limitBytes: Number(out[1]), counts: Number(out[2]), refusals: Number(out[3]) };
+    },
+  };
 }

@@ -14,7 +14,7 @@ import type { Tree } from "../fs/tree.js";
 import { VirtualFiles, type VirtualFileSource } from "../fs/virtual-files.js";
 import { IiiFuse, releaseNativeThread, type MountStats } from "./fuse-shell.js";
 import { setCloexec } from "../host/libc.js";
-import { enableIno64, enableLinkGroups, enableShimIo, fuseCaller, shimHides } from "../host/fuse-caller.js";
+import { enableDiskQuota, enableIno64, enableLinkGroups, enableShimIo, fuseCaller, shimHides } from "../host/fuse-caller.js";
 import type { HostOwner, HostPolicy } from "../fs/host-meta.js";
 import { findServerScript, mountInChild } from "./client.js";
 import { detachMount, readMountTable, runTool } from "./detach.js";
@@ -52,6 +52,14 @@ export interface MountOptions {
   virtualFiles?: Record<string, VirtualFileSource>;
   /** Every mutation fails with EROFS. */
   readOnly?: boolean;
+  /**
+   * Most bytes the writable layer (`layers.upper`) may hold; growth past it fails in the guest with ENOSPC, and
+   * statfs (`df`) reports it as the size. Counted per entry of upper: its logical size (a sparse file in full) or
+   * its blocks if more, plus 1 KiB; files the server holds open with no name left count until closed. Only with
+   * `layers`; kept by the shim (setattr-shim.c, tenth job), so it needs the child server with the shim built:
+   * otherwise the mount fails with `DiskLimitUnsupported` rather than run unlimited.
+   */
+  upperLimitBytes?: number;
   /**
    * Host owner of every file, directory and symlink the guest creates (and of copied-up
    * entries). The guest's own owner, mode bits and file type are kept in an xattr and
@@ -219,6 +227,13 @@ function buildOptionString(o: MountOptions): string {
   return `-o${opts.join(",")}`;
 }
 
+function checkUpperLimit(o: MountOptions): void {
+  const limit = o.upperLimitBytes;
+  if (limit === undefined) return;
+  if (!Number.isSafeInteger(limit) || limit <= 0) throw new FilesystemError("InvalidOptions", `upperLimitBytes must be a positive integer, got ${limit}`);
+  if (!o.layers) throw new FilesystemError("InvalidOptions", "upperLimitBytes needs layers (it limits the writable layer)");
+}
+
 function checkHostOwner(o: MountOptions["hostOwner"]): void {
   if (o === undefined) return;
   const ok = (v: unknown): boolean => typeof v === "number" && Number.isInteger(v) && v >= 0 && v < 0xffffffff;
@@ -352,6 +367,7 @@ export async function mountPassthrough(options: MountOptions): Promise<MountHand
   if (!options || typeof options.mountpoint !== "string") throw new FilesystemError("InvalidOptions", "mountpoint is required");
   checkHostOwner(options.hostOwner);
   if (options.useIno && options.stableInodes) throw new FilesystemError("InvalidOptions", "useIno and stableInodes are exclusive");
+  checkUpperLimit(options);
   options = withBirthTimes(options);
   const isolation = options.isolation ?? "auto";
   if (isolation === "process" || (isolation === "auto" && findServerScript() !== null)) return mountInChild(options);
@@ -397,6 +413,15 @@ export async function mountPassthrough(options: MountOptions): Promise<MountHand
     throw err;
   }
   const guest = new GuestFs(tree, virtual, options.readOnly ?? false, options.stableInodes ?? false);
+  if (options.upperLimitBytes !== undefined && options.layers) {
+    // On before the mount: nothing lands in upper uncounted.
+    const quota = enableDiskQuota(path.resolve(options.layers.upper), options.upperLimitBytes);
+    if ("unavailable" in quota) {
+      guest.close();
+      throw new FilesystemError("DiskLimitUnsupported", `cannot keep the ${options.upperLimitBytes}-byte limit of ${options.layers.upper}: ${quota.unavailable}`);
+    }
+    guest.quota = quota;
+  }
   guest.linkGroups = enableLinkGroups();
   if (guest.linkGroups) guest.hides = shimHides();
   const fuse = new IiiFuse(mountpoint, guest, optionString);

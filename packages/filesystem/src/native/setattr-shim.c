@@ -73,6 +73,15 @@
  * handles carry their read-only fd in the low 20 bits (GuestFs.open). Off until the JS side calls
  * iii_io_enable(); iii_io_stop() (before the JS side closes its fds) waits for reads and writes in flight and
  * sends later ones to the JS handlers, which answer EIO. Counts are kept here for the mount's stats. *
+ * Tenth job: the writable layer's disk limit (MountOptions.upperLimitBytes). `quota_used` counts, for every
+ * entry of the upper directory, its logical size (a sparse file in full: writes inside its size, which nothing
+ * charges, can fill its holes) or its blocks if more, plus QUOTA_ENTRY_BYTES; and the same for the files this
+ * process holds open whose last name is gone (their blocks stay allocated until the close). Growth is charged
+ * before it happens: a WRITE past the end and a FALLOCATE here, the JS side's creations, copy-ups, truncates
+ * and xattrs through iii_quota_charge(); past the limit it is refused with ENOSPC. Nothing is credited as it
+ * goes: when a charge would pass the limit, the upper tree is counted again (if anything may have freed space
+ * since the last count, or a second after it) and the charge is decided on that count.
+ *
  * Ninth job: getattr, open, chmod, chown, utimens, flush and release of a plain (non-layered) tree on libfuse's
  * thread. fuse-native hands libfuse 2's high level its path-based operations through fuse_new(), interposed
  * here. Each resolves the parent with openat2 beneath the root fd the JS side opened (RESOLVE_BENEATH |
@@ -91,6 +100,7 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <dlfcn.h>
+#include <ftw.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -292,12 +302,148 @@ static notify_inval_inode_fn notify_inval_inode;
 static link_fn libfuse_link;
 static void *volatile session;
 
+/* ---- tenth job: the writable layer's disk limit ---- */
+
+#define QUOTA_ENTRY_BYTES 1024
+static pthread_mutex_t quota_lock = PTHREAD_MUTEX_INITIALIZER;
+static int64_t quota_limit = -1;
+static int64_t quota_used;
+static char *quota_upper;
+static dev_t quota_dev;
+static int quota_freed;
+static struct timespec quota_counted_at;
+static int64_t quota_walk_sum;
+static uint64_t quota_counts, quota_refusals;
+
+static int64_t quota_entry_cost(const struct stat *st) {
+  int64_t blocks = (int64_t)st->st_blocks * 512;
+  int64_t size = S_ISREG(st->st_mode) ? (int64_t)st->st_size : 0;
+  return (size > blocks ? size : blocks) + QUOTA_ENTRY_BYTES;
+}
+
+static int quota_walk_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+  (void)path;
+  (void)ftw;
+  if (type != FTW_NS) quota_walk_sum += quota_entry_cost(st);
+  return 0;
+}
+
+/* Files of the upper's device this process holds open (O_PATH pins included) with no name left. */
+static int64_t quota_unlinked_open(void) {
+  DIR *d = opendir("/proc/self/fd");
+  if (d == NULL) return 0;
+  ino_t seen[4096];
+  size_t n = 0;
+  int64_t sum = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    struct stat st;
+    if (fstat(atoi(e->d_name), &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 0 || st.st_dev != quota_dev) continue;
+    int dup = 0;
+    for (size_t i = 0; i < n; i++) dup |= seen[i] == st.st_ino;
+    if (dup) continue;
+    if (n < sizeof seen / sizeof seen[0]) seen[n++] = st.st_ino;
+    sum += quota_entry_cost(&st);
+  }
+  closedir(d);
+  return sum;
+}
+
+/* Counts the upper tree and the unlinked open files into quota_used; caller holds quota_lock. 0 or -errno. */
+static int quota_count(void) {
+  quota_walk_sum = 0;
+  if (nftw(quota_upper, quota_walk_entry, 16, FTW_PHYS | FTW_MOUNT) != 0) return errno != 0 ? -errno : -EIO;
+  quota_used = quota_walk_sum + quota_unlinked_open();
+  quota_freed = 0;
+  clock_gettime(CLOCK_MONOTONIC, &quota_counted_at);
+  quota_counts++;
+  return 0;
+}
+
+/* For the JS side, once mounted: limit the upper directory `upper` to `limit` bytes. 1, or -errno of the count. */
+int iii_quota_enable(const char *upper, int64_t limit) {
+  struct stat st;
+  if (upper == NULL || limit < 0) return -EINVAL;
+  if (stat(upper, &st) != 0) return -errno;
+  pthread_mutex_lock(&quota_lock);
+  free(quota_upper);
+  quota_upper = strdup(upper);
+  quota_dev = st.st_dev;
+  int rc = quota_upper == NULL ? -ENOMEM : quota_count();
+  if (rc == 0) __atomic_store_n(&quota_limit, limit, __ATOMIC_RELEASE);
+  pthread_mutex_unlock(&quota_lock);
+  return rc == 0 ? 1 : rc;
+}
+
+static int quota_active(void) {
+  return __atomic_load_n(&quota_limit, __ATOMIC_ACQUIRE) >= 0;
+}
+
+/* Charges `bytes` of growth: 0, or -ENOSPC when the upper would pass its limit (counted again first if that may help). */
+int iii_quota_charge(int64_t bytes) {
+  if (!quota_active() || bytes <= 0) return 0;
+  pthread_mutex_lock(&quota_lock);
+  int rc = 0;
+  if (quota_used + bytes > quota_limit) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int stale = now.tv_sec - quota_counted_at.tv_sec > 1 || (now.tv_sec - quota_counted_at.tv_sec == 1 && now.tv_nsec >= quota_counted_at.tv_nsec);
+    /* A failed count keeps the old figure: it only ever refuses more. */
+    if (quota_freed || stale) (void)quota_count();
+    if (quota_used + bytes > quota_limit) {
+      rc = -ENOSPC;
+      quota_refusals++;
+    }
+  }
+  if (rc == 0) quota_used += bytes;
+  pthread_mutex_unlock(&quota_lock);
+  return rc;
+}
+
+/* Something may have freed space (unlink, rmdir, rename over a name, truncate down, close): the next refusal counts again. */
+void iii_quota_freed(void) {
+  __atomic_store_n(&quota_freed, 1, __ATOMIC_RELAXED);
+}
+
+/* For the JS side: bytes charged so far, the limit (-1: none), counts of the tree, refused charges. */
+void iii_quota_state(int64_t *out) {
+  pthread_mutex_lock(&quota_lock);
+  out[0] = quota_used;
+  out[1] = quota_limit;
+  out[2] = (int64_t)quota_counts;
+  out[3] = (int64_t)quota_refusals;
+  pthread_mutex_unlock(&quota_lock);
+}
+
+/* The growth a write of `size` bytes at `off` makes to the file behind `fd`: charged (0), or -ENOSPC. */
+static int quota_charge_fd_growth(int fd, int64_t off, int64_t size) {
+  int64_t end = off + size;
+  if (!quota_active()) return 0;
+  struct stat st;
+  if (fstat(fd, &st) != 0) return 0;
+  /* An O_APPEND fd writes at its end whatever the offset says. */
+  int flags = fcntl(fd, F_GETFL);
+  if (flags >= 0 && (flags & O_APPEND)) return iii_quota_charge(size);
+  return end > (int64_t)st.st_size ? iii_quota_charge(end - (int64_t)st.st_size) : 0;
+}
+
 static void fallocate_host_fd(void *req, unsigned long ino, int mode, off_t offset, off_t length, void *fi_) {
   (void)ino;
   const struct iii_fuse_file_info *fi = fi_;
   if (fi == NULL || fi->fh >= VIRTUAL_FH_BASE) {
     reply_err(req, EBADF);
     return;
+  }
+  if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE)) iii_quota_freed();
+  else if (quota_active()) {
+    struct stat st;
+    int64_t growth = 0;
+    if (fstat((int)fi->fh, &st) == 0) growth = (mode & FALLOC_FL_INSERT_RANGE) ? (int64_t)length : (int64_t)offset + (int64_t)length - (int64_t)st.st_size;
+    if (growth > 0 && iii_quota_charge(growth) != 0) {
+      reply_err(req, ENOSPC);
+      return;
+    }
   }
   int rc = fallocate((int)fi->fh, mode, offset, length);
   reply_err(req, rc == 0 ? 0 : errno);
@@ -1341,6 +1487,11 @@ static void write_host_fd(void *req, unsigned long ino, const char *buf, size_t 
     reply_err(req, EBADF);
     return;
   }
+  if (quota_charge_fd_growth((int)fi->fh, (int64_t)off, (int64_t)size) != 0) {
+    pthread_rwlock_unlock(&io_lock);
+    reply_err(req, ENOSPC);
+    return;
+  }
   size_t done = 0;
   int err = 0;
   while (done < size) {
@@ -2205,6 +2356,7 @@ static int fast_release(const char *path, void *fi_) {
   }
   int rc = close((int)fi->fh) == 0 ? 0 : -errno;
   pthread_rwlock_unlock(&io_lock);
+  iii_quota_freed();
   __atomic_add_fetch(&fast_releases, 1, __ATOMIC_RELAXED);
   return rc;
 }
