@@ -1,6 +1,6 @@
 export { ERROR_CODES, IiiError, isIiiError, type ErrorCode } from "./errors.js";
 export { iiiHome, managedDir, workersFilePath, WORKERS_FILE_NAME } from "./paths.js";
-export { parseQuantity, parseCpus, parseMemoryBytes, vcpusFor } from "./state/quantity.js";
+export { parseQuantity, parseCpus, parseMemoryBytes, parseDiskBytes, vcpusFor } from "./state/quantity.js";
 export * from "./state/model.js";
 export { loadWorkersFile, serializeWorkersFile, updateWorkersFile } from "./state/workers-file.js";
 export { parseImageReference, formatImageReference, workerNameFor, isLocalSource, type ImageReference } from "./images/oci/reference.js";

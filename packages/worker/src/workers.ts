@@ -17,7 +17,7 @@ import {
   type WasmSpec,
   type WorkerSpec,
 } from "./state/model.js";
-import { parseCpus, parseMemoryBytes } from "./state/quantity.js";
+import { parseCpus, parseDiskBytes, parseMemoryBytes } from "./state/quantity.js";
 import { policyRules } from "./launch/policy-rules.js";
 import { reservedEnvKeys, reservedEnvMessage } from "./launch/spec.js";
 import { loadWorkersFile, updateWorkersFile } from "./state/workers-file.js";
@@ -26,6 +26,8 @@ export interface AddWorkerOptions {
   name?: string;
   cpus?: string;
   memory?: string;
+  /** Most bytes of the writable root layer, a quantity (default 10Gi). */
+  disk?: string;
   pids?: string;
   /** `public` (default) or `none`. */
   network?: string;
@@ -155,6 +157,10 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
     parseMemoryBytes(options.memory);
     spec.resources.memory = options.memory;
   }
+  if (options.disk !== undefined) {
+    parseDiskBytes(options.disk);
+    spec.resources.disk = options.disk;
+  }
   if (options.command && options.command.length > 0) spec.command = options.command;
   const { image, defaultName, origin } = await resolveImageInput(input, cwd, env, { offline: options.fetchImage === false || options.pull === "never" });
   const name = validateWorkerName(options.name ?? defaultName);
@@ -174,8 +180,8 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
   }
   if (isWasmImage(spec.image)) {
     const image = spec.image;
-    if (spec.ports.length > 0 || options.cpus !== undefined || options.pids !== undefined || options.network !== undefined || spec.network.allow.length + spec.network.deny.length + spec.network.hostPorts.length > 0) {
-      throw new IiiError("NotApplicable", "--port, --cpus, --pids, --network, --allow, --deny and --host-port do not apply to a WASM worker (use --max-execution, --cpu-budget and --wasm-* network options)");
+    if (spec.ports.length > 0 || options.cpus !== undefined || options.pids !== undefined || options.disk !== undefined || options.network !== undefined || spec.network.allow.length + spec.network.deny.length + spec.network.hostPorts.length > 0) {
+      throw new IiiError("NotApplicable", "--port, --cpus, --pids, --disk, --network, --allow, --deny and --host-port do not apply to a WASM worker (use --max-execution, --cpu-budget and --wasm-* network options)");
     }
     for (const m of spec.mounts) {
       if (!(await stat(m.host).catch(() => undefined))?.isDirectory()) throw new IiiError("InvalidOption", `mount ${m.host}: a WASM worker's dir must be an existing directory`);

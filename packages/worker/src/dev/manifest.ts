@@ -1,6 +1,6 @@
 import { parse as parseYaml } from "yaml";
 import { IiiError } from "../errors.js";
-import { parseCpus, parseMemoryBytes } from "../state/quantity.js";
+import { parseCpus, parseDiskBytes, parseMemoryBytes } from "../state/quantity.js";
 import { DevProjectError } from "./errors.js";
 
 export const MANIFEST_FILE = "iii.worker.yaml";
@@ -14,6 +14,8 @@ export interface DevResources {
   cpus?: number;
   /** From a Kubernetes quantity: `"512Mi"` → 536870912. */
   memoryBytes?: number;
+  /** The writable root layer's bound, from a Kubernetes quantity: `"20Gi"` → 21474836480. */
+  diskBytes?: number;
 }
 
 /** What `iii.worker.yaml` says. Absent fields are `undefined`; a script set to `""` means "none". */
@@ -137,6 +139,16 @@ export function parseDevManifest(text: string, source = MANIFEST_FILE): DevManif
       throw invalid("resources.memory must be a Kubernetes quantity such as 512Mi or 2Gi");
     }
     manifest.resources.memoryBytes = quantity(parseMemoryBytes, resources.memory);
+  }
+  if (resources.disk !== undefined && resources.disk !== null) {
+    if (typeof resources.disk === "number") {
+      throw new IiiError(
+        "InvalidQuantity",
+        `${source}: resources.disk ${resources.disk} has no unit; write a Kubernetes quantity such as "${resources.disk}Gi"`,
+      );
+    }
+    if (typeof resources.disk !== "string") throw invalid("resources.disk must be a Kubernetes quantity such as 512Mi or 20Gi");
+    manifest.resources.diskBytes = quantity(parseDiskBytes, resources.disk);
   }
   return manifest;
 }

@@ -67,7 +67,7 @@ describe("detectProject: iii.worker.yaml", () => {
         "runtime: { language: typescript, packageManager: pnpm, entry: src/main.ts }",
         "scripts: { setup: 'apt-get install -y vips', install: 'pnpm i', start: 'node --watch src/main.ts' }",
         "env: { LOG_LEVEL: debug, RETRIES: 3, VERBOSE: true }",
-        "resources: { cpus: 500m, memory: 1Gi }",
+        "resources: { cpus: 500m, memory: 1Gi, disk: 20Gi }",
       ].join("\n"),
       "package.json": pkg({ scripts: { start: "node other.js" } }),
       "package-lock.json": "{}",
@@ -78,7 +78,7 @@ describe("detectProject: iii.worker.yaml", () => {
       packageManager: "pnpm",
       scripts: { setup: "apt-get install -y vips", install: "pnpm i", start: "node --watch src/main.ts" },
       env: { LOG_LEVEL: "debug", RETRIES: "3", VERBOSE: "true" },
-      resources: { cpus: 0.5, memoryBytes: 2 ** 30 },
+      resources: { cpus: 0.5, memoryBytes: 2 ** 30, diskBytes: 20 * 2 ** 30 },
     });
   });
 
@@ -133,6 +133,8 @@ describe("detectProject: iii.worker.yaml", () => {
       ["resources: {memory: 2048}", /resources.memory 2048 has no unit; write a Kubernetes quantity such as "2048Mi"/],
       ["resources: {memory: 1.5Mx}", /invalid memory "1.5Mx"/],
       ["resources: {cpus: 0}", /invalid cpus "0"/],
+      ["resources: {disk: 20}", /resources.disk 20 has no unit; write a Kubernetes quantity such as "20Gi"/],
+      ["resources: {disk: 1Mi}", /invalid disk "1Mi": must be at least 64Mi/],
     ] as const) {
       const dir = await project({ "iii.worker.yaml": text, "package.json": "{}" });
       const error = await detectProject(dir).catch((e: unknown) => e);

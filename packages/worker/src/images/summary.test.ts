@@ -18,4 +18,9 @@ describe("formatImageSummary", () => {
     const line = formatImageSummary(image, ["sh", "-c", "echo hi"]).find((l) => l.startsWith("runs "));
     expect(line).toBe('runs ["sh","-c","echo hi"] (the command given after --; the image\'s: ["/bin/app","serve"]) as 1000:1000 in /app');
   });
+
+  it("shows the resources the image's worker manifest asks for, disk among them", () => {
+    const manifest = { name: "resize", resources: { memory: "1Gi", disk: "20Gi" }, raw: {} };
+    expect(formatImageSummary({ ...image, manifest })).toContain("resources: memory 1Gi, disk 20Gi");
+  });
 });

@@ -17,8 +17,9 @@ export function formatImageSummary(image: EnsuredImage, command?: string[]): str
   const m = image.manifest;
   if (m) {
     lines.push(`${m.name ?? "(unnamed)"}${m.version ? ` ${m.version}` : ""}${m.description ? ` - ${m.description}` : ""}`);
-    if (m.resources?.cpus || m.resources?.memory) {
-      lines.push(`resources: ${[m.resources.cpus && `cpus ${m.resources.cpus}`, m.resources.memory && `memory ${m.resources.memory}`].filter(Boolean).join(", ")}`);
+    if (m.resources?.cpus || m.resources?.memory || m.resources?.disk) {
+      const { cpus, memory, disk } = m.resources;
+      lines.push(`resources: ${[cpus && `cpus ${cpus}`, memory && `memory ${memory}`, disk && `disk ${disk}`].filter(Boolean).join(", ")}`);
     }
   }
   lines.push(`image ${image.reference} ${image.digest.slice(0, 19)} ${formatBytes(image.sizeBytes)}${image.cached ? " (cached)" : ""}`);

@@ -108,6 +108,18 @@ describe("planVm: a worker spec → QEMU's argv, with no VM", () => {
     expect(plan.mount.root.stableInodes).toBeUndefined();
   });
 
+  it("bounds the root's writable layer by --disk (default 10Gi), never a writable share", () => {
+    const byDefault = planVm(request(), context);
+    expect(byDefault.launch.diskBytes).toBe(10 * 2 ** 30);
+    expect(byDefault.mount.root.upperLimitBytes).toBe(10 * 2 ** 30);
+    const oneGi = planVm(request({ spec: { ...spec, resources: { ...spec.resources, disk: "1Gi" } } }), context);
+    expect(oneGi.mount.root.upperLimitBytes).toBe(1_073_741_824);
+    expect(oneGi.mount.root.layers).toEqual({ lower: "/images/app", upper: paths.upper });
+    // The shares are host directories the user handed over: the bound is the root's only.
+    for (const share of [...byDefault.mount.shares, ...oneGi.mount.shares]) expect(share.mount?.upperLimitBytes).toBeUndefined();
+    expect(byDefault.mount.shares[0]!.mount).toBeDefined();
+  });
+
   it("takes KVM's defaults when the host chose KVM, and refuses a writable share that contains the managed directory", () => {
     const kvm = planVm(request({ spec: { ...spec, resources: {} }, host: { ...request().host, accel: { accel: "kvm", reason: "test" } } }), context);
     expect(kvm.vm.vcpus).toBe(2);

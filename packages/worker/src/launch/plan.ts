@@ -110,6 +110,7 @@ export function planVm(request: LaunchRequest, context: PlanContext): VmPlan {
     // name with a number of its own (else virtiofsd reused the old node, bound to the gone path: ENOENT in the
     // guest). Not on the root: a copy-up gives a name another number.
     const stableInodes = true;
+    // No upperLimitBytes: a writable share is a host directory the user chose to hand over, not iii's to bound.
     return { guest: m.guest, host: m.host, readOnly: false, mount: { root: m.host, mountpoint, allowOther: true, stableInodes, ...cache, ...QUIET_SERVER } };
   });
 
@@ -120,7 +121,16 @@ export function planVm(request: LaunchRequest, context: PlanContext): VmPlan {
       fresh: launch.fresh,
       // allowOther: virtiofsd takes on the guest caller's uid for each request, and FUSE refuses any uid but the
       // mounting one without it. The mountpoint is inside managed/ (0700): no host user reaches it either way.
-      root: { layers: { lower: launch.rootfs, upper: paths.upper }, mountpoint: paths.mnt, virtualFiles, allowOther: true, ...QUIET_SERVER },
+      // upperLimitBytes: what the guest writes to its root lands in III_HOME on the host; past the bound it gets
+      // ENOSPC (and `df /` shows the bound), so a hostile workload cannot fill the host's disk.
+      root: {
+        layers: { lower: launch.rootfs, upper: paths.upper },
+        upperLimitBytes: launch.diskBytes,
+        mountpoint: paths.mnt,
+        virtualFiles,
+        allowOther: true,
+        ...QUIET_SERVER,
+      },
       shares,
     },
     network: {

@@ -1,10 +1,16 @@
 import { IiiError } from "../errors.js";
+import { DEFAULT_LAYER_LIMITS } from "../images/layers/policy.js";
 import type { MountSpec, PortMapping, WorkerSpec } from "../state/model.js";
-import { parseCpus, parseMemoryBytes, vcpusFor } from "../state/quantity.js";
+import { parseCpus, parseDiskBytes, parseMemoryBytes, vcpusFor } from "../state/quantity.js";
 
 /** vCPUs when the worker names none: 2 with KVM; 1 under TCG (emulated vCPUs share this host's cores). */
 export const DEFAULT_VCPUS = { kvm: 2, tcg: 1 } as const;
 export const DEFAULT_MEMORY_BYTES = 512 * 2 ** 20;
+/**
+ * The writable root layer's bound when the worker names none: closed by default, and the same 10 GiB a hostile
+ * image's layers get (DEFAULT_LAYER_LIMITS.maxTotalBytes), so neither a pull nor a running guest can fill the host.
+ */
+export const DEFAULT_DISK_BYTES = DEFAULT_LAYER_LIMITS.maxTotalBytes;
 /**
  * pids.max of the guest's workload and execs when the worker names none: room for a build (npm, pip, make -j)
  * and a language runtime's threads, while a fork bomb stops there and init, outside the group, keeps answering.
@@ -35,6 +41,8 @@ export interface LaunchSpec {
   /** CPU bandwidth for the guest's workload group, in CPUs (`--cpus 500m` → 0.5); absent: the vCPUs, unthrottled. */
   cpuLimit?: number;
   memoryBytes: number;
+  /** Most bytes the writable root layer may hold (`--disk`, default DEFAULT_DISK_BYTES). */
+  diskBytes: number;
   pidsMax: number;
   mounts: MountSpec[];
   ports: PortMapping[];
@@ -125,6 +133,7 @@ export function buildLaunchSpec(input: BuildLaunchSpecInput): LaunchSpec {
     vcpus: spec.resources.cpus ? vcpusFor(parseCpus(spec.resources.cpus)) : DEFAULT_VCPUS[input.accel ?? "tcg"],
     ...(spec.resources.cpus ? { cpuLimit: parseCpus(spec.resources.cpus) } : {}),
     memoryBytes: spec.resources.memory ? parseMemoryBytes(spec.resources.memory) : DEFAULT_MEMORY_BYTES,
+    diskBytes: spec.resources.disk ? parseDiskBytes(spec.resources.disk) : DEFAULT_DISK_BYTES,
     pidsMax: spec.resources.pids ?? DEFAULT_PIDS_MAX,
     mounts: spec.mounts,
     ports: spec.ports,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { decodeWorkersFile, encodeWorkersFile, parseNetworkMode, parsePids } from "./model.js";
-import { buildLaunchSpec, DEFAULT_PIDS_MAX } from "../launch/spec.js";
+import { buildLaunchSpec, DEFAULT_DISK_BYTES, DEFAULT_PIDS_MAX } from "../launch/spec.js";
 
 describe("isolation fields of a worker spec", () => {
   it("--pids takes a whole number in range, and says what was wrong otherwise", () => {
@@ -28,6 +28,31 @@ describe("isolation fields of a worker spec", () => {
     expect(encoded.workers.locked!.resources.pids).toBe(64);
     expect("mode" in encoded.workers.open!.network).toBe(false);
     expect(decodeWorkersFile(encoded)).toEqual(file);
+  });
+
+  it("disk survives the state file as given, in a stable place among the resources; absent stays absent", () => {
+    const file = decodeWorkersFile({
+      workers: {
+        bounded: { image: "dir:/r", resources: { pids: 64, disk: "512Mi", memory: "1Gi", cpus: "2" } },
+        open: { image: "dir:/r", resources: { memory: "1Gi" } },
+      },
+    });
+    expect(file.workers.bounded!.resources.disk).toBe("512Mi");
+    expect(file.workers.open!.resources.disk).toBeUndefined();
+    const encoded = encodeWorkersFile(file) as { workers: Record<string, { resources: Record<string, unknown> }> };
+    expect(Object.keys(encoded.workers.bounded!.resources)).toEqual(["cpus", "memory", "disk", "pids"]);
+    expect(encoded.workers.bounded!.resources.disk).toBe("512Mi");
+    expect("disk" in encoded.workers.open!.resources).toBe(false);
+    expect(decodeWorkersFile(encoded)).toEqual(file);
+    expect(() => decodeWorkersFile({ workers: { w: { image: "dir:/r", resources: { disk: "10" } } } })).toThrow(/workers\.w\.resources\.disk: invalid disk "10": must be at least 64Mi/);
+  });
+
+  it("--disk becomes the launch's diskBytes; without it, 10Gi", () => {
+    const input = { name: "w", rootfs: "/r", engineUrl: "ws://localhost:49134", gateway: "100.96.0.1", image: { cmd: ["true"] } };
+    const spec = { image: "dir:/r", env: {}, resources: {}, ports: [], mounts: [], network: { allow: [], deny: [], hostPorts: [] } };
+    expect(DEFAULT_DISK_BYTES).toBe(10 * 2 ** 30);
+    expect(buildLaunchSpec({ ...input, spec }).diskBytes).toBe(DEFAULT_DISK_BYTES);
+    expect(buildLaunchSpec({ ...input, spec: { ...spec, resources: { disk: "1Gi" } } }).diskBytes).toBe(1_073_741_824);
   });
 
   it("a bad mode or pids in the state file names the field", () => {

@@ -2,7 +2,7 @@ import { posix } from "node:path";
 import { GUEST_PATHS } from "@iii/init";
 import { IiiError } from "../errors.js";
 import type { WasiNetwork } from "../wasm/config.js";
-import { parseCpus, parseMemoryBytes } from "./quantity.js";
+import { parseCpus, parseDiskBytes, parseMemoryBytes } from "./quantity.js";
 
 export interface PortMapping {
   host: number;
@@ -39,6 +39,11 @@ export interface NetworkSpec {
 export interface Resources {
   cpus?: string;
   memory?: string;
+  /**
+   * Most bytes the writable root layer may hold (`--disk`, a quantity as given); absent: DEFAULT_DISK_BYTES.
+   * Writable `-m` shares are the user's own host directories and are not counted.
+   */
+  disk?: string;
   /** Most processes (and threads) the guest's workload and execs may have together (cgroup pids.max). */
   pids?: number;
 }
@@ -210,12 +215,13 @@ function decodeWorker(raw: unknown, path: string): WorkerSpec {
   }
   if (record.resources != null) {
     const resources = asRecord(record.resources, `${path}.resources`);
-    for (const key of ["cpus", "memory"] as const) {
+    for (const key of ["cpus", "memory", "disk"] as const) {
       if (resources[key] == null) continue;
       const text = asString(resources[key], `${path}.resources.${key}`);
       try {
         if (key === "cpus") parseCpus(text);
-        else parseMemoryBytes(text);
+        else if (key === "memory") parseMemoryBytes(text);
+        else parseDiskBytes(text);
       } catch (error) {
         fail(`${path}.resources.${key}`, (error as Error).message);
       }
@@ -349,6 +355,7 @@ export function encodeWorkersFile(file: WorkersFile): unknown {
     const resources: Record<string, string | number> = {};
     if (spec.resources.cpus !== undefined) resources.cpus = spec.resources.cpus;
     if (spec.resources.memory !== undefined) resources.memory = spec.resources.memory;
+    if (spec.resources.disk !== undefined) resources.disk = spec.resources.disk;
     if (spec.resources.pids !== undefined) resources.pids = spec.resources.pids;
     out.resources = resources;
     out.ports = spec.ports.map((p) => `${p.host}:${p.guest}`);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseCpus, parseMemoryBytes, parseQuantity, vcpusFor } from "./quantity.js";
+import { DISK_MIN_BYTES, parseCpus, parseDiskBytes, parseMemoryBytes, parseQuantity, vcpusFor } from "./quantity.js";
 
 describe("Kubernetes quantities", () => {
   it.each([
@@ -25,6 +25,22 @@ describe("Kubernetes quantities", () => {
     expect(() => parseMemoryBytes("1Ki")).toThrow(/at least 16Mi/);
     expect(() => parseMemoryBytes("20000000001m")).toThrow(/whole number/);
     expect(parseMemoryBytes("1Gi")).toBe(2 ** 30);
+  });
+
+  it("reads --disk as bytes, at least 64Mi, and says what was wrong otherwise", () => {
+    expect(parseDiskBytes("1Gi")).toBe(1_073_741_824);
+    expect(parseDiskBytes("64Mi")).toBe(DISK_MIN_BYTES);
+    expect(parseDiskBytes("10G")).toBe(10e9);
+    expect(parseDiskBytes("4Pi")).toBe(2 ** 52);
+    // A forgotten unit is bytes, far below the minimum, and the message says which unit was probably meant.
+    expect(() => parseDiskBytes("10")).toThrow('invalid disk "10": must be at least 64Mi (a bare number is bytes: did you mean 10Gi?)');
+    expect(() => parseDiskBytes("63Mi")).toThrow('invalid disk "63Mi": must be at least 64Mi');
+    expect(() => parseDiskBytes("-1Gi")).toThrow('invalid disk "-1Gi": expected a Kubernetes quantity');
+    expect(() => parseDiskBytes("abc")).toThrow('invalid disk "abc": expected a Kubernetes quantity');
+    expect(() => parseDiskBytes("100000001m")).toThrow(/whole number of bytes/);
+    expect(() => parseDiskBytes("5Pi")).toThrow(/at most 4Pi/);
+    expect(() => parseDiskBytes("1e400")).toThrow(/at most 4Pi/);
+    for (const bad of ["10", "-1Gi", "abc", "63Mi", "5Pi"]) expect(() => parseDiskBytes(bad)).toThrow(expect.objectContaining({ code: "InvalidQuantity" }));
   });
 
   it("rounds vCPUs up, at least 1", () => {

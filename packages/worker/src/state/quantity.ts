@@ -61,6 +61,35 @@ export function parseMemoryBytes(text: string): number {
   return bytes;
 }
 
+/**
+ * The least `--disk`: 64Mi. It catches a forgotten unit (`--disk 10`, `--disk 512`: bytes, a worker whose first
+ * real write fails) and leaves room for logs, caches and small edits. Smaller stops being a bound and becomes a
+ * breakage: a guest that changes one file of its image copies the whole file into the writable layer, and a
+ * language runtime's binary alone is tens of MiB (node's ~120 MB).
+ */
+export const DISK_MIN_BYTES = 64 * 2 ** 20;
+/** The most `--disk`: 4Pi, far above any host disk and still an exact number of bytes in a double. */
+export const DISK_MAX_BYTES = 2 ** 52;
+
+/**
+ * The most bytes a worker's writable root layer may hold, from a quantity: `"10Gi"` → 10737418240. A bare number
+ * is bytes, as in Kubernetes' `ephemeral-storage`, so `10` is refused by the minimum rather than read as 10 GiB.
+ */
+export function parseDiskBytes(text: string): number {
+  const bytes = parseQuantity(text, "disk");
+  if (!Number.isFinite(bytes) || bytes > DISK_MAX_BYTES) {
+    throw new IiiError("InvalidQuantity", `invalid disk "${text}": must be at most 4Pi`);
+  }
+  if (!Number.isInteger(bytes)) {
+    throw new IiiError("InvalidQuantity", `invalid disk "${text}": must be a whole number of bytes`);
+  }
+  if (bytes < DISK_MIN_BYTES) {
+    const bare = /^\d+$/.test(text.trim()) ? ` (a bare number is bytes: did you mean ${text.trim()}Gi?)` : "";
+    throw new IiiError("InvalidQuantity", `invalid disk "${text}": must be at least 64Mi${bare}`);
+  }
+  return bytes;
+}
+
 /** Whole vCPUs for a VM: fractional CPUs round up, at least 1. */
 export function vcpusFor(cpus: number): number {
   return Math.max(1, Math.ceil(cpus));

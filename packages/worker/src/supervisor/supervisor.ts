@@ -81,7 +81,7 @@ export async function runSupervisor(
     // III_TCG_TB_SIZE_MIB: the TCG translation cache for this host's VMs (default TCG_TB_SIZE_MIB).
     if (env.III_TCG_TB_SIZE_MIB) run.plan.vm.tcgTbSizeMiB = Number(env.III_TCG_TB_SIZE_MIB);
     const { launch, addresses } = run.plan;
-    log(`booting ${name}: slot ${slot} (guest ${addresses.guest}), ${launch.vcpus} vCPU, ${launch.memoryBytes} bytes, argv ${JSON.stringify(launch.argv)}`);
+    log(`booting ${name}: slot ${slot} (guest ${addresses.guest}), ${launch.vcpus} vCPU, ${launch.memoryBytes} bytes of memory, ${launch.diskBytes} bytes of writable root, argv ${JSON.stringify(launch.argv)}`);
     run.mark("plan");
 
     await runPhases(run);

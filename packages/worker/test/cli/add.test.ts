@@ -32,7 +32,7 @@ describe("iii-worker add / remove / list", () => {
     const p = project();
     mkdirSync(join(p.cwd, "data"));
     const run = await runWorkerCli(
-      ["add", "--no-pull", "ghcr.io/acme/image-resize:0.1.2", "--cpus", "500m", "--memory", "512Mi", "-e", "B=2", "-e", "A=1", "-p", "8080:80", "-m", `${p.cwd}/data:/data:ro`],
+      ["add", "--no-pull", "ghcr.io/acme/image-resize:0.1.2", "--cpus", "500m", "--memory", "512Mi", "--disk", "1Gi", "-e", "B=2", "-e", "A=1", "-p", "8080:80", "-m", `${p.cwd}/data:/data:ro`],
       p,
     );
     expect(run.code, run.stderr).toBe(0);
@@ -41,7 +41,7 @@ describe("iii-worker add / remove / list", () => {
     expect(file.workers["image-resize"]).toEqual({
       image: "ghcr.io/acme/image-resize:0.1.2",
       env: { A: "1", B: "2" },
-      resources: { cpus: "500m", memory: "512Mi" },
+      resources: { cpus: "500m", memory: "512Mi", disk: "1Gi" },
       ports: ["8080:80"],
       mounts: [`${p.cwd}/data:/data:ro`],
       network: { allow: [], deny: [], hostPorts: [] },
@@ -78,6 +78,7 @@ describe("iii-worker add / remove / list", () => {
     [["add", "--no-pull", "no-such-worker"], /worker "no-such-worker" not found in registry/],
     [["add", "--no-pull", "ghcr.io/acme/app:1", "--memory", "12XB"], /invalid memory "12XB"/],
     [["add", "--no-pull", "ghcr.io/acme/app:1", "--port", "99999:1"], /invalid host port "99999"/],
+    [["add", "--no-pull", "ghcr.io/acme/app:1", "--disk", "10"], /^iii-worker: invalid disk "10": must be at least 64Mi \(a bare number is bytes: did you mean 10Gi\?\) \[InvalidQuantity\]$/m],
     [["add", "dir:/definitely/not/here"], /does not exist/],
   ])("%j fails with one clear line and changes nothing", async (args, message) => {
     const p = project();

@@ -166,6 +166,8 @@ describe("lifecycle", () => {
     expect(bad.stderr).toMatch(/is not a WebAssembly binary/);
     writeFileSync(join(project, "ok.wasm"), await wat(exitWith(0, "x")));
     expect((await cli(project, ["add", "./ok.wasm", "-p", "8080:80"])).stderr).toMatch(/do not apply to a WASM worker/);
+    // A WASM worker has no writable root layer to bound: its files are the -m dirs it is given.
+    expect((await cli(project, ["add", "./ok.wasm", "--disk", "1Gi"])).stderr).toMatch(/--disk.*do not apply to a WASM worker/);
   });
 });
 

@@ -3,7 +3,7 @@
 //   1. host privilege from guest files (setuid, setgid, file capabilities, device nodes) on the root, a -m share
 //      and dev mode's /workspace and dependency share
 //   2. reaching the host or special ranges through the network stack; modes and rule precedence
-//   3. limits: CPU quota, pids limit (fork bomb), exec inside the worker's cgroup
+//   3. limits: CPU quota, pids limit (fork bomb), exec inside the worker's cgroup, disk (filling the host)
 //   4. lifecycle: remove of a running worker, project scoping, a dead child of the VM
 // All traffic stays on this machine: the special-range targets live in a network namespace this file creates.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
@@ -343,6 +343,55 @@ describe.skipIf(!!skip)("isolation: the guest as the attacker (vm)", () => {
     expect(stop.code, stop.stderr).toBe(0);
     expect(stopMs).toBeLessThan(2_000 + 5_000);
   }, 240_000);
+
+  it("--disk 64Mi: filling the root fails with ENOSPC and the host's upper stays under the bound; deleting gives space back; an open unlinked file, a sparse file count; df shows the bound", async () => {
+    const MiB = 2 ** 20;
+    const p = project();
+    await started(p, "disk", ["--disk", "64Mi", "--", "sleep", "100000"]);
+    const upper = join(p.managed("disk"), "upper");
+    const guest = async (script: string): Promise<string> => {
+      const run = await p.cli(["exec", "disk", "--", "sh", "-c", script]);
+      expect(run.code, run.stderr + p.diagnostics("disk")).toBe(0);
+      return run.stdout;
+    };
+    /** The upper layer on the host: logical bytes (du -sb: a sparse file in full) and allocated bytes (st_blocks). */
+    const hostUse = () => ({
+      logical: Number(execFileSync("du", ["-sb", upper], { encoding: "utf8" }).split(/\s/)[0]),
+      allocated: Number(execFileSync("du", ["-s", "--block-size=1", upper], { encoding: "utf8" }).split(/\s/)[0]),
+    });
+
+    // (e) df in the guest reports the bound as the root's size.
+    const df = await guest("df -k / | tail -n 1");
+    const sizeKiB = Number(df.trim().split(/\s+/)[1]);
+    console.log(`[isolation] df -k / under --disk 64Mi: ${df.trim()}`);
+    expect(Math.abs(sizeKiB - 64 * 1024), df).toBeLessThanOrEqual(64 * 1024 * 0.05);
+
+    // (a) The attack: 200 MiB of zeros into the root. The guest gets ENOSPC; the host holds no more than the bound.
+    const fill = await guest("dd if=/dev/zero of=/big bs=1M count=200 2>&1; echo rc=$?");
+    expect(fill).toMatch(/No space left on device/);
+    expect(fill).not.toMatch(/rc=0$/m);
+    const used = hostUse();
+    console.log(`[isolation] upper after dd of 200 MiB under --disk 64Mi: ${used.logical} bytes logical, ${used.allocated} allocated`);
+    expect(used.logical).toBeLessThan(64 * MiB + 8 * MiB);
+    expect(used.allocated).toBeLessThan(64 * MiB + 8 * MiB);
+
+    // (b) Deleting gives the space back.
+    expect(await guest("rm /big && dd if=/dev/zero of=/again bs=1M count=16 2>&1; echo rc=$?; rm -f /again")).toMatch(/rc=0$/m);
+
+    // (c) A file kept open after its unlink still holds its blocks (else: write, unlink, write again, unbounded).
+    const held = await guest("exec 3>/a; dd if=/dev/zero bs=1M count=40 >&3 2>/dev/null; rm /a; dd if=/dev/zero of=/b bs=1M count=40 2>&1; echo rc=$?; exec 3>&-; rm -f /b");
+    expect(held).toMatch(/No space left on device/);
+    expect(held).toMatch(/rc=[1-9]\d*$/m);
+    // Once it is closed, its space is back too.
+    expect(await guest("dd if=/dev/zero of=/c bs=1M count=40 2>&1; echo rc=$?; rm -f /c")).toMatch(/rc=0$/m);
+
+    // (d) A sparse file counts at its logical size: a 1 TiB hole is refused, not allocated later page by page.
+    const sparse = await guest("truncate -s 1T /sparse 2>&1; echo rc=$?; rm -f /sparse");
+    expect(sparse).toMatch(/No space|ENOSPC/);
+    expect(sparse).toMatch(/rc=[1-9]\d*$/m);
+    expect(hostUse().logical).toBeLessThan(8 * MiB);
+    expect((await p.cli(["stop", "disk", "--timeout", "1"])).code).toBe(0);
+  }, 300_000);
 
   // ---------------------------------------------------------------- 4. lifecycle
   it("remove refuses a running worker and changes nothing; remove -f leaves no QEMU, virtiofsd, mount or managed dir; a re-added name starts clean", async () => {

@@ -11,6 +11,7 @@ export function registerAdd(program: Command): void {
     .option("--name <name>", "worker name (default: the image's last path segment)")
     .option("--cpus <quantity>", "CPUs, a Kubernetes quantity (500m, 2): vCPUs = ceil, and a fraction is a CPU quota")
     .option("--memory <quantity>", "memory, a Kubernetes quantity (512Mi, 1Gi, 1G)")
+    .option("--disk <quantity>", "most disk the root filesystem's writes may take on the host, a Kubernetes quantity (default 10Gi, at least 64Mi); -m shares are not counted")
     .option("--pids <n>", "most processes/threads of the workload and execs together (default 1024)")
     .option("-e, --env <KEY=VALUE>", "environment variable (repeatable)", collect)
     .option("-p, --port <HOST:GUEST>", "publish guest port on host 127.0.0.1 (repeatable)", collect)
@@ -64,6 +65,7 @@ Network policy (checked on the address actually dialled, after DNS):
         name: opts.name,
         cpus: opts.cpus,
         memory: opts.memory,
+        disk: opts.disk,
         pids: opts.pids,
         network: opts.network,
         env: opts.env,

@@ -124,6 +124,7 @@ export async function runDev(path: string, options: DevOptions): Promise<number>
     resources: {
       ...(project.resources.cpus !== undefined ? { cpus: String(project.resources.cpus) } : {}),
       ...(project.resources.memoryBytes !== undefined ? { memory: String(project.resources.memoryBytes) } : {}),
+      ...(project.resources.diskBytes !== undefined ? { disk: String(project.resources.diskBytes) } : {}),
     },
     ports: [],
     mounts: [{ host: project.dir, guest: "/workspace", readOnly: false }, ...(await dependencyMount(project))],

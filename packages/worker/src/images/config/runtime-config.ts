@@ -47,7 +47,7 @@ export interface WorkerManifest {
   name?: string;
   version?: string;
   description?: string;
-  resources?: { cpus?: string; memory?: string };
+  resources?: { cpus?: string; memory?: string; disk?: string };
   /** Every field as written, for forward compatibility. */
   raw: Record<string, unknown>;
 }
@@ -179,6 +179,7 @@ export function parseWorkerManifest(text: string, image: string): WorkerManifest
     manifest.resources = {};
     if (typeof r.cpus === "string" || typeof r.cpus === "number") manifest.resources.cpus = String(r.cpus);
     if (typeof r.memory === "string" || typeof r.memory === "number") manifest.resources.memory = String(r.memory);
+    if (typeof r.disk === "string" || typeof r.disk === "number") manifest.resources.disk = String(r.disk);
   }
   return manifest;
 }

@@ -19,7 +19,7 @@ export async function apiPhase(run: SupervisorRun): Promise<void> {
       slot: plan.network.slot,
       guestIp: plan.addresses.guest,
       gateway: plan.addresses.gateway,
-      resources: { vcpus: plan.launch.vcpus, memoryBytes: plan.launch.memoryBytes },
+      resources: { vcpus: plan.launch.vcpus, memoryBytes: plan.launch.memoryBytes, diskBytes: plan.launch.diskBytes },
       timings: run.timings,
       execs: { running: execs.runningCount, max: execs.maxExecs },
       // The network stack is up before the API (phases/index.ts); null only for a run without one.
