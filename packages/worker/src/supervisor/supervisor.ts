@@ -16,7 +16,7 @@ import type { VmmFactory } from "../vmm/types.js";
 import { cleanupStaleWorker } from "./cleanup.js";
 import { healthOptionsFrom, watchHealth } from "./health.js";
 import { runPhases } from "./phases/index.js";
-import { budgetedLog } from "./guest-log.js";
+import { budgetedLog, guestLogBudget } from "./guest-log.js";
 import { log, SupervisorRun } from "./run.js";
 import { allocateSlot } from "./slots.js";
 
@@ -128,7 +128,7 @@ async function awaitReady(run: SupervisorRun, request: LaunchRequest): Promise<R
   }
   const hc = HostControl.attach(socket);
   run.control = hc;
-  const guestLog = budgetedLog(log);
+  const guestLog = budgetedLog(log, { budgetBytes: guestLogBudget(run.env) });
   hc.on("error", (error) => guestLog(`control: ${error.message}`));
   // Listening before READY: WORKLOAD_STARTED (or init's failure to spawn) follows READY in the same read.
   const workloadOutcome = new Promise<{ started: true } | { failed: string }>((resolve) => {

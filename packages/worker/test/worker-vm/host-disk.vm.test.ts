@@ -39,4 +39,24 @@ describe.skipIf(!!skip)("a guest cannot fill the host's disk through its console
     expect(total).toBeLessThanOrEqual(2 * ROTATE + 64 * 1024);
     expect((await p.cli(["stop", "flood", "--timeout", "2"])).code).toBe(0);
   }, 240_000);
+
+  it("logs the network's denials the guest causes up to a budget, then one line saying the rest is dropped", async () => {
+    // A small budget (III_GUEST_LOG_BUDGET_BYTES) so that 150 refused connections pass it; by default it is 1 MiB.
+    const q = new Project({ III_GUEST_LOG_BUDGET_BYTES: "4096" });
+    try {
+      expect((await q.cli(["add", `dir:${rootfs}`, "--name", "knock", "--", "sh", "-c", "echo up; exec sleep 1000"])).code).toBe(0);
+      const start = await q.cli(["start", "knock"]);
+      expect(start.code, start.stderr + q.diagnostics("knock")).toBe(0);
+      // The gateway's port 9 is no --host-port: every attempt is refused by the policy, one log line each.
+      const knock = await q.cli(["exec", "knock", "--", "sh", "-c", "gw=$(awk '/nameserver/{print $2}' /etc/resolv.conf); for i in $(seq 1 150); do nc -w 1 $gw 9 </dev/null 2>/dev/null; done; echo knocked"]);
+      expect(knock.stdout, knock.stderr).toContain("knocked");
+      const log = q.read("managed/knock/logs/supervisor.log");
+      const denials = log.split("\n").filter((l) => l.includes("net: policy: denied")).length;
+      expect(denials).toBeGreaterThan(5);
+      expect(denials).toBeLessThan(100);
+      expect(log.match(/net: further messages dropped/g)).toHaveLength(1);
+    } finally {
+      await q.dispose();
+    }
+  }, 240_000);
 });
