@@ -1,4 +1,5 @@
 import { existsSync, statSync } from "node:fs";
+import { setattrShimPath } from "@iii/filesystem/client";
 import { execFileSync } from "node:child_process";
 import { chooseAccel, probeAccelFacts, type AccelChoice, type AccelFacts } from "./vmm/accel.js";
 import { findGuestInit, GUEST_INIT_BUDGET_BYTES } from "./launch/guest-init.js";
@@ -108,6 +109,16 @@ export async function runDoctor(env: NodeJS.ProcessEnv = process.env): Promise<D
   checks.push(check("/dev/fuse", true, devFuseError ? "fail" : "ok", devFuseError ? `/dev/fuse: ${devFuseError}` : "/dev/fuse usable"));
   const libfuse = libfuse2Present();
   checks.push(check("libfuse2", true, libfuse ? "ok" : "fail", libfuse ?? "libfuse.so.2 not found (apt install libfuse2)"));
+  // The FUSE server's preloaded shim keeps the root's --disk bound: without it no VM starts (DiskLimitUnsupported).
+  const shim = setattrShimPath();
+  checks.push(
+    check(
+      "filesystem shim",
+      true,
+      shim ? "ok" : "fail",
+      shim ?? "@iii/filesystem's libiii-setattr-shim.so was not built (it needs a C compiler when the package is installed: apt install gcc, then reinstall); without it a VM cannot keep its --disk bound and does not start",
+    ),
+  );
   const fusermount = which("fusermount", ["/usr/bin", "/bin"], env) ?? which("fusermount3", ["/usr/bin", "/bin"], env);
   checks.push(check("fusermount", true, fusermount ? "ok" : "fail", fusermount ?? "fusermount not found (apt install fuse3)"));
   const tunError = existsSync("/dev/net/tun") ? canReadWrite("/dev/net/tun") : "missing";

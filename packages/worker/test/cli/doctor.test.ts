@@ -28,9 +28,11 @@ it("doctor --json reports every check with a verdict, and its exit status follow
   const run = await runWorkerCli(["doctor", "--json"], { cwd: dir, env: { III_HOME: join(dir, "home") } });
   const report = JSON.parse(run.stdout) as { checks: { name: string; verdict: string; detail: string }[]; canRunVm: boolean; accel: string };
   const names = report.checks.map((c) => c.name);
-  for (const name of ["virtualisation", "accel", "qemu", "virtiofsd", "/dev/fuse", "libfuse2", "fusermount", "/dev/net/tun", "firmware", "III_HOME", "wasm"]) {
+  for (const name of ["virtualisation", "accel", "qemu", "virtiofsd", "/dev/fuse", "libfuse2", "filesystem shim", "fusermount", "/dev/net/tun", "firmware", "III_HOME", "wasm"]) {
     expect(names).toContain(name);
   }
+  // Built here (the bootstrap has a C compiler): the --disk bound can be kept, and doctor says which file keeps it.
+  expect(report.checks.find((c) => c.name === "filesystem shim")).toMatchObject({ verdict: "ok", required: true, detail: expect.stringMatching(/libiii-setattr-shim\.so$/) });
   for (const c of report.checks) expect(["ok", "warn", "fail"]).toContain(c.verdict);
   // the WASM tier needs no virtualisation: node:wasi + the permission model, jco + preview2-shim for preview 2
   expect(report.checks.find((c) => c.name === "wasm")).toMatchObject({ verdict: "ok", detail: expect.stringMatching(/preview 1 on node:wasi.*preview 2 via jco \d.*preview2-shim 0\.26\.1/) });
