@@ -16,7 +16,14 @@ export interface NetworkLimits {
   tcpIdleTimeoutMs: number;
   connectTimeoutMs: number;
   timeWaitMs: number;
+  /** Ceiling of the per-connection receive buffer (guest bytes the host socket has not taken yet). */
   tcpReceiveBufferBytes: number;
+  /**
+   * Receive-buffer budget shared by all TCP flows of the VM: each flow's window is its share of it (at least
+   * TCP_RECEIVE_FLOOR_BYTES), so a guest with thousands of connections to peers that never read holds this much
+   * of the host's memory, not thousands of full buffers.
+   */
+  tcpReceiveBudgetBytes: number;
   /** Floor of the per-connection send buffer (host bytes read ahead of the guest's ACKs). */
   tcpSendHighWaterBytes: number;
   /** Ceiling of the per-connection send buffer. */
@@ -49,6 +56,7 @@ export const DEFAULT_LIMITS: NetworkLimits = {
   connectTimeoutMs: 10_000,
   timeWaitMs: 2_000,
   tcpReceiveBufferBytes: 1024 * 1024,
+  tcpReceiveBudgetBytes: 64 * 1024 * 1024,
   tcpSendHighWaterBytes: 512 * 1024,
   tcpSendBufferMaxBytes: 4 * 1024 * 1024,
   tcpSendBudgetBytes: 64 * 1024 * 1024,

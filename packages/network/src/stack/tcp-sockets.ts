@@ -31,6 +31,8 @@ import { countDrop } from "./counters.js";
  * cannot bury the VM link (the transport only drops beyond 32 MiB, for non-TCP floods).
  */
 const TRANSPORT_HIGH_WATER_BYTES = 2 * 1024 * 1024;
+/** The least receive window a flow gets however many share the budget: it still moves. */
+export const TCP_RECEIVE_FLOOR_BYTES = 64 * 1024;
 
 /** How long an ACK for a small guest message may wait for the host's answer to carry it. */
 const DELAYED_ACK_MS = 1;
@@ -275,6 +277,7 @@ export class TcpSocketSet {
       onSegmentDropped: (reason: string) => countDrop(ctx.counters, reason),
       canTransmit: () => ctx.out.pendingWriteBytes < TRANSPORT_HIGH_WATER_BYTES,
       sendHighWater: () => this.sendHighWater(),
+      receiveBuffer: () => this.receiveBuffer(),
       onBlocked: (conn: TcpConnection) => {
         this.blockedSenders.add(conn);
       },
@@ -290,6 +293,14 @@ export class TcpSocketSet {
     const l = this.ctx.limits;
     const flows = Math.max(1, this.ctx.tracker.count("tcp"));
     return Math.max(l.tcpSendHighWaterBytes, Math.min(l.tcpSendBufferMaxBytes, Math.floor(l.tcpSendBudgetBytes / flows)));
+  }
+
+  /** Per-connection receive buffer: the shared budget split over the open TCP flows, within [floor, ceiling]. */
+  private receiveBuffer(): number {
+    const l = this.ctx.limits;
+    const flows = Math.max(1, this.ctx.tracker.count("tcp"));
+    const floor = Math.min(TCP_RECEIVE_FLOOR_BYTES, l.tcpReceiveBufferBytes);
+    return Math.max(floor, Math.min(l.tcpReceiveBufferBytes, Math.floor(l.tcpReceiveBudgetBytes / flows)));
   }
 
   /** The VM link drained: let the blocked connections send again, in order, while it has room. */

@@ -65,6 +65,11 @@ export interface TcpConnectionHooks {
   onBlocked?(conn: TcpConnection): void;
   /** Current send-buffer high-water mark (defaults to the config's); lets the owner share a budget. */
   sendHighWater?(): number;
+  /**
+   * Current receive buffer: what the guest may have sent that the application has not taken (defaults to the
+   * config's receiveBufferBytes); lets the owner share one budget among all connections.
+   */
+  receiveBuffer?(): number;
   /** A guest segment (or part of one) was not accepted; for drop counters. */
   onSegmentDropped?(reason: string): void;
 }
@@ -595,7 +600,7 @@ export class TcpConnection {
   // ---------------------------------------------------------------- output
 
   private currentWindow(): number {
-    const free = Math.max(0, this.cfg.receiveBufferBytes - this.hooks.appBuffered());
+    const free = Math.max(0, (this.hooks.receiveBuffer?.() ?? this.cfg.receiveBufferBytes) - this.hooks.appBuffered());
     const max = this.windowScaling ? 65535 << this.rcvWscale : 65535;
     const edge = seqAdd(this.rcvNxt, Math.min(free, max));
     // Never move the right edge left (RFC 9293 §3.8.6.2.2).
