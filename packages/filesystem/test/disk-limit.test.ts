@@ -96,6 +96,14 @@ describe.skipIf(!fuse.ok)("disk limit of the writable layer", () => {
     expect(fs.readFileSync(path.join(mnt, "image-small"), "utf8")).toBe("small\nmore\n");
   });
 
+  it("keeps the limit after a write or preallocation at an offset near 2^63 (a wrapped sum turned it off)", async () => {
+    const far = await sh("fallocate -n -o 1 -l 9223372036854775806 far; dd if=/dev/zero of=far2 bs=1 count=1 seek=9223372036854775806 status=none; echo tried", mnt);
+    expect(far.stdout).toContain("tried");
+    const fill = await sh("dd if=/dev/zero of=big bs=64k count=128", mnt);
+    expect(fill.stderr).toContain("No space left on device");
+    expect(upperBytes(upper)).toBeLessThanOrEqual(LIMIT + SLACK);
+  });
+
   it("shows the limit as the file system's size", async () => {
     const out = await shOk("df -B1 --output=size,avail .", mnt);
     const [size, avail] = out.trim().split("\n")[1]!.trim().split(/\s+/).map(Number) as [number, number];
@@ -103,6 +111,29 @@ describe.skipIf(!fuse.ok)("disk limit of the writable layer", () => {
     expect(size).toBeLessThanOrEqual(LIMIT);
     expect(avail).toBeLessThanOrEqual(size);
   });
+});
+
+describe.skipIf(!fuse.ok)("entry limit of the writable layer", () => {
+  it("stops empty files at one entry per 8 KiB of the limit, well before the bytes run out, and df shows it", async () => {
+    const base = tempDir("quota-entries");
+    const [lower, upper, mnt] = ["lower", "upper", "mnt"].map((d) => path.join(base, d)) as [string, string, string];
+    for (const d of [lower, upper, mnt]) fs.mkdirSync(d);
+    // 64 MiB: 65,536 entries' worth of bytes, but 8,192 entries.
+    const handle = await mountPassthrough({ layers: { lower, upper }, mountpoint: mnt, upperLimitBytes: 64 * MiB, isolation: "process" });
+    try {
+      const r = await sh("for i in $(seq 1 12000); do : > f$i || { echo stopped=$i; exit 0; }; done; echo all", mnt, 120_000);
+      const stopped = Number(/stopped=(\d+)/.exec(r.stdout)?.[1]);
+      expect(stopped).toBeGreaterThan(8000);
+      expect(stopped).toBeLessThanOrEqual(8193);
+      const df = await shOk("df --output=itotal,iavail .", mnt);
+      const [itotal, iavail] = df.trim().split("\n")[1]!.trim().split(/\s+/).map(Number) as [number, number];
+      expect(itotal).toBe(8192);
+      expect(iavail).toBe(0);
+    } finally {
+      await handle.unmount();
+      rmrf(base);
+    }
+  }, 180_000);
 });
 
 describe.skipIf(!fuse.ok)("disk limit options", () => {

@@ -330,10 +330,19 @@ export class GuestFs {
     const s = this.tree.statfs();
     if (!this.diskQuota) return s;
     // `df` in the guest shows the limit: its size, and what is left of it (or of the host's space, if less).
-    const { usedBytes, limitBytes } = this.diskQuota.state();
+    const { usedBytes, limitBytes, usedEntries, limitEntries } = this.diskQuota.state();
     const unit = s.frsize || s.bsize;
     const left = Math.max(0, Math.floor((limitBytes - usedBytes) / unit));
-    return { ...s, blocks: Math.floor(limitBytes / unit), bfree: Math.min(s.bfree, left), bavail: Math.min(s.bavail, left) };
+    const entriesLeft = Math.max(0, limitEntries - usedEntries);
+    return {
+      ...s,
+      blocks: Math.floor(limitBytes / unit),
+      bfree: Math.min(s.bfree, left),
+      bavail: Math.min(s.bavail, left),
+      files: limitEntries,
+      ffree: Math.min(s.ffree, entriesLeft),
+      favail: Math.min(s.favail, entriesLeft),
+    };
   }
 
   access(path: string, mode: number): void {

@@ -235,7 +235,7 @@ export class LayeredTree implements Tree {
     const lowerPath = this.lower.path(dir);
     const st = fs.lstatSync(lowerPath, { bigint: true });
     const e = this.upper.entry(dir);
-    this.quota?.charge(QUOTA_ENTRY_BYTES);
+    this.quota?.charge(QUOTA_ENTRY_BYTES, 1);
     this.keepingDirTimes(parent, () => fs.mkdirSync(e.hostPath, 0o700));
     this.copyAttrs(lowerPath, e.dirfd, e.name, e.hostPath, st);
     this.forgetDirs(dir);
@@ -261,7 +261,7 @@ export class LayeredTree implements Tree {
     const restoreParent = (): void => utimensatNoFollow(parentEntry.dirfd, parentEntry.name, ts(parentSt.atimeNs), ts(parentSt.mtimeNs));
     const tmp = this.upper.entry(joinGuest(parent, tmpName));
     const type = Number(st.mode) & S_IFMT;
-    this.quota?.charge(QUOTA_ENTRY_BYTES + (type === S_IFREG || type === S_IFLNK ? Number(st.size) : 0));
+    this.quota?.charge(QUOTA_ENTRY_BYTES + (type === S_IFREG || type === S_IFLNK ? Number(st.size) : 0), 1);
     try {
       if (type === S_IFREG) {
         const src = fs.openSync(lowerPath, fs.constants.O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -282,7 +282,9 @@ export class LayeredTree implements Tree {
         fs.closeSync(fs.openSync(tmp.hostPath, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0o600));
       }
       this.copyAttrs(lowerPath, tmp.dirfd, tmp.name, tmp.hostPath, st);
-      fs.renameSync(tmp.hostPath, this.upper.path(path));
+      const place = (): void => fs.renameSync(tmp.hostPath, this.upper.path(path));
+      if (this.quota) this.quota.renaming(place);
+      else place();
       restoreParent();
     } catch (err) {
       fs.rmSync(tmp.hostPath, { force: true });
@@ -317,7 +319,7 @@ export class LayeredTree implements Tree {
 
   /** Creates an (empty, 0600, host-owner) whiteout or opaque marker in upper. */
   private markerFile(path: string): void {
-    this.quota?.charge(QUOTA_ENTRY_BYTES);
+    this.quota?.charge(QUOTA_ENTRY_BYTES, 1);
     const fd = fs.openSync(this.upper.path(path), O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0o600);
     try {
       fs.fchownSync(fd, this.policy.owner.uid, this.policy.owner.gid);
@@ -331,7 +333,7 @@ export class LayeredTree implements Tree {
     if (LayeredTree.reserved(path)) fail(Errno.EPERM, "names beginning with .wh. are reserved in layered mounts");
     if (this.find(path)) fail(Errno.EEXIST, "create");
     this.ensureUpperDir(splitParent(path)[0]);
-    this.quota?.charge(QUOTA_ENTRY_BYTES);
+    this.quota?.charge(QUOTA_ENTRY_BYTES, 1);
     return { hadWhiteout: this.removeWhiteout(path) };
   }
 
@@ -470,7 +472,9 @@ export class LayeredTree implements Tree {
     }
     this.ensureUpperDir(splitParent(to)[0]);
     this.removeWhiteout(to);
-    fs.renameSync(this.upper.path(from), this.upper.path(to));
+    const move = (): void => fs.renameSync(this.upper.path(from), this.upper.path(to));
+    if (this.quota) this.quota.renaming(move);
+    else move();
     // A replaced target's space may have come back.
     this.quota?.freed();
     this.upper.invalidate(from);

@@ -184,13 +184,23 @@ export function enableShimIo(fast: ShimFastTree | null): ShimIo | null {
 
 /** The writable layer's disk limit, kept by the shim (setattr-shim.c, tenth job). */
 export interface DiskQuota {
-  /** Charges `bytes` of growth of the upper layer; throws ENOSPC when it would pass the limit. */
-  charge(bytes: number): void;
+  /** Charges `bytes` of growth and `entries` new entries of the upper layer; throws ENOSPC when it would pass a limit. */
+  charge(bytes: number, entries?: number): void;
+  /** Runs a rename inside upper with the shim's count held off (a subtree moved behind its walk would be missed). */
+  renaming<T>(fn: () => T): T;
   /** Something may have freed space: the next refusal counts the upper layer again. */
   freed(): void;
-  /** Bytes charged (as of the last count, plus growth since), the limit, counts of the tree, refused charges. */
-  state(): { usedBytes: number; limitBytes: number; counts: number; refusals: number };
+  /** Bytes and entries charged (as of the last count, plus growth since), the limits, counts of the tree, refused charges. */
+  state(): { usedBytes: number; limitBytes: number; usedEntries: number; limitEntries: number; counts: number; refusals: number };
 }
+
+/** The entry limit that goes with a byte limit: one entry per 8 KiB (twice ext4's default inode density), at least 4,096. */
+export function entryLimitFor(limitBytes: number): number {
+  return Math.max(4096, Math.floor(limitBytes / 8192));
+}
+
+/** Largest charge passed to the shim (an int64 there): a guest's `truncate -s 8E` is refused, not wrapped. */
+const MAX_CHARGE = 2 ** 62;
 
 /**
  * Turns on the shim's disk limit for `upper` (counted once now), or a reason it cannot: the shim is not
@@ -201,20 +211,38 @@ export function enableDiskQuota(upper: string, limitBytes: number): DiskQuota | 
   if (!preloaded) return { unavailable: "the setattr shim is not preloaded (dist/libiii-setattr-shim.so, isolation \"process\")" };
   const koffi = loadKoffi();
   const lib = koffi.load(preloaded);
-  const rc = lib.func("int iii_quota_enable(const char *upper, int64_t limit)")(upper, limitBytes) as number;
+  const rc = lib.func("int iii_quota_enable(const char *upper, int64_t limit, int64_t entry_limit)")(upper, limitBytes, entryLimitFor(limitBytes)) as number;
   if (rc !== 1) return { unavailable: `counting ${upper} failed (${errnoName(rc)})` };
-  const charge = lib.func("int iii_quota_charge(int64_t bytes)");
+  const charge = lib.func("int iii_quota_charge2(int64_t bytes, int64_t entries)");
   const freed = lib.func("void iii_quota_freed(void)");
+  const renameBegin = lib.func("void iii_quota_rename_begin(void)");
+  const renameEnd = lib.func("void iii_quota_rename_end(void)");
   const stateFn = lib.func("void iii_quota_state(_Out_ int64_t *out)");
-  const out = new BigInt64Array(4);
+  const out = new BigInt64Array(6);
   return {
-    charge: (bytes) => {
-      if (bytes > 0 && (charge(bytes) as number) !== 0) fail(Errno.ENOSPC, "disk limit of the writable layer");
+    charge: (bytes, entries = 0) => {
+      const b = Math.min(Math.max(0, Math.ceil(bytes)), MAX_CHARGE);
+      if ((b > 0 || entries > 0) && (charge(b, entries) as number) !== 0) fail(Errno.ENOSPC, "disk limit of the writable layer");
+    },
+    renaming: (fn) => {
+      renameBegin();
+      try {
+        return fn();
+      } finally {
+        renameEnd();
+      }
     },
     freed: () => void freed(),
     state: () => {
       stateFn(out);
-      return { usedBytes: Number(out[0]), limitBytes: Number(out[1]), counts: Number(out[2]), refusals: Number(out[3]) };
+      return {
+        usedBytes: Number(out[0]),
+        limitBytes: Number(out[1]),
+        counts: Number(out[2]),
+        refusals: Number(out[3]),
+        usedEntries: Number(out[4]),
+        limitEntries: Number(out[5]),
+      };
     },
   };
 }

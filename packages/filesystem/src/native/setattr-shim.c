@@ -80,7 +80,10 @@
  * before it happens: a WRITE past the end and a FALLOCATE here, the JS side's creations, copy-ups, truncates
  * and xattrs through iii_quota_charge(); past the limit it is refused with ENOSPC. Nothing is credited as it
  * goes: when a charge would pass the limit, the upper tree is counted again (if anything may have freed space
- * since the last count, or a second after it) and the charge is decided on that count.
+ * since the last count — paced, at least 50 ms and twice the last count's time apart — or a second after it)
+ * and the charge is decided on that count. Entries (the host's inodes) have a limit of their own; sums saturate
+ * (a write at offset 2^63 - 2 must not wrap the count and turn the limit off); renames in upper hold the count
+ * off (a subtree moved behind the walk would be missed).
  *
  * Ninth job: getattr, open, chmod, chown, utimens, flush and release of a plain (non-layered) tree on libfuse's
  * thread. fuse-native hands libfuse 2's high level its path-based operations through fuse_new(), interposed
@@ -305,36 +308,54 @@ static void *volatile session;
 /* ---- tenth job: the writable layer's disk limit ---- */
 
 #define QUOTA_ENTRY_BYTES 1024
+/* Between two counts forced by frees: at least this, and twice the last count's time (a guest cannot keep the host walking). */
+#define QUOTA_RECOUNT_GAP_NS 50000000LL
 static pthread_mutex_t quota_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Held (shared) by the JS side around a rename in upper, (exclusive) by a count: a subtree moved from a part the
+ * walk has not reached to one it has passed would be missed, and a miss lets the guest write that much more. */
+static pthread_rwlock_t quota_tree_lock = PTHREAD_RWLOCK_INITIALIZER;
 static int64_t quota_limit = -1;
-static int64_t quota_used;
+static int64_t quota_entry_limit = -1;
+static int64_t quota_used, quota_entries;
 static char *quota_upper;
 static dev_t quota_dev;
 static int quota_freed;
-static struct timespec quota_counted_at;
-static int64_t quota_walk_sum;
+static int64_t quota_counted_at_ns, quota_count_took_ns;
+static int64_t quota_walk_bytes, quota_walk_entries;
 static uint64_t quota_counts, quota_refusals;
 
+static int64_t now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* a + b, held at INT64_MAX (a guest's 8 EiB sparse file, or a write at offset 2^63 - 2, must not wrap). */
+static int64_t sat_add(int64_t a, int64_t b) {
+  int64_t r;
+  return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
+}
+
 static int64_t quota_entry_cost(const struct stat *st) {
-  int64_t blocks = (int64_t)st->st_blocks * 512;
+  int64_t blocks = st->st_blocks > INT64_MAX / 512 ? INT64_MAX : (int64_t)st->st_blocks * 512;
   int64_t size = S_ISREG(st->st_mode) ? (int64_t)st->st_size : 0;
-  return (size > blocks ? size : blocks) + QUOTA_ENTRY_BYTES;
+  return sat_add(size > blocks ? size : blocks, QUOTA_ENTRY_BYTES);
 }
 
 static int quota_walk_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
   (void)path;
   (void)ftw;
-  if (type != FTW_NS) quota_walk_sum += quota_entry_cost(st);
+  quota_walk_entries++;
+  if (type != FTW_NS) quota_walk_bytes = sat_add(quota_walk_bytes, quota_entry_cost(st));
   return 0;
 }
 
 /* Files of the upper's device this process holds open (O_PATH pins included) with no name left. */
-static int64_t quota_unlinked_open(void) {
+static void quota_unlinked_open(void) {
   DIR *d = opendir("/proc/self/fd");
-  if (d == NULL) return 0;
+  if (d == NULL) return;
   ino_t seen[4096];
   size_t n = 0;
-  int64_t sum = 0;
   struct dirent *e;
   while ((e = readdir(d)) != NULL) {
     if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
@@ -344,34 +365,48 @@ static int64_t quota_unlinked_open(void) {
     for (size_t i = 0; i < n; i++) dup |= seen[i] == st.st_ino;
     if (dup) continue;
     if (n < sizeof seen / sizeof seen[0]) seen[n++] = st.st_ino;
-    sum += quota_entry_cost(&st);
+    quota_walk_bytes = sat_add(quota_walk_bytes, quota_entry_cost(&st));
+    quota_walk_entries++;
   }
   closedir(d);
-  return sum;
 }
 
-/* Counts the upper tree and the unlinked open files into quota_used; caller holds quota_lock. 0 or -errno. */
+/* Counts the upper tree and the unlinked open files; caller holds quota_lock. 0 or -errno (the old figures kept). */
 static int quota_count(void) {
-  quota_walk_sum = 0;
-  if (nftw(quota_upper, quota_walk_entry, 16, FTW_PHYS | FTW_MOUNT) != 0) return errno != 0 ? -errno : -EIO;
-  quota_used = quota_walk_sum + quota_unlinked_open();
+  int64_t t0 = now_ns();
+  quota_walk_bytes = 0;
+  quota_walk_entries = 0;
+  pthread_rwlock_wrlock(&quota_tree_lock);
+  int rc = nftw(quota_upper, quota_walk_entry, 16, FTW_PHYS | FTW_MOUNT) != 0 ? (errno != 0 ? -errno : -EIO) : 0;
+  if (rc == 0) quota_unlinked_open();
+  pthread_rwlock_unlock(&quota_tree_lock);
+  quota_counted_at_ns = now_ns();
+  quota_count_took_ns = quota_counted_at_ns - t0;
+  if (rc != 0) return rc;
+  quota_used = quota_walk_bytes;
+  quota_entries = quota_walk_entries;
   quota_freed = 0;
-  clock_gettime(CLOCK_MONOTONIC, &quota_counted_at);
   quota_counts++;
   return 0;
 }
 
-/* For the JS side, once mounted: limit the upper directory `upper` to `limit` bytes. 1, or -errno of the count. */
-int iii_quota_enable(const char *upper, int64_t limit) {
+/*
+ * For the JS side, once mounted: limit the upper directory `upper` to `limit` bytes and `entry_limit` entries
+ * (the host's inodes). 1, or -errno of the count.
+ */
+int iii_quota_enable(const char *upper, int64_t limit, int64_t entry_limit) {
   struct stat st;
-  if (upper == NULL || limit < 0) return -EINVAL;
+  if (upper == NULL || limit < 0 || entry_limit < 0) return -EINVAL;
   if (stat(upper, &st) != 0) return -errno;
   pthread_mutex_lock(&quota_lock);
   free(quota_upper);
   quota_upper = strdup(upper);
   quota_dev = st.st_dev;
   int rc = quota_upper == NULL ? -ENOMEM : quota_count();
-  if (rc == 0) __atomic_store_n(&quota_limit, limit, __ATOMIC_RELEASE);
+  if (rc == 0) {
+    quota_entry_limit = entry_limit;
+    __atomic_store_n(&quota_limit, limit, __ATOMIC_RELEASE);
+  }
   pthread_mutex_unlock(&quota_lock);
   return rc == 0 ? 1 : rc;
 }
@@ -380,25 +415,48 @@ static int quota_active(void) {
   return __atomic_load_n(&quota_limit, __ATOMIC_ACQUIRE) >= 0;
 }
 
-/* Charges `bytes` of growth: 0, or -ENOSPC when the upper would pass its limit (counted again first if that may help). */
-int iii_quota_charge(int64_t bytes) {
-  if (!quota_active() || bytes <= 0) return 0;
+static int quota_fits(int64_t bytes, int64_t entries) {
+  return bytes <= quota_limit - quota_used && entries <= quota_entry_limit - quota_entries;
+}
+
+/*
+ * Charges `bytes` of growth and `entries` new entries: 0, or -ENOSPC when the upper would pass a limit (counted
+ * again first when that may help: after a free, paced; or a second after the last count).
+ */
+int iii_quota_charge2(int64_t bytes, int64_t entries) {
+  if (!quota_active() || (bytes <= 0 && entries <= 0)) return 0;
+  if (bytes < 0) bytes = 0;
+  if (entries < 0) entries = 0;
   pthread_mutex_lock(&quota_lock);
   int rc = 0;
-  if (quota_used + bytes > quota_limit) {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    int stale = now.tv_sec - quota_counted_at.tv_sec > 1 || (now.tv_sec - quota_counted_at.tv_sec == 1 && now.tv_nsec >= quota_counted_at.tv_nsec);
-    /* A failed count keeps the old figure: it only ever refuses more. */
-    if (quota_freed || stale) (void)quota_count();
-    if (quota_used + bytes > quota_limit) {
+  if (!quota_fits(bytes, entries)) {
+    int64_t since = now_ns() - quota_counted_at_ns;
+    int64_t gap = 2 * quota_count_took_ns > QUOTA_RECOUNT_GAP_NS ? 2 * quota_count_took_ns : QUOTA_RECOUNT_GAP_NS;
+    int freed = __atomic_load_n(&quota_freed, __ATOMIC_RELAXED);
+    if (freed && since < gap) {
+      /* Space may have come back: wait for the pace rather than refuse. */
+      struct timespec wait = {(time_t)((gap - since) / 1000000000LL), (long)((gap - since) % 1000000000LL)};
+      while (nanosleep(&wait, &wait) != 0 && errno == EINTR) {
+      }
+      since = gap;
+    }
+    /* A failed count keeps the old figures: it only ever refuses more. */
+    if (freed || since >= 1000000000LL) (void)quota_count();
+    if (!quota_fits(bytes, entries)) {
       rc = -ENOSPC;
       quota_refusals++;
     }
   }
-  if (rc == 0) quota_used += bytes;
+  if (rc == 0) {
+    quota_used += bytes;
+    quota_entries += entries;
+  }
   pthread_mutex_unlock(&quota_lock);
   return rc;
+}
+
+int iii_quota_charge(int64_t bytes) {
+  return iii_quota_charge2(bytes, 0);
 }
 
 /* Something may have freed space (unlink, rmdir, rename over a name, truncate down, close): the next refusal counts again. */
@@ -406,25 +464,37 @@ void iii_quota_freed(void) {
   __atomic_store_n(&quota_freed, 1, __ATOMIC_RELAXED);
 }
 
-/* For the JS side: bytes charged so far, the limit (-1: none), counts of the tree, refused charges. */
+/* For the JS side, around a rename in upper: no count walks the tree meanwhile. */
+void iii_quota_rename_begin(void) {
+  pthread_rwlock_rdlock(&quota_tree_lock);
+}
+
+void iii_quota_rename_end(void) {
+  pthread_rwlock_unlock(&quota_tree_lock);
+}
+
+/* For the JS side: bytes and entries charged so far, the limits (-1: none), counts of the tree, refused charges. */
 void iii_quota_state(int64_t *out) {
   pthread_mutex_lock(&quota_lock);
   out[0] = quota_used;
   out[1] = quota_limit;
   out[2] = (int64_t)quota_counts;
   out[3] = (int64_t)quota_refusals;
+  out[4] = quota_entries;
+  out[5] = quota_entry_limit;
   pthread_mutex_unlock(&quota_lock);
 }
 
-/* The growth a write of `size` bytes at `off` makes to the file behind `fd`: charged (0), or -ENOSPC. */
+/* The growth a write of `size` bytes at `off` makes to the file behind `fd`: charged (0), or -ENOSPC / -errno. */
 static int quota_charge_fd_growth(int fd, int64_t off, int64_t size) {
-  int64_t end = off + size;
   if (!quota_active()) return 0;
   struct stat st;
-  if (fstat(fd, &st) != 0) return 0;
+  /* Fail closed: a write whose growth cannot be known is not made. */
+  if (fstat(fd, &st) != 0) return -errno;
   /* An O_APPEND fd writes at its end whatever the offset says. */
   int flags = fcntl(fd, F_GETFL);
   if (flags >= 0 && (flags & O_APPEND)) return iii_quota_charge(size);
+  int64_t end = sat_add(off, size);
   return end > (int64_t)st.st_size ? iii_quota_charge(end - (int64_t)st.st_size) : 0;
 }
 
@@ -438,8 +508,11 @@ static void fallocate_host_fd(void *req, unsigned long ino, int mode, off_t offs
   if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE)) iii_quota_freed();
   else if (quota_active()) {
     struct stat st;
-    int64_t growth = 0;
-    if (fstat((int)fi->fh, &st) == 0) growth = (mode & FALLOC_FL_INSERT_RANGE) ? (int64_t)length : (int64_t)offset + (int64_t)length - (int64_t)st.st_size;
+    if (fstat((int)fi->fh, &st) != 0) {
+      reply_err(req, errno);
+      return;
+    }
+    int64_t growth = (mode & FALLOC_FL_INSERT_RANGE) ? (int64_t)length : sat_add((int64_t)offset, (int64_t)length) - (int64_t)st.st_size;
     if (growth > 0 && iii_quota_charge(growth) != 0) {
       reply_err(req, ENOSPC);
       return;
@@ -1487,9 +1560,10 @@ static void write_host_fd(void *req, unsigned long ino, const char *buf, size_t 
     reply_err(req, EBADF);
     return;
   }
-  if (quota_charge_fd_growth((int)fi->fh, (int64_t)off, (int64_t)size) != 0) {
+  int quota_rc = quota_charge_fd_growth((int)fi->fh, (int64_t)off, (int64_t)size);
+  if (quota_rc != 0) {
     pthread_rwlock_unlock(&io_lock);
-    reply_err(req, ENOSPC);
+    reply_err(req, -quota_rc);
     return;
   }
   size_t done = 0;

@@ -21,4 +21,21 @@ describe("Ipv4Reassembler", () => {
     expect(r.add(1, 2, 17, 4, 0, true, data.subarray(0, 8))).toBe("pending");
     expect(r.inProgress).toBe(1);
   });
+  test("a guest resending one fragment cannot grow a datagram past 64 KiB or 256 parts", () => {
+    const r = new Ipv4Reassembler();
+    let result: ReturnType<Ipv4Reassembler["add"]> = "pending";
+    let sent = 0;
+    while (result === "pending" && sent < 10_000) {
+      result = r.add(1, 2, 17, 7, 0, true, data.subarray(0, 1480));
+      sent++;
+    }
+    expect(result).toBe("dropped");
+    expect(sent).toBeLessThanOrEqual(45);
+    expect(r.inProgress).toBe(0);
+    let parts = 0;
+    result = "pending";
+    while (result === "pending" && parts < 10_000) result = r.add(1, 2, 17, 8, 8 * (parts++ % 100), true, data.subarray(0, 8));
+    expect(result).toBe("dropped");
+    expect(parts).toBe(257);
+  });
 });

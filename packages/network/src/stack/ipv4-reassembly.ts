@@ -2,8 +2,17 @@
  * IPv4 fragment reassembly (RFC 791 §3.2, with RFC 815's hole idea simplified to a sorted
  * list). Pure: time is injected. Bounded in datagrams in progress, size and age.
  */
+/**
+ * What one datagram in progress may hold: the bytes of its parts (repeats included: a guest resending one
+ * fragment must not grow it) and their count (a 64 KiB datagram needs 45 parts at MTU 1500, 120 at 576).
+ * With `maxDatagrams` this bounds the whole table (64 × 64 KiB) and the sort done per fragment.
+ */
+const MAX_DATAGRAM_BYTES = 65535;
+const MAX_PARTS = 256;
+
 interface Pending {
   parts: Array<{ offset: number; data: Buffer }>;
+  bytes: number;
   totalLength: number | undefined;
   firstSeenMs: number;
 }
@@ -27,7 +36,7 @@ export class Ipv4Reassembler {
     let p = this.pending.get(key);
     if (!p) {
       if (this.pending.size >= this.maxDatagrams) return "dropped";
-      p = { parts: [], totalLength: undefined, firstSeenMs: this.now() };
+      p = { parts: [], bytes: 0, totalLength: undefined, firstSeenMs: this.now() };
       this.pending.set(key, p);
     }
     const end = offset + payload.length;
@@ -35,8 +44,13 @@ export class Ipv4Reassembler {
       this.pending.delete(key);
       return "dropped";
     }
+    if (p.parts.length >= MAX_PARTS || p.bytes + payload.length > MAX_DATAGRAM_BYTES) {
+      this.pending.delete(key);
+      return "dropped";
+    }
     if (!moreFragments) p.totalLength = end;
     p.parts.push({ offset, data: Buffer.from(payload) });
+    p.bytes += payload.length;
     if (p.totalLength === undefined) return "pending";
     p.parts.sort((a, b) => a.offset - b.offset);
     let covered = 0;

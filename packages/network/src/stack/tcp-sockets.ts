@@ -32,7 +32,7 @@ import { countDrop } from "./counters.js";
  */
 const TRANSPORT_HIGH_WATER_BYTES = 2 * 1024 * 1024;
 /** The least receive window a flow gets however many share the budget: it still moves. */
-export const TCP_RECEIVE_FLOOR_BYTES = 64 * 1024;
+export const TCP_RECEIVE_FLOOR_BYTES = 16 * 1024;
 
 /** How long an ACK for a small guest message may wait for the host's answer to carry it. */
 const DELAYED_ACK_MS = 1;

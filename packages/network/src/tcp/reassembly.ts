@@ -13,7 +13,8 @@ export class Reassembly {
   private bytes = 0;
   private lastSeq = 0;
 
-  constructor(private readonly maxBytes: number) {}
+  /** `maxBytes`: the receive buffer, or a function giving its current size (a share of a budget). */
+  constructor(private readonly maxBytes: number | (() => number)) {}
 
   get empty(): boolean {
     return this.segments.length === 0;
@@ -24,7 +25,8 @@ export class Reassembly {
    * false if it was dropped (no room, or the queue is full).
    */
   insert(seq: number, payload: Uint8Array, room: number): boolean {
-    if (room <= 0 || this.segments.length >= MAX_SEGMENTS || this.bytes + Math.min(payload.length, room) > this.maxBytes) return false;
+    const max = typeof this.maxBytes === "number" ? this.maxBytes : this.maxBytes();
+    if (room <= 0 || this.segments.length >= MAX_SEGMENTS || this.bytes + Math.min(payload.length, room) > max) return false;
     const data = Buffer.from(payload.subarray(0, Math.min(payload.length, room)));
     this.lastSeq = seq;
     const list = this.segments;

@@ -168,7 +168,8 @@ export class TcpConnection {
     this.sendMss = cfg.mss;
     this.cc = new CongestionControl(cfg.mss);
     this.rtt = new RttEstimator(cfg);
-    this.reassembly = new Reassembly(cfg.receiveBufferBytes);
+    // Out-of-order data is held within the same (shared) receive buffer as in-order data the host has not taken.
+    this.reassembly = new Reassembly(() => this.hooks.receiveBuffer?.() ?? this.cfg.receiveBufferBytes);
     this.state = state;
   }
 

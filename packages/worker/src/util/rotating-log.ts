@@ -3,6 +3,11 @@ import { rename, rm } from "node:fs/promises";
 import { LogTimesWriter } from "../log-times.js";
 
 const LOG_ROTATE_BYTES = 16 * 1024 * 1024;
+/**
+ * What one write adds to the `.times` file beside the log (log-times.ts), counted toward the limit with the log's
+ * own bytes: a writer of 1-byte chunks must not grow the times file twenty times past the log.
+ */
+const TIMES_BYTES_PER_WRITE = 32;
 
 /**
  * Appends a stream to a log file, starting a new file (old one → `.1`) past a size limit: the file and its `.1`
@@ -23,7 +28,8 @@ export class RotatingLog {
   }
 
   async write(chunk: Buffer): Promise<void> {
-    if (this.bytes + chunk.length > this.limitBytes) {
+    const cost = chunk.length + TIMES_BYTES_PER_WRITE;
+    if (this.bytes + cost > this.limitBytes) {
       await new Promise<void>((resolve) => this.stream.end(resolve));
       await rm(`${this.path}.1`, { force: true });
       await rename(this.path, `${this.path}.1`).catch(() => {});
@@ -31,7 +37,7 @@ export class RotatingLog {
       this.stream = createWriteStream(this.path, { flags: "a" });
       this.bytes = 0;
     }
-    this.bytes += chunk.length;
+    this.bytes += cost;
     this.times.record(chunk.length);
     if (!this.stream.write(chunk)) await new Promise<void>((resolve) => this.stream.once("drain", () => resolve()));
   }

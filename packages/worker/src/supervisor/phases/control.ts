@@ -24,7 +24,11 @@ export async function controlPhase(run: SupervisorRun): Promise<void> {
     // Backpressure: while the file takes a chunk, QEMU's writes wait, and so do the guest's.
     socket.on("data", (chunk: Buffer) => {
       socket.pause();
-      void consoleLog.write(chunk).finally(() => socket.resume());
+      // A failed write (the host's disk full) costs the console's bytes, never the supervisor.
+      consoleLog.write(chunk).then(
+        () => socket.resume(),
+        () => socket.resume(),
+      );
     });
     socket.resume();
   });
