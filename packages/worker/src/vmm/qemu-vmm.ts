@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync } from "node:fs";
+import { appendFileSync, closeSync, constants as fsConstants, existsSync, mkdirSync, openSync, readFileSync, statSync, truncateSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { IiiError } from "../errors.js";
@@ -32,6 +32,12 @@ export interface QemuVmmTimings {
 
 /** Unix socket paths are limited to 107 bytes (sockaddr_un.sun_path). */
 const MAX_SOCKET_PATH = 107;
+/**
+ * QEMU's and virtiofsd's stderr logs hold only their own messages, but a guest driving its devices may be able to
+ * provoke one per request: a log past this is emptied (with a line saying so), checked every LOG_CHECK_MS.
+ */
+export const PROCESS_LOG_CAP_BYTES = 4 * 1024 * 1024;
+const LOG_CHECK_MS = 5_000;
 
 interface Tracked {
   record: VmProcess;
@@ -63,6 +69,7 @@ export class QemuVmm implements Vmm {
   private early = false;
   private daemons: Tracked[] = [];
   private qemu: Tracked | undefined;
+  private logCheck: NodeJS.Timeout | undefined;
   private qmp: QmpClient | undefined;
   private exitPromise: Promise<VmExit> | undefined;
   private exitInfo: VmExit | undefined;
@@ -338,6 +345,8 @@ export class QemuVmm implements Vmm {
   }
 
   async cleanup(): Promise<void> {
+    if (this.logCheck) clearInterval(this.logCheck);
+    this.logCheck = undefined;
     if (this.qemu && !this.qemu.done) await this.stop({ timeoutMs: 2_000 });
     await this.killAll(1_000);
     this.qmp?.close();
@@ -359,8 +368,28 @@ export class QemuVmm implements Vmm {
   }
 
   /** `listenFd`: a descriptor the child gets as fd 3 (VIRTIOFSD_LISTEN_FD). */
+  /** Empties a running process's log past PROCESS_LOG_CAP_BYTES (its fd appends, so it writes on at the new end). */
+  private capLogs(): void {
+    for (const t of [this.qemu, ...this.daemons]) {
+      if (!t || t.done) continue;
+      try {
+        const size = statSync(t.logPath).size;
+        if (size <= PROCESS_LOG_CAP_BYTES) continue;
+        truncateSync(t.logPath, 0);
+        appendFileSync(t.logPath, `[iii-worker: ${size} bytes of this log dropped at ${new Date().toISOString()} (more than ${PROCESS_LOG_CAP_BYTES})]\n`);
+      } catch {
+        // gone with its run directory
+      }
+    }
+  }
+
   private spawnTracked(role: VmProcess["role"], command: string[], logPath: string, tag?: string, listenFd?: number): Tracked {
-    const logFd = openSync(logPath, "w");
+    // O_APPEND: a log emptied by capLogs() is written on from its new end, not past a hole.
+    const logFd = openSync(logPath, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_APPEND, 0o644);
+    if (!this.logCheck) {
+      this.logCheck = setInterval(() => this.capLogs(), LOG_CHECK_MS);
+      this.logCheck.unref();
+    }
     let child: ChildProcess;
     try {
       // Logs go straight to files: they outlive a crashed supervisor, and a dead pipe can never SIGPIPE QEMU.
