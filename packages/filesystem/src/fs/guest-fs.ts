@@ -11,7 +11,7 @@ import { ACL_ACCESS, aclModeBits, guestXattrName, hostXattrName } from "./host-m
 import type { Attr, FsStats, Tree } from "./tree.js";
 import { VirtualFiles } from "./virtual-files.js";
 import { linkGroupKey, stableInodeNumber, VIRTUAL_INODE_HI } from "./inode-numbers.js";
-import { chargeResize, LayeredTree } from "./layered-tree.js";
+import { LayeredTree } from "./layered-tree.js";
 import type { DiskQuota } from "../host/fuse-caller.js";
 import { S_IFMT, S_IFREG } from "./tree.js";
 
@@ -220,7 +220,7 @@ export class GuestFs {
   truncate(path: string, size: number): void {
     this.mutate(path);
     if (isHiddenName(path)) {
-      if (this.diskQuota) chargeResize(this.diskQuota, this.pinned.getattr(path, false).size, size);
+      this.diskQuota?.resize(this.pinned.getattr(path, false).size, size);
       return this.pinned.truncate(path, size, this.readOnly);
     }
     this.tree.truncate(path, size);
@@ -230,7 +230,7 @@ export class GuestFs {
     this.alive();
     if (fh >= VIRTUAL_FH_BASE) fail(Errno.EPERM, "virtual file is read-only");
     if (this.readOnly) fail(Errno.EROFS, "read-only mount");
-    if (this.diskQuota) chargeResize(this.diskQuota, fs.fstatSync(fh).size, size);
+    this.diskQuota?.resize(fs.fstatSync(fh).size, size);
     fs.ftruncateSync(fh, size);
   }
 

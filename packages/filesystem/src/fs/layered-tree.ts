@@ -43,9 +43,6 @@ import {
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, statToAttr, type Attr, type FsStats, type Tree } from "./tree.js";
 import type { DiskQuota } from "../host/fuse-caller.js";
 
-/** What one entry of upper costs beyond its data, for the disk limit (setattr-shim.c's QUOTA_ENTRY_BYTES). */
-export const QUOTA_ENTRY_BYTES = 1024;
-
 export const WHITEOUT_PREFIX = ".wh.";
 export const OPAQUE_MARKER = ".wh..wh..opq";
 
@@ -235,7 +232,7 @@ export class LayeredTree implements Tree {
     const lowerPath = this.lower.path(dir);
     const st = fs.lstatSync(lowerPath, { bigint: true });
     const e = this.upper.entry(dir);
-    this.quota?.charge(QUOTA_ENTRY_BYTES, 1);
+    this.quota?.chargeEntry();
     this.keepingDirTimes(parent, () => fs.mkdirSync(e.hostPath, 0o700));
     this.copyAttrs(lowerPath, e.dirfd, e.name, e.hostPath, st);
     this.forgetDirs(dir);
@@ -261,7 +258,7 @@ export class LayeredTree implements Tree {
     const restoreParent = (): void => utimensatNoFollow(parentEntry.dirfd, parentEntry.name, ts(parentSt.atimeNs), ts(parentSt.mtimeNs));
     const tmp = this.upper.entry(joinGuest(parent, tmpName));
     const type = Number(st.mode) & S_IFMT;
-    this.quota?.charge(QUOTA_ENTRY_BYTES + (type === S_IFREG || type === S_IFLNK ? Number(st.size) : 0), 1);
+    this.quota?.chargeEntry(type === S_IFREG || type === S_IFLNK ? Number(st.size) : 0);
     try {
       if (type === S_IFREG) {
         const src = fs.openSync(lowerPath, fs.constants.O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -282,9 +279,7 @@ export class LayeredTree implements Tree {
         fs.closeSync(fs.openSync(tmp.hostPath, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0o600));
       }
       this.copyAttrs(lowerPath, tmp.dirfd, tmp.name, tmp.hostPath, st);
-      const place = (): void => fs.renameSync(tmp.hostPath, this.upper.path(path));
-      if (this.quota) this.quota.renaming(place);
-      else place();
+      this.renameInUpper(tmp.hostPath, this.upper.path(path));
       restoreParent();
     } catch (err) {
       fs.rmSync(tmp.hostPath, { force: true });
@@ -319,7 +314,7 @@ export class LayeredTree implements Tree {
 
   /** Creates an (empty, 0600, host-owner) whiteout or opaque marker in upper. */
   private markerFile(path: string): void {
-    this.quota?.charge(QUOTA_ENTRY_BYTES, 1);
+    this.quota?.chargeEntry();
     const fd = fs.openSync(this.upper.path(path), O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0o600);
     try {
       fs.fchownSync(fd, this.policy.owner.uid, this.policy.owner.gid);
@@ -328,12 +323,18 @@ export class LayeredTree implements Tree {
     }
   }
 
+  /** A rename inside upper, with the disk limit's count held off meanwhile (it would miss a subtree moved behind its walk). */
+  private renameInUpper(from: string, to: string): void {
+    if (this.quota) this.quota.renaming(() => fs.renameSync(from, to));
+    else fs.renameSync(from, to);
+  }
+
   /** Prepare a new name: parent in upper, not existing in the merged view, no stale whiteout. */
   private prepareCreate(path: string): { hadWhiteout: boolean } {
     if (LayeredTree.reserved(path)) fail(Errno.EPERM, "names beginning with .wh. are reserved in layered mounts");
     if (this.find(path)) fail(Errno.EEXIST, "create");
     this.ensureUpperDir(splitParent(path)[0]);
-    this.quota?.charge(QUOTA_ENTRY_BYTES, 1);
+    this.quota?.chargeEntry();
     return { hadWhiteout: this.removeWhiteout(path) };
   }
 
@@ -404,7 +405,7 @@ export class LayeredTree implements Tree {
 
   truncate(path: string, size: number): void {
     this.copyUp(path);
-    if (this.quota) chargeResize(this.quota, fs.lstatSync(this.upper.path(path)).size, size);
+    this.quota?.resize(fs.lstatSync(this.upper.path(path)).size, size);
     this.upperTree.truncate(path, size);
   }
 
@@ -472,9 +473,7 @@ export class LayeredTree implements Tree {
     }
     this.ensureUpperDir(splitParent(to)[0]);
     this.removeWhiteout(to);
-    const move = (): void => fs.renameSync(this.upper.path(from), this.upper.path(to));
-    if (this.quota) this.quota.renaming(move);
-    else move();
+    this.renameInUpper(this.upper.path(from), this.upper.path(to));
     // A replaced target's space may have come back.
     this.quota?.freed();
     this.upper.invalidate(from);
@@ -546,12 +545,6 @@ export class LayeredTree implements Tree {
     this.upperTree.close();
     this.lower.close();
   }
-}
-
-/** A file going from `from` to `to` bytes: the growth is charged, a shrink may give space back. */
-export function chargeResize(quota: DiskQuota, from: number, to: number): void {
-  if (to > from) quota.charge(to - from);
-  else if (to < from) quota.freed();
 }
 
 function copyFd(src: number, dst: number, size: number): void {

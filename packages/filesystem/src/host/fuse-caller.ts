@@ -186,6 +186,10 @@ export function enableShimIo(fast: ShimFastTree | null): ShimIo | null {
 export interface DiskQuota {
   /** Charges `bytes` of growth and `entries` new entries of the upper layer; throws ENOSPC when it would pass a limit. */
   charge(bytes: number, entries?: number): void;
+  /** Charges one new entry of upper: QUOTA_ENTRY_BYTES plus the `dataBytes` it brings (a copied-up file's size). */
+  chargeEntry(dataBytes?: number): void;
+  /** A file going from `from` to `to` bytes: the growth is charged, a shrink may give space back. */
+  resize(from: number, to: number): void;
   /** Runs a rename inside upper with the shim's count held off (a subtree moved behind its walk would be missed). */
   renaming<T>(fn: () => T): T;
   /** Something may have freed space: the next refusal counts the upper layer again. */
@@ -193,6 +197,9 @@ export interface DiskQuota {
   /** Bytes and entries charged (as of the last count, plus growth since), the limits, counts of the tree, refused charges. */
   state(): { usedBytes: number; limitBytes: number; usedEntries: number; limitEntries: number; counts: number; refusals: number };
 }
+
+/** What one entry of upper costs beyond its data (setattr-shim.c's QUOTA_ENTRY_BYTES, which its counts use). */
+const QUOTA_ENTRY_BYTES = 1024;
 
 /** The entry limit that goes with a byte limit: one entry per 8 KiB (twice ext4's default inode density), at least 4,096. */
 export function entryLimitFor(limitBytes: number): number {
@@ -219,10 +226,16 @@ export function enableDiskQuota(upper: string, limitBytes: number): DiskQuota | 
   const renameEnd = lib.func("void iii_quota_rename_end(void)");
   const stateFn = lib.func("void iii_quota_state(_Out_ int64_t *out)");
   const out = new BigInt64Array(6);
+  const chargeFn = (bytes: number, entries = 0): void => {
+    const b = Math.min(Math.max(0, Math.ceil(bytes)), MAX_CHARGE);
+    if ((b > 0 || entries > 0) && (charge(b, entries) as number) !== 0) fail(Errno.ENOSPC, "disk limit of the writable layer");
+  };
   return {
-    charge: (bytes, entries = 0) => {
-      const b = Math.min(Math.max(0, Math.ceil(bytes)), MAX_CHARGE);
-      if ((b > 0 || entries > 0) && (charge(b, entries) as number) !== 0) fail(Errno.ENOSPC, "disk limit of the writable layer");
+    charge: chargeFn,
+    chargeEntry: (dataBytes = 0) => chargeFn(QUOTA_ENTRY_BYTES + dataBytes, 1),
+    resize: (from, to) => {
+      if (to > from) chargeFn(to - from);
+      else if (to < from) void freed();
     },
     renaming: (fn) => {
       renameBegin();

@@ -1,12 +1,12 @@
 /** What the guest may put in supervisor.log in one run (per source; III_GUEST_LOG_BUDGET_BYTES), and in one line. */
 export const GUEST_LOG_BUDGET_BYTES = 1024 * 1024;
+export const GUEST_LOG_LINE_BYTES = 1024;
 
 /** The budget from III_GUEST_LOG_BUDGET_BYTES (a positive integer), else the default. */
 export function guestLogBudget(env: NodeJS.ProcessEnv): number {
   const n = Number(env.III_GUEST_LOG_BUDGET_BYTES);
   return Number.isSafeInteger(n) && n > 0 ? n : GUEST_LOG_BUDGET_BYTES;
 }
-export const GUEST_LOG_LINE_BYTES = 1024;
 
 /**
  * A writer for lines the guest causes (init's LOG messages, control-channel errors, the network stack's denials
