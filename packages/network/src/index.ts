@@ -24,6 +24,7 @@ export type { DnsOptions, DnsCounters } from "./dns/dns-interceptor.js";
 export { TcpConnection } from "./tcp/tcp-connection.js";
 export type { TcpState, TcpCloseReason, TcpConnectionHooks, TcpConnectionConfig, TimerHost, OutgoingSegment } from "./tcp/tcp-connection.js";
 export { FrameDecoder } from "./transport/frame-decoder.js";
+export type { TransportInputStats } from "./transport/frame-server.js";
 export { PcapWriter } from "./stack/pcap-writer.js";
 export { ipToString, parseIp } from "./wire/ip-address.js";
 export const PACKAGE_NAME = "@iii/network";

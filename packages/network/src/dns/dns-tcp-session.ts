@@ -18,7 +18,8 @@ export class DnsTcpSession implements TcpApplication {
   ) {}
 
   deliver(data: Buffer): void {
-    this.buf = this.buf.length === 0 ? data : Buffer.concat([this.buf, data]);
+    // Copied: `data` is a view of the VM's frame, valid only during this call.
+    this.buf = this.buf.length === 0 ? Buffer.from(data) : Buffer.concat([this.buf, data]);
     if (this.buf.length > MAX_PENDING_BYTES) {
       this.conn?.abort();
       return;

@@ -48,7 +48,7 @@ export class PublishedPorts {
     this.sockets.add(sock);
     sock.once("close", () => this.sockets.delete(sock));
     sock.on("error", () => {});
-    const bridge = new HostSocketBridge(sock, ctx.corkDuringBurst, ctx.guard);
+    const bridge = new HostSocketBridge(sock, ctx.hostWrites, ctx.guard);
     bridge.attach(this.tcp.connect(localPort, guestPort, bridge));
   }
 

@@ -71,7 +71,7 @@ export class TcpForwarder {
           return;
         }
         sock.pause();
-        const bridge = new HostSocketBridge(sock, ctx.corkDuringBurst, ctx.guard);
+        const bridge = new HostSocketBridge(sock, ctx.hostWrites, ctx.guard);
         bridge.attach(req.complete(bridge));
       }),
     );

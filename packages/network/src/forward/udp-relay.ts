@@ -37,7 +37,8 @@ export class UdpRelay {
     const ctx = this.ctx;
     ctx.counters.dnsQueries++;
     const replyFrom = ip.dst;
-    void ctx.dns.answer(query, 4096).then(
+    // Copied: the query is a view of the VM's frame, and answering outlives this call.
+    void ctx.dns.answer(Buffer.from(query), 4096).then(
       (resp) =>
         ctx.guard(() => {
           if (!resp) return countDrop(ctx.counters, "dns-too-short");

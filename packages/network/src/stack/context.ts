@@ -1,6 +1,6 @@
-import type net from "node:net";
 import type { ConnectionTracker, FlowEntry } from "../conntrack/connection-tracker.js";
 import type { DnsInterceptor } from "../dns/dns-interceptor.js";
+import type { HostWriteBatching } from "../proxy/host-bridge.js";
 import type { EgressPolicy, Protocol } from "../policy/egress-policy.js";
 import type { TimerHost } from "../tcp/tcp-connection.js";
 import type { SlotAddresses } from "./addressing.js";
@@ -24,8 +24,8 @@ export interface StackContext {
   readonly closed: boolean;
   /** True while a burst of frames from the VM is being processed. */
   readonly inBurst: boolean;
-  /** Coalesces writes to a host socket made while one burst of frames is processed. */
-  readonly corkDuringBurst: (sock: net.Socket) => void;
+  /** Host-socket writes: batched per burst, and views of the VM's frames lent safely. */
+  readonly hostWrites: HostWriteBatching;
   log(line: string): void;
   /** A tracker entry was opened: tell the listeners. */
   flowOpened(entry: FlowEntry): void;

@@ -1,16 +1,16 @@
 import { EventEmitter } from "node:events";
-import type net from "node:net";
 import { type FlowEntry, type FlowSnapshot, ConnectionTracker } from "../conntrack/connection-tracker.js";
 import { DnsInterceptor } from "../dns/dns-interceptor.js";
 import { NetworkError, PolicyDeniedError } from "../errors.js";
 import { PublishedPorts } from "../forward/published-ports.js";
 import { TcpForwarder } from "../forward/tcp-forwarder.js";
 import { UdpRelay } from "../forward/udp-relay.js";
+import type { HostSocketBridge } from "../proxy/host-bridge.js";
 import { EgressPolicy, type Protocol } from "../policy/egress-policy.js";
 import { DhcpServer } from "../services/dhcp-server.js";
 import type { TimerHost } from "../tcp/tcp-connection.js";
 import type { FrameLink } from "../transport/frame-link.js";
-import { FrameServer } from "../transport/frame-server.js";
+import { FrameServer, type TransportInputStats } from "../transport/frame-server.js";
 import { PcapTap } from "../transport/pcap-tap.js";
 import { ETHERNET_HEADER_LENGTH } from "../wire/ethernet.js";
 import { ipToString } from "../wire/ip-address.js";
@@ -76,7 +76,7 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
   private readonly tcp: TcpSocketSet;
   private readonly udp: UdpRelay;
   private readonly published: PublishedPorts;
-  private readonly corkedSockets: net.Socket[] = [];
+  private readonly burstBridges: HostSocketBridge[] = [];
   private inBurst = false;
   private sweepTimer: NodeJS.Timeout | undefined;
   private readonly logSink: (line: string) => void;
@@ -140,10 +140,13 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
       get inBurst() {
         return stack.inBurst;
       },
-      corkDuringBurst: (sock) => {
-        if (!this.inBurst) return;
-        sock.cork();
-        this.corkedSockets.push(sock);
+      hostWrites: {
+        enlist: (bridge) => {
+          if (!this.inBurst) return false;
+          this.burstBridges.push(bridge);
+          return true;
+        },
+        borrowInput: () => this.transport.borrowInput(),
       },
       log: (line) => this.log(line),
       flowOpened: (entry) => {
@@ -180,6 +183,11 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
     this.armSweep();
   }
 
+  /** How the frame transport buffers reads from the VM (see transport/frame-server.ts). */
+  get transportInput(): TransportInputStats {
+    return this.transport.inputStats;
+  }
+
   /** Flow table snapshot (5-tuple, state, bytes each way, age, idle time). */
   snapshot(): FlowSnapshot[] {
     this.tcp.syncAll();
@@ -211,9 +219,9 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
   private endBurst(): void {
     this.inBurst = false;
     this.guard(() => this.tcp.flushAcks());
-    if (this.corkedSockets.length > 0) {
-      for (const sock of this.corkedSockets) sock.uncork();
-      this.corkedSockets.length = 0;
+    if (this.burstBridges.length > 0) {
+      for (const bridge of this.burstBridges) this.guard(() => bridge.burstEnded());
+      this.burstBridges.length = 0;
     }
   }
 

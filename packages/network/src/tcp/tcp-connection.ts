@@ -536,7 +536,8 @@ export class TcpConnection {
       this.bytesFromGuest += payload.length;
       this.rcvSinceAck += payload.length;
       this.lastPush = (seg.flags & TCP_PSH) !== 0;
-      // A view, not a copy: transport chunks are never reused, so the bytes stay valid.
+      // A view, not a copy, valid during this call: an application keeping it past the call copies
+      // it or holds a loan on the transport's read buffer (proxy/host-bridge.ts).
       this.hooks.deliver(Buffer.from(payload.buffer, payload.byteOffset, payload.length));
       if (!this.reassembly.empty && this.drainOutOfOrder()) this.sendAck();
       else this.scheduleAck();

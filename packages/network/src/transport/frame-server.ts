@@ -6,6 +6,10 @@ import { FrameDecoder } from "./frame-decoder.js";
 import { SIMD_SLAB_BYTES, isSimdSlab, returnSimdSlab, takeSimdSlab } from "../wire/simd-memory.js";
 
 export interface FrameServerHooks {
+  /**
+   * One frame from the VM: a view valid only during the call (the transport reads into a buffer
+   * it reuses). Whoever keeps bytes past the call copies them, or holds a loan (borrowInput()).
+   */
   onFrame(frame: Buffer): void;
   /** Called after each chunk read from the socket (all its frames processed). */
   onBurstEnd(): void;
@@ -27,11 +31,42 @@ const SLAB_BYTES = SIMD_SLAB_BYTES;
 /** Retired slabs kept for reuse once the socket has taken all their bytes. */
 const SLAB_POOL = 8;
 
+/**
+ * Reads from the VM land in a reused buffer this big: a 64 KiB guest frame rarely straddles two
+ * reads, and nothing is allocated per read (Node's default allocates a fresh 64 KiB chunk each time).
+ */
+const READ_BUFFER_BYTES = 256 * 1024;
+/**
+ * Loans on read buffers out at once (host sockets still holding views of their bytes). Past this
+ * borrowers copy, so a guest keeping many host sockets stuck pins at most this many buffers.
+ */
+const MAX_INPUT_LOANS = 16;
+/** Lent-out read buffers kept for reuse once returned. */
+const SPARE_READ_BUFFERS = 2;
+
+/** A read buffer and the loans on it; it is read into again only when none is out. */
+interface ReadBuffer {
+  buf: Buffer;
+  loans: number;
+  retired: boolean;
+}
+
 /** A slab and how many of its regions the socket still holds (written, callback not yet run). */
 interface Slab {
   buf: Buffer;
   inSocket: number;
   retired: boolean;
+}
+
+const NO_LOAN = (): void => {};
+
+export interface TransportInputStats {
+  /** The VM connection reads into a reused buffer (false: Node's own fresh chunk per read). */
+  readsIntoReusedBuffer: boolean;
+  /** Read buffers set aside because views of them were still queued in host sockets. */
+  readBuffersLent: number;
+  /** Loans on read buffers out now. */
+  loansOut: number;
 }
 
 /** A slab from the SIMD memory, or a plain buffer when it has none free. */
@@ -67,6 +102,17 @@ export class FrameServer implements FrameLink {
   private reserved: Buffer | undefined;
   private flushScheduled = false;
   private closed = false;
+  /** The buffer the next read goes into, and lent-out ones returned for reuse. */
+  private readBuf: ReadBuffer = { buf: Buffer.allocUnsafe(READ_BUFFER_BYTES), loans: 0, retired: false };
+  private readonly spareReadBufs: Buffer[] = [];
+  private loansOut = 0;
+  /** Read buffers set aside because a loan on them outlived the read's handling. */
+  readBuffersLent = 0;
+  /**
+   * Whether the VM connection reads into the reused buffer. False only if Node's socket internals
+   * ever stop allowing it (see adopt()); frames then come in fresh chunks and no loan is needed.
+   */
+  readsIntoReusedBuffer = false;
   droppedWrites = 0;
   /** Slabs allocated so far (the rest of the output reused pooled ones). */
   slabsAllocated = 1;
@@ -91,7 +137,8 @@ export class FrameServer implements FrameLink {
       if (alive) throw new NetworkError("AlreadyListening", `${socketPath} is in use by another process`);
       unlinkSync(socketPath);
     }
-    const server = net.createServer((sock) => this.accept(sock));
+    // Paused on accept: adopt() moves the connection into a socket reading into the reused buffer.
+    const server = net.createServer({ pauseOnConnect: true }, (sock) => this.accept(sock));
     this.server = server;
     this.socketPath = socketPath;
     await new Promise<void>((resolve, reject) => {
@@ -105,23 +152,30 @@ export class FrameServer implements FrameLink {
     return this.conn !== undefined;
   }
 
-  private accept(sock: net.Socket): void {
+  private accept(raw: net.Socket): void {
     if (this.conn) {
       this.hooks.log("transport: new VM connection replaces the previous one");
       this.conn.destroy();
     }
-    this.conn = sock;
-    // Frames batched for the previous connection are not sent to the new one.
-    this.start = this.used;
     const decoder = new FrameDecoder(this.maxFrameBytes);
-    sock.on("data", (chunk: Buffer) => {
+    let sock: net.Socket;
+    const onChunk = (chunk: Buffer): void => {
       const err = decoder.push(chunk, this.hooks.onFrame);
       this.hooks.onBurstEnd();
       if (err) {
         this.hooks.log(`transport: ${err}; closing the VM connection`);
         sock.destroy();
       }
-    });
+    };
+    sock = this.adopt(raw, onChunk) ?? raw;
+    this.readsIntoReusedBuffer = sock !== raw;
+    if (sock === raw) {
+      sock.on("data", onChunk);
+      sock.resume();
+    }
+    this.conn = sock;
+    // Frames batched for the previous connection are not sent to the new one.
+    this.start = this.used;
     sock.on("error", (err) => this.hooks.log(`transport: connection error: ${err.message}`));
     sock.on("drain", () => this.hooks.onDrain?.());
     sock.on("close", () => {
@@ -132,6 +186,71 @@ export class FrameServer implements FrameLink {
       }
     });
     this.hooks.onConnect?.();
+  }
+
+  /**
+   * Node offers `onread` (reads into a caller's buffer) only to sockets it constructs with it, not to
+   * a server's connections: the accepted handle moves into such a socket, and the accepted socket,
+   * now without a handle, is destroyed (which keeps the server's connection count right). Returns
+   * undefined if the handle is not the kind expected; the caller then reads the usual way.
+   */
+  private adopt(raw: net.Socket, onChunk: (chunk: Buffer) => void): net.Socket | undefined {
+    const holder = raw as unknown as { _handle?: { readStart?: unknown } | null };
+    const handle = holder._handle;
+    if (!handle || typeof handle.readStart !== "function") return undefined;
+    holder._handle = null;
+    raw.destroy();
+    const options = {
+      handle,
+      readable: true,
+      writable: true,
+      onread: {
+        // Node calls this for the first read and again after each read has been handled.
+        buffer: () => this.nextReadBuffer(),
+        callback: (n: number, buf: Uint8Array) => {
+          onChunk((buf as Buffer).subarray(0, n));
+        },
+      },
+    };
+    return new net.Socket(options as unknown as net.SocketConstructorOpts);
+  }
+
+  /** The buffer for the next read: the current one, unless a loan on it is still out. */
+  private nextReadBuffer(): Buffer {
+    const rb = this.readBuf;
+    if (rb.loans > 0) {
+      rb.retired = true;
+      this.readBuffersLent++;
+      this.readBuf = { buf: this.spareReadBufs.pop() ?? Buffer.allocUnsafe(READ_BUFFER_BYTES), loans: 0, retired: false };
+    }
+    return this.readBuf.buf;
+  }
+
+  /**
+   * A loan on the buffer the frames being handled are views of: it is not read into again until
+   * the returned function has been called (once the bytes are copied elsewhere, e.g. written to the
+   * kernel). Undefined when too many loans are out: copy instead. A no-op loan when reads do not
+   * reuse their buffer.
+   */
+  borrowInput(): (() => void) | undefined {
+    if (!this.readsIntoReusedBuffer) return NO_LOAN;
+    if (this.loansOut >= MAX_INPUT_LOANS) return undefined;
+    const rb = this.readBuf;
+    rb.loans++;
+    this.loansOut++;
+    let returned = false;
+    return () => {
+      if (returned) return;
+      returned = true;
+      rb.loans--;
+      this.loansOut--;
+      if (rb.retired && rb.loans === 0 && this.spareReadBufs.length < SPARE_READ_BUFFERS) this.spareReadBufs.push(rb.buf);
+    };
+  }
+
+  /** How reads from the VM are buffered, and the loans on those buffers. */
+  get inputStats(): TransportInputStats {
+    return { readsIntoReusedBuffer: this.readsIntoReusedBuffer, readBuffersLent: this.readBuffersLent, loansOut: this.loansOut };
   }
 
   /**
