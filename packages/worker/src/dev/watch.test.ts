@@ -1,4 +1,5 @@
-import { mkdir, mkdtemp, rename, rm, writeFile } from "node:fs/promises";
+import { readdirSync, readFileSync } from "node:fs";
+import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -117,4 +118,40 @@ describe("watchProject (real files)", () => {
     await sleep(300);
     expect(sources).toEqual([]);
   });
+
+  /** inotify watches this process holds (one `inotify wd:` line per watch in /proc/self/fdinfo). */
+  function inotifyWatches(): number {
+    let count = 0;
+    for (const fd of readdirSync("/proc/self/fdinfo")) {
+      let info: string;
+      try {
+        info = readFileSync(`/proc/self/fdinfo/${fd}`, "utf8");
+      } catch {
+        continue;
+      }
+      for (const line of info.split("\n")) if (line.startsWith("inotify wd:")) count++;
+    }
+    return count;
+  }
+
+  // Security review s14 #6: the dev guest writes the project; a link it plants must not walk the watcher over
+  // the host (one inotify watch per host directory, host file events taken as project changes).
+  it.each([
+    ["at the root", "x"],
+    ["in a directory created after the start, once it is watched", "sub/x"],
+  ])("never descends into a link to a host directory planted %s; real new directories are still watched", async (_, at) => {
+    const { sources } = await setup();
+    const before = inotifyWatches();
+    expect(before).toBeGreaterThanOrEqual(2); // the root and src
+    await mkdir(join(dir, "sub"));
+    await sleep(300);
+    await symlink("/usr", join(dir, at));
+    await sleep(1500);
+    await mkdir(join(dir, "real/deep"), { recursive: true });
+    await writeFile(join(dir, "real/deep/a.js"), "a");
+    await expect.poll(() => sources.flat(), { timeout: 3000 }).toContain("real/deep/a.js");
+    // sub, real and real/deep: three more (without the defence, thousands: one per directory under /usr).
+    expect(inotifyWatches() - before).toBe(3);
+  });
 });
+

@@ -1,5 +1,5 @@
 import { watch, type FSWatcher } from "node:fs";
-import { readdir, stat } from "node:fs/promises";
+import { lstat, readdir, realpath } from "node:fs/promises";
 import { join, relative, resolve, sep } from "node:path";
 import { INSTALL_INPUTS } from "./project.js";
 
@@ -62,6 +62,12 @@ export interface ProjectWatcher {
  * `fs.watch` on each directory that is not ignored: `fs.watch({recursive: true})` on Linux would also descend
  * into node_modules and .venv, which costs an inotify watch per directory there and floods events during
  * install. New directories are picked up as they appear.
+ *
+ * The dev guest writes this tree, so it never leads the watcher out of it: a symbolic link is not a directory
+ * here (lstat, and the walk's Dirent types), and a directory is kept only if its real path is still where the
+ * walk expects it (a link swapped in for a parent after the check). Otherwise `ln -s / x` in the guest would
+ * put an inotify watch on every directory of the host (exhausting the user's `max_user_watches`) and turn
+ * host file events into workload restarts.
  */
 export function watchProject(dir: string, options: WatchProjectOptions = {}): ProjectWatcher {
   const root = resolve(dir);
@@ -69,6 +75,7 @@ export function watchProject(dir: string, options: WatchProjectOptions = {}): Pr
   const maxWaitMs = options.maxWaitMs ?? 1000;
   const installInputs = new Set(options.installInputs ?? ALL_INSTALL_INPUTS);
   const watchers = new Map<string, FSWatcher>();
+  let realRoot = root;
   const changed = new Set<string>();
   let quietTimer: NodeJS.Timeout | undefined;
   let maxTimer: NodeJS.Timeout | undefined;
@@ -112,9 +119,11 @@ export function watchProject(dir: string, options: WatchProjectOptions = {}): Pr
         const childRel = relative(root, child);
         record(childRel);
         // A new directory (or one renamed into place) needs its own watch; a removed one loses its watch.
-        void stat(child).then(
+        // lstat: a link the guest planted is never followed, whatever it points to.
+        void lstat(child).then(
           (info) => {
             if (info.isDirectory()) return watchDirectory(child, true);
+            unwatchBelow(child);
           },
           () => unwatchBelow(child),
         );
@@ -128,7 +137,12 @@ export function watchProject(dir: string, options: WatchProjectOptions = {}): Pr
       unwatchBelow(absolute);
       if ((error as NodeJS.ErrnoException).code !== "ENOENT") reportError(error);
     });
-    if (closed) {
+    // fs.watch follows links in the path it is given: checked after the watch exists, so a link swapped in
+    // before it was added is caught too (the watch is dropped at once). A directory listed through such a
+    // link below is checked again, each on its own, so the walk never leaves the project.
+    const real = await realpath(absolute).catch(() => undefined);
+    if (rel === "" && real !== undefined) realRoot = real;
+    if (closed || watchers.has(absolute) || real === undefined || real !== join(realRoot, rel)) {
       watcher.close();
       return;
     }

@@ -1,4 +1,5 @@
-import { open } from "node:fs/promises";
+import { constants } from "node:fs";
+import { lstat, open, readlink, type FileHandle } from "node:fs/promises";
 import { IiiError } from "../errors.js";
 import { libcErrno, libcFunction } from "./libc.js";
 
@@ -30,13 +31,42 @@ export function setCloseOnExec(fd: number): void {
   libc().fcntl(fd, F_SETFD, FD_CLOEXEC);
 }
 
+// O_NOFOLLOW: a lock file may sit in a project directory a worker writes (`iii.workers.yaml.lock` beside the
+// project `iii worker dev` shares read-write), so a link planted at its name must not be followed to create or
+// open its target. O_NONBLOCK: a FIFO planted there fails at once (ENXIO) instead of blocking the open forever.
+const LOCK_OPEN_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+
+/** Opens (creating) the lock file itself, never what a link at its name points to; anything but a regular file is refused. */
+async function openLockFile(lockPath: string): Promise<FileHandle> {
+  let handle: FileHandle;
+  try {
+    handle = await open(lockPath, LOCK_OPEN_FLAGS, 0o644);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ELOOP" && (await lstat(lockPath).catch(() => undefined))?.isSymbolicLink()) {
+      const target = await readlink(lockPath).catch(() => "?");
+      throw new IiiError("StateFileUnwritable", `lock file ${lockPath} is a symbolic link (to ${target}): refusing to follow it; remove it and retry`, { cause: error });
+    }
+    throw new IiiError("StateFileUnwritable", `cannot open lock file ${lockPath}: ${(error as Error).message}`, { cause: error });
+  }
+  const info = await handle.stat().catch(async (error: unknown) => {
+    await handle.close();
+    throw error;
+  });
+  if (!info.isFile()) {
+    await handle.close();
+    throw new IiiError("StateFileUnwritable", `lock file ${lockPath} is not a regular file: refusing to use it; remove it and retry`);
+  }
+  return handle;
+}
+
 /**
  * Runs `fn` holding an exclusive flock(2) on `lockPath`. The kernel drops the lock when its holder dies,
  * so a writer killed with SIGKILL never leaves a stale lock behind. Polls with LOCK_NB so the event loop
  * keeps running while it waits.
  */
 export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
-  const handle = await open(lockPath, "a", 0o644);
+  const handle = await openLockFile(lockPath);
   try {
     const { flock, errno } = libc();
     const deadline = Date.now() + timeoutMs;
@@ -66,7 +96,7 @@ export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, ti
  * (the kernel drops it then). Returns undefined when another process holds it.
  */
 export async function tryHoldFileLock(lockPath: string): Promise<{ release: () => Promise<void> } | undefined> {
-  const handle = await open(lockPath, "a", 0o644);
+  const handle = await openLockFile(lockPath);
   const { flock } = libc();
   if (flock(handle.fd, LOCK_EX | LOCK_NB) !== 0) {
     await handle.close();

@@ -1,10 +1,12 @@
-import { copyFile, lstat, mkdir, rm, stat, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { constants } from "node:fs";
+import { lstat, mkdir, open, readFile, readlink, rename, stat, unlink, type FileHandle } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { basename, dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SupervisorClient } from "../../api/client.js";
 import { detectProject, devScript, installState, watchProject, DEV_CACHE_DIR, VENV_DIR, type DevProject } from "../../dev/index.js";
-import { IiiError } from "../../errors.js";
+import { errnoCode, IiiError } from "../../errors.js";
 import { awaitEndedSupervisor, startWorkerWithSpec, stopWorker } from "../../lifecycle.js";
 import { followFile } from "../../logs.js";
 import { workerPaths } from "../../paths.js";
@@ -54,18 +56,133 @@ const HOST_CA_BUNDLES = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/cer
  * Installs in the guest fetch packages over TLS; a host behind a TLS-inspecting proxy trusts a CA the base
  * image does not know. Dev mode therefore hands the guest the host's CA bundle (III_DEV_HOST_CA=0 opts out).
  */
-async function shareHostCaBundle(cacheDir: string, env: NodeJS.ProcessEnv): Promise<Record<string, string>> {
+async function shareHostCaBundle(cacheDir: DevCacheDir, env: NodeJS.ProcessEnv): Promise<Record<string, string>> {
   if (env.III_DEV_HOST_CA === "0") return {};
   for (const bundle of HOST_CA_BUNDLES) {
+    let data: Buffer;
     try {
-      await copyFile(bundle, join(cacheDir, "host-ca.pem"));
+      data = await readFile(bundle);
     } catch {
       continue;
     }
+    await cacheDir.writeFile("host-ca.pem", data, 0o644);
     const guestPath = `/workspace/${DEV_CACHE_DIR}/host-ca.pem`;
     return { NODE_EXTRA_CA_CERTS: guestPath, SSL_CERT_FILE: guestPath, PIP_CERT: guestPath };
   }
   return {};
+}
+
+const DIRECTORY_NOFOLLOW = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+const NEW_FILE_NOFOLLOW = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+
+/**
+ * `<project>/.iii/dev`, which the host writes and the dev guest can write too (the project is its /workspace):
+ * a link the guest left at `.iii`, `.iii/dev`, `run.sh` or `host-ca.pem` must never send the host's writes
+ * elsewhere (`.iii/dev -> /etc/profile.d`, `run.sh -> ~/.ssh/authorized_keys`).
+ * - `.iii` and `.iii/dev` are each created if missing and opened O_DIRECTORY|O_NOFOLLOW (lstat's check, made
+ *   by the open itself); a link or a non-directory there is refused, naming the path. Refused rather than
+ *   replaced: nothing but a guest (or the user) puts a link there, so it is worth one line on the user's
+ *   screen, and the fix (`rm` it) is theirs to make; removing it silently would hide the attempt.
+ * - Everything after goes through /proc/self/fd/<fd> of the opened directory, so a link swapped in after the
+ *   check is not followed either.
+ * - A file is written to a fresh name (O_CREAT|O_EXCL|O_NOFOLLOW) and renamed over its final name: rename
+ *   replaces a link at that name instead of following it.
+ */
+class DevCacheDir {
+  private constructor(
+    /** `<project>/.iii/dev`, for messages. */
+    readonly path: string,
+    private readonly handles: FileHandle[],
+  ) {}
+
+  static async open(projectDir: string): Promise<DevCacheDir> {
+    const handles: FileHandle[] = [];
+    try {
+      let shown = projectDir;
+      for (const name of DEV_CACHE_DIR.split("/")) {
+        shown = join(shown, name);
+        const at = handles.length === 0 ? shown : procPath(handles.at(-1)!, name);
+        handles.push(await openDirectoryNoFollow(at, shown));
+      }
+      return new DevCacheDir(join(projectDir, DEV_CACHE_DIR), handles);
+    } catch (error) {
+      await Promise.all(handles.map((h) => h.close()));
+      throw error;
+    }
+  }
+
+  /** Writes `name` in the directory: a fresh file renamed over it, never through a link at that name. */
+  async writeFile(name: string, data: string | Uint8Array, mode: number): Promise<void> {
+    const dir = this.handles.at(-1)!;
+    const temp = procPath(dir, `.${name}.${randomBytes(6).toString("hex")}.tmp`);
+    const handle = await open(temp, NEW_FILE_NOFOLLOW, mode);
+    try {
+      try {
+        await handle.writeFile(data);
+        await handle.chmod(mode);
+      } finally {
+        await handle.close();
+      }
+      await rename(temp, procPath(dir, name));
+    } catch (error) {
+      await unlink(temp).catch(() => {});
+      throw new IiiError("StateFileUnwritable", `cannot write ${join(this.path, name)}: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  /** Removes `name` (a link itself, never its target); absent is fine. */
+  async remove(name: string): Promise<void> {
+    await unlink(procPath(this.handles.at(-1)!, name)).catch((error: unknown) => {
+      if (errnoCode(error) !== "ENOENT") throw new IiiError("StateFileUnwritable", `cannot remove ${join(this.path, name)}: ${(error as Error).message}`, { cause: error });
+    });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.handles.map((h) => h.close()));
+  }
+}
+
+function procPath(dir: FileHandle, name: string): string {
+  return `/proc/self/fd/${dir.fd}/${name}`;
+}
+
+/** Creates `at` if missing and opens it as a directory without following a link there; `shown` names it to the user. */
+async function openDirectoryNoFollow(at: string, shown: string): Promise<FileHandle> {
+  await mkdir(at, 0o755).catch((error: unknown) => {
+    if (errnoCode(error) !== "EEXIST") throw new IiiError("StateFileUnwritable", `cannot create ${shown}: ${(error as Error).message}`, { cause: error });
+  });
+  try {
+    return await open(at, DIRECTORY_NOFOLLOW);
+  } catch (error) {
+    const info = await lstat(at).catch(() => undefined);
+    if (info?.isSymbolicLink()) {
+      const target = await readlink(at).catch(() => "?");
+      throw new IiiError(
+        "InvalidOption",
+        `${shown} is a symbolic link (to ${target}); iii worker dev never follows a link in the project the dev VM writes: remove it and run again`,
+        { cause: error },
+      );
+    }
+    if (info && !info.isDirectory()) {
+      throw new IiiError("InvalidOption", `${shown} is not a directory; iii worker dev keeps its files there: remove it and run again`, { cause: error });
+    }
+    throw new IiiError("StateFileUnwritable", `cannot open ${shown}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+/**
+ * Writes `<project>/.iii/dev`'s run.sh and host-ca.pem (and drops install.key for `--rebuild`) without following
+ * a link the dev guest planted; returns the CA bundle's env for the guest.
+ */
+export async function prepareDevCache(project: DevProject, env: NodeJS.ProcessEnv, rebuild = false): Promise<Record<string, string>> {
+  const cacheDir = await DevCacheDir.open(project.dir);
+  try {
+    if (rebuild) await cacheDir.remove("install.key");
+    await cacheDir.writeFile("run.sh", devScript(project), 0o755);
+    return await shareHostCaBundle(cacheDir, env);
+  } finally {
+    await cacheDir.close();
+  }
 }
 
 /**
@@ -112,11 +229,7 @@ export async function runDev(path: string, options: DevOptions): Promise<number>
   const project = await detectProject(resolve(path));
   const name = validateWorkerName(options.name ?? sandboxName(project));
   const image = devBaseImage(project, env);
-  const cacheDir = join(project.dir, DEV_CACHE_DIR);
-  await mkdir(cacheDir, { recursive: true });
-  if (options.rebuild) await rm(join(cacheDir, "install.key"), { force: true });
-  await writeFile(join(cacheDir, "run.sh"), devScript(project), { mode: 0o755 });
-  const caEnv = await shareHostCaBundle(cacheDir, env);
+  const caEnv = await prepareDevCache(project, env, options.rebuild);
   const spec: WorkerSpec = {
     image,
     command: ["bash", `/workspace/${DEV_CACHE_DIR}/run.sh`],
