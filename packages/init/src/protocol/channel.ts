@@ -77,6 +77,11 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
     return this.closedFlag;
   }
 
+  /** What each stream's sender may have in flight before it needs CREDIT, in both directions. */
+  get initialWindowBytes(): number {
+    return this.initialWindow;
+  }
+
   /** Send a control message (not subject to credit). Returns false once closed. */
   send(message: Message): boolean {
     if (this.closedFlag) return false;

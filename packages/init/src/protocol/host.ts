@@ -11,7 +11,7 @@
 import { EventEmitter } from "node:events";
 import { Readable, Writable, type Duplex } from "node:stream";
 import { ControlChannel, ChannelClosedError, type ControlChannelOptions } from "./channel.js";
-import { CONTROL_STREAM, PROTOCOL_VERSION } from "./frame.js";
+import { CONTROL_STREAM, PROTOCOL_VERSION, ProtocolError } from "./frame.js";
 import type {
   ErrorMessage,
   ExecRequest,
@@ -40,6 +40,46 @@ class CreditedReadable extends Readable {
       this.grant(owed);
     }
   }
+}
+
+/**
+ * What the guest may still send on one stream: the initial window plus every CREDIT granted, less the data that
+ * arrived. STDOUT and STDERR of a stream spend one window (the guest's channel keeps one per stream). A guest
+ * within its credit never finds this short: it sends only against CREDIT it has read, which was counted here when
+ * it was sent.
+ */
+class ReceiveWindow {
+  private allowance: number;
+  private closed = false;
+  constructor(
+    initialBytes: number,
+    private readonly sendCredit: (bytes: number) => void,
+  ) {
+    this.allowance = initialBytes;
+  }
+  grant(bytes: number): void {
+    if (this.closed || bytes <= 0) return;
+    this.allowance += bytes;
+    this.sendCredit(bytes);
+  }
+  /** Counts `bytes` that arrived; false (and nothing counted) when they go past the window. */
+  take(bytes: number): boolean {
+    if (this.closed || bytes > this.allowance) return false;
+    this.allowance -= bytes;
+    return true;
+  }
+  /** No more CREDIT for this stream, and no more data taken: its sender broke the window. */
+  close(): void {
+    this.closed = true;
+  }
+  get isClosed(): boolean {
+    return this.closed;
+  }
+}
+
+/** The guest sent data on a stream past the credit the host granted: the stream is closed. */
+function creditExceeded(stream: number, bytes: number): ProtocolError {
+  return new ProtocolError(`guest sent ${bytes} bytes on stream ${stream} past its credit window; the stream's output is closed`);
 }
 
 export interface ExecSession {
@@ -74,6 +114,7 @@ export class ProtocolVersionError extends Error {
 }
 
 interface ExecState {
+  window: ReceiveWindow;
   stdout: CreditedReadable;
   stderr: CreditedReadable;
   resolveStarted: (pid: number) => void;
@@ -114,8 +155,10 @@ export class HostControl extends EventEmitter<HostControlEvents> {
   private constructor(io: Duplex, options?: ControlChannelOptions) {
     super();
     this.channel = new ControlChannel(io, options);
-    const wout = new CreditedReadable((n) => this.channel.grant(CONTROL_STREAM, n));
-    const werr = new CreditedReadable((n) => this.channel.grant(CONTROL_STREAM, n));
+    // Stream 0's receive window, spent by the workload's output (STDOUT and STDERR).
+    const workloadWindow = new ReceiveWindow(this.channel.initialWindowBytes, (n) => this.channel.grant(CONTROL_STREAM, n));
+    const wout = new CreditedReadable((n) => workloadWindow.grant(n));
+    const werr = new CreditedReadable((n) => workloadWindow.grant(n));
     this.workloadStdout = wout;
     this.workloadStderr = werr;
 
@@ -154,12 +197,25 @@ export class HostControl extends EventEmitter<HostControlEvents> {
           return;
         case "STDOUT":
         case "STDERR": {
+          // Data past the granted window is a protocol violation (init never sends it; a guest writing to init's
+          // port could): it would otherwise be buffered without bound while the consumer is paused. The stream is
+          // closed, not the channel: framing is intact, and the channel carries the other execs, health pings and
+          // the shutdown. One error event per stream: later frames on it are dropped unseen.
           if (m.stream === CONTROL_STREAM) {
-            (m.type === "STDOUT" ? wout : werr).pushData(m.data);
+            if (workloadWindow.take(m.data.byteLength)) (m.type === "STDOUT" ? wout : werr).pushData(m.data);
+            else if (!workloadWindow.isClosed) {
+              // The workload's output ends here (the logs keep what came before); control messages go on.
+              workloadWindow.close();
+              wout.push(null);
+              werr.push(null);
+              this.emit("error", creditExceeded(CONTROL_STREAM, m.data.byteLength));
+            }
             return;
           }
           const exec = this.execs.get(m.stream);
-          if (exec) (m.type === "STDOUT" ? exec.stdout : exec.stderr).pushData(m.data);
+          if (!exec) return;
+          if (exec.window.take(m.data.byteLength)) (m.type === "STDOUT" ? exec.stdout : exec.stderr).pushData(m.data);
+          else this.closeExecForCredit(m.stream, exec, m.data.byteLength);
           return;
         }
         case "STARTED":
@@ -207,12 +263,29 @@ export class HostControl extends EventEmitter<HostControlEvents> {
     });
   }
 
+  /**
+   * Ends an exec whose guest side sent past its credit: like an exec the guest refused (code -1, the reason in
+   * `error`), its output ends after what was within the window, and the command is killed in case init still runs it.
+   */
+  private closeExecForCredit(stream: number, exec: ExecState, bytes: number): void {
+    this.execs.delete(stream);
+    exec.window.close();
+    this.channel.send({ type: "SIGNAL", stream, signal: "SIGKILL" });
+    this.channel.closeStream(stream);
+    exec.stdout.push(null);
+    exec.stderr.push(null);
+    const error = creditExceeded(stream, bytes);
+    exec.resolveExit({ type: "EXIT", stream, code: -1, signal: null, timedOut: false, error: `CREDIT_EXCEEDED: ${error.message}` });
+    this.emit("error", error);
+  }
+
   /** Start a command in the guest. Streams are credit-controlled both ways. */
   exec(request: ExecRequest): ExecSession {
     const stream = this.nextStream;
     this.nextStream = this.nextStream >= 0x7fffffff ? 1 : this.nextStream + 1;
-    const stdout = new CreditedReadable((n) => this.channel.grant(stream, n));
-    const stderr = new CreditedReadable((n) => this.channel.grant(stream, n));
+    const window = new ReceiveWindow(this.channel.initialWindowBytes, (n) => this.channel.grant(stream, n));
+    const stdout = new CreditedReadable((n) => window.grant(n));
+    const stderr = new CreditedReadable((n) => window.grant(n));
     let resolveStarted!: (pid: number) => void;
     let resolveExit!: (exit: ExitMessage) => void;
     let rejectStarted!: (e: Error) => void;
@@ -235,6 +308,7 @@ export class HostControl extends EventEmitter<HostControlEvents> {
     // Writing after the command exited is not the caller's error to handle.
     stdin.on("error", () => {});
     this.execs.set(stream, {
+      window,
       stdout,
       stderr,
       resolveStarted,

@@ -11,6 +11,7 @@ import { ReadyPipe } from "../launch/ready-pipe.js";
 import type { LaunchRequest } from "../launch/request.js";
 import { managedRoot as managedRootOf, workerPaths } from "../paths.js";
 import type { VmRecord } from "../state/vm-record.js";
+import type { RotatingLog } from "../util/rotating-log.js";
 import { createQemuVmm } from "../vmm/qemu-vmm.js";
 import type { VmmFactory } from "../vmm/types.js";
 import { cleanupStaleWorker } from "./cleanup.js";
@@ -135,8 +136,7 @@ async function awaitReady(run: SupervisorRun, request: LaunchRequest): Promise<R
     hc.once("workloadStarted", () => resolve({ started: true }));
     hc.on("guestError", (m) => m.code === "INIT_FAILED" && resolve({ failed: m.message.replace(/ \(exit \d+\)$/, "") }));
   });
-  hc.workloadStdout.on("data", (chunk: Buffer) => void run.stdoutLog.write(chunk));
-  hc.workloadStderr.on("data", (chunk: Buffer) => void run.stderrLog.write(chunk));
+  logWorkloadOutput(hc, { stdout: run.stdoutLog, stderr: run.stderrLog });
   hc.on("log", (m) => guestLog(`guest: ${JSON.stringify(m)}`));
 
   const readyMessage = (await Promise.race([
@@ -156,6 +156,16 @@ async function awaitReady(run: SupervisorRun, request: LaunchRequest): Promise<R
   ]);
   if ("failed" in outcome) throw new IiiError("WorkloadStartFailed", `worker "${name}" failed to start: ${outcome.failed}`);
   return readyMessage;
+}
+
+/**
+ * The workload's stdout and stderr (stream 0) into their rotating logs. Each source is paused while its write
+ * settles, as the console's socket is: a workload printing faster than the disk takes it waits for its credit,
+ * instead of the supervisor queueing writes (which once raced the log's rotation: hidden files, leaked fds).
+ */
+export function logWorkloadOutput(hc: HostControl, logs: { stdout: RotatingLog; stderr: RotatingLog }): void {
+  logs.stdout.follow(hc.workloadStdout);
+  logs.stderr.follow(hc.workloadStderr);
 }
 
 /** Records the workload's exit and waits for the VM's end: 0 for an orderly end, 1 when the run crashed. */
