@@ -4,7 +4,7 @@ import { isAbsolute, join } from "node:path";
 import { errnoCode, IiiError } from "../errors.js";
 import { iiiHome } from "../paths.js";
 import { formatImageReference, isLocalSource, parseImageReference, type ImageReference } from "./oci/reference.js";
-import { ImageStore, treeSize, writeAtomic, type CachedImageRecord } from "./cache/store.js";
+import { ImageStore, PRIVATE_DIR_MODE, treeSize, writeAtomic, type CachedImageRecord } from "./cache/store.js";
 import {
   readWorkerManifest,
   runtimeConfigFromRootfs,
@@ -202,7 +202,7 @@ async function ensureDir(store: ImageStore, path: string, image: string): Promis
     createdAt: previous?.createdAt ?? new Date().toISOString(),
   };
   if (manifest) record.manifest = manifest;
-  await mkdirs(store.imageDir(digest));
+  await mkdirs(store.imageDir(digest), PRIVATE_DIR_MODE);
   await writeAtomic(join(store.imageDir(digest), "image.json"), `${JSON.stringify(record, null, 2)}\n`);
   await store.writeTag({ reference: image, digest, updatedAt: new Date().toISOString() });
   return ensured(store, record, image, true);

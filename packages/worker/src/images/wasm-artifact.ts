@@ -127,7 +127,7 @@ export async function pullWasmArtifact(image: string, options: PullWasmOptions):
   await store.init();
   const path = store.blobPath(layer.digest);
   if (!(await store.hasBlob(layer.digest))) await client.downloadBlob(ref.repository, layer, path, store.partialDir);
-  await mkdir(join(store.root, "wasm-refs"), { recursive: true, mode: 0o755 });
+  await mkdir(join(store.root, "wasm-refs"), { recursive: true, mode: 0o700 });
   await writeAtomic(recordPath(store, reference), `${JSON.stringify({ reference, digest: fetched.digest, layer: layer.digest } satisfies ArtifactRecord)}\n`);
   return { reference, digest: fetched.digest, path, cached: false };
 }

@@ -1,7 +1,7 @@
 import { mkdirs } from "../../host/mkdirs.js";
 import { randomBytes } from "node:crypto";
 import { lstatSync, readdirSync } from "node:fs";
-import { lstat, mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
+import { chmod, lstat, mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { errnoCode } from "../../errors.js";
 import { processStartTime } from "../../host/process-identity.js";
@@ -66,12 +66,21 @@ export class ImageStore {
     return join(this.root, "blobs", "partial");
   }
 
+  /**
+   * Creates the cache private: `images/` and everything at its top 0700 (and III_HOME 0700 when the cache creates
+   * it), and tightens an `images/` an older iii left 0755. Other local users must not read pulled images (private
+   * code, baked-in secrets) nor reach a rootfs: a rootfs keeps its image's modes and owners (apply.ts applies them
+   * as the image says, 1777 /var/tmp and uid 1000 included), and it is the shared lower layer of every worker of
+   * the image. The 0700 parent is what closes that path, as `managed/` does for upper layers (DESIGN §8).
+   * An existing III_HOME keeps its mode: it may be a directory the user chose and shares; `images/` is the cache's.
+   */
   async init(): Promise<void> {
-    await mkdirs(join(this.root, "sha256"), 0o755);
-    await mkdirs(join(this.root, "blobs", "sha256"));
-    await mkdirs(this.partialDir);
-    await mkdirs(join(this.root, "refs"));
-    await mkdirs(join(this.root, "tmp"), 0o700);
+    await mkdirs(this.root, PRIVATE_DIR_MODE);
+    await tightenOwnDir(this.root);
+    for (const dir of [join(this.root, "sha256"), join(this.root, "blobs"), join(this.root, "blobs", "sha256"), this.partialDir, join(this.root, "refs"), join(this.root, "tmp")]) {
+      await mkdirs(dir, PRIVATE_DIR_MODE);
+      await tightenOwnDir(dir);
+    }
   }
 
   async hasBlob(digest: string): Promise<boolean> {
@@ -135,7 +144,7 @@ export class ImageStore {
   /** A private staging directory; `commit` renames it into place, so a crash never leaves a half image. */
   async createStaging(): Promise<string> {
     const dir = join(this.root, "tmp", `${process.pid}.${processStartTime(process.pid) ?? 0}.${randomBytes(6).toString("hex")}`);
-    await mkdir(dir, { mode: 0o755 });
+    await mkdir(dir, { mode: PRIVATE_DIR_MODE });
     return dir;
   }
 
@@ -184,6 +193,17 @@ export class ImageStore {
   async removeBlob(digest: string): Promise<void> {
     await rm(this.blobPath(digest), { force: true });
   }
+}
+
+/** The mode of every directory the cache makes at its top (see ImageStore.init). */
+export const PRIVATE_DIR_MODE = 0o700;
+
+/** chmod 0700 a directory of ours that group or others can reach; leaves a symlink or another user's directory. */
+async function tightenOwnDir(path: string): Promise<void> {
+  const stats = await lstat(path);
+  if (!stats.isDirectory() || (stats.mode & 0o077) === 0) return;
+  if (typeof process.getuid === "function" && stats.uid !== process.getuid()) return;
+  await chmod(path, PRIVATE_DIR_MODE);
 }
 
 export async function exists(path: string): Promise<boolean> {

@@ -50,6 +50,11 @@ export function layerLabel(index: number, count: number, digest?: string): strin
   return `layer ${index + 1}/${count}${digest ? ` (${digest.slice(0, 19)})` : ""}`;
 }
 
+/**
+ * Entries keep the image's owners (as root) and modes on the host, 1777 /var/tmp and a uid-1000 /app included: the
+ * guest sees them through the filesystem's view, and other local users never reach them because the cache above
+ * every rootfs (III_HOME/images) is 0700 (ImageStore.init). That parent is the boundary, not these modes.
+ */
 const canChown = typeof process.getuid === "function" && process.getuid() === 0;
 
 /** State shared by the layers of one image: the resolver keeps its cache of known directories. */

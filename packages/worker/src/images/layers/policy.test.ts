@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DEFAULT_LAYER_LIMITS, LayerBudget, planEntry, splitEntryPath } from "./policy.js";
+import { DEFAULT_LAYER_LIMITS, LayerBudget, MAX_NON_FILE_BODY_BYTES, planEntry, splitEntryPath, TAR_BYTES_PER_ENTRY, TAR_BYTES_PER_LAYER } from "./policy.js";
 
 const options = { limits: DEFAULT_LAYER_LIMITS, keepSetuid: false, label: "layer 1/1" };
 
@@ -51,5 +51,26 @@ describe("layer policy", () => {
     budget.account(dir, "layer 2/2");
     budget.account(dir, "layer 2/2");
     expect(() => budget.account(dir, "layer 2/2")).toThrow(/layer 2\/2: .* more than 2 entries/);
+  });
+
+  it("counts the bodies of non-file entries, refuses large ones, and bounds the uncompressed tar of an image", () => {
+    const budget = new LayerBudget({ ...DEFAULT_LAYER_LIMITS, maxTotalBytes: 100 });
+    budget.startLayer();
+    const link = planEntry({ name: "l", type: "symlink", linkname: "t", size: 60 }, options);
+    expect(link).toMatchObject({ kind: "symlink", bodyBytes: 60 });
+    budget.account(link, "layer 1/1");
+    expect(() => budget.account(link, "layer 1/1")).toThrow(/entry "l" rejected: the image exceeds the total size limit of 100 bytes/);
+    expect(planEntry({ name: "d", type: "directory", size: 1 << 30 }, options)).toMatchObject({ bodyBytes: 0 });
+    for (const type of ["symlink", "link", "character-device", "fifo"]) {
+      expect(() => planEntry({ name: "x", type, linkname: "t", size: MAX_NON_FILE_BODY_BYTES + 1 }, options)).toThrow(/entry "x" rejected: a .* entry with a body of 65537 bytes/);
+    }
+    expect(() => planEntry({ name: ".wh.x", type: "file", size: MAX_NON_FILE_BODY_BYTES + 1 }, options)).not.toThrow();
+
+    const archive = new LayerBudget({ ...DEFAULT_LAYER_LIMITS, maxTotalBytes: 1000 });
+    archive.startLayer();
+    archive.account(planEntry({ name: "f", type: "file", size: 10 }, options), "layer 1/1");
+    const allowed = 1000 + TAR_BYTES_PER_ENTRY + TAR_BYTES_PER_LAYER;
+    archive.archive(allowed, "layer 1/1");
+    expect(() => archive.archive(1, "layer 1/1")).toThrow(/^layer 1\/1: rejected: the uncompressed layers exceed the image's size limit of 1000 bytes/);
   });
 });

@@ -1,11 +1,15 @@
 import { IiiError } from "../../errors.js";
+import { MAX_TRAILING_ZERO_BYTES } from "./tar-reader.js";
 
 /**
  * What a layer may do to the host. The defaults bound a hostile image to 10 GiB of disk and one million inodes
  * per layer, which is far above any real image and far below what hurts a developer machine.
  */
 export interface LayerLimits {
-  /** Sum of regular-file sizes over all layers of one image. */
+  /**
+   * Sum of entry bodies (regular files, and whatever body any other entry declares) over all layers of one image.
+   * It also bounds the uncompressed tars themselves, which the scan spills to disk: see LayerBudget.archive.
+   */
   maxTotalBytes: number;
   maxFileBytes: number;
   /** Tar entries per layer (headers, whiteouts included). */
@@ -20,6 +24,23 @@ export const DEFAULT_LAYER_LIMITS: LayerLimits = {
   maxEntries: 1_000_000,
   maxDepth: 128,
 };
+
+/**
+ * The body a non-file entry may carry. Symlinks, hardlinks, devices, FIFOs and whiteouts have none in any real
+ * layer (their size field is 0); a body there is never written anywhere, only decompressed and spilled, so a large
+ * one is refused outright and a small one counts against maxTotalBytes like file data.
+ */
+export const MAX_NON_FILE_BODY_BYTES = 64 * 1024;
+
+/**
+ * Uncompressed tar bytes allowed per entry beyond its body: its 512-byte header, padding to the next block, and a
+ * typical PAX or GNU long-name record (another header and a short body). Metadata records are not entries, so a
+ * stream of them is bounded only by this allowance.
+ */
+export const TAR_BYTES_PER_ENTRY = 2048;
+
+/** Uncompressed tar bytes allowed per layer beyond its entries: the end-of-archive blocks and record padding. */
+export const TAR_BYTES_PER_LAYER = MAX_TRAILING_ZERO_BYTES + 1024;
 
 /** The subset of a tar-stream header the policy looks at. */
 export interface TarHeaderLike {
@@ -56,6 +77,8 @@ interface EntryBase {
   uid: number;
   gid: number;
   mtime: Date;
+  /** Bytes of body the entry carries in the archive (a directory's size field is ignored, as tar does). */
+  bodyBytes: number;
 }
 
 export interface PolicyOptions {
@@ -114,7 +137,8 @@ export function planEntry(header: TarHeaderLike, options: PolicyOptions): Planne
   const mtime = mtimeSeconds !== undefined ? new Date(mtimeSeconds * 1000) : (header.mtime ?? new Date(0));
   let mode = (header.mode ?? 0o644) & 0o7777;
   if (!options.keepSetuid) mode &= ~SETID_BITS;
-  const base = { components, name, mode, uid, gid, mtime };
+  const bodyBytes = header.type === "directory" ? 0 : (header.size ?? 0);
+  const base = { components, name, mode, uid, gid, mtime, bodyBytes };
 
   const sparseSize = paxNumber(header.pax, "GNU.sparse.realsize") ?? paxNumber(header.pax, "GNU.sparse.size");
   if (sparseSize !== undefined || header.pax?.["GNU.sparse.major"] !== undefined) {
@@ -122,6 +146,12 @@ export function planEntry(header: TarHeaderLike, options: PolicyOptions): Planne
       throw layerRejected(label, name, `sparse file of ${sparseSize} bytes exceeds the per-file limit of ${limits.maxFileBytes} bytes`);
     }
     throw layerRejected(label, name, "sparse files are not supported in image layers");
+  }
+
+  const regular = header.type === "file" || header.type === "contiguous-file";
+  if (!regular && bodyBytes > MAX_NON_FILE_BODY_BYTES) {
+    const kind = header.type === "link" ? "hardlink" : (header.type ?? "non-file");
+    throw layerRejected(label, name, `a ${kind} entry with a body of ${bodyBytes} bytes (at most ${MAX_NON_FILE_BODY_BYTES} for anything but a regular file)`);
   }
 
   const last = components[components.length - 1];
@@ -181,23 +211,44 @@ export function planEntry(header: TarHeaderLike, options: PolicyOptions): Planne
 export class LayerBudget {
   private totalBytes = 0;
   private entries = 0;
+  private imageEntries = 0;
+  private layers = 0;
+  private archiveBytes = 0;
 
   constructor(private readonly limits: LayerLimits) {}
 
   startLayer(): void {
     this.entries = 0;
+    this.layers += 1;
   }
 
   account(entry: PlannedEntry, label: string): void {
     this.entries += 1;
+    this.imageEntries += 1;
     if (this.entries > this.limits.maxEntries) {
       throw layerRejected(label, entry.name, `the layer has more than ${this.limits.maxEntries} entries`);
     }
-    if (entry.kind === "file") {
-      this.totalBytes += entry.size;
-      if (this.totalBytes > this.limits.maxTotalBytes) {
-        throw layerRejected(label, entry.name, `the image exceeds the total size limit of ${this.limits.maxTotalBytes} bytes`);
-      }
+    if (entry.bodyBytes === 0) return;
+    this.totalBytes += entry.bodyBytes;
+    if (this.totalBytes > this.limits.maxTotalBytes) {
+      throw layerRejected(label, entry.name, `the image exceeds the total size limit of ${this.limits.maxTotalBytes} bytes`);
+    }
+  }
+
+  /**
+   * Counts `bytes` of uncompressed tar, every byte the scan spills to disk, whatever the parser makes of it. The
+   * bodies are bounded by maxTotalBytes as their headers arrive; this bounds the rest (headers, padding, metadata
+   * records, the end of the archive) at TAR_BYTES_PER_ENTRY an entry and TAR_BYTES_PER_LAYER a layer, so the
+   * spill of an image never exceeds maxTotalBytes plus that allowance, whatever the layer holds.
+   */
+  archive(bytes: number, label: string): void {
+    this.archiveBytes += bytes;
+    const allowed = this.limits.maxTotalBytes + this.imageEntries * TAR_BYTES_PER_ENTRY + this.layers * TAR_BYTES_PER_LAYER;
+    if (this.archiveBytes > allowed) {
+      throw new IiiError(
+        "LayerRejected",
+        `${label}: rejected: the uncompressed layers exceed the image's size limit of ${this.limits.maxTotalBytes} bytes (plus ${TAR_BYTES_PER_ENTRY} bytes of tar metadata per entry)`,
+      );
     }
   }
 

@@ -72,8 +72,11 @@ export async function scanLayer(
         hashBlob ? (chunk) => blobHash.update(chunk) : undefined,
         (chunk) => {
           diffHash.update(chunk);
-          if (spill !== undefined) for (let off = 0; off < chunk.length; ) off += writeSync(spill, chunk, off);
+          // Parse, then count, then spill: a refused chunk (bytes after the archive's end, a budget overrun) is never
+          // written, so the spill stays within the image's budget plus the per-entry allowance (LayerBudget.archive).
           reader.push(chunk);
+          budget.archive(chunk.length, label);
+          if (spill !== undefined) for (let off = 0; off < chunk.length; ) off += writeSync(spill, chunk, off);
         },
         options.signal ? { compression, signal: options.signal } : { compression },
       );
@@ -81,7 +84,8 @@ export async function scanLayer(
     } catch (error) {
       throw wrapReadError(error, label);
     }
-    // The pump reads the blob to its end, so both hashes cover the whole blob, whatever follows the archive's end.
+    // The pump reads the blob to its end, so both hashes cover the whole blob (after the archive's end, only the
+    // bounded zero padding TarReader allows).
     const check = (expected: string | undefined, actual: string, what: string) => {
       if (expected && expected !== actual) {
         throw new IiiError("ImageInvalid", `${label}: ${what} mismatch: expected ${expected}, got ${actual}`);

@@ -6,7 +6,7 @@ import { Readable } from "node:stream";
 import { extract, pack } from "tar-stream";
 import { describe, expect, it } from "vitest";
 import type { TarHeaderLike } from "./policy.js";
-import { TarReader } from "./tar-reader.js";
+import { MAX_TRAILING_ZERO_BYTES, TarLimitError, TarReader } from "./tar-reader.js";
 
 interface Seen {
   name: string;
@@ -101,9 +101,16 @@ describe("TarReader", () => {
     expect(() => readAll(Buffer.alloc(512, 0x41), 512)).toThrow(/checksum/);
   });
 
-  it("stops at the end-of-archive block: what follows is not parsed", async () => {
+  it("stops at the end-of-archive block: after it, at most 1 MiB of zero padding, and nothing else", async () => {
     const tar = await packed();
-    const withTrailer = Buffer.concat([tar, Buffer.alloc(2048, 0x41)]);
-    expect(readAll(withTrailer, 1000)).toEqual(readAll(tar, 1000));
+    const endBlock = tar.length - 1024 + 512;
+    // GNU tar's 10 KiB record and `-b 2048`'s 1 MiB one: zeros only, not parsed
+    const padded = Buffer.concat([tar.subarray(0, endBlock), Buffer.alloc(MAX_TRAILING_ZERO_BYTES)]);
+    for (const step of [1000, 65536]) expect(readAll(padded, step)).toEqual(readAll(tar, 1000));
+    const tooLong = Buffer.concat([padded, Buffer.alloc(1)]);
+    expect(() => readAll(tooLong, 65536)).toThrow(TarLimitError);
+    expect(() => readAll(tooLong, 65536)).toThrow(`more than ${MAX_TRAILING_ZERO_BYTES} bytes after the end of the tar archive`);
+    expect(() => readAll(Buffer.concat([tar, Buffer.alloc(2048, 0x41)]), 1000)).toThrow(/^data after the end of the tar archive$/);
+    expect(() => readAll(Buffer.concat([tar.subarray(0, endBlock), tar.subarray(0, 512)]), 4096)).toThrow(/^data after the end of the tar archive$/);
   });
 });

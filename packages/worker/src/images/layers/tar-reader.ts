@@ -13,6 +13,16 @@ export interface TarVisitor {
 const BLOCK = 512;
 /** PAX and GNU long-name records are metadata: a few KiB in practice; anything near this is an attack. */
 const MAX_META_BYTES = 1 << 20;
+/**
+ * Zeros allowed after the end-of-archive block. Real writers end with a second zero block and pad to their record
+ * size (GNU tar: 10 KiB; `-b 2048`, the largest common blocking factor: 1 MiB). Anything longer, or anything not
+ * zero, is refused: the bytes after the end are never parsed yet still decompressed and spilled to disk, which made
+ * "a tiny tar followed by gigabytes of zeros" a decompression bomb no entry limit saw.
+ */
+export const MAX_TRAILING_ZERO_BYTES = 1 << 20;
+
+/** A tar-level limit was exceeded: a refusal of the layer (LayerRejected), not a corrupt archive. */
+export class TarLimitError extends Error {}
 
 const TYPES: Record<number, string> = {
   0: "file",
@@ -99,7 +109,8 @@ function decodePax(bytes: Uint8Array): Record<string, string> {
  * body bytes synchronously, as views of that slice. It replaced tar-stream, whose per-block buffers and per-entry
  * streams were most of an unpack's garbage. Headers read like tar-stream's (same field rules, same type names);
  * a bad checksum or an unknown format is an error. Reading stops at the first zero block (end of archive, as Go's
- * archive/tar and GNU tar read it); what follows is ignored, though the caller's diff_id hash still covers it.
+ * archive/tar and GNU tar read it); what follows may only be zeros, at most MAX_TRAILING_ZERO_BYTES of them
+ * (a TarLimitError past that; an Error for anything not zero).
  */
 export class TarReader {
   private readonly header = new Uint8Array(BLOCK);
@@ -117,6 +128,8 @@ export class TarReader {
   private longPath: string | undefined;
   private longLink: string | undefined;
   private ended = false;
+  /** Bytes seen after the end-of-archive block. */
+  private trailing = 0;
 
   constructor(private readonly visitor: TarVisitor) {}
 
@@ -163,6 +176,15 @@ export class TarReader {
       this.headerFill = 0;
       this.onHeader();
     }
+    if (offset < length) this.trailer(chunk.subarray(offset));
+  }
+
+  private trailer(bytes: Uint8Array): void {
+    this.trailing += bytes.length;
+    if (this.trailing > MAX_TRAILING_ZERO_BYTES) {
+      throw new TarLimitError(`more than ${MAX_TRAILING_ZERO_BYTES} bytes after the end of the tar archive`);
+    }
+    for (let i = 0; i < bytes.length; i++) if (bytes[i] !== 0) throw new Error("data after the end of the tar archive");
   }
 
   /** The archive ended: an entry cut short, or no end-of-archive marker after a started entry, is an error. */
@@ -202,7 +224,7 @@ export class TarReader {
     const block = this.header;
     const sum = checksum(block);
     if (sum === 8 * 0x20 && isZeroBlock(block)) {
-      // end of archive (one zero block is enough, as for tar-stream); what follows is ignored
+      // end of archive (one zero block is enough, as for tar-stream); what follows may only be zero padding
       this.ended = true;
       return;
     }
@@ -219,7 +241,7 @@ export class TarReader {
     let size = octal(block, 124, 12);
     if (!(size >= 0)) throw new Error("invalid tar header: bad size field");
     if (type === "pax-header" || type === "pax-global-header" || type === "gnu-long-path" || type === "gnu-long-link-path") {
-      if (size > MAX_META_BYTES) throw new Error("tar metadata record exceeds 1 MiB");
+      if (size > MAX_META_BYTES) throw new TarLimitError("tar metadata record exceeds 1 MiB");
       this.meta = new Uint8Array(size);
       this.metaFill = 0;
       this.metaType = type;
