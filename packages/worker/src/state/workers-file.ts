@@ -1,4 +1,6 @@
-import { readFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { constants } from "node:fs";
+import { lstat, open, readlink, rename, rm, readFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { errnoCode, IiiError } from "../errors.js";
 import { withFileLock } from "../host/file-lock.js";
@@ -8,7 +10,6 @@ import { mkdirs } from "../host/mkdirs.js";
 // files it cost `start` 50-110 ms before the supervisor could get `go`; bundled it loads in ~10 ms.
 import { parseDocument, stringify } from "yaml";
 import { decodeWorkersFile, encodeWorkersFile, type WorkersFile } from "./model.js";
-import { writeFileAtomic } from "../util/atomic-write.js";
 
 const HEADER = "# iii managed workers (written by iii-worker; edits are kept)\n";
 
@@ -48,10 +49,44 @@ export function serializeWorkersFile(file: WorkersFile): string {
   return HEADER + stringify(encodeWorkersFile(file), { lineWidth: 0 });
 }
 
-async function writeAtomically(path: string, file: WorkersFile): Promise<void> {
+/** The mode of the regular file at `path`, undefined if there is none; refuses a link or anything else. */
+async function existingFileMode(path: string): Promise<number | undefined> {
   try {
-    await writeFileAtomic(path, serializeWorkersFile(file), { fsync: true, mode: 0o644 });
+    const st = await lstat(path);
+    if (st.isSymbolicLink()) {
+      const target = await readlink(path).catch(() => "?");
+      throw new IiiError("StateFileUnwritable", `${path} is a symbolic link (to ${target}); refusing to write through it (remove the link)`);
+    }
+    if (!st.isFile()) throw new IiiError("StateFileUnwritable", `${path} is not a regular file`);
+    return st.mode & 0o7777;
   } catch (error) {
+    if (error instanceof IiiError) throw error;
+    if (errnoCode(error) === "ENOENT") return undefined;
+    throw new IiiError("StateFileUnwritable", `cannot write ${path}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+/**
+ * Temp file + fsync + rename, never through a symbolic link: the file lives in a project directory,
+ * which a worker (`iii worker dev` mounts the project read-write) may write, so a link planted at its
+ * name is refused rather than followed to whatever it points at; the rename replaces a name, so one
+ * swapped in after the check is replaced, not written through. An existing file keeps its mode.
+ */
+async function writeAtomically(path: string, file: WorkersFile): Promise<void> {
+  const mode = (await existingFileMode(path)) ?? 0o644;
+  const tmp = `${path}.${randomBytes(6).toString("hex")}.tmp`;
+  try {
+    const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
+    try {
+      await fh.writeFile(serializeWorkersFile(file));
+      await fh.chmod(mode);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+  } catch (error) {
+    await rm(tmp, { force: true });
     throw new IiiError("StateFileUnwritable", `cannot write ${path}: ${(error as Error).message}`, { cause: error });
   }
 }
@@ -64,6 +99,7 @@ async function writeAtomically(path: string, file: WorkersFile): Promise<void> {
 export async function updateWorkersFile<T>(path: string, change: (file: WorkersFile) => T | Promise<T>): Promise<T> {
   await mkdirs(dirname(path));
   return withFileLock(`${path}.lock`, async () => {
+    await existingFileMode(path);
     const file = await loadWorkersFile(path);
     const result = await change(file);
     await writeAtomically(path, file);
