@@ -4,7 +4,8 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runWorkerCli } from "../helpers.js";
-import { exitWith, flood, growBy, O_CREAT, O_TRUNC, openAt, RIGHT_FD_READ, RIGHT_FD_WRITE, spin, wat } from "./wat.js";
+import { coreModuleMemories } from "../../src/wasm/memories.js";
+import { exitWith, flood, gcHoarder, growBy, importedAndDefinedMemory, O_CREAT, O_TRUNC, openAt, RIGHT_FD_READ, RIGHT_FD_WRITE, spin, twoMemories, wat } from "./wat.js";
 
 // Real runner processes (node --permission, node:wasi in a worker thread), started through the built CLI.
 let root: string;
@@ -44,11 +45,11 @@ async function waitEnded(project: string, name: string, timeoutMs = 20_000): Pro
 }
 
 /** A fresh project with the module added (extra `add` options) and started; resolves with the ended row. */
-async function run(source: string, addArgs: string[] = [], env: NodeJS.ProcessEnv = {}) {
+async function run(source: string | Uint8Array, addArgs: string[] = [], env: NodeJS.ProcessEnv = {}) {
   const project = join(root, `p${++n}`);
   mkdirSync(project, { recursive: true });
   const module = join(project, "guest.wasm");
-  writeFileSync(module, await wat(source));
+  writeFileSync(module, typeof source === "string" ? await wat(source) : source);
   const added = await cli(project, ["add", module, "--name", "guest", ...addArgs]);
   expect(added.code, added.stderr).toBe(0);
   const started = await cli(project, ["start", "guest"], env);
@@ -108,6 +109,32 @@ describe("hostile modules", () => {
     expect(started.stderr).toMatch(/memory limit/);
     expect((await row(project, "big"))).toMatchObject({ status: "failed", lastExit: { state: "failed", reason: expect.stringMatching(/^memory limit/) } });
     expect((await cli(project, ["list"])).stdout).toMatch(/failed: memory limit/);
+  });
+
+  it("a module with more than one memory is refused at start (the limit holds per memory)", async () => {
+    // two memories each grown to the cap would hold twice the limit
+    const two = await wat(twoMemories(200), { multi_memory: true });
+    expect(coreModuleMemories(two)).toEqual([{ index: 0, imported: 0, defined: 2 }]);
+    expect(coreModuleMemories(await wat(importedAndDefinedMemory, { multi_memory: true }))).toEqual([{ index: 0, imported: 1, defined: 1 }]);
+    const project = join(root, "twomem");
+    mkdirSync(project, { recursive: true });
+    writeFileSync(join(project, "two.wasm"), two);
+    expect((await cli(project, ["add", "./two.wasm", "--memory", "16Mi"])).code).toBe(0);
+    const started = await cli(project, ["start", "two"]);
+    expect(started.code).toBe(1);
+    expect(started.stderr).toMatch(/the module has 2 memories \(2 defined, 0 imported\); at most 1 is allowed.*\[WasmInvalid\]/);
+    expect((await row(project, "two")).lastExit).toBeNull(); // it never ran
+  });
+
+  it("a WasmGC module cannot hold more than the limit in the V8 heap: past it the run ends failed: memory limit", async () => {
+    // 16 arrays of 1 MiB fit under the heap floor (64 MiB): GC modules run
+    expect((await run(gcHoarder(16, 1 << 20), ["--memory", "16Mi"])).row).toMatchObject({ status: "completed", lastExit: { code: 0 } });
+    // 1 GiB of arrays kept in a table, with a 16 MiB limit: ended at 16 + 64 (heap) + 16 + 192 (runtime) = 288 MiB
+    // (undefended, the run completes at 1.1 GB RSS)
+    const r = await run(gcHoarder(1024, 1 << 20), ["--memory", "16Mi"]);
+    expect(r.row).toMatchObject({ status: "failed", lastExit: { state: "failed", code: null, reason: expect.stringMatching(/^memory limit: the runner's resident memory reached \d+ MiB \(at most 288 MiB/) } });
+    expect(r.listText).toMatch(/failed: memory limit/);
+    expect(r.row.lastExit!.maxRssKb!).toBeLessThan(360 * 1024);
   });
 
   it("spinning forever is ended at maxExecutionMs (failed, timeout) and at the CPU budget (failed, cpu budget)", async () => {
