@@ -9,6 +9,7 @@ import { dirname, join } from "node:path";
 import { Worker } from "node:worker_threads";
 import { parseWasiConfig, type WasiConfig } from "./config.js";
 import { EngineLink } from "./engine-link.js";
+import { assertNoLinksOut } from "./mount-links.js";
 import type { GuestData, GuestMessage, WasmLaunch } from "./protocol.js";
 
 /** Least V8 heap a guest thread gets, whatever the memory limit: preview2-shim and jco's glue run in it too. */
@@ -114,6 +115,17 @@ export async function runWasmRunner(configPath: string): Promise<number> {
     const reason = (error as Error).message;
     report({ event: "failed", code: "WasiConfigInvalid", message: reason });
     return finish({ state: "failed", code: null, reason });
+  }
+
+  if (launch.kind === "module") {
+    // preview 1 only: preview2-shim resolves every path component itself and refuses escapes
+    try {
+      for (const d of config.dirs) assertNoLinksOut(d);
+    } catch (error) {
+      const reason = (error as Error).message;
+      report({ event: "failed", code: (error as { code?: string }).code ?? "WasmStartFailed", message: reason });
+      return finish({ state: "failed", code: null, reason });
+    }
   }
 
   const stdoutFd = openSync(join(dir, "logs", "stdout.log"), "a", 0o600);

@@ -5,6 +5,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runWorkerCli } from "../helpers.js";
 import { coreModuleMemories } from "../../src/wasm/memories.js";
+import { assertNoLinksOut } from "../../src/wasm/mount-links.js";
 import { exitWith, flood, gcHoarder, growBy, importedAndDefinedMemory, O_CREAT, O_TRUNC, openAt, RIGHT_FD_READ, RIGHT_FD_WRITE, spin, twoMemories, wat } from "./wat.js";
 
 // Real runner processes (node --permission, node:wasi in a worker thread), started through the built CLI.
@@ -70,16 +71,62 @@ describe("preview 1 on node:wasi", () => {
 });
 
 describe("hostile modules", () => {
-  it("cannot read outside its dirs (.. and a symlink out both refused with ENOTCAPABLE)", async () => {
+  it("cannot read outside its dirs (.. refused with ENOTCAPABLE)", async () => {
     const project = join(root, "outside");
     mkdirSync(join(project, "data"), { recursive: true });
     writeFileSync(join(project, "secret.txt"), "secret");
-    symlinkSync(join(project, "secret.txt"), join(project, "data", "link"));
     writeFileSync(join(project, "data", "inside.txt"), "ok");
     const dir = ["--mount", `${join(project, "data")}:/data:ro`];
     expect((await run(openAt("inside.txt", 0, RIGHT_FD_READ), dir)).row.lastExit).toMatchObject({ code: 0 });
     expect((await run(openAt("../secret.txt", 0, RIGHT_FD_READ), dir)).row.lastExit).toMatchObject({ code: 76 });
-    expect((await run(openAt("link", 0, RIGHT_FD_READ), dir)).row.lastExit).toMatchObject({ code: 76 });
+  });
+
+  it("a mount holding a symlink out of it is refused at start (node:wasi follows one in the middle of a path)", async () => {
+    // the reviewer's repro: data/up -> the dir above, the module creates up/planted.txt through it
+    const project = join(root, "linkout");
+    mkdirSync(join(project, "data"), { recursive: true });
+    symlinkSync(project, join(project, "data", "up"));
+    writeFileSync(join(project, "guest.wasm"), await wat(openAt("up/planted.txt", O_CREAT, RIGHT_FD_WRITE)));
+    expect((await cli(project, ["add", "./guest.wasm", "--mount", `${join(project, "data")}:/data`])).code).toBe(0);
+    const started = await cli(project, ["start", "guest"]);
+    expect(started.code).toBe(1);
+    expect(started.stderr).toContain(`mount ${join(project, "data")} (/data): up is a symlink to ${project}, out of the mount`);
+    expect(started.stderr).toMatch(/\[InvalidOption\]$/m);
+    expect(existsSync(join(project, "planted.txt"))).toBe(false);
+    expect(await row(project, "guest")).toMatchObject({ status: "failed", lastExit: { state: "failed", reason: expect.stringMatching(/up is a symlink/) } });
+    // one that only a component-by-component resolution catches: x/l -> y/../.. with x/y -> . is x/.. /.. =
+    // the mount's parent, though y/../.. read as text stays inside
+    rmSync(join(project, "data", "up"));
+    mkdirSync(join(project, "data", "x"), { recursive: true });
+    symlinkSync(".", join(project, "data", "x", "y"));
+    symlinkSync("y/../..", join(project, "data", "x", "l"));
+    const again = await cli(project, ["start", "guest"]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain("x/l is a symlink to y/../.., out of the mount");
+  });
+
+  it("a mount with symlinks that stay inside it still runs, and the module reaches files through them", async () => {
+    const project = join(root, "linkin");
+    const data = join(project, "data");
+    mkdirSync(join(data, "sub", "deep"), { recursive: true });
+    writeFileSync(join(data, "sub", "x.txt"), "x");
+    symlinkSync("sub", join(data, "inner")); // relative
+    symlinkSync(join(data, "sub"), join(data, "abs")); // absolute, into the mount
+    symlinkSync("../..", join(data, "sub", "deep", "top")); // climbs, but only to the mount's root
+    symlinkSync("missing/file", join(data, "dangling")); // dangling, inside
+    const dir = ["--mount", `${data}:/data:ro`];
+    expect((await run(openAt("inner/x.txt", 0, RIGHT_FD_READ), dir)).row).toMatchObject({ status: "completed", lastExit: { code: 0 } });
+    expect((await run(openAt("abs/x.txt", 0, RIGHT_FD_READ), dir)).row).toMatchObject({ status: "completed", lastExit: { code: 0 } });
+    expect((await run(openAt("sub/deep/top/sub/x.txt", 0, RIGHT_FD_READ), dir)).row).toMatchObject({ status: "completed", lastExit: { code: 0 } });
+  });
+
+  it("the symlink check is bounded: a mount with more entries than the limit is refused, naming it", () => {
+    const data = join(root, "wide");
+    mkdirSync(data, { recursive: true });
+    for (let i = 0; i < 20; i++) writeFileSync(join(data, `f${i}`), "");
+    const dir = { hostPath: data, guestPath: "/data", readOnly: true };
+    expect(() => assertNoLinksOut(dir, { maxEntries: 10, maxMs: 5_000 })).toThrow(new RegExp(`mount ${data} \\(/data\\) is too large to check for symlinks out of it \\(more than 10 entries`));
+    expect(() => assertNoLinksOut(dir, { maxEntries: 100, maxMs: 5_000 })).not.toThrow();
   });
 
   it("cannot write into a readOnly dir (create, truncate, open for write: EROFS), and can into a writable one", async () => {
