@@ -45,7 +45,7 @@ async function runModule(data: GuestData): Promise<void> {
   });
   const bytes = readFileSync(data.launch.module);
   // checked again on the bytes compiled here (the controller checked the file at start)
-  assertOneMemory(bytes, "the module");
+  assertOneMemory(bytes, data.launch.module);
   const module = await WA.compile(bytes);
   let memory: WasmMemory | undefined;
   const base = wasi.getImportObject() as { wasi_snapshot_preview1: Record<string, (...a: (number | bigint)[]) => number> };

@@ -140,7 +140,7 @@ export async function runWasmRunner(configPath: string): Promise<number> {
   const timers: NodeJS.Timeout[] = [];
   let closed = false;
   /** The end of the run as it is recorded (once), whichever way the thread ends. */
-  const conclude = (threadCode: number | null): WasmRunEnd => {
+  const conclude = (): WasmRunEnd => {
     closed = true;
     for (const t of timers) clearTimeout(t);
     const final = end ?? { state: "failed", code: null, reason: "the guest thread ended without a result" };
@@ -163,7 +163,7 @@ export async function runWasmRunner(configPath: string): Promise<number> {
     void worker.terminate();
     const hard = setTimeout(() => {
       if (closed) return;
-      conclude(null);
+      conclude();
       process.kill(process.pid, "SIGKILL");
     }, graceMs);
     hard.unref();
@@ -228,7 +228,7 @@ export async function runWasmRunner(configPath: string): Promise<number> {
   for (const t of timers) clearTimeout(t);
   await engine.close(end?.reason ?? `thread exit ${threadCode}`);
   if (closed) return 0; // recorded by a hard stop meanwhile
-  conclude(threadCode);
+  conclude();
   return 0;
 }
 

@@ -184,6 +184,14 @@ describe("hostile modules", () => {
     expect(r.row.lastExit!.maxRssKb!).toBeLessThan(360 * 1024);
   });
 
+  it("a thread that ignores terminate() (large GC allocations in a loop) still ends at its timeout: the runner ends with it", async () => {
+    const t0 = Date.now();
+    const r = await run(gcHoarder(0x7fffffff, 1 << 20, false), ["--max-execution-ms", "300"]);
+    expect(r.row).toMatchObject({ status: "failed", pid: null, lastExit: { state: "failed", code: null, reason: "timeout" } });
+    expect(r.row.lastExit!.durationMs!).toBeLessThan(4_000); // 300 ms + the 2 s grace
+    expect(Date.now() - t0).toBeLessThan(30_000);
+  });
+
   it("spinning forever is ended at maxExecutionMs (failed, timeout) and at the CPU budget (failed, cpu budget)", async () => {
     const t0 = Date.now();
     const timed = await run(spin, ["--max-execution-ms", "300"]);

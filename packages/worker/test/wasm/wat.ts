@@ -104,14 +104,15 @@ const text = (s: string) => [...uleb(s.length), ...new TextEncoder().encode(s)];
 
 /**
  * A WasmGC module (hand-encoded: wabt does not assemble GC instructions): `count` arrays of `bytesEach` i8
- * (array.new_default), each kept alive in an anyref table, then `_start` returns (exit 0). The arrays live in
+ * (array.new_default), each kept alive in an anyref table (or, `keep` false, each dropped for the next), then
+ * `_start` returns (exit 0). The arrays live in
  * the V8 heap, where the linear memory cap does not look. One linear memory of one page, exported for WASI.
  */
-export function gcHoarder(count: number, bytesEach: number): Uint8Array {
+export function gcHoarder(count: number, bytesEach: number, keep = true): Uint8Array {
   const body = [
     ...[1, 1, 0x7f], // one i32 local: the index
     ...[0x03, 0x40], // loop
-    ...[0x20, 0], // local.get 0 (table slot)
+    ...(keep ? [0x20, 0] : [0x41, 0]), // table slot: the index (kept), or always 0 (the previous one is garbage)
     ...[0x41, ...sleb(bytesEach)], // i32.const length
     ...[0xfb, 0x07, 0], // array.new_default type 0
     ...[0x26, 0], // table.set 0
@@ -124,7 +125,7 @@ export function gcHoarder(count: number, bytesEach: number): Uint8Array {
     ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
     ...section(1, [2, 0x5e, 0x78, 0x01, 0x60, 0, 0]), // types: (array (mut i8)), (func)
     ...section(3, [1, 1]), // one function of type 1
-    ...section(4, [1, 0x6e, 0x00, ...uleb(count)]), // table: `count` anyref
+    ...section(4, [1, 0x6e, 0x00, ...uleb(keep ? count : 1)]), // table: `count` anyref (1 if not kept)
     ...section(5, [1, 0x00, 1]), // memory: 1 page
     ...section(7, [2, ...text("memory"), 0x02, 0, ...text("_start"), 0x00, 0]),
     ...section(10, [1, ...uleb(body.length), ...body]),
