@@ -16,7 +16,11 @@ export interface WasiDir {
 }
 
 export interface WasiNetwork {
-  /** Use the host's network stack as is (still checked against the egress policy). */
+  /**
+   * Use the host's network stack: an empty connect/outgoing list allows any target (still checked against the
+   * egress policy). Binds are never opened by this: an empty bind list allows none (but the UDP `0.0.0.0:0` a
+   * client socket needs).
+   */
   inherit: boolean;
   /** false: no name resolution at all. */
   allowIpNameLookup: boolean;

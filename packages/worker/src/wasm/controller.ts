@@ -11,6 +11,7 @@ import { iiiHome, workerPaths } from "../paths.js";
 import type { WorkerSpec } from "../state/model.js";
 import { buildWasiConfig, encodeWasiConfig, WASM_PAGE, type WasiConfig } from "./config.js";
 import { detectWasmKind } from "./kind.js";
+import { assertOneMemory } from "./memories.js";
 import { DEFAULT_STDIO_CAP_BYTES, type WasmLaunch } from "./protocol.js";
 import { packageClosure, readRoots } from "./packages.js";
 import { SHIM_INTERFACES, shimModuleUrl, transpileComponent } from "./transpile.js";
@@ -76,6 +77,7 @@ export async function startWasmWorker(name: string, spec: WorkerSpec, options: W
     throw new IiiError("WasmInvalid", `cannot read ${module}: ${(error as Error).message}`);
   }
   const kind = detectWasmKind(bytes, module);
+  assertOneMemory(bytes, module);
   const config = buildWasiConfig(name, spec, options.engineUrl);
   for (const d of config.dirs) {
     if (!(await stat(d.hostPath).catch(() => undefined))?.isDirectory()) throw new IiiError("InvalidOption", `dir ${d.hostPath} (for ${d.guestPath}) is not a directory`);

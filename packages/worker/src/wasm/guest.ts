@@ -7,6 +7,7 @@ import { WASI } from "node:wasi";
 import { parentPort, workerData } from "node:worker_threads";
 import { parseWasiConfig } from "./config.js";
 import { guardWasiImports } from "./guard.js";
+import { assertOneMemory } from "./memories.js";
 import { WA, type WasmMemory, type WasmInstance } from "./wa.js";
 import type { GuestData, GuestMessage } from "./protocol.js";
 
@@ -15,6 +16,7 @@ const post = (message: GuestMessage) => parentPort!.postMessage(message);
 function describe(error: unknown): string {
   const e = error as Error;
   const text = String(e?.message ?? error);
+  if (e?.name === "IiiError") return text;
   if (e instanceof RangeError || /allocate|out of memory/i.test(text)) return `memory limit: ${text}`;
   const err = error as object;
   if (err instanceof WA.RuntimeError) return `trap: ${text}`;
@@ -41,7 +43,10 @@ async function runModule(data: GuestData): Promise<void> {
     stdout: data.stdoutFd,
     stderr: data.stderrFd,
   });
-  const module = await WA.compile(readFileSync(data.launch.module));
+  const bytes = readFileSync(data.launch.module);
+  // checked again on the bytes compiled here (the controller checked the file at start)
+  assertOneMemory(bytes, data.launch.module);
+  const module = await WA.compile(bytes);
   let memory: WasmMemory | undefined;
   const base = wasi.getImportObject() as { wasi_snapshot_preview1: Record<string, (...a: (number | bigint)[]) => number> };
   const guarded = guardWasiImports(base.wasi_snapshot_preview1, {

@@ -71,6 +71,37 @@ export interface NetDenial {
 type ListName = "tcpConnect" | "tcpBind" | "udpBind" | "udpConnect" | "udpOutgoing";
 type SocketCheck = (listName: ListName, protocol: "tcp" | "udp", address: ShimAddress, outbound: boolean) => void;
 
+const LOOPBACK_NET = 127;
+/** Ports only root may bind on the host. */
+const PRIVILEGED_PORT_END = 1024;
+
+/**
+ * Why a bind to `ip:port` is refused (undefined: allowed). A bind puts a listener on the host itself (the shim's
+ * TCP bind already listens, to hold the endpoint), so the lists alone decide, inherited network or not:
+ * - an empty list allows no bind, except, with the host network inherited, the UDP bind to `0.0.0.0:0` a
+ *   client socket needs before it can send (TCP connects need no bind);
+ * - the host's loopback (127/8) and the unspecified address (0.0.0.0, which listens on loopback too) need a
+ *   pattern that names them: a matching pattern with an address of prefix 8 or longer, not `*` (a chosen port
+ *   there squats a port the engine or a local service expects);
+ * - a port below 1024 needs a pattern that names its port (not `*`).
+ */
+export function bindRefusal(list: SocketPattern[], listName: string, protocol: "tcp" | "udp", ip: number, port: number, inherit: boolean): string | undefined {
+  if (list.length === 0) {
+    if (inherit && protocol === "udp" && ip === 0 && port === 0) return undefined;
+    return `not in ${listName} (an empty ${listName} allows no bind${inherit ? ", even with the host network inherited" : ""})`;
+  }
+  const matching = list.filter((p) => patternMatches(p, ip, port));
+  if (matching.length === 0) return `not in ${listName}`;
+  const hostLocal = ip === 0 || ip >>> 24 === LOOPBACK_NET;
+  if (hostLocal && port !== 0 && !matching.some((p) => p.prefix >= 8)) {
+    return `${ip === 0 ? "0.0.0.0 (every host address, loopback included)" : "the host's loopback"} needs a ${listName} pattern naming its address, not *`;
+  }
+  if (port !== 0 && port < PRIVILEGED_PORT_END && !matching.some((p) => !(p.portLo === 0 && p.portHi === 65535))) {
+    return `port ${port} (below 1024) needs a ${listName} pattern naming the port, not *`;
+  }
+  return undefined;
+}
+
 /** WASI_CONFIG's network section, parsed once, with the check every guarded operation (sockets and HTTP) goes through. */
 export interface SocketGuard {
   network: WasiNetwork;
@@ -98,14 +129,17 @@ export function createSocketGuard(network: WasiNetwork, egress: EgressCheck, onD
     const ip = ipv4ToInt(address.val.address.join("."))!;
     const port = address.val.port;
     const list = lists[listName];
+    if (!outbound) {
+      const reason = bindRefusal(list, listName, protocol, ip, port, network.inherit);
+      if (reason) deny(reason);
+      return;
+    }
     // inherit with an empty list: any address (still under the egress policy); otherwise the list decides
     if (!list.some((p) => patternMatches(p, ip, port)) && !(network.inherit && list.length === 0)) deny(`not in ${listName}`);
-    if (outbound) {
-      // The host itself is never a target: its loopback (a VM's 127/8 is its own; a runner's is the host's) and 0/8.
-      if (ip >>> 24 === 127 || ip >>> 24 === 0) deny("egress policy: host loopback");
-      const decision = egress(protocol, ip, port);
-      if (!decision.allowed) deny(`egress policy: ${decision.rule}`);
-    }
+    // The host itself is never a target: its loopback (a VM's 127/8 is its own; a runner's is the host's) and 0/8.
+    if (ip >>> 24 === 127 || ip >>> 24 === 0) deny("egress policy: host loopback");
+    const decision = egress(protocol, ip, port);
+    if (!decision.allowed) deny(`egress policy: ${decision.rule}`);
   };
   return { network, check, lists, onDenied };
 }

@@ -9,7 +9,41 @@ import { dirname, join } from "node:path";
 import { Worker } from "node:worker_threads";
 import { parseWasiConfig, type WasiConfig } from "./config.js";
 import { EngineLink } from "./engine-link.js";
+import { assertNoLinksOut } from "./mount-links.js";
 import type { GuestData, GuestMessage, WasmLaunch } from "./protocol.js";
+
+/** Least V8 heap a guest thread gets, whatever the memory limit: preview2-shim and jco's glue run in it too. */
+export const GUEST_HEAP_FLOOR_MB = 64;
+const GUEST_YOUNG_GENERATION_MB = 16;
+
+/** What the runner process itself needs besides the guest's memory and heap (Node, the shim, the engine link). */
+export const RUNNER_RSS_ALLOWANCE_MB = 192;
+const RSS_POLL_MS = 20;
+/** How long a stopped guest thread may take to end before the runner records the end and kills itself. */
+const STOP_GRACE_MS = 2_000;
+
+export interface GuestMemoryLimits {
+  /** The guest thread's V8 heap (Worker resourceLimits). */
+  resourceLimits: { maxOldGenerationSizeMb: number; maxYoungGenerationSizeMb: number };
+  /** The runner process's resident memory past which the guest thread is ended. */
+  maxRssBytes: number;
+}
+
+/**
+ * The guest's memory bounds, from the memory limit. `--wasm-max-mem-pages` bounds linear memory only; WasmGC
+ * structs and arrays, tables of references and a component's JavaScript live in the V8 heap, which a thread
+ * otherwise grows to the host default (4 GiB here). The heap limits end the thread (ERR_WORKER_OUT_OF_MEMORY)
+ * when small objects fill it, but V8 does not hold large objects to them while wasm code runs (measured on Node
+ * 24.21: 1 MiB GC arrays in a loop reached 2.1 GB RSS under a 64 MiB old generation before the thread ended),
+ * so the runner also watches its own resident memory and ends the thread past limit + heap + an allowance.
+ */
+export function guestMemoryLimits(maxMemoryBytes: number): GuestMemoryLimits {
+  const maxOldGenerationSizeMb = Math.max(GUEST_HEAP_FLOOR_MB, Math.ceil(maxMemoryBytes / 2 ** 20));
+  return {
+    resourceLimits: { maxOldGenerationSizeMb, maxYoungGenerationSizeMb: GUEST_YOUNG_GENERATION_MB },
+    maxRssBytes: maxMemoryBytes + (maxOldGenerationSizeMb + GUEST_YOUNG_GENERATION_MB + RUNNER_RSS_ALLOWANCE_MB) * 2 ** 20,
+  };
+}
 
 /** This process's start time in clock ticks since boot (/proc/self/stat is the one /proc file in its read list). */
 function ownStartTime(): number | undefined {
@@ -83,19 +117,56 @@ export async function runWasmRunner(configPath: string): Promise<number> {
     return finish({ state: "failed", code: null, reason });
   }
 
+  if (launch.kind === "module") {
+    // preview 1 only: preview2-shim resolves every path component itself and refuses escapes
+    try {
+      for (const d of config.dirs) assertNoLinksOut(d);
+    } catch (error) {
+      const reason = (error as Error).message;
+      report({ event: "failed", code: (error as { code?: string }).code ?? "WasmStartFailed", message: reason });
+      return finish({ state: "failed", code: null, reason });
+    }
+  }
+
   const stdoutFd = openSync(join(dir, "logs", "stdout.log"), "a", 0o600);
   const stderrFd = openSync(join(dir, "logs", "stderr.log"), "a", 0o600);
   const data: GuestData = { launch, configText, stdoutFd, stderrFd };
   // A component's shim writes to the process's fds 1 and 2, which the controller points at the log files.
-  const worker = new Worker(new URL("./wasm-guest.js", import.meta.url), { workerData: data, stdout: false, stderr: false, env: process.env });
+  const { resourceLimits, maxRssBytes } = guestMemoryLimits(config.limits.maxMemoryBytes);
+  const worker = new Worker(new URL("./wasm-guest.js", import.meta.url), { workerData: data, stdout: false, stderr: false, env: process.env, resourceLimits });
 
   let end: WasmRunEnd | undefined;
   let cpuMs = 0;
   const timers: NodeJS.Timeout[] = [];
-  const stopWith = (e: WasmRunEnd) => {
+  let closed = false;
+  /** The end of the run as it is recorded (once), whichever way the thread ends. */
+  const conclude = (): WasmRunEnd => {
+    closed = true;
+    for (const t of timers) clearTimeout(t);
+    const final = end ?? { state: "failed", code: null, reason: "the guest thread ended without a result" };
+    if (final.state === "failed") report({ event: "failed", code: "WasmStartFailed", message: final.reason });
+    // A run that ended before `start` heard "ready" still counts as started: it ran.
+    report({ event: "ready", pid: process.pid, timings: { ready: Math.round(performance.now() - t0) } });
+    closeSync(stdoutFd);
+    closeSync(stderrFd);
+    finish(final, { kind: launch.kind, ...(cpuMs ? { cpuMs: Math.round(cpuMs) } : {}) });
+    return final;
+  };
+  /**
+   * Ends the thread; if it does not end within `graceMs`, records the end and kills this process. V8 does not
+   * honour worker.terminate() while wasm code allocates large GC objects (measured on Node 24.21: a loop of
+   * 1 MiB array.new_default ran on to its end, 1.1 GB, after terminate()), so a stop must not wait on it.
+   */
+  const stopWith = (e: WasmRunEnd, graceMs = STOP_GRACE_MS) => {
     if (end) return;
     end = e;
     void worker.terminate();
+    const hard = setTimeout(() => {
+      if (closed) return;
+      conclude();
+      process.kill(process.pid, "SIGKILL");
+    }, graceMs);
+    hard.unref();
   };
   const engine = new EngineLink(
     worker,
@@ -103,6 +174,14 @@ export async function runWasmRunner(configPath: string): Promise<number> {
     launch.name,
     (line) => writeSync(stderrFd, `[iii: ${line}]\n`),
     (reason) => stopWith({ state: "failed", code: null, reason }),
+  );
+  const mib = (bytes: number) => Math.round(bytes / 2 ** 20);
+  timers.push(
+    setInterval(() => {
+      const rss = process.memoryUsage.rss();
+      // no grace: the memory keeps growing while the thread runs
+      if (rss > maxRssBytes) stopWith({ state: "failed", code: null, reason: `memory limit: the runner's resident memory reached ${mib(rss)} MiB (at most ${mib(maxRssBytes)} MiB: the limit, the guest's heap and the runtime)` }, 0);
+    }, RSS_POLL_MS),
   );
   const onSignal = () => stopWith({ state: "stopped", code: null, reason: "stopped" });
   process.on("SIGTERM", onSignal);
@@ -136,20 +215,21 @@ export async function runWasmRunner(configPath: string): Promise<number> {
     }
   });
   worker.on("error", (error) => {
-    end ??= { state: "failed", code: null, reason: `runner: ${error.message}` };
+    const outOfMemory = (error as NodeJS.ErrnoException).code === "ERR_WORKER_OUT_OF_MEMORY";
+    end ??= {
+      state: "failed",
+      code: null,
+      reason: outOfMemory ? `memory limit: the guest's heap passed ${resourceLimits.maxOldGenerationSizeMb} MiB (${error.message})` : `runner: ${error.message}`,
+    };
   });
   // preview2-shim ends a component's run with process.exit(code), which ends this thread with that code
   const threadCode = await new Promise<number>((resolve) => worker.once("exit", (code) => resolve(code)));
   if (!end && launch.kind === "component") end = { state: "completed", code: threadCode, reason: `exit ${threadCode}` };
   for (const t of timers) clearTimeout(t);
   await engine.close(end?.reason ?? `thread exit ${threadCode}`);
-  const final = end ?? { state: "failed", code: null, reason: "the guest thread ended without a result" };
-  if (final.state === "failed") report({ event: "failed", code: "WasmStartFailed", message: final.reason });
-  // A run that ended before `start` heard "ready" still counts as started: it ran.
-  report({ event: "ready", pid: process.pid, timings: { ready: Math.round(performance.now() - t0) } });
-  closeSync(stdoutFd);
-  closeSync(stderrFd);
-  return finish(final, { kind: launch.kind, ...(cpuMs ? { cpuMs: Math.round(cpuMs) } : {}) });
+  if (closed) return 0; // recorded by a hard stop meanwhile
+  conclude();
+  return 0;
 }
 
 /** The runner process's entry (dist/wasm-runner.js): `node [permission flags] wasm-runner.js __wasm-run <config>`. */

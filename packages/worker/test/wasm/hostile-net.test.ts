@@ -1,7 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { createSocket, type Socket } from "node:dgram";
-import { createServer, type Server } from "node:net";
+import { connect, createServer, type Server } from "node:net";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -128,26 +128,79 @@ afterAll(() => {
 });
 
 let n = 0;
+const cliRun = (args: string[]) => runWorkerCli(args, { cwd: project, env: { III_HOME: join(root, "home") } });
+
+/** Adds the hostile component as a new worker with this attack and these options and starts it; returns its name. */
+async function launch(kind: string, target: string, options: string[]) {
+  const name = `h${++n}`;
+  const added = await cliRun(["add", "./hostile.wasm", "--name", name, "-e", `ATTACK=${kind}`, "-e", `TARGET=${target}`, ...options]);
+  expect(added.code, added.stderr).toBe(0);
+  const started = await cliRun(["start", name]);
+  expect(started.code, started.stderr).toBe(0);
+  return name;
+}
+
 /** Adds the hostile component as a new worker with this attack and these options, runs it, returns its verdict line. */
 async function attack(kind: string, target: string, options: string[]) {
-  const env = { III_HOME: join(root, "home") };
-  const run = (args: string[]) => runWorkerCli(args, { cwd: project, env });
-  const name = `h${++n}`;
-  const added = await run(["add", "./hostile.wasm", "--name", name, "-e", `ATTACK=${kind}`, "-e", `TARGET=${target}`, ...options]);
-  expect(added.code, added.stderr).toBe(0);
-  const started = await run(["start", name]);
-  expect(started.code, started.stderr).toBe(0);
+  return verdictOf(await launch(kind, target, options), kind, target);
+}
+
+/** Waits for the worker's run to end; its last line about the attack and its logs. */
+async function verdictOf(name: string, kind: string, target: string) {
+  const run = cliRun;
   for (let i = 0; i < 600; i++) {
     const row = (JSON.parse((await run(["list", "--json"])).stdout) as { name: string; status: string }[]).find((r) => r.name === name)!;
     if (row.status !== "running" && row.status !== "pending") {
       expect(row.status).toBe("completed");
       const shown = await run(["logs", name]);
       const logs = shown.stdout + shown.stderr;
-      return { verdict: logs.split("\n").find((l) => l.startsWith(`${kind} ${target}:`)) ?? `(no verdict) ${logs}`, logs };
+      return { verdict: logs.split("\n").findLast((l) => l.startsWith(`${kind} ${target}:`)) ?? `(no verdict) ${logs}`, logs };
     }
     await sleep(50);
   }
   throw new Error(`${name} did not end`);
+}
+
+/** A TCP port nothing listens on right now (the kernel's pick, released). */
+async function freePort(): Promise<number> {
+  const s = await listen("127.0.0.1", () => undefined);
+  const port = portOf(s);
+  await new Promise((resolve) => s.close(resolve));
+  return port;
+}
+
+/** Connects to `target` from the host: what the listener sent until it closed, or the connect error's code. */
+function dial(target: string): Promise<string> {
+  const [host, port] = target.split(":") as [string, string];
+  return new Promise((resolve) => {
+    let text = "";
+    const c = connect({ host, port: Number(port) });
+    c.setEncoding("utf8");
+    c.on("data", (d: string) => (text += d));
+    c.on("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+    c.on("close", () => resolve(text));
+    c.setTimeout(5_000, () => c.destroy());
+  });
+}
+
+/** Dials `target` every 25 ms until stopped: whatever answered (a connect that did not fail with ECONNREFUSED). */
+function watchListener(target: string) {
+  const answers: string[] = [];
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const r = await dial(target);
+      if (r !== "ECONNREFUSED") answers.push(r);
+      await sleep(25);
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return answers;
+    },
+  };
 }
 
 /** Lets a connection or datagram that got through arrive before the counts are read. */
@@ -193,6 +246,41 @@ describe.skipIf(!canNetns)("hostile network from inside a component", () => {
     await settle();
     expect(hostHits.loop).toBe(0);
   }, 60_000);
+
+  it("with the host network inherited and no bind list, a bind + listen on the host's loopback is refused and nothing listens", async () => {
+    const target = `127.0.0.1:${await freePort()}`;
+    const watch = watchListener(target);
+    const { verdict, logs } = await attack("tcp-listen", target, ["--wasm-inherit-network", "--max-execution-ms", "20000"]);
+    expect(verdict).toBe(`tcp-listen ${target}: refused access-denied`);
+    expect(logs).toContain(`tcpBind ${target} refused: not in tcpBind (an empty tcpBind allows no bind, even with the host network inherited)`);
+    expect(await watch.stop()).toEqual([]);
+  }, 60_000);
+
+  it("binds to loopback, 0.0.0.0 and ports below 1024 need a pattern naming them; a named one listens", async () => {
+    const port = await freePort();
+    const refusals: [string, string[], string][] = [
+      [`127.0.0.1:${port}`, ["--wasm-tcp-bind", "*:*"], "the host's loopback needs a tcpBind pattern naming its address, not *"],
+      [`0.0.0.0:${port}`, ["--wasm-tcp-bind", "*:*"], "0.0.0.0 (every host address, loopback included) needs a tcpBind pattern naming its address, not *"],
+      ["0.0.0.0:81", ["--wasm-tcp-bind", "0.0.0.0:*"], "port 81 (below 1024) needs a tcpBind pattern naming the port, not *"],
+    ];
+    for (const [target, options, reason] of refusals) {
+      const watch = watchListener(`127.0.0.1:${target.split(":")[1]}`);
+      const { verdict, logs } = await attack("tcp-listen", target, ["--wasm-inherit-network", "--max-execution-ms", "20000", ...options]);
+      expect(verdict).toBe(`tcp-listen ${target}: refused access-denied`);
+      expect(logs).toContain(`tcpBind ${target} refused: ${reason}`);
+      expect(await watch.stop()).toEqual([]);
+    }
+    // control: a pattern naming the address and port opens exactly that bind
+    const target = `127.0.0.1:${port}`;
+    const name = await launch("tcp-listen", target, ["--wasm-inherit-network", "--wasm-tcp-bind", target, "--max-execution-ms", "20000"]);
+    let answer = "";
+    for (let i = 0; i < 200 && !answer.startsWith("this is"); i++) {
+      answer = await dial(target);
+      if (!answer.startsWith("this is")) await sleep(50);
+    }
+    expect(answer).toBe("this is the wasm guest, not your service\n");
+    expect((await verdictOf(name, "tcp-listen", target)).verdict).toBe(`tcp-listen ${target}: accepted`);
+  }, 90_000);
 
   it("a name lookup with lookups disabled is refused (no resolution at all)", async () => {
     const { verdict, logs } = await attack("lookup", "localhost", ["--wasm-tcp-connect", `${nsAddr}:${ports.allowed}`]);

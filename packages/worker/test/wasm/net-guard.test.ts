@@ -5,7 +5,7 @@ import { EgressPolicy } from "@iii/network";
 import * as sockets from "@bytecodealliance/preview2-shim/sockets";
 import * as httpShim from "@bytecodealliance/preview2-shim/http";
 import { defaultWasiNetwork, type WasiNetwork } from "../../src/wasm/config.js";
-import { createSocketGuard, egressRulesFor, guardShimHttp, guardShimSockets, ipv4ToInt, parseSocketPattern, patternMatches, type NetDenial, type ShimHttp, type ShimSockets } from "../../src/wasm/net-guard.js";
+import { bindRefusal, createSocketGuard, egressRulesFor, guardShimHttp, guardShimSockets, ipv4ToInt, parseSocketPattern, patternMatches, type NetDenial, type ShimHttp, type ShimSockets } from "../../src/wasm/net-guard.js";
 
 // The real preview2-shim sockets with the runner's guard in front; the targets are listeners on loopback, so a
 // broken defence shows up as a local connection and nothing leaves the machine.
@@ -87,6 +87,26 @@ it("patterns: *, addresses, CIDRs, port ranges; bad ones named", () => {
   expect(patternMatches(p("192.0.2.1:8000-8010"), ipv4ToInt("192.0.2.1")!, 8011)).toBe(false);
   expect(parseSocketPattern("example.com:80")).toMatch(/expected ADDR:PORT/);
   expect(parseSocketPattern("10.0.0.0/33:1")).toBe("not an IPv4 address or CIDR");
+});
+
+it("binds: an empty list allows none (with inherit only UDP 0.0.0.0:0); loopback, 0.0.0.0 and ports < 1024 need a pattern naming them", () => {
+  const list = (...t: string[]) => t.map((x) => parseSocketPattern(x) as Exclude<ReturnType<typeof parseSocketPattern>, string>);
+  const ip = (t: string) => ipv4ToInt(t)!;
+  expect(bindRefusal([], "tcpBind", "tcp", ip("127.0.0.1"), 49134, true)).toMatch(/an empty tcpBind allows no bind, even with the host network inherited/);
+  expect(bindRefusal([], "tcpBind", "tcp", 0, 0, true)).toMatch(/empty tcpBind/); // a TCP connect needs no bind
+  expect(bindRefusal([], "udpBind", "udp", 0, 0, true)).toBeUndefined(); // the bind a UDP client needs
+  expect(bindRefusal([], "udpBind", "udp", 0, 0, false)).toMatch(/not in udpBind/);
+  expect(bindRefusal([], "udpBind", "udp", 0, 53, true)).toMatch(/empty udpBind/);
+  expect(bindRefusal(list("*:*"), "tcpBind", "tcp", ip("127.0.0.1"), 49134, true)).toMatch(/loopback needs a tcpBind pattern naming its address/);
+  expect(bindRefusal(list("*:*"), "tcpBind", "tcp", 0, 8080, false)).toMatch(/0\.0\.0\.0 .* needs a tcpBind pattern naming its address/);
+  expect(bindRefusal(list("*:*"), "tcpBind", "tcp", ip("10.1.2.3"), 8080, false)).toBeUndefined();
+  expect(bindRefusal(list("*:*"), "tcpBind", "tcp", 0, 0, false)).toBeUndefined(); // an ephemeral port squats nothing
+  expect(bindRefusal(list("127.0.0.1:49134"), "tcpBind", "tcp", ip("127.0.0.1"), 49134, true)).toBeUndefined();
+  expect(bindRefusal(list("0.0.0.0:8080"), "tcpBind", "tcp", 0, 8080, true)).toBeUndefined();
+  expect(bindRefusal(list("0.0.0.0:*"), "tcpBind", "tcp", 0, 81, true)).toMatch(/port 81 \(below 1024\) needs a tcpBind pattern naming the port/);
+  expect(bindRefusal(list("10.1.2.3:*"), "tcpBind", "tcp", ip("10.1.2.3"), 22, true)).toMatch(/port 22/);
+  expect(bindRefusal(list("0.0.0.0:81"), "tcpBind", "tcp", 0, 81, true)).toBeUndefined();
+  expect(bindRefusal(list("10.0.0.0/8:*"), "tcpBind", "tcp", ip("127.0.0.1"), 8080, true)).toMatch(/not in tcpBind/);
 });
 
 describe("outgoing HTTP (preview2-shim's wasi:http, which opens its own connections past the socket guard)", () => {

@@ -4,7 +4,9 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runWorkerCli } from "../helpers.js";
-import { exitWith, flood, growBy, O_CREAT, O_TRUNC, openAt, RIGHT_FD_READ, RIGHT_FD_WRITE, spin, wat } from "./wat.js";
+import { coreModuleMemories } from "../../src/wasm/memories.js";
+import { assertNoLinksOut } from "../../src/wasm/mount-links.js";
+import { exitWith, flood, gcHoarder, growBy, importedAndDefinedMemory, O_CREAT, O_TRUNC, openAt, RIGHT_FD_READ, RIGHT_FD_WRITE, spin, twoMemories, wat } from "./wat.js";
 
 // Real runner processes (node --permission, node:wasi in a worker thread), started through the built CLI.
 let root: string;
@@ -44,11 +46,11 @@ async function waitEnded(project: string, name: string, timeoutMs = 20_000): Pro
 }
 
 /** A fresh project with the module added (extra `add` options) and started; resolves with the ended row. */
-async function run(source: string, addArgs: string[] = [], env: NodeJS.ProcessEnv = {}) {
+async function run(source: string | Uint8Array, addArgs: string[] = [], env: NodeJS.ProcessEnv = {}) {
   const project = join(root, `p${++n}`);
   mkdirSync(project, { recursive: true });
   const module = join(project, "guest.wasm");
-  writeFileSync(module, await wat(source));
+  writeFileSync(module, typeof source === "string" ? await wat(source) : source);
   const added = await cli(project, ["add", module, "--name", "guest", ...addArgs]);
   expect(added.code, added.stderr).toBe(0);
   const started = await cli(project, ["start", "guest"], env);
@@ -69,16 +71,62 @@ describe("preview 1 on node:wasi", () => {
 });
 
 describe("hostile modules", () => {
-  it("cannot read outside its dirs (.. and a symlink out both refused with ENOTCAPABLE)", async () => {
+  it("cannot read outside its dirs (.. refused with ENOTCAPABLE)", async () => {
     const project = join(root, "outside");
     mkdirSync(join(project, "data"), { recursive: true });
     writeFileSync(join(project, "secret.txt"), "secret");
-    symlinkSync(join(project, "secret.txt"), join(project, "data", "link"));
     writeFileSync(join(project, "data", "inside.txt"), "ok");
     const dir = ["--mount", `${join(project, "data")}:/data:ro`];
     expect((await run(openAt("inside.txt", 0, RIGHT_FD_READ), dir)).row.lastExit).toMatchObject({ code: 0 });
     expect((await run(openAt("../secret.txt", 0, RIGHT_FD_READ), dir)).row.lastExit).toMatchObject({ code: 76 });
-    expect((await run(openAt("link", 0, RIGHT_FD_READ), dir)).row.lastExit).toMatchObject({ code: 76 });
+  });
+
+  it("a mount holding a symlink out of it is refused at start (node:wasi follows one in the middle of a path)", async () => {
+    // the reviewer's repro: data/up -> the dir above, the module creates up/planted.txt through it
+    const project = join(root, "linkout");
+    mkdirSync(join(project, "data"), { recursive: true });
+    symlinkSync(project, join(project, "data", "up"));
+    writeFileSync(join(project, "guest.wasm"), await wat(openAt("up/planted.txt", O_CREAT, RIGHT_FD_WRITE)));
+    expect((await cli(project, ["add", "./guest.wasm", "--mount", `${join(project, "data")}:/data`])).code).toBe(0);
+    const started = await cli(project, ["start", "guest"]);
+    expect(started.code).toBe(1);
+    expect(started.stderr).toContain(`mount ${join(project, "data")} (/data): up is a symlink to ${project}, out of the mount`);
+    expect(started.stderr).toMatch(/\[InvalidOption\]$/m);
+    expect(existsSync(join(project, "planted.txt"))).toBe(false);
+    expect(await row(project, "guest")).toMatchObject({ status: "failed", lastExit: { state: "failed", reason: expect.stringMatching(/up is a symlink/) } });
+    // one that only a component-by-component resolution catches: x/l -> y/../.. with x/y -> . is x/.. /.. =
+    // the mount's parent, though y/../.. read as text stays inside
+    rmSync(join(project, "data", "up"));
+    mkdirSync(join(project, "data", "x"), { recursive: true });
+    symlinkSync(".", join(project, "data", "x", "y"));
+    symlinkSync("y/../..", join(project, "data", "x", "l"));
+    const again = await cli(project, ["start", "guest"]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain("x/l is a symlink to y/../.., out of the mount");
+  });
+
+  it("a mount with symlinks that stay inside it still runs, and the module reaches files through them", async () => {
+    const project = join(root, "linkin");
+    const data = join(project, "data");
+    mkdirSync(join(data, "sub", "deep"), { recursive: true });
+    writeFileSync(join(data, "sub", "x.txt"), "x");
+    symlinkSync("sub", join(data, "inner")); // relative
+    symlinkSync(join(data, "sub"), join(data, "abs")); // absolute, into the mount
+    symlinkSync("../..", join(data, "sub", "deep", "top")); // climbs, but only to the mount's root
+    symlinkSync("missing/file", join(data, "dangling")); // dangling, inside
+    const dir = ["--mount", `${data}:/data:ro`];
+    expect((await run(openAt("inner/x.txt", 0, RIGHT_FD_READ), dir)).row).toMatchObject({ status: "completed", lastExit: { code: 0 } });
+    expect((await run(openAt("abs/x.txt", 0, RIGHT_FD_READ), dir)).row).toMatchObject({ status: "completed", lastExit: { code: 0 } });
+    expect((await run(openAt("sub/deep/top/sub/x.txt", 0, RIGHT_FD_READ), dir)).row).toMatchObject({ status: "completed", lastExit: { code: 0 } });
+  });
+
+  it("the symlink check is bounded: a mount with more entries than the limit is refused, naming it", () => {
+    const data = join(root, "wide");
+    mkdirSync(data, { recursive: true });
+    for (let i = 0; i < 20; i++) writeFileSync(join(data, `f${i}`), "");
+    const dir = { hostPath: data, guestPath: "/data", readOnly: true };
+    expect(() => assertNoLinksOut(dir, { maxEntries: 10, maxMs: 5_000 })).toThrow(new RegExp(`mount ${data} \\(/data\\) is too large to check for symlinks out of it \\(more than 10 entries`));
+    expect(() => assertNoLinksOut(dir, { maxEntries: 100, maxMs: 5_000 })).not.toThrow();
   });
 
   it("cannot write into a readOnly dir (create, truncate, open for write: EROFS), and can into a writable one", async () => {
@@ -108,6 +156,40 @@ describe("hostile modules", () => {
     expect(started.stderr).toMatch(/memory limit/);
     expect((await row(project, "big"))).toMatchObject({ status: "failed", lastExit: { state: "failed", reason: expect.stringMatching(/^memory limit/) } });
     expect((await cli(project, ["list"])).stdout).toMatch(/failed: memory limit/);
+  });
+
+  it("a module with more than one memory is refused at start (the limit holds per memory)", async () => {
+    // two memories each grown to the cap would hold twice the limit
+    const two = await wat(twoMemories(200), { multi_memory: true });
+    expect(coreModuleMemories(two)).toEqual([{ index: 0, imported: 0, defined: 2 }]);
+    expect(coreModuleMemories(await wat(importedAndDefinedMemory, { multi_memory: true }))).toEqual([{ index: 0, imported: 1, defined: 1 }]);
+    const project = join(root, "twomem");
+    mkdirSync(project, { recursive: true });
+    writeFileSync(join(project, "two.wasm"), two);
+    expect((await cli(project, ["add", "./two.wasm", "--memory", "16Mi"])).code).toBe(0);
+    const started = await cli(project, ["start", "two"]);
+    expect(started.code).toBe(1);
+    expect(started.stderr).toMatch(/the module has 2 memories \(2 defined, 0 imported\); at most 1 is allowed.*\[WasmInvalid\]/);
+    expect((await row(project, "two")).lastExit).toBeNull(); // it never ran
+  });
+
+  it("a WasmGC module cannot hold more than the limit in the V8 heap: past it the run ends failed: memory limit", async () => {
+    // 16 arrays of 1 MiB fit under the heap floor (64 MiB): GC modules run
+    expect((await run(gcHoarder(16, 1 << 20), ["--memory", "16Mi"])).row).toMatchObject({ status: "completed", lastExit: { code: 0 } });
+    // 1 GiB of arrays kept in a table, with a 16 MiB limit: ended at 16 + 64 (heap) + 16 + 192 (runtime) = 288 MiB
+    // (undefended, the run completes at 1.1 GB RSS)
+    const r = await run(gcHoarder(1024, 1 << 20), ["--memory", "16Mi"]);
+    expect(r.row).toMatchObject({ status: "failed", lastExit: { state: "failed", code: null, reason: expect.stringMatching(/^memory limit: the runner's resident memory reached \d+ MiB \(at most 288 MiB/) } });
+    expect(r.listText).toMatch(/failed: memory limit/);
+    expect(r.row.lastExit!.maxRssKb!).toBeLessThan(360 * 1024);
+  });
+
+  it("a thread that ignores terminate() (large GC allocations in a loop) still ends at its timeout: the runner ends with it", async () => {
+    const t0 = Date.now();
+    const r = await run(gcHoarder(0x7fffffff, 1 << 20, false), ["--max-execution-ms", "300"]);
+    expect(r.row).toMatchObject({ status: "failed", pid: null, lastExit: { state: "failed", code: null, reason: "timeout" } });
+    expect(r.row.lastExit!.durationMs!).toBeLessThan(4_000); // 300 ms + the 2 s grace
+    expect(Date.now() - t0).toBeLessThan(30_000);
   });
 
   it("spinning forever is ended at maxExecutionMs (failed, timeout) and at the CPU budget (failed, cpu budget)", async () => {

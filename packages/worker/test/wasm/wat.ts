@@ -3,9 +3,10 @@ import wabtInit from "wabt";
 let wabt: Awaited<ReturnType<typeof wabtInit>> | undefined;
 
 /** Assembles WebAssembly text with wabt (a real assembler; nothing is hand-faked). */
-export async function wat(source: string): Promise<Uint8Array> {
+export async function wat(source: string, features: { multi_memory?: boolean } = {}): Promise<Uint8Array> {
   wabt ??= await wabtInit();
-  const module = wabt.parseWat("test.wat", source);
+  // wabt's typings predate its multi_memory feature flag (the assembler itself has it)
+  const module = wabt.parseWat("test.wat", source, features as Record<string, boolean>);
   try {
     return new Uint8Array(module.toBinary({}).buffer);
   } finally {
@@ -63,3 +64,70 @@ export const RIGHT_FD_READ = 1n << 1n;
 export const RIGHT_FD_WRITE = 1n << 6n;
 export const O_CREAT = 1;
 export const O_TRUNC = 8;
+
+/** Two memories, each grown by `pages` (with the limit per memory, twice what one may hold); exits 0. */
+export const twoMemories = (pages: number) => `(module ${IMPORTS}
+ (memory (export "memory") 1)
+ (memory $second 1)
+ (func (export "_start")
+  (drop (memory.grow (i32.const ${pages})))
+  (drop (memory.grow $second (i32.const ${pages})))
+  (call $proc_exit (i32.const 0))))`;
+
+/** A module importing one memory and defining another. */
+export const importedAndDefinedMemory = `(module
+ (import "env" "shared" (memory 1))
+ (memory (export "memory") 1)
+ (func (export "_start")))`;
+
+const uleb = (n: number): number[] => {
+  const out: number[] = [];
+  do {
+    let b = n & 0x7f;
+    n >>>= 7;
+    if (n) b |= 0x80;
+    out.push(b);
+  } while (n);
+  return out;
+};
+const sleb = (n: number): number[] => {
+  const out: number[] = [];
+  for (;;) {
+    const b = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && !(b & 0x40)) || (n === -1 && b & 0x40)) return [...out, b];
+    out.push(b | 0x80);
+  }
+};
+const section = (id: number, content: number[]) => [id, ...uleb(content.length), ...content];
+const text = (s: string) => [...uleb(s.length), ...new TextEncoder().encode(s)];
+
+/**
+ * A WasmGC module (hand-encoded: wabt does not assemble GC instructions): `count` arrays of `bytesEach` i8
+ * (array.new_default), each kept alive in an anyref table (or, `keep` false, each dropped for the next), then
+ * `_start` returns (exit 0). The arrays live in
+ * the V8 heap, where the linear memory cap does not look. One linear memory of one page, exported for WASI.
+ */
+export function gcHoarder(count: number, bytesEach: number, keep = true): Uint8Array {
+  const body = [
+    ...[1, 1, 0x7f], // one i32 local: the index
+    ...[0x03, 0x40], // loop
+    ...(keep ? [0x20, 0] : [0x41, 0]), // table slot: the index (kept), or always 0 (the previous one is garbage)
+    ...[0x41, ...sleb(bytesEach)], // i32.const length
+    ...[0xfb, 0x07, 0], // array.new_default type 0
+    ...[0x26, 0], // table.set 0
+    ...[0x20, 0, 0x41, 1, 0x6a, 0x22, 0], // i = i + 1 (local.tee)
+    ...[0x41, ...sleb(count), 0x49, 0x0d, 0], // br_if loop (i < count)
+    0x0b, // end loop
+    0x0b, // end func
+  ];
+  return new Uint8Array([
+    ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
+    ...section(1, [2, 0x5e, 0x78, 0x01, 0x60, 0, 0]), // types: (array (mut i8)), (func)
+    ...section(3, [1, 1]), // one function of type 1
+    ...section(4, [1, 0x6e, 0x00, ...uleb(keep ? count : 1)]), // table: `count` anyref (1 if not kept)
+    ...section(5, [1, 0x00, 1]), // memory: 1 page
+    ...section(7, [2, ...text("memory"), 0x02, 0, ...text("_start"), 0x00, 0]),
+    ...section(10, [1, ...uleb(body.length), ...body]),
+  ]);
+}

@@ -47,7 +47,7 @@ Network policy (checked on the address actually dialled, after DNS):
     .option("--insecure-registry <host[:port]>", "allow this registry over plain HTTP (repeatable)", collect)
     .option("--max-execution-ms <ms>", "WASM: wall-clock limit of a run (state failed, reason timeout)")
     .option("--cpu-budget-ms <ms>", "WASM: CPU time a run may use (state failed, reason cpu budget)")
-    .option("--wasm-inherit-network", "WASM: use the host network stack (still under the lists and the egress policy)")
+    .option("--wasm-inherit-network", "WASM: use the host network stack: connects need no --wasm-tcp-connect/--wasm-udp-* pattern (still under the egress policy); binds still only as --wasm-tcp-bind/--wasm-udp-bind allow (none if empty; loopback, 0.0.0.0 and ports < 1024 only when a pattern names them)")
     .option("--wasm-allow-lookup", "WASM: allow name resolution (off by default)")
     .option("--wasm-tcp-connect <ADDR:PORT>", "WASM: allowed TCP connect target pattern (repeatable)", collect)
     .option("--wasm-tcp-bind <ADDR:PORT>", "WASM: allowed TCP bind pattern (repeatable)", collect)

@@ -1,0 +1,127 @@
+import { lstatSync, readdirSync, readlinkSync, realpathSync } from "node:fs";
+import { isAbsolute, join, relative, sep } from "node:path";
+import { IiiError } from "../errors.js";
+import type { WasiDir } from "./config.js";
+
+/**
+ * Preview 1 runs on node:wasi (uvwasi), which refuses `..` and a symlink as the last component but lets the host
+ * kernel resolve a symlink in the middle of a path: a mounted dir holding `up -> /` gives the module the whole
+ * host (`up/etc/shadow`), outside Node's permission model, whatever `:ro` says. The module cannot make such a
+ * link itself (uvwasi refuses an absolute target and one that climbs with `..`), so the links that matter are the
+ * host's, and they are there before the start: each mounted dir is walked (lstat, links never followed) and the
+ * start refused if a symlink resolves out of it. Bounded: a dir too large to check in time is refused too.
+ * Residual: a host process that plants such a link after the walk (see the README).
+ */
+export const MOUNT_CHECK_MAX_ENTRIES = 100_000;
+export const MOUNT_CHECK_MAX_MS = 5_000;
+/** Symlinks followed while resolving one link (the kernel's own limit is 40). */
+const MAX_HOPS = 40;
+
+export interface MountCheckLimits {
+  maxEntries: number;
+  maxMs: number;
+}
+
+const components = (path: string) => path.split(sep).filter((c) => c !== "" && c !== ".");
+
+/** The components of `target` below `root` if it starts with `root` (or one of its spellings), else undefined. */
+function below(target: string, roots: string[]): string[] | undefined {
+  for (const root of roots) {
+    if (target === root) return [];
+    if (target.startsWith(root.endsWith(sep) ? root : root + sep)) return components(target.slice(root.length));
+  }
+  return undefined;
+}
+
+/**
+ * Whether the symlink at `link` (inside `root`, a real path) resolves to a place inside `root`, resolving each
+ * component as the kernel would (lstat, readlink), without ever leaving `root`: a `..` above it, an absolute
+ * target elsewhere, or more than MAX_HOPS links count as out. Components that do not exist are taken lexically.
+ */
+export function linkStaysInside(root: string, link: string, spellings: string[] = []): boolean {
+  const roots = [root, ...spellings];
+  const resolved: string[] = [];
+  const pending = components(relative(root, link));
+  let hops = 0;
+  let exists = true;
+  while (pending.length > 0) {
+    const c = pending.shift()!;
+    if (c === "..") {
+      if (resolved.length === 0) return false;
+      resolved.pop();
+      continue;
+    }
+    if (exists) {
+      const path = join(root, ...resolved, c);
+      let isLink = false;
+      try {
+        isLink = lstatSync(path).isSymbolicLink();
+      } catch {
+        exists = false; // the rest cannot be looked up: lexically from here
+      }
+      if (isLink) {
+        if (++hops > MAX_HOPS) return false;
+        const target = readlinkSync(path);
+        if (isAbsolute(target)) {
+          const rest = below(target, roots);
+          if (!rest) return false;
+          resolved.length = 0;
+          pending.unshift(...rest);
+        } else pending.unshift(...components(target));
+        continue;
+      }
+    }
+    resolved.push(c);
+  }
+  return true;
+}
+
+/**
+ * Walks `dir.hostPath` (links not followed) and throws InvalidOption naming the mount and the first symlink that
+ * resolves out of it, or if it holds more than `maxEntries` entries or takes longer than `maxMs` to walk.
+ */
+export function assertNoLinksOut(dir: WasiDir, limits: MountCheckLimits = { maxEntries: MOUNT_CHECK_MAX_ENTRIES, maxMs: MOUNT_CHECK_MAX_MS }): void {
+  let root: string;
+  try {
+    root = realpathSync(dir.hostPath);
+  } catch (error) {
+    throw new IiiError("InvalidOption", `mount ${dir.hostPath} (${dir.guestPath}): ${(error as Error).message}`);
+  }
+  const spellings = dir.hostPath === root ? [] : [dir.hostPath.replace(/\/+$/, "")];
+  const deadline = performance.now() + limits.maxMs;
+  const stack = [root];
+  let entries = 0;
+  const tooLarge = () =>
+    new IiiError(
+      "InvalidOption",
+      `mount ${dir.hostPath} (${dir.guestPath}) is too large to check for symlinks out of it (more than ${limits.maxEntries} entries or ${limits.maxMs / 1000} s): a preview 1 module would follow such a link to the host; mount a smaller dir`,
+    );
+  while (stack.length > 0) {
+    const current = stack.pop()!;
+    let names;
+    try {
+      names = readdirSync(current, { withFileTypes: true });
+    } catch (error) {
+      throw new IiiError("InvalidOption", `mount ${dir.hostPath} (${dir.guestPath}): cannot check ${current} for symlinks: ${(error as Error).message}`);
+    }
+    for (const entry of names) {
+      if (++entries > limits.maxEntries || (entries % 256 === 0 && performance.now() > deadline)) throw tooLarge();
+      const path = join(current, entry.name);
+      if (entry.isSymbolicLink()) {
+        if (!linkStaysInside(root, path, spellings)) {
+          let target = "?";
+          try {
+            target = readlinkSync(path);
+          } catch {
+            // gone meanwhile; the name is enough
+          }
+          throw new IiiError(
+            "InvalidOption",
+            `mount ${dir.hostPath} (${dir.guestPath}): ${relative(root, path)} is a symlink to ${target}, out of the mount; a preview 1 module would follow it to the host (node:wasi resolves symlinks inside a path): remove it, or mount its target instead`,
+          );
+        }
+      } else if (entry.isDirectory()) stack.push(path);
+    }
+  }
+  if (performance.now() > deadline) throw tooLarge();
+}
