@@ -10,17 +10,25 @@ interface CacheEntry {
   expiresAt: number;
 }
 
+/** Answers bigger than this are not cached (a large answer is rare, and each would take much of the budget). */
+export const DNS_CACHE_MAX_ANSWER_BYTES = 4096;
+/** Default byte budget of one cache (the messages it holds). */
+export const DNS_CACHE_DEFAULT_BYTES = 8 * 1024 * 1024;
+
 /**
- * Answer cache bounded by entries and by TTL. Answers are kept as the upstream's bytes; a hit is a
+ * Answer cache bounded by entries, by bytes (the oldest entries go first) and by TTL. Answers are kept as the upstream's bytes; a hit is a
  * copy with the guest's id and the answer/authority TTLs aged (OPT and additional records as they came).
  */
 export class DnsCache {
   private readonly entries = new Map<string, CacheEntry>();
+  /** Bytes of the messages held. */
+  private bytes = 0;
   constructor(
     private readonly maxEntries: number,
     private readonly maxTtlSeconds: number,
     private readonly negativeTtlSeconds: number,
     private readonly now: () => number = Date.now,
+    private readonly maxBytes: number = DNS_CACHE_DEFAULT_BYTES,
   ) {}
 
   /** The cached answer for `key` carrying `id`, or undefined. */
@@ -29,7 +37,7 @@ export class DnsCache {
     if (!e) return undefined;
     const t = this.now();
     if (t >= e.expiresAt) {
-      this.entries.delete(key);
+      this.remove(key, e);
       return undefined;
     }
     const elapsed = Math.floor((t - e.storedAt) / 1000);
@@ -49,14 +57,28 @@ export class DnsCache {
       const soaTtl = info.soaTtl >= 0 ? Math.min(info.soaTtl, info.soaMinimum) : this.negativeTtlSeconds;
       ttl = Math.min(this.negativeTtlSeconds, soaTtl);
     }
-    if (ttl <= 0) return;
-    if (this.entries.size >= this.maxEntries) {
-      const oldest = this.entries.keys().next();
-      if (!oldest.done) this.entries.delete(oldest.value);
+    if (ttl <= 0 || message.length > DNS_CACHE_MAX_ANSWER_BYTES) return;
+    const previous = this.entries.get(key);
+    if (previous) this.remove(key, previous);
+    // Oldest first, until the new entry fits both bounds.
+    for (const [k, e] of this.entries) {
+      if (this.entries.size < this.maxEntries && this.bytes + message.length <= this.maxBytes) break;
+      this.remove(k, e);
     }
     const t = this.now();
     const ttls = info.ttlOffsets.map((o) => message.readUInt32BE(o));
     this.entries.set(key, { message, ttlOffsets: info.ttlOffsets, ttls, storedAt: t, expiresAt: t + ttl * 1000 });
+    this.bytes += message.length;
+  }
+
+  private remove(key: string, e: CacheEntry): void {
+    this.entries.delete(key);
+    this.bytes -= e.message.length;
+  }
+
+  /** Bytes of the answers held. */
+  get sizeBytes(): number {
+    return this.bytes;
   }
 
   get size(): number {
@@ -65,5 +87,6 @@ export class DnsCache {
 
   clear(): void {
     this.entries.clear();
+    this.bytes = 0;
   }
 }

@@ -1,7 +1,7 @@
 import dnsPacket, { type DecodedPacket } from "dns-packet";
 import type { EgressPolicy } from "../policy/egress-policy.js";
 import { parseIp } from "../wire/ip-address.js";
-import { DnsCache } from "./dns-cache.js";
+import { DNS_CACHE_DEFAULT_BYTES, DnsCache } from "./dns-cache.js";
 import { DnsUpstream } from "./dns-upstream.js";
 import { type AnswerInfo, readAnswer, readQuery } from "./dns-wire.js";
 import { type DnsServerAddress, parseServer, readResolvConf } from "./resolv-conf.js";
@@ -16,6 +16,8 @@ export interface DnsOptions {
   /** Per-upstream attempt timeout (default 2000 ms). */
   timeoutMs?: number;
   cacheMaxEntries?: number;
+  /** Byte budget of the answer cache (default 8 MiB); answers over 4 KiB are never cached. */
+  cacheMaxBytes?: number;
   cacheMaxTtlSeconds?: number;
   negativeTtlSeconds?: number;
   /** Connected UDP sockets per upstream server, used in turn (default 1). */
@@ -67,7 +69,13 @@ export class DnsInterceptor {
       ...(options.upstreamSockets !== undefined ? { socketsPerServer: options.upstreamSockets } : {}),
       ...(options.queriesPerUpstreamSocket !== undefined ? { queriesPerSocket: options.queriesPerUpstreamSocket } : {}),
     });
-    this.cache = new DnsCache(options.cacheMaxEntries ?? 10_000, options.cacheMaxTtlSeconds ?? 300, options.negativeTtlSeconds ?? 60);
+    this.cache = new DnsCache(
+      options.cacheMaxEntries ?? 10_000,
+      options.cacheMaxTtlSeconds ?? 300,
+      options.negativeTtlSeconds ?? 60,
+      Date.now,
+      options.cacheMaxBytes ?? DNS_CACHE_DEFAULT_BYTES,
+    );
     this.maxConcurrent = options.maxConcurrent ?? 256;
     this.maxQueue = options.maxQueue ?? 4096;
     this.localNames = new Map(Object.entries(options.localNames ?? {}));
@@ -80,6 +88,11 @@ export class DnsInterceptor {
 
   get pendingQueries(): number {
     return this.inFlight + this.queue.length;
+  }
+
+  /** Entries and bytes held by the answer cache. */
+  get cacheUsage(): { entries: number; bytes: number } {
+    return { entries: this.cache.size, bytes: this.cache.sizeBytes };
   }
 
   /**

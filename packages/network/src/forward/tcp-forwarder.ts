@@ -2,7 +2,11 @@ import net from "node:net";
 import { DnsTcpSession } from "../dns/dns-tcp-session.js";
 import { HostSocketBridge } from "../proxy/host-bridge.js";
 import type { StackContext } from "../stack/context.js";
+import { countDrop } from "../stack/counters.js";
 import type { ConnectionRequest } from "../stack/tcp-sockets.js";
+
+/** DNS-over-TCP sessions one guest may hold open at once (a resolver uses one or two). */
+const MAX_DNS_TCP_SESSIONS = 8;
 
 /**
  * Turns the guest's connection requests into host connections: DNS over TCP is answered by the
@@ -11,12 +15,21 @@ import type { ConnectionRequest } from "../stack/tcp-sockets.js";
  * unreachable if it cannot be reached or times out).
  */
 export class TcpForwarder {
+  /** DNS-over-TCP sessions open now (each may hold ~1 MiB of answers; see dns-tcp-session.ts). */
+  private dnsSessions = 0;
+
   constructor(private readonly ctx: StackContext) {}
 
   readonly forward = (req: ConnectionRequest): void => {
     const ctx = this.ctx;
     if (req.remotePort === 53) {
-      const session = new DnsTcpSession(ctx.dns, ctx.guard);
+      if (this.dnsSessions >= MAX_DNS_TCP_SESSIONS) {
+        countDrop(ctx.counters, "dns-tcp-sessions");
+        req.reset();
+        return;
+      }
+      this.dnsSessions++;
+      const session = new DnsTcpSession(ctx.dns, ctx.guard, () => this.dnsSessions--);
       session.conn = req.complete(session);
       return;
     }
