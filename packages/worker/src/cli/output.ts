@@ -1,5 +1,11 @@
-/** Fixed-width table for terminal output; the last column is not padded. */
-export function formatTable(header: string[], rows: string[][]): string {
+import { terminalSafeLine } from "../util/terminal-safe.js";
+
+/**
+ * Fixed-width table for terminal output; the last column is not padded. Every cell is made one terminal-safe line
+ * first (a STATUS can be a guest's text: util/terminal-safe.ts), so the widths are those of what is printed.
+ */
+export function formatTable(header: string[], table: string[][]): string {
+  const rows = table.map((row) => row.map(terminalSafeLine));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: string[]) =>
     cells

@@ -19,6 +19,7 @@ import { registerStartAll } from "./commands/start-all.js";
 import { registerStop } from "./commands/stop.js";
 import { registerStopAll } from "./commands/stop-all.js";
 import { registerWasmRun } from "./commands/wasm-run.js";
+import { terminalJson, terminalSafe, terminalSafeLine } from "../util/terminal-safe.js";
 
 export { DEFAULT_ENGINE_PORT, DEFAULT_ENGINE_URL } from "./options.js";
 
@@ -77,12 +78,13 @@ function wantsJson(argv: string[]): boolean {
 /**
  * Prints an error as exactly one line `iii-worker: <message> [<Code>]` on stderr, or with `--json` as
  * `{"error":{"code","message"}}` on stdout (where the command's JSON would have gone; stderr stays empty);
- * `--debug` adds the stack on stderr.
+ * `--debug` adds the stack on stderr. A message can carry a guest's or an image's text (a start failure's console
+ * tail, a last exit's reason): its control characters are shown, not sent (util/terminal-safe.ts).
  */
 function reportError(report: ErrorReport, json: boolean, stack: string | undefined): void {
-  if (json) process.stdout.write(`${JSON.stringify({ error: { code: report.code, message: report.message } })}\n`);
-  else process.stderr.write(`iii-worker: ${report.message} [${report.code}]\n`);
-  if (stack) process.stderr.write(`${stack}\n`);
+  if (json) process.stdout.write(`${terminalJson({ error: { code: report.code, message: report.message } })}\n`);
+  else process.stderr.write(`iii-worker: ${terminalSafeLine(report.message)} [${report.code}]\n`);
+  if (stack) process.stderr.write(`${terminalSafe(stack)}\n`);
 }
 
 /** Runs the CLI; maps every error to one line (the stack with --debug) and an exit status. */

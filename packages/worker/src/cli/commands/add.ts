@@ -78,8 +78,10 @@ Network policy (checked on the address actually dialled, after DNS):
         force: opts.force,
         wasm,
       });
-      console.error(`${image}: ${added.origin}`);
-      for (const line of added.summary) console.error(line);
-      console.error(`${added.replaced ? "replaced" : "added"} worker ${added.name} (${added.spec.image})`);
+      // The summary names the image's own fields (manifest name and description, user, working directory): terminal-safe.
+      const { terminalSafeLine } = await import("../../util/terminal-safe.js");
+      console.error(terminalSafeLine(`${image}: ${added.origin}`));
+      for (const line of added.summary) console.error(terminalSafeLine(line));
+      console.error(terminalSafeLine(`${added.replaced ? "replaced" : "added"} worker ${added.name} (${added.spec.image})`));
     });
 }

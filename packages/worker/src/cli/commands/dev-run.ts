@@ -12,6 +12,7 @@ import { followFile } from "../../logs.js";
 import { workerPaths } from "../../paths.js";
 import { emptyNetwork, parsePort, validateWorkerName, type MountSpec, type WorkerSpec } from "../../state/model.js";
 import { workerStatus } from "../../status.js";
+import { terminalSafeLine } from "../../util/terminal-safe.js";
 
 export interface DevOptions {
   name?: string;
@@ -257,22 +258,23 @@ export async function runDev(path: string, options: DevOptions): Promise<number>
     await stopWorker(name, { graceMs: 3_000, env, cwd: project.dir }).catch(() => {});
   };
   try {
-    process.stderr.write(`iii dev: ${project.name} (${project.language}, ${project.detectedFrom}) in VM "${name}" from ${image}\n`);
+    // The project (its name, its files' names) is written by the dev guest too: what names it is printed terminal-safe.
+    process.stderr.write(`iii dev: ${terminalSafeLine(`${project.name} (${project.language}, ${project.detectedFrom}) in VM "${name}" from ${image}`)}\n`);
     const started = await startWorkerWithSpec(name, spec, {
       engineUrl: options.engineUrl,
       env,
       cwd: project.dir,
       ...(options.capture !== undefined ? { capture: resolve(options.capture) } : {}),
     });
-    process.stderr.write(`iii dev: VM ready in ${started.timings.ready ?? "?"} ms; watching ${project.dir}\n`);
+    process.stderr.write(`iii dev: VM ready in ${started.timings.ready ?? "?"} ms; watching ${terminalSafeLine(project.dir)}\n`);
     const pump = async (file: string, offset: number, out: NodeJS.WriteStream) => {
       for await (const chunk of followFile(file, { from: offset, signal: abort.signal, pollMs: 50 })) out.write(chunk);
     };
     const pumps = Promise.all([pump(paths.stdoutLog, from.stdout, process.stdout), pump(paths.stderrLog, from.stderr, process.stderr)]);
     const client = SupervisorClient.forWorker(name, env, project.dir);
     const restart = (why: string) => {
-      process.stderr.write(`iii dev: ${why}; restarting the workload\n`);
-      client.restart(2_000).catch((error: Error) => process.stderr.write(`iii dev: restart failed: ${error.message}\n`));
+      process.stderr.write(`iii dev: ${terminalSafeLine(why)}; restarting the workload\n`);
+      client.restart(2_000).catch((error: Error) => process.stderr.write(`iii dev: restart failed: ${terminalSafeLine(error.message)}\n`));
     };
     const watcher = watchProject(project.dir, {
       installInputs: project.installInputs,
@@ -305,7 +307,7 @@ export async function runDev(path: string, options: DevOptions): Promise<number>
     await awaitEndedSupervisor(name, env, project.dir).catch(() => {});
     const status = await workerStatus(name, env, project.dir);
     const code = status.lastExit?.code ?? 1;
-    process.stderr.write(`iii dev: the workload ended (${status.lastExit?.reason ?? "unknown"})\n`);
+    process.stderr.write(`iii dev: the workload ended (${terminalSafeLine(status.lastExit?.reason ?? "unknown")})\n`);
     return code;
   } catch (error) {
     await stopAll();

@@ -9,11 +9,12 @@ export function registerDoctor(program: Command): void {
     .action(async (opts) => {
       const { runDoctor } = await import("../../doctor.js");
       const report = await runDoctor();
+      const { terminalJson, terminalSafeLine } = await import("../../util/terminal-safe.js");
       if (opts.json) {
-        console.log(JSON.stringify(report, null, 2));
+        console.log(terminalJson(report, 2));
       } else {
         const mark = { ok: "ok  ", warn: "warn", fail: "FAIL" } as const;
-        for (const c of report.checks) console.log(`${mark[c.verdict]}  ${c.name}: ${c.detail}`);
+        for (const c of report.checks) console.log(`${mark[c.verdict]}  ${c.name}: ${terminalSafeLine(c.detail)}`);
         console.log(report.canRunVm ? `verdict: VMs can run here (accel ${report.accel})` : "verdict: VMs cannot run here");
         console.log(report.canRunWasm ? "verdict: WASM workers can run here" : "verdict: WASM workers cannot run here");
       }

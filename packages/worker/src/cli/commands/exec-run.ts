@@ -10,6 +10,7 @@ import { managedDir } from "../../paths.js";
 import { readJson, type VmRecord } from "../../state/vm-record.js";
 import { getWorker } from "../../workers.js";
 import { reservedEnvKeys, reservedEnvMessage } from "../../launch/spec.js";
+import { terminalSafeLine } from "../../util/terminal-safe.js";
 
 /** What a shell records for a writer whose reader went away (128 + SIGPIPE). */
 export const EXIT_PIPE_CLOSED = 141;
@@ -154,7 +155,8 @@ export async function runExecCommand(name: string, argv: string[], options: Exec
       throw error;
     });
     if (!exit) return EXIT_PIPE_CLOSED;
-    if (exit.error) process.stderr.write(`iii-worker: ${exit.error}\n`);
+    // The exit frame's error comes from the guest: shown terminal-safe (the command's own output above is not touched).
+    if (exit.error) process.stderr.write(`iii-worker: ${terminalSafeLine(typeof exit.error === "string" ? exit.error : JSON.stringify(exit.error))}\n`);
     if (exit.timedOut) process.stderr.write(`iii-worker: the command timed out after ${timeoutMs / 1000} s\n`);
     // A command that never ran: a shell's status for the same failure (127 not found, 126 not runnable).
     return exit.code < 0 ? (exit.shellStatus ?? 126) : exit.code;

@@ -5,6 +5,7 @@ import { loadWorkersFile } from "../../state/workers-file.js";
 import { listImages, pruneImages } from "../../catalog/catalog.js";
 import { loginRegistry } from "../../images/registry/login.js";
 import { formatTable } from "../output.js";
+import { terminalJson, terminalSafeLine } from "../../util/terminal-safe.js";
 
 function formatSize(bytes: number): string {
   if (bytes >= 1024 ** 3) return `${(bytes / 1024 ** 3).toFixed(1)}GiB`;
@@ -29,7 +30,7 @@ async function readStdin(): Promise<string> {
 export async function imagesCommand(opts: { json?: boolean }): Promise<void> {
   const images = await listImages({ inUse: await workersInUse() });
   if (opts.json) {
-    console.log(JSON.stringify(images, null, 2));
+    console.log(terminalJson(images, 2));
     return;
   }
   console.log(
@@ -50,7 +51,7 @@ export async function pruneCommand(opts: { dryRun?: boolean }): Promise<void> {
   const inUse = await workersInUse();
   const result = await pruneImages(Object.values(inUse), { dryRun: opts.dryRun ?? false });
   for (const image of result.removed) {
-    console.error(`${opts.dryRun ? "would remove" : "removed"} ${image.digest.slice(7, 19)} ${image.references.join(", ")} (${formatSize(image.sizeBytes)})`);
+    console.error(`${opts.dryRun ? "would remove" : "removed"} ${image.digest.slice(7, 19)} ${terminalSafeLine(image.references.join(", "))} (${formatSize(image.sizeBytes)})`);
   }
   console.error(
     `${opts.dryRun ? "would free" : "freed"} ${formatSize(result.freedBytes)} (${result.removed.length} image(s), ${result.removedBlobs} blob(s))`,

@@ -10,6 +10,7 @@ export function registerInspect(program: Command): void {
     .action(async (names: string[]) => {
       await requireWorkers(names);
       const { inspectWorkers } = await import("./list-run.js");
-      console.log(JSON.stringify(await inspectWorkers(names), null, 2));
+      const { terminalJson } = await import("../../util/terminal-safe.js");
+      console.log(terminalJson(await inspectWorkers(names), 2));
     });
 }

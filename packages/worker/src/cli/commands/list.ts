@@ -15,10 +15,11 @@ export function registerList(program: Command): void {
       const { isWasmImage } = await import("../../state/model.js");
       const { workerStatus } = await import("../../status.js");
       const { formatTable } = await import("../output.js");
+      const { terminalJson, terminalSafeLine } = await import("../../util/terminal-safe.js");
       const { otherWorkers } = await import("./list-run.js");
       const file = await loadWorkersFile(workersFilePath());
       if (opts.quiet && !opts.all) {
-        for (const name of Object.keys(file.workers).sort()) console.log(name);
+        for (const name of Object.keys(file.workers).sort()) console.log(terminalSafeLine(name));
         return;
       }
       const rows = [
@@ -30,12 +31,12 @@ export function registerList(program: Command): void {
         ...(opts.all ? await otherWorkers(process.cwd()) : []),
       ];
       if (opts.quiet) {
-        for (const r of rows) console.log(r.name);
+        for (const r of rows) console.log(terminalSafeLine(r.name));
         return;
       }
       if (opts.json) {
         console.log(
-          JSON.stringify(
+          terminalJson(
             rows.map((r) => ({
               name: r.name,
               image: r.image,
@@ -48,12 +49,12 @@ export function registerList(program: Command): void {
               network: { mode: r.spec.network.mode ?? "public", allow: r.spec.network.allow, deny: r.spec.network.deny, hostPorts: r.spec.network.hostPorts },
               ...(opts.all ? { project: r.project } : {}),
             })),
-            null,
             2,
           ),
         );
         return;
       }
+      // STATUS carries a last exit's reason (a guest's text): formatTable prints every cell terminal-safe.
       const statusText = (r: (typeof rows)[number]) =>
         r.unhealthy
           ? `unhealthy: ${r.unhealthy.reason}`

@@ -13,9 +13,10 @@ export function registerStartAll(program: Command): void {
       const { startWorker } = await import("../../lifecycle.js");
       const file = await loadWorkersFile(workersFilePath());
       const names = Object.keys(file.workers).sort();
+      const { terminalSafeLine } = await import("../../util/terminal-safe.js");
       const results = await Promise.allSettled(names.map((name) => startWorker(name, { engineUrl: opts.engineUrl })));
       results.forEach((r, i) =>
-        console.error(r.status === "fulfilled" ? `started ${names[i]}` : `failed to start ${names[i]}: ${(r.reason as Error).message}`),
+        console.error(r.status === "fulfilled" ? `started ${names[i]}` : `failed to start ${names[i]}: ${terminalSafeLine((r.reason as Error).message)}`),
       );
       if (results.some((r) => r.status === "rejected")) process.exitCode = 1;
     });

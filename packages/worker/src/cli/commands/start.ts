@@ -4,6 +4,7 @@ import { forEachWorker, requireWorkers } from "../for-each-worker.js";
 import { DEFAULT_ENGINE_URL, parsePullPolicy, parseSeconds } from "../options.js";
 import type { StandbySupervisor } from "../../launch/spawn.js";
 import { claimEarlyStandby, spawnStandby } from "../early-standby.js";
+import { terminalJson } from "../../util/terminal-safe.js";
 
 /** `iii-worker start`: boots workers' VMs (or WASM runners) and waits for READY. */
 export function registerStart(program: Command): void {
@@ -47,6 +48,7 @@ export async function startOne(name: string, opts: { engineUrl: string; fresh?: 
   const lines = [];
   if (result.cleanedCrashed) lines.push(`cleaned up after the crashed previous run of ${name}`);
   lines.push(`started ${name} (${result.tier === "wasm" ? "WASM runner" : "supervisor"} pid ${result.pid}, ready in ${result.timings.ready ?? "?"} ms)`);
-  if (opts.timings) lines.push(`timings ${JSON.stringify(result.timings)}`);
+  // Guests name some timings (guest:*): valid JSON whose DEL/C1 characters are escaped too (util/terminal-safe.ts).
+  if (opts.timings) lines.push(`timings ${terminalJson(result.timings)}`);
   return lines.join("\n");
 }

@@ -14,9 +14,10 @@ export function registerStopAll(program: Command): void {
       const { stopWorker } = await import("../../lifecycle.js");
       const file = await loadWorkersFile(workersFilePath());
       const names = Object.keys(file.workers).sort();
+      const { terminalSafeLine } = await import("../../util/terminal-safe.js");
       const results = await Promise.allSettled(names.map((name) => stopWorker(name, { graceMs })));
       results.forEach((r, i) => {
-        if (r.status === "rejected") console.error(`failed to stop ${names[i]}: ${(r.reason as Error).message}`);
+        if (r.status === "rejected") console.error(`failed to stop ${names[i]}: ${terminalSafeLine((r.reason as Error).message)}`);
         else if (r.value !== "not-running") console.error(`stopped ${names[i]}`);
       });
       if (results.some((r) => r.status === "rejected")) process.exitCode = 1;
