@@ -64,6 +64,7 @@ describe.skipIf(skip)("guest → host bytes through a host peer that keeps stall
   for (const mtu of [65520, 1500]) {
     test(`MTU ${mtu}: 48 MiB reach a host peer that pauses every 2 MiB, intact (views still queued keep their buffer)`, async () => {
       let received = 0;
+      let lent = (): number => 0;
       const server = net.createServer({ allowHalfOpen: true }, (sock) => {
         const h = createHash("sha256");
         let n = 0;
@@ -74,9 +75,17 @@ describe.skipIf(skip)("guest → host bytes through a host peer that keeps stall
           n += d.length;
           if (n >= pauseAt) {
             pauseAt += 2 << 20;
-            // Long enough for the host socket's kernel buffers to fill and the stack's writes to queue.
+            // Stalled until the kernel's socket buffers are full and the stack's writes queue behind them
+            // (a read buffer gets lent), or 300 ms: how long that takes depends on the buffers' autotuning.
             sock.pause();
-            setTimeout(() => sock.resume(), 15);
+            const before = lent();
+            const t0 = Date.now();
+            const poll = setInterval(() => {
+              if (lent() > before || Date.now() - t0 > 300) {
+                clearInterval(poll);
+                sock.resume();
+              }
+            }, 5);
           }
         });
         sock.on("end", () => {
@@ -87,6 +96,7 @@ describe.skipIf(skip)("guest → host bytes through a host peer that keeps stall
       await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
       const port = (server.address() as net.AddressInfo).port;
       const env = await startGuest({ mtu, policy: { hostPorts: [port] } });
+      lent = () => env.stack.transportInput.readBuffersLent;
       try {
         const block = makeBlock(`loans-${mtu}`);
         const f = join(env.guest.dir, "block.bin");
