@@ -15,6 +15,7 @@ import type { RotatingLog } from "../util/rotating-log.js";
 import { createQemuVmm } from "../vmm/qemu-vmm.js";
 import type { VmmFactory } from "../vmm/types.js";
 import { cleanupStaleWorker } from "./cleanup.js";
+import { installFatalTeardown } from "./fatal.js";
 import { healthOptionsFrom, watchHealth } from "./health.js";
 import { runPhases } from "./phases/index.js";
 import { budgetedLog, guestLogBudget } from "./guest-log.js";
@@ -46,6 +47,7 @@ export async function runSupervisor(
     run.resources.add("unused FUSE server", () => rootServer.dispose());
   }
   for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(signal, () => void run.requestStop(signal));
+  installFatalTeardown(run);
 
   try {
     await mkdir(paths.logs, { recursive: true });
@@ -178,7 +180,7 @@ async function runToEnd(run: SupervisorRun): Promise<number> {
       run.lastExitWritten = true;
     },
     () => {},
-  );
+  ).catch((error: Error) => log(`last-exit.json: ${error.message}`));
   const exit = await run.vmm!.wait();
   // WORKLOAD_EXIT precedes the reboot; give it a moment if the frames raced QEMU's exit.
   if (!run.workloadExit) await sleep(50);
