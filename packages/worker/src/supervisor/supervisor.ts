@@ -170,18 +170,32 @@ export function logWorkloadOutput(hc: HostControl, logs: { stdout: RotatingLog; 
   logs.stderr.follow(hc.workloadStderr);
 }
 
-/** Records the workload's exit and waits for the VM's end: 0 for an orderly end, 1 when the run crashed. */
-async function runToEnd(run: SupervisorRun): Promise<number> {
+/**
+ * Waits for the VM's end and records it: 0 for an orderly end, 1 when the run crashed. The workload's exit is the
+ * guest's word, so it is recorded (last-exit.json, which `list` reads) only once the host saw the VM end: a
+ * WORKLOAD_EXIT forged by guest root (it can write on init's port) must not make `list` say stopped while the VM
+ * runs (security review 2, s14 #2). Init reboots right after its workload's exit; a VM still up
+ * `run.rebootAfterExitMs` later is stopped.
+ */
+export async function runToEnd(run: SupervisorRun): Promise<number> {
   const hc = run.control!;
+  const vmEnded = run.vmm!.wait();
+  let notRebooted: string | undefined;
   hc.workloadExit.then(
-    async (exit) => {
+    (exit) => {
       run.workloadExit = exit;
-      await run.writeLastExit(exit);
-      run.lastExitWritten = true;
+      if (run.stopRequested) return;
+      const timer = setTimeout(() => {
+        notRebooted = `the VM did not end within ${run.rebootAfterExitMs} ms of its workload's exit (code ${exit.code}): stopped`;
+        log(notRebooted);
+        void run.vmm?.stop({ timeoutMs: 2_000 }).catch(() => {});
+      }, run.rebootAfterExitMs);
+      timer.unref();
+      vmEnded.then(() => clearTimeout(timer), () => clearTimeout(timer));
     },
     () => {},
-  ).catch((error: Error) => log(`last-exit.json: ${error.message}`));
-  const exit = await run.vmm!.wait();
+  );
+  const exit = await vmEnded;
   // WORKLOAD_EXIT precedes the reboot; give it a moment if the frames raced QEMU's exit.
   if (!run.workloadExit) await sleep(50);
   if (!run.crash && !run.stopRequested && !exit.error && !run.workloadExit) {
@@ -198,7 +212,7 @@ async function runToEnd(run: SupervisorRun): Promise<number> {
     return 1;
   }
   await sleep(50);
-  if (!run.lastExitWritten) await run.writeLastExit(run.workloadExit, exit);
+  if (!run.lastExitWritten) await run.writeLastExit(run.workloadExit, exit, notRebooted);
   log(`VM ended: ${exit.reason}`);
   return 0;
 }
