@@ -108,6 +108,8 @@ export async function runSupervisor(
     const consoleLines = await readFile(paths.consoleLog, "utf8").then((t) => t.trimEnd().split("\n"), () => [] as string[]);
     const consoleTail = consoleLines.slice(-15).join("\n");
     ready.report({ event: "failed", code: iii.code, message: iii.message, consoleTail: startFailed ? consoleLines.slice(-5).join("\n") : consoleTail });
+    // The VM goes first: a last exit recorded while QEMU still runs does not end the worker's status (status.ts).
+    await run.vmm?.stop({ timeoutMs: 2_000 }).catch(() => {});
     if (!run.lastExitWritten || run.crash) {
       const extra = startFailed ? { startFailed: true, consoleTail: consoleLines.slice(-5) } : {};
       await run.writeLastExit(run.workloadExit, undefined, run.crash ?? iii.message, run.crash !== undefined, extra).catch(() => {});
