@@ -267,12 +267,24 @@ export async function removeWorkerData(name: string, options: RemoveDataOptions 
     }
     await stopWorker(name, { env, cwd, graceMs: options.graceMs ?? DEFAULT_STOP_GRACE_MS });
   }
+  // Whatever the status says (it reads what the guest reported), a supervisor still alive per vm.json (pid + start
+  // time) owns a VM, mounts and published ports: deleting its state would leave them running, out of every iii
+  // command's reach (security review 2, s14 #2). One that recorded its end is releasing them: it gets a moment,
+  // then is stopped like `stop` does (SIGKILL of it and its children at the end).
+  const record = await readVmRecord(name, env, cwd);
+  if (record && isSameProcessAlive(record)) {
+    await awaitEndedSupervisor(name, env, cwd, ENDING_SUPERVISOR_WAIT_MS).catch(() => {});
+    if (isSameProcessAlive(record)) await stopWorker(name, { env, cwd, graceMs: options.graceMs ?? DEFAULT_STOP_GRACE_MS });
+  }
   const paths = workerPaths(name, env, cwd);
   const after = await workerStatus(name, env, cwd);
   if (after.state === "running" || after.state === "pending") throw new IiiError("WorkerRunning", `worker "${name}" did not stop (supervisor pid ${after.pid})`);
   if (after.state === "crashed") await cleanupStaleWorker(paths, await readVmRecord(name, env, cwd));
   if (!options.keepData) await removeManagedDir(paths);
 }
+
+/** How long `remove` waits for a supervisor that recorded its run's end to finish releasing, before stopping it. */
+const ENDING_SUPERVISOR_WAIT_MS = 5_000;
 
 /** Deletes a stopped worker's managed directory; refuses while anything is still mounted inside it. */
 export async function removeManagedDir(paths: WorkerPaths): Promise<void> {

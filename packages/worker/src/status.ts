@@ -23,7 +23,9 @@ export interface WorkerStatus {
  * this run; crashed: vm.json remains but its supervisor is gone (it removes vm.json on every orderly exit),
  * or the run's last exit says a process of the VM died; failed: the workload never started; stopped:
  * otherwise. A supervisor that has recorded
- * the end and is still releasing its resources counts as ended.
+ * the end and is still releasing its resources counts as ended, unless its QEMU (vm.json's child, pid + start
+ * time) still runs: a workload's exit is the guest's word, so with the VM up the worker is running, its lastExit
+ * kept for the caller (security review 2, s14 #2: a forged WORKLOAD_EXIT showed a running VM as stopped).
  */
 export async function workerStatus(name: string, env: NodeJS.ProcessEnv = process.env, projectDir?: string): Promise<WorkerStatus> {
   const dir = managedDir(name, env, projectDir);
@@ -35,8 +37,9 @@ export async function workerStatus(name: string, env: NodeJS.ProcessEnv = proces
   if (current) status.lastExit = current;
   const ended = current?.crashed ? "crashed" : current?.startFailed ? "failed" : (current?.state ?? "stopped");
   if (record) {
+    const hostEnded = current !== undefined && (current.crashed || current.startFailed || !vmProcessAlive(record));
     if (!isSameProcessAlive(record)) status.state = "crashed";
-    else if (current) status.state = ended;
+    else if (current && hostEnded) status.state = ended;
     else {
       status.state = record.phase === "pending" ? "pending" : "running";
       status.pid = record.pid;
@@ -48,4 +51,9 @@ export async function workerStatus(name: string, env: NodeJS.ProcessEnv = proces
     status.state = ended;
   }
   return status;
+}
+
+/** The run's QEMU, as vm.json records it, is still the same live process: the VM is up, whatever the guest said. */
+function vmProcessAlive(record: VmRecord): boolean {
+  return (record.children ?? []).some((child) => child.name === "qemu" && isSameProcessAlive(child));
 }

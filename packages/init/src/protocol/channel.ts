@@ -28,7 +28,19 @@ interface SendWindow {
 export interface ControlChannelOptions {
   /** Initial send window per stream in bytes (both peers must agree). */
   initialWindowBytes?: number;
+  /** Reading from the peer stops while more than this many bytes wait to be written to it (default 256 KiB). */
+  writeHighWaterBytes?: number;
 }
+
+/**
+ * What may wait in the transport's write buffer before the channel stops reading. Replies the peer's messages cause
+ * (PONG to its PING, CREDIT for its data, SIGKILL for a broken stream) are written whether or not the peer reads:
+ * without this bound a peer that writes and never reads makes the host queue without limit (security review 2,
+ * s14 #3: 256 MiB of PINGs queued 256 MiB of PONGs, +6 GiB RSS). Honest traffic stays far below: data is
+ * credit-limited and waits for 'drain'; control messages are tiny, and init never stops reading (its writes
+ * never block, static/channel.ts).
+ */
+export const WRITE_HIGH_WATER_BYTES = 256 * 1024;
 
 export interface ControlChannelEvents {
   message: [Message];
@@ -54,6 +66,9 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
   private drainWaiters: Array<() => void> = [];
   private writable = true;
   private closedFlag = false;
+  private readonly writeHighWater: number;
+  /** Reading is paused until the write buffer drains (see WRITE_HIGH_WATER_BYTES). */
+  private readPaused = false;
 
   constructor(
     private readonly io: Duplex,
@@ -61,9 +76,17 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
   ) {
     super();
     this.initialWindow = options.initialWindowBytes ?? INITIAL_WINDOW_BYTES;
-    io.on("data", (chunk: Buffer) => this.onData(chunk));
+    this.writeHighWater = options.writeHighWaterBytes ?? WRITE_HIGH_WATER_BYTES;
+    io.on("data", (chunk: Buffer) => {
+      this.onData(chunk);
+      this.pauseReadingIfBacklogged();
+    });
     io.on("drain", () => {
       this.writable = true;
+      if (this.readPaused) {
+        this.readPaused = false;
+        io.resume();
+      }
       const waiters = this.drainWaiters;
       this.drainWaiters = [];
       for (const w of waiters) w();
@@ -80,6 +103,25 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
   /** What each stream's sender may have in flight before it needs CREDIT, in both directions. */
   get initialWindowBytes(): number {
     return this.initialWindow;
+  }
+
+  /** True while reading from the peer is paused because it does not read what is written to it. */
+  get readingPaused(): boolean {
+    return this.readPaused;
+  }
+
+  /**
+   * The closed bound on what a peer that does not read can make us queue: stop reading (the peer's writes then
+   * block on the transport) until the write buffer drains. What one read chunk causes is written in full, so the
+   * queue stays below the high-water mark plus the replies to one chunk (64 KiB of frames).
+   */
+  private pauseReadingIfBacklogged(): void {
+    if (this.readPaused || this.closedFlag || this.io.writableLength <= this.writeHighWater) return;
+    // Only a transport that will emit 'drain' can resume us (its own high-water mark is below ours).
+    if (!this.io.writableNeedDrain) return;
+    this.readPaused = true;
+    this.writable = false;
+    this.io.pause();
   }
 
   /** Send a control message (not subject to credit). Returns false once closed. */

@@ -250,6 +250,16 @@ export class HostControl extends EventEmitter<HostControlEvents> {
           return;
       }
     });
+    // A known frame with a malformed body (a field of the wrong type, range or length: messages.ts checks every
+    // field of what the guest sends) is a protocol error, never passed on: init does not send one, a guest writing
+    // to init's port could. On an exec's stream it ends that exec like one past its credit; elsewhere it is
+    // dropped and reported (the supervisor logs it under the guest-log budget). Framing is intact, so the channel
+    // goes on.
+    this.channel.on("invalid", ({ stream, error }) => {
+      const exec = stream === CONTROL_STREAM ? undefined : this.execs.get(stream);
+      if (exec) this.closeExecForViolation(stream, exec, "BAD_MESSAGE", error);
+      else this.emit("error", error);
+    });
     this.channel.on("error", (err) => this.emit("error", err));
     this.channel.on("close", () => {
       const err = new ChannelClosedError();
@@ -268,14 +278,18 @@ export class HostControl extends EventEmitter<HostControlEvents> {
    * `error`), its output ends after what was within the window, and the command is killed in case init still runs it.
    */
   private closeExecForCredit(stream: number, exec: ExecState, bytes: number): void {
+    this.closeExecForViolation(stream, exec, "CREDIT_EXCEEDED", creditExceeded(stream, bytes));
+  }
+
+  /** Ends an exec whose guest side broke the protocol on its stream (`code`: what it broke); the command is killed. */
+  private closeExecForViolation(stream: number, exec: ExecState, code: string, error: Error): void {
     this.execs.delete(stream);
     exec.window.close();
     this.channel.send({ type: "SIGNAL", stream, signal: "SIGKILL" });
     this.channel.closeStream(stream);
     exec.stdout.push(null);
     exec.stderr.push(null);
-    const error = creditExceeded(stream, bytes);
-    exec.resolveExit({ type: "EXIT", stream, code: -1, signal: null, timedOut: false, error: `CREDIT_EXCEEDED: ${error.message}` });
+    exec.resolveExit({ type: "EXIT", stream, code: -1, signal: null, timedOut: false, error: `${code}: ${error.message}` });
     this.emit("error", error);
   }
 

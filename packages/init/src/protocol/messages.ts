@@ -215,22 +215,136 @@ function requireFields(name: string, body: Record<string, unknown>, fields: Reco
   }
 }
 
+// Host → guest messages: init checks what it uses (exec.ts). Guest → host messages are checked in full below.
 const REQUIRED: Partial<Record<FrameTypeName, Record<string, string>>> = {
-  READY: { protocol: "integer", initVersion: "string", bootMs: "number", timings: "object" },
-  PING: { nonce: "integer" },
-  PONG: { nonce: "integer" },
-  LOG: { level: "string", message: "string" },
-  ERROR: { code: "string", message: "string" },
   EXEC: { argv: "string[]" },
-  STARTED: { pid: "integer" },
-  EXIT: { code: "integer", timedOut: "boolean" },
   SIGNAL: { signal: "string" },
   RESIZE: { rows: "integer", cols: "integer" },
   SHUTDOWN: { graceMs: "number" },
   RESTART_WORKLOAD: { graceMs: "number" },
-  WORKLOAD_STARTED: { pid: "integer", generation: "integer" },
-  WORKLOAD_EXIT: { code: "integer", timedOut: "boolean", generation: "integer", oomKilled: "boolean" },
 };
+
+/** Longest free-text field a guest may send (an error or log line); a frame itself may be 1 MiB. */
+export const MAX_GUEST_TEXT_CHARS = 64 * 1024;
+/** Longest name-like field (a signal, an error code, a boot step, the init version). */
+const MAX_GUEST_NAME_CHARS = 128;
+/** Most boot steps a READY may report (init reports about 20). */
+export const MAX_READY_TIMINGS = 256;
+const MAX_PID = 0x3fffffff;
+
+/**
+ * Reads one message the guest sends to the host, field by field: types, ranges and lengths, and nothing else is
+ * kept. The guest is untrusted (guest root can write on init's port): a value of an unexpected type, e.g. a
+ * `signal` of `{"toString":1}`, must be a protocol error here, not a TypeError in the supervisor's code.
+ */
+class GuestBody {
+  constructor(
+    private readonly name: string,
+    private readonly body: Record<string, unknown>,
+  ) {}
+  private bad(field: string, what: string): never {
+    fail(this.name, `field "${field}" must be ${what}`);
+  }
+  integer(field: string, min: number, max: number): number {
+    const v = this.body[field];
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) this.bad(field, `an integer from ${min} to ${max}`);
+    return v;
+  }
+  finite(field: string, min: number, max: number): number {
+    const v = this.body[field];
+    if (typeof v !== "number" || !Number.isFinite(v) || v < min || v > max) this.bad(field, `a number from ${min} to ${max}`);
+    return v;
+  }
+  boolean(field: string): boolean {
+    const v = this.body[field];
+    if (typeof v !== "boolean") this.bad(field, "a boolean");
+    return v;
+  }
+  string(field: string, maxChars: number, minChars = 0): string {
+    const v = this.body[field];
+    if (typeof v !== "string" || v.length > maxChars || v.length < minChars) this.bad(field, `a string of ${minChars} to ${maxChars} characters`);
+    return v;
+  }
+  oneOf<T extends string>(field: string, values: readonly T[]): T {
+    const v = this.body[field];
+    if (typeof v !== "string" || !(values as readonly string[]).includes(v)) this.bad(field, `one of ${values.join(", ")}`);
+    return v as T;
+  }
+  has(field: string): boolean {
+    return this.body[field] !== undefined;
+  }
+  get raw(): Record<string, unknown> {
+    return this.body;
+  }
+}
+
+function exitStatus(b: GuestBody): ExitStatus {
+  const signal = b.raw.signal === null ? null : b.string("signal", MAX_GUEST_NAME_CHARS, 1);
+  // -1: never ran; 0-255: exit status, or 128 + signal number.
+  const status: ExitStatus = { code: b.integer("code", -1, 255), signal, timedOut: b.boolean("timedOut") };
+  if (b.has("error")) status.error = b.string("error", MAX_GUEST_TEXT_CHARS);
+  if (b.has("shellStatus")) status.shellStatus = b.integer("shellStatus", 0, 255);
+  return status;
+}
+
+function bootTimings(b: GuestBody): BootStepTiming[] {
+  const list = b.raw.timings;
+  if (!Array.isArray(list) || list.length > MAX_READY_TIMINGS) fail("READY", `field "timings" must be an array of at most ${MAX_READY_TIMINGS} steps`);
+  return list.map((item: unknown, i: number) => {
+    if (typeof item !== "object" || item === null || Array.isArray(item)) fail("READY", `timings[${i}] must be an object`);
+    const t = new GuestBody(`READY timings[${i}]`, item as Record<string, unknown>);
+    const step: BootStepTiming = {
+      step: t.string("step", MAX_GUEST_NAME_CHARS, 1),
+      ms: t.finite("ms", 0, Number.MAX_SAFE_INTEGER),
+      status: t.oneOf("status", ["ok", "skipped", "warn"] as const),
+    };
+    if (t.has("detail")) step.detail = t.string("detail", MAX_GUEST_TEXT_CHARS);
+    return step;
+  });
+}
+
+/** The guest → host message types, each read into exactly its declared fields; undefined for the others. */
+function guestMessage(name: FrameTypeName, stream: number, record: Record<string, unknown>): Message | undefined {
+  const b = new GuestBody(name, record);
+  const controlOnly = name === "READY" || name === "LOG" || name === "WORKLOAD_STARTED" || name === "WORKLOAD_EXIT";
+  if (controlOnly && stream !== 0) fail(name, `it belongs on stream 0, not ${stream}`);
+  switch (name) {
+    case "READY":
+      return {
+        type: "READY",
+        stream: 0,
+        protocol: b.integer("protocol", 0, 0xffff),
+        initVersion: b.string("initVersion", MAX_GUEST_NAME_CHARS),
+        bootMs: b.finite("bootMs", 0, Number.MAX_SAFE_INTEGER),
+        timings: bootTimings(b),
+      };
+    case "PING":
+    case "PONG":
+      return { type: name, stream, nonce: b.integer("nonce", 0, Number.MAX_SAFE_INTEGER) };
+    case "LOG":
+      return { type: "LOG", stream: 0, level: b.oneOf("level", ["info", "warn", "error"] as const), message: b.string("message", MAX_GUEST_TEXT_CHARS) };
+    case "ERROR":
+      return { type: "ERROR", stream, code: b.string("code", MAX_GUEST_NAME_CHARS, 1), message: b.string("message", MAX_GUEST_TEXT_CHARS) };
+    case "STARTED":
+      return { type: "STARTED", stream, pid: b.integer("pid", 1, MAX_PID) };
+    case "EXIT":
+      return { type: "EXIT", stream, ...exitStatus(b) };
+    case "WORKLOAD_STARTED":
+      return { type: "WORKLOAD_STARTED", stream: 0, pid: b.integer("pid", 1, MAX_PID), generation: b.integer("generation", 0, Number.MAX_SAFE_INTEGER) };
+    case "WORKLOAD_EXIT":
+      return {
+        type: "WORKLOAD_EXIT",
+        stream: 0,
+        ...exitStatus(b),
+        generation: b.integer("generation", 0, Number.MAX_SAFE_INTEGER),
+        oomKilled: b.boolean("oomKilled"),
+        requested: b.boolean("requested"),
+        escalated: b.boolean("escalated"),
+      };
+    default:
+      return undefined;
+  }
+}
 
 /** Decode a frame into a typed message. Unknown frame types become UNKNOWN; malformed known ones throw. */
 export function frameToMessage(frame: Frame): Message | UnknownMessage {
@@ -252,6 +366,8 @@ export function frameToMessage(frame: Frame): Message | UnknownMessage {
   }
   if (typeof body !== "object" || body === null || Array.isArray(body)) fail(name, "payload must be a JSON object");
   const record = body as Record<string, unknown>;
+  const fromGuest = guestMessage(name, stream, record);
+  if (fromGuest) return fromGuest;
   requireFields(name, record, REQUIRED[name] ?? {});
   if (name === "EXEC" && (record.argv as string[]).length === 0) fail(name, "argv must not be empty");
   if (name === "EXEC" && record.env !== undefined) {

@@ -4,7 +4,7 @@
  */
 export class ResourceOwner {
   private readonly releases: Array<{ what: string; release: () => Promise<unknown> | unknown }> = [];
-  private released = false;
+  private released: Promise<void> | undefined;
 
   constructor(private readonly log: (line: string) => void) {}
 
@@ -12,9 +12,13 @@ export class ResourceOwner {
     this.releases.push({ what, release });
   }
 
-  async releaseAll(): Promise<void> {
-    if (this.released) return;
-    this.released = true;
+  /** Every caller waits for the one release (a fatal error's teardown may race the run's own `finally`). */
+  releaseAll(): Promise<void> {
+    this.released ??= this.releaseInOrder();
+    return this.released;
+  }
+
+  private async releaseInOrder(): Promise<void> {
     for (const { what, release } of this.releases.reverse()) {
       try {
         await release();

@@ -15,6 +15,8 @@ import { ResourceOwner } from "./resources.js";
 
 /** After the grace period, how long init may take to kill, sync and reboot before QEMU is stopped. */
 const SHUTDOWN_MARGIN_MS = 5_000;
+/** Init kills what is left (1 s), flushes its channel (2 s), syncs and reboots right after WORKLOAD_EXIT; a VM up this long after is stopped. */
+export const REBOOT_AFTER_EXIT_MS = 30_000;
 
 export function log(message: string): void {
   process.stderr.write(`${new Date().toISOString()} ${message}\n`);
@@ -47,6 +49,8 @@ export class SupervisorRun {
   readyAt: number | undefined;
   /** Set when a process of the VM died on its own: the run ends as crashed, naming it. */
   crash: string | undefined;
+  /** After the guest reports its workload's exit, how long init may take to reboot before the VM is stopped. */
+  rebootAfterExitMs = REBOOT_AFTER_EXIT_MS;
 
   constructor(
     readonly name: string,

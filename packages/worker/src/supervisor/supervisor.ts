@@ -15,6 +15,7 @@ import type { RotatingLog } from "../util/rotating-log.js";
 import { createQemuVmm } from "../vmm/qemu-vmm.js";
 import type { VmmFactory } from "../vmm/types.js";
 import { cleanupStaleWorker } from "./cleanup.js";
+import { installFatalTeardown } from "./fatal.js";
 import { healthOptionsFrom, watchHealth } from "./health.js";
 import { runPhases } from "./phases/index.js";
 import { budgetedLog, guestLogBudget } from "./guest-log.js";
@@ -46,6 +47,7 @@ export async function runSupervisor(
     run.resources.add("unused FUSE server", () => rootServer.dispose());
   }
   for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(signal, () => void run.requestStop(signal));
+  installFatalTeardown(run);
 
   try {
     await mkdir(paths.logs, { recursive: true });
@@ -106,6 +108,8 @@ export async function runSupervisor(
     const consoleLines = await readFile(paths.consoleLog, "utf8").then((t) => t.trimEnd().split("\n"), () => [] as string[]);
     const consoleTail = consoleLines.slice(-15).join("\n");
     ready.report({ event: "failed", code: iii.code, message: iii.message, consoleTail: startFailed ? consoleLines.slice(-5).join("\n") : consoleTail });
+    // The VM goes first: a last exit recorded while QEMU still runs does not end the worker's status (status.ts).
+    await run.vmm?.stop({ timeoutMs: 2_000 }).catch(() => {});
     if (!run.lastExitWritten || run.crash) {
       const extra = startFailed ? { startFailed: true, consoleTail: consoleLines.slice(-5) } : {};
       await run.writeLastExit(run.workloadExit, undefined, run.crash ?? iii.message, run.crash !== undefined, extra).catch(() => {});
@@ -168,18 +172,32 @@ export function logWorkloadOutput(hc: HostControl, logs: { stdout: RotatingLog; 
   logs.stderr.follow(hc.workloadStderr);
 }
 
-/** Records the workload's exit and waits for the VM's end: 0 for an orderly end, 1 when the run crashed. */
-async function runToEnd(run: SupervisorRun): Promise<number> {
+/**
+ * Waits for the VM's end and records it: 0 for an orderly end, 1 when the run crashed. The workload's exit is the
+ * guest's word, so it is recorded (last-exit.json, which `list` reads) only once the host saw the VM end: a
+ * WORKLOAD_EXIT forged by guest root (it can write on init's port) must not make `list` say stopped while the VM
+ * runs (security review 2, s14 #2). Init reboots right after its workload's exit; a VM still up
+ * `run.rebootAfterExitMs` later is stopped.
+ */
+export async function runToEnd(run: SupervisorRun): Promise<number> {
   const hc = run.control!;
+  const vmEnded = run.vmm!.wait();
+  let notRebooted: string | undefined;
   hc.workloadExit.then(
-    async (exit) => {
+    (exit) => {
       run.workloadExit = exit;
-      await run.writeLastExit(exit);
-      run.lastExitWritten = true;
+      if (run.stopRequested) return;
+      const timer = setTimeout(() => {
+        notRebooted = `the VM did not end within ${run.rebootAfterExitMs} ms of its workload's exit (code ${exit.code}): stopped`;
+        log(notRebooted);
+        void run.vmm?.stop({ timeoutMs: 2_000 }).catch(() => {});
+      }, run.rebootAfterExitMs);
+      timer.unref();
+      vmEnded.then(() => clearTimeout(timer), () => clearTimeout(timer));
     },
     () => {},
   );
-  const exit = await run.vmm!.wait();
+  const exit = await vmEnded;
   // WORKLOAD_EXIT precedes the reboot; give it a moment if the frames raced QEMU's exit.
   if (!run.workloadExit) await sleep(50);
   if (!run.crash && !run.stopRequested && !exit.error && !run.workloadExit) {
@@ -196,7 +214,7 @@ async function runToEnd(run: SupervisorRun): Promise<number> {
     return 1;
   }
   await sleep(50);
-  if (!run.lastExitWritten) await run.writeLastExit(run.workloadExit, exit);
+  if (!run.lastExitWritten) await run.writeLastExit(run.workloadExit, exit, notRebooted);
   log(`VM ended: ${exit.reason}`);
   return 0;
 }
