@@ -1,34 +1,10 @@
-import { afterEach, describe, expect, it } from "vitest";
-import { createServer, connect, type Server, type Socket } from "node:net";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { describe, expect, it } from "vitest";
 import { ControlChannel } from "./channel.js";
 import { HostControl } from "./host.js";
 import { INITIAL_WINDOW_BYTES } from "./frame.js";
 import type { Message } from "./messages.js";
+import { socketPair } from "./socket-pair.test-helper.js";
 
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  for (const c of cleanups.splice(0)) c();
-});
-
-async function socketPair(): Promise<[Socket, Socket]> {
-  const dir = mkdtempSync(join(tmpdir(), `iii-init-chan-${process.pid}-`));
-  const path = join(dir, "s");
-  const server: Server = createServer();
-  await new Promise<void>((r) => server.listen(path, r));
-  const accepted = new Promise<Socket>((r) => server.once("connection", r));
-  const client = connect(path);
-  const guestSide = await accepted;
-  cleanups.push(() => {
-    client.destroy();
-    guestSide.destroy();
-    server.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return [client, guestSide];
-}
 
 describe("ControlChannel flow control over a real unix socket", () => {
   it("stops a sender at the window until the reader consumes, without stalling other streams", async () => {

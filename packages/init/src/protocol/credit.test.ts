@@ -1,40 +1,17 @@
 // The host holds a guest to the credit it granted (security review s14 #7): data past a stream's window closes
 // that stream instead of being buffered without bound while its consumer is paused.
-import { afterEach, describe, expect, it } from "vitest";
-import { createServer, connect, type Server, type Socket } from "node:net";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import type { Socket } from "node:net";
 import type { Readable } from "node:stream";
 import { ControlChannel } from "./channel.js";
 import { HostControl } from "./host.js";
 import { encodeFrame, FrameType, INITIAL_WINDOW_BYTES, MAX_DATA_CHUNK_BYTES } from "./frame.js";
 import type { Message } from "./messages.js";
+import { afterThisTest, socketPair } from "./socket-pair.test-helper.js";
 
 /** CreditedReadable's highWaterMark: what a paused Readable holds after its credit was already returned. */
 const READABLE_HWM = 256 * 1024;
 
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  for (const c of cleanups.splice(0)) c();
-});
-
-async function socketPair(): Promise<[Socket, Socket]> {
-  const dir = mkdtempSync(join(tmpdir(), `iii-init-credit-${process.pid}-`));
-  const path = join(dir, "s");
-  const server: Server = createServer();
-  await new Promise<void>((r) => server.listen(path, r));
-  const accepted = new Promise<Socket>((r) => server.once("connection", r));
-  const client = connect(path);
-  const guestSide = await accepted;
-  cleanups.push(() => {
-    client.destroy();
-    guestSide.destroy();
-    server.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return [client, guestSide];
-}
 
 /** A host and a guest: the guest's ControlChannel for honest traffic, its socket for frames that ignore credit. */
 async function pair() {
@@ -45,7 +22,7 @@ async function pair() {
   const guest = new ControlChannel(guestSock);
   const received: Message[] = [];
   guest.on("message", (m: Message) => received.push(m));
-  cleanups.push(() => host.close());
+  afterThisTest(() => host.close());
   return { host, guest, guestSock, errors, received };
 }
 

@@ -1,36 +1,13 @@
 // A hostile guest on the control channel (security review 2, s14 #3 and #4): guest root can take init's port fd
 // and write any frame. A real HostControl on a unix socket pair; the guest side writes raw frames.
-import { afterEach, describe, expect, it } from "vitest";
-import { createServer, connect, type Server, type Socket } from "node:net";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import type { Socket } from "node:net";
 import { ControlChannel, WRITE_HIGH_WATER_BYTES } from "./channel.js";
 import { HostControl } from "./host.js";
 import { encodeFrame, FrameDecoder, FrameType, ProtocolError } from "./frame.js";
 import { frameToMessage, MAX_GUEST_TEXT_CHARS, MAX_READY_TIMINGS, type Message, type WorkloadExitMessage } from "./messages.js";
+import { afterThisTest, socketPair } from "./socket-pair.test-helper.js";
 
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  for (const c of cleanups.splice(0)) c();
-});
-
-async function socketPair(): Promise<[Socket, Socket]> {
-  const dir = mkdtempSync(join(tmpdir(), `iii-init-hostile-${process.pid}-`));
-  const path = join(dir, "s");
-  const server: Server = createServer();
-  await new Promise<void>((r) => server.listen(path, r));
-  const accepted = new Promise<Socket>((r) => server.once("connection", r));
-  const client = connect(path);
-  const guestSide = await accepted;
-  cleanups.push(() => {
-    client.destroy();
-    guestSide.destroy();
-    server.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return [client, guestSide];
-}
 
 const json = (type: number, stream: number, body: unknown) =>
   encodeFrame({ type, stream, payload: Buffer.from(typeof body === "string" ? body : JSON.stringify(body)) });
@@ -94,7 +71,7 @@ async function pair() {
   const host = HostControl.attach(hostSock);
   const errors: Error[] = [];
   host.on("error", (e) => errors.push(e));
-  cleanups.push(() => host.close());
+  afterThisTest(() => host.close());
   return { host, hostSock, guestSock, errors };
 }
 
