@@ -6,6 +6,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { alive } from "../../test/stand-ins.js";
 import { workerPaths } from "../paths.js";
 import { createQemuVmm } from "../vmm/qemu-vmm.js";
 import { installFatalTeardown } from "./fatal.js";
@@ -15,15 +16,6 @@ const cleanups: Array<() => void> = [];
 afterEach(() => {
   for (const c of cleanups.splice(0)) c();
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe("a fatal error in the supervisor", () => {
   it("tears the VM down (no orphan), records the crash, and exits 1", async () => {

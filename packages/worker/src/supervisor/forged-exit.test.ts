@@ -4,11 +4,11 @@
 // are in vm.json); the supervisor's own runToEnd, workerStatus and removeWorkerData run against them.
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { connect, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { HostControl, protocol } from "@iii/init";
 import { afterEach, describe, expect, it } from "vitest";
+import { alive, unixSocketPair } from "../../test/stand-ins.js";
 import { processStartTime } from "../host/process-identity.js";
 import { removeWorkerData } from "../lifecycle.js";
 import { workerPaths } from "../paths.js";
@@ -25,15 +25,6 @@ afterEach(() => {
 });
 
 const FORGED_EXIT = { code: 0, signal: null, timedOut: false, generation: 0, oomKilled: false, requested: false, escalated: false };
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** A real long-lived process (a supervisor's or QEMU's stand-in), killed at the end of the test. */
 async function standIn(): Promise<{ child: ChildProcess; pid: number; startTime: number; exited: Promise<void> }> {
@@ -67,20 +58,6 @@ function forgeLastExit(path: string): void {
   writeFileSync(path, JSON.stringify({ code: 0, reason: "workload exited with 0", endedAt: new Date().toISOString() }));
 }
 
-async function socketPair(dir: string): Promise<[Socket, Socket]> {
-  const path = join(dir, "control.sock");
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(path, r));
-  const accepted = new Promise<Socket>((r) => server.once("connection", r));
-  const host = connect(path);
-  const guest = await accepted;
-  cleanups.push(() => {
-    host.destroy();
-    guest.destroy();
-    server.close();
-  });
-  return [host, guest];
-}
 
 describe("a WORKLOAD_EXIT forged by the guest while its VM runs", () => {
   it("is not recorded while the VM is up (list says running); a VM that does not reboot is stopped, then recorded", async () => {
@@ -104,7 +81,7 @@ describe("a WORKLOAD_EXIT forged by the guest while its VM runs", () => {
         return exit;
       },
     } as unknown as Vmm;
-    const [hostSock, guestSock] = await socketPair(paths.dir);
+    const [hostSock, guestSock] = await unixSocketPair(join(paths.dir, "control.sock"), (close) => cleanups.push(close));
     run.control = HostControl.attach(hostSock);
     run.control.on("error", () => {});
     cleanups.push(() => run.control?.close());

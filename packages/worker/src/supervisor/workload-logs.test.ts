@@ -1,10 +1,10 @@
 import { mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
-import { createServer, connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { HostControl, protocol } from "@iii/init";
 import { afterEach, describe, expect, it } from "vitest";
 import { heldUnder } from "../../test/held-files.js";
+import { unixSocketPair } from "../../test/stand-ins.js";
 import { RotatingLog } from "../util/rotating-log.js";
 import { logWorkloadOutput } from "./supervisor.js";
 
@@ -13,19 +13,6 @@ afterEach(() => {
   for (const c of cleanups.splice(0)) c();
 });
 
-async function socketPair(dir: string): Promise<[host: Socket, guest: Socket]> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(join(dir, "control.sock"), r));
-  const accepted = new Promise<Socket>((r) => server.once("connection", r));
-  const host = connect(join(dir, "control.sock"));
-  const guest = await accepted;
-  cleanups.push(() => {
-    host.destroy();
-    guest.destroy();
-    server.close();
-  });
-  return [host, guest];
-}
 
 function sizeOf(path: string): number {
   return statSync(path, { throwIfNoEntry: false })?.size ?? 0;
@@ -36,7 +23,7 @@ describe("the workload's stdout/stderr logs (supervisor wiring, real HostControl
     const dir = mkdtempSync(join(tmpdir(), "iii-workload-logs-"));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     const logs = join(dir, "logs");
-    const [hostSock, guestSock] = await socketPair(dir);
+    const [hostSock, guestSock] = await unixSocketPair(join(dir, "control.sock"), (close) => cleanups.push(close));
     const limit = 4 * 1024 * 1024;
     mkdirSync(logs);
     const stdoutLog = new RotatingLog(join(logs, "stdout.log"), limit);
