@@ -13,7 +13,8 @@ import {
 } from "./config/runtime-config.js";
 import { sha256Digest } from "./digest.js";
 import { applyLayers, type ApplyOptions } from "./layers/apply.js";
-import type { LayerLimits } from "./layers/policy.js";
+import { DEFAULT_LAYER_LIMITS, type LayerLimits } from "./layers/policy.js";
+import { checkDeclaredLayerSizes, checkFreeSpace } from "./declared-size.js";
 import { hostArchitecture, parseJson, parseManifestDocument, selectPlatform, type ImageManifest } from "./oci/manifest.js";
 import { leanVm } from "./lean-vm.js";
 import { takeHandedOffManifest } from "./manifest-handoff.js";
@@ -281,6 +282,12 @@ async function ensureRemote(store: ImageStore, image: string, options: EnsureIma
   const cached = record !== undefined;
   if (!record) {
     const configBytes = await client.getBlobBytes(ref.repository, manifest.config);
+    // What the downloads may put on disk is known from the manifest: refuse it now if it cannot be an image we would
+    // accept, or cannot fit, rather than after the disk is full.
+    checkDeclaredLayerSizes(manifest.layers, { ...DEFAULT_LAYER_LIMITS, ...options.limits }, reference);
+    const toDownload = new Map<string, number>();
+    for (const layer of manifest.layers) if (!(await store.hasBlob(layer.digest))) toDownload.set(layer.digest, layer.size);
+    await checkFreeSpace(store.root, [...toDownload.values()].reduce((a, b) => a + b, 0), reference);
     const progress = createPullProgress(options.progress ?? false);
     // Downloads run in the background (a few at a time) while layers unpack in order as soon as they are here.
     const downloads = new Map<string, Promise<void>>();

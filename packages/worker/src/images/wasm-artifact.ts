@@ -10,6 +10,7 @@ import { IiiError } from "../errors.js";
 import { isLocalSource, parseImageReference } from "./oci/reference.js";
 import { ImageStore, writeAtomic } from "./cache/store.js";
 import { sha256Digest } from "./digest.js";
+import { checkFreeSpace, MAX_WASM_ARTIFACT_BYTES } from "./declared-size.js";
 import { canonicalReference, insecureList, type PullPolicy } from "./ensure.js";
 import { handOffManifest } from "./manifest-handoff.js";
 import { parseDescriptor, parseJson, type Descriptor } from "./oci/manifest.js";
@@ -124,9 +125,15 @@ export async function pullWasmArtifact(image: string, options: PullWasmOptions):
     if (fetched === top) handOffManifest(reference, top);
     return undefined;
   }
+  if (layer.size > MAX_WASM_ARTIFACT_BYTES) {
+    throw new IiiError("WasmInvalid", `${reference}: the WebAssembly layer declares ${layer.size} bytes, more than the ${MAX_WASM_ARTIFACT_BYTES} bytes V8 can compile; not downloaded`);
+  }
   await store.init();
   const path = store.blobPath(layer.digest);
-  if (!(await store.hasBlob(layer.digest))) await client.downloadBlob(ref.repository, layer, path, store.partialDir);
+  if (!(await store.hasBlob(layer.digest))) {
+    await checkFreeSpace(store.root, layer.size, reference);
+    await client.downloadBlob(ref.repository, layer, path, store.partialDir);
+  }
   await mkdir(join(store.root, "wasm-refs"), { recursive: true, mode: 0o700 });
   await writeAtomic(recordPath(store, reference), `${JSON.stringify({ reference, digest: fetched.digest, layer: layer.digest } satisfies ArtifactRecord)}\n`);
   return { reference, digest: fetched.digest, path, cached: false };
