@@ -18,11 +18,12 @@ export class PcapWriter {
   }
 
   write(frame: Uint8Array): void {
-    const t = Date.now();
+    // Microseconds, as the classic format records them (Date.now() would round every gap to a millisecond).
+    const us = Math.round((performance.timeOrigin + performance.now()) * 1000);
     const caplen = Math.min(frame.length, this.snaplen);
     const h = Buffer.alloc(16);
-    h.writeUInt32LE(Math.floor(t / 1000), 0);
-    h.writeUInt32LE((t % 1000) * 1000, 4);
+    h.writeUInt32LE(Math.floor(us / 1e6), 0);
+    h.writeUInt32LE(us % 1e6, 4);
     h.writeUInt32LE(caplen, 8);
     h.writeUInt32LE(frame.length, 12);
     this.out.write(h);

@@ -5,7 +5,10 @@
  * QEMU). Same kernel, rootfs, guest tools, host servers; rounds interleaved. Prints
  * `metric  ours  qemu-user  ratio min/med/max` (ratio > 1: ours better).
  *
- *   flock /tmp/iii-heavy.lock node packages/worker/bench/net-vm/run.mjs [--rounds 3] [--seconds 5]
+ *   flock /tmp/iii-heavy.lock node packages/worker/bench/net-vm/run.mjs [--rounds 3] [--seconds 5] [--pcap DIR]
+ *
+ * `--pcap DIR` records every frame of each run: ours in the stack's process (DIR/ours-N.pcap), QEMU's user
+ * networking at its netdev (DIR/user-N.pcap, QEMU's filter-dump), both with microsecond timestamps.
  *
  * The guest rootfs is the busybox test rootfs plus the host's iperf3 (with the shared libraries it needs)
  * and `rr`, a static C ping-pong/connection-rate client (rr.c, built here with gcc -static).
@@ -21,7 +24,8 @@ import { resolveKernel } from "../../src/firmware/index.js";
 import { QemuVmm } from "../../src/vmm/qemu-vmm.js";
 import { buildBusyboxRootfs } from "../boot/raw-floor.js";
 
-const { values } = parseArgs({ options: { rounds: { type: "string", default: "3" }, seconds: { type: "string", default: "5" }, pings: { type: "string", default: "2000" } } });
+const { values } = parseArgs({ options: { rounds: { type: "string", default: "3" }, seconds: { type: "string", default: "5" }, pings: { type: "string", default: "2000" }, pcap: { type: "string" } } });
+const PCAP_DIR = values.pcap;
 const ROUNDS = Number(values.rounds);
 const SECONDS = Number(values.seconds);
 const PINGS = Number(values.pings);
@@ -132,7 +136,9 @@ await new Promise((r) => setTimeout(r, 300));
 
 // QEMU's user networking goes on the command line through a wrapper (the VMM adapter only knows the stream netdev).
 const userQemu = join(work, "qemu-user-net.sh");
-writeFileSync(userQemu, `#!/bin/sh\nexec qemu-system-x86_64 "$@" -netdev user,id=n0,net=10.0.2.0/24 -device virtio-net-device,netdev=n0,mac=${GUEST_MAC}\n`);
+// NETVM_PCAP (set per run below; QEMU inherits this process's environment) names the run's pcap file.
+const dump = ' ${NETVM_PCAP:+-object filter-dump,id=fd0,netdev=n0,file="$NETVM_PCAP"}';
+writeFileSync(userQemu, `#!/bin/sh\nexec qemu-system-x86_64 "$@" -netdev user,id=n0,net=10.0.2.0/24${dump} -device virtio-net-device,netdev=n0,mac=${GUEST_MAC}\n`);
 chmodSync(userQemu, 0o755);
 
 const ipStr = (ip: number) => `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`;
@@ -143,7 +149,7 @@ async function runVm(mode: Mode, run: string): Promise<Sample> {
   let stack: NetworkStack | undefined;
   let env: Record<string, string>;
   if (mode === "ours") {
-    stack = new NetworkStack({ slot: 3, mtu: 1500, log: () => {}, policy: { hostPorts: [iperfPort, ports.echo] } });
+    stack = new NetworkStack({ slot: 3, mtu: 1500, log: () => {}, policy: { hostPorts: [iperfPort, ports.echo] }, ...(PCAP_DIR ? { pcapPath: join(PCAP_DIR, `${run}.pcap`) } : {}) });
     await stack.listen(join(runDir, "net.sock"));
     const a = stack.addresses;
     const gw = ipStr(a.gatewayIp);
@@ -163,6 +169,7 @@ async function runVm(mode: Mode, run: string): Promise<Sample> {
     env: { ...env, RUN: run, IPERF_PORT: String(iperfPort), ECHO_PORT: String(ports.echo), SECS: String(SECONDS), PINGS: String(PINGS) },
     ...(stack ? { network: { socketPath: join(runDir, "net.sock"), mac } } : { qemuPath: userQemu }),
   });
+  if (PCAP_DIR && !stack) process.env.NETVM_PCAP = join(PCAP_DIR, `${run}.pcap`);
   const cpu0 = process.cpuUsage();
   let retransmits = 0;
   let drops = 0;
