@@ -2,7 +2,7 @@
  * read → plan → apply: a launch request becomes everything the supervisor's phases do (the FUSE mounts, the
  * network stack, the guest's contract, the VM), computed here without I/O so "spec → argv" is a unit test.
  */
-import { isAbsolute, join, relative } from "node:path";
+import { isAbsolute, join, relative, resolve } from "node:path";
 import type { MountOptions, VirtualFileSource } from "@iii/filesystem";
 import { encodeEnvFile, GUEST_PATHS, type GuestSpec } from "@iii/init";
 import { ipToString, slotAddresses, type NetworkStackOptions } from "@iii/network";
@@ -163,6 +163,9 @@ export function planVm(request: LaunchRequest, context: PlanContext): VmPlan {
       consoleSocketPath: paths.consoleSock,
       control: { socketPath: paths.controlSock, mode: "client" },
       runDir: paths.runtime,
+      qemuSlot: slot,
+      // The managed root (III_HOME/managed, 0700): remembers how this QEMU spells its privilege drop.
+      qemuProbeCacheDir: resolve(paths.dir, "..", ".."),
       qemuPath: request.host.qemuPath,
       virtiofsdPath: request.host.virtiofsdPath,
       accelChoice: request.host.accel,

@@ -2,6 +2,7 @@
  * Pure command-line builders for the qemu adapter: no I/O, so every flag is unit-tested. The flags are the
  * ones measured in DESIGN §3; each "why" is next to the flag.
  */
+import { confinementArgs, type QemuConfinement, type QemuDropSyntax } from "./qemu-confine.js";
 import { join } from "node:path";
 import { CONTROL_PORT_NAME, GUEST_PATHS } from "@iii/init";
 import { IiiError } from "../errors.js";
@@ -119,6 +120,9 @@ export interface QemuArgvSpec {
   control?: VmControlPort;
   network?: VmNetwork;
   qmpSocketPath: string;
+  /** What QEMU may do once the VM is set up (qemu-confine.ts), in the syntax of this QEMU. */
+  confine?: QemuConfinement;
+  dropSyntax?: QemuDropSyntax;
 }
 
 /** The qemu-system-x86_64 argv for a microvm (without the binary itself). */
@@ -166,6 +170,7 @@ export function buildQemuArgv(spec: QemuArgvSpec): string[] {
   }
   argv.push("-chardev", `socket,id=qmp,path=${opt(spec.qmpSocketPath)},server=on,wait=off`);
   argv.push("-mon", "chardev=qmp,mode=control");
+  argv.push(...confinementArgs(spec.confine, spec.dropSyntax));
   return argv;
 }
 
@@ -241,6 +246,8 @@ function invalid(message: string): IiiError {
 export interface VmHostChoices {
   accel: Accel;
   virtiofsdPath: string;
+  confine?: QemuConfinement;
+  dropSyntax?: QemuDropSyntax;
   /** The host TSC frequency (TCG only; the kernel skips its calibration). */
   tscKhz?: number;
 }
@@ -300,6 +307,8 @@ export function buildVmCommands(
     control: config.control,
     network: config.network,
     qmpSocketPath,
+    ...(host.confine ? { confine: host.confine } : {}),
+    ...(host.dropSyntax ? { dropSyntax: host.dropSyntax } : {}),
   });
   return { argv, daemons, qmpSocketPath };
 }

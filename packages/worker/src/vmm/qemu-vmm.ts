@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { appendFileSync, closeSync, constants as fsConstants, existsSync, mkdirSync, openSync, readFileSync, statSync, truncateSync } from "node:fs";
-import { rm } from "node:fs/promises";
+import { chmod, mkdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { IiiError } from "../errors.js";
 import { findQemu, findVirtiofsd } from "../host/binaries.js";
@@ -11,6 +11,7 @@ import { consoleTail, readTail, waitForLine } from "./console-log.js";
 import { listenUnixSocket } from "./listen-socket.js";
 import { hostTscKhz } from "./host-clock.js";
 import { buildVmCommands, validateTag } from "./qemu-argv.js";
+import { probeDropSyntax, qemuUidBase, UNSLOTTED_QEMU_ID, type QemuConfinement, type QemuDropSyntax } from "./qemu-confine.js";
 import { QmpClient, shutdownReason } from "./qmp.js";
 import type { VmExit, VmmFactory, VmmOptions, VmProcess, VmShare, Vmm } from "./types.js";
 
@@ -147,11 +148,28 @@ export class QemuVmm implements Vmm {
       throw new IiiError("HomeUnwritable", `cannot create ${config.runDir}: ${(error as Error).message}`, { cause: error });
     }
     const accel = this.accelChoice.accel;
-    const commands = buildVmCommands(config, {
-      accel,
-      virtiofsdPath: this.virtiofsdBin,
-      ...(accel === "tcg" ? { tscKhz: config.tscKhz ?? hostTscKhz() } : {}),
-    });
+    const confine = await this.confinement(env);
+    let dropSyntax: QemuDropSyntax | undefined;
+    if (confine?.user) {
+      try {
+        dropSyntax = await probeDropSyntax(this.qemuBin, config.qemuProbeCacheDir);
+      } catch (error) {
+        throw new IiiError("QemuNotFound", `${this.qemuBin} -help failed: ${(error as Error).message}`, { cause: error });
+      }
+    }
+    let commands: ReturnType<typeof buildVmCommands>;
+    try {
+      commands = buildVmCommands(config, {
+        accel,
+        virtiofsdPath: this.virtiofsdBin,
+        ...(accel === "tcg" ? { tscKhz: config.tscKhz ?? hostTscKhz() } : {}),
+        ...(confine ? { confine } : {}),
+        ...(dropSyntax ? { dropSyntax } : {}),
+      });
+    } catch (error) {
+      if (error instanceof RangeError) throw new IiiError("InvalidOption", error.message, { cause: error });
+      throw error;
+    }
     this.daemonCommands = commands.daemons;
     const sockets = [this.qmpSocketPath, ...this.daemonCommands.map((d) => d.socketPath), config.control?.socketPath, config.network?.socketPath];
     for (const path of sockets) {
@@ -161,6 +179,32 @@ export class QemuVmm implements Vmm {
     }
     this.argv = commands.argv;
     this.prepared = true;
+  }
+
+  /**
+   * How QEMU is confined once the VM is set up (qemu-confine.ts): always seccomp; as root also its own uid/gid and
+   * an empty chroot, made here (`<runDir>/qemu-root`, read-only, emptied first).
+   */
+  private async confinement(env: NodeJS.ProcessEnv): Promise<QemuConfinement | undefined> {
+    if (env.III_QEMU_CONFINE === "0") return undefined;
+    if (process.geteuid?.() !== 0) return { seccomp: true };
+    let id: number;
+    try {
+      const slot = this.config.qemuSlot ?? UNSLOTTED_QEMU_ID;
+      if (!Number.isInteger(slot) || slot < 0 || slot > UNSLOTTED_QEMU_ID) throw new RangeError(`QEMU's slot must be an integer in 0..${UNSLOTTED_QEMU_ID}, got ${slot}`);
+      id = qemuUidBase(env) + slot;
+    } catch (error) {
+      throw new IiiError("InvalidOption", (error as Error).message, { cause: error });
+    }
+    const chrootDir = join(this.config.runDir, "qemu-root");
+    try {
+      await rm(chrootDir, { recursive: true, force: true });
+      await mkdir(chrootDir);
+      await chmod(chrootDir, 0o555);
+    } catch (error) {
+      throw new IiiError("HomeUnwritable", `cannot create ${chrootDir}: ${(error as Error).message}`, { cause: error });
+    }
+    return { seccomp: true, user: { uid: id, gid: id }, chrootDir };
   }
 
   /**
@@ -353,6 +397,7 @@ export class QemuVmm implements Vmm {
     const created = [this.qmpSocketPath, ...this.daemonCommands.map((d) => d.socketPath)];
     if (this.config.control?.mode === "server") created.push(this.config.control.socketPath);
     await Promise.all(created.map((path) => rm(path, { force: true })));
+    await rm(join(this.config.runDir, "qemu-root"), { recursive: true, force: true });
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

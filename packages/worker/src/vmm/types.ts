@@ -79,6 +79,14 @@ export interface VmConfig {
   qemuPath?: string;
   virtiofsdPath?: string;
   /**
+   * The VM's network slot (0..65535): when this process is root, QEMU runs as uid and gid III_QEMU_UID_BASE +
+   * slot once the VM is set up (qemu-confine.ts); without one, base + 65536. QEMU also runs under seccomp and in
+   * an empty chroot (`<runDir>/qemu-root`). `III_QEMU_CONFINE=0` in hostEnv turns all of it off (debugging only).
+   */
+  qemuSlot?: number;
+  /** Where the QEMU binary's drop syntax (`-runas` or `-run-with`) is remembered between starts. */
+  qemuProbeCacheDir?: string;
+  /**
    * Called when a device daemon (virtiofsd) exits while QEMU still runs and no stop was asked for: the guest's
    * I/O on that share now hangs, so the owner should end the VM.
    */

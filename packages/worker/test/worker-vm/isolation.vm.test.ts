@@ -7,13 +7,14 @@
 //   4. lifecycle: remove of a running worker, project scoping, a dead child of the VM
 // All traffic stays on this machine: the special-range targets live in a network namespace this file creates.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { networkInterfaces } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WORKER_CLI } from "../helpers.js";
+import { qemuUidBase } from "../../src/vmm/qemu-confine.js";
 import { debianRootfs, mountsUnder, processesMentioning, Project, vmSkipReason, waitFor } from "./harness.js";
 
 const REPO = fileURLToPath(new URL("../../../..", import.meta.url));
@@ -415,6 +416,32 @@ describe.skipIf(!!skip)("isolation: the guest as the attacker (vm)", () => {
     await waitFor(() => /CLEAN|INHERITED/.test(p.read("managed/rm/logs/stdout.log")), 30_000, "the check");
     expect(p.read("managed/rm/logs/stdout.log")).toContain("CLEAN");
   }, 240_000);
+
+  // ---------------------------------------------------------------- QEMU itself (src/vmm/qemu-confine.test.ts attacks it)
+  it("a worker's QEMU runs confined once the VM is up: uid/gid base + slot, no capabilities, seccomp, an empty read-only root", async () => {
+    const p = project();
+    await started(p, "qemu", ["--", "sleep", "100000"]);
+    const vm = JSON.parse(p.read("managed/qemu/vm.json")) as { slot: number; children: { name: string; pid: number }[] };
+    const pid = vm.children.find((c) => c.name === "qemu")?.pid;
+    expect(pid, JSON.stringify(vm.children)).toBeDefined();
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const field = (name: string) => new RegExp(`^${name}:\\s+(.*)$`, "m").exec(status)?.[1]?.trim().split(/\s+/);
+    const id = String(qemuUidBase({}) + vm.slot);
+    expect(field("Uid")).toEqual([id, id, id, id]);
+    expect(field("Gid")).toEqual([id, id, id, id]);
+    expect(field("Groups")).toEqual([id]);
+    for (const caps of ["CapInh", "CapPrm", "CapEff", "CapAmb"]) expect(field(caps), caps).toEqual(["0000000000000000"]);
+    expect(field("NoNewPrivs")).toEqual(["1"]);
+    expect(field("Seccomp")).toEqual(["2"]);
+    expect(readdirSync(`/proc/${pid}/root`)).toEqual([]);
+    expect(statSync(`/proc/${pid}/root`).mode & 0o7777).toBe(0o555);
+    // and the VM works as before: exec, then a clean stop
+    const exec = await p.cli(["exec", "qemu", "--", "echo", "still-works"]);
+    expect(exec.stdout, exec.stderr).toContain("still-works");
+    const stop = await p.cli(["stop", "qemu"]);
+    expect(stop.code, stop.stderr).toBe(0);
+    expect(existsSync(`/proc/${pid}`)).toBe(false);
+  }, 120_000);
 
   it("two projects with a worker of the same name start, list and stop independently", async () => {
     const a = project();
