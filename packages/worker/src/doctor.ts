@@ -1,6 +1,9 @@
-import { existsSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { setattrShimPath } from "@iii/filesystem/client";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
+import { confinementArgs, qemuUidBase, UNSLOTTED_QEMU_ID, type QemuConfinement } from "./vmm/qemu-confine.js";
 import { chooseAccel, probeAccelFacts, type AccelChoice, type AccelFacts } from "./vmm/accel.js";
 import { findGuestInit, GUEST_INIT_BUDGET_BYTES } from "./launch/guest-init.js";
 import { findQemu, findVirtiofsd } from "./host/binaries.js";
@@ -79,6 +82,34 @@ function guestInitCheck(env: NodeJS.ProcessEnv): DoctorCheck {
   }
 }
 
+/**
+ * Whether QEMU starts confined as a worker's would (seccomp; as root also its own uid in an empty chroot): a QEMU
+ * built without seccomp exits at once, and then no VM starts. Legacy -runas/-chroot spelling (QEMU ≤ 9.0).
+ */
+function confinementCheck(qemu: string, env: NodeJS.ProcessEnv): DoctorCheck {
+  if (env.III_QEMU_CONFINE === "0") return check("qemu confinement", false, "warn", "off (III_QEMU_CONFINE=0): QEMU runs unconfined, with this process's privileges");
+  const root = process.geteuid?.() === 0;
+  const dir = root ? mkdtempSync(join(tmpdir(), "iii-doctor-qemu-")) : undefined;
+  try {
+    let confine: QemuConfinement = { seccomp: true };
+    if (dir) {
+      const id = qemuUidBase(env) + UNSLOTTED_QEMU_ID;
+      confine = { seccomp: true, user: { uid: id, gid: id }, chrootDir: dir };
+    }
+    // Still running after the timeout: it took the confinement (spawnSync then kills it).
+    const r = spawnSync(qemu, ["-M", "none", "-nodefaults", "-display", "none", "-S", ...confinementArgs(confine)], { timeout: 600, killSignal: "SIGKILL", encoding: "utf8" });
+    if (r.status !== null && r.signal === null) {
+      const why = r.stderr.trim().split("\n")[0] ?? `exit ${r.status}`;
+      return check("qemu confinement", true, "fail", `QEMU does not start confined: ${why} (III_QEMU_CONFINE=0 runs it unconfined)`);
+    }
+    return check("qemu confinement", true, "ok", root ? "seccomp, own uid/gid from III_QEMU_UID_BASE, empty chroot" : "seccomp (not root: no uid drop or chroot)");
+  } catch (error) {
+    return check("qemu confinement", true, "fail", (error as Error).message);
+  } finally {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 export async function runDoctor(env: NodeJS.ProcessEnv = process.env): Promise<DoctorReport> {
   const checks: DoctorCheck[] = [];
   const facts = probeAccelFacts(env);
@@ -98,6 +129,7 @@ export async function runDoctor(env: NodeJS.ProcessEnv = process.env): Promise<D
       ? check("qemu", true, "ok", `${qemu} (${qemuVersion})`)
       : check("qemu", true, "fail", qemu ? `${qemu} does not run` : "qemu-system-x86_64 not found (apt install qemu-system-x86)"),
   );
+  if (qemu && qemuVersion) checks.push(confinementCheck(qemu, env));
   const virtiofsd = findVirtiofsd(env);
   const virtiofsdVersion = virtiofsd ? versionLine(virtiofsd) : undefined;
   checks.push(
