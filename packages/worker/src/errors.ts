@@ -46,6 +46,7 @@ export const ERROR_CODES = {
   WasmInvalid: 1,
   WasiConfigInvalid: 1,
   WasmStartFailed: 1,
+  CpuLimitUnsupported: 1,
   Internal: 70,
 } as const;
 

@@ -9,6 +9,7 @@ import { ipToString, slotAddresses, type NetworkStackOptions } from "@iii/networ
 import { IiiError } from "../errors.js";
 import type { WorkerPaths } from "../paths.js";
 import type { VmmOptions } from "../vmm/types.js";
+import { cgroupNameFor } from "../host/cpu-cgroup.js";
 import { policyRules } from "./policy-rules.js";
 import type { LaunchRequest } from "./request.js";
 import { buildLaunchSpec, type LaunchSpec } from "./spec.js";
@@ -164,6 +165,7 @@ export function planVm(request: LaunchRequest, context: PlanContext): VmPlan {
       control: { socketPath: paths.controlSock, mode: "client" },
       runDir: paths.runtime,
       qemuSlot: slot,
+      ...(launch.cpuLimit !== undefined ? { cpuQuota: { cgroupName: cgroupNameFor(paths.dir), cpus: launch.cpuLimit } } : {}),
       // The managed root (III_HOME/managed, 0700): remembers how this QEMU spells its privilege drop.
       qemuProbeCacheDir: resolve(paths.dir, "..", ".."),
       qemuPath: request.host.qemuPath,

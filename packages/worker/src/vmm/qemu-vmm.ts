@@ -11,6 +11,7 @@ import { consoleTail, readTail, waitForLine } from "./console-log.js";
 import { listenUnixSocket } from "./listen-socket.js";
 import { hostTscKhz } from "./host-clock.js";
 import { buildVmCommands, validateTag } from "./qemu-argv.js";
+import { createCpuCgroup, type CpuCgroup } from "../host/cpu-cgroup.js";
 import { probeDropSyntax, qemuUidBase, UNSLOTTED_QEMU_ID, type QemuConfinement, type QemuDropSyntax } from "./qemu-confine.js";
 import { QmpClient, shutdownReason } from "./qmp.js";
 import type { VmExit, VmmFactory, VmmOptions, VmProcess, VmShare, Vmm } from "./types.js";
@@ -80,6 +81,7 @@ export class QemuVmm implements Vmm {
   private consoleOffset = 0;
   private stopping = false;
   private prepared = false;
+  private cpuGroup: CpuCgroup | undefined;
 
   constructor(config: QemuVmmOptions) {
     this.config = config;
@@ -177,6 +179,7 @@ export class QemuVmm implements Vmm {
         throw new IiiError("InvalidOption", `unix socket path ${path} is longer than ${MAX_SOCKET_PATH} bytes; use a shorter III_HOME or run dir`);
       }
     }
+    if (config.cpuQuota && !this.cpuGroup) this.cpuGroup = await createCpuCgroup(config.cpuQuota.cgroupName, config.cpuQuota.cpus);
     this.argv = commands.argv;
     this.prepared = true;
   }
@@ -225,6 +228,8 @@ export class QemuVmm implements Vmm {
       await rm(this.qmpSocketPath, { force: true });
       for (const daemon of this.daemonCommands) this.listenFds.push(listenUnixSocket(daemon.socketPath));
       this.spawnQemu();
+      // Before start() serves the shares: the guest cannot run a cycle before QEMU is in its cgroup.
+      await this.placeQemu();
     } catch (error) {
       await this.killAll(1_000);
       throw error;
@@ -248,6 +253,7 @@ export class QemuVmm implements Vmm {
       this.timings.virtiofsdReadyMs = this.elapsed();
 
       this.spawnQemu();
+      await this.placeQemu();
       await this.connectQmp(timeoutMs);
     } catch (error) {
       await this.killAll(1_000);
@@ -289,6 +295,10 @@ export class QemuVmm implements Vmm {
     const failed = this.daemons.find((d) => d.exit && (d.exit.signal !== null || d.exit.code !== 0));
     if (failed) return new IiiError("VmBootFailed", `VM ${this.config.name}: virtiofsd for ${failed.record.tag} exited: ${lastLines(readTail(failed.logPath), 5) || "no output"}`);
     return this.startFailure("QEMU exited during start-up");
+  }
+
+  private async placeQemu(): Promise<void> {
+    if (this.cpuGroup && this.qemu) await this.cpuGroup.place(this.qemu.record.pid);
   }
 
   private spawnQemu(): void {
@@ -398,6 +408,7 @@ export class QemuVmm implements Vmm {
     if (this.config.control?.mode === "server") created.push(this.config.control.socketPath);
     await Promise.all(created.map((path) => rm(path, { force: true })));
     await rm(join(this.config.runDir, "qemu-root"), { recursive: true, force: true });
+    await this.cpuGroup?.remove();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -84,6 +84,11 @@ export interface VmConfig {
    * an empty chroot (`<runDir>/qemu-root`). `III_QEMU_CONFINE=0` in hostEnv turns all of it off (debugging only).
    */
   qemuSlot?: number;
+  /**
+   * The VM's CPU bandwidth enforced on the host: QEMU runs in its own cgroup (`iii/<cgroupName>`) with a quota of
+   * `cpus` CPUs (host/cpu-cgroup.ts), which the guest cannot lift. Without it QEMU may use all its vCPUs.
+   */
+  cpuQuota?: { cgroupName: string; cpus: number };
   /** Where the QEMU binary's drop syntax (`-runas` or `-run-with`) is remembered between starts. */
   qemuProbeCacheDir?: string;
   /**

@@ -301,7 +301,7 @@ describe.skipIf(!!skip)("isolation: the guest as the attacker (vm)", () => {
   });
 
   // ---------------------------------------------------------------- 3. limits
-  it("--cpus 500m holds a busy loop to about half a CPU, measured from the guest's cgroup", async () => {
+  it("--cpus 500m holds a busy loop to about half a CPU, in the guest's cgroup and on the host, also after root in the guest lifts its own limit", async () => {
     const p = project();
     await started(p, "busy", ["--cpus", "500m", "--", "bash", "-c", "while :; do :; done"]);
     await new Promise((r) => setTimeout(r, 2_000));
@@ -317,9 +317,28 @@ describe.skipIf(!!skip)("isolation: the guest as the attacker (vm)", () => {
     expect(run.stdout).toContain("cpumax=50000 100000");
     const share = Number(/share=(\d+)/.exec(run.stdout)?.[1]);
     console.log(`[isolation] busy loop under --cpus 500m: ${share / 10}% of one CPU`);
+    // The attack: root in the guest lifts the guest's own limit and leaves the group. What holds is the host's:
+    // QEMU's CPU time, read on the host, stays at the quota.
+    const vm = JSON.parse(p.read("managed/busy/vm.json")) as { children: { name: string; pid: number }[] };
+    const qemuPid = vm.children.find((c) => c.name === "qemu")!.pid;
+    const hostShare = async () => {
+      const ticks = () => readFileSync(`/proc/${qemuPid}/stat`, "utf8").slice(readFileSync(`/proc/${qemuPid}/stat`, "utf8").lastIndexOf(")") + 2).split(" ").slice(11, 13).reduce((a, b) => a + Number(b), 0);
+      const t0 = ticks();
+      const w0 = performance.now();
+      await new Promise((r) => setTimeout(r, 4_000));
+      return ((ticks() - t0) * 10) / (performance.now() - w0); // ticks are 10 ms: per one of one CPU
+    };
+    const before = await hostShare();
+    const lift = await p.cli(["exec", "busy", "--", "bash", "-c", "echo max > /sys/fs/cgroup/worker/cpu.max && for q in $(cat /sys/fs/cgroup/worker/cgroup.procs); do echo $q > /sys/fs/cgroup/cgroup.procs; done; cat /sys/fs/cgroup/worker/cpu.max"]);
+    expect(lift.stdout, lift.stderr).toContain("max 100000"); // the guest's limit is gone
+    await new Promise((r) => setTimeout(r, 1_000));
+    const after = await hostShare();
+    console.log(`[isolation] QEMU on the host: ${(before * 100).toFixed(0)}% of one CPU, ${(after * 100).toFixed(0)}% after the guest lifted its own limit`);
     expect((await p.cli(["stop", "busy", "--timeout", "1"])).code).toBe(0); // free the CPU for the next tests
     expect(share).toBeGreaterThanOrEqual(400);
     expect(share).toBeLessThanOrEqual(600);
+    expect(before).toBeLessThanOrEqual(0.6);
+    expect(after).toBeLessThanOrEqual(0.6);
   }, 180_000);
 
   it("a fork bomb stops at the pids limit: exec answers within 5 s, exec'd processes are in the worker's cgroup, stop ends it within grace + 5 s", async () => {
