@@ -1,3 +1,4 @@
+import { cgroupNameFor, removeCpuCgroup } from "./host/cpu-cgroup.js";
 import { existsSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { access, chmod, mkdir, rm, stat, constants } from "node:fs/promises";
@@ -292,4 +293,6 @@ export async function removeManagedDir(paths: WorkerPaths): Promise<void> {
   const left = await mountsUnder(paths.dir);
   if (left.length > 0) throw new IiiError("WorkerRunning", `cannot delete ${paths.dir}: ${left[0]} is still mounted`);
   await rm(paths.dir, { recursive: true, force: true });
+  // A supervisor that died before its cleanup leaves QEMU's (empty) host cgroup behind.
+  await removeCpuCgroup(cgroupNameFor(paths.dir));
 }

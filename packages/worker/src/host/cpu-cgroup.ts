@@ -96,6 +96,19 @@ export async function createCpuCgroup(name: string, cpus: number, hierarchy = fi
   };
 }
 
+/** Removes a VM's group if it is there and empty (a crashed supervisor's); never throws. */
+export async function removeCpuCgroup(name: string, hierarchy = findCpuHierarchyOrNone()): Promise<void> {
+  if (hierarchy) await rmdir(join(hierarchy.mount, "iii", name)).catch(() => undefined);
+}
+
+function findCpuHierarchyOrNone(): CpuHierarchy | undefined {
+  try {
+    return findCpuHierarchy();
+  } catch {
+    return undefined;
+  }
+}
+
 async function enableCpu(group: string): Promise<void> {
   const control = join(group, "cgroup.subtree_control");
   if ((await readFile(control, "utf8")).split(/\s+/).includes("cpu")) return;
