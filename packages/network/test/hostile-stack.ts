@@ -11,7 +11,8 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * A real NetworkStack with a unix-socket "VM" reading its output, for tests that play a hostile guest by injecting
- * frames (no guest kernel in the way). Records the SYN-ACK ISNs and RSTs the stack sends to each guest port.
+ * frames (no guest kernel in the way). Records the SYN-ACK ISNs, RSTs and payload bytes the stack sends to each guest
+ * port.
  */
 export async function hostileStack(options: Partial<NetworkStackOptions> = {}) {
   const dir = mkdtempSync(join(tmpdir(), `iii-net-hostile-${process.pid}-`));
@@ -21,6 +22,8 @@ export async function hostileStack(options: Partial<NetworkStackOptions> = {}) {
   vm.on("error", () => {});
   const synAcks = new Map<number, number>();
   const resets = new Set<number>();
+  /** TCP payload bytes sent to each guest port. */
+  const dataTo = new Map<number, number>();
   const dec = new FrameDecoder(70000);
   vm.on("data", (d: Buffer) =>
     dec.push(d, (f) => {
@@ -29,6 +32,8 @@ export async function hostileStack(options: Partial<NetworkStackOptions> = {}) {
       const port = f.readUInt16BE(36);
       if ((flags & 0x12) === 0x12) synAcks.set(port, f.readUInt32BE(38));
       if (flags & TCP_RST) resets.add(port);
+      const payload = f.readUInt16BE(16) - 20 - (f[46]! >>> 4) * 4;
+      if (payload > 0) dataTo.set(port, (dataTo.get(port) ?? 0) + payload);
     }),
   );
   await new Promise<void>((r) => vm.once("connect", () => r()));
@@ -48,6 +53,7 @@ export async function hostileStack(options: Partial<NetworkStackOptions> = {}) {
     gw,
     open,
     resets,
+    dataTo,
     async close() {
       vm.destroy();
       await stack.close();

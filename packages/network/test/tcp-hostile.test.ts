@@ -2,7 +2,7 @@
 // that would behave). Host peers are loopback servers reached through the gateway (policy hostPorts).
 import net from "node:net";
 import { afterEach, describe, expect, test } from "vitest";
-import { TCP_ACK } from "../src/wire/tcp.js";
+import { TCP_ACK, TCP_RST } from "../src/wire/tcp.js";
 import { hostileStack, sleep } from "./hostile-stack.js";
 
 const MiB = 1024 * 1024;
@@ -68,5 +68,48 @@ describe("out-of-order segments from a hostile guest", () => {
     console.log(`${queued} one-byte segments queued; 4000 more frames: ${usPerFrame.toFixed(1)} us each`);
     // Sorting every range per ACK cost ~450 us per frame here; reading the merged ranges, a few us.
     expect(usPerFrame).toBeLessThan(100);
+  });
+});
+
+describe("host data toward a guest that never opens its window", () => {
+  test("hostile: the send buffers of 128 zero-window flows stay near the shared budget; others resume once it frees", async () => {
+    // Each accepted connection streams as fast as the stack reads (one shared 1 MiB chunk: no memory of its own).
+    const chunk = Buffer.alloc(MiB, 0x61);
+    const port = await loopbackServer((s) => {
+      const pump = () => {
+        while (s.write(chunk));
+      };
+      s.on("drain", pump);
+      pump();
+    });
+    const budget = 8 * MiB;
+    const env = await hostileStack({ policy: { hostPorts: [port] }, limits: { tcpSendBudgetBytes: budget } });
+    cleanups.push(() => env.close());
+    global.gc?.();
+    const before = process.memoryUsage().arrayBuffers;
+    const flows = 128;
+    const isns: number[] = [];
+    for (let f = 0; f < flows; f++) isns.push((await env.open(20000 + f, port, 0))!);
+    expect(isns.every((i) => i !== undefined)).toBe(true);
+    await sleep(1500);
+    global.gc?.();
+    const held = process.memoryUsage().arrayBuffers - before;
+    console.log(`${flows} zero-window flows, send budget 8 MiB: arrayBuffers +${(held / MiB).toFixed(1)} MiB`);
+    // Per-flow floor alone: 128 × 512 KiB (+ 4 MiB each for the first flows) = 90+ MiB.
+    // Budget + at most one 64 KiB read per flow.
+    expect(held).toBeLessThan(budget + flows * 64 * 1024);
+
+    // A flow opened now waits for room; the guest resets the stuck flows, which frees the budget, and it gets data.
+    const late = 30000;
+    const lateIsn = (await env.open(late, port, 65535))!;
+    expect(lateIsn).toBeDefined();
+    await sleep(200);
+    const beforeFree = env.dataTo.get(late) ?? 0;
+    for (let f = 0; f < flows; f++) {
+      env.stack.injectFrame(env.g.tcp({ dst: env.gw, sport: 20000 + f, dport: port, seq: 1001, flags: TCP_RST }));
+    }
+    for (let i = 0; i < 200 && (env.dataTo.get(late) ?? 0) === 0; i++) await sleep(10);
+    console.log(`late flow: ${beforeFree} bytes while the budget was spent, ${env.dataTo.get(late) ?? 0} after the resets`);
+    expect(env.dataTo.get(late) ?? 0).toBeGreaterThan(0);
   });
 });
