@@ -24,9 +24,11 @@ export async function hostileStack(options: Partial<NetworkStackOptions> = {}) {
   const resets = new Set<number>();
   /** TCP payload bytes sent to each guest port. */
   const dataTo = new Map<number, number>();
+  const listeners: Array<(frame: Buffer) => void> = [];
   const dec = new FrameDecoder(70000);
   vm.on("data", (d: Buffer) =>
     dec.push(d, (f) => {
+      for (const l of listeners) l(f);
       if (f.length < 54 || f[23] !== 6) return;
       const flags = f[47]!;
       const port = f.readUInt16BE(36);
@@ -54,6 +56,10 @@ export async function hostileStack(options: Partial<NetworkStackOptions> = {}) {
     open,
     resets,
     dataTo,
+    /** Calls `fn` with every frame the stack sends to the VM. */
+    onFrame(fn: (frame: Buffer) => void) {
+      listeners.push(fn);
+    },
     async close() {
       vm.destroy();
       await stack.close();

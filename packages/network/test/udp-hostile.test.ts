@@ -4,6 +4,7 @@
 import { spawnSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { parseIp } from "../src/index.js";
+import { ICMP_DEST_UNREACHABLE, ICMP_UNREACH_PORT } from "../src/wire/icmp.js";
 import { harnessUnavailable } from "./harness.js";
 import { hostileStack, sleep } from "./hostile-stack.js";
 
@@ -58,6 +59,34 @@ describe.skipIf(skip)("UDP relay toward a slow uplink", () => {
       // Unbounded this was +80 MiB (all of it queued in libuv); the relay keeps at most 4 MiB unsent.
       expect(grew).toBeLessThan(24 * MiB);
       expect(dropped).toBeGreaterThan(40_000);
+    } finally {
+      await env.close();
+    }
+  });
+});
+
+describe("UDP to port 0", () => {
+  test("hostile: refused with ICMP port unreachable, no flow, no exception per frame", async () => {
+    const lines: string[] = [];
+    // 127.0.0.1 opened by an allow rule (no host-address deny in the way): the relay would dial it, port 0.
+    const env = await hostileStack({
+      log: (l) => lines.push(l),
+      policy: { rules: [{ action: "allow", cidr: "127.0.0.1/32" }], hostAddresses: () => [] },
+    });
+    const icmp: Array<[number, number]> = [];
+    env.onFrame((f) => {
+      if (f.length >= 36 && f[23] === 1) icmp.push([f[34]!, f[35]!]);
+    });
+    try {
+      for (let i = 0; i < 100; i++) env.stack.injectFrame(env.g.udp(parseIp("127.0.0.1")!, 40000, 0, Buffer.from("x")));
+      await sleep(50);
+      // Before: dgram.send threw for each frame, logged as an internal error with its stack; a flow and socket stayed.
+      expect(env.stack.counters.drops["internal-error"]).toBeUndefined();
+      expect(env.stack.counters.drops["udp-port-zero"]).toBe(100);
+      expect(env.stack.snapshot()).toHaveLength(0);
+      expect(lines.filter((l) => l.includes("internal error"))).toHaveLength(0);
+      expect(icmp.length).toBe(100);
+      expect(icmp[0]).toEqual([ICMP_DEST_UNREACHABLE, ICMP_UNREACH_PORT]);
     } finally {
       await env.close();
     }

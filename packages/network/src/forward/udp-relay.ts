@@ -68,6 +68,12 @@ export class UdpRelay {
     const key = `${ip.dst}:${dstPort}:${srcPort}`;
     let flow = this.flows.get(key);
     if (!flow) {
+      if (dstPort === 0) {
+        // dgram.send throws on port 0 (ERR_SOCKET_BAD_PORT): refuse it before a flow and a socket exist.
+        countDrop(ctx.counters, "udp-port-zero");
+        ctx.out.sendIcmpError(frame, ip, ICMP_DEST_UNREACHABLE, ICMP_UNREACH_PORT);
+        return;
+      }
       const d = ctx.policy.decide("udp", ip.dst, dstPort, ctx.addresses.gatewayIp);
       if (!d.allowed) {
         ctx.deny("udp", srcPort, ip.dst, dstPort, d.rule);
