@@ -85,6 +85,42 @@ describe("DNS over TCP against a hostile guest", () => {
     }
   });
 
+  test("hostile: 1-byte segments trickled into a blocked session cost the same at 200 KB pending as at the start", async () => {
+    const env = await stackWithVm();
+    try {
+      const isn = await env.open(43000, 0);
+      expect(isn).toBeDefined();
+      const q = dnsPacket.encode({ type: "query", id: 7, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: "A", name: "host.iii.internal" }] });
+      const framed = Buffer.concat([Buffer.from([q.length >> 8, q.length & 0xff]), q]);
+      const segment = Buffer.concat(Array.from({ length: 37 }, () => framed));
+      let seq = 1001;
+      const send = (payload: Buffer) => {
+        env.stack.injectFrame(env.g.tcp({ dst: env.stack.addresses.gatewayIp, sport: 43000, dport: 53, seq, ack: isn! + 1, flags: TCP_ACK, window: 0, payload }));
+        seq += payload.length;
+      };
+      // 64 KiB of answers wait for a guest that reads none: the session takes no more queries, its input grows.
+      for (let i = 0; i < 60; i++) {
+        send(segment);
+        await sleep(1);
+      }
+      await sleep(50);
+      const one = Buffer.from([0x41]);
+      const usPerFrame: number[] = [];
+      for (let round = 0; round < 10; round++) {
+        const t0 = performance.now();
+        for (let i = 0; i < 20_000; i++) send(one);
+        usPerFrame.push(((performance.now() - t0) * 1000) / 20_000);
+        await sleep(0);
+      }
+      console.log(`us per 1-byte frame, per 20,000 (0 → 200 KB pending): ${usPerFrame.map((x) => x.toFixed(1)).join(" ")}`);
+      expect(env.resets.has(43000)).toBe(false);
+      // Concatenating the backlog for each segment: 39 us at the start, 104 us at 200 KB.
+      expect(usPerFrame[9]!).toBeLessThan(40);
+    } finally {
+      await env.close();
+    }
+  });
+
   test("hostile: at most 8 DNS-over-TCP sessions at once; the 9th is refused with RST", async () => {
     const env = await stackWithVm();
     try {

@@ -163,7 +163,10 @@ export class HostSocketBridge implements TcpApplication {
   }
 
   onEstablished(): void {
-    if (this.socket.isPaused() && !this.paused) this.socket.resume();
+    if (!this.socket.isPaused() || this.paused) return;
+    // The stack's send budget is spent: start reading when it has room again (onSendSpace).
+    if (this.conn?.sendWouldBlock) this.paused = true;
+    else this.socket.resume();
   }
 
   onClosed(reason: TcpCloseReason): void {

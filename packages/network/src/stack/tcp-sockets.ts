@@ -137,6 +137,10 @@ export class TcpSocketSet {
   private readonly delayedAcks = new Set<TcpConnection>();
   private delayedAckTimer: NodeJS.Timeout | undefined;
   private nextInboundPort = 49152 + randomInt(16000);
+  /** Bytes in all the connections' send buffers: host data read ahead of the guest's ACKs. */
+  private sendQueuedBytes = 0;
+  /** The total reached the send budget: connections told to stop since then are woken once it falls below half. */
+  private sendBudgetHit = false;
   /** Set by the owner: where SYNs without a connection go. */
   forward: (req: ConnectionRequest) => void = (req) => req.reset();
 
@@ -276,7 +280,8 @@ export class TcpSocketSet {
       },
       onSegmentDropped: (reason: string) => countDrop(ctx.counters, reason),
       canTransmit: () => ctx.out.pendingWriteBytes < TRANSPORT_HIGH_WATER_BYTES,
-      sendHighWater: () => this.sendHighWater(),
+      sendHighWater: () => this.sendHighWater(flow),
+      sendBufferChanged: (delta: number) => this.sendBufferChanged(delta),
       receiveBuffer: () => this.receiveBuffer(),
       onBlocked: (conn: TcpConnection) => {
         this.blockedSenders.add(conn);
@@ -287,12 +292,33 @@ export class TcpSocketSet {
   /**
    * Per-connection send buffer: one shared budget split over the open TCP flows, so a single
    * bulk transfer can keep a deep pipe (in-flight data is bounded by this) while 500 flows stay
-   * at the configured floor.
+   * at the configured floor. The floor and the shares taken while few flows were open can add up
+   * past the budget (4096 flows × 512 KiB), so the total is capped too: once the connections hold
+   * the budget, each is told to stop (what a host socket already read still comes in: one read,
+   * ≤ 64 KiB, per flow reading at that moment).
    */
-  private sendHighWater(): number {
+  private sendHighWater(flow: TcpFlow): number {
     const l = this.ctx.limits;
     const flows = Math.max(1, this.ctx.tracker.count("tcp"));
-    return Math.max(l.tcpSendHighWaterBytes, Math.min(l.tcpSendBufferMaxBytes, Math.floor(l.tcpSendBudgetBytes / flows)));
+    const share = Math.max(l.tcpSendHighWaterBytes, Math.min(l.tcpSendBufferMaxBytes, Math.floor(l.tcpSendBudgetBytes / flows)));
+    const own = flow.conn?.sendBuffered ?? 0;
+    const room = l.tcpSendBudgetBytes - this.sendQueuedBytes;
+    if (room <= 0) {
+      this.sendBudgetHit = true;
+      return own;
+    }
+    return Math.min(share, own + room);
+  }
+
+  private sendBufferChanged(delta: number): void {
+    this.sendQueuedBytes += delta;
+    if (delta >= 0 || !this.sendBudgetHit || this.sendQueuedBytes >= this.ctx.limits.tcpSendBudgetBytes / 2) return;
+    // Connections stopped by the budget may hold nothing to be acknowledged, so no ACK would wake them.
+    this.sendBudgetHit = false;
+    for (const f of this.flows.values()) {
+      const c = f.conn;
+      if (c && f.app && !c.isClosed && c.sendBuffered < this.sendHighWater(f) / 2) f.app.onSendSpace();
+    }
   }
 
   /** Per-connection receive buffer: the shared budget split over the open TCP flows, within [floor, ceiling]. */

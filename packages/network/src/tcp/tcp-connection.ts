@@ -65,6 +65,8 @@ export interface TcpConnectionHooks {
   onBlocked?(conn: TcpConnection): void;
   /** Current send-buffer high-water mark (defaults to the config's); lets the owner share a budget. */
   sendHighWater?(): number;
+  /** The send buffer grew (data queued) or shrank (acknowledged, or dropped on close) by `delta` bytes. */
+  sendBufferChanged?(delta: number): void;
   /**
    * Current receive buffer: what the guest may have sent that the application has not taken (defaults to the
    * config's receiveBufferBytes); lets the owner share one budget among all connections.
@@ -261,9 +263,15 @@ export class TcpConnection {
     if (this.finQueued || this.state === "CLOSED") return false;
     if (data.length > 0) {
       this.sendBuf.push(data);
+      this.hooks.sendBufferChanged?.(data.length);
       this.trySend();
     }
     return this.sendBuffered < this.highWater();
+  }
+
+  /** Whether send() would ask the owner to stop producing now (so it should not start). */
+  get sendWouldBlock(): boolean {
+    return this.finQueued || this.state === "CLOSED" || this.sendBuffered >= this.highWater();
   }
 
   /** The application finished sending: FIN after the queued data (half-close toward the guest). */
@@ -463,6 +471,7 @@ export class TcpConnection {
       if (this.fin.kind === "sent" && seqGt(ack, this.fin.seq)) acked -= 1;
       acked = Math.min(acked, this.sendBuf.length);
       this.sendBuf.consume(acked);
+      if (acked > 0) this.hooks.sendBufferChanged?.(-acked);
       this.bytesToGuest += acked;
       this.rtt.acked(ack, this.timers.now());
       this.cc.acked(acked, this.sendMss);
@@ -828,7 +837,9 @@ export class TcpConnection {
     if (this.state === "CLOSED") return;
     this.state = "CLOSED";
     this.clearTimer();
+    const unsent = this.sendBuf.length;
     this.sendBuf.clear();
+    if (unsent > 0) this.hooks.sendBufferChanged?.(-unsent);
     this.reassembly.clear();
     this.hooks.onClosed(reason);
   }

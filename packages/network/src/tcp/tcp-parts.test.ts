@@ -84,11 +84,12 @@ describe("CongestionControl (RFC 5681)", () => {
 
 describe("Reassembly", () => {
   test("keeps out-of-order data inside the room, drains it in order, reports SACK blocks latest first", () => {
-    const r = new Reassembly(100);
+    // Each segment is charged 256 bytes on top of its payload.
+    const r = new Reassembly(1000);
     expect(r.insert(20, Buffer.from("cccc"), 50)).toBe(true);
     expect(r.insert(10, Buffer.from("bbbb"), 50)).toBe(true);
     expect(r.insert(30, Buffer.alloc(10), 0)).toBe(false); // beyond the window
-    expect(r.insert(30, Buffer.alloc(200), 300)).toBe(false); // beyond the byte budget
+    expect(r.insert(30, Buffer.alloc(300), 300)).toBe(false); // beyond the byte budget
     expect(r.sackBlocks()).toEqual([
       [10, 14],
       [20, 24],
@@ -100,5 +101,49 @@ describe("Reassembly", () => {
     expect(r.sackBlocks()).toEqual([[20, 24]]);
     r.clear();
     expect(r.empty).toBe(true);
+  });
+
+  test("SACK blocks come from merged ranges: overlapping and adjacent segments make one block", () => {
+    const r = new Reassembly(1 << 20);
+    r.insert(100, Buffer.alloc(10), 1000); // [100,110)
+    r.insert(120, Buffer.alloc(10), 1000); // [120,130)
+    r.insert(140, Buffer.alloc(10), 1000); // [140,150)
+    r.insert(160, Buffer.alloc(10), 1000); // [160,170)
+    r.insert(105, Buffer.alloc(15), 1000); // joins [100,130): overlaps the first, touches the second
+    expect(r.sackBlocks()).toEqual([
+      [100, 130],
+      [160, 170],
+      [140, 150],
+    ]);
+    r.insert(150, Buffer.alloc(10), 1000); // joins [140,170)
+    expect(r.sackBlocks()).toEqual([
+      [140, 170],
+      [100, 130],
+    ]);
+    r.insert(100, Buffer.alloc(40), 1000); // a longer segment at a queued seq: one range [100,170)
+    expect(r.sackBlocks()).toEqual([[100, 170]]);
+    const got: number[] = [];
+    expect(r.drain(100, (d) => got.push(d.length))).toBe(170);
+    expect(got.reduce((a, b) => a + b, 0)).toBe(70);
+    expect(r.sackBlocks()).toBeUndefined();
+    // Across the 2^32 wrap.
+    r.insert(0xfffffff0, Buffer.alloc(0x20), 1000);
+    r.insert(0x20, Buffer.alloc(8), 1000);
+    expect(r.sackBlocks()).toEqual([
+      [0x20, 0x28],
+      [0xfffffff0, 0x10],
+    ]);
+    // A segment delivered in order past queued ones trims them away.
+    expect(r.drain(0x24, () => {})).toBe(0x28);
+    expect(r.sackBlocks()).toBeUndefined();
+  });
+
+  test("hostile: 1-byte segments are charged their overhead, so the byte bound also bounds their number", () => {
+    const r = new Reassembly(64 * 1024);
+    let kept = 0;
+    for (let i = 0; i < 4096; i++) if (r.insert(2 * i, Buffer.from([1]), 1 << 20)) kept++;
+    // (256 + 1) bytes each: 255 fit in 64 KiB (before: all 4096).
+    expect(kept).toBe(255);
+    expect(r.sackBlocks()).toHaveLength(3);
   });
 });
