@@ -284,6 +284,22 @@ describe("TcpConnection", () => {
   });
 });
 
+describe("TcpConnection window scaling on an active open", () => {
+  test("a SYN-ACK with window scale 0 still turns scaling on: our windows are sent scaled by our shift (7)", () => {
+    const out: OutgoingSegment[] = [];
+    const conn = TcpConnection.connect(
+      { localPort: 50000, remotePort: 8080, iss: 42, mss: 1460, receiveBufferBytes: 65536, sendHighWaterBytes: 65536, timeWaitMs: 10, maxRetries: 2 },
+      { emit: (_c, s) => out.push(s), deliver: () => {}, deliverEnd: () => {}, appBuffered: () => 0, onSendSpace: () => {}, onEstablished: () => {}, onClosed: () => {}, requestAck: () => {} },
+      new FakeTimers(),
+    );
+    expect(out[0]!.options).toMatchObject({ windowScale: 7 });
+    conn.segmentArrived({ srcPort: 8080, dstPort: 50000, seq: 9000, ack: 43, flags: TCP_SYN | TCP_ACK, window: 29200, options: { mss: 1460, windowScale: 0 }, payload: new Uint8Array(0) });
+    // The guest reads our window field << 7: unscaled (65535) it would believe in an 8 MiB window and overrun us.
+    expect(out[1]!.window << 7).toBeLessThanOrEqual(65536 + 127);
+    expect(out[1]!.window).toBeGreaterThan(0);
+  });
+});
+
 describe("TcpConnection delayed ACK", () => {
   test("a small pushed message may wait for the answer, which carries the ACK; two segments' worth is acknowledged at once", () => {
     const s = setup();

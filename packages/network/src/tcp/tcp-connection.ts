@@ -437,9 +437,6 @@ export class TcpConnection {
     this.irs = seg.seq;
     this.rcvNxt = seqAdd(seg.seq, 1);
     this.applySynOptions(seg.options);
-    if (!seg.options.windowScale) {
-      this.rcvWscale = 0;
-    }
     this.sndUna = seg.ack;
     this.sndWnd = seg.window; // never scaled in a SYN (RFC 7323 §2.2)
     this.sndWl1 = seg.seq;
