@@ -13,7 +13,7 @@ import { pinHostFile, type Pin } from "./pinned-files.js";
 import fs from "node:fs";
 import { Errno, fail } from "../host/errno.js";
 import { HostRoot } from "../host/host-root.js";
-import { isAtOrBelow, joinGuest, splitParent } from "../core/guest-path.js";
+import { joinGuest, splitParent } from "../core/guest-path.js";
 import {
   fchmodatNoFollow,
   lgetxattr,
@@ -48,6 +48,14 @@ export const OPAQUE_MARKER = ".wh..wh..opq";
 
 const { O_CREAT, O_EXCL, O_RDWR, O_WRONLY } = fs.constants;
 
+/**
+ * Directory states kept at most (least recently used dropped first; a dropped one is worked out again). The guest
+ * makes the directories: unbounded, the cache held ~4 KB a directory it ever looked into, and the scan of every key
+ * on each mkdir/rmdir/rename made 8,000 mkdirs under a deep parent take 58 ms each by the end (review s15; a scan
+ * of 4,096 such keys still took 12 ms). Only a directory rename moves cached states (see `forgetDir`).
+ */
+export const MAX_DIR_STATES = 4096;
+
 interface DirState {
   /** The directory exists in upper. */
   upper: boolean;
@@ -65,7 +73,12 @@ export class LayeredTree implements Tree {
   readonly lower: HostRoot;
   readonly upper: HostRoot;
   private readonly upperTree: PassthroughTree;
+  /** Directory path → state, at most MAX_DIR_STATES, least recently used first. */
   private readonly dirs = new Map<string, DirState>();
+  /** For tests: how many directory states are kept. */
+  get cachedDirStates(): number {
+    return this.dirs.size;
+  }
   private tmpCounter = 0;
   /**
    * The writable layer's disk limit (MountOptions.upperLimitBytes): every entry and byte that lands in upper is
@@ -129,12 +142,17 @@ export class LayeredTree implements Tree {
       let s = this.dirs.get("/");
       if (!s) {
         s = { upper: true, lower: !this.isOpaque("/") };
-        this.dirs.set("/", s);
+        this.remember("/", s);
       }
       return s;
     }
     const cached = this.dirs.get(path);
-    if (cached) return cached;
+    if (cached) {
+      // Most recently used last: ancestors of busy directories stay.
+      this.dirs.delete(path);
+      this.dirs.set(path, cached);
+      return cached;
+    }
     const found = this.find(path);
     if (!found) fail(Errno.ENOENT, "lookup");
     if (!found.st.isDirectory()) fail(Errno.ENOTDIR, "lookup");
@@ -146,8 +164,16 @@ export class LayeredTree implements Tree {
     } else {
       state = { upper: false, lower: true };
     }
-    this.dirs.set(path, state);
+    this.remember(path, state);
     return state;
+  }
+
+  private remember(path: string, state: DirState): void {
+    if (!this.dirs.has(path) && this.dirs.size >= MAX_DIR_STATES) {
+      const oldest = this.dirs.keys().next().value;
+      if (oldest !== undefined) this.dirs.delete(oldest);
+    }
+    this.dirs.set(path, state);
   }
 
   private find(path: string): Found | undefined {
@@ -173,8 +199,18 @@ export class LayeredTree implements Tree {
     return f;
   }
 
-  private forgetDirs(path: string): void {
-    for (const key of this.dirs.keys()) if (isAtOrBelow(key, path)) this.dirs.delete(key);
+  /**
+   * Forgets the state of the directory `path` (made, copied up, removed). Its cached descendants need no visit: a
+   * state is cached only for a directory that was found, mkdir makes a name nothing was found under, rmdir removes
+   * a directory already empty in the merged view (its subdirectories went first, each forgotten), and a copy-up
+   * leaves its lower-only children lower-only. A directory rename moves a subtree: `forgetAllDirs`.
+   */
+  private forgetDir(path: string): void {
+    this.dirs.delete(path);
+  }
+
+  private forgetAllDirs(): void {
+    this.dirs.clear();
   }
 
   /** The lower layer has an entry at `path` that the merged parent lets show through. */
@@ -235,7 +271,7 @@ export class LayeredTree implements Tree {
     this.quota?.chargeEntry();
     this.keepingDirTimes(parent, () => fs.mkdirSync(e.hostPath, 0o700));
     this.copyAttrs(lowerPath, e.dirfd, e.name, e.hostPath, st);
-    this.forgetDirs(dir);
+    this.forgetDir(dir);
     return this.dirState(dir);
   }
 
@@ -429,7 +465,7 @@ export class LayeredTree implements Tree {
     this.upperTree.mkdir(path, mode);
     // A lower directory of the same name was deleted: it must not show through.
     if (hadWhiteout) this.markerFile(joinGuest(path, OPAQUE_MARKER));
-    this.forgetDirs(path);
+    this.forgetDir(path);
   }
 
   rmdir(path: string): void {
@@ -439,7 +475,7 @@ export class LayeredTree implements Tree {
     if (state.upper) this.removeUpperDir(path);
     this.quota?.freed();
     if (lowerToo) this.addWhiteout(path);
-    this.forgetDirs(path);
+    this.forgetDir(path);
   }
 
   unlink(path: string): void {
@@ -478,8 +514,8 @@ export class LayeredTree implements Tree {
     this.quota?.freed();
     this.upper.invalidate(from);
     this.upper.invalidate(to);
-    this.forgetDirs(from);
-    this.forgetDirs(to);
+    if (srcIsDir) this.forgetAllDirs();
+    else this.forgetDir(to);
     if (lowerHadSrc) this.addWhiteout(from);
   }
 
