@@ -80,6 +80,7 @@ export class LayeredTree implements Tree {
     return this.dirs.size;
   }
   private tmpCounter = 0;
+  private dirBlock: number | undefined;
   /**
    * The writable layer's disk limit (MountOptions.upperLimitBytes): every entry and byte that lands in upper is
    * charged before it does (ENOSPC past the limit); removals only say space may have come back.
@@ -259,6 +260,16 @@ export class LayeredTree implements Tree {
     utimensatNoFollow(toDirfd, toName, ts(st.atimeNs), ts(st.mtimeNs));
   }
 
+  /**
+   * What a new directory takes on the host beyond its entry: its first block (the disk limit's count sees it as
+   * the directory's blocks). Charged 1 KiB like a file before, 4,075 empty dirs under a 4 MiB limit left
+   * 16.8 MB in upper (review s15).
+   */
+  private dirBlockBytes(): number {
+    this.dirBlock ??= statfsOf(this.upper.rootEntry.hostPath).bsize;
+    return this.dirBlock;
+  }
+
   /** Makes `dir` (a directory in the merged view) exist in upper; returns its state. */
   private ensureUpperDir(dir: string): DirState {
     const state = this.dirState(dir);
@@ -268,7 +279,7 @@ export class LayeredTree implements Tree {
     const lowerPath = this.lower.path(dir);
     const st = fs.lstatSync(lowerPath, { bigint: true });
     const e = this.upper.entry(dir);
-    this.quota?.chargeEntry();
+    this.quota?.chargeEntry(this.dirBlockBytes());
     this.keepingDirTimes(parent, () => fs.mkdirSync(e.hostPath, 0o700));
     this.copyAttrs(lowerPath, e.dirfd, e.name, e.hostPath, st);
     this.forgetDir(dir);
@@ -462,6 +473,7 @@ export class LayeredTree implements Tree {
 
   mkdir(path: string, mode: number): void {
     const { hadWhiteout } = this.prepareCreate(path);
+    this.quota?.charge(this.dirBlockBytes());
     this.upperTree.mkdir(path, mode);
     // A lower directory of the same name was deleted: it must not show through.
     if (hadWhiteout) this.markerFile(joinGuest(path, OPAQUE_MARKER));
