@@ -89,4 +89,34 @@ describe("LayeredTree directory states", () => {
       t.close();
     }
   });
+
+  it("tells a non-empty directory from an empty one at its first visible name (a failing rmdir listed it all)", () => {
+    const t = tree();
+    try {
+      const upper = path.join(base as string, "upper");
+      const lower = path.join(base as string, "lower");
+      fs.mkdirSync(path.join(upper, "full"));
+      for (let i = 0; i < 20_000; i++) fs.writeFileSync(path.join(upper, "full", `f${i}`), "");
+      let start = performance.now();
+      expect(t.readdir("/full")).toHaveLength(20_000);
+      const listing = performance.now() - start;
+      start = performance.now();
+      for (let i = 0; i < 20; i++) expect(() => t.rmdir("/full")).toThrow(expect.objectContaining({ errno: -39 /* ENOTEMPTY */ }));
+      // Before: each failing rmdir was a full listing with an override read per file (20 of them: ~20x one listing).
+      expect(performance.now() - start).toBeLessThan(listing);
+      // Emptiness through the layers: lower entries count until whited out, markers never.
+      fs.mkdirSync(path.join(lower, "img", "sub", "inner"));
+      fs.writeFileSync(path.join(lower, "img", "sub", "file"), "x");
+      t.mkdir("/full2", 0o755);
+      expect(() => t.rename("/full2", "/img/sub")).toThrow(expect.objectContaining({ errno: -39 }));
+      t.unlink("/img/sub/file");
+      expect(() => t.rmdir("/img/sub")).toThrow(expect.objectContaining({ errno: -39 }));
+      t.rmdir("/img/sub/inner");
+      t.rename("/full2", "/img/sub");
+      t.rmdir("/img/sub");
+      expect(t.readdir("/img")).toEqual([]);
+    } finally {
+      t.close();
+    }
+  });
 });

@@ -394,6 +394,28 @@ export class LayeredTree implements Tree {
     this.upper.invalidate(path);
   }
 
+  /**
+   * Whether the merged directory at `path` shows no entry (rmdir, rename onto it): stops reading at the first
+   * visible name, with no override read per entry. The full listing it replaces took 676 ms per failing rmdir of a directory of
+   * 200,000 files, one lgetxattr each (review s15).
+   */
+  private isEmpty(path: string): boolean {
+    const state = this.dirState(path);
+    const whitedOut = new Set<string>();
+    if (state.upper) {
+      const visible = (name: string): boolean => !name.startsWith(WHITEOUT_PREFIX);
+      for (const e of this.upper.readDir(path, visible)) {
+        if (visible(e.name)) return false;
+        whitedOut.add(e.name.slice(WHITEOUT_PREFIX.length));
+      }
+    }
+    if (state.lower) {
+      const visible = (name: string): boolean => !whitedOut.has(name) && !name.startsWith(WHITEOUT_PREFIX);
+      if (this.lower.readDir(path, visible).some((e) => visible(e.name))) return false;
+    }
+    return true;
+  }
+
   // ---- Tree ------------------------------------------------------------
 
   private rootOf(f: Found): HostRoot {
@@ -482,7 +504,7 @@ export class LayeredTree implements Tree {
 
   rmdir(path: string): void {
     const state = this.dirState(path);
-    if (this.readdir(path).length > 0) fail(Errno.ENOTEMPTY, "rmdir");
+    if (!this.isEmpty(path)) fail(Errno.ENOTEMPTY, "rmdir");
     const lowerToo = this.lowerHas(path);
     if (state.upper) this.removeUpperDir(path);
     this.quota?.freed();
@@ -509,7 +531,7 @@ export class LayeredTree implements Tree {
       const dstIsDir = dst.st.isDirectory();
       if (srcIsDir && !dstIsDir) fail(Errno.ENOTDIR, "rename");
       if (!srcIsDir && dstIsDir) fail(Errno.EISDIR, "rename");
-      if (dstIsDir && this.readdir(to).length > 0) fail(Errno.ENOTEMPTY, "rename");
+      if (dstIsDir && !this.isEmpty(to)) fail(Errno.ENOTEMPTY, "rename");
     }
     const lowerHadSrc = this.lowerHas(from);
     if (srcIsDir) {
