@@ -2472,7 +2472,6 @@ struct listing_fill {
 
 static pthread_mutex_t listing_lock = PTHREAD_MUTEX_INITIALIZER;
 static int64_t listing_held;
-static uint64_t listing_refusals;
 static hl_readdir_fn inner_readdir;
 
 /* Takes `bytes` more of the budget for a handle's buffer: 1, or 0 when it would pass the budget. */
@@ -2480,7 +2479,6 @@ static int listing_take(int64_t bytes) {
   pthread_mutex_lock(&listing_lock);
   int ok = bytes <= LISTING_BUDGET_BYTES - listing_held;
   if (ok) listing_held += bytes;
-  else listing_refusals++;
   pthread_mutex_unlock(&listing_lock);
   return ok;
 }
@@ -2532,15 +2530,6 @@ static int listing_readdir(const char *path, void *buf, fill_dir_fn filler, off_
   struct listing_fill f = {buf, filler, a, 0, 0};
   int rc = inner_readdir(path, &f, listing_fill_entry, off, fi_);
   return f.over ? -ENOMEM : rc;
-}
-
-/* For the JS side and tests: bytes the open handles' listings hold, the budget, listings refused. */
-void iii_listing_state(int64_t *out) {
-  pthread_mutex_lock(&listing_lock);
-  out[0] = listing_held;
-  out[1] = LISTING_BUDGET_BYTES;
-  out[2] = (int64_t)listing_refusals;
-  pthread_mutex_unlock(&listing_lock);
 }
 
 static int same_object(void *a, void *b) {
