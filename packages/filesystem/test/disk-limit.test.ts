@@ -87,6 +87,13 @@ describe.skipIf(!fuse.ok)("disk limit of the writable layer", () => {
     expect(Number(/stopped=(\d+)/.exec(r.stdout)?.[1])).toBeLessThan(4200);
   });
 
+  it("charges a new directory its block, so empty directories stay within the limit (review s15: 4x it before)", async () => {
+    const r = await sh("for i in $(seq 1 6000); do mkdir d$i || { echo stopped=$i; exit 0; }; done; echo all", mnt);
+    expect(r.stdout).toMatch(/stopped=\d+/);
+    expect(r.stderr).toContain("No space left on device");
+    expect(upperBytes(upper)).toBeLessThanOrEqual(LIMIT + SLACK);
+  });
+
   it("charges a copy-up of an image file before copying it, and the image stays untouched", async () => {
     const r = await sh("echo more >> image-big", mnt);
     expect(r.stderr).toContain("No space left on device");

@@ -69,11 +69,11 @@ export class HostRoot {
     return `/proc/self/fd/${this.dirFd(parent)}/${name}`;
   }
 
-  /** Opens a guest directory for reading entries (no symlink anywhere on the way). */
-  readDir(dir: string): DirEntry[] {
+  /** Opens a guest directory for reading entries (no symlink anywhere on the way); `until` as readDirFd's. */
+  readDir(dir: string, until?: (name: string) => boolean): DirEntry[] {
     const fd = openBeneath(this.rootFd, toRelative(dir), O_DIRECTORY | O_NOFOLLOW | fs.constants.O_RDONLY);
     try {
-      return readDirFd(fd);
+      return readDirFd(fd, until);
     } finally {
       fs.closeSync(fd);
     }

@@ -151,7 +151,8 @@ export interface DirEntry {
 const direntBuf = Buffer.alloc(64 * 1024);
 
 /** Reads every entry of an open directory fd (excluding "." and ".."). */
-export function readDirFd(fd: number): DirEntry[] {
+/** `until`: stop after the first entry it accepts (that entry last), without reading the rest of the directory. */
+export function readDirFd(fd: number, until?: (name: string) => boolean): DirEntry[] {
   const out: DirEntry[] = [];
   for (;;) {
     const n = Number(sysGetdents64(SYS_getdents64, fd, direntBuf, direntBuf.length));
@@ -165,8 +166,10 @@ export function readDirFd(fd: number): DirEntry[] {
       let end = off + 19;
       while (end < off + reclen && direntBuf[end] !== 0) end++;
       const name = direntBuf.toString("utf8", off + 19, end);
-      if (name !== "." && name !== "..") out.push({ name, ino, type });
       off += reclen;
+      if (name === "." || name === "..") continue;
+      out.push({ name, ino, type });
+      if (until?.(name)) return out;
     }
   }
 }

@@ -85,6 +85,15 @@
  * (a write at offset 2^63 - 2 must not wrap the count and turn the limit off); renames in upper hold the count
  * off (a subtree moved behind the walk would be missed).
  *
+ * Eleventh job: a bound on the directory listings libfuse keeps. libfuse 2.9's high level, given entries at offset
+ * 0 (fuse-native and fast_readdir both do), copies a directory's whole listing into a buffer of its open handle
+ * (struct fuse_dh: realloc-doubled from 1 KiB, never shrunk, freed at RELEASEDIR). virtiofsd opens a host
+ * handle for every guest directory fd, so a guest holding K fds of a directory it filled with long names kept K
+ * copies: 150 handles of a 20,000-name directory took the server from 55 to 720 MiB (review s15). Every
+ * handle now gets an account (opendir/releasedir are the shim's: fuse-native has neither), its listing's buffer
+ * is counted as libfuse sizes it, and a listing that would take the mount's handles past LISTING_BUDGET_BYTES
+ * is refused with ENOMEM.
+ *
  * Ninth job: getattr, open, chmod, chown, utimens, flush and release of a plain (non-layered) tree on libfuse's
  * thread. fuse-native hands libfuse 2's high level its path-based operations through fuse_new(), interposed
  * here. Each resolves the parent with openat2 beneath the root fd the JS side opened (RESOLVE_BENEATH |
@@ -1605,7 +1614,9 @@ static int in_libfuse2(void *p);
 #define HL_CHOWN 11
 #define HL_OPEN 14
 #define HL_FLUSH 18
+#define HL_OPENDIR 25
 #define HL_READDIR 26
+#define HL_RELEASEDIR 27
 #define HL_RELEASE 19
 #define HL_UTIMENS 36
 #define HL_MIN_SLOTS 37
@@ -2435,6 +2446,92 @@ static int fast_release(const char *path, void *fi_) {
   return rc;
 }
 
+/* ---- eleventh job: a bound on the directory listings libfuse keeps per open handle ---- */
+
+/* What the listings of all open directory handles of the mount may hold (libfuse's buffers as it sizes them). */
+#define LISTING_BUDGET_BYTES (256LL << 20)
+/* struct fuse_dirent's name offset in libfuse 2.9 (ino, off, namelen, type), and its alignment. */
+#define LISTING_DIRENT_HEAD 24
+#define LISTING_DIRENT_ALIGN 8
+/* extend_contents() in libfuse 2.9's fuse.c: a buffer starts at 1 KiB and doubles. */
+#define LISTING_FIRST_BUFFER 1024
+
+struct listing_account {
+  /* Bytes libfuse's buffer of this handle has grown to (it never shrinks). */
+  int64_t held;
+};
+
+/* One fill of a handle's listing: what fast_readdir / the JS side fill through, and where it goes. */
+struct listing_fill {
+  void *buf;
+  fill_dir_fn filler;
+  struct listing_account *account;
+  int64_t len;
+  int over;
+};
+
+static pthread_mutex_t listing_lock = PTHREAD_MUTEX_INITIALIZER;
+static int64_t listing_held;
+static hl_readdir_fn inner_readdir;
+
+/* Takes `bytes` more of the budget for a handle's buffer: 1, or 0 when it would pass the budget. */
+static int listing_take(int64_t bytes) {
+  pthread_mutex_lock(&listing_lock);
+  int ok = bytes <= LISTING_BUDGET_BYTES - listing_held;
+  if (ok) listing_held += bytes;
+  pthread_mutex_unlock(&listing_lock);
+  return ok;
+}
+
+static int listing_opendir(const char *path, void *fi_) {
+  (void)path;
+  struct iii_fuse_file_info *fi = fi_;
+  struct listing_account *a = calloc(1, sizeof *a);
+  if (a == NULL) return -ENOMEM;
+  fi->fh = (uint64_t)(uintptr_t)a;
+  return 0;
+}
+
+static int listing_releasedir(const char *path, void *fi_) {
+  (void)path;
+  const struct iii_fuse_file_info *fi = fi_;
+  struct listing_account *a = fi != NULL ? (struct listing_account *)(uintptr_t)fi->fh : NULL;
+  if (a == NULL) return 0;
+  pthread_mutex_lock(&listing_lock);
+  listing_held -= a->held;
+  pthread_mutex_unlock(&listing_lock);
+  free(a);
+  return 0;
+}
+
+/* The filler fast_readdir and fuse-native call (fuse-native on the JS thread, while this request's thread waits). */
+static int listing_fill_entry(void *buf, const char *name, const struct stat *st, off_t off) {
+  struct listing_fill *f = buf;
+  if (f->over) return 1;
+  int64_t entry = ((int64_t)LISTING_DIRENT_HEAD + (int64_t)strlen(name) + LISTING_DIRENT_ALIGN - 1) & ~(int64_t)(LISTING_DIRENT_ALIGN - 1);
+  f->len += entry;
+  int64_t size = LISTING_FIRST_BUFFER;
+  while (size < f->len) size *= 2;
+  if (size > f->account->held) {
+    if (!listing_take(size - f->account->held)) {
+      f->over = 1;
+      return 1;
+    }
+    f->account->held = size;
+  }
+  return f->filler(f->buf, name, st, off);
+}
+
+static int listing_readdir(const char *path, void *buf, fill_dir_fn filler, off_t off, void *fi_) {
+  const struct iii_fuse_file_info *fi = fi_;
+  struct listing_account *a = fi != NULL ? (struct listing_account *)(uintptr_t)fi->fh : NULL;
+  /* Every OPENDIR went through listing_opendir; a handle without an account is not filled unbounded. */
+  if (a == NULL) return -EIO;
+  struct listing_fill f = {buf, filler, a, 0, 0};
+  int rc = inner_readdir(path, &f, listing_fill_entry, off, fi_);
+  return f.over ? -ENOMEM : rc;
+}
+
 static int same_object(void *a, void *b) {
   Dl_info ia, ib;
   return a != NULL && b != NULL && dladdr(a, &ia) != 0 && dladdr(b, &ib) != 0 && ia.dli_fbase == ib.dli_fbase;
@@ -2491,6 +2588,13 @@ void *fuse_new(void *ch, void *args, const void *op, size_t op_size, void *user_
   fast_ops[HL_MKDIR] = (void *)fast_mkdir;
   fast_ops[HL_CREATE] = (void *)fast_create;
   fast_ops[HL_RENAME] = (void *)dirs_rename;
+  /* Eleventh job: fuse-native has no opendir/releasedir, so the handles' accounts can live in their fh. */
+  if (slots[HL_OPENDIR] == NULL && slots[HL_RELEASEDIR] == NULL) {
+    inner_readdir = fast_readdir;
+    fast_ops[HL_OPENDIR] = (void *)listing_opendir;
+    fast_ops[HL_READDIR] = (void *)listing_readdir;
+    fast_ops[HL_RELEASEDIR] = (void *)listing_releasedir;
+  }
   return real(ch, args, fast_ops, op_size, user_data);
 }
 
