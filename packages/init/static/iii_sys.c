@@ -249,6 +249,7 @@ struct spawn_req {
     int setsid_, ctty;
     int oom_set;
     int64_t oom_adj;
+    int confine;
 };
 
 static const char *env_get(char **envp, const char *name) {
@@ -299,6 +300,24 @@ static void spawn_child(struct spawn_req *r, int errfd) {
         int n = format_int(buf, (long long)r->oom_adj);
         int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
         if (fd >= 0) { (void)!write(fd, buf, n); close(fd); }
+    }
+    if (r->confine) {
+        /*
+         * The workload and execs must not lift their own limits: root in the guest could write its group's cpu.max
+         * and pids.max, or move itself to the root group. In a mount namespace of its own (slave: nothing it mounts
+         * reaches init), the cgroup tree is read-only, and CAP_SYS_ADMIN (remount, new mounts, setns) and
+         * CAP_SYS_PTRACE (PID 1's /proc/1/root view, ptrace) leave the bounding set, so no exec'd program gets them.
+         */
+        if (syscall(SYS_unshare, CLONE_NEWNS) < 0) child_fail(errfd, 8);
+        /* "/" is not a mount point when init runs chrooted (the namespace tests): /sys holds the cgroup tree. */
+        if (syscall(SYS_mount, NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0 &&
+            syscall(SYS_mount, NULL, "/sys", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+            child_fail(errfd, 8);
+        if (syscall(SYS_mount, "/sys/fs/cgroup", "/sys/fs/cgroup", NULL, MS_BIND, NULL) == 0 &&
+            syscall(SYS_mount, NULL, "/sys/fs/cgroup", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+            child_fail(errfd, 8);
+        if (syscall(SYS_prctl, PR_CAPBSET_DROP, 21 /* CAP_SYS_ADMIN */, 0, 0, 0) < 0) child_fail(errfd, 8);
+        if (syscall(SYS_prctl, PR_CAPBSET_DROP, 19 /* CAP_SYS_PTRACE */, 0, 0, 0) < 0) child_fail(errfd, 8);
     }
     if (r->setsid_) { if (setsid() < 0) child_fail(errfd, 2); }
     else if (setpgid(0, 0) < 0) child_fail(errfd, 2);
@@ -355,9 +374,9 @@ static int spawn_entry(void *arg) {
 }
 
 /*
- * spawn(argv, env, {cwd, uid, gid, groups, setsid, ctty, stdin, stdout, stderr, cgroupProcs, oomScoreAdj})
+ * spawn(argv, env, {cwd, uid, gid, groups, setsid, ctty, stdin, stdout, stderr, cgroupProcs, oomScoreAdj, confine})
  * → pid, or [-errno, stage] when the child could not exec (stage: 1 cgroup, 2 setsid/setpgid,
- * 3 stdio, 4 ctty, 5 credentials, 6 cwd, 7 exec, 0 fork).
+ * 3 stdio, 4 ctty, 5 credentials, 6 cwd, 7 exec, 8 confine, 0 fork).
  */
 static JSValue js_spawn(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
     struct spawn_req r;
@@ -381,6 +400,7 @@ static JSValue js_spawn(JSContext *ctx, JSValueConst this_val, int argc, JSValue
     JS_FreeValue(ctx, v);
     r.setsid_ = JS_ToBool(ctx, v = JS_GetPropertyStr(ctx, o, "setsid")); JS_FreeValue(ctx, v);
     r.ctty = JS_ToBool(ctx, v = JS_GetPropertyStr(ctx, o, "ctty")); JS_FreeValue(ctx, v);
+    r.confine = JS_ToBool(ctx, v = JS_GetPropertyStr(ctx, o, "confine")); JS_FreeValue(ctx, v);
     static const char *names[3] = { "stdin", "stdout", "stderr" };
     for (int i = 0; i < 3; i++) {
         int64_t fd = -1;

@@ -5,7 +5,7 @@
 // the host sees the same status and the same line from either.
 
 /** Where in starting a process the failure happened. */
-export type SpawnStage = "fork" | "cgroup" | "setsid" | "stdio" | "tty" | "credentials" | "cwd" | "exec";
+export type SpawnStage = "fork" | "cgroup" | "setsid" | "stdio" | "tty" | "credentials" | "cwd" | "exec" | "confine";
 
 export interface SpawnFailure {
   /** -1: it never ran (ExitStatus). */

@@ -232,6 +232,7 @@ export class ExecServer {
         oomScoreAdj: CHILD_OOM_SCORE_ADJ,
         // The child joins the exec's leaf itself: init never enters it.
         cgroupProcs: leaf?.procsFiles() ?? [],
+        confine: true,
         stdin: childFds[0],
         stdout: childFds[1],
         stderr: childFds[2],

@@ -443,6 +443,8 @@ async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>):
         oomScoreAdj: CHILD_OOM_SCORE_ADJ,
         // The child joins the workload's leaf itself: init never enters it.
         cgroupProcs: cgroup?.workload.procsFiles() ?? [],
+        // and it cannot lift those limits (nor can its execs): iii_sys.c spawn_child
+        confine: true,
       });
     const r = spawn();
     if (devnull >= 0) os.close(devnull);

@@ -87,6 +87,11 @@ declare module "iii:sys" {
     cgroupProcs?: string[];
     /** Written to the child's /proc/self/oom_score_adj before it drops privileges (best effort). */
     oomScoreAdj?: number;
+    /**
+     * After joining its cgroup: its own mount namespace with /sys/fs/cgroup read-only, and CAP_SYS_ADMIN and
+     * CAP_SYS_PTRACE out of its bounding set, so it cannot lift its own limits (iii_sys.c, spawn_child).
+     */
+    confine?: boolean;
   }
   /** pid, or [-errno, stage] when the child failed before exec, or -errno when fork failed. */
   export function spawn(argv: string[], env: string[], options: SpawnOptions): number | [number, number];

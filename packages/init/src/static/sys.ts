@@ -120,7 +120,7 @@ export function readFileOrThrow(path: string): string {
   }
 }
 
-const SPAWN_STAGES = ["fork", "cgroup", "setsid", "stdio", "tty", "credentials", "cwd", "exec"] as const;
+const SPAWN_STAGES = ["fork", "cgroup", "setsid", "stdio", "tty", "credentials", "cwd", "exec", "confine"] as const;
 
 /** The stage of a failed sys.spawn: a bare negative errno is a failed fork; [-errno, stage] came from the child. */
 export function spawnStage(r: number | [number, number]): (typeof SPAWN_STAGES)[number] {

@@ -175,4 +175,44 @@ ${INIT_REBOOT}`,
     }
     expect(consoleText).toMatch(/reply from 10\.0\.2\.2 \[52:55:0a:00:02:02\]/i);
   }, 150_000);
+
+  it("a CPU quota holds on the host against a guest that owns its whole VM: QEMU stays at 0.3 CPU; without it, a full CPU", async () => {
+    // The guest here is its own init (no iii init, no guest cgroup): what a guest that escaped every limit inside
+    // the VM can do, burn its vCPU. Only the host cgroup (cpuQuota) stands between that and a host core.
+    const share = async (name: string, cpuQuota?: { cgroupName: string; cpus: number }) => {
+      const dir = res.dir(name);
+      const root = rootfsWithInit(busyboxRootfs, dir, `${INIT_PRELUDE}\necho burning\nwhile :; do :; done`);
+      const vm = res.track(
+        new QemuVmm({
+          name,
+          kernelPath,
+          root: { tag: "rootfs", hostDir: root },
+          vcpus: 1,
+          memoryBytes: 128 * 1024 * 1024,
+          consoleLogPath: join(dir, "console.log"),
+          runDir: join(dir, "run"),
+          accel: "tcg",
+          ...(cpuQuota ? { cpuQuota } : {}),
+        }),
+      );
+      await vm.start();
+      await vm.waitForConsole(/burning/, 60_000);
+      const pid = vm.processes().find((p) => p.role === "qemu")!.pid;
+      const ticks = () => {
+        const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+        return stat.slice(stat.lastIndexOf(")") + 2).split(" ").slice(11, 13).reduce((a, b) => a + Number(b), 0);
+      };
+      const t0 = ticks();
+      const w0 = performance.now();
+      await new Promise((r) => setTimeout(r, 3_000));
+      const used = ((ticks() - t0) * 10) / (performance.now() - w0);
+      await vm.cleanup();
+      return used;
+    };
+    const limited = await share("cpuq", { cgroupName: `test-${process.pid}`, cpus: 0.3 });
+    const unlimited = await share("cpuf");
+    console.log(`[vm] a guest burning its vCPU: QEMU used ${(limited * 100).toFixed(0)}% of a CPU under a 0.3 quota, ${(unlimited * 100).toFixed(0)}% without`);
+    expect(limited).toBeLessThanOrEqual(0.36);
+    expect(unlimited).toBeGreaterThan(0.45);
+  }, 180_000);
 });
