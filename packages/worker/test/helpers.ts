@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 export const WORKER_CLI = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
@@ -24,4 +25,16 @@ export function runWorkerCli(args: string[], options: { cwd: string; env?: NodeJ
     child.on("error", reject);
     child.on("close", (code) => resolve({ code, stdout, stderr }));
   });
+}
+
+/** The share of one CPU process `pid` used over the next `ms` (utime + stime from /proc, 100 ticks a second). */
+export async function processCpuShare(pid: number, ms: number): Promise<number> {
+  const ticks = () => {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ").slice(11, 13).reduce((a, b) => a + Number(b), 0);
+  };
+  const t0 = ticks();
+  const w0 = performance.now();
+  await new Promise((r) => setTimeout(r, ms));
+  return ((ticks() - t0) * 10) / (performance.now() - w0);
 }

@@ -3,6 +3,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { QemuVmm } from "../../src/vmm/index.js";
+import { processCpuShare } from "../helpers.js";
 import { INIT_PRELUDE, INIT_REBOOT, VmTestResources, rootfsWithInit, vmTestEnv, type VmTestEnv } from "./harness.js";
 
 const env = await vmTestEnv();
@@ -198,14 +199,7 @@ ${INIT_REBOOT}`,
       await vm.start();
       await vm.waitForConsole(/burning/, 60_000);
       const pid = vm.processes().find((p) => p.role === "qemu")!.pid;
-      const ticks = () => {
-        const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-        return stat.slice(stat.lastIndexOf(")") + 2).split(" ").slice(11, 13).reduce((a, b) => a + Number(b), 0);
-      };
-      const t0 = ticks();
-      const w0 = performance.now();
-      await new Promise((r) => setTimeout(r, 3_000));
-      const used = ((ticks() - t0) * 10) / (performance.now() - w0);
+      const used = await processCpuShare(pid, 3_000);
       await vm.cleanup();
       return used;
     };

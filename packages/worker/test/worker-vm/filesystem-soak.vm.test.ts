@@ -33,7 +33,7 @@ while :; do
     chmod 4755 f6; chmod 1777 .; chown 1000:1000 f7 f8
     setpriv --reuid 1000 --regid 1000 --clear-groups sh -c 'echo u >> f7 && mkdir own && touch own/x && ln f8 own/l && rm own/l'
     test "$(stat -c %a f6)" = 4755
-    setfattr -n user.a -v "$i" f9; test "$(getfattr --only-values -n user.a f9)" = "$i"; setfattr -n trusted.t -v 1 f9
+    setfattr -n user.a -v "$i" f9; test "$(getfattr --only-values -n user.a f9)" = "$i"
     tar cf ../t$((i % 16)).tar . ; mkdir x; tar xf ../t$((i % 16)).tar -C x --exclude=./x --exclude=./p --exclude=./sock
     fallocate -l 64K fa
   ) || echo "$i $base" >> /soak/errors

@@ -37,17 +37,19 @@ describe.skipIf(!!skip)("file systems in a guest (vm)", () => {
   });
 
   for (const dir of ["/xa", "/data/xa"]) {
-    it(`setfattr/getfattr work in ${dir} (user.* and trusted.*), user.iii.* stays out of reach`, async () => {
+    // trusted.* needs CAP_SYS_ADMIN in the guest, which the workload and execs do not have (init confines them);
+    // the stored form of trusted.* is tested in @iii/filesystem (conformance, host-privilege).
+    it(`setfattr/getfattr work in ${dir} (user.*; trusted.* refused without CAP_SYS_ADMIN), user.iii.* stays out of reach`, async () => {
       const r = await sh(`set -e; mkdir -p ${dir}; cd ${dir}; echo x > f
-        setfattr -n user.color -v blue f; setfattr -n trusted.t -v secret f
-        getfattr --only-values -n user.color f; echo; getfattr --only-values -n trusted.t f; echo
+        setfattr -n user.color -v blue f; setfattr -n trusted.t -v secret f 2>/dev/null && echo TRUSTED-SET || echo TRUSTED-REFUSED
+        getfattr --only-values -n user.color f; echo
         getfattr -d -m - f | grep -c '^user\\.color=' ; getfattr -d -m - f | grep -c 'iii' || true
         setfattr -x user.color f; getfattr -n user.color f 2>&1 || echo REMOVED
         setfattr -n user.iii.override -v AAAA f 2>&1 || echo SET-REFUSED
         getfattr -n user.iii.override f 2>&1 || echo GET-REFUSED`);
       expect(r.code, r.stderr).toBe(0);
       const lines = r.stdout.split("\n");
-      expect(lines.slice(0, 4)).toEqual(["blue", "secret", "1", "0"]);
+      expect(lines.slice(0, 4)).toEqual(["TRUSTED-REFUSED", "blue", "1", "0"]);
       expect(r.stdout, r.stdout).toContain("REMOVED");
       expect(r.stdout, r.stdout).toMatch(/Operation not permitted\nSET-REFUSED/);
       expect(r.stdout, r.stdout).toContain("GET-REFUSED");

@@ -13,7 +13,7 @@ import { networkInterfaces } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { WORKER_CLI } from "../helpers.js";
+import { processCpuShare, WORKER_CLI } from "../helpers.js";
 import { qemuUidBase } from "../../src/vmm/qemu-confine.js";
 import { debianRootfs, mountsUnder, processesMentioning, Project, vmSkipReason, waitFor } from "./harness.js";
 
@@ -338,14 +338,7 @@ describe.skipIf(!!skip)("isolation: the guest as the attacker (vm)", () => {
     // and the host's quota (the layer under it, attacked alone in test/vm/devices.vm.test.ts) holds QEMU there
     const vm = JSON.parse(p.read("managed/busy/vm.json")) as { children: { name: string; pid: number }[] };
     const qemuPid = vm.children.find((c) => c.name === "qemu")!.pid;
-    const ticks = () => {
-      const stat = readFileSync(`/proc/${qemuPid}/stat`, "utf8");
-      return stat.slice(stat.lastIndexOf(")") + 2).split(" ").slice(11, 13).reduce((a, b) => a + Number(b), 0);
-    };
-    const t0 = ticks();
-    const w0 = performance.now();
-    await new Promise((r) => setTimeout(r, 4_000));
-    const hostShare = ((ticks() - t0) * 10) / (performance.now() - w0); // ticks are 10 ms: share of one CPU
+    const hostShare = await processCpuShare(qemuPid, 4_000);
     console.log(`[isolation] QEMU on the host: ${(hostShare * 100).toFixed(0)}% of one CPU; ${lift.stdout.match(/cap=.*/)?.[0]}`);
     expect((await p.cli(["stop", "busy", "--timeout", "1"])).code).toBe(0); // free the CPU for the next tests
     expect(share).toBeGreaterThanOrEqual(400);
