@@ -24,6 +24,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -276,6 +279,46 @@ static int format_int(char *buf, long long v) {
     return len;
 }
 
+/* A bind mount of `path` onto itself, made read-only (MS_REC: with its submounts, which stay as they are). */
+static int ro_bind(const char *path, unsigned long rec) {
+    if (syscall(SYS_mount, path, path, NULL, MS_BIND | rec, NULL) < 0) return errno == ENOENT ? 0 : -1;
+    return (int)syscall(SYS_mount, NULL, path, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+}
+
+/*
+ * The workload and execs must not lift their own limits: root in the guest could write its group's cpu.max and
+ * pids.max or move itself out of the group, or have the kernel run a program of its choosing with every privilege
+ * (kernel.core_pattern, poweroff_cmd, /sys/kernel/uevent_helper). In a mount namespace of their own (slave: nothing
+ * they mount reaches init) /sys, the cgroup tree, /proc/sys and /proc/sysrq-trigger are read-only; clone3 answers
+ * ENOSYS (CLONE_INTO_CGROUP takes a directory fd and checks no mount flag; libc falls back to clone); and
+ * CAP_SYS_ADMIN (remount, new mounts, setns) and CAP_SYS_PTRACE (PID 1's /proc/1/root, ptrace) leave the
+ * bounding set, so no exec'd program gets them. init turns user namespaces off before the first spawn.
+ */
+static int confine_child(void) {
+    if (syscall(SYS_unshare, CLONE_NEWNS) < 0) return -1;
+    /* "/" is not a mount point when init runs chrooted (the namespace tests): then /sys and /proc one by one. */
+    if (syscall(SYS_mount, NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0 &&
+        (syscall(SYS_mount, NULL, "/sys", NULL, MS_REC | MS_SLAVE, NULL) < 0 ||
+         syscall(SYS_mount, NULL, "/proc", NULL, MS_REC | MS_SLAVE, NULL) < 0))
+        return -1;
+    if (ro_bind("/sys", MS_REC) < 0 || ro_bind("/sys/fs/cgroup", 0) < 0 || ro_bind("/proc/sys", 0) < 0 ||
+        ro_bind("/proc/sysrq-trigger", 0) < 0)
+        return -1;
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 435 /* clone3, x86-64 and i386 */, 1, 0),
+        BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000 /* x32: its clone3 too */, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = { .len = sizeof filter / sizeof filter[0], .filter = filter };
+    /* Installed while the child still holds CAP_SYS_ADMIN, so no_new_privs (which would disarm setuid programs) is not needed. */
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0) return -1;
+    if (syscall(SYS_prctl, PR_CAPBSET_DROP, 21 /* CAP_SYS_ADMIN */, 0, 0, 0) < 0) return -1;
+    if (syscall(SYS_prctl, PR_CAPBSET_DROP, 19 /* CAP_SYS_PTRACE */, 0, 0, 0) < 0) return -1;
+    return 0;
+}
+
 /*
  * Runs in a CLONE_VM|CLONE_VFORK child: it shares init's memory until execve, so it only makes system calls and
  * writes its own stack. Signals arrive blocked (see js_spawn); handlers go back to default before they are unblocked,
@@ -301,24 +344,7 @@ static void spawn_child(struct spawn_req *r, int errfd) {
         int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
         if (fd >= 0) { (void)!write(fd, buf, n); close(fd); }
     }
-    if (r->confine) {
-        /*
-         * The workload and execs must not lift their own limits: root in the guest could write its group's cpu.max
-         * and pids.max, or move itself to the root group. In a mount namespace of its own (slave: nothing it mounts
-         * reaches init), the cgroup tree is read-only, and CAP_SYS_ADMIN (remount, new mounts, setns) and
-         * CAP_SYS_PTRACE (PID 1's /proc/1/root view, ptrace) leave the bounding set, so no exec'd program gets them.
-         */
-        if (syscall(SYS_unshare, CLONE_NEWNS) < 0) child_fail(errfd, 8);
-        /* "/" is not a mount point when init runs chrooted (the namespace tests): /sys holds the cgroup tree. */
-        if (syscall(SYS_mount, NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0 &&
-            syscall(SYS_mount, NULL, "/sys", NULL, MS_REC | MS_SLAVE, NULL) < 0)
-            child_fail(errfd, 8);
-        if (syscall(SYS_mount, "/sys/fs/cgroup", "/sys/fs/cgroup", NULL, MS_BIND, NULL) == 0 &&
-            syscall(SYS_mount, NULL, "/sys/fs/cgroup", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
-            child_fail(errfd, 8);
-        if (syscall(SYS_prctl, PR_CAPBSET_DROP, 21 /* CAP_SYS_ADMIN */, 0, 0, 0) < 0) child_fail(errfd, 8);
-        if (syscall(SYS_prctl, PR_CAPBSET_DROP, 19 /* CAP_SYS_PTRACE */, 0, 0, 0) < 0) child_fail(errfd, 8);
-    }
+    if (r->confine && confine_child() < 0) child_fail(errfd, 8);
     if (r->setsid_) { if (setsid() < 0) child_fail(errfd, 2); }
     else if (setpgid(0, 0) < 0) child_fail(errfd, 2);
     /* dup2 to 0..2 via fds above 2 so that a source fd in 0..2 is not clobbered. */

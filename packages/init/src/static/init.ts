@@ -269,6 +269,18 @@ async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>):
       clock.warn("oom", start, `oom_score_adj ${INIT_OOM_SCORE_ADJ}: ${(err as SysError).errnoName ?? (err as Error).message}`);
     }
   }
+  // No user namespaces in the guest: inside one, root of the workload would get the capabilities init's
+  // confinement takes away (new mounts of cgroup2 or proc). Only as the VM's own init: on a host (the namespace
+  // tests) this sysctl would be the host's.
+  if (pid1 && isRootPidNamespace()) {
+    const start = os.now();
+    try {
+      writeText("/proc/sys/user/max_user_namespaces", "0\n");
+      clock.timings.push({ step: "userns", ms: round(os.now() - start), status: "ok", detail: "max_user_namespaces 0" });
+    } catch (err) {
+      clock.warn("userns", start, `max_user_namespaces: ${(err as SysError).errnoName ?? (err as Error).message}`);
+    }
+  }
   if (skip.has("cgroup")) clock.skip("cgroup", ENV.SKIP, true);
   else {
     const start = os.now();

@@ -303,7 +303,11 @@ describe.skipIf(!!skip)("isolation: the guest as the attacker (vm)", () => {
   // ---------------------------------------------------------------- 3. limits
   it("--cpus 500m holds a busy loop to about half a CPU, in the guest's cgroup and on the host; root in the guest cannot lift its limits", async () => {
     const p = project();
-    await started(p, "busy", ["--cpus", "500m", "--", "bash", "-c", "while :; do :; done"]);
+    // A static clone3(CLONE_INTO_CGROUP) prober for the guest, on a read-only share.
+    const tools = join(p.dir, "tools");
+    mkdirSync(tools);
+    execFileSync("gcc", ["-static", "-O2", "-o", join(tools, "c3"), fileURLToPath(new URL("../fixtures/clone3-into-cgroup.c", import.meta.url))]);
+    await started(p, "busy", ["--cpus", "500m", "-m", `${tools}:/t:ro`, "--", "bash", "-c", "while :; do :; done"]);
     await new Promise((r) => setTimeout(r, 2_000));
     const script = [
       "g=/sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup)", // the exec's own group: inside the worker's
@@ -318,7 +322,8 @@ describe.skipIf(!!skip)("isolation: the guest as the attacker (vm)", () => {
     const share = Number(/share=(\d+)/.exec(run.stdout)?.[1]);
     console.log(`[isolation] busy loop under --cpus 500m: ${share / 10}% of one CPU`);
     // The attack: root in the guest lifts its own limits or leaves its group, remounts the cgroup tree, mounts a
-    // new one, or reaches init's view through /proc/1/root. Each is refused (init: iii_sys.c spawn_child).
+    // new one, reaches init's view through /proc/1/root, clones into the root group, has the kernel run its
+    // program, or makes a user namespace. Each is refused (init: iii_sys.c confine_child, max_user_namespaces).
     const attempts = [
       "echo max > /sys/fs/cgroup/worker/cpu.max",
       "echo max > /sys/fs/cgroup/worker/pids.max",
@@ -327,6 +332,13 @@ describe.skipIf(!!skip)("isolation: the guest as the attacker (vm)", () => {
       "mkdir -p /tmp/cg && mount -t cgroup2 none /tmp/cg",
       "ls /proc/1/root/sys/fs/cgroup",
       "nsenter -t 1 -m true",
+      // a child born straight into the root group: CLONE_INTO_CGROUP takes a directory fd, whatever the mount
+      "/t/c3 /sys/fs/cgroup | grep -q '^child cgroup: 0::/$'",
+      // programs the kernel would run with every privilege, outside the group
+      "echo '|/bin/true' > /proc/sys/kernel/core_pattern",
+      "echo /bin/true > /sys/kernel/uevent_helper",
+      // a user namespace, in which root would get its mount capabilities back
+      "unshare -Urm --cgroup true",
     ];
     const lift = await p.cli(["exec", "busy", "--", "bash", "-c", `${attempts.map((a, i) => `(${a}) >/dev/null 2>&1; echo "attempt${i}=$?"`).join("; ")}; echo "cpumax=$(cat /sys/fs/cgroup/worker/cpu.max)"; echo "cap=$(grep CapBnd /proc/self/status)"`]);
     expect(lift.code, lift.stderr).toBe(0);
