@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setattrShimPath } from "@iii/filesystem/client";
 import { execFileSync, spawnSync } from "node:child_process";
-import { confinementArgs, qemuUidBase, UNSLOTTED_QEMU_ID, type QemuConfinement } from "./vmm/qemu-confine.js";
+import { confinementArgs, probeDropSyntax, qemuUidBase, UNSLOTTED_QEMU_ID, type QemuConfinement } from "./vmm/qemu-confine.js";
 import { chooseAccel, probeAccelFacts, type AccelChoice, type AccelFacts } from "./vmm/accel.js";
 import { findGuestInit, GUEST_INIT_BUDGET_BYTES } from "./launch/guest-init.js";
 import { findQemu, findVirtiofsd } from "./host/binaries.js";
@@ -83,10 +83,10 @@ function guestInitCheck(env: NodeJS.ProcessEnv): DoctorCheck {
 }
 
 /**
- * Whether QEMU starts confined as a worker's would (seccomp; as root also its own uid in an empty chroot): a QEMU
- * built without seccomp exits at once, and then no VM starts. Legacy -runas/-chroot spelling (QEMU ≤ 9.0).
+ * Whether QEMU starts confined as a worker's would (seccomp; as root also its own uid in an empty chroot, in the
+ * spelling this QEMU takes): a QEMU built without seccomp exits at once, and then no VM starts.
  */
-function confinementCheck(qemu: string, env: NodeJS.ProcessEnv): DoctorCheck {
+async function confinementCheck(qemu: string, env: NodeJS.ProcessEnv): Promise<DoctorCheck> {
   if (env.III_QEMU_CONFINE === "0") return check("qemu confinement", false, "warn", "off (III_QEMU_CONFINE=0): QEMU runs unconfined, with this process's privileges");
   const root = process.geteuid?.() === 0;
   const dir = root ? mkdtempSync(join(tmpdir(), "iii-doctor-qemu-")) : undefined;
@@ -97,7 +97,8 @@ function confinementCheck(qemu: string, env: NodeJS.ProcessEnv): DoctorCheck {
       confine = { seccomp: true, user: { uid: id, gid: id }, chrootDir: dir };
     }
     // Still running after the timeout: it took the confinement (spawnSync then kills it).
-    const r = spawnSync(qemu, ["-M", "none", "-nodefaults", "-display", "none", "-S", ...confinementArgs(confine)], { timeout: 600, killSignal: "SIGKILL", encoding: "utf8" });
+    const syntax = dir ? await probeDropSyntax(qemu) : undefined;
+    const r = spawnSync(qemu, ["-M", "none", "-nodefaults", "-display", "none", "-S", ...confinementArgs(confine, syntax)], { timeout: 600, killSignal: "SIGKILL", encoding: "utf8" });
     if (r.status !== null && r.signal === null) {
       const why = r.stderr.trim().split("\n")[0] ?? `exit ${r.status}`;
       return check("qemu confinement", true, "fail", `QEMU does not start confined: ${why} (III_QEMU_CONFINE=0 runs it unconfined)`);
@@ -129,7 +130,7 @@ export async function runDoctor(env: NodeJS.ProcessEnv = process.env): Promise<D
       ? check("qemu", true, "ok", `${qemu} (${qemuVersion})`)
       : check("qemu", true, "fail", qemu ? `${qemu} does not run` : "qemu-system-x86_64 not found (apt install qemu-system-x86)"),
   );
-  if (qemu && qemuVersion) checks.push(confinementCheck(qemu, env));
+  if (qemu && qemuVersion) checks.push(await confinementCheck(qemu, env));
   const virtiofsd = findVirtiofsd(env);
   const virtiofsdVersion = virtiofsd ? versionLine(virtiofsd) : undefined;
   checks.push(
