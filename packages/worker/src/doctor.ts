@@ -3,10 +3,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setattrShimPath } from "@iii/filesystem/client";
 import { execFileSync, spawnSync } from "node:child_process";
-import { confinementArgs, probeDropSyntax, qemuUidBase, UNSLOTTED_QEMU_ID, type QemuConfinement } from "./vmm/qemu-confine.js";
+import { confinementArgs, probeDropSyntax, QEMU_UID_COUNT, qemuUidBase, type QemuConfinement } from "./vmm/qemu-confine.js";
 import { chooseAccel, probeAccelFacts, type AccelChoice, type AccelFacts } from "./vmm/accel.js";
 import { findGuestInit, GUEST_INIT_BUDGET_BYTES } from "./launch/guest-init.js";
 import { findQemu, findVirtiofsd } from "./host/binaries.js";
+import { leaseQemuUid, type QemuUidLease } from "./host/qemu-uid-lease.js";
 import { versionLine, which } from "./host/which.js";
 import { iiiHome } from "./paths.js";
 import { canReadWrite, writableDirError } from "./host/writable.js";
@@ -90,11 +91,12 @@ async function confinementCheck(qemu: string, env: NodeJS.ProcessEnv): Promise<D
   if (env.III_QEMU_CONFINE === "0") return check("qemu confinement", false, "warn", "off (III_QEMU_CONFINE=0): QEMU runs unconfined, with this process's privileges");
   const root = process.geteuid?.() === 0;
   const dir = root ? mkdtempSync(join(tmpdir(), "iii-doctor-qemu-")) : undefined;
+  let lease: QemuUidLease | undefined;
   try {
     let confine: QemuConfinement = { seccomp: true };
     if (dir) {
-      const id = qemuUidBase(env) + UNSLOTTED_QEMU_ID;
-      confine = { seccomp: true, user: { uid: id, gid: id }, chrootDir: dir };
+      lease = await leaseQemuUid(qemuUidBase(env), QEMU_UID_COUNT);
+      confine = { seccomp: true, user: { uid: lease.uid, gid: lease.uid }, chrootDir: dir };
     }
     // Still running after the timeout: it took the confinement (spawnSync then kills it).
     const syntax = dir ? await probeDropSyntax(qemu) : undefined;
@@ -103,11 +105,12 @@ async function confinementCheck(qemu: string, env: NodeJS.ProcessEnv): Promise<D
       const why = r.stderr.trim().split("\n")[0] ?? `exit ${r.status}`;
       return check("qemu confinement", true, "fail", `QEMU does not start confined: ${why} (III_QEMU_CONFINE=0 runs it unconfined)`);
     }
-    return check("qemu confinement", true, "ok", root ? "seccomp, own uid/gid from III_QEMU_UID_BASE, empty chroot" : "seccomp (not root: no uid drop or chroot)");
+    return check("qemu confinement", true, "ok", root ? "seccomp, own uid/gid (leased from III_QEMU_UID_BASE), empty chroot" : "seccomp (not root: no uid drop or chroot)");
   } catch (error) {
     return check("qemu confinement", true, "fail", (error as Error).message);
   } finally {
     if (dir) rmSync(dir, { recursive: true, force: true });
+    await lease?.release();
   }
 }
 

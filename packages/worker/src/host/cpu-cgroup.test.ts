@@ -1,5 +1,7 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { cgroupNameFor, findCpuHierarchy } from "./cpu-cgroup.js";
+import { cgroupNameFor, createCpuCgroup, findCpuHierarchy } from "./cpu-cgroup.js";
 
 describe("finding the host's cpu controller", () => {
   it("takes the cgroup v1 cpu hierarchy when the unified one has no cpu controller (hybrid: this machine's layout)", () => {
@@ -22,5 +24,21 @@ describe("finding the host's cpu controller", () => {
     expect(cgroupNameFor("/h/managed/p/a")).toBe(cgroupNameFor("/h/managed/p/a"));
     expect(cgroupNameFor("/h/managed/p/a")).not.toBe(cgroupNameFor("/h/managed/p/b"));
     expect(cgroupNameFor("/h/managed/p/a")).toMatch(/^vm-[0-9a-f]{16}$/);
+  });
+});
+
+const hierarchy = process.geteuid?.() === 0 ? findCpuHierarchy() : undefined;
+if (!hierarchy) console.warn("[host] skipping the real cgroup test: not root, or no cpu controller mounted");
+
+describe.skipIf(!hierarchy)("a VM's host cgroup, on this host's real cpu controller", () => {
+  it("is not left behind when the kernel refuses its quota", async () => {
+    const name = `vm-test-${process.pid}`;
+    // 10^9 CPUs: a quota past the kernel's maximum, refused with EINVAL after the group was made.
+    await expect(createCpuCgroup(name, 1e9, hierarchy)).rejects.toMatchObject({ code: "CpuLimitUnsupported" });
+    expect(existsSync(join(hierarchy!.mount, "iii", name))).toBe(false);
+    const group = await createCpuCgroup(name, 0.5, hierarchy);
+    expect(existsSync(group.dir)).toBe(true);
+    await group.remove();
+    expect(existsSync(group.dir)).toBe(false);
   });
 });

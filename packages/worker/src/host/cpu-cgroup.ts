@@ -78,6 +78,8 @@ export async function createCpuCgroup(name: string, cpus: number, hierarchy = fi
       await writeFile(join(dir, "cpu.cfs_quota_us"), String(quota));
     }
   } catch (error) {
+    // Not left behind half made (an empty group only `remove` would clear); one still holding processes stays.
+    await rmdir(dir).catch(() => undefined);
     throw new IiiError("CpuLimitUnsupported", `cannot set up the host cgroup ${dir} for the VM's CPU quota: ${(error as Error).message}`, { cause: error });
   }
   return {

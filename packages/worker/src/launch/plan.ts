@@ -164,7 +164,6 @@ export function planVm(request: LaunchRequest, context: PlanContext): VmPlan {
       consoleSocketPath: paths.consoleSock,
       control: { socketPath: paths.controlSock, mode: "client" },
       runDir: paths.runtime,
-      qemuSlot: slot,
       ...(launch.cpuLimit !== undefined ? { cpuQuota: { cgroupName: cgroupNameFor(paths.dir), cpus: launch.cpuLimit } } : {}),
       // The managed root (III_HOME/managed, 0700): remembers how this QEMU spells its privilege drop.
       qemuProbeCacheDir: resolve(paths.dir, "..", ".."),

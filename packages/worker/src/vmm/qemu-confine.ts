@@ -20,19 +20,19 @@ export interface QemuConfinement {
 }
 
 /**
- * First uid/gid of the range QEMU processes run as: base + the VM's network slot (0..65535) for a worker, base +
- * 65536 for a VM with no slot (benches, tests). High enough to be no user's: `III_QEMU_UID_BASE` moves it.
+ * First uid/gid of the range QEMU processes run as (`QEMU_UID_COUNT` of them, each leased host-wide to one live
+ * QEMU: host/qemu-uid-lease.ts). High enough to be no user's: `III_QEMU_UID_BASE` moves it.
  */
 export const DEFAULT_QEMU_UID_BASE = 0x7ffe0000;
-export const UNSLOTTED_QEMU_ID = 65536;
+export const QEMU_UID_COUNT = 65536;
 
 export function qemuUidBase(env: NodeJS.ProcessEnv): number {
   const raw = env.III_QEMU_UID_BASE;
   if (raw === undefined || raw === "") return DEFAULT_QEMU_UID_BASE;
   const n = Number(raw);
   // uid 0..999 are the system's; the top of the 32-bit range is (uid_t)-1, "no change".
-  if (!/^\d+$/.test(raw) || n < 1000 || n + UNSLOTTED_QEMU_ID >= 0xffffffff) {
-    throw new RangeError(`III_QEMU_UID_BASE must be an integer from 1000 to ${0xffffffff - UNSLOTTED_QEMU_ID - 1}, got ${raw}`);
+  if (!/^\d+$/.test(raw) || n < 1000 || n + QEMU_UID_COUNT >= 0xffffffff) {
+    throw new RangeError(`III_QEMU_UID_BASE must be an integer from 1000 to ${0xffffffff - QEMU_UID_COUNT - 1}, got ${raw}`);
   }
   return n;
 }

@@ -12,7 +12,8 @@ import { listenUnixSocket } from "./listen-socket.js";
 import { hostTscKhz } from "./host-clock.js";
 import { buildVmCommands, validateTag } from "./qemu-argv.js";
 import { createCpuCgroup, type CpuCgroup } from "../host/cpu-cgroup.js";
-import { probeDropSyntax, qemuUidBase, UNSLOTTED_QEMU_ID, type QemuConfinement, type QemuDropSyntax } from "./qemu-confine.js";
+import { leaseQemuUid, type QemuUidLease } from "../host/qemu-uid-lease.js";
+import { probeDropSyntax, QEMU_UID_COUNT, qemuUidBase, type QemuConfinement, type QemuDropSyntax } from "./qemu-confine.js";
 import { QmpClient, shutdownReason } from "./qmp.js";
 import type { VmExit, VmmFactory, VmmOptions, VmProcess, VmShare, Vmm } from "./types.js";
 
@@ -82,6 +83,8 @@ export class QemuVmm implements Vmm {
   private stopping = false;
   private prepared = false;
   private cpuGroup: CpuCgroup | undefined;
+  private uidLease: QemuUidLease | undefined;
+  confinementSummary: string | undefined;
 
   constructor(config: QemuVmmOptions) {
     this.config = config;
@@ -151,6 +154,11 @@ export class QemuVmm implements Vmm {
     }
     const accel = this.accelChoice.accel;
     const confine = await this.confinement(env);
+    this.confinementSummary = !confine
+      ? "QEMU unconfined (III_QEMU_CONFINE=0)"
+      : confine.user
+        ? `QEMU confined: seccomp, uid/gid ${confine.user.uid}, empty chroot`
+        : "QEMU confined: seccomp only (not root: no uid drop or chroot)";
     let dropSyntax: QemuDropSyntax | undefined;
     if (confine?.user) {
       try {
@@ -185,20 +193,22 @@ export class QemuVmm implements Vmm {
   }
 
   /**
-   * How QEMU is confined once the VM is set up (qemu-confine.ts): always seccomp; as root also its own uid/gid and
-   * an empty chroot, made here (`<runDir>/qemu-root`, read-only, emptied first).
+   * How QEMU is confined once the VM is set up (qemu-confine.ts): always seccomp; as root also its own uid/gid,
+   * leased host-wide (no other live QEMU runs as it, whatever its III_HOME), and an empty chroot, made here
+   * (`<runDir>/qemu-root`, read-only, emptied first). `III_QEMU_CONFINE=0` in hostEnv turns all of it off
+   * (debugging only).
    */
   private async confinement(env: NodeJS.ProcessEnv): Promise<QemuConfinement | undefined> {
     if (env.III_QEMU_CONFINE === "0") return undefined;
     if (process.geteuid?.() !== 0) return { seccomp: true };
-    let id: number;
+    let base: number;
     try {
-      const slot = this.config.qemuSlot ?? UNSLOTTED_QEMU_ID;
-      if (!Number.isInteger(slot) || slot < 0 || slot > UNSLOTTED_QEMU_ID) throw new RangeError(`QEMU's slot must be an integer in 0..${UNSLOTTED_QEMU_ID}, got ${slot}`);
-      id = qemuUidBase(env) + slot;
+      base = qemuUidBase(env);
     } catch (error) {
       throw new IiiError("InvalidOption", (error as Error).message, { cause: error });
     }
+    this.uidLease ??= await leaseQemuUid(base, QEMU_UID_COUNT);
+    const id = this.uidLease.uid;
     const chrootDir = join(this.config.runDir, "qemu-root");
     try {
       await rm(chrootDir, { recursive: true, force: true });
@@ -409,6 +419,8 @@ export class QemuVmm implements Vmm {
     await Promise.all(created.map((path) => rm(path, { force: true })));
     await rm(join(this.config.runDir, "qemu-root"), { recursive: true, force: true });
     await this.cpuGroup?.remove();
+    await this.uidLease?.release();
+    this.uidLease = undefined;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -79,12 +79,6 @@ export interface VmConfig {
   qemuPath?: string;
   virtiofsdPath?: string;
   /**
-   * The VM's network slot (0..65535): when this process is root, QEMU runs as uid and gid III_QEMU_UID_BASE +
-   * slot once the VM is set up (qemu-confine.ts); without one, base + 65536. QEMU also runs under seccomp and in
-   * an empty chroot (`<runDir>/qemu-root`). `III_QEMU_CONFINE=0` in hostEnv turns all of it off (debugging only).
-   */
-  qemuSlot?: number;
-  /**
    * The VM's CPU bandwidth enforced on the host: QEMU runs in its own cgroup (`iii/<cgroupName>`) with a quota of
    * `cpus` CPUs (host/cpu-cgroup.ts), which the guest cannot lift. Without it QEMU may use all its vCPUs.
    */
@@ -154,6 +148,8 @@ export interface Vmm extends AsyncDisposable {
   processes(): VmProcess[];
   /** The failure the adapter detected (KvmUnavailable, VmBootFailed), if any. */
   readonly failure: IiiError | undefined;
+  /** How the VMM process runs confined once prepared, in a few words for the supervisor's log. */
+  readonly confinementSummary?: string;
 }
 
 /** What every VMM adapter is built from: the VM's config and the host's choices made once per start. */

@@ -14,7 +14,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { processCpuShare, WORKER_CLI } from "../helpers.js";
-import { qemuUidBase } from "../../src/vmm/qemu-confine.js";
+import { QEMU_UID_COUNT, qemuUidBase } from "../../src/vmm/qemu-confine.js";
+import { HOST_LEASE_DIR } from "../../src/host/qemu-uid-lease.js";
 import { debianRootfs, mountsUnder, processesMentioning, Project, vmSkipReason, waitFor } from "./harness.js";
 
 const REPO = fileURLToPath(new URL("../../../..", import.meta.url));
@@ -454,15 +455,21 @@ describe.skipIf(!!skip)("isolation: the guest as the attacker (vm)", () => {
   }, 240_000);
 
   // ---------------------------------------------------------------- QEMU itself (src/vmm/qemu-confine.test.ts attacks it)
-  it("a worker's QEMU runs confined once the VM is up: uid/gid base + slot, no capabilities, seccomp, an empty read-only root", async () => {
+  it("a worker's QEMU runs confined once the VM is up: a uid/gid of its own, no capabilities, seccomp, an empty read-only root", async () => {
     const p = project();
     await started(p, "qemu", ["--", "sleep", "100000"]);
-    const vm = JSON.parse(p.read("managed/qemu/vm.json")) as { slot: number; children: { name: string; pid: number }[] };
-    const pid = vm.children.find((c) => c.name === "qemu")?.pid;
-    expect(pid, JSON.stringify(vm.children)).toBeDefined();
-    const status = readFileSync(`/proc/${pid}/status`, "utf8");
-    const field = (name: string) => new RegExp(`^${name}:\\s+(.*)$`, "m").exec(status)?.[1]?.trim().split(/\s+/);
-    const id = String(qemuUidBase({}) + vm.slot);
+    const qemuStatus = (q: Project, name: string) => {
+      const vm = JSON.parse(q.read(`managed/${name}/vm.json`)) as { slot: number; children: { name: string; pid: number }[] };
+      const pid = vm.children.find((c) => c.name === "qemu")?.pid;
+      expect(pid, JSON.stringify(vm.children)).toBeDefined();
+      const status = readFileSync(`/proc/${pid}/status`, "utf8");
+      const field = (f: string) => new RegExp(`^${f}:\\s+(.*)$`, "m").exec(status)?.[1]?.trim().split(/\s+/);
+      return { pid: pid!, slot: vm.slot, field };
+    };
+    const { pid, slot, field } = qemuStatus(p, "qemu");
+    const id = field("Uid")![0]!;
+    expect(Number(id) - qemuUidBase({})).toBeGreaterThanOrEqual(0);
+    expect(Number(id) - qemuUidBase({})).toBeLessThan(QEMU_UID_COUNT);
     expect(field("Uid")).toEqual([id, id, id, id]);
     expect(field("Gid")).toEqual([id, id, id, id]);
     expect(field("Groups")).toEqual([id]);
@@ -471,13 +478,26 @@ describe.skipIf(!!skip)("isolation: the guest as the attacker (vm)", () => {
     expect(field("Seccomp")).toEqual(["2"]);
     expect(readdirSync(`/proc/${pid}/root`)).toEqual([]);
     expect(statSync(`/proc/${pid}/root`).mode & 0o7777).toBe(0o555);
-    // and the VM works as before: exec, then a clean stop
+    expect(p.read("managed/qemu/logs/supervisor.log")).toContain(`QEMU confined: seccomp, uid/gid ${id}, empty chroot`);
+
+    // A worker of another III_HOME has the same network slot; its QEMU must not share the uid (it could kill or
+    // prlimit this one), so the uid is leased host-wide.
+    const other = project();
+    await started(other, "qemu2", ["--", "sleep", "100000"]);
+    const second = qemuStatus(other, "qemu2");
+    expect(second.slot).toBe(slot);
+    expect(second.field("Uid")![0]).not.toBe(id);
+
+    // and the VM works as before: exec, then a clean stop, which gives the uid back
     const exec = await p.cli(["exec", "qemu", "--", "echo", "still-works"]);
     expect(exec.stdout, exec.stderr).toContain("still-works");
+    expect(existsSync(join(HOST_LEASE_DIR, id))).toBe(true);
     const stop = await p.cli(["stop", "qemu"]);
     expect(stop.code, stop.stderr).toBe(0);
     expect(existsSync(`/proc/${pid}`)).toBe(false);
-  }, 120_000);
+    expect(existsSync(join(HOST_LEASE_DIR, id))).toBe(false);
+    expect((await other.cli(["stop", "qemu2"])).code).toBe(0);
+  }, 180_000);
 
   it("two projects with a worker of the same name start, list and stop independently", async () => {
     const a = project();

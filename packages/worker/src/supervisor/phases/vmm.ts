@@ -1,7 +1,7 @@
 import { IiiError } from "../../errors.js";
 import { ROOT_TAG } from "../../launch/plan.js";
 import type { Vmm } from "../../vmm/types.js";
-import type { SupervisorRun } from "../run.js";
+import { log, type SupervisorRun } from "../run.js";
 
 /**
  * The VM, made by the run's VMM factory from the plan. When the VMM can (Vmm.startEarly), QEMU is spawned here,
@@ -18,8 +18,13 @@ export async function qemuPhase(run: SupervisorRun): Promise<void> {
   });
   run.vmm = vm;
   run.resources.add("vm", () => vm.cleanup());
-  if (!vm.startEarly) return vm.prepare();
+  if (!vm.startEarly) {
+    await vm.prepare();
+    if (vm.confinementSummary) log(vm.confinementSummary);
+    return;
+  }
   await vm.startEarly();
+  if (vm.confinementSummary) log(vm.confinementSummary);
   // QEMU is in vm.json at once: a supervisor killed before the vmm phase ends leaves nothing unrecorded.
   await recordVmProcesses(run, vm);
   throwIfStopRequested(run);

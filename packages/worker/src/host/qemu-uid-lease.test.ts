@@ -1,0 +1,84 @@
+import { spawn, spawnSync } from "node:child_process";
+import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { leaseQemuUid, uidsInUse } from "./qemu-uid-lease.js";
+import { processStartTime } from "./process-identity.js";
+
+const root = process.geteuid?.() === 0;
+if (!root) console.warn("[host] skipping QEMU uid lease tests: not root (they run processes as the leased uids)");
+
+// A range no user of this machine has; each test takes its own slice of it.
+const BASE = 0x7ff00000;
+
+describe.skipIf(!root)("QEMU's host-wide uid lease", () => {
+  const work = mkdtempSync(join(tmpdir(), "iii-uid-lease-"));
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+  let n = 0;
+  const leaseDir = () => join(work, `leases-${n++}`);
+
+  it("gives two VMs two uids, so a confined QEMU taken over by its guest cannot kill the other VM's QEMU", async () => {
+    // Two workers, as from two III_HOMEs whose network slots are both 0: before the lease both QEMUs ran as base + 0.
+    const dir = leaseDir();
+    const a = await leaseQemuUid(BASE, 16, dir);
+    const b = await leaseQemuUid(BASE, 16, dir);
+    const victim = spawn("sleep", ["60"], { uid: a.uid, gid: a.uid, stdio: "ignore" });
+    try {
+      await new Promise((r) => victim.once("spawn", r));
+      // What code running as the other QEMU would do.
+      const attack = spawnSync("kill", ["-9", String(victim.pid)], { uid: b.uid, gid: b.uid, encoding: "utf8" });
+      expect(attack.status).not.toBe(0);
+      expect(attack.stderr).toMatch(/not permitted/i);
+      expect(processStartTime(victim.pid!)).toBeDefined();
+      expect(a.uid).not.toBe(b.uid);
+    } finally {
+      victim.kill("SIGKILL");
+      await a.release();
+      await b.release();
+    }
+  });
+
+  it("hands a released uid out again, and never one a running process still has (a QEMU whose supervisor was killed)", async () => {
+    const dir = leaseDir();
+    const first = await leaseQemuUid(BASE + 100, 4, dir);
+    expect(first.uid).toBe(BASE + 100);
+    await first.release();
+    expect(readdirSync(dir).filter((f) => !f.startsWith("."))).toEqual([]);
+    const orphan = spawn("sleep", ["60"], { uid: BASE + 100, gid: BASE + 100, stdio: "ignore" });
+    try {
+      await new Promise((r) => orphan.once("spawn", r));
+      expect(uidsInUse(BASE + 100, 4).has(BASE + 100)).toBe(true);
+      const next = await leaseQemuUid(BASE + 100, 4, dir);
+      expect(next.uid).toBe(BASE + 101);
+      await next.release();
+    } finally {
+      orphan.kill("SIGKILL");
+    }
+  });
+
+  it("reclaims the lease of an owner that died, keeps a live owner's, and fails with a clear line when all are taken", async () => {
+    const dir = leaseDir();
+    const held = await leaseQemuUid(BASE + 200, 2, dir);
+    const dead = spawnSync("true");
+    expect(dead.pid).toBeGreaterThan(0);
+    writeFileSync(join(dir, String(BASE + 201)), JSON.stringify({ uid: BASE + 201, pid: dead.pid, startTime: 1 }));
+    const reclaimed = await leaseQemuUid(BASE + 200, 2, dir);
+    expect(reclaimed.uid).toBe(BASE + 201);
+    await expect(leaseQemuUid(BASE + 200, 2, dir)).rejects.toMatchObject({ code: "VmBootFailed", message: expect.stringMatching(/no free uid for QEMU/) });
+    await held.release();
+    await reclaimed.release();
+    // Released twice: harmless, and it does not remove a lease someone else took since.
+    const again = await leaseQemuUid(BASE + 200, 2, dir);
+    await held.release();
+    expect(readdirSync(dir)).toContain(String(again.uid));
+    await again.release();
+  });
+
+  it("refuses a lease directory another user could write", async () => {
+    const dir = leaseDir();
+    await (await leaseQemuUid(BASE + 300, 1, dir)).release();
+    chmodSync(dir, 0o777);
+    await expect(leaseQemuUid(BASE + 300, 1, dir)).rejects.toMatchObject({ code: "VmBootFailed", message: expect.stringMatching(/only it can write/) });
+  });
+});

@@ -1,0 +1,119 @@
+import { lstatSync, readdirSync, readFileSync } from "node:fs";
+import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { IiiError } from "../errors.js";
+import { withFileLock } from "./file-lock.js";
+import { isSameProcessAlive, processStartTime, type ProcessIdentity } from "./process-identity.js";
+
+/**
+ * The uid a confined QEMU drops to, unique on the host while that QEMU lives. Two QEMUs under one uid could
+ * signal each other, change each other's resource limits (prlimit) or read each other's /proc
+ * entries: a guest that took over one VM's QEMU would reach the other VM. The network slot is unique only
+ * within one III_HOME, so the uid is leased host-wide instead: a lease file per uid in a root-only directory
+ * under /run (cleared at boot), written under one lock by the process that owns the QEMU, released when it is
+ * gone. A uid is free when no live owner holds its lease and no process on the host runs as it (a QEMU whose
+ * supervisor was killed outright keeps its uid until it ends).
+ */
+export interface QemuUidLease {
+  readonly uid: number;
+  /** Gives the uid back; call once the QEMU that ran as it has exited. Never throws. */
+  release(): Promise<void>;
+}
+
+export const HOST_LEASE_DIR = "/run/iii/qemu-uids";
+
+interface LeaseRecord extends ProcessIdentity {
+  uid: number;
+}
+
+/** Leases the lowest free uid in `base .. base + count - 1` to this process. */
+export async function leaseQemuUid(base: number, count: number, dir = HOST_LEASE_DIR): Promise<QemuUidLease> {
+  await ensurePrivateDir(dir);
+  const owner = ownIdentity();
+  const uid = await withFileLock(join(dir, ".lock"), async () => {
+    const running = uidsInUse(base, count);
+    for (let uid = base; uid < base + count; uid++) {
+      if (running.has(uid)) continue;
+      const holder = await readLease(join(dir, String(uid)));
+      if (holder && isSameProcessAlive(holder)) continue;
+      const path = join(dir, String(uid));
+      const tmp = `${path}.${process.pid}.tmp`;
+      await writeFile(tmp, JSON.stringify({ uid, ...owner } satisfies LeaseRecord), { mode: 0o600 });
+      await rename(tmp, path);
+      return uid;
+    }
+    throw new IiiError("VmBootFailed", `no free uid for QEMU in ${base}..${base + count - 1}: every one is leased or in use (${dir})`);
+  });
+  let released = false;
+  return {
+    uid,
+    async release() {
+      if (released) return;
+      released = true;
+      try {
+        await withFileLock(join(dir, ".lock"), async () => {
+          const path = join(dir, String(uid));
+          const holder = await readLease(path);
+          if (holder && holder.pid === owner.pid && holder.startTime === owner.startTime) await rm(path, { force: true });
+        });
+      } catch {
+        // the lease stays until its owner is gone; the next lease reclaims it
+      }
+    },
+  };
+}
+
+function ownIdentity(): ProcessIdentity {
+  const startTime = processStartTime(process.pid);
+  if (startTime === undefined) throw new IiiError("Internal", "cannot read this process's start time from /proc");
+  return { pid: process.pid, startTime };
+}
+
+/** The lease directory, made root-only; one another user made or could write is refused rather than trusted. */
+async function ensurePrivateDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+  } catch (error) {
+    throw new IiiError("VmBootFailed", `cannot create QEMU's uid lease directory ${dir}: ${(error as Error).message}`, { cause: error });
+  }
+  const st = lstatSync(dir);
+  if (!st.isDirectory() || st.uid !== process.geteuid?.() || (st.mode & 0o022) !== 0) {
+    throw new IiiError("VmBootFailed", `QEMU's uid lease directory ${dir} is not a directory of this user's that only it can write`);
+  }
+}
+
+async function readLease(path: string): Promise<LeaseRecord | undefined> {
+  try {
+    const record = JSON.parse(await readFile(path, "utf8")) as Partial<LeaseRecord>;
+    return typeof record.pid === "number" && typeof record.startTime === "number" ? (record as LeaseRecord) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The uids in range any process on the host runs as (real, effective, saved or filesystem uid). */
+export function uidsInUse(base: number, count: number, proc = "/proc"): Set<number> {
+  const used = new Set<number>();
+  let pids: string[];
+  try {
+    pids = readdirSync(proc).filter((name) => /^\d+$/.test(name));
+  } catch {
+    return used;
+  }
+  for (const pid of pids) {
+    let status: string;
+    try {
+      status = readFileSync(join(proc, pid, "status"), "utf8");
+    } catch {
+      continue; // ended meanwhile
+    }
+    const line = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status);
+    if (!line) continue;
+    for (const field of line.slice(1)) {
+      const uid = Number(field);
+      if (uid >= base && uid < base + count) used.add(uid);
+    }
+  }
+  return used;
+}
+
