@@ -63,8 +63,11 @@ describe.skipIf(!root)("QEMU's host-wide uid lease", () => {
     const dead = spawnSync("true");
     expect(dead.pid).toBeGreaterThan(0);
     writeFileSync(join(dir, String(BASE + 201)), JSON.stringify({ uid: BASE + 201, pid: dead.pid, startTime: 1 }));
+    writeFileSync(join(dir, String(BASE + 900)), JSON.stringify({ uid: BASE + 900, pid: dead.pid, startTime: 1 }));
     const reclaimed = await leaseQemuUid(BASE + 200, 2, dir);
     expect(reclaimed.uid).toBe(BASE + 201);
+    // Every dead owner's lease is cleared on the way, in or out of the range asked for: /run does not fill up.
+    expect(readdirSync(dir).filter((f) => !f.startsWith(".")).sort()).toEqual([String(BASE + 200), String(BASE + 201)]);
     await expect(leaseQemuUid(BASE + 200, 2, dir)).rejects.toMatchObject({ code: "VmBootFailed", message: expect.stringMatching(/no free uid for QEMU/) });
     await held.release();
     await reclaimed.release();

@@ -1,5 +1,5 @@
 import { lstatSync, readdirSync, readFileSync } from "node:fs";
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { IiiError } from "../errors.js";
 import { withFileLock } from "./file-lock.js";
@@ -11,8 +11,8 @@ import { isSameProcessAlive, processStartTime, type ProcessIdentity } from "./pr
  * entries: a guest that took over one VM's QEMU would reach the other VM. The network slot is unique only
  * within one III_HOME, so the uid is leased host-wide instead: a lease file per uid in a root-only directory
  * under /run (cleared at boot), written under one lock by the process that owns the QEMU, released when it is
- * gone. A uid is free when no live owner holds its lease and no process on the host runs as it (a QEMU whose
- * supervisor was killed outright keeps its uid until it ends).
+ * gone (a lease whose owner died is removed by the next lease). A uid is free when no live owner holds its lease and
+ * no process on the host runs as it (a QEMU whose supervisor was killed outright keeps its uid until it ends).
  */
 export interface QemuUidLease {
   readonly uid: number;
@@ -31,11 +31,10 @@ export async function leaseQemuUid(base: number, count: number, dir = HOST_LEASE
   await ensurePrivateDir(dir);
   const owner = ownIdentity();
   const uid = await withFileLock(join(dir, ".lock"), async () => {
+    const held = await liveLeases(dir);
     const running = uidsInUse(base, count);
     for (let uid = base; uid < base + count; uid++) {
-      if (running.has(uid)) continue;
-      const holder = await readLease(join(dir, String(uid)));
-      if (holder && isSameProcessAlive(holder)) continue;
+      if (running.has(uid) || held.has(uid)) continue;
       const path = join(dir, String(uid));
       const tmp = `${path}.${process.pid}.tmp`;
       await writeFile(tmp, JSON.stringify({ uid, ...owner } satisfies LeaseRecord), { mode: 0o600 });
@@ -80,6 +79,18 @@ async function ensurePrivateDir(dir: string): Promise<void> {
   if (!st.isDirectory() || st.uid !== process.geteuid?.() || (st.mode & 0o022) !== 0) {
     throw new IiiError("VmBootFailed", `QEMU's uid lease directory ${dir} is not a directory of this user's that only it can write`);
   }
+}
+
+/** The uids whose lease has a live owner; leases of owners that are gone are removed on the way. */
+async function liveLeases(dir: string): Promise<Set<number>> {
+  const live = new Set<number>();
+  for (const name of await readdir(dir)) {
+    if (!/^\d+$/.test(name)) continue;
+    const holder = await readLease(join(dir, name));
+    if (holder && isSameProcessAlive(holder)) live.add(Number(name));
+    else await rm(join(dir, name), { force: true });
+  }
+  return live;
 }
 
 async function readLease(path: string): Promise<LeaseRecord | undefined> {

@@ -53,6 +53,7 @@ describe("QemuVmm.prepare", () => {
     expect(vm.virtiofsdCommands[0]![0]).toBe(fakeBin);
     expect(vm.virtiofsdCommands[1]![0]).toBe("unshare");
     expect(vm.processes()).toEqual([]);
+    await vm.cleanup();
   });
 
   it("names what is missing or wrong", async () => {
@@ -73,6 +74,7 @@ describe("QemuVmm.prepare", () => {
     const argv = vm.qemuCommand;
     expect(argv[argv.indexOf("-cpu") + 1]).toBe("host");
     expect(argv[argv.indexOf("-append") + 1]).not.toContain("tsc_early_khz");
+    await vm.cleanup();
   });
 
   it("stop() and cleanup() before start() are harmless", async () => {

@@ -122,6 +122,17 @@ export class QemuVmm implements Vmm {
 
   async prepare(): Promise<void> {
     if (this.prepared) return;
+    try {
+      await this.prepareOnce();
+    } catch (error) {
+      // A VM that will not start holds no uid: the lease goes back at once, not when this process ends.
+      await this.uidLease?.release();
+      this.uidLease = undefined;
+      throw error;
+    }
+  }
+
+  private async prepareOnce(): Promise<void> {
     const env = this.config.hostEnv ?? process.env;
     const { config } = this;
     this.qemuBin = config.qemuPath ?? findQemu(env);
