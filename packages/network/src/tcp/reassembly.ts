@@ -41,13 +41,7 @@ export class Reassembly {
     const data = Buffer.from(payload.subarray(0, length));
     this.lastSeq = seq;
     const list = this.segments;
-    let lo = 0;
-    let hi = list.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (seqLt(list[mid]!.seq, seq)) lo = mid + 1;
-      else hi = mid;
-    }
+    const lo = partitionPoint(list, (e) => seqLt(e.seq, seq));
     const at = list[lo];
     if (at && at.seq === seq) {
       if (at.data.length < data.length) {
@@ -67,13 +61,7 @@ export class Reassembly {
   private addRange(left: number, right: number): void {
     const r = this.ranges;
     // First range whose right edge reaches `left` (touching counts: adjacent ranges merge).
-    let lo = 0;
-    let hi = r.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (seqLt(r[mid]![1], left)) lo = mid + 1;
-      else hi = mid;
-    }
+    const lo = partitionPoint(r, (range) => seqLt(range[1], left));
     let end = lo;
     while (end < r.length && seqLe(r[end]![0], right)) {
       const [l, rr] = r[end]!;
@@ -121,14 +109,8 @@ export class Reassembly {
     const r = this.ranges;
     if (r.length === 0) return undefined;
     const latest = this.lastSeq;
-    // Last range starting at or before the latest arrival.
-    let lo = 0;
-    let hi = r.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (seqLe(r[mid]![0], latest)) lo = mid + 1;
-      else hi = mid;
-    }
+    // Just past the last range starting at or before the latest arrival.
+    const lo = partitionPoint(r, (range) => seqLe(range[0], latest));
     const holding = lo > 0 && seqLt(latest, r[lo - 1]![1]) ? lo - 1 : -1;
     const blocks: Array<[number, number]> = [];
     if (holding >= 0) blocks.push([r[holding]![0], r[holding]![1]]);
@@ -141,4 +123,16 @@ export class Reassembly {
     this.ranges.length = 0;
     this.bytes = 0;
   }
+}
+
+/** The index of the first item of `list` that is not `before` (every `before` item precedes every other): O(log n). */
+function partitionPoint<T>(list: readonly T[], before: (item: T) => boolean): number {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (before(list[mid]!)) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
