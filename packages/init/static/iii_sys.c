@@ -286,13 +286,24 @@ static int ro_bind(const char *path, unsigned long rec) {
 }
 
 /*
+ * The capabilities root in the workload keeps: Docker's default set (chown, dac_override, fowner, fsetid, kill,
+ * setgid, setuid, setpcap, net_bind_service, net_raw, sys_chroot, mknod, audit_write, setfcap), what ordinary
+ * programs need. Everything else leaves the bounding set: sys_admin (mounts, setns), sys_ptrace (PID 1's
+ * /proc/1/root), sys_rawio (/dev/mem and I/O ports: the guest kernel's memory and the devices' registers, so every
+ * in-guest limit), dac_read_search (open_by_handle_at past the read-only mounts), sys_module, bpf, perfmon,
+ * sys_boot, net_admin, sys_time, sys_resource, and the rest.
+ */
+#define WORKLOAD_CAPS ((1ULL << 0) | (1ULL << 1) | (1ULL << 3) | (1ULL << 4) | (1ULL << 5) | (1ULL << 6) | (1ULL << 7) | \
+                       (1ULL << 8) | (1ULL << 10) | (1ULL << 13) | (1ULL << 18) | (1ULL << 27) | (1ULL << 29) | (1ULL << 31))
+
+/*
  * The workload and execs must not lift their own limits: root in the guest could write its group's cpu.max and
  * pids.max or move itself out of the group, or have the kernel run a program of its choosing with every privilege
  * (kernel.core_pattern, poweroff_cmd, /sys/kernel/uevent_helper). In a mount namespace of their own (slave: nothing
  * they mount reaches init) /sys, the cgroup tree, /proc/sys and /proc/sysrq-trigger are read-only; clone3 answers
- * ENOSYS (CLONE_INTO_CGROUP takes a directory fd and checks no mount flag; libc falls back to clone); and
- * CAP_SYS_ADMIN (remount, new mounts, setns) and CAP_SYS_PTRACE (PID 1's /proc/1/root, ptrace) leave the
- * bounding set, so no exec'd program gets them. init turns user namespaces off before the first spawn.
+ * ENOSYS (CLONE_INTO_CGROUP takes a directory fd and checks no mount flag; libc falls back to clone); and every
+ * capability outside WORKLOAD_CAPS leaves the bounding set, so no exec'd program gets it. init turns user
+ * namespaces off before the first spawn.
  */
 static int confine_child(void) {
     if (syscall(SYS_unshare, CLONE_NEWNS) < 0) return -1;
@@ -314,8 +325,13 @@ static int confine_child(void) {
     struct sock_fprog prog = { .len = sizeof filter / sizeof filter[0], .filter = filter };
     /* Installed while the child still holds CAP_SYS_ADMIN, so no_new_privs (which would disarm setuid programs) is not needed. */
     if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0) return -1;
-    if (syscall(SYS_prctl, PR_CAPBSET_DROP, 21 /* CAP_SYS_ADMIN */, 0, 0, 0) < 0) return -1;
-    if (syscall(SYS_prctl, PR_CAPBSET_DROP, 19 /* CAP_SYS_PTRACE */, 0, 0, 0) < 0) return -1;
+    for (int cap = 0; cap < 64; cap++) {
+        if (WORKLOAD_CAPS & (1ULL << cap)) continue;
+        if (syscall(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+            if (errno == EINVAL) break; /* past the kernel's last capability */
+            return -1;
+        }
+    }
     return 0;
 }
 

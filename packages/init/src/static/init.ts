@@ -41,6 +41,15 @@ import {
 
 /** The package version (package.json, inlined by the bundler). */
 export const INIT_VERSION: string = pkg.version;
+
+/** Kernel settings init makes before the first spawn (see the sysctl step). */
+const GUEST_SYSCTLS: ReadonlyArray<readonly [string, string]> = [
+  ["user/max_user_namespaces", "0"],
+  ["kernel/unprivileged_bpf_disabled", "1"],
+  ["kernel/kptr_restrict", "1"],
+  ["kernel/dmesg_restrict", "1"],
+];
+
 const PROC_PID_INIT_INO = 0xeffffffc;
 const DEFAULT_SIGNAL_GRACE_MS = 10_000;
 const INIT_OOM_SCORE_ADJ = -1000;
@@ -269,17 +278,22 @@ async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>):
       clock.warn("oom", start, `oom_score_adj ${INIT_OOM_SCORE_ADJ}: ${(err as SysError).errnoName ?? (err as Error).message}`);
     }
   }
-  // No user namespaces in the guest: inside one, root of the workload would get the capabilities init's
-  // confinement takes away (new mounts of cgroup2 or proc). Only as the VM's own init: on a host (the namespace
-  // tests) this sysctl would be the host's.
+  // The guest kernel as the workload sees it. No user namespaces: inside one, root of the workload would get the
+  // capabilities init's confinement takes away (new mounts of cgroup2 or proc). No BPF for unprivileged users
+  // (sticky once set), kernel addresses and the kernel log hidden from them. Only as the VM's own init: on a host
+  // (the namespace tests) these sysctls would be the host's.
   if (pid1 && isRootPidNamespace()) {
     const start = os.now();
-    try {
-      writeText("/proc/sys/user/max_user_namespaces", "0\n");
-      clock.timings.push({ step: "userns", ms: round(os.now() - start), status: "ok", detail: "max_user_namespaces 0" });
-    } catch (err) {
-      clock.warn("userns", start, `max_user_namespaces: ${(err as SysError).errnoName ?? (err as Error).message}`);
+    const failed: string[] = [];
+    for (const [path, value] of GUEST_SYSCTLS) {
+      try {
+        writeText(`/proc/sys/${path}`, `${value}\n`);
+      } catch (err) {
+        failed.push(`${path}: ${(err as SysError).errnoName ?? (err as Error).message}`);
+      }
     }
+    if (failed.length === 0) clock.timings.push({ step: "sysctl", ms: round(os.now() - start), status: "ok", detail: GUEST_SYSCTLS.map(([p, v]) => `${p}=${v}`).join(" ") });
+    else clock.warn("sysctl", start, failed.join("; "));
   }
   if (skip.has("cgroup")) clock.skip("cgroup", ENV.SKIP, true);
   else {

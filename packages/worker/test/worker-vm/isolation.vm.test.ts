@@ -324,7 +324,8 @@ describe.skipIf(!!skip)("isolation: the guest as the attacker (vm)", () => {
     console.log(`[isolation] busy loop under --cpus 500m: ${share / 10}% of one CPU`);
     // The attack: root in the guest lifts its own limits or leaves its group, remounts the cgroup tree, mounts a
     // new one, reaches init's view through /proc/1/root, clones into the root group, has the kernel run its
-    // program, or makes a user namespace. Each is refused (init: iii_sys.c confine_child, max_user_namespaces).
+    // program, makes a user namespace, or uses a capability a workload has no need of. Each is refused (init:
+    // iii_sys.c confine_child, the sysctl step).
     const attempts = [
       "echo max > /sys/fs/cgroup/worker/cpu.max",
       "echo max > /sys/fs/cgroup/worker/pids.max",
@@ -340,6 +341,11 @@ describe.skipIf(!!skip)("isolation: the guest as the attacker (vm)", () => {
       "echo /bin/true > /sys/kernel/uevent_helper",
       // a user namespace, in which root would get its mount capabilities back
       "unshare -Urm --cgroup true",
+      // the guest kernel's memory and the devices' registers (CAP_SYS_RAWIO): every in-guest limit with them
+      "head -c 1 /dev/mem",
+      "dd if=/dev/port of=/dev/null bs=1 count=1 skip=112",
+      // the guest's clock (CAP_SYS_TIME); set to now, so it harms nothing if it passed
+      "date -s @$(date +%s)",
     ];
     const lift = await p.cli(["exec", "busy", "--", "bash", "-c", `${attempts.map((a, i) => `(${a}) >/dev/null 2>&1; echo "attempt${i}=$?"`).join("; ")}; echo "cpumax=$(cat /sys/fs/cgroup/worker/cpu.max)"; echo "cap=$(grep CapBnd /proc/self/status)"`]);
     expect(lift.code, lift.stderr).toBe(0);
@@ -348,6 +354,10 @@ describe.skipIf(!!skip)("isolation: the guest as the attacker (vm)", () => {
       expect(code > 0 && code < 127, `${attempts[i]}: exit ${code} (127 would be a missing tool, not a refusal)`).toBe(true);
     }
     expect(lift.stdout).toContain("cpumax=50000 100000");
+    // Docker's default capability set and nothing more (iii_sys.c WORKLOAD_CAPS)
+    expect(lift.stdout).toMatch(/cap=CapBnd:\s+00000000a80425fb/);
+    const sysctls = await p.cli(["exec", "busy", "--", "cat", "/proc/sys/user/max_user_namespaces", "/proc/sys/kernel/unprivileged_bpf_disabled", "/proc/sys/kernel/kptr_restrict", "/proc/sys/kernel/dmesg_restrict"]);
+    expect(sysctls.stdout.split(/\s+/).filter(Boolean)).toEqual(["0", "1", "1", "1"]);
     // and the host's quota (the layer under it, attacked alone in test/vm/devices.vm.test.ts) holds QEMU there
     const vm = JSON.parse(p.read("managed/busy/vm.json")) as { children: { name: string; pid: number }[] };
     const qemuPid = vm.children.find((c) => c.name === "qemu")!.pid;
