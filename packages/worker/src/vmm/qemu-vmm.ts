@@ -273,9 +273,13 @@ export class QemuVmm implements Vmm {
       await Promise.all(this.daemons.map((d, i) => this.waitForSocket(d, this.daemonCommands[i]!.socketPath, timeoutMs)));
       this.timings.virtiofsdReadyMs = this.elapsed();
 
-      this.spawnQemu();
+      // With a host CPU quota, QEMU starts paused (-S) and runs once it is in its group: the virtiofsd's already
+      // serve, so nothing else holds the guest back before placement (startEarly's path has the handshake).
+      const paused = this.cpuGroup !== undefined;
+      this.spawnQemu(paused ? ["-S"] : []);
       await this.placeQemu();
       await this.connectQmp(timeoutMs);
+      if (paused) await this.qmp!.execute("cont");
     } catch (error) {
       await this.killAll(1_000);
       throw error;
@@ -322,10 +326,10 @@ export class QemuVmm implements Vmm {
     if (this.cpuGroup && this.qemu) await this.cpuGroup.place(this.qemu.record.pid);
   }
 
-  private spawnQemu(): void {
+  private spawnQemu(extraArgs: string[] = []): void {
     // With consoleAppend the log holds earlier runs: this run's lines start at the current size.
     this.consoleOffset = this.config.consoleAppend ? fileSize(this.config.consoleLogPath) : 0;
-    this.qemu = this.spawnTracked("qemu", this.qemuCommand, join(this.config.runDir, "qemu.log"));
+    this.qemu = this.spawnTracked("qemu", [...this.qemuCommand, ...extraArgs], join(this.config.runDir, "qemu.log"));
     this.timings.qemuSpawnedMs = this.elapsed();
     this.exitPromise = this.watchExit(this.qemu);
   }

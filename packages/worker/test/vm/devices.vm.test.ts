@@ -198,7 +198,10 @@ ${INIT_REBOOT}`,
       );
       await vm.start();
       await vm.waitForConsole(/burning/, 60_000);
-      const pid = vm.processes().find((p) => p.role === "qemu")!.pid;
+      const qemu = vm.processes().find((p) => p.role === "qemu")!;
+      // Under a quota QEMU starts paused and runs only once in its group (then `cont`): the guest got here after it.
+      expect(qemu.argv.includes("-S")).toBe(cpuQuota !== undefined);
+      const pid = qemu.pid;
       const used = await processCpuShare(pid, 3_000);
       await vm.cleanup();
       return used;
