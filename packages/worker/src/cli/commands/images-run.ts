@@ -59,11 +59,21 @@ export async function pruneCommand(opts: { dryRun?: boolean }): Promise<void> {
 }
 
 /** `login`: stores registry credentials, checked against the registry unless --no-verify. */
+const DOCKER_HUB_NAMES = new Set(["docker.io", "index.docker.io", "registry-1.docker.io"]);
+
 export async function loginCommand(
   registry: string,
   opts: { username?: string; passwordStdin?: boolean; insecure?: boolean; verify: boolean },
 ): Promise<void> {
   const host = parseImageReference(`${registry}/probe`).registry;
+  // A name without a dot or a port (not localhost) is a Docker Hub namespace in a reference: `login myregistry`
+  // stored the password for Docker Hub and verified it there, sending it to a registry the user never named.
+  if (host !== registry && !(host === "docker.io" && DOCKER_HUB_NAMES.has(registry))) {
+    throw new IiiError(
+      "InvalidReference",
+      `login ${JSON.stringify(registry)}: not a registry host (in an image reference it is a Docker Hub namespace); name the registry as host.domain, host:port or localhost`,
+    );
+  }
   if (!opts.username) throw new IiiError("UsageError", "login needs --username");
   if (!opts.passwordStdin) throw new IiiError("UsageError", "login needs --password-stdin (passwords are never taken as arguments)");
   const password = await readStdin();
