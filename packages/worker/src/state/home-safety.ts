@@ -18,7 +18,8 @@ export function checkHomeSafe(home: string, uid: number | undefined = process.ge
   try {
     real = realpathSync(home);
   } catch (error) {
-    if (errnoCode(error) !== "ENOENT") throw unsafe(home, `cannot resolve it: ${(error as Error).message}`, error);
+    // Under a file, behind a loop or a directory we cannot search: the command fails on it with its own error.
+    if (errnoCode(error) !== "ENOENT") return;
     // Not there yet: where it will be made must be safe. Whoever makes it (mkdirs, 0700) checks again after.
     let parent: string;
     try {
@@ -73,9 +74,14 @@ export function changeableByOthers(path: string, uid: number | undefined = proce
   return why ? `${why.dir} ${why.reason}` : undefined;
 }
 
-/** Writable by every user, or by a group other than root's. */
+/**
+ * Writable by every user, or by a group other than root's and other than this user's own primary group on a
+ * directory this user owns (a user-private group, as `umask 002` setups give every home).
+ */
 function othersCanWrite(stats: Stats): boolean {
-  return (stats.mode & 0o002) !== 0 || ((stats.mode & 0o020) !== 0 && stats.gid !== 0);
+  if ((stats.mode & 0o002) !== 0) return true;
+  if ((stats.mode & 0o020) === 0 || stats.gid === 0) return false;
+  return !(stats.gid === process.getegid?.() && stats.uid === process.geteuid?.());
 }
 
 function nearestExisting(path: string): string {

@@ -42,6 +42,12 @@ describe.skipIf(!asRoot)("checkHomeSafe", () => {
     expect(existsSync(join(home, ".."))).toBe(false);
   });
 
+  it("leaves a home it cannot reach (under a file) to the command's own error", () => {
+    const file = join(fresh(), "a-file");
+    writeFileSync(file, "");
+    expect(() => checkHomeSafe(join(file, "home"))).not.toThrow();
+  });
+
   it("refuses a home another user owns, or anyone else can write", () => {
     expect(() => checkHomeSafe(fresh(0o755, OTHER))).toThrow(/is not safe to use: .* belongs to uid 65534, not to this user \(uid 0\)/);
     expect(() => checkHomeSafe(fresh(0o777))).toThrow(/is writable by every user \(mode 0777\); chmod go-w/);
