@@ -1,5 +1,8 @@
 import { IiiError } from "../../errors.js";
-import { iiiHome, workersFilePath } from "../../paths.js";
+import { readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { iiiHome, managedRoot, workersFilePath } from "../../paths.js";
+import { readJson } from "../../state/vm-record.js";
 import { parseImageReference } from "../../images/oci/reference.js";
 import { loadWorkersFile } from "../../state/workers-file.js";
 import { listImages, pruneImages } from "../../catalog/catalog.js";
@@ -47,9 +50,29 @@ export async function imagesCommand(opts: { json?: boolean }): Promise<void> {
 }
 
 /** `prune`: removes cached images no worker of ./iii.workers.yaml references. */
+/**
+ * The images of workers of every project that were started from this III_HOME: each start leaves
+ * `managed/<project>/<name>/launch.json` (until `remove`), naming the spec's image and the rootfs the VM mounts.
+ * The image cache is shared by all projects of the home; prune must not take the lower layer from under another
+ * project's running VM (it did: the guest's /bin/ls went ENOENT), nor the image of its stopped workers.
+ */
+async function imagesOfStartedWorkers(): Promise<string[]> {
+  const root = managedRoot();
+  const images: string[] = [];
+  for (const key of await readdir(root).catch(() => [] as string[])) {
+    for (const name of await readdir(join(root, key)).catch(() => [] as string[])) {
+      const launch = await readJson<{ spec?: { image?: unknown }; rootfs?: unknown }>(join(root, key, name, "launch.json"));
+      if (typeof launch?.spec?.image === "string") images.push(launch.spec.image);
+      const lower = typeof launch?.rootfs === "string" ? /\/images\/sha256\/([a-f0-9]{64})\/rootfs$/.exec(launch.rootfs) : null;
+      if (lower) images.push(`sha256:${lower[1]}`);
+    }
+  }
+  return images;
+}
+
 export async function pruneCommand(opts: { dryRun?: boolean }): Promise<void> {
   const inUse = await workersInUse();
-  const result = await pruneImages(Object.values(inUse), { dryRun: opts.dryRun ?? false });
+  const result = await pruneImages([...Object.values(inUse), ...(await imagesOfStartedWorkers())], { dryRun: opts.dryRun ?? false });
   for (const image of result.removed) {
     console.error(`${opts.dryRun ? "would remove" : "removed"} ${image.digest.slice(7, 19)} ${terminalSafeLine(image.references.join(", "))} (${formatSize(image.sizeBytes)})`);
   }
