@@ -20,6 +20,8 @@ import { registerStop } from "./commands/stop.js";
 import { registerStopAll } from "./commands/stop-all.js";
 import { registerWasmRun } from "./commands/wasm-run.js";
 import { terminalJson, terminalSafe, terminalSafeLine } from "../util/terminal-safe.js";
+import { iiiHome } from "../paths.js";
+import { checkHomeSafe } from "../state/home-safety.js";
 
 export { DEFAULT_ENGINE_PORT, DEFAULT_ENGINE_URL } from "./options.js";
 
@@ -55,6 +57,12 @@ export function buildProgram(): Command {
   registerWasmRun(program);
 
   program.version(pkg.version, "-V, --version", "print the version");
+  // Before any command touches III_HOME: one another local user owns or can write is refused (state/home-safety.ts).
+  // `completion` prints a script and `doctor` reports on the host (a doctor that cannot start helps nobody).
+  program.hook("preAction", (_program, command) => {
+    if (command.name() === "completion" || command.name() === "doctor") return;
+    checkHomeSafe(iiiHome());
+  });
   return program;
 }
 

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
 import { chmod, rename, rm, stat, symlink, unlink } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
@@ -40,6 +40,8 @@ export async function downloadFirmware(
 ): Promise<string> {
   const { libDir } = options;
   try {
+    // `<III_HOME>/lib`: III_HOME itself, when this makes it, is private like the image cache's.
+    await mkdirs(dirname(libDir), 0o700);
     await mkdirs(libDir);
   } catch (error) {
     throw new IiiError("HomeUnwritable", `cannot create ${libDir}: ${(error as Error).message}`, { cause: error });

@@ -45,6 +45,8 @@ export async function ensureKernel(
   if (existing) return { ...existing, elfPath, firmwareSha256: firmware.sha256, cached: true };
 
   try {
+    // III_HOME itself, when this makes it, is private like the image cache's (images/cache/store.ts).
+    if (!options.cacheDir) mkdirsSync(iiiHome(options.env), 0o700);
     mkdirsSync(dir);
   } catch (error) {
     throw new IiiError("HomeUnwritable", `cannot create the kernel cache ${dir}: ${(error as Error).message}`, { cause: error });

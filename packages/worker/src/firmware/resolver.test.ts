@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -37,6 +37,13 @@ describe.skipIf(!realFirmware || !platformOk)("FirmwareResolver", () => {
     mkdirSync(dir, { recursive: true });
     return dir;
   }
+
+  it("an III_HOME the digest memo creates is private (0700), like the image cache's", async () => {
+    const fresh = join(root, "made-by-memo", "home");
+    await new FirmwareResolver({ ...base, env: { III_HOME: fresh, III_LIBKRUNFW_PATH: realFirmware } }).resolve();
+    expect(statSync(fresh).mode & 0o777).toBe(0o700);
+    expect(existsSync(join(fresh, "cache", "firmware-digests.json"))).toBe(true);
+  });
 
   it("III_LIBKRUNFW_PATH as a file wins and is verified", async () => {
     const resolved = await new FirmwareResolver({ ...base, env: { III_HOME: home("h1"), III_LIBKRUNFW_PATH: realFirmware } }).resolve();

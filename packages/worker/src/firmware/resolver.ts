@@ -1,4 +1,5 @@
 import { existsSync, readdirSync, statSync } from "node:fs";
+import { mkdirsSync } from "../host/mkdirs.js";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { IiiError, errnoCode } from "../errors.js";
@@ -228,7 +229,10 @@ export class FirmwareResolver {
       }
       let digest: string;
       try {
-        digest = await sha256FileMemo(path, this.options.digestMemo === false ? undefined : join(iiiHome(this.env), "cache", "firmware-digests.json"));
+        const memo = this.options.digestMemo === false ? undefined : join(iiiHome(this.env), "cache", "firmware-digests.json");
+        // III_HOME itself, when the memo makes it, is private like the image cache's (a read-only home: no memo).
+        if (memo) tryMkdirsSync(iiiHome(this.env), 0o700);
+        digest = await sha256FileMemo(path, memo);
       } catch (error) {
         return { source, location, status: "unreadable", reason: `cannot read: ${(error as Error).message}`, path };
       }
@@ -252,4 +256,12 @@ function safeReaddir(dir: string): string[] {
 /** `new FirmwareResolver(options).resolve()`. */
 export function resolveFirmware(options: FirmwareResolverOptions = {}): Promise<ResolvedFirmware> {
   return new FirmwareResolver(options).resolve();
+}
+
+function tryMkdirsSync(path: string, mode: number): void {
+  try {
+    mkdirsSync(path, mode);
+  } catch {
+    // the memo write that follows fails quietly too
+  }
 }

@@ -1,5 +1,8 @@
 import { IiiError } from "../../errors.js";
-import { iiiHome, workersFilePath } from "../../paths.js";
+import { readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { iiiHome, managedRoot, workersFilePath } from "../../paths.js";
+import { readJson } from "../../state/vm-record.js";
 import { parseImageReference } from "../../images/oci/reference.js";
 import { loadWorkersFile } from "../../state/workers-file.js";
 import { listImages, pruneImages } from "../../catalog/catalog.js";
@@ -47,9 +50,29 @@ export async function imagesCommand(opts: { json?: boolean }): Promise<void> {
 }
 
 /** `prune`: removes cached images no worker of ./iii.workers.yaml references. */
+/**
+ * The images of workers of every project that were started from this III_HOME: each start leaves
+ * `managed/<project>/<name>/launch.json` (until `remove`), naming the spec's image and the rootfs the VM mounts.
+ * The image cache is shared by all projects of the home; prune must not take the lower layer from under another
+ * project's running VM (it did: the guest's /bin/ls went ENOENT), nor the image of its stopped workers.
+ */
+async function imagesOfStartedWorkers(): Promise<string[]> {
+  const root = managedRoot();
+  const images: string[] = [];
+  for (const key of await readdir(root).catch(() => [] as string[])) {
+    for (const name of await readdir(join(root, key)).catch(() => [] as string[])) {
+      const launch = await readJson<{ spec?: { image?: unknown }; rootfs?: unknown }>(join(root, key, name, "launch.json"));
+      if (typeof launch?.spec?.image === "string") images.push(launch.spec.image);
+      const lower = typeof launch?.rootfs === "string" ? /\/images\/sha256\/([a-f0-9]{64})\/rootfs$/.exec(launch.rootfs) : null;
+      if (lower) images.push(`sha256:${lower[1]}`);
+    }
+  }
+  return images;
+}
+
 export async function pruneCommand(opts: { dryRun?: boolean }): Promise<void> {
   const inUse = await workersInUse();
-  const result = await pruneImages(Object.values(inUse), { dryRun: opts.dryRun ?? false });
+  const result = await pruneImages([...Object.values(inUse), ...(await imagesOfStartedWorkers())], { dryRun: opts.dryRun ?? false });
   for (const image of result.removed) {
     console.error(`${opts.dryRun ? "would remove" : "removed"} ${image.digest.slice(7, 19)} ${terminalSafeLine(image.references.join(", "))} (${formatSize(image.sizeBytes)})`);
   }
@@ -59,11 +82,21 @@ export async function pruneCommand(opts: { dryRun?: boolean }): Promise<void> {
 }
 
 /** `login`: stores registry credentials, checked against the registry unless --no-verify. */
+const DOCKER_HUB_NAMES = new Set(["docker.io", "index.docker.io", "registry-1.docker.io"]);
+
 export async function loginCommand(
   registry: string,
   opts: { username?: string; passwordStdin?: boolean; insecure?: boolean; verify: boolean },
 ): Promise<void> {
   const host = parseImageReference(`${registry}/probe`).registry;
+  // A name without a dot or a port (not localhost) is a Docker Hub namespace in a reference: `login myregistry`
+  // stored the password for Docker Hub and verified it there, sending it to a registry the user never named.
+  if (host !== registry && !(host === "docker.io" && DOCKER_HUB_NAMES.has(registry))) {
+    throw new IiiError(
+      "InvalidReference",
+      `login ${JSON.stringify(registry)}: not a registry host (in an image reference it is a Docker Hub namespace); name the registry as host.domain, host:port or localhost`,
+    );
+  }
   if (!opts.username) throw new IiiError("UsageError", "login needs --username");
   if (!opts.passwordStdin) throw new IiiError("UsageError", "login needs --password-stdin (passwords are never taken as arguments)");
   const password = await readStdin();

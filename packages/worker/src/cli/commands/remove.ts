@@ -15,9 +15,16 @@ export function registerRemove(program: Command): void {
       const graceMs = parseSeconds(opts.timeout, "--timeout") * 1000;
       const { getWorker, removeWorker } = await import("../../workers.js");
       const { removeWorkerData } = await import("../../lifecycle.js");
+      const { holdWorkerOperation } = await import("../../state/worker-op-lock.js");
       await getWorker(name);
-      await removeWorkerData(name, { force: !!opts.force, keepData: !!opts.keepData, graceMs });
-      await removeWorker(name);
+      // Not while a `start` of it runs (it may still be pulling, before its supervisor shows it running).
+      const operation = await holdWorkerOperation(name, "remove");
+      try {
+        await removeWorkerData(name, { force: !!opts.force, keepData: !!opts.keepData, graceMs });
+        await removeWorker(name);
+      } finally {
+        await operation.release();
+      }
       console.error(`removed worker ${name}`);
     });
 }

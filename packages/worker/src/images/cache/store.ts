@@ -8,6 +8,7 @@ import { processStartTime } from "../../host/process-identity.js";
 import { digestHex, sha256Digest } from "../digest.js";
 import type { ImageRuntimeConfig, WorkerManifest } from "../config/runtime-config.js";
 import { writeFileAtomic } from "../../util/atomic-write.js";
+import { checkHomeSafe } from "../../state/home-safety.js";
 
 /** What `image.json` records next to a cached rootfs. */
 export interface CachedImageRecord {
@@ -46,7 +47,7 @@ export interface TagRecord {
 export class ImageStore {
   readonly root: string;
 
-  constructor(home: string) {
+  constructor(private readonly home: string) {
     this.root = join(home, "images");
   }
 
@@ -76,6 +77,8 @@ export class ImageStore {
    */
   async init(): Promise<void> {
     await mkdirs(this.root, PRIVATE_DIR_MODE);
+    // After the mkdirs: an III_HOME another user made (or can write) first is refused before anything is put in it.
+    checkHomeSafe(this.home);
     await tightenOwnDir(this.root);
     for (const dir of [join(this.root, "sha256"), join(this.root, "blobs"), join(this.root, "blobs", "sha256"), this.partialDir, join(this.root, "refs"), join(this.root, "tmp")]) {
       await mkdirs(dir, PRIVATE_DIR_MODE);

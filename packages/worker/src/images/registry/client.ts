@@ -1,5 +1,5 @@
 import { mkdirs } from "../../host/mkdirs.js";
-import { httpGet, HttpError, type HttpResponse } from "./http.js";
+import { httpGet, HttpError, isLocalHostname, type HttpResponse } from "./http.js";
 import { createReadStream, writeSync } from "node:fs";
 import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from "node:fs/promises";
 import type { Hash } from "node:crypto";
@@ -61,6 +61,8 @@ export class RegistryClient {
   /** The scheme the registry asked for, so later requests can authenticate up front. */
   private challenge: AuthChallenge | undefined;
   private credentialsPromise: Promise<RegistryCredentials | undefined> | undefined;
+  /** The registry is on this machine (or its link): only then may it send us to loopback or link-local hosts. */
+  private readonly local: boolean;
 
   constructor(
     readonly registry: string,
@@ -69,6 +71,7 @@ export class RegistryClient {
     this.insecure = options.insecureRegistries ?? [];
     const host = registryApiHost(registry);
     this.baseUrl = `${isInsecure(registry, this.insecure) ? "http" : "https"}://${host}`;
+    this.local = isLocalHostname(new URL(this.baseUrl).hostname);
     this.attempts = options.attempts ?? 4;
     this.backoffMs = options.backoffMs ?? 500;
     this.idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
@@ -137,6 +140,10 @@ export class RegistryClient {
     if (url.protocol !== "https:" && !(url.protocol === "http:" && (this.baseUrl.startsWith("http:") || isInsecure(url.host, this.insecure)))) {
       throw this.fail(`refusing token realm ${realm}: plain HTTP is only allowed for insecure registries`);
     }
+    // The realm gets our credentials and its answer goes back to the registry: a remote registry must not aim
+    // that at a service of this host (loopback) or its link (the cloud metadata address).
+    const refused = this.refuseLocal(url);
+    if (refused) throw this.fail(`refusing token realm ${url.origin}: ${refused}`);
     if (challenge.params.service) url.searchParams.set("service", challenge.params.service);
     url.searchParams.set("scope", scope);
     const credentials = await this.credentials();
@@ -174,6 +181,7 @@ export class RegistryClient {
     try {
       return await httpGet(url, {
         headers,
+        refuseRedirect: (to) => this.refuseLocal(to),
         timeoutMs: this.idleTimeoutMs,
         ...(this.options.signal ? { signal: this.options.signal } : {}),
         ...(this.options.env ? { env: this.options.env } : {}),
@@ -182,6 +190,12 @@ export class RegistryClient {
       if (this.options.signal?.aborted) throw this.options.signal.reason;
       throw error;
     }
+  }
+
+  /** Why `url` is refused as a place a remote registry sends us to (a loopback or link-local host), or undefined. */
+  private refuseLocal(url: URL): string | undefined {
+    if (this.local || !isLocalHostname(url.hostname)) return undefined;
+    return `a registry on another host may not send us to a loopback or link-local address (${url.hostname})`;
   }
 
   /**
@@ -195,6 +209,11 @@ export class RegistryClient {
       const response = await this.request(url, { "user-agent": USER_AGENT, ...headers, ...(authorization ? { authorization } : {}) });
       if (response.status === 401) {
         response.cancel();
+        if (response.url.origin !== new URL(this.baseUrl).origin) {
+          // A host the registry redirected to (blob storage) asking for authentication: its challenge is not the
+          // registry's, and answering it would send the registry's credentials to a realm that host names.
+          throw this.fail(`GET ${path}: ${response.url.origin}, where the registry redirected the request, answered 401; not sending credentials there`);
+        }
         const header = response.headers.get("www-authenticate") ?? "";
         const challenge = parseAuthChallenges(header).find((c) => c.scheme === "bearer" || c.scheme === "basic");
         if (round === 0 && challenge && !(authorization && challenge.scheme === "basic")) {

@@ -5,6 +5,7 @@ import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { errnoCode, IiiError } from "../../errors.js";
 import { writeFileAtomic } from "../../util/atomic-write.js";
+import { checkHomeSafe } from "../../state/home-safety.js";
 
 export interface RegistryCredentials {
   username: string;
@@ -120,6 +121,8 @@ export async function storeCredentials(registry: string, username: string, passw
   const key = registry === "docker.io" ? DOCKER_HUB_KEYS[0]! : registry;
   config.auths[key] = { auth: Buffer.from(`${username}:${password}`).toString("base64") };
   await mkdirs(dirname(path), 0o700);
+  // write-file-atomic follows a link at the name and gives the new file the old one's owner: only in a home of ours.
+  checkHomeSafe(home);
   await writeFileAtomic(path, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
   return path;
 }
@@ -129,6 +132,7 @@ export async function removeCredentials(registry: string, home: string): Promise
   const config = await readConfig(path);
   const key = registry === "docker.io" ? DOCKER_HUB_KEYS[0]! : registry;
   if (!config?.auths?.[key]) return false;
+  checkHomeSafe(home);
   delete config.auths[key];
   await writeFileAtomic(path, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
   return true;

@@ -48,6 +48,8 @@ export interface HttpRequestOptions {
   env?: NodeJS.ProcessEnv;
   /** Certificates trusted instead of Node's default store (a private CA). */
   ca?: string | Buffer | Array<string | Buffer>;
+  /** Called with every redirect's target before it is fetched: returns why it is refused, or undefined. */
+  refuseRedirect?: (to: URL) => string | undefined;
 }
 
 const READ_BUFFER = 64 * 1024;
@@ -396,6 +398,29 @@ function requestHead(url: URL, headers: Record<string, string>, absoluteForm: bo
   return `${head}\r\n`;
 }
 
+/**
+ * Whether `hostname` (as in a URL: IPv6 in brackets) names this machine or its link: `localhost`, loopback,
+ * unspecified and link-local addresses (the cloud metadata service is 169.254.169.254). Names that merely resolve
+ * there are not recognised: this is checked before any connection, from the URL alone.
+ */
+export function isLocalHostname(hostname: string): boolean {
+  let host = hostname.toLowerCase().replace(/^\[|\]$/g, "").replace(/\.$/, "");
+  if (host === "localhost" || host.endsWith(".localhost")) return true;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(host) ?? /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(host);
+  if (mapped) {
+    host = mapped.length === 2 ? mapped[1]! : [parseInt(mapped[1]!, 16) >> 8, parseInt(mapped[1]!, 16) & 255, parseInt(mapped[2]!, 16) >> 8, parseInt(mapped[2]!, 16) & 255].join(".");
+  }
+  const version = isIP(host);
+  if (version === 4) {
+    const [a, b] = host.split(".").map(Number) as [number, number];
+    return a === 127 || a === 0 || (a === 169 && b === 254);
+  }
+  if (version === 6) {
+    return host === "::1" || host === "::" || /^fe[89ab][0-9a-f]:/.test(host);
+  }
+  return false;
+}
+
 function portOf(url: URL): number {
   return Number(url.port) || (url.protocol === "https:" ? 443 : 80);
 }
@@ -598,6 +623,8 @@ export async function httpGet(url: string | URL, options: HttpRequestOptions = {
     if (current.protocol === "https:" && next.protocol !== "https:") {
       throw new HttpError("HttpRedirect", `${current.origin}: refusing a redirect from https to ${next.protocol}//${next.host}`, false);
     }
+    const refused = options.refuseRedirect?.(next);
+    if (refused !== undefined) throw new HttpError("HttpRedirect", `${current.origin}: refusing a redirect to ${next.origin}: ${refused}`, false);
     if (next.origin !== origin) {
       headers = Object.fromEntries(Object.entries(headers).filter(([name]) => name.toLowerCase() !== "authorization"));
     }

@@ -3,6 +3,7 @@ import { createReadStream } from "node:fs";
 import { link, lstat, mkdir, open, readFile } from "node:fs/promises";
 import { dirname, join, posix } from "node:path";
 import { errnoCode, IiiError } from "../../errors.js";
+import { changeableByOthers } from "../../state/home-safety.js";
 import { digestHex, requireSha256Digest, sha256Digest } from "../digest.js";
 import {
   MAX_JSON_BYTES,
@@ -71,15 +72,29 @@ export async function readOciLayout(layout: string, tag: string | undefined, sou
       continue;
     }
     const configBytes = await readVerifiedBlob(layout, document.config, `${source} config`);
-    return {
-      digest: descriptor.digest,
-      manifestBytes: bytes,
-      manifest: document,
-      configBytes,
-      layerPaths: document.layers.map((l) => join(layout, "blobs", "sha256", digestHex(l.digest))),
-    };
+    const layerPaths = document.layers.map((l) => join(layout, "blobs", "sha256", digestHex(l.digest)));
+    for (const path of layerPaths) checkLayerFile(path, source);
+    return { digest: descriptor.digest, manifestBytes: bytes, manifest: document, configBytes, layerPaths };
   }
   throw new IiiError("ImageInvalid", `${source}: indexes nested too deeply`);
+}
+
+/**
+ * A layer of a layout is read twice, in place: the scan checks it against its digest, the unpack reads it again
+ * (an uncompressed one is not copied in between). Another user who can change it in between would have content the
+ * digest never covered cached under that digest, for every later pull of it. So its file and the directories above
+ * must be this user's or root's, writable by no one else.
+ */
+function checkLayerFile(path: string, source: string): void {
+  let why: string | undefined;
+  try {
+    why = changeableByOthers(path);
+  } catch (error) {
+    throw new IiiError("ImageInvalid", `${source}: layer blob ${path}: ${(error as Error).message}`, { cause: error });
+  }
+  if (why) {
+    throw new IiiError("ImageInvalid", `${source}: ${why}, so the layer could change after its digest is checked; copy the layout to a directory of yours first`);
+  }
 }
 
 const ARCHIVE_MEMBER = /^(?:oci-layout|index\.json|manifest\.json|repositories|blobs\/sha256\/[a-f0-9]{64}|[a-f0-9]{64}\.(?:json|tar)|[a-f0-9]{64}\/(?:layer\.tar|json|VERSION))$/;
