@@ -315,12 +315,24 @@ static int confine_child(void) {
     if (ro_bind("/sys", MS_REC) < 0 || ro_bind("/sys/fs/cgroup", 0) < 0 || ro_bind("/proc/sys", 0) < 0 ||
         ro_bind("/proc/sysrq-trigger", 0) < 0)
         return -1;
+    /*
+     * request_key(2) answers ENOSYS too: for a key the kernel cannot find it runs /sbin/request-key, a file of the
+     * workload's root filesystem that root in the workload can write, as a usermode helper: with every capability, in
+     * init's mount namespace (seen: a helper the workload planted read /dev/mem and wrote kernel.dmesg_restrict back).
+     * The i386 entry point (int 0x80) has its own numbers, so the filter looks at the architecture first.
+     */
     struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x40000003 /* AUDIT_ARCH_I386 */, 4, 0),
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 435 /* clone3, x86-64 and i386 */, 1, 0),
-        BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000 /* x32: its clone3 too */, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 435 /* clone3, x86-64 and i386 */, 6, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 249 /* request_key, x86-64 */, 5, 0),
+        BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000 /* x32: its clone3 and request_key too */, 4, 3),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 435 /* clone3 */, 2, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 287 /* request_key, i386 */, 1, 0),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
     };
     struct sock_fprog prog = { .len = sizeof filter / sizeof filter[0], .filter = filter };
     /* Installed while the child still holds CAP_SYS_ADMIN, so no_new_privs (which would disarm setuid programs) is not needed. */

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from "node:child_process";
-import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -76,6 +76,34 @@ describe.skipIf(!root)("QEMU's host-wide uid lease", () => {
     await held.release();
     expect(readdirSync(dir)).toContain(String(again.uid));
     await again.release();
+  });
+
+  it("keeps the uid of a QEMU whose supervisor died before QEMU's setuid (QEMU still root) from the next lease", async () => {
+    const dir = leaseDir();
+    const lease = await leaseQemuUid(BASE + 400, 4, dir);
+    // QEMU just spawned: it runs as root until its setuid, so no process shows the leased uid yet.
+    const qemu = spawn("sleep", ["60"], { stdio: "ignore" });
+    try {
+      await new Promise((r) => qemu.once("spawn", r));
+      lease.holdFor(qemu.pid!);
+      // The supervisor is killed outright here: its lease now names an owner that is gone.
+      const dead = spawnSync("true");
+      const path = join(dir, String(lease.uid));
+      writeFileSync(path, JSON.stringify({ ...JSON.parse(readFileSync(path, "utf8")), pid: dead.pid, startTime: 1 }));
+      expect(uidsInUse(BASE + 400, 4).has(lease.uid)).toBe(false);
+      // Another supervisor starts a VM meanwhile: its QEMU must not get the uid the first QEMU is about to take.
+      const next = await leaseQemuUid(BASE + 400, 4, dir);
+      expect(next.uid).not.toBe(lease.uid);
+      await next.release();
+      qemu.kill("SIGKILL");
+      await new Promise((r) => qemu.once("exit", r));
+      // Once that QEMU is gone too, its lease is reclaimed.
+      const after = await leaseQemuUid(BASE + 400, 4, dir);
+      expect(after.uid).toBe(lease.uid);
+      await after.release();
+    } finally {
+      qemu.kill("SIGKILL");
+    }
   });
 
   it("refuses a lease directory another user could write", async () => {

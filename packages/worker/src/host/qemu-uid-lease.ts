@@ -1,4 +1,4 @@
-import { lstatSync, readdirSync, readFileSync } from "node:fs";
+import { lstatSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { IiiError } from "../errors.js";
@@ -11,11 +11,18 @@ import { isSameProcessAlive, processStartTime, type ProcessIdentity } from "./pr
  * entries: a guest that took over one VM's QEMU would reach the other VM. The network slot is unique only
  * within one III_HOME, so the uid is leased host-wide instead: a lease file per uid in a root-only directory
  * under /run (cleared at boot), written under one lock by the process that owns the QEMU, released when it is
- * gone (a lease whose owner died is removed by the next lease). A uid is free when no live owner holds its lease and
- * no process on the host runs as it (a QEMU whose supervisor was killed outright keeps its uid until it ends).
+ * gone (a lease whose owner died is removed by the next lease). A uid is free when no live owner or QEMU holds its
+ * lease and no process on the host runs as it (a QEMU whose supervisor was killed outright keeps its uid until it
+ * ends: by its lease while it still runs as root, before its setuid, and by its uid after).
  */
 export interface QemuUidLease {
   readonly uid: number;
+  /**
+   * Names the process that will run as the uid (QEMU, just spawned): the lease is held while it lives too, so a
+   * supervisor killed before QEMU's setuid (no process shows the uid yet) does not free the uid for another QEMU.
+   * Never throws.
+   */
+  holdFor(pid: number): void;
   /** Gives the uid back; call once the QEMU that ran as it has exited. Never throws. */
   release(): Promise<void>;
 }
@@ -24,6 +31,8 @@ export const HOST_LEASE_DIR = "/run/iii/qemu-uids";
 
 interface LeaseRecord extends ProcessIdentity {
   uid: number;
+  /** The QEMU running (or about to run) as the uid. */
+  child?: ProcessIdentity;
 }
 
 /** Leases the lowest free uid in `base .. base + count - 1` to this process. */
@@ -46,6 +55,20 @@ export async function leaseQemuUid(base: number, count: number, dir = HOST_LEASE
   let released = false;
   return {
     uid,
+    holdFor(pid) {
+      const startTime = processStartTime(pid);
+      if (released || startTime === undefined) return;
+      // No lock: only this live owner writes this uid's lease (others remove it only once its owner and child are
+      // gone), and the rename replaces it whole. Synchronous, right after the spawn.
+      const path = join(dir, String(uid));
+      const tmp = `${path}.${process.pid}.tmp`;
+      try {
+        writeFileSync(tmp, JSON.stringify({ uid, ...owner, child: { pid, startTime } } satisfies LeaseRecord), { mode: 0o600 });
+        renameSync(tmp, path);
+      } catch {
+        // the owner's lease stands: only a death of this process before QEMU's setuid could free the uid early
+      }
+    },
     async release() {
       if (released) return;
       released = true;
@@ -81,13 +104,13 @@ async function ensurePrivateDir(dir: string): Promise<void> {
   }
 }
 
-/** The uids whose lease has a live owner; leases of owners that are gone are removed on the way. */
+/** The uids whose lease has a live owner or QEMU; leases whose owner and QEMU are gone are removed on the way. */
 async function liveLeases(dir: string): Promise<Set<number>> {
   const live = new Set<number>();
   for (const name of await readdir(dir)) {
     if (!/^\d+$/.test(name)) continue;
     const holder = await readLease(join(dir, name));
-    if (holder && isSameProcessAlive(holder)) live.add(Number(name));
+    if (holder && (isSameProcessAlive(holder) || (holder.child !== undefined && isSameProcessAlive(holder.child)))) live.add(Number(name));
     else await rm(join(dir, name), { force: true });
   }
   return live;

@@ -330,6 +330,8 @@ export class QemuVmm implements Vmm {
     // With consoleAppend the log holds earlier runs: this run's lines start at the current size.
     this.consoleOffset = this.config.consoleAppend ? fileSize(this.config.consoleLogPath) : 0;
     this.qemu = this.spawnTracked("qemu", [...this.qemuCommand, ...extraArgs], join(this.config.runDir, "qemu.log"));
+    // Until its setuid QEMU runs as root: its lease must outlive this process if this process dies first.
+    this.uidLease?.holdFor(this.qemu.record.pid);
     this.timings.qemuSpawnedMs = this.elapsed();
     this.exitPromise = this.watchExit(this.qemu);
   }

@@ -308,6 +308,8 @@ describe.skipIf(!!skip)("isolation: the guest as the attacker (vm)", () => {
     const tools = join(p.dir, "tools");
     mkdirSync(tools);
     execFileSync("gcc", ["-static", "-O2", "-o", join(tools, "c3"), fileURLToPath(new URL("../fixtures/clone3-into-cgroup.c", import.meta.url))]);
+    // and a request_key(2) caller: the kernel answers a missing key by running /sbin/request-key as a usermode helper
+    execFileSync("gcc", ["-static", "-O2", "-o", join(tools, "rk"), fileURLToPath(new URL("../fixtures/request-key.c", import.meta.url))]);
     await started(p, "busy", ["--cpus", "500m", "-m", `${tools}:/t:ro`, "--", "bash", "-c", "while :; do :; done"]);
     await new Promise((r) => setTimeout(r, 2_000));
     const script = [
@@ -339,6 +341,9 @@ describe.skipIf(!!skip)("isolation: the guest as the attacker (vm)", () => {
       // programs the kernel would run with every privilege, outside the group
       "echo '|/bin/true' > /proc/sys/kernel/core_pattern",
       "echo /bin/true > /sys/kernel/uevent_helper",
+      // a usermode helper the workload writes itself (the root filesystem is its own) and has the kernel run: every
+      // capability, init's mount namespace (it read /dev/mem before request_key was refused). Passes if it ran.
+      "printf '#!/bin/sh\\ntouch /umh-ran\\n' > /sbin/request-key && chmod 755 /sbin/request-key && /t/rk && sleep 1 && test -e /umh-ran",
       // a user namespace, in which root would get its mount capabilities back
       "unshare -Urm --cgroup true",
       // the guest kernel's memory and the devices' registers (CAP_SYS_RAWIO): every in-guest limit with them
@@ -356,8 +361,10 @@ describe.skipIf(!!skip)("isolation: the guest as the attacker (vm)", () => {
     expect(lift.stdout).toContain("cpumax=50000 100000");
     // Docker's default capability set and nothing more (iii_sys.c WORKLOAD_CAPS)
     expect(lift.stdout).toMatch(/cap=CapBnd:\s+00000000a80425fb/);
-    const sysctls = await p.cli(["exec", "busy", "--", "cat", "/proc/sys/user/max_user_namespaces", "/proc/sys/kernel/unprivileged_bpf_disabled", "/proc/sys/kernel/kptr_restrict", "/proc/sys/kernel/dmesg_restrict"]);
-    expect(sysctls.stdout.split(/\s+/).filter(Boolean)).toEqual(["0", "1", "1", "1"]);
+    const sysctls = await p.cli(["exec", "busy", "--", "cat", "/proc/sys/user/max_user_namespaces", "/proc/sys/kernel/unprivileged_bpf_disabled", "/proc/sys/kernel/kptr_restrict", "/proc/sys/kernel/dmesg_restrict", "/proc/sys/kernel/usermodehelper/bset", "/proc/sys/kernel/usermodehelper/inheritable"]);
+    expect(sysctls.stdout.split(/\s+/).filter(Boolean)).toEqual(["0", "1", "1", "1", "0", "0", "0", "0"]);
+    expect((await p.cli(["exec", "busy", "--", "grep", "-c", "umh-ran", "/sbin/request-key"])).stdout.trim()).toBe("1"); // it was planted
+    expect((await p.cli(["exec", "busy", "--", "cat", "/sys/kernel/uevent_helper"])).stdout.trim()).toBe("");
     // and the host's quota (the layer under it, attacked alone in test/vm/devices.vm.test.ts) holds QEMU there
     const vm = JSON.parse(p.read("managed/busy/vm.json")) as { children: { name: string; pid: number }[] };
     const qemuPid = vm.children.find((c) => c.name === "qemu")!.pid;
