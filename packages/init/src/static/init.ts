@@ -53,6 +53,9 @@ const GUEST_SYSCTLS: ReadonlyArray<readonly [string, string]> = [
   ["kernel/unprivileged_bpf_disabled", "1"],
   ["kernel/kptr_restrict", "1"],
   ["kernel/dmesg_restrict", "1"],
+  // io_uring off for everyone, as Docker's default seccomp profile has it (a large, often-patched kernel surface;
+  // libuv and others fall back to ordinary system calls)
+  ["kernel/io_uring_disabled", "2"],
   ["kernel/hotplug", ""],
   ["kernel/usermodehelper/bset", "0 0"],
   ["kernel/usermodehelper/inheritable", "0 0"],

@@ -1,9 +1,9 @@
 import { spawn, spawnSync } from "node:child_process";
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { leaseQemuUid, uidsInUse } from "./qemu-uid-lease.js";
+import { idsOfAccounts, leaseQemuUid, uidsInUse } from "./qemu-uid-lease.js";
 import { processStartTime } from "./process-identity.js";
 
 const root = process.geteuid?.() === 0;
@@ -104,6 +104,39 @@ describe.skipIf(!root)("QEMU's host-wide uid lease", () => {
     } finally {
       qemu.kill("SIGKILL");
     }
+  });
+
+  it("skips ids a process holds as its gid, and ids /etc/passwd or /etc/group name", async () => {
+    const dir = leaseDir();
+    const byGid = spawn("sleep", ["60"], { gid: BASE + 400, stdio: "ignore" });
+    try {
+      await new Promise((r) => byGid.once("spawn", r));
+      expect(uidsInUse(BASE + 400, 2).has(BASE + 400)).toBe(true);
+      const lease = await leaseQemuUid(BASE + 400, 2, dir);
+      expect(lease.uid).toBe(BASE + 401);
+      await lease.release();
+    } finally {
+      byGid.kill("SIGKILL");
+    }
+    const passwd = join(work, "passwd");
+    writeFileSync(passwd, `alice:x:${BASE + 500}:100::/home/alice:/bin/sh\nbroken line\n`);
+    const group = join(work, "group");
+    writeFileSync(group, `staff:x:${BASE + 501}:\n`);
+    expect([...idsOfAccounts(BASE + 500, 4, [passwd, group])].sort()).toEqual([BASE + 500, BASE + 501]);
+  });
+
+  it("never frees a lease it could not read, and clears one that holds no lease record", async () => {
+    const dir = leaseDir();
+    const held = await leaseQemuUid(BASE + 600, 3, dir);
+    // A lease whose read fails (here: a directory where the file should be; in life EMFILE or EIO) stays taken.
+    mkdirSync(join(dir, String(BASE + 601)));
+    writeFileSync(join(dir, String(BASE + 602)), "{ not json");
+    const next = await leaseQemuUid(BASE + 600, 3, dir);
+    expect(next.uid).toBe(BASE + 602);
+    expect(readdirSync(dir)).toContain(String(BASE + 601));
+    await held.release();
+    await next.release();
+    rmSync(join(dir, String(BASE + 601)), { recursive: true });
   });
 
   it("refuses a lease directory another user could write", async () => {

@@ -35,15 +35,16 @@ interface LeaseRecord extends ProcessIdentity {
   child?: ProcessIdentity;
 }
 
-/** Leases the lowest free uid in `base .. base + count - 1` to this process. */
+/** Leases the lowest free uid in `base .. base + count - 1` to this process (no account's or group's id). */
 export async function leaseQemuUid(base: number, count: number, dir = HOST_LEASE_DIR): Promise<QemuUidLease> {
   await ensurePrivateDir(dir);
   const owner = ownIdentity();
   const uid = await withFileLock(join(dir, ".lock"), async () => {
     const held = await liveLeases(dir);
     const running = uidsInUse(base, count);
+    const accounts = idsOfAccounts(base, count);
     for (let uid = base; uid < base + count; uid++) {
-      if (running.has(uid) || held.has(uid)) continue;
+      if (running.has(uid) || held.has(uid) || accounts.has(uid)) continue;
       const path = join(dir, String(uid));
       const tmp = `${path}.${process.pid}.tmp`;
       await writeFile(tmp, JSON.stringify({ uid, ...owner } satisfies LeaseRecord), { mode: 0o600 });
@@ -76,7 +77,7 @@ export async function leaseQemuUid(base: number, count: number, dir = HOST_LEASE
         await withFileLock(join(dir, ".lock"), async () => {
           const path = join(dir, String(uid));
           const holder = await readLease(path);
-          if (holder && holder.pid === owner.pid && holder.startTime === owner.startTime) await rm(path, { force: true });
+          if (typeof holder === "object" && holder.pid === owner.pid && holder.startTime === owner.startTime) await rm(path, { force: true });
         });
       } catch {
         // the lease stays until its owner is gone; the next lease reclaims it
@@ -104,28 +105,59 @@ async function ensurePrivateDir(dir: string): Promise<void> {
   }
 }
 
-/** The uids whose lease has a live owner or QEMU; leases whose owner and QEMU are gone are removed on the way. */
+/**
+ * The uids whose lease has a live owner or QEMU; leases whose owner and QEMU are gone, or that hold no lease
+ * record, are removed on the way. A lease that cannot be read (EMFILE, EIO) counts as live: never freed by doubt.
+ */
 async function liveLeases(dir: string): Promise<Set<number>> {
   const live = new Set<number>();
   for (const name of await readdir(dir)) {
     if (!/^\d+$/.test(name)) continue;
-    const holder = await readLease(join(dir, name));
-    if (holder && (isSameProcessAlive(holder) || (holder.child !== undefined && isSameProcessAlive(holder.child)))) live.add(Number(name));
-    else await rm(join(dir, name), { force: true });
+    const lease = await readLease(join(dir, name));
+    if (lease === "gone") continue;
+    if (lease === "unreadable" || (lease !== "invalid" && (isSameProcessAlive(lease) || (lease.child !== undefined && isSameProcessAlive(lease.child))))) {
+      live.add(Number(name));
+    } else {
+      await rm(join(dir, name), { force: true });
+    }
   }
   return live;
 }
 
-async function readLease(path: string): Promise<LeaseRecord | undefined> {
+async function readLease(path: string): Promise<LeaseRecord | "gone" | "invalid" | "unreadable"> {
+  let text: string;
   try {
-    const record = JSON.parse(await readFile(path, "utf8")) as Partial<LeaseRecord>;
-    return typeof record.pid === "number" && typeof record.startTime === "number" ? (record as LeaseRecord) : undefined;
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "ENOENT" ? "gone" : "unreadable";
+  }
+  try {
+    const record = JSON.parse(text) as Partial<LeaseRecord>;
+    return typeof record.pid === "number" && typeof record.startTime === "number" ? (record as LeaseRecord) : "invalid";
   } catch {
-    return undefined;
+    return "invalid";
   }
 }
 
-/** The uids in range any process on the host runs as (real, effective, saved or filesystem uid). */
+/** The ids in range that name an account or a group in /etc/passwd or /etc/group: never handed to QEMU. */
+export function idsOfAccounts(base: number, count: number, files = ["/etc/passwd", "/etc/group"]): Set<number> {
+  const ids = new Set<number>();
+  for (const file of files) {
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch {
+      continue;
+    }
+    for (const line of text.split("\n")) {
+      const id = Number(line.split(":")[2]);
+      if (Number.isInteger(id) && id >= base && id < base + count) ids.add(id);
+    }
+  }
+  return ids;
+}
+
+/** The ids in range any process on the host runs as (real, effective, saved or filesystem uid or gid). */
 export function uidsInUse(base: number, count: number, proc = "/proc"): Set<number> {
   const used = new Set<number>();
   let pids: string[];
@@ -141,11 +173,12 @@ export function uidsInUse(base: number, count: number, proc = "/proc"): Set<numb
     } catch {
       continue; // ended meanwhile
     }
-    const line = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status);
-    if (!line) continue;
-    for (const field of line.slice(1)) {
-      const uid = Number(field);
-      if (uid >= base && uid < base + count) used.add(uid);
+    // QEMU runs with gid = uid: a process with the id as its gid holds it too.
+    for (const line of status.matchAll(/^(?:Uid|Gid):\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)/gm)) {
+      for (const field of line.slice(1)) {
+        const id = Number(field);
+        if (id >= base && id < base + count) used.add(id);
+      }
     }
   }
   return used;

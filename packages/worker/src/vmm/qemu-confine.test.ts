@@ -23,6 +23,8 @@ describe("QEMU's confinement arguments", () => {
     expect(() => confinementArgs({ seccomp: true, user: { uid: 0, gid: 0 } })).toThrow(RangeError);
     expect(() => confinementArgs({ seccomp: true, chrootDir: "/a,b" })).toThrow(/comma/);
     expect(() => qemuUidBase({ III_QEMU_UID_BASE: "0" })).toThrow(/III_QEMU_UID_BASE/);
+    // a real user's uid (and, as gid = uid, a group's) could be handed to QEMU
+    expect(() => qemuUidBase({ III_QEMU_UID_BASE: "1000" })).toThrow(/from 65536/);
     expect(() => qemuUidBase({ III_QEMU_UID_BASE: "4294967000" })).toThrow(/III_QEMU_UID_BASE/);
     expect(qemuUidBase({ III_QEMU_UID_BASE: "300000" })).toBe(300000);
   });

@@ -25,14 +25,16 @@ export interface QemuConfinement {
  */
 export const DEFAULT_QEMU_UID_BASE = 0x7ffe0000;
 export const QEMU_UID_COUNT = 65536;
+const MIN_QEMU_UID_BASE = 65536;
 
 export function qemuUidBase(env: NodeJS.ProcessEnv): number {
   const raw = env.III_QEMU_UID_BASE;
   if (raw === undefined || raw === "") return DEFAULT_QEMU_UID_BASE;
   const n = Number(raw);
-  // uid 0..999 are the system's; the top of the 32-bit range is (uid_t)-1, "no change".
-  if (!/^\d+$/.test(raw) || n < 1000 || n + QEMU_UID_COUNT >= 0xffffffff) {
-    throw new RangeError(`III_QEMU_UID_BASE must be an integer from 1000 to ${0xffffffff - QEMU_UID_COUNT - 1}, got ${raw}`);
+  // Below 65536 live the system's and the users' ids (the lease skips /etc/passwd's, not LDAP's); the top of the
+  // 32-bit range is (uid_t)-1, "no change".
+  if (!/^\d+$/.test(raw) || n < MIN_QEMU_UID_BASE || n + QEMU_UID_COUNT >= 0xffffffff) {
+    throw new RangeError(`III_QEMU_UID_BASE must be an integer from ${MIN_QEMU_UID_BASE} to ${0xffffffff - QEMU_UID_COUNT - 1}, got ${raw}`);
   }
   return n;
 }

@@ -361,8 +361,8 @@ describe.skipIf(!!skip)("isolation: the guest as the attacker (vm)", () => {
     expect(lift.stdout).toContain("cpumax=50000 100000");
     // Docker's default capability set and nothing more (iii_sys.c WORKLOAD_CAPS)
     expect(lift.stdout).toMatch(/cap=CapBnd:\s+00000000a80425fb/);
-    const sysctls = await p.cli(["exec", "busy", "--", "cat", "/proc/sys/user/max_user_namespaces", "/proc/sys/kernel/unprivileged_bpf_disabled", "/proc/sys/kernel/kptr_restrict", "/proc/sys/kernel/dmesg_restrict", "/proc/sys/kernel/usermodehelper/bset", "/proc/sys/kernel/usermodehelper/inheritable"]);
-    expect(sysctls.stdout.split(/\s+/).filter(Boolean)).toEqual(["0", "1", "1", "1", "0", "0", "0", "0"]);
+    const sysctls = await p.cli(["exec", "busy", "--", "cat", "/proc/sys/user/max_user_namespaces", "/proc/sys/kernel/unprivileged_bpf_disabled", "/proc/sys/kernel/kptr_restrict", "/proc/sys/kernel/dmesg_restrict", "/proc/sys/kernel/usermodehelper/bset", "/proc/sys/kernel/usermodehelper/inheritable", "/proc/sys/kernel/io_uring_disabled"]);
+    expect(sysctls.stdout.split(/\s+/).filter(Boolean)).toEqual(["0", "1", "1", "1", "0", "0", "0", "0", "2"]);
     expect((await p.cli(["exec", "busy", "--", "grep", "-c", "umh-ran", "/sbin/request-key"])).stdout.trim()).toBe("1"); // it was planted
     expect((await p.cli(["exec", "busy", "--", "cat", "/sys/kernel/uevent_helper"])).stdout.trim()).toBe("");
     // and the host's quota (the layer under it, attacked alone in test/vm/devices.vm.test.ts) holds QEMU there
