@@ -4,6 +4,7 @@ import { dirname, resolve } from "node:path";
 import { access, chmod, mkdir, rm, stat, constants } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { IiiError } from "./errors.js";
+import { holdWorkerOperation } from "./state/worker-op-lock.js";
 import { isSameProcessAlive } from "./host/process-identity.js";
 import { iiiHome, managedRoot, workerPaths, type WorkerPaths } from "./paths.js";
 import { readVmRecord } from "./state/vm-record.js";
@@ -175,20 +176,27 @@ function findHost(env: NodeJS.ProcessEnv): Pick<HostChoices, "qemuPath" | "virti
 
 /**
  * `iii worker start`: every check that can fail on bad input runs before anything is created, then the
- * supervisor is spawned and this resolves when the guest's init reports READY.
+ * supervisor is spawned and this resolves when the guest's init reports READY. Holds the worker's operation lock
+ * (state/worker-op-lock.ts) from reading its spec until READY: a `remove` meanwhile is refused.
  */
 export async function startWorker(name: string, options: StartOptions): Promise<StartResult> {
-  try {
-    return await startWorkerWithSpec(name, await getWorker(name, options.cwd ?? process.cwd()), options);
-  } finally {
-    options.standby?.abort();
-  }
+  const cwd = options.cwd ?? process.cwd();
+  return withStartLock(name, options, async () => startChecked(name, await getWorker(name, cwd), options));
 }
 
-/** Starts a worker from a spec that need not be in iii.workers.yaml (dev sandboxes). */
+/** Starts a worker from a spec that need not be in iii.workers.yaml (dev sandboxes); the same lock as startWorker. */
 export async function startWorkerWithSpec(name: string, spec: WorkerSpec, options: StartOptions): Promise<StartResult> {
+  return withStartLock(name, options, () => startChecked(name, spec, options));
+}
+
+async function withStartLock(name: string, options: StartOptions, start: () => Promise<StartResult>): Promise<StartResult> {
   try {
-    return await startChecked(name, spec, options);
+    const operation = await holdWorkerOperation(name, "start", options.env ?? process.env, options.cwd ?? process.cwd());
+    try {
+      return await start();
+    } finally {
+      await operation.release();
+    }
   } finally {
     // Nothing when it got `go`; else (a check failed, a WASM worker) it ends having created nothing.
     options.standby?.abort();

@@ -14,17 +14,7 @@ export function registerStartAll(program: Command): void {
       const file = await loadWorkersFile(workersFilePath());
       const names = Object.keys(file.workers).sort();
       const { terminalSafeLine } = await import("../../util/terminal-safe.js");
-      const { holdWorkerOperation } = await import("../../state/worker-op-lock.js");
-      const results = await Promise.allSettled(
-        names.map(async (name) => {
-          const operation = await holdWorkerOperation(name, "start");
-          try {
-            return await startWorker(name, { engineUrl: opts.engineUrl });
-          } finally {
-            await operation.release();
-          }
-        }),
-      );
+      const results = await Promise.allSettled(names.map((name) => startWorker(name, { engineUrl: opts.engineUrl })));
       results.forEach((r, i) =>
         console.error(r.status === "fulfilled" ? `started ${names[i]}` : `failed to start ${names[i]}: ${terminalSafeLine((r.reason as Error).message)}`),
       );

@@ -37,22 +37,15 @@ export function registerStart(program: Command): void {
 
 export async function startOne(name: string, opts: { engineUrl: string; fresh?: boolean; bootTimeout: string; timings?: boolean; pull: string; capture?: string }, standby?: StandbySupervisor): Promise<string> {
   const { startWorker } = await import("../../lifecycle.js");
-  const { holdWorkerOperation } = await import("../../state/worker-op-lock.js");
-  // Until the supervisor reported: a `remove` meanwhile would leave this start booting a worker it deleted.
-  const operation = await holdWorkerOperation(name, "start");
-  let result;
-  try {
-    result = await startWorker(name, {
-      ...(standby ? { standby } : {}),
-      ...(opts.capture !== undefined ? { capture: opts.capture } : {}),
-      pull: parsePullPolicy(opts.pull),
-      engineUrl: opts.engineUrl,
-      fresh: !!opts.fresh,
-      bootTimeoutMs: parseSeconds(opts.bootTimeout, "--boot-timeout") * 1000,
-    });
-  } finally {
-    await operation.release();
-  }
+  // startWorker holds the worker's operation lock until READY: a `remove` meanwhile is refused.
+  const result = await startWorker(name, {
+    ...(standby ? { standby } : {}),
+    ...(opts.capture !== undefined ? { capture: opts.capture } : {}),
+    pull: parsePullPolicy(opts.pull),
+    engineUrl: opts.engineUrl,
+    fresh: !!opts.fresh,
+    bootTimeoutMs: parseSeconds(opts.bootTimeout, "--boot-timeout") * 1000,
+  });
   const lines = [];
   if (result.cleanedCrashed) lines.push(`cleaned up after the crashed previous run of ${name}`);
   lines.push(`started ${name} (${result.tier === "wasm" ? "WASM runner" : "supervisor"} pid ${result.pid}, ready in ${result.timings.ready ?? "?"} ms)`);
