@@ -5,6 +5,7 @@ import { access, chmod, mkdir, rm, stat, constants } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { IiiError } from "./errors.js";
 import { holdWorkerOperation } from "./state/worker-op-lock.js";
+import { holdImagesInUse } from "./images/cache/in-use-lock.js";
 import { isSameProcessAlive } from "./host/process-identity.js";
 import { iiiHome, managedRoot, workerPaths, type WorkerPaths } from "./paths.js";
 import { readVmRecord } from "./state/vm-record.js";
@@ -191,9 +192,16 @@ export async function startWorkerWithSpec(name: string, spec: WorkerSpec, option
 
 async function withStartLock(name: string, options: StartOptions, start: () => Promise<StartResult>): Promise<StartResult> {
   try {
-    const operation = await holdWorkerOperation(name, "start", options.env ?? process.env, options.cwd ?? process.cwd());
+    const env = options.env ?? process.env;
+    const operation = await holdWorkerOperation(name, "start", env, options.cwd ?? process.cwd());
     try {
-      return await start();
+      // Until READY the image this start uses is named nowhere prune looks (launch.json comes with the supervisor).
+      const images = await holdImagesInUse(iiiHome(env));
+      try {
+        return await start();
+      } finally {
+        await images.release();
+      }
     } finally {
       await operation.release();
     }

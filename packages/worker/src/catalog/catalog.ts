@@ -1,5 +1,6 @@
 import { iiiHome } from "../paths.js";
 import { ImageStore } from "../images/cache/store.js";
+import { holdImagesForPrune } from "../images/cache/in-use-lock.js";
 import { resolveCachedDigest } from "../images/ensure.js";
 
 export interface CachedImageInfo {
@@ -57,6 +58,16 @@ export interface PruneResult {
  */
 export async function pruneImages(referenced: Iterable<string>, options: { home?: string; dryRun?: boolean } = {}): Promise<PruneResult> {
   const home = options.home ?? iiiHome();
+  // Not while a pull or a start uses the cache (their images are not named anywhere prune looks yet).
+  const exclusive = options.dryRun ? undefined : await holdImagesForPrune(home);
+  try {
+    return await pruneUnreferenced(home, referenced, options.dryRun ?? false);
+  } finally {
+    await exclusive?.release();
+  }
+}
+
+async function pruneUnreferenced(home: string, referenced: Iterable<string>, dryRun: boolean): Promise<PruneResult> {
   const store = new ImageStore(home);
   const keep = new Set<string>();
   for (const image of referenced) {
@@ -79,14 +90,14 @@ export async function pruneImages(referenced: Iterable<string>, options: { home?
     result.removed.push({ digest, references, sizeBytes: record?.sizeBytes ?? 0 });
     // dir: images are the user's own directory: only our record of it goes.
     if (record?.source !== "dir") result.freedBytes += record?.sizeBytes ?? 0;
-    if (options.dryRun) continue;
+    if (dryRun) continue;
     await store.removeImage(digest);
     for (const reference of references) await store.removeTag(reference);
   }
   for (const blob of await store.listBlobs()) {
     if (keptBlobs.has(blob)) continue;
     result.removedBlobs += 1;
-    if (!options.dryRun) await store.removeBlob(blob);
+    if (!dryRun) await store.removeBlob(blob);
   }
   return result;
 }

@@ -3,6 +3,7 @@ import { lstat, open, readlink, type FileHandle } from "node:fs/promises";
 import { IiiError } from "../errors.js";
 import { libcErrno, libcFunction } from "./libc.js";
 
+const LOCK_SH = 1;
 const LOCK_EX = 2;
 const LOCK_NB = 4;
 const LOCK_UN = 8;
@@ -101,6 +102,39 @@ export async function tryHoldFileLock(lockPath: string): Promise<{ release: () =
   if (flock(handle.fd, LOCK_EX | LOCK_NB) !== 0) {
     await handle.close();
     return undefined;
+  }
+  return {
+    release: async () => {
+      flock(handle.fd, LOCK_UN);
+      await handle.close();
+    },
+  };
+}
+
+/**
+ * Takes a flock on `lockPath`, shared or exclusive, waiting up to `timeoutMs` (polling with LOCK_NB, so the event
+ * loop runs), and keeps it until `release()` or process death. Shared holders exclude only an exclusive one.
+ */
+export async function holdFileLock(lockPath: string, options: { shared?: boolean; timeoutMs?: number; what?: string } = {}): Promise<{ release: () => Promise<void> }> {
+  const handle = await openLockFile(lockPath);
+  const { flock, errno } = libc();
+  const operation = (options.shared ? LOCK_SH : LOCK_EX) | LOCK_NB;
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  const deadline = Date.now() + timeoutMs;
+  let delay = 2;
+  try {
+    while (flock(handle.fd, operation) !== 0) {
+      const code = errno();
+      if (code !== EWOULDBLOCK) throw new IiiError("StateLockTimeout", `flock ${lockPath} failed (errno ${code})`);
+      if (Date.now() >= deadline) {
+        throw new IiiError("StateLockTimeout", `timed out after ${timeoutMs} ms waiting for ${options.what ?? `the lock on ${lockPath}`}`);
+      }
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(50, delay * 2);
+    }
+  } catch (error) {
+    await handle.close();
+    throw error;
   }
   return {
     release: async () => {

@@ -15,6 +15,7 @@ import { sha256Digest } from "./digest.js";
 import { applyLayers, type ApplyOptions } from "./layers/apply.js";
 import { DEFAULT_LAYER_LIMITS, type LayerLimits } from "./layers/policy.js";
 import { checkDeclaredLayerSizes, checkFreeSpace } from "./declared-size.js";
+import { holdImagesInUse } from "./cache/in-use-lock.js";
 import { hostArchitecture, parseJson, parseManifestDocument, selectPlatform, type ImageManifest } from "./oci/manifest.js";
 import { leanVm } from "./lean-vm.js";
 import { takeHandedOffManifest } from "./manifest-handoff.js";
@@ -360,12 +361,17 @@ export async function ensureImage(image: string, options: EnsureImageOptions = {
   } catch (error) {
     throw new IiiError("HomeUnwritable", `III_HOME ${home} is not writable: cannot create the image cache: ${(error as Error).message}`, { cause: error });
   }
-  await store.sweep();
-  const release = leanVm();
+  const inUse = await holdImagesInUse(home);
   try {
-    return await (isLocalSource(image) ? ensureLocal(store, image, options) : ensureRemote(store, image, options, home));
+    await store.sweep();
+    const release = leanVm();
+    try {
+      return await (isLocalSource(image) ? ensureLocal(store, image, options) : ensureRemote(store, image, options, home));
+    } finally {
+      release();
+    }
   } finally {
-    release();
+    await inUse.release();
   }
 }
 

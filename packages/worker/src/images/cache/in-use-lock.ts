@@ -1,0 +1,44 @@
+import { join } from "node:path";
+import { IiiError } from "../../errors.js";
+import { holdFileLock } from "../../host/file-lock.js";
+import { mkdirs } from "../../host/mkdirs.js";
+
+/**
+ * `prune` against the commands that use the image cache. A pull writes blobs and an image directory that no
+ * worker names yet, and a `start` uses an image before its launch.json (which prune reads) names it: a prune in
+ * between deleted a blob a pull had just downloaded, or the image under a starting worker. Pulls and starts hold
+ * this lock shared for their whole run; prune takes it exclusive, without waiting for a start that may pull for
+ * minutes. The kernel drops it when its holder dies.
+ */
+function lockPath(home: string): string {
+  return join(home, "locks", "images-in-use.lock");
+}
+
+// A home where the lock cannot be made gets none: the command then fails on the home with its own error.
+const NOT_HELD = { release: async () => {} };
+
+async function madeLocksDir(home: string): Promise<boolean> {
+  try {
+    await mkdirs(join(home, "locks"), 0o700);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Held shared by a pull or a start; waits (up to 60 s) only for a prune in progress. */
+export async function holdImagesInUse(home: string): Promise<{ release: () => Promise<void> }> {
+  if (!(await madeLocksDir(home))) return NOT_HELD;
+  return holdFileLock(lockPath(home), { shared: true, timeoutMs: 60_000, what: "a prune of the image cache to finish" });
+}
+
+/** Held exclusive by prune: fails at once (StateLockTimeout) while a pull or start uses the cache. */
+export async function holdImagesForPrune(home: string): Promise<{ release: () => Promise<void> }> {
+  if (!(await madeLocksDir(home))) return NOT_HELD;
+  try {
+    return await holdFileLock(lockPath(home), { timeoutMs: 0 });
+  } catch (error) {
+    if ((error as IiiError).code !== "StateLockTimeout") throw error;
+    throw new IiiError("StateLockTimeout", "a pull or a start is using the image cache; nothing was removed: prune again once it is done", { cause: error });
+  }
+}
