@@ -25,6 +25,55 @@ export function shimModuleUrl(name: (typeof SHIM_INTERFACES)[number]): string {
   return pathToFileURL(require.resolve(`@bytecodealliance/preview2-shim/${name}`)).href;
 }
 
+/**
+ * The only modules a transpiled component may import: preview2-shim's interface files and the engine import.
+ * jco turns every import of a component that the map does not name into an ES import of that very name, so a
+ * component importing an interface called `vm` with a function `run-in-this-context` got
+ * `import { runInThisContext } from 'vm'` and ran any JavaScript it liked in the runner (the host's environment,
+ * Node's unrestricted network, process.kill): measured, review s16. Anything else is refused.
+ */
+export function allowedComponentImports(): Set<string> {
+  return new Set([...SHIM_INTERFACES.map(shimModuleUrl), ENGINE_IMPORT_URL]);
+}
+
+/** The one dynamic import jco's own glue makes (it reads the core wasm files with it). */
+const JCO_RUNTIME_IMPORT = "node:fs/promises";
+
+/** Throws WasmInvalid naming the first import that is not allowed (`what`: the component, for the message). */
+function assertAllowed(specifiers: Iterable<string>, allowed: Set<string>, what: string): void {
+  for (const spec of specifiers) {
+    if (!allowed.has(spec)) {
+      throw new IiiError(
+        "WasmInvalid",
+        `${what} imports ${JSON.stringify(spec.slice(0, 120))}, which is not a WASI interface this runner implements (wasi:${SHIM_INTERFACES.join("|")}/…) nor iii:worker/engine: refused (an unknown import would become a JavaScript import in the runner)`,
+      );
+    }
+  }
+}
+
+/**
+ * Every module specifier in a transpiled `component.js`: static `import … from '…'`, bare `import '…'`,
+ * `export … from '…'` and `import(…)`. A dynamic import of anything but a string literal counts as the
+ * specifier `(expression)`, which no allow-list holds.
+ */
+export function moduleSpecifiersOf(js: string): { static: string[]; dynamic: string[] } {
+  const found = { static: [] as string[], dynamic: [] as string[] };
+  for (const m of js.matchAll(/^[ \t]*(?:import|export)\b[^'"`;]*?\bfrom[ \t]*(['"])(.*?)\1/gm)) found.static.push(m[2]!);
+  for (const m of js.matchAll(/^[ \t]*import[ \t]*(['"])(.*?)\1/gm)) found.static.push(m[2]!);
+  for (const m of js.matchAll(/\bimport[ \t\n]*\(([^)]*)\)/g)) {
+    const literal = /^[ \t\n]*(['"])([^'"]*)\1[ \t\n]*$/.exec(m[1]!);
+    found.dynamic.push(literal ? literal[2]! : "(expression)");
+  }
+  return found;
+}
+
+/** Refuses (WasmInvalid) a transpiled component whose JavaScript imports anything but the shim and the engine import. */
+export function assertTranspiledImports(js: string, what: string, allowed: Set<string> = allowedComponentImports()): void {
+  const found = moduleSpecifiersOf(js);
+  assertAllowed(found.static, allowed, what);
+  assertAllowed(found.dynamic, new Set([JCO_RUNTIME_IMPORT]), what);
+}
+
 function shimPackageDir(): string {
   const shim = packageInfo("@bytecodealliance/preview2-shim");
   if (!shim) throw new IiiError("WasmStartFailed", "@bytecodealliance/preview2-shim is not installed: preview 2 components cannot run");
@@ -41,14 +90,20 @@ export async function transpileComponent(bytes: Uint8Array, digest: string, home
   const key = createHash("sha256").update(`${digest}\n${versions}\n${shimDir}\n${ENGINE_IMPORT_URL}`).digest("hex").slice(0, 32);
   const dir = join(home, "wasm-cache", key);
   const runtimeDirs = [shimDir];
+  const allowed = allowedComponentImports();
+  let cachedJs: string | undefined;
   try {
-    await readFile(join(dir, "component.js"));
-    return { dir, runtimeDirs, cached: true };
+    cachedJs = await readFile(join(dir, "component.js"), "utf8");
   } catch {
     // not cached yet
   }
+  if (cachedJs !== undefined) {
+    // checked at every start: a transpilation cached before this check existed is held to it too
+    assertTranspiledImports(cachedJs, "the component", allowed);
+    return { dir, runtimeDirs, cached: true };
+  }
   type Jco = {
-    transpile(bytes: Uint8Array, opts: Record<string, unknown>): Promise<{ files: Record<string, Uint8Array>; exports: [string, string][] }>;
+    transpile(bytes: Uint8Array, opts: Record<string, unknown>): Promise<{ files: Record<string, Uint8Array>; imports: string[]; exports: [string, string][] }>;
   };
   // An optional dependency (it brings ~300 MB of tooling): preview 1 modules and VM workers never need it.
   const jco = (await import("@bytecodealliance/jco").catch((error: unknown) => {
@@ -68,6 +123,11 @@ export async function transpileComponent(bytes: Uint8Array, digest: string, home
   } catch (error) {
     throw new IiiError("WasmInvalid", `jco could not transpile the component: ${(error as Error).message.split("\n")[0]}`);
   }
+  // what jco reports it imports, and what the JavaScript it wrote actually imports
+  assertAllowed(out.imports, allowed, "the component");
+  const js = out.files["component.js"];
+  if (!js) throw new IiiError("WasmInvalid", "jco wrote no component.js for the component");
+  assertTranspiledImports(new TextDecoder().decode(js), "the component", allowed);
   const tmp = `${dir}.${process.pid}.tmp`;
   await rm(tmp, { recursive: true, force: true });
   for (const [file, content] of Object.entries(out.files)) {
