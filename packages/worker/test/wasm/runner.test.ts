@@ -6,7 +6,24 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runWorkerCli } from "../helpers.js";
 import { coreModuleMemories } from "../../src/wasm/memories.js";
 import { assertNoLinksOut } from "../../src/wasm/mount-links.js";
-import { exitWith, flood, gcHoarder, growBy, importedAndDefinedMemory, O_CREAT, O_TRUNC, openAt, RIGHT_FD_READ, RIGHT_FD_WRITE, spin, twoMemories, wat } from "./wat.js";
+import {
+  exitWith,
+  flood,
+  gcHoarder,
+  growBy,
+  importedAndDefinedMemory,
+  linkGamesThenCreate,
+  O_CREAT,
+  O_TRUNC,
+  openAt,
+  renumberSelfThenCreate,
+  RIGHT_FD_READ,
+  RIGHT_FD_WRITE,
+  spin,
+  stdioCapBypass,
+  twoMemories,
+  wat,
+} from "./wat.js";
 
 // Real runner processes (node --permission, node:wasi in a worker thread), started through the built CLI.
 let root: string;
@@ -202,6 +219,60 @@ describe("hostile modules", () => {
     expect(timed.listText).toMatch(/failed: timeout/);
     // each end is measured by durationMs above; this only catches a run that was never ended (loaded CI hosts are slow)
     expect(Date.now() - t0).toBeLessThan(60_000);
+  });
+
+  it("cannot make a symlink that climbs (a -> ., then l -> a/a/../..): the kernel would resolve it to the mount's grandparent", async () => {
+    // review s16: uvwasi checks a new link's target as text ("a/a/../.." normalises to "."), the kernel resolves
+    // a -> . first, so l was the mount's grandparent and the module created files anywhere on the host
+    const project = join(root, "makelink");
+    const data = join(project, "mnt", "data");
+    mkdirSync(data, { recursive: true });
+    const dir = ["--mount", `${data}:/data`];
+    const r = await run(linkGamesThenCreate([[".", "a"], ["a/a/../..", "l"]], [], "l/planted-by-link.txt"), dir);
+    expect(existsSync(join(project, "planted-by-link.txt"))).toBe(false);
+    expect(r.row.lastExit!.code).not.toBe(0);
+    expect(existsSync(join(data, "l"))).toBe(false); // path_symlink refused (ENOTCAPABLE)
+    // a link to . is harmless (it resolves below itself), and `..` after it in a path is taken as text by uvwasi
+    writeFileSync(join(project, "mnt", "above.txt"), "above");
+    expect((await run(openAt("a/../above.txt", 0, RIGHT_FD_READ), dir)).row.lastExit!.code).not.toBe(0);
+  });
+
+  it("a writable mount holding a symlink that climbs with .. is refused at start, even one that stays inside (the module would move it up)", async () => {
+    // d/up -> .. is the mount itself, but renamed to the top it is the mount's parent: up/planted.txt
+    const project = join(root, "moveup");
+    const data = join(project, "data");
+    mkdirSync(join(data, "d"), { recursive: true });
+    symlinkSync("..", join(data, "d", "up"));
+    writeFileSync(join(project, "guest.wasm"), await wat(linkGamesThenCreate([], [["d/up", "up"]], "up/planted-by-rename.txt")));
+    expect((await cli(project, ["add", "./guest.wasm", "--mount", `${data}:/data`])).code).toBe(0);
+    const started = await cli(project, ["start", "guest"]);
+    await waitEnded(project, "guest");
+    expect(existsSync(join(project, "planted-by-rename.txt"))).toBe(false);
+    expect(started.code).toBe(1);
+    expect(started.stderr).toContain(`mount ${data} (/data): d/up is a symlink to .., which climbs with ..`);
+    expect(started.stderr).toMatch(/\[InvalidOption\]$/m);
+  });
+
+  it("fd_renumber of a read-only dir onto itself keeps it read-only", async () => {
+    // review s16: the guard added `to` then deleted `from`, the same fd, and the mount took writes
+    const project = join(root, "renumber-ro");
+    mkdirSync(join(project, "ro"), { recursive: true });
+    const r = await run(renumberSelfThenCreate("written.txt"), ["--mount", `${join(project, "ro")}:/ro:ro`]);
+    expect(existsSync(join(project, "ro", "written.txt"))).toBe(false);
+    expect(r.row.lastExit).toMatchObject({ code: 100 + 69 });
+  });
+
+  it("the stdout cap holds against fd_pwrite, aliased iovecs, resizing and fd_renumber(1, 0)", async () => {
+    const cap = 64 * 1024;
+    const r = await run(stdioCapBypass(64), [], { III_WASM_STDIO_CAP_BYTES: String(cap) }); // 4 + 64 + 4 MiB offered, 1 GiB resize
+    expect(r.row).toMatchObject({ status: "completed", lastExit: { code: 0 } });
+    const log = join(home, "managed");
+    const sizes = readdirSync(log, { recursive: true, withFileTypes: true })
+      .filter((e) => e.isFile() && e.name === "stdout.log" && e.parentPath.startsWith(join(log)) && readFileSync(join(e.parentPath, "..", "wasm-launch.json"), "utf8").includes(r.project))
+      .map((e) => statSync(join(e.parentPath, e.name)).size);
+    expect(sizes).toHaveLength(1);
+    expect(sizes[0]).toBeLessThanOrEqual(cap + 100);
+    expect(r.stdout).toMatch(/\[iii: stdout truncated after 65536 bytes\]/);
   });
 
   it("a stdout flood is cut at the cap: the log stays bounded and the runner's memory flat", async () => {
