@@ -5,10 +5,11 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { boundedDenialLog, MAX_DENIAL_LINES } from "../../src/wasm/component-guest.js";
 import { allowedComponentImports, assertTranspiledImports, moduleSpecifiersOf } from "../../src/wasm/transpile.js";
 import { runWorkerCli } from "../helpers.js";
 
-// A component may import only the WASI interfaces preview2-shim implements and iii:worker/engine. Review s16: jco
+// Hostile components through the real CLI. A component may import only the WASI interfaces preview2-shim implements and iii:worker/engine. Review s16: jco
 // turned any other import into an ES import of its name, and a component importing `vm` ran JavaScript of its
 // choice in the runner, with the host's environment (measured: it printed a secret of the CLI's environment).
 
@@ -20,23 +21,23 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-async function buildEscapeComponent(): Promise<Uint8Array> {
+/** A JavaScript guest componentized with jco's QuickJS backend against `world` of `witFile`. */
+async function buildJsComponent(witFile: string, world: string, jsPath: string): Promise<Uint8Array> {
   const jcoDir = realpathSync(join(here, "../../node_modules/@bytecodealliance/jco"));
   const jcoRequire = createRequire(join(jcoDir, "package.json"));
   const builtin = join(jcoDir, "lib/wit/builtin/0.2.12");
-  const wit = join(root, "wit");
+  const wit = join(root, `wit-${world}`);
   mkdirSync(join(wit, "deps"), { recursive: true });
-  cpSync(join(fixture, "world.wit"), join(wit, "world.wit"));
+  cpSync(witFile, join(wit, "world.wit"));
   for (const dep of ["wasi-cli", "wasi-clocks", "wasi-filesystem", "wasi-io", "wasi-random", "wasi-sockets"]) cpSync(join(builtin, dep), join(wit, "deps", dep), { recursive: true });
   const { componentize } = (await import(jcoRequire.resolve("componentize-qjs"))) as { componentize(o: object): Promise<{ component: Uint8Array }> };
-  const jsPath = join(fixture, "escape.js");
-  return (await componentize({ witPath: wit, jsSource: readFileSync(jsPath, "utf8"), jsPath, world: "escape" })).component;
+  return (await componentize({ witPath: wit, jsSource: readFileSync(jsPath, "utf8"), jsPath, world })).component;
 }
 
 it("a component importing anything but WASI and iii:worker/engine is refused at start; its JavaScript never runs", async () => {
   const project = join(root, "p");
   mkdirSync(project, { recursive: true });
-  writeFileSync(join(project, "escape.wasm"), await buildEscapeComponent());
+  writeFileSync(join(project, "escape.wasm"), await buildJsComponent(join(fixture, "world.wit"), "escape", join(fixture, "escape.js")));
   const env = { III_HOME: join(root, "home"), III_TEST_HOST_SECRET: "host-secret-s16" };
   const cli = (args: string[]) => runWorkerCli(args, { cwd: project, env });
   expect((await cli(["add", "./escape.wasm", "--name", "escape"])).code).toBe(0);
@@ -67,4 +68,44 @@ describe("the transpiled JavaScript's imports", () => {
     expect(() => assertTranspiledImports(`await import('node:child_process');`, "c")).toThrow(/c imports "node:child_process"/);
     expect(() => assertTranspiledImports(`await import(x);`, "c")).toThrow(/c imports "\(expression\)"/);
   });
+});
+
+it("refused network operations are logged within a bound: a flood of refusals cannot fill the disk past the stdio cap", async () => {
+  // review s16: the refusal lines go to the runner's stderr past the cap; 64 lookups of a 1 MiB name and 20,000
+  // refused connects wrote 68 MB with a 64 KiB cap
+  const project = join(root, "flood");
+  mkdirSync(project, { recursive: true });
+  const component = await buildJsComponent(join(here, "fixtures/hostile-net/world.wit"), "hostile", join(here, "fixtures/denial-flood/flood.js"));
+  writeFileSync(join(project, "flood.wasm"), component);
+  const env = { III_HOME: join(root, "home-flood"), III_WASM_STDIO_CAP_BYTES: "65536" };
+  const cli = (args: string[]) => runWorkerCli(args, { cwd: project, env });
+  expect((await cli(["add", "./flood.wasm", "--name", "flood"])).code).toBe(0);
+  const started = await cli(["start", "flood"]);
+  expect(started.code, started.stderr).toBe(0);
+  let row: { status: string; lastExit: { code: number | null } | null } | undefined;
+  for (let i = 0; i < 600; i++) {
+    row = (JSON.parse((await cli(["list", "--json"])).stdout) as { name: string; status: string; lastExit: { code: number | null } | null }[]).find((r) => r.name === "flood")!;
+    if (row.status !== "running" && row.status !== "pending") break;
+    await sleep(50);
+  }
+  expect(row).toMatchObject({ status: "completed", lastExit: { code: 0 } });
+  const logs = await cli(["logs", "flood"]);
+  expect(logs.stdout).toContain("refused 20064");
+  expect(logs.stderr.length).toBeLessThan(65_536 + 64 * 1024);
+  expect(logs.stderr).toContain(`[iii: more network refusals, not logged (at most ${MAX_DENIAL_LINES} per run)]`);
+  expect(logs.stderr).not.toContain("\x1b");
+}, 120_000);
+
+it("the refusal log cuts and quotes what the guest chose", () => {
+  const lines: string[] = [];
+  const log = boundedDenialLog((l) => lines.push(l), 2);
+  log({ op: "lookup", address: `\x1b]0;x\x07${"y".repeat(1000)}`, reason: "allowIpNameLookup is false" });
+  log({ op: "tcpConnect", address: "127.0.0.1:1", reason: "not in tcpConnect" });
+  log({ op: "tcpConnect", address: "127.0.0.1:2", reason: "not in tcpConnect" });
+  log({ op: "tcpConnect", address: "127.0.0.1:3", reason: "not in tcpConnect" });
+  expect(lines).toHaveLength(3);
+  expect(lines[0]).toMatch(/^\[iii: network lookup "\\u001b\]0;x\\u0007y+…" refused: allowIpNameLookup is false\]\n$/);
+  expect(lines[0]!.length).toBeLessThan(300);
+  expect(lines[1]).toBe("[iii: network tcpConnect 127.0.0.1:1 refused: not in tcpConnect]\n");
+  expect(lines[2]).toBe("[iii: more network refusals, not logged (at most 2 per run)]\n");
 });
