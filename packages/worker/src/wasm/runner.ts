@@ -183,6 +183,22 @@ export async function runWasmRunner(configPath: string): Promise<number> {
       if (rss > maxRssBytes) stopWith({ state: "failed", code: null, reason: `memory limit: the runner's resident memory reached ${mib(rss)} MiB (at most ${mib(maxRssBytes)} MiB: the limit, the guest's heap and the runtime)` }, 0);
     }, RSS_POLL_MS),
   );
+  // The limits hold from the thread's first instruction, not from "started": compiling and instantiating run
+  // guest code too (a module's start function; review s16: a (start) that spins ran 120 s, until the CLI gave up,
+  // under a 300 ms limit and a 200 ms budget). CPU is the whole process's since here: V8 compiles wasm and the
+  // shim does a component's I/O on other threads than the guest's.
+  const { maxExecutionMs, cpuBudgetMs } = config.limits;
+  if (maxExecutionMs !== null) timers.push(setTimeout(() => stopWith({ state: "failed", code: null, reason: "timeout" }), maxExecutionMs));
+  if (cpuBudgetMs !== null) {
+    const cpu0 = process.cpuUsage();
+    timers.push(
+      setInterval(() => {
+        const u = process.cpuUsage(cpu0);
+        cpuMs = (u.user + u.system) / 1000;
+        if (cpuMs > cpuBudgetMs) stopWith({ state: "failed", code: null, reason: "cpu budget" });
+      }, 20),
+    );
+  }
   const onSignal = () => stopWith({ state: "stopped", code: null, reason: "stopped" });
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
@@ -193,21 +209,6 @@ export async function runWasmRunner(configPath: string): Promise<number> {
       record.phase = "running";
       writeJsonAtomic(vmJson, record);
       report({ event: "ready", pid: process.pid, timings: { ready: Math.round(performance.now() - t0) } });
-      const { maxExecutionMs, cpuBudgetMs } = config.limits;
-      if (maxExecutionMs !== null) timers.push(setTimeout(() => stopWith({ state: "failed", code: null, reason: "timeout" }), maxExecutionMs));
-      if (cpuBudgetMs !== null) {
-        timers.push(
-          setInterval(() => {
-            void worker.cpuUsage().then(
-              (u) => {
-                cpuMs = (u.user + u.system) / 1000;
-                if (cpuMs > cpuBudgetMs) stopWith({ state: "failed", code: null, reason: "cpu budget" });
-              },
-              () => undefined,
-            );
-          }, 20),
-        );
-      }
     } else if (m.event === "exit") {
       end ??= { state: "completed", code: m.code, reason: `exit ${m.code}` };
     } else if (m.event === "failed") {

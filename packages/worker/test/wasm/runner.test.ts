@@ -20,6 +20,7 @@ import {
   RIGHT_FD_READ,
   RIGHT_FD_WRITE,
   spin,
+  spinInStartFunction,
   stdioCapBypass,
   twoMemories,
   wat,
@@ -273,6 +274,28 @@ describe("hostile modules", () => {
     expect(sizes).toHaveLength(1);
     expect(sizes[0]).toBeLessThanOrEqual(cap + 100);
     expect(r.stdout).toMatch(/\[iii: stdout truncated after 65536 bytes\]/);
+  });
+
+  it("the limits hold while the module is instantiated: a start function that spins is ended at maxExecutionMs and at the CPU budget", async () => {
+    // review s16: the limits were armed when the guest reported "started", after instantiation, so a (start)
+    // function spun until the CLI gave up on the start (120 s) under a 300 ms limit
+    const t0 = Date.now();
+    const cases: [string, string, string][] = [
+      ["--max-execution-ms", "300", "timeout"],
+      ["--cpu-budget-ms", "200", "cpu budget"],
+    ];
+    for (const [option, value, reason] of cases) {
+      const project = join(root, `startspin-${reason.replace(" ", "-")}`);
+      mkdirSync(project, { recursive: true });
+      writeFileSync(join(project, "guest.wasm"), await wat(spinInStartFunction));
+      expect((await cli(project, ["add", "./guest.wasm", "--name", "guest", option, value])).code).toBe(0);
+      const started = await cli(project, ["start", "guest", "--boot-timeout", "20"]);
+      expect(started.stderr).toContain(reason);
+      const ended = await waitEnded(project, "guest");
+      expect(ended).toMatchObject({ status: "failed", lastExit: { state: "failed", reason } });
+      expect(ended.lastExit!.durationMs!).toBeLessThan(3_000);
+    }
+    expect(Date.now() - t0).toBeLessThan(60_000);
   });
 
   it("a stdout flood is cut at the cap: the log stays bounded and the runner's memory flat", async () => {

@@ -212,3 +212,10 @@ export const stdioCapBypass = (times: number) => `(module ${HOSTILE_IMPORTS}
    (local.set $i (i32.add (local.get $i) (i32.const 1)))
    (br_if $w (i32.lt_u (local.get $i) (i32.const ${times}))))
   (call $proc_exit (i32.const 0))))`;
+
+/** Spins in its start function, which runs while the module is instantiated (before `_start`). */
+export const spinInStartFunction = `(module ${IMPORTS}
+ (memory (export "memory") 1)
+ (func $spin (loop $l (br $l)))
+ (start $spin)
+ (func (export "_start")))`;
