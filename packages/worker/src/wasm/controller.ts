@@ -13,7 +13,7 @@ import { buildWasiConfig, encodeWasiConfig, WASM_PAGE, type WasiConfig } from ".
 import { detectWasmKind } from "./kind.js";
 import { assertOneMemory } from "./memories.js";
 import { DEFAULT_STDIO_CAP_BYTES, type WasmLaunch } from "./protocol.js";
-import { packageClosure, readRoots } from "./packages.js";
+import { packageClosure, packageInfo, readRoots } from "./packages.js";
 import { SHIM_INTERFACES, shimModuleUrl, transpileComponent } from "./transpile.js";
 
 export const WASM_RUNNER_ENTRY = fileURLToPath(new URL("./wasm-runner.js", import.meta.url));
@@ -57,6 +57,50 @@ export function runnerNodeFlags(config: WasiConfig, launch: WasmLaunch, workerDi
   ];
 }
 
+/** Whether `inner` is `outer` or below it (both real, absolute paths). */
+function within(outer: string, inner: string): boolean {
+  return inner === outer || inner.startsWith(outer.endsWith("/") ? outer : `${outer}/`);
+}
+
+/**
+ * Refuses (InvalidOption) a mount that reaches iii's own state or code. III_HOME holds every worker's
+ * WASI_CONFIG (their environments), registry credentials and the transpile cache whose component.js the runner
+ * executes: a component given a mount over it rewrote its cached component.js and the next start ran that
+ * JavaScript in the runner (review s16; `--mount $HOME:/home` does it with the default III_HOME ~/.iii). So no
+ * mount may overlap III_HOME, read-only or not. A writable mount also may not hold the code the runner and the
+ * CLI run (this package, preview2-shim and the runner's other packages).
+ */
+export function assertMountsClearOfIii(dirs: WasiConfig["dirs"], home: string, codeDirs: string[]): void {
+  const realHome = real(home);
+  for (const d of dirs) {
+    const host = real(d.hostPath);
+    if (within(host, realHome) || within(realHome, host)) {
+      throw new IiiError(
+        "InvalidOption",
+        `mount ${d.hostPath} (${d.guestPath}) overlaps III_HOME (${realHome}): the guest would reach iii's own state (other workers' configs, the code cache the runner executes); mount a dir outside it`,
+      );
+    }
+    if (d.readOnly) continue;
+    const code = codeDirs.map(real).find((c) => within(host, c));
+    if (code) {
+      throw new IiiError(
+        "InvalidOption",
+        `mount ${d.hostPath} (${d.guestPath}) is writable and holds ${code}, code that iii runs on the host: the guest could rewrite it; mount it read-only (:ro) or mount a dir without it`,
+      );
+    }
+  }
+}
+
+/** The directories of the code the runner loads (this package, preview2-shim, the engine link's packages). */
+function runnerCodeDirs(): string[] {
+  const dirs = [dirname(dirname(WASM_RUNNER_ENTRY))];
+  const shim = packageInfo("@bytecodealliance/preview2-shim");
+  if (shim) dirs.push(shim.dir);
+  const jco = packageInfo("@bytecodealliance/jco");
+  if (jco) dirs.push(jco.dir);
+  return [...dirs, ...packageClosure("@iii/network"), ...packageClosure("iii-sdk")];
+}
+
 export interface WasmStartOptions {
   env: NodeJS.ProcessEnv;
   cwd: string;
@@ -79,6 +123,7 @@ export async function startWasmWorker(name: string, spec: WorkerSpec, options: W
   const kind = detectWasmKind(bytes, module);
   assertOneMemory(bytes, module);
   const config = buildWasiConfig(name, spec, options.engineUrl);
+  assertMountsClearOfIii(config.dirs, iiiHome(env), runnerCodeDirs());
   for (const d of config.dirs) {
     if (!(await stat(d.hostPath).catch(() => undefined))?.isDirectory()) throw new IiiError("InvalidOption", `dir ${d.hostPath} (for ${d.guestPath}) is not a directory`);
   }

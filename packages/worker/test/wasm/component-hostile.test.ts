@@ -1,4 +1,4 @@
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -109,3 +109,24 @@ it("the refusal log cuts and quotes what the guest chose", () => {
   expect(lines[1]).toBe("[iii: network tcpConnect 127.0.0.1:1 refused: not in tcpConnect]\n");
   expect(lines[2]).toBe("[iii: more network refusals, not logged (at most 2 per run)]\n");
 });
+
+it("a component given a mount over III_HOME is refused at start: it would rewrite the code cache the runner executes", async () => {
+  // review s16 (CLI): with --mount over III_HOME's parent, a component replaced its cached component.js with
+  // `export const run = { run() { … process.env … } }` and the next start ran it in the runner
+  const project = join(root, "overhome");
+  const state = join(project, "state");
+  const home = join(state, ".iii");
+  mkdirSync(home, { recursive: true });
+  writeFileSync(join(project, "writer.wasm"), await buildJsComponent(join(here, "fixtures/fs-writer/world.wit"), "fswriter", join(here, "fixtures/fs-writer/writer.js")));
+  const cli = (args: string[]) => runWorkerCli(args, { cwd: project, env: { III_HOME: home } });
+  expect((await cli(["add", "./writer.wasm", "--name", "w", "--mount", `${state}:/state`, "-e", "TARGET=.iii/planted-in-home.txt"])).code).toBe(0);
+  const started = await cli(["start", "w"]);
+  for (let i = 0; i < 100; i++) {
+    const row = (JSON.parse((await cli(["list", "--json"])).stdout) as { name: string; status: string }[]).find((r) => r.name === "w")!;
+    if (row.status !== "running" && row.status !== "pending") break;
+    await sleep(50);
+  }
+  expect(existsSync(join(home, "planted-in-home.txt"))).toBe(false);
+  expect(started.stderr).toMatch(/overlaps III_HOME .*\[InvalidOption\]$/m);
+  expect(started.code).toBe(1);
+}, 60_000);

@@ -298,6 +298,34 @@ describe("hostile modules", () => {
     expect(Date.now() - t0).toBeLessThan(60_000);
   });
 
+  it("a mount over III_HOME is refused (the guest would rewrite iii's state and code cache), as is a writable one holding iii's code", async () => {
+    // review s16: with --mount over the parent of III_HOME a component rewrote its cached component.js and the next
+    // start ran that JavaScript in the runner; here a module plants a file in III_HOME through such a mount
+    const project = join(root, "overhome");
+    const state = join(project, "state");
+    const ownHome = join(state, ".iii");
+    mkdirSync(ownHome, { recursive: true });
+    writeFileSync(join(project, "guest.wasm"), await wat(linkGamesThenCreate([], [], ".iii/planted-in-home.txt")));
+    const env = { III_HOME: ownHome };
+    const c = (args: string[]) => runWorkerCli(args, { cwd: project, env });
+    for (const mount of [`${state}:/state`, `${state}:/state:ro`, `${ownHome}/x:/x`]) {
+      mkdirSync(join(ownHome, "x"), { recursive: true });
+      expect((await c(["add", "./guest.wasm", "--name", "g", "--mount", mount])).code).toBe(0);
+      const started = await c(["start", "g"]);
+      await sleep(300);
+      expect(existsSync(join(ownHome, "planted-in-home.txt"))).toBe(false);
+      expect(started.stderr).toMatch(/overlaps III_HOME .*\[InvalidOption\]$/m);
+      expect(started.code).toBe(1);
+      expect((await c(["remove", "g", "--force"])).code).toBe(0);
+    }
+    // the package that holds the runner's code, writable: refused; read-only: runs
+    const pkg = join(import.meta.dirname, "..", "..");
+    expect((await c(["add", "./guest.wasm", "--name", "g", "--mount", `${pkg}:/pkg`])).code).toBe(0);
+    const code = await c(["start", "g"]);
+    expect(code.stderr).toMatch(/is writable and holds .*code that iii runs on the host/);
+    expect(code.code).toBe(1);
+  });
+
   it("a stdout flood is cut at the cap: the log stays bounded and the runner's memory flat", async () => {
     const cap = 1024 * 1024;
     const r = await run(flood(2048), [], { III_WASM_STDIO_CAP_BYTES: String(cap) }); // 128 MiB offered
