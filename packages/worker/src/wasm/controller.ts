@@ -2,12 +2,12 @@ import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { closeSync, openSync, realpathSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
-import { dirname } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ERROR_CODES, IiiError, type ErrorCode } from "../errors.js";
 import { awaitReadyLine, READY_FD } from "../launch/ready-pipe.js";
 import { writeFileAtomic } from "../util/atomic-write.js";
-import { iiiHome, workerPaths } from "../paths.js";
+import { iiiHome, workerPaths, workersFilePath } from "../paths.js";
 import type { WorkerSpec } from "../state/model.js";
 import { buildWasiConfig, encodeWasiConfig, WASM_PAGE, type WasiConfig } from "./config.js";
 import { detectWasmKind } from "./kind.js";
@@ -68,9 +68,10 @@ function within(outer: string, inner: string): boolean {
  * executes: a component given a mount over it rewrote its cached component.js and the next start ran that
  * JavaScript in the runner (review s16; `--mount $HOME:/home` does it with the default III_HOME ~/.iii). So no
  * mount may overlap III_HOME, read-only or not. A writable mount also may not hold the code the runner and the
- * CLI run (this package, preview2-shim and the runner's other packages).
+ * CLI run (this package, preview2-shim and the runner's other packages), nor the project's iii.workers.yaml: a
+ * component rewrote its own entry there (`mounts: [/:/host]`) and the next start honoured it (review s16).
  */
-export function assertMountsClearOfIii(dirs: WasiConfig["dirs"], home: string, codeDirs: string[]): void {
+export function assertMountsClearOfIii(dirs: WasiConfig["dirs"], home: string, codeDirs: string[], projectFile?: string): void {
   const realHome = real(home);
   for (const d of dirs) {
     const host = real(d.hostPath);
@@ -81,6 +82,12 @@ export function assertMountsClearOfIii(dirs: WasiConfig["dirs"], home: string, c
       );
     }
     if (d.readOnly) continue;
+    if (projectFile && within(host, join(real(dirname(projectFile)), basename(projectFile)))) {
+      throw new IiiError(
+        "InvalidOption",
+        `mount ${d.hostPath} (${d.guestPath}) is writable and holds ${projectFile}: the guest could rewrite its own entry (mounts, network) for the next start; mount it read-only (:ro) or mount a subdirectory`,
+      );
+    }
     const code = codeDirs.map(real).find((c) => within(host, c));
     if (code) {
       throw new IiiError(
@@ -123,7 +130,7 @@ export async function startWasmWorker(name: string, spec: WorkerSpec, options: W
   const kind = detectWasmKind(bytes, module);
   assertOneMemory(bytes, module);
   const config = buildWasiConfig(name, spec, options.engineUrl);
-  assertMountsClearOfIii(config.dirs, iiiHome(env), runnerCodeDirs());
+  assertMountsClearOfIii(config.dirs, iiiHome(env), runnerCodeDirs(), workersFilePath(cwd));
   for (const d of config.dirs) {
     if (!(await stat(d.hostPath).catch(() => undefined))?.isDirectory()) throw new IiiError("InvalidOption", `dir ${d.hostPath} (for ${d.guestPath}) is not a directory`);
   }

@@ -130,3 +130,28 @@ it("a component given a mount over III_HOME is refused at start: it would rewrit
   expect(started.stderr).toMatch(/overlaps III_HOME .*\[InvalidOption\]$/m);
   expect(started.code).toBe(1);
 }, 60_000);
+
+it("a writable mount holding the project's iii.workers.yaml is refused: the component would rewrite its own entry for the next start", async () => {
+  // review s16 (CLI): a component with the project mounted writable rewrote its entry to `mounts: [/:/host]`, and
+  // the next `start` took it (only the III_HOME check stopped that one; any other host dir would have been given)
+  const project = join(root, "ownspec");
+  mkdirSync(project, { recursive: true });
+  writeFileSync(join(project, "writer.wasm"), await buildJsComponent(join(here, "fixtures/fs-writer/world.wit"), "fswriter", join(here, "fixtures/fs-writer/writer.js")));
+  const cli = (args: string[]) => runWorkerCli(args, { cwd: project, env: { III_HOME: join(root, "home-ownspec") } });
+  const spec = "workers:\n  w:\n    image: wasm:./writer.wasm\n    mounts:\n      - /etc:/host\n";
+  expect((await cli(["add", "./writer.wasm", "--name", "w", "--mount", `${project}:/app`, "-e", "TARGET=iii.workers.yaml", "-e", `CONTENT=${spec}`])).code).toBe(0);
+  const before = readFileSync(join(project, "iii.workers.yaml"), "utf8");
+  const started = await cli(["start", "w"]);
+  for (let i = 0; i < 100; i++) {
+    const row = (JSON.parse((await cli(["list", "--json"])).stdout) as { name: string; status: string }[]).find((r) => r.name === "w")!;
+    if (row.status !== "running" && row.status !== "pending") break;
+    await sleep(50);
+  }
+  expect(readFileSync(join(project, "iii.workers.yaml"), "utf8")).toBe(before);
+  expect(started.stderr).toMatch(/is writable and holds .*iii\.workers\.yaml: the guest could rewrite its own entry/);
+  expect(started.code).toBe(1);
+  // read-only, the same mount runs (the write is refused inside)
+  expect((await cli(["remove", "w"])).code).toBe(0);
+  expect((await cli(["add", "./writer.wasm", "--name", "w", "--mount", `${project}:/app:ro`, "-e", "TARGET=iii.workers.yaml"])).code).toBe(0);
+  expect((await cli(["start", "w"])).code).toBe(0);
+}, 60_000);
