@@ -2,13 +2,14 @@ import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { closeSync, openSync, realpathSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ERROR_CODES, IiiError, type ErrorCode } from "../errors.js";
 import { awaitReadyLine, READY_FD } from "../launch/ready-pipe.js";
 import { writeFileAtomic } from "../util/atomic-write.js";
 import { iiiHome, workerPaths, workersFilePath } from "../paths.js";
-import type { WorkerSpec } from "../state/model.js";
+import { isWasmImage, type WorkerSpec } from "../state/model.js";
+import { loadWorkersFile } from "../state/workers-file.js";
 import { buildWasiConfig, encodeWasiConfig, WASM_PAGE, type WasiConfig } from "./config.js";
 import { detectWasmKind } from "./kind.js";
 import { assertOneMemory } from "./memories.js";
@@ -69,9 +70,10 @@ function within(outer: string, inner: string): boolean {
  * JavaScript in the runner (review s16; `--mount $HOME:/home` does it with the default III_HOME ~/.iii). So no
  * mount may overlap III_HOME, read-only or not. A writable mount also may not hold the code the runner and the
  * CLI run (this package, preview2-shim and the runner's other packages), nor the project's iii.workers.yaml: a
- * component rewrote its own entry there (`mounts: [/:/host]`) and the next start honoured it (review s16).
+ * component rewrote its own entry there (`mounts: [/:/host]`) and the next start honoured it (review s16), nor
+ * another WASM worker's module (the guest would replace it and run with that worker's mounts and network).
  */
-export function assertMountsClearOfIii(dirs: WasiConfig["dirs"], home: string, codeDirs: string[], projectFile?: string): void {
+export function assertMountsClearOfIii(dirs: WasiConfig["dirs"], home: string, codeDirs: string[], projectFile?: string, otherModules: string[] = []): void {
   const realHome = real(home);
   for (const d of dirs) {
     const host = real(d.hostPath);
@@ -86,6 +88,13 @@ export function assertMountsClearOfIii(dirs: WasiConfig["dirs"], home: string, c
       throw new IiiError(
         "InvalidOption",
         `mount ${d.hostPath} (${d.guestPath}) is writable and holds ${projectFile}: the guest could rewrite its own entry (mounts, network) for the next start; mount it read-only (:ro) or mount a subdirectory`,
+      );
+    }
+    const other = otherModules.map(real).find((m) => within(host, m));
+    if (other) {
+      throw new IiiError(
+        "InvalidOption",
+        `mount ${d.hostPath} (${d.guestPath}) is writable and holds ${other}, another worker's module: the guest could replace it and run as that worker; mount it read-only (:ro) or mount a dir without it`,
       );
     }
     const code = codeDirs.map(real).find((c) => within(host, c));
@@ -106,6 +115,18 @@ function runnerCodeDirs(): string[] {
   const jco = packageInfo("@bytecodealliance/jco");
   if (jco) dirs.push(jco.dir);
   return [...dirs, ...packageClosure("@iii/network"), ...packageClosure("iii-sdk")];
+}
+
+/** The module files of the project's other WASM workers (none when the project file cannot be read). */
+async function otherWasmModules(name: string, cwd: string): Promise<string[]> {
+  try {
+    const file = await loadWorkersFile(workersFilePath(cwd));
+    return Object.entries(file.workers)
+      .filter(([other, spec]) => other !== name && isWasmImage(spec.image))
+      .map(([, spec]) => resolve(cwd, wasmModulePath(spec.image)));
+  } catch {
+    return [];
+  }
 }
 
 export interface WasmStartOptions {
@@ -130,7 +151,7 @@ export async function startWasmWorker(name: string, spec: WorkerSpec, options: W
   const kind = detectWasmKind(bytes, module);
   assertOneMemory(bytes, module);
   const config = buildWasiConfig(name, spec, options.engineUrl);
-  assertMountsClearOfIii(config.dirs, iiiHome(env), runnerCodeDirs(), workersFilePath(cwd));
+  assertMountsClearOfIii(config.dirs, iiiHome(env), runnerCodeDirs(), workersFilePath(cwd), await otherWasmModules(name, cwd));
   for (const d of config.dirs) {
     if (!(await stat(d.hostPath).catch(() => undefined))?.isDirectory()) throw new IiiError("InvalidOption", `dir ${d.hostPath} (for ${d.guestPath}) is not a directory`);
   }

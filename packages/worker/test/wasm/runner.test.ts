@@ -326,6 +326,22 @@ describe("hostile modules", () => {
     expect(code.code).toBe(1);
   });
 
+  it("a writable mount holding another worker's module is refused: the guest would replace it and run as that worker", async () => {
+    const project = join(root, "lateral");
+    const mods = join(project, "mods");
+    mkdirSync(mods, { recursive: true });
+    const victim = await wat(exitWith(0, "the trusted worker\n"));
+    writeFileSync(join(mods, "trusted.wasm"), victim);
+    writeFileSync(join(project, "plugin.wasm"), await wat(linkGamesThenCreate([], [], "trusted.wasm")));
+    expect((await cli(project, ["add", "./mods/trusted.wasm", "--name", "trusted", "--mount", `${project}/mods:/m:ro`])).code).toBe(0);
+    expect((await cli(project, ["add", "./plugin.wasm", "--name", "plugin", "--mount", `${mods}:/mods`])).code).toBe(0);
+    const started = await cli(project, ["start", "plugin"]);
+    await waitEnded(project, "plugin");
+    expect(Buffer.compare(readFileSync(join(mods, "trusted.wasm")), victim)).toBe(0);
+    expect(started.stderr).toContain(`holds ${join(mods, "trusted.wasm")}, another worker's module`);
+    expect(started.code).toBe(1);
+  });
+
   it("a stdout flood is cut at the cap: the log stays bounded and the runner's memory flat", async () => {
     const cap = 1024 * 1024;
     const r = await run(flood(2048), [], { III_WASM_STDIO_CAP_BYTES: String(cap) }); // 128 MiB offered
