@@ -1,4 +1,4 @@
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -155,3 +155,22 @@ it("a writable mount holding the project's iii.workers.yaml is refused: the comp
   expect((await cli(["add", "./writer.wasm", "--name", "w", "--mount", `${project}:/app:ro`, "-e", "TARGET=iii.workers.yaml"])).code).toBe(0);
   expect((await cli(["start", "w"])).code).toBe(0);
 }, 60_000);
+
+it("a transpile bomb is bounded: jco runs in a child under caps, and a transpilation over the output cap is refused with nothing cached", async () => {
+  // review s16: a 1 MB component of 20,000 function exports (here 10,000) made jco, in the CLI itself, take 2.8 s and 491 MiB and
+  // write 42 MB of JavaScript; the output grows with what the binary declares, up to the 1 GiB module limit
+  const exports = Array.from({ length: 10_000 }, (_, k) => `  (func $f${k} (canon lift (core func $i "f")))\n  (export "f${k}" (func $f${k}))`).join("\n");
+  const source = `(component\n  (core module $m (func (export "f")))\n  (core instance $i (instantiate $m))\n${exports}\n)`;
+  const jcoDir = realpathSync(join(here, "../../node_modules/@bytecodealliance/jco"));
+  const { parse } = (await import(createRequire(join(jcoDir, "package.json")).resolve("@bytecodealliance/jco"))) as { parse(wat: string): Promise<Uint8Array> };
+  const project = join(root, "bomb");
+  mkdirSync(project, { recursive: true });
+  writeFileSync(join(project, "bomb.wasm"), await parse(source));
+  const home = join(root, "home-bomb");
+  const cli = (args: string[]) => runWorkerCli(args, { cwd: project, env: { III_HOME: home, III_WASM_TRANSPILE_MAX_BYTES: String(8 * 2 ** 20) } });
+  expect((await cli(["add", "./bomb.wasm", "--name", "bomb"])).code).toBe(0);
+  const started = await cli(["start", "bomb"]);
+  expect(started.stderr).toMatch(/jco could not transpile the component: its transpilation is \d+ bytes \(at most 8388608\) \[WasmInvalid\]$/m);
+  expect(started.code).toBe(1);
+  expect(readdirSync(join(home, "wasm-cache"))).toEqual([]);
+}, 120_000);
