@@ -129,6 +129,18 @@ async function otherWasmModules(name: string, cwd: string): Promise<string[]> {
   }
 }
 
+/**
+ * What the runner inherits of the CLI's environment: iii's own variables, Node's (NODE_OPTIONS,
+ * NODE_EXTRA_CA_CERTS for a wss engine), OpenTelemetry's, locale, time zone, PATH, HOME, TMPDIR and the TLS
+ * certificate locations. Not the rest (cloud credentials, tokens, the user's own secrets): the runner hosts the
+ * guest, and a way from the guest into its JavaScript found the whole environment there (review s16).
+ */
+const RUNNER_ENV = /^(?:III_|NODE_|OTEL_|LC_)|^(?:PATH|HOME|LANG|LANGUAGE|TZ|TMPDIR|SSL_CERT_FILE|SSL_CERT_DIR)$/;
+
+export function runnerEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(env).filter(([key, value]) => value !== undefined && RUNNER_ENV.test(key)));
+}
+
 export interface WasmStartOptions {
   env: NodeJS.ProcessEnv;
   cwd: string;
@@ -177,7 +189,7 @@ export async function startWasmWorker(name: string, spec: WorkerSpec, options: W
       detached: true,
       stdio: ["ignore", out, err, "pipe"],
       env: {
-        ...env,
+        ...runnerEnv(env),
         III_READY_FD: String(READY_FD),
         // what iii-sdk reports to the engine for the runner's connection
         III_ISOLATION: "wasm",

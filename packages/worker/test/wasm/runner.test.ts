@@ -342,6 +342,21 @@ describe("hostile modules", () => {
     expect(started.code).toBe(1);
   });
 
+  it("the runner does not carry the CLI's whole environment: a secret of the user's stays out of the process that hosts the guest", async () => {
+    const project = join(root, "envleak");
+    mkdirSync(project, { recursive: true });
+    writeFileSync(join(project, "guest.wasm"), await wat(spin));
+    const env = { AWS_SECRET_ACCESS_KEY: "s16-host-secret", III_SOMETHING: "kept" };
+    expect((await cli(project, ["add", "./guest.wasm", "--name", "guest", "--max-execution-ms", "20000"])).code).toBe(0);
+    expect((await cli(project, ["start", "guest"], env)).code).toBe(0);
+    const { pid } = await row(project, "guest");
+    const environ = readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
+    await cli(project, ["stop", "guest"]);
+    expect(environ).toContain("III_WORKER_NAME=guest");
+    expect(environ).toContain("III_SOMETHING=kept");
+    expect(environ.filter((e) => e.startsWith("AWS_SECRET_ACCESS_KEY="))).toEqual([]);
+  });
+
   it("a stdout flood is cut at the cap: the log stays bounded and the runner's memory flat", async () => {
     const cap = 1024 * 1024;
     const r = await run(flood(2048), [], { III_WASM_STDIO_CAP_BYTES: String(cap) }); // 128 MiB offered
