@@ -252,6 +252,18 @@ describe("hostile modules", () => {
     expect(started.code).toBe(1);
     expect(started.stderr).toContain(`mount ${data} (/data): d/up is a symlink to .., which climbs with ..`);
     expect(started.stderr).toMatch(/\[InvalidOption\]$/m);
+    // an absolute target with `..` that resolves inside at start ($data/x): the module makes `sub -> .`, and abs is
+    // then $data/.. /x, the mount's sibling
+    rmSync(join(data, "d", "up"));
+    mkdirSync(join(project, "x"));
+    symlinkSync(`${data}/sub/../x`, join(data, "abs"));
+    writeFileSync(join(project, "guest2.wasm"), await wat(linkGamesThenCreate([[".", "sub"]], [], "abs/planted-by-abs.txt")));
+    expect((await cli(project, ["add", "./guest2.wasm", "--name", "guest2", "--mount", `${data}:/data`])).code).toBe(0);
+    const again = await cli(project, ["start", "guest2"]);
+    await waitEnded(project, "guest2");
+    expect(existsSync(join(project, "x", "planted-by-abs.txt"))).toBe(false);
+    expect(again.stderr).toContain(`abs is a symlink to ${data}/sub/../x, which climbs with ..`);
+    expect(again.code).toBe(1);
   });
 
   it("fd_renumber of a read-only dir onto itself keeps it read-only", async () => {
