@@ -4,7 +4,7 @@
  * runs the guest in a worker thread, enforces the wall-clock and CPU limits by terminating that thread, and
  * records the end of the run in last-exit.json (state completed | failed | stopped, exit code, reason).
  */
-import { closeSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, openSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { Worker } from "node:worker_threads";
 import { parseWasiConfig, type WasiConfig } from "./config.js";
@@ -53,6 +53,19 @@ function ownStartTime(): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Whether another, writable mount of the run lies inside `dir` (real paths). */
+function holdsWritableMount(dir: WasiConfig["dirs"][number], dirs: WasiConfig["dirs"]): boolean {
+  const real = (p: string) => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return p;
+    }
+  };
+  const outer = real(dir.hostPath);
+  return dirs.some((o) => o !== dir && !o.readOnly && (real(o.hostPath) === outer || real(o.hostPath).startsWith(outer.endsWith("/") ? outer : `${outer}/`)));
 }
 
 function writeJsonAtomic(path: string, value: unknown): void {
@@ -120,7 +133,8 @@ export async function runWasmRunner(configPath: string): Promise<number> {
   if (launch.kind === "module") {
     // preview 1 only: preview2-shim resolves every path component itself and refuses escapes
     try {
-      for (const d of config.dirs) assertNoLinksOut(d);
+      // a read-only mount holding a writable one is walked as writable: the module rearranges what is below
+      for (const d of config.dirs) assertNoLinksOut(d.readOnly && holdsWritableMount(d, config.dirs) ? { ...d, readOnly: false } : d);
     } catch (error) {
       const reason = (error as Error).message;
       report({ event: "failed", code: (error as { code?: string }).code ?? "WasmStartFailed", message: reason });

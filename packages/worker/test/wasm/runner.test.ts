@@ -266,6 +266,40 @@ describe("hostile modules", () => {
     expect(again.code).toBe(1);
   });
 
+  it("a read-only mount holding a writable one is held to the writable rule: the module could rearrange a dir its links go through", async () => {
+    // data/l -> a/b/../../x is data/x at start; with data/a also mounted writable, the module replaces a/b by
+    // `b -> .` and l becomes data/.. /x, read through the read-only mount
+    const project = join(root, "nested");
+    const data = join(project, "data");
+    mkdirSync(join(data, "a", "b"), { recursive: true });
+    mkdirSync(join(project, "x"));
+    writeFileSync(join(project, "x", "secret.txt"), "outside");
+    symlinkSync("a/b/../../x", join(data, "l"));
+    const source = `(module
+ (import "wasi_snapshot_preview1" "path_remove_directory" (func $rmdir (param i32 i32 i32) (result i32)))
+ (import "wasi_snapshot_preview1" "path_symlink" (func $symlink (param i32 i32 i32 i32 i32) (result i32)))
+ (import "wasi_snapshot_preview1" "path_open" (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+ (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+ (memory (export "memory") 1)
+ (data (i32.const 100) "b")
+ (data (i32.const 110) ".")
+ (data (i32.const 120) "l/secret.txt")
+ (func (export "_start") (local $rc i32)
+  (drop (call $rmdir (i32.const 4) (i32.const 100) (i32.const 1)))
+  (drop (call $symlink (i32.const 110) (i32.const 1) (i32.const 4) (i32.const 100) (i32.const 1)))
+  (local.set $rc (call $open (i32.const 3) (i32.const 0) (i32.const 120) (i32.const 12) (i32.const 0) (i64.const 2) (i64.const 2) (i32.const 0) (i32.const 32)))
+  (call $exit (i32.add (i32.const 100) (local.get $rc)))))`;
+    const r = await (async () => {
+      writeFileSync(join(project, "guest.wasm"), await wat(source));
+      expect((await cli(project, ["add", "./guest.wasm", "--name", "guest", "--mount", `${data}:/ro:ro`, "--mount", `${data}/a:/rw`])).code).toBe(0);
+      const started = await cli(project, ["start", "guest"]);
+      return { started, row: await waitEnded(project, "guest") };
+    })();
+    expect(r.row.lastExit?.code).not.toBe(100); // 100 + 0: it opened x/secret.txt beside the mount
+    expect(r.started.stderr).toContain(`mount ${data} (/ro): l is a symlink to a/b/../../x, which climbs with ..`);
+    expect(r.started.code).toBe(1);
+  });
+
   it("fd_renumber of a read-only dir onto itself keeps it read-only", async () => {
     // review s16: the guard added `to` then deleted `from`, the same fd, and the mount took writes
     const project = join(root, "renumber-ro");
