@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { defaultWasiNetwork, parseWasiConfig, WASM_PAGE, type WasiConfig } from "./config.js";
-import { runnerNodeFlags, WASM_RUNNER_ENTRY } from "./controller.js";
+import { runnerEnv, runnerNodeFlags, WASM_RUNNER_ENTRY } from "./controller.js";
 import type { WasmLaunch } from "./protocol.js";
 
 /**
@@ -22,6 +22,7 @@ export async function runWasmCli(configPath: string): Promise<number> {
   const launch = JSON.parse(readFileSync(join(dir, "wasm-launch.json"), "utf8")) as WasmLaunch;
   const child = spawn(process.execPath, [...runnerNodeFlags(config, launch, dir, launch.transpiled ? [launch.transpiled] : []), WASM_RUNNER_ENTRY, "__wasm-run", configPath], {
     stdio: "inherit",
+    env: runnerEnv(process.env),
   });
   const forward = (signal: NodeJS.Signals) => child.kill(signal);
   process.on("SIGTERM", forward).on("SIGINT", forward);

@@ -2,18 +2,19 @@ import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { closeSync, openSync, realpathSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
-import { dirname } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ERROR_CODES, IiiError, type ErrorCode } from "../errors.js";
 import { awaitReadyLine, READY_FD } from "../launch/ready-pipe.js";
 import { writeFileAtomic } from "../util/atomic-write.js";
-import { iiiHome, workerPaths } from "../paths.js";
-import type { WorkerSpec } from "../state/model.js";
+import { iiiHome, workerPaths, workersFilePath } from "../paths.js";
+import { isWasmImage, type WorkerSpec } from "../state/model.js";
+import { loadWorkersFile } from "../state/workers-file.js";
 import { buildWasiConfig, encodeWasiConfig, WASM_PAGE, type WasiConfig } from "./config.js";
 import { detectWasmKind } from "./kind.js";
 import { assertOneMemory } from "./memories.js";
 import { DEFAULT_STDIO_CAP_BYTES, type WasmLaunch } from "./protocol.js";
-import { packageClosure, readRoots } from "./packages.js";
+import { packageClosure, packageInfo, readRoots } from "./packages.js";
 import { SHIM_INTERFACES, shimModuleUrl, transpileComponent } from "./transpile.js";
 
 export const WASM_RUNNER_ENTRY = fileURLToPath(new URL("./wasm-runner.js", import.meta.url));
@@ -57,6 +58,89 @@ export function runnerNodeFlags(config: WasiConfig, launch: WasmLaunch, workerDi
   ];
 }
 
+/** Whether `inner` is `outer` or below it (both real, absolute paths). */
+function within(outer: string, inner: string): boolean {
+  return inner === outer || inner.startsWith(outer.endsWith("/") ? outer : `${outer}/`);
+}
+
+/**
+ * Refuses (InvalidOption) a mount that reaches iii's own state or code. III_HOME holds every worker's
+ * WASI_CONFIG (their environments), registry credentials and the transpile cache whose component.js the runner
+ * executes: a component given a mount over it rewrote its cached component.js and the next start ran that
+ * JavaScript in the runner (review s16; `--mount $HOME:/home` does it with the default III_HOME ~/.iii). So no
+ * mount may overlap III_HOME, read-only or not. A writable mount also may not hold the code the runner and the
+ * CLI run (this package, preview2-shim and the runner's other packages), nor the project's iii.workers.yaml: a
+ * component rewrote its own entry there (`mounts: [/:/host]`) and the next start honoured it (review s16), nor
+ * another WASM worker's module (the guest would replace it and run with that worker's mounts and network).
+ */
+export function assertMountsClearOfIii(dirs: WasiConfig["dirs"], home: string, codeDirs: string[], projectFile?: string, otherModules: string[] = []): void {
+  const realHome = real(home);
+  for (const d of dirs) {
+    const host = real(d.hostPath);
+    if (within(host, realHome) || within(realHome, host)) {
+      throw new IiiError(
+        "InvalidOption",
+        `mount ${d.hostPath} (${d.guestPath}) overlaps III_HOME (${realHome}): the guest would reach iii's own state (other workers' configs, the code cache the runner executes); mount a dir outside it`,
+      );
+    }
+    if (d.readOnly) continue;
+    if (projectFile && within(host, join(real(dirname(projectFile)), basename(projectFile)))) {
+      throw new IiiError(
+        "InvalidOption",
+        `mount ${d.hostPath} (${d.guestPath}) is writable and holds ${projectFile}: the guest could rewrite its own entry (mounts, network) for the next start; mount it read-only (:ro) or mount a subdirectory`,
+      );
+    }
+    const other = otherModules.map(real).find((m) => within(host, m));
+    if (other) {
+      throw new IiiError(
+        "InvalidOption",
+        `mount ${d.hostPath} (${d.guestPath}) is writable and holds ${other}, another worker's module: the guest could replace it and run as that worker; mount it read-only (:ro) or mount a dir without it`,
+      );
+    }
+    const code = codeDirs.map(real).find((c) => within(host, c));
+    if (code) {
+      throw new IiiError(
+        "InvalidOption",
+        `mount ${d.hostPath} (${d.guestPath}) is writable and holds ${code}, code that iii runs on the host: the guest could rewrite it; mount it read-only (:ro) or mount a dir without it`,
+      );
+    }
+  }
+}
+
+/** The directories of the code the runner loads (this package, preview2-shim, the engine link's packages). */
+function runnerCodeDirs(): string[] {
+  const dirs = [dirname(dirname(WASM_RUNNER_ENTRY))];
+  const shim = packageInfo("@bytecodealliance/preview2-shim");
+  if (shim) dirs.push(shim.dir);
+  const jco = packageInfo("@bytecodealliance/jco");
+  if (jco) dirs.push(jco.dir);
+  return [...dirs, ...packageClosure("@iii/network"), ...packageClosure("iii-sdk")];
+}
+
+/** The module files of the project's other WASM workers (none when the project file cannot be read). */
+async function otherWasmModules(name: string, cwd: string): Promise<string[]> {
+  try {
+    const file = await loadWorkersFile(workersFilePath(cwd));
+    return Object.entries(file.workers)
+      .filter(([other, spec]) => other !== name && isWasmImage(spec.image))
+      .map(([, spec]) => resolve(cwd, wasmModulePath(spec.image)));
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * What the runner inherits of the CLI's environment: iii's own variables, Node's (NODE_OPTIONS,
+ * NODE_EXTRA_CA_CERTS for a wss engine), OpenTelemetry's, locale, time zone, PATH, HOME, TMPDIR and the TLS
+ * certificate locations. Not the rest (cloud credentials, tokens, the user's own secrets): the runner hosts the
+ * guest, and a way from the guest into its JavaScript found the whole environment there (review s16).
+ */
+const RUNNER_ENV = /^(?:III_|NODE_|OTEL_|LC_)|^(?:PATH|HOME|LANG|LANGUAGE|TZ|TMPDIR|SSL_CERT_FILE|SSL_CERT_DIR)$/;
+
+export function runnerEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(env).filter(([key, value]) => value !== undefined && RUNNER_ENV.test(key)));
+}
+
 export interface WasmStartOptions {
   env: NodeJS.ProcessEnv;
   cwd: string;
@@ -79,6 +163,7 @@ export async function startWasmWorker(name: string, spec: WorkerSpec, options: W
   const kind = detectWasmKind(bytes, module);
   assertOneMemory(bytes, module);
   const config = buildWasiConfig(name, spec, options.engineUrl);
+  assertMountsClearOfIii(config.dirs, iiiHome(env), runnerCodeDirs(), workersFilePath(cwd), await otherWasmModules(name, cwd));
   for (const d of config.dirs) {
     if (!(await stat(d.hostPath).catch(() => undefined))?.isDirectory()) throw new IiiError("InvalidOption", `dir ${d.hostPath} (for ${d.guestPath}) is not a directory`);
   }
@@ -104,7 +189,7 @@ export async function startWasmWorker(name: string, spec: WorkerSpec, options: W
       detached: true,
       stdio: ["ignore", out, err, "pipe"],
       env: {
-        ...env,
+        ...runnerEnv(env),
         III_READY_FD: String(READY_FD),
         // what iii-sdk reports to the engine for the runner's connection
         III_ISOLATION: "wasm",

@@ -11,6 +11,11 @@ import type { WasiDir } from "./config.js";
  * host's, and they are there before the start: each mounted dir is walked (lstat, links never followed) and the
  * start refused if a symlink resolves out of it. Bounded: a dir too large to check in time is refused too.
  * Residual: a host process that plants such a link after the walk (see the README).
+ *
+ * A writable mount is held to more: no symlink with a `..` component at all, even one that resolves inside. The module can rename or hard-link such a link (or a directory above it) to a shallower place, where
+ * the same `..` leads out (`d/up -> ..` moved to the top is the mount's parent). The links the module makes
+ * itself are held to the same rule (guard.ts), so in a writable mount every link resolves below itself for the
+ * whole run. A read-only mount cannot be rearranged: there the walk's verdict holds.
  */
 export const MOUNT_CHECK_MAX_ENTRIES = 100_000;
 export const MOUNT_CHECK_MAX_MS = 5_000;
@@ -119,6 +124,21 @@ export function assertNoLinksOut(dir: WasiDir, limits: MountCheckLimits = { maxE
             "InvalidOption",
             `mount ${dir.hostPath} (${dir.guestPath}): ${relative(root, path)} is a symlink to ${target}, out of the mount; a preview 1 module would follow it to the host (node:wasi resolves symlinks inside a path): remove it, or mount its target instead`,
           );
+        }
+        if (!dir.readOnly) {
+          let target: string | undefined;
+          try {
+            target = readlinkSync(path);
+          } catch {
+            // gone meanwhile
+          }
+          // absolute ones too: `/m/sub/../x` climbs out once the module replaces the dir `sub` with `sub -> .`
+          if (target !== undefined && target.split(sep).includes("..")) {
+            throw new IiiError(
+              "InvalidOption",
+              `mount ${dir.hostPath} (${dir.guestPath}): ${relative(root, path)} is a symlink to ${target}, which climbs with ..; in a writable mount a preview 1 module could move it (or a dir above it) to where it leads out: remove it, mount the dir read-only (:ro), or run a component`,
+            );
+          }
         }
       } else if (entry.isDirectory()) stack.push(path);
     }

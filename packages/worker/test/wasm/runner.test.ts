@@ -6,7 +6,25 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runWorkerCli } from "../helpers.js";
 import { coreModuleMemories } from "../../src/wasm/memories.js";
 import { assertNoLinksOut } from "../../src/wasm/mount-links.js";
-import { exitWith, flood, gcHoarder, growBy, importedAndDefinedMemory, O_CREAT, O_TRUNC, openAt, RIGHT_FD_READ, RIGHT_FD_WRITE, spin, twoMemories, wat } from "./wat.js";
+import {
+  exitWith,
+  flood,
+  gcHoarder,
+  growBy,
+  importedAndDefinedMemory,
+  linkGamesThenCreate,
+  O_CREAT,
+  O_TRUNC,
+  openAt,
+  renumberSelfThenCreate,
+  RIGHT_FD_READ,
+  RIGHT_FD_WRITE,
+  spin,
+  spinInStartFunction,
+  stdioCapBypass,
+  twoMemories,
+  wat,
+} from "./wat.js";
 
 // Real runner processes (node --permission, node:wasi in a worker thread), started through the built CLI.
 let root: string;
@@ -202,6 +220,187 @@ describe("hostile modules", () => {
     expect(timed.listText).toMatch(/failed: timeout/);
     // each end is measured by durationMs above; this only catches a run that was never ended (loaded CI hosts are slow)
     expect(Date.now() - t0).toBeLessThan(60_000);
+  });
+
+  it("cannot make a symlink that climbs (a -> ., then l -> a/a/../..): the kernel would resolve it to the mount's grandparent", async () => {
+    // review s16: uvwasi checks a new link's target as text ("a/a/../.." normalises to "."), the kernel resolves
+    // a -> . first, so l was the mount's grandparent and the module created files anywhere on the host
+    const project = join(root, "makelink");
+    const data = join(project, "mnt", "data");
+    mkdirSync(data, { recursive: true });
+    const dir = ["--mount", `${data}:/data`];
+    const r = await run(linkGamesThenCreate([[".", "a"], ["a/a/../..", "l"]], [], "l/planted-by-link.txt"), dir);
+    expect(existsSync(join(project, "planted-by-link.txt"))).toBe(false);
+    expect(r.row.lastExit!.code).not.toBe(0);
+    expect(existsSync(join(data, "l"))).toBe(false); // path_symlink refused (ENOTCAPABLE)
+    // a link to . is harmless (it resolves below itself), and `..` after it in a path is taken as text by uvwasi
+    writeFileSync(join(project, "mnt", "above.txt"), "above");
+    expect((await run(openAt("a/../above.txt", 0, RIGHT_FD_READ), dir)).row.lastExit!.code).not.toBe(0);
+  });
+
+  it("a writable mount holding a symlink that climbs with .. is refused at start, even one that stays inside (the module would move it up)", async () => {
+    // d/up -> .. is the mount itself, but renamed to the top it is the mount's parent: up/planted.txt
+    const project = join(root, "moveup");
+    const data = join(project, "data");
+    mkdirSync(join(data, "d"), { recursive: true });
+    symlinkSync("..", join(data, "d", "up"));
+    writeFileSync(join(project, "guest.wasm"), await wat(linkGamesThenCreate([], [["d/up", "up"]], "up/planted-by-rename.txt")));
+    expect((await cli(project, ["add", "./guest.wasm", "--mount", `${data}:/data`])).code).toBe(0);
+    const started = await cli(project, ["start", "guest"]);
+    await waitEnded(project, "guest");
+    expect(existsSync(join(project, "planted-by-rename.txt"))).toBe(false);
+    expect(started.code).toBe(1);
+    expect(started.stderr).toContain(`mount ${data} (/data): d/up is a symlink to .., which climbs with ..`);
+    expect(started.stderr).toMatch(/\[InvalidOption\]$/m);
+    // an absolute target with `..` that resolves inside at start ($data/x): the module makes `sub -> .`, and abs is
+    // then $data/.. /x, the mount's sibling
+    rmSync(join(data, "d", "up"));
+    mkdirSync(join(project, "x"));
+    symlinkSync(`${data}/sub/../x`, join(data, "abs"));
+    writeFileSync(join(project, "guest2.wasm"), await wat(linkGamesThenCreate([[".", "sub"]], [], "abs/planted-by-abs.txt")));
+    expect((await cli(project, ["add", "./guest2.wasm", "--name", "guest2", "--mount", `${data}:/data`])).code).toBe(0);
+    const again = await cli(project, ["start", "guest2"]);
+    await waitEnded(project, "guest2");
+    expect(existsSync(join(project, "x", "planted-by-abs.txt"))).toBe(false);
+    expect(again.stderr).toContain(`abs is a symlink to ${data}/sub/../x, which climbs with ..`);
+    expect(again.code).toBe(1);
+  });
+
+  it("a read-only mount holding a writable one is held to the writable rule: the module could rearrange a dir its links go through", async () => {
+    // data/l -> a/b/../../x is data/x at start; with data/a also mounted writable, the module replaces a/b by
+    // `b -> .` and l becomes data/.. /x, read through the read-only mount
+    const project = join(root, "nested");
+    const data = join(project, "data");
+    mkdirSync(join(data, "a", "b"), { recursive: true });
+    mkdirSync(join(project, "x"));
+    writeFileSync(join(project, "x", "secret.txt"), "outside");
+    symlinkSync("a/b/../../x", join(data, "l"));
+    const source = `(module
+ (import "wasi_snapshot_preview1" "path_remove_directory" (func $rmdir (param i32 i32 i32) (result i32)))
+ (import "wasi_snapshot_preview1" "path_symlink" (func $symlink (param i32 i32 i32 i32 i32) (result i32)))
+ (import "wasi_snapshot_preview1" "path_open" (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+ (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+ (memory (export "memory") 1)
+ (data (i32.const 100) "b")
+ (data (i32.const 110) ".")
+ (data (i32.const 120) "l/secret.txt")
+ (func (export "_start") (local $rc i32)
+  (drop (call $rmdir (i32.const 4) (i32.const 100) (i32.const 1)))
+  (drop (call $symlink (i32.const 110) (i32.const 1) (i32.const 4) (i32.const 100) (i32.const 1)))
+  (local.set $rc (call $open (i32.const 3) (i32.const 0) (i32.const 120) (i32.const 12) (i32.const 0) (i64.const 2) (i64.const 2) (i32.const 0) (i32.const 32)))
+  (call $exit (i32.add (i32.const 100) (local.get $rc)))))`;
+    const r = await (async () => {
+      writeFileSync(join(project, "guest.wasm"), await wat(source));
+      expect((await cli(project, ["add", "./guest.wasm", "--name", "guest", "--mount", `${data}:/ro:ro`, "--mount", `${data}/a:/rw`])).code).toBe(0);
+      const started = await cli(project, ["start", "guest"]);
+      return { started, row: await waitEnded(project, "guest") };
+    })();
+    expect(r.row.lastExit?.code).not.toBe(100); // 100 + 0: it opened x/secret.txt beside the mount
+    expect(r.started.stderr).toContain(`mount ${data} (/ro): l is a symlink to a/b/../../x, which climbs with ..`);
+    expect(r.started.code).toBe(1);
+  });
+
+  it("fd_renumber of a read-only dir onto itself keeps it read-only", async () => {
+    // review s16: the guard added `to` then deleted `from`, the same fd, and the mount took writes
+    const project = join(root, "renumber-ro");
+    mkdirSync(join(project, "ro"), { recursive: true });
+    const r = await run(renumberSelfThenCreate("written.txt"), ["--mount", `${join(project, "ro")}:/ro:ro`]);
+    expect(existsSync(join(project, "ro", "written.txt"))).toBe(false);
+    expect(r.row.lastExit).toMatchObject({ code: 100 + 69 });
+  });
+
+  it("the stdout cap holds against fd_pwrite, aliased iovecs, resizing and fd_renumber(1, 0)", async () => {
+    const cap = 64 * 1024;
+    const r = await run(stdioCapBypass(64), [], { III_WASM_STDIO_CAP_BYTES: String(cap) }); // 4 + 64 + 4 MiB offered, 1 GiB resize
+    expect(r.row).toMatchObject({ status: "completed", lastExit: { code: 0 } });
+    const log = join(home, "managed");
+    const sizes = readdirSync(log, { recursive: true, withFileTypes: true })
+      .filter((e) => e.isFile() && e.name === "stdout.log" && e.parentPath.startsWith(join(log)) && readFileSync(join(e.parentPath, "..", "wasm-launch.json"), "utf8").includes(r.project))
+      .map((e) => statSync(join(e.parentPath, e.name)).size);
+    expect(sizes).toHaveLength(1);
+    expect(sizes[0]).toBeLessThanOrEqual(cap + 100);
+    expect(r.stdout).toMatch(/\[iii: stdout truncated after 65536 bytes\]/);
+  });
+
+  it("the limits hold while the module is instantiated: a start function that spins is ended at maxExecutionMs and at the CPU budget", async () => {
+    // review s16: the limits were armed when the guest reported "started", after instantiation, so a (start)
+    // function spun until the CLI gave up on the start (120 s) under a 300 ms limit
+    const t0 = Date.now();
+    const cases: [string, string, string][] = [
+      ["--max-execution-ms", "300", "timeout"],
+      ["--cpu-budget-ms", "200", "cpu budget"],
+    ];
+    for (const [option, value, reason] of cases) {
+      const project = join(root, `startspin-${reason.replace(" ", "-")}`);
+      mkdirSync(project, { recursive: true });
+      writeFileSync(join(project, "guest.wasm"), await wat(spinInStartFunction));
+      expect((await cli(project, ["add", "./guest.wasm", "--name", "guest", option, value])).code).toBe(0);
+      const started = await cli(project, ["start", "guest", "--boot-timeout", "20"]);
+      expect(started.stderr).toContain(reason);
+      const ended = await waitEnded(project, "guest");
+      expect(ended).toMatchObject({ status: "failed", lastExit: { state: "failed", reason } });
+      expect(ended.lastExit!.durationMs!).toBeLessThan(3_000);
+    }
+    expect(Date.now() - t0).toBeLessThan(60_000);
+  });
+
+  it("a mount over III_HOME is refused (the guest would rewrite iii's state and code cache), as is a writable one holding iii's code", async () => {
+    // review s16: with --mount over the parent of III_HOME a component rewrote its cached component.js and the next
+    // start ran that JavaScript in the runner; here a module plants a file in III_HOME through such a mount
+    const project = join(root, "overhome");
+    const state = join(project, "state");
+    const ownHome = join(state, ".iii");
+    mkdirSync(ownHome, { recursive: true });
+    writeFileSync(join(project, "guest.wasm"), await wat(linkGamesThenCreate([], [], ".iii/planted-in-home.txt")));
+    const env = { III_HOME: ownHome };
+    const c = (args: string[]) => runWorkerCli(args, { cwd: project, env });
+    for (const mount of [`${state}:/state`, `${state}:/state:ro`, `${ownHome}/x:/x`]) {
+      mkdirSync(join(ownHome, "x"), { recursive: true });
+      expect((await c(["add", "./guest.wasm", "--name", "g", "--mount", mount])).code).toBe(0);
+      const started = await c(["start", "g"]);
+      await sleep(300);
+      expect(existsSync(join(ownHome, "planted-in-home.txt"))).toBe(false);
+      expect(started.stderr).toMatch(/overlaps III_HOME .*\[InvalidOption\]$/m);
+      expect(started.code).toBe(1);
+      expect((await c(["remove", "g", "--force"])).code).toBe(0);
+    }
+    // the package that holds the runner's code, writable: refused; read-only: runs
+    const pkg = join(import.meta.dirname, "..", "..");
+    expect((await c(["add", "./guest.wasm", "--name", "g", "--mount", `${pkg}:/pkg`])).code).toBe(0);
+    const code = await c(["start", "g"]);
+    expect(code.stderr).toMatch(/is writable and holds .*code that iii runs on the host/);
+    expect(code.code).toBe(1);
+  });
+
+  it("a writable mount holding another worker's module is refused: the guest would replace it and run as that worker", async () => {
+    const project = join(root, "lateral");
+    const mods = join(project, "mods");
+    mkdirSync(mods, { recursive: true });
+    const victim = await wat(exitWith(0, "the trusted worker\n"));
+    writeFileSync(join(mods, "trusted.wasm"), victim);
+    writeFileSync(join(project, "plugin.wasm"), await wat(linkGamesThenCreate([], [], "trusted.wasm")));
+    expect((await cli(project, ["add", "./mods/trusted.wasm", "--name", "trusted", "--mount", `${project}/mods:/m:ro`])).code).toBe(0);
+    expect((await cli(project, ["add", "./plugin.wasm", "--name", "plugin", "--mount", `${mods}:/mods`])).code).toBe(0);
+    const started = await cli(project, ["start", "plugin"]);
+    await waitEnded(project, "plugin");
+    expect(Buffer.compare(readFileSync(join(mods, "trusted.wasm")), victim)).toBe(0);
+    expect(started.stderr).toContain(`holds ${join(mods, "trusted.wasm")}, another worker's module`);
+    expect(started.code).toBe(1);
+  });
+
+  it("the runner does not carry the CLI's whole environment: a secret of the user's stays out of the process that hosts the guest", async () => {
+    const project = join(root, "envleak");
+    mkdirSync(project, { recursive: true });
+    writeFileSync(join(project, "guest.wasm"), await wat(spin));
+    const env = { AWS_SECRET_ACCESS_KEY: "s16-host-secret", III_SOMETHING: "kept" };
+    expect((await cli(project, ["add", "./guest.wasm", "--name", "guest", "--max-execution-ms", "20000"])).code).toBe(0);
+    expect((await cli(project, ["start", "guest"], env)).code).toBe(0);
+    const { pid } = await row(project, "guest");
+    const environ = readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
+    await cli(project, ["stop", "guest"]);
+    expect(environ).toContain("III_WORKER_NAME=guest");
+    expect(environ).toContain("III_SOMETHING=kept");
+    expect(environ.filter((e) => e.startsWith("AWS_SECRET_ACCESS_KEY="))).toEqual([]);
   });
 
   it("a stdout flood is cut at the cap: the log stays bounded and the runner's memory flat", async () => {

@@ -131,3 +131,91 @@ export function gcHoarder(count: number, bytesEach: number, keep = true): Uint8A
     ...section(10, [1, ...uleb(body.length), ...body]),
   ]);
 }
+
+const HOSTILE_IMPORTS = `${IMPORTS}
+ (import "wasi_snapshot_preview1" "path_symlink" (func $path_symlink (param i32 i32 i32 i32 i32) (result i32)))
+ (import "wasi_snapshot_preview1" "path_rename" (func $path_rename (param i32 i32 i32 i32 i32 i32) (result i32)))
+ (import "wasi_snapshot_preview1" "fd_renumber" (func $fd_renumber (param i32 i32) (result i32)))
+ (import "wasi_snapshot_preview1" "fd_pwrite" (func $fd_pwrite (param i32 i32 i32 i64 i32) (result i32)))
+ (import "wasi_snapshot_preview1" "fd_filestat_set_size" (func $fd_filestat_set_size (param i32 i64) (result i32)))`;
+
+const utf8Length = (text: string) => new TextEncoder().encode(text).length;
+
+/**
+ * In the first dir (fd 3): makes each `[target, name]` symlink (failures ignored), renames each `[from, to]`
+ * (failures ignored), then creates `path` (O_CREAT|O_TRUNC) and writes "pwned\n" into it. Exits 0 when the
+ * file was written, 100 + errno when path_open failed.
+ */
+export const linkGamesThenCreate = (links: [string, string][], renames: [string, string][], path: string) => {
+  let at = 1024;
+  const data: string[] = [];
+  const place = (text: string) => {
+    const ptr = at;
+    data.push(`(data (i32.const ${ptr}) "${escape(text)}")`);
+    at += utf8Length(text) + 8;
+    return ptr;
+  };
+  const body = [
+    ...links.map(([target, name]) => `(drop (call $path_symlink (i32.const ${place(target)}) (i32.const ${utf8Length(target)}) (i32.const 3) (i32.const ${place(name)}) (i32.const ${utf8Length(name)})))`),
+    ...renames.map(([from, to]) => `(drop (call $path_rename (i32.const 3) (i32.const ${place(from)}) (i32.const ${utf8Length(from)}) (i32.const 3) (i32.const ${place(to)}) (i32.const ${utf8Length(to)})))`),
+  ];
+  const p = place(path);
+  const pwned = place("pwned\n");
+  return `(module ${HOSTILE_IMPORTS}
+ (memory (export "memory") 1)
+ ${data.join("\n ")}
+ (func (export "_start") (local $rc i32)
+  ${body.join("\n  ")}
+  (local.set $rc (call $path_open (i32.const 3) (i32.const 0) (i32.const ${p}) (i32.const ${utf8Length(path)}) (i32.const 9) (i64.const 64) (i64.const 64) (i32.const 0) (i32.const 32)))
+  (if (local.get $rc) (then (call $proc_exit (i32.add (i32.const 100) (local.get $rc)))))
+  (i32.store (i32.const 16) (i32.const ${pwned}))
+  (i32.store (i32.const 20) (i32.const 6))
+  (drop (call $fd_write (i32.load (i32.const 32)) (i32.const 16) (i32.const 1) (i32.const 8)))
+  (call $proc_exit (i32.const 0))))`;
+};
+
+/** fd_renumber(3, 3), then creates `name` in fd 3 (O_CREAT). Exits 0 when it opened, else 100 + errno. */
+export const renumberSelfThenCreate = (name: string) => `(module ${HOSTILE_IMPORTS}
+ (memory (export "memory") 1)
+ (data (i32.const 64) "${escape(name)}")
+ (func (export "_start") (local $rc i32)
+  (drop (call $fd_renumber (i32.const 3) (i32.const 3)))
+  (local.set $rc (call $path_open (i32.const 3) (i32.const 0) (i32.const 64) (i32.const ${utf8Length(name)}) (i32.const 1) (i64.const 64) (i64.const 64) (i32.const 0) (i32.const 32)))
+  (if (local.get $rc) (then (call $proc_exit (i32.add (i32.const 100) (local.get $rc)))))
+  (call $proc_exit (i32.const 0))))`;
+
+/**
+ * Every way around the stdout cap tried at once, each with 64 KiB buffers: `times` positional writes to fd 1,
+ * one fd_write of 1,024 iovecs that all point at the same 64 KiB (64 MiB in one call), fd 1 resized to 1 GiB,
+ * then fd 1 renumbered onto fd 0 and `times` writes to fd 0. Exits 0.
+ */
+export const stdioCapBypass = (times: number) => `(module ${HOSTILE_IMPORTS}
+ (memory (export "memory") 2)
+ (func (export "_start") (local $i i32)
+  (memory.fill (i32.const 65536) (i32.const 66) (i32.const 65536))
+  (loop $iov
+   (i32.store (i32.add (i32.const 1024) (i32.mul (local.get $i) (i32.const 8))) (i32.const 65536))
+   (i32.store (i32.add (i32.const 1028) (i32.mul (local.get $i) (i32.const 8))) (i32.const 65536))
+   (local.set $i (i32.add (local.get $i) (i32.const 1)))
+   (br_if $iov (i32.lt_u (local.get $i) (i32.const 1024))))
+  (local.set $i (i32.const 0))
+  (loop $p
+   (drop (call $fd_pwrite (i32.const 1) (i32.const 1024) (i32.const 1) (i64.const 0) (i32.const 8)))
+   (local.set $i (i32.add (local.get $i) (i32.const 1)))
+   (br_if $p (i32.lt_u (local.get $i) (i32.const ${times}))))
+  (drop (call $fd_write (i32.const 1) (i32.const 1024) (i32.const 1024) (i32.const 8)))
+  (drop (call $fd_filestat_set_size (i32.const 1) (i64.const 1073741824)))
+  (drop (call $fd_renumber (i32.const 1) (i32.const 0)))
+  (local.set $i (i32.const 0))
+  (loop $w
+   (drop (call $fd_write (i32.const 0) (i32.const 1024) (i32.const 1) (i32.const 8)))
+   (local.set $i (i32.add (local.get $i) (i32.const 1)))
+   (br_if $w (i32.lt_u (local.get $i) (i32.const ${times}))))
+  (call $proc_exit (i32.const 0))))`;
+
+/** Spins in its start function, which runs while the module is instantiated (before `_start`). */
+export const spinInStartFunction = `(module ${IMPORTS}
+ (memory (export "memory") 1)
+ (func $spin (loop $l (br $l)))
+ (start $spin)
+ (func (export "_start")))`;
