@@ -38,7 +38,9 @@ export async function workerStatus(name: string, env: NodeJS.ProcessEnv = proces
   const ended = current?.crashed ? "crashed" : current?.startFailed ? "failed" : (current?.state ?? "stopped");
   if (record) {
     const hostEnded = current !== undefined && (current.crashed || current.startFailed || !vmProcessAlive(record));
-    if (!isSameProcessAlive(record)) status.state = "crashed";
+    // A supervisor gone with vm.json left behind crashed; one that ended in order between our two reads removed
+    // vm.json after recording its end (read again: the end just read is this run's).
+    if (!isSameProcessAlive(record)) status.state = (await readJson<VmRecord>(join(dir, "vm.json"))) ? "crashed" : ended;
     else if (current && hostEnded) status.state = ended;
     else {
       status.state = record.phase === "pending" ? "pending" : "running";
