@@ -1,5 +1,9 @@
+import { realpathSync } from "node:fs";
+import { dirname } from "node:path";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { workerPaths } from "../paths.js";
+import { iiiCodePaths } from "./share-safety.js";
 import { emptyNetwork, type WorkerSpec } from "../state/model.js";
 import { buildVmCommands, TCG_TB_SIZE_MIB } from "../vmm/qemu-argv.js";
 import { guestAddresses, planVm, type PlanContext } from "./plan.js";
@@ -120,12 +124,30 @@ describe("planVm: a worker spec → QEMU's argv, with no VM", () => {
     expect(byDefault.mount.shares[0]!.mount).toBeDefined();
   });
 
-  it("takes KVM's defaults when the host chose KVM, and refuses a writable share that contains the managed directory", () => {
+  it("takes KVM's defaults when the host chose KVM, and refuses a share that overlaps III_HOME, read-only or not", () => {
     const kvm = planVm(request({ spec: { ...spec, resources: {} }, host: { ...request().host, accel: { accel: "kvm", reason: "test" } } }), context);
     expect(kvm.vm.vcpus).toBe(2);
     expect(values(buildVmCommands(kvm.vm, { accel: "kvm", virtiofsdPath: "/v" }).argv, "-cpu")).toEqual(["host"]);
     const hiding = { ...spec, mounts: [{ host: "/h", guest: "/h", readOnly: false }] };
-    expect(() => planVm(request({ spec: hiding }), context)).toThrow(expect.objectContaining({ code: "InvalidOption", message: expect.stringMatching(/contains III_HOME's managed directory/) }));
-    expect(planVm(request({ spec: { ...hiding, mounts: [{ host: "/h", guest: "/h", readOnly: true }] } }), context).vm.shares).toEqual([{ tag: "iii-m0", hostDir: "/h", readOnly: true, xattr: false }]);
+    const overlaps = expect.objectContaining({ code: "InvalidOption", message: expect.stringMatching(/overlaps III_HOME \(\/h\)/) });
+    expect(() => planVm(request({ spec: hiding }), context)).toThrow(overlaps);
+    // Read-only too: III_HOME holds registry credentials and every worker's settings.
+    expect(() => planVm(request({ spec: { ...hiding, mounts: [{ host: "/h", guest: "/h", readOnly: true }] } }), context)).toThrow(overlaps);
+    expect(() => planVm(request({ spec: { ...hiding, mounts: [{ host: "/h/images", guest: "/i", readOnly: true }] } }), context)).toThrow(overlaps);
+    expect(planVm(request({ spec: { ...hiding, mounts: [{ host: "/data", guest: "/d", readOnly: true }] } }), context).vm.shares).toEqual([{ tag: "iii-m0", hostDir: "/data", readOnly: true, xattr: false }]);
+  });
+
+  it("refuses a writable share that holds code iii runs on the host (its packages, node, QEMU, virtiofsd)", () => {
+    const code = iiiCodePaths(["/usr/bin/qemu-system-x86_64"]);
+    // this package itself, its dependencies (the supervisor's code, init.krun's package), node
+    const self = realpathSync(fileURLToPath(new URL("../..", import.meta.url)));
+    expect(code).toContain(self);
+    expect(code).toContain(realpathSync(process.execPath));
+    expect(code.some((p) => /@iii\/filesystem|packages\/filesystem$/.test(p))).toBe(true);
+    const project = dirname(self); // a project with iii installed in it, shared writable
+    const writable = { ...spec, mounts: [{ host: project, guest: "/app", readOnly: false }] };
+    expect(() => planVm(request({ spec: writable }), context)).toThrow(expect.objectContaining({ code: "InvalidOption", message: expect.stringMatching(/writable: it holds .*, code iii runs on the host/) }));
+    expect(() => planVm(request({ spec: { ...spec, mounts: [{ host: "/usr", guest: "/usr2", readOnly: false }] } }), context)).toThrow(expect.objectContaining({ message: expect.stringMatching(/code iii runs on the host/) }));
+    expect(planVm(request({ spec: { ...writable, mounts: [{ host: project, guest: "/app", readOnly: true }] } }), context).mount.shares).toHaveLength(1);
   });
 });

@@ -2,7 +2,7 @@
  * read → plan → apply: a launch request becomes everything the supervisor's phases do (the FUSE mounts, the
  * network stack, the guest's contract, the VM), computed here without I/O so "spec → argv" is a unit test.
  */
-import { isAbsolute, join, relative, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import type { MountOptions, VirtualFileSource } from "@iii/filesystem";
 import { encodeEnvFile, GUEST_PATHS, type GuestSpec } from "@iii/init";
 import { ipToString, slotAddresses, type NetworkStackOptions } from "@iii/network";
@@ -11,6 +11,7 @@ import type { WorkerPaths } from "../paths.js";
 import type { VmmOptions } from "../vmm/types.js";
 import { cgroupNameFor } from "../host/cpu-cgroup.js";
 import { policyRules } from "./policy-rules.js";
+import { assertSharesClearOfIii, iiiCodePaths } from "./share-safety.js";
 import type { LaunchRequest } from "./request.js";
 import { buildLaunchSpec, type LaunchSpec } from "./spec.js";
 
@@ -95,13 +96,10 @@ export function planVm(request: LaunchRequest, context: PlanContext): VmPlan {
   // Writable shares reach virtiofsd only through our FUSE view, never as the raw host directory: what
   // the guest makes there (setuid bits, device nodes, file capabilities, its owners) stays metadata in an
   // xattr, and new files belong on the host to the directory's owner.
+  assertSharesClearOfIii(launch.mounts, dirname(dirname(dirname(paths.dir))), iiiCodePaths([request.host.qemuPath, request.host.virtiofsdPath]));
   const shares: SharePlan[] = launch.mounts.map((m, i) => {
     if (m.readOnly) return { guest: m.guest, host: m.host, readOnly: true };
     const mountpoint = join(paths.dir, "shares", String(i));
-    const rel = relative(m.host, mountpoint);
-    if (!rel.startsWith("..") && !isAbsolute(rel)) {
-      throw new IiiError("InvalidOption", `cannot share ${m.host} writable: it contains III_HOME's managed directory (${paths.dir}); share a directory outside it, or mount it read-only`);
-    }
     // The host edits a share while the guest runs (dev mode's /workspace): no caching in the host kernel,
     // so the guest sees an edit at its next open. A share only the guest writes keeps the default cache.
     const cache = m.cache === "always" ? {} : { cache: { entryTimeoutSec: 0, attrTimeoutSec: 0, negativeTimeoutSec: 0, kernelCache: false } };

@@ -1,0 +1,76 @@
+import { existsSync, readFileSync, realpathSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { IiiError } from "../errors.js";
+import type { MountSpec } from "../state/model.js";
+import { packageClosure } from "../wasm/packages.js";
+
+/** Whether `inner` is `outer` or below it (both absolute). */
+function within(outer: string, inner: string): boolean {
+  return inner === outer || inner.startsWith(outer.endsWith("/") ? outer : `${outer}/`);
+}
+
+function real(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
+}
+
+/**
+ * The host files whose change would run the guest's code on the host or in other workers: this package and every
+ * package it loads (the supervisor, @iii/filesystem's server, @iii/init's init.krun that every VM boots), and the
+ * programs a start runs (node, QEMU, virtiofsd).
+ */
+export function iiiCodePaths(programs: string[] = []): string[] {
+  const self = ownPackageDir();
+  const seen = new Set<string>();
+  if (self) {
+    const pkg = JSON.parse(readFileSync(join(self, "package.json"), "utf8")) as { dependencies?: Record<string, string> };
+    for (const dep of Object.keys(pkg.dependencies ?? {})) packageClosure(dep, self, seen);
+  }
+  const paths = [...(self ? [self] : []), ...seen, process.execPath, ...programs];
+  return [...new Set(paths.filter((p) => existsSync(p)).map(real))];
+}
+
+/** This package's root: the nearest directory up from this module with @iii/worker's package.json. */
+function ownPackageDir(): string | undefined {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const manifest = join(dir, "package.json");
+    if (existsSync(manifest) && (JSON.parse(readFileSync(manifest, "utf8")) as { name?: string }).name === "@iii/worker") return dir;
+    const parent = dirname(dir);
+    if (parent === dir) return undefined;
+    dir = parent;
+  }
+}
+
+/**
+ * Refuses (InvalidOption) a share that reaches iii's own state or code. III_HOME holds every worker's launch
+ * spec (their environments), registry credentials, and the image cache whose layers are the read-only root of
+ * every worker of the image: no share may overlap it, read-only or not (`-m $HOME:/home` with the default
+ * III_HOME ~/.iii did). A writable share may also not hold code iii runs on the host or in other VMs (a project
+ * with iii installed in its node_modules, shared writable, let the guest rewrite the supervisor the next start
+ * runs as root).
+ */
+export function assertSharesClearOfIii(mounts: readonly MountSpec[], home: string, codePaths: readonly string[]): void {
+  const realHome = real(home);
+  for (const m of mounts) {
+    const host = real(m.host);
+    if (within(host, realHome) || within(realHome, host)) {
+      throw new IiiError(
+        "InvalidOption",
+        `cannot share ${m.host} (${m.guest}): it overlaps III_HOME (${realHome}), iii's own state (other workers' settings, registry credentials, the image cache every worker boots from); share a directory outside it`,
+      );
+    }
+    if (m.readOnly) continue;
+    const code = codePaths.find((c) => within(host, c));
+    if (code) {
+      throw new IiiError(
+        "InvalidOption",
+        `cannot share ${m.host} (${m.guest}) writable: it holds ${code}, code iii runs on the host; mount it read-only (:ro) or share a directory without it`,
+      );
+    }
+  }
+}
