@@ -6,8 +6,9 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { IiiError } from "./errors.js";
 import { holdWorkerOperation } from "./state/worker-op-lock.js";
 import { holdImagesInUse } from "./images/cache/in-use-lock.js";
+import { assertProjectFileNotShared } from "./launch/share-safety.js";
 import { isSameProcessAlive } from "./host/process-identity.js";
-import { iiiHome, managedRoot, workerPaths, type WorkerPaths } from "./paths.js";
+import { iiiHome, managedRoot, workerPaths, workersFilePath, type WorkerPaths } from "./paths.js";
 import { readVmRecord } from "./state/vm-record.js";
 import { workerStatus } from "./status.js";
 import { cleanupStaleWorker, lazyUnmount, mountsUnder } from "./supervisor/cleanup.js";
@@ -182,7 +183,11 @@ function findHost(env: NodeJS.ProcessEnv): Pick<HostChoices, "qemuPath" | "virti
  */
 export async function startWorker(name: string, options: StartOptions): Promise<StartResult> {
   const cwd = options.cwd ?? process.cwd();
-  return withStartLock(name, options, async () => startChecked(name, await getWorker(name, cwd), options));
+  return withStartLock(name, options, async () => {
+    const spec = await getWorker(name, cwd);
+    assertProjectFileNotShared(spec.mounts, workersFilePath(cwd));
+    return startChecked(name, spec, options);
+  });
 }
 
 /** Starts a worker from a spec that need not be in iii.workers.yaml (dev sandboxes); the same lock as startWorker. */

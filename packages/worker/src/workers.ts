@@ -204,6 +204,9 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
   } else if (spec.command) {
     summary = [`runs ${JSON.stringify(spec.command)} (the command given after --)`];
   }
+  // Refused now rather than at every start: the guest could rewrite its own entry through such a share.
+  const { assertProjectFileNotShared } = await import("./launch/share-safety.js");
+  assertProjectFileNotShared(spec.mounts, workersFilePath(cwd));
   const replaced = await updateWorkersFile(workersFilePath(cwd), (file) => {
     const exists = Object.hasOwn(file.workers, name);
     if (exists && !options.force) {

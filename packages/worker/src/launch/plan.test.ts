@@ -135,6 +135,9 @@ describe("planVm: a worker spec → QEMU's argv, with no VM", () => {
     expect(() => planVm(request({ spec: { ...hiding, mounts: [{ host: "/h", guest: "/h", readOnly: true }] } }), context)).toThrow(overlaps);
     expect(() => planVm(request({ spec: { ...hiding, mounts: [{ host: "/h/images", guest: "/i", readOnly: true }] } }), context)).toThrow(overlaps);
     expect(planVm(request({ spec: { ...hiding, mounts: [{ host: "/data", guest: "/d", readOnly: true }] } }), context).vm.shares).toEqual([{ tag: "iii-m0", hostDir: "/data", readOnly: true, xattr: false }]);
+    // nor may the root filesystem contain it (dir:/); an image's rootfs inside the cache is fine
+    expect(() => planVm(request({ rootfs: "/" }), context)).toThrow(expect.objectContaining({ code: "InvalidOption", message: expect.stringMatching(/contains III_HOME/) }));
+    expect(planVm(request({ rootfs: "/h/images/sha256/ab/rootfs" }), context).mount.root.layers?.lower).toBe("/h/images/sha256/ab/rootfs");
   });
 
   it("refuses a writable share that holds code iii runs on the host (its packages, node, QEMU, virtiofsd)", () => {

@@ -11,7 +11,7 @@ import type { WorkerPaths } from "../paths.js";
 import type { VmmOptions } from "../vmm/types.js";
 import { cgroupNameFor } from "../host/cpu-cgroup.js";
 import { policyRules } from "./policy-rules.js";
-import { assertSharesClearOfIii, iiiCodePaths } from "./share-safety.js";
+import { assertRootClearOfIii, assertSharesClearOfIii, iiiCodePaths } from "./share-safety.js";
 import type { LaunchRequest } from "./request.js";
 import { buildLaunchSpec, type LaunchSpec } from "./spec.js";
 
@@ -96,7 +96,9 @@ export function planVm(request: LaunchRequest, context: PlanContext): VmPlan {
   // Writable shares reach virtiofsd only through our FUSE view, never as the raw host directory: what
   // the guest makes there (setuid bits, device nodes, file capabilities, its owners) stays metadata in an
   // xattr, and new files belong on the host to the directory's owner.
-  assertSharesClearOfIii(launch.mounts, dirname(dirname(dirname(paths.dir))), iiiCodePaths([request.host.qemuPath, request.host.virtiofsdPath]));
+  const home = dirname(dirname(dirname(paths.dir))); // <home>/managed/<project key>/<name>
+  assertRootClearOfIii(launch.rootfs, home);
+  assertSharesClearOfIii(launch.mounts, home, iiiCodePaths([request.host.qemuPath, request.host.virtiofsdPath]));
   const shares: SharePlan[] = launch.mounts.map((m, i) => {
     if (m.readOnly) return { guest: m.guest, host: m.host, readOnly: true };
     const mountpoint = join(paths.dir, "shares", String(i));

@@ -1,5 +1,5 @@
 import { existsSync, readFileSync, realpathSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { IiiError } from "../errors.js";
 import type { MountSpec } from "../state/model.js";
@@ -70,6 +70,35 @@ export function assertSharesClearOfIii(mounts: readonly MountSpec[], home: strin
       throw new IiiError(
         "InvalidOption",
         `cannot share ${m.host} (${m.guest}) writable: it holds ${code}, code iii runs on the host; mount it read-only (:ro) or share a directory without it`,
+      );
+    }
+  }
+}
+
+/**
+ * Refuses (InvalidOption) a root filesystem that contains III_HOME (`dir:/`, `dir:$HOME` with the default
+ * ~/.iii): the guest would read iii's state (registry credentials, every worker's settings) in its own root.
+ * An image's rootfs inside III_HOME's cache is fine: it contains nothing of iii's.
+ */
+export function assertRootClearOfIii(rootfs: string, home: string): void {
+  const realHome = real(home);
+  if (within(real(rootfs), realHome)) {
+    throw new IiiError("InvalidOption", `cannot boot ${rootfs} as the root filesystem: it contains III_HOME (${realHome}), iii's own state; use a directory outside it, or set III_HOME elsewhere`);
+  }
+}
+
+/**
+ * Refuses (InvalidOption) a writable share holding the project's iii.workers.yaml: the guest could rewrite its own
+ * entry (`-m /:/host`, `--network public`) and the next `start` would give it that. `iii worker dev` shares its
+ * project writable by design and starts from a spec of its own, not from this file.
+ */
+export function assertProjectFileNotShared(mounts: readonly MountSpec[], projectFile: string): void {
+  const file = join(real(dirname(projectFile)), basename(projectFile));
+  for (const m of mounts) {
+    if (!m.readOnly && within(real(m.host), file)) {
+      throw new IiiError(
+        "InvalidOption",
+        `cannot share ${m.host} (${m.guest}) writable: it holds ${projectFile}, where the guest could rewrite its own settings for the next start; mount it read-only (:ro) or share a subdirectory`,
       );
     }
   }

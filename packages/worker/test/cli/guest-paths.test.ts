@@ -30,6 +30,21 @@ describe("add refuses what would break the guest, changing nothing", () => {
     expect(ok.code, ok.stderr).toBe(0);
   });
 
+  it("refuses a writable share that holds the project's iii.workers.yaml, at add and (hand-edited) at start", async () => {
+    const p = project();
+    // The guest would rewrite its own entry there (say `-m /:/host`) and the next start would honour it.
+    const add = await runWorkerCli(["add", `dir:${p.rootfs}`, "--name", "w", "-m", `${p.cwd}:/app`, "--", "true"], p);
+    expect(add.code).not.toBe(0);
+    expect(add.stderr).toMatch(/^iii-worker: cannot share .* writable: it holds .*iii\.workers\.yaml.* \[InvalidOption\]\n$/);
+    expect(existsSync(join(p.cwd, "iii.workers.yaml"))).toBe(false);
+    expect((await runWorkerCli(["add", `dir:${p.rootfs}`, "--name", "w", "-m", `${p.cwd}:/app:ro`, "-m", `${p.data}:/data`, "--", "true"], p)).code).toBe(0);
+    const file = join(p.cwd, "iii.workers.yaml");
+    writeFileSync(file, readFileSync(file, "utf8").replace(`${p.cwd}:/app:ro`, `${p.cwd}:/app`));
+    const start = await runWorkerCli(["start", "w"], p);
+    expect(start.code).not.toBe(0);
+    expect(start.stderr).toMatch(/cannot share .* writable: it holds .*iii\.workers\.yaml/);
+  });
+
   it("a hand-edited iii.workers.yaml with such a mount is refused at start, with one line", async () => {
     const p = project();
     expect((await runWorkerCli(["add", `dir:${p.rootfs}`, "--name", "w", "-m", `${p.data}:/data`, "--", "true"], p)).code).toBe(0);
