@@ -139,8 +139,15 @@ it("a writable mount holding the project's iii.workers.yaml is refused: the comp
   writeFileSync(join(project, "writer.wasm"), await buildJsComponent(join(here, "fixtures/fs-writer/world.wit"), "fswriter", join(here, "fixtures/fs-writer/writer.js")));
   const cli = (args: string[]) => runWorkerCli(args, { cwd: project, env: { III_HOME: join(root, "home-ownspec") } });
   const spec = "workers:\n  w:\n    image: wasm:./writer.wasm\n    mounts:\n      - /etc:/host\n";
-  expect((await cli(["add", "./writer.wasm", "--name", "w", "--mount", `${project}:/app`, "-e", "TARGET=iii.workers.yaml", "-e", `CONTENT=${spec}`])).code).toBe(0);
+  // Refused at add already (one line, nothing written); a hand-edited file with the same mount is refused at start.
+  const add = await cli(["add", "./writer.wasm", "--name", "w", "--mount", `${project}:/app`, "-e", "TARGET=iii.workers.yaml", "-e", `CONTENT=${spec}`]);
+  expect(add.code).toBe(1);
+  expect(add.stderr).toMatch(/holds .*iii\.workers\.yaml, where the guest could rewrite its own settings/);
+  expect(existsSync(join(project, "iii.workers.yaml"))).toBe(false);
+  expect((await cli(["add", "./writer.wasm", "--name", "w", "--mount", `${project}:/app:ro`, "-e", "TARGET=iii.workers.yaml", "-e", `CONTENT=${spec}`])).code).toBe(0);
+  writeFileSync(join(project, "iii.workers.yaml"), readFileSync(join(project, "iii.workers.yaml"), "utf8").replace(`${project}:/app:ro`, `${project}:/app`));
   const before = readFileSync(join(project, "iii.workers.yaml"), "utf8");
+  expect(before).toContain(`${project}:/app\n`);
   const started = await cli(["start", "w"]);
   for (let i = 0; i < 100; i++) {
     const row = (JSON.parse((await cli(["list", "--json"])).stdout) as { name: string; status: string }[]).find((r) => r.name === "w")!;
@@ -148,7 +155,7 @@ it("a writable mount holding the project's iii.workers.yaml is refused: the comp
     await sleep(50);
   }
   expect(readFileSync(join(project, "iii.workers.yaml"), "utf8")).toBe(before);
-  expect(started.stderr).toMatch(/is writable and holds .*iii\.workers\.yaml: the guest could rewrite its own entry/);
+  expect(started.stderr).toMatch(/holds .*iii\.workers\.yaml, where the guest could rewrite its own settings/);
   expect(started.code).toBe(1);
   // read-only, the same mount runs (the write is refused inside)
   expect((await cli(["remove", "w"])).code).toBe(0);
