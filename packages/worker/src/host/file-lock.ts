@@ -67,28 +67,11 @@ async function openLockFile(lockPath: string): Promise<FileHandle> {
  * keeps running while it waits.
  */
 export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
-  const handle = await openLockFile(lockPath);
+  const held = await holdFileLock(lockPath, { timeoutMs });
   try {
-    const { flock, errno } = libc();
-    const deadline = Date.now() + timeoutMs;
-    let delay = 2;
-    for (;;) {
-      if (flock(handle.fd, LOCK_EX | LOCK_NB) === 0) break;
-      const code = errno();
-      if (code !== EWOULDBLOCK) throw new IiiError("StateLockTimeout", `flock ${lockPath} failed (errno ${code})`);
-      if (Date.now() > deadline) {
-        throw new IiiError("StateLockTimeout", `timed out after ${timeoutMs} ms waiting for the lock on ${lockPath}`);
-      }
-      await new Promise((r) => setTimeout(r, delay));
-      delay = Math.min(50, delay * 2);
-    }
-    try {
-      return await fn();
-    } finally {
-      flock(handle.fd, LOCK_UN);
-    }
+    return await fn();
   } finally {
-    await handle.close();
+    await held.release();
   }
 }
 
@@ -97,18 +80,12 @@ export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, ti
  * (the kernel drops it then). Returns undefined when another process holds it.
  */
 export async function tryHoldFileLock(lockPath: string): Promise<{ release: () => Promise<void> } | undefined> {
-  const handle = await openLockFile(lockPath);
-  const { flock } = libc();
-  if (flock(handle.fd, LOCK_EX | LOCK_NB) !== 0) {
-    await handle.close();
-    return undefined;
+  try {
+    return await holdFileLock(lockPath, { timeoutMs: 0 });
+  } catch (error) {
+    if (error instanceof IiiError && error.code === "StateLockTimeout") return undefined;
+    throw error;
   }
-  return {
-    release: async () => {
-      flock(handle.fd, LOCK_UN);
-      await handle.close();
-    },
-  };
 }
 
 /**

@@ -1,22 +1,12 @@
-import { existsSync, readFileSync, realpathSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { IiiError } from "../errors.js";
 import type { MountSpec } from "../state/model.js";
 import { packageClosure } from "../wasm/packages.js";
+import { isWithin, realOrSelf } from "../util/path-within.js";
 
-/** Whether `inner` is `outer` or below it (both absolute). */
-function within(outer: string, inner: string): boolean {
-  return inner === outer || inner.startsWith(outer.endsWith("/") ? outer : `${outer}/`);
-}
 
-function real(path: string): string {
-  try {
-    return realpathSync(path);
-  } catch {
-    return path;
-  }
-}
 
 /**
  * The host files whose change would run the guest's code on the host or in other workers: this package and every
@@ -31,7 +21,7 @@ export function iiiCodePaths(programs: string[] = []): string[] {
     for (const dep of Object.keys(pkg.dependencies ?? {})) packageClosure(dep, self, seen);
   }
   const paths = [...(self ? [self] : []), ...seen, process.execPath, ...programs];
-  return [...new Set(paths.filter((p) => existsSync(p)).map(real))];
+  return [...new Set(paths.filter((p) => existsSync(p)).map(realOrSelf))];
 }
 
 /** This package's root: the nearest directory up from this module with @iii/worker's package.json. */
@@ -55,17 +45,17 @@ function ownPackageDir(): string | undefined {
  * runs as root).
  */
 export function assertSharesClearOfIii(mounts: readonly MountSpec[], home: string, codePaths: readonly string[]): void {
-  const realHome = real(home);
+  const realHome = realOrSelf(home);
   for (const m of mounts) {
-    const host = real(m.host);
-    if (within(host, realHome) || within(realHome, host)) {
+    const host = realOrSelf(m.host);
+    if (isWithin(host, realHome) || isWithin(realHome, host)) {
       throw new IiiError(
         "InvalidOption",
         `cannot share ${m.host} (${m.guest}): it overlaps III_HOME (${realHome}), iii's own state (other workers' settings, registry credentials, the image cache every worker boots from); share a directory outside it`,
       );
     }
     if (m.readOnly) continue;
-    const code = codePaths.find((c) => within(host, c));
+    const code = codePaths.find((c) => isWithin(host, c));
     if (code) {
       throw new IiiError(
         "InvalidOption",
@@ -81,8 +71,8 @@ export function assertSharesClearOfIii(mounts: readonly MountSpec[], home: strin
  * An image's rootfs inside III_HOME's cache is fine: it contains nothing of iii's.
  */
 export function assertRootClearOfIii(rootfs: string, home: string): void {
-  const realHome = real(home);
-  if (within(real(rootfs), realHome)) {
+  const realHome = realOrSelf(home);
+  if (isWithin(realOrSelf(rootfs), realHome)) {
     throw new IiiError("InvalidOption", `cannot boot ${rootfs} as the root filesystem: it contains III_HOME (${realHome}), iii's own state; use a directory outside it, or set III_HOME elsewhere`);
   }
 }
@@ -93,9 +83,9 @@ export function assertRootClearOfIii(rootfs: string, home: string): void {
  * project writable by design and starts from a spec of its own, not from this file.
  */
 export function assertProjectFileNotShared(mounts: readonly MountSpec[], projectFile: string): void {
-  const file = join(real(dirname(projectFile)), basename(projectFile));
+  const file = join(realOrSelf(dirname(projectFile)), basename(projectFile));
   for (const m of mounts) {
-    if (!m.readOnly && within(real(m.host), file)) {
+    if (!m.readOnly && isWithin(realOrSelf(m.host), file)) {
       throw new IiiError(
         "InvalidOption",
         `cannot share ${m.host} (${m.guest}) writable: it holds ${projectFile}, where the guest could rewrite its own settings for the next start; mount it read-only (:ro) or share a subdirectory`,

@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { closeSync, openSync, realpathSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -16,6 +16,7 @@ import { assertOneMemory } from "./memories.js";
 import { DEFAULT_STDIO_CAP_BYTES, type WasmLaunch } from "./protocol.js";
 import { packageClosure, packageInfo, readRoots } from "./packages.js";
 import { SHIM_INTERFACES, shimModuleUrl, transpileComponent } from "./transpile.js";
+import { isWithin, realOrSelf } from "../util/path-within.js";
 
 export const WASM_RUNNER_ENTRY = fileURLToPath(new URL("./wasm-runner.js", import.meta.url));
 export const WASI_CONFIG_FILE = "wasi-config.json";
@@ -24,13 +25,6 @@ export function wasmModulePath(image: string): string {
   return image.slice("wasm:".length);
 }
 
-function real(path: string): string {
-  try {
-    return realpathSync(path);
-  } catch {
-    return path;
-  }
-}
 
 /**
  * The runner's Node flags: the permission model with fs allow-lists (its own code, the binary, the worker's
@@ -38,11 +32,11 @@ function real(path: string): string {
  * allowed, nothing else (no child processes, no addons), and V8's page cap as the memory limit.
  */
 export function runnerNodeFlags(config: WasiConfig, launch: WasmLaunch, workerDir: string, extraRead: string[] = []): string[] {
-  const read = new Set<string>([real(dirname(WASM_RUNNER_ENTRY)), real(launch.module), real(workerDir), ...extraRead.flatMap((p) => [p, real(p)])]);
-  const write = new Set<string>([real(workerDir)]);
+  const read = new Set<string>([realOrSelf(dirname(WASM_RUNNER_ENTRY)), realOrSelf(launch.module), realOrSelf(workerDir), ...extraRead.flatMap((p) => [p, realOrSelf(p)])]);
+  const write = new Set<string>([realOrSelf(workerDir)]);
   for (const d of config.dirs) {
-    read.add(real(d.hostPath));
-    if (!d.readOnly) write.add(real(d.hostPath));
+    read.add(realOrSelf(d.hostPath));
+    if (!d.readOnly) write.add(realOrSelf(d.hostPath));
   }
   return [
     "--permission",
@@ -58,10 +52,6 @@ export function runnerNodeFlags(config: WasiConfig, launch: WasmLaunch, workerDi
   ];
 }
 
-/** Whether `inner` is `outer` or below it (both real, absolute paths). */
-function within(outer: string, inner: string): boolean {
-  return inner === outer || inner.startsWith(outer.endsWith("/") ? outer : `${outer}/`);
-}
 
 /**
  * Refuses (InvalidOption) a mount that reaches iii's own state or code. III_HOME holds every worker's
@@ -74,30 +64,30 @@ function within(outer: string, inner: string): boolean {
  * another WASM worker's module (the guest would replace it and run with that worker's mounts and network).
  */
 export function assertMountsClearOfIii(dirs: WasiConfig["dirs"], home: string, codeDirs: string[], projectFile?: string, otherModules: string[] = []): void {
-  const realHome = real(home);
+  const realHome = realOrSelf(home);
   for (const d of dirs) {
-    const host = real(d.hostPath);
-    if (within(host, realHome) || within(realHome, host)) {
+    const host = realOrSelf(d.hostPath);
+    if (isWithin(host, realHome) || isWithin(realHome, host)) {
       throw new IiiError(
         "InvalidOption",
         `mount ${d.hostPath} (${d.guestPath}) overlaps III_HOME (${realHome}): the guest would reach iii's own state (other workers' configs, the code cache the runner executes); mount a dir outside it`,
       );
     }
     if (d.readOnly) continue;
-    if (projectFile && within(host, join(real(dirname(projectFile)), basename(projectFile)))) {
+    if (projectFile && isWithin(host, join(realOrSelf(dirname(projectFile)), basename(projectFile)))) {
       throw new IiiError(
         "InvalidOption",
         `mount ${d.hostPath} (${d.guestPath}) is writable and holds ${projectFile}: the guest could rewrite its own entry (mounts, network) for the next start; mount it read-only (:ro) or mount a subdirectory`,
       );
     }
-    const other = otherModules.map(real).find((m) => within(host, m));
+    const other = otherModules.map(realOrSelf).find((m) => isWithin(host, m));
     if (other) {
       throw new IiiError(
         "InvalidOption",
         `mount ${d.hostPath} (${d.guestPath}) is writable and holds ${other}, another worker's module: the guest could replace it and run as that worker; mount it read-only (:ro) or mount a dir without it`,
       );
     }
-    const code = codeDirs.map(real).find((c) => within(host, c));
+    const code = codeDirs.map(realOrSelf).find((c) => isWithin(host, c));
     if (code) {
       throw new IiiError(
         "InvalidOption",
@@ -169,7 +159,7 @@ export async function startWasmWorker(name: string, spec: WorkerSpec, options: W
   }
   const paths = workerPaths(name, env, cwd);
   const digest = createHash("sha256").update(bytes).digest("hex");
-  const launch: WasmLaunch = { name, module: real(module), kind, digest, stdioCapBytes: Number(env.III_WASM_STDIO_CAP_BYTES) || DEFAULT_STDIO_CAP_BYTES };
+  const launch: WasmLaunch = { name, module: realOrSelf(module), kind, digest, stdioCapBytes: Number(env.III_WASM_STDIO_CAP_BYTES) || DEFAULT_STDIO_CAP_BYTES };
   const extraRead: string[] = [];
   if (kind === "component") {
     const t = await transpileComponent(bytes, digest, iiiHome(env));
