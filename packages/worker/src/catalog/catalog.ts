@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 import { iiiHome } from "../paths.js";
 import { ImageStore } from "../images/cache/store.js";
 import { holdImagesForPrune } from "../images/cache/in-use-lock.js";
@@ -70,16 +71,20 @@ export async function pruneImages(referenced: Iterable<string>, options: { home?
 async function pruneUnreferenced(home: string, referenced: Iterable<string>, dryRun: boolean): Promise<PruneResult> {
   const store = new ImageStore(home);
   const keep = new Set<string>();
+  const keptBlobs = new Set<string>();
   for (const image of referenced) {
     if (/^sha256:[a-f0-9]{64}$/.test(image)) keep.add(image);
-    else {
+    else if (image.startsWith("wasm:")) {
+      // A pulled WASM artifact runs from its layer blob in the cache (`wasm:<III_HOME>/images/blobs/sha256/<hex>`).
+      const blob = /^wasm:(.*)\/([a-f0-9]{64})$/.exec(image);
+      if (blob && resolve(blob[1]!) === resolve(store.blobPath(`sha256:${blob[2]}`), "..")) keptBlobs.add(`sha256:${blob[2]}`);
+    } else {
       const digest = await resolveCachedDigest(image, home).catch(() => undefined);
       if (digest) keep.add(digest);
     }
   }
   const tags = await store.listTags();
   const result: PruneResult = { removed: [], removedBlobs: 0, freedBytes: 0 };
-  const keptBlobs = new Set<string>();
   for (const digest of await store.listDigests()) {
     const record = await store.readRecord(digest);
     if (keep.has(digest)) {

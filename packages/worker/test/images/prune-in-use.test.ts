@@ -35,4 +35,17 @@ describe("prune while the image cache is in use", () => {
     expect((await pruneImages([], { home })).removedBlobs).toBe(1);
     expect(existsSync(store.blobPath(blob))).toBe(false);
   });
+
+  it("keeps the layer blob a worker's pulled WASM artifact runs from (its image is wasm:<blob path>)", async () => {
+    const store = new ImageStore(home);
+    await store.init();
+    const artifact = `sha256:${"cd".repeat(32)}`;
+    const other = `sha256:${"ef".repeat(32)}`;
+    writeFileSync(store.blobPath(artifact), "\0asm");
+    writeFileSync(store.blobPath(other), "\0asm");
+    const result = await pruneImages([`wasm:${store.blobPath(artifact)}`, `wasm:/elsewhere/${"ef".repeat(32)}`], { home });
+    expect(result.removedBlobs).toBe(1);
+    expect(existsSync(store.blobPath(artifact))).toBe(true);
+    expect(existsSync(store.blobPath(other))).toBe(false);
+  });
 });
