@@ -1,5 +1,5 @@
 import { lstatSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { IiiError } from "../errors.js";
 import { withFileLock } from "./file-lock.js";
@@ -45,10 +45,7 @@ export async function leaseQemuUid(base: number, count: number, dir = HOST_LEASE
     const accounts = idsOfAccounts(base, count);
     for (let uid = base; uid < base + count; uid++) {
       if (running.has(uid) || held.has(uid) || accounts.has(uid)) continue;
-      const path = join(dir, String(uid));
-      const tmp = `${path}.${process.pid}.tmp`;
-      await writeFile(tmp, JSON.stringify({ uid, ...owner } satisfies LeaseRecord), { mode: 0o600 });
-      await rename(tmp, path);
+      writeLease(dir, { uid, ...owner });
       return uid;
     }
     throw new IiiError("VmBootFailed", `no free uid for QEMU in ${base}..${base + count - 1}: every one is leased or in use (${dir})`);
@@ -61,11 +58,8 @@ export async function leaseQemuUid(base: number, count: number, dir = HOST_LEASE
       if (released || startTime === undefined) return;
       // No lock: only this live owner writes this uid's lease (others remove it only once its owner and child are
       // gone), and the rename replaces it whole. Synchronous, right after the spawn.
-      const path = join(dir, String(uid));
-      const tmp = `${path}.${process.pid}.tmp`;
       try {
-        writeFileSync(tmp, JSON.stringify({ uid, ...owner, child: { pid, startTime } } satisfies LeaseRecord), { mode: 0o600 });
-        renameSync(tmp, path);
+        writeLease(dir, { uid, ...owner, child: { pid, startTime } });
       } catch {
         // the owner's lease stands: only a death of this process before QEMU's setuid could free the uid early
       }
@@ -84,6 +78,14 @@ export async function leaseQemuUid(base: number, count: number, dir = HOST_LEASE
       }
     },
   };
+}
+
+/** Writes a lease whole (temporary file, then rename over the old one). */
+function writeLease(dir: string, record: LeaseRecord): void {
+  const path = join(dir, String(record.uid));
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify(record), { mode: 0o600 });
+  renameSync(tmp, path);
 }
 
 function ownIdentity(): ProcessIdentity {
