@@ -15,6 +15,14 @@ export {
   mergeEnvSources,
 } from "./contract/env.js";
 export type { GuestSpec, GuestConfig, GuestMount, GuestNetwork } from "./contract/env.js";
+export {
+  CAPABILITY_NAMES,
+  DEFAULT_CAPABILITIES,
+  capabilityName,
+  resolveCapabilities,
+  sameCapabilities,
+  type CapabilityName,
+} from "./contract/capabilities.js";
 export { ExitCode, InitError } from "./errors.js";
 // /etc/passwd parsing, shared with the worker's reading of an image's `User` (one parser, one set of rules).
 export { parsePasswd, type PasswdEntry } from "./portable/users.js";

@@ -253,6 +253,9 @@ struct spawn_req {
     int oom_set;
     int64_t oom_adj;
     int confine;
+    /* With confine: the capabilities kept in the bounding set (bit n = capability n), from init's contract
+     * (contract/capabilities.ts: Docker's default set unless the worker names another). */
+    uint64_t caps;
 };
 
 static const char *env_get(char **envp, const char *name) {
@@ -286,26 +289,15 @@ static int ro_bind(const char *path, unsigned long rec) {
 }
 
 /*
- * The capabilities root in the workload keeps: Docker's default set (chown, dac_override, fowner, fsetid, kill,
- * setgid, setuid, setpcap, net_bind_service, net_raw, sys_chroot, mknod, audit_write, setfcap), what ordinary
- * programs need. Everything else leaves the bounding set: sys_admin (mounts, setns), sys_ptrace (PID 1's
- * /proc/1/root), sys_rawio (/dev/mem and I/O ports: the guest kernel's memory and the devices' registers, so every
- * in-guest limit), dac_read_search (open_by_handle_at past the read-only mounts), sys_module, bpf, perfmon,
- * sys_boot, net_admin, sys_time, sys_resource, and the rest.
- */
-#define WORKLOAD_CAPS ((1ULL << 0) | (1ULL << 1) | (1ULL << 3) | (1ULL << 4) | (1ULL << 5) | (1ULL << 6) | (1ULL << 7) | \
-                       (1ULL << 8) | (1ULL << 10) | (1ULL << 13) | (1ULL << 18) | (1ULL << 27) | (1ULL << 29) | (1ULL << 31))
-
-/*
  * The workload and execs must not lift their own limits: root in the guest could write its group's cpu.max and
  * pids.max or move itself out of the group, or have the kernel run a program of its choosing with every privilege
  * (kernel.core_pattern, poweroff_cmd, /sys/kernel/uevent_helper). In a mount namespace of their own (slave: nothing
  * they mount reaches init) /sys, the cgroup tree, /proc/sys and /proc/sysrq-trigger are read-only; clone3 answers
  * ENOSYS (CLONE_INTO_CGROUP takes a directory fd and checks no mount flag; libc falls back to clone); and every
- * capability outside WORKLOAD_CAPS leaves the bounding set, so no exec'd program gets it. init turns user
- * namespaces off before the first spawn.
+ * capability outside `caps` leaves the bounding set, so no exec'd program gets it. init turns user namespaces off
+ * before the first spawn.
  */
-static int confine_child(void) {
+static int confine_child(uint64_t caps) {
     if (syscall(SYS_unshare, CLONE_NEWNS) < 0) return -1;
     /* "/" is not a mount point when init runs chrooted (the namespace tests): then /sys and /proc one by one. */
     if (syscall(SYS_mount, NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0 &&
@@ -338,7 +330,7 @@ static int confine_child(void) {
     /* Installed while the child still holds CAP_SYS_ADMIN, so no_new_privs (which would disarm setuid programs) is not needed. */
     if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0) return -1;
     for (int cap = 0; cap < 64; cap++) {
-        if (WORKLOAD_CAPS & (1ULL << cap)) continue;
+        if (caps & (1ULL << cap)) continue;
         if (syscall(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
             if (errno == EINVAL) break; /* past the kernel's last capability */
             return -1;
@@ -372,7 +364,7 @@ static void spawn_child(struct spawn_req *r, int errfd) {
         int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
         if (fd >= 0) { (void)!write(fd, buf, n); close(fd); }
     }
-    if (r->confine && confine_child() < 0) child_fail(errfd, 8);
+    if (r->confine && confine_child(r->caps) < 0) child_fail(errfd, 8);
     if (r->setsid_) { if (setsid() < 0) child_fail(errfd, 2); }
     else if (setpgid(0, 0) < 0) child_fail(errfd, 2);
     /* dup2 to 0..2 via fds above 2 so that a source fd in 0..2 is not clobbered. */
@@ -428,7 +420,8 @@ static int spawn_entry(void *arg) {
 }
 
 /*
- * spawn(argv, env, {cwd, uid, gid, groups, setsid, ctty, stdin, stdout, stderr, cgroupProcs, oomScoreAdj, confine})
+ * spawn(argv, env, {cwd, uid, gid, groups, setsid, ctty, stdin, stdout, stderr, cgroupProcs, oomScoreAdj, confine,
+ * capabilities})
  * → pid, or [-errno, stage] when the child could not exec (stage: 1 cgroup, 2 setsid/setpgid,
  * 3 stdio, 4 ctty, 5 credentials, 6 cwd, 7 exec, 8 confine, 0 fork).
  */
@@ -455,6 +448,11 @@ static JSValue js_spawn(JSContext *ctx, JSValueConst this_val, int argc, JSValue
     r.setsid_ = JS_ToBool(ctx, v = JS_GetPropertyStr(ctx, o, "setsid")); JS_FreeValue(ctx, v);
     r.ctty = JS_ToBool(ctx, v = JS_GetPropertyStr(ctx, o, "ctty")); JS_FreeValue(ctx, v);
     r.confine = JS_ToBool(ctx, v = JS_GetPropertyStr(ctx, o, "confine")); JS_FreeValue(ctx, v);
+    /* A confined child needs its capability set named: no default here, so a caller that forgets fails loudly. */
+    int64_t caps = -1;
+    if (!JS_IsUndefined(v = JS_GetPropertyStr(ctx, o, "capabilities"))) get_int(ctx, v, &caps);
+    JS_FreeValue(ctx, v);
+    r.caps = caps < 0 ? 0 : (uint64_t)caps;
     static const char *names[3] = { "stdin", "stdout", "stderr" };
     for (int i = 0; i < 3; i++) {
         int64_t fd = -1;
@@ -475,6 +473,7 @@ static JSValue js_spawn(JSContext *ctx, JSValueConst this_val, int argc, JSValue
 
     JSValue result;
     int ep[2];
+    if (r.confine && caps < 0) { result = JS_ThrowTypeError(ctx, "spawn: confine needs capabilities, a bit mask (bit n = capability n)"); goto out; }
     if (!r.argv || !r.argv[0] || !r.envp) { result = JS_NewInt32(ctx, -EINVAL); goto out; }
     if (pipe2(ep, O_CLOEXEC) < 0) { result = JS_NewInt32(ctx, -errno); goto out; }
     /*

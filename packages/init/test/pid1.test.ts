@@ -123,6 +123,29 @@ describe.skipIf(skipReason !== null)("init as PID 1 (namespace)", () => {
     );
   });
 
+  it("keeps in the workload's and an exec's bounding set the capabilities III_WORKER_CAPS names, Docker's default set without it", async () => {
+    // What init itself may keep: its own bounding set (the host's, in this namespace).
+    const ownBnd = BigInt(`0x${/^CapBnd:\s*([0-9a-f]+)$/m.exec(readFileSync("/proc/self/status", "utf8"))?.[1] ?? "0"}`);
+    const capBnd = (text: string): bigint => BigInt(`0x${/CapBnd:\s*([0-9a-f]+)/.exec(text)?.[1] ?? "x"}`);
+    const script = "grep CapBnd /proc/self/status > /capbnd.txt; sleep 1000";
+    for (const [caps, mask] of [[undefined, 0xa80425fbn], ["CHOWN,SYS_TIME", (1n << 0n) | (1n << 25n)], ["none", 0n]] as const) {
+      const run = trackRun(await startInit({ env: { III_WORKER_CMD: cmd(script), ...(caps ? { III_WORKER_CAPS: caps } : {}) }, control: true, timeoutMs: 60_000 }));
+      const host = run.host!;
+      await host.ready;
+      const e = host.exec({ argv: ["sh", "-c", "grep CapBnd /proc/self/status"] });
+      e.stdin.end();
+      const [out, status] = await Promise.all([collect(e.stdout), e.exit]);
+      expect(status.code).toBe(0);
+      const want = (mask & ownBnd).toString(16);
+      expect(capBnd(out.toString()).toString(16), `exec, III_WORKER_CAPS=${caps}`).toBe(want);
+      const file = join(run.rootfs.root, "capbnd.txt");
+      await waitFor(() => existsSync(file) && readFileSync(file, "utf8").includes("\n"));
+      expect(capBnd(readFileSync(file, "utf8")).toString(16), `workload, III_WORKER_CAPS=${caps}`).toBe(want);
+      host.shutdown(500);
+      await run.result;
+    }
+  });
+
   it("reaps an orphaned grandchild (no zombie after 1 s)", async () => {
     const script = [
       // The middle shell exits at once; its background sleep is orphaned.

@@ -7,6 +7,7 @@ import { iiiHome, workersFilePath } from "./paths.js";
 import { DEFAULT_REGISTRY_INDEX_URL, resolveShortName } from "./catalog/index-lookup.js";
 import { formatImageReference, isLocalSource, parseImageReference, workerNameFor } from "./images/oci/reference.js";
 import {
+  parseCapabilityNames,
   parseEnvAssignment,
   parseMountSpec,
   parseNetworkMode,
@@ -21,6 +22,7 @@ import { parseCpus, parseDiskBytes, parseMemoryBytes } from "./state/quantity.js
 import { policyRules } from "./launch/policy-rules.js";
 import { reservedEnvKeys, reservedEnvMessage } from "./launch/spec.js";
 import { loadWorkersFile, updateWorkersFile } from "./state/workers-file.js";
+import { DEFAULT_CAPABILITIES, resolveCapabilities } from "@iii/init";
 
 export interface AddWorkerOptions {
   name?: string;
@@ -29,6 +31,9 @@ export interface AddWorkerOptions {
   /** Most bytes of the writable root layer, a quantity (default 10Gi). */
   disk?: string;
   pids?: string;
+  /** Capabilities added to / dropped from the workload's default set (names without CAP_, or ALL). */
+  capAdd?: string[];
+  capDrop?: string[];
   /** `public` (default) or `none`. */
   network?: string;
   env?: string[];
@@ -153,6 +158,9 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
     spec.resources.cpus = options.cpus;
   }
   if (options.pids !== undefined) spec.resources.pids = parsePids(options.pids);
+  const capAdd = parseCapabilityNames(options.capAdd ?? [], "--cap-add");
+  const capDrop = parseCapabilityNames(options.capDrop ?? [], "--cap-drop");
+  if (capAdd.length + capDrop.length > 0) spec.capabilities = { add: capAdd, drop: capDrop };
   if (options.memory !== undefined) {
     parseMemoryBytes(options.memory);
     spec.resources.memory = options.memory;
@@ -180,8 +188,8 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
   }
   if (isWasmImage(spec.image)) {
     const image = spec.image;
-    if (spec.ports.length > 0 || options.cpus !== undefined || options.pids !== undefined || options.disk !== undefined || options.network !== undefined || spec.network.allow.length + spec.network.deny.length + spec.network.hostPorts.length > 0) {
-      throw new IiiError("NotApplicable", "--port, --cpus, --pids, --disk, --network, --allow, --deny and --host-port do not apply to a WASM worker (use --max-execution, --cpu-budget and --wasm-* network options)");
+    if (spec.ports.length > 0 || options.cpus !== undefined || options.pids !== undefined || options.disk !== undefined || options.network !== undefined || spec.network.allow.length + spec.network.deny.length + spec.network.hostPorts.length > 0 || spec.capabilities) {
+      throw new IiiError("NotApplicable", "--port, --cpus, --pids, --disk, --network, --allow, --deny, --host-port, --cap-add and --cap-drop do not apply to a WASM worker (use --max-execution, --cpu-budget and --wasm-* network options)");
     }
     for (const m of spec.mounts) {
       if (!(await stat(m.host).catch(() => undefined))?.isDirectory()) throw new IiiError("InvalidOption", `mount ${m.host}: a WASM worker's dir must be an existing directory`);
@@ -204,6 +212,7 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
   } else if (spec.command) {
     summary = [`runs ${JSON.stringify(spec.command)} (the command given after --)`];
   }
+  if (spec.capabilities) summary.push(capabilitiesSummary(spec.capabilities));
   // Refused now rather than at every start: the guest could rewrite its own entry through such a share.
   const { assertProjectFileNotShared } = await import("./launch/share-safety.js");
   assertProjectFileNotShared(spec.mounts, workersFilePath(cwd));
@@ -216,6 +225,15 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
     return exists;
   });
   return { name, spec, replaced, summary, origin };
+}
+
+/** One line for `add`: what root in the workload may do beyond (or short of) Docker's default set. */
+export function capabilitiesSummary(caps: { add: string[]; drop: string[] }): string {
+  const kept = resolveCapabilities(caps.add, caps.drop);
+  const added = kept.filter((c) => !DEFAULT_CAPABILITIES.includes(c));
+  const dropped = DEFAULT_CAPABILITIES.filter((c) => !kept.includes(c));
+  const parts = [...added.map((c) => `+${c}`), ...dropped.map((c) => `-${c}`)];
+  return `workload capabilities: Docker's default set${parts.length > 0 ? ` ${parts.join(" ")}` : " (unchanged)"}${added.length > 0 ? " (inside its VM: they reach the guest kernel, not the host)" : ""}`;
 }
 
 export async function removeWorker(name: string, cwd: string = process.cwd()): Promise<WorkerSpec> {

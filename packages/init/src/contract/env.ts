@@ -4,6 +4,7 @@
 
 import { ExitCode } from "../errors.js";
 import { fromBase64, toBase64, utf8Decode, utf8Encode } from "../portable/bytes.js";
+import { CAPABILITY_NAMES, DEFAULT_CAPABILITIES, type CapabilityName } from "./capabilities.js";
 
 export const ENV = {
   CMD: "III_WORKER_CMD",
@@ -12,6 +13,8 @@ export const ENV = {
   MEM_BYTES: "III_WORKER_MEM_BYTES",
   PIDS_MAX: "III_WORKER_PIDS_MAX",
   CPU_MAX: "III_WORKER_CPU_MAX",
+  /** The workload's and execs' capabilities (bounding set): names without CAP_, comma-separated, or "none". */
+  CAPS: "III_WORKER_CAPS",
   IP: "III_INIT_IP",
   GW: "III_INIT_GW",
   CIDR: "III_INIT_CIDR",
@@ -40,6 +43,7 @@ const CONTRACT_VARS: ReadonlySet<string> = new Set([
   ENV.MEM_BYTES,
   ENV.PIDS_MAX,
   ENV.CPU_MAX,
+  ENV.CAPS,
   ENV.MOUNTS,
 ]);
 
@@ -82,6 +86,8 @@ export interface GuestSpec {
   pidsMax?: number;
   /** CPU bandwidth limit in CPUs (1.5 → cpu.max "150000 100000"). */
   cpus?: number;
+  /** The workload's capabilities, names without CAP_ (contract/capabilities.ts); absent: DEFAULT_CAPABILITIES. */
+  capabilities?: readonly string[];
   nofile?: number;
   hostname?: string;
   mounts?: GuestMount[];
@@ -99,6 +105,8 @@ export interface GuestConfig {
   memoryBytes: number | null;
   pidsMax: number | null;
   cpuMax: string | null;
+  /** What the workload and execs may hold, sorted by number: DEFAULT_CAPABILITIES unless the host named a set. */
+  capabilities: CapabilityName[];
   nofile: number;
   hostname: string | null;
   mounts: Array<Required<GuestMount>>;
@@ -155,6 +163,20 @@ function parseUint(variable: string, value: string, min: number, max: number): n
 function parseIp(variable: string, value: string): string {
   if (!IPV4.test(value)) throw new ContractError(variable, value, "not an IPv4 address");
   return value;
+}
+
+/** III_WORKER_CAPS: canonical names (no CAP_, upper case), comma-separated, or "none" for the empty set. */
+export function parseCapabilities(value: string | undefined): CapabilityName[] {
+  if (value === undefined) return [...DEFAULT_CAPABILITIES];
+  if (value === "none") return [];
+  const names = new Set<string>();
+  for (const name of value.split(",")) {
+    if (!(CAPABILITY_NAMES as readonly string[]).includes(name)) {
+      throw new ContractError(ENV.CAPS, value, `unknown capability "${name}" (names without CAP_, comma-separated, or "none")`);
+    }
+    names.add(name);
+  }
+  return CAPABILITY_NAMES.filter((c) => names.has(c));
 }
 
 function isAbsoluteClean(path: string): boolean {
@@ -281,6 +303,7 @@ export function decodeGuestEnv(env: Readonly<Record<string, string | undefined>>
   if (cpuMax !== null && !CPU_MAX.test(cpuMax)) {
     throw new ContractError(ENV.CPU_MAX, cpuMax, 'must be "<quota> <period>" or "max <period>" in microseconds');
   }
+  const capabilities = parseCapabilities(get(ENV.CAPS));
   const nofileRaw = get(ENV.NOFILE);
   const nofile = nofileRaw === undefined ? DEFAULT_NOFILE : parseUint(ENV.NOFILE, nofileRaw, 64, 1048576);
   const hostname = get(ENV.HOSTNAME) ?? null;
@@ -315,6 +338,7 @@ export function decodeGuestEnv(env: Readonly<Record<string, string | undefined>>
     memoryBytes,
     pidsMax,
     cpuMax,
+    capabilities,
     nofile,
     hostname,
     mounts,
@@ -347,6 +371,12 @@ export function encodeGuestEnv(spec: GuestSpec): Record<string, string> {
   if (spec.cpus !== undefined) {
     if (!(spec.cpus > 0)) throw new ContractError(ENV.CPU_MAX, String(spec.cpus), "cpus must be > 0");
     out[ENV.CPU_MAX] = `${Math.max(1000, Math.round(spec.cpus * 100000))} 100000`;
+  }
+  if (spec.capabilities !== undefined) {
+    // Sorted by number; a name the decoder does not know stays in, for the check below to refuse.
+    const rest = new Set<string>(spec.capabilities);
+    const known: string[] = CAPABILITY_NAMES.filter((c) => rest.delete(c));
+    out[ENV.CAPS] = known.length + rest.size === 0 ? "none" : [...known, ...rest].join(",");
   }
   if (spec.nofile !== undefined) out[ENV.NOFILE] = String(spec.nofile);
   if (spec.hostname !== undefined) out[ENV.HOSTNAME] = spec.hostname;

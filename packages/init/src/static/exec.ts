@@ -22,6 +22,8 @@ export interface ExecDefaults {
   env: Record<string, string>;
   cwd: string;
   user: string | null;
+  /** The bounding-set mask execs keep, the workload's (contract/capabilities.ts capabilityMask). */
+  capabilities: number;
 }
 
 export function envForUser(base: Record<string, string>, user: ResolvedUser, extra: Record<string, string> = {}): Record<string, string> {
@@ -233,6 +235,7 @@ export class ExecServer {
         // The child joins the exec's leaf itself: init never enters it.
         cgroupProcs: leaf?.procsFiles() ?? [],
         confine: true,
+        capabilities: this.defaults.capabilities,
         stdin: childFds[0],
         stdout: childFds[1],
         stderr: childFds[2],

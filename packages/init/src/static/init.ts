@@ -9,6 +9,7 @@ import * as std from "std";
 import * as sys from "iii:sys";
 import pkg from "../../package.json" with { type: "json" };
 import { ContractError, decodeGuestEnv, ENV, mergeEnvSources, type GuestConfig } from "../contract/env.js";
+import { capabilityMask } from "../contract/capabilities.js";
 import { ExitCode, InitError } from "../errors.js";
 import { resolveUserSpec, UserResolveError } from "../portable/users.js";
 import { PROTOCOL_VERSION } from "../protocol/frame.js";
@@ -483,6 +484,7 @@ async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>):
         cgroupProcs: cgroup?.workload.procsFiles() ?? [],
         // and it cannot lift those limits (nor can its execs): iii_sys.c spawn_child
         confine: true,
+        capabilities: capabilityMask(config.capabilities),
       });
     const r = spawn();
     if (devnull >= 0) os.close(devnull);
@@ -560,7 +562,7 @@ async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>):
   if (channel) {
     const execs = new ExecServer(
       channel,
-      { env: config.workloadEnv, cwd: config.workdir, user: config.user },
+      { env: config.workloadEnv, cwd: config.workdir, user: config.user, capabilities: capabilityMask(config.capabilities) },
       (pid, onExit) => {
         rt.children.set(pid, onExit);
       },

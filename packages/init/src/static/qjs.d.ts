@@ -88,10 +88,13 @@ declare module "iii:sys" {
     /** Written to the child's /proc/self/oom_score_adj before it drops privileges (best effort). */
     oomScoreAdj?: number;
     /**
-     * After joining its cgroup: its own mount namespace with /sys/fs/cgroup read-only, and CAP_SYS_ADMIN and
-     * CAP_SYS_PTRACE out of its bounding set, so it cannot lift its own limits (iii_sys.c, spawn_child).
+     * After joining its cgroup: its own mount namespace with /sys, the cgroup tree and /proc/sys read-only, clone3
+     * and request_key refused, and every capability outside `capabilities` out of its bounding set, so it cannot
+     * lift its own limits (iii_sys.c, spawn_child).
      */
     confine?: boolean;
+    /** With confine (required then): the capabilities kept, bit n = capability n. */
+    capabilities?: number;
   }
   /** pid, or [-errno, stage] when the child failed before exec, or -errno when fork failed. */
   export function spawn(argv: string[], env: string[], options: SpawnOptions): number | [number, number];

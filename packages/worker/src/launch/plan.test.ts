@@ -99,6 +99,15 @@ describe("planVm: a worker spec → QEMU's argv, with no VM", () => {
     ]);
   });
 
+  it("names the workload's capabilities in the guest contract only when the worker changes Docker's default set", () => {
+    const contract = (plan: ReturnType<typeof planVm>): Record<string, string> =>
+      JSON.parse((plan.mount.root.virtualFiles!["/.iii/env.json"] as { content: string }).content) as Record<string, string>;
+    expect(contract(planVm(request(), context)).III_WORKER_CAPS).toBeUndefined();
+    const spec = request().spec;
+    const withCaps = planVm(request({ spec: { ...spec, capabilities: { add: ["NET_ADMIN"], drop: ["NET_RAW", "MKNOD"] } } }), context);
+    expect(contract(withCaps).III_WORKER_CAPS).toBe("CHOWN,DAC_OVERRIDE,FOWNER,FSETID,KILL,SETGID,SETUID,SETPCAP,NET_BIND_SERVICE,NET_ADMIN,SYS_CHROOT,AUDIT_WRITE,SETFCAP");
+  });
+
   it("gives stable inode numbers to every writable share, the ones the host edits too, never to the root", () => {
     const mounts = [
       { host: "/edited", guest: "/workspace", readOnly: false },

@@ -83,6 +83,7 @@ export function planVm(request: LaunchRequest, context: PlanContext): VmPlan {
     network: { ip: addresses.guest, gateway: addresses.gateway, prefixLength: 30, dns: [addresses.gateway], mtu: 1500 },
     memoryBytes: launch.memoryBytes,
     pidsMax: launch.pidsMax,
+    ...(launch.capabilities ? { capabilities: launch.capabilities } : {}),
     ...(launch.cpuLimit !== undefined ? { cpus: launch.cpuLimit } : {}),
     hostname: launch.name,
     mounts: launch.mounts.map((m, i) => ({ tag: mountTags[i]!, path: m.guest, readOnly: m.readOnly })),

@@ -1,3 +1,4 @@
+import { resolveCapabilities } from "@iii/init";
 import { IiiError } from "../errors.js";
 import { DEFAULT_LAYER_LIMITS } from "../images/layers/policy.js";
 import type { MountSpec, PortMapping, WorkerSpec } from "../state/model.js";
@@ -44,6 +45,8 @@ export interface LaunchSpec {
   /** Most bytes the writable root layer may hold (`--disk`, default DEFAULT_DISK_BYTES). */
   diskBytes: number;
   pidsMax: number;
+  /** The workload's and execs' capabilities when the worker changes the default set (absent: Docker's default). */
+  capabilities?: string[];
   mounts: MountSpec[];
   ports: PortMapping[];
   network: { mode: "public" | "none"; allow: string[]; deny: string[]; hostPorts: number[] };
@@ -135,6 +138,7 @@ export function buildLaunchSpec(input: BuildLaunchSpecInput): LaunchSpec {
     memoryBytes: spec.resources.memory ? parseMemoryBytes(spec.resources.memory) : DEFAULT_MEMORY_BYTES,
     diskBytes: spec.resources.disk ? parseDiskBytes(spec.resources.disk) : DEFAULT_DISK_BYTES,
     pidsMax: spec.resources.pids ?? DEFAULT_PIDS_MAX,
+    ...(spec.capabilities ? { capabilities: resolveCapabilities(spec.capabilities.add, spec.capabilities.drop) } : {}),
     mounts: spec.mounts,
     ports: spec.ports,
     network: { mode: spec.network.mode ?? "public", allow: spec.network.allow, deny: spec.network.deny, hostPorts: [...hostPorts].sort((a, b) => a - b) },

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { decodeWorkersFile, encodeWorkersFile, parseNetworkMode, parsePids } from "./model.js";
+import { encodeGuestEnv } from "@iii/init";
+import { decodeWorkersFile, encodeWorkersFile, parseCapabilityNames, parseNetworkMode, parsePids } from "./model.js";
 import { buildLaunchSpec, DEFAULT_DISK_BYTES, DEFAULT_PIDS_MAX } from "../launch/spec.js";
 
 describe("isolation fields of a worker spec", () => {
@@ -67,5 +68,41 @@ describe("isolation fields of a worker spec", () => {
     const fast = buildLaunchSpec({ ...input, spec: { ...spec, resources: { cpus: "2500m", pids: 64 }, network: { mode: "none" as const, allow: [], deny: [], hostPorts: [] } } });
     expect(fast).toMatchObject({ vcpus: 3, cpuLimit: 2.5, pidsMax: 64, network: { mode: "none" } });
     expect(buildLaunchSpec({ ...input, spec: { ...spec, resources: {} } }).cpuLimit).toBeUndefined();
+  });
+});
+
+describe("workload capabilities in a worker spec", () => {
+  const input = { name: "w", rootfs: "/r", engineUrl: "ws://localhost:49134", gateway: "100.96.0.1", image: { cmd: ["true"] } };
+  const base = { image: "dir:/r", env: {}, resources: {}, ports: [], mounts: [], network: { allow: [], deny: [], hostPorts: [] } };
+
+  it("--cap-add / --cap-drop take names with or without CAP_, in any case, or ALL; anything else is one clear error", () => {
+    expect(parseCapabilityNames(["net_admin", "CAP_SYS_TIME", "NET_ADMIN", "all"], "--cap-add")).toEqual(["NET_ADMIN", "SYS_TIME", "ALL"]);
+    expect(() => parseCapabilityNames(["SYS_EVERYTHING"], "--cap-add")).toThrow(expect.objectContaining({ code: "InvalidOption", message: 'invalid --cap-add "SYS_EVERYTHING": not a Linux capability (e.g. NET_ADMIN, SYS_TIME, or ALL)' }));
+  });
+
+  it("survive the state file; absent or empty stays absent", () => {
+    const file = decodeWorkersFile({
+      workers: {
+        net: { image: "dir:/r", capabilities: { add: ["NET_ADMIN"], drop: ["net_raw"] } },
+        plain: { image: "dir:/r" },
+      },
+    });
+    expect(file.workers.net!.capabilities).toEqual({ add: ["NET_ADMIN"], drop: ["NET_RAW"] });
+    expect(file.workers.plain!.capabilities).toBeUndefined();
+    const encoded = encodeWorkersFile(file) as { workers: Record<string, Record<string, unknown>> };
+    expect(encoded.workers.net!.capabilities).toEqual({ add: ["NET_ADMIN"], drop: ["NET_RAW"] });
+    expect("capabilities" in encoded.workers.plain!).toBe(false);
+    expect(decodeWorkersFile(encoded)).toEqual(file);
+    expect(() => decodeWorkersFile({ workers: { w: { image: "dir:/r", capabilities: { add: ["GOD_MODE"] } } } })).toThrow(/workers\.w\.capabilities\.add: invalid capability "GOD_MODE"/);
+    expect(() => decodeWorkersFile({ workers: { w: { image: "dir:/r", capabilities: { keep: ["CHOWN"] } } } })).toThrow(/workers\.w\.capabilities\.keep: unknown field/);
+  });
+
+  it("the launch carries the resolved set only when the worker changes the default; the guest contract then names it", () => {
+    expect(buildLaunchSpec({ ...input, spec: base }).capabilities).toBeUndefined();
+    const added = buildLaunchSpec({ ...input, spec: { ...base, capabilities: { add: ["SYS_TIME"], drop: ["ALL"] } } });
+    expect(added.capabilities).toEqual(["SYS_TIME"]);
+    expect(encodeGuestEnv({ cmd: ["true"], ...(added.capabilities ? { capabilities: added.capabilities } : {}) }).III_WORKER_CAPS).toBe("SYS_TIME");
+    const dropped = buildLaunchSpec({ ...input, spec: { ...base, capabilities: { add: [], drop: ["ALL"] } } });
+    expect(encodeGuestEnv({ cmd: ["true"], capabilities: dropped.capabilities! }).III_WORKER_CAPS).toBe("none");
   });
 });

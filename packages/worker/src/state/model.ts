@@ -1,5 +1,5 @@
 import { posix } from "node:path";
-import { GUEST_PATHS } from "@iii/init";
+import { capabilityName, GUEST_PATHS } from "@iii/init";
 import { IiiError } from "../errors.js";
 import type { WasiNetwork } from "../wasm/config.js";
 import { parseCpus, parseDiskBytes, parseMemoryBytes } from "./quantity.js";
@@ -65,6 +65,27 @@ export function parseNetworkMode(text: string): NetworkMode {
   return text;
 }
 
+/**
+ * Capabilities root in the workload keeps beyond or below Docker's default set (`--cap-add` / `--cap-drop`, names
+ * without CAP_, or ALL), resolved as Docker does (@iii/init resolveCapabilities). They bound what the workload
+ * may do to its own guest kernel; the VM around it stays the boundary to the host.
+ */
+export interface CapabilitiesSpec {
+  add: string[];
+  drop: string[];
+}
+
+/** `--cap-add` / `--cap-drop` values: NET_ADMIN, net_admin, CAP_NET_ADMIN or ALL → the canonical name. */
+export function parseCapabilityNames(texts: readonly string[], what: string): string[] {
+  const names = texts.map((text) => {
+    if (text.trim().toUpperCase() === "ALL") return "ALL";
+    const name = capabilityName(text);
+    if (!name) throw new IiiError("InvalidOption", `invalid ${what} "${text}": not a Linux capability (e.g. NET_ADMIN, SYS_TIME, or ALL)`);
+    return name;
+  });
+  return [...new Set(names)];
+}
+
 /** The WASM tier's own settings of a `wasm:` worker (see src/wasm/config.ts for their meaning). */
 export interface WasmSpec {
   /** For a binary pulled from a registry: the artifact it came from (`reference@manifest digest`). */
@@ -87,6 +108,8 @@ export interface WorkerSpec {
   ports: PortMapping[];
   mounts: MountSpec[];
   network: NetworkSpec;
+  /** VM workers: changes to the workload's default capability set. */
+  capabilities?: CapabilitiesSpec;
   /** Only for `wasm:` workers. */
   wasm?: WasmSpec;
 }
@@ -277,6 +300,20 @@ function decodeWorker(raw: unknown, path: string): WorkerSpec {
             ),
     };
   }
+  if (record.capabilities != null) {
+    const caps = asRecord(record.capabilities, `${path}.capabilities`);
+    for (const key of Object.keys(caps)) if (key !== "add" && key !== "drop") fail(`${path}.capabilities.${key}`, "unknown field (add or drop)");
+    const names = (key: "add" | "drop"): string[] => {
+      if (caps[key] == null) return [];
+      const texts = asArray(caps[key], `${path}.capabilities.${key}`).map((v, i) => asString(v, `${path}.capabilities.${key}[${i}]`));
+      try {
+        return parseCapabilityNames(texts, `capability`);
+      } catch (error) {
+        fail(`${path}.capabilities.${key}`, (error as Error).message);
+      }
+    };
+    spec.capabilities = { add: names("add"), drop: names("drop") };
+  }
   if (record.wasm != null) spec.wasm = decodeWasm(record.wasm, `${path}.wasm`);
   return spec;
 }
@@ -366,6 +403,12 @@ export function encodeWorkersFile(file: WorkersFile): unknown {
       deny: spec.network.deny,
       hostPorts: spec.network.hostPorts,
     };
+    if (spec.capabilities && spec.capabilities.add.length + spec.capabilities.drop.length > 0) {
+      out.capabilities = {
+        ...(spec.capabilities.add.length > 0 ? { add: spec.capabilities.add } : {}),
+        ...(spec.capabilities.drop.length > 0 ? { drop: spec.capabilities.drop } : {}),
+      };
+    }
     if (spec.wasm) out.wasm = encodeWasm(spec.wasm);
     workers[name] = out;
   }

@@ -129,6 +129,8 @@ describe("add validates every option before any network access", () => {
     [["add", "alpine", "--pull", "sometimes"], /invalid --pull "sometimes".*\[InvalidOption\]/],
     [["add", "alpine", "--name", "Bad Name"], /\[InvalidWorkerName\]/],
     [["add", "alpine", "--max-execution-ms", "-1"], /invalid --max-execution-ms "-1"/],
+    [["add", "alpine", "--cap-add", "GOD_MODE"], /invalid --cap-add "GOD_MODE": not a Linux capability .*\[InvalidOption\]/],
+    [["add", "alpine", "--cap-drop", "CAP_"], /invalid --cap-drop "CAP_".*\[InvalidOption\]/],
   ])("%j: one line, exit 1, no request, no state", async (args, message) => {
     const p = project();
     const before = requests;

@@ -359,7 +359,7 @@ describe.skipIf(!!skip)("isolation: the guest as the attacker (vm)", () => {
       expect(code > 0 && code < 127, `${attempts[i]}: exit ${code} (127 would be a missing tool, not a refusal)`).toBe(true);
     }
     expect(lift.stdout).toContain("cpumax=50000 100000");
-    // Docker's default capability set and nothing more (iii_sys.c WORKLOAD_CAPS)
+    // Docker's default capability set and nothing more (@iii/init DEFAULT_CAPABILITIES)
     expect(lift.stdout).toMatch(/cap=CapBnd:\s+00000000a80425fb/);
     const sysctls = await p.cli(["exec", "busy", "--", "cat", "/proc/sys/user/max_user_namespaces", "/proc/sys/kernel/unprivileged_bpf_disabled", "/proc/sys/kernel/kptr_restrict", "/proc/sys/kernel/dmesg_restrict", "/proc/sys/kernel/usermodehelper/bset", "/proc/sys/kernel/usermodehelper/inheritable", "/proc/sys/kernel/io_uring_disabled"]);
     expect(sysctls.stdout.split(/\s+/).filter(Boolean)).toEqual(["0", "1", "1", "1", "0", "0", "0", "0", "2"]);
@@ -375,6 +375,23 @@ describe.skipIf(!!skip)("isolation: the guest as the attacker (vm)", () => {
     expect(share).toBeLessThanOrEqual(600);
     expect(hostShare).toBeLessThanOrEqual(0.6);
   }, 180_000);
+
+  it("--cap-add / --cap-drop change what root in the workload and its execs may hold: SYS_TIME sets the clock, NET_RAW is gone", async () => {
+    const p = project();
+    const add = await p.cli(["add", `dir:${rootfs}`, "--name", "caps", "--cap-add", "sys_time", "--cap-drop", "CAP_NET_RAW", "--", "bash", "-c", "grep CapBnd /proc/self/status; sleep 100000"]);
+    expect(add.code, add.stderr).toBe(0);
+    expect(add.stderr).toContain("workload capabilities: Docker's default set +SYS_TIME -NET_RAW");
+    const start = await p.cli(["start", "caps"]);
+    expect(start.code, start.stderr + p.diagnostics("caps")).toBe(0);
+    // Docker's a80425fb, plus SYS_TIME (bit 25), without NET_RAW (bit 13)
+    const want = /CapBnd:\s+00000000aa0405fb/;
+    await waitFor(() => want.test(p.read("managed/caps/logs/stdout.log")), 30_000, "the workload's CapBnd line");
+    const exec = await p.cli(["exec", "caps", "--", "bash", "-c", "grep CapBnd /proc/self/status; date -s @$(date +%s) >/dev/null && echo clock-set"]);
+    expect(exec.code, exec.stderr).toBe(0);
+    expect(exec.stdout).toMatch(want);
+    expect(exec.stdout).toContain("clock-set");
+    expect((await p.cli(["stop", "caps", "--timeout", "1"])).code).toBe(0);
+  }, 120_000);
 
   it("a fork bomb stops at the pids limit: exec answers within 5 s, exec'd processes are in the worker's cgroup, stop ends it within grace + 5 s", async () => {
     const p = project();

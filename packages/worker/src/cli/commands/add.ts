@@ -13,6 +13,8 @@ export function registerAdd(program: Command): void {
     .option("--memory <quantity>", "memory, a Kubernetes quantity (512Mi, 1Gi, 1G)")
     .option("--disk <quantity>", "most disk the root filesystem's writes may take on the host, a Kubernetes quantity (default 10Gi, at least 64Mi); -m shares are not counted")
     .option("--pids <n>", "most processes/threads of the workload and execs together (default 1024)")
+    .option("--cap-add <capability>", "a Linux capability root in the workload keeps beyond Docker's default set (NET_ADMIN, SYS_TIME, ..., or ALL; repeatable)", collect)
+    .option("--cap-drop <capability>", "a capability of the default set root in the workload loses (or ALL; repeatable)", collect)
     .option("-e, --env <KEY=VALUE>", "environment variable (repeatable)", collect)
     .option("-p, --port <HOST:GUEST>", "publish guest port on host 127.0.0.1 (repeatable)", collect)
     .option("-m, --mount <HOST:GUEST[:ro]>", "share a host directory (repeatable)", collect)
@@ -67,6 +69,8 @@ Network policy (checked on the address actually dialled, after DNS):
         memory: opts.memory,
         disk: opts.disk,
         pids: opts.pids,
+        capAdd: opts.capAdd,
+        capDrop: opts.capDrop,
         network: opts.network,
         env: opts.env,
         ports: opts.port,
