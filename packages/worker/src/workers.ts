@@ -233,7 +233,13 @@ export function capabilitiesSummary(caps: { add: string[]; drop: string[] }): st
   const added = kept.filter((c) => !DEFAULT_CAPABILITIES.includes(c));
   const dropped = DEFAULT_CAPABILITIES.filter((c) => !kept.includes(c));
   const parts = [...added.map((c) => `+${c}`), ...dropped.map((c) => `-${c}`)];
-  return `workload capabilities: Docker's default set${parts.length > 0 ? ` ${parts.join(" ")}` : " (unchanged)"}${added.length > 0 ? " (inside its VM: they reach the guest kernel, not the host)" : ""}`;
+  // These undo init's confinement inside the guest (remounts, /dev/mem, PID 1's view): the in-guest pids and CPU
+  // limits become the workload's to lift. The host's own bounds (QEMU's CPU quota and memory) still hold.
+  const unconfined = added.filter((c) => ["SYS_ADMIN", "SYS_RAWIO", "SYS_PTRACE", "SYS_MODULE", "DAC_READ_SEARCH"].includes(c));
+  const where = added.length === 0 ? "" : unconfined.length > 0
+    ? ` (inside its VM only; with ${unconfined.join(", ")} the workload can lift its in-guest limits: --pids and the guest's cpu.max; the host's CPU quota and the VM's memory still hold)`
+    : " (inside its VM only: they reach the guest kernel, not the host)";
+  return `workload capabilities: Docker's default set${parts.length > 0 ? ` ${parts.join(" ")}` : " (unchanged)"}${where}`;
 }
 
 export async function removeWorker(name: string, cwd: string = process.cwd()): Promise<WorkerSpec> {

@@ -106,3 +106,13 @@ describe("workload capabilities in a worker spec", () => {
     expect(encodeGuestEnv({ cmd: ["true"], capabilities: dropped.capabilities! }).III_WORKER_CAPS).toBe("none");
   });
 });
+
+describe("add's capabilities line", () => {
+  it("names what was added and dropped, and says when the workload can lift its in-guest limits", async () => {
+    const { capabilitiesSummary } = await import("../workers.js");
+    expect(capabilitiesSummary({ add: ["SYS_TIME"], drop: ["NET_RAW"] })).toBe("workload capabilities: Docker's default set +SYS_TIME -NET_RAW (inside its VM only: they reach the guest kernel, not the host)");
+    expect(capabilitiesSummary({ add: [], drop: ["NET_RAW"] })).toBe("workload capabilities: Docker's default set -NET_RAW");
+    expect(capabilitiesSummary({ add: ["CHOWN"], drop: [] })).toBe("workload capabilities: Docker's default set (unchanged)");
+    expect(capabilitiesSummary({ add: ["ALL"], drop: [] })).toMatch(/with DAC_READ_SEARCH, SYS_MODULE, SYS_RAWIO, SYS_PTRACE, SYS_ADMIN the workload can lift its in-guest limits/);
+  });
+});
