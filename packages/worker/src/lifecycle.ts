@@ -5,7 +5,7 @@ import { access, chmod, mkdir, rm, stat, constants } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { IiiError } from "./errors.js";
 import { holdWorkerOperation } from "./state/worker-op-lock.js";
-import { holdImagesInUse } from "./images/cache/in-use-lock.js";
+import { withImagesInUse } from "./images/cache/in-use-lock.js";
 import { assertProjectFileNotShared } from "./launch/share-safety.js";
 import { isSameProcessAlive } from "./host/process-identity.js";
 import { iiiHome, managedRoot, workerPaths, workersFilePath, type WorkerPaths } from "./paths.js";
@@ -201,12 +201,8 @@ async function withStartLock(name: string, options: StartOptions, start: () => P
     const operation = await holdWorkerOperation(name, "start", env, options.cwd ?? process.cwd());
     try {
       // Until READY the image this start uses is named nowhere prune looks (launch.json comes with the supervisor).
-      const images = await holdImagesInUse(iiiHome(env));
-      try {
-        return await start();
-      } finally {
-        await images.release();
-      }
+      // The start's ensureImage runs under this hold (re-entrant within the call chain), not a second one.
+      return await withImagesInUse(iiiHome(env), start);
     } finally {
       await operation.release();
     }

@@ -15,7 +15,7 @@ import { sha256Digest } from "./digest.js";
 import { applyLayers, type ApplyOptions } from "./layers/apply.js";
 import { DEFAULT_LAYER_LIMITS, type LayerLimits } from "./layers/policy.js";
 import { checkDeclaredLayerSizes, checkFreeSpace } from "./declared-size.js";
-import { holdImagesInUse } from "./cache/in-use-lock.js";
+import { withImagesInUse } from "./cache/in-use-lock.js";
 import { hostArchitecture, parseJson, parseManifestDocument, selectPlatform, type ImageManifest } from "./oci/manifest.js";
 import { leanVm } from "./lean-vm.js";
 import { takeHandedOffManifest } from "./manifest-handoff.js";
@@ -361,8 +361,8 @@ export async function ensureImage(image: string, options: EnsureImageOptions = {
   } catch (error) {
     throw new IiiError("HomeUnwritable", `III_HOME ${home} is not writable: cannot create the image cache: ${(error as Error).message}`, { cause: error });
   }
-  const inUse = await holdImagesInUse(home);
-  try {
+  // A start already holds it (lifecycle.withStartLock): then this runs under that hold.
+  return withImagesInUse(home, async () => {
     await store.sweep();
     const release = leanVm();
     try {
@@ -370,9 +370,7 @@ export async function ensureImage(image: string, options: EnsureImageOptions = {
     } finally {
       release();
     }
-  } finally {
-    await inUse.release();
-  }
+  });
 }
 
 /** The cached digest `image` currently resolves to, without any network access. */

@@ -36,33 +36,75 @@ function ownPackageDir(): string | undefined {
   }
 }
 
+/** A host directory given to a guest: a VM share (virtiofs) or a WASM worker's preopened directory. */
+export interface GuestShare {
+  host: string;
+  guest: string;
+  readOnly: boolean;
+}
+
+/** What of iii's a share may not reach; each is checked when given. */
+export interface IiiPaths {
+  /** III_HOME: no share may overlap it, read-only or not. */
+  home?: string;
+  /** The project's iii.workers.yaml: no writable share may hold it. */
+  projectFile?: string;
+  /** Other workers' module files: no writable share may hold one. */
+  otherModules?: readonly string[];
+  /** Code iii runs on the host: no writable share may hold it. */
+  code?: readonly string[];
+}
+
 /**
- * Refuses (InvalidOption) a share that reaches iii's own state or code. III_HOME holds every worker's launch
- * spec (their environments), registry credentials, and the image cache whose layers are the read-only root of
- * every worker of the image: no share may overlap it, read-only or not (`-m $HOME:/home` with the default
- * III_HOME ~/.iii did). A writable share may also not hold code iii runs on the host or in other VMs (a project
- * with iii installed in its node_modules, shared writable, let the guest rewrite the supervisor the next start
- * runs as root).
+ * Refuses (InvalidOption) a share, of a VM or of a WASM worker, that reaches iii's own state or code:
+ * - III_HOME holds every worker's settings (their environments), registry credentials, and the caches workers run
+ *   from: the image layers that are the read-only root of every worker of an image, the transpiled component.js the
+ *   WASM runner executes (a component given a mount over it rewrote it and the next start ran it, review s16). No
+ *   share may overlap it, read-only or not (`-m $HOME:/home` with the default III_HOME ~/.iii did).
+ * - A writable share may not hold the project's iii.workers.yaml: the guest rewrote its own entry (`mounts:
+ *   [/:/host]`) and the next start honoured it (review s16).
+ * - nor another WASM worker's module: the guest would replace it and run with that worker's mounts and network;
+ * - nor code iii runs on the host or in other guests: a project with iii in its node_modules, shared writable, let
+ *   the guest rewrite the supervisor the next start runs as root.
  */
-export function assertSharesClearOfIii(mounts: readonly MountSpec[], home: string, codePaths: readonly string[]): void {
-  const realHome = realOrSelf(home);
-  for (const m of mounts) {
-    const host = realOrSelf(m.host);
-    if (isWithin(host, realHome) || isWithin(realHome, host)) {
+export function assertClearOfIii(shares: readonly GuestShare[], paths: IiiPaths): void {
+  const home = paths.home === undefined ? undefined : realOrSelf(paths.home);
+  const projectFile = paths.projectFile === undefined ? undefined : join(realOrSelf(dirname(paths.projectFile)), basename(paths.projectFile));
+  const modules = (paths.otherModules ?? []).map(realOrSelf);
+  const code = (paths.code ?? []).map(realOrSelf);
+  for (const s of shares) {
+    const host = realOrSelf(s.host);
+    const share = `cannot share ${s.host} (${s.guest})`;
+    if (home !== undefined && (isWithin(host, home) || isWithin(home, host))) {
       throw new IiiError(
         "InvalidOption",
-        `cannot share ${m.host} (${m.guest}): it overlaps III_HOME (${realHome}), iii's own state (other workers' settings, registry credentials, the image cache every worker boots from); share a directory outside it`,
+        `${share}: it overlaps III_HOME (${home}), iii's own state (other workers' settings, registry credentials, the image and code caches workers run from); share a directory outside it`,
       );
     }
-    if (m.readOnly) continue;
-    const code = codePaths.find((c) => isWithin(host, c));
-    if (code) {
+    if (s.readOnly) continue;
+    if (projectFile !== undefined && isWithin(host, projectFile)) {
       throw new IiiError(
         "InvalidOption",
-        `cannot share ${m.host} (${m.guest}) writable: it holds ${code}, code iii runs on the host; mount it read-only (:ro) or share a directory without it`,
+        `${share} writable: it holds ${paths.projectFile}, where the guest could rewrite its own settings for the next start; mount it read-only (:ro) or share a subdirectory`,
       );
+    }
+    const other = modules.find((m) => isWithin(host, m));
+    if (other) {
+      throw new IiiError(
+        "InvalidOption",
+        `${share} writable: it holds ${other}, another worker's module, which the guest could replace to run as that worker; mount it read-only (:ro) or share a directory without it`,
+      );
+    }
+    const held = code.find((c) => isWithin(host, c));
+    if (held) {
+      throw new IiiError("InvalidOption", `${share} writable: it holds ${held}, code iii runs on the host; mount it read-only (:ro) or share a directory without it`);
     }
   }
+}
+
+/** A VM's shares against III_HOME and the code iii runs (iiiCodePaths); see assertClearOfIii. */
+export function assertSharesClearOfIii(mounts: readonly MountSpec[], home: string, codePaths: readonly string[]): void {
+  assertClearOfIii(mounts, { home, code: codePaths });
 }
 
 /**
@@ -78,18 +120,10 @@ export function assertRootClearOfIii(rootfs: string, home: string): void {
 }
 
 /**
- * Refuses (InvalidOption) a writable share holding the project's iii.workers.yaml: the guest could rewrite its own
- * entry (`-m /:/host`, `--network public`) and the next `start` would give it that. `iii worker dev` shares its
- * project writable by design and starts from a spec of its own, not from this file.
+ * Refuses (InvalidOption) a writable share holding the project's iii.workers.yaml (at `add`, and at `start` of an
+ * entry from the file). `iii worker dev` shares its project writable by design and starts from a spec of its own,
+ * not from this file.
  */
 export function assertProjectFileNotShared(mounts: readonly MountSpec[], projectFile: string): void {
-  const file = join(realOrSelf(dirname(projectFile)), basename(projectFile));
-  for (const m of mounts) {
-    if (!m.readOnly && isWithin(realOrSelf(m.host), file)) {
-      throw new IiiError(
-        "InvalidOption",
-        `cannot share ${m.host} (${m.guest}) writable: it holds ${projectFile}, where the guest could rewrite its own settings for the next start; mount it read-only (:ro) or share a subdirectory`,
-      );
-    }
-  }
+  assertClearOfIii(mounts, { projectFile });
 }

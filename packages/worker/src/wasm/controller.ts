@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { closeSync, openSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
-import { basename, dirname, join, resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ERROR_CODES, IiiError, type ErrorCode } from "../errors.js";
 import { awaitReadyLine, READY_FD } from "../launch/ready-pipe.js";
@@ -16,7 +16,8 @@ import { assertOneMemory } from "./memories.js";
 import { DEFAULT_STDIO_CAP_BYTES, type WasmLaunch } from "./protocol.js";
 import { packageClosure, packageInfo, readRoots } from "./packages.js";
 import { SHIM_INTERFACES, shimModuleUrl, transpileComponent } from "./transpile.js";
-import { isWithin, realOrSelf } from "../util/path-within.js";
+import { assertClearOfIii } from "../launch/share-safety.js";
+import { realOrSelf } from "../util/path-within.js";
 
 export const WASM_RUNNER_ENTRY = fileURLToPath(new URL("./wasm-runner.js", import.meta.url));
 export const WASI_CONFIG_FILE = "wasi-config.json";
@@ -52,50 +53,6 @@ export function runnerNodeFlags(config: WasiConfig, launch: WasmLaunch, workerDi
   ];
 }
 
-
-/**
- * Refuses (InvalidOption) a mount that reaches iii's own state or code. III_HOME holds every worker's
- * WASI_CONFIG (their environments), registry credentials and the transpile cache whose component.js the runner
- * executes: a component given a mount over it rewrote its cached component.js and the next start ran that
- * JavaScript in the runner (review s16; `--mount $HOME:/home` does it with the default III_HOME ~/.iii). So no
- * mount may overlap III_HOME, read-only or not. A writable mount also may not hold the code the runner and the
- * CLI run (this package, preview2-shim and the runner's other packages), nor the project's iii.workers.yaml: a
- * component rewrote its own entry there (`mounts: [/:/host]`) and the next start honoured it (review s16), nor
- * another WASM worker's module (the guest would replace it and run with that worker's mounts and network).
- */
-export function assertMountsClearOfIii(dirs: WasiConfig["dirs"], home: string, codeDirs: string[], projectFile?: string, otherModules: string[] = []): void {
-  const realHome = realOrSelf(home);
-  for (const d of dirs) {
-    const host = realOrSelf(d.hostPath);
-    if (isWithin(host, realHome) || isWithin(realHome, host)) {
-      throw new IiiError(
-        "InvalidOption",
-        `mount ${d.hostPath} (${d.guestPath}) overlaps III_HOME (${realHome}): the guest would reach iii's own state (other workers' configs, the code cache the runner executes); mount a dir outside it`,
-      );
-    }
-    if (d.readOnly) continue;
-    if (projectFile && isWithin(host, join(realOrSelf(dirname(projectFile)), basename(projectFile)))) {
-      throw new IiiError(
-        "InvalidOption",
-        `mount ${d.hostPath} (${d.guestPath}) is writable and holds ${projectFile}: the guest could rewrite its own entry (mounts, network) for the next start; mount it read-only (:ro) or mount a subdirectory`,
-      );
-    }
-    const other = otherModules.map(realOrSelf).find((m) => isWithin(host, m));
-    if (other) {
-      throw new IiiError(
-        "InvalidOption",
-        `mount ${d.hostPath} (${d.guestPath}) is writable and holds ${other}, another worker's module: the guest could replace it and run as that worker; mount it read-only (:ro) or mount a dir without it`,
-      );
-    }
-    const code = codeDirs.map(realOrSelf).find((c) => isWithin(host, c));
-    if (code) {
-      throw new IiiError(
-        "InvalidOption",
-        `mount ${d.hostPath} (${d.guestPath}) is writable and holds ${code}, code that iii runs on the host: the guest could rewrite it; mount it read-only (:ro) or mount a dir without it`,
-      );
-    }
-  }
-}
 
 /** The directories of the code the runner loads (this package, preview2-shim, the engine link's packages). */
 function runnerCodeDirs(): string[] {
@@ -153,7 +110,8 @@ export async function startWasmWorker(name: string, spec: WorkerSpec, options: W
   const kind = detectWasmKind(bytes, module);
   assertOneMemory(bytes, module);
   const config = buildWasiConfig(name, spec, options.engineUrl);
-  assertMountsClearOfIii(config.dirs, iiiHome(env), runnerCodeDirs(), workersFilePath(cwd), await otherWasmModules(name, cwd));
+  const shares = config.dirs.map((d) => ({ host: d.hostPath, guest: d.guestPath, readOnly: d.readOnly }));
+  assertClearOfIii(shares, { home: iiiHome(env), projectFile: workersFilePath(cwd), otherModules: await otherWasmModules(name, cwd), code: runnerCodeDirs() });
   for (const d of config.dirs) {
     if (!(await stat(d.hostPath).catch(() => undefined))?.isDirectory()) throw new IiiError("InvalidOption", `dir ${d.hostPath} (for ${d.guestPath}) is not a directory`);
   }

@@ -1,4 +1,5 @@
-import { join } from "node:path";
+import { AsyncLocalStorage } from "node:async_hooks";
+import { join, resolve } from "node:path";
 import { IiiError } from "../../errors.js";
 import { holdFileLock } from "../../host/file-lock.js";
 import { mkdirs } from "../../host/mkdirs.js";
@@ -30,6 +31,31 @@ async function madeLocksDir(home: string): Promise<boolean> {
 export async function holdImagesInUse(home: string): Promise<{ release: () => Promise<void> }> {
   if (!(await madeLocksDir(home))) return NOT_HELD;
   return holdFileLock(lockPath(home), { shared: true, timeoutMs: 60_000, what: "a prune of the image cache to finish" });
+}
+
+/** The shared hold the current async call chain runs under (withImagesInUse), while its holder has not returned. */
+const holding = new AsyncLocalStorage<{ path: string; released: boolean }>();
+
+/**
+ * Runs `fn` holding the cache shared. A call nested in `fn` for the same home (a start's ensureImage) runs under
+ * the hold already taken instead of opening and flocking the lock again: one hold per start, and since the outer
+ * hold ends only when the whole start returns, there is no moment between the image's resolution and its use when
+ * a prune could take the lock. Keyed on the async call chain, not the process: unrelated work in the same process
+ * (a library caller's concurrent pulls) takes its own hold.
+ */
+export async function withImagesInUse<T>(home: string, fn: () => Promise<T>): Promise<T> {
+  const path = lockPath(resolve(home));
+  const current = holding.getStore();
+  if (current && !current.released && current.path === path) return fn();
+  const held = await holdImagesInUse(home);
+  const mark = { path, released: false };
+  try {
+    return await holding.run(mark, fn);
+  } finally {
+    // Work fn started and left running (a timer) keeps this store: it must not count as holding once we let go.
+    mark.released = true;
+    await held.release();
+  }
 }
 
 /** Held exclusive by prune: fails at once (StateLockTimeout) while a pull or start uses the cache. */

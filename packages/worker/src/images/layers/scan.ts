@@ -30,6 +30,9 @@ export interface ScannedLayer {
   tarPath: string;
   /** `tarPath` is a spill file this scan wrote (the caller removes it). */
   spilled: boolean;
+  /** sha256 of the uncompressed tar this scan read and checked, and its length: what the apply must read again. */
+  tarDigest: string;
+  tarBytes: number;
 }
 
 /**
@@ -53,6 +56,8 @@ export async function scanLayer(
   const hashBlob = source.digest !== undefined && !source.verified;
   budget.startLayer();
   let entries = 0;
+  let tarBytes = 0;
+  let tarDigest = "";
   const reader = new TarReader({
     entry(header) {
       budget.account(planEntry(header, policy), label);
@@ -62,16 +67,18 @@ export async function scanLayer(
     end() {},
   });
   const compression = await detectFileCompression(source.path);
-  // An uncompressed layer is applied from the blob itself.
+  // An uncompressed layer is applied from the blob itself (the apply hashes it again: RootfsBuilder.applyLayer).
   let spill = spillPath !== undefined && compression !== "none" ? openSync(spillPath, "wx", 0o600) : undefined;
   const spilled = spill !== undefined;
   try {
     try {
       await pumpLayer(
         source.path,
-        hashBlob ? (chunk) => blobHash.update(chunk) : undefined,
+        // Uncompressed, the blob is the tar: its digest is the tar's, hashed once below.
+        hashBlob && compression !== "none" ? (chunk) => blobHash.update(chunk) : undefined,
         (chunk) => {
           diffHash.update(chunk);
+          tarBytes += chunk.length;
           // Parse, then count, then spill: a refused chunk (bytes after the archive's end, a budget overrun) is never
           // written, so the spill stays within the image's budget plus the per-entry allowance (LayerBudget.archive).
           reader.push(chunk);
@@ -91,8 +98,9 @@ export async function scanLayer(
         throw new IiiError("ImageInvalid", `${label}: ${what} mismatch: expected ${expected}, got ${actual}`);
       }
     };
-    if (hashBlob) check(source.digest, `sha256:${blobHash.digest("hex")}`, "blob digest");
-    check(source.diffId, `sha256:${diffHash.digest("hex")}`, "uncompressed layer digest (diff_id)");
+    tarDigest = `sha256:${diffHash.digest("hex")}`;
+    if (hashBlob) check(source.digest, compression === "none" ? tarDigest : `sha256:${blobHash.digest("hex")}`, "blob digest");
+    check(source.diffId, tarDigest, "uncompressed layer digest (diff_id)");
   } catch (error) {
     if (spill !== undefined) {
       closeSync(spill);
@@ -103,5 +111,5 @@ export async function scanLayer(
   } finally {
     if (spill !== undefined) closeSync(spill);
   }
-  return { compression, entries, tarPath: spilled ? spillPath! : source.path, spilled };
+  return { compression, entries, tarPath: spilled ? spillPath! : source.path, spilled, tarDigest, tarBytes };
 }

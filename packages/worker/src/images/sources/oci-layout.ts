@@ -81,9 +81,11 @@ export async function readOciLayout(layout: string, tag: string | undefined, sou
 
 /**
  * A layer of a layout is read twice, in place: the scan checks it against its digest, the unpack reads it again
- * (an uncompressed one is not copied in between). Another user who can change it in between would have content the
- * digest never covered cached under that digest, for every later pull of it. So its file and the directories above
- * must be this user's or root's, writable by no one else.
+ * (an uncompressed one is not copied in between). The unpack hashes what it reads and refuses a layer that changed
+ * in between (layers/apply.ts), so a change fails the pull instead of caching content under a digest that does not
+ * cover it; another user still may not be able to change it: its file and the directories above must be this
+ * user's or root's, writable by no one else (a failed pull is theirs to cause otherwise, and no other input of a
+ * pull is theirs to write).
  */
 function checkLayerFile(path: string, source: string): void {
   let why: string | undefined;
