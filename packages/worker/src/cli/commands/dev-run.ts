@@ -279,8 +279,15 @@ export async function runDev(path: string, options: DevOptions): Promise<number>
     const watcher = watchProject(project.dir, {
       installInputs: project.installInputs,
       onSource: (changed) => restart(`${changed[0] ?? "a source file"}${changed.length > 1 ? ` (+${changed.length - 1})` : ""} changed`),
-      onInstallInput: async (inputs) => {
-        if ((await installState(project.dir, project.installInputs)) === "needed") restart(`${inputs.join(", ")} changed: re-installing`);
+      // Runs on what the guest wrote: a failure here is reported, never left to end this process (an uncaught
+      // rejection did, with the VM left running and no `iii worker` command that lists or stops it).
+      onInstallInput: (inputs) => {
+        installState(project.dir, project.installInputs).then(
+          (state) => {
+            if (state === "needed") restart(`${inputs.join(", ")} changed: re-installing`);
+          },
+          (error: Error) => restart(`${inputs.join(", ")} changed (${error.message})`),
+        );
       },
     });
     try {
