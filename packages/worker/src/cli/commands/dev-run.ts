@@ -278,6 +278,8 @@ export async function runDev(path: string, options: DevOptions): Promise<number>
     };
     const watcher = watchProject(project.dir, {
       installInputs: project.installInputs,
+      onLimit: (max) =>
+        process.stderr.write(`iii dev: the project has more than ${max} directories to watch; changes in the others do not restart the workload\n`),
       onSource: (changed) => restart(`${changed[0] ?? "a source file"}${changed.length > 1 ? ` (+${changed.length - 1})` : ""} changed`),
       // Runs on what the guest wrote: a failure here is reported, never left to end this process (an uncaught
       // rejection did, with the VM left running and no `iii worker` command that lists or stops it).
