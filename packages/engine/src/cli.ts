@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-import { enableCompileCache } from "node:module";
 import pkg from "../package.json" with { type: "json" };
+import { enableSafeCompileCache } from "./compile-cache.js";
 import { runWorkerInProcess, WorkerNotFoundError } from "./run-worker.js";
 
-enableCompileCache?.();
+// Never Node's default $TMPDIR/node-compile-cache: another local user can plant code there (compile-cache.ts).
+enableSafeCompileCache();
 
 const USAGE = `usage: iii worker <command> [args...]
        iii --version

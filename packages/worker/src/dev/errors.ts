@@ -5,9 +5,10 @@ import { IiiError } from "../errors.js";
  * - `NoProject`: none of iii.worker.yaml, package.json, pyproject.toml, requirements.txt;
  * - `InvalidManifest`: iii.worker.yaml (or package.json) is unreadable, not the right shape, or has a bad value;
  * - `UnsupportedLanguage`: a runtime other than node or python;
- * - `NoStartCommand`: nothing says how to start the workload (we never guess one).
+ * - `NoStartCommand`: nothing says how to start the workload (we never guess one);
+ * - `UnsafeProjectFile`: a file dev reads is a link out of the project, a loop, not a regular file, or too big.
  */
-export type DevProjectProblem = "NoProject" | "InvalidManifest" | "UnsupportedLanguage" | "NoStartCommand";
+export type DevProjectProblem = "NoProject" | "InvalidManifest" | "UnsupportedLanguage" | "NoStartCommand" | "UnsafeProjectFile";
 
 /** A dev-mode project error. Its `code` is the existing `InvalidOption`; `problem` says which kind. */
 export class DevProjectError extends IiiError {

@@ -35,6 +35,7 @@ export {
   classifyChange,
   IGNORED_DIRS,
   watchProject,
+  WATCH_MAX_DIRECTORIES,
   type ChangeKind,
   type ProjectWatcher,
   type WatchProjectOptions,

@@ -1,6 +1,5 @@
-import { readFile, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
-import { errnoCode } from "../errors.js";
 import { DevProjectError } from "./errors.js";
 import {
   MANIFEST_FILE,
@@ -11,6 +10,7 @@ import {
   type DevResources,
   type NodePackageManager,
 } from "./manifest.js";
+import { isProjectFile, readProjectText } from "./project-file.js";
 import { moduleNameFor, parsePyproject, type PyprojectInfo } from "./pyproject.js";
 import { shellQuote } from "./shell.js";
 
@@ -67,23 +67,6 @@ interface PackageJson {
   packageManager?: unknown;
 }
 
-async function readText(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, "utf8");
-  } catch (error) {
-    if (errnoCode(error) === "ENOENT") return undefined;
-    throw error;
-  }
-}
-
-async function isFile(path: string): Promise<boolean> {
-  try {
-    return (await stat(path)).isFile();
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Works out how to run the project in `dir` in a dev VM: `iii.worker.yaml` first (every field optional; what
  * it leaves out is inferred), else `package.json`, else `pyproject.toml` / `requirements.txt`. Throws
@@ -95,11 +78,11 @@ export async function detectProject(dir: string): Promise<DevProject> {
   if (!rootStat?.isDirectory()) {
     throw new DevProjectError("NoProject", `${root} is not a directory`);
   }
-  const manifestText = await readText(join(root, MANIFEST_FILE));
+  const manifestText = await readProjectText(root, MANIFEST_FILE);
   const manifest = manifestText === undefined ? undefined : parseDevManifest(manifestText, join(root, MANIFEST_FILE));
-  const packageJsonText = await readText(join(root, "package.json"));
-  const pyprojectText = await readText(join(root, "pyproject.toml"));
-  const hasRequirements = await isFile(join(root, "requirements.txt"));
+  const packageJsonText = await readProjectText(root, "package.json");
+  const pyprojectText = await readProjectText(root, "pyproject.toml");
+  const hasRequirements = await isProjectFile(root, "requirements.txt");
 
   const language: DevLanguage | undefined =
     manifest?.runtime.language ??
@@ -183,7 +166,7 @@ async function inferNode(
     throw new DevProjectError("InvalidManifest", `${join(root, MANIFEST_FILE)}: packageManager pip is not a node package manager`);
   }
   const lockfileOf = async (manager: NodePackageManager): Promise<string | undefined> => {
-    for (const file of NODE_LOCKFILES[manager]) if (await isFile(join(root, file))) return file;
+    for (const file of NODE_LOCKFILES[manager]) if (await isProjectFile(root, file)) return file;
     return undefined;
   };
   // corepack's "packageManager": "pnpm@9.12.0" field states the manager outright.
@@ -200,7 +183,7 @@ async function inferNode(
   }
   manager ??= "npm";
   const locked = (await lockfileOf(manager)) !== undefined;
-  const yarnBerry = manager === "yarn" && (await isFile(join(root, ".yarnrc.yml")));
+  const yarnBerry = manager === "yarn" && (await isProjectFile(root, ".yarnrc.yml"));
 
   const inferredInstall =
     pkg === undefined
@@ -228,7 +211,7 @@ async function inferNode(
   else if (typeof scripts.start === "string" && scripts.start.trim() !== "") {
     inferredStart = manager === "bun" ? "bun run start" : `${manager} start`;
   } else if (typeof pkg?.main === "string" && pkg.main.trim() !== "") inferredStart = `node ${shellQuote(pkg.main.trim())}`;
-  else if (await isFile(join(root, "index.js"))) inferredStart = "node index.js";
+  else if (await isProjectFile(root, "index.js")) inferredStart = "node index.js";
 
   const start = pick(manifest?.scripts.start, inferredStart);
   if (!start) {
@@ -276,13 +259,13 @@ async function inferPython(
   } else if (installable) {
     const module = moduleNameFor(pyproject.name!);
     for (const candidate of [join(module, "__main__.py"), join("src", module, "__main__.py")]) {
-      if (await isFile(join(root, candidate))) {
+      if (await isProjectFile(root, candidate)) {
         inferredStart = `${python} -m ${module}`;
         break;
       }
     }
   }
-  if (!inferredStart && (await isFile(join(root, "main.py")))) inferredStart = `${python} main.py`;
+  if (!inferredStart && (await isProjectFile(root, "main.py"))) inferredStart = `${python} main.py`;
 
   const start = pick(manifest?.scripts.start, inferredStart);
   if (!start) {

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { lstat } from "node:fs/promises";
 import { join } from "node:path";
-import { errnoCode } from "../errors.js";
+import { projectFileDigest, readProjectText } from "./project-file.js";
 import { VENV_DIR, type DevProject } from "./project.js";
 import { shellQuote } from "./shell.js";
 
@@ -132,32 +132,34 @@ export function devScript(project: DevProject, options: DevScriptOptions = {}): 
   return lines.join("\n");
 }
 
-/** The key the dev script computes for `project.installInputs` in `dir`, computed on the host. */
+/**
+ * The key the dev script computes for `project.installInputs` in `dir`, computed on the host. An input the host
+ * does not read (a link out of the project, a loop, not a regular file, over INSTALL_INPUT_MAX_BYTES) hashes as
+ * "unreadable", so the key differs from the guest's and install runs again; it never throws.
+ */
 export async function installKey(dir: string, installInputs: readonly string[]): Promise<string> {
   let text = `${KEY_VERSION}\n`;
   for (const input of installInputs) {
-    let content: Buffer | undefined;
-    try {
-      content = await readFile(join(dir, input));
-    } catch (error) {
-      if (errnoCode(error) !== "ENOENT" && errnoCode(error) !== "EISDIR") throw error;
-    }
-    text += content ? `${input} ${createHash("sha256").update(content).digest("hex")}\n` : `${input} absent\n`;
+    const digest = await projectFileDigest(dir, input);
+    text += `${input} ${digest ?? "absent"}\n`;
   }
   return createHash("sha256").update(text).digest("hex");
 }
 
+/** The marker holds one 64-hex-digit key and a newline. */
+const MARKER_MAX_BYTES = 256;
+
 /**
  * The key of the last successful install, read through the live mount (`<dir>/.iii/dev/install.key` by
- * default), or undefined if there is none. With `installKey` the host can tell whether an install-input
- * event really needs an install (an install that rewrote its own lockfile does not).
+ * default), or undefined if there is none (or it is anything but a small regular file in the project). With
+ * `installKey` the host can tell whether an install-input event really needs an install (an install that
+ * rewrote its own lockfile does not).
  */
 export async function readInstallMarker(dir: string, cacheDir = DEV_CACHE_DIR): Promise<string | undefined> {
   try {
-    return (await readFile(join(dir, cacheDir, INSTALL_MARKER), "utf8")).trim() || undefined;
-  } catch (error) {
-    if (errnoCode(error) === "ENOENT") return undefined;
-    throw error;
+    return (await readProjectText(dir, join(cacheDir, INSTALL_MARKER), MARKER_MAX_BYTES))?.trim() || undefined;
+  } catch {
+    return undefined;
   }
 }
 
@@ -169,18 +171,15 @@ export type InstallState = "up-to-date" | "installing" | "needed";
  * - `up-to-date`: the inputs hash to the marker of the last successful install (e.g. npm rewrote an
  *   identical lockfile): no restart needed;
  * - `needed`: restart the workload; the dev script will install before starting.
+ * Never throws: everything it looks at is the guest's to write.
  */
 export async function installState(
   dir: string,
   installInputs: readonly string[],
   cacheDir = DEV_CACHE_DIR,
 ): Promise<InstallState> {
-  try {
-    await readFile(join(dir, cacheDir, INSTALLING_FLAG));
-    return "installing";
-  } catch (error) {
-    if (errnoCode(error) !== "ENOENT") throw error;
-  }
+  // The flag's presence is the signal: looked at (lstat), never opened.
+  if (await lstat(join(dir, cacheDir, INSTALLING_FLAG)).then(() => true, () => false)) return "installing";
   const marker = await readInstallMarker(dir, cacheDir);
   return marker !== undefined && marker === (await installKey(dir, installInputs)) ? "up-to-date" : "needed";
 }

@@ -49,7 +49,19 @@ export interface WatchProjectOptions {
   installInputs?: readonly string[];
   /** A directory could not be watched (e.g. out of inotify watches). Without it such errors are dropped. */
   onError?: (error: Error) => void;
+  /**
+   * At most this many directories are watched (one inotify watch each). Default WATCH_MAX_DIRECTORIES. The dev
+   * guest writes the project: without a bound, making 195,000 directories took every inotify watch the user
+   * may hold (max_user_watches; the user's editors, build tools and, for root, system daemons then fail with
+   * ENOSPC) and 450 MiB of the CLI's memory.
+   */
+  maxDirectories?: number;
+  /** Called once when `maxDirectories` is reached: directories past it are not watched. */
+  onLimit?: (maxDirectories: number) => void;
 }
+
+/** Directories watched per project by default: far above a source tree's (dependencies, VCS and build output are not watched), far below max_user_watches. */
+export const WATCH_MAX_DIRECTORIES = 10_000;
 
 export interface ProjectWatcher {
   close(): void;
@@ -75,6 +87,10 @@ export function watchProject(dir: string, options: WatchProjectOptions = {}): Pr
   const maxWaitMs = options.maxWaitMs ?? 1000;
   const installInputs = new Set(options.installInputs ?? ALL_INSTALL_INPUTS);
   const watchers = new Map<string, FSWatcher>();
+  const maxDirectories = options.maxDirectories ?? WATCH_MAX_DIRECTORIES;
+  /** Watches created and not yet kept or dropped (their checks are in flight): they hold inotify watches too. */
+  let pending = 0;
+  let limitReported = false;
   let realRoot = root;
   const changed = new Set<string>();
   let quietTimer: NodeJS.Timeout | undefined;
@@ -111,6 +127,11 @@ export function watchProject(dir: string, options: WatchProjectOptions = {}): Pr
     if (closed || watchers.has(absolute)) return;
     const rel = relative(root, absolute);
     if (rel !== "" && classifyChange(rel, installInputs) === "ignored") return;
+    if (watchers.size + pending >= maxDirectories) {
+      if (!limitReported) options.onLimit?.(maxDirectories);
+      limitReported = true;
+      return;
+    }
     let watcher: FSWatcher;
     try {
       watcher = watch(absolute, { persistent: true }, (_event, filename) => {
@@ -140,7 +161,9 @@ export function watchProject(dir: string, options: WatchProjectOptions = {}): Pr
     // fs.watch follows links in the path it is given: checked after the watch exists, so a link swapped in
     // before it was added is caught too (the watch is dropped at once). A directory listed through such a
     // link below is checked again, each on its own, so the walk never leaves the project.
+    pending += 1;
     const real = await realpath(absolute).catch(() => undefined);
+    pending -= 1;
     if (rel === "" && real !== undefined) realRoot = real;
     if (closed || watchers.has(absolute) || real === undefined || real !== join(realRoot, rel)) {
       watcher.close();

@@ -1,15 +1,16 @@
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { lstat, mkdir, open, readFile, readlink, rename, stat, unlink, type FileHandle } from "node:fs/promises";
+import { lstat, mkdir, open, readFile, readlink, rename, stat, unlink, writeFile, type FileHandle } from "node:fs/promises";
 import { createRequire } from "node:module";
+import { totalmem } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SupervisorClient } from "../../api/client.js";
-import { detectProject, devScript, installState, watchProject, DEV_CACHE_DIR, VENV_DIR, type DevProject } from "../../dev/index.js";
+import { detectProject, devScript, installState, watchProject, DEV_CACHE_DIR, MANIFEST_FILE, VENV_DIR, type DevProject, type DevResources } from "../../dev/index.js";
 import { errnoCode, IiiError } from "../../errors.js";
-import { awaitEndedSupervisor, startWorkerWithSpec, stopWorker } from "../../lifecycle.js";
+import { awaitEndedSupervisor, prepareWorkerDir, startWorkerWithSpec, stopWorker } from "../../lifecycle.js";
 import { followFile } from "../../logs.js";
-import { workerPaths } from "../../paths.js";
+import { iiiHome, workerPaths, type WorkerPaths } from "../../paths.js";
 import { emptyNetwork, parsePort, validateWorkerName, type MountSpec, type WorkerSpec } from "../../state/model.js";
 import { workerStatus } from "../../status.js";
 import { terminalSafeLine } from "../../util/terminal-safe.js";
@@ -23,6 +24,8 @@ export interface DevOptions {
   capture?: string;
   /** `--host-port PORT`: host loopback ports the guest may reach through its gateway (a local registry mirror). */
   hostPorts?: string[];
+  /** `--accept-resources`: take iii.worker.yaml's resources even when they are more than the last dev run's. */
+  acceptResources?: boolean;
 }
 
 /**
@@ -224,12 +227,79 @@ export function packageRegistryRules(project: Pick<DevProject, "language">): str
     : ["tcp/registry.npmjs.org:443", "tcp/registry.yarnpkg.com:443"];
 }
 
+/**
+ * The resources the last dev run of a project was started with: host state (managed/<project key>/, out of the
+ * guest's reach), per project rather than per sandbox, since the sandbox's default name comes from the manifest
+ * the guest writes too. A dot name: never a worker's (names start with [a-z0-9]).
+ */
+const RESOURCES_RECORD = ".dev-resources.json";
+
+function showBytes(bytes: number): string {
+  if (bytes % 2 ** 30 === 0) return `${bytes / 2 ** 30}Gi`;
+  if (bytes % 2 ** 20 === 0) return `${bytes / 2 ** 20}Mi`;
+  return String(bytes);
+}
+
+/** Each resource `next` asks for above `previous` (a value where there was the default counts), as `memory 512Mi -> 16Gi`. */
+export function resourceRaises(previous: DevResources, next: DevResources): string[] {
+  const fields = [
+    ["cpus", "cpus", String],
+    ["memoryBytes", "memory", showBytes],
+    ["diskBytes", "disk", showBytes],
+  ] as const;
+  const raises: string[] = [];
+  for (const [key, label, show] of fields) {
+    const now = next[key];
+    const before = previous[key];
+    if (now !== undefined && (before === undefined || now > before)) raises.push(`${label} ${before === undefined ? "default" : show(before)} -> ${show(now)}`);
+  }
+  return raises;
+}
+
+async function readResourcesRecord(path: string): Promise<DevResources | undefined> {
+  try {
+    const parsed = JSON.parse(await readFile(path, "utf8")) as Record<string, unknown>;
+    const record: DevResources = {};
+    for (const key of ["cpus", "memoryBytes", "diskBytes"] as const) if (typeof parsed[key] === "number") record[key] = parsed[key];
+    return record;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * iii.worker.yaml is in the project, which the dev guest writes: its `resources` at the next `iii worker dev` are
+ * whatever the guest left there (memory has no upper bound in the parser). A dev run therefore keeps the resources
+ * it started with beside the sandbox's state, and the next run refuses more than that, in one line naming each
+ * raise, until the user passes --accept-resources. Lowering them and the project's first run are not asked about
+ * (the user reads the manifest of what they chose to run). Memory above the host's is refused always.
+ */
+async function checkResources(project: DevProject, paths: WorkerPaths, env: NodeJS.ProcessEnv, accept: boolean): Promise<void> {
+  const memory = project.resources.memoryBytes;
+  if (memory !== undefined && memory > totalmem()) {
+    throw new IiiError("InvalidQuantity", `${join(project.dir, MANIFEST_FILE)}: resources.memory ${showBytes(memory)} is more than this host has (${showBytes(totalmem())})`);
+  }
+  const record = join(dirname(paths.dir), RESOURCES_RECORD);
+  const previous = await readResourcesRecord(record);
+  const raises = previous === undefined ? [] : resourceRaises(previous, project.resources);
+  if (raises.length > 0 && !accept) {
+    throw new IiiError(
+      "InvalidOption",
+      `${join(project.dir, MANIFEST_FILE)} asks for more than the last dev run of this project (${raises.join(", ")}); the dev VM can write that file: check it, and if the change is yours run again with --accept-resources`,
+    );
+  }
+  await prepareWorkerDir(paths, iiiHome(env), env);
+  await writeFile(record, `${JSON.stringify(project.resources)}\n`, { mode: 0o600 });
+}
+
 export async function runDev(path: string, options: DevOptions): Promise<number> {
   const env = options.env ?? process.env;
   const hostPorts = (options.hostPorts ?? []).map((p) => parsePort(p, "--host-port"));
   const project = await detectProject(resolve(path));
   const name = validateWorkerName(options.name ?? sandboxName(project));
   const image = devBaseImage(project, env);
+  const paths = workerPaths(name, env, project.dir);
+  await checkResources(project, paths, env, options.acceptResources ?? false);
   const caEnv = await prepareDevCache(project, env, options.rebuild);
   const spec: WorkerSpec = {
     image,
@@ -244,7 +314,6 @@ export async function runDev(path: string, options: DevOptions): Promise<number>
     mounts: [{ host: project.dir, guest: "/workspace", readOnly: false }, ...(await dependencyMount(project))],
     network: { ...emptyNetwork(), allow: packageRegistryRules(project), hostPorts },
   };
-  const paths = workerPaths(name, env, project.dir);
   const from = { stdout: await sizeOf(paths.stdoutLog), stderr: await sizeOf(paths.stderrLog) };
   const abort = new AbortController();
   let interrupted = false;
@@ -278,9 +347,18 @@ export async function runDev(path: string, options: DevOptions): Promise<number>
     };
     const watcher = watchProject(project.dir, {
       installInputs: project.installInputs,
+      onLimit: (max) =>
+        process.stderr.write(`iii dev: the project has more than ${max} directories to watch; changes in the others do not restart the workload\n`),
       onSource: (changed) => restart(`${changed[0] ?? "a source file"}${changed.length > 1 ? ` (+${changed.length - 1})` : ""} changed`),
-      onInstallInput: async (inputs) => {
-        if ((await installState(project.dir, project.installInputs)) === "needed") restart(`${inputs.join(", ")} changed: re-installing`);
+      // Runs on what the guest wrote: a failure here is reported, never left to end this process (an uncaught
+      // rejection did, with the VM left running and no `iii worker` command that lists or stops it).
+      onInstallInput: (inputs) => {
+        installState(project.dir, project.installInputs).then(
+          (state) => {
+            if (state === "needed") restart(`${inputs.join(", ")} changed: re-installing`);
+          },
+          (error: Error) => restart(`${inputs.join(", ")} changed (${error.message})`),
+        );
       },
     });
     try {

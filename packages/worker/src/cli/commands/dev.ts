@@ -12,11 +12,13 @@ export function registerDev(program: Command): void {
     .option("--engine-url <url>", "engine URL passed to the worker as III_URL/III_ENGINE_URL", DEFAULT_ENGINE_URL)
     .option("--capture <file>", "write a pcap of the sandbox's network traffic (both directions) to this file")
     .option("--host-port <port>", "host loopback port the guest may reach through its gateway, e.g. a local package registry (repeatable)", collect)
+    .option("--accept-resources", "take iii.worker.yaml's resources even when they ask for more than the last dev run of the project (the dev VM can write that file)")
     .action(async (path: string, opts) => {
       const { runDev } = await import("./dev-run.js");
       process.exitCode = await runDev(path, {
         name: opts.name,
         rebuild: !!opts.rebuild,
+        acceptResources: !!opts.acceptResources,
         engineUrl: opts.engineUrl,
         ...(opts.capture !== undefined ? { capture: opts.capture as string } : {}),
         ...(opts.hostPort !== undefined ? { hostPorts: opts.hostPort as string[] } : {}),

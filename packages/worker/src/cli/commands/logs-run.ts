@@ -1,5 +1,6 @@
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
+import { StringDecoder } from "node:string_decoder";
 import { IiiError } from "../../errors.js";
 import { followFile, tailLines } from "../../logs.js";
 import { readTimedLines } from "../../log-times.js";
@@ -44,12 +45,17 @@ function stamp(ms: number): string {
   return `${new Date(ms).toISOString()} `;
 }
 
-/** Prefixes every line that starts in `chunk` with the time it is seen (follow mode: within one poll of its write). */
-class LineStamper {
+/**
+ * Prefixes every line that starts in `chunk` with the time it is seen (follow mode: within one poll of its write).
+ * A UTF-8 character split across two chunks is kept whole (decoding each chunk alone showed it as U+FFFD twice).
+ */
+export class LineStamper {
   private atLineStart = true;
+  private readonly decoder = new StringDecoder("utf8");
   apply(chunk: Buffer, ms: number): string {
     let out = "";
-    const text = chunk.toString("utf8");
+    const text = this.decoder.write(chunk);
+    if (text === "") return "";
     for (const part of text.split(/(?<=\n)/)) {
       if (this.atLineStart) out += stamp(ms);
       out += part;
