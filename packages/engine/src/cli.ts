@@ -1,10 +1,9 @@
 #!/usr/bin/env node
 import pkg from "../package.json" with { type: "json" };
-import { enableSafeCompileCache } from "./compile-cache.js";
 import { runWorkerInProcess, WorkerNotFoundError } from "./run-worker.js";
 
-// Never Node's default $TMPDIR/node-compile-cache: another local user can plant code there (compile-cache.ts).
-enableSafeCompileCache();
+// No compile cache of the shim's own: iii-worker's entry, loaded below in this process, turns on one in a private
+// directory (never Node's default $TMPDIR/node-compile-cache, where another local user can plant code).
 
 const USAGE = `usage: iii worker <command> [args...]
        iii --version

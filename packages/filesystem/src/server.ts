@@ -1,12 +1,12 @@
 // Child-process FUSE server for `mountPassthrough({ isolation: "process" })`: the
 // mount is served here, so nothing the parent does (sync fs calls on the mount,
 // spawning with cwd inside it) can deadlock against the serving JS thread.
-import { enableCompileCache } from "node:module";
 import { FilesystemError } from "./errors.js";
 import type { MountHandle, MountOptions } from "./mount/mount.js";
 
-// V8's compile cache before the FUSE code loads: a worker's supervisor starts one of these per boot.
-enableCompileCache?.();
+// No enableCompileCache() here: without a directory it means $TMPDIR/node-compile-cache, where another local user
+// can plant code this (root) process would run. A parent that approved a private cache directory passes it as
+// NODE_COMPILE_CACHE, which Node honours by itself (@iii/worker's CLI does).
 // Loading starts now; the message handler is registered at once (below) and waits for it, so no message that
 // arrives meanwhile is missed, and messages are handled in order.
 const mountModule = import("./mount/mount.js");

@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-import { enableCompileCache } from "node:module";
+import { enableSafeCompileCache } from "./host/compile-cache.js";
 
 // V8's compile cache (on disk, keyed by file content) before anything else loads: commander and the CLI's own
-// chunks compile once per install instead of on every run.
-enableCompileCache?.();
+// chunks compile once per install instead of on every run. In a private directory, never Node's default under
+// $TMPDIR (another local user could plant code there); the processes this one starts inherit the choice.
+enableSafeCompileCache();
 
 // A reader that went away (`iii-worker list | head -1`, `logs -f | head`) ends the CLI quietly with 141, the status
 // of a process killed by SIGPIPE, as a shell pipeline expects, instead of an unhandled EPIPE stack. A command

@@ -1,9 +1,10 @@
 // The supervisor process of one VM (`node dist/supervisor.js <name> <project-dir>`), spawned by `start`
 // (launch/spawn.ts) in its own session: its own entry, so it loads neither the CLI nor commander.
-import { enableCompileCache } from "node:module";
 import { MountServer } from "@iii/filesystem/client";
 
-enableCompileCache?.();
+// No enableCompileCache() here: without a directory it means $TMPDIR/node-compile-cache, where another local user
+// can plant code this root process would run. Node turns the cache on by itself when iii-worker's CLI approved a
+// private one (NODE_COMPILE_CACHE in the environment it passes down: host/compile-cache.ts).
 
 const [name, projectDir] = process.argv.slice(2);
 if (!name || !projectDir) {

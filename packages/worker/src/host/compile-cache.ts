@@ -10,7 +10,7 @@ import { dirname, isAbsolute, join } from "node:path";
  * the cache lives in `$TMPDIR/node-compile-cache/<version>-<uid>/`, and Node neither checks who owns that directory
  * nor creates it private: another local user who makes `/tmp/node-compile-cache` first (after every reboot it is
  * free) plants an entry for `@iii/worker`'s cli.js and runs code as the next user — root included — who runs
- * `iii worker …` (shown with uid 65534 against root: test/compile-cache.test.ts).
+ * `iii worker …` or `iii-worker …` (shown with uid 65534 against root: test/cli/compile-cache.test.ts).
  *
  * So the cache goes in `${XDG_CACHE_HOME:-~/.cache}/iii/node-compile-cache`, and only when that directory and every
  * directory above it belongs to this user or root and is writable by no one else (a sticky directory such as /tmp
@@ -61,9 +61,9 @@ function trustedChain(path: string, uid: number, isCache: boolean): boolean {
 
 /**
  * Turns Node's compile cache on in the directory `compileCacheDir` approves, and hands the choice to the processes
- * `iii-worker` starts (the supervisor and the filesystem server call `enableCompileCache()` without a directory,
- * which would otherwise mean $TMPDIR): `NODE_COMPILE_CACHE` names the approved directory, or
- * `NODE_DISABLE_COMPILE_CACHE=1` when there is none (Node reads both when the call is made).
+ * `iii-worker` starts (the supervisor, the filesystem server), which never enable one themselves:
+ * `NODE_COMPILE_CACHE` names the approved directory (Node enables it at their start), or
+ * `NODE_DISABLE_COMPILE_CACHE=1` when there is none.
  */
 export function enableSafeCompileCache(env: NodeJS.ProcessEnv = process.env): string | undefined {
   if (env.NODE_COMPILE_CACHE || env.NODE_DISABLE_COMPILE_CACHE) return undefined;
