@@ -1,5 +1,5 @@
 import { readFile, stat } from "node:fs/promises";
-import { basename, resolve } from "node:path";
+import { basename, posix, resolve } from "node:path";
 import { detectWasmKind } from "./wasm/kind.js";
 import { IiiError } from "./errors.js";
 import type { PullPolicy } from "./images/index.js";
@@ -126,6 +126,27 @@ export async function resolveImageInput(
   return { image: resolved.image, defaultName: resolved.name, origin: `iii short name, resolved through ${url} to ${resolved.image}` };
 }
 
+/**
+ * Two `-p` on one host port, or two `-m` on one guest path, cannot both hold: the second publish failed only at
+ * `start`, after the VM had booted (`cannot publish 127.0.0.1:8080`), and of two shares at one path the guest
+ * saw one. Refused at `add`, naming both.
+ */
+function refuseDuplicates(spec: WorkerSpec): void {
+  const ports = new Map<number, string>();
+  for (const p of spec.ports) {
+    const seen = ports.get(p.host);
+    if (seen !== undefined) throw new IiiError("InvalidOption", `invalid --port ${p.host}:${p.guest}: host port ${p.host} is already published (${seen})`);
+    ports.set(p.host, `${p.host}:${p.guest}`);
+  }
+  const guests = new Map<string, string>();
+  for (const m of spec.mounts) {
+    const guest = posix.normalize(m.guest).replace(/(.)\/+$/, "$1");
+    const seen = guests.get(guest);
+    if (seen !== undefined) throw new IiiError("InvalidOption", `invalid --mount ${m.host}:${m.guest}: guest path ${guest} is already shared (from ${seen})`);
+    guests.set(guest, m.host);
+  }
+}
+
 /** Validates every option before touching the state file, so bad input changes nothing. */
 export async function addWorker(input: string, options: AddWorkerOptions = {}): Promise<AddedWorker> {
   const cwd = options.cwd ?? process.cwd();
@@ -146,6 +167,7 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
     },
   };
   policyRules(spec.network);
+  refuseDuplicates(spec);
   const reserved = reservedEnvKeys(spec.env);
   if (reserved.length > 0) throw new IiiError("InvalidOption", `invalid --env: ${reservedEnvMessage(reserved)}`);
   if (options.cpus !== undefined) {

@@ -58,6 +58,14 @@ describe("a write keeps what the user wrote", () => {
     expect((JSON.parse(list.stdout) as { name: string }[]).map((w) => w.name).sort()).toEqual(["alpha", "api"]);
   });
 
+  it("an edit the user's layout cannot hold (an alias into the removed entry) is written in iii's layout, and says so", async () => {
+    const { cwd, path, env } = project("# c\nworkers:\n  a:\n    image: ghcr.io/x/a:1\n    env: &common {A: '1'}\n  b:\n    image: ghcr.io/x/b:1\n    env: *common\n");
+    const run = await runWorkerCli(["remove", "a"], { cwd, env });
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).toMatch(/^iii-worker: note: .*iii\.workers\.yaml was rewritten in iii's own layout, without its comments and unknown keys \(Unresolved alias.*\)\nremoved worker a\n$/);
+    expect((parse(readFileSync(path, "utf8")) as { workers: Record<string, { env: object }> }).workers).toEqual({ b: expect.objectContaining({ env: { A: "1" } }) });
+  });
+
   it("a new entry in `workers: {}` is written as a block, and a new file gets the header", async () => {
     const inline = project("workers: {} # none yet\n");
     expect((await runWorkerCli(["add", "ghcr.io/acme/w:1", "--no-pull"], inline)).code).toBe(0);
