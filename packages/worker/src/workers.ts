@@ -114,6 +114,14 @@ export async function resolveImageInput(
     const origin = input.startsWith(`${ref.registry}/`) ? `image on registry ${ref.registry}` : `Docker Hub image ${formatImageReference(ref)}`;
     return { image: input, defaultName: workerNameFor(input), origin };
   }
+  // `add ""`, `add "my app"`: not a name any index holds; said before the index is fetched (it was fetched, or
+  // with --no-pull the advice offered "docker.io/library/:latest").
+  if (!/^[A-Za-z0-9][\w.-]*(@[^@]*)?$/.test(input)) {
+    throw new IiiError(
+      "InvalidReference",
+      `invalid image "${input}": expected an image reference (alpine:3.20, ghcr.io/acme/api:1), an iii short name (image-resize, image-resize@0.2.0) or a local source (dir:/path, oci:/path)`,
+    );
+  }
   const url = env.III_REGISTRY_URL || DEFAULT_REGISTRY_INDEX_URL;
   if (options.offline && !url.startsWith("file://")) {
     throw new IiiError(

@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { createServer } from "node:http";
 import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -54,5 +55,33 @@ describe("add refuses options that cannot all hold", () => {
     // one guest port behind two host ports, and nested guest paths, are fine
     const ok = await runWorkerCli(["add", "ghcr.io/acme/w:1", "--no-pull", "-p", "8080:80", "-p", "8081:80", "-m", `${p.cwd}/s1:/data`, "-m", `${p.cwd}/s2:/data/sub:ro`], p);
     expect(ok.code, ok.stderr).toBe(0);
+  });
+});
+
+describe("add of an image that is no name at all", () => {
+  it('add "" and add "my app": one line, exit 1, and the registry index is never fetched', async () => {
+    let requests = 0;
+    const index = createServer((_, res) => {
+      requests += 1;
+      res.setHeader("content-type", "application/json");
+      res.end(JSON.stringify({ version: 1, workers: {} }));
+    });
+    await new Promise<void>((r) => index.listen(0, "127.0.0.1", r));
+    try {
+      const p = project();
+      const env = { ...p.env, III_REGISTRY_URL: `http://127.0.0.1:${(index.address() as { port: number }).port}/index.json` };
+      for (const image of ["", " ", "my app", "@1"]) {
+        for (const pull of [[], ["--no-pull"]]) {
+          const run = await runWorkerCli(["add", image, ...pull], { cwd: p.cwd, env });
+          expect(run.code, run.stderr).toBe(1);
+          expect(run.stderr.trim()).toBe(
+            `iii-worker: invalid image "${image}": expected an image reference (alpine:3.20, ghcr.io/acme/api:1), an iii short name (image-resize, image-resize@0.2.0) or a local source (dir:/path, oci:/path) [InvalidReference]`,
+          );
+        }
+      }
+      expect(requests).toBe(0);
+    } finally {
+      await new Promise((r) => index.close(r));
+    }
   });
 });
