@@ -201,7 +201,7 @@ export function serializeWorkersChange(before: ParsedWorkersFile, after: Workers
 async function writeAtomically(path: string, text: string): Promise<void> {
   const mode = (await existingFileMode(path)) ?? 0o644;
   const tmp = `${path}.${randomBytes(6).toString("hex")}.tmp`;
-  const release = removeOnSignal(tmp);
+  const leave = enterWrite();
   try {
     const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
     try {
@@ -211,35 +211,64 @@ async function writeAtomically(path: string, text: string): Promise<void> {
     } finally {
       await fh.close();
     }
+    if (signalledToEnd()) throw new Error(`interrupted by ${deferredSignal}`);
     await rename(tmp, path);
   } catch (error) {
     await rm(tmp, { force: true });
     throw new IiiError("StateFileUnwritable", `cannot write ${path}: ${(error as Error).message}`, { cause: error });
   } finally {
-    release();
+    leave();
   }
 }
 
 const CLEANUP_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+let writesInFlight = 0;
+let deferredSignal: NodeJS.Signals | undefined;
+let listening = false;
 
 /**
- * While a temp file exists, Ctrl-C (SIGINT), SIGTERM or SIGHUP removes it before the process ends as the signal
- * would have ended it (its default action, status 128+n): without this, each one that landed mid-write left an
- * `iii.workers.yaml.<hex>.tmp` in the user's project. The file itself stays the old one or the new one, whole
- * (only the rename changes it). A command that handles the signal itself (its own listener) still does.
+ * Ctrl-C (SIGINT), SIGTERM or SIGHUP during a write waits for it to end, then ends the process as the signal would
+ * have (its default action, status 128+n): each one that landed mid-write left an `iii.workers.yaml.<hex>.tmp` in
+ * the user's project (removing it from the handler raced the open still under way in Node's thread pool, which
+ * then created it). A write signalled before its rename is abandoned, so the file stays as it was. A command that
+ * handles the signal itself (its own listener) still does, and its write completes.
+ * The listener stays once added: one removed as a write ends would drop a signal Node had just caught, and the
+ * process would go on as if never signalled.
  */
-function removeOnSignal(tmp: string): () => void {
-  const onSignal = (signal: NodeJS.Signals) => {
-    rmSync(tmp, { force: true });
-    release();
-    // with no other listener Node has restored the default action: the signal now ends the process
-    if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+function onCleanupSignal(signal: NodeJS.Signals): void {
+  if (writesInFlight > 0) {
+    deferredSignal ??= signal;
+    return;
+  }
+  reraise(signal);
+}
+
+function reraise(signal: NodeJS.Signals): void {
+  for (const s of CLEANUP_SIGNALS) process.off(s, onCleanupSignal);
+  listening = false;
+  // with no other listener Node has restored the default action: the signal now ends the process
+  if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+}
+
+/** Whether a signal that arrived during this write will end the process (then the write is abandoned). */
+function signalledToEnd(): boolean {
+  return deferredSignal !== undefined && process.listenerCount(deferredSignal) === 1;
+}
+
+function enterWrite(): () => void {
+  writesInFlight += 1;
+  if (!listening) {
+    listening = true;
+    for (const signal of CLEANUP_SIGNALS) process.on(signal, onCleanupSignal);
+  }
+  return () => {
+    writesInFlight -= 1;
+    const signal = deferredSignal;
+    if (writesInFlight === 0 && signal) {
+      deferredSignal = undefined;
+      reraise(signal);
+    }
   };
-  const release = () => {
-    for (const signal of CLEANUP_SIGNALS) process.off(signal, onSignal);
-  };
-  for (const signal of CLEANUP_SIGNALS) process.on(signal, onSignal);
-  return release;
 }
 
 /**

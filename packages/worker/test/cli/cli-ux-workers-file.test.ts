@@ -150,15 +150,18 @@ describe("Ctrl-C or SIGTERM while the file is written", () => {
        }`,
     );
     const statuses: (string | null)[] = [];
-    for (let round = 0; round < 12; round++) {
+    for (let round = 0; round < 20; round++) {
       const child = spawn(process.execPath, [writer], { stdio: ["ignore", "pipe", "ignore"] });
       await new Promise((r) => child.stdout!.once("data", r));
       await new Promise((r) => setTimeout(r, 5 + Math.floor(Math.random() * 40)));
       child.kill(round % 2 ? "SIGTERM" : "SIGINT");
+      // a writer still saving 5 s later swallowed the signal (one caught as a write ended, then dropped)
+      const hung = setTimeout(() => child.kill("SIGKILL"), 5000);
       statuses.push(await new Promise<string | null>((r) => child.on("close", (_code, signal) => r(signal))));
+      clearTimeout(hung);
     }
     // the signal still ends the process as it would have (no handler swallowed it)
-    expect(statuses.every((s) => s === "SIGINT" || s === "SIGTERM")).toBe(true);
+    expect(statuses.filter((s) => s !== "SIGINT" && s !== "SIGTERM")).toEqual([]);
     expect(readdirSync(cwd).filter((n) => n.endsWith(".tmp"))).toEqual([]);
     const text = readFileSync(path, "utf8");
     expect(text).toMatch(/^# mine\n/);
