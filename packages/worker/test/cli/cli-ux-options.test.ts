@@ -33,4 +33,25 @@ describe("bad option values are named as such", () => {
     expect(run.code).toBe(1);
     expect(run.stderr.trim()).toBe('iii-worker: invalid --timeout "abc": expected seconds (0 disables) [InvalidOption]');
   });
+
+  it("add refuses --cpus, --memory a VM cannot have (they were recorded, then every start failed)", async () => {
+    const p = project();
+    const cases: [string[], string][] = [
+      // start said: vCPUs must be an integer in 1..255, got 1000 [InvalidOption]
+      [["--cpus", "1000"], 'invalid cpus "1000": a worker\'s VM has at most 255 vCPUs'],
+      // start said: III_WORKER_MEM_BYTES=109951161678088370000: must be between 1048576 and 9007199254740991 [BadEnv]
+      [["--memory", "99999999Ti"], 'invalid memory "99999999Ti": must be at most 4Pi'],
+      // start said: memory must be at least 64 MiB (vmm/qemu-argv.ts)
+      [["--memory", "32Mi"], 'invalid memory "32Mi": a VM worker needs at least 64Mi (16Mi is a WASM worker\'s least)'],
+    ];
+    for (const [option, message] of cases) {
+      const run = await runWorkerCli(["add", "ghcr.io/acme/w:1", "--no-pull", ...option], p);
+      expect(run.code, run.stderr).toBe(1);
+      expect(run.stderr.trim()).toBe(`iii-worker: ${message} [InvalidQuantity]`);
+    }
+    for (const option of [["--cpus", "255"], ["--memory", "64Mi"]]) {
+      const run = await runWorkerCli(["add", "ghcr.io/acme/w:1", "--no-pull", "--force", ...option], p);
+      expect(run.code, run.stderr).toBe(0);
+    }
+  });
 });
