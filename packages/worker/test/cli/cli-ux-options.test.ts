@@ -12,7 +12,9 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function project(): { cwd: string; env: NodeJS.ProcessEnv } {
   const cwd = mkdtempSync(join(dir, "p-"));
-  writeFileSync(join(cwd, "iii.workers.yaml"), "workers:\n  a:\n    image: ghcr.io/acme/a:1\n");
+  // a local image (the project dir itself) with no command: a start that got past the checks fails on this machine,
+  // never reaching a registry
+  writeFileSync(join(cwd, "iii.workers.yaml"), `workers:\n  a:\n    image: dir:${cwd}\n`);
   return { cwd, env: { III_HOME: join(cwd, "home") } };
 }
 
@@ -52,6 +54,25 @@ describe("bad option values are named as such", () => {
     for (const option of [["--cpus", "255"], ["--memory", "64Mi"]]) {
       const run = await runWorkerCli(["add", "ghcr.io/acme/w:1", "--no-pull", "--force", ...option], p);
       expect(run.code, run.stderr).toBe(0);
+    }
+  });
+
+  it("--engine-url that is no ws/http URL, and --capture into a missing directory, are refused before anything starts", async () => {
+    const p = project();
+    const engine = (url: string) => `iii-worker: invalid --engine-url "${url}": expected a URL such as ws://localhost:49134 [InvalidOption]`;
+    // each was accepted: the worker started with III_URL=not a url, and reported success
+    for (const [args, line] of [
+      [["start", "a", "--engine-url", "not a url"], engine("not a url")],
+      [["start", "a", "--engine-url", "ws://x:99999"], engine("ws://x:99999")],
+      [["start", "a", "--engine-url", "ftp://x"], 'iii-worker: invalid --engine-url "ftp://x": expected a ws://, wss://, http:// or https:// URL [InvalidOption]'],
+      [["restart", "a", "--engine-url", "nope"], engine("nope")],
+      [["start-all", "--engine-url", "nope"], engine("nope")],
+      // the boot failed naming a virtiofsd log's ENOENT, and the next start "cleaned up after the crashed previous run"
+      [["start", "a", "--capture", join(p.cwd, "no", "such", "x.pcap")], `iii-worker: invalid --capture ${join(p.cwd, "no", "such", "x.pcap")}: cannot write ${join(p.cwd, "no", "such", "x.pcap")}: directory ${join(p.cwd, "no", "such")} does not exist [InvalidOption]`],
+    ] as [string[], string][]) {
+      const run = await runWorkerCli(args, p);
+      expect(run.code, args.join(" ")).toBe(1);
+      expect(run.stderr.trim(), args.join(" ")).toBe(line);
     }
   });
 });
