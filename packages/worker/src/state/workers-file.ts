@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { constants, rmSync } from "node:fs";
-import { lstat, open, readlink, rename, rm } from "node:fs/promises";
+import { access, lstat, open, readlink, rename, rm } from "node:fs/promises";
 import { dirname } from "node:path";
 import { errnoCode, IiiError } from "../errors.js";
 import { withFileLock } from "../host/file-lock.js";
@@ -271,6 +271,31 @@ function enterWrite(): () => void {
   };
 }
 
+/** The mode of the file at `path` (undefined if none) when a write may replace it; else one line why not. */
+async function writableFileMode(path: string): Promise<number | undefined> {
+  const mode = await existingFileMode(path);
+  // The rename would replace a file the user made read-only (chmod a-w) as if it were writable.
+  if (mode !== undefined && (mode & 0o222) === 0) {
+    throw new IiiError("StateFileUnwritable", `${path} is read-only (mode ${mode.toString(8).padStart(4, "0")}); make it writable (chmod u+w) for iii-worker to change it`);
+  }
+  return mode;
+}
+
+/**
+ * Refuses, before anything else happens, a state file that updateWorkersFile could not replace: a link, no regular
+ * file, read-only, or a directory where no temp file can be created (read-only file system, no permission).
+ * `remove` checks this first: it deleted the worker's data, then failed to write the file, and the worker stayed
+ * listed with its data gone.
+ */
+export async function assertWorkersFileWritable(path: string): Promise<void> {
+  await writableFileMode(path);
+  try {
+    await access(dirname(path), constants.W_OK);
+  } catch (error) {
+    throw new IiiError("StateFileUnwritable", `cannot write ${path}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
 /**
  * Read-modify-write of the state file under an exclusive flock on `<file>.lock`, written with temp file +
  * fsync + rename, so concurrent processes never lose an update and a crash never leaves a torn file.
@@ -279,7 +304,7 @@ function enterWrite(): () => void {
 export async function updateWorkersFile<T>(path: string, change: (file: WorkersFile) => T | Promise<T>): Promise<T> {
   await mkdirs(dirname(path));
   return withFileLock(`${path}.lock`, async () => {
-    await existingFileMode(path);
+    await writableFileMode(path);
     const before = await readWorkersFile(path);
     before.oldEncoded = Object.fromEntries(Object.entries(before.file.workers).map(([name, spec]) => [name, encodedWorker(name, spec)]));
     const result = await change(before.file);

@@ -1,7 +1,8 @@
 import { spawn, execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { managedDir } from "../../src/paths.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { runWorkerCli } from "../helpers.js";
@@ -121,6 +122,24 @@ describe("a file iii cannot read is refused in one line and left as it was", () 
       expect(run.stderr, args[0]).toMatch(/iii\.workers\.yaml (is a FIFO \(named pipe\), not a regular file.*\[StateFileUnreadable\]|is not a regular file \[StateFileUnwritable\])/);
     }
     expect(Date.now() - started).toBeLessThan(30_000);
+  });
+
+  it("a file the user made read-only (chmod a-w) is not replaced by add or remove, and remove keeps the data", async () => {
+    const { cwd, path, env } = project("workers:\n  a: {image: ghcr.io/acme/a:1}\n");
+    chmodSync(path, 0o444);
+    // a's data (its logs): `remove` deleted it, then failed to write the file, and a stayed listed without it
+    const log = join(managedDir("a", env, cwd), "logs", "stdout.log");
+    mkdirSync(dirname(log), { recursive: true, mode: 0o700 });
+    chmodSync(join(cwd, "home"), 0o700);
+    chmodSync(join(cwd, "home", "managed"), 0o700);
+    writeFileSync(log, "precious\n");
+    for (const args of [["add", "ghcr.io/acme/w:1", "--no-pull"], ["remove", "a"]]) {
+      const run = await runWorkerCli(args, { cwd, env });
+      expect(run.code, run.stderr).toBe(1);
+      expect(run.stderr.trim()).toMatch(/iii\.workers\.yaml is read-only \(mode 0444\); make it writable \(chmod u\+w\) for iii-worker to change it \[StateFileUnwritable\]$/);
+    }
+    expect(readFileSync(path, "utf8")).toBe("workers:\n  a: {image: ghcr.io/acme/a:1}\n");
+    expect(readFileSync(log, "utf8")).toBe("precious\n");
   });
 
   it("a directory at iii.workers.yaml is named as one, with a read code", async () => {
