@@ -1,5 +1,5 @@
 import { spawn, execFileSync } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { managedDir } from "../../src/paths.js";
@@ -140,6 +140,29 @@ describe("a file iii cannot read is refused in one line and left as it was", () 
     }
     expect(readFileSync(path, "utf8")).toBe("workers:\n  a: {image: ghcr.io/acme/a:1}\n");
     expect(readFileSync(log, "utf8")).toBe("precious\n");
+  });
+
+  // root only (a tmpfs remounted read-only: root writes through a mode-0555 directory)
+  it.skipIf(process.getuid?.() !== 0)("remove in a read-only project directory keeps the worker's data (it deleted it, then failed to write)", async () => {
+    const { cwd, env } = project();
+    const proj = join(cwd, "ro");
+    mkdirSync(proj);
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", proj]);
+    try {
+      writeFileSync(join(proj, "iii.workers.yaml"), "workers:\n  a: {image: ghcr.io/acme/a:1}\n");
+      const log = join(managedDir("a", env, proj), "logs", "stdout.log");
+      mkdirSync(dirname(log), { recursive: true, mode: 0o700 });
+      chmodSync(join(cwd, "home"), 0o700);
+      chmodSync(join(cwd, "home", "managed"), 0o700);
+      writeFileSync(log, "precious\n");
+      execFileSync("mount", ["-o", "remount,ro", proj]);
+      const run = await runWorkerCli(["remove", "a"], { cwd: proj, env });
+      expect(run.code).toBe(1);
+      expect(existsSync(log) && readFileSync(log, "utf8")).toBe("precious\n");
+      expect(run.stderr.trim()).toMatch(/^iii-worker: cannot write .*iii\.workers\.yaml: EROFS: .*\[StateFileUnwritable\]$/);
+    } finally {
+      execFileSync("umount", [proj]);
+    }
   });
 
   it("a directory at iii.workers.yaml is named as one, with a read code", async () => {
