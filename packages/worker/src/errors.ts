@@ -21,6 +21,7 @@ export const ERROR_CODES = {
   WorkerRunning: 1,
   RegistryLookupFailed: 1,
   StateFileCorrupt: 1,
+  StateFileUnreadable: 1,
   StateFileUnwritable: 1,
   StateLockTimeout: 1,
   HomeUnwritable: 1,

@@ -1,5 +1,5 @@
 import { readFile, stat } from "node:fs/promises";
-import { basename, resolve } from "node:path";
+import { basename, posix, resolve } from "node:path";
 import { detectWasmKind } from "./wasm/kind.js";
 import { IiiError } from "./errors.js";
 import type { PullPolicy } from "./images/index.js";
@@ -18,7 +18,14 @@ import {
   type WasmSpec,
   type WorkerSpec,
 } from "./state/model.js";
-import { parseCpus, parseDiskBytes, parseMemoryBytes } from "./state/quantity.js";
+import { parseCpus, parseDiskBytes, parseMemoryBytes, vcpusFor } from "./state/quantity.js";
+
+/** The most vCPUs QEMU's microvm is given (vmm/qemu-argv.ts refuses more, at start). */
+const VM_MAX_VCPUS = 255;
+/** The least memory a VM boots with (vmm/qemu-argv.ts); parseMemoryBytes allows 16Mi for WASM workers. */
+const VM_MIN_MEMORY_BYTES = 64 * 2 ** 20;
+/** The most `--memory`: 4Pi, as `--disk` (state/quantity.ts), an exact number of bytes the guest's init reads. */
+const MEMORY_MAX_BYTES = 2 ** 52;
 import { policyRules } from "./launch/policy-rules.js";
 import { reservedEnvKeys, reservedEnvMessage } from "./launch/spec.js";
 import { loadWorkersFile, updateWorkersFile } from "./state/workers-file.js";
@@ -119,6 +126,14 @@ export async function resolveImageInput(
     const origin = input.startsWith(`${ref.registry}/`) ? `image on registry ${ref.registry}` : `Docker Hub image ${formatImageReference(ref)}`;
     return { image: input, defaultName: workerNameFor(input), origin };
   }
+  // `add ""`, `add "my app"`: not a name any index holds; said before the index is fetched (it was fetched, or
+  // with --no-pull the advice offered "docker.io/library/:latest").
+  if (!/^[A-Za-z0-9][\w.-]*(@[^@]*)?$/.test(input)) {
+    throw new IiiError(
+      "InvalidReference",
+      `invalid image "${input}": expected an image reference (alpine:3.20, ghcr.io/acme/api:1), an iii short name (image-resize, image-resize@0.2.0) or a local source (dir:/path, oci:/path)`,
+    );
+  }
   const url = env.III_REGISTRY_URL || DEFAULT_REGISTRY_INDEX_URL;
   if (options.offline && !url.startsWith("file://")) {
     throw new IiiError(
@@ -129,6 +144,27 @@ export async function resolveImageInput(
   const resolved = await resolveShortName(input, env);
   parseImageReference(resolved.image);
   return { image: resolved.image, defaultName: resolved.name, origin: `iii short name, resolved through ${url} to ${resolved.image}` };
+}
+
+/**
+ * Two `-p` on one host port, or two `-m` on one guest path, cannot both hold: the second publish failed only at
+ * `start`, after the VM had booted (`cannot publish 127.0.0.1:8080`), and of two shares at one path the guest
+ * saw one. Refused at `add`, naming both.
+ */
+function refuseDuplicates(spec: WorkerSpec): void {
+  const ports = new Map<number, string>();
+  for (const p of spec.ports) {
+    const seen = ports.get(p.host);
+    if (seen !== undefined) throw new IiiError("InvalidOption", `invalid --port ${p.host}:${p.guest}: host port ${p.host} is already published (${seen})`);
+    ports.set(p.host, `${p.host}:${p.guest}`);
+  }
+  const guests = new Map<string, string>();
+  for (const m of spec.mounts) {
+    const guest = posix.normalize(m.guest).replace(/(.)\/+$/, "$1");
+    const seen = guests.get(guest);
+    if (seen !== undefined) throw new IiiError("InvalidOption", `invalid --mount ${m.host}:${m.guest}: guest path ${guest} is already shared (from ${seen})`);
+    guests.set(guest, m.host);
+  }
 }
 
 /** Validates every option before touching the state file, so bad input changes nothing. */
@@ -151,18 +187,26 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
     },
   };
   policyRules(spec.network);
+  refuseDuplicates(spec);
   const reserved = reservedEnvKeys(spec.env);
   if (reserved.length > 0) throw new IiiError("InvalidOption", `invalid --env: ${reservedEnvMessage(reserved)}`);
   if (options.cpus !== undefined) {
-    parseCpus(options.cpus);
+    // parseCpus takes up to 1024; a VM (the only tier --cpus applies to) boots with at most 255 vCPUs
+    if (vcpusFor(parseCpus(options.cpus)) > VM_MAX_VCPUS) {
+      throw new IiiError("InvalidQuantity", `invalid cpus "${options.cpus}": a worker's VM has at most ${VM_MAX_VCPUS} vCPUs`);
+    }
     spec.resources.cpus = options.cpus;
   }
   if (options.pids !== undefined) spec.resources.pids = parsePids(options.pids);
   const capAdd = parseCapabilityNames(options.capAdd ?? [], "--cap-add");
   const capDrop = parseCapabilityNames(options.capDrop ?? [], "--cap-drop");
   if (capAdd.length + capDrop.length > 0) spec.capabilities = { add: capAdd, drop: capDrop };
+  let memoryBytes: number | undefined;
   if (options.memory !== undefined) {
-    parseMemoryBytes(options.memory);
+    memoryBytes = parseMemoryBytes(options.memory);
+    // unbounded, `--memory 99999999Ti` was recorded and then failed each start naming an internal variable
+    // (III_WORKER_MEM_BYTES=109951161678088370000 … [BadEnv])
+    if (memoryBytes > MEMORY_MAX_BYTES) throw new IiiError("InvalidQuantity", `invalid memory "${options.memory}": must be at most 4Pi`);
     spec.resources.memory = options.memory;
   }
   if (options.disk !== undefined) {
@@ -185,6 +229,9 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
       spec.image = `wasm:${artifact.path}`;
       wasmSource = `${artifact.reference}@${artifact.digest}`;
     }
+  }
+  if (!isWasmImage(spec.image) && memoryBytes !== undefined && memoryBytes < VM_MIN_MEMORY_BYTES) {
+    throw new IiiError("InvalidQuantity", `invalid memory "${options.memory}": a VM worker needs at least 64Mi (16Mi is a WASM worker's least)`);
   }
   if (isWasmImage(spec.image)) {
     const image = spec.image;

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { constants } from "node:fs";
-import { lstat, open, readlink, rename, rm, readFile } from "node:fs/promises";
+import { constants, rmSync } from "node:fs";
+import { access, lstat, open, readlink, rename, rm } from "node:fs/promises";
 import { dirname } from "node:path";
 import { errnoCode, IiiError } from "../errors.js";
 import { withFileLock } from "../host/file-lock.js";
@@ -8,23 +8,51 @@ import { mkdirs } from "../host/mkdirs.js";
 
 // yaml is bundled into dist (tsup.config.ts: its ES module build, one chunk): loaded through its ~40 CommonJS
 // files it cost `start` 50-110 ms before the supervisor could get `go`; bundled it loads in ~10 ms.
-import { parseDocument, stringify } from "yaml";
-import { decodeWorkersFile, encodeWorkersFile, type WorkersFile } from "./model.js";
+import { type Document, isMap, parseDocument, stringify } from "yaml";
+import { decodeWorkersFile, encodeWorkersFile, type WorkerSpec, type WorkersFile } from "./model.js";
 
 const HEADER = "# iii managed workers (written by iii-worker; edits are kept)\n";
 
-function parseWorkersYaml(text: string, path: string): WorkersFile {
+/**
+ * The most bytes read as a workers file: a project's file is a few KiB; a bigger one is a mistake (a log or a
+ * dump saved under this name), refused before it is read whole into memory and parsed.
+ */
+export const WORKERS_FILE_MAX_BYTES = 16 * 2 ** 20;
+
+/** The first line of a yaml error without its " at line L, column C:" tail (the position is printed once, before it). */
+function yamlReason(message: string): string {
+  const first = message.split("\n")[0]!.replace(/ at line \d+, column \d+:?\s*$/, "");
+  // yaml's own advice names its API; the user's fix is one document per file.
+  return /multiple documents/i.test(first) ? "it holds more than one YAML document (a '---' line); keep one" : first;
+}
+
+interface ParsedWorkersFile {
+  file: WorkersFile;
+  /** The parsed document, kept to write back the user's comments, order and unknown keys (undefined for no file). */
+  document?: Document;
+  /** Each worker as model.ts encodes it, taken before a change (updateWorkersFile). */
+  oldEncoded?: Record<string, unknown>;
+}
+
+function parseWorkersYaml(text: string, path: string): ParsedWorkersFile {
   const document = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   const first = document.errors[0];
   if (first) {
     const at = first.linePos?.[0];
     const where = at ? `line ${at.line}, column ${at.col}` : "unknown position";
-    throw new IiiError("StateFileCorrupt", `${path} is not valid YAML (${where}): ${first.message.split("\n")[0]}`, {
+    throw new IiiError("StateFileCorrupt", `${path} is not valid YAML (${where}): ${yamlReason(first.message)}`, {
       cause: first,
     });
   }
+  let raw: unknown;
   try {
-    return decodeWorkersFile(document.toJS());
+    // yaml refuses an alias that would expand past 100 nodes (a "billion laughs" file) and one without its anchor
+    raw = document.toJS();
+  } catch (error) {
+    throw new IiiError("StateFileCorrupt", `${path} is not valid YAML: ${yamlReason((error as Error).message)}`, { cause: error });
+  }
+  try {
+    return { file: decodeWorkersFile(raw), document };
   } catch (error) {
     if (error instanceof IiiError) {
       throw new IiiError("StateFileCorrupt", `${path}: ${error.message}`, { cause: error });
@@ -33,16 +61,75 @@ function parseWorkersYaml(text: string, path: string): WorkersFile {
   }
 }
 
+/**
+ * The text of the file at `path`, undefined if there is none. Opened without blocking and checked on the open
+ * descriptor: a FIFO at the name would block a plain read forever (every command hung), a directory or a device
+ * is refused by name. Bytes that are not UTF-8 are refused, not read as U+FFFD and written back replaced.
+ */
+async function readWorkersText(path: string): Promise<string | undefined> {
+  let fh;
+  try {
+    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (error) {
+    if (errnoCode(error) === "ENOENT") return undefined;
+    throw new IiiError("StateFileUnreadable", `cannot read ${path}: ${(error as Error).message}`, { cause: error });
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new IiiError("StateFileUnreadable", `${path} is ${fileKind(st)}, not a regular file: move it away`);
+    if (st.size > WORKERS_FILE_MAX_BYTES) {
+      throw new IiiError("StateFileCorrupt", `${path} is ${st.size} bytes, more than a workers file may be (${WORKERS_FILE_MAX_BYTES}): is it the right file?`);
+    }
+    let bytes: Buffer;
+    try {
+      bytes = await fh.readFile();
+    } catch (error) {
+      throw new IiiError("StateFileUnreadable", `cannot read ${path}: ${(error as Error).message}`, { cause: error });
+    }
+    try {
+      return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    } catch (error) {
+      throw new IiiError("StateFileCorrupt", `${path} is not UTF-8 text (an invalid byte on line ${firstInvalidUtf8Line(bytes)}); save it as UTF-8`, { cause: error });
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+function fileKind(st: { isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean }): string {
+  if (st.isDirectory()) return "a directory";
+  if (st.isFIFO()) return "a FIFO (named pipe)";
+  if (st.isSocket()) return "a socket";
+  if (st.isCharacterDevice() || st.isBlockDevice()) return "a device";
+  return "not a file";
+}
+
+/** The 1-based line holding the first byte that is not UTF-8 (no UTF-8 sequence holds a newline byte). */
+function firstInvalidUtf8Line(bytes: Buffer): number {
+  const decoder = new TextDecoder("utf-8", { fatal: true });
+  let line = 1;
+  for (let start = 0; start <= bytes.length; line++) {
+    const end = bytes.indexOf(0x0a, start);
+    const stop = end < 0 ? bytes.length : end;
+    try {
+      decoder.decode(bytes.subarray(start, stop));
+    } catch {
+      return line;
+    }
+    if (end < 0) break;
+    start = end + 1;
+  }
+  return line;
+}
+
+async function readWorkersFile(path: string): Promise<ParsedWorkersFile> {
+  const text = await readWorkersText(path);
+  return text === undefined ? { file: { workers: {} } } : parseWorkersYaml(text, path);
+}
+
 /** Reads `iii.workers.yaml`. A missing file is an empty one; a corrupt one is an error, never replaced. */
 export async function loadWorkersFile(path: string): Promise<WorkersFile> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (error) {
-    if (errnoCode(error) === "ENOENT") return { workers: {} };
-    throw new IiiError("StateFileUnwritable", `cannot read ${path}: ${(error as Error).message}`, { cause: error });
-  }
-  return parseWorkersYaml(text, path);
+  return (await readWorkersFile(path)).file;
 }
 
 export function serializeWorkersFile(file: WorkersFile): string {
@@ -66,27 +153,145 @@ async function existingFileMode(path: string): Promise<number | undefined> {
   }
 }
 
+/** One worker's entry as written (model.ts's encoding), to tell which entries a change touched. */
+function encodedWorker(name: string, spec: WorkerSpec): unknown {
+  return (encodeWorkersFile({ workers: { [name]: spec } }) as { workers: Record<string, unknown> }).workers[name];
+}
+
+/**
+ * The text to write after a change: the user's document with only the entries the change touched replaced,
+ * added or deleted, so comments, key order, formatting and keys iii does not know stay as they were (the header
+ * says "edits are kept"). The result is read back; if it does not say what the change meant (an alias into a
+ * deleted entry, say), the file is written in iii's own form instead, and `dropped` says so.
+ */
+export function serializeWorkersChange(before: ParsedWorkersFile, after: WorkersFile): { text: string; dropped?: string } {
+  const { document } = before;
+  if (!document) return { text: serializeWorkersFile(after) };
+  const canonical = JSON.stringify(encodeWorkersFile(after));
+  let reason: string;
+  try {
+    const edited = document.clone();
+    const old = before.oldEncoded!;
+    if (!isMap(edited.get("workers", true))) edited.set("workers", edited.createNode({}));
+    const workers = edited.get("workers", true);
+    for (const name of Object.keys(old)) if (!Object.hasOwn(after.workers, name)) edited.deleteIn(["workers", name]);
+    for (const [name, spec] of Object.entries(after.workers)) {
+      const encoded = encodedWorker(name, spec);
+      if (Object.hasOwn(old, name) && JSON.stringify(old[name]) === JSON.stringify(encoded)) continue;
+      // a new entry in `workers: {}` would otherwise be written inline, as one long flow line
+      if (isMap(workers)) workers.flow = false;
+      edited.setIn(["workers", name], edited.createNode(encoded));
+    }
+    const text = edited.toString({ lineWidth: 0 });
+    const check = parseWorkersYaml(text, "(edited)").file;
+    if (JSON.stringify(encodeWorkersFile(check)) === canonical) return { text };
+    reason = "the edited file did not read back as the change";
+  } catch (error) {
+    reason = (error as Error).message.split("\n")[0]!;
+  }
+  return { text: serializeWorkersFile(after), dropped: reason };
+}
+
 /**
  * Temp file + fsync + rename, never through a symbolic link: the file lives in a project directory,
  * which a worker (`iii worker dev` mounts the project read-write) may write, so a link planted at its
  * name is refused rather than followed to whatever it points at; the rename replaces a name, so one
  * swapped in after the check is replaced, not written through. An existing file keeps its mode.
  */
-async function writeAtomically(path: string, file: WorkersFile): Promise<void> {
+async function writeAtomically(path: string, text: string): Promise<void> {
   const mode = (await existingFileMode(path)) ?? 0o644;
   const tmp = `${path}.${randomBytes(6).toString("hex")}.tmp`;
+  const leave = enterWrite();
   try {
     const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
     try {
-      await fh.writeFile(serializeWorkersFile(file));
+      await fh.writeFile(text);
       await fh.chmod(mode);
       await fh.sync();
     } finally {
       await fh.close();
     }
+    if (signalledToEnd()) throw new Error(`interrupted by ${deferredSignal}`);
     await rename(tmp, path);
   } catch (error) {
     await rm(tmp, { force: true });
+    throw new IiiError("StateFileUnwritable", `cannot write ${path}: ${(error as Error).message}`, { cause: error });
+  } finally {
+    leave();
+  }
+}
+
+const CLEANUP_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+let writesInFlight = 0;
+let deferredSignal: NodeJS.Signals | undefined;
+let listening = false;
+
+/**
+ * Ctrl-C (SIGINT), SIGTERM or SIGHUP during a write waits for it to end, then ends the process as the signal would
+ * have (its default action, status 128+n): each one that landed mid-write left an `iii.workers.yaml.<hex>.tmp` in
+ * the user's project (removing it from the handler raced the open still under way in Node's thread pool, which
+ * then created it). A write signalled before its rename is abandoned, so the file stays as it was. A command that
+ * handles the signal itself (its own listener) still does, and its write completes.
+ * The listener stays once added: one removed as a write ends would drop a signal Node had just caught, and the
+ * process would go on as if never signalled.
+ */
+function onCleanupSignal(signal: NodeJS.Signals): void {
+  if (writesInFlight > 0) {
+    deferredSignal ??= signal;
+    return;
+  }
+  reraise(signal);
+}
+
+function reraise(signal: NodeJS.Signals): void {
+  for (const s of CLEANUP_SIGNALS) process.off(s, onCleanupSignal);
+  listening = false;
+  // with no other listener Node has restored the default action: the signal now ends the process
+  if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+}
+
+/** Whether a signal that arrived during this write will end the process (then the write is abandoned). */
+function signalledToEnd(): boolean {
+  return deferredSignal !== undefined && process.listenerCount(deferredSignal) === 1;
+}
+
+function enterWrite(): () => void {
+  writesInFlight += 1;
+  if (!listening) {
+    listening = true;
+    for (const signal of CLEANUP_SIGNALS) process.on(signal, onCleanupSignal);
+  }
+  return () => {
+    writesInFlight -= 1;
+    const signal = deferredSignal;
+    if (writesInFlight === 0 && signal) {
+      deferredSignal = undefined;
+      reraise(signal);
+    }
+  };
+}
+
+/** The mode of the file at `path` (undefined if none) when a write may replace it; else one line why not. */
+async function writableFileMode(path: string): Promise<number | undefined> {
+  const mode = await existingFileMode(path);
+  // The rename would replace a file the user made read-only (chmod a-w) as if it were writable.
+  if (mode !== undefined && (mode & 0o222) === 0) {
+    throw new IiiError("StateFileUnwritable", `${path} is read-only (mode ${mode.toString(8).padStart(4, "0")}); make it writable (chmod u+w) for iii-worker to change it`);
+  }
+  return mode;
+}
+
+/**
+ * Refuses, before anything else happens, a state file that updateWorkersFile could not replace: a link, no regular
+ * file, read-only, or a directory where no temp file can be created (read-only file system, no permission).
+ * `remove` checks this first: it deleted the worker's data, then failed to write the file, and the worker stayed
+ * listed with its data gone.
+ */
+export async function assertWorkersFileWritable(path: string): Promise<void> {
+  await writableFileMode(path);
+  try {
+    await access(dirname(path), constants.W_OK);
+  } catch (error) {
     throw new IiiError("StateFileUnwritable", `cannot write ${path}: ${(error as Error).message}`, { cause: error });
   }
 }
@@ -99,10 +304,13 @@ async function writeAtomically(path: string, file: WorkersFile): Promise<void> {
 export async function updateWorkersFile<T>(path: string, change: (file: WorkersFile) => T | Promise<T>): Promise<T> {
   await mkdirs(dirname(path));
   return withFileLock(`${path}.lock`, async () => {
-    await existingFileMode(path);
-    const file = await loadWorkersFile(path);
-    const result = await change(file);
-    await writeAtomically(path, file);
+    await writableFileMode(path);
+    const before = await readWorkersFile(path);
+    before.oldEncoded = Object.fromEntries(Object.entries(before.file.workers).map(([name, spec]) => [name, encodedWorker(name, spec)]));
+    const result = await change(before.file);
+    const { text, dropped } = serializeWorkersChange(before, before.file);
+    await writeAtomically(path, text);
+    if (dropped) process.stderr.write(`iii-worker: note: ${path} was rewritten in iii's own layout, without its comments and unknown keys (${dropped})\n`);
     return result;
   });
 }

@@ -57,6 +57,13 @@ export async function runExecCommand(name: string, argv: string[], options: Exec
   const env = Object.fromEntries((options.env ?? []).map(parseEnvAssignment));
   const reserved = reservedEnvKeys(env);
   if (reserved.length > 0) throw new IiiError("InvalidOption", `invalid --env: ${reservedEnvMessage(reserved)}`);
+  // Checked before the worker's state, as --env is: a bad value was named only once the worker ran.
+  let timeoutMs = 0;
+  if (options.timeout !== undefined) {
+    const seconds = Number(options.timeout);
+    if (!/^\d+(\.\d+)?$/.test(options.timeout)) throw new IiiError("InvalidOption", `invalid --timeout "${options.timeout}": expected seconds (0 disables)`);
+    timeoutMs = Math.round(seconds * 1000);
+  }
   // One wait for a worker still starting or booting, whichever part of it the exec lands in.
   const bootDeadline = Date.now() + EXEC_BOOT_WAIT_MS;
   let status = await workerStatus(name);
@@ -66,12 +73,6 @@ export async function runExecCommand(name: string, argv: string[], options: Exec
     throw new IiiError("VmNotRunning", `worker "${name}" is not running (${status.state})`);
   }
   if (argv.length === 0) throw new IiiError("UsageError", "exec needs a command after --");
-  let timeoutMs = 0;
-  if (options.timeout !== undefined) {
-    const seconds = Number(options.timeout);
-    if (!/^\d+(\.\d+)?$/.test(options.timeout)) throw new IiiError("InvalidOption", `invalid --timeout "${options.timeout}": expected seconds (0 disables)`);
-    timeoutMs = Math.round(seconds * 1000);
-  }
   const tty = options.tty === true;
   const request: ExecCreateRequest = {
     argv,

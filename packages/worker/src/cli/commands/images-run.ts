@@ -88,7 +88,14 @@ export async function loginCommand(
   registry: string,
   opts: { username?: string; passwordStdin?: boolean; insecure?: boolean; verify: boolean },
 ): Promise<void> {
-  const host = parseImageReference(`${registry}/probe`).registry;
+  const notAHost = `login ${JSON.stringify(registry)}: not a registry host; name the registry as host.domain, host:port or localhost`;
+  let host: string;
+  try {
+    // the host part of a reference naming one repository there (its error would name that made-up reference)
+    host = parseImageReference(`${registry}/probe`).registry;
+  } catch (error) {
+    throw new IiiError("InvalidReference", notAHost, { cause: error });
+  }
   // A name without a dot or a port (not localhost) is a Docker Hub namespace in a reference: `login myregistry`
   // stored the password for Docker Hub and verified it there, sending it to a registry the user never named.
   if (host !== registry && !(host === "docker.io" && DOCKER_HUB_NAMES.has(registry))) {

@@ -17,6 +17,10 @@ export function registerRemove(program: Command): void {
       const { removeWorkerData } = await import("../../lifecycle.js");
       const { holdWorkerOperation } = await import("../../state/worker-op-lock.js");
       await getWorker(name);
+      // before any data goes: a file that cannot be written left the worker listed with its data deleted
+      const { assertWorkersFileWritable } = await import("../../state/workers-file.js");
+      const { workersFilePath } = await import("../../paths.js");
+      await assertWorkersFileWritable(workersFilePath());
       // Not while a `start` of it runs (it may still be pulling, before its supervisor shows it running).
       const operation = await holdWorkerOperation(name, "remove");
       try {

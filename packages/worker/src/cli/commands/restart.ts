@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { forEachWorker, requireWorkers } from "../for-each-worker.js";
 import { DEFAULT_ENGINE_URL, DEFAULT_TIMEOUT_SECONDS, parseSeconds } from "../options.js";
-import { startOne } from "./start.js";
+import { checkEngineUrl, startOne } from "./start.js";
 import { stopOne } from "./stop.js";
 
 /** `iii-worker restart`: stops and starts workers again. */
@@ -16,6 +16,7 @@ export function registerRestart(program: Command): void {
     .action(async (names: string[], opts) => {
       const graceMs = parseSeconds(opts.timeout, "--timeout") * 1000;
       parseSeconds(opts.bootTimeout, "--boot-timeout");
+      if (opts.engineUrl !== undefined) checkEngineUrl(opts.engineUrl);
       await requireWorkers(names);
       const { lastEngineUrl } = await import("./list-run.js");
       await forEachWorker(names, async (name) => {

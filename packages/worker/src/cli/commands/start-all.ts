@@ -8,16 +8,24 @@ export function registerStartAll(program: Command): void {
     .description("start every worker in iii.workers.yaml (used by the engine)")
     .option("--engine-url <url>", "engine URL", DEFAULT_ENGINE_URL)
     .action(async (opts) => {
+      const { checkEngineUrl } = await import("./start.js");
+      checkEngineUrl(opts.engineUrl);
       const { loadWorkersFile } = await import("../../state/workers-file.js");
       const { workersFilePath } = await import("../../paths.js");
       const { startWorker } = await import("../../lifecycle.js");
       const file = await loadWorkersFile(workersFilePath());
       const names = Object.keys(file.workers).sort();
       const { terminalSafeLine } = await import("../../util/terminal-safe.js");
+      const { describeError } = await import("../../errors.js");
       const results = await Promise.allSettled(names.map((name) => startWorker(name, { engineUrl: opts.engineUrl })));
-      results.forEach((r, i) =>
-        console.error(r.status === "fulfilled" ? `started ${names[i]}` : `failed to start ${names[i]}: ${terminalSafeLine((r.reason as Error).message)}`),
-      );
-      if (results.some((r) => r.status === "rejected")) process.exitCode = 1;
+      // a failure as every multi-worker command prints it (for-each-worker.ts): prefix, name, message, code
+      let exitCode = 0;
+      results.forEach((r, i) => {
+        if (r.status === "fulfilled") return console.error(`started ${names[i]}`);
+        const report = describeError(r.reason);
+        console.error(`iii-worker: ${names[i]}: ${terminalSafeLine(report.message)} [${report.code}]`);
+        if (exitCode === 0) exitCode = report.exitCode;
+      });
+      if (exitCode !== 0) process.exitCode = exitCode;
     });
 }

@@ -1,3 +1,5 @@
+import { statSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import type { Command } from "commander";
 import { IiiError } from "../../errors.js";
 import { forEachWorker, requireWorkers } from "../for-each-worker.js";
@@ -21,7 +23,9 @@ export function registerStart(program: Command): void {
     .action(async (names: string[], opts) => {
       parsePullPolicy(opts.pull);
       parseSeconds(opts.bootTimeout, "--boot-timeout");
+      checkEngineUrl(opts.engineUrl);
       if (opts.capture !== undefined && names.length > 1) throw new IiiError("UsageError", "--capture takes one worker (each VM writes its own capture file)");
+      if (opts.capture !== undefined) checkCapturePath(opts.capture);
       // One worker: its supervisor is started in standby (by cli.ts, before this module loaded, or now) and loads
       // while the checks below run (launch/spawn.ts).
       const early = claimEarlyStandby(names.length === 1 ? names[0] : undefined);
@@ -33,6 +37,37 @@ export function registerStart(program: Command): void {
         standby?.abort();
       }
     });
+}
+
+const ENGINE_URL_SCHEMES = ["ws:", "wss:", "http:", "https:"];
+
+/**
+ * `--engine-url`: a ws(s) or http(s) URL. Anything else was recorded and handed to the worker as III_URL, and the
+ * start reported success ("not a url", "ftp://x:99999"); the worker then failed to reach its engine, out of sight.
+ */
+export function checkEngineUrl(text: string): void {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new IiiError("InvalidOption", `invalid --engine-url "${text}": expected a URL such as ${DEFAULT_ENGINE_URL}`);
+  }
+  if (!ENGINE_URL_SCHEMES.includes(url.protocol)) {
+    throw new IiiError("InvalidOption", `invalid --engine-url "${text}": expected a ws://, wss://, http:// or https:// URL`);
+  }
+}
+
+/**
+ * `--capture FILE` whose directory does not exist: lifecycle's check (capturePathFor) passes it when an ancestor is
+ * writable, but nothing creates it, and the supervisor's capture writer then failed the boot (naming a virtiofsd
+ * log's ENOENT) and left a crashed run for the next start to clean up. The rest is capturePathFor's to check.
+ */
+function checkCapturePath(file: string): void {
+  const path = resolve(file);
+  const dir = dirname(path);
+  if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new IiiError("InvalidOption", `invalid --capture ${file}: cannot write ${path}: directory ${dir} does not exist`);
+  }
 }
 
 export async function startOne(name: string, opts: { engineUrl: string; fresh?: boolean; bootTimeout: string; timings?: boolean; pull: string; capture?: string }, standby?: StandbySupervisor): Promise<string> {
