@@ -122,6 +122,11 @@ export interface StartOptions {
 export function capturePathFor(file: string, cwd: string): string {
   const path = resolve(cwd, file);
   if (existsSync(path) && !statSync(path).isFile()) throw new IiiError("InvalidOption", `invalid --capture ${file}: ${path} exists and is not a regular file`);
+  // The directory must be there: nothing creates it, and a boot that failed on it left a crashed worker (the CLI
+  // checks it sooner too, before its standby supervisor: cli/commands/start.ts; this is for library callers).
+  if (!existsSync(path) && !statSync(dirname(path), { throwIfNoEntry: false })?.isDirectory()) {
+    throw new IiiError("InvalidOption", `invalid --capture ${file}: cannot write ${path}: directory ${dirname(path)} does not exist`);
+  }
   const error = existsSync(path) ? canReadWrite(path) : writableDirError(dirname(path));
   if (error) throw new IiiError("InvalidOption", `invalid --capture ${file}: cannot write ${path}: ${error}`);
   return path;

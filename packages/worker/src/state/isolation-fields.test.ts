@@ -116,3 +116,16 @@ describe("add's capabilities line", () => {
     expect(capabilitiesSummary({ add: ["ALL"], drop: [] })).toMatch(/with DAC_READ_SEARCH, SYS_MODULE, SYS_RAWIO, SYS_PTRACE, SYS_ADMIN the workload can lift its in-guest limits/);
   });
 });
+
+describe("bounds a hand-edited iii.workers.yaml meets too", () => {
+  it("cpus over 255 and memory over 4Pi name the field at load, not at every start", () => {
+    expect(() => decodeWorkersFile({ workers: { w: { image: "dir:/r", resources: { cpus: "1000" } } } })).toThrow(/workers\.w\.resources\.cpus: invalid cpus "1000": a worker's VM has at most 255 vCPUs/);
+    expect(() => decodeWorkersFile({ workers: { w: { image: "dir:/r", resources: { memory: "99999999Ti" } } } })).toThrow(/workers\.w\.resources\.memory: invalid memory "99999999Ti": must be at most 4Pi/);
+  });
+
+  it("--capture into a directory that does not exist is refused before anything starts", async () => {
+    const { capturePathFor } = await import("../lifecycle.js");
+    expect(() => capturePathFor("no-such-dir/x.pcap", "/tmp")).toThrow(expect.objectContaining({ code: "InvalidOption", message: "invalid --capture no-such-dir/x.pcap: cannot write /tmp/no-such-dir/x.pcap: directory /tmp/no-such-dir does not exist" }));
+    expect(capturePathFor("x.pcap", "/tmp")).toBe("/tmp/x.pcap");
+  });
+});

@@ -23,6 +23,12 @@ describe("Kubernetes quantities", () => {
     expect(parseCpus("500m")).toBe(0.5);
     expect(() => parseCpus("0")).toThrow(/more than 0/);
     expect(() => parseMemoryBytes("1Ki")).toThrow(/at least 16Mi/);
+    // too much, wherever it comes from (add, or a hand-edited iii.workers.yaml): not "at least 16Mi" for Infinity
+    expect(() => parseMemoryBytes("1e400")).toThrow('invalid memory "1e400": must be at most 4Pi');
+    expect(() => parseMemoryBytes("5Pi")).toThrow(/at most 4Pi/);
+    expect(() => parseCpus("256")).toThrow("a worker's VM has at most 255 vCPUs");
+    expect(() => parseCpus("255.5")).toThrow(/at most 255 vCPUs/);
+    expect(parseCpus("255")).toBe(255);
     expect(() => parseMemoryBytes("20000000001m")).toThrow(/whole number/);
     expect(parseMemoryBytes("1Gi")).toBe(2 ** 30);
   });

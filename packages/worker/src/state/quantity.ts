@@ -41,18 +41,23 @@ export function parseQuantity(text: string, field: string): number {
 }
 
 /** CPUs from a quantity: `"500m"` → 0.5, `"2"` → 2. Must be > 0. */
+/** The most vCPUs a worker's VM boots with (QEMU's microvm); `--cpus` applies to VM workers only. */
+export const MAX_VCPUS = 255;
+
 export function parseCpus(text: string): number {
   const cpus = parseQuantity(text, "cpus");
-  if (!(cpus > 0) || cpus > 1024) {
-    throw new IiiError("InvalidQuantity", `invalid cpus "${text}": must be more than 0 and at most 1024`);
-  }
+  if (!(cpus > 0)) throw new IiiError("InvalidQuantity", `invalid cpus "${text}": must be more than 0`);
+  // Checked here, not only at `add`: a hand-edited iii.workers.yaml otherwise failed every start instead.
+  if (Math.ceil(cpus) > MAX_VCPUS) throw new IiiError("InvalidQuantity", `invalid cpus "${text}": a worker's VM has at most ${MAX_VCPUS} vCPUs`);
   return cpus;
 }
 
 /** Memory in bytes from a quantity: `"512Mi"` → 536870912. Must be at least 16 MiB, a whole number of bytes. */
 export function parseMemoryBytes(text: string): number {
   const bytes = parseQuantity(text, "memory");
-  if (!Number.isFinite(bytes) || bytes < 16 * 2 ** 20) {
+  // `1e400` is Infinity: too much, not too little. 4Pi stays an exact integer.
+  if (!Number.isFinite(bytes) || bytes > 2 ** 52) throw new IiiError("InvalidQuantity", `invalid memory "${text}": must be at most 4Pi`);
+  if (bytes < 16 * 2 ** 20) {
     throw new IiiError("InvalidQuantity", `invalid memory "${text}": must be at least 16Mi`);
   }
   if (!Number.isInteger(bytes)) {
