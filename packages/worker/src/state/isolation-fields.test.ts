@@ -129,3 +129,13 @@ describe("bounds a hand-edited iii.workers.yaml meets too", () => {
     expect(capturePathFor("x.pcap", "/tmp")).toBe("/tmp/x.pcap");
   });
 });
+
+describe("unknown keys in a worker entry", () => {
+  it("are refused with the field's path (a typo must not quietly run with the defaults); x- keys are the user's", () => {
+    expect(() => decodeWorkersFile({ workers: { w: { image: "dir:/r", netwrok: { mode: "none" } } } })).toThrow(/workers\.w\.netwrok: unknown field/);
+    expect(() => decodeWorkersFile({ workers: { w: { image: "dir:/r", resources: { memroy: "1Gi" } } } })).toThrow(/workers\.w\.resources\.memroy: unknown field/);
+    expect(() => decodeWorkersFile({ workers: { w: { image: "dir:/r", network: { mode: "none", alow: ["example.org"] } } } })).toThrow(/workers\.w\.network\.alow: unknown field/);
+    const file = decodeWorkersFile({ workers: { w: { image: "dir:/r", "x-owner": "team-a", resources: { "x-note": "sized for the nightly job", memory: "1Gi" } } } });
+    expect(file.workers.w!.resources.memory).toBe("1Gi");
+  });
+});

@@ -218,8 +218,20 @@ function asArray(value: unknown, path: string): unknown[] {
   return value;
 }
 
+/**
+ * A key the decoder does not know is refused, not ignored: `netwrok: {mode: none}` ran with the public network,
+ * `resource: {memory: 1Gi}` with the default memory. Keys starting with `x-` are the user's own (as in Compose
+ * files) and are kept as they are.
+ */
+function refuseUnknownKeys(record: Record<string, unknown>, known: readonly string[], path: string): void {
+  for (const key of Object.keys(record)) {
+    if (!known.includes(key) && !key.startsWith("x-")) fail(`${path}.${key}`, `unknown field (known: ${known.join(", ")}; x-… keys are left alone)`);
+  }
+}
+
 function decodeWorker(raw: unknown, path: string): WorkerSpec {
   const record = asRecord(raw, path);
+  refuseUnknownKeys(record, ["image", "command", "env", "resources", "ports", "mounts", "network", "capabilities", "wasm"], path);
   const image = record.image;
   if (typeof image !== "string" || image.length === 0) fail(`${path}.image`, "required, a non-empty string");
   const spec: WorkerSpec = {
@@ -238,6 +250,7 @@ function decodeWorker(raw: unknown, path: string): WorkerSpec {
   }
   if (record.resources != null) {
     const resources = asRecord(record.resources, `${path}.resources`);
+    refuseUnknownKeys(resources, ["cpus", "memory", "disk", "pids"], `${path}.resources`);
     for (const key of ["cpus", "memory", "disk"] as const) {
       if (resources[key] == null) continue;
       const text = asString(resources[key], `${path}.resources.${key}`);
@@ -278,6 +291,7 @@ function decodeWorker(raw: unknown, path: string): WorkerSpec {
   }
   if (record.network != null) {
     const network = asRecord(record.network, `${path}.network`);
+    refuseUnknownKeys(network, ["mode", "allow", "deny", "hostPorts"], `${path}.network`);
     const strings = (key: "allow" | "deny") =>
       network[key] == null ? [] : asArray(network[key], `${path}.network.${key}`).map((v, i) => asString(v, `${path}.network.${key}[${i}]`));
     let mode: NetworkMode | undefined;
