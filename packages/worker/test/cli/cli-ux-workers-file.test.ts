@@ -27,7 +27,7 @@ workers:
   # the api, pinned
   api:
     image: ghcr.io/acme/api:1 # pinned on purpose
-    owner: team-a
+    x-owner: team-a
     resources: {memory: 512Mi}
   zeta:
     image: ghcr.io/acme/zeta:1
@@ -41,7 +41,7 @@ describe("a write keeps what the user wrote", () => {
     const add = await runWorkerCli(["add", "ghcr.io/acme/new:1", "--name", "alpha", "--no-pull"], { cwd, env });
     expect(add.code, add.stderr).toBe(0);
     const added = readFileSync(path, "utf8");
-    for (const kept of ["# my workers: keep this note", "# the api, pinned", "# pinned on purpose", "owner: team-a", "region: eu", "memory: 512Mi"]) {
+    for (const kept of ["# my workers: keep this note", "# the api, pinned", "# pinned on purpose", "x-owner: team-a", "region: eu", "memory: 512Mi"]) {
       expect(added).toContain(kept);
     }
     // order kept: the new entry goes last, the user's entries stay where they were
@@ -53,7 +53,7 @@ describe("a write keeps what the user wrote", () => {
     expect(remove.code, remove.stderr).toBe(0);
     const removed = readFileSync(path, "utf8");
     expect(removed).not.toContain("zeta");
-    for (const kept of ["# my workers: keep this note", "# pinned on purpose", "owner: team-a", "region: eu"]) expect(removed).toContain(kept);
+    for (const kept of ["# my workers: keep this note", "# pinned on purpose", "x-owner: team-a", "region: eu"]) expect(removed).toContain(kept);
     const list = await runWorkerCli(["list", "--json"], { cwd, env });
     expect(list.code, list.stderr).toBe(0);
     expect((JSON.parse(list.stdout) as { name: string }[]).map((w) => w.name).sort()).toEqual(["alpha", "api"]);

@@ -44,6 +44,9 @@ function gzipOfSize(tar: Buffer, size: number): Buffer {
   throw new Error(`no gzip level compresses the tampered layer to at most ${size} bytes`);
 }
 
+/** What the tampered layer says instead of GENUINE-PAYLOAD. */
+const TAMPERED = "PAYLOAD-GENUINE";
+
 describe.skipIf(missing !== undefined)("a registry serving a tampered layer blob", () => {
   let work: string;
   let registry: TestRegistry;
@@ -79,7 +82,10 @@ describe.skipIf(missing !== undefined)("a registry serving a tampered layer blob
         const tar = gunzipSync(bytes);
         const at = tar.indexOf("GENUINE-PAYLOAD");
         if (at < 0) continue;
-        tar.write("EVIL!!!-PAYLOAD", at, "latin1");
+        // An anagram of the genuine text: the same letters keep deflate's Huffman codes, so the recompressed blob
+        // comes out the genuine one's size (other letters made it a byte longer or shorter at every level, now and
+        // then: a flaky test, gzipOfSize's padding below only covers shorter).
+        tar.write(TAMPERED, at, "latin1");
         const evil = gzipOfSize(tar, bytes.length);
         expect(evil.length).toBe(bytes.length);
         await writeFile(path, evil);
@@ -98,7 +104,7 @@ describe.skipIf(missing !== undefined)("a registry serving a tampered layer blob
     expect(await listOrEmpty(join(images, "tmp"))).toEqual([]);
     expect(await listOrEmpty(join(images, "blobs", "partial"))).toEqual([]);
     expect(await listOrEmpty(join(images, "blobs", "sha256"))).toEqual([]);
-    expect(await filesContaining(home, "EVIL!!!-PAYLOAD")).toEqual([]);
+    expect(await filesContaining(home, TAMPERED)).toEqual([]);
     // and the refusal is not cached either: a second pull fails the same way
     await expect(ensureImage(`${registry.host}/test/app:1`, { home, insecureRegistries: [registry.host], pull: "always" })).rejects.toMatchObject({
       code: "ImagePullFailed",

@@ -332,7 +332,7 @@ describe.skipIf(!!skip)("worker lifecycle in a real VM (vm)", () => {
       expect(existsSync(p.managed("w"))).toBe(false);
     }
     expect((await p.cli(["add", "dir:/tmp", "--name", "gone", "--", "true"])).code).toBe(0);
-    writeFileSync(join(p.dir, "iii.workers.yaml"), readFileSync(join(p.dir, "iii.workers.yaml"), "utf8").replace("image: dir:/tmp", "image: dir:/tmp/does-not-exist-iii"));
+    writeFileSync(join(p.dir, "iii.workers.yaml"), readFileSync(join(p.dir, "iii.workers.yaml"), "utf8").replace(/image: dir:\/tmp$/m, "image: dir:/tmp/does-not-exist-iii")); // gone's line only (w's image is under /tmp too)
     const missing = await p.cli(["start", "gone"]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/rootfs directory \/tmp\/does-not-exist-iii does not exist/);
