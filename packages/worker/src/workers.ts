@@ -1,5 +1,5 @@
 import { readFile, stat } from "node:fs/promises";
-import { basename, posix, resolve } from "node:path";
+import { basename, resolve } from "node:path";
 import { detectWasmKind } from "./wasm/kind.js";
 import { IiiError } from "./errors.js";
 import type { PullPolicy } from "./images/index.js";
@@ -7,6 +7,7 @@ import { iiiHome, workersFilePath } from "./paths.js";
 import { DEFAULT_REGISTRY_INDEX_URL, resolveShortName } from "./catalog/index-lookup.js";
 import { formatImageReference, isLocalSource, parseImageReference, workerNameFor } from "./images/oci/reference.js";
 import {
+  guestMountTarget,
   parseCapabilityNames,
   parseEnvAssignment,
   parseMountSpec,
@@ -19,13 +20,13 @@ import {
   type WorkerSpec,
 } from "./state/model.js";
 import { parseCpus, parseDiskBytes, parseMemoryBytes } from "./state/quantity.js";
-
-/** The least memory a VM boots with (vmm/qemu-argv.ts); parseMemoryBytes allows 16Mi for WASM workers. */
-const VM_MIN_MEMORY_BYTES = 64 * 2 ** 20;
 import { policyRules } from "./launch/policy-rules.js";
 import { reservedEnvKeys, reservedEnvMessage } from "./launch/spec.js";
 import { loadWorkersFile, updateWorkersFile } from "./state/workers-file.js";
 import { DEFAULT_CAPABILITIES, resolveCapabilities } from "@iii/init";
+
+/** The least memory a VM boots with (vmm/qemu-argv.ts); parseMemoryBytes allows 16Mi for WASM workers. */
+const VM_MIN_MEMORY_BYTES = 64 * 2 ** 20;
 
 export interface AddWorkerOptions {
   name?: string;
@@ -156,7 +157,7 @@ function refuseDuplicates(spec: WorkerSpec): void {
   }
   const guests = new Map<string, string>();
   for (const m of spec.mounts) {
-    const guest = posix.normalize(m.guest).replace(/(.)\/+$/, "$1");
+    const guest = guestMountTarget(m.guest);
     const seen = guests.get(guest);
     if (seen !== undefined) throw new IiiError("InvalidOption", `invalid --mount ${m.host}:${m.guest}: guest path ${guest} is already shared (from ${seen})`);
     guests.set(guest, m.host);

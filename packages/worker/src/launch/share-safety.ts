@@ -6,8 +6,6 @@ import type { MountSpec } from "../state/model.js";
 import { packageClosure } from "../wasm/packages.js";
 import { isWithin, realOrSelf } from "../util/path-within.js";
 
-
-
 /**
  * The host files whose change would run the guest's code on the host or in other workers: this package and every
  * package it loads (the supervisor, @iii/filesystem's server, @iii/init's init.krun that every VM boots), and the

@@ -154,6 +154,11 @@ export function parsePortMapping(text: string): PortMapping {
   };
 }
 
+/** Where a guest path mounts: normalized, without a trailing slash (`/app/` and `/app/./` are `/app`). */
+export function guestMountTarget(guest: string): string {
+  return posix.normalize(guest).replace(/(.)\/+$/, "$1");
+}
+
 /** `HOST:GUEST[:ro|:rw]` → a mount. Both paths must be absolute. */
 export function parseMountSpec(text: string): MountSpec {
   const parts = text.split(":");
@@ -169,7 +174,7 @@ export function parseMountSpec(text: string): MountSpec {
   if (guest.split("/").includes("..")) {
     throw new IiiError("InvalidOption", `invalid mount "${text}": the guest path may not contain ".."`);
   }
-  const target = posix.normalize(guest).replace(/(.)\/+$/, "$1");
+  const target = guestMountTarget(guest);
   const runtimeDir = GUEST_PATHS.runtimeDir;
   if (target === "/" || target === runtimeDir || target.startsWith(`${runtimeDir}/`)) {
     throw new IiiError("InvalidOption", `invalid mount "${text}": the guest path ${target} would hide ${target === "/" ? "the root filesystem" : `${runtimeDir}, where iii keeps the guest's init and configuration`}`);

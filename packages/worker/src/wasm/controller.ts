@@ -26,7 +26,6 @@ export function wasmModulePath(image: string): string {
   return image.slice("wasm:".length);
 }
 
-
 /**
  * The runner's Node flags: the permission model with fs allow-lists (its own code, the binary, the worker's
  * managed dir, and the dirs of WASI_CONFIG: read-only dirs only in the read list), worker threads and WASI
@@ -52,7 +51,6 @@ export function runnerNodeFlags(config: WasiConfig, launch: WasmLaunch, workerDi
     "--disable-warning=SecurityWarning",
   ];
 }
-
 
 /** The directories of the code the runner loads (this package, preview2-shim, the engine link's packages). */
 function runnerCodeDirs(): string[] {
