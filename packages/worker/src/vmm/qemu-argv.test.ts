@@ -11,7 +11,7 @@ describe("buildKernelCmdline", () => {
   it("has the measured base words, and tsc_early_khz plus the TCG boot tuning only under TCG", () => {
     expect(buildKernelCmdline({ rootTag: "rootfs", init: "/init.krun", accel: "tcg", tscKhz: 2445428 })).toBe(
       "console=hvc0 root=rootfs rootfstype=virtiofs rw init=/init.krun reboot=t panic=-1 quiet tsc_early_khz=2445428 " +
-        "tsc=reliable noapictimer initcall_blacklist=jent_mod_init,svm_init,vmx_init",
+        "tsc=reliable noapictimer initcall_blacklist=jent_mod_init,svm_init,vmx_init rcupdate.rcu_expedited=1",
     );
     expect(buildKernelCmdline({ rootTag: "rootfs", init: "/init.krun", accel: "tcg", tscKhz: 2445428, tcgTuning: false })).toBe(
       "console=hvc0 root=rootfs rootfstype=virtiofs rw init=/init.krun reboot=t panic=-1 quiet tsc_early_khz=2445428",
