@@ -1,6 +1,6 @@
 import { accessSync, constants, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { delimiter, dirname, join } from "node:path";
+import { delimiter, dirname, isAbsolute, join } from "node:path";
 
 /** How to run `iii-worker`: the executable and the arguments that come before the user's. */
 export interface WorkerCommand {
@@ -47,9 +47,14 @@ function fromInstalledPackage(): string | undefined {
   }
 }
 
-function fromPath(env: NodeJS.ProcessEnv): string | undefined {
+/**
+ * `iii-worker` in an absolute PATH entry. Empty and relative entries (`:` at either end, `.`, `bin`) are skipped:
+ * they name the current directory, so `iii worker …` run in a cloned project would execute the project's own
+ * `iii-worker` (Go's exec.LookPath refuses such results too).
+ */
+export function workerOnPath(env: NodeJS.ProcessEnv): string | undefined {
   for (const dir of (env.PATH ?? "").split(delimiter)) {
-    if (!dir) continue;
+    if (!isAbsolute(dir)) continue;
     const candidate = join(dir, "iii-worker");
     if (isExecutable(candidate)) return candidate;
   }
@@ -65,6 +70,6 @@ export function locateWorker(env: NodeJS.ProcessEnv = process.env): WorkerComman
   if (explicit) return isFile(explicit) ? commandFor(explicit, "III_WORKER_BIN") : undefined;
   const installed = fromInstalledPackage();
   if (installed) return commandFor(installed, "@iii/worker");
-  const onPath = fromPath(env);
+  const onPath = workerOnPath(env);
   return onPath ? commandFor(onPath, "PATH") : undefined;
 }
