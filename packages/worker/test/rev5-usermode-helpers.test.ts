@@ -80,4 +80,27 @@ describe.skipIf(!!skip)("usermode helpers: a capability that reaches one runs no
     expect(run.stdout).toContain("cpu=50000 100000");
     expect((await p.cli(["stop", "net", "--timeout", "1"])).code).toBe(0);
   }, 240_000);
+
+  it("--cap-add SYS_ADMIN: a core_pattern pipe to the workload's own program runs nothing when a process crashes", async () => {
+    // SYS_ADMIN lifts the in-guest limits anyway (add says so); the helper would also run outside the workload's
+    // cgroup and mount namespace, in init's.
+    const add = await p.cli(["add", `dir:${rootfs}`, "--name", "adm", "--cap-add", "SYS_ADMIN", "--", "sleep", "100000"]);
+    expect(add.code, add.stderr).toBe(0);
+    const start = await p.cli(["start", "adm"]);
+    expect(start.code, start.stderr + p.diagnostics("adm")).toBe(0);
+    const attack = [
+      "printf '#!/bin/sh\\ntouch /umh-ran\\n' > /ch && chmod 755 /ch",
+      "mount -o remount,rw /proc/sys && echo '|/ch' > /proc/sys/kernel/core_pattern",
+      "echo pattern=$(cat /proc/sys/kernel/core_pattern)",
+      "sh -c 'kill -SEGV $$'",
+      "sleep 2",
+      "test -e /umh-ran && echo helper-ran",
+      "true",
+    ].join("; ");
+    const run = await p.cli(["exec", "adm", "--", "sh", "-c", attack]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain("pattern=|/ch"); // the capability works: the pattern took
+    expect(run.stdout).not.toContain("helper-ran");
+    expect((await p.cli(["stop", "adm", "--timeout", "1"])).code).toBe(0);
+  }, 240_000);
 });
