@@ -78,6 +78,39 @@ static JSValue js_mount(JSContext *ctx, JSValueConst this_val, int argc, JSValue
     return JS_NewInt32(ctx, r < 0 ? -e : 0);
 }
 
+/*
+ * The kernel starts its usermode helpers (request-key, bridge-stp, modprobe, a core_pattern pipe, the uevent
+ * helper) from a kernel thread, at a fixed path looked up from the root directory that kernel threads share with
+ * PID 1 (rest_init starts both with CLONE_FS): the workload's root filesystem, which root in the workload can write.
+ * A capability that reaches one (NET_ADMIN turns STP on for a bridge: the kernel runs /sbin/bridge-stp) then runs
+ * the workload's program in init's mount namespace, outside its cgroup, where it lifts pids.max and cpu.max.
+ * This roots that shared fs_struct in an empty, read-only file system mounted nowhere (fsmount), then gives PID 1 a
+ * copy of its own (unshare CLONE_FS) back at the real root and working directory: every helper finds no program.
+ * Returns 0 or -errno (nothing changed then: a failed step is undone).
+ */
+static JSValue js_root_kernel_threads(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
+    int fs = -1, mnt = -1, root = -1, cwd = -1, e = 0;
+    if ((fs = (int)syscall(SYS_fsopen, "tmpfs", 1 /* FSOPEN_CLOEXEC */)) < 0 ||
+        syscall(SYS_fsconfig, fs, 6 /* FSCONFIG_CMD_CREATE */, NULL, NULL, 0) < 0 ||
+        (mnt = (int)syscall(SYS_fsmount, fs, 1 /* FSMOUNT_CLOEXEC */,
+                            0x1 | 0x2 | 0x4 | 0x8 /* MOUNT_ATTR_RDONLY | NOSUID | NODEV | NOEXEC */)) < 0 ||
+        (root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0 || (cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+        fchdir(mnt) < 0 || chroot(".") < 0) {
+        e = errno;
+    } else if (unshare(CLONE_FS) < 0) {
+        e = errno;
+        (void)!fchdir(root); (void)!chroot("."); /* still shared: back for PID 1 and the kernel threads alike */
+    } else if (fchdir(root) < 0 || chroot(".") < 0) {
+        e = errno; /* PID 1 cannot leave the empty root: no program could start, so init stops here */
+    }
+    if (cwd >= 0 && fchdir(cwd) < 0 && e == 0) e = errno;
+    if (fs >= 0) close(fs);
+    if (mnt >= 0) close(mnt);
+    if (root >= 0) close(root);
+    if (cwd >= 0) close(cwd);
+    return JS_NewInt32(ctx, e ? -e : 0);
+}
+
 static JSValue js_umount2(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv) {
     const char *target = JS_ToCString(ctx, argv[0]);
     int64_t flags; get_int(ctx, argv[1], &flags);
@@ -509,6 +542,7 @@ out:
 static const JSCFunctionListEntry iii_sys_funcs[] = {
     JS_CFUNC_DEF("mount", 5, js_mount),
     JS_CFUNC_DEF("umount2", 2, js_umount2),
+    JS_CFUNC_DEF("rootKernelThreads", 0, js_root_kernel_threads),
     JS_CFUNC_DEF("reboot", 1, js_reboot),
     JS_CFUNC_DEF("sync", 0, js_sync),
     JS_CFUNC_DEF("sethostname", 1, js_sethostname),

@@ -307,6 +307,14 @@ async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>):
     }
     if (failed.length === 0) clock.timings.push({ step: "sysctl", ms: round(os.now() - start), status: "ok", detail: GUEST_SYSCTLS.map(([p, v]) => `${p}=${v}`).join(" ") });
     else clock.warn("sysctl", start, failed.join("; "));
+    // The usermode helpers themselves: the sysctls above leave one that runs no capability, but it still runs the
+    // workload's program as root in init's mount namespace and root cgroup (seen with --cap-add NET_ADMIN: a bridge
+    // with STP on ran /sbin/bridge-stp, which set pids.max and cpu.max to max). Kernel threads look the program up
+    // from a root they share with PID 1; that root becomes an empty file system (iii_sys.c rootKernelThreads).
+    const helpersStart = os.now();
+    const rooted = sys.rootKernelThreads();
+    if (rooted < 0) clock.warn("helpers", helpersStart, `kernel threads keep the root filesystem: ${sys.errnoName(-rooted)}`);
+    else clock.timings.push({ step: "helpers", ms: round(os.now() - helpersStart), status: "ok", detail: "kernel threads rooted in an empty file system" });
   }
   if (skip.has("cgroup")) clock.skip("cgroup", ENV.SKIP, true);
   else {

@@ -54,6 +54,11 @@ declare module "iii:sys" {
   /** Every function returns a result ≥ 0 (or an array) or -errno. */
   export function mount(source: string, target: string, fstype: string, flags: number, data: string | null): number;
   export function umount2(target: string, flags: number): number;
+  /**
+   * Roots the kernel threads (which start usermode helpers such as /sbin/bridge-stp) in an empty read-only file
+   * system mounted nowhere; PID 1 keeps its root and working directory. Only meaningful as the VM's PID 1.
+   */
+  export function rootKernelThreads(): number;
   export function reboot(cmd: number): number;
   export function sync(): number;
   export function sethostname(name: string): number;
