@@ -3,7 +3,7 @@
 // converts callbacks.
 import fs from "node:fs";
 import { Errno, ErrnoError, fail } from "../host/errno.js";
-import { isValidGuestPath, splitParent } from "../core/guest-path.js";
+import { isAtOrBelow, isValidGuestPath, splitParent } from "../core/guest-path.js";
 import type { DirEntry, TimeSpec } from "../host/libc.js";
 import { hostOpenFlags, isWriteOpen, PassthroughTree } from "./passthrough-tree.js";
 import { isHiddenName, HIDDEN_PREFIX, PinnedFiles } from "./pinned-files.js";
@@ -60,11 +60,15 @@ export class GuestFs {
   // else in this process: requests still queued behind a lazy unmount must not use them.
   private closed = false;
 
-  constructor(tree: Tree, virtual: VirtualFiles, readOnly: boolean, stableInodes = false) {
+  /** MountOptions.protectedPaths: read-only for the guest, and so are the names of the directories above them. */
+  private readonly protectedPaths: readonly string[];
+
+  constructor(tree: Tree, virtual: VirtualFiles, readOnly: boolean, stableInodes = false, protectedPaths: readonly string[] = []) {
     this.tree = tree;
     this.virtual = virtual;
     this.readOnly = readOnly;
     this.stableInodes = stableInodes;
+    this.protectedPaths = protectedPaths;
     if (stableInodes) tree.birthTimes = true;
   }
 
@@ -92,6 +96,7 @@ export class GuestFs {
     this.check(path);
     if (this.virtual.covers(path)) fail(Errno.EPERM, "virtual file is read-only");
     if (this.readOnly) fail(Errno.EROFS, "read-only mount");
+    this.guardProtected(path, false);
   }
 
   /** Creation of a new name: existing virtual name → EEXIST, inside a virtual dir → EACCES. */
@@ -101,6 +106,18 @@ export class GuestFs {
     if (this.virtual.get(path)) fail(Errno.EEXIST, "virtual file exists");
     if (this.virtual.covers(path)) fail(Errno.EACCES, "virtual directory is read-only");
     if (this.readOnly) fail(Errno.EROFS, "read-only mount");
+    this.guardProtected(path, true);
+  }
+
+  /**
+   * EROFS for a protected path or anything below one; with `name` (the name itself is made, removed or moved)
+   * also for a directory above one: moving it takes the protected entry along, and a symlink made in its place
+   * sends the host's next read elsewhere. Metadata of a directory above one (mode, times, xattrs) stays free.
+   */
+  private guardProtected(path: string, name: boolean): void {
+    for (const p of this.protectedPaths) {
+      if (isAtOrBelow(path, p) || (name && isAtOrBelow(p, path))) fail(Errno.EROFS, "protected path");
+    }
   }
 
   getattr(path: string): Attr {
@@ -168,6 +185,7 @@ export class GuestFs {
     }
     if (this.virtual.covers(path)) fail(Errno.ENOENT, "open");
     if (this.readOnly && isWriteOpen(flags)) fail(Errno.EROFS, "read-only mount");
+    if (isWriteOpen(flags)) this.guardProtected(path, false);
     const fd = isHiddenName(path) ? this.pinned.open(path, hostOpenFlags(flags), isWriteOpen(flags), this.readOnly) : this.tree.open(path, flags);
     if (flags & fs.constants.O_TRUNC) this.diskQuota?.freed();
     if (fd >= VIRTUAL_FH_BASE) {
@@ -262,12 +280,14 @@ export class GuestFs {
 
   rmdir(path: string): void {
     this.mutate(path);
+    this.guardProtected(path, true);
     if (isHiddenName(path)) fail(Errno.ENOTDIR, "rmdir");
     this.tree.rmdir(path);
   }
 
   unlink(path: string): void {
     this.mutate(path);
+    this.guardProtected(path, true);
     if (isHiddenName(path)) fail(Errno.EPERM, "reserved name");
     const key = this.linkGroupOf(path);
     this.tree.unlink(path);
@@ -298,6 +318,8 @@ export class GuestFs {
     if (isHiddenName(from)) fail(Errno.EPERM, "reserved name");
     // Replacing a virtual file is refused like removing it.
     this.mutate(to);
+    this.guardProtected(from, true);
+    this.guardProtected(to, true);
     // A replaced target with other names: their link count drops.
     const key = this.linkGroupOf(to);
     this.tree.rename(from, to);
@@ -424,6 +446,7 @@ export class GuestFs {
     const node = this.hides?.hiding() ?? 0;
     if (node === 0 || to !== `${HIDDEN_PREFIX}${node}`) fail(Errno.EPERM, "reserved name");
     this.mutate(from);
+    this.guardProtected(from, true);
     if (isHiddenName(from)) fail(Errno.EPERM, "reserved name");
     if (this.hides?.replacing()) {
       const pin = this.tree.pin?.(from);
@@ -460,7 +483,8 @@ export class GuestFs {
     const owner = this.tree.policy.owner;
     return {
       rootFd: this.tree.host.rootFd,
-      jsNames: [...this.virtual.rootNames],
+      // Protected paths stay on the JS side, which refuses their changes (the shim would open them for writing).
+      jsNames: [...new Set([...this.virtual.rootNames, ...this.protectedPaths.map((p) => p.split("/")[1]!)])],
       linkedToJs: this.linkGroups !== null,
       utimens: !this.readOnly,
       owner,

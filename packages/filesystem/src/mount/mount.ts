@@ -7,6 +7,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { FilesystemError, type FilesystemErrorCode } from "../errors.js";
 import { findMount } from "../core/mountinfo.js";
+import { isValidGuestPath } from "../core/guest-path.js";
 import { GuestFs } from "../fs/guest-fs.js";
 import { PassthroughTree } from "../fs/passthrough-tree.js";
 import { LayeredTree } from "../fs/layered-tree.js";
@@ -52,6 +53,14 @@ export interface MountOptions {
   virtualFiles?: Record<string, VirtualFileSource>;
   /** Every mutation fails with EROFS. */
   readOnly?: boolean;
+  /**
+   * Guest paths (absolute, e.g. `/iii.workers.yaml`, `/.git`) the guest may read but never change: writing,
+   * creating, removing, renaming, linking from or changing the metadata of such a path or anything below it
+   * fails with EROFS, and so does creating, removing or renaming a directory above one (the guest could move
+   * the protected entry away, or put a symlink where the host expects a directory). For files the host acts on
+   * in a writable share: the guest must not rewrite the settings the host's next command reads.
+   */
+  protectedPaths?: string[];
   /**
    * Most bytes the writable layer (`layers.upper`) may hold; growth past it fails in the guest with ENOSPC, and
    * statfs (`df`) reports it as the size. Counted per entry of upper: its logical size (a sparse file in full) or
@@ -367,6 +376,11 @@ export async function mountPassthrough(options: MountOptions): Promise<MountHand
   if (!options || typeof options.mountpoint !== "string") throw new FilesystemError("InvalidOptions", "mountpoint is required");
   checkHostOwner(options.hostOwner);
   if (options.useIno && options.stableInodes) throw new FilesystemError("InvalidOptions", "useIno and stableInodes are exclusive");
+  for (const p of options.protectedPaths ?? []) {
+    if (typeof p !== "string" || p === "/" || !isValidGuestPath(p)) {
+      throw new FilesystemError("InvalidOptions", `protectedPaths: ${JSON.stringify(p)} must be an absolute guest path below "/" without "." or ".." components`);
+    }
+  }
   checkUpperLimit(options);
   options = withBirthTimes(options);
   const isolation = options.isolation ?? "auto";
@@ -412,7 +426,7 @@ export async function mountPassthrough(options: MountOptions): Promise<MountHand
     tree.close();
     throw err;
   }
-  const guest = new GuestFs(tree, virtual, options.readOnly ?? false, options.stableInodes ?? false);
+  const guest = new GuestFs(tree, virtual, options.readOnly ?? false, options.stableInodes ?? false, options.protectedPaths ?? []);
   if (options.upperLimitBytes !== undefined && options.layers) {
     // On before the mount: nothing lands in upper uncounted.
     const quota = enableDiskQuota(path.resolve(options.layers.upper), options.upperLimitBytes);
