@@ -8,7 +8,7 @@ import { DEFAULT_REGISTRY_INDEX_URL, resolveShortName } from "./catalog/index-lo
 import { formatImageReference, isLocalSource, parseImageReference, workerNameFor } from "./images/oci/reference.js";
 import {
   firstSpecClash,
-  parseCapabilityNames,
+  parseCapabilityOptions,
   parseEnvAssignment,
   parseMountSpec,
   parseNetworkMode,
@@ -193,9 +193,8 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
     spec.resources.cpus = options.cpus;
   }
   if (options.pids !== undefined) spec.resources.pids = parsePids(options.pids);
-  const capAdd = parseCapabilityNames(options.capAdd ?? [], "--cap-add");
-  const capDrop = parseCapabilityNames(options.capDrop ?? [], "--cap-drop");
-  if (capAdd.length + capDrop.length > 0) spec.capabilities = { add: capAdd, drop: capDrop };
+  const capabilities = parseCapabilityOptions(options.capAdd, options.capDrop);
+  if (capabilities) spec.capabilities = capabilities;
   let memoryBytes: number | undefined;
   if (options.memory !== undefined) {
     // bounded there: `--memory 99999999Ti` was recorded and then failed each start naming an internal variable

@@ -86,6 +86,13 @@ export function parseCapabilityNames(texts: readonly string[], what: string): st
   return [...new Set(names)];
 }
 
+/** `--cap-add` / `--cap-drop` as given (add and dev): the spec's `capabilities`, absent when neither was. */
+export function parseCapabilityOptions(capAdd: readonly string[] = [], capDrop: readonly string[] = []): CapabilitiesSpec | undefined {
+  const add = parseCapabilityNames(capAdd, "--cap-add");
+  const drop = parseCapabilityNames(capDrop, "--cap-drop");
+  return add.length + drop.length > 0 ? { add, drop } : undefined;
+}
+
 /** The WASM tier's own settings of a `wasm:` worker (see src/wasm/config.ts for their meaning). */
 export interface WasmSpec {
   /** For a binary pulled from a registry: the artifact it came from (`reference@manifest digest`). */
