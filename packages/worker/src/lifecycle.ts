@@ -116,6 +116,13 @@ export interface StartOptions {
    * every check passed, instead of a new spawn, and is aborted when one fails.
    */
   standby?: StandbySupervisor;
+  /**
+   * Aborted: no supervisor is spawned (or given `go`) after this; the start rejects with the signal's reason. One
+   * already spawned boots on: the caller stops it (cli/start-interrupt.ts), since only vm.json says when it can be.
+   */
+  signal?: AbortSignal;
+  /** Called synchronously as the supervisor is spawned (or given `go`): from then on a VM may be booting. */
+  onSupervisor?: () => void;
 }
 
 /** `--capture FILE` as an absolute path whose directory is writable; refused before anything starts. */
@@ -237,6 +244,8 @@ async function startChecked(name: string, spec: WorkerSpec, options: StartOption
     if (capturePath) throw new IiiError("NotApplicable", "--capture does not apply to a WASM worker: it has no virtual network interface");
     await prepareWorkerDir(paths, iiiHome(env), env);
     const { startWasmWorker } = await import("./wasm/controller.js");
+    options.signal?.throwIfAborted();
+    options.onSupervisor?.();
     const started = await startWasmWorker(name, spec, { env, cwd, engineUrl: options.engineUrl, timeoutMs: options.bootTimeoutMs ?? 30_000 });
     return { name, pid: started.pid, timings: started.timings, cleanedCrashed, tier: "wasm" };
   }
@@ -260,6 +269,9 @@ async function startChecked(name: string, spec: WorkerSpec, options: StartOption
   };
   await writeFileAtomic(paths.launch, `${JSON.stringify(request, null, 2)}\n`);
   const spawnOptions = { name, projectDir: cwd, paths, env, bootTimeoutMs: request.bootTimeoutMs + 10_000 };
+  // Checked in the same turn as the spawn: an abort before it means no VM, after it the caller's onSupervisor knew.
+  options.signal?.throwIfAborted();
+  options.onSupervisor?.();
   const report = options.standby ? await options.standby.go(spawnOptions) : await spawnSupervisor(spawnOptions);
   return { name, pid: report.pid, timings: report.timings, cleanedCrashed };
 }

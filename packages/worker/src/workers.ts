@@ -7,8 +7,8 @@ import { iiiHome, workersFilePath } from "./paths.js";
 import { DEFAULT_REGISTRY_INDEX_URL, resolveShortName } from "./catalog/index-lookup.js";
 import { formatImageReference, isLocalSource, parseImageReference, workerNameFor } from "./images/oci/reference.js";
 import {
-  guestMountTarget,
-  parseCapabilityNames,
+  firstSpecClash,
+  parseCapabilityOptions,
   parseEnvAssignment,
   parseMountSpec,
   parseNetworkMode,
@@ -18,6 +18,7 @@ import {
   validateWorkerName,
   type WasmSpec,
   type WorkerSpec,
+  type WorkersFile,
 } from "./state/model.js";
 import { parseCpus, parseDiskBytes, parseMemoryBytes } from "./state/quantity.js";
 import { policyRules } from "./launch/policy-rules.js";
@@ -144,23 +145,22 @@ export async function resolveImageInput(
 }
 
 /**
- * Two `-p` on one host port, or two `-m` on one guest path, cannot both hold: the second publish failed only at
- * `start`, after the VM had booted (`cannot publish 127.0.0.1:8080`), and of two shares at one path the guest
- * saw one. Refused at `add`, naming both.
+ * A host port another worker of the project already publishes: the two can never run together (the second start
+ * fails after its VM has booted, and `start-all` always does). Refused at `add`, naming the other worker; a
+ * hand-edited file may still list alternates that are started one at a time, so the decoder allows it.
  */
-function refuseDuplicates(spec: WorkerSpec): void {
-  const ports = new Map<number, string>();
-  for (const p of spec.ports) {
-    const seen = ports.get(p.host);
-    if (seen !== undefined) throw new IiiError("InvalidOption", `invalid --port ${p.host}:${p.guest}: host port ${p.host} is already published (${seen})`);
-    ports.set(p.host, `${p.host}:${p.guest}`);
-  }
-  const guests = new Map<string, string>();
-  for (const m of spec.mounts) {
-    const guest = guestMountTarget(m.guest);
-    const seen = guests.get(guest);
-    if (seen !== undefined) throw new IiiError("InvalidOption", `invalid --mount ${m.host}:${m.guest}: guest path ${guest} is already shared (from ${seen})`);
-    guests.set(guest, m.host);
+function refusePortOfAnotherWorker(file: WorkersFile, name: string, spec: WorkerSpec): void {
+  for (const [other, otherSpec] of Object.entries(file.workers)) {
+    if (other === name) continue;
+    for (const p of spec.ports) {
+      const theirs = otherSpec.ports.find((q) => q.host === p.host);
+      if (theirs) {
+        throw new IiiError(
+          "InvalidOption",
+          `invalid --port ${p.host}:${p.guest}: host port ${p.host} is already published by worker "${other}" (${theirs.host}:${theirs.guest}); the two could not run together`,
+        );
+      }
+    }
   }
 }
 
@@ -184,7 +184,8 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
     },
   };
   policyRules(spec.network);
-  refuseDuplicates(spec);
+  const clash = firstSpecClash(spec);
+  if (clash) throw new IiiError("InvalidOption", `invalid --${clash.field === "ports" ? "port" : "mount"} ${clash.given}: ${clash.reason}`);
   const reserved = reservedEnvKeys(spec.env);
   if (reserved.length > 0) throw new IiiError("InvalidOption", `invalid --env: ${reservedEnvMessage(reserved)}`);
   if (options.cpus !== undefined) {
@@ -192,9 +193,8 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
     spec.resources.cpus = options.cpus;
   }
   if (options.pids !== undefined) spec.resources.pids = parsePids(options.pids);
-  const capAdd = parseCapabilityNames(options.capAdd ?? [], "--cap-add");
-  const capDrop = parseCapabilityNames(options.capDrop ?? [], "--cap-drop");
-  if (capAdd.length + capDrop.length > 0) spec.capabilities = { add: capAdd, drop: capDrop };
+  const capabilities = parseCapabilityOptions(options.capAdd, options.capDrop);
+  if (capabilities) spec.capabilities = capabilities;
   let memoryBytes: number | undefined;
   if (options.memory !== undefined) {
     // bounded there: `--memory 99999999Ti` was recorded and then failed each start naming an internal variable
@@ -209,6 +209,8 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
   const { image, defaultName, origin } = await resolveImageInput(input, cwd, env, { offline: options.fetchImage === false || options.pull === "never" });
   const name = validateWorkerName(options.name ?? defaultName);
   spec.image = image;
+  // before the image is pulled; again below under the file's lock
+  if (spec.ports.length > 0) refusePortOfAnotherWorker(await loadWorkersFile(workersFilePath(cwd)), name, spec);
   let summary: string[] = [];
   let wasmSource: string | undefined;
   if (!isWasmImage(image)) {
@@ -260,6 +262,7 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
     if (exists && !options.force) {
       throw new IiiError("WorkerExists", `worker "${name}" already exists in iii.workers.yaml (use --force to replace it)`);
     }
+    refusePortOfAnotherWorker(file, name, spec);
     file.workers[name] = spec;
     return exists;
   });

@@ -1,3 +1,4 @@
+import type { Command } from "commander";
 import { IiiError } from "../errors.js";
 import type { PullPolicy } from "../images/index.js";
 import { DEFAULT_STOP_GRACE_MS } from "../launch/request.js";
@@ -11,6 +12,13 @@ export const DEFAULT_ENGINE_URL = `ws://localhost:${DEFAULT_ENGINE_PORT}`;
 export const DEFAULT_TIMEOUT_SECONDS = String(DEFAULT_STOP_GRACE_MS / 1000);
 
 export const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+/** `--cap-add` / `--cap-drop` of `add` and `dev` (parsed by state/model.ts parseCapabilityOptions). */
+export function capabilityOptions(command: Command): Command {
+  return command
+    .option("--cap-add <capability>", "a Linux capability root in the workload keeps beyond Docker's default set (NET_ADMIN, SYS_TIME, ..., or ALL; repeatable)", collect)
+    .option("--cap-drop <capability>", "a capability of the default set root in the workload loses (or ALL; repeatable)", collect);
+}
 
 export function parsePullPolicy(text: string): PullPolicy {
   if (text !== "missing" && text !== "always" && text !== "never") {

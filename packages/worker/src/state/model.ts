@@ -86,6 +86,13 @@ export function parseCapabilityNames(texts: readonly string[], what: string): st
   return [...new Set(names)];
 }
 
+/** `--cap-add` / `--cap-drop` as given (add and dev): the spec's `capabilities`, absent when neither was. */
+export function parseCapabilityOptions(capAdd: readonly string[] = [], capDrop: readonly string[] = []): CapabilitiesSpec | undefined {
+  const add = parseCapabilityNames(capAdd, "--cap-add");
+  const drop = parseCapabilityNames(capDrop, "--cap-drop");
+  return add.length + drop.length > 0 ? { add, drop } : undefined;
+}
+
 /** The WASM tier's own settings of a `wasm:` worker (see src/wasm/config.ts for their meaning). */
 export interface WasmSpec {
   /** For a binary pulled from a registry: the artifact it came from (`reference@manifest digest`). */
@@ -157,6 +164,40 @@ export function parsePortMapping(text: string): PortMapping {
 /** Where a guest path mounts: normalized, without a trailing slash (`/app/` and `/app/./` are `/app`). */
 export function guestMountTarget(guest: string): string {
   return posix.normalize(guest).replace(/(.)\/+$/, "$1");
+}
+
+/** One entry of a spec that cannot hold beside an earlier one of the same spec. */
+export interface SpecClash {
+  field: "ports" | "mounts";
+  /** Index of the later entry in its list. */
+  index: number;
+  /** The later entry as the user writes it (`8080:81`, `/host:/guest`). */
+  given: string;
+  /** Why, naming the earlier entry: `host port 8080 is already published (8080:80)`. */
+  reason: string;
+}
+
+/**
+ * Two publishes of one host port, or two shares at one guest path, cannot both hold: the second publish failed
+ * only at `start`, after the VM had booted (`cannot publish 127.0.0.1:8080`), and of two shares at one path the
+ * guest saw one. The one rule for the state file's decoder and for `add` (which words it as its options).
+ */
+export function firstSpecClash(spec: Pick<WorkerSpec, "ports" | "mounts">): SpecClash | undefined {
+  const ports = new Map<number, string>();
+  for (const [index, p] of spec.ports.entries()) {
+    const given = `${p.host}:${p.guest}`;
+    const seen = ports.get(p.host);
+    if (seen !== undefined) return { field: "ports", index, given, reason: `host port ${p.host} is already published (${seen})` };
+    ports.set(p.host, given);
+  }
+  const guests = new Map<string, string>();
+  for (const [index, m] of spec.mounts.entries()) {
+    const guest = guestMountTarget(m.guest);
+    const seen = guests.get(guest);
+    if (seen !== undefined) return { field: "mounts", index, given: `${m.host}:${m.guest}`, reason: `guest path ${guest} is already shared (from ${seen})` };
+    guests.set(guest, m.host);
+  }
+  return undefined;
 }
 
 /** `HOST:GUEST[:ro|:rw]` → a mount. Both paths must be absolute. */
@@ -294,6 +335,8 @@ function decodeWorker(raw: unknown, path: string): WorkerSpec {
       }
     });
   }
+  const clash = firstSpecClash(spec);
+  if (clash) fail(`${path}.${clash.field}[${clash.index}]`, clash.reason);
   if (record.network != null) {
     const network = asRecord(record.network, `${path}.network`);
     refuseUnknownKeys(network, ["mode", "allow", "deny", "hostPorts"], `${path}.network`);

@@ -12,6 +12,7 @@ import type { LaunchRequest } from "../launch/request.js";
 import { managedRoot as managedRootOf, workerPaths } from "../paths.js";
 import type { VmRecord } from "../state/vm-record.js";
 import type { RotatingLog } from "../util/rotating-log.js";
+import { consoleLinesSince, consoleMark, type ConsoleMark } from "../vmm/console-log.js";
 import { createQemuVmm } from "../vmm/qemu-vmm.js";
 import type { VmmFactory } from "../vmm/types.js";
 import { cleanupStaleWorker } from "./cleanup.js";
@@ -48,12 +49,15 @@ export async function runSupervisor(
   }
   for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(signal, () => void run.requestStop(signal));
   installFatalTeardown(run);
+  let consoleFrom: ConsoleMark | undefined;
 
   try {
     await mkdir(paths.logs, { recursive: true });
     const lock = await tryHoldFileLock(paths.lock);
     if (!lock) throw new IiiError("VmBootFailed", `worker "${name}" is already running (its lock is held)`);
     run.resources.add("worker lock", () => lock.release());
+    // Taken before the control phase opens the log for this run's console: a failure quotes only what follows.
+    consoleFrom = consoleMark(paths.consoleLog);
 
     const request = JSON.parse(await readFile(paths.launch, "utf8")) as LaunchRequest;
     run.request = request;
@@ -105,7 +109,8 @@ export async function runSupervisor(
     const startFailed = iii.code === "WorkloadStartFailed";
     // Init's last words (the failed spawn, its exit) reach the console while QEMU is still going down.
     if (startFailed) await Promise.race([run.vmm?.wait(), sleep(2_000, undefined, { ref: false })]);
-    const consoleLines = await readFile(paths.consoleLog, "utf8").then((t) => t.trimEnd().split("\n"), () => [] as string[]);
+    // This run's lines only (the log keeps earlier runs); none before this run held the worker's lock.
+    const consoleLines = consoleFrom ? consoleLinesSince(paths.consoleLog, consoleFrom, 15) : [];
     const consoleTail = consoleLines.slice(-15).join("\n");
     ready.report({ event: "failed", code: iii.code, message: iii.message, consoleTail: startFailed ? consoleLines.slice(-5).join("\n") : consoleTail });
     // The VM goes first: a last exit recorded while QEMU still runs does not end the worker's status (status.ts).

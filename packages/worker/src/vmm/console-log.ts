@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readSync, statSync } from "node:fs";
 import { IiiError } from "../errors.js";
 
 /** The last `maxBytes` of a file (from `fromOffset` on) as text; empty when it does not exist. */
@@ -25,6 +25,36 @@ export function consoleTail(path: string, lines = 20, fromOffset = 0): string {
     .filter((line) => line.trim().length > 0)
     .slice(-lines)
     .join("\n");
+}
+
+/**
+ * Where a run's part of a console log starts: the log keeps earlier runs (appended, rotated by size), and a failed
+ * boot must quote only its own lines (it quoted the previous run's `workload exited with signal SIGTERM` under a
+ * QEMU that never started).
+ */
+export interface ConsoleMark {
+  /** The file's inode when the run began (absent: there was none); a rotation during the run changes it. */
+  ino?: number;
+  size: number;
+}
+
+export function consoleMark(path: string): ConsoleMark {
+  const st = statSync(path, { throwIfNoEntry: false });
+  return st ? { ino: st.ino, size: st.size } : { size: 0 };
+}
+
+/**
+ * The last `lines` non-empty lines the console log got since `mark` (from the run's start; the whole file when it
+ * was rotated meanwhile, which left only this run's lines in it).
+ */
+export function consoleLinesSince(path: string, mark: ConsoleMark, lines: number, maxBytes = 16 * 1024): string[] {
+  const st = statSync(path, { throwIfNoEntry: false });
+  if (!st) return [];
+  const from = st.ino === mark.ino && st.size >= mark.size ? mark.size : 0;
+  return readTail(path, maxBytes, from)
+    .split(/\r?\n/)
+    .filter((line) => line.trim().length > 0)
+    .slice(-lines);
 }
 
 /**

@@ -1,9 +1,9 @@
 import type { Command } from "commander";
-import { collect, parsePullPolicy, wasmOptions } from "../options.js";
+import { capabilityOptions, collect, parsePullPolicy, wasmOptions } from "../options.js";
 
 /** `iii-worker add`: adds a worker to ./iii.workers.yaml (pulling its image first). */
 export function registerAdd(program: Command): void {
-  program
+  const add = program
     .command("add")
     .description("add a worker from an OCI image, a registry short name, or a local source (dir:, oci:, oci-archive:, docker-archive:)")
     .argument("<image>", "image reference, short name[@version], or local source")
@@ -12,9 +12,8 @@ export function registerAdd(program: Command): void {
     .option("--cpus <quantity>", "CPUs, a Kubernetes quantity (500m, 2): vCPUs = ceil, and a fraction is a CPU quota")
     .option("--memory <quantity>", "memory, a Kubernetes quantity (512Mi, 1Gi, 1G)")
     .option("--disk <quantity>", "most disk the root filesystem's writes may take on the host, a Kubernetes quantity (default 10Gi, at least 64Mi); -m shares are not counted")
-    .option("--pids <n>", "most processes/threads of the workload and execs together (default 1024)")
-    .option("--cap-add <capability>", "a Linux capability root in the workload keeps beyond Docker's default set (NET_ADMIN, SYS_TIME, ..., or ALL; repeatable)", collect)
-    .option("--cap-drop <capability>", "a capability of the default set root in the workload loses (or ALL; repeatable)", collect)
+    .option("--pids <n>", "most processes/threads of the workload and execs together (default 1024)");
+  capabilityOptions(add)
     .option("-e, --env <KEY=VALUE>", "environment variable (repeatable)", collect)
     .option("-p, --port <HOST:GUEST>", "publish guest port on host 127.0.0.1 (repeatable)", collect)
     .option("-m, --mount <HOST:GUEST[:ro]>", "share a host directory (repeatable)", collect)

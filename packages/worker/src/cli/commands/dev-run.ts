@@ -11,9 +11,10 @@ import { errnoCode, IiiError } from "../../errors.js";
 import { awaitEndedSupervisor, prepareWorkerDir, startWorkerWithSpec, stopWorker } from "../../lifecycle.js";
 import { followFile } from "../../logs.js";
 import { iiiHome, workerPaths, type WorkerPaths } from "../../paths.js";
-import { emptyNetwork, parsePort, validateWorkerName, type MountSpec, type WorkerSpec } from "../../state/model.js";
+import { emptyNetwork, parseCapabilityOptions, parsePort, validateWorkerName, type MountSpec, type WorkerSpec } from "../../state/model.js";
 import { workerStatus } from "../../status.js";
 import { terminalSafeLine } from "../../util/terminal-safe.js";
+import { capabilitiesSummary } from "../../workers.js";
 
 export interface DevOptions {
   name?: string;
@@ -24,6 +25,9 @@ export interface DevOptions {
   capture?: string;
   /** `--host-port PORT`: host loopback ports the guest may reach through its gateway (a local registry mirror). */
   hostPorts?: string[];
+  /** `--cap-add` / `--cap-drop`: the workload's capabilities against Docker's default set, as `add`'s. */
+  capAdd?: string[];
+  capDrop?: string[];
   /** `--accept-resources`: take iii.worker.yaml's resources even when they are more than the last dev run's. */
   acceptResources?: boolean;
 }
@@ -295,6 +299,7 @@ async function checkResources(project: DevProject, paths: WorkerPaths, env: Node
 export async function runDev(path: string, options: DevOptions): Promise<number> {
   const env = options.env ?? process.env;
   const hostPorts = (options.hostPorts ?? []).map((p) => parsePort(p, "--host-port"));
+  const capabilities = parseCapabilityOptions(options.capAdd, options.capDrop);
   const project = await detectProject(resolve(path));
   const name = validateWorkerName(options.name ?? sandboxName(project));
   const image = devBaseImage(project, env);
@@ -313,6 +318,7 @@ export async function runDev(path: string, options: DevOptions): Promise<number>
     ports: [],
     mounts: [{ host: project.dir, guest: "/workspace", readOnly: false }, ...(await dependencyMount(project))],
     network: { ...emptyNetwork(), allow: packageRegistryRules(project), hostPorts },
+    ...(capabilities ? { capabilities } : {}),
   };
   const from = { stdout: await sizeOf(paths.stdoutLog), stderr: await sizeOf(paths.stderrLog) };
   const abort = new AbortController();
@@ -329,6 +335,7 @@ export async function runDev(path: string, options: DevOptions): Promise<number>
   try {
     // The project (its name, its files' names) is written by the dev guest too: what names it is printed terminal-safe.
     process.stderr.write(`iii dev: ${terminalSafeLine(`${project.name} (${project.language}, ${project.detectedFrom}) in VM "${name}" from ${image}`)}\n`);
+    if (capabilities) process.stderr.write(`iii dev: ${capabilitiesSummary(capabilities)}\n`);
     const started = await startWorkerWithSpec(name, spec, {
       engineUrl: options.engineUrl,
       env,

@@ -6,6 +6,7 @@ import { forEachWorker, requireWorkers } from "../for-each-worker.js";
 import { DEFAULT_ENGINE_URL, parsePullPolicy, parseSeconds } from "../options.js";
 import type { StandbySupervisor } from "../../launch/spawn.js";
 import { claimEarlyStandby, spawnStandby } from "../early-standby.js";
+import { StartInterrupt } from "../start-interrupt.js";
 import { terminalJson } from "../../util/terminal-safe.js";
 
 /** `iii-worker start`: boots workers' VMs (or WASM runners) and waits for READY. */
@@ -30,11 +31,13 @@ export function registerStart(program: Command): void {
       // while the checks below run (launch/spawn.ts).
       const early = claimEarlyStandby(names.length === 1 ? names[0] : undefined);
       const standby = names.length === 1 ? (early ?? (await spawnStandby(names[0]!))) : undefined;
+      const interrupt = new StartInterrupt(names, standby);
       try {
         await requireWorkers(names);
-        await forEachWorker(names, (name) => startOne(name, opts, standby));
+        await forEachWorker(names, (name) => interrupt.run(name, (hooks) => startOne(name, opts, standby, hooks)));
       } finally {
         standby?.abort();
+        interrupt.dispose();
       }
     });
 }
@@ -70,11 +73,17 @@ function checkCapturePath(file: string): void {
   }
 }
 
-export async function startOne(name: string, opts: { engineUrl: string; fresh?: boolean; bootTimeout: string; timings?: boolean; pull: string; capture?: string }, standby?: StandbySupervisor): Promise<string> {
+export async function startOne(
+  name: string,
+  opts: { engineUrl: string; fresh?: boolean; bootTimeout: string; timings?: boolean; pull: string; capture?: string },
+  standby?: StandbySupervisor,
+  hooks: { signal?: AbortSignal; onSupervisor?: () => void } = {},
+): Promise<string> {
   const { startWorker } = await import("../../lifecycle.js");
   // startWorker holds the worker's operation lock until READY: a `remove` meanwhile is refused.
   const result = await startWorker(name, {
     ...(standby ? { standby } : {}),
+    ...hooks,
     ...(opts.capture !== undefined ? { capture: opts.capture } : {}),
     pull: parsePullPolicy(opts.pull),
     engineUrl: opts.engineUrl,

@@ -1,0 +1,105 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import type { StandbySupervisor } from "../launch/spawn.js";
+
+/** The stop grace of an interrupted start: its workload has barely begun, if at all. */
+const INTERRUPT_GRACE_MS = 2_000;
+/** How long a spawned supervisor may take to record itself in vm.json (measured: tens of ms) before it can be stopped. */
+const RECORD_WAIT_MS = 10_000;
+/** The exit status of an interrupted start (either signal), as `dev`'s Ctrl-C. */
+export const INTERRUPTED_EXIT = 130;
+
+/**
+ * Ctrl-C or SIGTERM while `start` waits for a VM: the start is cancelled instead of the CLI exiting while the VM
+ * went on booting, `running` with nobody told (review-cliux-s17 #20). No supervisor is spawned after the signal
+ * (lifecycle's signal, checked in the spawn's turn; an unused standby is released); one already spawned is
+ * stopped through `iii worker stop`'s path (lifecycle.stopWorker, bounded: grace + its kill deadline) as soon as
+ * vm.json names it. Then one line per worker and exit 130; the start's own outcome is never printed. Later
+ * signals while this runs are noted once and otherwise ignored: the cancel is what ends the process.
+ */
+export class StartInterrupt {
+  private readonly controller = new AbortController();
+  private readonly spawned = new Set<string>();
+  private readonly starts = new Map<string, { settled: boolean }>();
+  private cancelling: Promise<never> | undefined;
+  private noted = false;
+  private readonly onSignal = (signal: NodeJS.Signals): void => this.interrupt(signal);
+
+  constructor(
+    private readonly names: readonly string[],
+    private readonly standby: StandbySupervisor | undefined,
+    private readonly where: { env: NodeJS.ProcessEnv; cwd: string } = { env: process.env, cwd: process.cwd() },
+  ) {
+    process.on("SIGINT", this.onSignal);
+    process.on("SIGTERM", this.onSignal);
+  }
+
+  /** Runs one worker's start with the hooks it needs; once interrupted, it never settles (the cancel exits). */
+  async run<T>(name: string, start: (hooks: { signal: AbortSignal; onSupervisor: () => void }) => Promise<T>): Promise<T> {
+    const state = { settled: false };
+    this.starts.set(name, state);
+    try {
+      return await start({ signal: this.controller.signal, onSupervisor: () => this.spawned.add(name) });
+    } finally {
+      state.settled = true;
+      if (this.cancelling) await this.cancelling;
+    }
+  }
+
+  dispose(): void {
+    process.off("SIGINT", this.onSignal);
+    process.off("SIGTERM", this.onSignal);
+  }
+
+  private interrupt(signal: NodeJS.Signals): void {
+    if (this.cancelling) {
+      if (!this.noted) process.stderr.write(`iii-worker: ${signal}: already stopping ${this.names.join(", ")}; waiting for it\n`);
+      this.noted = true;
+      return;
+    }
+    this.controller.abort(new Error(`interrupted by ${signal}`));
+    // A standby not yet told `go` ends having created nothing; after `go` this does nothing.
+    this.standby?.abort();
+    this.cancelling = this.cancel();
+  }
+
+  private async cancel(): Promise<never> {
+    const lines = await Promise.all(
+      this.names.map(async (name) => {
+        if (!this.spawned.has(name)) return `iii-worker: start of ${name} interrupted before its VM was started; nothing is running [Interrupted]`;
+        try {
+          await this.stopStarting(name);
+          return `iii-worker: start of ${name} interrupted; the worker was stopped [Interrupted]`;
+        } catch (error) {
+          return `iii-worker: start of ${name} interrupted; stopping it failed: ${(error as Error).message} (run iii worker stop ${name}) [Interrupted]`;
+        }
+      }),
+    );
+    process.stderr.write(`${lines.join("\n")}\n`);
+    process.exit(INTERRUPTED_EXIT);
+  }
+
+  /** Stops a worker whose supervisor was spawned by this start, once vm.json names it (or the start ended). */
+  private async stopStarting(name: string): Promise<void> {
+    const { env, cwd } = this.where;
+    // Loaded only when interrupted: every command's module graph includes this file (program.ts registers them all).
+    const [{ isSameProcessAlive }, { awaitEndedSupervisor, stopWorker }, { readVmRecord }] = await Promise.all([
+      import("../host/process-identity.js"),
+      import("../lifecycle.js"),
+      import("../state/vm-record.js"),
+    ]);
+    const deadline = Date.now() + RECORD_WAIT_MS;
+    for (;;) {
+      const record = await readVmRecord(name, env, cwd);
+      if (record && isSameProcessAlive(record)) {
+        await stopWorker(name, { graceMs: INTERRUPT_GRACE_MS, env, cwd });
+        return;
+      }
+      // The start ended without a live supervisor (its boot failed): wait for it to have released everything.
+      if (this.starts.get(name)?.settled || Date.now() > deadline) {
+        await awaitEndedSupervisor(name, env, cwd);
+        return;
+      }
+      await sleep(25);
+    }
+  }
+}

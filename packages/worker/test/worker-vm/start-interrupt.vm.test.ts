@@ -1,0 +1,92 @@
+import { spawn, spawnSync } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WORKER_CLI } from "../helpers.js";
+import { busyboxRootfs, mountsUnder, processesMentioning, Project, vmSkipReason } from "./harness.js";
+
+const skip = vmSkipReason();
+if (skip) console.warn(`[vm] skipping the interrupted-start VM tests: ${skip}`);
+
+const netns = () => spawnSync("ip", ["netns", "list"], { encoding: "utf8" }).stdout;
+
+interface Interrupted {
+  code: number | null;
+  stderr: string;
+  /** ms from the CLI's spawn to its exit. */
+  exitedAtMs: number;
+}
+
+/**
+ * `iii worker start NAME` as from a terminal (its own process group, the signal sent to the group, as Ctrl-C is),
+ * signalled at each of `atMs` (ms after the spawn).
+ */
+function startAndSignal(p: Project, name: string, signal: NodeJS.Signals, atMs: number[]): Promise<Interrupted> {
+  return new Promise((resolve, reject) => {
+    const spawned = Date.now();
+    const child = spawn(process.execPath, [WORKER_CLI, "start", name], { cwd: p.dir, env: { ...process.env, ...p.env }, stdio: ["ignore", "ignore", "pipe"], detached: true });
+    let stderr = "";
+    child.stderr!.on("data", (d) => (stderr += d));
+    const timers = atMs.map((ms) =>
+      setTimeout(() => {
+        try {
+          process.kill(-child.pid!, signal);
+        } catch {
+          // already gone
+        }
+      }, ms),
+    );
+    child.on("error", reject);
+    child.on("close", (code) => {
+      timers.forEach(clearTimeout);
+      resolve({ code, stderr, exitedAtMs: Date.now() - spawned });
+    });
+  });
+}
+
+describe.skipIf(!!skip)("Ctrl-C / SIGTERM on start while the VM boots (vm)", () => {
+  let rootfs: string;
+  const p = new Project();
+  beforeAll(() => {
+    rootfs = busyboxRootfs();
+  }, 300_000);
+  afterAll(() => p.dispose());
+
+  const cases: [string, NodeJS.Signals, number[]][] = [
+    ["SIGINT at 0.5 s", "SIGINT", [500]],
+    ["SIGINT at 2 s", "SIGINT", [2_000]],
+    ["SIGTERM at 1 s", "SIGTERM", [1_000]],
+    ["SIGINT at 0.8 s and again at 1.1 s", "SIGINT", [800, 1_100]],
+  ];
+  for (const [what, signal, atMs] of cases) {
+    it(`${what}: the start is cancelled, one line, exit 130, nothing of the worker left`, async () => {
+      const name = `int-${signal.toLowerCase()}-${atMs.join("-")}`;
+      const shares = [1, 2, 3].map((i) => join(p.dir, `${name}-s${i}`));
+      for (const s of shares) mkdirSync(s);
+      // A quarter of a CPU: the boot takes ~4 s here instead of ~1.3, so that 2 s falls inside it (unlimited, a start
+      // signalled at 2 s had already printed `started`).
+      const add = await p.cli(["add", `dir:${rootfs}`, "--name", name, "--cpus", "250m", ...shares.flatMap((s, i) => ["-m", `${s}:/s${i}`]), "--", "sh", "-c", "echo up; exec sleep 1000"]);
+      expect(add.code, add.stderr).toBe(0);
+      // a first start creates the worker's directory, so the next one uses its standby supervisor as a user's would
+      expect((await p.cli(["start", name])).code).toBe(0);
+      expect((await p.cli(["stop", name])).code).toBe(0);
+      const netnsBefore = netns();
+      const run = await startAndSignal(p, name, signal, atMs);
+      console.log(`[vm] ${what}: CLI exited ${run.code} after ${run.exitedAtMs} ms: ${JSON.stringify(run.stderr)}`);
+      expect(run.code, run.stderr).toBe(130);
+      const lines = run.stderr.trim().split("\n");
+      expect(lines.at(-1)).toMatch(new RegExp(`^iii-worker: start of ${name} interrupted(; the worker was stopped| before its VM was started; nothing is running) \\[Interrupted\\]$`));
+      expect(run.stderr).not.toContain(`started ${name}`);
+      // right away, with nothing waited for: the CLI returned only once the worker was down
+      expect(processesMentioning(p.managed(name)), p.diagnostics(name)).toEqual([]);
+      expect(mountsUnder(p.home)).toEqual([]);
+      expect(netns()).toBe(netnsBefore);
+      const list = JSON.parse((await p.cli(["list", "--json"])).stdout) as { name: string; status: string }[];
+      expect(list.find((w) => w.name === name)?.status).toBe("stopped");
+      // and it starts again as usual
+      const again = await p.cli(["start", name]);
+      expect(again.code, again.stderr).toBe(0);
+      expect((await p.cli(["stop", name])).code).toBe(0);
+    }, 120_000);
+  }
+});
