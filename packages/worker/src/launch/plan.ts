@@ -11,7 +11,7 @@ import type { WorkerPaths } from "../paths.js";
 import type { VmmOptions } from "../vmm/types.js";
 import { cgroupNameFor } from "../host/cpu-cgroup.js";
 import { policyRules } from "./policy-rules.js";
-import { assertRootClearOfIii, assertSharesClearOfIii, iiiCodePaths } from "./share-safety.js";
+import { assertRootClearOfIii, assertSharesClearOfIii, hostActedPaths, iiiCodePaths } from "./share-safety.js";
 import type { LaunchRequest } from "./request.js";
 import { buildLaunchSpec, type LaunchSpec } from "./spec.js";
 
@@ -115,7 +115,8 @@ export function planVm(request: LaunchRequest, context: PlanContext): VmPlan {
     // guest). Not on the root: a copy-up gives a name another number.
     const stableInodes = true;
     // No upperLimitBytes: a writable share is a host directory the user chose to hand over, not iii's to bound.
-    return { guest: m.guest, host: m.host, readOnly: false, mount: { root: m.host, mountpoint, allowOther: true, stableInodes, ...cache, ...QUIET_SERVER } };
+    const protectedPaths = hostActedPaths(m.host, request.cwd);
+    return { guest: m.guest, host: m.host, readOnly: false, mount: { root: m.host, mountpoint, allowOther: true, stableInodes, protectedPaths, ...cache, ...QUIET_SERVER } };
   });
 
   return {

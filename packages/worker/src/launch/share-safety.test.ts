@@ -1,4 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { assertClearOfIii, assertProjectFileNotShared, assertSharesClearOfIii } from "./share-safety.js";
 
 const refused = (message: RegExp) => expect.objectContaining({ code: "InvalidOption", message: expect.stringMatching(message) });
@@ -29,5 +32,25 @@ describe("assertClearOfIii: one check for VM shares and WASM mounts", () => {
     expect(() => assertSharesClearOfIii(project, "/h/.iii", ["/opt/iii"])).not.toThrow();
     expect(() => assertProjectFileNotShared(project, "/p/iii.workers.yaml")).toThrow(refused(/iii\.workers\.yaml/));
     expect(() => assertProjectFileNotShared([{ host: "/h", guest: "/h", readOnly: false }], "/p/iii.workers.yaml")).not.toThrow();
+  });
+});
+
+describe("hostActedPaths", () => {
+  it("names the project's workers file, its lock and .git when the share holds them, and the share's own .git", async () => {
+    const { hostActedPaths } = await import("./share-safety.js");
+    const base = mkdtempSync(join(tmpdir(), "iii-acted-"));
+    try {
+      const project = join(base, "proj");
+      mkdirSync(join(project, "sub"), { recursive: true });
+      expect(hostActedPaths(project, project)).toEqual(["/iii.workers.yaml", "/iii.workers.yaml.lock", "/.git"]);
+      expect(hostActedPaths(base, project)).toEqual(["/proj/iii.workers.yaml", "/proj/iii.workers.yaml.lock", "/proj/.git", "/.git"]);
+      // A share below the project holds none of the project's files, only its own .git.
+      expect(hostActedPaths(join(project, "sub"), project)).toEqual(["/.git"]);
+      // Spelled through a link, the same share.
+      symlinkSync(project, join(base, "link"));
+      expect(hostActedPaths(join(base, "link"), project)).toEqual(["/iii.workers.yaml", "/iii.workers.yaml.lock", "/.git"]);
+    } finally {
+      rmSync(base, { recursive: true, force: true });
+    }
   });
 });

@@ -1,10 +1,11 @@
 import { existsSync, readFileSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, join, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { IiiError } from "../errors.js";
 import type { MountSpec } from "../state/model.js";
 import { packageClosure } from "../wasm/packages.js";
 import { isWithin, realOrSelf } from "../util/path-within.js";
+import { WORKERS_FILE_NAME } from "../paths.js";
 
 /**
  * The host files whose change would run the guest's code on the host or in other workers: this package and every
@@ -120,8 +121,22 @@ export function assertRootClearOfIii(rootfs: string, home: string): void {
 /**
  * Refuses (InvalidOption) a writable share holding the project's iii.workers.yaml (at `add`, and at `start` of an
  * entry from the file). `iii worker dev` shares its project writable by design and starts from a spec of its own,
- * not from this file.
+ * not from this file; its share keeps the file read-only to the guest instead (hostActedPaths).
  */
 export function assertProjectFileNotShared(mounts: readonly MountSpec[], projectFile: string): void {
   assertClearOfIii(mounts, { projectFile });
+}
+
+/**
+ * What the guest may read in a writable share but never change (@iii/filesystem's protectedPaths), as paths of
+ * the share's guest view: the project's iii.workers.yaml and its lock (the next `start` would run the guest's
+ * settings: `iii worker dev` shares its project, review5-s18 #9), the project's `.git` and the share's own
+ * (hooks and config are code git runs on the host at the user's next commit). Only those inside the share.
+ */
+export function hostActedPaths(shareHost: string, projectDir: string): string[] {
+  const root = realOrSelf(shareHost);
+  const project = realOrSelf(projectDir);
+  const candidates = [join(project, WORKERS_FILE_NAME), join(project, `${WORKERS_FILE_NAME}.lock`), join(project, ".git"), join(root, ".git")];
+  const inside = candidates.filter((c) => c !== root && isWithin(root, c));
+  return [...new Set(inside.map((c) => `/${relative(root, c).split(sep).join("/")}`))];
 }
