@@ -48,6 +48,8 @@ export const ERROR_CODES = {
   WasiConfigInvalid: 1,
   WasmStartFailed: 1,
   CpuLimitUnsupported: 1,
+  // A start cancelled by SIGINT or SIGTERM (cli/start-interrupt.ts): 128 + SIGINT, as a shell reports it.
+  Interrupted: 130,
   Internal: 70,
 } as const;
 

@@ -1,12 +1,13 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { StandbySupervisor } from "../launch/spawn.js";
+import { ERROR_CODES } from "../errors.js";
 
 /** The stop grace of an interrupted start: its workload has barely begun, if at all. */
 const INTERRUPT_GRACE_MS = 2_000;
 /** How long a spawned supervisor may take to record itself in vm.json (measured: tens of ms) before it can be stopped. */
 const RECORD_WAIT_MS = 10_000;
 /** The exit status of an interrupted start (either signal), as `dev`'s Ctrl-C. */
-export const INTERRUPTED_EXIT = 130;
+export const INTERRUPTED_EXIT = ERROR_CODES.Interrupted;
 
 /**
  * Ctrl-C or SIGTERM while `start` waits for a VM: the start is cancelled instead of the CLI exiting while the VM
