@@ -2,8 +2,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, existsSync, openSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { IiiError, isErrorCode } from "../errors.js";
-import { tailLines } from "../logs.js";
 import type { WorkerPaths } from "../paths.js";
+import { consoleLinesSince, consoleMark, type ConsoleMark } from "../vmm/console-log.js";
 import { DEFAULT_BOOT_TIMEOUT_MS } from "./request.js";
 import { awaitReadyLine, READY_FD, type BootReport } from "./ready-pipe.js";
 
@@ -24,6 +24,7 @@ export interface SpawnSupervisorOptions {
  */
 export async function spawnSupervisor(options: SpawnSupervisorOptions): Promise<Extract<BootReport, { event: "ready" }>> {
   const { paths } = options;
+  const marks = runMarks(paths);
   const log = openSync(paths.supervisorLog, "a");
   const spawnedAt = performance.now();
   let child;
@@ -36,7 +37,17 @@ export async function spawnSupervisor(options: SpawnSupervisorOptions): Promise<
   } finally {
     closeSync(log);
   }
-  return awaitBootReport(child, spawnedAt, options);
+  return awaitBootReport(child, spawnedAt, options, marks);
+}
+
+/** Where this run's part of the worker's logs begins: they keep earlier runs, and a failure quotes only its own. */
+interface RunMarks {
+  console: ConsoleMark;
+  supervisor: ConsoleMark;
+}
+
+function runMarks(paths: WorkerPaths): RunMarks {
+  return { console: consoleMark(paths.consoleLog), supervisor: consoleMark(paths.supervisorLog) };
 }
 
 /** The environment variable that starts a supervisor in standby (spawnStandbySupervisor). */
@@ -60,6 +71,7 @@ export interface StandbySupervisor {
  */
 export function spawnStandbySupervisor(options: { name: string; projectDir: string; paths: WorkerPaths; env?: NodeJS.ProcessEnv }): StandbySupervisor | undefined {
   if (!existsSync(options.paths.logs)) return undefined;
+  const marks = runMarks(options.paths);
   let log: number;
   try {
     log = openSync(options.paths.supervisorLog, "a");
@@ -100,19 +112,19 @@ export function spawnStandbySupervisor(options: { name: string; projectDir: stri
       settled = true;
       const goAt = performance.now();
       child.stdin!.end("go\n");
-      const report = await awaitBootReport(child, spawnedAt, spawnOptions);
+      const report = await awaitBootReport(child, spawnedAt, spawnOptions, marks);
       return { ...report, timings: { "cli:go": Math.round(goAt), ...report.timings } };
     },
   };
 }
 
 /** Waits for a spawned supervisor's boot report on its ready pipe; the ready report gets the CLI's timings. */
-async function awaitBootReport(child: ChildProcess, spawnedAt: number, options: SpawnSupervisorOptions): Promise<Extract<BootReport, { event: "ready" }>> {
+async function awaitBootReport(child: ChildProcess, spawnedAt: number, options: SpawnSupervisorOptions, marks: RunMarks): Promise<Extract<BootReport, { event: "ready" }>> {
   const { paths } = options;
   const timeoutMs = options.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS;
   const { timedOut, line } = await awaitReadyLine(child, timeoutMs);
   if (timedOut) {
-    throw new IiiError("VmBootFailed", `worker "${options.name}" did not report READY within ${timeoutMs / 1000} s${await consoleTailSuffix(paths)}`);
+    throw new IiiError("VmBootFailed", `worker "${options.name}" did not report READY within ${timeoutMs / 1000} s${consoleTailSuffix(paths, marks)}`);
   }
   let report: BootReport | undefined;
   try {
@@ -133,15 +145,16 @@ async function awaitBootReport(child: ChildProcess, spawnedAt: number, options: 
     const code = isErrorCode(report.code) ? report.code : "VmBootFailed";
     throw new IiiError(code, `${report.message}${report.consoleTail ? ` (console: ${oneLine(report.consoleTail)})` : ""}`);
   }
-  const supervisorTail = oneLine(await tailLines(paths.supervisorLog, 3));
-  throw new IiiError("VmBootFailed", `the supervisor of "${options.name}" exited during boot${supervisorTail ? `: ${supervisorTail}` : ""}${await consoleTailSuffix(paths)}`);
+  const supervisorTail = oneLine(consoleLinesSince(paths.supervisorLog, marks.supervisor, 3).join("\n"));
+  throw new IiiError("VmBootFailed", `the supervisor of "${options.name}" exited during boot${supervisorTail ? `: ${supervisorTail}` : ""}${consoleTailSuffix(paths, marks)}`);
 }
 
 function oneLine(text: string): string {
   return text.trim().split("\n").map((l) => l.trim()).filter(Boolean).join(" | ").slice(0, 400);
 }
 
-async function consoleTailSuffix(paths: WorkerPaths): Promise<string> {
-  const tail = oneLine(await tailLines(paths.consoleLog, 5));
+/** This run's last console lines (the log keeps earlier runs: a timeout quoted the previous run's last words). */
+function consoleTailSuffix(paths: WorkerPaths, marks: RunMarks): string {
+  const tail = oneLine(consoleLinesSince(paths.consoleLog, marks.console, 5).join("\n"));
   return tail ? ` (console: ${tail})` : "";
 }

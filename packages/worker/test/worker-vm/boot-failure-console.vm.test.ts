@@ -33,4 +33,22 @@ describe.skipIf(!!skip)("a failed boot quotes only its own console (vm)", () => 
     // the failed start's supervisor releases its mounts after it reported the failure
     await waitFor(() => mountsUnder(p.home).length === 0 && processesMentioning(p.managed("twice")).length === 0, 15_000, "the failed run's cleanup");
   }, 300_000);
+
+  it("nor in a boot timeout's (the CLI's own quote, launch/spawn.ts), nor the previous supervisor log's lines", async () => {
+    expect((await p.cli(["add", `dir:${rootfs}`, "--name", "slow", "--", "sh", "-c", "echo up; exec sleep 1000"])).code).toBe(0);
+    expect((await p.cli(["start", "slow"])).code).toBe(0);
+    expect((await p.cli(["stop", "slow"])).code).toBe(0);
+    expect(p.read("managed/slow/logs/console.log")).toContain("workload exited with signal SIGTERM");
+    // a QEMU that never answers: the CLI gives up at --boot-timeout with what this run's console holds (nothing)
+    const hung = join(p.dir, "hung-qemu");
+    writeFileSync(hung, "#!/bin/sh\nexec sleep 1000\n");
+    chmodSync(hung, 0o755);
+    const second = await p.cli(["start", "slow", "--boot-timeout", "3"], { III_QEMU_BIN: hung });
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(/did not report READY within \d+ s/);
+    expect(second.stderr).not.toContain("workload exited with signal SIGTERM");
+    expect(second.stderr).not.toContain("(console:");
+    await p.cli(["stop", "slow", "--timeout", "1"]);
+    await waitFor(() => mountsUnder(p.home).length === 0 && processesMentioning(p.managed("slow")).length === 0, 30_000, "the timed-out run's cleanup");
+  }, 300_000);
 });
