@@ -54,6 +54,8 @@ export function parseDropSyntax(help: string): QemuDropSyntax {
 }
 
 const execFileAsync = promisify(execFile);
+/** How long QEMU's `-help` may take (~10 ms measured; a slow disk or a loaded host more). */
+const PROBE_TIMEOUT_MS = 10_000;
 const memo = new Map<string, Promise<QemuDropSyntax>>();
 
 /**
@@ -85,7 +87,14 @@ async function probe(qemuBin: string, cacheDir: string | undefined): Promise<Qem
       // absent or unreadable: ask QEMU
     }
   }
-  const { stdout } = await execFileAsync(qemuBin, ["-help"], { maxBuffer: 4 * 1024 * 1024 });
+  let stdout: string;
+  try {
+    // Bounded: a binary that never answers held the boot forever, and the `-help` child outlived a stopped worker.
+    ({ stdout } = await execFileAsync(qemuBin, ["-help"], { maxBuffer: 4 * 1024 * 1024, timeout: PROBE_TIMEOUT_MS, killSignal: "SIGKILL" }));
+  } catch (error) {
+    if ((error as { killed?: boolean }).killed) throw new Error(`did not answer within ${PROBE_TIMEOUT_MS / 1000} s`, { cause: error });
+    throw error;
+  }
   const syntax = parseDropSyntax(stdout);
   if (cacheFile) {
     const tmp = `${cacheFile}.${process.pid}.tmp`;

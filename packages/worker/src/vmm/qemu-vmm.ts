@@ -270,6 +270,7 @@ export class QemuVmm implements Vmm {
         const tracked = this.spawnTracked("virtiofsd", daemon.command, join(this.config.runDir, `virtiofsd-${daemon.share.tag}.log`), daemon.share.tag);
         this.daemons.push(tracked);
       }
+      this.config.onSpawned?.();
       await Promise.all(this.daemons.map((d, i) => this.waitForSocket(d, this.daemonCommands[i]!.socketPath, timeoutMs)));
       this.timings.virtiofsdReadyMs = this.elapsed();
 
@@ -297,6 +298,7 @@ export class QemuVmm implements Vmm {
         const logPath = join(this.config.runDir, `virtiofsd-${daemon.share.tag}.log`);
         this.daemons.push(this.spawnTracked("virtiofsd", daemon.fdCommand, logPath, daemon.share.tag, this.listenFds[i]));
       });
+      this.config.onSpawned?.();
       this.closeListenFds();
       this.timings.virtiofsdReadyMs = this.elapsed();
       await this.connectQmp(timeoutMs);
@@ -334,6 +336,7 @@ export class QemuVmm implements Vmm {
     this.uidLease?.holdFor(this.qemu.record.pid);
     this.timings.qemuSpawnedMs = this.elapsed();
     this.exitPromise = this.watchExit(this.qemu);
+    this.config.onSpawned?.();
   }
 
   private async connectQmp(timeoutMs: number): Promise<void> {

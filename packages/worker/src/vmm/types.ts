@@ -90,6 +90,12 @@ export interface VmConfig {
    * I/O on that share now hangs, so the owner should end the VM.
    */
   onDaemonExit?: (daemon: VmProcess, exit: { code: number | null; signal: NodeJS.Signals | null }) => void;
+  /**
+   * Called right after the adapter spawned processes (QEMU, the virtiofsd's), before it waits for them: an owner
+   * that records processes() for its crash cleanup must not learn of them only once the VM is up (a supervisor
+   * killed while QEMU never answered left its virtiofsd's running, out of every command's reach).
+   */
+  onSpawned?: () => void;
 }
 
 /** A process the adapter spawned, with what a supervisor records to find it again after a crash. */

@@ -10,11 +10,13 @@ import { log, type SupervisorRun } from "../run.js";
  * virtiofsd's. Otherwise the VM is only prepared here. Needs the sockets QEMU dials (network, control).
  */
 export async function qemuPhase(run: SupervisorRun): Promise<void> {
-  const vm = run.createVmm({
+  const vm: Vmm = run.createVmm({
     ...run.plan.vm,
     hostEnv: run.env,
     onDaemonExit: (daemon, how) =>
       run.childDied(`virtiofsd of ${daemon.tag === ROOT_TAG ? "the root filesystem" : `share ${daemon.tag}`} (pid ${daemon.pid}) ${describeExit(how)}`),
+    // In vm.json before the adapter waits for them: a supervisor killed meanwhile leaves nothing unrecorded.
+    onSpawned: () => void recordVmProcesses(run, vm).catch((error: Error) => log(`vm.json: ${error.message}`)),
   });
   run.vmm = vm;
   run.resources.add("vm", () => vm.cleanup());
