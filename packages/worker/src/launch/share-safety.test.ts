@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assertClearOfIii, assertProjectFileNotShared, assertSharesClearOfIii } from "./share-safety.js";
@@ -46,6 +46,12 @@ describe("hostActedPaths", () => {
       expect(hostActedPaths(base, project)).toEqual(["/proj/iii.workers.yaml", "/proj/iii.workers.yaml.lock", "/proj/.git", "/.git"]);
       // A share below the project holds none of the project's files, only its own .git.
       expect(hostActedPaths(join(project, "sub"), project)).toEqual(["/.git"]);
+      // The workers file as a link into the share: its target is protected too (outside the share: nothing to do).
+      mkdirSync(join(project, "config"));
+      writeFileSync(join(project, "config", "workers.yaml"), "workers: {}\n");
+      symlinkSync("config/workers.yaml", join(project, "iii.workers.yaml"));
+      expect(hostActedPaths(project, project)).toEqual(["/iii.workers.yaml", "/iii.workers.yaml.lock", "/.git", "/config/workers.yaml"]);
+      rmSync(join(project, "iii.workers.yaml"));
       // Spelled through a link, the same share.
       symlinkSync(project, join(base, "link"));
       expect(hostActedPaths(join(base, "link"), project)).toEqual(["/iii.workers.yaml", "/iii.workers.yaml.lock", "/.git"]);

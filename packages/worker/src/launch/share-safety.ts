@@ -136,7 +136,9 @@ export function assertProjectFileNotShared(mounts: readonly MountSpec[], project
 export function hostActedPaths(shareHost: string, projectDir: string): string[] {
   const root = realOrSelf(shareHost);
   const project = realOrSelf(projectDir);
-  const candidates = [join(project, WORKERS_FILE_NAME), join(project, `${WORKERS_FILE_NAME}.lock`), join(project, ".git"), join(root, ".git")];
+  const named = [join(project, WORKERS_FILE_NAME), join(project, `${WORKERS_FILE_NAME}.lock`), join(project, ".git"), join(root, ".git")];
+  // A name that is a link on the host (iii.workers.yaml -> config/workers.yaml) protects its target too.
+  const candidates = [...named, ...named.map(realOrSelf)];
   const inside = candidates.filter((c) => c !== root && isWithin(root, c));
   return [...new Set(inside.map((c) => `/${relative(root, c).split(sep).join("/")}`))];
 }
