@@ -1,4 +1,4 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
@@ -123,32 +123,19 @@ describe("oci: layout files that change between the digest check and the unpack"
       ],
     });
     const blob = join(layout, "blobs", "sha256", createHash("sha256").update(good).digest("hex"));
-    // The writer: once the scan has been reading layer 2 (a descriptor on it past offset 0: the compression sniff reads
-    // at offset 0, the scan's pump sequentially) and is done with it (closed), rewrites it in place while the large
-    // layer 1 is still being applied.
-    let seenReading = false;
-    let swapped = false;
-    const reading = () => {
-      let open = false;
-      for (const fd of readdirSync("/proc/self/fd")) {
-        try {
-          if (readlinkSync(`/proc/self/fd/${fd}`) !== blob) continue;
-          open = true;
-          if (Number(/^pos:\s*(\d+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, "utf8"))?.[1]) > 0) seenReading = true;
-        } catch {
-          // closed meanwhile
-        }
-      }
-      return open;
-    };
-    const watcher = setInterval(() => {
-      if (swapped) return;
-      if (!reading() && seenReading) {
-        writeFileSync(blob, evil);
-        swapped = true;
-      }
-    }, 1);
+    // The writer rewrites layer 2 in place while the large layer 1 is being applied, after every layer's digest check.
+    // A process of its own watching for state that stays (SWAPPER): a timer here waited while the apply kept the
+    // event loop busy, and a poll for the scan's open descriptor missed it under load; either way the swap came after
+    // layer 2 was unpacked (the pull then rightly kept the genuine layer, and the race was not tested).
+    const evilPath = join(work, "evil-layer.tar");
+    writeFileSync(evilPath, evil);
     const home = join(work, "home-own");
+    await mkdir(join(home, "images", "tmp"), { recursive: true });
+    const writer = spawn(process.execPath, ["-e", SWAPPER, join(home, "images", "tmp"), blob, evilPath], { stdio: ["ignore", "pipe", "inherit"] });
+    let writerOut = "";
+    writer.stdout!.on("data", (d) => (writerOut += d));
+    const writerDone = new Promise<void>((resolve) => writer.on("exit", () => resolve()));
+    await new Promise<void>((resolve) => writer.stdout!.once("data", () => resolve())); // "watching"
     let failed: unknown;
     try {
       const image = await ensureImage(`oci:${layout}:1`, { home });
@@ -156,13 +143,48 @@ describe("oci: layout files that change between the digest check and the unpack"
     } catch (error) {
       failed = error;
     } finally {
-      clearInterval(watcher);
+      writer.kill("SIGTERM");
+      await writerDone;
     }
-    expect(swapped).toBe(true);
-    expect(failed).toMatchObject({ code: "ImageInvalid", message: expect.stringMatching(/^layer 2\/2 \(sha256:[0-9a-f]{12}\): the layer file .* changed while it was unpacked/) });
+    expect(writerOut).toContain("swapped");
+    // Caught by layer 2's digest check (the scan runs beside layer 1's unpack) or by the hash during its unpack (the
+    // applyLayers test above pins that moment exactly): refused either way, and nothing cached.
+    expect(failed).toMatchObject({ code: "ImageInvalid", message: expect.stringMatching(/^layer 2\/2 \(sha256:[0-9a-f]{12}\): (the layer file .* changed while it was unpacked|blob digest mismatch)/) });
     const store = new ImageStore(home);
     expect(await store.listDigests()).toEqual([]);
     expect(await store.readTag(`oci:${layout}:1`)).toBeUndefined();
     expect(await readdir(join(home, "images", "tmp"))).toEqual([]);
   });
 });
+
+/**
+ * argv: image cache's tmp dir, blob, replacement. Rewrites the blob once layer 1's filler.bin has appeared in an
+ * unpack under tmp (the digest check of every layer is over; layer 2's unpack waits for its 48 MiB): a state that
+ * stays, so no poll can miss it, unlike a descriptor open for a moment. Prints the filler's size at the swap.
+ */
+const SWAPPER = `
+const fs = require("fs");
+const path = require("path");
+const [tmp, blob, evil] = process.argv.slice(1);
+const find = (dir, depth) => {
+  let names = [];
+  try { names = fs.readdirSync(dir); } catch { return undefined; }
+  for (const n of names) {
+    const p = path.join(dir, n);
+    if (n === "filler.bin") return p;
+    if (depth > 0) { const f = find(p, depth - 1); if (f) return f; }
+  }
+  return undefined;
+};
+process.stdout.write("watching\\n");
+for (;;) {
+  const filler = find(tmp, 3);
+  if (filler) {
+    let size = -1;
+    try { size = fs.statSync(filler).size; } catch {}
+    fs.writeFileSync(blob, fs.readFileSync(evil));
+    process.stdout.write("swapped at filler size " + size + "\\n");
+    process.exit(0);
+  }
+}
+`;
