@@ -15,6 +15,7 @@ import {
   parsePids,
   parsePortMapping,
   isWasmImage,
+  wasmInapplicableFields,
   validateWorkerName,
   type WasmSpec,
   type WorkerSpec,
@@ -229,7 +230,7 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
   }
   if (isWasmImage(spec.image)) {
     const image = spec.image;
-    if (spec.ports.length > 0 || options.cpus !== undefined || options.pids !== undefined || options.disk !== undefined || options.network !== undefined || spec.network.allow.length + spec.network.deny.length + spec.network.hostPorts.length > 0 || spec.capabilities) {
+    if (wasmInapplicableFields(spec).length > 0) {
       throw new IiiError("NotApplicable", "--port, --cpus, --pids, --disk, --network, --allow, --deny, --host-port, --cap-add and --cap-drop do not apply to a WASM worker (use --max-execution, --cpu-budget and --wasm-* network options)");
     }
     for (const m of spec.mounts) {

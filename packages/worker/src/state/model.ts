@@ -253,10 +253,36 @@ function asRecord(value: unknown, path: string): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
+/**
+ * A YAML number whose text says more than its value: `0755` (755), `1.10` (1.1), `0x1F` (31), a 20-digit id
+ * (rounded to a double). workers-file.ts puts one in place of the number, so the decoder can tell, where it expects
+ * text, what was written from what YAML made of it. A number written as its value (`8080`, `30`) stays a number.
+ */
+export class WrittenNumber {
+  constructor(
+    /** The scalar as written in the file. */
+    readonly source: string,
+    /** What YAML reads it as. */
+    readonly value: number,
+  ) {}
+}
+
+/**
+ * Text: a string, or a number written as its value (`PORT: 8080`). A number YAML reads as something other than
+ * its text is refused, not re-stringified: `chmod 0755` ran as `chmod 755`, `VERSION: 1.10` was "1.1". Refused
+ * rather than kept as written because every other reader of the file (yq, a script, a linter) reads the number;
+ * iii reading the text would make the file mean two things. The fix is one pair of quotes.
+ */
 function asString(value: unknown, path: string): string {
   if (typeof value === "string") return value;
+  if (value instanceof WrittenNumber) fail(path, `${value.source} reads as the number ${value.value}; quote it ("${value.source}") to keep it as written`);
   if (typeof value === "number") return String(value);
   fail(path, "expected a string");
+}
+
+/** A field that holds a number or a quantity (`cpus: 0.50`, `pids: 0x100`, a host port): YAML's value is meant. */
+function asNumberText(value: unknown, path: string): string {
+  return asString(value instanceof WrittenNumber ? value.value : value, path);
 }
 
 function asArray(value: unknown, path: string): unknown[] {
@@ -299,7 +325,7 @@ function decodeWorker(raw: unknown, path: string): WorkerSpec {
     refuseUnknownKeys(resources, ["cpus", "memory", "disk", "pids"], `${path}.resources`);
     for (const key of ["cpus", "memory", "disk"] as const) {
       if (resources[key] == null) continue;
-      const text = asString(resources[key], `${path}.resources.${key}`);
+      const text = asNumberText(resources[key], `${path}.resources.${key}`);
       try {
         if (key === "cpus") parseCpus(text);
         else if (key === "memory") parseMemoryBytes(text);
@@ -311,7 +337,7 @@ function decodeWorker(raw: unknown, path: string): WorkerSpec {
     }
     if (resources.pids != null) {
       try {
-        spec.resources.pids = parsePids(asString(resources.pids, `${path}.resources.pids`));
+        spec.resources.pids = parsePids(asNumberText(resources.pids, `${path}.resources.pids`));
       } catch (error) {
         fail(`${path}.resources.pids`, (error as Error).message);
       }
@@ -358,7 +384,7 @@ function decodeWorker(raw: unknown, path: string): WorkerSpec {
         network.hostPorts == null
           ? []
           : asArray(network.hostPorts, `${path}.network.hostPorts`).map((v, i) =>
-              parsePort(asString(v, `${path}.network.hostPorts[${i}]`), `${path}.network.hostPorts[${i}]`),
+              parsePort(asNumberText(v, `${path}.network.hostPorts[${i}]`), `${path}.network.hostPorts[${i}]`),
             ),
     };
   }
@@ -377,7 +403,25 @@ function decodeWorker(raw: unknown, path: string): WorkerSpec {
     spec.capabilities = { add: names("add"), drop: names("drop") };
   }
   if (record.wasm != null) spec.wasm = decodeWasm(record.wasm, `${path}.wasm`);
+  const vmOnly = isWasmImage(spec.image) ? wasmInapplicableFields(spec)[0] : undefined;
+  if (vmOnly) fail(`${path}.${vmOnly}`, "applies only to a VM worker; a wasm: worker would ignore it (remove it)");
   return spec;
+}
+
+/**
+ * The fields of a spec that a `wasm:` worker would ignore (they configure a VM): the one rule for `add` (which
+ * refuses its options as NotApplicable) and the decoder (a hand-edited entry with `capabilities: {add: [ALL]}` loaded
+ * and ran without them). Empty lists and mappings are what encodeWorkersFile writes for every worker, so only a
+ * value counts.
+ */
+export function wasmInapplicableFields(spec: WorkerSpec): string[] {
+  const fields: string[] = [];
+  if (spec.ports.length > 0) fields.push("ports");
+  for (const key of ["cpus", "pids", "disk"] as const) if (spec.resources[key] !== undefined) fields.push(`resources.${key}`);
+  if (spec.network.mode !== undefined) fields.push("network.mode");
+  for (const key of ["allow", "deny", "hostPorts"] as const) if (spec.network[key].length > 0) fields.push(`network.${key}`);
+  if (spec.capabilities && spec.capabilities.add.length + spec.capabilities.drop.length > 0) fields.push("capabilities");
+  return fields;
 }
 
 function decodeWasm(raw: unknown, path: string): WasmSpec {
@@ -387,7 +431,7 @@ function decodeWasm(raw: unknown, path: string): WasmSpec {
   if (record.source != null) out.source = asString(record.source, `${path}.source`);
   for (const key of ["maxExecutionMs", "cpuBudgetMs"] as const) {
     if (record[key] == null) continue;
-    const n = record[key];
+    const n = record[key] instanceof WrittenNumber ? record[key].value : record[key];
     if (typeof n !== "number" || !Number.isSafeInteger(n) || n <= 0) fail(`${path}.${key}`, "expected a positive whole number of milliseconds");
     out[key] = n;
   }

@@ -8,8 +8,8 @@ import { mkdirs } from "../host/mkdirs.js";
 
 // yaml is bundled into dist (tsup.config.ts: its ES module build, one chunk): loaded through its ~40 CommonJS
 // files it cost `start` 50-110 ms before the supervisor could get `go`; bundled it loads in ~10 ms.
-import { type Document, isMap, parseDocument, stringify } from "yaml";
-import { decodeWorkersFile, encodeWorkersFile, type WorkerSpec, type WorkersFile } from "./model.js";
+import { type Document, isMap, isPair, isScalar, isSeq, parseDocument, type Scalar, type ScalarTag, stringify, visit } from "yaml";
+import { decodeWorkersFile, encodeWorkersFile, type WorkerSpec, type WorkersFile, WrittenNumber } from "./model.js";
 
 const HEADER = "# iii managed workers (written by iii-worker; edits are kept)\n";
 
@@ -32,6 +32,46 @@ interface ParsedWorkersFile {
   document?: Document;
   /** Each worker as model.ts encodes it, taken before a change (updateWorkersFile). */
   oldEncoded?: Record<string, unknown>;
+  /** The file's text as read: its byte order mark and line ends are kept by a rewrite (yaml drops both). */
+  text?: string;
+}
+
+/** A number scalar whose text is not its value's (`0755`, `1.10`, `0x1F`, a 20-digit id). */
+function isLossyNumber(node: Scalar): node is Scalar<number> & { source: string } {
+  return typeof node.value === "number" && typeof node.source === "string" && node.source !== String(node.value);
+}
+
+/** `workers.api.env` for the ancestors yaml's visit gives (pairs by key, sequences by index). */
+function yamlPath(ancestors: readonly unknown[], node: unknown): string {
+  const parts: string[] = [];
+  for (const [i, a] of ancestors.entries()) {
+    if (isPair(a) && a.key !== node) parts.push(String(isScalar(a.key) ? a.key.value : a.key));
+    else if (isSeq(a)) parts.push(`[${a.items.indexOf((ancestors[i + 1] ?? node) as never)}]`);
+  }
+  return parts.join(".").replace(/\.\[/g, "[") || "(top level)";
+}
+
+/**
+ * The document's data, with each lossy number as a WrittenNumber (its text and value), so the decoder refuses it
+ * where it expects text and takes its value where it expects a number. A lossy number as a key under `workers`
+ * (a worker or env name) is refused here: a key there is always a name.
+ */
+function documentData(document: Document): unknown {
+  const marked = document.clone();
+  visit(marked, {
+    Scalar(key, node, ancestors) {
+      if (!isLossyNumber(node)) return;
+      if (key === "key") {
+        const at = yamlPath(ancestors, node);
+        // only where the decoder reads keys: not the user's own x-… keys, nor top-level keys besides `workers`
+        if (!/^workers(\.|$)/.test(at) || at.split(".").some((part) => part.startsWith("x-"))) return;
+        throw new IiiError("StateFileCorrupt", `${at}: the key ${node.source} reads as the number ${node.value}; quote it ("${node.source}") to keep it as written`);
+      }
+      node.value = new WrittenNumber(node.source, node.value) as never;
+    },
+  });
+  // yaml refuses an alias that would expand past 100 nodes (a "billion laughs" file) and one without its anchor
+  return marked.toJS();
 }
 
 function parseWorkersYaml(text: string, path: string): ParsedWorkersFile {
@@ -44,15 +84,23 @@ function parseWorkersYaml(text: string, path: string): ParsedWorkersFile {
       cause: first,
     });
   }
+  // A warning is something yaml read without understanding (an unknown tag: `image: !!js/function "x"` loaded as
+  // image x); refused like an unknown key.
+  const warning = document.warnings[0];
+  if (warning) {
+    const at = warning.linePos?.[0];
+    const where = at ? `line ${at.line}, column ${at.col}` : "unknown position";
+    throw new IiiError("StateFileCorrupt", `${path} holds YAML iii does not understand (${where}): ${yamlReason(warning.message)}`, { cause: warning });
+  }
   let raw: unknown;
   try {
-    // yaml refuses an alias that would expand past 100 nodes (a "billion laughs" file) and one without its anchor
-    raw = document.toJS();
+    raw = documentData(document);
   } catch (error) {
+    if (error instanceof IiiError) throw new IiiError("StateFileCorrupt", `${path}: ${error.message}`, { cause: error });
     throw new IiiError("StateFileCorrupt", `${path} is not valid YAML: ${yamlReason((error as Error).message)}`, { cause: error });
   }
   try {
-    return { file: decodeWorkersFile(raw), document };
+    return { file: decodeWorkersFile(raw), document, text };
   } catch (error) {
     if (error instanceof IiiError) {
       throw new IiiError("StateFileCorrupt", `${path}: ${error.message}`, { cause: error });
@@ -87,7 +135,7 @@ async function readWorkersText(path: string): Promise<string | undefined> {
       throw new IiiError("StateFileUnreadable", `cannot read ${path}: ${(error as Error).message}`, { cause: error });
     }
     try {
-      return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+      return new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
     } catch (error) {
       throw new IiiError("StateFileCorrupt", `${path} is not UTF-8 text (an invalid byte on line ${firstInvalidUtf8Line(bytes)}); save it as UTF-8`, { cause: error });
     }
@@ -165,6 +213,47 @@ function encodedWorker(name: string, spec: WorkerSpec): unknown {
  * deleted entry, say), the file is written in iii's own form instead, and `dropped` says so.
  */
 export function serializeWorkersChange(before: ParsedWorkersFile, after: WorkersFile): { text: string; dropped?: string } {
+  const change = serializeChangedDocument(before, after);
+  return { ...change, text: withLineEndsOf(before.text, change.text) };
+}
+
+/**
+ * `text` (yaml's output: LF, no byte order mark) with the byte order mark and line ends of the file it replaces:
+ * the first `add` turned a Windows user's CRLF file into LF on every line and dropped its BOM.
+ */
+function withLineEndsOf(original: string | undefined, text: string): string {
+  if (original === undefined) return text;
+  const bom = original.startsWith("\uFEFF") ? "\uFEFF" : "";
+  const firstBreak = /\r?\n/.exec(original)?.[0];
+  return bom + (firstBreak === "\r\n" ? text.replace(/\r?\n/g, "\r\n") : text);
+}
+
+/**
+ * yaml writes a number from its value, so an entry the change did not touch came back changed (`0x1F90` as
+ * `0x1f90`, `+5` as `5`, `1e3` as `1000`). Each plain number read from the file (a node made for the change has no
+ * source) is given a format whose tag writes its text as read; a tag found by format, default so no `!!int` is added.
+ */
+const NUMBER_AS_WRITTEN: ScalarTag = {
+  tag: "tag:yaml.org,2002:int",
+  format: "AS-WRITTEN",
+  default: true,
+  identify: (value) => typeof value === "number",
+  test: /(?!)/, // never chosen to read a scalar
+  resolve: (text) => Number(text),
+  stringify: (node) => (node as Scalar).source!,
+};
+
+function keepNumbersAsWritten(document: Document): void {
+  // the clone's schema has its own tag list (Schema.clone), the parsed document's is left as it was
+  document.schema.tags.push(NUMBER_AS_WRITTEN);
+  visit(document, {
+    Scalar(_, node) {
+      if (typeof node.value === "number" && typeof node.source === "string" && node.type === "PLAIN" && node.tag === undefined) node.format = "AS-WRITTEN";
+    },
+  });
+}
+
+function serializeChangedDocument(before: ParsedWorkersFile, after: WorkersFile): { text: string; dropped?: string } {
   const { document } = before;
   if (!document) return { text: serializeWorkersFile(after) };
   const canonical = JSON.stringify(encodeWorkersFile(after));
@@ -182,7 +271,9 @@ export function serializeWorkersChange(before: ParsedWorkersFile, after: Workers
       if (isMap(workers)) workers.flow = false;
       edited.setIn(["workers", name], edited.createNode(encoded));
     }
-    const text = edited.toString({ lineWidth: 0 });
+    keepNumbersAsWritten(edited);
+    // flow collections as most people write them (`[a, b]`), not yaml's default `[ a, b ]`
+    const text = edited.toString({ lineWidth: 0, flowCollectionPadding: false });
     const check = parseWorkersYaml(text, "(edited)").file;
     if (JSON.stringify(encodeWorkersFile(check)) === canonical) return { text };
     reason = "the edited file did not read back as the change";
