@@ -98,9 +98,23 @@ export async function createCpuCgroup(name: string, cpus: number, hierarchy = fi
   };
 }
 
-/** Removes a VM's group if it is there and empty (a crashed supervisor's); never throws. */
-export async function removeCpuCgroup(name: string, hierarchy = findCpuHierarchyOrNone()): Promise<void> {
-  if (hierarchy) await rmdir(join(hierarchy.mount, "iii", name)).catch(() => undefined);
+/**
+ * Removes a VM's group if it is there (a crashed supervisor's); never throws. A group still holding a process the
+ * caller just killed (EBUSY until it has exited) is tried again for up to `waitMs`.
+ */
+export async function removeCpuCgroup(name: string, hierarchy = findCpuHierarchyOrNone(), waitMs = 0): Promise<void> {
+  if (!hierarchy) return;
+  const dir = join(hierarchy.mount, "iii", name);
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    try {
+      await rmdir(dir);
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EBUSY" || Date.now() >= deadline) return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 function findCpuHierarchyOrNone(): CpuHierarchy | undefined {

@@ -1,6 +1,7 @@
 import { execFile } from "node:child_process";
 import { readFile, rm } from "node:fs/promises";
 import { promisify } from "node:util";
+import { cgroupNameFor, removeCpuCgroup } from "../host/cpu-cgroup.js";
 import { processStartTime, type ProcessIdentity } from "../host/process-identity.js";
 import type { WorkerPaths } from "../paths.js";
 import type { VmRecord } from "../state/vm-record.js";
@@ -61,6 +62,8 @@ export async function cleanupStaleWorker(paths: WorkerPaths, record: VmRecord | 
     await lazyUnmount(mountpoint);
     cleaned.push(`mount ${mountpoint}`);
   }
+  // QEMU's host CPU group (--cpus): empty once the QEMU killed above has exited.
+  await removeCpuCgroup(cgroupNameFor(paths.dir), undefined, 2_000);
   for (const path of [paths.apiSock, paths.controlSock, paths.consoleSock, paths.netSock, paths.qmpSock, paths.vmJson, paths.health]) {
     await rm(path, { force: true });
   }
