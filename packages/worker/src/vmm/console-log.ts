@@ -18,13 +18,17 @@ export function readTail(path: string, maxBytes = 4096, fromOffset = 0): string 
   }
 }
 
-/** The last `lines` non-empty lines of a console log, for error messages. */
-export function consoleTail(path: string, lines = 20, fromOffset = 0): string {
+/** The last `lines` non-empty lines of a console log (its last 16 KiB from `fromOffset` on). */
+function nonEmptyTail(path: string, lines: number, fromOffset: number): string[] {
   return readTail(path, 16 * 1024, fromOffset)
     .split(/\r?\n/)
     .filter((line) => line.trim().length > 0)
-    .slice(-lines)
-    .join("\n");
+    .slice(-lines);
+}
+
+/** The last `lines` non-empty lines of a console log, for error messages. */
+export function consoleTail(path: string, lines = 20, fromOffset = 0): string {
+  return nonEmptyTail(path, lines, fromOffset).join("\n");
 }
 
 /**
@@ -47,14 +51,10 @@ export function consoleMark(path: string): ConsoleMark {
  * The last `lines` non-empty lines the console log got since `mark` (from the run's start; the whole file when it
  * was rotated meanwhile, which left only this run's lines in it).
  */
-export function consoleLinesSince(path: string, mark: ConsoleMark, lines: number, maxBytes = 16 * 1024): string[] {
+export function consoleLinesSince(path: string, mark: ConsoleMark, lines: number): string[] {
   const st = statSync(path, { throwIfNoEntry: false });
   if (!st) return [];
-  const from = st.ino === mark.ino && st.size >= mark.size ? mark.size : 0;
-  return readTail(path, maxBytes, from)
-    .split(/\r?\n/)
-    .filter((line) => line.trim().length > 0)
-    .slice(-lines);
+  return nonEmptyTail(path, lines, st.ino === mark.ino && st.size >= mark.size ? mark.size : 0);
 }
 
 /**
