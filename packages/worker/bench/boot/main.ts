@@ -11,6 +11,7 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { resolveKernel } from "../../src/firmware/index.js";
 import { chooseAccel, probeAccelFacts } from "../../src/vmm/accel.js";
+import { formatMachineCosts, measureMachineCosts } from "./machine.js";
 import { buildBusyboxRootfs, formatBootTable, measureRawFloor, median, medians } from "./raw-floor.js";
 import { WorkerBootRig } from "./worker-boot.js";
 
@@ -32,6 +33,8 @@ const { firmware, kernel } = await resolveKernel({ download: values.download });
 const accel = chooseAccel(probeAccelFacts());
 const rootfs = buildBusyboxRootfs();
 console.error(`boot: ${runs} interleaved rounds, libkrunfw ${firmware.version} from ${firmware.source}, accel ${accel.accel} (${accel.reason})`);
+const machine = measureMachineCosts();
+console.error(formatMachineCosts(machine));
 
 const floor: Record<string, number>[] = [];
 const ours: Record<string, number>[] = [];
@@ -123,8 +126,9 @@ if (values["compare-tuning"]) {
 
 if (values.json) {
   const ab = versusRatio ? { versus, versusTable: table(versus.map(phasesOf)), versusRatio, deltaMs: { median: median(deltas), min: Math.min(...deltas), max: Math.max(...deltas) } } : {};
-  console.log(JSON.stringify({ runs, accel: accel.accel, floor, ours, floorTable: table(floor), oursTable: table(oursPhases), ratio, ...ab, ...(untuned !== undefined ? { untunedFloorFirstLineMs: untuned } : {}) }, null, 2));
+  console.log(JSON.stringify({ runs, accel: accel.accel, machine, floor, ours, floorTable: table(floor), oursTable: table(oursPhases), ratio, ...ab, ...(untuned !== undefined ? { untunedFloorFirstLineMs: untuned } : {}) }, null, 2));
 } else {
+  console.log(formatMachineCosts(machine));
   console.log(`(a) raw floor: QEMU + kernel + virtiofsd + shell init, ${runs} rounds\n${fmt(table(floor))}`);
   console.log(`\n(b) iii-worker start → first workload line, ${runs} rounds, by phase\n${fmt(table(oursPhases))}`);
   console.log(`\n(b) vs (a), interleaved rounds\n${formatBootTable([{ phase: "start → first workload line", ms: median(oursTotals), floorMs: median(floorTotals) }])}`);
