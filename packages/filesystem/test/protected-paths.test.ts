@@ -117,4 +117,71 @@ describe.skipIf(!fuse.ok)("protectedPaths", () => {
       await expect(mountPassthrough({ root, mountpoint: mnt, protectedPaths: [bad] })).rejects.toBeInstanceOf(FilesystemError);
     }
   });
+
+  // review rev6g: a writable share holding another project (`-m ~/code:/code`, or a monorepo's nested projects in
+  // `iii worker dev`) let the guest rewrite that project's iii.workers.yaml, and its next `start` mounted a host
+  // directory of the guest's choosing. protectedNames keeps the name read-only at every depth, on the JS side and
+  // on the shim's fast paths (open for writing, chmod, utimens, create and mkdir are answered there).
+  describe("protectedNames", () => {
+    const NAMES = ["iii.workers.yaml", "iii.workers.yaml.lock"];
+    const NESTED: Record<string, string> = {
+      "rewrite a nested workers file": "echo 'workers: {api: {mounts: [\"/etc:/e\"]}}' > code/p1/iii.workers.yaml",
+      "append to it": "echo x >> code/p1/iii.workers.yaml",
+      "truncate it": "truncate -s 0 code/p1/iii.workers.yaml",
+      "open it O_TRUNC without writing": ": > code/p1/iii.workers.yaml",
+      "chmod it": "chmod 666 code/p1/iii.workers.yaml",
+      "touch it": "touch -d 2001-01-01 code/p1/iii.workers.yaml",
+      "set an xattr on it": "setfattr -n user.x -v 1 code/p1/iii.workers.yaml",
+      "remove it": "rm -f code/p1/iii.workers.yaml",
+      "rename it away": "mv code/p1/iii.workers.yaml code/p1/old.yaml",
+      "replace it by rename": "echo evil > code/p1/new.yaml && mv -f new.yaml code/p1/iii.workers.yaml 2>/dev/null || mv -f code/p1/new.yaml code/p1/iii.workers.yaml",
+      "hard-link it": "ln code/p1/iii.workers.yaml code/p1/hl",
+      "remove its lock and plant a symlink": "rm -f code/p1/iii.workers.yaml.lock; ln -s /etc/passwd code/p1/iii.workers.yaml.lock",
+      "create one in another project": "mkdir -p code/p3 && echo 'workers: {}' > code/p3/iii.workers.yaml",
+      "make a directory of the name": "mkdir -p code/p3 && mkdir code/p3/iii.workers.yaml",
+      "make a fifo of the name": "mkdir -p code/p3 && mkfifo code/p3/iii.workers.yaml",
+    };
+    const seedNested = () => {
+      seed();
+      fs.mkdirSync(path.join(root, "code", "p1"), { recursive: true });
+      fs.writeFileSync(path.join(root, "code", "p1", "iii.workers.yaml"), "workers:\n  victim:\n    image: dir:/srv\n");
+      fs.writeFileSync(path.join(root, "code", "p1", "iii.workers.yaml.lock"), "");
+      fs.chmodSync(path.join(root, "code", "p1", "iii.workers.yaml"), 0o644);
+    };
+    for (const [what, script] of Object.entries(NESTED)) {
+      it(`refuses: ${what}`, async () => {
+        seedNested();
+        const file = path.join(root, "code", "p1", "iii.workers.yaml");
+        const before = fs.lstatSync(file);
+        const text = fs.readFileSync(file, "utf8");
+        handle = await mountPassthrough({ root, mountpoint: mnt, protectedPaths: PROTECTED, protectedNames: NAMES, stableInodes: true });
+        const r = await sh(script, mnt);
+        expect(r.code, `${script} should fail`).not.toBe(0);
+        expect(r.stderr).toMatch(/Read-only file system/);
+        await handle.unmount();
+        handle = undefined;
+        const after = fs.lstatSync(file);
+        expect(fs.readFileSync(file, "utf8")).toBe(text);
+        expect([after.ino, after.mode, after.mtimeMs, after.nlink]).toEqual([before.ino, before.mode, before.mtimeMs, before.nlink]);
+        expect(fs.lstatSync(path.join(root, "code", "p1", "iii.workers.yaml.lock")).isFile()).toBe(true);
+        expect(fs.existsSync(path.join(root, "code", "p3", "iii.workers.yaml"))).toBe(false);
+      });
+    }
+
+    it("leaves the rest writable: a directory above one moves with it, other names in it change", async () => {
+      seedNested();
+      handle = await mountPassthrough({ root, mountpoint: mnt, protectedPaths: PROTECTED, protectedNames: NAMES });
+      const out = await shOk("cat code/p1/iii.workers.yaml >/dev/null && echo hi > code/p1/app.js && touch code/p1 && mv code/p1 code/p1-moved && echo ok", mnt);
+      expect(out.trim()).toBe("ok");
+      expect(fs.readFileSync(path.join(root, "code", "p1-moved", "iii.workers.yaml"), "utf8")).toMatch(/victim/);
+      expect(fs.readFileSync(path.join(root, "code", "p1-moved", "app.js"), "utf8")).toBe("hi\n");
+    });
+
+    it("refuses a protected name that is not one entry name", async () => {
+      seed();
+      for (const bad of ["", ".", "..", "a/b", "a\0b", "x".repeat(256)]) {
+        await expect(mountPassthrough({ root, mountpoint: mnt, protectedNames: [bad] })).rejects.toBeInstanceOf(FilesystemError);
+      }
+    });
+  });
 });

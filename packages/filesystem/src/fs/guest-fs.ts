@@ -62,13 +62,23 @@ export class GuestFs {
 
   /** MountOptions.protectedPaths: read-only for the guest, and so are the names of the directories above them. */
   private readonly protectedPaths: readonly string[];
+  /** MountOptions.protectedNames: entries of these names, at any depth, are read-only for the guest. */
+  private readonly protectedNames: ReadonlySet<string>;
 
-  constructor(tree: Tree, virtual: VirtualFiles, readOnly: boolean, stableInodes = false, protectedPaths: readonly string[] = []) {
+  constructor(
+    tree: Tree,
+    virtual: VirtualFiles,
+    readOnly: boolean,
+    stableInodes = false,
+    protectedPaths: readonly string[] = [],
+    protectedNames: readonly string[] = [],
+  ) {
     this.tree = tree;
     this.virtual = virtual;
     this.readOnly = readOnly;
     this.stableInodes = stableInodes;
     this.protectedPaths = protectedPaths;
+    this.protectedNames = new Set(protectedNames);
     if (stableInodes) tree.birthTimes = true;
   }
 
@@ -118,6 +128,8 @@ export class GuestFs {
     for (const p of this.protectedPaths) {
       if (isAtOrBelow(path, p) || (name && isAtOrBelow(p, path))) fail(Errno.EROFS, "protected path");
     }
+    // A protected name anywhere on the path: the entry itself or something below it.
+    if (this.protectedNames.size > 0 && path.split("/").some((c) => this.protectedNames.has(c))) fail(Errno.EROFS, "protected name");
   }
 
   getattr(path: string): Attr {
@@ -483,8 +495,9 @@ export class GuestFs {
     const owner = this.tree.policy.owner;
     return {
       rootFd: this.tree.host.rootFd,
-      // Protected paths stay on the JS side, which refuses their changes (the shim would open them for writing).
-      jsNames: [...new Set([...this.virtual.rootNames, ...this.protectedPaths.map((p) => p.split("/")[1]!)])],
+      // Protected paths stay on the JS side, which refuses their changes (the shim would open them for writing);
+      // a protected name, at any depth, goes as "/<name>" (setattr-shim.c js_path).
+      jsNames: [...new Set([...this.virtual.rootNames, ...this.protectedPaths.map((p) => p.split("/")[1]!), ...[...this.protectedNames].map((n) => `/${n}`)])],
       linkedToJs: this.linkGroups !== null,
       utimens: !this.readOnly,
       owner,

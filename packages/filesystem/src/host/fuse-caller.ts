@@ -120,7 +120,7 @@ export interface ShimIo {
 /** What the shim's ninth job needs: a plain tree's root fd, and what the JS side keeps. */
 export interface ShimFastTree {
   rootFd: number;
-  /** First path components the JS side answers (virtual files). */
+  /** First path components the JS side answers (virtual files, protected paths); "/<name>": a component anywhere (protected names). */
   jsNames: string[];
   /** Regular files with several host links go to the JS side (link groups). */
   linkedToJs: boolean;

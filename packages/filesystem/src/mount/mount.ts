@@ -7,7 +7,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { FilesystemError, type FilesystemErrorCode } from "../errors.js";
 import { findMount } from "../core/mountinfo.js";
-import { isValidGuestPath } from "../core/guest-path.js";
+import { isValidGuestPath, nameProblem } from "../core/guest-path.js";
 import { GuestFs } from "../fs/guest-fs.js";
 import { PassthroughTree } from "../fs/passthrough-tree.js";
 import { LayeredTree } from "../fs/layered-tree.js";
@@ -61,6 +61,14 @@ export interface MountOptions {
    * in a writable share: the guest must not rewrite the settings the host's next command reads.
    */
   protectedPaths?: string[];
+  /**
+   * Entry names protected as protectedPaths protects a path, wherever they are in the tree: a path any of whose
+   * components is one of them can be read but not written, created, removed, renamed, linked from or have its
+   * metadata changed (EROFS). For files the host acts on that may sit anywhere in a writable share: another
+   * project's `iii.workers.yaml` in a shared code directory (its next `start` would run the guest's settings).
+   * A directory above one stays free (unlike protectedPaths): moving it moves the entry, unchanged.
+   */
+  protectedNames?: string[];
   /**
    * Most bytes the writable layer (`layers.upper`) may hold; growth past it fails in the guest with ENOSPC, and
    * statfs (`df`) reports it as the size. Counted per entry of upper: its logical size (a sparse file in full) or
@@ -381,6 +389,11 @@ export async function mountPassthrough(options: MountOptions): Promise<MountHand
       throw new FilesystemError("InvalidOptions", `protectedPaths: ${JSON.stringify(p)} must be an absolute guest path below "/" without "." or ".." components`);
     }
   }
+  for (const n of options.protectedNames ?? []) {
+    if (typeof n !== "string" || nameProblem(n) !== null) {
+      throw new FilesystemError("InvalidOptions", `protectedNames: ${JSON.stringify(n)} must be one entry name (not empty, ".", "..", without "/" or NUL, at most 255 bytes)`);
+    }
+  }
   checkUpperLimit(options);
   options = withBirthTimes(options);
   const isolation = options.isolation ?? "auto";
@@ -426,7 +439,7 @@ export async function mountPassthrough(options: MountOptions): Promise<MountHand
     tree.close();
     throw err;
   }
-  const guest = new GuestFs(tree, virtual, options.readOnly ?? false, options.stableInodes ?? false, options.protectedPaths ?? []);
+  const guest = new GuestFs(tree, virtual, options.readOnly ?? false, options.stableInodes ?? false, options.protectedPaths ?? [], options.protectedNames ?? []);
   if (options.upperLimitBytes !== undefined && options.layers) {
     // On before the mount: nothing lands in upper uncounted.
     const quota = enableDiskQuota(path.resolve(options.layers.upper), options.upperLimitBytes);

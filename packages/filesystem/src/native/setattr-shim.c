@@ -104,8 +104,8 @@
  * fchmodat(AT_SYMLINK_NOFOLLOW); chown to the owner an entry without override already has does nothing; utimens
  * is utimensat(AT_SYMLINK_NOFOLLOW); flush (a no-op on the JS side) answers ENOSYS, so the kernel sends no more
  * (for every tree, layered too); release closes the host fd. The
- * JS handlers keep everything else, and these for: names under a virtual root name or a hidden node's name
- * (/.iii-unlinked-*), a regular file with several host links while link groups are on (its attributes carry the
+ * JS handlers keep everything else, and these for: names under a virtual root name, a protected path's first
+ * component or a hidden node's name (/.iii-unlinked-*), paths with a protected name as any component, a regular file with several host links while link groups are on (its attributes carry the
  * group key; its chmod refreshes its other names), virtual handles, mutations on a read-only mount, and every
  * request before iii_fast_enable() or after iii_io_stop().
  */
@@ -1676,9 +1676,11 @@ int iii_fast_enable(int root_fd, const char *skip, int skip_len, int linked_to_j
   int ok = io_on && fuse_instances == 1 && !fast_claimed;
   if (ok) {
     fast_skip_count = 0;
-    for (int at = 0; at < skip_len && fast_skip_count < FAST_SKIP_NAMES;) {
+    for (int at = 0; at < skip_len && ok;) {
       size_t n = strnlen(skip + at, (size_t)(skip_len - at));
-      if (n > 0 && n < sizeof fast_skip[0]) {
+      if (n > 0 && fast_skip_count == FAST_SKIP_NAMES) {
+        ok = 0; /* more than the table holds: no fast path, rather than one that misses a name */
+      } else if (n > 0 && n < sizeof fast_skip[0]) {
         memcpy(fast_skip[fast_skip_count], skip + at, n);
         fast_skip[fast_skip_count++][n] = 0;
       } else if (n >= sizeof fast_skip[0]) {
@@ -1812,14 +1814,33 @@ static int statx_nofollow(int dirfd, const char *name, int flags, struct statx *
   return 0;
 }
 
-/* Paths the JS side answers: under a virtual root name, or a hidden node's name. Call with io_lock held. */
+/* A component of `path` (absolute) is `name`. */
+static int has_component(const char *path, const char *name) {
+  size_t len = strlen(name);
+  for (const char *c = path; *c == '/';) {
+    c++;
+    size_t n = strcspn(c, "/");
+    if (n == len && memcmp(c, name, n) == 0) return 1;
+    c += n;
+  }
+  return 0;
+}
+
+/*
+ * Paths the JS side answers: under a virtual root name or a protected path's first component, a hidden node's
+ * name, or with a protected name (a skip entry "/<name>") as any component. Call with io_lock held.
+ */
 static int js_path(const char *path) {
   if (!fast_on || path == NULL || path[0] != '/') return 1;
   const char *first = path + 1;
   size_t n = strcspn(first, "/");
   if (strncmp(first, HIDDEN_NAME_PREFIX, strlen(HIDDEN_NAME_PREFIX)) == 0) return 1;
   for (int i = 0; i < fast_skip_count; i++) {
-    if (strlen(fast_skip[i]) == n && memcmp(fast_skip[i], first, n) == 0) return 1;
+    if (fast_skip[i][0] == '/') {
+      if (has_component(path, fast_skip[i] + 1)) return 1;
+    } else if (strlen(fast_skip[i]) == n && memcmp(fast_skip[i], first, n) == 0) {
+      return 1;
+    }
   }
   return 0;
 }

@@ -105,6 +105,11 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
     return this.initialWindow;
   }
 
+  /** How many streams have a send window (sendData made it; closeStream ends it). */
+  get sendWindows(): number {
+    return this.windows.size;
+  }
+
   /** True while reading from the peer is paused because it does not read what is written to it. */
   get readingPaused(): boolean {
     return this.readPaused;
@@ -206,7 +211,13 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
       if (message.type === "UNKNOWN") {
         this.emit("unknown", message);
       } else if (message.type === "CREDIT") {
-        const window = this.window(message.stream);
+        // Credit only for a stream this side sends on (sendData made its window). A CREDIT for any other stream
+        // is dropped: it used to make a window for its stream id, kept until the channel closed, and a guest
+        // holding init's port sent one per stream id (13 bytes each, 2^32 ids): 2 million took 194 MiB of the
+        // supervisor's heap, without bound (review rev6g). An honest peer grants only for data it received, so
+        // the window exists; one for a stream already closed (closeStream) has nothing left to send.
+        const window = this.windows.get(message.stream);
+        if (!window) continue;
         window.credit += message.bytes;
         const waiters = window.waiters;
         window.waiters = [];

@@ -168,4 +168,27 @@ describe("a hostile guest on the host's control channel", () => {
     await until(() => !host.channel.readingPaused, "reading to resume");
     expect(errors).toEqual([]);
   });
+
+  it("CREDIT frames for stream ids the host never sent on keep no state on the host (rev6g: 2M of them took 194 MiB)", async () => {
+    const { host, guestSock, errors } = await pair();
+    answerPings(guestSock);
+    // An honest exec's stdin window, which the guest's CREDIT keeps feeding.
+    const run = host.exec({ argv: ["cat"] });
+    run.stdin.write(Buffer.alloc(1000));
+    await until(() => host.channel.sendWindows === 1, "the exec's send window");
+    const credit = (stream: number) => {
+      const p = Buffer.alloc(4);
+      p.writeUInt32BE(1);
+      return encodeFrame({ type: FrameType.CREDIT, stream, payload: p });
+    };
+    const forged = 200_000;
+    for (let first = 1_000; first < 1_000 + forged; first += 10_000) {
+      const chunk = Buffer.concat(Array.from({ length: 10_000 }, (_, i) => credit(first + i)));
+      await new Promise<void>((r) => guestSock.write(chunk, () => r()));
+    }
+    // Frames are read in order: once the PING is answered every CREDIT before it was handled.
+    expect(await host.ping(10_000)).toBeGreaterThanOrEqual(0);
+    expect(host.channel.sendWindows).toBe(1);
+    expect(errors).toEqual([]);
+  });
 });

@@ -128,6 +128,15 @@ export function assertProjectFileNotShared(mounts: readonly MountSpec[], project
 }
 
 /**
+ * Entry names read-only to the guest wherever they are in a writable share (@iii/filesystem's protectedNames): any
+ * project's iii.workers.yaml and its lock. hostActedPaths covers only the project the worker belongs to; a share
+ * holding other projects (`-m ~/code:/code`, a monorepo's nested projects under `iii worker dev`) let the guest
+ * rewrite theirs, and their next `start` ran its settings: a mount of a host directory of its choosing (review
+ * rev6g). No guest has a reason to write a file of that name.
+ */
+export const HOST_ACTED_NAMES: readonly string[] = [WORKERS_FILE_NAME, `${WORKERS_FILE_NAME}.lock`];
+
+/**
  * What the guest may read in a writable share but never change (@iii/filesystem's protectedPaths), as paths of
  * the share's guest view: the project's iii.workers.yaml and its lock (the next `start` would run the guest's
  * settings: `iii worker dev` shares its project, review5-s18 #9), the project's `.git` and the share's own

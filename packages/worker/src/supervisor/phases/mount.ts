@@ -1,6 +1,7 @@
 import { mkdir, rm, stat } from "node:fs/promises";
 import { MountServer, type MountHandle, type MountOptions } from "@iii/filesystem/client";
 import { IiiError } from "../../errors.js";
+import { HOST_ACTED_NAMES } from "../../launch/share-safety.js";
 import { processStartTime } from "../../host/process-identity.js";
 import { lazyUnmount, mountsUnder } from "../cleanup.js";
 import type { SupervisorRun } from "../run.js";
@@ -28,7 +29,10 @@ export async function mountPhase(run: SupervisorRun): Promise<void> {
       }
       if (!share.mount) return;
       await mkdir(share.mount.mountpoint, { recursive: true });
-      const server = await serve(run, share.mount, `share ${share.guest}`);
+      // Every project's workers file in the share stays read-only to the guest, not only this project's (plan.ts's
+      // protectedPaths): see HOST_ACTED_NAMES.
+      const options: MountOptions = { ...share.mount, protectedNames: [...new Set([...(share.mount.protectedNames ?? []), ...HOST_ACTED_NAMES])] };
+      const server = await serve(run, options, `share ${share.guest}`);
       run.record.children!.push({ name: `iii-fs:${share.guest}`, pid: server.serverPid, startTime: processStartTime(server.serverPid) ?? 0 });
     }),
   );
