@@ -1,4 +1,5 @@
 import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -18,6 +19,8 @@ const missing = missingTools();
 if (missing) console.warn(`[rev6h-image-entries] skipped: ${missing}`);
 
 const LAYERS = 30;
+const DEEP_ENTRIES = 100;
+const DEPTH = 100;
 const PER_LAYER = 50;
 
 describe.skipIf(missing !== undefined)("an image's entries are bounded over all its layers, not only per layer", () => {
@@ -36,6 +39,13 @@ describe.skipIf(missing !== undefined)("an image's entries are bounded over all 
       })),
     });
     await skopeoPush(`oci:${layout}:1`, registry, "test/many-layers:1");
+    // one layer of 100 entries, each a file 100 directories deep under a name of its own: 10,000 directories
+    const deep = join(work, "deep");
+    await writeLayout(deep, "1", {
+      config: { Cmd: ["/bin/app"] },
+      layers: [{ compression: "gzip", entries: Array.from({ length: DEEP_ENTRIES }, (_, i) => ({ name: `e${i}/${"a/".repeat(DEPTH - 1)}f`, content: Buffer.alloc(0) })) }],
+    });
+    await skopeoPush(`oci:${deep}:1`, registry, "test/deep:1");
   }, 120_000);
 
   afterAll(async () => {
@@ -48,7 +58,8 @@ describe.skipIf(missing !== undefined)("an image's entries are bounded over all 
     const limits = { maxEntries: 64, maxImageEntries: 1000 };
     await expect(ensureImage(`${registry.host}/test/many-layers:1`, { home, insecureRegistries: [registry.host], limits })).rejects.toMatchObject({
       code: "LayerRejected",
-      message: expect.stringMatching(/layer 21\/30 .*the image has more than 1000 entries over all its layers/),
+      // the scan counts entries (it would refuse layer 21); the apply counts what they make, a directory `lN` each too
+      message: expect.stringMatching(/layer 2[01]\/30 .*(the image has more than 1000 entries over all its layers|the image makes more than 1000 files and directories)/),
     });
     expect(await readdir(join(home, "images", "sha256")).catch(() => [] as string[])).toEqual([]);
   }, 120_000);
@@ -65,4 +76,18 @@ describe.skipIf(missing !== undefined)("an image's entries are bounded over all 
     const layer = { mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest: `sha256:${"0".repeat(64)}`, size: 64 * 1024 ** 2 };
     expect(() => checkDeclaredLayerSizes(Array.from({ length: 2000 }, () => layer), DEFAULT_LAYER_LIMITS, "x")).toThrow(/not downloaded/);
   });
+
+  it("the parent directories an entry's path implies count too: 100 entries 100 deep are refused under a 1,000 limit", async () => {
+    const home = join(work, "home-deep");
+    const limits = { maxEntries: 1000, maxImageEntries: 1000, maxDepth: 128 };
+    await expect(ensureImage(`${registry.host}/test/deep:1`, { home, insecureRegistries: [registry.host], limits })).rejects.toMatchObject({
+      code: "LayerRejected",
+      message: expect.stringMatching(/makes more than 1000 files and directories/),
+    });
+    expect(await readdir(join(home, "images", "sha256")).catch(() => [] as string[])).toEqual([]);
+    // and within a limit that has room, it unpacks: every implied directory is there
+    const ensured = await ensureImage(`${registry.host}/test/deep:1`, { home: join(work, "home-deep-ok"), insecureRegistries: [registry.host], limits: { ...limits, maxImageEntries: 20_000 } });
+    const dirs = Number(execFileSync("find", [ensured.rootfs, "-mindepth", "1", "-type", "d"], { encoding: "utf8", maxBuffer: 64 * 1024 ** 2 }).trim().split("\n").length);
+    expect(dirs).toBe(DEEP_ENTRIES * DEPTH);
+  }, 120_000);
 });
