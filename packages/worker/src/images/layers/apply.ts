@@ -15,7 +15,6 @@ import {
   readdirSync,
   rmSync,
   symlinkSync,
-  utimesSync,
   writeSync,
 } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -169,11 +168,23 @@ export class RootfsBuilder {
       const read = `sha256:${recheck.hash.digest("hex")}`;
       if (read !== scanned!.tarDigest) throw changedSinceScan(label, scanned!, `read now as ${read}`);
     }
-    // Directory times last: creating children updates them.
+    // Directory times last: creating children updates them. By then a later entry of the layer may have put a symlink
+    // where the directory, or one above it, was (`d/` then `d -> /etc/passwd`), and utimes(2) follows links: the
+    // host's file got the image's times (review rev6h). Only a path that is still directories all the way down, no
+    // link in it, gets its time, and lutimes does not follow the last component in any case.
+    const realDirs = new Set<string>([this.root]);
+    const isRealDir = (path: string): boolean => {
+      if (realDirs.has(path)) return true;
+      const parent = dirname(path);
+      if (parent === path || !path.startsWith(this.root) || !isRealDir(parent)) return false;
+      const ok = lstatSync(path, { throwIfNoEntry: false })?.isDirectory() === true;
+      if (ok) realDirs.add(path);
+      return ok;
+    };
     for (let i = dirTimes.length - 1; i >= 0; i--) {
       const [path, time] = dirTimes[i]!;
       try {
-        utimesSync(path, time, time);
+        if (isRealDir(path)) lutimesSync(path, time, time);
       } catch {
         // a directory removed by a later whiteout of the same layer
       }
