@@ -35,7 +35,10 @@ export function checkDeclaredLayerSizes(layers: readonly Descriptor[], limits: L
     }
     total += layer.size;
   }
-  const imageBound = compressedBound(limits.maxTotalBytes + layers.length * perLayer) + layers.length * COMPRESSION_FRAME_BYTES;
+  // the image's entries are bounded as a whole too: its tar metadata is at most maxImageEntries' worth
+  const imageEntries = Math.min(layers.length * limits.maxEntries, limits.maxImageEntries);
+  const imageMetadata = imageEntries * TAR_BYTES_PER_ENTRY + layers.length * TAR_BYTES_PER_LAYER;
+  const imageBound = compressedBound(limits.maxTotalBytes + imageMetadata) + layers.length * COMPRESSION_FRAME_BYTES;
   if (total > imageBound) {
     throw new IiiError(
       "LayerRejected",

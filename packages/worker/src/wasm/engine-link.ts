@@ -12,6 +12,14 @@ interface SdkClient {
   shutdown(): Promise<void>;
 }
 
+/**
+ * Most characters of JSON text a component may hand the runner's main thread at once (an `engine.trigger` payload,
+ * an `invoke` result). The main thread parses it, and it has no heap limit and owns the timers that enforce the
+ * run's limits: 15 MB of `[{},{},…]` took seconds there and ~400 MB past the runner's memory bound (review rev6h).
+ * 1 MiB parses in ~0.2 s into ~40 MB at worst, inside the runtime allowance the resident bound already grants.
+ */
+export const MAX_ENGINE_PAYLOAD_CHARS = 1024 * 1024;
+
 export class EngineLink {
   private client: SdkClient | undefined;
   private readonly pending = new Map<number, { resolve(result: WitResult): void; reject(error: Error): void }>();
@@ -51,6 +59,10 @@ export class EngineLink {
       this.own.add(id);
       client.registerFunction(id, async (input) => {
         const result = await this.invoke(id, JSON.stringify(input ?? null));
+        if (result.val.length > MAX_ENGINE_PAYLOAD_CHARS) {
+          const what = result.tag === "err" ? "an error" : "a result";
+          throw new Error(`${id} returned ${what} of ${result.val.length} characters (more than ${MAX_ENGINE_PAYLOAD_CHARS}): not passed on`);
+        }
         if (result.tag === "err") throw new Error(result.val);
         try {
           return JSON.parse(result.val) as unknown;
@@ -82,6 +94,9 @@ export class EngineLink {
     try {
       // the component's thread is blocked in this call: its own function could only answer after it returns
       if (this.own.has(functionId)) throw new Error(`engine.trigger ${functionId}: a worker cannot trigger its own function (it would wait for itself)`);
+      if (payload.length > MAX_ENGINE_PAYLOAD_CHARS) {
+        throw new Error(`engine.trigger ${functionId}: the payload has ${payload.length} characters (more than ${MAX_ENGINE_PAYLOAD_CHARS}): not sent`);
+      }
       const input = payload === "" ? null : (JSON.parse(payload) as unknown);
       const client = await this.connect();
       const output = await client.trigger({ function_id: functionId, payload: input });

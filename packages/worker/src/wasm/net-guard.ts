@@ -225,17 +225,26 @@ export function guardShimHttp(http: ShimHttp, guard: SocketGuard): void {
   http.outgoingHandler.handle = (request: unknown, options?: unknown) => {
     const r = request as { authority(): string | undefined; scheme(): { tag: string; val?: string } | undefined };
     const authority = r.authority() ?? "";
-    const scheme = r.scheme()?.tag ?? "HTTPS";
-    const m = /^(\d{1,3}(?:\.\d{1,3}){3})(?::(\d{1,5}))?$/.exec(authority);
     const denied = { tag: "HTTP-request-denied" };
+    // The scheme as the shim turns it into a protocol (schemeString: `other` lowercased), so the default port
+    // checked here is the one it dials: `other "HTTP"` is http, port 80 (review rev6h: it was checked as 443).
+    const s = r.scheme();
+    const scheme = s === undefined ? "https" : s.tag === "HTTP" ? "http" : s.tag === "HTTPS" ? "https" : String(s.val ?? "").toLowerCase();
+    if (scheme !== "http" && scheme !== "https") {
+      onDenied({ op: "http", address: authority, reason: `scheme ${JSON.stringify(scheme)} is not http or https` });
+      throw denied;
+    }
+    const m = /^(\d{1,3}(?:\.\d{1,3}){3})(?::(\d{1,5}))?$/.exec(authority);
     if (!m) {
       onDenied({ op: "http", address: authority, reason: authority.startsWith("[") ? "IPv6 is not allowed" : "HTTP to a host name is refused (only addresses can be held to the policy)" });
       throw denied;
     }
-    const port = m[2] ? Number(m[2]) : scheme === "HTTP" ? 80 : 443;
+    const port = m[2] ? Number(m[2]) : scheme === "http" ? 80 : 443;
     const address = m[1]!.split(".").map(Number);
-    if (address.some((b) => b > 255) || port > 65535) {
-      onDenied({ op: "http", address: authority, reason: "not an address" });
+    // Only the canonical dotted quad: Node does not take `012.0.0.1` for an address and hands it to getaddrinfo,
+    // whose inet_aton reads a leading 0 as octal (10.0.0.1), while the check read 12.0.0.1 (review rev6h).
+    if (!isCanonicalIpv4(m[1]!) || (m[2] !== undefined && String(port) !== m[2]) || port > 65535) {
+      onDenied({ op: "http", address: authority, reason: "not an address (write it as a plain dotted quad: no leading zeros)" });
       throw denied;
     }
     try {
@@ -245,4 +254,9 @@ export function guardShimHttp(http: ShimHttp, guard: SocketGuard): void {
     }
     return handle(request, options);
   };
+}
+
+/** `a.b.c.d`, each part 0-255 in decimal without a leading zero: the only spelling every resolver reads alike. */
+export function isCanonicalIpv4(text: string): boolean {
+  return /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/.test(text);
 }

@@ -20,7 +20,14 @@ export class RootResolver {
   readonly freshDirs = new Set<string>();
   readonly created = new Set<string>();
 
-  constructor(readonly root: string) {}
+  /**
+   * Called before each directory `resolveDir` creates (a parent an entry implies but the layer does not list):
+   * it may throw to refuse it. One entry `e/a/a/…/a` (128 components) made 127 of them (review rev6h).
+   */
+  constructor(
+    readonly root: string,
+    private readonly beforeCreate?: (context: { label: string; name: string }) => void,
+  ) {}
 
   hostPath(components: readonly string[]): string {
     return components.length === 0 ? this.root : join(this.root, ...components);
@@ -64,6 +71,7 @@ export class RootResolver {
       const stats = lstatSync(host, { throwIfNoEntry: false });
       if (!stats) {
         if (!create) return undefined;
+        this.beforeCreate?.(context);
         mkdirSync(host, { mode: 0o755 });
         this.knownDirs.add(key);
         this.freshDirs.add(key);
