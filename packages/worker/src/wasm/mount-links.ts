@@ -1,6 +1,7 @@
 import { lstatSync, readdirSync, readlinkSync, realpathSync } from "node:fs";
 import { isAbsolute, join, relative, sep } from "node:path";
 import { IiiError } from "../errors.js";
+import { WORKERS_FILE_NAME } from "../paths.js";
 import type { WasiDir } from "./config.js";
 
 /**
@@ -141,6 +142,56 @@ export function assertNoLinksOut(dir: WasiDir, limits: MountCheckLimits = { maxE
           }
         }
       } else if (entry.isDirectory()) stack.push(path);
+    }
+  }
+  if (performance.now() > deadline) throw tooLarge();
+}
+
+/** Names a writable mount may not hold anywhere: an iii project's workers file and its lock. */
+const WORKERS_FILE_NAMES: ReadonlySet<string> = new Set([WORKERS_FILE_NAME, `${WORKERS_FILE_NAME}.lock`]);
+
+/**
+ * A writable mount may hold no iii project's `iii.workers.yaml` (nor its lock), at any depth: the module could
+ * rewrite that project's workers, and the project's next `start` would run them, a mount of any host directory
+ * included (review rev6g: `--mount ~/code:/code` and `/code/p1/iii.workers.yaml`). VM shares make such files
+ * read-only in the FUSE view (protectedNames); WASM mounts are the host's own directories, so the start is refused
+ * instead. Walked without following links, bounded as assertNoLinksOut. Residual: a file of that name the module
+ * creates where none was (a directory that was no project), and one a host process puts there after the walk.
+ */
+export function assertNoWorkersFiles(dir: WasiDir, limits: MountCheckLimits = { maxEntries: MOUNT_CHECK_MAX_ENTRIES, maxMs: MOUNT_CHECK_MAX_MS }): void {
+  if (dir.readOnly) return;
+  let root: string;
+  try {
+    root = realpathSync(dir.hostPath);
+  } catch (error) {
+    throw new IiiError("InvalidOption", `mount ${dir.hostPath} (${dir.guestPath}): ${(error as Error).message}`);
+  }
+  const deadline = performance.now() + limits.maxMs;
+  const tooLarge = () =>
+    new IiiError(
+      "InvalidOption",
+      `writable mount ${dir.hostPath} (${dir.guestPath}) is too large to check for iii projects' ${WORKERS_FILE_NAME} (more than ${limits.maxEntries} entries or ${limits.maxMs / 1000} s): mount it read-only (:ro) or a smaller dir`,
+    );
+  const stack = [root];
+  let entries = 0;
+  while (stack.length > 0) {
+    const current = stack.pop()!;
+    let names;
+    try {
+      names = readdirSync(current, { withFileTypes: true });
+    } catch (error) {
+      throw new IiiError("InvalidOption", `mount ${dir.hostPath} (${dir.guestPath}): cannot check ${current}: ${(error as Error).message}`);
+    }
+    for (const entry of names) {
+      if (++entries > limits.maxEntries || (entries % 256 === 0 && performance.now() > deadline)) throw tooLarge();
+      const path = join(current, entry.name);
+      if (WORKERS_FILE_NAMES.has(entry.name)) {
+        throw new IiiError(
+          "InvalidOption",
+          `writable mount ${dir.hostPath} (${dir.guestPath}) holds ${relative(root, path)}, an iii project's workers file: the module could rewrite that project's workers for its next start; mount it read-only (:ro) or a directory without one`,
+        );
+      }
+      if (entry.isDirectory()) stack.push(path);
     }
   }
   if (performance.now() > deadline) throw tooLarge();

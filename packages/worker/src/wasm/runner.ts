@@ -9,7 +9,7 @@ import { dirname, join } from "node:path";
 import { Worker } from "node:worker_threads";
 import { parseWasiConfig, type WasiConfig } from "./config.js";
 import { EngineLink } from "./engine-link.js";
-import { assertNoLinksOut } from "./mount-links.js";
+import { assertNoLinksOut, assertNoWorkersFiles } from "./mount-links.js";
 import type { GuestData, GuestMessage, WasmLaunch } from "./protocol.js";
 
 /** Least V8 heap a guest thread gets, whatever the memory limit: preview2-shim and jco's glue run in it too. */
@@ -151,16 +151,18 @@ export async function runWasmRunner(configPath: string): Promise<number> {
     return finish({ state: "failed", code: null, reason });
   }
 
-  if (launch.kind === "module") {
-    // preview 1 only: preview2-shim resolves every path component itself and refuses escapes
-    try {
-      // a read-only mount holding a writable one is walked as writable: the module rearranges what is below
+  try {
+    // modules and components alike: no iii project's workers file in a writable mount
+    for (const d of config.dirs) assertNoWorkersFiles(d);
+    if (launch.kind === "module") {
+      // preview 1 only: preview2-shim resolves every path component itself and refuses escapes.
+      // A read-only mount holding a writable one is walked as writable: the module rearranges what is below.
       for (const d of config.dirs) assertNoLinksOut(d.readOnly && holdsWritableMount(d, config.dirs) ? { ...d, readOnly: false } : d);
-    } catch (error) {
-      const reason = (error as Error).message;
-      report({ event: "failed", code: (error as { code?: string }).code ?? "WasmStartFailed", message: reason });
-      return finish({ state: "failed", code: null, reason });
     }
+  } catch (error) {
+    const reason = (error as Error).message;
+    report({ event: "failed", code: (error as { code?: string }).code ?? "WasmStartFailed", message: reason });
+    return finish({ state: "failed", code: null, reason });
   }
 
   const stdoutFd = openSync(join(dir, "logs", "stdout.log"), "a", 0o600);

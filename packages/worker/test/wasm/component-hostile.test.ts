@@ -163,6 +163,42 @@ it("a writable mount holding the project's iii.workers.yaml is refused: the comp
   expect((await cli(["start", "w"])).code).toBe(0);
 }, 60_000);
 
+it("a writable mount holding another iii project's iii.workers.yaml is refused: the component would rewrite that project's workers", async () => {
+  // review rev6g: `--mount ~/code:/code` from project p2; the component rewrote /code/p1/iii.workers.yaml to mount
+  // /etc, and p1's next `start` would have done it. VM shares make the file read-only (protectedNames); a WASM mount
+  // is the host's directory itself, so the start is refused.
+  const code = join(root, "code");
+  const victim = join(code, "p1");
+  const project = join(root, "p2");
+  mkdirSync(victim, { recursive: true });
+  mkdirSync(project, { recursive: true });
+  const victimSpec = "workers:\n  victim:\n    image: wasm:./v.wasm\n";
+  writeFileSync(join(victim, "iii.workers.yaml"), victimSpec);
+  writeFileSync(join(project, "writer.wasm"), await buildJsComponent(join(here, "fixtures/fs-writer/world.wit"), "fswriter", join(here, "fixtures/fs-writer/writer.js")));
+  const cli = (args: string[]) => runWorkerCli(args, { cwd: project, env: { III_HOME: join(root, "home-nested") } });
+  const planted = "workers:\n  victim:\n    image: wasm:./v.wasm\n    mounts:\n      - /etc:/host\n";
+  expect((await cli(["add", "./writer.wasm", "--name", "w", "--mount", `${code}:/code`, "-e", "TARGET=p1/iii.workers.yaml", "-e", `CONTENT=${planted}`])).code).toBe(0);
+  const started = await cli(["start", "w"]);
+  for (let i = 0; i < 100; i++) {
+    const row = (JSON.parse((await cli(["list", "--json"])).stdout) as { name: string; status: string }[]).find((r) => r.name === "w")!;
+    if (row.status !== "running" && row.status !== "pending") break;
+    await sleep(50);
+  }
+  expect(readFileSync(join(victim, "iii.workers.yaml"), "utf8")).toBe(victimSpec);
+  expect(started.stderr).toMatch(/writable mount .* holds p1\/iii\.workers\.yaml, an iii project's workers file.*\[InvalidOption\]$/m);
+  expect(started.code).toBe(1);
+  // read-only, the same mount runs (the write is refused inside)
+  expect((await cli(["remove", "w"])).code).toBe(0);
+  expect((await cli(["add", "./writer.wasm", "--name", "w", "--mount", `${code}:/code:ro`, "-e", "TARGET=p1/iii.workers.yaml", "-e", `CONTENT=${planted}`])).code).toBe(0);
+  expect((await cli(["start", "w"])).code).toBe(0);
+  for (let i = 0; i < 100; i++) {
+    const row = (JSON.parse((await cli(["list", "--json"])).stdout) as { name: string; status: string }[]).find((r) => r.name === "w")!;
+    if (row.status !== "running" && row.status !== "pending") break;
+    await sleep(50);
+  }
+  expect(readFileSync(join(victim, "iii.workers.yaml"), "utf8")).toBe(victimSpec);
+}, 60_000);
+
 it("a transpile bomb is bounded: jco runs in a child under caps, and a transpilation over the output cap is refused with nothing cached", async () => {
   // review s16: a 1 MB component of 20,000 function exports (here 10,000) made jco, in the CLI itself, take 2.8 s and 491 MiB and
   // write 42 MB of JavaScript; the output grows with what the binary declares, up to the 1 GiB module limit
