@@ -83,6 +83,14 @@ if ! pnpm --filter @iii/init build:static >"$BUILD_LOG" 2>&1; then
   log "guest init build failed"; exit 1
 fi
 rm -f "$BUILD_LOG"
+# The test cache (npm tarballs and caches the tests install from as root, the busybox rootfs, the kernel) sits at a
+# predictable path: one another local user made first would be theirs to fill. It must be ours and closed to others.
+TEST_CACHE="${III_TEST_CACHE:-${TMPDIR:-/tmp}/iii-test-cache}"
+if [ -L "$TEST_CACHE" ] || { [ -e "$TEST_CACHE" ] && { [ "$(stat -c %u "$TEST_CACHE")" != "$(id -u)" ] || [ $(( 0$(stat -c %a "$TEST_CACHE") & 022 )) -ne 0 ]; }; }; then
+  log "the test cache $TEST_CACHE is a link, another user's, or writable by others (uid $(stat -c %u "$TEST_CACHE" 2>/dev/null), mode $(stat -c %a "$TEST_CACHE" 2>/dev/null)): remove it or set III_TEST_CACHE to a directory of your own"
+  exit 1
+fi
+mkdir -p -m 0755 "$TEST_CACHE"
 if [ "${III_SKIP_TEST_FIXTURES:-0}" = 1 ]; then
   log "skipping the VM tests' npm fixtures (III_SKIP_TEST_FIXTURES=1): the hello-worker VM test will say they are missing"
 else

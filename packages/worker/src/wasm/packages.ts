@@ -49,8 +49,9 @@ export function packageClosure(name: string, fromDir: string = dirname(fileURLTo
   seen.add(linked);
   if (seen.has(real)) return [...seen];
   seen.add(real);
-  const pkg = JSON.parse(readFileSync(join(real, "package.json"), "utf8")) as { dependencies?: Record<string, string> };
-  for (const dep of Object.keys(pkg.dependencies ?? {})) packageClosure(dep, real, seen);
+  const pkg = JSON.parse(readFileSync(join(real, "package.json"), "utf8")) as { dependencies?: Record<string, string>; optionalDependencies?: Record<string, string> };
+  // optional ones too where installed: native bindings come that way (oxc's, which jco loads)
+  for (const dep of Object.keys({ ...pkg.dependencies, ...pkg.optionalDependencies })) packageClosure(dep, real, seen);
   return [...seen];
 }
 

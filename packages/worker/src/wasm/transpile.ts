@@ -6,7 +6,8 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { IiiError } from "../errors.js";
-import { packageInfo } from "./packages.js";
+import { realOrSelf } from "../util/path-within.js";
+import { packageClosure, packageInfo, readRoots } from "./packages.js";
 
 export interface Transpiled {
   /** The directory with `component.js` (an ES module) and its core wasm files. */
@@ -88,6 +89,18 @@ for (const [name, content] of files) {
 say({ imports: out.imports });
 `;
 
+/**
+ * The transpiling child's Node permission model: jco parses the untrusted binary, as root, so what a bug in its
+ * JavaScript could reach is held to reading jco's own code and the input and writing the output directory, with
+ * no child processes and no network (review rev6h: it ran with the CLI's full rights). Worker threads (the
+ * preview2-shim jco loads starts one) run under the same model; native addons (oxc's parser and minifier, which
+ * jco loads) are allowed and are not confined by it.
+ */
+export function transpileChildPermissions(input: string, outDir: string): string[] {
+  const read = [...readRoots(packageClosure("@bytecodealliance/jco")), realOrSelf(input)];
+  return ["--permission", "--allow-worker", "--allow-addons", ...read.map((p) => `--allow-fs-read=${p}`), `--allow-fs-write=${realOrSelf(outDir)}`, "--disable-warning=SecurityWarning"];
+}
+
 /** Runs jco in a child process under `limits`, writing into `outDir`; resolves with the imports jco reports. */
 async function transpileInChild(bytes: Uint8Array, outDir: string, options: object, limits: TranspileLimits): Promise<string[]> {
   let jcoUrl: string;
@@ -102,7 +115,7 @@ async function transpileInChild(bytes: Uint8Array, outDir: string, options: obje
   try {
     const child = spawn(
       process.execPath,
-      [`--max-old-space-size=${limits.maxOldSpaceMb}`, `--wasm-max-mem-pages=${limits.maxWasmPages}`, "--input-type=module", "-e", TRANSPILE_CHILD, jcoUrl, input, outDir, JSON.stringify(options), String(limits.maxOutputBytes)],
+      [...transpileChildPermissions(input, outDir), `--max-old-space-size=${limits.maxOldSpaceMb}`, `--wasm-max-mem-pages=${limits.maxWasmPages}`, "--input-type=module", "-e", TRANSPILE_CHILD, jcoUrl, input, outDir, JSON.stringify(options), String(limits.maxOutputBytes)],
       { stdio: ["ignore", "pipe", "pipe"], timeout: limits.timeoutMs, killSignal: "SIGKILL" },
     );
     let stdout = "";
