@@ -1,4 +1,4 @@
-import { lstatSync, readdirSync, readlinkSync, realpathSync } from "node:fs";
+import { type Dirent, lstatSync, readdirSync, readlinkSync, realpathSync } from "node:fs";
 import { isAbsolute, join, relative, sep } from "node:path";
 import { IiiError } from "../errors.js";
 import { WORKERS_FILE_NAME } from "../paths.js";
@@ -82,69 +82,86 @@ export function linkStaysInside(root: string, link: string, spellings: string[] 
   return true;
 }
 
+/** The real path of a mount's host dir; InvalidOption naming the mount when it cannot be had. */
+function mountRoot(dir: WasiDir): string {
+  try {
+    return realpathSync(dir.hostPath);
+  } catch (error) {
+    throw new IiiError("InvalidOption", `mount ${dir.hostPath} (${dir.guestPath}): ${(error as Error).message}`);
+  }
+}
+
+/**
+ * Walks `root` depth first without following links, calling `visit` with each entry's path; throws `tooLarge()`
+ * past `limits.maxEntries` entries or `limits.maxMs`, and InvalidOption naming the mount (checking `what`) when a
+ * directory cannot be read.
+ */
+function walkMount(dir: WasiDir, root: string, limits: MountCheckLimits, what: string, tooLarge: () => IiiError, visit: (path: string, entry: Dirent) => void): void {
+  const deadline = performance.now() + limits.maxMs;
+  const stack = [root];
+  let entries = 0;
+  while (stack.length > 0) {
+    const current = stack.pop()!;
+    let names: Dirent[];
+    try {
+      names = readdirSync(current, { withFileTypes: true });
+    } catch (error) {
+      throw new IiiError("InvalidOption", `mount ${dir.hostPath} (${dir.guestPath}): cannot check ${current} for ${what}: ${(error as Error).message}`);
+    }
+    for (const entry of names) {
+      if (++entries > limits.maxEntries || (entries % 256 === 0 && performance.now() > deadline)) throw tooLarge();
+      const path = join(current, entry.name);
+      visit(path, entry);
+      if (entry.isDirectory()) stack.push(path);
+    }
+  }
+  if (performance.now() > deadline) throw tooLarge();
+}
+
+const DEFAULT_LIMITS: MountCheckLimits = { maxEntries: MOUNT_CHECK_MAX_ENTRIES, maxMs: MOUNT_CHECK_MAX_MS };
+
 /**
  * Walks `dir.hostPath` (links not followed) and throws InvalidOption naming the mount and the first symlink that
  * resolves out of it, or if it holds more than `maxEntries` entries or takes longer than `maxMs` to walk.
  */
-export function assertNoLinksOut(dir: WasiDir, limits: MountCheckLimits = { maxEntries: MOUNT_CHECK_MAX_ENTRIES, maxMs: MOUNT_CHECK_MAX_MS }): void {
-  let root: string;
-  try {
-    root = realpathSync(dir.hostPath);
-  } catch (error) {
-    throw new IiiError("InvalidOption", `mount ${dir.hostPath} (${dir.guestPath}): ${(error as Error).message}`);
-  }
+export function assertNoLinksOut(dir: WasiDir, limits: MountCheckLimits = DEFAULT_LIMITS): void {
+  const root = mountRoot(dir);
   const spellings = dir.hostPath === root ? [] : [dir.hostPath.replace(/\/+$/, "")];
-  const deadline = performance.now() + limits.maxMs;
-  const stack = [root];
-  let entries = 0;
   const tooLarge = () =>
     new IiiError(
       "InvalidOption",
       `mount ${dir.hostPath} (${dir.guestPath}) is too large to check for symlinks out of it (more than ${limits.maxEntries} entries or ${limits.maxMs / 1000} s): a preview 1 module would follow such a link to the host; mount a smaller dir`,
     );
-  while (stack.length > 0) {
-    const current = stack.pop()!;
-    let names;
-    try {
-      names = readdirSync(current, { withFileTypes: true });
-    } catch (error) {
-      throw new IiiError("InvalidOption", `mount ${dir.hostPath} (${dir.guestPath}): cannot check ${current} for symlinks: ${(error as Error).message}`);
+  walkMount(dir, root, limits, "symlinks", tooLarge, (path, entry) => {
+    if (!entry.isSymbolicLink()) return;
+    if (!linkStaysInside(root, path, spellings)) {
+      let target = "?";
+      try {
+        target = readlinkSync(path);
+      } catch {
+        // gone meanwhile; the name is enough
+      }
+      throw new IiiError(
+        "InvalidOption",
+        `mount ${dir.hostPath} (${dir.guestPath}): ${relative(root, path)} is a symlink to ${target}, out of the mount; a preview 1 module would follow it to the host (node:wasi resolves symlinks inside a path): remove it, or mount its target instead`,
+      );
     }
-    for (const entry of names) {
-      if (++entries > limits.maxEntries || (entries % 256 === 0 && performance.now() > deadline)) throw tooLarge();
-      const path = join(current, entry.name);
-      if (entry.isSymbolicLink()) {
-        if (!linkStaysInside(root, path, spellings)) {
-          let target = "?";
-          try {
-            target = readlinkSync(path);
-          } catch {
-            // gone meanwhile; the name is enough
-          }
-          throw new IiiError(
-            "InvalidOption",
-            `mount ${dir.hostPath} (${dir.guestPath}): ${relative(root, path)} is a symlink to ${target}, out of the mount; a preview 1 module would follow it to the host (node:wasi resolves symlinks inside a path): remove it, or mount its target instead`,
-          );
-        }
-        if (!dir.readOnly) {
-          let target: string | undefined;
-          try {
-            target = readlinkSync(path);
-          } catch {
-            // gone meanwhile
-          }
-          // absolute ones too: `/m/sub/../x` climbs out once the module replaces the dir `sub` with `sub -> .`
-          if (target !== undefined && target.split(sep).includes("..")) {
-            throw new IiiError(
-              "InvalidOption",
-              `mount ${dir.hostPath} (${dir.guestPath}): ${relative(root, path)} is a symlink to ${target}, which climbs with ..; in a writable mount a preview 1 module could move it (or a dir above it) to where it leads out: remove it, mount the dir read-only (:ro), or run a component`,
-            );
-          }
-        }
-      } else if (entry.isDirectory()) stack.push(path);
+    if (!dir.readOnly) {
+      let target: string | undefined;
+      try {
+        target = readlinkSync(path);
+      } catch {
+        // gone meanwhile
+      }
+      // absolute ones too: `/m/sub/../x` climbs out once the module replaces the dir `sub` with `sub -> .`
+      if (target !== undefined && target.split(sep).includes("..")) {
+        throw new IiiError(
+          "InvalidOption",
+          `mount ${dir.hostPath} (${dir.guestPath}): ${relative(root, path)} is a symlink to ${target}, which climbs with ..; in a writable mount a preview 1 module could move it (or a dir above it) to where it leads out: remove it, mount the dir read-only (:ro), or run a component`,
+        );
+      }
     }
-  }
-  if (performance.now() > deadline) throw tooLarge();
+  });
 }
 
 /** Names a writable mount may not hold anywhere: an iii project's workers file and its lock. */
@@ -158,41 +175,19 @@ const WORKERS_FILE_NAMES: ReadonlySet<string> = new Set([WORKERS_FILE_NAME, `${W
  * instead. Walked without following links, bounded as assertNoLinksOut. Residual: a file of that name the module
  * creates where none was (a directory that was no project), and one a host process puts there after the walk.
  */
-export function assertNoWorkersFiles(dir: WasiDir, limits: MountCheckLimits = { maxEntries: MOUNT_CHECK_MAX_ENTRIES, maxMs: MOUNT_CHECK_MAX_MS }): void {
+export function assertNoWorkersFiles(dir: WasiDir, limits: MountCheckLimits = DEFAULT_LIMITS): void {
   if (dir.readOnly) return;
-  let root: string;
-  try {
-    root = realpathSync(dir.hostPath);
-  } catch (error) {
-    throw new IiiError("InvalidOption", `mount ${dir.hostPath} (${dir.guestPath}): ${(error as Error).message}`);
-  }
-  const deadline = performance.now() + limits.maxMs;
+  const root = mountRoot(dir);
   const tooLarge = () =>
     new IiiError(
       "InvalidOption",
       `writable mount ${dir.hostPath} (${dir.guestPath}) is too large to check for iii projects' ${WORKERS_FILE_NAME} (more than ${limits.maxEntries} entries or ${limits.maxMs / 1000} s): mount it read-only (:ro) or a smaller dir`,
     );
-  const stack = [root];
-  let entries = 0;
-  while (stack.length > 0) {
-    const current = stack.pop()!;
-    let names;
-    try {
-      names = readdirSync(current, { withFileTypes: true });
-    } catch (error) {
-      throw new IiiError("InvalidOption", `mount ${dir.hostPath} (${dir.guestPath}): cannot check ${current}: ${(error as Error).message}`);
-    }
-    for (const entry of names) {
-      if (++entries > limits.maxEntries || (entries % 256 === 0 && performance.now() > deadline)) throw tooLarge();
-      const path = join(current, entry.name);
-      if (WORKERS_FILE_NAMES.has(entry.name)) {
-        throw new IiiError(
-          "InvalidOption",
-          `writable mount ${dir.hostPath} (${dir.guestPath}) holds ${relative(root, path)}, an iii project's workers file: the module could rewrite that project's workers for its next start; mount it read-only (:ro) or a directory without one`,
-        );
-      }
-      if (entry.isDirectory()) stack.push(path);
-    }
-  }
-  if (performance.now() > deadline) throw tooLarge();
+  walkMount(dir, root, limits, WORKERS_FILE_NAME, tooLarge, (path, entry) => {
+    if (!WORKERS_FILE_NAMES.has(entry.name)) return;
+    throw new IiiError(
+      "InvalidOption",
+      `writable mount ${dir.hostPath} (${dir.guestPath}) holds ${relative(root, path)}, an iii project's workers file: the module could rewrite that project's workers for its next start; mount it read-only (:ro) or a directory without one`,
+    );
+  });
 }

@@ -22,6 +22,15 @@ beforeAll(() => {
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 /** A JavaScript guest componentized with jco's QuickJS backend against `world` of `witFile`. */
+/** Waits (up to 5 s) until `name` is neither running nor pending in `list --json`. */
+async function untilNotRunning(cli: (args: string[]) => Promise<{ stdout: string }>, name: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const row = (JSON.parse((await cli(["list", "--json"])).stdout) as { name: string; status: string }[]).find((r) => r.name === name)!;
+    if (row.status !== "running" && row.status !== "pending") return;
+    await sleep(50);
+  }
+}
+
 async function buildJsComponent(witFile: string, world: string, jsPath: string): Promise<Uint8Array> {
   const jcoDir = realpathSync(join(here, "../../node_modules/@bytecodealliance/jco"));
   const jcoRequire = createRequire(join(jcoDir, "package.json"));
@@ -42,11 +51,7 @@ it("a component importing anything but WASI and iii:worker/engine is refused at 
   const cli = (args: string[]) => runWorkerCli(args, { cwd: project, env });
   expect((await cli(["add", "./escape.wasm", "--name", "escape"])).code).toBe(0);
   const started = await cli(["start", "escape"]);
-  for (let i = 0; i < 100; i++) {
-    const row = (JSON.parse((await cli(["list", "--json"])).stdout) as { name: string; status: string }[]).find((r) => r.name === "escape")!;
-    if (row.status !== "running" && row.status !== "pending") break;
-    await sleep(50);
-  }
+  await untilNotRunning(cli, "escape");
   const logs = await cli(["logs", "escape"]);
   expect(logs.stdout).not.toContain("host-secret-s16");
   expect(logs.stdout).not.toContain("escaped");
@@ -121,11 +126,7 @@ it("a component given a mount over III_HOME is refused at start: it would rewrit
   const cli = (args: string[]) => runWorkerCli(args, { cwd: project, env: { III_HOME: home } });
   expect((await cli(["add", "./writer.wasm", "--name", "w", "--mount", `${state}:/state`, "-e", "TARGET=.iii/planted-in-home.txt"])).code).toBe(0);
   const started = await cli(["start", "w"]);
-  for (let i = 0; i < 100; i++) {
-    const row = (JSON.parse((await cli(["list", "--json"])).stdout) as { name: string; status: string }[]).find((r) => r.name === "w")!;
-    if (row.status !== "running" && row.status !== "pending") break;
-    await sleep(50);
-  }
+  await untilNotRunning(cli, "w");
   expect(existsSync(join(home, "planted-in-home.txt"))).toBe(false);
   expect(started.stderr).toMatch(/overlaps III_HOME .*\[InvalidOption\]$/m);
   expect(started.code).toBe(1);
@@ -149,11 +150,7 @@ it("a writable mount holding the project's iii.workers.yaml is refused: the comp
   const before = readFileSync(join(project, "iii.workers.yaml"), "utf8");
   expect(before).toContain(`${project}:/app\n`);
   const started = await cli(["start", "w"]);
-  for (let i = 0; i < 100; i++) {
-    const row = (JSON.parse((await cli(["list", "--json"])).stdout) as { name: string; status: string }[]).find((r) => r.name === "w")!;
-    if (row.status !== "running" && row.status !== "pending") break;
-    await sleep(50);
-  }
+  await untilNotRunning(cli, "w");
   expect(readFileSync(join(project, "iii.workers.yaml"), "utf8")).toBe(before);
   expect(started.stderr).toMatch(/holds .*iii\.workers\.yaml, where the guest could rewrite its own settings/);
   expect(started.code).toBe(1);
@@ -179,11 +176,7 @@ it("a writable mount holding another iii project's iii.workers.yaml is refused: 
   const planted = "workers:\n  victim:\n    image: wasm:./v.wasm\n    mounts:\n      - /etc:/host\n";
   expect((await cli(["add", "./writer.wasm", "--name", "w", "--mount", `${code}:/code`, "-e", "TARGET=p1/iii.workers.yaml", "-e", `CONTENT=${planted}`])).code).toBe(0);
   const started = await cli(["start", "w"]);
-  for (let i = 0; i < 100; i++) {
-    const row = (JSON.parse((await cli(["list", "--json"])).stdout) as { name: string; status: string }[]).find((r) => r.name === "w")!;
-    if (row.status !== "running" && row.status !== "pending") break;
-    await sleep(50);
-  }
+  await untilNotRunning(cli, "w");
   expect(readFileSync(join(victim, "iii.workers.yaml"), "utf8")).toBe(victimSpec);
   expect(started.stderr).toMatch(/writable mount .* holds p1\/iii\.workers\.yaml, an iii project's workers file.*\[InvalidOption\]$/m);
   expect(started.code).toBe(1);
@@ -191,11 +184,7 @@ it("a writable mount holding another iii project's iii.workers.yaml is refused: 
   expect((await cli(["remove", "w"])).code).toBe(0);
   expect((await cli(["add", "./writer.wasm", "--name", "w", "--mount", `${code}:/code:ro`, "-e", "TARGET=p1/iii.workers.yaml", "-e", `CONTENT=${planted}`])).code).toBe(0);
   expect((await cli(["start", "w"])).code).toBe(0);
-  for (let i = 0; i < 100; i++) {
-    const row = (JSON.parse((await cli(["list", "--json"])).stdout) as { name: string; status: string }[]).find((r) => r.name === "w")!;
-    if (row.status !== "running" && row.status !== "pending") break;
-    await sleep(50);
-  }
+  await untilNotRunning(cli, "w");
   expect(readFileSync(join(victim, "iii.workers.yaml"), "utf8")).toBe(victimSpec);
 }, 60_000);
 
