@@ -72,6 +72,8 @@ export class QemuVmm implements Vmm {
   private early = false;
   private daemons: Tracked[] = [];
   private qemu: Tracked | undefined;
+  /** Kills QEMU if this process dies without stopping it (watchQemuForParentDeath). */
+  private qemuWatch: ChildProcess | undefined;
   private logCheck: NodeJS.Timeout | undefined;
   private qmp: QmpClient | undefined;
   private exitPromise: Promise<VmExit> | undefined;
@@ -332,6 +334,7 @@ export class QemuVmm implements Vmm {
     // With consoleAppend the log holds earlier runs: this run's lines start at the current size.
     this.consoleOffset = this.config.consoleAppend ? fileSize(this.config.consoleLogPath) : 0;
     this.qemu = this.spawnTracked("qemu", [...this.qemuCommand, ...extraArgs], join(this.config.runDir, "qemu.log"));
+    this.qemuWatch = watchQemuForParentDeath(this.qemu.record);
     // Until its setuid QEMU runs as root: its lease must outlive this process if this process dies first.
     this.uidLease?.holdFor(this.qemu.record.pid);
     this.timings.qemuSpawnedMs = this.elapsed();
@@ -433,6 +436,9 @@ export class QemuVmm implements Vmm {
     this.logCheck = undefined;
     if (this.qemu && !this.qemu.done) await this.stop({ timeoutMs: 2_000 });
     await this.killAll(1_000);
+    // QEMU has ended: its watch ends too (its TERM handler finds no QEMU to kill).
+    this.qemuWatch?.kill("SIGTERM");
+    this.qemuWatch = undefined;
     this.qmp?.close();
     const created = [this.qmpSocketPath, ...this.daemonCommands.map((d) => d.socketPath)];
     if (this.config.control?.mode === "server") created.push(this.config.control.socketPath);
@@ -472,6 +478,7 @@ export class QemuVmm implements Vmm {
   }
 
   private spawnTracked(role: VmProcess["role"], command: string[], logPath: string, tag?: string, listenFd?: number): Tracked {
+    const argv = role === "virtiofsd" ? [...parentDeathWrapper(), ...command] : command;
     // O_APPEND: a log emptied by capLogs() is written on from its new end, not past a hole.
     const logFd = openSync(logPath, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_APPEND, 0o644);
     if (!this.logCheck) {
@@ -481,7 +488,7 @@ export class QemuVmm implements Vmm {
     let child: ChildProcess;
     try {
       // Logs go straight to files: they outlive a crashed supervisor, and a dead pipe can never SIGPIPE QEMU.
-      child = spawn(command[0]!, command.slice(1), { stdio: listenFd === undefined ? ["ignore", logFd, logFd] : ["ignore", logFd, logFd, listenFd] });
+      child = spawn(argv[0]!, argv.slice(1), { stdio: listenFd === undefined ? ["ignore", logFd, logFd] : ["ignore", logFd, logFd, listenFd] });
     } finally {
       closeSync(logFd);
     }
@@ -664,3 +671,43 @@ async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boo
 /** The qemu adapter's factory: what the supervisor is given (it depends on Vmm and VmmFactory only). */
 export const createQemuVmm: VmmFactory = (options) => new QemuVmm(options);
 
+
+/**
+ * virtiofsd is started through `setpriv --pdeathsig KILL` (util-linux): it dies with the supervisor instead of
+ * waiting forever for a QEMU that never connects. vm.json names it for `stop`'s crash cleanup, but only once the
+ * record is written, after the spawn: a supervisor killed in between left an orphan nobody knew of (seen in a
+ * clean-clone CI run under load: a virtiofsd of a killed boot still running ten minutes on). The signal holds
+ * across its exec (virtiofsd is no set-user-ID binary). QEMU gets none: it changes its credentials (-runas), which clears the setting, and it is recorded before the VMM
+ * waits. Without setpriv, nothing is prepended.
+ */
+function parentDeathWrapper(): string[] {
+  parentDeath ??= existsSync(SETPRIV) ? [SETPRIV, "--pdeathsig", "KILL", "--"] : [];
+  return parentDeath;
+}
+const SETPRIV = "/usr/bin/setpriv";
+let parentDeath: string[] | undefined;
+
+/**
+ * QEMU drops to its leased uid (-runas), which clears any parent-death signal, so it cannot die with the supervisor
+ * by itself: a supervisor killed (kill -9, the OOM killer) left its VM running, unreachable, until the next `stop`
+ * or `start` (seen in session 19: alive 20 s after, where an earlier machine saw it go in 0.1 s for reasons no
+ * code here gave). A root shell started through `setpriv --pdeathsig TERM` waits beside it and, when the
+ * supervisor dies, kills QEMU if the same process (pid and start time) still runs. cleanup() ends it once QEMU has
+ * ended. Without setpriv (util-linux) there is no watch.
+ */
+function watchQemuForParentDeath(qemu: { pid: number; startTime: number }): ChildProcess | undefined {
+  if (!existsSync(SETPRIV) || qemu.pid <= 0 || !qemu.startTime) return undefined;
+  // /proc/PID/stat field 22 is the start time in ticks (QEMU's comm has no space or parenthesis).
+  const script =
+    'same() { [ "$(cut -d" " -f22 "/proc/$1/stat" 2>/dev/null)" = "$2" ]; }; ' +
+    'trap \'same "$0" "$1" && kill -9 "$0"; kill "$!" 2>/dev/null; exit 0\' TERM; ' +
+    "sleep infinity & wait";
+  try {
+    const child = spawn(SETPRIV, ["--pdeathsig", "TERM", "--", "/bin/sh", "-c", script, String(qemu.pid), String(qemu.startTime)], { stdio: "ignore" });
+    child.on("error", () => undefined);
+    child.unref();
+    return child;
+  } catch {
+    return undefined;
+  }
+}

@@ -58,7 +58,28 @@ export function transpileLimits(env: NodeJS.ProcessEnv = process.env): Transpile
 }
 
 /** The child: transpiles the input file, refuses an output over the cap, writes the files, prints `{imports}` or `{error}`. */
-const TRANSPILE_CHILD = `
+/**
+ * First lines of the transpile child: a Worker created with `execArgv: []` runs outside Node's permission model
+ * (see component-guest.ts keepWorkersUnderPermissionModel), and preview2-shim, which jco loads, makes its I/O worker
+ * (the thread that opens files for jco's own wasm) with exactly that. Every Worker made here gets this process's
+ * permission flags instead (only those: a worker refuses `--input-type` and V8's heap flags).
+ */
+export const TRANSPILE_CHILD_PRELUDE = `
+import { createRequire as iiiCreateRequire, syncBuiltinESMExports as iiiSyncBuiltins } from "node:module";
+{
+  const threads = iiiCreateRequire(import.meta.url)("node:worker_threads");
+  const Original = threads.Worker;
+  const flags = process.execArgv.filter((a) => a === "--permission" || a.startsWith("--allow-"));
+  threads.Worker = class extends Original {
+    constructor(filename, options = {}) {
+      super(filename, { ...options, execArgv: flags });
+    }
+  };
+  iiiSyncBuiltins();
+}
+`;
+
+const TRANSPILE_CHILD = `${TRANSPILE_CHILD_PRELUDE}
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, isAbsolute, join, normalize } from "node:path";
 const [jcoUrl, input, outDir, optionsJson, maxOutput] = process.argv.slice(1);

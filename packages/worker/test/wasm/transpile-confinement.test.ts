@@ -1,6 +1,7 @@
 // The child that runs jco on a guest's binary (as root) is held by Node's permission model: a bug in jco's
-// JavaScript that the binary triggers could read jco's code and the input and write the output directory, and no
-// more. Probed with the very flags transpileInChild uses, against the real jco install.
+// JavaScript (or in its wasm, whose files preview2-shim's I/O worker opens) that the binary triggers could read
+// jco's code and the input and write the output directory, and no more. Probed with the very flags and prelude
+// transpileInChild uses, against the real jco install.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -8,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
-import { transpileChildPermissions } from "../../src/wasm/transpile.js";
+import { TRANSPILE_CHILD_PRELUDE, transpileChildPermissions } from "../../src/wasm/transpile.js";
 
 const work = mkdtempSync(join(tmpdir(), "iii-transpile-confine-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -29,6 +30,7 @@ describe.skipIf(!jcoUrl)("the transpile child's permissions", () => {
   const outDir = join(work, "out");
   const input = `${outDir}.in.wasm`;
   const outside = join(work, "outside.txt");
+  const fromWorker = join(work, "from-worker.txt");
   const secret = join(work, "secret.txt");
   mkdirSync(outDir, { recursive: true });
   writeFileSync(input, "\0asm");
@@ -44,17 +46,31 @@ describe.skipIf(!jcoUrl)("the transpile child's permissions", () => {
     tryIt("read secret", () => readFileSync(${JSON.stringify(secret)}));
     tryIt("write outside", () => writeFileSync(${JSON.stringify(outside)}, "x"));
     tryIt("spawn", () => execFileSync("/bin/true"));
+    // as preview2-shim makes its I/O worker: execArgv [] (outside the permission model unless the prelude ran)
+    const { Worker } = await import("node:worker_threads");
+    const w = new Worker(${JSON.stringify(`require("node:fs").writeFileSync(${JSON.stringify(fromWorker)}, "x")`)}, { eval: true, execArgv: [] });
+    const outcome = await new Promise((r) => { w.once("error", (e) => r(e.code ?? e.message)); w.once("exit", () => r("done")); });
+    console.log("worker write outside: " + outcome);
   `;
 
-  it("jco loads, the input is read and the output written; nothing else is read, written or run", () => {
-    const out = probe(transpileChildPermissions(input, outDir), attempts);
+  it("jco loads, the input is read and the output written; nothing else is read, written or run, from a worker either", () => {
+    const out = probe(transpileChildPermissions(input, outDir), TRANSPILE_CHILD_PRELUDE + attempts);
     expect(out).toContain("jco: loaded");
     expect(out).toContain("read input: done");
     expect(out).toContain("write output: done");
     expect(out).toContain("read secret: ERR_ACCESS_DENIED");
     expect(out).toContain("write outside: ERR_ACCESS_DENIED");
     expect(out).toContain("spawn: ERR_ACCESS_DENIED");
+    expect(out).toContain("worker write outside: ERR_ACCESS_DENIED");
     expect(existsSync(outside)).toBe(false);
+    expect(existsSync(fromWorker)).toBe(false);
+  }, 90_000);
+
+  it("without the prelude a worker made with execArgv [] writes outside despite the flags (what the prelude closes)", () => {
+    const out = probe(transpileChildPermissions(input, outDir), attempts);
+    expect(out).toContain("write outside: ERR_ACCESS_DENIED");
+    expect(out).toContain("worker write outside: done");
+    rmSync(fromWorker, { force: true });
   }, 90_000);
 
   it("without them the same child reads, writes and runs anything (what the flags take away)", () => {
@@ -63,5 +79,6 @@ describe.skipIf(!jcoUrl)("the transpile child's permissions", () => {
     expect(out).toContain("write outside: done");
     expect(out).toContain("spawn: done");
     rmSync(outside, { force: true });
+    rmSync(fromWorker, { force: true });
   }, 90_000);
 });
