@@ -1,4 +1,5 @@
 import { createHash, type Hash } from "node:crypto";
+import { createReadStream } from "node:fs";
 import { IiiError } from "../errors.js";
 
 const SHA256 = /^sha256:[a-f0-9]{64}$/;
@@ -25,4 +26,15 @@ export function digestHex(digest: string): string {
 
 export function newSha256(): Hash {
   return createHash("sha256");
+}
+
+/** sha256 of a file's current bytes, or undefined when it cannot be read (gone, unreadable). */
+export async function fileSha256(path: string): Promise<string | undefined> {
+  const hash = createHash("sha256");
+  try {
+    for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  } catch {
+    return undefined;
+  }
+  return `sha256:${hash.digest("hex")}`;
 }

@@ -105,10 +105,34 @@ describe("oci: layout files that change between the digest check and the unpack"
     }).catch((error: unknown) => error);
     expect(grown).toMatchObject({ code: "ImageInvalid", message: expect.stringMatching(/changed while it was unpacked .*it is longer than when its digest was checked/) });
     expect(await readdir(root)).toEqual([]);
+    // Cut short (a writer that has truncated it and not yet written it again): the tar breaks first, but what the user
+    // is told is that the file changed, with the tar's complaint as the cause (CI once saw the bare tar error).
+    writeFileSync(blobs[0]!, good);
+    const cut = await applyLayers(root, layers, {}, async (i) => {
+      if (i === 1) writeFileSync(blobs[0]!, good.subarray(0, 520));
+    }).catch((error: unknown) => error);
+    expect(cut).toMatchObject({ code: "ImageInvalid", message: expect.stringMatching(/^layer 1\/2 \(sha256:[0-9a-f]{12}\): the layer file .*layer0\.tar changed while it was unpacked \(checked as sha256:[0-9a-f]{64}, read now as sha256:[0-9a-f]{64}\)/) });
+    expect((cut as Error).cause).toMatchObject({ message: expect.stringMatching(/cannot read the layer/) });
+    expect(await readdir(root)).toEqual([]);
     // Unchanged, the same layers apply.
     writeFileSync(blobs[0]!, good);
     await applyLayers(root, layers, {}, async () => {});
     expect(await readFile(join(root, "app.txt"), "utf8")).toBe("the image as published\n");
+  });
+
+  it("scan: a blob whose bytes break the tar is reported as not matching its digest, the tar's complaint as the cause", async () => {
+    const dir = await mkdtemp(join(work, "scan-"));
+    const good = await layerWith("the image as published\n");
+    const path = join(dir, "layer.tar");
+    writeFileSync(path, good.subarray(0, 520));
+    const root = join(dir, "rootfs");
+    await mkdir(root);
+    const failed = await applyLayers(root, [{ path, digest: `sha256:${createHash("sha256").update(good).digest("hex")}` }]).catch((error: unknown) => error);
+    expect(failed).toMatchObject({ code: "ImageInvalid", message: expect.stringMatching(/^layer 1\/1 \(sha256:[0-9a-f]{12}\): blob digest mismatch: expected sha256:[0-9a-f]{64}, got sha256:[0-9a-f]{64}$/) });
+    expect((failed as Error).cause).toMatchObject({ message: expect.stringMatching(/cannot read the layer/) });
+    // Without a digest to hold it to, the tar's own complaint is the error.
+    const bare = await applyLayers(root, [{ path }]).catch((error: unknown) => error);
+    expect(bare).toMatchObject({ code: "ImageInvalid", message: expect.stringMatching(/^layer 1\/1: cannot read the layer/) });
   });
 
   it("ensureImage: a racing writer rewriting a layer of the user's own layout between check and unpack fails the pull, and nothing is cached", async () => {

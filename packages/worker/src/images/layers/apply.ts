@@ -20,7 +20,7 @@ import {
 import { mkdtemp, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { IiiError } from "../../errors.js";
-import { newSha256 } from "../digest.js";
+import { fileSha256, newSha256 } from "../digest.js";
 import { pumpLayer, type LayerCompression } from "./decompress.js";
 import { DEFAULT_LAYER_LIMITS, LayerBudget, layerRejected, planEntry, type LayerLimits, type PlannedEntry } from "./policy.js";
 import { RootResolver } from "./safe-root.js";
@@ -160,6 +160,14 @@ export class RootfsBuilder {
       reader.finish();
       if (!scanned) report.compression = pumped.compression;
     } catch (error) {
+      if (file) closeSync(file.fd);
+      file = undefined;
+      // Bytes changed under the apply break it wherever they first stop parsing (a cut archive, a bad header, a
+      // refused entry): when the file is no longer what the scan checked, that is the error to report.
+      if (recheck && !options.signal?.aborted && !isChangedSinceScan(error)) {
+        const now = await fileSha256(path);
+        if (now !== scanned!.tarDigest) throw changedSinceScan(label, scanned!, `read now as ${now ?? "unreadable"}`, wrapReadError(error, label));
+      }
       throw wrapReadError(error, label);
     } finally {
       if (file) closeSync(file.fd);
@@ -304,11 +312,20 @@ export class RootfsBuilder {
  * The layer file changed between the scan that checked its digest and the apply that read it again (an uncompressed
  * layer of an `oci:` layout is applied from the layout's own file): what was applied is not what the digest covers.
  */
-function changedSinceScan(label: string, scanned: ScannedLayer, how: string): IiiError {
-  return new IiiError(
+const changedSinceScanErrors = new WeakSet<Error>();
+
+function changedSinceScan(label: string, scanned: ScannedLayer, how: string, cause?: unknown): IiiError {
+  const error = new IiiError(
     "ImageInvalid",
     `${label}: the layer file ${scanned.tarPath} changed while it was unpacked (checked as ${scanned.tarDigest}, ${how}); nothing was cached: make sure nothing writes the image's files during a pull, and pull again`,
+    cause === undefined ? {} : { cause },
   );
+  changedSinceScanErrors.add(error);
+  return error;
+}
+
+function isChangedSinceScan(error: unknown): boolean {
+  return error instanceof Error && changedSinceScanErrors.has(error);
 }
 
 /** Empties `root` (never following a symlink out of it): a rootfs missing a layer, or half of one, is wrong. */

@@ -1,6 +1,6 @@
 import { closeSync, openSync, rmSync, writeSync } from "node:fs";
 import { IiiError } from "../../errors.js";
-import { newSha256 } from "../digest.js";
+import { fileSha256, newSha256 } from "../digest.js";
 import { detectFileCompression, pumpLayer, type LayerCompression } from "./decompress.js";
 import { DEFAULT_LAYER_LIMITS, LayerBudget, planEntry, type LayerLimits } from "./policy.js";
 import { TarReader } from "./tar-reader.js";
@@ -89,6 +89,15 @@ export async function scanLayer(
       );
       reader.finish();
     } catch (error) {
+      // A blob that is not what its digest names (a corrupt download, a layout file a racing writer is rewriting)
+      // fails as whatever its bytes happen to break first: a bad tar header, a cut archive, a refused entry. Name the
+      // cause the user can act on instead, and keep the symptom as the cause.
+      if (hashBlob && !options.signal?.aborted) {
+        const now = await fileSha256(source.path);
+        if (now !== undefined && now !== source.digest) {
+          throw new IiiError("ImageInvalid", `${label}: blob digest mismatch: expected ${source.digest}, got ${now}`, { cause: wrapReadError(error, label) });
+        }
+      }
       throw wrapReadError(error, label);
     }
     // The pump reads the blob to its end, so both hashes cover the whole blob (after the archive's end, only the
