@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
-import { networkInterfaces } from "node:os";
+import { lookup } from "node:dns/promises";
+import { hostname, networkInterfaces } from "node:os";
 import { RegistryClient } from "../../src/images/registry/client.js";
 import { isLocalHostname } from "../../src/images/registry/http.js";
 import { sha256Digest } from "../../src/images/digest.js";
@@ -42,6 +43,14 @@ afterEach(async () => {
 const interfaceAddress = Object.values(networkInterfaces())
   .flat()
   .find((a) => a && a.family === "IPv4" && !a.internal)?.address;
+
+/** Whether this machine's own host name resolves to a loopback address (the attack below needs one that does). */
+const ownNameLoopback = await lookup(hostname()).then(
+  (r) => isLocalHostname(r.address),
+  () => false,
+);
+if (!ownNameLoopback) console.warn(`SKIP registry-hostile name-resolves-to-loopback tests: ${hostname()} does not resolve to a loopback address here`);
+if (!interfaceAddress) console.warn("SKIP registry-hostile remote-registry tests: this machine has no non-loopback IPv4 address");
 
 const CREDENTIALS = { username: "alice", password: "registry-s3cret", source: "test" };
 const BASIC = `Basic ${Buffer.from("alice:registry-s3cret").toString("base64")}`;
@@ -85,6 +94,36 @@ describe("hostile registry: where credentials go", () => {
     const registry = await hostile((_req, res) => res.writeHead(302, { location: `${local.origin}/admin` }).end(), interfaceAddress);
     await expect(client(registry).getBlobBytes("team/app", descriptor)).rejects.toThrow(/refusing a redirect to http:\/\/127\.0\.0\.1:\d+/);
     expect(local.seen).toEqual([]);
+  });
+
+  // This machine's own name resolves to 127.0.0.1 on Debian and many others (/etc/hosts): a redirect to it passes
+  // a check of the URL's spelling.
+  it.skipIf(!interfaceAddress || !ownNameLoopback)("a registry on another host may not redirect a download, or aim its token realm, at a name that resolves to loopback", async () => {
+    const local = await hostile((_req, res) => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ token: "loopback-secret" })));
+    const port = (local.server.address() as { port: number }).port;
+    const byName = `http://${hostname()}:${port}`;
+    const redirecting = await hostile((_req, res) => res.writeHead(302, { location: `${byName}/admin` }).end(), interfaceAddress);
+    await expect(client(redirecting, [`${hostname()}:${port}`]).getBlobBytes("team/app", descriptor)).rejects.toThrow(
+      new RegExp(`${byName.replace(/[.]/g, "\\.")}: ${hostname()} resolves to 127\\.0\\.0\\.1: a registry on another host may not send us to a loopback or link-local address`),
+    );
+    const realm = await hostile((req, res) => {
+      if (req.headers.authorization) res.writeHead(200).end(blob);
+      else res.writeHead(401, { "www-authenticate": `Bearer realm="${byName}/token",service="x"` }).end();
+    }, interfaceAddress);
+    await expect(client(realm, [`${hostname()}:${port}`]).getBlobBytes("team/app", descriptor)).rejects.toThrow(/resolves to 127\.0\.0\.1: a registry on another host may not/);
+    expect(local.seen).toEqual([]);
+  });
+
+  it.skipIf(!ownNameLoopback)("a registry whose own name resolves to loopback (a mirror in /etc/hosts) is local, and may use loopback services", async () => {
+    const tokens = await hostile((_req, res) => res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ token: "t0k" })));
+    const registry = await hostile((req, res) => {
+      if (req.headers.authorization === "Bearer t0k") res.writeHead(200).end(blob);
+      else res.writeHead(401, { "www-authenticate": `Bearer realm="${tokens.origin}/token",service="x"` }).end();
+    });
+    const port = (registry.server.address() as { port: number }).port;
+    const byName = { ...registry, host: `${hostname()}:${port}` };
+    expect(await client(byName).getBlobBytes("team/app", descriptor)).toEqual(blob);
+    expect(tokens.seen).toHaveLength(1);
   });
 
   it("a registry on loopback keeps its loopback token service (the test registries, a local mirror)", async () => {

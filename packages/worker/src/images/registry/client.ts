@@ -63,6 +63,9 @@ export class RegistryClient {
   private credentialsPromise: Promise<RegistryCredentials | undefined> | undefined;
   /** The registry is on this machine (or its link): only then may it send us to loopback or link-local hosts. */
   private readonly local: boolean;
+  /** Whether the registry's own name first resolved to a loopback or link-local address (on this machine after all). */
+  private originResolvedLocal: boolean | undefined;
+  private readonly origin: string;
 
   constructor(
     readonly registry: string,
@@ -71,6 +74,7 @@ export class RegistryClient {
     this.insecure = options.insecureRegistries ?? [];
     const host = registryApiHost(registry);
     this.baseUrl = `${isInsecure(registry, this.insecure) ? "http" : "https"}://${host}`;
+    this.origin = new URL(this.baseUrl).origin;
     this.local = isLocalHostname(new URL(this.baseUrl).hostname);
     this.attempts = options.attempts ?? 4;
     this.backoffMs = options.backoffMs ?? 500;
@@ -182,6 +186,7 @@ export class RegistryClient {
       return await httpGet(url, {
         headers,
         refuseRedirect: (to) => this.refuseLocal(to),
+        refuseAddress: (to, address) => this.refuseLocalAddress(to, address),
         timeoutMs: this.idleTimeoutMs,
         ...(this.options.signal ? { signal: this.options.signal } : {}),
         ...(this.options.env ? { env: this.options.env } : {}),
@@ -194,8 +199,25 @@ export class RegistryClient {
 
   /** Why `url` is refused as a place a remote registry sends us to (a loopback or link-local host), or undefined. */
   private refuseLocal(url: URL): string | undefined {
-    if (this.local || !isLocalHostname(url.hostname)) return undefined;
+    if (this.local || this.originResolvedLocal === true || !isLocalHostname(url.hostname)) return undefined;
     return `a registry on another host may not send us to a loopback or link-local address (${url.hostname})`;
+  }
+
+  /**
+   * The same rule for what a name resolved to: a redirect or token realm naming a host that resolves to loopback
+   * (the machine's own name often does) is refused. A registry whose own name resolves there (a local mirror in
+   * /etc/hosts) is local, and may.
+   */
+  private refuseLocalAddress(url: URL, address: string): string | undefined {
+    const local = isLocalHostname(address);
+    if (url.origin === this.origin) {
+      // Decided by the first answer: a name that resolved elsewhere first and here later is being rebound.
+      this.originResolvedLocal ??= local;
+      if (local && !this.originResolvedLocal && !this.local) return "it resolved to another host before (DNS rebinding?)";
+      return undefined;
+    }
+    if (!local || this.local || this.originResolvedLocal === true) return undefined;
+    return "a registry on another host may not send us to a loopback or link-local address";
   }
 
   /**

@@ -1,4 +1,5 @@
-import { connect as netConnect, isIP, type Socket } from "node:net";
+import { lookup as dnsLookup, type LookupAddress } from "node:dns";
+import { connect as netConnect, isIP, type LookupFunction, type Socket } from "node:net";
 import type { ConnectionOptions, TLSSocket } from "node:tls";
 import { proxyFor } from "./proxy.js";
 
@@ -50,6 +51,12 @@ export interface HttpRequestOptions {
   ca?: string | Buffer | Array<string | Buffer>;
   /** Called with every redirect's target before it is fetched: returns why it is refused, or undefined. */
   refuseRedirect?: (to: URL) => string | undefined;
+  /**
+   * Called with every address a host name of the request chain resolved to, before a direct connection to it (a
+   * proxy resolves names itself): returns why it is refused, or undefined. Catches a name that merely resolves to a
+   * place `refuseRedirect` refuses by its spelling (the machine's own host name is 127.0.0.1 on many systems).
+   */
+  refuseAddress?: (url: URL, address: string) => string | undefined;
 }
 
 const READ_BUFFER = 64 * 1024;
@@ -401,7 +408,7 @@ function requestHead(url: URL, headers: Record<string, string>, absoluteForm: bo
 /**
  * Whether `hostname` (as in a URL: IPv6 in brackets) names this machine or its link: `localhost`, loopback,
  * unspecified and link-local addresses (the cloud metadata service is 169.254.169.254). Names that merely resolve
- * there are not recognised: this is checked before any connection, from the URL alone.
+ * there are not recognised here, from the URL alone: `refuseAddress` checks what a name resolved to.
  */
 export function isLocalHostname(hostname: string): boolean {
   let host = hostname.toLowerCase().replace(/^\[|\]$/g, "").replace(/\.$/, "");
@@ -429,8 +436,24 @@ function hostOf(url: URL): string {
   return url.hostname.replace(/^\[|\]$/g, "");
 }
 
+/** A DNS lookup for net/tls connect that fails when `refuse` refuses any address the name resolved to. */
+function guardedLookup(url: URL, refuse: (url: URL, address: string) => string | undefined): LookupFunction {
+  return (hostname, options, callback) => {
+    dnsLookup(hostname, { ...options, all: true }, (error, addresses: LookupAddress[]) => {
+      if (error) return callback(error, "", 0);
+      for (const { address } of addresses) {
+        const why = refuse(url, address);
+        if (why !== undefined) return callback(new HttpError("HttpRedirect", `${url.origin}: ${hostname} resolves to ${address}: ${why}`, false), "", 0);
+      }
+      if (options.all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, addresses);
+      const first = addresses[0]!;
+      callback(null, first.address, first.family);
+    });
+  };
+}
+
 /** A plain TCP connection; with `onData`, its reads land in the shared buffer. */
-function tcp(host: string, port: number, signal: AbortSignal, onData?: (chunk: Buffer) => boolean): Promise<Socket> {
+function tcp(host: string, port: number, signal: AbortSignal, onData?: (chunk: Buffer) => boolean, lookup?: LookupFunction): Promise<Socket> {
   return new Promise((resolve, reject) => {
     signal.throwIfAborted();
     shared ??= Buffer.allocUnsafe(READ_BUFFER);
@@ -438,6 +461,7 @@ function tcp(host: string, port: number, signal: AbortSignal, onData?: (chunk: B
       host,
       port,
       noDelay: true,
+      ...(lookup ? { lookup } : {}),
       ...(onData ? { onread: { buffer: shared, callback: (n: number, buffer: Buffer) => onData(buffer.subarray(0, n)) } } : {}),
     });
     const failed = (error: Error) => reject(error);
@@ -504,8 +528,9 @@ async function openConnection(
   const proxy = proxyFor(url, options.env ?? process.env);
   try {
     if (!proxy) {
-      if (url.protocol === "http:") return { socket: await tcp(host, port, signal, onData), absoluteForm: false };
-      return { socket: await tlsWrap({ host, port, ...ca }, url, signal, onData), absoluteForm: false };
+      const lookup = options.refuseAddress ? guardedLookup(url, options.refuseAddress) : undefined;
+      if (url.protocol === "http:") return { socket: await tcp(host, port, signal, onData, lookup), absoluteForm: false };
+      return { socket: await tlsWrap({ host, port, ...ca, ...(lookup ? { lookup } : {}) }, url, signal, onData), absoluteForm: false };
     }
     if (proxy.protocol !== "http:" && proxy.protocol !== "https:") {
       throw new HttpError("HttpProxy", `proxy ${proxy.origin}: only http:// and https:// proxies are supported`, false);
