@@ -2,7 +2,8 @@
 // that would behave). Host peers are loopback servers reached through the gateway (policy hostPorts).
 import net from "node:net";
 import { afterEach, describe, expect, test } from "vitest";
-import { TCP_ACK, TCP_RST } from "../src/wire/tcp.js";
+import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from "../src/wire/tcp.js";
+import { TCP_RECEIVE_FLOOR_BYTES } from "../src/stack/tcp-sockets.js";
 import { hostileStack, sleep } from "./hostile-stack.js";
 
 const MiB = 1024 * 1024;
@@ -111,5 +112,95 @@ describe("host data toward a guest that never opens its window", () => {
     for (let i = 0; i < 200 && (env.dataTo.get(late) ?? 0) === 0; i++) await sleep(10);
     console.log(`late flow: ${beforeFree} bytes while the budget was spent, ${env.dataTo.get(late) ?? 0} after the resets`);
     expect(env.dataTo.get(late) ?? 0).toBeGreaterThan(0);
+  });
+});
+
+describe("receive windows promised to a guest that opens flows one by one", () => {
+  test("hostile: 32 flows opened one after another are promised at most the budget plus one floor each, and give it all back", async () => {
+    const deafSockets: net.Socket[] = [];
+    const server = net.createServer({ pauseOnConnect: true }, (s) => {
+      s.on("error", () => {});
+      deafSockets.push(s);
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    cleanups.push(async () => {
+      for (const s of deafSockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    });
+    const port = (server.address() as net.AddressInfo).port;
+    const budget = 2 * MiB;
+    const env = await hostileStack({ policy: { hostPorts: [port] }, limits: { tcpReceiveBufferBytes: MiB, tcpReceiveBudgetBytes: budget } });
+    cleanups.push(() => env.close());
+    // The window each flow was last offered, read from the frames the stack sent (our window scale is 7).
+    const offered = new Map<number, number>();
+    env.onFrame((f) => {
+      if (f.length < 54 || f[23] !== 6 || !(f[47]! & TCP_ACK)) return;
+      const synAck = (f[47]! & 0x02) !== 0;
+      offered.set(f.readUInt16BE(36), synAck ? f.readUInt16BE(48) : f.readUInt16BE(48) << 7);
+    });
+    const flows = 32;
+    const segment = Buffer.alloc(1460, 0x61);
+    const isns: number[] = [];
+    for (let f = 0; f < flows; f++) {
+      const isn = (await env.open(30000 + f, port, 65535))!;
+      expect(isn).toBeDefined();
+      isns.push(isn);
+      // Data makes the stack acknowledge, with the window this flow gets now that f flows are open before it.
+      for (let i = 0; i < 8; i++) {
+        env.stack.injectFrame(env.g.tcp({ dst: env.gw, sport: 30000 + f, dport: port, seq: 1001 + i * segment.length, ack: isn + 1, flags: TCP_ACK, payload: segment }));
+      }
+      await sleep(20);
+    }
+    // One more segment each, once every host socket has taken what it was given: the windows as they stand.
+    for (let f = 0; f < flows; f++) {
+      env.stack.injectFrame(env.g.tcp({ dst: env.gw, sport: 30000 + f, dport: port, seq: 1001 + 8 * segment.length, ack: isns[f]! + 1, flags: TCP_ACK, payload: segment }));
+    }
+    await sleep(50);
+    const promised = [...offered.values()].reduce((a, b) => a + b, 0);
+    const floor = TCP_RECEIVE_FLOOR_BYTES;
+    console.log(`${flows} flows opened one by one, ${budget / MiB} MiB budget: ${(promised / MiB).toFixed(2)} MiB of windows offered (stack's count ${(env.stack.tcpReceiveCommittedBytes / MiB).toFixed(2)} MiB)`);
+    expect(offered.size).toBe(flows);
+    // Shares alone: the i-th flow kept min(1 MiB, budget / i), ~7.1 MiB here.
+    expect(promised).toBeLessThanOrEqual(budget + flows * floor);
+    // Every flow can still send: none was offered less than the floor, less the segment its host socket was still
+    // writing when the window was computed (a floor counts the application's bytes too) and the window scale's 128.
+    expect(Math.min(...offered.values())).toBeGreaterThanOrEqual(floor - segment.length - 128);
+    expect(env.stack.tcpReceiveCommittedBytes).toBeLessThanOrEqual(budget + flows * floor);
+    // Once a flow's FIN is in, its window promises nothing more: the host socket took every byte, so nothing is
+    // committed while the flows linger half-closed (CLOSE_WAIT: the deaf peer never closes).
+    for (let f = 0; f < flows; f++) {
+      env.stack.injectFrame(env.g.tcp({ dst: env.gw, sport: 30000 + f, dport: port, seq: 1001 + 9 * segment.length, ack: isns[f]! + 1, flags: TCP_ACK | TCP_FIN }));
+    }
+    await sleep(50);
+    expect(env.stack.snapshot().filter((flow) => flow.state === "CLOSE_WAIT")).toHaveLength(flows);
+    expect(env.stack.tcpReceiveCommittedBytes).toBe(0);
+    // Reset, they are gone and nothing is left counted.
+    for (let f = 0; f < flows; f++) env.stack.injectFrame(env.g.tcp({ dst: env.gw, sport: 30000 + f, dport: port, seq: 1002 + 9 * segment.length, flags: TCP_RST }));
+    await sleep(20);
+    expect(env.stack.snapshot()).toHaveLength(0);
+    expect(env.stack.tcpReceiveCommittedBytes).toBe(0);
+  });
+});
+
+describe("the dial's timeout after a held-up event loop", () => {
+  test("a host connection that completed while the stack's process was held up is not declared timed out", async () => {
+    const port = await loopbackServer(() => {});
+    const env = await hostileStack({ policy: { hostPorts: [port] }, limits: { connectTimeoutMs: 100 } });
+    cleanups.push(() => env.close());
+    const unreachable: number[] = [];
+    env.onFrame((f) => {
+      if (f[23] === 1 && f[34] === 3) unreachable.push(f[35]!); // ICMP destination unreachable
+    });
+    // The SYN starts the dial; then the process is busy (a starved supervisor, a long synchronous step) past the
+    // timeout. Node runs the expired timer before it polls for the finished connect.
+    env.stack.injectFrame(env.g.tcp({ dst: env.gw, sport: 45000, dport: port, seq: 1000, flags: TCP_SYN, options: { mss: 1460 } }));
+    const until = performance.now() + 400;
+    while (performance.now() < until) {
+      // busy
+    }
+    await sleep(200);
+    expect(unreachable).toEqual([]);
+    expect(env.resets.has(45000)).toBe(false);
+    expect(env.stack.snapshot().map((f) => f.state)).toEqual(["SYN_RECEIVED"]);
   });
 });

@@ -46,9 +46,15 @@ export class TcpForwarder {
     const ctx = this.ctx;
     const sock = net.connect({ host, port, noDelay: true, allowHalfOpen: true });
     let timer: NodeJS.Timeout | undefined;
-    const release = () => {
+    let verdict: NodeJS.Immediate | undefined;
+    const stopTimer = () => {
       if (timer) clearTimeout(timer);
+      if (verdict) clearImmediate(verdict);
       timer = undefined;
+      verdict = undefined;
+    };
+    const release = () => {
+      stopTimer();
       sock.destroy();
     };
     req.hold(release);
@@ -58,14 +64,19 @@ export class TcpForwarder {
       if (kind === "refused") req.reset();
       else req.unreachable(kind === "net-unreachable");
     };
-    timer = setTimeout(
-      () =>
+    // After the event loop was held up (a starved process, a long synchronous step), Node runs expired timers
+    // before it polls for I/O: a connection that completed meanwhile would be declared timed out. The check phase
+    // comes after the poll, so the verdict waits one turn for it.
+    timer = setTimeout(() => {
+      timer = undefined;
+      verdict = setImmediate(() =>
         ctx.guard(() => {
+          verdict = undefined;
           ctx.log(`tcp: connect to ${host}:${port} timed out after ${ctx.limits.connectTimeoutMs} ms`);
           fail("unreachable");
         }),
-      ctx.limits.connectTimeoutMs,
-    );
+      );
+    }, ctx.limits.connectTimeoutMs);
     const onError = (err: NodeJS.ErrnoException) =>
       ctx.guard(() => {
         if (err.code === "ECONNREFUSED") fail("refused");
@@ -77,8 +88,7 @@ export class TcpForwarder {
     sock.once("connect", () =>
       ctx.guard(() => {
         sock.off("error", onError);
-        if (timer) clearTimeout(timer);
-        timer = undefined;
+        stopTimer();
         if (!req.live) {
           sock.destroy();
           return;

@@ -188,6 +188,14 @@ export class NetworkStack extends EventEmitter<NetworkStackEvents> {
     return this.transport.inputStats;
   }
 
+  /**
+   * Guest bytes the TCP flows have promised to take and not yet handed to host sockets (advertised windows plus
+   * what the host sockets have not written): at most tcpReceiveBudgetBytes plus TCP_RECEIVE_FLOOR_BYTES per flow.
+   */
+  get tcpReceiveCommittedBytes(): number {
+    return this.tcp.receiveCommittedBytes;
+  }
+
   /** Flow table snapshot (5-tuple, state, bytes each way, age, idle time). */
   snapshot(): FlowSnapshot[] {
     this.tcp.syncAll();

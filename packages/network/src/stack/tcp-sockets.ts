@@ -141,6 +141,11 @@ export class TcpSocketSet {
   private sendQueuedBytes = 0;
   /** The total reached the send budget: connections told to stop since then are woken once it falls below half. */
   private sendBudgetHit = false;
+  /**
+   * What all connections have promised the guest and not yet handed to the host: the bytes their applications
+   * hold plus their advertised windows (a window once advertised is never taken back).
+   */
+  receiveCommittedBytes = 0;
   /** Set by the owner: where SYNs without a connection go. */
   forward: (req: ConnectionRequest) => void = (req) => req.reset();
 
@@ -283,6 +288,10 @@ export class TcpSocketSet {
       sendHighWater: () => this.sendHighWater(flow),
       sendBufferChanged: (delta: number) => this.sendBufferChanged(delta),
       receiveBuffer: () => this.receiveBuffer(),
+      receiveGrant: (committed: number) => this.receiveGrant(committed),
+      receiveCommitChanged: (delta: number) => {
+        this.receiveCommittedBytes += delta;
+      },
       onBlocked: (conn: TcpConnection) => {
         this.blockedSenders.add(conn);
       },
@@ -325,8 +334,23 @@ export class TcpSocketSet {
   private receiveBuffer(): number {
     const l = this.ctx.limits;
     const flows = Math.max(1, this.ctx.tracker.count("tcp"));
-    const floor = Math.min(TCP_RECEIVE_FLOOR_BYTES, l.tcpReceiveBufferBytes);
-    return Math.max(floor, Math.min(l.tcpReceiveBufferBytes, Math.floor(l.tcpReceiveBudgetBytes / flows)));
+    return Math.max(this.receiveFloor(), Math.min(l.tcpReceiveBufferBytes, Math.floor(l.tcpReceiveBudgetBytes / flows)));
+  }
+
+  private receiveFloor(): number {
+    return Math.min(TCP_RECEIVE_FLOOR_BYTES, this.ctx.limits.tcpReceiveBufferBytes);
+  }
+
+  /**
+   * What a connection holding `committed` may commit in all: its share, but only as far as the budget has room
+   * for what it adds. Shares alone were a soft bound: windows are never shrunk, so a flow opened while few were
+   * open kept its large share, and flows opened one by one summed to ~5x the budget (4,096 flows: ~330 MiB for 64).
+   * Every flow may still hold the floor, so none stalls for good: all flows together commit at most the budget plus
+   * one floor each.
+   */
+  private receiveGrant(committed: number): number {
+    const room = Math.max(0, this.ctx.limits.tcpReceiveBudgetBytes - this.receiveCommittedBytes);
+    return Math.max(this.receiveFloor(), Math.min(this.receiveBuffer(), committed + room));
   }
 
   /** The VM link drained: let the blocked connections send again, in order, while it has room. */

@@ -72,6 +72,14 @@ export interface TcpConnectionHooks {
    * config's receiveBufferBytes); lets the owner share one budget among all connections.
    */
   receiveBuffer?(): number;
+  /**
+   * The most this connection may have committed to the guest, given what it has committed now (`committed`: bytes
+   * the application holds plus the window already advertised): lets the owner bound the total of all connections'
+   * promises, which a window once advertised never takes back. Defaults to `receiveBuffer()`.
+   */
+  receiveGrant?(committed: number): number;
+  /** This connection's commitment (see `receiveGrant`) grew or shrank by `delta` bytes; 0 once it is CLOSED. */
+  receiveCommitChanged?(delta: number): void;
   /** A guest segment (or part of one) was not accepted; for drop counters. */
   onSegmentDropped?(reason: string): void;
 }
@@ -139,6 +147,10 @@ export class TcpConnection {
   private rcvNxt = 0;
   private rcvWscale = 0;
   private rcvAdvEdge = 0;
+  /** appBuffered() + the advertised window, as last reported through receiveCommitChanged. */
+  private rcvCommitted = 0;
+  /** The window our SYN-ACK offered (0 before the first). */
+  private synAckWindow = 0;
   private windowScaling = false;
   private rcvFin = false;
   private ackPending = false;
@@ -241,18 +253,22 @@ export class TcpConnection {
     this.sndNxt = seqAdd(this.iss, 1);
     this.sndMax = this.sndNxt;
     const options: TcpOptions = { mss: this.cfg.mss };
+    // A retransmitted SYN-ACK never offers less than the first did (the guest may already be sending into it).
+    const window = Math.max(this.synAckWindow, Math.min(65535, this.receiveLimit()));
     if (this.windowScaling) options.windowScale = OUR_WINDOW_SCALE;
     if (this.sackOk) options.sackPermitted = true;
     this.hooks.emit(this, {
       seq: this.iss,
       ack: this.rcvNxt,
       flags: TCP_SYN | TCP_ACK,
-      window: Math.min(65535, this.cfg.receiveBufferBytes),
+      window,
       options,
       dataOffset: 0,
       dataLength: 0,
     });
-    this.rcvAdvEdge = seqAdd(this.rcvNxt, Math.min(65535, this.cfg.receiveBufferBytes));
+    this.synAckWindow = window;
+    this.rcvAdvEdge = seqAdd(this.rcvNxt, window);
+    this.syncReceiveCommitment();
     this.armRto();
   }
 
@@ -307,6 +323,7 @@ export class TcpConnection {
   /** The application consumed buffered guest data: reopen our window if it grew meaningfully. */
   appDrained(): void {
     if (this.state === "CLOSED" || this.state === "SYN_SENT" || this.state === "SYN_RECEIVED") return;
+    this.syncReceiveCommitment();
     const before = seqDiff(this.rcvAdvEdge, this.rcvNxt);
     const after = this.currentWindow();
     if (after - before >= Math.min(this.cfg.receiveBufferBytes / 4, 65536) || before < 2 * this.sendMss) {
@@ -607,8 +624,30 @@ export class TcpConnection {
 
   // ---------------------------------------------------------------- output
 
+  /** What this connection may commit in all (application bytes + advertised window). */
+  private receiveLimit(): number {
+    if (this.hooks.receiveGrant) return this.hooks.receiveGrant(this.rcvCommitted);
+    return this.hooks.receiveBuffer?.() ?? this.cfg.receiveBufferBytes;
+  }
+
+  /** Reports a change of appBuffered() + the advertised window to the owner (0 once CLOSED). */
+  private syncReceiveCommitment(): void {
+    if (!this.hooks.receiveCommitChanged) return;
+    if (this.state === "CLOSED") return this.reportCommitment(0);
+    // Once the guest's FIN is in, nothing more can arrive: the window promises nothing (TIME_WAIT lingers).
+    const finReceived = this.state === "CLOSE_WAIT" || this.state === "LAST_ACK" || this.state === "CLOSING" || this.state === "TIME_WAIT";
+    this.reportCommitment(this.hooks.appBuffered() + (finReceived ? 0 : Math.max(0, seqDiff(this.rcvAdvEdge, this.rcvNxt))));
+  }
+
+  private reportCommitment(now: number): void {
+    if (now === this.rcvCommitted) return;
+    const delta = now - this.rcvCommitted;
+    this.rcvCommitted = now;
+    this.hooks.receiveCommitChanged?.(delta);
+  }
+
   private currentWindow(): number {
-    const free = Math.max(0, (this.hooks.receiveBuffer?.() ?? this.cfg.receiveBufferBytes) - this.hooks.appBuffered());
+    const free = Math.max(0, this.receiveLimit() - this.hooks.appBuffered());
     const max = this.windowScaling ? 65535 << this.rcvWscale : 65535;
     const edge = seqAdd(this.rcvNxt, Math.min(free, max));
     // Never move the right edge left (RFC 9293 §3.8.6.2.2).
@@ -621,6 +660,7 @@ export class TcpConnection {
     const raw = Math.min(65535, wnd >>> this.rcvWscale);
     const edge = seqAdd(this.rcvNxt, raw << this.rcvWscale);
     if (seqGt(edge, this.rcvAdvEdge)) this.rcvAdvEdge = edge;
+    this.syncReceiveCommitment();
     return raw;
   }
 
@@ -838,6 +878,7 @@ export class TcpConnection {
     this.sendBuf.clear();
     if (unsent > 0) this.hooks.sendBufferChanged?.(-unsent);
     this.reassembly.clear();
+    this.syncReceiveCommitment();
     this.hooks.onClosed(reason);
   }
 
