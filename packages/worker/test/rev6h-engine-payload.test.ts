@@ -7,7 +7,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { startEngineStandin, type EngineStandin } from "../../../tools/engine-standin/src/index.js";
 import { guestMemoryLimits } from "../src/wasm/runner.js";
 import { MAX_ENGINE_PAYLOAD_CHARS } from "../src/wasm/engine-link.js";
-import { runWorkerCli } from "./helpers.js";
+import { projectCli } from "./wasm/project-cli.js";
 
 // Review rev6h: a handler component's `engine.trigger` payload and `invoke` result cross to the runner's MAIN thread
 // as JSON text, and the runner JSON.parse'd them there. That thread has no heap limit and is the one whose timers
@@ -63,14 +63,8 @@ afterAll(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-function cli(args: string[]) {
-  return runWorkerCli(args, { cwd: project, env: { III_HOME: join(root, "home") } });
-}
-
-async function status(): Promise<{ status: string; lastExit: { reason: string } | null }> {
-  const rows = JSON.parse((await cli(["list", "--json"])).stdout) as { name: string; status: string; lastExit: { reason: string } | null }[];
-  return rows.find((r) => r.name === "bomb")!;
-}
+const cli = (args: string[]) => projectCli(project, join(root, "home")).cli(args);
+const status = () => projectCli(project, join(root, "home")).status("bomb");
 
 function lastExit(): { maxRssKb: number; reason: string } {
   const managed = join(root, "home", "managed");

@@ -6,6 +6,7 @@ import { managedDir } from "../../src/paths.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { runWorkerCli } from "../helpers.js";
+import { expectWorkersFileRefused } from "./refused-workers-file.js";
 
 // A demanding user's iii.workers.yaml: what add/remove/list/inspect do with a file they wrote by hand, or one that
 // is not a file at all. The product rule: bad input gets one clear line and a non-zero exit, and loses no data.
@@ -98,16 +99,7 @@ describe("a file iii cannot read is refused in one line and left as it was", () 
   ];
   for (const [what, text, message] of yamlCases) {
     it(`${what}: list, add and remove say so in one line, exit 1, and the file is unchanged`, async () => {
-      const { cwd, path, env } = project(text);
-      const before = readFileSync(path);
-      for (const args of [["list"], ["add", "ghcr.io/acme/w:1", "--no-pull"], ["remove", "a"], ["inspect", "a"]]) {
-        const run = await runWorkerCli(args, { cwd, env });
-        expect(run.code, `${args[0]}: ${run.stderr}`).toBe(1);
-        expect(run.stderr.trim().split("\n"), args[0]).toHaveLength(1);
-        expect(run.stderr.trim(), args[0]).toMatch(message);
-      }
-      expect(readFileSync(path).equals(before)).toBe(true);
-      expect(readdirSync(cwd).filter((n) => n.endsWith(".tmp"))).toEqual([]);
+      await expectWorkersFileRefused(project(text), [["list"], ["add", "ghcr.io/acme/w:1", "--no-pull"], ["remove", "a"], ["inspect", "a"]], message);
     });
   }
 

@@ -1,8 +1,9 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runWorkerCli } from "../helpers.js";
+import { expectWorkersFileRefused } from "./refused-workers-file.js";
 
 // review5-s18 #3-#7: what the real CLI makes of YAML that says less (or more) than it seems to.
 let dir: string;
@@ -26,16 +27,7 @@ function wasmFile(cwd: string): string {
 }
 
 async function refusedEverywhere(text: string, message: RegExp): Promise<void> {
-  const { cwd, path, env } = project(text);
-  const before = readFileSync(path);
-  for (const args of [["list"], ["inspect", "a"], ["add", "ghcr.io/acme/w:1", "--name", "b", "--no-pull"], ["remove", "a"]]) {
-    const run = await runWorkerCli(args, { cwd, env });
-    expect(run.code, `${args[0]}: ${run.stderr}`).toBe(1);
-    expect(run.stderr.trim().split("\n"), args[0]).toHaveLength(1);
-    expect(run.stderr.trim(), args[0]).toMatch(message);
-  }
-  expect(readFileSync(path).equals(before)).toBe(true);
-  expect(readdirSync(cwd).filter((n) => n.endsWith(".tmp"))).toEqual([]);
+  await expectWorkersFileRefused(project(text), [["list"], ["inspect", "a"], ["add", "ghcr.io/acme/w:1", "--name", "b", "--no-pull"], ["remove", "a"]], message);
 }
 
 describe("a number where iii expects text (#3): refused in one line naming the field, never re-stringified", () => {

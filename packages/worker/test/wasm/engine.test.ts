@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { startEngineStandin, type EngineStandin, type StandinEvent } from "../../../../tools/engine-standin/src/index.js";
-import { runWorkerCli } from "../helpers.js";
+import { projectCli } from "./project-cli.js";
 
 // The example component (examples/wasm-worker, JavaScript componentized by jco) joins the engine stand-in: the
 // runner registers what its `handler.functions()` lists through the real iii-sdk, invocations reach
@@ -33,14 +33,8 @@ afterAll(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-function cli(args: string[]) {
-  return runWorkerCli(args, { cwd: project, env: { III_HOME: join(root, "home") } });
-}
-
-async function status(): Promise<{ status: string; lastExit: { reason: string } | null }> {
-  const rows = JSON.parse((await cli(["list", "--json"])).stdout) as { name: string; status: string; lastExit: { reason: string } | null }[];
-  return rows.find((r) => r.name === "greet")!;
-}
+const cli = (args: string[]) => projectCli(project, join(root, "home")).cli(args);
+const status = () => projectCli(project, join(root, "home")).status("greet");
 
 it("the example component registers its functions with the engine and answers invocations; engine.trigger reaches the engine", async () => {
   expect((await cli(["add", "./greet.wasm"])).code).toBe(0);
