@@ -696,7 +696,7 @@ let parentDeath: string[] | undefined;
  * ended. Without setpriv (util-linux) there is no watch.
  */
 function watchQemuForParentDeath(qemu: { pid: number; startTime: number }): ChildProcess | undefined {
-  if (!existsSync(SETPRIV) || qemu.pid <= 0 || !qemu.startTime) return undefined;
+  if (parentDeathWrapper().length === 0 || qemu.pid <= 0 || !qemu.startTime) return undefined;
   // /proc/PID/stat field 22 is the start time in ticks (QEMU's comm has no space or parenthesis).
   const script =
     'same() { [ "$(cut -d" " -f22 "/proc/$1/stat" 2>/dev/null)" = "$2" ]; }; ' +
