@@ -5,6 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { NetworkStack } from "../src/index.js";
+import { DEFAULT_LIMITS } from "../src/stack/config.js";
+import { TCP_RECEIVE_FLOOR_BYTES } from "../src/stack/tcp-sockets.js";
 import { FrameDecoder } from "../src/transport/frame-decoder.js";
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from "../src/wire/tcp.js";
 import { GuestFrames, fixChecksums } from "./frames.js";
@@ -118,6 +120,7 @@ describe("fuzz: random and mutated frames", () => {
       },
     ];
 
+    const overCommitted: number[] = [];
     const heapBefore = process.memoryUsage().heapUsed;
     let maxTcp = 0;
     let maxUdp = 0;
@@ -148,6 +151,9 @@ describe("fuzz: random and mutated frames", () => {
       if ((i & 0x3fff) === 0) {
         maxTcp = Math.max(maxTcp, stack.tracker.count("tcp"));
         maxUdp = Math.max(maxUdp, stack.tracker.count("udp"));
+        // What the flows have promised the guest stays within the receive budget plus one floor per flow.
+        const bound = DEFAULT_LIMITS.tcpReceiveBudgetBytes + stack.tracker.count("tcp") * TCP_RECEIVE_FLOOR_BYTES;
+        if (stack.tcpReceiveCommittedBytes > bound || stack.tcpReceiveCommittedBytes < 0) overCommitted.push(stack.tcpReceiveCommittedBytes);
         await new Promise((res) => setImmediate(res)); // let sockets, timers and DNS make progress
       }
     }
@@ -166,5 +172,9 @@ describe("fuzz: random and mutated frames", () => {
     expect(maxTcp).toBeLessThanOrEqual(256);
     expect(maxUdp).toBeLessThanOrEqual(32);
     expect(heapGrowth).toBeLessThan(256 * 1024 * 1024);
+    expect(overCommitted).toEqual([]);
+    // Every flow gives its promise back when it ends, whichever way it ended.
+    await stack.close();
+    expect(stack.tcpReceiveCommittedBytes).toBe(0);
   }, 240_000);
 });
