@@ -24,6 +24,7 @@ import { getWorker } from "./workers.js";
 import { isWasmImage, type WorkerSpec } from "./state/model.js";
 import { canReadWrite, writableDirError } from "./host/writable.js";
 import { writeFileAtomic } from "./util/atomic-write.js";
+import { checkOutputPath } from "./host/output-file.js";
 import { resolveAccel } from "./vmm/accel.js";
 
 /** After the grace period, how long the supervisor may take to kill QEMU and clean up. */
@@ -136,6 +137,9 @@ export function capturePathFor(file: string, cwd: string): string {
   }
   const error = existsSync(path) ? canReadWrite(path) : writableDirError(dirname(path));
   if (error) throw new IiiError("InvalidOption", `invalid --capture ${file}: cannot write ${path}: ${error}`);
+  // The supervisor writes it as root: no link or file of another user's on the way (host/output-file.ts). Checked
+  // again where it is opened.
+  checkOutputPath(path, `--capture ${file}`);
   return path;
 }
 
