@@ -4,7 +4,7 @@ import { dirname, resolve } from "node:path";
 import { access, chmod, mkdir, rm, stat, constants } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { IiiError } from "./errors.js";
-import { holdWorkerOperation } from "./state/worker-op-lock.js";
+import { awaitWorkerOperation, holdWorkerOperation } from "./state/worker-op-lock.js";
 import { withImagesInUse } from "./images/cache/in-use-lock.js";
 import { assertProjectFileNotShared } from "./launch/share-safety.js";
 import { isSameProcessAlive } from "./host/process-identity.js";
@@ -89,6 +89,34 @@ export async function stopWorker(name: string, options: StopOptions = {}): Promi
   // vm.json as it is now: the supervisor may have recorded QEMU and its daemons after the first read.
   await cleanupStaleWorker(paths, (await readVmRecord(name, env, cwd)) ?? record);
   return "stopped";
+}
+
+/**
+ * `stop` from the CLI (stop, stop-all, restart). A worker with no live run may have a `start` under way that has not
+ * recorded its run yet (checks, an image pull, the supervisor spawning: vm.json comes last): stopWorker alone said
+ * "not running" then and the start booted on, so the VM ran after a stop that returned 0 (review rev6i). This waits
+ * for that start (the worker's operation lock, which a start holds until READY or its failure), then stops what it
+ * started. Cleaning up after a crashed run happens under that lock too, so it cannot meet a new run's supervisor
+ * (it unmounts everything under the worker's directory and deletes vm.json and the sockets). Not for a process that
+ * holds that lock itself (remove --force, a start's own interrupt).
+ */
+export async function stopWorkerAfterStart(name: string, options: StopOptions & { onWait?: () => void } = {}): Promise<StopOutcome> {
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  const before = await readVmRecord(name, env, cwd);
+  if (before && isSameProcessAlive(before)) return stopWorker(name, options);
+  const held = await awaitWorkerOperation(name, env, cwd, options.onWait ? { onWait: options.onWait } : {});
+  const record = await readVmRecord(name, env, cwd);
+  if (record && isSameProcessAlive(record)) {
+    // The start it waited for is up: a live run is stopped as any (a start meanwhile sees it running).
+    await held.release();
+    return stopWorker(name, options);
+  }
+  try {
+    return await stopWorker(name, options);
+  } finally {
+    await held.release();
+  }
 }
 
 /** A supervisor that recorded the end of its run may still be releasing its mounts and children: wait for it. */
