@@ -4,7 +4,7 @@ import { dirname, resolve } from "node:path";
 import { access, chmod, mkdir, rm, stat, constants } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { IiiError } from "./errors.js";
-import { holdWorkerOperation } from "./state/worker-op-lock.js";
+import { awaitWorkerOperation, holdWorkerOperation } from "./state/worker-op-lock.js";
 import { withImagesInUse } from "./images/cache/in-use-lock.js";
 import { assertProjectFileNotShared } from "./launch/share-safety.js";
 import { isSameProcessAlive } from "./host/process-identity.js";
@@ -24,6 +24,7 @@ import { getWorker } from "./workers.js";
 import { isWasmImage, type WorkerSpec } from "./state/model.js";
 import { canReadWrite, writableDirError } from "./host/writable.js";
 import { writeFileAtomic } from "./util/atomic-write.js";
+import { checkOutputPath } from "./host/output-file.js";
 import { resolveAccel } from "./vmm/accel.js";
 
 /** After the grace period, how long the supervisor may take to kill QEMU and clean up. */
@@ -90,6 +91,34 @@ export async function stopWorker(name: string, options: StopOptions = {}): Promi
   return "stopped";
 }
 
+/**
+ * `stop` from the CLI (stop, stop-all, restart). A worker with no live run may have a `start` under way that has not
+ * recorded its run yet (checks, an image pull, the supervisor spawning: vm.json comes last): stopWorker alone said
+ * "not running" then and the start booted on, so the VM ran after a stop that returned 0 (review rev6i). This waits
+ * for that start (the worker's operation lock, which a start holds until READY or its failure), then stops what it
+ * started. Cleaning up after a crashed run happens under that lock too, so it cannot meet a new run's supervisor
+ * (it unmounts everything under the worker's directory and deletes vm.json and the sockets). Not for a process that
+ * holds that lock itself (remove --force, a start's own interrupt).
+ */
+export async function stopWorkerAfterStart(name: string, options: StopOptions & { onWait?: () => void } = {}): Promise<StopOutcome> {
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  const before = await readVmRecord(name, env, cwd);
+  if (before && isSameProcessAlive(before)) return stopWorker(name, options);
+  const held = await awaitWorkerOperation(name, env, cwd, options.onWait ? { onWait: options.onWait } : {});
+  const record = await readVmRecord(name, env, cwd);
+  if (record && isSameProcessAlive(record)) {
+    // The start it waited for is up: a live run is stopped as any (a start meanwhile sees it running).
+    await held.release();
+    return stopWorker(name, options);
+  }
+  try {
+    return await stopWorker(name, options);
+  } finally {
+    await held.release();
+  }
+}
+
 /** A supervisor that recorded the end of its run may still be releasing its mounts and children: wait for it. */
 export async function awaitEndedSupervisor(name: string, env: NodeJS.ProcessEnv, cwd: string, timeoutMs = 15_000): Promise<void> {
   const record = await readVmRecord(name, env, cwd);
@@ -136,6 +165,9 @@ export function capturePathFor(file: string, cwd: string): string {
   }
   const error = existsSync(path) ? canReadWrite(path) : writableDirError(dirname(path));
   if (error) throw new IiiError("InvalidOption", `invalid --capture ${file}: cannot write ${path}: ${error}`);
+  // The supervisor writes it as root: no link or file of another user's on the way (host/output-file.ts). Checked
+  // again where it is opened.
+  checkOutputPath(path, `--capture ${file}`);
   return path;
 }
 

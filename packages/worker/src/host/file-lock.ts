@@ -41,7 +41,7 @@ const LOCK_OPEN_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_APP
 async function openLockFile(lockPath: string): Promise<FileHandle> {
   let handle: FileHandle;
   try {
-    handle = await open(lockPath, LOCK_OPEN_FLAGS, 0o644);
+    handle = await open(lockPath, LOCK_OPEN_FLAGS, 0o600);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === "ELOOP" && (await lstat(lockPath).catch(() => undefined))?.isSymbolicLink()) {
@@ -58,6 +58,10 @@ async function openLockFile(lockPath: string): Promise<FileHandle> {
     await handle.close();
     throw new IiiError("StateFileUnwritable", `lock file ${lockPath} is not a regular file: refusing to use it; remove it and retry`);
   }
+  // flock(2) needs no write access: any user who can open a lock file for reading can hold it for ever, and every
+  // add/remove of the project then timed out (`iii.workers.yaml.lock` sits in the project directory, 0644 until
+  // review rev6i). A lock file is 0600, and one of ours made readable by others before is made so too.
+  if ((info.mode & 0o077) !== 0 && info.uid === process.geteuid?.()) await handle.chmod(info.mode & 0o700).catch(() => {});
   return handle;
 }
 

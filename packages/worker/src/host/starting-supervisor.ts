@@ -15,10 +15,25 @@ function nulSeparated(path: string): string[] | undefined {
 }
 
 /**
+ * Whether every uid of `pid` (real, effective, saved, filesystem: /proc/<pid>/status) is `uid`. Not the owner of
+ * /proc/<pid>: a process that makes itself non-dumpable (any process may) shows root as that owner.
+ */
+function runsAs(pid: number, uid: number): boolean {
+  try {
+    const line = /^Uid:\s+(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+    return line !== undefined && line.trim().split(/\s+/).every((id) => Number(id) === uid);
+  } catch {
+    return false;
+  }
+}
+
+/**
  * A live supervisor process of the worker whose state lives in `dir` (managedDir), found by its command line and
  * environment in /proc: how an exec tells "a start is under way and has not recorded its run yet" (no vm.json
  * until the supervisor has its lock and slot, the first ~0.1–0.3 s of a start) from "not running". Only this
- * user's processes can be read; undefined when there is none.
+ * user's processes count: root reads every process's command line and environment, and another local user's
+ * process with the same ones (`node /tmp/x/supervisor.js NAME DIR`, III_HOME=root's) made root's exec of a stopped
+ * worker wait a minute for a boot that never came (review rev6i). Undefined when there is none.
  */
 export function findStartingSupervisor(name: string, dir: string): ProcessIdentity | undefined {
   let pids: string[];
@@ -27,9 +42,11 @@ export function findStartingSupervisor(name: string, dir: string): ProcessIdenti
   } catch {
     return undefined;
   }
+  const uid = process.geteuid?.();
   for (const entry of pids) {
     const pid = Number(entry);
     if (pid === process.pid) continue;
+    if (uid !== undefined && !runsAs(pid, uid)) continue;
     const argv = nulSeparated(`/proc/${pid}/cmdline`);
     if (!argv || argv.length !== 4 || !SUPERVISOR_ENTRY.test(argv[1]!) || argv[2] !== name) continue;
     const environ = nulSeparated(`/proc/${pid}/environ`);

@@ -1,6 +1,7 @@
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { IiiError } from "../errors.js";
-import { tryHoldFileLock } from "../host/file-lock.js";
+import { holdFileLock, tryHoldFileLock } from "../host/file-lock.js";
 import { mkdirs } from "../host/mkdirs.js";
 import { iiiHome, projectKey } from "../paths.js";
 
@@ -30,4 +31,31 @@ export async function holdWorkerOperation(
     throw new IiiError("WorkerRunning", `worker "${name}" is being started or removed by another command; ${operation} it again once that one is done`);
   }
   return held;
+}
+
+/**
+ * Takes the worker's operation lock, waiting (up to `timeoutMs`) while a `start` or `remove` of it runs. For `stop`:
+ * a start under way (checks, an image pull) has no live run to stop yet, and the stop said "not running" while the
+ * start booted on (review rev6i). `onWait` is called once if it has to wait. Never in a process that holds the
+ * lock itself. A home with no lock there (no start of the worker ever ran in it) or where it cannot be opened gets
+ * none.
+ */
+export async function awaitWorkerOperation(
+  name: string,
+  env: NodeJS.ProcessEnv = process.env,
+  projectDir: string = process.cwd(),
+  options: { timeoutMs?: number; onWait?: () => void } = {},
+): Promise<{ release: () => Promise<void> }> {
+  const path = join(iiiHome(env), "locks", projectKey(projectDir), `${name}.lock`);
+  const none = { release: async () => {} };
+  if (!existsSync(path)) return none;
+  let free: { release: () => Promise<void> } | undefined;
+  try {
+    free = await tryHoldFileLock(path);
+  } catch {
+    return none;
+  }
+  if (free) return free;
+  options.onWait?.();
+  return holdFileLock(path, { timeoutMs: options.timeoutMs ?? 30 * 60_000, what: `the start (or remove) of worker "${name}" under way` });
 }

@@ -290,14 +290,16 @@ function serializeChangedDocument(before: ParsedWorkersFile, after: WorkersFile)
  * swapped in after the check is replaced, not written through. An existing file keeps its mode.
  */
 async function writeAtomically(path: string, text: string): Promise<void> {
-  const mode = (await existingFileMode(path)) ?? 0o644;
+  // A new file is 0666 less the umask, as any file the user makes: it holds `--env` values, and a fixed 0644 made it
+  // readable by every local user under `umask 077` (review rev6i).
+  const existing = await existingFileMode(path);
   const tmp = `${path}.${randomBytes(6).toString("hex")}.tmp`;
   const leave = enterWrite();
   try {
-    const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
+    const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, existing ?? 0o666);
     try {
       await fh.writeFile(text);
-      await fh.chmod(mode);
+      if (existing !== undefined) await fh.chmod(existing);
       await fh.sync();
     } finally {
       await fh.close();

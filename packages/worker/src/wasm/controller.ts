@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { closeSync, openSync } from "node:fs";
+import { closeSync, openSync, realpathSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -18,6 +18,7 @@ import { packageClosure, packageInfo, readRoots } from "./packages.js";
 import { SHIM_INTERFACES, shimModuleUrl, transpileComponent } from "./transpile.js";
 import { assertClearOfIii } from "../launch/share-safety.js";
 import { realOrSelf } from "../util/path-within.js";
+import { changeableByOthers } from "../state/home-safety.js";
 
 export const WASM_RUNNER_ENTRY = fileURLToPath(new URL("./wasm-runner.js", import.meta.url));
 export const WASI_CONFIG_FILE = "wasi-config.json";
@@ -99,6 +100,16 @@ export async function startWasmWorker(name: string, spec: WorkerSpec, options: W
   const { env, cwd } = options;
   const t0 = performance.now();
   const module = wasmModulePath(spec.image);
+  // Read as this user (root, for most), with the mounts and network this worker was given: a module another local
+  // user can replace (a directory they can write and that is not sticky) would run as theirs (review rev6i: uid
+  // 65534 swapped /srv/pub/app.wasm and root's `start` ran its module). As oci: layouts are refused.
+  let why: string | undefined;
+  try {
+    why = changeableByOthers(realpathSync(module));
+  } catch {
+    why = undefined; // missing or unreadable: said by the read below
+  }
+  if (why) throw new IiiError("WasmInvalid", `refusing to run ${module}: ${why}, so another user could replace it; keep it where only you (or root) can write`);
   let bytes: Buffer;
   try {
     bytes = await readFile(module);

@@ -17,7 +17,8 @@ export function registerStop(program: Command): void {
 }
 
 export async function stopOne(name: string, graceMs: number): Promise<string> {
-  const { stopWorker } = await import("../../lifecycle.js");
-  const outcome = await stopWorker(name, { graceMs });
+  const { stopWorkerAfterStart } = await import("../../lifecycle.js");
+  // A start of it under way (no run recorded yet) is waited for, then stopped.
+  const outcome = await stopWorkerAfterStart(name, { graceMs, onWait: () => console.error(`waiting for the start of ${name} under way, to stop it`) });
   return outcome === "stopped" ? `stopped ${name}` : outcome === "cleaned-crashed" ? `${name} had crashed; cleaned up` : `${name} is not running`;
 }
