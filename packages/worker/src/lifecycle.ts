@@ -10,6 +10,7 @@ import { assertProjectFileNotShared } from "./launch/share-safety.js";
 import { isSameProcessAlive } from "./host/process-identity.js";
 import { iiiHome, managedRoot, workerPaths, workersFilePath, type WorkerPaths } from "./paths.js";
 import { readVmRecord } from "./state/vm-record.js";
+import { assertRootfsOnlyOurs } from "./state/home-safety.js";
 import { workerStatus } from "./status.js";
 import { cleanupStaleWorker, lazyUnmount, mountsUnder } from "./supervisor/cleanup.js";
 import { DEFAULT_BOOT_TIMEOUT_MS, DEFAULT_STOP_GRACE_MS, type HostChoices, type LaunchRequest } from "./launch/request.js";
@@ -192,6 +193,9 @@ async function resolveRootfs(image: string, env: NodeJS.ProcessEnv, pull: PullPo
   if (image.startsWith("dir:")) {
     const rootfs = image.slice("dir:".length);
     if (!(await isDirectory(rootfs))) throw new IiiError("RootfsNotFound", `rootfs directory ${rootfs} does not exist`);
+    // Booted in place, as this user (root, for most), with this worker's shares and network: a rootfs another local
+    // user can change would run their code as guest root (review rev6i: alice edits bin/sh of /home/alice/rootfs).
+    assertRootfsOnlyOurs(rootfs, image);
     return { rootfs };
   }
   // The image store and its registry client load only for an image (`start` of a dir: rootfs stays light).

@@ -2,6 +2,7 @@ import { mkdirs } from "../host/mkdirs.js";
 import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { isAbsolute, join } from "node:path";
 import { errnoCode, IiiError } from "../errors.js";
+import { assertRootfsOnlyOurs } from "../state/home-safety.js";
 import { iiiHome } from "../paths.js";
 import { formatImageReference, isLocalSource, parseImageReference, type ImageReference } from "./oci/reference.js";
 import { ImageStore, PRIVATE_DIR_MODE, treeSize, writeAtomic, type CachedImageRecord } from "./cache/store.js";
@@ -188,6 +189,10 @@ async function ensureDir(store: ImageStore, path: string, image: string): Promis
   if (!isAbsolute(path)) throw new IiiError("InvalidReference", `${image}: the path must be absolute`);
   const stats = await stat(path).catch(() => undefined);
   if (!stats?.isDirectory()) throw new IiiError("RootfsNotFound", `${image}: ${path} is not a directory`);
+  // Booted in place, as this user (root, for most), with this worker's shares and network: a rootfs another local
+  // user can change would run their code (review rev6i: alice edits bin/sh of /home/alice/rootfs, root's worker runs
+  // it as guest root beside root's writable share).
+  assertRootfsOnlyOurs(path, image);
   const digest = sha256Digest(`dir:${path}`);
   // A dir: rootfs is used in place and can change at any time, so its config is read fresh on every call.
   const config = await runtimeConfigFromRootfs({}, path, image);

@@ -1,5 +1,5 @@
-import { lstatSync, realpathSync, statSync, type Stats } from "node:fs";
-import { dirname } from "node:path";
+import { lstatSync, readdirSync, realpathSync, statSync, type Stats } from "node:fs";
+import { dirname, join } from "node:path";
 import { errnoCode, IiiError } from "../errors.js";
 
 /**
@@ -72,6 +72,42 @@ export function changeableByOthers(path: string, uid: number | undefined = proce
   if (othersCanWrite(stats)) return `${path} is writable by other users (mode ${modeText(stats)})`;
   const why = ancestorsChangeableBy(dirname(realpathSync(path)), uid, (_dir, error) => error);
   return why ? `${why.dir} ${why.reason}` : undefined;
+}
+
+/**
+ * Why a directory this process boots as a VM's root (a `dir:` rootfs, used in place) could be changed by a user other
+ * than this one and root, or undefined: the directory itself must be this user's or root's and writable by no one
+ * else, and so must every directory above it (sticky allowed); its top-level entries writable by no one else (a
+ * directory may be if sticky, as an image's /tmp is). Their owners are not checked: an unpacked image keeps the uids
+ * it declares (a /srv of uid 1000), which may or may not be a user of this host. Deeper entries are not walked.
+ */
+export function rootfsChangeableByOthers(dir: string, uid: number | undefined = process.geteuid?.()): string | undefined {
+  if (uid === undefined) return undefined;
+  const real = realpathSync(dir);
+  const top = lstatSync(real);
+  if (top.uid !== uid && top.uid !== 0) return `${real} belongs to uid ${top.uid}`;
+  if (othersCanWrite(top)) return `${real} is writable by other users (mode ${modeText(top)})`;
+  for (const name of readdirSync(real)) {
+    const entry = lstatSync(join(real, name));
+    const path = join(real, name);
+    if (!entry.isSymbolicLink() && othersCanWrite(entry) && !(entry.isDirectory() && (entry.mode & 0o1000) !== 0)) {
+      return `${path} is writable by other users (mode ${modeText(entry)})`;
+    }
+  }
+  if (dirname(real) === real) return undefined;
+  const why = ancestorsChangeableBy(dirname(real), uid, (_dir, error) => error);
+  return why ? `${why.dir} ${why.reason}` : undefined;
+}
+
+/** Throws (ImageInvalid) when a `dir:` rootfs could be changed by another user (rootfsChangeableByOthers). */
+export function assertRootfsOnlyOurs(path: string, image: string): void {
+  let why: string | undefined;
+  try {
+    why = rootfsChangeableByOthers(path);
+  } catch (error) {
+    throw new IiiError("RootfsNotFound", `${image}: cannot check ${path}: ${(error as Error).message}`, { cause: error });
+  }
+  if (why) throw new IiiError("ImageInvalid", `${image}: refusing a rootfs another user can change: ${why}; copy it to a directory only you (or root) can write`);
 }
 
 /**
