@@ -334,7 +334,7 @@ export class QemuVmm implements Vmm {
     // With consoleAppend the log holds earlier runs: this run's lines start at the current size.
     this.consoleOffset = this.config.consoleAppend ? fileSize(this.config.consoleLogPath) : 0;
     this.qemu = this.spawnTracked("qemu", [...this.qemuCommand, ...extraArgs], join(this.config.runDir, "qemu.log"));
-    this.qemuWatch = watchQemuForParentDeath(this.qemu.record);
+    this.qemuWatch = watchQemuForParentDeath(this.qemu.record, join(this.config.runDir, "qemu-watch.log"));
     // Until its setuid QEMU runs as root: its lease must outlive this process if this process dies first.
     this.uidLease?.holdFor(this.qemu.record.pid);
     this.timings.qemuSpawnedMs = this.elapsed();
@@ -690,24 +690,36 @@ let parentDeath: string[] | undefined;
 /**
  * QEMU drops to its leased uid (-runas), which clears any parent-death signal, so it cannot die with the supervisor
  * by itself: a supervisor killed (kill -9, the OOM killer) left its VM running, unreachable, until the next `stop`
- * or `start` (seen in session 19: alive 20 s after, where an earlier machine saw it go in 0.1 s for reasons no
- * code here gave). A root shell started through `setpriv --pdeathsig TERM` waits beside it and, when the
- * supervisor dies, kills QEMU if the same process (pid and start time) still runs. cleanup() ends it once QEMU has
- * ended. Without setpriv (util-linux) there is no watch.
+ * or `start` (seen in session 19: alive 20 s after). A root shell waits beside it and, when the supervisor dies,
+ * kills QEMU if the same process (pid and start time) still runs. Two triggers, either enough: the parent-death
+ * signal (`setpriv --pdeathsig TERM`), and end of file on its stdin, a pipe only this process holds (the kernel
+ * closes it however this process ends). A clean-clone CI run once found QEMU alive 10 s after its supervisor's
+ * kill -9 with only the signal armed, never reproduced here; the shell's verdict goes to `logPath`, which the
+ * kill -9 test prints when it fails. cleanup() ends the watch once QEMU has ended. Without setpriv there is none.
  */
-function watchQemuForParentDeath(qemu: { pid: number; startTime: number }): ChildProcess | undefined {
+function watchQemuForParentDeath(qemu: { pid: number; startTime: number }, logPath: string): ChildProcess | undefined {
   if (parentDeathWrapper().length === 0 || qemu.pid <= 0 || !qemu.startTime) return undefined;
   // /proc/PID/stat field 22 is the start time in ticks (QEMU's comm has no space or parenthesis).
   const script =
-    'same() { [ "$(cut -d" " -f22 "/proc/$1/stat" 2>/dev/null)" = "$2" ]; }; ' +
-    'trap \'same "$0" "$1" && kill -9 "$0"; kill "$!" 2>/dev/null; exit 0\' TERM; ' +
-    "sleep infinity & wait";
+    'qemu="$0"; started="$1"; ' +
+    'same() { [ "$(cut -d" " -f22 "/proc/$qemu/stat" 2>/dev/null)" = "$started" ]; }; ' +
+    'fire() { trap "" TERM; if same; then kill -9 "$qemu" && echo "$(date +%T.%N) supervisor gone ($1): killed QEMU $qemu"; ' +
+    'else echo "$(date +%T.%N) watch ended ($1): QEMU $qemu is not running"; fi; exit 0; }; ' +
+    'trap "fire signal" TERM; echo "$(date +%T.%N) watching QEMU $qemu"; read -r _; fire "end of file"';
+  let logFd: number | undefined;
   try {
-    const child = spawn(SETPRIV, ["--pdeathsig", "TERM", "--", "/bin/sh", "-c", script, String(qemu.pid), String(qemu.startTime)], { stdio: "ignore" });
+    logFd = openSync(logPath, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND, 0o644);
+    const child = spawn(SETPRIV, ["--pdeathsig", "TERM", "--", "/bin/sh", "-c", script, String(qemu.pid), String(qemu.startTime)], {
+      stdio: ["pipe", logFd, logFd],
+    });
     child.on("error", () => undefined);
+    child.stdin?.on("error", () => undefined);
     child.unref();
+    (child.stdin as unknown as { unref?: () => void } | null)?.unref?.();
     return child;
   } catch {
     return undefined;
+  } finally {
+    if (logFd !== undefined) closeSync(logFd);
   }
 }

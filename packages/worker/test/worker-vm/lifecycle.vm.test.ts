@@ -146,8 +146,13 @@ describe.skipIf(!!skip)("worker lifecycle in a real VM (vm)", () => {
     const alive = () => vm.children.filter((c) => running(c.pid));
     const killedAt = Date.now();
     await waitFor(() => alive().length === 0, 10_000, "QEMU and virtiofsd to die with their supervisor").catch((error: Error) => {
-      throw new Error(`${error.message}: still alive ${JSON.stringify(alive())}`);
+      const states = alive().map((c) => `${c.pid}: ${procStatus(c.pid)}`).join("; ");
+      throw new Error(`${error.message}: still alive ${JSON.stringify(alive())} (${states})\n--- qemu-watch.log ---\n${p.read("managed/victim/run/qemu-watch.log")}\n--- processes ---\n${processesMentioning(p.home).join("\n")}${p.diagnostics("victim")}`);
     });
+    // The watch writes its line just after its kill.
+    const killedByWatch = /supervisor gone \((signal|end of file)\): killed QEMU \d+/;
+    await waitFor(() => killedByWatch.test(p.read("managed/victim/run/qemu-watch.log")), 5_000, "the watch's line").catch(() => {});
+    expect(p.read("managed/victim/run/qemu-watch.log")).toMatch(killedByWatch);
     console.log(`[vm] kill -9 of the supervisor: QEMU and virtiofsd gone after ${Date.now() - killedAt} ms`);
     await waitFor(async () => JSON.parse((await p.cli(["list", "--json"])).stdout)[0].status === "crashed", 10_000, "crashed status");
     const again = await p.cli(["start", "victim"]);
@@ -350,3 +355,23 @@ describe.skipIf(!!skip)("worker lifecycle in a real VM (vm)", () => {
     expect(existsSync(p.managed("gone"))).toBe(false);
   }, 120_000);
 });
+
+/** State and kernel wait channel of a process and its threads, for a failure message. */
+function procStatus(pid: number): string {
+  try {
+    const threads = readdirSync(`/proc/${pid}/task`).map((tid) => {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      const wchan = (() => {
+        try {
+          return readFileSync(`/proc/${pid}/task/${tid}/wchan`, "utf8");
+        } catch {
+          return "?";
+        }
+      })();
+      return `${tid}:${stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3)}/${wchan}`;
+    });
+    return threads.join(",");
+  } catch (error) {
+    return `unreadable (${(error as Error).message})`;
+  }
+}
