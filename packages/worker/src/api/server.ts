@@ -24,6 +24,8 @@ export interface ApiServerDeps {
   ping: () => Promise<number>;
   /** Restarts only the workload (dev-mode hot reload); false while the guest is not ready. */
   restart: (graceMs: number) => boolean;
+  /** The vCPUs' registers read by the VMM (Vmm.vcpuRegisters); undefined where the VMM cannot. */
+  vcpuRegisters?: () => Promise<string>;
 }
 
 const MAX_BODY_BYTES = 1024 * 1024;
@@ -185,6 +187,13 @@ export class ApiServer {
       const graceMs = typeof body.graceMs === "number" ? body.graceMs : undefined;
       sendJson(res, 202, { stopping: true });
       this.deps.stop(graceMs);
+      return;
+    }
+    if (method === "GET" && path === "/debug/registers") {
+      if (!this.deps.vcpuRegisters) throw new HttpError(501, "this VMM cannot read its vCPUs' registers");
+      const text = await this.deps.vcpuRegisters();
+      res.writeHead(200, { "content-type": "text/plain; charset=utf-8" });
+      res.end(text);
       return;
     }
     if (method === "GET" && path === "/ping") {

@@ -411,6 +411,12 @@ export class QemuVmm implements Vmm {
     return this.exitPromise;
   }
 
+  async vcpuRegisters(): Promise<string> {
+    if (!this.qmp || !this.qemu || this.qemu.done) throw new IiiError("VmNotRunning", `VM ${this.config.name} is not running`);
+    const text = await this.qmp.execute("human-monitor-command", { "command-line": "info registers -a" });
+    return typeof text === "string" ? text : JSON.stringify(text);
+  }
+
   async stop(options: { timeoutMs?: number } = {}): Promise<VmExit> {
     this.closeListenFds();
     if (!this.qemu || !this.exitPromise) {

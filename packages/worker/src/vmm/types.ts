@@ -156,6 +156,11 @@ export interface Vmm extends AsyncDisposable {
   readonly failure: IiiError | undefined;
   /** How the VMM process runs confined once prepared, in a few words for the supervisor's log. */
   readonly confinementSummary?: string;
+  /**
+   * Optional: each vCPU's registers as the VMM prints them, read without the guest's help: where a guest that
+   * answers nothing is spinning (its instruction pointer, privilege level, halted or not).
+   */
+  vcpuRegisters?(): Promise<string>;
 }
 
 /** What every VMM adapter is built from: the VM's config and the host's choices made once per start. */

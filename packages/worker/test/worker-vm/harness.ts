@@ -1,4 +1,5 @@
 import { execFileSync, spawnSync } from "node:child_process";
+import { request } from "node:http";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -110,6 +111,60 @@ export function hostThreadsSnapshot(needle: string, pids: number[] = []): string
     }
     if (!(cmdline.includes(needle) || pids.includes(Number(pid))) || pid === String(process.pid)) continue;
     lines.push(`${pid} ${cmdline.slice(0, 160)}`, processThreadsReport(Number(pid)));
+  }
+  return lines.join("\n");
+}
+
+/** One vCPU's registers as the supervisor's GET /debug/registers reads them through QEMU. */
+export interface VcpuSample {
+  rip: string;
+  /** 0: the guest kernel; 3: a guest process. */
+  cpl: number;
+  halted: boolean;
+}
+
+/** GET /debug/registers on a worker's api.sock (its managed dir): the raw text, or the error. */
+export function vcpuRegisters(managedDir: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: join(managedDir, "api.sock"), path: "/debug/registers", timeout: 5_000 }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => (body += chunk));
+      res.on("end", () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`GET /debug/registers: ${res.statusCode} ${body}`))));
+    });
+    req.on("timeout", () => req.destroy(new Error("GET /debug/registers: no answer within 5 s")));
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+/** Each vCPU's instruction pointer, privilege level and halt state, from `info registers -a`. */
+export function parseVcpuRegisters(text: string): VcpuSample[] {
+  return text
+    .split(/(?=RAX=)/)
+    .filter((cpu) => cpu.includes("RIP="))
+    .map((cpu) => ({
+      rip: /RIP=([0-9a-f]+)/.exec(cpu)?.[1] ?? "?",
+      cpl: Number(/CPL=(\d)/.exec(cpu)?.[1] ?? -1),
+      halted: /HLT=1/.test(cpu),
+    }));
+}
+
+/**
+ * For a failure message about a guest that answers nothing: `rounds` samples of its vCPUs 200 ms apart (RIP,
+ * kernel or user, halted), so a spinning guest says where it spins (a kernel RIP maps to a symbol through the
+ * guest's /proc/kallsyms, the same on every boot of that kernel without KASLR).
+ */
+export async function vcpuSnapshot(managedDir: string, rounds = 10): Promise<string> {
+  const lines: string[] = [];
+  for (let i = 0; i < rounds; i++) {
+    try {
+      const samples = parseVcpuRegisters(await vcpuRegisters(managedDir));
+      lines.push(samples.map((s, cpu) => `cpu${cpu} RIP=${s.rip} ${s.cpl === 0 ? "kernel" : s.cpl === 3 ? "user" : `CPL=${s.cpl}`}${s.halted ? " halted" : ""}`).join("  "));
+    } catch (error) {
+      lines.push((error as Error).message);
+    }
+    await new Promise((r) => setTimeout(r, 200));
   }
   return lines.join("\n");
 }

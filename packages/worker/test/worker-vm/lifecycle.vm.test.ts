@@ -4,7 +4,7 @@ import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tryHoldFileLock } from "../../src/host/file-lock.js";
 import { staticElfProblem } from "../../src/launch/guest-init.js";
-import { busyboxRootfs, mountsUnder, processesMentioning, Project, vmSkipReason, waitFor } from "./harness.js";
+import { busyboxRootfs, mountsUnder, parseVcpuRegisters, processesMentioning, Project, vcpuRegisters, vmSkipReason, waitFor } from "./harness.js";
 
 const skip = vmSkipReason();
 if (skip) console.warn(`[vm] skipping worker lifecycle VM tests: ${skip}`);
@@ -163,6 +163,26 @@ describe.skipIf(!!skip)("worker lifecycle in a real VM (vm)", () => {
     expect(mountsUnder(p.home)).toEqual([]);
     expect(processesMentioning(p.home)).toEqual([]);
   }, 180_000);
+
+  it("GET /debug/registers says where a guest's vCPUs are without the guest's help: a busy loop in user mode, an idle guest halted", async () => {
+    const p = project();
+    expect((await p.cli(["add", `dir:${rootfs}`, "--name", "regs", "--cpus", "2", "--", "sh", "-c", "echo up; while :; do :; done"])).code).toBe(0);
+    const started = await p.cli(["start", "regs"]);
+    expect(started.code, started.stderr + p.diagnostics("regs")).toBe(0);
+    const sample = async () => parseVcpuRegisters(await vcpuRegisters(p.managed("regs")));
+    const samples = [];
+    for (let i = 0; i < 20; i++) {
+      samples.push(...(await sample()));
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(samples.every((s) => /^[0-9a-f]{16}$/.test(s.rip))).toBe(true);
+    // Two vCPUs each time; one spins in the shell's loop (user mode, CPL 3), the other idles halted in the kernel.
+    expect(samples.length).toBe(40);
+    expect(samples.filter((s) => s.cpl === 3 && !s.halted).length).toBeGreaterThan(10);
+    expect(samples.filter((s) => s.cpl === 0 && s.halted).length).toBeGreaterThan(10);
+    expect((await p.cli(["stop", "regs", "--timeout", "1"])).code).toBe(0);
+    await expect(vcpuRegisters(p.managed("regs"))).rejects.toThrow(/ENOENT|ECONNREFUSED/);
+  }, 120_000);
 
   it("a stop that comes while the VM boots leaves no QEMU, virtiofsd, FUSE server or mount behind", async () => {
     // Reviewer's attack: a stop before QEMU's spawn found nothing to stop, the boot went on, and the stop's

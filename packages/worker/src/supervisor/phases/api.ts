@@ -31,6 +31,10 @@ export async function apiPhase(run: SupervisorRun): Promise<void> {
       if (run.readyAt === undefined || !run.control) throw new IiiError("VmNotRunning", "the guest is not ready");
       return run.control.ping(5_000);
     },
+    vcpuRegisters: async () => {
+      if (!run.vmm?.vcpuRegisters) throw new IiiError("VmNotRunning", "the VM is not running");
+      return run.vmm.vcpuRegisters();
+    },
     restart: (graceMs) => {
       if (run.readyAt === undefined || !run.control || run.stopRequested) return false;
       log(`restarting the workload (grace ${graceMs} ms)`);
