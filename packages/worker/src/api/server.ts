@@ -26,6 +26,8 @@ export interface ApiServerDeps {
   restart: (graceMs: number) => boolean;
   /** The vCPUs' registers read by the VMM (Vmm.vcpuRegisters); undefined where the VMM cannot. */
   vcpuRegisters?: () => Promise<string>;
+  /** Each virtio device's interrupt status and rings (Vmm.virtioState); undefined where the VMM cannot. */
+  virtioState?: () => Promise<unknown>;
 }
 
 const MAX_BODY_BYTES = 1024 * 1024;
@@ -195,6 +197,10 @@ export class ApiServer {
       res.writeHead(200, { "content-type": "text/plain; charset=utf-8" });
       res.end(text);
       return;
+    }
+    if (method === "GET" && path === "/debug/virtio") {
+      if (!this.deps.virtioState) throw new HttpError(501, "this VMM cannot read its virtio devices");
+      return sendJson(res, 200, await this.deps.virtioState());
     }
     if (method === "GET" && path === "/ping") {
       return sendJson(res, 200, { controlRttMs: await this.deps.ping() });

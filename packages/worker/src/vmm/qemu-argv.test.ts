@@ -84,6 +84,13 @@ describe("buildQemuArgv", () => {
     expect(values(argv, "-display")).toEqual(["none"]);
   });
 
+  it("a one-vCPU TCG VM may have two (maxcpus=2): QEMU then translates its barriers, which virtiofsd's rings need", () => {
+    expect(values(buildQemuArgv({ ...spec, vcpus: 1 }), "-smp")).toEqual(["1,maxcpus=2"]);
+    // KVM runs the guest's own barriers; more vCPUs make TCG parallel already.
+    expect(values(buildQemuArgv({ ...spec, vcpus: 1, accel: "kvm" }), "-smp")).toEqual(["1"]);
+    expect(values(buildQemuArgv({ ...spec, vcpus: 3 }), "-smp")).toEqual(["3"]);
+  });
+
   it("caps TCG's translation cache (QEMU's default is 1 GiB of host RSS to fill); KVM has none", () => {
     expect(values(buildQemuArgv({ ...spec, tcgTbSizeMiB: 32 }), "-accel")).toEqual(["tcg,tb-size=32"]);
     expect(values(buildQemuArgv({ ...spec, accel: "kvm" }), "-accel")).toEqual(["kvm"]);

@@ -130,6 +130,20 @@ export interface QemuArgvSpec {
   dropSyntax?: QemuDropSyntax;
 }
 
+/**
+ * `-smp`. Under TCG a VM that can have only one vCPU runs translated code without memory barriers or atomic
+ * instructions (QEMU emits them only when max_cpus > 1: nothing else could observe the difference, it assumes).
+ * But virtiofsd, another host process, shares the guest's rings: the guest's `mb()` between publishing its used
+ * event index and re-reading the used index then orders nothing on the host, virtiofsd's store of a reply and the
+ * guest's load pass each other, and both decide the other will act: a reply with no interrupt, and a guest waiting
+ * on the file system forever (seen: `npm ci` stuck with four requests answered, `GET /debug/virtio` showing used =
+ * avail, used_event behind, isr 0; test/worker-vm/virtiofs-notify.vm.test.ts reproduces it within seconds).
+ * `maxcpus=2` makes QEMU translate for a parallel machine; the second vCPU is never present.
+ */
+function smpOption(spec: QemuArgvSpec): string {
+  return spec.accel === "tcg" && spec.vcpus === 1 ? "1,maxcpus=2" : String(spec.vcpus);
+}
+
 /** The qemu-system-x86_64 argv for a microvm (without the binary itself). */
 export function buildQemuArgv(spec: QemuArgvSpec): string[] {
   if (!Number.isInteger(spec.vcpus) || spec.vcpus < 1 || spec.vcpus > 255) throw invalid(`vCPUs must be an integer in 1..255, got ${spec.vcpus}`);
@@ -144,7 +158,7 @@ export function buildQemuArgv(spec: QemuArgvSpec): string[] {
     "-accel", spec.accel === "tcg" ? `tcg,tb-size=${tbSize(spec.tcgTbSizeMiB)}` : spec.accel,
     // -cpu max under TCG: a Node PID 1 boots in ≈2.05 s vs ≈3.1 s with the default model (DESIGN §3).
     "-cpu", spec.accel === "kvm" ? "host" : "max",
-    "-smp", String(spec.vcpus),
+    "-smp", smpOption(spec),
     "-m", `${memoryMiB}M`,
     "-object", `memory-backend-memfd,id=mem,size=${memoryMiB}M,share=on`,
     "-nodefaults", "-no-user-config", "-display", "none",

@@ -15,7 +15,7 @@ import { createCpuCgroup, type CpuCgroup } from "../host/cpu-cgroup.js";
 import { leaseQemuUid, type QemuUidLease } from "../host/qemu-uid-lease.js";
 import { probeDropSyntax, QEMU_UID_COUNT, qemuUidBase, type QemuConfinement, type QemuDropSyntax } from "./qemu-confine.js";
 import { QmpClient, shutdownReason } from "./qmp.js";
-import type { VmExit, VmmFactory, VmmOptions, VmProcess, VmShare, Vmm } from "./types.js";
+import type { VirtioDeviceState, VirtioQueueRing, VmExit, VmmFactory, VmmOptions, VmProcess, VmShare, Vmm } from "./types.js";
 
 export interface QemuVmmOptions extends VmmOptions {
   virtiofsdCache?: "auto" | "always" | "none";
@@ -415,6 +415,50 @@ export class QemuVmm implements Vmm {
     if (!this.qmp || !this.qemu || this.qemu.done) throw new IiiError("VmNotRunning", `VM ${this.config.name} is not running`);
     const text = await this.qmp.execute("human-monitor-command", { "command-line": "info registers -a" });
     return typeof text === "string" ? text : JSON.stringify(text);
+  }
+
+  async virtioState(): Promise<VirtioDeviceState[]> {
+    const qmp = this.qmp;
+    if (!qmp || !this.qemu || this.qemu.done) throw new IiiError("VmNotRunning", `VM ${this.config.name} is not running`);
+    const readU16 = async (address: number, count: number): Promise<number[]> => {
+      const text = (await qmp.execute("human-monitor-command", { "command-line": `xp /${count}hx 0x${address.toString(16)}` })) as string;
+      return [...text.matchAll(/0x([0-9a-f]{4})\b/g)].map((m) => parseInt(m[1]!, 16)).slice(0, count);
+    };
+    const devices = (await qmp.execute("x-query-virtio")) as Array<{ path: string; name: string }>;
+    const states: VirtioDeviceState[] = [];
+    for (const device of devices) {
+      const state: VirtioDeviceState = { path: device.path, name: device.name, isr: -1, queues: [] };
+      states.push(state);
+      try {
+        const status = (await qmp.execute("x-query-virtio-status", { path: device.path })) as {
+          isr: number;
+          "num-vqs": number;
+          "vhost-dev"?: unknown;
+          "guest-features"?: { transports?: string[] };
+        };
+        state.isr = status.isr;
+        state.eventIdx = (status["guest-features"]?.transports ?? []).some((t) => t.startsWith("VIRTIO_RING_F_EVENT_IDX"));
+        for (let queue = 0; queue < status["num-vqs"]; queue++) {
+          const vq = (await qmp.execute(status["vhost-dev"] ? "x-query-virtio-vhost-queue-status" : "x-query-virtio-queue-status", { path: device.path, queue })) as Record<string, number>;
+          const size = vq["num"] ?? vq["vring-num"] ?? 0;
+          const avail = vq["avail-phys"] ?? vq["vring-avail"] ?? 0;
+          const used = vq["used-phys"] ?? vq["vring-used"] ?? 0;
+          if (!size || !avail || !used) continue;
+          const [availFlags = -1, availIdx = -1] = await readU16(avail, 2);
+          const [usedEvent = -1] = await readU16(avail + 4 + 2 * size, 1);
+          const [usedFlags = -1, usedIdx = -1] = await readU16(used, 2);
+          const [availEvent = -1] = await readU16(used + 4 + 8 * size, 1);
+          // Queues the driver never used (most of virtio-serial's 64) say nothing.
+          if (availIdx === 0 && usedIdx === 0) continue;
+          const ring: VirtioQueueRing = { queue, size, availIdx, usedEvent, usedIdx, availEvent, availFlags, usedFlags };
+          if (!status["vhost-dev"]) ring.device = { lastAvailIdx: vq["last-avail-idx"]!, usedIdx: vq["used-idx"]!, signalledUsed: vq["signalled-used"]!, inuse: vq["inuse"]! };
+          state.queues.push(ring);
+        }
+      } catch (error) {
+        state.error = (error as Error).message;
+      }
+    }
+    return states;
   }
 
   async stop(options: { timeoutMs?: number } = {}): Promise<VmExit> {

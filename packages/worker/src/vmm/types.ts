@@ -161,6 +161,38 @@ export interface Vmm extends AsyncDisposable {
    * answers nothing is spinning (its instruction pointer, privilege level, halted or not).
    */
   vcpuRegisters?(): Promise<string>;
+  /**
+   * Optional: each virtio device's interrupt status and each queue's ring indexes read from guest memory (avail
+   * and used index, the event indexes): a request the guest waits on that the device answered (used ahead of what
+   * the guest took, no interrupt pending) is a lost notification; one the device never took is a lost kick.
+   */
+  virtioState?(): Promise<VirtioDeviceState[]>;
+}
+
+export interface VirtioQueueRing {
+  queue: number;
+  size: number;
+  /** The driver's next index into the avail ring, and its used_event (interrupt me once used passes it). */
+  availIdx: number;
+  usedEvent: number;
+  /** The device's next index into the used ring, and its avail_event (kick me once avail passes it). */
+  usedIdx: number;
+  availEvent: number;
+  availFlags: number;
+  usedFlags: number;
+  /** QEMU's own view of a queue it serves itself (not a vhost-user device's). */
+  device?: { lastAvailIdx: number; usedIdx: number; signalledUsed: number; inuse: number };
+}
+
+export interface VirtioDeviceState {
+  path: string;
+  name: string;
+  /** The device's interrupt status register: non-zero while an interrupt is raised and not acknowledged. */
+  isr: number;
+  /** Whether the driver negotiated VIRTIO_RING_F_EVENT_IDX (event indexes instead of the rings' flags). */
+  eventIdx?: boolean;
+  queues: VirtioQueueRing[];
+  error?: string;
 }
 
 /** What every VMM adapter is built from: the VM's config and the host's choices made once per start. */

@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import { processThreadsReport } from "@iii/filesystem/client";
 import { runWorkerCli, type CliRun } from "../helpers.js";
 import { projectKey } from "../../src/paths.js";
+import type { VirtioDeviceState } from "../../src/vmm/types.js";
 
 const HERE = fileURLToPath(new URL(".", import.meta.url));
 const REPO = join(HERE, "../../../..");
@@ -123,19 +124,41 @@ export interface VcpuSample {
   halted: boolean;
 }
 
-/** GET /debug/registers on a worker's api.sock (its managed dir): the raw text, or the error. */
-export function vcpuRegisters(managedDir: string): Promise<string> {
+/** GET `path` on a worker's api.sock (its managed dir): the body, or the error. */
+function apiGet(managedDir: string, path: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: join(managedDir, "api.sock"), path: "/debug/registers", timeout: 5_000 }, (res) => {
+    const req = request({ socketPath: join(managedDir, "api.sock"), path, timeout: 5_000 }, (res) => {
       let body = "";
       res.setEncoding("utf8");
       res.on("data", (chunk: string) => (body += chunk));
-      res.on("end", () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`GET /debug/registers: ${res.statusCode} ${body}`))));
+      res.on("end", () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`GET ${path}: ${res.statusCode} ${body}`))));
     });
-    req.on("timeout", () => req.destroy(new Error("GET /debug/registers: no answer within 5 s")));
+    req.on("timeout", () => req.destroy(new Error(`GET ${path}: no answer within 5 s`)));
     req.on("error", reject);
     req.end();
   });
+}
+
+/** GET /debug/registers: QEMU's `info registers -a`. */
+export function vcpuRegisters(managedDir: string): Promise<string> {
+  return apiGet(managedDir, "/debug/registers");
+}
+
+/** GET /debug/virtio: each virtio device's interrupt status and ring indexes. */
+export async function virtioState(managedDir: string): Promise<VirtioDeviceState[]> {
+  return JSON.parse(await apiGet(managedDir, "/debug/virtio")) as VirtioDeviceState[];
+}
+
+/** virtioState() as lines for a failure message (or the error). */
+export async function virtioSnapshot(managedDir: string): Promise<string> {
+  try {
+    return (await virtioState(managedDir))
+      .map((d) => `${d.name} ${d.path} isr=${d.isr} eventIdx=${d.eventIdx}${d.error ? ` error=${d.error}` : ""}\n` +
+        d.queues.map((q) => `  q${q.queue}/${q.size} avail=${q.availIdx} used=${q.usedIdx} usedEvent=${q.usedEvent} availEvent=${q.availEvent} flags=${q.availFlags}/${q.usedFlags}${q.device ? ` qemu=${JSON.stringify(q.device)}` : ""}`).join("\n"))
+      .join("\n");
+  } catch (error) {
+    return (error as Error).message;
+  }
 }
 
 /** Each vCPU's instruction pointer, privilege level and halt state, from `info registers -a`. */

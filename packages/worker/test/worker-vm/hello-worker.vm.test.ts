@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runWorkerCli, WORKER_CLI } from "../helpers.js";
-import { hostThreadsSnapshot, mountsUnder, processesMentioning, Project, vcpuSnapshot, vmSkipReason, waitFor } from "./harness.js";
+import { hostThreadsSnapshot, mountsUnder, processesMentioning, Project, vcpuSnapshot, virtioSnapshot, vmSkipReason, waitFor } from "./harness.js";
 import { lockedPackages, missingTarballs, npmCacheDir, startNpmRegistry, type NpmRegistry } from "./npm-registry.js";
 
 // The README's main job in a test: examples/hello-worker (the real iii-sdk, installed inside the VM by `npm ci`)
@@ -122,6 +122,7 @@ describe.skipIf(!!skip)("examples/hello-worker under iii worker dev (vm)", () =>
             `\n--- local npm registry: ${registry.requests.length} requests, ${registry.tarballsServed()} tarballs ---\n${registry.requests.join("\n")}` +
             `\n--- guest ---\n${await guestSnapshot(dir, p.env)}` +
             `\n--- guest vCPUs, 10 samples 200 ms apart ---\n${await vcpuSnapshot(p.managed("iii-dev-hello-worker", dir))}` +
+            `\n--- virtio devices ---\n${await virtioSnapshot(p.managed("iii-dev-hello-worker", dir))}` +
             `\n--- host threads of the worker ---\n${hostThreadsSnapshot(p.managed("iii-dev-hello-worker", dir), vmPids(p.read("managed/iii-dev-hello-worker/vm.json", dir)))}`,
         );
       });

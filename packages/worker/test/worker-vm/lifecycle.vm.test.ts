@@ -4,7 +4,7 @@ import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tryHoldFileLock } from "../../src/host/file-lock.js";
 import { staticElfProblem } from "../../src/launch/guest-init.js";
-import { busyboxRootfs, mountsUnder, parseVcpuRegisters, processesMentioning, Project, vcpuRegisters, vmSkipReason, waitFor } from "./harness.js";
+import { busyboxRootfs, mountsUnder, parseVcpuRegisters, processesMentioning, Project, vcpuRegisters, virtioState, vmSkipReason, waitFor } from "./harness.js";
 
 const skip = vmSkipReason();
 if (skip) console.warn(`[vm] skipping worker lifecycle VM tests: ${skip}`);
@@ -180,6 +180,21 @@ describe.skipIf(!!skip)("worker lifecycle in a real VM (vm)", () => {
     expect(samples.length).toBe(40);
     expect(samples.filter((s) => s.cpl === 3 && !s.halted).length).toBeGreaterThan(10);
     expect(samples.filter((s) => s.cpl === 0 && s.halted).length).toBeGreaterThan(10);
+    // GET /debug/virtio: the root file system's device has answered every request the guest made (its request
+    // queue's used index caught up with avail, past the boot's requests) and holds no interrupt unacknowledged.
+    const devices = await virtioState(p.managed("regs"));
+    const fs = devices.find((d) => d.name === "virtio-user-fs");
+    expect(fs, JSON.stringify(devices)).toBeDefined();
+    expect(fs!.isr).toBe(0);
+    const requests = fs!.queues.find((q) => q.queue === 1)!;
+    expect(requests.availIdx).toBeGreaterThan(10);
+    expect(requests.usedIdx).toBe(requests.availIdx);
+    // The devices QEMU serves itself (virtio-net, the console and control channel): QEMU's own used index of each
+    // queue agrees with the ring in guest memory, and the control channel's queues carried traffic.
+    const served = devices.filter((d) => d.name !== "virtio-user-fs").flatMap((d) => d.queues);
+    expect(served.length).toBeGreaterThan(3);
+    for (const q of served) expect(q.device!.usedIdx).toBe(q.usedIdx);
+    expect(served.some((q) => q.usedIdx > 0)).toBe(true);
     expect((await p.cli(["stop", "regs", "--timeout", "1"])).code).toBe(0);
     await expect(vcpuRegisters(p.managed("regs"))).rejects.toThrow(/ENOENT|ECONNREFUSED/);
   }, 120_000);

@@ -35,6 +35,10 @@ export async function apiPhase(run: SupervisorRun): Promise<void> {
       if (!run.vmm?.vcpuRegisters) throw new IiiError("VmNotRunning", "the VM is not running");
       return run.vmm.vcpuRegisters();
     },
+    virtioState: async () => {
+      if (!run.vmm?.virtioState) throw new IiiError("VmNotRunning", "the VM is not running");
+      return run.vmm.virtioState();
+    },
     restart: (graceMs) => {
       if (run.readyAt === undefined || !run.control || run.stopRequested) return false;
       log(`restarting the workload (grace ${graceMs} ms)`);
