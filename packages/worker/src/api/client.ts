@@ -4,6 +4,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import WebSocket from "ws";
 import { IiiError } from "../errors.js";
 import { workerPaths } from "../paths.js";
+import type { VirtioDeviceState } from "../vmm/types.js";
 import { decodeOutput, type ClientControl, type ExecCreateRequest, type ExitFrame } from "./attach-protocol.js";
 
 // Not `import { request } from "node:http"`: an ES import of node:http reads every export to build its namespace,
@@ -90,6 +91,16 @@ export class SupervisorClient {
   /** Round trip over the control channel to the guest's init, in ms. */
   async ping(): Promise<number> {
     return (await this.call<{ controlRttMs: number }>("GET", "/ping")).controlRttMs;
+  }
+
+  /** Each vCPU's registers as QEMU prints them (`info registers -a`), read without the guest's help. */
+  async vcpuRegisters(): Promise<string> {
+    return (await this.call<{ registers: string }>("GET", "/debug/registers")).registers;
+  }
+
+  /** Each virtio device's interrupt status and its used queues' ring indexes, read from guest memory. */
+  virtioState(): Promise<VirtioDeviceState[]> {
+    return this.call("GET", "/debug/virtio");
   }
 
   /** Restarts only the workload process (not the VM). */

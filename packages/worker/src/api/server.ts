@@ -193,10 +193,7 @@ export class ApiServer {
     }
     if (method === "GET" && path === "/debug/registers") {
       if (!this.deps.vcpuRegisters) throw new HttpError(501, "this VMM cannot read its vCPUs' registers");
-      const text = await this.deps.vcpuRegisters();
-      res.writeHead(200, { "content-type": "text/plain; charset=utf-8" });
-      res.end(text);
-      return;
+      return sendJson(res, 200, { registers: await this.deps.vcpuRegisters() });
     }
     if (method === "GET" && path === "/debug/virtio") {
       if (!this.deps.virtioState) throw new HttpError(501, "this VMM cannot read its virtio devices");

@@ -1,11 +1,11 @@
 import { execFileSync, spawnSync } from "node:child_process";
-import { request } from "node:http";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { processThreadsReport } from "@iii/filesystem/client";
 import { runWorkerCli, type CliRun } from "../helpers.js";
+import { SupervisorClient } from "../../src/api/client.js";
 import { projectKey } from "../../src/paths.js";
 import type { VirtioDeviceState } from "../../src/vmm/types.js";
 
@@ -124,29 +124,14 @@ export interface VcpuSample {
   halted: boolean;
 }
 
-/** GET `path` on a worker's api.sock (its managed dir): the body, or the error. */
-function apiGet(managedDir: string, path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath: join(managedDir, "api.sock"), path, timeout: 5_000 }, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (chunk: string) => (body += chunk));
-      res.on("end", () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`GET ${path}: ${res.statusCode} ${body}`))));
-    });
-    req.on("timeout", () => req.destroy(new Error(`GET ${path}: no answer within 5 s`)));
-    req.on("error", reject);
-    req.end();
-  });
-}
-
-/** GET /debug/registers: QEMU's `info registers -a`. */
+/** GET /debug/registers on a worker's api.sock (its managed dir): QEMU's `info registers -a`. */
 export function vcpuRegisters(managedDir: string): Promise<string> {
-  return apiGet(managedDir, "/debug/registers");
+  return new SupervisorClient(join(managedDir, "api.sock")).vcpuRegisters();
 }
 
 /** GET /debug/virtio: each virtio device's interrupt status and ring indexes. */
-export async function virtioState(managedDir: string): Promise<VirtioDeviceState[]> {
-  return JSON.parse(await apiGet(managedDir, "/debug/virtio")) as VirtioDeviceState[];
+export function virtioState(managedDir: string): Promise<VirtioDeviceState[]> {
+  return new SupervisorClient(join(managedDir, "api.sock")).virtioState();
 }
 
 /** virtioState() as lines for a failure message (or the error). */
