@@ -88,8 +88,8 @@ export function rootfsChangeableByOthers(dir: string, uid: number | undefined = 
   if (top.uid !== uid && top.uid !== 0) return `${real} belongs to uid ${top.uid}`;
   if (othersCanWrite(top)) return `${real} is writable by other users (mode ${modeText(top)})`;
   for (const name of readdirSync(real)) {
-    const entry = lstatSync(join(real, name));
     const path = join(real, name);
+    const entry = lstatSync(path);
     if (!entry.isSymbolicLink() && othersCanWrite(entry) && !(entry.isDirectory() && (entry.mode & 0o1000) !== 0)) {
       return `${path} is writable by other users (mode ${modeText(entry)})`;
     }

@@ -4,7 +4,7 @@ import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tryHoldFileLock } from "../../src/host/file-lock.js";
 import { staticElfProblem } from "../../src/launch/guest-init.js";
-import { busyboxRootfs, mountsUnder, parseVcpuRegisters, processesMentioning, Project, vcpuRegisters, virtioState, vmSkipReason, waitFor } from "./harness.js";
+import { busyboxRootfs, hostThreadsSnapshot, mountsUnder, parseVcpuRegisters, processesMentioning, Project, vcpuRegisters, virtioState, vmSkipReason, waitFor } from "./harness.js";
 
 const skip = vmSkipReason();
 if (skip) console.warn(`[vm] skipping worker lifecycle VM tests: ${skip}`);
@@ -146,8 +146,10 @@ describe.skipIf(!!skip)("worker lifecycle in a real VM (vm)", () => {
     const alive = () => vm.children.filter((c) => running(c.pid));
     const killedAt = Date.now();
     await waitFor(() => alive().length === 0, 10_000, "QEMU and virtiofsd to die with their supervisor").catch((error: Error) => {
-      const states = alive().map((c) => `${c.pid}: ${procStatus(c.pid)}`).join("; ");
-      throw new Error(`${error.message}: still alive ${JSON.stringify(alive())} (${states})\n--- qemu-watch.log ---\n${p.read("managed/victim/run/qemu-watch.log")}\n--- processes ---\n${processesMentioning(p.home).join("\n")}${p.diagnostics("victim")}`);
+      throw new Error(
+        `${error.message}: still alive ${JSON.stringify(alive())}\n--- qemu-watch.log ---\n${p.read("managed/victim/run/qemu-watch.log")}` +
+          `\n--- processes of the worker, each thread's state and wait channel ---\n${hostThreadsSnapshot(p.home)}${p.diagnostics("victim")}`,
+      );
     });
     // The watch writes its line just after its kill.
     const killedByWatch = /supervisor gone \((signal|end of file)\): killed QEMU \d+/;
@@ -391,22 +393,3 @@ describe.skipIf(!!skip)("worker lifecycle in a real VM (vm)", () => {
   }, 120_000);
 });
 
-/** State and kernel wait channel of a process and its threads, for a failure message. */
-function procStatus(pid: number): string {
-  try {
-    const threads = readdirSync(`/proc/${pid}/task`).map((tid) => {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
-      const wchan = (() => {
-        try {
-          return readFileSync(`/proc/${pid}/task/${tid}/wchan`, "utf8");
-        } catch {
-          return "?";
-        }
-      })();
-      return `${tid}:${stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3)}/${wchan}`;
-    });
-    return threads.join(",");
-  } catch (error) {
-    return `unreadable (${(error as Error).message})`;
-  }
-}
