@@ -1,7 +1,8 @@
-import { execFile } from "node:child_process";
+import { execFile, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { parseMountInfo } from "../src/core/mountinfo.js";
 import { fuseAvailable } from "../src/index.js";
 
 export const fuse = fuseAvailable();
@@ -69,6 +70,16 @@ export async function snapshot(dir: string, opts: { skip?: string[]; ignoreTimes
   return [...lines, "--- md5", ...sums.split("\n").filter(Boolean), "--- xattrs", ...xattrs.split("\n").filter(Boolean)];
 }
 
+/**
+ * Removes a test's temp tree. A mount left below it (a failed unmount) is detached first, deepest first: a
+ * recursive remove would otherwise walk into it, and a FUSE mount nobody answers blocks that walk for good.
+ */
 export function rmrf(p: string): void {
+  const top = path.resolve(p);
+  const below = parseMountInfo(fs.readFileSync("/proc/self/mountinfo", "utf8"))
+    .map((m) => m.mountPoint)
+    .filter((m) => m === top || m.startsWith(`${top}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const m of below) spawnSync("umount", ["-l", m], { stdio: "ignore", timeout: 10_000 });
   fs.rmSync(p, { recursive: true, force: true });
 }
