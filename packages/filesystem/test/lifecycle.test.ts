@@ -4,6 +4,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FilesystemError, mountPassthrough, type MountHandle } from "../src/index.js";
+import { MountServer } from "../src/mount/client.js";
 import { fuse, rmrf, sh, shOk, tempDir } from "./helpers.js";
 
 const CLI = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
@@ -215,6 +216,26 @@ console.log("ready " + c.pid);
     expect(() => process.kill(h.serverPid, 0)).toThrow();
     // Idempotent after the timeout, and the mountpoint is usable again.
     await h.unmount();
+    const again = await mountPassthrough({ root, mountpoint: mnt, isolation: "process" });
+    expect(fs.readFileSync(path.join(mnt, "hello"), "utf8")).toBe("hello\n");
+    await again.unmount();
+  });
+
+  it("a mount the server never reports is bounded: typed error with its threads, server killed", async () => {
+    // Before, mount() waited with no bound for a server that neither answered nor exited.
+    const mnt = path.join(base, "never");
+    fs.mkdirSync(mnt);
+    const server = MountServer.start();
+    process.kill(server.pid, "SIGSTOP");
+    const started = Date.now();
+    const err = await server.mount({ root, mountpoint: mnt, mountTimeoutMs: 1500 }).then(() => null, (e: unknown) => e);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(err).toBeInstanceOf(FilesystemError);
+    expect((err as FilesystemError).code).toBe("MountFailed");
+    expect((err as Error).message).toMatch(new RegExp(`pid ${server.pid}\\) did not mount ${mnt} within 1500 ms; killed it`));
+    expect((err as Error).message).toMatch(/state=T wchan=\S+/);
+    expect(() => process.kill(server.pid, 0)).toThrow();
+    expect(mounted(mnt)).toBe(false);
     const again = await mountPassthrough({ root, mountpoint: mnt, isolation: "process" });
     expect(fs.readFileSync(path.join(mnt, "hello"), "utf8")).toBe("hello\n");
     await again.unmount();

@@ -6,7 +6,8 @@ import { EventEmitter } from "node:events";
 import fs from "node:fs";
 import path from "node:path";
 import { FilesystemError, type FilesystemErrorCode } from "../errors.js";
-import { detachMount } from "./detach.js";
+import { findMount } from "../core/mountinfo.js";
+import { detachMount, readMountTable } from "./detach.js";
 import type { MountStats } from "./fuse-shell.js";
 import type { MountHandle, MountOptions, ServerMemory, UnmountReason } from "./mount.js";
 
@@ -76,8 +77,15 @@ export class MountServer {
     this.used = true;
     const { child } = this;
     const mountpoint = path.resolve(options.mountpoint);
+    const timeoutMs = options.mountTimeoutMs ?? DEFAULT_MOUNT_TIMEOUT_MS;
+    const mountedBefore = findMount(readMountTable(), mountpoint)?.mountId;
+    let timer: NodeJS.Timeout | undefined;
     try {
       await new Promise<void>((resolve, reject) => {
+        // A server that neither answers nor exits (stopped, or blocked in a system call) must not hold mount() forever.
+        timer = setTimeout(() => {
+          reject(new FilesystemError("MountFailed", `the FUSE server (pid ${this.pid}) did not mount ${mountpoint} within ${timeoutMs} ms; killed it\n${processThreadsReport(this.pid)}`));
+        }, timeoutMs);
         if (child.exitCode !== null || child.signalCode !== null || !child.connected) {
           reject(new FilesystemError("MountFailed", `FUSE server exited (${child.signalCode ?? child.exitCode}) before mounting`));
           return;
@@ -97,8 +105,19 @@ export class MountServer {
         child.send({ type: "mount", options: { ...options, mountpoint }, statsIntervalMs: options.statsPushMs ?? 250 });
       });
     } catch (err) {
-      if (child.exitCode === null) child.kill("SIGKILL");
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill("SIGKILL");
+        await new Promise<void>((r) => {
+          child.once("exit", () => r());
+          setTimeout(r, 5000).unref();
+        });
+      }
+      // A mount the server made before it stopped answering would be left unanswered: detach it.
+      const now = findMount(readMountTable(), mountpoint);
+      if (now && now.mountId !== mountedBefore && now.fsType.startsWith("fuse")) await detachMount(mountpoint);
       throw err;
+    } finally {
+      clearTimeout(timer);
     }
     return new ChildMount(mountpoint, child, options.unmountTimeoutMs ?? DEFAULT_UNMOUNT_TIMEOUT_MS);
   }
@@ -110,6 +129,9 @@ export class MountServer {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGKILL");
   }
 }
+
+/** How long mount() waits for the child server by default (a mount takes well under a second; INIT's own wait is 15 s). */
+export const DEFAULT_MOUNT_TIMEOUT_MS = 30_000;
 
 /** How long unmount() waits for the child server by default (a clean unmount takes well under a second). */
 export const DEFAULT_UNMOUNT_TIMEOUT_MS = 10_000;

@@ -130,6 +130,12 @@ export interface MountOptions {
    */
   unmountTimeoutMs?: number;
   /**
+   * Child server only: how long mount() waits for the server to report the mount usable (its own wait for the
+   * kernel's INIT is 15 s). After it, the server's threads are read from /proc, the server is killed, a mount it
+   * left is lazily detached, and mount() rejects with `MountFailed` carrying them. Default 30,000 ms.
+   */
+  mountTimeoutMs?: number;
+  /**
    * "process": a child Node process serves the mount (with the setattr shim preloaded
    * when it was built, so mtime-only updates work); the handle works the same and
    * stats() is a snapshot at most `statsPushMs` old. "in-process": FUSE requests are answered
