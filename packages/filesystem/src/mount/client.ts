@@ -44,7 +44,12 @@ type ServerMessage =
   | { type: "memory"; memory: ServerMemory }
   | { type: "unmounted"; external: boolean; code?: FilesystemErrorCode; message?: string };
 
-/** Node flags of the server process: a small, single-threaded heap (measured in the worker's density bench). */
+/**
+ * Node flags of the server process: none. Measured on an idle server after some traffic (RSS / PSS MiB, 15 s):
+ * no flags 60.4 / 30.1, --max-semi-space-size=1 58.7 / 20.6, --jitless 55.9 / 20.4, --lite-mode 52.8 / 17.5.
+ * The saving is a few MiB against a 42.7 MiB floor of any idle Node process (31 MiB of it node's own text), and
+ * the compiler-less modes slow the requests the JS side answers (layered trees).
+ */
 export const SERVER_NODE_FLAGS: readonly string[] = [];
 
 /**
