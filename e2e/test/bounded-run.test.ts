@@ -68,17 +68,17 @@ describe("bounded-run", () => {
     const pids = join(dir, "pids");
     // A shell waiting on a sleeper, a second sleeper in its own session, and the shell's own pid.
     const script = `sleep 600 & a=$!; setsid sleep 601 & b=$!; echo "$$ $a $b" > ${pids}; wait`;
-    const r = await run(["2", "bash", "-c", script]);
+    const r = await run(["2", "bash", "-c", script], { npm_package_name: "@t/hangs" });
     const [shell, sleeper, detached] = pidsIn(pids);
     for (const pid of [shell, sleeper, detached]) strays.push(pid as number);
     expect(r.code).toBe(124);
     expect(r.ms).toBeLessThan(20_000);
-    expect(r.stderr).toMatch(/still running after its 2 s budget/);
+    expect(r.stderr).toMatch(/^bounded-run: @t\/hangs is still running after its 2 s budget;/m);
     expect(r.stderr).toContain(`${sleeper} (parent ${shell}) sleep state=S: sleep 600`);
     expect(r.stderr).toContain(`${detached} (parent ${shell}) sleep state=S: sleep 601`);
     expect(r.stderr).toMatch(new RegExp(`thread ${sleeper} state=S wchan=\\S*nanosleep`));
     expect(r.stderr).toMatch(/FUSE mounts:/);
-    expect(r.stderr.trim().split("\n").at(-1)).toBe("bounded-run: bash FAILED: ran past its 2 s budget (ended it)");
+    expect(r.stderr.trim().split("\n").at(-1)).toBe("bounded-run: @t/hangs FAILED: ran past its 2 s budget (ended it)");
     for (const pid of [shell, sleeper, detached]) expect(alive(pid as number), `pid ${pid} outlived the budget`).toBe(false);
   });
 
