@@ -22,7 +22,14 @@ const label = process.env.npm_package_name ?? command;
 // Interactive runs keep the terminal; under turbo (a pipe) the output goes through this process, so that a
 // process that outlives its kill cannot hold turbo's pipe open.
 const piped = !process.stdout.isTTY;
-const child = spawn(command, args, { stdio: piped ? ["inherit", "pipe", "pipe"] : "inherit", detached: true });
+// Every process of the run carries this mark in its environment unless it clears it: a daemon that left the
+// tree (a worker's supervisor, reparented to init when the CLI that spawned it exited) is still found by it.
+const MARK = `III_BOUNDED_RUN=${process.pid}.${Date.now()}`;
+const child = spawn(command, args, {
+  stdio: piped ? ["inherit", "pipe", "pipe"] : "inherit",
+  detached: true,
+  env: { ...process.env, III_BOUNDED_RUN: MARK.slice(MARK.indexOf("=") + 1) },
+});
 if (piped) {
   child.stdout.pipe(process.stdout);
   child.stderr.pipe(process.stderr);
@@ -44,7 +51,7 @@ child.on("exit", (code, signal) => {
 });
 for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) {
   process.on(sig, () => {
-    signalTree(sig);
+    void signalTree(sig);
     setTimeout(() => process.exit(130), 10_000).unref();
   });
 }
@@ -72,10 +79,22 @@ function processTable() {
   return table;
 }
 
-/** The child and everything below it, by parent links and by its process group (setsid'd daemons included). */
-function treePids() {
+/** Whether a process's environment holds the mark; read off the main thread (it takes the target's mm lock). */
+function marked(pid) {
+  const env = fs.promises.readFile(`/proc/${pid}/environ`, "latin1").then((e) => e.split("\0").includes(MARK), () => false);
+  return Promise.race([env, new Promise((r) => setTimeout(() => r(false), 1000).unref())]);
+}
+
+/**
+ * The child and everything below it: by parent links, by its process group (setsid'd daemons included), and by
+ * the mark (daemons reparented out of the tree), with their descendants.
+ */
+async function treePids() {
   const table = processTable();
   const pids = new Set([child.pid]);
+  const candidates = [...table.keys()].filter((pid) => pid !== process.pid);
+  const marks = await Promise.all(candidates.map((pid) => marked(pid)));
+  candidates.forEach((pid, i) => marks[i] && pids.add(pid));
   let grew = true;
   while (grew) {
     grew = false;
@@ -89,8 +108,8 @@ function treePids() {
   return { pids: [...pids].filter((pid) => table.has(pid)), table };
 }
 
-function signalTree(sig) {
-  for (const pid of treePids().pids) {
+async function signalTree(sig) {
+  for (const pid of (await treePids()).pids) {
     try {
       process.kill(pid, sig);
     } catch {
@@ -107,13 +126,19 @@ async function cmdline(pid) {
 }
 
 async function report() {
-  const { pids, table } = treePids();
+  const { pids, table } = await treePids();
   const lines = [];
   for (const pid of pids) {
     const p = table.get(pid);
     const cmd = (await cmdline(pid)).slice(0, 300);
     lines.push(`  ${pid} (parent ${p.ppid}) ${p.comm} state=${p.state}: ${cmd}`);
-    for (const tid of fs.readdirSync(`/proc/${pid}/task`, { withFileTypes: false }).slice(0, 64)) {
+    let tids = [];
+    try {
+      tids = fs.readdirSync(`/proc/${pid}/task`).slice(0, 64);
+    } catch {
+      lines.push("    (exited meanwhile)");
+    }
+    for (const tid of tids) {
       const dir = `/proc/${pid}/task/${tid}`;
       const stat = read(`${dir}/stat`) ?? "";
       const state = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
@@ -145,11 +170,11 @@ async function expire() {
   } catch (err) {
     console.error(`bounded-run: could not read the process table: ${err.message}`);
   }
-  signalTree("SIGTERM");
+  await signalTree("SIGTERM");
   await new Promise((r) => setTimeout(r, 5000));
-  signalTree("SIGKILL");
+  await signalTree("SIGKILL");
   await new Promise((r) => setTimeout(r, 2000));
-  const left = treePids();
+  const left = await treePids();
   if (left.pids.length) {
     console.error(`bounded-run: still there after SIGKILL: ${left.pids.map((pid) => `${pid} ${left.table.get(pid).comm} state=${left.table.get(pid).state}`).join(", ")}`);
   }

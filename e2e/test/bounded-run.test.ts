@@ -62,24 +62,28 @@ describe("bounded-run", () => {
     expect(r.stderr).toBe("err\n");
   });
 
-  it("ends a run past its budget, with every process below it (a setsid'd one too), and says what each was doing", async () => {
+  it("ends a run past its budget, with every process below it (setsid'd and reparented ones too), and says what each was doing", async () => {
     const dir = mkdtempSync(join(tmpdir(), "iii-bounded-"));
     dirs.push(dir);
     const pids = join(dir, "pids");
-    // A shell waiting on a sleeper, a second sleeper in its own session, and the shell's own pid.
-    const script = `sleep 600 & a=$!; setsid sleep 601 & b=$!; echo "$$ $a $b" > ${pids}; wait`;
+    const orphanPid = join(dir, "orphan");
+    // A shell waiting on a sleeper, a second sleeper in its own session, and the shell's own pid; a third sleeper
+    // left the tree (its parent subshell exited: reparented, as a worker's supervisor is when its CLI exits).
+    const script = `(setsid sleep 602 & echo $! > ${orphanPid}); sleep 600 & a=$!; setsid sleep 601 & b=$!; echo "$$ $a $b" > ${pids}; wait`;
     const r = await run(["2", "bash", "-c", script], { npm_package_name: "@t/hangs" });
     const [shell, sleeper, detached] = pidsIn(pids);
-    for (const pid of [shell, sleeper, detached]) strays.push(pid as number);
+    const [orphan] = pidsIn(orphanPid);
+    for (const pid of [shell, sleeper, detached, orphan]) strays.push(pid as number);
     expect(r.code).toBe(124);
     expect(r.ms).toBeLessThan(20_000);
     expect(r.stderr).toMatch(/^bounded-run: @t\/hangs is still running after its 2 s budget;/m);
     expect(r.stderr).toContain(`${sleeper} (parent ${shell}) sleep state=S: sleep 600`);
     expect(r.stderr).toContain(`${detached} (parent ${shell}) sleep state=S: sleep 601`);
     expect(r.stderr).toMatch(new RegExp(`thread ${sleeper} state=S wchan=\\S*nanosleep`));
+    expect(r.stderr).toMatch(new RegExp(`^  ${orphan} \\(parent \\d+\\) sleep state=S: sleep 602$`, "m"));
     expect(r.stderr).toMatch(/FUSE mounts:/);
     expect(r.stderr.trim().split("\n").at(-1)).toBe("bounded-run: @t/hangs FAILED: ran past its 2 s budget (ended it)");
-    for (const pid of [shell, sleeper, detached]) expect(alive(pid as number), `pid ${pid} outlived the budget`).toBe(false);
+    for (const pid of [shell, sleeper, detached, orphan]) expect(alive(pid as number), `pid ${pid} outlived the budget`).toBe(false);
   });
 
   it("does not wait for a leftover process that holds the output pipe after the command ended", async () => {
