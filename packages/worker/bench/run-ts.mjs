@@ -23,9 +23,13 @@ export async function runTs(entry) {
     logLevel: "warning",
     banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   });
+  const { rmSync } = await import("node:fs");
+  // A benchmark that ends with process.exit() (bad usage, a skip) skips the finally below.
+  const removeBundle = () => rmSync(outfile, { force: true });
+  process.once("exit", removeBundle);
   try {
     await import(pathToFileURL(outfile).href);
   } finally {
-    (await import("node:fs")).rmSync(outfile, { force: true });
+    removeBundle();
   }
 }

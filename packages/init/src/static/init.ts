@@ -21,6 +21,7 @@ import { setupCgroup } from "./cgroup.js";
 import { staticNetPlatform } from "./network.js";
 import { configureInterface, disableIpv6, hostsFile, loopbackUp, resolvConf } from "../portable/network.js";
 import type { WorkerCgroup } from "../portable/cgroup.js";
+import { offlineCpus } from "../portable/cpus.js";
 import {
   check,
   checkPair,
@@ -260,6 +261,36 @@ function findControlPort(): string | null {
   return null;
 }
 
+/** Brings online the CPUs the kernel left offline at boot (`maxcpus=1`, portable/cpus.ts). */
+function onlineCpus(clock: BootClock): void {
+  const start = os.now();
+  const present = readText("/sys/devices/system/cpu/present");
+  const online = readText("/sys/devices/system/cpu/online");
+  if (present === null || online === null) {
+    clock.warn("cpus", start, "cannot read /sys/devices/system/cpu/{present,online}");
+    return;
+  }
+  const offline = offlineCpus(present, online);
+  if (offline === null) {
+    clock.warn("cpus", start, `unreadable CPU lists: present ${JSON.stringify(present.trim())}, online ${JSON.stringify(online.trim())}`);
+    return;
+  }
+  if (offline.length === 0) {
+    clock.skip("cpus", `all of ${present.trim()} online`, false);
+    return;
+  }
+  const failed: string[] = [];
+  for (const cpu of offline) {
+    try {
+      writeText(`/sys/devices/system/cpu/cpu${cpu}/online`, "1\n");
+    } catch (err) {
+      failed.push(`cpu${cpu}: ${(err as SysError).errnoName ?? (err as Error).message}`);
+    }
+  }
+  if (failed.length > 0) clock.warn("cpus", start, `brought online ${offline.length - failed.length} of ${offline.length}: ${failed.join("; ")}`);
+  else clock.timings.push({ step: "cpus", ms: round(os.now() - start), status: "ok", detail: `online ${(readText("/sys/devices/system/cpu/online") ?? "?").trim()}` });
+}
+
 async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>): Promise<never> {
   const config = clock.run("env", () => {
     const file = env[ENV.ENV_FILE];
@@ -421,6 +452,10 @@ async function boot(rt: Runtime, clock: BootClock, env: Record<string, string>):
       clock.warn("rlimit", start, `RLIMIT_NOFILE ${config.nofile} not permitted (EPERM), using ${n}`);
     }
   }
+
+  // Last before the workload: with other CPUs online, the kernel patching its own code for the steps above (a CPU
+  // quota turns on CFS bandwidth's static key) could kill it under parallel TCG (portable/cpus.ts).
+  if (pid1 && isRootPidNamespace()) onlineCpus(clock);
 
   {
     const start = os.now();

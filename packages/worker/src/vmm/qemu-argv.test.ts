@@ -199,4 +199,13 @@ describe("TCG tuning and vCPUs", () => {
     expect(two).not.toContain("noapictimer");
     expect(two).toContain("initcall_blacklist=jent_mod_init,svm_init,vmx_init");
   });
+
+  it("boots a TCG guest with more than one vCPU on its first (init brings the rest online), with or without tuning; KVM and one vCPU as asked", async () => {
+    const { buildKernelCmdline } = await import("./qemu-argv.js");
+    const words = (spec: { accel: "tcg" | "kvm"; vcpus: number; tcgTuning?: boolean }) => buildKernelCmdline({ rootTag: "r", init: "/init.krun", ...spec }).split(" ");
+    expect(words({ accel: "tcg", vcpus: 2 })).toContain("maxcpus=1");
+    expect(words({ accel: "tcg", vcpus: 4, tcgTuning: false })).toContain("maxcpus=1");
+    expect(words({ accel: "tcg", vcpus: 1 }).some((w) => w.startsWith("maxcpus"))).toBe(false);
+    expect(words({ accel: "kvm", vcpus: 2 }).some((w) => w.startsWith("maxcpus"))).toBe(false);
+  });
 });

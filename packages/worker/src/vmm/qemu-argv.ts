@@ -40,11 +40,21 @@ export const MAX_CMDLINE_ENV = 30;
  * (medians of 8 interleaved boots, load 3.7), and start time is the scarcer budget.
  */
 export const TCG_BOOT_TUNING = ["tsc=reliable", "noapictimer", "initcall_blacklist=jent_mod_init,svm_init,vmx_init", "rcupdate.rcu_expedited=1"] as const;
-/**
- * With more than one vCPU only the initcall part is kept: guests with 2 vCPUs and the clock words oopsed in
- * early scheduler code (sched_clock_cpu, put_prev_task_fair) in about 1 boot in 15 on a loaded host.
- */
+/** With more than one vCPU: the initcall part (noapictimer is for a lone vCPU). */
 export const TCG_BOOT_TUNING_SMP = ["initcall_blacklist=jent_mod_init,svm_init,vmx_init", "rcupdate.rcu_expedited=1"] as const;
+
+/**
+ * Under TCG a guest with more than one vCPU boots with only the first online (init brings the others up just
+ * before the workload: @iii/init's portable/cpus.ts). The kernel patches its own code as it boots and sets up
+ * (static keys: sched_clock's "stable" key from a late initcall, CFS bandwidth's when init sets a CPU quota) by
+ * writing `int3` over an instruction, syncing every CPU, then writing the rest; QEMU's parallel TCG can still run a
+ * stale translation holding that `int3` on another vCPU after the patch is done, and the kernel dies ("Oops: int3"
+ * in sched_clock_cpu or put_prev_task_fair, then "Kernel panic - not syncing"). With one CPU online there is no
+ * other vCPU to run it. Measured in the worker README ("Guests with more than one vCPU under TCG").
+ * QEMU's single-threaded TCG would avoid it too, but it translates without the guest's memory barriers, which
+ * virtiofsd's rings need (see smpOption).
+ */
+export const TCG_SMP_BOOT_WORDS = ["maxcpus=1"] as const;
 
 export interface KernelCmdlineSpec {
   rootTag: string;
@@ -53,7 +63,7 @@ export interface KernelCmdlineSpec {
   tscKhz?: number;
   /** Add TCG_BOOT_TUNING under TCG (default true). */
   tcgTuning?: boolean;
-  /** vCPUs of the guest: the clock words of the tuning are for 1 vCPU only. Default 1. */
+  /** vCPUs of the guest: under TCG more than one boots with `maxcpus=1` (TCG_SMP_BOOT_WORDS). Default 1. */
   vcpus?: number;
   extra?: string[];
   env?: Record<string, string>;
@@ -79,6 +89,7 @@ export function buildKernelCmdline(spec: KernelCmdlineSpec): string {
     if (!Number.isInteger(spec.tscKhz) || spec.tscKhz <= 0) throw invalid(`tsc_early_khz must be a positive integer, got ${spec.tscKhz}`);
     words.push(`tsc_early_khz=${spec.tscKhz}`);
   }
+  if (spec.accel === "tcg" && (spec.vcpus ?? 1) > 1) words.push(...TCG_SMP_BOOT_WORDS);
   if (spec.accel === "tcg" && spec.tcgTuning !== false) words.push(...((spec.vcpus ?? 1) > 1 ? TCG_BOOT_TUNING_SMP : TCG_BOOT_TUNING));
   for (const word of spec.extra ?? []) {
     if (!word || /[\s"\x00-\x1f]/.test(word)) throw invalid(`kernel command line word ${JSON.stringify(word)} must be non-empty without spaces, quotes or control characters`);
