@@ -6,6 +6,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { IiiError } from "./errors.js";
 import { awaitWorkerOperation, holdWorkerOperation } from "./state/worker-op-lock.js";
 import { withImagesInUse } from "./images/cache/in-use-lock.js";
+import { assertNoDirSharedWithPreview1 } from "./launch/cross-tier.js";
 import { assertProjectFileNotShared } from "./launch/share-safety.js";
 import { isSameProcessAlive } from "./host/process-identity.js";
 import { iiiHome, managedRoot, workerPaths, workersFilePath, type WorkerPaths } from "./paths.js";
@@ -22,6 +23,7 @@ import { resolveKernel } from "./firmware/resolve-kernel.js";
 import { findQemu, findVirtiofsd } from "./host/binaries.js";
 import type { PullPolicy } from "./images/index.js";
 import { getWorker } from "./workers.js";
+import { loadWorkersFile } from "./state/workers-file.js";
 import { isWasmImage, type WorkerSpec } from "./state/model.js";
 import { canReadWrite, writableDirError } from "./host/writable.js";
 import { writeFileAtomic } from "./util/atomic-write.js";
@@ -275,6 +277,9 @@ async function startChecked(name: string, spec: WorkerSpec, options: StartOption
     await cleanupStaleWorker(paths, await readVmRecord(name, env, cwd));
     cleanedCrashed = true;
   }
+  // The project's workers as they are now (dev's own spec is not among them; a project without a file has none).
+  const workers = await loadWorkersFile(workersFilePath(cwd)).then((f) => f.workers, () => ({}));
+  assertNoDirSharedWithPreview1(name, spec, workers, cwd);
   const capturePath = options.capture === undefined ? undefined : capturePathFor(options.capture, cwd);
   if (isWasmImage(spec.image)) {
     if (capturePath) throw new IiiError("NotApplicable", "--capture does not apply to a WASM worker: it has no virtual network interface");

@@ -257,6 +257,7 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
   if (spec.capabilities) summary.push(capabilitiesSummary(spec.capabilities));
   // Refused now rather than at every start: the guest could rewrite its own entry through such a share.
   const { assertProjectFileNotShared } = await import("./launch/share-safety.js");
+  const { assertNoDirSharedWithPreview1 } = await import("./launch/cross-tier.js");
   assertProjectFileNotShared(spec.mounts, workersFilePath(cwd));
   const replaced = await updateWorkersFile(workersFilePath(cwd), (file) => {
     const exists = Object.hasOwn(file.workers, name);
@@ -264,6 +265,7 @@ export async function addWorker(input: string, options: AddWorkerOptions = {}): 
       throw new IiiError("WorkerExists", `worker "${name}" already exists in iii.workers.yaml (use --force to replace it)`);
     }
     refusePortOfAnotherWorker(file, name, spec);
+    assertNoDirSharedWithPreview1(name, spec, file.workers, cwd);
     file.workers[name] = spec;
     return exists;
   });
