@@ -1,3 +1,4 @@
+import type { ConsoleMark } from "../vmm/console-log.js";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { MountServer } from "@iii/filesystem/client";
 import type { HostControl, WorkloadExitMessage } from "@iii/init";
@@ -31,6 +32,8 @@ export class SupervisorRun {
   /** Cumulative ms since the supervisor process started, at the end of each phase ("load": its code is loaded). */
   readonly timings: Record<string, number> = {};
   request: LaunchRequest | undefined;
+  /** Where this run's part of the console log starts (a failure or a crash quotes only its own lines). */
+  consoleFrom: ConsoleMark | undefined;
   plan!: VmPlan;
   record!: VmRecord;
   vmm: Vmm | undefined;

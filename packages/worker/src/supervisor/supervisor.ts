@@ -12,7 +12,7 @@ import type { LaunchRequest } from "../launch/request.js";
 import { managedRoot as managedRootOf, workerPaths } from "../paths.js";
 import type { VmRecord } from "../state/vm-record.js";
 import type { RotatingLog } from "../util/rotating-log.js";
-import { consoleLinesSince, consoleMark, type ConsoleMark } from "../vmm/console-log.js";
+import { consoleLinesSince, consoleMark, consoleTextSince, kernelPanicSummary, type ConsoleMark } from "../vmm/console-log.js";
 import { createQemuVmm } from "../vmm/qemu-vmm.js";
 import type { VmmFactory } from "../vmm/types.js";
 import { cleanupStaleWorker } from "./cleanup.js";
@@ -58,6 +58,7 @@ export async function runSupervisor(
     run.resources.add("worker lock", () => lock.release());
     // Taken before the control phase opens the log for this run's console: a failure quotes only what follows.
     consoleFrom = consoleMark(paths.consoleLog);
+    run.consoleFrom = consoleFrom;
 
     const request = JSON.parse(await readFile(paths.launch, "utf8")) as LaunchRequest;
     run.request = request;
@@ -104,7 +105,12 @@ export async function runSupervisor(
     return await runToEnd(run);
   } catch (error) {
     // Another package's typed error (FilesystemError, NetworkError) keeps its code to the CLI line.
-    const iii = toIiiError(error, "VmBootFailed");
+    let iii = toIiiError(error, "VmBootFailed");
+    // The console reaches its log through this process (phases/control.ts): a dying kernel's last lines may still
+    // be on their way when QEMU's exit is seen.
+    let panic = consoleFrom ? guestKernelDeath(paths.consoleLog, consoleFrom) : undefined;
+    if (!panic && consoleFrom && run.vmm && iii.code === "VmBootFailed") panic = await sleep(200).then(() => guestKernelDeath(paths.consoleLog, consoleFrom!));
+    if (panic) iii = new IiiError(iii.code, `${iii.message}; ${panic}`, { cause: iii });
     log(`failed: ${iii.message}${errnoCode(error) ? ` (${errnoCode(error)})` : ""}\n${(error as Error).stack ?? ""}`);
     const startFailed = iii.code === "WorkloadStartFailed";
     // Init's last words (the failed spawn, its exit) reach the console while QEMU is still going down.
@@ -207,7 +213,8 @@ export async function runToEnd(run: SupervisorRun): Promise<number> {
   if (!run.workloadExit) await sleep(50);
   if (!run.crash && !run.stopRequested && !exit.error && !run.workloadExit) {
     // QEMU ended (a SIGTERM from outside exits 0, a guest panic resets) without the workload's end: not a stop.
-    run.childDied(`the VM ended without its workload exiting (${exit.reason}${exit.signal ? `, QEMU got ${exit.signal}` : ""})`);
+    const panic = run.consoleFrom ? guestKernelDeath(run.paths.consoleLog, run.consoleFrom) : undefined;
+    run.childDied(`the VM ended without its workload exiting (${exit.reason}${exit.signal ? `, QEMU got ${exit.signal}` : ""})${panic ? `; ${panic}` : ""}`);
   }
   if (!run.crash && exit.error && !run.stopRequested) {
     run.childDied(`QEMU (pid ${run.record.children?.find((p) => p.name === "qemu")?.pid ?? "?"}) ${exit.signal ? `died of ${exit.signal}` : `failed: ${exit.error.message}`}`);
@@ -229,4 +236,10 @@ function guestTimings(ready: ReadyMessage): Record<string, number> {
   out["guest:boot"] = ready.bootMs;
   for (const step of ready.timings) out[`guest:${step.step}`] = step.ms;
   return out;
+}
+
+/** "the guest kernel panicked: <its oops and panic lines>" when this run's console shows the kernel's death. */
+function guestKernelDeath(consoleLog: string, from: ConsoleMark): string | undefined {
+  const summary = kernelPanicSummary(consoleTextSince(consoleLog, from));
+  return summary ? `the guest kernel panicked: ${summary}` : undefined;
 }

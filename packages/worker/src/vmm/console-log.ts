@@ -108,3 +108,28 @@ export async function waitForLine(
     if (fd !== undefined) closeSync(fd);
   }
 }
+
+/** The text a console log got since `mark`, its last `maxBytes` at most (the whole file when it was rotated meanwhile). */
+export function consoleTextSince(path: string, mark: ConsoleMark, maxBytes = 64 * 1024): string {
+  const st = statSync(path, { throwIfNoEntry: false });
+  if (!st) return "";
+  return readTail(path, maxBytes, st.ino === mark.ino && st.size >= mark.size ? mark.size : 0);
+}
+
+const KERNEL_TIMESTAMP = /^\[\s*\d+\.\d+\]\s*/;
+
+/**
+ * What a guest kernel said as it died, in one line: its first oops (or BUG, or general protection fault) with
+ * where it was (RIP), then the panic's reason. Undefined when the text holds no panic. A boot that dies in the
+ * kernel ends QEMU like a reboot (`panic=-1`), and the last lines of the console are the end of a stack trace:
+ * this names the cause.
+ */
+export function kernelPanicSummary(text: string): string | undefined {
+  const lines = text.split(/\r?\n/).map((l) => l.replace(KERNEL_TIMESTAMP, "").trim());
+  const panic = lines.find((l) => l.startsWith("Kernel panic - not syncing:"));
+  if (!panic) return undefined;
+  const first = lines.findIndex((l) => /^(Oops: |BUG: |kernel BUG at |general protection fault)/.test(l));
+  if (first < 0) return panic;
+  const rip = lines.slice(first, first + 40).map((l) => /^RIP: [0-9a-f]{4}:(\S+)/.exec(l)?.[1]).find((r) => r !== undefined);
+  return `${lines[first]}${rip ? ` at ${rip}` : ""}; ${panic}`;
+}

@@ -342,6 +342,19 @@ describe.skipIf(!!skip)("worker lifecycle in a real VM (vm)", () => {
     expect(text).not.toContain("exit 3");
   }, 180_000);
 
+  it("a guest kernel that panics: crashed, and the reason names the kernel's own words, not only the VM's end", async () => {
+    const p = project();
+    // Root in the guest may crash its own kernel (it harms only itself): sysrq's crash is a real panic.
+    const cmd = "echo up; sleep 1; echo c > /proc/sysrq-trigger; sleep 1000";
+    expect((await p.cli(["add", `dir:${rootfs}`, "--name", "doomed", "--", "sh", "-c", cmd])).code).toBe(0);
+    const started = await p.cli(["start", "doomed"]);
+    expect(started.code, started.stderr + p.diagnostics("doomed")).toBe(0);
+    await waitFor(async () => JSON.parse((await p.cli(["list", "--json"])).stdout)[0].status === "crashed", 30_000, "list to say crashed");
+    const row = JSON.parse((await p.cli(["list", "--json"])).stdout)[0];
+    expect(row.lastExit.reason, p.diagnostics("doomed")).toMatch(/without its workload exiting \(guest-reset\); the guest kernel panicked: .*Kernel panic - not syncing: sysrq triggered crash/);
+    expect((await p.cli(["list"])).stdout).toMatch(/doomed\s+dir:\S+\s+crashed: .*the guest kernel panicked/);
+  }, 120_000);
+
   it("a workload killed by the OOM killer: list says so, not a bare stopped (exit 137)", async () => {
     const p = project();
     // tail keeps its input's last 10 lines: with no newline, all of it, until the memory limit ends it.
