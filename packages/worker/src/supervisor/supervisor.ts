@@ -88,6 +88,10 @@ export async function runSupervisor(
     run.plan = planVm(request, { slot, paths, ...(dnsUpstreams ? { dnsUpstreams } : {}) });
     // III_TCG_TB_SIZE_MIB: the TCG translation cache for this host's VMs (default TCG_TB_SIZE_MIB).
     if (env.III_TCG_TB_SIZE_MIB) run.plan.vm.tcgTbSizeMiB = Number(env.III_TCG_TB_SIZE_MIB);
+    // III_GUEST_KERNEL_ARGS: words added to the guest kernel's command line, to diagnose a guest (`loglevel=8`,
+    // `initcall_debug`); the host user's setting, never the guest's. Checked like every word (qemu-argv.ts).
+    const kernelArgs = env.III_GUEST_KERNEL_ARGS?.split(/\s+/).filter(Boolean) ?? [];
+    if (kernelArgs.length > 0) run.plan.vm.cmdlineExtra = [...(run.plan.vm.cmdlineExtra ?? []), ...kernelArgs];
     const { launch, addresses } = run.plan;
     log(`booting ${name}: slot ${slot} (guest ${addresses.guest}), ${launch.vcpus} vCPU, ${launch.memoryBytes} bytes of memory, ${launch.diskBytes} bytes of writable root, argv ${JSON.stringify(launch.argv)}`);
     run.mark("plan");

@@ -342,18 +342,22 @@ describe.skipIf(!!skip)("worker lifecycle in a real VM (vm)", () => {
     expect(text).not.toContain("exit 3");
   }, 180_000);
 
-  it("a guest kernel that panics: crashed, and the reason names the kernel's own words, not only the VM's end", async () => {
+  it("a guest kernel that panics at boot or later: the start's error and the crashed worker's reason name the kernel's own words", async () => {
     const p = project();
-    // Root in the guest may crash its own kernel (it harms only itself): sysrq's crash is a real panic.
-    const cmd = "echo up; sleep 1; echo c > /proc/sysrq-trigger; sleep 1000";
-    expect((await p.cli(["add", `dir:${rootfs}`, "--name", "doomed", "--", "sh", "-c", cmd])).code).toBe(0);
-    const started = await p.cli(["start", "doomed"]);
+    expect((await p.cli(["add", `dir:${rootfs}`, "--name", "doomed", "--memory", "128Mi", "--", "sh", "-c", "echo up; sleep 1; head -c 2000000000 /dev/zero | tail"])).code).toBe(0);
+    // At boot: the kernel panics when the init it was told to run cannot (the last init= wins).
+    const boot = await p.cli(["start", "doomed"], { III_GUEST_KERNEL_ARGS: "init=/nonexistent" });
+    expect(boot.code).toBe(1);
+    expect(boot.stderr).toMatch(/^iii-worker: .*; the guest kernel panicked: Kernel panic - not syncing: Requested init \/nonexistent failed \(error -2\)\. .*\[\w+\]$/m);
+    // Later: the workload runs out of its memory with the kernel told to panic on any OOM (the workload cannot
+    // set that itself: /proc/sys is read-only to it).
+    const started = await p.cli(["start", "doomed"], { III_GUEST_KERNEL_ARGS: "sysctl.vm.panic_on_oom=2" });
     expect(started.code, started.stderr + p.diagnostics("doomed")).toBe(0);
-    await waitFor(async () => JSON.parse((await p.cli(["list", "--json"])).stdout)[0].status === "crashed", 30_000, "list to say crashed");
+    await waitFor(async () => JSON.parse((await p.cli(["list", "--json"])).stdout)[0].status === "crashed", 60_000, "list to say crashed");
     const row = JSON.parse((await p.cli(["list", "--json"])).stdout)[0];
-    expect(row.lastExit.reason, p.diagnostics("doomed")).toMatch(/without its workload exiting \(guest-reset\); the guest kernel panicked: .*Kernel panic - not syncing: sysrq triggered crash/);
+    expect(row.lastExit.reason, p.diagnostics("doomed")).toMatch(/without its workload exiting \(guest-(reset|panic)\); the guest kernel panicked: Kernel panic - not syncing: Out of memory: compulsory panic_on_oom is enabled$/);
     expect((await p.cli(["list"])).stdout).toMatch(/doomed\s+dir:\S+\s+crashed: .*the guest kernel panicked/);
-  }, 120_000);
+  }, 180_000);
 
   it("a workload killed by the OOM killer: list says so, not a bare stopped (exit 137)", async () => {
     const p = project();
