@@ -110,10 +110,7 @@ export async function runSupervisor(
   } catch (error) {
     // Another package's typed error (FilesystemError, NetworkError) keeps its code to the CLI line.
     let iii = toIiiError(error, "VmBootFailed");
-    // The console reaches its log through this process (phases/control.ts): a dying kernel's last lines may still
-    // be on their way when QEMU's exit is seen.
-    let panic = consoleFrom ? guestKernelDeath(paths.consoleLog, consoleFrom) : undefined;
-    if (!panic && consoleFrom && run.vmm && iii.code === "VmBootFailed") panic = await sleep(200).then(() => guestKernelDeath(paths.consoleLog, consoleFrom!));
+    const panic = consoleFrom && run.vmm ? await guestKernelDeath(paths.consoleLog, consoleFrom, [0, 200]) : undefined;
     if (panic) iii = new IiiError(iii.code, `${iii.message}; ${panic}`, { cause: iii });
     log(`failed: ${iii.message}${errnoCode(error) ? ` (${errnoCode(error)})` : ""}\n${(error as Error).stack ?? ""}`);
     const startFailed = iii.code === "WorkloadStartFailed";
@@ -217,7 +214,9 @@ export async function runToEnd(run: SupervisorRun): Promise<number> {
   if (!run.workloadExit) await sleep(50);
   if (!run.crash && !run.stopRequested && !exit.error && !run.workloadExit) {
     // QEMU ended (a SIGTERM from outside exits 0, a guest panic resets) without the workload's end: not a stop.
-    const panic = run.consoleFrom ? guestKernelDeath(run.paths.consoleLog, run.consoleFrom) : undefined;
+    // A kernel panic ends QEMU as a reset (panic=-1), or as guest-panic when QEMU saw it: worth a longer look.
+    const looks = exit.reason === "guest-panic" ? [0, 200, 800] : exit.reason === "guest-reset" ? [0, 200] : [0];
+    const panic = run.consoleFrom ? await guestKernelDeath(run.paths.consoleLog, run.consoleFrom, looks) : undefined;
     run.childDied(`the VM ended without its workload exiting (${exit.reason}${exit.signal ? `, QEMU got ${exit.signal}` : ""})${panic ? `; ${panic}` : ""}`);
   }
   if (!run.crash && exit.error && !run.stopRequested) {
@@ -242,8 +241,16 @@ function guestTimings(ready: ReadyMessage): Record<string, number> {
   return out;
 }
 
-/** "the guest kernel panicked: <its oops and panic lines>" when this run's console shows the kernel's death. */
-function guestKernelDeath(consoleLog: string, from: ConsoleMark): string | undefined {
-  const summary = kernelPanicSummary(consoleTextSince(consoleLog, from));
-  return summary ? `the guest kernel panicked: ${summary}` : undefined;
+/**
+ * "the guest kernel panicked: <its oops and panic lines>" when this run's console shows the kernel's death, looked
+ * for after each of `waitsMs`: the console reaches its log through this process (phases/control.ts), so a dying
+ * kernel's last lines may still be on their way when QEMU's exit is seen.
+ */
+async function guestKernelDeath(consoleLog: string, from: ConsoleMark, waitsMs: number[]): Promise<string | undefined> {
+  for (const ms of waitsMs) {
+    if (ms > 0) await sleep(ms);
+    const summary = kernelPanicSummary(consoleTextSince(consoleLog, from));
+    if (summary) return `the guest kernel panicked: ${summary}`;
+  }
+  return undefined;
 }
