@@ -11,7 +11,7 @@ import { QemuVmm } from "../../src/vmm/index.js";
 import { resolveKernel } from "../../src/firmware/index.js";
 import { chooseAccel, probeAccelFacts } from "../../src/vmm/accel.js";
 import { INIT_PRELUDE, INIT_REBOOT, VmTestResources, rootfsWithInit } from "../../test/vm/harness.js";
-import { buildBusyboxRootfs } from "../boot/raw-floor.js";
+import { buildBusyboxRootfs, median } from "../boot/raw-floor.js";
 
 function option(name: string, fallback: number): number {
   const i = process.argv.indexOf(name);
@@ -43,7 +43,6 @@ const arms: Arm[] = [
 ];
 const onlineAll = Array.from({ length: vcpus - 1 }, (_, i) => `echo 1 > /sys/devices/system/cpu/cpu${i + 1}/online`).join("; ");
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 const summary = (xs: number[]) => (xs.length ? `min ${Math.min(...xs)} median ${median(xs)} max ${Math.max(...xs)}` : "none");
 
 const res = new VmTestResources();

@@ -3,6 +3,7 @@ import { resolve } from "node:path";
 import { IiiError } from "../errors.js";
 import { isWasmImage, type MountSpec, type WorkerSpec } from "../state/model.js";
 import { isWithin, realOrSelf } from "../util/path-within.js";
+import { detectWasmKind } from "../wasm/kind.js";
 
 /**
  * A VM guest and a preview 1 WASM module may not share a host directory the guest can write. Preview 1 runs on
@@ -24,8 +25,8 @@ export function assertNoDirSharedWithPreview1(name: string, spec: WorkerSpec, wo
     ];
     for (const [vm, wasm] of pairs) {
       for (const share of vm.mounts) {
+        const a = realOrSelf(resolve(cwd, share.host));
         for (const dir of wasm.mounts) {
-          const a = realOrSelf(resolve(cwd, share.host));
           const b = realOrSelf(resolve(cwd, dir.host));
           if (!isWithin(a, b) && !isWithin(b, a)) continue;
           throw new IiiError(
@@ -44,14 +45,14 @@ function roles(spec: WorkerSpec, cwd: string): { vmWritable: MountSpec[]; previe
   return { vmWritable: [], preview1: isComponent(resolve(cwd, spec.image.slice("wasm:".length))) ? [] : spec.mounts };
 }
 
-/** Whether the file is a WebAssembly component (layer 1); a module, or a file not (yet) readable, counts as preview 1. */
+/** Whether the file is a WebAssembly component (wasm/kind.ts); a module, or a file not (yet) readable, counts as preview 1. */
 function isComponent(path: string): boolean {
   let fd: number | undefined;
   try {
     fd = openSync(path, "r");
     const header = Buffer.alloc(8);
-    if (readSync(fd, header, 0, 8, 0) < 8) return false;
-    return header.readUInt32BE(0) === 0x0061736d && header.readUInt16LE(6) === 1;
+    readSync(fd, header, 0, 8, 0);
+    return detectWasmKind(header, path) === "component";
   } catch {
     return false;
   } finally {

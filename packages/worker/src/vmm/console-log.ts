@@ -52,9 +52,15 @@ export function consoleMark(path: string): ConsoleMark {
  * was rotated meanwhile, which left only this run's lines in it).
  */
 export function consoleLinesSince(path: string, mark: ConsoleMark, lines: number): string[] {
+  const from = offsetSince(path, mark);
+  return from === undefined ? [] : nonEmptyTail(path, lines, from);
+}
+
+/** Where the log's part since `mark` starts now: the mark's size, or 0 when the log was rotated; undefined if none. */
+function offsetSince(path: string, mark: ConsoleMark): number | undefined {
   const st = statSync(path, { throwIfNoEntry: false });
-  if (!st) return [];
-  return nonEmptyTail(path, lines, st.ino === mark.ino && st.size >= mark.size ? mark.size : 0);
+  if (!st) return undefined;
+  return st.ino === mark.ino && st.size >= mark.size ? mark.size : 0;
 }
 
 /**
@@ -111,9 +117,8 @@ export async function waitForLine(
 
 /** The text a console log got since `mark`, its last `maxBytes` at most (the whole file when it was rotated meanwhile). */
 export function consoleTextSince(path: string, mark: ConsoleMark, maxBytes = 64 * 1024): string {
-  const st = statSync(path, { throwIfNoEntry: false });
-  if (!st) return "";
-  return readTail(path, maxBytes, st.ino === mark.ino && st.size >= mark.size ? mark.size : 0);
+  const from = offsetSince(path, mark);
+  return from === undefined ? "" : readTail(path, maxBytes, from);
 }
 
 const KERNEL_TIMESTAMP = /^\[\s*\d+\.\d+\]\s*/;
