@@ -7,6 +7,9 @@
  *
  *   flock /tmp/iii-heavy.lock node packages/worker/bench/net-vm/run.mjs [--rounds 3] [--seconds 5] [--pcap DIR]
  *
+ * `--rows fwd,rev,rtt,conn` runs only those loads in the guest (default all four); `--keep DIR` copies each run's
+ * console log there. A guest whose kernel died is named by its oops (kernelPanicSummary).
+ *
  * `--pcap DIR` records every frame of each run: ours in the stack's process (DIR/ours-N.pcap), QEMU's user
  * networking at its netdev (DIR/user-N.pcap, QEMU's filter-dump), both with microsecond timestamps.
  *
@@ -15,16 +18,24 @@
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
+import { createServer, type AddressInfo } from "node:net";
 import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { NetworkStack } from "@iii/network";
 import { resolveKernel } from "../../src/firmware/index.js";
+import { kernelPanicSummary } from "../../src/vmm/console-log.js";
 import { QemuVmm } from "../../src/vmm/qemu-vmm.js";
 import { buildBusyboxRootfs } from "../boot/raw-floor.js";
 
-const { values } = parseArgs({ options: { rounds: { type: "string", default: "3" }, seconds: { type: "string", default: "5" }, pings: { type: "string", default: "2000" }, pcap: { type: "string" } } });
+const { values } = parseArgs({ options: { rounds: { type: "string", default: "3" }, seconds: { type: "string", default: "5" }, pings: { type: "string", default: "2000" }, pcap: { type: "string" }, rows: { type: "string", default: "fwd,rev,rtt,conn" }, keep: { type: "string" }, "smp-plain": { type: "boolean", default: false } } });
+/** `--smp-plain`: both VMs get `-smp 1` instead of the worker's `-smp 1,maxcpus=2` (a diagnosis A/B; see qemu-argv.ts smpOption). */
+const SMP_PLAIN = values["smp-plain"];
+const ROWS = new Set(values.rows.split(","));
+for (const r of ROWS) if (!["fwd", "rev", "rtt", "conn"].includes(r)) throw new Error(`--rows: unknown load ${r} (fwd, rev, rtt, conn)`);
+const KEEP_DIR = values.keep;
+if (KEEP_DIR) mkdirSync(KEEP_DIR, { recursive: true });
 const PCAP_DIR = values.pcap;
 const ROUNDS = Number(values.rounds);
 const SECONDS = Number(values.seconds);
@@ -99,10 +110,10 @@ mkdir -p $R
 echo netvm-up
 # The virtio feature bits the guest driver negotiated (bit 0 CSUM, 1 GUEST_CSUM, 7/8 GUEST_TSO4/6, 11/12 HOST_TSO4/6).
 cat /sys/class/net/eth0/device/features > $R/features.txt 2>&1
-iperf3 -c $HOST -p $IPERF_PORT -t $SECS -J > $R/fwd.json 2>&1
-iperf3 -c $HOST -p $IPERF_PORT -t $SECS -J -R > $R/rev.json 2>&1
-rr $HOST $ECHO_PORT rtt $PINGS > $R/rtt.txt 2>&1
-rr $HOST $ECHO_PORT conn $SECS > $R/conn.txt 2>&1
+case ",$ROWS," in *",fwd,"*) iperf3 -c $HOST -p $IPERF_PORT -t $SECS -J > $R/fwd.json 2>&1 ;; esac
+case ",$ROWS," in *",rev,"*) iperf3 -c $HOST -p $IPERF_PORT -t $SECS -J -R > $R/rev.json 2>&1 ;; esac
+case ",$ROWS," in *",rtt,"*) rr $HOST $ECHO_PORT rtt $PINGS > $R/rtt.txt 2>&1 ;; esac
+case ",$ROWS," in *",conn,"*) rr $HOST $ECHO_PORT conn $SECS > $R/conn.txt 2>&1 ;; esac
 sync
 echo netvm-done
 reboot -f
@@ -128,7 +139,15 @@ interface Sample {
 
 const { kernel } = await resolveKernel({});
 const root = buildRootfs();
-const iperfPort = 20000 + (process.pid % 20000);
+// A port the kernel says is free now (a fixed formula once landed on a port a live connection held: iperf3 could not listen).
+const iperfPort = await new Promise<number>((resolve, reject) => {
+  const probe = createServer();
+  probe.once("error", reject);
+  probe.listen(0, "127.0.0.1", () => {
+    const { port } = probe.address() as AddressInfo;
+    probe.close(() => resolve(port));
+  });
+});
 startTied("iperf3", ["-s", "-B", "127.0.0.1", "-p", String(iperfPort)]);
 const servers = startTied(process.execPath, [fileURLToPath(new URL("../../../network/bench/servers.mjs", import.meta.url))]);
 const ports = JSON.parse(((await once(servers.stdout!, "data")) as Buffer[])[0]!.toString()) as { echo: number };
@@ -138,8 +157,13 @@ await new Promise((r) => setTimeout(r, 300));
 const userQemu = join(work, "qemu-user-net.sh");
 // NETVM_PCAP (set per run below; QEMU inherits this process's environment) names the run's pcap file.
 const dump = ' ${NETVM_PCAP:+-object filter-dump,id=fd0,netdev=n0,file="$NETVM_PCAP"}';
-writeFileSync(userQemu, `#!/bin/sh\nexec qemu-system-x86_64 "$@" -netdev user,id=n0,net=10.0.2.0/24${dump} -device virtio-net-device,netdev=n0,mac=${GUEST_MAC}\n`);
+// --smp-plain rewrites the one `-smp` argument for both VMs (the shell's positional parameters, rebuilt in order).
+const smpFilter = SMP_PLAIN ? `for a; do shift; [ "$a" = "1,maxcpus=2" ] && a=1; set -- "$@" "$a"; done\n` : "";
+writeFileSync(userQemu, `#!/bin/sh\n${smpFilter}exec qemu-system-x86_64 "$@" -netdev user,id=n0,net=10.0.2.0/24${dump} -device virtio-net-device,netdev=n0,mac=${GUEST_MAC}\n`);
 chmodSync(userQemu, 0o755);
+const oursQemu = join(work, "qemu-ours.sh");
+writeFileSync(oursQemu, `#!/bin/sh\n${smpFilter}exec qemu-system-x86_64 "$@"\n`);
+chmodSync(oursQemu, 0o755);
 
 const ipStr = (ip: number) => `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`;
 
@@ -166,8 +190,8 @@ async function runVm(mode: Mode, run: string): Promise<Sample> {
     memoryBytes: 256 * 1024 * 1024,
     consoleLogPath: join(runDir, "console.log"),
     runDir,
-    env: { ...env, RUN: run, IPERF_PORT: String(iperfPort), ECHO_PORT: String(ports.echo), SECS: String(SECONDS), PINGS: String(PINGS) },
-    ...(stack ? { network: { socketPath: join(runDir, "net.sock"), mac } } : { qemuPath: userQemu }),
+    env: { ...env, RUN: run, IPERF_PORT: String(iperfPort), ECHO_PORT: String(ports.echo), SECS: String(SECONDS), PINGS: String(PINGS), ROWS: [...ROWS].join(",") },
+    ...(stack ? { network: { socketPath: join(runDir, "net.sock"), mac }, ...(SMP_PLAIN ? { qemuPath: oursQemu } : {}) } : { qemuPath: userQemu }),
   });
   if (PCAP_DIR && !stack) process.env.NETVM_PCAP = join(PCAP_DIR, `${run}.pcap`);
   const cpu0 = process.cpuUsage();
@@ -179,8 +203,11 @@ async function runVm(mode: Mode, run: string): Promise<Sample> {
     await vm.waitForConsole((l) => l.includes("netvm-done"), 120_000 + SECONDS * 4_000);
     await vm.wait();
   } catch (err) {
-    console.error(`  ${run}: ${(err as Error).message}; console:\n${readFileSync(join(runDir, "console.log"), "utf8").slice(-2000)}`);
+    const consoleText = readFileSync(join(runDir, "console.log"), "utf8");
+    const panic = kernelPanicSummary(consoleText);
+    console.error(`  ${run}: ${(err as Error).message}${panic ? `; the guest kernel panicked: ${panic}` : `; console:\n${consoleText.slice(-2000)}`}`);
   } finally {
+    if (KEEP_DIR && existsSync(join(runDir, "console.log"))) copyFileSync(join(runDir, "console.log"), join(KEEP_DIR, `${run}.console.log`));
     await vm.cleanup();
     if (stack) {
       retransmits = stack.counters.retransmits;
