@@ -89,6 +89,14 @@ export class SupervisorRun {
     if (this.stopRequested) return;
     this.stopRequested = true;
     const grace = graceMs ?? this.request?.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
+    if (this.readyAt === undefined) {
+      // Booting: no workload runs yet to be given its grace, and init reads a SHUTDOWN only after READY, so a
+      // graceful stop would wait for the boot to finish first (seconds under TCG). The VM is ended now; a boot in
+      // a phase before QEMU ends at that phase's check (vmm.ts).
+      log(`${reason}: stopping while booting: the VM is ended without a shutdown (no workload runs yet)`);
+      await this.vmm?.stop({ timeoutMs: 2_000 });
+      return;
+    }
     log(`${reason}: stopping (grace ${grace} ms)`);
     if (this.control && this.vmm) {
       this.control.shutdown(grace);

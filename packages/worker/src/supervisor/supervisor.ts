@@ -110,7 +110,9 @@ export async function runSupervisor(
   } catch (error) {
     // Another package's typed error (FilesystemError, NetworkError) keeps its code to the CLI line.
     let iii = toIiiError(error, "VmBootFailed");
-    const panic = consoleFrom && run.vmm ? await guestKernelDeath(paths.consoleLog, consoleFrom, [0, 200]) : undefined;
+    // A stop while booting ends the VM on purpose (requestStop): that, not the VM's end, is the start's outcome.
+    if (run.stopRequested && !run.crash && run.readyAt === undefined) iii = new IiiError("VmBootFailed", `worker "${name}" was stopped while booting`, { cause: error });
+    const panic = consoleFrom && run.vmm && !run.stopRequested ? await guestKernelDeath(paths.consoleLog, consoleFrom, [0, 200]) : undefined;
     if (panic) iii = new IiiError(iii.code, `${iii.message}; ${panic}`, { cause: iii });
     log(`failed: ${iii.message}${errnoCode(error) ? ` (${errnoCode(error)})` : ""}\n${(error as Error).stack ?? ""}`);
     const startFailed = iii.code === "WorkloadStartFailed";

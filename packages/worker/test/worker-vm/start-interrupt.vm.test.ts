@@ -18,6 +18,20 @@ interface Interrupted {
 }
 
 /**
+ * What this run's supervisor log says (the part after `from`): when the stop reached the supervisor and when init
+ * reported READY, as wall-clock ms (undefined when that never happened).
+ */
+function stopAndReady(log: string): { stopAt?: number; readyAt?: number } {
+  const at = (re: RegExp) => {
+    const m = re.exec(log);
+    return m ? Date.parse(m[1]!) : undefined;
+  };
+  const stopAt = at(/^(\S+) .*: stopping( while booting|\s\(grace)/m);
+  const readyAt = at(/^(\S+) ready in \d+ ms$/m);
+  return { ...(stopAt !== undefined ? { stopAt } : {}), ...(readyAt !== undefined ? { readyAt } : {}) };
+}
+
+/**
  * `iii worker start NAME` as from a terminal (its own process group, the signal sent to the group, as Ctrl-C is),
  * signalled at each of `atMs` (ms after the spawn).
  */
@@ -71,12 +85,21 @@ describe.skipIf(!!skip)("Ctrl-C / SIGTERM on start while the VM boots (vm)", () 
       expect((await p.cli(["start", name])).code).toBe(0);
       expect((await p.cli(["stop", name])).code).toBe(0);
       const netnsBefore = netns();
+      const logFrom = p.read(`managed/${name}/logs/supervisor.log`).length;
+      const upsBefore = p.read(`managed/${name}/logs/stdout.log`).split("up").length;
       const run = await startAndSignal(p, name, signal, atMs);
       console.log(`[vm] ${what}: CLI exited ${run.code} after ${run.exitedAtMs} ms: ${JSON.stringify(run.stderr)}`);
       expect(run.code, run.stderr).toBe(130);
       const lines = run.stderr.trim().split("\n");
       expect(lines.at(-1)).toMatch(new RegExp(`^iii-worker: start of ${name} interrupted(; the worker was stopped| before its VM was started; nothing is running) \\[Interrupted\\]$`));
       expect(run.stderr).not.toContain(`started ${name}`);
+      // A stop that reaches a booting supervisor ends the VM there: the boot does not go on to READY and a workload
+      // that is then shut down at once (init reads SHUTDOWN only after READY: seconds more under TCG).
+      const { stopAt, readyAt } = stopAndReady(p.read(`managed/${name}/logs/supervisor.log`).slice(logFrom));
+      if (stopAt !== undefined && (readyAt === undefined || stopAt < readyAt)) {
+        expect(readyAt, p.diagnostics(name)).toBeUndefined();
+        expect(p.read(`managed/${name}/logs/stdout.log`).split("up").length, "the workload ran").toBe(upsBefore);
+      }
       // right away, with nothing waited for: the CLI returned only once the worker was down
       expect(processesMentioning(p.managed(name)), p.diagnostics(name)).toEqual([]);
       expect(mountsUnder(p.home)).toEqual([]);
