@@ -21,6 +21,8 @@ export class StartInterrupt {
   private readonly controller = new AbortController();
   private readonly spawned = new Set<string>();
   private readonly starts = new Map<string, { settled: boolean }>();
+  /** `restart`'s stop of each worker before its start: a cancel waits for it (see stopFirst). */
+  private readonly stops = new Map<string, Promise<{ failed?: string }>>();
   private cancelling: Promise<never> | undefined;
   private noted = false;
   private readonly onSignal = (signal: NodeJS.Signals): void => this.interrupt(signal);
@@ -46,6 +48,23 @@ export class StartInterrupt {
     }
   }
 
+  /**
+   * `restart`'s first half. A signal meanwhile does not cut the stop short (the request may not have reached the
+   * supervisor yet, and the old VM would run on after a line saying nothing runs): the cancel waits for it, then
+   * no start follows (the aborted signal) and the line says what is left.
+   */
+  async stopFirst<T>(name: string, stop: () => Promise<T>): Promise<T> {
+    const p = stop();
+    this.stops.set(
+      name,
+      p.then(
+        () => ({}),
+        (error: Error) => ({ failed: error.message }),
+      ),
+    );
+    return p;
+  }
+
   dispose(): void {
     process.off("SIGINT", this.onSignal);
     process.off("SIGTERM", this.onSignal);
@@ -66,10 +85,16 @@ export class StartInterrupt {
   private async cancel(): Promise<never> {
     const lines = await Promise.all(
       this.names.map(async (name) => {
-        if (!this.spawned.has(name)) return `iii-worker: start of ${name} interrupted before its VM was started; nothing is running [Interrupted]`;
+        const stop = await this.stops.get(name);
+        if (stop?.failed) return `iii-worker: restart of ${name} interrupted; its stop failed: ${stop.failed} (run iii worker stop ${name}) [Interrupted]`;
+        if (!this.spawned.has(name)) {
+          return stop
+            ? `iii-worker: restart of ${name} interrupted before its start; the worker is stopped [Interrupted]`
+            : `iii-worker: start of ${name} interrupted before its VM was started; nothing is running [Interrupted]`;
+        }
         try {
           await this.stopStarting(name);
-          return `iii-worker: start of ${name} interrupted; the worker was stopped [Interrupted]`;
+          return `iii-worker: ${this.stops.has(name) ? "restart" : "start"} of ${name} interrupted; the worker was stopped [Interrupted]`;
         } catch (error) {
           return `iii-worker: start of ${name} interrupted; stopping it failed: ${(error as Error).message} (run iii worker stop ${name}) [Interrupted]`;
         }

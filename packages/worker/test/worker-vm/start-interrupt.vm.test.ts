@@ -35,10 +35,10 @@ function stopAndReady(log: string): { stopAt?: number; readyAt?: number } {
  * `iii worker start NAME` as from a terminal (its own process group, the signal sent to the group, as Ctrl-C is),
  * signalled at each of `atMs` (ms after the spawn).
  */
-function startAndSignal(p: Project, name: string, signal: NodeJS.Signals, atMs: number[]): Promise<Interrupted> {
+function startAndSignal(p: Project, name: string, signal: NodeJS.Signals, atMs: number[], command: string[] = ["start", name]): Promise<Interrupted> {
   return new Promise((resolve, reject) => {
     const spawned = Date.now();
-    const child = spawn(process.execPath, [WORKER_CLI, "start", name], { cwd: p.dir, env: { ...process.env, ...p.env }, stdio: ["ignore", "ignore", "pipe"], detached: true });
+    const child = spawn(process.execPath, [WORKER_CLI, ...command], { cwd: p.dir, env: { ...process.env, ...p.env }, stdio: ["ignore", "ignore", "pipe"], detached: true });
     let stderr = "";
     child.stderr!.on("data", (d) => (stderr += d));
     const timers = atMs.map((ms) =>
@@ -110,6 +110,45 @@ describe.skipIf(!!skip)("Ctrl-C / SIGTERM on start while the VM boots (vm)", () 
       const again = await p.cli(["start", name]);
       expect(again.code, again.stderr).toBe(0);
       expect((await p.cli(["stop", name])).code).toBe(0);
+    }, 120_000);
+  }
+});
+
+describe.skipIf(!!skip)("Ctrl-C on restart (vm)", () => {
+  let rootfs: string;
+  const p = new Project();
+  beforeAll(() => {
+    rootfs = busyboxRootfs();
+  }, 300_000);
+  afterAll(() => p.dispose());
+
+  // [what, the workload, restart's --timeout, when the signal comes, the line it may end with]
+  const cases: [string, string, string, number, RegExp][] = [
+    // The old workload ignores SIGTERM: the stop half takes its 3 s grace, and the signal comes inside it.
+    ["SIGINT during the stop half", 'trap "" TERM; echo up; while :; do sleep 1; done', "3", 1_500, /^iii-worker: restart of (\S+) interrupted before its start; the worker is stopped \[Interrupted\]$/],
+    // A quick stop, then a quarter-CPU boot (~4 s): the signal comes while the new VM boots.
+    ["SIGINT while the new VM boots", "echo up; exec sleep 1000", "10", 2_500, /^iii-worker: restart of (\S+) interrupted(; the worker was stopped| before its start; the worker is stopped) \[Interrupted\]$/],
+  ];
+  for (const [what, script, timeout, atMs, line] of cases) {
+    it(`${what}: the stop finishes, no start follows or it is cancelled, exit 130, nothing left`, async () => {
+      const name = `restart-int-${atMs}`;
+      const add = await p.cli(["add", `dir:${rootfs}`, "--name", name, "--cpus", "250m", "--", "sh", "-c", script]);
+      expect(add.code, add.stderr).toBe(0);
+      expect((await p.cli(["start", name])).code).toBe(0);
+      const netnsBefore = netns();
+      const run = await startAndSignal(p, name, "SIGINT", [atMs], ["restart", name, "--timeout", timeout]);
+      console.log(`[vm] restart, ${what}: CLI exited ${run.code} after ${run.exitedAtMs} ms: ${JSON.stringify(run.stderr)}`);
+      expect(run.code, run.stderr).toBe(130);
+      expect(run.stderr.trim().split("\n").at(-1)).toMatch(line);
+      expect(run.stderr).not.toContain(`started ${name}`);
+      expect(processesMentioning(p.managed(name)), p.diagnostics(name)).toEqual([]);
+      expect(mountsUnder(p.home)).toEqual([]);
+      expect(netns()).toBe(netnsBefore);
+      const list = JSON.parse((await p.cli(["list", "--json"])).stdout) as { name: string; status: string }[];
+      expect(list.find((w) => w.name === name)?.status).toBe("stopped");
+      const again = await p.cli(["start", name]);
+      expect(again.code, again.stderr).toBe(0);
+      expect((await p.cli(["stop", name, "--timeout", "1"])).code).toBe(0);
     }, 120_000);
   }
 });

@@ -3,6 +3,7 @@ import { forEachWorker, requireWorkers } from "../for-each-worker.js";
 import { DEFAULT_ENGINE_URL, DEFAULT_TIMEOUT_SECONDS, parseSeconds } from "../options.js";
 import { checkEngineUrl, startOne } from "./start.js";
 import { stopOne } from "./stop.js";
+import { StartInterrupt } from "../start-interrupt.js";
 
 /** `iii-worker restart`: stops and starts workers again. */
 export function registerRestart(program: Command): void {
@@ -19,10 +20,20 @@ export function registerRestart(program: Command): void {
       if (opts.engineUrl !== undefined) checkEngineUrl(opts.engineUrl);
       await requireWorkers(names);
       const { lastEngineUrl } = await import("./list-run.js");
-      await forEachWorker(names, async (name) => {
-        const engineUrl = opts.engineUrl ?? (await lastEngineUrl(name)) ?? DEFAULT_ENGINE_URL;
-        const stopped = await stopOne(name, graceMs);
-        return `${stopped}\n${await startOne(name, { engineUrl, bootTimeout: opts.bootTimeout, pull: "missing" })}`;
-      });
+      // Ctrl-C or SIGTERM: the start half is cancelled as `start`'s is, after the stop half has finished.
+      const interrupt = new StartInterrupt(names, undefined);
+      try {
+        await forEachWorker(names, async (name) => {
+          // Registered before any await: a signal from here on finds the stop half to wait for.
+          const [engineUrl, stopped] = await interrupt.stopFirst(name, async () => {
+            const url: string = opts.engineUrl ?? (await lastEngineUrl(name)) ?? DEFAULT_ENGINE_URL;
+            return [url, await stopOne(name, graceMs)] as const;
+          });
+          const started = await interrupt.run(name, (hooks) => startOne(name, { engineUrl, bootTimeout: opts.bootTimeout, pull: "missing" }, undefined, hooks));
+          return `${stopped}\n${started}`;
+        });
+      } finally {
+        interrupt.dispose();
+      }
     });
 }
