@@ -135,6 +135,10 @@ describe.skipIf(!!skip)("Ctrl-C on restart (vm)", () => {
       const add = await p.cli(["add", `dir:${rootfs}`, "--name", name, "--cpus", "250m", "--", "sh", "-c", script]);
       expect(add.code, add.stderr).toBe(0);
       expect((await p.cli(["start", name])).code).toBe(0);
+      // READY is the workload's spawn: under a quarter CPU its shell takes a while to get to `trap` (then `echo up`).
+      const deadline = Date.now() + 30_000;
+      while (!p.read(`managed/${name}/logs/stdout.log`).includes("up") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      expect(p.read(`managed/${name}/logs/stdout.log`), p.diagnostics(name)).toContain("up");
       const netnsBefore = netns();
       const run = await startAndSignal(p, name, "SIGINT", [atMs], ["restart", name, "--timeout", timeout]);
       console.log(`[vm] restart, ${what}: CLI exited ${run.code} after ${run.exitedAtMs} ms: ${JSON.stringify(run.stderr)}`);
@@ -151,4 +155,36 @@ describe.skipIf(!!skip)("Ctrl-C on restart (vm)", () => {
       expect((await p.cli(["stop", name, "--timeout", "1"])).code).toBe(0);
     }, 120_000);
   }
+});
+
+describe.skipIf(!!skip)("Ctrl-C on start-all (vm)", () => {
+  let rootfs: string;
+  const p = new Project();
+  beforeAll(() => {
+    rootfs = busyboxRootfs();
+  }, 300_000);
+  afterAll(() => p.dispose());
+
+  it("SIGINT while two VMs boot: both starts are cancelled, one line each, exit 130, nothing left", async () => {
+    const names = ["all-a", "all-b"];
+    for (const name of names) {
+      // A quarter of a CPU each: the boots take seconds, and the signal at 2 s comes inside them.
+      const add = await p.cli(["add", `dir:${rootfs}`, "--name", name, "--cpus", "250m", "--", "sh", "-c", "echo up; exec sleep 1000"]);
+      expect(add.code, add.stderr).toBe(0);
+    }
+    const netnsBefore = netns();
+    const run = await startAndSignal(p, "", "SIGINT", [2_000], ["start-all"]);
+    console.log(`[vm] start-all: CLI exited ${run.code} after ${run.exitedAtMs} ms: ${JSON.stringify(run.stderr)}`);
+    expect(run.code, run.stderr).toBe(130);
+    const lines = run.stderr.trim().split("\n");
+    for (const name of names) {
+      expect(lines).toContainEqual(expect.stringMatching(new RegExp(`^iii-worker: start of ${name} interrupted(; the worker was stopped| before its VM was started; nothing is running) \\[Interrupted\\]$`)));
+      expect(processesMentioning(p.managed(name)), p.diagnostics(name)).toEqual([]);
+    }
+    expect(run.stderr).not.toContain("started all-");
+    expect(mountsUnder(p.home)).toEqual([]);
+    expect(netns()).toBe(netnsBefore);
+    const list = JSON.parse((await p.cli(["list", "--json"])).stdout) as { name: string; status: string }[];
+    for (const name of names) expect(list.find((w) => w.name === name)?.status).toBe("stopped");
+  }, 120_000);
 });

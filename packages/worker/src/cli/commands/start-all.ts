@@ -17,7 +17,15 @@ export function registerStartAll(program: Command): void {
       const names = Object.keys(file.workers).sort();
       const { terminalSafeLine } = await import("../../util/terminal-safe.js");
       const { describeError } = await import("../../errors.js");
-      const results = await Promise.allSettled(names.map((name) => startWorker(name, { engineUrl: opts.engineUrl })));
+      // Ctrl-C or SIGTERM: every start under way is cancelled as `start`'s is (one line each, exit 130).
+      const { StartInterrupt } = await import("../start-interrupt.js");
+      const interrupt = new StartInterrupt(names, undefined);
+      let results: PromiseSettledResult<unknown>[];
+      try {
+        results = await Promise.allSettled(names.map((name) => interrupt.run(name, (hooks) => startWorker(name, { engineUrl: opts.engineUrl, ...hooks }))));
+      } finally {
+        interrupt.dispose();
+      }
       // a failure as every multi-worker command prints it (for-each-worker.ts): prefix, name, message, code
       let exitCode = 0;
       results.forEach((r, i) => {
