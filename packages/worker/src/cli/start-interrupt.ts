@@ -96,7 +96,7 @@ export class StartInterrupt {
           await this.stopStarting(name);
           return `iii-worker: ${this.stops.has(name) ? "restart" : "start"} of ${name} interrupted; the worker was stopped [Interrupted]`;
         } catch (error) {
-          return `iii-worker: start of ${name} interrupted; stopping it failed: ${(error as Error).message} (run iii worker stop ${name}) [Interrupted]`;
+          return `iii-worker: ${this.stops.has(name) ? "restart" : "start"} of ${name} interrupted; stopping it failed: ${(error as Error).message} (run iii worker stop ${name}) [Interrupted]`;
         }
       }),
     );
