@@ -85,23 +85,29 @@ export class StartInterrupt {
   private async cancel(): Promise<never> {
     const lines = await Promise.all(
       this.names.map(async (name) => {
+        const interrupted = `iii-worker: ${this.commandOf(name)} of ${name} interrupted`;
         const stop = await this.stops.get(name);
-        if (stop?.failed) return `iii-worker: restart of ${name} interrupted; its stop failed: ${stop.failed} (run iii worker stop ${name}) [Interrupted]`;
+        if (stop?.failed) return `${interrupted}; its stop failed: ${stop.failed} (run iii worker stop ${name}) [Interrupted]`;
         if (!this.spawned.has(name)) {
           return stop
-            ? `iii-worker: restart of ${name} interrupted before its start; the worker is stopped [Interrupted]`
-            : `iii-worker: start of ${name} interrupted before its VM was started; nothing is running [Interrupted]`;
+            ? `${interrupted} before its start; the worker is stopped [Interrupted]`
+            : `${interrupted} before its VM was started; nothing is running [Interrupted]`;
         }
         try {
           await this.stopStarting(name);
-          return `iii-worker: ${this.stops.has(name) ? "restart" : "start"} of ${name} interrupted; the worker was stopped [Interrupted]`;
+          return `${interrupted}; the worker was stopped [Interrupted]`;
         } catch (error) {
-          return `iii-worker: ${this.stops.has(name) ? "restart" : "start"} of ${name} interrupted; stopping it failed: ${(error as Error).message} (run iii worker stop ${name}) [Interrupted]`;
+          return `${interrupted}; stopping it failed: ${(error as Error).message} (run iii worker stop ${name}) [Interrupted]`;
         }
       }),
     );
     process.stderr.write(`${lines.join("\n")}\n`);
     process.exit(INTERRUPTED_EXIT);
+  }
+
+  /** What the user ran for this worker, as the lines name it: a worker with a stop half is being restarted. */
+  private commandOf(name: string): "restart" | "start" {
+    return this.stops.has(name) ? "restart" : "start";
   }
 
   /** Stops a worker whose supervisor was spawned by this start, once vm.json names it (or the start ended). */

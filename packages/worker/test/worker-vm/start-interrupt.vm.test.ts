@@ -3,12 +3,21 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WORKER_CLI } from "../helpers.js";
-import { busyboxRootfs, mountsUnder, processesMentioning, Project, vmSkipReason } from "./harness.js";
+import { busyboxRootfs, mountsUnder, processesMentioning, Project, vmSkipReason, waitFor } from "./harness.js";
 
 const skip = vmSkipReason();
 if (skip) console.warn(`[vm] skipping the interrupted-start VM tests: ${skip}`);
 
 const netns = () => spawnSync("ip", ["netns", "list"], { encoding: "utf8" }).stdout;
+
+/** Right after the CLI's exit, with nothing waited for: none of `names` has a process, mount or netns left, and each is listed stopped. */
+async function expectNothingLeft(p: Project, names: string[], netnsBefore: string): Promise<void> {
+  for (const name of names) expect(processesMentioning(p.managed(name)), p.diagnostics(name)).toEqual([]);
+  expect(mountsUnder(p.home)).toEqual([]);
+  expect(netns()).toBe(netnsBefore);
+  const list = JSON.parse((await p.cli(["list", "--json"])).stdout) as { name: string; status: string }[];
+  for (const name of names) expect(list.find((w) => w.name === name)?.status, name).toBe("stopped");
+}
 
 interface Interrupted {
   code: number | null;
@@ -100,12 +109,8 @@ describe.skipIf(!!skip)("Ctrl-C / SIGTERM on start while the VM boots (vm)", () 
         expect(readyAt, p.diagnostics(name)).toBeUndefined();
         expect(p.read(`managed/${name}/logs/stdout.log`).split("up").length, "the workload ran").toBe(upsBefore);
       }
-      // right away, with nothing waited for: the CLI returned only once the worker was down
-      expect(processesMentioning(p.managed(name)), p.diagnostics(name)).toEqual([]);
-      expect(mountsUnder(p.home)).toEqual([]);
-      expect(netns()).toBe(netnsBefore);
-      const list = JSON.parse((await p.cli(["list", "--json"])).stdout) as { name: string; status: string }[];
-      expect(list.find((w) => w.name === name)?.status).toBe("stopped");
+      // the CLI returned only once the worker was down
+      await expectNothingLeft(p, [name], netnsBefore);
       // and it starts again as usual
       const again = await p.cli(["start", name]);
       expect(again.code, again.stderr).toBe(0);
@@ -136,20 +141,14 @@ describe.skipIf(!!skip)("Ctrl-C on restart (vm)", () => {
       expect(add.code, add.stderr).toBe(0);
       expect((await p.cli(["start", name])).code).toBe(0);
       // READY is the workload's spawn: under a quarter CPU its shell takes a while to get to `trap` (then `echo up`).
-      const deadline = Date.now() + 30_000;
-      while (!p.read(`managed/${name}/logs/stdout.log`).includes("up") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-      expect(p.read(`managed/${name}/logs/stdout.log`), p.diagnostics(name)).toContain("up");
+      await waitFor(() => p.read(`managed/${name}/logs/stdout.log`).includes("up"), 30_000, `${name}'s workload to print up\n${p.diagnostics(name)}`);
       const netnsBefore = netns();
       const run = await startAndSignal(p, name, "SIGINT", [atMs], ["restart", name, "--timeout", timeout]);
       console.log(`[vm] restart, ${what}: CLI exited ${run.code} after ${run.exitedAtMs} ms: ${JSON.stringify(run.stderr)}`);
       expect(run.code, run.stderr).toBe(130);
       expect(run.stderr.trim().split("\n").at(-1)).toMatch(line);
       expect(run.stderr).not.toContain(`started ${name}`);
-      expect(processesMentioning(p.managed(name)), p.diagnostics(name)).toEqual([]);
-      expect(mountsUnder(p.home)).toEqual([]);
-      expect(netns()).toBe(netnsBefore);
-      const list = JSON.parse((await p.cli(["list", "--json"])).stdout) as { name: string; status: string }[];
-      expect(list.find((w) => w.name === name)?.status).toBe("stopped");
+      await expectNothingLeft(p, [name], netnsBefore);
       const again = await p.cli(["start", name]);
       expect(again.code, again.stderr).toBe(0);
       expect((await p.cli(["stop", name, "--timeout", "1"])).code).toBe(0);
@@ -179,12 +178,8 @@ describe.skipIf(!!skip)("Ctrl-C on start-all (vm)", () => {
     const lines = run.stderr.trim().split("\n");
     for (const name of names) {
       expect(lines).toContainEqual(expect.stringMatching(new RegExp(`^iii-worker: start of ${name} interrupted(; the worker was stopped| before its VM was started; nothing is running) \\[Interrupted\\]$`)));
-      expect(processesMentioning(p.managed(name)), p.diagnostics(name)).toEqual([]);
     }
     expect(run.stderr).not.toContain("started all-");
-    expect(mountsUnder(p.home)).toEqual([]);
-    expect(netns()).toBe(netnsBefore);
-    const list = JSON.parse((await p.cli(["list", "--json"])).stdout) as { name: string; status: string }[];
-    for (const name of names) expect(list.find((w) => w.name === name)?.status).toBe("stopped");
+    await expectNothingLeft(p, names, netnsBefore);
   }, 120_000);
 });
