@@ -6,6 +6,10 @@
  * worker's total and total/QEMU, and the idle CPU of all its processes over the idle window, in % of one core.
  * The issue's targets are stated in RSS ("host RSS per idle worker ≤ 1.3× QEMU alone", "QEMU's RSS ≤ 200 MiB");
  * both columns are printed and the verdict lines say which one they use.
+ *
+ * `--versus <other build's dist/cli.js> [--rounds 3]`: an A/B instead. Each round starts N workers of this build
+ * and N of the other at once, alternately (so both share the host, its load and node's pages alike), lets them
+ * settle and idle, and compares the mean per-worker total RSS and PSS: this / versus, min/median/max over rounds.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
@@ -23,6 +27,8 @@ const { values } = parseArgs({
     "idle-seconds": { type: "string", default: "20" },
     "settle-seconds": { type: "string", default: "3" },
     json: { type: "boolean", default: false },
+    versus: { type: "string" },
+    rounds: { type: "string", default: "3" },
   },
 });
 const n = Number(values.n);
@@ -74,18 +80,22 @@ interface WorkerRow {
   cpu: Record<Role | "total", number>;
 }
 
-/** Starts `count` idle workers, lets them settle, samples memory and the CPU they use over the idle window. */
-async function measure(count: number, rootfs: string): Promise<WorkerRow[]> {
+/**
+ * Starts `count` idle workers, lets them settle, samples memory and the CPU they use over the idle window. With
+ * `clis`, worker i is added and started by clis[i % clis.length] (the A/B: one project, each build's own workers).
+ */
+async function measure(count: number, rootfs: string, clis: string[] = [CLI]): Promise<WorkerRow[]> {
   const work = mkdtempSync(join("/tmp", "iii-bench-d-"));
   const env = { III_HOME: join(work, "h") };
   const names = Array.from({ length: count }, (_, i) => `idle${i}`);
+  const cliOf = (i: number) => clis[i % clis.length]!;
   try {
-    for (const name of names) {
-      const added = await runCli(["add", `dir:${rootfs}`, "--name", name, "--cpus", "1", "--memory", values.memory!, "--", "sh", "-c", "echo idle; exec sleep 100000"], work, env);
+    for (const [i, name] of names.entries()) {
+      const added = await runCli(["add", `dir:${rootfs}`, "--name", name, "--cpus", "1", "--memory", values.memory!, "--", "sh", "-c", "echo idle; exec sleep 100000"], work, env, cliOf(i));
       if (added.code !== 0) throw new Error(`add ${name} failed: ${added.stderr}`);
     }
-    for (const name of names) {
-      const started = await runCli(["start", name], work, env);
+    for (const [i, name] of names.entries()) {
+      const started = await runCli(["start", name], work, env, cliOf(i));
       if (started.code !== 0) throw new Error(`start ${name} failed: ${started.stderr}`);
     }
     await sleep(settleMs);
@@ -107,7 +117,7 @@ async function measure(count: number, rootfs: string): Promise<WorkerRow[]> {
       };
     });
   } finally {
-    for (const name of names) await runCli(["stop", name, "--timeout", "1"], work, env);
+    for (const [i, name] of names.entries()) await runCli(["stop", name, "--timeout", "1"], work, env, cliOf(i));
     rmSync(work, { recursive: true, force: true });
   }
 }
@@ -141,7 +151,39 @@ function verdict(rows: WorkerRow[]): string {
   ].join("\n");
 }
 
+/** The A/B: per round, N workers of each build at once; this / versus of the mean per-worker totals. */
+async function versus(other: string, rounds: number, rootfs: string): Promise<void> {
+  if (!existsSync(other)) throw new Error(`--versus ${other}: no such file`);
+  const mean = (rows: WorkerRow[], f: (r: WorkerRow) => number) => rows.reduce((a, r) => a + f(r), 0) / rows.length;
+  const ratios: { rss: number[]; pss: number[] } = { rss: [], pss: [] };
+  const lines: string[] = [];
+  for (let round = 0; round < rounds; round++) {
+    // Which build starts first alternates too.
+    const clis = round % 2 === 0 ? [CLI, other] : [other, CLI];
+    const rows = await measure(2 * n, rootfs, clis);
+    const ours = rows.filter((_, i) => clis[i % 2] === CLI);
+    const theirs = rows.filter((_, i) => clis[i % 2] !== CLI);
+    const m = (rs: WorkerRow[]) =>
+      `total ${(mean(rs, (r) => r.rss.total) / MiB).toFixed(1)}/${(mean(rs, (r) => r.pss.total) / MiB).toFixed(1)} (supervisor ${(mean(rs, (r) => r.rss.supervisor) / MiB).toFixed(1)}/${(mean(rs, (r) => r.pss.supervisor) / MiB).toFixed(1)}, iii-fs ${(mean(rs, (r) => r.rss["iii-fs"]) / MiB).toFixed(1)}/${(mean(rs, (r) => r.pss["iii-fs"]) / MiB).toFixed(1)}, qemu ${(mean(rs, (r) => r.rss.qemu) / MiB).toFixed(1)}/${(mean(rs, (r) => r.pss.qemu) / MiB).toFixed(1)})`;
+    ratios.rss.push(mean(ours, (r) => r.rss.total) / mean(theirs, (r) => r.rss.total));
+    ratios.pss.push(mean(ours, (r) => r.pss.total) / mean(theirs, (r) => r.pss.total));
+    lines.push(`round ${round + 1}: this ${m(ours)}\n         versus ${m(theirs)}`);
+    console.error(lines.at(-1));
+  }
+  const spread = (xs: number[]) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return `${s[0]!.toFixed(3)}/${s[Math.floor(s.length / 2)]!.toFixed(3)}/${s.at(-1)!.toFixed(3)}`;
+  };
+  console.log(`density A/B, ${n} idle workers of each build at once, ${rounds} rounds (MiB, RSS/PSS per worker, all its processes)`);
+  console.log(lines.join("\n"));
+  console.log(`this / versus per-worker total (min/median/max): RSS ${spread(ratios.rss)}, PSS ${spread(ratios.pss)}`);
+}
+
 const rootfs = buildBusyboxRootfs();
+if (values.versus) {
+  await versus(values.versus, Number(values.rounds), rootfs);
+  process.exit(0);
+}
 console.error(`density: 1 worker, then ${n}, ${values.memory} each; settle ${settleMs / 1000} s, idle window ${idleMs / 1000} s`);
 const alone = await measure(1, rootfs);
 const many = n > 1 ? await measure(n, rootfs) : [];

@@ -1,6 +1,6 @@
 import type { ConsoleMark } from "../vmm/console-log.js";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { MountServer } from "@iii/filesystem/client";
+import type { MountHandle, MountServer } from "@iii/filesystem/client";
 import type { HostControl, WorkloadExitMessage } from "@iii/init";
 import type { NetworkStack } from "@iii/network";
 import type { ExecRegistry } from "../api/exec-registry.js";
@@ -39,6 +39,8 @@ export class SupervisorRun {
   vmm: Vmm | undefined;
   /** The root mount's FUSE server, started before the supervisor loaded its code (main.ts); used by the mount phase. */
   rootServer: MountServer | undefined;
+  /** The FUSE mounts this run serves (the root, then the writable shares), each by its own server process. */
+  readonly mounts: MountHandle[] = [];
   control: HostControl | undefined;
   execs: ExecRegistry | undefined;
   stack: NetworkStack | undefined;

@@ -20,6 +20,7 @@ import { installFatalTeardown } from "./fatal.js";
 import { healthOptionsFrom, watchHealth } from "./health.js";
 import { runPhases } from "./phases/index.js";
 import { budgetedLog, guestLogBudget } from "./guest-log.js";
+import { collectGarbage, trimWhenIdle } from "./idle-trim.js";
 import { log, SupervisorRun } from "./run.js";
 import { allocateSlot } from "./slots.js";
 
@@ -106,6 +107,7 @@ export async function runSupervisor(
     run.record.guestReadyAt = new Date(run.readyAt).toISOString();
     await run.writeRecord().catch((error: Error) => log(`vm.json: ${error.message}`));
     run.resources.add("health watch", watchHealth(run.control!, paths.health, health, log));
+    run.resources.add("idle heap trim", trimWhenIdle({ trim: () => trimHeaps(run), onError: (error) => log(`idle heap trim: ${error.message}`) }));
     return await runToEnd(run);
   } catch (error) {
     // Another package's typed error (FilesystemError, NetworkError) keeps its code to the CLI line.
@@ -133,6 +135,12 @@ export async function runSupervisor(
     run.control?.close();
     await run.resources.releaseAll();
   }
+}
+
+/** One full GC here and in each FUSE server still mounted (see trimWhenIdle). */
+async function trimHeaps(run: SupervisorRun): Promise<void> {
+  collectGarbage();
+  await Promise.all(run.mounts.filter((mount) => mount.mounted).map((mount) => mount.memoryAfterGc()));
 }
 
 /** Attaches the control channel once the guest connects, and waits for init's READY and the workload's start. */

@@ -41,6 +41,7 @@ export async function mountPhase(run: SupervisorRun): Promise<void> {
 
 async function serve(run: SupervisorRun, options: MountOptions, what: string, server: MountServer = MountServer.start()): Promise<MountHandle> {
   const handle = await server.mount(options);
+  run.mounts.push(handle);
   run.resources.add(`${what} mount`, () => unmount(handle));
   handle.on("unmounted", (reason) => {
     if (reason.external) run.childDied(`the FUSE server of ${what} (iii-fs pid ${handle.serverPid}) failed: ${reason.error.message}`);
