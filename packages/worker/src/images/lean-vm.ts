@@ -10,6 +10,9 @@ import { setFlagsFromString } from "node:v8";
  *   16 MiB per semi-space under the tar reader's garbage; 68 → 63 MB, no measurable time.
  * - `--optimize-for-size`: V8's heap heuristics favour memory (smaller growing steps, earlier GC); 63 → 60.5 MB,
  *   no measurable time.
+ * The supervisor's boot runs under them too, until READY (supervisor.ts): its hot code comes later, in the network
+ * stack, and an idle worker's supervisor then never faults the compilers in (bench:density --versus: 6 MiB of RSS,
+ * 3 of PSS less per worker; bench:boot --versus: per-round median +92 and +6 ms in two 9-round runs, noise).
  * All are read by V8 when it decides (tier-up, new-space growth, heap limits), so they take effect at run time; the maximum
  * semi-space size and --lite-mode (which would go further) only work as startup flags. The previous values come
  * back when the last pull in the process ends, and a flag the user set (NODE_OPTIONS, node's own arguments) is

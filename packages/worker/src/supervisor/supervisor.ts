@@ -21,6 +21,7 @@ import { healthOptionsFrom, watchHealth } from "./health.js";
 import { runPhases } from "./phases/index.js";
 import { budgetedLog, guestLogBudget } from "./guest-log.js";
 import { collectGarbage, trimWhenIdle } from "./idle-trim.js";
+import { leanVm } from "../images/lean-vm.js";
 import { log, SupervisorRun } from "./run.js";
 import { allocateSlot } from "./slots.js";
 
@@ -39,6 +40,8 @@ export async function runSupervisor(
   /** Started in standby (main.ts): when its code was loaded and it began to wait for `go`, in ms since its start. */
   standbyMs?: number,
 ): Promise<number> {
+  // No optimizing compilers until READY (see lean-vm.ts): the boot's code runs once, and their pages stay out of RSS.
+  const releaseLean = leanVm();
   const paths = workerPaths(name, env, projectDir);
   const ready = new ReadyPipe(env.III_READY_FD ? Number(env.III_READY_FD) : undefined);
   const run = new SupervisorRun(name, paths, env, createVmm);
@@ -101,6 +104,7 @@ export async function runSupervisor(
     const readyMessage = await awaitReady(run, request);
     run.mark("ready");
     run.readyAt = Date.now();
+    releaseLean();
     ready.report({ event: "ready", pid: process.pid, origin: performance.timeOrigin, timings: { ...run.timings, ...guestTimings(readyMessage) } });
     log(`ready in ${run.timings.ready} ms`);
     // Tells a client that cannot reach the API socket from now on that it is gone, not yet to come (api/client.ts).
@@ -132,6 +136,7 @@ export async function runSupervisor(
     }
     return 1;
   } finally {
+    releaseLean();
     run.control?.close();
     await run.resources.releaseAll();
   }
