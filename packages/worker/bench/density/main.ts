@@ -1,5 +1,5 @@
 /**
- * `node bench/density/run.mjs [--n 6] [--memory 128Mi] [--idle-seconds 20] [--json]`: host cost of idle busybox
+ * `node bench/density/run.mjs [--n 6] [--memory 128Mi] [--settle-seconds 15] [--idle-seconds 20] [--json]`: host cost of idle busybox
  * workers (`sh -c 'echo …; exec sleep'`), one alone and then N at once. Per worker and process (supervisor, its
  * FUSE server, virtiofsd, QEMU): RSS (VmRSS) and PSS (Pss of /proc/PID/smaps_rollup, which shares the pages
  * several processes map — Node's binary and libraries across supervisors and FUSE servers — among them), the
@@ -25,7 +25,10 @@ const { values } = parseArgs({
     n: { type: "string", default: "6" },
     memory: { type: "string", default: "128Mi" },
     "idle-seconds": { type: "string", default: "20" },
-    "settle-seconds": { type: "string", default: "3" },
+    // Past the supervisor's idle trim (one full GC in it and its FUSE server, one idle tick of 2 s after READY:
+    // src/supervisor/idle-trim.ts) and the GCs V8's memory reducer runs ~8 s after that (~60 and ~40 ms of CPU,
+    // once): with 3 s, six workers' window held the last ones' (2.2 % of a core instead of 1.6).
+    "settle-seconds": { type: "string", default: "15" },
     json: { type: "boolean", default: false },
     versus: { type: "string" },
     rounds: { type: "string", default: "3" },

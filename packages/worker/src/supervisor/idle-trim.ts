@@ -3,7 +3,7 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 
 /** How often the supervisor looks at how busy its event loop was. */
-export const IDLE_TRIM_EVERY_MS = 5_000;
+export const IDLE_TRIM_EVERY_MS = 2_000;
 /** Below this share of a tick spent running JS and callbacks, the loop counts as idle. */
 export const IDLE_TRIM_BUSY_BELOW = 0.02;
 
