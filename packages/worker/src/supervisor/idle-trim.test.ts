@@ -1,5 +1,4 @@
-import { setTimeout as sleep } from "node:timers/promises";
-import { describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { collectGarbage, trimWhenIdle, type EventLoopSample } from "./idle-trim.js";
 
 /** A loop whose every tick is as busy as `state.busy` says. */
@@ -8,6 +7,11 @@ function loop(state: { busy: boolean }): (previous?: EventLoopSample) => EventLo
 }
 
 describe("trimWhenIdle", () => {
+  // The clock is the test's: each tick is exactly one interval, whatever the host's load.
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+  const sleep = (ms: number) => vi.advanceTimersByTimeAsync(ms);
+
   it("trims once when the loop goes idle, not again while it stays idle, and again after a busy period", async () => {
     const state = { busy: true };
     let trims = 0;
