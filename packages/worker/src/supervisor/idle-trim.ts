@@ -28,8 +28,9 @@ export interface EventLoopSample {
  * evaluation, the mount, the first frames) and, without an idle notification from the embedder (Node sends none),
  * keeps it committed: an idle supervisor held 19 MB of heap with 9 in use, its FUSE server 11 with 7, until the
  * next full GC, which an idle process never reaches by allocating. So after every busy period, once a tick of
- * the loop was idle, one full GC runs in each (a few ms on heaps this size); an idle worker pays one per busy
- * period, never one per tick. Returns the stop function, for the run's resource owner.
+ * the loop was idle, one full GC runs in each; an idle worker pays one per busy period, never one per tick (with
+ * the GCs V8's memory reducer adds ~8 s after it, ~60 ms of the supervisor's CPU and ~40 of a FUSE server's here,
+ * once after the boot: bench:density). Returns the stop function, for the run's resource owner.
  */
 export function trimWhenIdle(options: IdleTrimOptions): () => void {
   const { trim, everyMs = IDLE_TRIM_EVERY_MS, busyBelow = IDLE_TRIM_BUSY_BELOW } = options;
@@ -40,7 +41,6 @@ export function trimWhenIdle(options: IdleTrimOptions): () => void {
   const timer = setInterval(() => {
     const now = utilization();
     const busy = utilization(last).utilization >= busyBelow;
-    // The sample after the trim is taken when it ends: the GC's own time does not count as the next tick's work.
     last = now;
     if (busy) {
       trimmedSinceBusy = false;
@@ -53,6 +53,7 @@ export function trimWhenIdle(options: IdleTrimOptions): () => void {
       .finally(() => {
         running = false;
         trimmedSinceBusy = true;
+        // Sampled when the trim ends: the GC's own time does not count as the next tick's work.
         last = utilization();
       });
   }, everyMs);

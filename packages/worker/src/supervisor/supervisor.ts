@@ -6,6 +6,7 @@ import { HostControl, type ReadyMessage } from "@iii/init";
 import { errnoCode, IiiError, toIiiError } from "../errors.js";
 import { tryHoldFileLock, withFileLock } from "../host/file-lock.js";
 import { processStartTime } from "../host/process-identity.js";
+import { leanVm } from "../images/lean-vm.js";
 import { planVm } from "../launch/plan.js";
 import { ReadyPipe } from "../launch/ready-pipe.js";
 import type { LaunchRequest } from "../launch/request.js";
@@ -21,7 +22,6 @@ import { healthOptionsFrom, watchHealth } from "./health.js";
 import { runPhases } from "./phases/index.js";
 import { budgetedLog, guestLogBudget } from "./guest-log.js";
 import { collectGarbage, trimWhenIdle } from "./idle-trim.js";
-import { leanVm } from "../images/lean-vm.js";
 import { log, SupervisorRun } from "./run.js";
 import { allocateSlot } from "./slots.js";
 
